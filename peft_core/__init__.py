@@ -1,0 +1,37 @@
+"""Shared core of glora_jax and flora_jax.
+
+The adapter protocol, target selection by path patterns, LoRA and the baselines.
+"""
+
+from peft_core.adapter import (
+    Adapter,
+    add_delta,
+    check_tree,
+    combine,
+    over_stack,
+    param_count,
+    replace_leaves,
+)
+from peft_core.baselines import full, linear_probe
+from peft_core.layers import Layer, find_layers
+from peft_core.lora import lora
+from peft_core.paths import flatten, get_leaf, select, unflatten
+
+__all__ = [
+    "Adapter",
+    "Layer",
+    "add_delta",
+    "check_tree",
+    "combine",
+    "find_layers",
+    "flatten",
+    "full",
+    "get_leaf",
+    "linear_probe",
+    "lora",
+    "over_stack",
+    "param_count",
+    "replace_leaves",
+    "select",
+    "unflatten",
+]

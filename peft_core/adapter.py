@@ -1,0 +1,155 @@
+"""The adapter protocol: a value holding pure functions over param pytrees (cf. optax).
+
+    aparams = adapter.init(rng, params)            # only the adapter's own tensors
+    eff     = adapter.apply(params, aparams, cfg)  # same tree as params, W0 + dW on targets
+    merged  = adapter.merge(params, aparams, cfg)  # plain arrays in the params' dtypes, to serve
+
+``cfg`` is ``None`` for adapters without a search space; GLoRA's is a pytree of int arrays, so one
+compiled function serves every subnet. ``space(params)`` returns that search space (or None).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+
+from peft_core.paths import Params, flatten, unflatten
+
+AParams = Any
+Config = Any
+
+
+class InitFn(Protocol):
+    def __call__(self, rng: jax.Array, params: Params) -> AParams: ...
+
+
+class ApplyFn(Protocol):
+    def __call__(self, params: Params, aparams: AParams, cfg: Config = None) -> Params: ...
+
+
+class Adapter(NamedTuple):
+    """A PEFT method as pure functions; see the module docstring."""
+
+    init: InitFn
+    apply: ApplyFn
+    merge: ApplyFn
+    space: Callable[[Params], Any] | None = None
+
+
+def param_count(tree: Any) -> int:
+    """Number of scalars in a pytree of arrays (or ShapeDtypeStructs)."""
+    return sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(tree))
+
+
+def check_tree(expected: Any, got: Any, *, what: str) -> None:
+    """Raise ValueError naming missing, unexpected and mis-shaped leaves of ``got``.
+
+    ``expected`` may hold ShapeDtypeStructs (e.g. from ``jax.eval_shape(adapter.init, ...)``).
+    """
+    exp = _flat_shapes(expected)
+    act = _flat_shapes(got)
+    missing = sorted(set(exp) - set(act))
+    extra = sorted(set(act) - set(exp))
+    wrong = sorted(
+        f"{k}: expected {exp[k]}, got {act[k]}" for k in exp.keys() & act.keys() if exp[k] != act[k]
+    )
+    if missing or extra or wrong:
+        parts = [f"{what} does not fit the params"]
+        for label, items in (("missing", missing), ("unexpected", extra), ("mis-shaped", wrong)):
+            if items:
+                more = " ..." if len(items) > 10 else ""
+                parts.append(f"{label}: " + ", ".join(items[:10]) + more)
+        raise ValueError("; ".join(parts))
+
+
+def _flat_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+    if isinstance(tree, Mapping):
+        return {k: tuple(v.shape) for k, v in flatten(tree).items()}
+    leaves = jax.tree_util.tree_leaves_with_path(tree)
+    return {jax.tree_util.keystr(p): tuple(v.shape) for p, v in leaves}
+
+
+def replace_leaves(params: Params, updates: Mapping[str, jax.Array]) -> dict[str, Any]:
+    """A copy of ``params`` with the leaves at the given '/'-paths replaced."""
+    flat = flatten(params)
+    unknown = [p for p in updates if p not in flat]
+    if unknown:
+        raise KeyError(f"no such param paths: {unknown}")
+    flat.update(updates)
+    return unflatten(flat)
+
+
+def over_stack(fn: Callable[..., jax.Array], n_stack: int) -> Callable[..., jax.Array]:
+    """``fn`` mapped over ``n_stack`` leading (nn.scan) axes of all its arguments."""
+    for _ in range(n_stack):
+        fn = jax.vmap(fn)
+    return fn
+
+
+def add_delta(w: jax.Array, delta: jax.Array) -> jax.Array:
+    """``w + delta`` computed in f32 at least, returned in ``w``'s dtype."""
+    dtype = jnp.promote_types(w.dtype, jnp.float32)
+    return (w.astype(dtype) + delta.astype(dtype)).astype(w.dtype)
+
+
+def no_config(name: str, cfg: Config) -> None:
+    if cfg is not None:
+        raise ValueError(f"{name} has no search space: cfg must be None, got {type(cfg).__name__}")
+
+
+def combine(*adapters: Adapter) -> Adapter:
+    """Several adapters on disjoint targets as one; aparams and cfg are tuples, one per adapter.
+
+    Applied in order, each to the previous one's output. Overlapping targets raise at init.
+    """
+    if not adapters:
+        raise ValueError("combine() needs at least one adapter")
+
+    def cfgs(cfg: Config) -> tuple[Config, ...]:
+        if cfg is None:
+            return (None,) * len(adapters)
+        if not isinstance(cfg, tuple) or len(cfg) != len(adapters):
+            raise ValueError(f"combined cfg must be a tuple of {len(adapters)} configs or None")
+        return cfg
+
+    def init(rng: jax.Array, params: Params) -> tuple[AParams, ...]:
+        rngs = jax.random.split(rng, len(adapters))
+        out = tuple(a.init(r, params) for a, r in zip(adapters, rngs, strict=True))
+        seen: dict[str, int] = {}
+        for i, a in enumerate(adapters):
+            changed = _changed_paths(params, a, out[i])
+            for p in changed:
+                if p in seen:
+                    raise ValueError(f"adapters {seen[p]} and {i} both target {p!r}")
+                seen[p] = i
+        return out
+
+    def fold(kind: str) -> ApplyFn:
+        def run(params: Params, aparams: AParams, cfg: Config = None) -> Params:
+            if not isinstance(aparams, tuple) or len(aparams) != len(adapters):
+                raise ValueError(f"combined aparams must be a tuple of {len(adapters)} trees")
+            out = params
+            for a, ap, c in zip(adapters, aparams, cfgs(cfg), strict=True):
+                out = getattr(a, kind)(out, ap, c)
+            return out
+
+        return run
+
+    def space(params: Params) -> tuple[Any, ...]:
+        return tuple(a.space(params) if a.space else None for a in adapters)
+
+    has_space = any(a.space is not None for a in adapters)
+    return Adapter(init, fold("apply"), fold("merge"), space if has_space else None)
+
+
+def _changed_paths(params: Params, adapter: Adapter, aparams: AParams) -> list[str]:
+    """Param paths the adapter rewrites: leaves of its output that are new objects."""
+    space = adapter.space(params) if adapter.space else None
+    cfg = space.sample(jax.random.key(0)) if space is not None else None
+    before = flatten(params)
+    after = flatten(adapter.apply(params, aparams, cfg))
+    return [p for p, v in after.items() if v is not before[p]]

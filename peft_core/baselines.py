@@ -1,0 +1,58 @@
+"""The two non-PEFT baselines in the adapter protocol.
+
+- ``full()``: aparams is a zero-initialised delta on every leaf matched (default: all), so full
+  fine-tuning trains exactly the same quantities through the same trainer.
+- ``linear_probe()``: no adapter tensors; only the task head (handled by the trainer) trains.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from peft_core.adapter import (
+    Adapter,
+    AParams,
+    Config,
+    add_delta,
+    check_tree,
+    no_config,
+    replace_leaves,
+)
+from peft_core.paths import Params, Patterns, flatten, select, unflatten
+
+
+def full(*, targets: Patterns = r".*", exclude: Patterns | None = None) -> Adapter:
+    """Full fine-tuning: eff = params + delta on every matched leaf, delta starting at zero."""
+
+    def init(rng: jax.Array, params: Params) -> AParams:
+        del rng
+        flat = flatten(params)
+        chosen = select(flat, targets, exclude=exclude)
+        return unflatten({p: jnp.zeros_like(flat[p], jnp.float32) for p in chosen})
+
+    def apply(params: Params, aparams: AParams, cfg: Config = None) -> Params:
+        no_config("full", cfg)
+        check_tree(jax.eval_shape(init, jax.random.key(0), params), aparams, what="full delta")
+        flat = flatten(params)
+        return replace_leaves(
+            params, {p: add_delta(flat[p], d) for p, d in flatten(aparams).items()}
+        )
+
+    return Adapter(init, apply, apply)
+
+
+def linear_probe() -> Adapter:
+    """No adapter at all: the backbone stays frozen and only the head trains."""
+
+    def init(rng: jax.Array, params: Params) -> AParams:
+        del rng, params
+        return {}
+
+    def apply(params: Params, aparams: AParams, cfg: Config = None) -> Params:
+        no_config("linear_probe", cfg)
+        if jax.tree_util.tree_leaves(aparams):
+            raise ValueError("linear_probe takes no adapter params (aparams must be {})")
+        return params
+
+    return Adapter(init, apply, apply)

@@ -1,0 +1,92 @@
+"""Adaptable layers found in a param tree: a kernel, its optional bias and how to read it.
+
+A kernel of shape ``stack + in_shape + out_shape`` is viewed as a matrix (fan_in, fan_out):
+- ``stack``: leading axes of layers stacked by ``nn.scan`` (one adapter per slice);
+- ``out_shape``: the bias shape when there is a bias, else the last axis;
+- ``in_shape``: the rest. Dense (in, out); DenseGeneral q/k/v (D, H, Dh) with bias (H, Dh);
+  attention out (H, Dh, D); conv HWIO (kh, kw, in/groups, out) with in_shape (kh, kw, in/groups).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from peft_core.paths import Params, Patterns, flatten, matches, select
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """One targeted kernel. Shapes exclude nothing: ``kernel_shape == stack+in_shape+out_shape``."""
+
+    kernel_path: str
+    bias_path: str | None
+    stack_shape: tuple[int, ...]
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+
+    @property
+    def name(self) -> str:
+        """Module path: the kernel path without its trailing '/kernel'."""
+        return self.kernel_path.rsplit("/", 1)[0]
+
+    @property
+    def kernel_shape(self) -> tuple[int, ...]:
+        return self.stack_shape + self.in_shape + self.out_shape
+
+    @property
+    def fan_in(self) -> int:
+        return math.prod(self.in_shape)
+
+    @property
+    def fan_out(self) -> int:
+        return math.prod(self.out_shape)
+
+    @property
+    def num_stacked(self) -> int:
+        return math.prod(self.stack_shape)
+
+
+def find_layers(
+    params: Params,
+    targets: Patterns,
+    *,
+    exclude: Patterns | None = None,
+    stacked: Patterns | None = None,
+) -> list[Layer]:
+    """Every kernel whose path matches ``targets`` (regexes over '/'-joined paths).
+
+    ``stacked``: patterns of kernel paths that carry one leading ``nn.scan`` layer axis.
+    Raises ValueError for a pattern that matches nothing or a matched leaf that is not a
+    kernel-like array (ndim < 2 once the stack axis is removed).
+    """
+    flat = flatten(params)
+    layers = []
+    for path in select(flat, targets, exclude=exclude):
+        layers.append(_layer(path, flat, n_stack=1 if matches(path, stacked) else 0))
+    return layers
+
+
+def _layer(path: str, flat: Mapping[str, Any], n_stack: int) -> Layer:
+    shape = tuple(flat[path].shape)
+    stack, rest = shape[:n_stack], shape[n_stack:]
+    if len(rest) < 2:
+        raise ValueError(
+            f"target {path!r} has shape {shape}: adapters need a kernel of at least 2 dims "
+            "(after the stacked-layer axis); did the pattern match a bias or a norm scale?"
+        )
+    bias_path = path.rsplit("/", 1)[0] + "/bias" if "/" in path else "bias"
+    if bias_path not in flat:
+        return Layer(path, None, stack, rest[:-1], rest[-1:])
+    bias_shape = tuple(flat[bias_path].shape)
+    if bias_shape[:n_stack] != stack:
+        raise ValueError(f"bias {bias_path!r} {bias_shape} does not share the stack axis {stack}")
+    out = bias_shape[n_stack:]
+    n_out = len(out)
+    if n_out == 0 or n_out >= len(rest) or rest[-n_out:] != out:
+        raise ValueError(
+            f"kernel {path!r} {shape} does not end with its bias shape {bias_shape[n_stack:]}"
+        )
+    return Layer(path, bias_path, stack, rest[:-n_out], out)

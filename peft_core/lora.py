@@ -1,0 +1,80 @@
+"""LoRA (Hu et al.): dW = (alpha / r) * A @ B on the matrix view (fan_in, fan_out) of a kernel.
+
+A (fan_in, r) is kaiming-uniform(a=sqrt(5)) as in HF PEFT, i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in));
+B (r, fan_out) is zero, so the adapted model equals the base model at init.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from peft_core.adapter import (
+    Adapter,
+    AParams,
+    Config,
+    add_delta,
+    check_tree,
+    no_config,
+    over_stack,
+    replace_leaves,
+)
+from peft_core.layers import Layer, find_layers
+from peft_core.paths import Params, Patterns, get_leaf
+from peft_core.targets import DENSE_TARGETS
+
+
+def lora(
+    rank: int,
+    *,
+    alpha: float | None = None,
+    targets: Patterns = DENSE_TARGETS,
+    exclude: Patterns | None = None,
+    stacked: Patterns | None = None,
+    dtype: Any = jnp.float32,
+) -> Adapter:
+    """LoRA of ``rank`` on every kernel matched by ``targets``, scaled by alpha/rank (default 1)."""
+    if rank < 1:
+        raise ValueError(f"LoRA rank must be >= 1, got {rank}")
+    scale = (rank if alpha is None else alpha) / rank
+
+    def layers(params: Params) -> list[Layer]:
+        found = find_layers(params, targets, exclude=exclude, stacked=stacked)
+        for layer in found:
+            if rank > min(layer.fan_in, layer.fan_out):
+                raise ValueError(
+                    f"LoRA rank {rank} exceeds min(fan_in, fan_out) = "
+                    f"{min(layer.fan_in, layer.fan_out)} of {layer.kernel_path} "
+                    f"{layer.kernel_shape}"
+                )
+        return found
+
+    def init(rng: jax.Array, params: Params) -> AParams:
+        out = {}
+        for layer, key in zip(
+            found := layers(params), jax.random.split(rng, len(found)), strict=True
+        ):
+            bound = 1.0 / jnp.sqrt(layer.fan_in)
+            a = jax.random.uniform(
+                key, (*layer.stack_shape, layer.fan_in, rank), dtype, -bound, bound
+            )
+            b = jnp.zeros((*layer.stack_shape, rank, layer.fan_out), dtype)
+            out[layer.name] = {"a": a, "b": b}
+        return out
+
+    def apply(params: Params, aparams: AParams, cfg: Config = None) -> Params:
+        no_config("lora", cfg)
+        found = layers(params)
+        check_tree(jax.eval_shape(init, jax.random.key(0), params), aparams, what="LoRA params")
+        updates = {}
+        for layer in found:
+            w = get_leaf(params, layer.kernel_path)
+            ab = aparams[layer.name]
+            product = over_stack(lambda a, b: scale * (a @ b), len(layer.stack_shape))
+            delta = product(ab["a"], ab["b"])
+            updates[layer.kernel_path] = add_delta(w, delta.reshape(layer.kernel_shape))
+        return replace_leaves(params, updates)
+
+    return Adapter(init, apply, apply)

@@ -1,0 +1,70 @@
+"""Addressing leaves of a param pytree by '/'-joined paths and regex patterns."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from flax import traverse_util
+
+Params = Mapping[str, Any]
+Patterns = str | Sequence[str]
+
+
+def flatten(tree: Params) -> dict[str, Any]:
+    """Nested dict -> {'a/b/kernel': leaf}."""
+    return dict(traverse_util.flatten_dict(_to_dict(tree), sep="/"))
+
+
+def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """{'a/b/kernel': leaf} -> nested dict."""
+    return traverse_util.unflatten_dict(dict(flat), sep="/")
+
+
+def _to_dict(tree: Params) -> dict[str, Any]:
+    if not isinstance(tree, Mapping):
+        raise TypeError(f"expected a nested mapping of params, got {type(tree).__name__}")
+    return {k: _to_dict(v) if isinstance(v, Mapping) else v for k, v in tree.items()}
+
+
+def as_patterns(patterns: Patterns | None) -> tuple[str, ...]:
+    if patterns is None:
+        return ()
+    return (patterns,) if isinstance(patterns, str) else tuple(patterns)
+
+
+def matches(path: str, patterns: Patterns | None) -> bool:
+    """True when any regex in ``patterns`` matches the whole ``path``."""
+    return any(re.fullmatch(p, path) for p in as_patterns(patterns))
+
+
+def select(
+    paths: Iterable[str], patterns: Patterns, *, exclude: Patterns | None = None
+) -> list[str]:
+    """Paths fully matched by some pattern (and by no ``exclude`` pattern), in order.
+
+    Raises ValueError when a pattern matches nothing: a typo must not silently adapt nothing.
+    """
+    paths = list(paths)
+    for p in as_patterns(patterns):
+        try:
+            re.compile(p)
+        except re.error as e:
+            raise ValueError(f"invalid target pattern {p!r}: {e}") from e
+        if not any(re.fullmatch(p, path) for path in paths):
+            shown = "\n  ".join(paths[:12]) + ("\n  ..." if len(paths) > 12 else "")
+            raise ValueError(
+                f"target pattern {p!r} matches no param path; paths look like:\n  {shown}"
+            )
+    return [x for x in paths if matches(x, patterns) and not matches(x, exclude)]
+
+
+def get_leaf(params: Params, path: str) -> Any:
+    """The leaf at a '/'-joined path; KeyError names the path."""
+    node: Any = params
+    for key in path.split("/"):
+        if not isinstance(node, Mapping) or key not in node:
+            raise KeyError(f"no param at {path!r}")
+        node = node[key]
+    return node

@@ -1,0 +1,195 @@
+"""peft_core: target selection, layer discovery, LoRA, baselines, combine."""
+
+from __future__ import annotations
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import peft_core
+from peft_core import find_layers
+
+
+def tree(**shapes: tuple[int, ...]) -> dict:
+    """{'a/b/kernel': shape} -> nested dict of deterministic random arrays."""
+    rng = np.random.default_rng(0)
+    flat = {
+        k.replace(".", "/"): jnp.asarray(rng.normal(size=s), jnp.float32) for k, s in shapes.items()
+    }
+    return peft_core.unflatten(flat)
+
+
+PARAMS = tree(
+    **{
+        "dense.kernel": (6, 5),
+        "dense.bias": (5,),
+        "q.kernel": (8, 2, 3),
+        "q.bias": (2, 3),
+        "out.kernel": (2, 3, 8),
+        "out.bias": (8,),
+        "conv.kernel": (3, 3, 4, 6),
+        "conv.bias": (6,),
+        "nobias.kernel": (4, 7),
+        "scan.kernel": (3, 6, 5),
+        "scan.bias": (3, 5),
+        "norm.scale": (5,),
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("path", "stack", "fan_in", "fan_out", "bias"),
+    [
+        ("dense/kernel", (), 6, 5, "dense/bias"),
+        ("q/kernel", (), 8, 6, "q/bias"),
+        ("out/kernel", (), 6, 8, "out/bias"),
+        ("conv/kernel", (), 36, 6, "conv/bias"),
+        ("nobias/kernel", (), 4, 7, None),
+        ("scan/kernel", (3,), 6, 5, "scan/bias"),
+    ],
+)
+def test_find_layers_matrix_view(path, stack, fan_in, fan_out, bias):
+    (layer,) = find_layers(PARAMS, path.replace("/", "\\/"), stacked=r"scan/.*")
+    assert layer.kernel_path == path
+    assert layer.stack_shape == stack
+    assert (layer.fan_in, layer.fan_out) == (fan_in, fan_out)
+    assert layer.bias_path == bias
+    assert layer.kernel_shape == PARAMS[path.split("/")[0]]["kernel"].shape
+
+
+def test_find_layers_errors():
+    with pytest.raises(ValueError, match="matches no param path"):
+        find_layers(PARAMS, r".*/kernl")
+    with pytest.raises(ValueError, match="at least 2 dims"):
+        find_layers(PARAMS, r"norm/scale")
+    with pytest.raises(ValueError, match="invalid target pattern"):
+        find_layers(PARAMS, r"(")
+    bad = tree(**{"x.kernel": (4, 5), "x.bias": (4,)})
+    with pytest.raises(ValueError, match="does not end with its bias shape"):
+        find_layers(bad, r"x/kernel")
+
+
+def test_select_exclude_and_order():
+    paths = ["a/kernel", "b/kernel", "head/kernel"]
+    assert peft_core.select(paths, r".*kernel", exclude=r"head/.*") == ["a/kernel", "b/kernel"]
+
+
+def np_lora(w, a, b, scale):
+    """Reference: W + scale * A B on the (fan_in, fan_out) view."""
+    return w + scale * (a.reshape(a.shape[0], -1) @ b).reshape(w.shape)
+
+
+@pytest.mark.parametrize("rank", [1, 2, 4])
+@pytest.mark.parametrize("alpha", [None, 8.0])
+def test_lora_matches_numpy(rank, alpha):
+    targets = (r"dense/kernel", r"q/kernel", r"out/kernel", r"conv/kernel")
+    ad = peft_core.lora(rank, alpha=alpha, targets=targets)
+    ap = ad.init(jax.random.key(1), PARAMS)
+    chex.assert_trees_all_equal(ad.apply(PARAMS, ap), PARAMS)  # B = 0: identity at init
+    rng = np.random.default_rng(2)
+    ap = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape), jnp.float32), ap)
+    eff = ad.apply(PARAMS, ap)
+    scale = (alpha or rank) / rank
+    for name in ("dense", "q", "out", "conv"):
+        w = np.asarray(PARAMS[name]["kernel"])
+        a, b = np.asarray(ap[name]["a"]), np.asarray(ap[name]["b"])
+        chex.assert_shape(a, (w.size // b.shape[1], rank))
+        expected = w + scale * (a @ b).reshape(w.shape)
+        np.testing.assert_allclose(eff[name]["kernel"], expected, rtol=1e-5, atol=1e-5)
+        chex.assert_trees_all_equal(eff[name]["bias"], PARAMS[name]["bias"])
+    chex.assert_trees_all_close(ad.merge(PARAMS, ap), eff)
+
+
+def test_lora_stacked_is_per_slice():
+    ad = peft_core.lora(2, targets=r"scan/kernel", stacked=r"scan/.*")
+    ap = ad.init(jax.random.key(0), PARAMS)
+    chex.assert_shape(ap["scan"]["a"], (3, 6, 2))
+    ap = jax.tree.map(lambda x: x + 1.0, ap)
+    eff = ad.apply(PARAMS, ap)["scan"]["kernel"]
+    for i in range(3):
+        w = np.asarray(PARAMS["scan"]["kernel"][i])
+        ref = w + np.asarray(ap["scan"]["a"][i]) @ np.asarray(ap["scan"]["b"][i])
+        np.testing.assert_allclose(eff[i], ref, rtol=1e-5)
+
+
+def test_lora_errors_and_bf16():
+    with pytest.raises(ValueError, match="exceeds min"):
+        peft_core.lora(5, targets=r"nobias/kernel").init(jax.random.key(0), PARAMS)
+    with pytest.raises(ValueError, match="rank must be"):
+        peft_core.lora(0)
+    ad = peft_core.lora(2, targets=r"dense/kernel")
+    ap = ad.init(jax.random.key(0), PARAMS)
+    with pytest.raises(ValueError, match="mis-shaped"):
+        ad.apply(PARAMS, {"dense": {"a": ap["dense"]["a"][:, :1], "b": ap["dense"]["b"]}})
+    with pytest.raises(ValueError, match="missing"):
+        ad.apply(PARAMS, {})
+    with pytest.raises(ValueError, match="no search space"):
+        ad.apply(PARAMS, ap, {"dense": 1})
+    p16 = jax.tree.map(lambda x: x.astype(jnp.bfloat16), PARAMS)
+    assert ad.apply(p16, ap)["dense"]["kernel"].dtype == jnp.bfloat16
+
+
+class TinyNet(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        x = nn.relu(nn.Dense(8, name="fc1")(x))
+        return nn.Dense(3, name="head")(x)
+
+
+def test_lora_grad_only_into_adapter_and_merged_logits():
+    model = TinyNet()
+    x = jax.random.normal(jax.random.key(0), (4, 5))
+    params = model.init(jax.random.key(1), x)["params"]
+    ad = peft_core.lora(2, targets=r"fc1/kernel")
+    ap = jax.tree.map(lambda a: a + 0.1, ad.init(jax.random.key(2), params))
+
+    def loss(ap):
+        return jnp.sum(model.apply({"params": ad.apply(params, ap)}, x) ** 2)
+
+    g = jax.grad(loss)(ap)
+    assert set(peft_core.flatten(g)) == {"fc1/a", "fc1/b"}
+    assert all(float(jnp.abs(v).sum()) > 0 for v in jax.tree.leaves(g))
+    merged = ad.merge(params, ap)
+    chex.assert_trees_all_close(
+        model.apply({"params": merged}, x), model.apply({"params": ad.apply(params, ap)}, x)
+    )
+
+
+def test_full_and_linear_probe():
+    full = peft_core.full(exclude=r"norm/.*")
+    ap = full.init(jax.random.key(0), PARAMS)
+    assert "norm" not in ap and ap["dense"]["kernel"].shape == (6, 5)
+    chex.assert_trees_all_equal(full.apply(PARAMS, ap), PARAMS)
+    ap = jax.tree.map(lambda x: x + 2.0, ap)
+    eff = full.apply(PARAMS, ap)
+    np.testing.assert_allclose(eff["q"]["bias"], np.asarray(PARAMS["q"]["bias"]) + 2.0)
+    chex.assert_trees_all_equal(eff["norm"]["scale"], PARAMS["norm"]["scale"])
+    probe = peft_core.linear_probe()
+    assert probe.init(jax.random.key(0), PARAMS) == {}
+    assert probe.apply(PARAMS, {}) is PARAMS
+    with pytest.raises(ValueError, match="takes no adapter params"):
+        probe.apply(PARAMS, {"x": jnp.ones(1)})
+
+
+def test_combine_disjoint_and_overlap():
+    a = peft_core.lora(2, targets=r"dense/kernel")
+    b = peft_core.lora(1, targets=r"nobias/kernel")
+    both = peft_core.combine(a, b)
+    ap = both.init(jax.random.key(0), PARAMS)
+    ap = jax.tree.map(lambda x: x + 1.0, ap)
+    eff = both.apply(PARAMS, ap)
+    chex.assert_trees_all_close(eff["dense"], a.apply(PARAMS, ap[0])["dense"])
+    chex.assert_trees_all_close(eff["nobias"], b.apply(PARAMS, ap[1])["nobias"])
+    with pytest.raises(ValueError, match="both target 'dense/kernel'"):
+        peft_core.combine(a, peft_core.lora(1, targets=r"dense/kernel")).init(
+            jax.random.key(0), PARAMS
+        )
+
+
+def test_param_count():
+    ad = peft_core.lora(2, targets=(r"dense/kernel", r"conv/kernel"))
+    ap = ad.init(jax.random.key(0), PARAMS)
+    assert peft_core.param_count(ap) == 2 * (6 + 5) + 2 * (36 + 6)

@@ -1,0 +1,235 @@
+"""ConvNeXt V1 (Liu et al. 2022) and V2 (Woo et al. 2023) in Flax linen, NHWC.
+
+Block (input x of shape (N, H, W, C)):
+    y = dwconv7x7(x)            depthwise: feature_group_count = C, padding 3, with bias
+    y = LayerNorm(y)            over channels, eps 1e-6
+    y = gelu(y @ W1 + b1)       pwconv1: C -> 4C (exact erf GELU, as torch nn.GELU)
+    y = GRN(y)                  V2 only: y + gamma * (y * Nx) + beta,
+                                Nx = ||y||_HW / (mean_C ||y||_HW + 1e-6)
+    y = y @ W2 + b2             pwconv2: 4C -> C
+    y = layer_scale * y         V1 only (init 1e-6)
+    out = x + drop_path(y)
+Stem: 4x4 stride-4 conv + LayerNorm. Stages 1..3 start with LayerNorm + 2x2 stride-2 conv.
+Head: global average pool -> LayerNorm -> Dense(num_classes) (``num_classes=0``: no Dense,
+the normalised pooled features are returned).
+
+Params are float32; ``dtype`` is the compute dtype (e.g. bfloat16). Logits come back float32.
+
+Param tree (s = stage 0..3, b = block in stage, d = dims[s]; depths from ``CONVNEXT_DEPTHS``):
+    stem_conv/kernel            (4, 4, 3, d0)        stem_conv/bias (d0,)
+    stem_norm/{scale, bias}     (d0,)
+    downsample{s}_norm/{scale, bias}                 s = 1..3, (d[s-1],)
+    downsample{s}_conv/kernel   (2, 2, d[s-1], d[s]) downsample{s}_conv/bias (d[s],)
+    stage{s}_block{b}/dwconv/kernel   (7, 7, 1, d)   .../dwconv/bias (d,)
+    stage{s}_block{b}/norm/{scale, bias}             (d,)
+    stage{s}_block{b}/pwconv1/kernel  (d, 4d)        .../pwconv1/bias (4d,)
+    stage{s}_block{b}/grn/{gamma, beta}              (4d,)   V2 only
+    stage{s}_block{b}/pwconv2/kernel  (4d, d)        .../pwconv2/bias (d,)
+    stage{s}_block{b}/layer_scale                    (d,)    V1 only
+    head_norm/{scale, bias}     (d3,)
+    head/kernel                 (d3, num_classes)    head/bias (num_classes,)
+Conv kernels are HWIO (4-D): stem_conv, downsample{s}_conv, dwconv. pwconv1/pwconv2 are the
+official model's nn.Linear layers, so their kernels are 2-D (in, out). The FLoRA pattern
+``.*(Conv|conv|dwconv|pwconv)[^/]*/kernel`` selects exactly all of these and never the head.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+#: variant -> (blocks per stage, channels per stage), as in the official repositories.
+CONVNEXT_DEPTHS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "tiny": ((3, 3, 9, 3), (96, 192, 384, 768)),
+    "small": ((3, 3, 27, 3), (96, 192, 384, 768)),
+    "base": ((3, 3, 27, 3), (128, 256, 512, 1024)),
+    "large": ((3, 3, 27, 3), (192, 384, 768, 1536)),
+}
+
+LAYER_NORM_EPS = 1e-6
+GRN_EPS = 1e-6
+_KERNEL_INIT = nn.initializers.truncated_normal(stddev=0.02)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: zero a sample's residual branch with probability ``rate``, else scale
+    it by 1 / (1 - rate). Identity when ``deterministic`` or ``rate == 0``; uses the 'dropout'
+    rng."""
+
+    rate: float
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
+        if deterministic or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        mask = jax.random.bernoulli(
+            self.make_rng("dropout"), keep, (x.shape[0],) + (1,) * (x.ndim - 1)
+        )
+        return jnp.where(mask, x / keep, jnp.zeros_like(x))
+
+
+class GRN(nn.Module):
+    """Global Response Normalisation (ConvNeXt V2) over (N, H, W, C); gamma, beta init 0."""
+
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        channels = x.shape[-1]
+        gamma = self.param("gamma", nn.initializers.zeros, (channels,), jnp.float32)
+        beta = self.param("beta", nn.initializers.zeros, (channels,), jnp.float32)
+        x32 = x.astype(jnp.float32)
+        gx = jnp.sqrt(jnp.sum(jnp.square(x32), axis=(1, 2), keepdims=True))
+        nx = gx / (jnp.mean(gx, axis=-1, keepdims=True) + GRN_EPS)
+        return (x32 + gamma * (x32 * nx) + beta).astype(self.dtype)
+
+
+class ConvNeXtBlock(nn.Module):
+    """One ConvNeXt block on (N, H, W, C); see the module docstring for the formula."""
+
+    version: int
+    drop_path: float = 0.0
+    layer_scale_init: float = 1e-6
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        channels = x.shape[-1]
+        y = nn.Conv(
+            channels,
+            (7, 7),
+            padding=3,
+            feature_group_count=channels,
+            kernel_init=_KERNEL_INIT,
+            dtype=self.dtype,
+            name="dwconv",
+        )(x)
+        y = nn.LayerNorm(epsilon=LAYER_NORM_EPS, dtype=self.dtype, name="norm")(y)
+        y = nn.Dense(4 * channels, kernel_init=_KERNEL_INIT, dtype=self.dtype, name="pwconv1")(y)
+        y = nn.gelu(y, approximate=False)
+        if self.version == 2:
+            y = GRN(dtype=self.dtype, name="grn")(y)
+        y = nn.Dense(channels, kernel_init=_KERNEL_INIT, dtype=self.dtype, name="pwconv2")(y)
+        if self.version == 1:
+            scale = self.param(
+                "layer_scale",
+                nn.initializers.constant(self.layer_scale_init),
+                (channels,),
+                jnp.float32,
+            )
+            y = y * scale.astype(self.dtype)
+        return x + DropPath(self.drop_path)(y, deterministic=not train)
+
+
+class ConvNeXt(nn.Module):
+    """ConvNeXt classifier: (N, H, W, 3) normalised images -> (N, num_classes) float32 logits.
+
+    ``version`` 1 has layer scale, 2 has GRN. ``drop_path_rate`` rises linearly from 0 at the
+    first block to this value at the last. H and W must be multiples of 32.
+    """
+
+    depths: tuple[int, ...]
+    dims: tuple[int, ...]
+    version: int = 1
+    num_classes: int = 1000
+    drop_path_rate: float = 0.0
+    layer_scale_init: float = 1e-6
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, images: jax.Array, *, train: bool = False) -> jax.Array:
+        self._check(images)
+        x = images.astype(self.dtype)
+        rates = np.linspace(0.0, self.drop_path_rate, sum(self.depths)).tolist()
+        block_index = 0
+        for stage, (depth, dim) in enumerate(zip(self.depths, self.dims, strict=True)):
+            if stage == 0:
+                x = self._conv(dim, 4, "stem_conv")(x)
+                x = self._norm("stem_norm")(x)
+            else:
+                x = self._norm(f"downsample{stage}_norm")(x)
+                x = self._conv(dim, 2, f"downsample{stage}_conv")(x)
+            for block in range(depth):
+                x = ConvNeXtBlock(
+                    self.version,
+                    drop_path=rates[block_index],
+                    layer_scale_init=self.layer_scale_init,
+                    dtype=self.dtype,
+                    name=f"stage{stage}_block{block}",
+                )(x, train=train)
+                block_index += 1
+        x = self._norm("head_norm")(jnp.mean(x, axis=(1, 2)))
+        if self.num_classes:
+            x = nn.Dense(self.num_classes, kernel_init=_KERNEL_INIT, dtype=self.dtype, name="head")(
+                x
+            )
+        return x.astype(jnp.float32)
+
+    def _conv(self, features: int, patch: int, name: str) -> nn.Conv:
+        return nn.Conv(
+            features,
+            (patch, patch),
+            strides=patch,
+            padding="VALID",
+            kernel_init=_KERNEL_INIT,
+            dtype=self.dtype,
+            name=name,
+        )
+
+    def _norm(self, name: str) -> nn.LayerNorm:
+        return nn.LayerNorm(epsilon=LAYER_NORM_EPS, dtype=self.dtype, name=name)
+
+    def _check(self, images: jax.Array) -> None:
+        if self.version not in (1, 2):
+            raise ValueError(f"ConvNeXt version must be 1 or 2, got {self.version}")
+        if len(self.depths) != len(self.dims):
+            raise ValueError(f"depths {self.depths} and dims {self.dims} differ in length")
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"expected (N, H, W, 3) images, got shape {images.shape}")
+        stride = 4 * 2 ** (len(self.depths) - 1)
+        if images.shape[1] % stride or images.shape[2] % stride:
+            raise ValueError(
+                f"image height and width must be multiples of {stride}, got {images.shape}"
+            )
+
+
+def convnext(
+    variant: str,
+    *,
+    version: int = 1,
+    num_classes: int = 1000,
+    drop_path_rate: float = 0.0,
+    dtype: Any = jnp.float32,
+) -> ConvNeXt:
+    """A named ConvNeXt: ``variant`` in CONVNEXT_DEPTHS (tiny, small, base, large)."""
+    if variant not in CONVNEXT_DEPTHS:
+        raise ValueError(
+            f"unknown ConvNeXt variant {variant!r}; choose from {sorted(CONVNEXT_DEPTHS)}"
+        )
+    depths, dims = CONVNEXT_DEPTHS[variant]
+    return ConvNeXt(
+        depths=depths,
+        dims=dims,
+        version=version,
+        num_classes=num_classes,
+        drop_path_rate=drop_path_rate,
+        dtype=dtype,
+    )
+
+
+def convnext_for_tests(
+    *, version: int = 1, num_classes: int = 10, dtype: Any = jnp.float32
+) -> ConvNeXt:
+    """A tiny ConvNeXt (depths 1-1-2-1, 8-64 channels) with the real layout, for CPU tests."""
+    return ConvNeXt(
+        depths=(1, 1, 2, 1),
+        dims=(8, 16, 32, 64),
+        version=version,
+        num_classes=num_classes,
+        dtype=dtype,
+    )

@@ -1,0 +1,186 @@
+"""Read PyTorch ``.pth`` checkpoints into numpy arrays without importing torch.
+
+``torch.save`` writes one of two layouts, both read here:
+
+* zip (torch >= 1.6): ``<root>/data.pkl`` is a pickle whose tensors point, through persistent
+  ids ``("storage", StorageClass, key, location, numel)``, at raw little-endian buffers stored as
+  zip members ``<root>/data/<key>``.
+* legacy (older torch, e.g. the EfficientNet-Lite0 wheel): a stream of pickles — magic number,
+  protocol version, system info, the object (persistent ids ``("storage", StorageClass, key,
+  location, numel, view_metadata)``), the list of storage keys — followed, for each key in that
+  order, by an int64 element count and the raw buffer.
+
+Tensors are rebuilt by ``torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)``;
+here that becomes a strided numpy view of the storage, copied to a contiguous array once every
+buffer is read (legacy buffers come after the pickle). Unpickling is restricted to
+an allow-list of globals (OrderedDict, the tensor/parameter rebuilders, the storage classes), so
+a checkpoint cannot run arbitrary code; anything else raises ``pickle.UnpicklingError``.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import pickle
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import ml_dtypes
+import numpy as np
+
+LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
+
+#: torch storage class name -> numpy dtype of its elements.
+STORAGE_DTYPES: dict[str, np.dtype] = {
+    "DoubleStorage": np.dtype("<f8"),
+    "FloatStorage": np.dtype("<f4"),
+    "HalfStorage": np.dtype("<f2"),
+    "BFloat16Storage": np.dtype(ml_dtypes.bfloat16),
+    "LongStorage": np.dtype("<i8"),
+    "IntStorage": np.dtype("<i4"),
+    "ShortStorage": np.dtype("<i2"),
+    "CharStorage": np.dtype("i1"),
+    "ByteStorage": np.dtype("u1"),
+    "BoolStorage": np.dtype("?"),
+}
+
+
+class _StorageType:
+    """Stand-in for ``torch.<Name>Storage``: only carries the element dtype."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.dtype = STORAGE_DTYPES[name]
+
+
+def _rebuild_tensor_v2(
+    storage: np.ndarray,
+    storage_offset: int,
+    size: tuple[int, ...],
+    stride: tuple[int, ...],
+    requires_grad: bool = False,
+    backward_hooks: Any = None,
+    metadata: Any = None,
+) -> np.ndarray:
+    """numpy twin of torch's rebuilder: a view of storage[offset:] with ``size`` / ``stride``."""
+    del requires_grad, backward_hooks, metadata
+    itemsize = storage.dtype.itemsize
+    needed = storage_offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True)) + 1
+    if any(n == 0 for n in size):
+        return np.zeros(size, storage.dtype)
+    if needed > storage.size:
+        raise ValueError(
+            f"tensor of size {size}, stride {stride}, offset {storage_offset} overruns its "
+            f"storage of {storage.size} elements"
+        )
+    return np.lib.stride_tricks.as_strided(
+        storage[storage_offset:], shape=size, strides=[s * itemsize for s in stride]
+    )
+
+
+def _rebuild_parameter(
+    data: np.ndarray, requires_grad: bool = False, backward_hooks: Any = None
+) -> np.ndarray:
+    del requires_grad, backward_hooks
+    return data
+
+
+_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    **{("torch", name): _StorageType(name) for name in STORAGE_DTYPES},
+}
+
+
+class _TorchUnpickler(pickle.Unpickler):
+    """Unpickler that maps torch globals to numpy stand-ins and storages to ``load_storage``."""
+
+    def __init__(
+        self, file: IO[bytes], load_storage: Callable[[_StorageType, str, int], np.ndarray]
+    ) -> None:
+        super().__init__(file)
+        self._load_storage = load_storage
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(
+                f"refusing to unpickle global {module}.{name}: only tensors, storages and "
+                "OrderedDict are allowed in a weights file"
+            ) from None
+
+    def persistent_load(self, pid: Any) -> np.ndarray:
+        kind, storage_type, key, _location, numel, *view = pid
+        if kind != "storage" or not isinstance(storage_type, _StorageType):
+            raise pickle.UnpicklingError(f"unsupported persistent id {pid!r}")
+        if view and view[0] is not None:
+            raise pickle.UnpicklingError(f"storage views are not supported: {pid!r}")
+        return self._load_storage(storage_type, str(key), int(numel))
+
+
+def _load_zip(path: Path) -> Any:
+    with zipfile.ZipFile(path) as archive:
+        pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+        if len(pickles) != 1:
+            raise ValueError(f"{path}: expected one data.pkl in the zip, found {pickles}")
+        root = pickles[0][: -len("data.pkl")]
+
+        def load_storage(storage_type: _StorageType, key: str, numel: int) -> np.ndarray:
+            raw = archive.read(f"{root}data/{key}")
+            return np.frombuffer(raw, storage_type.dtype, count=numel)
+
+        with archive.open(pickles[0]) as f:
+            return _TorchUnpickler(io.BytesIO(f.read()), load_storage).load()
+
+
+def _load_legacy(path: Path) -> Any:
+    with path.open("rb") as f:
+        magic = pickle.load(f)
+        if magic != LEGACY_MAGIC_NUMBER:
+            raise ValueError(f"{path}: neither a zip nor a legacy torch file (magic {magic!r})")
+        pickle.load(f)  # protocol version
+        pickle.load(f)  # sys info
+        dtypes: dict[str, np.dtype] = {}
+        sizes: dict[str, int] = {}
+        storages: dict[str, np.ndarray] = {}
+
+        def load_storage(storage_type: _StorageType, key: str, numel: int) -> np.ndarray:
+            # Buffers follow the pickles: hand out an empty one now, fill it below.
+            if key not in storages:
+                dtypes[key], sizes[key] = storage_type.dtype, numel
+                storages[key] = np.empty(numel, storage_type.dtype)
+            return storages[key]
+
+        result = _TorchUnpickler(f, load_storage).load()
+        for key in pickle.load(f):
+            numel = int(np.frombuffer(f.read(8), "<i8")[0])
+            if numel != sizes[key]:
+                raise ValueError(
+                    f"{path}: storage {key} has {numel} elements, expected {sizes[key]}"
+                )
+            nbytes = numel * dtypes[key].itemsize
+            storages[key][:] = np.frombuffer(f.read(nbytes), dtypes[key], count=numel)
+    return result
+
+
+def _copy_arrays(obj: Any) -> Any:
+    """Replace every storage view in a nested dict / list / tuple by its own contiguous copy."""
+    if isinstance(obj, np.ndarray):
+        return np.array(obj, copy=True, order="C")
+    if isinstance(obj, dict):
+        return type(obj)((k, _copy_arrays(v)) for k, v in obj.items())
+    if isinstance(obj, list | tuple):
+        return type(obj)(_copy_arrays(v) for v in obj)
+    return obj
+
+
+def load_torch_file(path: str | Path) -> Any:
+    """Unpickle a ``torch.save`` file (zip or legacy); every tensor becomes an ``np.ndarray``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no torch checkpoint at {path}")
+    return _copy_arrays(_load_zip(path) if zipfile.is_zipfile(path) else _load_legacy(path))

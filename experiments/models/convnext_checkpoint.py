@@ -36,6 +36,7 @@ import numpy as np
 
 from experiments.models.convnext import ConvNeXt
 from experiments.models.torch_zip import load_torch_file
+from peft_core.adapter import check_tree
 from peft_core.paths import flatten, unflatten
 
 Array = np.ndarray
@@ -164,31 +165,16 @@ def to_torch_state_dict(params: Mapping[str, object]) -> dict[str, Array]:
     return state_dict
 
 
-def expected_shapes(model: ConvNeXt) -> dict[str, tuple[int, ...]]:
-    """Flat {flax path: shape} of ``model``'s params, computed abstractly (no FLOPs)."""
-    images = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
-    variables = jax.eval_shape(model.init, jax.random.key(0), images)
-    return {path: tuple(leaf.shape) for path, leaf in flatten(variables["params"]).items()}
-
-
 def check_against(flat: Mapping[str, Array], model: ConvNeXt) -> None:
     """ValueError listing missing, unexpected and mis-shaped leaves of ``flat`` vs ``model``."""
-    expected = expected_shapes(model)
-    missing = sorted(set(expected) - set(flat))
-    unexpected = sorted(set(flat) - set(expected))
-    misshaped = [
-        f"{p}: checkpoint {tuple(flat[p].shape)}, model {expected[p]}"
-        for p in sorted(set(flat) & set(expected))
-        if tuple(flat[p].shape) != expected[p]
-    ]
-    if missing or unexpected or misshaped:
-        raise ValueError(
-            f"checkpoint does not fit ConvNeXt(depths={model.depths}, dims={model.dims}, "
-            f"version={model.version}, num_classes={model.num_classes}):"
-            + _listing("missing", missing)
-            + _listing("unexpected", unexpected)
-            + _listing("mis-shaped", misshaped)
-        )
+    images = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
+    expected = jax.eval_shape(model.init, jax.random.key(0), images)["params"]
+    check_tree(
+        expected,
+        unflatten(flat),
+        what=f"checkpoint for ConvNeXt(depths={model.depths}, dims={model.dims}, "
+        f"version={model.version}, num_classes={model.num_classes})",
+    )
 
 
 def convert(state_dict: Mapping[str, Array], model: ConvNeXt) -> dict[str, object]:

@@ -1,0 +1,440 @@
+"""ConvNeXt V1/V2: shapes, param paths, bf16, and torch-checkpoint conversion against an
+independent numpy forward written from the official (NCHW, OIHW) formulas."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import re
+import sys
+import types
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.special import erf
+
+from experiments.models import convnext_checkpoint as ckpt
+from experiments.models.convnext import ConvNeXt, DropPath, convnext, convnext_for_tests
+from experiments.models.torch_zip import load_torch_file
+from peft_core.paths import flatten
+
+DEPTHS, DIMS = (1, 1, 2, 1), (8, 16, 32, 64)
+NUM_CLASSES = 10
+FLORA_CONV_PATTERN = r".*(Conv|conv|dwconv|pwconv)[^/]*/kernel"
+
+
+def _images(n: int = 2, size: int = 32, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, size, size, 3)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- torch-side data
+
+
+def official_state_dict(version: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random weights with the official names and torch layouts (OIHW, (out, in))."""
+    rng = np.random.default_rng(seed)
+
+    def t(*shape: int, scale: float = 0.2) -> np.ndarray:
+        return (scale * rng.normal(size=shape)).astype(np.float32)
+
+    sd = {
+        "downsample_layers.0.0.weight": t(DIMS[0], 3, 4, 4),
+        "downsample_layers.0.0.bias": t(DIMS[0]),
+    }
+    sd |= {"downsample_layers.0.1.weight": 1 + t(DIMS[0]), "downsample_layers.0.1.bias": t(DIMS[0])}
+    for s, (depth, d) in enumerate(zip(DEPTHS, DIMS, strict=True)):
+        if s:
+            sd[f"downsample_layers.{s}.0.weight"] = 1 + t(DIMS[s - 1])
+            sd[f"downsample_layers.{s}.0.bias"] = t(DIMS[s - 1])
+            sd[f"downsample_layers.{s}.1.weight"] = t(d, DIMS[s - 1], 2, 2)
+            sd[f"downsample_layers.{s}.1.bias"] = t(d)
+        for b in range(depth):
+            p = f"stages.{s}.{b}."
+            sd |= {p + "dwconv.weight": t(d, 1, 7, 7), p + "dwconv.bias": t(d)}
+            sd |= {p + "norm.weight": 1 + t(d), p + "norm.bias": t(d)}
+            sd |= {p + "pwconv1.weight": t(4 * d, d), p + "pwconv1.bias": t(4 * d)}
+            if version == 2:
+                sd |= {p + "grn.gamma": t(1, 1, 1, 4 * d), p + "grn.beta": t(1, 1, 1, 4 * d)}
+            sd |= {p + "pwconv2.weight": t(d, 4 * d), p + "pwconv2.bias": t(d)}
+            if version == 1:
+                sd[p + "gamma"] = 1 + t(d)
+    sd |= {"norm.weight": 1 + t(DIMS[-1]), "norm.bias": t(DIMS[-1])}
+    sd |= {"head.weight": t(NUM_CLASSES, DIMS[-1]), "head.bias": t(NUM_CLASSES)}
+    return sd
+
+
+def official_to_timm(sd: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """timm's names for the same tensors (timm GRN params are flat (C,))."""
+    rules = [
+        (r"downsample_layers\.0\.(\d)\.", r"stem.\1."),
+        (r"downsample_layers\.(\d)\.(\d)\.", r"stages.\1.downsample.\2."),
+        (r"stages\.(\d+)\.(\d+)\.dwconv\.", r"stages.\1.blocks.\2.conv_dw."),
+        (r"stages\.(\d+)\.(\d+)\.pwconv(\d)\.", r"stages.\1.blocks.\2.mlp.fc\3."),
+        (r"stages\.(\d+)\.(\d+)\.grn\.gamma", r"stages.\1.blocks.\2.mlp.grn.weight"),
+        (r"stages\.(\d+)\.(\d+)\.grn\.beta", r"stages.\1.blocks.\2.mlp.grn.bias"),
+        (r"stages\.(\d+)\.(\d+)\.(norm|gamma)", r"stages.\1.blocks.\2.\3"),
+        (r"^norm\.", "head.norm."),
+        (r"^head\.(weight|bias)", r"head.fc.\1"),
+    ]
+    out = {}
+    for key, value in sd.items():
+        for pattern, repl in rules:
+            key, n = re.subn(pattern, repl, key)
+            if n:
+                break
+        out[key] = value.reshape(-1) if ".grn." in key else value
+    return out
+
+
+# ------------------------------------------------------------------ numpy reference (NCHW)
+
+
+def np_layer_norm_channels_first(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    mu = x.mean(1, keepdims=True)
+    var = ((x - mu) ** 2).mean(1, keepdims=True)
+    return (x - mu) / np.sqrt(var + 1e-6) * w[:, None, None] + b[:, None, None]
+
+
+def np_patchify_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Conv with kernel == stride == p and no padding, as a reshape + einsum."""
+    n, c, h, wd = x.shape
+    p = w.shape[-1]
+    patches = x.reshape(n, c, h // p, p, wd // p, p)
+    return np.einsum("nchiwj,ocij->nohw", patches, w) + b[:, None, None]
+
+
+def np_depthwise7(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    h, wd = x.shape[2:]
+    xp = np.pad(x, ((0, 0), (0, 0), (3, 3), (3, 3)))
+    out = np.zeros_like(x)
+    for i in range(7):
+        for j in range(7):
+            out += xp[:, :, i : i + h, j : j + wd] * w[:, 0, i, j][:, None, None]
+    return out + b[:, None, None]
+
+
+def np_block(x: np.ndarray, sd: dict[str, np.ndarray], p: str, version: int) -> np.ndarray:
+    y = np_depthwise7(x, sd[p + "dwconv.weight"], sd[p + "dwconv.bias"])
+    y = y.transpose(0, 2, 3, 1)  # NHWC, as the official block does for its Linear layers
+    mu = y.mean(-1, keepdims=True)
+    y = (y - mu) / np.sqrt(((y - mu) ** 2).mean(-1, keepdims=True) + 1e-6)
+    y = y * sd[p + "norm.weight"] + sd[p + "norm.bias"]
+    y = y @ sd[p + "pwconv1.weight"].T + sd[p + "pwconv1.bias"]
+    y = 0.5 * y * (1 + erf(y / np.sqrt(2)))
+    if version == 2:
+        gx = np.sqrt((y**2).sum(axis=(1, 2), keepdims=True))
+        nx = gx / (gx.mean(-1, keepdims=True) + 1e-6)
+        y = sd[p + "grn.gamma"] * (y * nx) + sd[p + "grn.beta"] + y
+    y = y @ sd[p + "pwconv2.weight"].T + sd[p + "pwconv2.bias"]
+    if version == 1:
+        y = sd[p + "gamma"] * y
+    return x + y.transpose(0, 3, 1, 2)
+
+
+def np_convnext(images_nhwc: np.ndarray, sd: dict[str, np.ndarray], version: int) -> np.ndarray:
+    x = images_nhwc.transpose(0, 3, 1, 2).astype(np.float64)
+    for s, depth in enumerate(DEPTHS):
+        conv, norm = (f"downsample_layers.{s}.{i}" for i in ((0, 1) if s == 0 else (1, 0)))
+        if s:
+            x = np_layer_norm_channels_first(x, sd[norm + ".weight"], sd[norm + ".bias"])
+        x = np_patchify_conv(x, sd[conv + ".weight"], sd[conv + ".bias"])
+        if not s:
+            x = np_layer_norm_channels_first(x, sd[norm + ".weight"], sd[norm + ".bias"])
+        for b in range(depth):
+            x = np_block(x, sd, f"stages.{s}.{b}.", version)
+    pooled = x.mean(axis=(2, 3))[:, :, None, None]
+    pooled = np_layer_norm_channels_first(pooled, sd["norm.weight"], sd["norm.bias"])[:, :, 0, 0]
+    return pooled @ sd["head.weight"].T + sd["head.bias"]
+
+
+# ------------------------------------------------------------------------------------ model
+
+
+def test_init_gives_f32_params_with_small_layer_scale_and_zero_bias():
+    model = ConvNeXt(depths=(1,), dims=(8,), num_classes=3)  # one stage keeps the compile short
+    variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))
+    assert set(variables) == {"params"}
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables))
+    params = variables["params"]
+    chex.assert_trees_all_equal(params["stage0_block0"]["layer_scale"], jnp.full(8, 1e-6))
+    chex.assert_trees_all_equal(params["head"]["bias"], jnp.zeros(3))
+    assert 0.01 < float(jnp.std(params["stage0_block0"]["pwconv1"]["kernel"])) < 0.03
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_forward_shapes(version):
+    params = ckpt.convert(official_state_dict(version), convnext_for_tests(version=version))
+    logits = convnext_for_tests(version=version).apply({"params": params}, _images())
+    chex.assert_shape(logits, (2, NUM_CLASSES))
+    assert logits.dtype == jnp.float32
+    headless = {k: v for k, v in params.items() if k != "head"}
+    features = ConvNeXt(depths=DEPTHS, dims=DIMS, version=version, num_classes=0).apply(
+        {"params": headless}, _images()
+    )
+    chex.assert_shape(features, (2, DIMS[-1]))
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_param_tree_paths_and_conv_pattern(version):
+    model = convnext_for_tests(version=version)
+    shapes = {
+        p: v.shape
+        for p, v in flatten(
+            jax.eval_shape(model.init, jax.random.key(0), _images())["params"]
+        ).items()
+    }
+    expected_convs = {"stem_conv/kernel": (4, 4, 3, 8)}
+    for s in range(1, 4):
+        expected_convs[f"downsample{s}_conv/kernel"] = (2, 2, DIMS[s - 1], DIMS[s])
+    for s, (depth, d) in enumerate(zip(DEPTHS, DIMS, strict=True)):
+        for b in range(depth):
+            expected_convs[f"stage{s}_block{b}/dwconv/kernel"] = (7, 7, 1, d)
+            expected_convs[f"stage{s}_block{b}/pwconv1/kernel"] = (d, 4 * d)
+            expected_convs[f"stage{s}_block{b}/pwconv2/kernel"] = (4 * d, d)
+    selected = {p: s for p, s in shapes.items() if re.fullmatch(FLORA_CONV_PATTERN, p)}
+    assert selected == expected_convs
+    assert shapes["head/kernel"] == (64, NUM_CLASSES)
+    assert ("stage2_block1/layer_scale" in shapes) == (version == 1)
+    assert (shapes.get("stage2_block1/grn/gamma") == (128,)) == (version == 2)
+    assert len(shapes) == 4 + 3 * 4 + 5 * (9 if version == 1 else 10) + 4
+
+
+def test_named_variants_have_official_depths_and_widths():
+    params = jax.eval_shape(
+        convnext("tiny", version=2).init, jax.random.key(0), jnp.zeros((1, 32, 32, 3))
+    )["params"]
+    assert "stage2_block8" in params and "stage2_block9" not in params
+    assert params["stage3_block2"]["pwconv1"]["kernel"].shape == (768, 3072)
+    with pytest.raises(ValueError, match="unknown ConvNeXt variant 'huge'"):
+        convnext("huge")
+
+
+def test_bf16_compute_keeps_f32_params_and_tracks_f32():
+    x = _images()
+    params = ckpt.convert(official_state_dict(2), convnext_for_tests(version=2))
+    f32 = convnext_for_tests(version=2).apply({"params": params}, x)
+    bf16 = jax.jit(convnext_for_tests(version=2, dtype=jnp.bfloat16).apply)({"params": params}, x)
+    assert bf16.dtype == jnp.float32
+    chex.assert_trees_all_close(bf16, f32, atol=0.05 * float(jnp.abs(f32).max()) + 1e-3)
+
+
+def test_bad_inputs_raise():
+    model = convnext_for_tests()
+    with pytest.raises(ValueError, match="multiples of 32"):
+        model.init(jax.random.key(0), jnp.zeros((1, 40, 40, 3)))
+    with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
+        model.init(jax.random.key(0), jnp.zeros((1, 32, 32)))
+    with pytest.raises(ValueError, match="version must be 1 or 2"):
+        convnext_for_tests(version=3).init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.5])
+def test_drop_path_zeroes_or_rescales_whole_samples(rate):
+    x = jnp.ones((64, 2, 2, 3))
+    out = DropPath(rate).apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
+    per_sample = np.asarray(out).reshape(64, -1)
+    assert set(np.unique(per_sample)) <= {0.0, 1.0 / (1.0 - rate)}
+    assert (per_sample == per_sample[:, :1]).all()
+    if rate:
+        assert 10 < (per_sample[:, 0] == 0).sum() < 54
+    chex.assert_trees_all_equal(DropPath(rate).apply({}, x, deterministic=True), x)
+
+
+def test_drop_path_rate_only_acts_in_training():
+    x = _images()
+    model = ConvNeXt(depths=DEPTHS, dims=DIMS, num_classes=NUM_CLASSES, drop_path_rate=0.9)
+    params = ckpt.convert(official_state_dict(1), model)
+    eval_a = model.apply({"params": params}, x)
+    chex.assert_trees_all_equal(eval_a, model.apply({"params": params}, x))
+    trained = model.apply({"params": params}, x, train=True, rngs={"dropout": jax.random.key(3)})
+    assert not np.allclose(trained, eval_a)
+
+
+# ------------------------------------------------------------------------------- conversion
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_converted_forward_matches_numpy_reference(version):
+    sd = official_state_dict(version)
+    model = convnext_for_tests(version=version)
+    params = ckpt.convert(sd, model)
+    x = _images(seed=1)
+    expected = np_convnext(x, sd, version)
+    chex.assert_trees_all_close(model.apply({"params": params}, x), expected, rtol=1e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_timm_names_convert_like_official(version):
+    sd = official_state_dict(version)
+    model = convnext_for_tests(version=version)
+    chex.assert_trees_all_equal(ckpt.convert(official_to_timm(sd), model), ckpt.convert(sd, model))
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_round_trip_to_torch_layout_is_exact(version):
+    sd = official_state_dict(version)
+    back = ckpt.to_torch_state_dict(ckpt.convert(sd, convnext_for_tests(version=version)))
+    assert back.keys() == sd.keys()
+    chex.assert_trees_all_equal(back, sd)
+
+
+def test_conv_kernels_are_relaid_out_not_copied():
+    sd = official_state_dict(1)
+    params = ckpt.convert(sd, convnext_for_tests(version=1))
+    w = sd["downsample_layers.1.1.weight"]  # (out, in, kh, kw)
+    k = params["downsample1_conv"]["kernel"]  # (kh, kw, in, out)
+    assert k[1, 0, 3, 5] == w[5, 3, 1, 0]
+    assert (
+        params["stage0_block0"]["pwconv1"]["kernel"][2, 7] == sd["stages.0.0.pwconv1.weight"][7, 2]
+    )
+
+
+def test_errors_list_missing_unexpected_and_misshaped_keys():
+    model = convnext_for_tests(version=1)
+    sd = official_state_dict(1)
+    del sd["stages.1.0.dwconv.bias"]
+    sd["stages.0.0.pwconv2.weight"] = sd["stages.0.0.pwconv2.weight"][:, :5]
+    with pytest.raises(ValueError) as err:
+        ckpt.convert(sd, model)
+    message = str(err.value)
+    assert "missing: stage1_block0/dwconv/bias" in message
+    assert "mis-shaped: stage0_block0/pwconv2/kernel" in message
+    sd = official_state_dict(1)
+    sd["stages.0.0.extra.weight"] = np.zeros(3, np.float32)
+    sd["decoder.bias"] = np.zeros(3, np.float32)
+    with pytest.raises(
+        ValueError, match=r"unexpected keys[^\n]*\(2\):\n.*stages\.0\.0\.extra\.weight"
+    ):
+        ckpt.convert(sd, model)
+    with pytest.raises(ValueError, match="unexpected: stage0_block0/grn/beta"):
+        ckpt.convert(official_state_dict(2), model)  # V2 weights into a V1 model
+
+
+# ------------------------------------------------------------------------- files and the CLI
+
+
+def write_torch_zip(path: Path, obj: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Write ``obj`` (numpy arrays inside) the way torch.save's zip format does, without torch.
+
+    Arrays are stored through a stand-in ``torch`` module so the pickle names the real globals
+    (torch._utils._rebuild_tensor_v2, torch.FloatStorage); every array is stored transposed in
+    its storage, after an offset, to exercise strides.
+    """
+    torch = types.ModuleType("torch")
+    utils = types.ModuleType("torch._utils")
+
+    class FloatStorage:
+        pass
+
+    def _rebuild_tensor_v2(*args):
+        raise AssertionError("never called while saving")
+
+    FloatStorage.__module__, FloatStorage.__qualname__ = "torch", "FloatStorage"
+    _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = (
+        "torch._utils",
+        "_rebuild_tensor_v2",
+    )
+    torch.FloatStorage, torch._utils, utils._rebuild_tensor_v2 = (
+        FloatStorage,
+        utils,
+        _rebuild_tensor_v2,
+    )
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "torch._utils", utils)
+    storages: dict[str, bytes] = {}
+
+    class Storage:
+        def __init__(self, key: str, numel: int) -> None:
+            self.key, self.numel = key, numel
+
+    class Tensor:
+        def __init__(self, array: np.ndarray) -> None:
+            self.array = np.asarray(array, np.float32)
+
+        def __reduce__(self):
+            key, offset = str(len(storages)), 3
+            a = self.array.reshape(self.array.shape or (1,))
+            flat = np.concatenate([np.full(offset, np.nan, "<f4"), a.T.reshape(-1)])
+            storages[key] = flat.astype("<f4").tobytes()
+            stride = tuple(int(np.prod(a.shape[:i])) for i in range(a.ndim))  # column-major
+            args = (Storage(key, flat.size), offset, self.array.shape, stride[: self.array.ndim])
+            return _rebuild_tensor_v2, (*args, False, OrderedDict())
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            if isinstance(obj, Storage):
+                return ("storage", FloatStorage, obj.key, "cpu", obj.numel)
+            return None
+
+    def wrap(o: object) -> object:
+        if isinstance(o, dict):
+            return OrderedDict((k, wrap(v)) for k, v in o.items())
+        return Tensor(o) if isinstance(o, np.ndarray) else o
+
+    pickled = io.BytesIO()
+    Pickler(pickled, protocol=2).dump(wrap(obj))
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", pickled.getvalue())
+        for key, raw in storages.items():
+            archive.writestr(f"archive/data/{key}", raw)
+        archive.writestr("archive/version", "3\n")
+
+
+def test_torch_zip_reader_rebuilds_strided_tensors(tmp_path, monkeypatch):
+    arrays = {
+        "a": np.arange(24, dtype=np.float32).reshape(2, 3, 4),
+        "b": np.array(7.0, np.float32),
+    }
+    write_torch_zip(tmp_path / "t.pth", {"model": arrays, "epoch": 3}, monkeypatch)
+    monkeypatch.delitem(sys.modules, "torch")
+    loaded = load_torch_file(tmp_path / "t.pth")
+    assert loaded["epoch"] == 3
+    chex.assert_trees_all_equal(dict(loaded["model"]), arrays)
+    assert loaded["model"]["a"].flags.c_contiguous
+
+
+def test_torch_zip_reader_refuses_foreign_globals(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    with zipfile.ZipFile(tmp_path / "evil.pth", "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps({"x": Evil()}, protocol=2))
+    with pytest.raises(pickle.UnpicklingError, match=r"refusing to unpickle global \w+\.print"):
+        load_torch_file(tmp_path / "evil.pth")
+
+
+@pytest.mark.parametrize("source", ["pth", "npz"])
+def test_cli_converts_and_loader_reads_result(tmp_path, monkeypatch, capsys, source):
+    sd = official_to_timm(official_state_dict(2)) if source == "npz" else official_state_dict(2)
+    src = tmp_path / f"in.{source}"
+    if source == "pth":
+        write_torch_zip(src, {"model": sd}, monkeypatch)
+        monkeypatch.delitem(sys.modules, "torch")
+    else:
+        np.savez(src, **sd)
+    ckpt.main([str(src), str(tmp_path / "out" / "convnext.npz")])
+    assert (
+        "ConvNeXt V2 depths=(1, 1, 2, 1) dims=(8, 16, 32, 64) num_classes=10"
+        in capsys.readouterr().out
+    )
+    model = convnext_for_tests(version=2)
+    from_cli = ckpt.load_convnext_params(tmp_path / "out" / "convnext.npz", model)
+    chex.assert_trees_all_equal(from_cli, ckpt.convert(official_state_dict(2), model))
+    chex.assert_trees_all_equal(ckpt.load_convnext_params(src, model), from_cli)
+    with pytest.raises(ValueError, match="does not fit"):
+        ckpt.load_convnext_params(tmp_path / "out" / "convnext.npz", convnext_for_tests(version=1))
+
+
+def test_unknown_suffix_and_missing_file_raise(tmp_path):
+    (tmp_path / "w.ckpt").write_bytes(b"")
+    with pytest.raises(ValueError, match="unknown checkpoint suffix '.ckpt'"):
+        ckpt.read_state_dict(tmp_path / "w.ckpt")
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        ckpt.read_state_dict(tmp_path / "absent.pth")

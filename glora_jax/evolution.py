@@ -1,0 +1,475 @@
+"""Evolutionary search for a GLoRA subnet under a parameter budget (paper §2.5).
+
+The update follows the authors' ``EvolutionSearcher`` (Arnav0400/ViT-Slim, GLoRA/):
+
+    generation 0:  ``population`` random legal candidates
+    generation g:  ``num_mutations`` children of random top-k parents (each gene resampled with
+                   probability ``mutation_prob``) + ``num_crossovers`` children of two random
+                   top-k parents (each gene from either), then random legal candidates until
+                   there are ``population``
+    after each:    top-k = the ``top_k`` best of (top-k so far + the generation's candidates)
+
+A candidate is legal when its parameter count is <= ``param_budget`` and it was never seen
+before (a visited set keyed by the genes' bytes), so every candidate is scored exactly once.
+Each operator makes at most ``max_tries`` proposals per generation. One deliberate difference:
+the reference breeds and scores one more generation after its last ranking and never ranks it;
+here ``generations`` rounds are scored and all of them are ranked.
+
+Every random draw comes from one ``numpy.random.Generator`` seeded by ``seed`` (random sampling
+uses ``space.sample`` with jax keys drawn from it), and its state is checkpointed after each
+generation, so an interrupted search resumes to exactly the uninterrupted result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+Config = Any
+Genes = np.ndarray
+ScoreFn = Callable[[Config], Any]
+STATE_FILE = "evolution_state.npz"
+
+
+class SearchSpace(Protocol):
+    """What the search needs of a space (``glora_jax.space.GLoRASpace`` provides it).
+
+    Genes are an int matrix (G, 5): one row per layer slice, one option index per tensor A..E.
+    ``to_genes`` / ``from_genes`` / ``num_params`` keep leading batch axes of their input.
+    """
+
+    def to_genes(self, cfg: Config) -> Genes: ...
+
+    def from_genes(self, genes: Genes) -> Config: ...
+
+    def sample(self, rng: jax.Array, batch_shape: tuple[int, ...] = ()) -> Config: ...
+
+    def mutate(self, rng: np.random.Generator, genes: Genes, prob: float) -> Genes: ...
+
+    def crossover(self, rng: np.random.Generator, genes_a: Genes, genes_b: Genes) -> Genes: ...
+
+    def num_params(self, cfg: Config) -> Any: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationStats:
+    """One row of the search history; ``seconds`` is the wall time since the search began."""
+
+    generation: int
+    best_score: float
+    mean_top_k_score: float
+    candidates_evaluated: int
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+    """The chosen subnet and every candidate scored on the way (N of them, genes (G, 5))."""
+
+    best_cfg: Config
+    best_genes: Genes
+    best_score: float
+    best_num_params: int
+    param_budget: int
+    history: list[GenerationStats]
+    evaluated_genes: np.ndarray  # (N, G, 5) int32, in scoring order
+    evaluated_scores: np.ndarray  # (N,) float64
+    evaluated_num_params: np.ndarray  # (N,) int64
+    evaluated_generation: np.ndarray  # (N,) int32
+    seconds: float
+
+    @property
+    def candidates_evaluated(self) -> int:
+        return len(self.evaluated_scores)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    """Every knob that shapes the search trajectory; a resumed search must match them."""
+
+    param_budget: int
+    seed: int
+    population: int
+    top_k: int
+    num_mutations: int
+    mutation_prob: float
+    num_crossovers: int
+    max_tries: int
+    genes_shape: tuple[int, ...]
+
+
+@dataclasses.dataclass
+class _State:
+    """Search progress: everything scored so far, the top-k and the RNG."""
+
+    rng: np.random.Generator
+    generation: int = 0
+    genes: list[Genes] = dataclasses.field(default_factory=list)
+    scores: list[float] = dataclasses.field(default_factory=list)
+    num_params: list[int] = dataclasses.field(default_factory=list)
+    born: list[int] = dataclasses.field(default_factory=list)
+    top_k: list[int] = dataclasses.field(default_factory=list)
+    history: list[GenerationStats] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+    index: dict[bytes, int] = dataclasses.field(default_factory=dict)
+
+    def add(self, genes: Genes, score: float, num_params: int, generation: int) -> int:
+        self.index[genes.tobytes()] = len(self.genes)
+        self.genes.append(genes)
+        self.scores.append(score)
+        self.num_params.append(num_params)
+        self.born.append(generation)
+        return len(self.genes) - 1
+
+
+def evolutionary_search(
+    space: SearchSpace,
+    score_fn: ScoreFn,
+    *,
+    param_budget: int,
+    seed: int = 0,
+    population: int = 50,
+    top_k: int = 10,
+    num_mutations: int = 25,
+    mutation_prob: float = 0.2,
+    num_crossovers: int = 25,
+    generations: int = 20,
+    max_tries: int = 250,
+    batch_size: int | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    on_generation: Callable[[GenerationStats], None] | None = None,
+) -> SearchResult:
+    """Search ``space`` for the highest-scoring config with ``num_params <= param_budget``.
+
+    ``score_fn(cfgs) -> (B,)`` scores a batch of configs stacked on a leading axis; it is always
+    called with ``B == batch_size`` (default ``population``): the last batch of a generation is
+    padded with copies whose scores are dropped, so a jitted ``score_fn`` compiles once.
+    With ``checkpoint_dir`` the state is saved after every generation and a later call with the
+    same directory and settings resumes from it (a larger ``generations`` extends the search).
+    ``on_generation(stats)`` runs after each generation's checkpoint.
+    """
+    genes_shape = space.to_genes(space.sample(jax.random.key(0))).shape
+    settings = _Settings(
+        param_budget=param_budget,
+        seed=seed,
+        population=population,
+        top_k=top_k,
+        num_mutations=num_mutations,
+        mutation_prob=mutation_prob,
+        num_crossovers=num_crossovers,
+        max_tries=max_tries,
+        genes_shape=tuple(int(d) for d in genes_shape),
+    )
+    batch_size = population if batch_size is None else batch_size
+    _validate(settings, generations=generations, batch_size=batch_size)
+    path = pathlib.Path(checkpoint_dir) / STATE_FILE if checkpoint_dir is not None else None
+    if path is not None and path.exists():
+        state = _load_state(path, settings)
+    else:
+        state = _State(rng=np.random.default_rng(seed))
+    ops = _FixedWidth(space, width=max(population, num_mutations, num_crossovers))
+    started = time.perf_counter() - state.seconds
+    with tqdm(
+        total=generations, initial=state.generation, disable=not progress, desc="evolution"
+    ) as bar:
+        while state.generation < generations:
+            generation = state.generation
+            candidates = _next_generation(ops, state, settings)
+            scores = _score(space, score_fn, [g for g, _ in candidates], batch_size=batch_size)
+            new = [
+                state.add(g, float(s), n, generation)
+                for (g, n), s in zip(candidates, scores, strict=True)
+            ]
+            # Stable sort: on equal scores the earlier candidate stays ahead, as in the reference.
+            state.top_k = sorted(state.top_k + new, key=lambda i: -state.scores[i])[:top_k]
+            state.generation += 1
+            state.seconds = time.perf_counter() - started
+            stats = _stats(state)
+            state.history.append(stats)
+            if path is not None:
+                _save_state(path, state, settings)
+            bar.update(1)
+            bar.set_postfix(best=f"{stats.best_score:.4f}", evaluated=stats.candidates_evaluated)
+            if on_generation is not None:
+                on_generation(stats)
+    return _result(space, state, param_budget)
+
+
+def _validate(settings: _Settings, *, generations: int, batch_size: int) -> None:
+    s = settings
+    checks = {
+        "param_budget must be >= 0": s.param_budget >= 0,
+        "top_k must be >= 1": s.top_k >= 1,
+        "population must be >= top_k": s.population >= s.top_k,
+        "num_mutations must be >= 0": s.num_mutations >= 0,
+        "num_crossovers must be >= 0": s.num_crossovers >= 0,
+        "mutation_prob must be in [0, 1]": 0.0 <= s.mutation_prob <= 1.0,
+        "generations must be >= 1": generations >= 1,
+        "max_tries must be >= 1": s.max_tries >= 1,
+        "batch_size must be >= 1": batch_size >= 1,
+    }
+    failed = [rule for rule, ok in checks.items() if not ok]
+    if failed:
+        got = dataclasses.asdict(s) | {"generations": generations, "batch_size": batch_size}
+        raise ValueError(f"evolutionary_search: {'; '.join(failed)} (got {got})")
+    if len(s.genes_shape) != 2:
+        raise ValueError(f"space.to_genes must return (layers, tensors) genes, got {s.genes_shape}")
+
+
+def _next_generation(
+    ops: _FixedWidth, state: _State, settings: _Settings
+) -> list[tuple[Genes, int]]:
+    """The generation's legal candidates as (genes, num_params), in the reference's order."""
+    rng = state.rng
+    claimed: set[bytes] = set()
+
+    def collect(propose: Callable[[int], list[Genes]], n: int) -> list[tuple[Genes, int]]:
+        return _collect(ops, state, settings, claimed, propose, n)
+
+    def sample(n: int) -> list[Genes]:
+        out: list[Genes] = []
+        while len(out) < n:
+            out += ops.sample_genes(_jax_key(rng))[: n - len(out)]
+        return out
+
+    if state.generation == 0:
+        candidates = collect(sample, settings.population)
+        if len(candidates) < settings.population:
+            raise ValueError(
+                f"only {len(candidates)} of {settings.population} random configs drawn in "
+                f"{settings.max_tries} tries fit param_budget={settings.param_budget}: raise "
+                "the budget or max_tries"
+            )
+        return candidates
+    parents = [state.genes[i] for i in state.top_k]
+
+    def parent() -> Genes:
+        return parents[rng.integers(len(parents))]
+
+    def mutate(n: int) -> list[Genes]:
+        return [ops.space.mutate(rng, parent(), settings.mutation_prob) for _ in range(n)]
+
+    def cross(n: int) -> list[Genes]:
+        return [ops.space.crossover(rng, parent(), parent()) for _ in range(n)]
+
+    candidates = collect(mutate, settings.num_mutations)
+    candidates += collect(cross, settings.num_crossovers)
+    candidates += collect(sample, max(0, settings.population - len(candidates)))
+    return candidates
+
+
+def _collect(
+    ops: _FixedWidth,
+    state: _State,
+    settings: _Settings,
+    claimed: set[bytes],
+    propose: Callable[[int], list[Genes]],
+    n: int,
+) -> list[tuple[Genes, int]]:
+    """Up to ``n`` new legal candidates from at most ``max_tries`` proposals.
+
+    Proposals are drawn in chunks of the number still missing, each chunk counted in one
+    batched ``num_params`` call. Accepted keys go into ``claimed``.
+    """
+    found: list[tuple[Genes, int]] = []
+    tries = 0
+    while len(found) < n and tries < settings.max_tries:
+        chunk = min(n - len(found), settings.max_tries - tries)
+        tries += chunk
+        proposals = [np.asarray(g, dtype=np.int32) for g in propose(chunk)]
+        for genes in proposals:
+            if genes.shape != settings.genes_shape:
+                raise ValueError(
+                    f"space returned genes of shape {genes.shape}, expected {settings.genes_shape}"
+                )
+        for genes, count in zip(proposals, ops.num_params(proposals), strict=True):
+            key = genes.tobytes()
+            if key in state.index or key in claimed or count > settings.param_budget:
+                continue
+            claimed.add(key)
+            found.append((genes, int(count)))
+    return found
+
+
+def _jax_key(rng: np.random.Generator) -> jax.Array:
+    return jax.random.key(int(rng.integers(2**32)))
+
+
+def _stack_cfgs(space: SearchSpace, genes: Sequence[Genes]) -> Config:
+    """One batched config (leading axis ``len(genes)``) of several gene matrices."""
+    return space.from_genes(np.stack(genes))
+
+
+def _padded_batches(
+    fn: Callable[[Config], Any],
+    space: SearchSpace,
+    genes: Sequence[Genes],
+    *,
+    width: int,
+    what: str,
+) -> np.ndarray:
+    """``fn`` on the configs of ``genes`` in batches of exactly ``width``: (len(genes),).
+
+    The last batch is padded with copies of its last config and their outputs dropped, so a
+    jitted ``fn`` sees one shape. Raises ValueError unless ``fn`` returns one value per config.
+    """
+    out = [np.zeros((0,))]
+    for start in range(0, len(genes), width):
+        chunk = list(genes[start : start + width])
+        values = np.asarray(fn(_stack_cfgs(space, chunk + [chunk[-1]] * (width - len(chunk)))))
+        if values.shape != (width,):
+            raise ValueError(
+                f"{what} must return one value per config, shape ({width},); got {values.shape}"
+            )
+        out.append(values[: len(chunk)])
+    return np.concatenate(out)
+
+
+class _FixedWidth:
+    """The space's sampling and counting at one batch width, so jax compiles each op once."""
+
+    def __init__(self, space: SearchSpace, width: int) -> None:
+        self.space = space
+        self.width = width
+
+    def sample_genes(self, key: jax.Array) -> list[Genes]:
+        """``width`` random gene matrices from one key."""
+        return list(self.space.to_genes(self.space.sample(key, batch_shape=(self.width,))))
+
+    def num_params(self, genes: Sequence[Genes]) -> np.ndarray:
+        """(len(genes),) int64 parameter counts."""
+        counts = _padded_batches(
+            self.space.num_params, self.space, genes, width=self.width, what="space.num_params"
+        )
+        return counts.astype(np.int64)
+
+
+def _score(
+    space: SearchSpace, score_fn: ScoreFn, genes: Sequence[Genes], *, batch_size: int
+) -> np.ndarray:
+    """(len(genes),) float64 scores from ``score_fn`` called on full batches of ``batch_size``."""
+    scores = _padded_batches(score_fn, space, genes, width=batch_size, what="score_fn")
+    scores = scores.astype(np.float64)
+    if not np.all(np.isfinite(scores)):
+        raise ValueError(f"score_fn returned non-finite scores: {scores}")
+    return scores
+
+
+def _stats(state: _State) -> GenerationStats:
+    top = [state.scores[i] for i in state.top_k]
+    return GenerationStats(
+        generation=state.generation - 1,
+        best_score=top[0],
+        mean_top_k_score=float(np.mean(top)),
+        candidates_evaluated=len(state.scores),
+        seconds=state.seconds,
+    )
+
+
+def _result(space: SearchSpace, state: _State, param_budget: int) -> SearchResult:
+    best = state.top_k[0]
+    return SearchResult(
+        best_cfg=space.from_genes(state.genes[best]),
+        best_genes=state.genes[best],
+        best_score=state.scores[best],
+        best_num_params=state.num_params[best],
+        param_budget=param_budget,
+        history=list(state.history),
+        evaluated_genes=np.stack(state.genes),
+        evaluated_scores=np.asarray(state.scores, np.float64),
+        evaluated_num_params=np.asarray(state.num_params, np.int64),
+        evaluated_generation=np.asarray(state.born, np.int32),
+        seconds=state.seconds,
+    )
+
+
+def _save_state(path: pathlib.Path, state: _State, settings: _Settings) -> None:
+    """Write the state to ``path`` atomically (a temporary file in the same folder, renamed)."""
+    meta = {
+        "settings": dataclasses.asdict(settings),
+        "generation": state.generation,
+        "seconds": state.seconds,
+        "history": [dataclasses.asdict(h) for h in state.history],
+        "rng": state.rng.bit_generator.state,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(
+                f,
+                meta=np.asarray(json.dumps(meta)),
+                genes=np.stack(state.genes),
+                scores=np.asarray(state.scores, np.float64),
+                num_params=np.asarray(state.num_params, np.int64),
+                born=np.asarray(state.born, np.int32),
+                top_k=np.asarray(state.top_k, np.int64),
+            )
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load_state(path: pathlib.Path, settings: _Settings) -> _State:
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+        arrays = {k: data[k] for k in ("genes", "scores", "num_params", "born", "top_k")}
+    saved = meta["settings"] | {"genes_shape": tuple(meta["settings"]["genes_shape"])}
+    current = dataclasses.asdict(settings)
+    differ = {k: (saved[k], current[k]) for k in current if saved.get(k) != current[k]}
+    if differ:
+        raise ValueError(
+            f"search state in {path} was written with other settings (saved, now): {differ}; "
+            "use another checkpoint_dir or the same settings"
+        )
+    rng = np.random.default_rng()
+    rng.bit_generator.state = meta["rng"]
+    state = _State(
+        rng=rng,
+        generation=int(meta["generation"]),
+        top_k=[int(i) for i in arrays["top_k"]],
+        history=[GenerationStats(**h) for h in meta["history"]],
+        seconds=float(meta["seconds"]),
+    )
+    for genes, score, count, born in zip(
+        arrays["genes"], arrays["scores"], arrays["num_params"], arrays["born"], strict=True
+    ):
+        state.add(genes, float(score), int(count), int(born))
+    return state
+
+
+def save_result_json(result: SearchResult, space: Any, path: str | os.PathLike[str]) -> None:
+    """Write the chosen config readably (``space.decode``) with its size and the search cost."""
+    record = {
+        "config": space.decode(result.best_cfg),
+        "num_params": result.best_num_params,
+        "param_budget": result.param_budget,
+        "score": result.best_score,
+        "search": {
+            "generations": len(result.history),
+            "candidates_evaluated": result.candidates_evaluated,
+            "seconds": result.seconds,
+        },
+        "history": [dataclasses.asdict(h) for h in result.history],
+    }
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic | np.ndarray | jax.Array):
+        return np.asarray(value).tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to json: {value!r}")

@@ -1,0 +1,202 @@
+"""Figures of a GLoRA search: the candidates, the chosen per-layer config, its parameters by type.
+
+Every function writes one PNG (matplotlib, Agg backend) and returns its path. The space is used
+through ``decode`` ({slice: {"A": option, ...}}), ``options`` ({tensor: option names}),
+``from_genes`` / ``to_genes`` and ``num_params``, as ``glora_jax.space.GLoRASpace`` has them.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import EngFormatter, MaxNLocator  # noqa: E402
+
+from glora_jax.evolution import SearchResult  # noqa: E402
+from glora_jax.support import NONE, TENSORS  # noqa: E402
+
+#: Option kinds in legend order, with their grid colours.
+KIND_COLORS = {
+    "lora": "#d95f02",
+    "vector": "#1b9e77",
+    "scalar": "#7570b3",
+    "none": "#eeeeee",
+}
+#: Layer types of the paper's figure 3, as regexes searched in layer (slice) names: big_vision ViT
+#: (MultiHeadDotProductAttention_0/qkv|out, MlpBlock_0/Dense_0|1) and timm (attn.qkv, mlp.fc1).
+VIT_LAYER_TYPES: dict[str, str] = {
+    "attention qkv": r"qkv|query|key|value",
+    "attention proj": r"Attention[^/]*/out\b|attn[./]proj",
+    "mlp fc1": r"fc1|Mlp[^/]*/Dense_0",
+    "mlp fc2": r"fc2|Mlp[^/]*/Dense_1",
+}
+OTHER = "other"
+
+PathLike = str | os.PathLike[str]
+
+
+def option_kind(option: str) -> str:
+    """'lora_8' -> 'lora'; 'vector', 'scalar', 'none' unchanged ('constant' -> 'scalar')."""
+    if option.startswith("lora"):
+        return "lora"
+    kind = {"constant": "scalar"}.get(option, option)
+    if kind not in KIND_COLORS:
+        raise ValueError(f"unknown GLoRA option {option!r}; kinds: {list(KIND_COLORS)}")
+    return kind
+
+
+def plot_score_vs_params(
+    result: SearchResult, path: PathLike, *, score_label: str = "val accuracy"
+) -> pathlib.Path:
+    """Every evaluated candidate: score vs. parameters, coloured by generation.
+
+    Marks the parameter budget (dashed line) and the chosen candidate (star).
+    """
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    points = ax.scatter(
+        result.evaluated_num_params,
+        result.evaluated_scores,
+        c=result.evaluated_generation,
+        cmap="viridis",
+        s=10,
+        alpha=0.7,
+    )
+    fig.colorbar(points, ax=ax, label="generation", ticks=MaxNLocator(integer=True))
+    ax.axvline(result.param_budget, color="black", ls="--", lw=1, label="parameter budget")
+    ax.scatter(
+        [result.best_num_params],
+        [result.best_score],
+        marker="*",
+        s=250,
+        color="red",
+        edgecolor="black",
+        zorder=3,
+        label=f"chosen: {result.best_score:.4g} at {result.best_num_params:,} params",
+    )
+    ax.xaxis.set_major_formatter(EngFormatter())
+    ax.set_xlabel("trainable parameters (head excluded)")
+    ax.set_ylabel(score_label)
+    ax.set_title(f"Evolutionary search: {result.candidates_evaluated} candidates")
+    ax.legend(loc="best", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_layer_config(space: Any, cfg: Any, path: PathLike) -> pathlib.Path:
+    """The chosen config as a grid: one row per layer slice, columns A..E (paper figure 4).
+
+    Cell colour is the option kind (lora / vector / scalar / none), its text the option name.
+    """
+    readable = space.decode(cfg)
+    names = _short_names(list(readable))
+    options = [[readable[name][t] for t in TENSORS] for name in readable]
+    kinds = list(KIND_COLORS)
+    codes = np.array([[kinds.index(option_kind(o)) for o in row] for row in options])
+    fig, ax = plt.subplots(figsize=(2.0 + 0.1 * max(map(len, names)), 1.0 + 0.24 * len(names)))
+    ax.imshow(
+        codes,
+        cmap=ListedColormap(list(KIND_COLORS.values())),
+        vmin=0,
+        vmax=len(kinds) - 1,
+        aspect="auto",
+    )
+    for i, row in enumerate(options):
+        for j, option in enumerate(row):
+            ax.text(j, i, option, ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(TENSORS)), list(TENSORS))
+    ax.xaxis.tick_top()
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_xticks(np.arange(len(TENSORS) + 1) - 0.5, minor=True)
+    ax.set_yticks(np.arange(len(names) + 1) - 0.5, minor=True)
+    ax.grid(which="minor", color="white", lw=1)
+    ax.tick_params(which="minor", length=0)
+    handles = [Patch(color=c, label=k) for k, c in KIND_COLORS.items()]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, fontsize=8)
+    return _save(fig, path)
+
+
+def plot_params_per_layer_type(
+    space: Any,
+    cfg: Any,
+    path: PathLike,
+    *,
+    layer_types: Mapping[str, str] = VIT_LAYER_TYPES,
+) -> pathlib.Path:
+    """Trainable parameters per layer type, stacked by tensor A..E (paper figure 3).
+
+    Layer types as in ``params_by_layer_type``.
+    """
+    totals = params_by_layer_type(space, cfg, layer_types=layer_types)
+    labels = list(totals)
+    table = np.stack([totals[k] for k in labels])  # (types, 5)
+    fig, ax = plt.subplots(figsize=(1.5 + 1.3 * len(labels), 4.5))
+    bottom = np.zeros(len(labels))
+    for j, tensor in enumerate(TENSORS):
+        ax.bar(labels, table[:, j], bottom=bottom, label=tensor, color=plt.cm.tab10(j))
+        bottom += table[:, j]
+    for x, total in enumerate(bottom):
+        ax.text(x, total, f"{int(total):,}", ha="center", va="bottom", fontsize=8)
+    ax.yaxis.set_major_formatter(EngFormatter())
+    ax.set_ylabel("trainable parameters")
+    ax.set_title(f"Chosen config: {int(table.sum()):,} parameters by layer type")
+    ax.legend(title="tensor", fontsize=8)
+    return _save(fig, path)
+
+
+def params_by_layer_type(
+    space: Any, cfg: Any, *, layer_types: Mapping[str, str] = VIT_LAYER_TYPES
+) -> dict[str, np.ndarray]:
+    """{layer type: int64 (5,) parameters of tensors A..E summed over the type's slices}.
+
+    A slice belongs to the first type whose regex ``re.search``-es its name, else to 'other';
+    types without slices are left out, the order is that of ``layer_types``.
+    """
+    totals: dict[str, np.ndarray] = {}
+    for name, row in zip(space.decode(cfg), tensor_params(space, cfg), strict=True):
+        kind = next((k for k, rx in layer_types.items() if re.search(rx, name)), OTHER)
+        totals[kind] = totals.get(kind, np.zeros(len(TENSORS), np.int64)) + row
+    return {k: totals[k] for k in (*layer_types, OTHER) if k in totals}
+
+
+def tensor_params(space: Any, cfg: Any) -> np.ndarray:
+    """int64 (G, 5): parameters each (layer slice, tensor) trains in ``cfg``.
+
+    Entry (g, t) is ``num_params(cfg)`` minus that of ``cfg`` with (g, t) set to 'none', all
+    G·5 variants counted in one batched ``num_params`` call.
+    """
+    genes = np.asarray(space.to_genes(cfg))
+    num_genes = genes.shape[0]
+    variants = np.repeat(genes[None], num_genes * len(TENSORS), axis=0)
+    rows, cols = np.divmod(np.arange(num_genes * len(TENSORS)), len(TENSORS))
+    none_index = np.array([space.options[t].index(NONE) for t in TENSORS])
+    variants[np.arange(len(rows)), rows, cols] = none_index[cols]
+    total = int(space.num_params(cfg))
+    without = np.asarray(space.num_params(space.from_genes(variants)), np.int64)
+    return (total - without).reshape(num_genes, len(TENSORS))
+
+
+def _short_names(names: list[str]) -> list[str]:
+    """Names without the '/'-separated prefix they all share."""
+    parts = [n.split("/") for n in names]
+    common = 0
+    while all(len(p) > common + 1 and p[common] == parts[0][common] for p in parts):
+        common += 1
+    return ["/".join(p[common:]) for p in parts]
+
+
+def _save(fig: Any, path: PathLike) -> pathlib.Path:
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

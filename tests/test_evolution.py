@@ -1,0 +1,433 @@
+"""glora_jax.evolution: the GLoRA evolutionary search on planted scores, resume and plots."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from glora_jax import search_plots
+from glora_jax.evolution import SearchResult, evolutionary_search, save_result_json
+
+TENSORS = "ABCDE"
+RANK = 2
+OPTIONS = {
+    "A": ("lora_2", "vector", "scalar", "none"),
+    "B": ("lora_2", "vector", "scalar", "none"),
+    "C": ("lora_2", "vector", "none"),
+    "D": ("vector", "scalar", "none"),
+    "E": ("vector", "scalar", "none"),
+}
+# (name, fan_in, fan_out) of a 2-block toy ViT in big_vision naming: 8 layers x 5 tensors.
+LAYERS = [
+    (f"Transformer/encoderblock_{b}/{name}", fan_in, fan_out)
+    for b in range(2)
+    for name, fan_in, fan_out in (
+        ("MultiHeadDotProductAttention_0/qkv", 8, 24),
+        ("MultiHeadDotProductAttention_0/out", 8, 8),
+        ("MlpBlock_0/Dense_0", 8, 32),
+        ("MlpBlock_0/Dense_1", 32, 8),
+    )
+]
+
+
+def option_cost(tensor: str, option: str, fan_in: int, fan_out: int) -> int:
+    """GLoRA's parameter count of one support tensor (reference-semantics.md)."""
+    if option == "lora_2":
+        return RANK * (fan_in + 1) if tensor == "C" else RANK * (fan_in + fan_out)
+    if option == "vector":
+        return fan_in if tensor == "C" else fan_out
+    return {"scalar": 1, "none": 0}[option]
+
+
+class FakeSpace:
+    """The GLoRASpace API on a table of option costs; cfg = {tensor: int32 (..., layers)}."""
+
+    def __init__(self) -> None:
+        self.layers = self.slice_names = [name for name, _, _ in LAYERS]
+        self.options = OPTIONS
+        self.num_options = np.array([len(OPTIONS[t]) for t in TENSORS])
+        self.cost = np.zeros((len(LAYERS), len(TENSORS), 4), np.int64)  # padded to 4 options
+        for i, (_, fan_in, fan_out) in enumerate(LAYERS):
+            for j, t in enumerate(TENSORS):
+                for k, o in enumerate(OPTIONS[t]):
+                    self.cost[i, j, k] = option_cost(t, o, fan_in, fan_out)
+
+    def to_genes(self, cfg):
+        return np.stack([np.asarray(cfg[t]) for t in TENSORS], axis=-1).astype(np.int32)
+
+    def from_genes(self, genes):
+        return {t: np.asarray(genes[..., j], np.int32) for j, t in enumerate(TENSORS)}
+
+    def sample(self, rng, batch_shape=()):
+        keys = jax.random.split(rng, len(TENSORS))
+        shape = (*batch_shape, len(LAYERS))
+        return {
+            t: jax.random.randint(k, shape, 0, n, jnp.int32)
+            for t, k, n in zip(TENSORS, keys, self.num_options, strict=True)
+        }
+
+    def mutate(self, rng, genes, prob):
+        fresh = rng.integers(0, self.num_options, size=genes.shape)
+        return np.where(rng.random(genes.shape) < prob, fresh, genes).astype(np.int32)
+
+    def crossover(self, rng, genes_a, genes_b):
+        return np.where(rng.random(genes_a.shape) < 0.5, genes_a, genes_b).astype(np.int32)
+
+    def num_params(self, cfg):
+        rows = jnp.arange(len(LAYERS))
+        cost = jnp.asarray(self.cost)
+        return sum(cost[rows, j, cfg[t]].sum(-1) for j, t in enumerate(TENSORS))
+
+    def decode(self, cfg):
+        return {
+            name: {t: OPTIONS[t][int(cfg[t][i])] for t in TENSORS}
+            for i, name in enumerate(self.layers)
+        }
+
+
+SPACE = FakeSpace()
+NONE_GENES = np.array([[OPTIONS[t].index("none") for t in TENSORS]] * len(LAYERS), np.int32)
+
+
+def cost_of(genes: np.ndarray) -> int:
+    """Independent numpy parameter count of genes (L, 5)."""
+    return int(sum(SPACE.cost[i, j, genes[i, j]] for i in range(len(LAYERS)) for j in range(5)))
+
+
+def target_genes(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.integers(0, SPACE.num_options) for _ in LAYERS]).astype(np.int32)
+
+
+TARGET = target_genes(123)
+TARGET_BUDGET = cost_of(TARGET) + 40
+
+
+def matches_target(cfgs) -> np.ndarray:
+    """Planted score: how many genes equal TARGET (max 40, only TARGET reaches it)."""
+    return (SPACE.to_genes(cfgs) == TARGET).sum(axis=(-2, -1)).astype(np.float64)
+
+
+VALUE = np.random.default_rng(7).uniform(0.5, 1.0, size=SPACE.cost.shape) * np.sqrt(SPACE.cost)
+KNAPSACK_BUDGET = 600
+
+
+def separable_value(cfgs) -> np.ndarray:
+    """Planted score: sum over genes of VALUE[layer, tensor, option] (concave in cost)."""
+    genes = SPACE.to_genes(cfgs)
+    rows, cols = np.arange(len(LAYERS))[:, None], np.arange(5)[None, :]
+    return VALUE[rows, cols, genes].sum(axis=(-2, -1))
+
+
+def knapsack_optimum(budget: int) -> float:
+    """Exact best separable_value within budget: multiple-choice knapsack by dynamic programming."""
+    best = np.zeros(budget + 1)  # best[c]: best value using cost <= c
+    for i in range(len(LAYERS)):
+        for j, t in enumerate(TENSORS):
+            options = [(SPACE.cost[i, j, k], VALUE[i, j, k]) for k in range(len(OPTIONS[t]))]
+            new = np.full(budget + 1, -np.inf)
+            for cost, value in options:
+                new[cost:] = np.maximum(new[cost:], best[: budget + 1 - cost] + value)
+            best = new
+    return float(best[budget])
+
+
+def search(score_fn=matches_target, **kwargs) -> SearchResult:
+    kwargs = {"param_budget": TARGET_BUDGET, "progress": False, **kwargs}
+    return evolutionary_search(SPACE, score_fn, **kwargs)
+
+
+def random_best(score_fn, n: int, budget: int, seed: int) -> float:
+    """Best score of n random configs within the budget (the baseline the search must beat)."""
+    cfgs = SPACE.sample(jax.random.key(seed), batch_shape=(20 * n,))
+    cfgs = {t: np.asarray(v) for t, v in cfgs.items()}
+    legal = np.asarray(SPACE.num_params(cfgs)) <= budget
+    scores = score_fn(cfgs)[legal][:n]
+    assert len(scores) == n
+    return float(scores.max())
+
+
+@pytest.fixture(scope="module")
+def target_result() -> SearchResult:
+    return search(seed=0)
+
+
+def test_fake_space_cost_matches_numpy():
+    genes = target_genes(5)
+    assert int(SPACE.num_params(SPACE.from_genes(genes))) == cost_of(genes)
+    assert cost_of(NONE_GENES) == 0
+
+
+def test_finds_planted_target_and_beats_random(target_result):
+    r = target_result
+    assert r.candidates_evaluated == 50 * 20
+    assert r.best_score >= TARGET.size - 3  # 39 of 40 genes at seed 0; random: ~21
+    assert r.best_score == matches_target(SPACE.from_genes(r.best_genes))
+    assert r.best_num_params == cost_of(r.best_genes) <= TARGET_BUDGET
+    assert r.best_score > random_best(matches_target, 1000, TARGET_BUDGET, 0) + 10
+
+
+def test_near_knapsack_optimum_under_binding_budget():
+    optimum = knapsack_optimum(KNAPSACK_BUDGET)
+    r = search(separable_value, param_budget=KNAPSACK_BUDGET, seed=1)
+    assert r.best_score <= optimum + 1e-9
+    assert r.best_score >= 0.95 * optimum  # 0.96 at seed 1; random sampling: ~0.79
+    assert r.best_score > random_best(separable_value, 1000, KNAPSACK_BUDGET, 1) + 0.1 * optimum
+
+
+def test_every_candidate_legal_new_and_recorded(target_result):
+    r = target_result
+    counts = np.array([cost_of(g) for g in r.evaluated_genes])
+    np.testing.assert_array_equal(r.evaluated_num_params, counts)
+    assert counts.max() <= TARGET_BUDGET
+    assert len({g.tobytes() for g in r.evaluated_genes}) == r.candidates_evaluated
+    np.testing.assert_array_equal(
+        r.evaluated_scores, matches_target(SPACE.from_genes(r.evaluated_genes))
+    )
+    np.testing.assert_array_equal(np.bincount(r.evaluated_generation), [50] * 20)
+
+
+def test_history_is_a_running_top_k(target_result):
+    r = target_result
+    assert [h.generation for h in r.history] == list(range(20))
+    assert [h.candidates_evaluated for h in r.history] == [50 * (g + 1) for g in range(20)]
+    for h in r.history:
+        seen = r.evaluated_scores[r.evaluated_generation <= h.generation]
+        top = np.sort(seen)[::-1][:10]
+        assert h.best_score == top[0]
+        assert h.mean_top_k_score == pytest.approx(top.mean())
+    assert r.history[-1].best_score == r.best_score
+
+
+@pytest.mark.parametrize("batch_size", [7, 50, 64])
+def test_score_fn_sees_constant_batches_and_each_candidate_once(batch_size):
+    calls: list[np.ndarray] = []
+
+    def score_fn(cfgs):
+        calls.append(SPACE.to_genes(cfgs))
+        return matches_target(cfgs)
+
+    r = search(score_fn, generations=3, batch_size=batch_size)
+    assert {c.shape[0] for c in calls} == {batch_size}
+    distinct = [{g.tobytes() for g in c} for c in calls]  # padding repeats a row of its batch
+    assert sum(len(d) for d in distinct) == r.candidates_evaluated == 150
+    assert set().union(*distinct) == {g.tobytes() for g in r.evaluated_genes}
+
+
+def test_deterministic_from_seed(target_result):
+    again = search(seed=0)
+    np.testing.assert_array_equal(again.evaluated_genes, target_result.evaluated_genes)
+    np.testing.assert_array_equal(again.evaluated_scores, target_result.evaluated_scores)
+    np.testing.assert_array_equal(again.best_genes, target_result.best_genes)
+    other = search(seed=1, generations=1)
+    assert not np.array_equal(other.evaluated_genes, target_result.evaluated_genes[:50])
+
+
+def assert_same_search(a: SearchResult, b: SearchResult) -> None:
+    np.testing.assert_array_equal(a.best_genes, b.best_genes)
+    assert (a.best_score, a.best_num_params) == (b.best_score, b.best_num_params)
+    for field in ("genes", "scores", "num_params", "generation"):
+        np.testing.assert_array_equal(
+            getattr(a, f"evaluated_{field}"), getattr(b, f"evaluated_{field}")
+        )
+    strip = [
+        (h.generation, h.best_score, h.mean_top_k_score, h.candidates_evaluated) for h in a.history
+    ]
+    assert strip == [
+        (h.generation, h.best_score, h.mean_top_k_score, h.candidates_evaluated) for h in b.history
+    ]
+
+
+def test_resume_after_interruption_matches_uninterrupted(tmp_path):
+    plain = search(generations=8, seed=3)
+
+    def interrupt(stats):
+        if stats.generation == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        search(generations=8, seed=3, checkpoint_dir=tmp_path, on_generation=interrupt)
+    scored = []
+
+    def score_fn(cfgs):
+        scored.append(len(cfgs["A"]))
+        return matches_target(cfgs)
+
+    resumed = search(score_fn, generations=8, seed=3, checkpoint_dir=tmp_path)
+    assert_same_search(resumed, plain)
+    assert len(scored) == 4  # generations 4..7 only: the first four come from the checkpoint
+    assert [p.name for p in tmp_path.iterdir()] == ["evolution_state.npz"]
+
+
+def test_finished_search_extends_with_more_generations(tmp_path):
+    search(generations=2, seed=4, checkpoint_dir=tmp_path)
+    extended = search(generations=5, seed=4, checkpoint_dir=tmp_path)
+    assert_same_search(extended, search(generations=5, seed=4))
+
+
+def test_resume_with_other_settings_raises(tmp_path):
+    search(generations=1, seed=5, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="top_k"):
+        search(generations=2, seed=5, top_k=5, checkpoint_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"population": 5, "top_k": 10}, "population must be >= top_k"),
+        ({"top_k": 0}, "top_k must be >= 1"),
+        ({"mutation_prob": 1.5}, "mutation_prob"),
+        ({"generations": 0}, "generations"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"param_budget": -1}, "param_budget must be >= 0"),
+        ({"param_budget": 0}, "param_budget=0"),
+    ],
+)
+def test_bad_settings_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        search(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("score_fn", "match"),
+    [
+        (lambda cfgs: np.zeros(3), "one value per config"),
+        (lambda cfgs: np.full(len(cfgs["A"]), np.nan), "non-finite"),
+    ],
+)
+def test_bad_scores_raise(score_fn, match):
+    with pytest.raises(ValueError, match=match):
+        search(score_fn, generations=1)
+
+
+def test_result_json_is_readable(tmp_path, target_result):
+    path = tmp_path / "out" / "best.json"
+    save_result_json(target_result, SPACE, path)
+    record = json.loads(path.read_text())
+    assert record["config"] == SPACE.decode(target_result.best_cfg)
+    assert record["config"][LAYERS[0][0]]["A"] in OPTIONS["A"]
+    assert record["num_params"] == cost_of(target_result.best_genes)
+    assert record["search"]["candidates_evaluated"] == 1000
+    assert len(record["history"]) == 20
+
+
+def test_plots_write_pngs(tmp_path, target_result):
+    paths = [
+        search_plots.plot_score_vs_params(target_result, tmp_path / "scatter.png"),
+        search_plots.plot_layer_config(SPACE, target_result.best_cfg, tmp_path / "grid.png"),
+        search_plots.plot_params_per_layer_type(
+            SPACE, target_result.best_cfg, tmp_path / "types.png"
+        ),
+    ]
+    for path in paths:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert path.stat().st_size > 5000
+
+
+def test_tensor_params_match_cost_table():
+    genes = target_genes(9)
+    expected = np.array(
+        [[SPACE.cost[i, j, genes[i, j]] for j in range(5)] for i in range(len(LAYERS))]
+    )
+    got = search_plots.tensor_params(SPACE, SPACE.from_genes(genes))
+    np.testing.assert_array_equal(got, expected)
+    by_type = search_plots.params_by_layer_type(SPACE, SPACE.from_genes(genes))
+    assert list(by_type) == ["attention qkv", "attention proj", "mlp fc1", "mlp fc2"]
+    for k, kind in enumerate(by_type):  # LAYERS cycles qkv, proj, fc1, fc2 in each block
+        np.testing.assert_array_equal(by_type[kind], expected[k::4].sum(0))
+
+
+@pytest.mark.parametrize(
+    ("option", "kind"),
+    [
+        ("lora_8", "lora"),
+        ("vector", "vector"),
+        ("scalar", "scalar"),
+        ("constant", "scalar"),
+        ("none", "none"),
+    ],
+)
+def test_option_kind(option, kind):
+    assert search_plots.option_kind(option) == kind
+
+
+def test_option_kind_rejects_unknown():
+    with pytest.raises(ValueError, match="unknown GLoRA option 'matrix'"):
+        search_plots.option_kind("matrix")
+
+
+def test_search_on_a_real_glora_space(tmp_path):
+    """A scanned 2-block toy ViT (q/k/v fused, fc2 without bias) through glora(...).space."""
+    from glora_jax import glora
+    from peft_core import unflatten
+    from peft_core.targets import SCANNED
+
+    block = "Transformer/encoderblock"
+    shapes = {
+        **{
+            f"MultiHeadDotProductAttention_0/{n}/kernel": (2, 8, 2, 4)
+            for n in ("query", "key", "value")
+        },
+        **{
+            f"MultiHeadDotProductAttention_0/{n}/bias": (2, 2, 4) for n in ("query", "key", "value")
+        },
+        "MultiHeadDotProductAttention_0/out/kernel": (2, 2, 4, 8),
+        "MultiHeadDotProductAttention_0/out/bias": (2, 8),
+        "MlpBlock_0/Dense_0/kernel": (2, 8, 16),
+        "MlpBlock_0/Dense_0/bias": (2, 16),
+        "MlpBlock_0/Dense_1/kernel": (2, 16, 8),
+    }
+    params = unflatten({f"{block}/{k}": np.zeros(s, np.float32) for k, s in shapes.items()})
+    space = glora((2,), stacked=SCANNED).space(params)
+    fans = {"qkv": (8, 24), "out": (8, 8), "Dense_0": (8, 16), "Dense_1": (16, 8)}
+
+    def readable_cost(readable) -> int:
+        total = 0
+        for name, choice in readable.items():
+            fan_in, fan_out = fans[name.split("/")[-1].split("[")[0]]
+            total += sum(option_cost(t, o, fan_in, fan_out) for t, o in choice.items())
+        return total
+
+    target = space.to_genes(space.sample(jax.random.key(3)))
+    budget = readable_cost(space.decode(space.from_genes(target))) + 20
+
+    def score(cfgs):
+        return (space.to_genes(cfgs) == target).sum(axis=(-2, -1)).astype(np.float64)
+
+    r = evolutionary_search(
+        space,
+        score,
+        param_budget=budget,
+        population=20,
+        top_k=5,
+        num_mutations=10,
+        num_crossovers=10,
+        generations=6,
+        progress=False,
+    )
+    assert r.evaluated_genes.shape[1:] == (8, 5)
+    costs = [readable_cost(space.decode(space.from_genes(g))) for g in r.evaluated_genes]
+    np.testing.assert_array_equal(r.evaluated_num_params, costs)
+    assert max(costs) <= budget
+    assert r.best_score > r.evaluated_scores[r.evaluated_generation == 0].max()
+    readable = space.decode(r.best_cfg)
+    assert set(readable) == {
+        f"{block}/{n}[{i}]"
+        for n in (
+            "MultiHeadDotProductAttention_0/qkv",
+            "MultiHeadDotProductAttention_0/out",
+            "MlpBlock_0/Dense_0",
+            "MlpBlock_0/Dense_1",
+        )
+        for i in range(2)
+    }
+    assert all(
+        readable[f"{block}/MlpBlock_0/Dense_1[{i}]"][t] == "none" for i in (0, 1) for t in "CDE"
+    )
+    by_type = search_plots.params_by_layer_type(space, r.best_cfg)
+    assert sum(int(v.sum()) for v in by_type.values()) == r.best_num_params
+    assert search_plots.plot_layer_config(space, r.best_cfg, tmp_path / "grid.png").exists()

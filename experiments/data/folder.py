@@ -1,0 +1,71 @@
+"""Bring your own images: an .npz of arrays or a folder per class, split the VTAB-1k way.
+
+- npz: ``images`` uint8 (N, H, W) or (N, H, W, C) with C in {1, 3}, ``labels`` int (N,),
+  optionally ``num_classes`` (a scalar; default max(labels) + 1).
+- folder: ``<root>/<class name>/<image file>``; classes are the sorted folder names, label =
+  position in that order; images are every file with a common image suffix, sorted.
+
+Both are split by a seeded permutation (experiments.data.splits), test = the rest (<= 10k).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from experiments.data.base import ArraySource, DataNotFoundError, ImageFileSource, check_labels
+from experiments.data.splits import split_indices
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+
+
+def open_npz_split(
+    path: str | os.PathLike[str], split: str, *, seed: int
+) -> tuple[ArraySource, int]:
+    """(examples of ``split``, num_classes) from an images + labels .npz file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"no npz file at {path}")
+    with np.load(path) as arrays:
+        missing = {"images", "labels"} - set(arrays.files)
+        if missing:
+            raise ValueError(f"{path} lacks arrays {sorted(missing)} (has {arrays.files})")
+        images, labels = arrays["images"], arrays["labels"]
+        stored_classes = arrays["num_classes"] if "num_classes" in arrays.files else None
+    if images.ndim == 4 and images.shape[-1] not in (1, 3):
+        raise ValueError(f"{path}: images must have 1 or 3 channels, got {images.shape}")
+    source = ArraySource(images, labels)  # validates dtypes and shapes
+    num_classes = int(labels.max()) + 1 if stored_classes is None else int(stored_classes)
+    check_labels(labels, num_classes, where=str(path))
+    indices = split_indices(split, labels=labels, num_classes=num_classes, seed=seed)
+    return ArraySource(source.images[indices], source.labels[indices]), num_classes
+
+
+def class_folders(root: Path) -> list[Path]:
+    """The class folders of ``root``, sorted by name (their index is the label)."""
+    if not root.is_dir():
+        raise DataNotFoundError(f"no image folder at {root}")
+    folders = sorted(child for child in root.iterdir() if child.is_dir())
+    if not folders:
+        raise ValueError(f"{root} has no class folders (expected <root>/<class>/<image>)")
+    return folders
+
+
+def open_folder_split(
+    root: str | os.PathLike[str], split: str, *, seed: int
+) -> tuple[ImageFileSource, int]:
+    """(examples of ``split``, num_classes) from a folder-per-class image tree."""
+    folders = class_folders(Path(root))
+    paths: list[Path] = []
+    labels: list[int] = []
+    for label, folder in enumerate(folders):
+        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ValueError(f"class folder {folder} holds no images ({sorted(IMAGE_SUFFIXES)})")
+        paths.extend(files)
+        labels.extend([label] * len(files))
+    label_array = np.asarray(labels, np.int32)
+    indices = split_indices(split, labels=label_array, num_classes=len(folders), seed=seed)
+    return ImageFileSource(tuple(paths[i] for i in indices), label_array[indices]), len(folders)

@@ -1,0 +1,112 @@
+"""``load_task``: the one way in. Any source, any split -> SplitArrays."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from experiments.data.base import ExampleSource, SplitArrays
+from experiments.data.folder import open_folder_split, open_npz_split
+from experiments.data.materialize import materialize_cached
+from experiments.data.noah import open_noah_split
+from experiments.data.offline import open_offline_split
+from experiments.data.preprocess import Normalization, check_normalization, normalize
+from experiments.data.vtab import open_vtab_split, resolve_tfds_data_dir, vtab_task
+
+Source = Literal["tfds", "noah", "offline", "npz", "folder"]
+SOURCES: tuple[str, ...] = ("tfds", "noah", "offline", "npz", "folder")
+#: seed of the permutation that splits offline / npz / folder data when none is given.
+DEFAULT_SPLIT_SEED = 0
+_FIXED_SPLIT_SOURCES = ("tfds", "noah")
+
+
+def load_task(
+    name: str,
+    *,
+    source: Source = "tfds",
+    split: str = "train800",
+    data_dir: str | os.PathLike[str] | None = None,
+    image_size: int | None = None,
+    normalization: Normalization | None = None,
+    seed: int | None = None,
+    version: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    num_workers: int | None = None,
+) -> SplitArrays:
+    """Load one split of one task as arrays.
+
+    name: a VTAB-1k task ("cifar", "clevr_count", ... see VTAB_TASKS) for source "tfds" and
+        "noah"; "fashion_mnist" / "mnist5k" / "digits" for "offline"; the .npz file or the
+        folder-per-class root for "npz" / "folder".
+    split: "train800", "val200", "train800val200", "test"; "<k>shot" for the seeded sources.
+    data_dir: TFDS data dir (default $TFDS_DATA_DIR), NOAH's vtab-1k root (required), or an
+        offline dataset's folder (default: where its package installs it).
+    image_size: resize to (image_size, image_size) with PIL bicubic; None keeps native size.
+    normalization: None keeps uint8 images (the input pipeline can normalise on device);
+        "imagenet" or "minus1_1" returns float32 (see experiments.data.preprocess).
+    seed: split permutation of offline / npz / folder data (default 0); the tfds and noah
+        splits are fixed, so a seed there is an error.
+    version: TFDS version pattern overriding the task's pinned one (source "tfds" only).
+    cache_dir: keep the decoded, resized uint8 split there and memory-map it on later calls.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
+    if normalization is not None:
+        check_normalization(normalization)
+    if seed is not None and source in _FIXED_SPLIT_SOURCES:
+        raise ValueError(f"source {source!r} has fixed splits; seed must be None")
+    if version is not None and source != "tfds":
+        raise ValueError(f"version applies to source 'tfds' only, not {source!r}")
+    split_seed = DEFAULT_SPLIT_SEED if seed is None else seed
+    example_source, num_classes, location = _open(
+        name, source=source, split=split, data_dir=data_dir, seed=split_seed, version=version
+    )
+    key = {
+        "source": source,
+        "name": name,
+        "split": split,
+        "location": location,
+        "seed": split_seed,
+        "version": version,
+    }
+    images, labels = materialize_cached(
+        example_source,
+        key=key,
+        cache_dir=cache_dir,
+        image_size=image_size,
+        num_workers=num_workers,
+    )
+    if normalization is not None:
+        images = normalize(images, normalization)
+    return SplitArrays(
+        images=images, labels=labels, num_classes=num_classes, name=name, split=split
+    )
+
+
+def _open(
+    name: str,
+    *,
+    source: Source,
+    split: str,
+    data_dir: str | os.PathLike[str] | None,
+    seed: int,
+    version: str | None,
+) -> tuple[ExampleSource, int, str]:
+    """(examples, num_classes, absolute data location for the cache key)."""
+    if source == "tfds":
+        records = open_vtab_split(name, split, data_dir=data_dir, version=version)
+        return records, records.task.num_classes, str(resolve_tfds_data_dir(data_dir).resolve())
+    if source == "noah":
+        if data_dir is None:
+            raise ValueError("source 'noah' needs data_dir= the vtab-1k root folder")
+        files = open_noah_split(name, split, root=data_dir)
+        return files, vtab_task(name).num_classes, str(Path(data_dir).resolve())
+    if data_dir is not None and source in ("npz", "folder"):
+        raise ValueError(f"source {source!r} takes its path as name; leave data_dir unset")
+    if source == "offline":
+        arrays, num_classes = open_offline_split(name, split, seed=seed, data_dir=data_dir)
+        return arrays, num_classes, str(Path(data_dir).resolve()) if data_dir else "installed"
+    opened = open_npz_split if source == "npz" else open_folder_split
+    examples, num_classes = opened(name, split, seed=seed)
+    return examples, num_classes, str(Path(name).resolve())

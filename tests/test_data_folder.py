@@ -1,0 +1,101 @@
+"""Bring-your-own data: an images + labels .npz, or a folder per class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import chex
+import numpy as np
+import pytest
+from PIL import Image
+
+from experiments.data import DataNotFoundError, load_task
+
+
+def _tagged(count: int, shape: tuple[int, ...]) -> np.ndarray:
+    images = np.zeros((count, *shape), np.uint8)
+    images[:, 0, 0, ...] = (np.arange(count) % 256).reshape(-1, *([1] * (len(shape) - 2)))
+    images[:, 0, 1, ...] = (np.arange(count) // 256).reshape(-1, *([1] * (len(shape) - 2)))
+    return images
+
+
+def _tags(images: np.ndarray) -> np.ndarray:
+    return images[:, 0, 0, 0].astype(int) + 256 * images[:, 0, 1, 0].astype(int)
+
+
+@pytest.mark.parametrize("shape", [(5, 4), (5, 4, 1), (5, 4, 3)])
+def test_npz_splits_follow_the_seeded_permutation(tmp_path: Path, shape: tuple[int, ...]):
+    path = tmp_path / "mine.npz"
+    np.savez(path, images=_tagged(1100, shape), labels=np.arange(1100) % 7)
+    permutation = np.random.default_rng(5).permutation(1100)
+    for split, expected in [("train800", permutation[:800]), ("test", permutation[1000:])]:
+        arrays = load_task(str(path), source="npz", split=split, seed=5)
+        chex.assert_shape(arrays.images, (len(expected), 5, 4, 3))
+        np.testing.assert_array_equal(_tags(arrays.images), expected)
+        np.testing.assert_array_equal(arrays.labels, expected % 7)
+        assert arrays.num_classes == 7
+
+
+def test_npz_num_classes_can_be_stored(tmp_path: Path):
+    path = tmp_path / "mine.npz"
+    np.savez(path, images=_tagged(1010, (3, 3)), labels=np.zeros(1010, int), num_classes=4)
+    assert load_task(str(path), source="npz", split="val200").num_classes == 4
+
+
+@pytest.mark.parametrize(
+    ("arrays", "match"),
+    [
+        ({"images": np.zeros((1010, 3, 3), np.float32), "labels": np.zeros(1010, int)}, "uint8"),
+        (
+            {"images": np.zeros((1010, 3, 3, 2), np.uint8), "labels": np.zeros(1010, int)},
+            "1 or 3 channels",
+        ),
+        ({"images": np.zeros((1010, 3, 3), np.uint8), "labels": np.zeros(1009, int)}, "labels"),
+        ({"images": np.zeros((1010, 3, 3), np.uint8)}, "lacks arrays"),
+        (
+            {
+                "images": np.zeros((1010, 3, 3), np.uint8),
+                "labels": np.full(1010, 3),
+                "num_classes": 2,
+            },
+            r"\[0, 2\)",
+        ),
+    ],
+)
+def test_npz_errors(tmp_path: Path, arrays: dict[str, Any], match: str):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=match):
+        load_task(str(path), source="npz")
+
+
+def test_folder_per_class(tmp_path: Path):
+    counts = {"b_cat": 400, "a_dog": 500, "c_eel": 300}
+    for name, count in counts.items():
+        (tmp_path / name).mkdir()
+        shade = {"a_dog": 10, "b_cat": 120, "c_eel": 240}[name]
+        for index in range(count):
+            Image.new("L", (3, 2), shade).save(tmp_path / name / f"{index:04d}.png")
+    (tmp_path / "a_dog" / "notes.txt").write_text("not an image")
+    arrays = load_task(str(tmp_path), source="folder", split="train800val200")
+    chex.assert_shape(arrays.images, (1000, 2, 3, 3))
+    assert arrays.num_classes == 3
+    shade_of_label = np.array([10, 120, 240])  # sorted folder names: a_dog, b_cat, c_eel
+    np.testing.assert_array_equal(arrays.images[:, 0, 0, 0], shade_of_label[arrays.labels])
+    test = load_task(str(tmp_path), source="folder", split="test")
+    assert len(test) == 200
+    few = load_task(str(tmp_path), source="folder", split="2shot")
+    np.testing.assert_array_equal(np.bincount(few.labels), [2, 2, 2])
+
+
+def test_folder_errors(tmp_path: Path):
+    with pytest.raises(DataNotFoundError, match="no image folder"):
+        load_task(str(tmp_path / "nowhere"), source="folder")
+    with pytest.raises(ValueError, match="no class folders"):
+        load_task(str(tmp_path), source="folder")
+    (tmp_path / "empty_class").mkdir()
+    with pytest.raises(ValueError, match="holds no images"):
+        load_task(str(tmp_path), source="folder")
+    with pytest.raises(ValueError, match="takes its path as name"):
+        load_task(str(tmp_path), source="folder", data_dir=tmp_path)

@@ -1,0 +1,107 @@
+"""Preprocessing (grey -> RGB, bicubic resize, normalisation), split values, materialising."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import chex
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from experiments.data.base import ArraySource, SplitArrays
+from experiments.data.materialize import materialize, materialize_cached
+from experiments.data.preprocess import normalize, resize_bicubic, to_rgb
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
+IMAGENET_STD = np.array([0.229, 0.224, 0.225])
+
+
+@pytest.mark.parametrize("as_jax", [False, True])
+@pytest.mark.parametrize(
+    ("normalization", "reference"),
+    [
+        ("imagenet", lambda x: (x / 255.0 - IMAGENET_MEAN) / IMAGENET_STD),
+        ("minus1_1", lambda x: x / 127.5 - 1.0),
+    ],
+)
+def test_normalize_matches_the_formula(normalization, reference, as_jax: bool):
+    images = np.random.default_rng(0).integers(0, 256, (2, 3, 4, 3), dtype=np.uint8)
+    out = normalize(jnp.asarray(images) if as_jax else images, normalization)
+    assert out.dtype == np.float32
+    chex.assert_trees_all_close(np.asarray(out), reference(images.astype(np.float64)), atol=1e-5)
+
+
+def test_normalize_rejects_floats_and_unknown_names():
+    with pytest.raises(ValueError, match="uint8"):
+        normalize(np.zeros((1, 2, 2, 3), np.float32), "imagenet")
+    with pytest.raises(ValueError, match="unknown normalization"):
+        normalize(np.zeros((1, 2, 2, 3), np.uint8), "zero_one")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("shape", [(4, 5), (4, 5, 1), (4, 5, 3)])
+def test_to_rgb(shape: tuple[int, ...]):
+    image = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    rgb = to_rgb(image)
+    chex.assert_shape(rgb, (4, 5, 3))
+    grey = image.reshape(4, 5, -1)
+    np.testing.assert_array_equal(rgb, np.broadcast_to(grey, (4, 5, 3)))
+
+
+@pytest.mark.parametrize(
+    ("image", "match"),
+    [(np.zeros((4, 5, 2), np.uint8), "image"), (np.zeros((4, 5), np.float32), "uint8")],
+)
+def test_to_rgb_errors(image: np.ndarray, match: str):
+    with pytest.raises(ValueError, match=match):
+        to_rgb(image)
+
+
+def test_resize_is_pil_bicubic():
+    image = np.random.default_rng(2).integers(0, 256, (7, 9, 3), dtype=np.uint8)
+    resized = resize_bicubic(image, 16)
+    pil = Image.fromarray(image)
+    np.testing.assert_array_equal(resized, np.asarray(pil.resize((16, 16), Image.BICUBIC)))
+    assert not np.array_equal(resized, np.asarray(pil.resize((16, 16), Image.BILINEAR)))
+    np.testing.assert_array_equal(resize_bicubic(np.full((3, 8, 3), 77, np.uint8), 5), 77)
+    np.testing.assert_array_equal(resize_bicubic(image[:7, :7], 7), image[:7, :7])
+
+
+def test_split_arrays_validate():
+    images = np.zeros((3, 2, 2, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"\[0, 2\)"):
+        SplitArrays(images, np.array([0, 1, 2], np.int32), num_classes=2, name="t", split="s")
+    with pytest.raises(ValueError, match="int32"):
+        SplitArrays(images, np.array([0, 1, 1]), num_classes=2, name="t", split="s")
+    with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
+        SplitArrays(images[..., 0], np.zeros(3, np.int32), num_classes=2, name="t", split="s")
+
+
+def _source(count: int) -> ArraySource:
+    rng = np.random.default_rng(count)
+    return ArraySource(rng.integers(0, 256, (count, 6, 5), dtype=np.uint8), np.arange(count) % 3)
+
+
+def test_materialize_matches_per_image_preprocessing():
+    source = _source(300)  # more than one chunk of work
+    images, labels = materialize(source, image_size=4, num_workers=3)
+    expected = np.stack([resize_bicubic(to_rgb(image), 4) for image in source.images])
+    np.testing.assert_array_equal(images, expected)
+    np.testing.assert_array_equal(labels, source.labels)
+    assert labels.dtype == np.int32
+
+
+def test_cache_is_reused_and_checked(tmp_path: Path):
+    source = _source(20)
+    key = {"name": "x"}
+    first, _ = materialize_cached(source, key=key, cache_dir=tmp_path, image_size=None)
+    assert not list(tmp_path.glob("*partial*")) and len(list(tmp_path.glob("*.json"))) == 1
+    again, labels = materialize_cached(source, key=key, cache_dir=tmp_path, image_size=None)
+    assert isinstance(again, np.memmap)
+    np.testing.assert_array_equal(again, first)
+    np.testing.assert_array_equal(labels, source.labels)
+    with pytest.raises(ValueError, match="the data changed"):
+        materialize_cached(_source(21), key=key, cache_dir=tmp_path, image_size=None)
+    other, _ = materialize_cached(source, key=key, cache_dir=tmp_path, image_size=3)
+    chex.assert_shape(other, (20, 3, 3, 3))

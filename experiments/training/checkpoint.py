@@ -1,0 +1,108 @@
+"""Orbax checkpoints of the training state, refused when they do not fit the current model.
+
+Each checkpoint step holds two items:
+- "state": the TrainState (trainable, optimiser state, step = data position, rng as key data);
+- "meta":  JSON with "signature" {leaf path: [shape, dtype]} of that state, compared with the
+  current state's before anything is restored, so a checkpoint of another model, adapter or
+  optimiser is refused with the mismatching leaves named.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from experiments.training.state import TrainState
+from peft_core import check_tree
+
+JsonSignature = dict[str, list[Any]]
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint's tree does not fit the state it would be restored into."""
+
+
+def signature(tree: Any) -> dict[str, jax.ShapeDtypeStruct]:
+    """{keystr path: ShapeDtypeStruct} of every leaf."""
+    return {
+        jax.tree_util.keystr(path): jax.ShapeDtypeStruct(leaf.shape, leaf.dtype)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+    }
+
+
+def _to_json(sig: dict[str, jax.ShapeDtypeStruct]) -> JsonSignature:
+    return {path: [list(s.shape), str(s.dtype)] for path, s in sig.items()}
+
+
+def _from_json(sig: JsonSignature) -> dict[str, jax.ShapeDtypeStruct]:
+    return {path: jax.ShapeDtypeStruct(tuple(shape), dtype) for path, (shape, dtype) in sig.items()}
+
+
+def _storable(state: TrainState) -> TrainState:
+    """The state with its typed rng key as raw uint32 key data (what Orbax stores)."""
+    return state._replace(rng=jax.random.key_data(state.rng))
+
+
+class Checkpointer:
+    """Save every ``every`` steps (and when forced), keep the last ``keep``, restore with checks."""
+
+    def __init__(self, directory: str | pathlib.Path, *, every: int, keep: int) -> None:
+        self.directory = pathlib.Path(directory).absolute()
+        self.every = every
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+        )
+
+    def latest_step(self) -> int | None:
+        step: int | None = self._manager.latest_step()
+        return step
+
+    def due(self, step: int) -> bool:
+        """Whether the periodic schedule saves at ``step``."""
+        return self.every > 0 and step % self.every == 0
+
+    def save(self, state: TrainState) -> None:
+        """Write ``state`` under its step (asynchronously; ``close`` waits for it)."""
+        storable = _storable(state)
+        step = int(state.step)
+        self._manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(storable),
+                meta=ocp.args.JsonSave({"signature": _to_json(signature(storable))}),
+            ),
+            force=True,
+        )
+
+    def restore(self, template: TrainState, step: int | None = None) -> TrainState:
+        """The state saved at ``step`` (default: the latest), laid out like ``template``.
+
+        Raises CheckpointMismatchError naming missing / unexpected / mis-shaped leaves when the
+        checkpoint does not fit ``template``, FileNotFoundError when there is no checkpoint.
+        """
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        storable = _storable(template)
+        saved = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        found = _from_json(saved.meta["signature"])
+        try:
+            check_tree(signature(storable), found, what=f"checkpoint step {step}")
+        except ValueError as err:
+            raise CheckpointMismatchError(
+                f"refusing to restore {self.directory}: {err} (missing = in the current "
+                "model/adapter/optimiser state but not in the checkpoint)"
+            ) from err
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, storable)
+        restored = self._manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+        ).state
+        return restored._replace(rng=jax.random.wrap_key_data(restored.rng))
+
+    def close(self) -> None:
+        """Wait for pending saves and release the manager."""
+        self._manager.wait_until_finished()
+        self._manager.close()

@@ -1,0 +1,136 @@
+"""Accuracy of an adapted model, for one cfg or for a batch of GLoRA configs at once.
+
+Batches are ``experiments.data.pipeline.EvalBatch``: a fixed size (one compiled shape), the last
+one zero-padded with ``mask`` False there, so that
+
+    accuracy = sum(mask * (argmax forward(eff, images) == labels)) / sum(mask),
+    eff      = adapter.apply(params, aparams, cfg).
+
+``make_accuracy_fn`` streams any number of batches (a large test split). The config scorer keeps a
+small split (val200) on device, stacked (num_batches, batch_size, ...), and evaluates many configs
+in one jitted ``jax.vmap`` over configs of a ``lax.scan`` over the batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from experiments.data.pipeline import EvalBatch, padded_batches
+from experiments.training.sharding import batch_sharded, check_divisible, data_mesh, put_global
+from experiments.training.step import Forward
+from peft_core import Adapter
+from peft_core.paths import Params
+
+#: (params, aparams, cfg, batches) -> accuracy in [0, 1]
+AccuracyFn = Callable[[Params, Any, Any, Iterable[EvalBatch]], float]
+#: (params, aparams, cfgs stacked (B, ...), stacked batches) -> accuracies (B,)
+MultiConfigAccuracyFn = Callable[[Params, Any, Any, EvalBatch], jax.Array]
+#: cfgs stacked on a leading axis (B, ...) -> accuracies (B,)
+ConfigScorer = Callable[[Any], np.ndarray]
+
+
+def stack_eval_batches(
+    images: Any, labels: Any, *, batch_size: int, mesh: Mesh | None = None
+) -> EvalBatch:
+    """A whole split as padded batches stacked (num_batches, batch_size, ...), on the devices.
+
+    Each batch is split over the mesh's "data" axis (``batch_size`` must divide by its size).
+    """
+    mesh = data_mesh() if mesh is None else mesh
+    check_divisible(batch_size, mesh, what="eval batch size")
+    batches = list(padded_batches(np.asarray(images), np.asarray(labels), batch_size=batch_size))
+    if not batches:
+        raise ValueError("cannot evaluate on an empty split")
+    stacked = EvalBatch(*(np.stack(parts) for parts in zip(*batches, strict=True)))
+    placed: EvalBatch = put_global(stacked, batch_sharded(mesh, batch_axis=1))
+    return placed
+
+
+def count_correct(forward: Forward, eff: Params, batch: EvalBatch) -> jax.Array:
+    """Correctly classified unpadded examples of one batch: int32 scalar. Traceable."""
+    logits = forward(eff, batch.images, train=False, rng=jax.random.key(0))
+    hits = (jnp.argmax(logits, axis=-1) == batch.labels) & batch.mask
+    return jnp.sum(hits, dtype=jnp.int32)
+
+
+def make_accuracy_fn(*, forward: Forward, adapter: Adapter) -> AccuracyFn:
+    """``accuracy(params, aparams, cfg, batches) -> float`` over an iterable of EvalBatch.
+
+    The effective params are built once per call; every batch runs one jitted function.
+    """
+    effective = jax.jit(adapter.apply)
+    count = jax.jit(lambda eff, batch: count_correct(forward, eff, batch))
+
+    def accuracy(params: Params, aparams: Any, cfg: Any, batches: Iterable[EvalBatch]) -> float:
+        eff = effective(params, aparams, cfg)
+        correct, total = jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32)
+        for batch in batches:
+            correct = correct + count(eff, batch)
+            total = total + jnp.sum(batch.mask, dtype=jnp.int32)
+        if int(total) == 0:
+            raise ValueError("cannot evaluate on an empty split")
+        return int(correct) / int(total)
+
+    return accuracy
+
+
+def unstack(batches: EvalBatch) -> list[EvalBatch]:
+    """Stacked batches (num_batches, batch_size, ...) -> a list of EvalBatch."""
+    return [EvalBatch(*(part[i] for part in batches)) for i in range(batches.labels.shape[0])]
+
+
+def make_multi_config_accuracy_fn(*, forward: Forward, adapter: Adapter) -> MultiConfigAccuracyFn:
+    """Jitted ``(params, aparams, cfgs, stacked batches) -> accuracies (B,)`` for B cfgs."""
+
+    def one(params: Params, aparams: Any, cfg: Any, batches: EvalBatch) -> jax.Array:
+        eff = adapter.apply(params, aparams, cfg)
+
+        def add(correct: jax.Array, batch: EvalBatch) -> tuple[jax.Array, None]:
+            return correct + count_correct(forward, eff, batch), None
+
+        correct, _ = jax.lax.scan(add, jnp.zeros((), jnp.int32), batches)
+        return correct / jnp.sum(batches.mask)
+
+    return jax.jit(jax.vmap(one, in_axes=(None, None, 0, None)))
+
+
+def make_config_scorer(
+    *,
+    forward: Forward,
+    adapter: Adapter,
+    params: Params,
+    aparams: Any,
+    batches: EvalBatch,
+    configs_per_call: int = 8,
+) -> ConfigScorer:
+    """``score(cfgs) -> np.ndarray (B,)``: the accuracy of each of B stacked configs.
+
+    batches: from ``stack_eval_batches`` (e.g. val200). Configs run ``configs_per_call`` at a
+    time through one compiled vmap (the last chunk padded with copies of the last config, their
+    scores dropped). Each config in flight holds its own effective params: lower
+    ``configs_per_call`` to save memory.
+    """
+    if configs_per_call < 1:
+        raise ValueError(f"configs_per_call must be >= 1, got {configs_per_call}")
+    per_chunk = make_multi_config_accuracy_fn(forward=forward, adapter=adapter)
+
+    def score(cfgs: Any) -> np.ndarray:
+        sizes = {np.shape(x)[:1] for x in jax.tree.leaves(cfgs)}
+        if len(sizes) != 1 or () in sizes:
+            raise ValueError(f"cfgs must share one leading (batch) axis, got sizes {sizes}")
+        ((num_cfgs,),) = sizes
+        num_chunks = -(-num_cfgs // configs_per_call)
+        index = np.minimum(np.arange(num_chunks * configs_per_call), num_cfgs - 1)
+        scores = [
+            per_chunk(params, aparams, jax.tree.map(lambda x, ix=ix: x[ix], cfgs), batches)
+            for ix in index.reshape(num_chunks, configs_per_call)
+        ]
+        return np.concatenate(jax.device_get(scores))[:num_cfgs]
+
+    return score

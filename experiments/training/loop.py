@@ -1,0 +1,133 @@
+"""The step loop: data at the state's step, logging, checkpoints, evaluation, non-finite stop.
+
+Losses stay on device between log points (no per-step host sync). At every log point and before
+every checkpoint they are fetched and checked: a non-finite loss raises NonFiniteLossError naming
+the first bad step, before any checkpoint of a state after it is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding
+from tqdm import tqdm
+
+from experiments.training.checkpoint import Checkpointer
+from experiments.training.metrics import MetricWriter
+from experiments.training.sharding import put_global
+from experiments.training.state import TrainState
+from experiments.training.step import TrainStep
+from peft_core.paths import Params
+
+
+class BatchSource(Protocol):
+    """Training batches by position (``experiments.data.pipeline.TrainBatches``): batch
+    ``step`` is a pure function of ``step`` and a seed, so resuming needs only the step."""
+
+    @property
+    def steps_per_epoch(self) -> int: ...
+
+    def batch(self, step: int) -> tuple[Any, Any]:
+        """(images (B, ...), int labels (B,)) of global batch ``step``."""
+        ...
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the message names the step."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopSettings:
+    total_steps: int
+    batch_size: int
+    log_every: int
+    eval_every: int
+
+
+#: state -> {metric name: value}, e.g. {"eval/accuracy": 0.81}
+Evaluate = Callable[[TrainState], dict[str, float]]
+
+
+def run_steps(
+    state: TrainState,
+    *,
+    step_fn: TrainStep,
+    backbone: Params,
+    train_data: BatchSource,
+    batch_sharding: NamedSharding,
+    checkpointer: Checkpointer,
+    writer: MetricWriter,
+    settings: LoopSettings,
+    evaluate: Evaluate | None = None,
+    show_progress: bool = True,
+) -> TrainState:
+    """Train from ``state.step`` to ``settings.total_steps``; the final state is checkpointed."""
+    start = int(state.step)
+    pending: list[tuple[int, dict[str, jax.Array]]] = []
+    window_start = time.perf_counter()
+    run_start = window_start
+    with tqdm(total=settings.total_steps, initial=start, disable=not show_progress) as bar:
+        for step in range(start, settings.total_steps):
+            images, labels = train_data.batch(step)
+            if step == start:
+                _check_batch(images, labels, settings.batch_size)
+            state, metrics = step_fn(
+                state,
+                backbone,
+                put_global(images, batch_sharding),
+                put_global(labels, batch_sharding),
+            )
+            pending.append((step, metrics))
+            done = step + 1
+            last = done == settings.total_steps
+            save = checkpointer.due(done) or last
+            if save or done % settings.log_every == 0:
+                now = time.perf_counter()
+                scalars = _summarise(pending)
+                scalars["train/steps_per_sec"] = len(pending) / (now - window_start)
+                scalars["train/wall_time_s"] = now - run_start
+                writer.write(done, scalars)
+                bar.set_postfix(
+                    loss=f"{scalars['train/loss']:.4f}", lr=f"{scalars['train/lr']:.2e}"
+                )
+                pending, window_start = [], now
+            bar.update(1)
+            if save:
+                checkpointer.save(state)
+            if evaluate is not None and (last or _every(done, settings.eval_every)):
+                writer.write(done, evaluate(state))
+    return state
+
+
+def _every(step: int, period: int) -> bool:
+    return period > 0 and step % period == 0
+
+
+def _check_batch(images: Any, labels: Any, batch_size: int) -> None:
+    if np.shape(images)[:1] != (batch_size,) or np.shape(labels) != (batch_size,):
+        raise ValueError(
+            f"train_data.batch gave images {np.shape(images)} and labels {np.shape(labels)}; "
+            f"expected a leading batch axis of {batch_size} (config.batch_size)"
+        )
+
+
+def _summarise(pending: list[tuple[int, dict[str, jax.Array]]]) -> dict[str, float]:
+    """Window means (lr: its last value) after checking every loss is finite."""
+    fetched: list[tuple[int, dict[str, Any]]] = jax.device_get(pending)
+    for step, metrics in fetched:
+        loss = float(metrics["loss"])
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss is {loss} at step {step} (the update on batch {step}); "
+                "stopped without saving, the last checkpoint is the last good state"
+            )
+    names = fetched[0][1].keys()
+    scalars = {f"train/{n}": float(np.mean([m[n] for _, m in fetched])) for n in names}
+    scalars["train/lr"] = float(fetched[-1][1]["lr"])
+    return scalars

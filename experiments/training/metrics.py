@@ -1,0 +1,82 @@
+"""Scalar metrics to ``<workdir>/metrics.csv`` (long format: step,name,value) and TensorBoard.
+
+On resume from step s, rows and events at steps > s (written after the checkpoint by the run
+that stopped) are dropped, so the logs read as one uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import pathlib
+from collections.abc import Mapping
+from types import TracebackType
+
+from tensorboardX import SummaryWriter
+
+History = dict[str, list[tuple[int, float]]]
+
+CSV_NAME = "metrics.csv"
+TENSORBOARD_DIR = "tensorboard"
+
+
+class MetricWriter:
+    """Writes scalars and keeps them in ``history`` {name: [(step, value), ...]}.
+
+    enabled=False (processes other than 0 of a pod) keeps the history but writes no files.
+    """
+
+    def __init__(
+        self, workdir: str | pathlib.Path, *, start_step: int = 0, enabled: bool = True
+    ) -> None:
+        self.history: History = {}
+        self._csv_path = pathlib.Path(workdir) / CSV_NAME
+        self._enabled = enabled
+        if not enabled:
+            return
+        self._csv_path.parent.mkdir(parents=True, exist_ok=True)
+        for step, name, value in self._kept_rows(start_step):
+            self.history.setdefault(name, []).append((step, value))
+        self._rewrite_csv()
+        self._tb = SummaryWriter(
+            str(self._csv_path.parent / TENSORBOARD_DIR), purge_step=start_step + 1
+        )
+
+    def _kept_rows(self, start_step: int) -> list[tuple[int, str, float]]:
+        if not self._csv_path.exists():
+            return []
+        with self._csv_path.open(newline="") as f:
+            rows = [(int(r["step"]), r["name"], float(r["value"])) for r in csv.DictReader(f)]
+        return [r for r in rows if r[0] <= start_step]
+
+    def _rewrite_csv(self) -> None:
+        with self._csv_path.open("w", newline="") as f:
+            out = csv.writer(f)
+            out.writerow(["step", "name", "value"])
+            rows = sorted((s, n, v) for n, points in self.history.items() for s, v in points)
+            out.writerows(rows)
+
+    def write(self, step: int, scalars: Mapping[str, float]) -> None:
+        """Record every scalar at ``step``."""
+        for name, value in scalars.items():
+            self.history.setdefault(name, []).append((step, float(value)))
+        if not self._enabled:
+            return
+        with self._csv_path.open("a", newline="") as f:
+            csv.writer(f).writerows([step, name, float(v)] for name, v in scalars.items())
+        for name, value in scalars.items():
+            self._tb.add_scalar(name, float(value), global_step=step)
+
+    def close(self) -> None:
+        if self._enabled:
+            self._tb.close()
+
+    def __enter__(self) -> MetricWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

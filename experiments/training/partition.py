@@ -1,0 +1,55 @@
+"""The trainable/frozen split: a regex picks the task head out of the model params.
+
+params -> (backbone, head)       backbone: frozen, never given optimiser state
+trainable = {"adapter": aparams, "head": head}
+effective params = adapter.apply(join(backbone, head), aparams, cfg)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+from peft_core import Adapter, flatten, select, unflatten
+from peft_core.paths import Params
+
+Trainable = dict[str, Any]
+
+
+def split_head(params: Params, head_pattern: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(backbone, head): the leaves whose '/'-path fully matches ``head_pattern`` form the head.
+
+    Raises ValueError (listing the paths) when the pattern matches nothing.
+    """
+    flat = flatten(params)
+    head_paths = set(select(flat, head_pattern))
+    backbone = {p: v for p, v in flat.items() if p not in head_paths}
+    head = {p: v for p, v in flat.items() if p in head_paths}
+    return unflatten(backbone), unflatten(head)
+
+
+def join_head(backbone: Params, head: Params) -> dict[str, Any]:
+    """The inverse of ``split_head``: one nested dict with every leaf."""
+    flat_backbone, flat_head = flatten(backbone), flatten(head)
+    clash = sorted(flat_backbone.keys() & flat_head.keys())
+    if clash:
+        raise ValueError(f"head and backbone both hold {clash}")
+    return unflatten({**flat_backbone, **flat_head})
+
+
+def init_trainable(
+    rng: jax.Array, params: Params, adapter: Adapter, *, head_pattern: str
+) -> tuple[dict[str, Any], Trainable]:
+    """(frozen backbone, trainable {"adapter", "head"}) with the adapter initialised on params.
+
+    The adapter sees the whole param tree (head included); adapters must not target the head,
+    e.g. full fine-tuning is ``peft_core.full(exclude=head_pattern)``.
+    """
+    backbone, head = split_head(params, head_pattern)
+    return backbone, {"adapter": adapter.init(rng, params), "head": head}
+
+
+def effective_params(adapter: Adapter, backbone: Params, trainable: Trainable, cfg: Any) -> Params:
+    """The params the model runs with: ``adapter.apply(backbone + head, aparams, cfg)``."""
+    return adapter.apply(join_head(backbone, trainable["head"]), trainable["adapter"], cfg)

@@ -1,0 +1,89 @@
+"""Data parallelism with ``jax.sharding``: one mesh axis "data" over every device.
+
+Batches are split along "data"; params, optimiser state and the frozen backbone are replicated.
+The same code runs on one device, on all devices of a host, and on a multi-host pod (call
+``initialize_distributed`` first; every process then computes the same global arrays and each
+device takes its own slice, the equivalent of ``jax.make_array_from_process_local_data`` with
+the process-local rows).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from experiments.training.state import TrainState
+from experiments.training.step import TrainStep
+
+DATA_AXIS = "data"
+
+
+def initialize_distributed(enabled: bool) -> None:
+    """``jax.distributed.initialize()`` (cluster from the environment) when ``enabled``.
+
+    Must run before any other JAX call of the process, i.e. first thing in the driver.
+    """
+    if enabled:
+        jax.distributed.initialize()
+
+
+def data_mesh() -> Mesh:
+    """A 1-D mesh over all (global) devices with the axis "data"."""
+    return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharded(mesh: Mesh, *, batch_axis: int = 0) -> NamedSharding:
+    """Axis ``batch_axis`` split over "data", all others replicated."""
+    return NamedSharding(mesh, PartitionSpec(*([None] * batch_axis), DATA_AXIS))
+
+
+def put_global(tree: Any, sharding: NamedSharding) -> Any:
+    """Every leaf (the full global array, identical on every process) placed with ``sharding``.
+
+    One process: ``jax.device_put`` (a no-op for arrays already laid out so). Several: each
+    device is filled with its slice of the host copy (``jax.make_array_from_callback``).
+    """
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def put(x: Any) -> jax.Array:
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(put(jax.random.key_data(x)))
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(put, tree)
+
+
+def check_divisible(batch_size: int, mesh: Mesh, *, what: str) -> None:
+    """ValueError unless ``batch_size`` splits evenly over the "data" axis."""
+    devices = mesh.shape[DATA_AXIS]
+    if batch_size % devices:
+        raise ValueError(f"{what} {batch_size} is not divisible by the {devices} devices")
+
+
+def jit_train_step(step: TrainStep, mesh: Mesh) -> TrainStep:
+    """``step`` jitted with a replicated state/backbone and a batch split over "data".
+
+    The state argument is donated: its buffers are reused for the next state.
+    """
+    rep, batch = replicated(mesh), batch_sharded(mesh)
+    jitted: TrainStep = jax.jit(
+        step,
+        in_shardings=(rep, rep, batch, batch),
+        out_shardings=(rep, rep),
+        donate_argnums=(0,),
+    )
+    return jitted
+
+
+def replicate_state(state: TrainState, mesh: Mesh) -> TrainState:
+    placed: TrainState = put_global(state, replicated(mesh))
+    return placed

@@ -1,0 +1,198 @@
+"""``train``: one function that fine-tunes any adapter (LoRA, FLoRA, GLoRA supernet, full, probe).
+
+params -> (frozen backbone, trainable {"adapter": adapter.init(...), "head": head})
+resume from <workdir>/checkpoints if there is one (refused if it does not fit)
+jitted sharded step per batch -> metrics (CSV + TensorBoard in workdir) -> checkpoints
+-> TrainResult (trained head in ``params``, ``aparams``, history, wall time, counts)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import time
+from typing import Any
+
+import jax
+
+from experiments.data.pipeline import EvalBatch
+from experiments.training.checkpoint import Checkpointer
+from experiments.training.config import TrainConfig
+from experiments.training.evaluate import (
+    make_accuracy_fn,
+    make_multi_config_accuracy_fn,
+    stack_eval_batches,
+    unstack,
+)
+from experiments.training.loop import BatchSource, Evaluate, LoopSettings, run_steps
+from experiments.training.metrics import History, MetricWriter
+from experiments.training.optim import lr_schedule, make_optimizer
+from experiments.training.partition import init_trainable, join_head
+from experiments.training.sharding import (
+    batch_sharded,
+    check_divisible,
+    data_mesh,
+    jit_train_step,
+    put_global,
+    replicate_state,
+    replicated,
+)
+from experiments.training.state import TrainState, create_state
+from experiments.training.step import Forward, make_train_step
+from glora_jax.supernet import ConfigSpace
+from peft_core import Adapter, param_count
+from peft_core.paths import Params
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """params: the model params with the trained head; aparams: the trained adapter tensors.
+
+    history: {metric name: [(step, value), ...]} as written to the workdir's metrics.csv.
+    num_trainable: scalars in {"adapter", "head"} (for a supernet: all its shared tensors).
+    eval_accuracy: final accuracy on eval_data (for a supernet without a fixed cfg, the mean
+    over ``config.eval_configs`` random subnets), None without eval_data.
+    """
+
+    params: Params
+    aparams: Any
+    state: TrainState
+    history: History
+    wall_time_s: float
+    num_trainable: int
+    eval_accuracy: float | None
+
+
+def train(
+    config: TrainConfig,
+    *,
+    forward: Forward,
+    params: Params,
+    adapter: Adapter,
+    train_data: BatchSource,
+    workdir: str | pathlib.Path,
+    eval_data: tuple[Any, Any] | None = None,
+    cfg: Any = None,
+) -> TrainResult:
+    """Fine-tune ``adapter`` on ``params``; resumes from ``workdir`` when it holds a checkpoint.
+
+    forward: ``forward(params, images, *, train, rng) -> logits``.
+    cfg: a fixed subnet to train. None: no config (adapters without a space), or for adapters
+    with a search space, a fresh random subnet per step (``config.num_configs`` per step).
+    eval_data: (images (N, ...), labels (N,)) of a small split (val200; kept on device),
+    evaluated every ``config.eval_every`` steps and at the end.
+    Multi-host runs call ``sharding.initialize_distributed`` before anything else.
+    """
+    started = time.perf_counter()
+    mesh = data_mesh()
+    check_divisible(config.batch_size, mesh, what="batch size")
+    total_steps = config.num_steps(train_data.steps_per_epoch)
+    schedule = lr_schedule(
+        config.optim, steps_per_epoch=train_data.steps_per_epoch, total_steps=total_steps
+    )
+    optimizer = make_optimizer(config.optim, schedule)
+    space: ConfigSpace | None = None
+    if cfg is None and adapter.space is not None:
+        space = adapter.space(params)
+
+    init_rng, state_rng = jax.random.split(jax.random.key(config.seed))
+    backbone, trainable = init_trainable(
+        init_rng, params, adapter, head_pattern=config.head_pattern
+    )
+    backbone = put_global(backbone, replicated(mesh))
+    state = replicate_state(create_state(trainable, optimizer, state_rng), mesh)
+    step_fn = jit_train_step(
+        make_train_step(
+            forward=forward,
+            adapter=adapter,
+            optimizer=optimizer,
+            schedule=schedule,
+            space=space,
+            num_configs=config.num_configs,
+            cfg=cfg,
+        ),
+        mesh,
+    )
+    evaluate = None
+    if eval_data is not None:
+        batches = stack_eval_batches(*eval_data, batch_size=config.eval_batch_size, mesh=mesh)
+        evaluate = _evaluator(forward, adapter, backbone, batches, space, cfg, config)
+
+    is_main = jax.process_index() == 0
+    checkpointer = Checkpointer(
+        pathlib.Path(workdir) / CHECKPOINT_DIR,
+        every=config.checkpoint_every,
+        keep=config.keep_checkpoints,
+    )
+    try:
+        if checkpointer.latest_step() is not None:
+            state = checkpointer.restore(state)
+        with MetricWriter(workdir, start_step=int(state.step), enabled=is_main) as writer:
+            state = run_steps(
+                state,
+                step_fn=step_fn,
+                backbone=backbone,
+                train_data=train_data,
+                batch_sharding=batch_sharded(mesh),
+                checkpointer=checkpointer,
+                writer=writer,
+                settings=LoopSettings(
+                    total_steps=total_steps,
+                    batch_size=config.batch_size,
+                    log_every=config.log_every,
+                    eval_every=config.eval_every,
+                ),
+                evaluate=evaluate,
+                show_progress=is_main,
+            )
+            history = writer.history
+    finally:
+        checkpointer.close()
+
+    final = None
+    if evaluate is not None:
+        logged = history.get("eval/accuracy", [])
+        done = logged and logged[-1][0] == total_steps
+        final = logged[-1][1] if done else evaluate(state)["eval/accuracy"]
+    return TrainResult(
+        params=join_head(backbone, state.trainable["head"]),
+        aparams=state.trainable["adapter"],
+        state=state,
+        history=history,
+        wall_time_s=time.perf_counter() - started,
+        num_trainable=param_count(state.trainable),
+        eval_accuracy=final,
+    )
+
+
+def _evaluator(
+    forward: Forward,
+    adapter: Adapter,
+    backbone: Params,
+    batches: EvalBatch,
+    space: ConfigSpace | None,
+    cfg: Any,
+    config: TrainConfig,
+) -> Evaluate:
+    """state -> {"eval/accuracy": ...}: of ``cfg``, or the mean over fixed random subnets."""
+    if space is None:
+        accuracy = make_accuracy_fn(forward=forward, adapter=adapter)
+        batch_list = unstack(batches)
+
+        def evaluate_fixed(state: TrainState) -> dict[str, float]:
+            params = join_head(backbone, state.trainable["head"])
+            aparams = state.trainable["adapter"]
+            return {"eval/accuracy": accuracy(params, aparams, cfg, batch_list)}
+
+        return evaluate_fixed
+    accuracies = make_multi_config_accuracy_fn(forward=forward, adapter=adapter)
+    cfgs = space.sample(jax.random.key(config.seed), (config.eval_configs,))
+
+    def evaluate_subnets(state: TrainState) -> dict[str, float]:
+        params = join_head(backbone, state.trainable["head"])
+        scores = accuracies(params, state.trainable["adapter"], cfgs, batches)
+        return {"eval/accuracy": float(scores.mean())}
+
+    return evaluate_subnets

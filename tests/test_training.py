@@ -1,0 +1,402 @@
+"""The trainer on a tiny synthetic task: config, schedule, split, step, train(), metrics, eval.
+
+Also home of the toy model, data and switch adapter shared by test_supernet, test_checkpoint
+and test_sharding (``from test_training import ...``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import pathlib
+from typing import Any, cast
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.data.pipeline import padded_batches
+from experiments.training import (
+    OptimConfig,
+    TrainConfig,
+    classification_loss,
+    join_head,
+    lr_schedule,
+    make_accuracy_fn,
+    make_optimizer,
+    make_train_step,
+    split_head,
+    train,
+)
+from experiments.training.metrics import CSV_NAME, TENSORBOARD_DIR
+from experiments.training.partition import init_trainable
+from experiments.training.state import create_state
+from peft_core import Adapter, flatten, full, linear_probe, lora, param_count
+
+DIM, HIDDEN, CLASSES = 8, 16, 3
+HIDDEN_LAYERS = ("hidden_0", "hidden_1")
+
+
+class ToyMLP(nn.Module):
+    """Two hidden Dense layers (the adapter targets) and a Dense "head"."""
+
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+        for name in HIDDEN_LAYERS:
+            x = nn.relu(nn.Dense(HIDDEN, name=name)(x))
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        return nn.Dense(CLASSES, name="head")(x)
+
+
+def toy_forward(params: Any, images: jax.Array, *, train: bool, rng: jax.Array) -> jax.Array:
+    """ToyMLP without dropout (rng unused)."""
+    return cast(jax.Array, ToyMLP().apply({"params": params}, images, train=train))
+
+
+def dropout_forward(params: Any, images: jax.Array, *, train: bool, rng: jax.Array) -> jax.Array:
+    """ToyMLP with dropout 0.2 drawn from ``rng`` when training."""
+    logits = ToyMLP(dropout=0.2).apply(
+        {"params": params}, images, train=train, rngs={"dropout": rng}
+    )
+    return cast(jax.Array, logits)
+
+
+@functools.cache
+def _jitted_init() -> Any:
+    return jax.jit(lambda key: ToyMLP().init(key, jnp.zeros((1, DIM)), train=False)["params"])
+
+
+def toy_params(seed: int = 0) -> dict[str, Any]:
+    return _jitted_init()(jax.random.key(seed))
+
+
+def toy_task(n: int = 128, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian inputs (n, DIM), labels = argmax of a fixed random linear map."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, DIM)).astype(np.float32)
+    return x, np.argmax(x @ rng.normal(size=(DIM, CLASSES)), axis=1).astype(np.int32)
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyBatches:
+    """A BatchSource: epoch e is a numpy permutation seeded by (seed, e), drop-last."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    batch_size: int
+    seed: int = 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.labels) // self.batch_size
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        epoch, position = divmod(step, self.steps_per_epoch)
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.labels))
+        index = order[position * self.batch_size : (position + 1) * self.batch_size]
+        return self.images[index], self.labels[index]
+
+
+def toy_batches(batch_size: int = 16, n: int = 128) -> ToyBatches:
+    return ToyBatches(*toy_task(n), batch_size=batch_size)
+
+
+# ---- a GLoRA-like adapter with a search space: per layer, one of two deltas or none ----------
+
+
+@dataclasses.dataclass(frozen=True)
+class SwitchSpace:
+    """cfg {layer: int32 (*batch,)} in {0, 1, 2}: delta 0, delta 1, or no delta."""
+
+    layers: tuple[str, ...] = HIDDEN_LAYERS
+    num_options: int = 3
+
+    def sample(self, rng: jax.Array, batch_shape: tuple[int, ...] = ()) -> dict[str, jax.Array]:
+        keys = jax.random.split(rng, len(self.layers))
+        return {
+            name: jax.random.randint(key, batch_shape, 0, self.num_options)
+            for name, key in zip(self.layers, keys, strict=True)
+        }
+
+
+def switch_adapter() -> Adapter:
+    """kernel + deltas[cfg] per hidden layer; deltas (2, in, out) plus a zero row for option 2.
+
+    init is deterministic (numpy, no compilation): distinct small values per entry.
+    """
+
+    def init(rng: jax.Array, params: Any) -> dict[str, Any]:
+        del rng
+        out = {}
+        for name in HIDDEN_LAYERS:
+            shape = (2, *params[name]["kernel"].shape)
+            out[name] = np.linspace(-0.1, 0.1, math.prod(shape), dtype=np.float32).reshape(shape)
+        return out
+
+    def apply(params: Any, aparams: Any, cfg: Any = None) -> Any:
+        out = dict(params)
+        for name in HIDDEN_LAYERS:
+            deltas = jnp.concatenate([aparams[name], jnp.zeros_like(aparams[name][:1])])
+            out[name] = {**params[name], "kernel": params[name]["kernel"] + deltas[cfg[name]]}
+        return out
+
+    return Adapter(init, apply, apply, lambda params: SwitchSpace())
+
+
+def numpy_forward(params: Any, images: np.ndarray) -> np.ndarray:
+    """Independent numpy reference of ToyMLP (no dropout)."""
+    x = np.asarray(images, np.float64)
+    for name in HIDDEN_LAYERS:
+        x = np.maximum(x @ np.asarray(params[name]["kernel"]) + np.asarray(params[name]["bias"]), 0)
+    return x @ np.asarray(params["head"]["kernel"]) + np.asarray(params["head"]["bias"])
+
+
+def quick_config(**overrides: Any) -> TrainConfig:
+    """A short run: no warm-up, lr 5e-2, log every step."""
+    optim = OptimConfig(learning_rate=5e-2, warmup_epochs=0, min_lr=0.0)
+    base = TrainConfig(optim=optim, batch_size=16, total_steps=12, log_every=1, checkpoint_every=0)
+    return dataclasses.replace(base, **overrides)
+
+
+ADAPTERS = {
+    "lora": lambda: lora(2, targets=r"hidden_\d/kernel"),
+    "full": lambda: full(exclude=r"head/.*"),
+    "linear_probe": linear_probe,
+    "switch_supernet": switch_adapter,
+}
+
+
+# ---- config ----------------------------------------------------------------------------------
+
+
+def test_config_defaults_are_the_paper_recipe() -> None:
+    c = TrainConfig()
+    assert (c.optim.learning_rate, c.optim.weight_decay, c.batch_size, c.epochs) == (
+        1e-4,
+        1e-4,
+        64,
+        500,
+    )
+    assert (c.optim.warmup_epochs, c.optim.warmup_start_lr, c.optim.min_lr) == (10, 1e-6, 1e-5)
+    assert c.optim.clip_grad_norm is None
+
+
+def test_config_from_mapping_nested_and_unknown_keys() -> None:
+    c = TrainConfig.from_mapping({"batch_size": 32, "optim": {"learning_rate": 5e-4}})
+    assert c.batch_size == 32 and c.optim.learning_rate == 5e-4
+    with pytest.raises(ValueError, match=r"unknown TrainConfig.optim keys \['lr'\]"):
+        TrainConfig.from_mapping({"optim": {"lr": 1.0}})
+    with pytest.raises(ValueError, match="not divisible by num_configs 3"):
+        TrainConfig(batch_size=64, num_configs=3)
+    with pytest.raises(ValueError, match="clip_grad_norm"):
+        OptimConfig(clip_grad_norm=0.0)
+
+
+# ---- schedule and optimiser ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("warmup_epochs", [0.0, 2.0])
+def test_lr_schedule_matches_timm_formula(warmup_epochs: float) -> None:
+    config = OptimConfig(learning_rate=1e-3, warmup_epochs=warmup_epochs, min_lr=1e-5)
+    spe, total = 5, 50
+    schedule = lr_schedule(config, steps_per_epoch=spe, total_steps=total)
+    for step in range(total + 1):
+        t, w, epochs = step / spe, warmup_epochs, total / spe
+        if t < w:
+            expected = 1e-6 + t * (1e-3 - 1e-6) / w
+        else:
+            expected = 1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + math.cos(math.pi * t / epochs))
+        np.testing.assert_allclose(float(schedule(step)), expected, rtol=1e-5, err_msg=str(step))
+
+
+@pytest.mark.parametrize("clip", [None, 0.05])
+def test_make_optimizer_is_adamw_with_optional_clipping(clip: float | None) -> None:
+    config = OptimConfig(learning_rate=0.1, weight_decay=0.01, clip_grad_norm=clip)
+    opt = make_optimizer(config, lambda step: 0.1)
+    w, g = jnp.array([1.0, -2.0]), jnp.array([0.3, 0.4])
+    updates, _ = opt.update(g, opt.init(w), w)
+    g_used = np.asarray(g) * (min(1.0, clip / 0.5) if clip else 1.0)
+    # First AdamW step: m_hat = g, v_hat = g^2 -> update = -lr (g / (|g| + eps) + wd w).
+    expected = -0.1 * (g_used / (np.abs(g_used) + 1e-8) + 0.01 * np.asarray(w))
+    np.testing.assert_allclose(updates, expected, rtol=1e-5)
+
+
+# ---- trainable / frozen split ----------------------------------------------------------------
+
+
+def test_split_head_and_join_round_trip() -> None:
+    params = toy_params()
+    backbone, head = split_head(params, r"head/.*")
+    assert set(flatten(head)) == {"head/kernel", "head/bias"}
+    assert "head" not in backbone
+    chex.assert_trees_all_equal(join_head(backbone, head), params)
+    with pytest.raises(ValueError, match="matches no param path"):
+        split_head(params, r"classifier/.*")
+    with pytest.raises(ValueError, match="both hold"):
+        join_head(params, head)
+
+
+@pytest.mark.parametrize("name", ["lora", "full", "linear_probe"])
+def test_frozen_params_get_no_optimizer_state(name: str) -> None:
+    params = toy_params()
+    backbone, trainable = init_trainable(
+        jax.random.key(0), params, ADAPTERS[name](), head_pattern=r"head/.*"
+    )
+    state = create_state(
+        trainable, make_optimizer(OptimConfig(), lambda s: 1e-3), jax.random.key(1)
+    )
+    adam = state.opt_state[0]
+    chex.assert_trees_all_equal_shapes(adam.mu, trainable)
+    chex.assert_trees_all_equal_shapes(adam.nu, trainable)
+    # Optimiser state: mu + nu of the trainable tree and two int32 step counts (adam, schedule);
+    # nothing of the backbone.
+    assert param_count(state.opt_state) == 2 * param_count(trainable) + 2
+    expected_adapter = {
+        "lora": 2 * (DIM + HIDDEN) + 2 * (HIDDEN + HIDDEN),  # a (in, 2) + b (2, out) per layer
+        "full": param_count(backbone),
+        "linear_probe": 0,
+    }[name]
+    assert param_count(trainable["adapter"]) == expected_adapter
+    assert param_count(trainable["head"]) == HIDDEN * CLASSES + CLASSES
+
+
+def test_train_step_matches_numpy_linear_probe_adamw() -> None:
+    """One step: cross-entropy gradient of the head by hand, first AdamW update by hand."""
+    params = toy_params()
+    images, labels = toy_task(16)
+    config = OptimConfig(learning_rate=0.01, weight_decay=0.1, warmup_epochs=0)
+    schedule = lr_schedule(config, steps_per_epoch=1, total_steps=10)
+    optimizer = make_optimizer(config, schedule)
+    backbone, trainable = init_trainable(
+        jax.random.key(0), params, linear_probe(), head_pattern=r"head/.*"
+    )
+    step = jax.jit(
+        make_train_step(
+            forward=toy_forward, adapter=linear_probe(), optimizer=optimizer, schedule=schedule
+        )
+    )
+    state, metrics = step(
+        create_state(trainable, optimizer, jax.random.key(0)), backbone, images, labels
+    )
+
+    h = np.asarray(images, np.float64)
+    for name in HIDDEN_LAYERS:
+        h = np.maximum(h @ np.asarray(params[name]["kernel"]) + np.asarray(params[name]["bias"]), 0)
+    w, b = np.asarray(params["head"]["kernel"], np.float64), np.asarray(params["head"]["bias"])
+    logits = h @ w + b
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    loss = -np.mean(np.log(p[np.arange(16), labels]))
+    dlogits = (p - np.eye(CLASSES)[labels]) / 16
+    grads = {"kernel": h.T @ dlogits, "bias": dlogits.sum(0)}
+    lr = 0.01  # cosine at step 0 is the peak
+    expected = {
+        k: v - lr * (g / (np.abs(g) + 1e-8) + 0.1 * v)
+        for (k, g), v in zip(grads.items(), (w, b), strict=True)
+    }
+    np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-5)
+    np.testing.assert_allclose(metrics["lr"], lr, rtol=1e-6)
+    global_norm = math.sqrt(sum(float(np.sum(g**2)) for g in grads.values()))
+    np.testing.assert_allclose(metrics["grad_norm"], global_norm, rtol=1e-4)
+    chex.assert_trees_all_close(state.trainable["head"]["head"], expected, rtol=1e-4, atol=1e-6)
+    assert int(state.step) == 1
+
+
+def test_classification_loss_matches_numpy() -> None:
+    logits = jnp.array([[2.0, 0.0, -1.0], [0.0, 1.0, 3.0]])
+    labels = jnp.array([0, 1])
+    loss, metrics = classification_loss(logits, labels)
+    z = np.asarray(logits)
+    logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+    np.testing.assert_allclose(loss, -(logp[0, 0] + logp[1, 1]) / 2, rtol=1e-6)
+    assert float(metrics["accuracy"]) == 0.5
+
+
+# ---- train() end to end ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(ADAPTERS))
+def test_train_reduces_loss_and_trains_only_trainable(name: str, tmp_path: pathlib.Path) -> None:
+    params = toy_params()
+    config = quick_config(total_steps=24, num_configs=2 if name == "switch_supernet" else 1)
+    result = train(
+        config,
+        forward=toy_forward,
+        params=params,
+        adapter=ADAPTERS[name](),
+        train_data=toy_batches(),
+        workdir=tmp_path,
+    )
+    losses = [v for _, v in result.history["train/loss"]]
+    assert len(losses) == 24
+    assert np.mean(losses[-4:]) < 0.8 * np.mean(losses[:4]), losses
+    # The backbone comes back bit-identical; the head moved; so did the adapter (if any).
+    before, after = flatten(params), flatten(result.params)
+    for path in before:
+        same = np.array_equal(before[path], after[path])
+        assert same != path.startswith("head/"), path
+    init = ADAPTERS[name]().init(jax.random.split(jax.random.key(config.seed))[0], params)
+    for a, b in zip(jax.tree.leaves(init), jax.tree.leaves(result.aparams), strict=True):
+        assert not np.array_equal(a, b)
+    assert result.num_trainable == param_count(result.aparams) + HIDDEN * CLASSES + CLASSES
+    assert result.wall_time_s > 0 and result.eval_accuracy is None
+
+
+def test_train_writes_csv_and_tensorboard_and_evaluates(tmp_path: pathlib.Path) -> None:
+    images, labels = toy_task(40, seed=1)
+    result = train(
+        quick_config(log_every=4, eval_every=6, eval_batch_size=16),
+        forward=toy_forward,
+        params=toy_params(),
+        adapter=linear_probe(),
+        train_data=toy_batches(),
+        workdir=tmp_path,
+        eval_data=(images, labels),
+    )
+    rows = (tmp_path / CSV_NAME).read_text().splitlines()
+    assert rows[0] == "step,name,value"
+    names = {r.split(",")[1] for r in rows[1:]}
+    assert {"train/loss", "train/lr", "train/grad_norm", "train/steps_per_sec"} <= names
+    assert [s for s, _ in result.history["train/loss"]] == [4, 8, 12]
+    assert [s for s, _ in result.history["eval/accuracy"]] == [6, 12]
+    assert list((tmp_path / TENSORBOARD_DIR).glob("events.out.tfevents.*"))
+    expected = np.mean(np.argmax(numpy_forward(result.params, images), 1) == labels)
+    assert result.eval_accuracy == pytest.approx(expected)
+
+
+def test_train_rejects_wrong_batch_size(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(ValueError, match=r"leading batch axis of 16 \(config.batch_size\)"):
+        train(
+            quick_config(),
+            forward=toy_forward,
+            params=toy_params(),
+            adapter=linear_probe(),
+            train_data=toy_batches(batch_size=8),
+            workdir=tmp_path,
+        )
+
+
+# ---- evaluation ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n, batch_size", [(37, 8), (16, 16), (3, 4)])
+def test_accuracy_matches_numpy_with_padding(n: int, batch_size: int) -> None:
+    params = toy_params(seed=3)
+    images, labels = toy_task(n, seed=2)
+    aparams = lora(2, targets=r"hidden_0/kernel").init(jax.random.key(0), params)
+    aparams = jax.tree.map(lambda x: x + 0.1, aparams)  # a non-zero delta
+    adapter = lora(2, targets=r"hidden_0/kernel")
+    accuracy = make_accuracy_fn(forward=toy_forward, adapter=adapter)
+    got = accuracy(params, aparams, None, padded_batches(images, labels, batch_size=batch_size))
+    eff = {k: dict(v) for k, v in params.items()}
+    eff["hidden_0"]["kernel"] = np.asarray(params["hidden_0"]["kernel"]) + np.asarray(
+        aparams["hidden_0"]["a"]
+    ) @ np.asarray(aparams["hidden_0"]["b"])
+    expected = np.mean(np.argmax(numpy_forward(eff, images), 1) == labels)
+    assert got == pytest.approx(expected)

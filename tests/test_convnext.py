@@ -340,11 +340,8 @@ def write_torch_zip(path: Path, obj: object, monkeypatch: pytest.MonkeyPatch) ->
         "torch._utils",
         "_rebuild_tensor_v2",
     )
-    torch.FloatStorage, torch._utils, utils._rebuild_tensor_v2 = (
-        FloatStorage,
-        utils,
-        _rebuild_tensor_v2,
-    )
+    vars(torch).update(FloatStorage=FloatStorage, _utils=utils)
+    vars(utils).update(_rebuild_tensor_v2=_rebuild_tensor_v2)
     monkeypatch.setitem(sys.modules, "torch", torch)
     monkeypatch.setitem(sys.modules, "torch._utils", utils)
     storages: dict[str, bytes] = {}

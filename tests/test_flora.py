@@ -1,0 +1,414 @@
+"""flora_jax: the Tucker product, ranks per mode, init, apply/merge against numpy references."""
+
+from __future__ import annotations
+
+import math
+from typing import cast
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import peft_core
+from flora_jax import CONV_TARGETS, flora, tucker_product
+
+# ---------------------------------------------------------------- independent numpy references
+
+
+def mode_product(x: np.ndarray, u: np.ndarray, mode: int) -> np.ndarray:
+    """Textbook mode-n product: (X x_n U)[..., i, ...] = sum_j X[..., j, ...] U[i, j]."""
+    return np.moveaxis(np.tensordot(u, x, axes=(1, mode)), 0, mode)
+
+
+def np_tucker(core: np.ndarray, factors: list[np.ndarray]) -> np.ndarray:
+    out = np.asarray(core, np.float64)
+    for mode, u in enumerate(factors):
+        out = mode_product(out, np.asarray(u, np.float64), mode)
+    return out
+
+
+def unfold(x: np.ndarray, mode: int) -> np.ndarray:
+    """Mode-n unfolding: axis ``mode`` becomes the rows."""
+    return np.moveaxis(x, mode, 0).reshape(x.shape[mode], -1)
+
+
+def np_delta(entry: dict, kernel_shape: tuple[int, ...], scale: float) -> np.ndarray:
+    """scale * G x_1 u0 x_2 u1 ..., reshaped to the kernel shape (unstacked layers)."""
+    factors = [np.asarray(entry[f"u{n}"]) for n in range(len(entry) - 1)]
+    return scale * np_tucker(np.asarray(entry["core"]), factors).reshape(kernel_shape)
+
+
+def np_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, groups: int) -> np.ndarray:
+    """VALID, stride-1 grouped conv: x (N, H, W, C), w HWIO (kh, kw, C/groups, O)."""
+    kh, kw, cin, cout = w.shape
+    out = np.zeros((x.shape[0], x.shape[1] - kh + 1, x.shape[2] - kw + 1, cout))
+    per_group = cout // groups
+    for g in range(groups):
+        xs = x[..., g * cin : (g + 1) * cin]
+        for i in range(kh):
+            for j in range(kw):
+                patch = xs[:, i : i + out.shape[1], j : j + out.shape[2], :]
+                cols = slice(g * per_group, (g + 1) * per_group)
+                out[..., cols] += patch @ w[i, j][:, cols]
+    return out + b
+
+
+def tree(**shapes: tuple[int, ...]) -> dict:
+    """{'a.b.kernel': shape} -> nested dict of deterministic random float32 arrays."""
+    rng = np.random.default_rng(0)
+    flat = {k.replace(".", "/"): rng.normal(size=s).astype(np.float32) for k, s in shapes.items()}
+    return peft_core.unflatten({k: jnp.asarray(v) for k, v in flat.items()})
+
+
+def randomize(aparams: dict, seed: int = 1, *, what: str = "core") -> dict:
+    """A copy of aparams with every leaf named ``what`` redrawn from N(0, 1)."""
+    rng = np.random.default_rng(seed)
+    flat = peft_core.flatten(aparams)
+    return peft_core.unflatten(
+        {
+            k: jnp.asarray(rng.normal(size=v.shape), v.dtype) if k.endswith("/" + what) else v
+            for k, v in flat.items()
+        }
+    )
+
+
+# ------------------------------------------------------------------------------ tucker_product
+
+
+@pytest.mark.parametrize(
+    ("dims", "ranks"),
+    [((7, 5), (3, 2)), ((6, 4, 5), (2, 3, 4)), ((3, 3, 4, 6), (2, 1, 3, 2))],
+)
+def test_tucker_product_equals_sequential_mode_products(dims, ranks):
+    rng = np.random.default_rng(len(dims))
+    core = rng.normal(size=ranks).astype(np.float32)
+    factors = [rng.normal(size=(d, r)).astype(np.float32) for d, r in zip(dims, ranks, strict=True)]
+    out = tucker_product(jnp.asarray(core), [jnp.asarray(u) for u in factors])
+    chex.assert_shape(out, dims)
+    np.testing.assert_allclose(out, np_tucker(core, factors), rtol=1e-5, atol=1e-5)
+
+
+def test_tucker_product_order2_is_u_g_vt():
+    rng = np.random.default_rng(0)
+    u, g, v = rng.normal(size=(5, 2)), rng.normal(size=(2, 3)), rng.normal(size=(4, 3))
+    out = tucker_product(jnp.asarray(g, jnp.float32), [jnp.asarray(u), jnp.asarray(v)])
+    np.testing.assert_allclose(out, u @ g @ v.T, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("core", "factors", "message"),
+    [
+        ((2, 3), [(5, 2)], "needs 2 factors"),
+        ((2, 3), [(5, 2), (4, 2)], r"factor 1 must have shape \(dim, 3\)"),
+        ((2,), [(5,)], r"factor 0 must have shape \(dim, 2\)"),
+    ],
+)
+def test_tucker_product_shape_errors(core, factors, message):
+    with pytest.raises(ValueError, match=message):
+        tucker_product(jnp.zeros(core), [jnp.zeros(f) for f in factors])
+
+
+# ------------------------------------------------------------------- modes, ranks, init shapes
+
+# name -> (kernel shape, bias shape or None)
+KERNELS = {
+    "dense": ((6, 5), (5,)),
+    "query": ((8, 2, 4), (2, 4)),  # DenseGeneral (D, H, Dh)
+    "out": ((2, 4, 8), (8,)),  # DenseGeneral (H, Dh, D)
+    "conv": ((3, 3, 4, 6), (6,)),  # HWIO
+    "dwconv": ((3, 3, 1, 6), (6,)),  # depthwise: feature_group_count = 6
+    "conv1x1": ((1, 1, 4, 6), None),
+}
+
+
+def layer_params(name: str, dtype=jnp.float32) -> dict:
+    kernel, bias = KERNELS[name]
+    shapes = {f"{name}.kernel": kernel} | ({f"{name}.bias": bias} if bias else {})
+    return jax.tree.map(lambda x: x.astype(dtype), tree(**shapes))
+
+
+# (name, tucker, core shape, factor shapes) for rank=3, kernel_rank=2.
+SHAPES = [
+    ("dense", "nd", (3, 3), [(6, 3), (5, 3)]),
+    ("dense", "matrix", (3, 3), [(6, 3), (5, 3)]),
+    ("query", "nd", (3, 2, 3), [(8, 3), (2, 2), (4, 3)]),  # head axis clipped to 2
+    ("query", "matrix", (3, 3), [(8, 3), (8, 3)]),
+    ("out", "nd", (2, 3, 3), [(2, 2), (4, 3), (8, 3)]),
+    ("out", "matrix", (3, 3), [(8, 3), (8, 3)]),
+    ("conv", "nd", (2, 2, 3, 3), [(3, 2), (3, 2), (4, 3), (6, 3)]),
+    ("conv", "matrix", (2, 2, 3, 3), [(3, 2), (3, 2), (4, 3), (6, 3)]),  # convs stay 4-D
+    ("dwconv", "nd", (2, 2, 1, 3), [(3, 2), (3, 2), (1, 1), (6, 3)]),
+    ("conv1x1", "nd", (1, 1, 3, 3), [(1, 1), (1, 1), (4, 3), (6, 3)]),
+]
+
+
+@pytest.mark.parametrize(("name", "tucker", "core", "factors"), SHAPES)
+def test_init_shapes_ranks_and_identity(name, tucker, core, factors):
+    params = layer_params(name)
+    adapter = flora(3, kernel_rank=2, tucker=tucker, targets=f"{name}/kernel")
+    aparams = adapter.init(jax.random.key(0), params)
+    entry = aparams[name]
+    assert sorted(entry) == ["core"] + [f"u{n}" for n in range(len(factors))]
+    chex.assert_shape(entry["core"], core)
+    for n, shape in enumerate(factors):
+        chex.assert_shape(entry[f"u{n}"], shape)
+    np.testing.assert_array_equal(entry["core"], 0.0)
+    for merge_or_apply in (adapter.apply, adapter.merge):
+        out = merge_or_apply(params, aparams)
+        jax.tree.map(np.testing.assert_array_equal, out, params)
+
+
+@pytest.mark.parametrize(("name", "tucker", "core", "factors"), SHAPES)
+def test_multilinear_rank_of_delta_is_the_clipped_rank(name, tucker, core, factors):
+    params = layer_params(name)
+    adapter = flora(3, kernel_rank=2, tucker=tucker, targets=f"{name}/kernel")
+    aparams = randomize(adapter.init(jax.random.key(0), params))
+    kernel = params[name]["kernel"]
+    delta = np.asarray(adapter.apply(params, aparams)[name]["kernel"] - kernel, np.float64)
+    dims = [shape[0] for shape in factors]
+    delta = delta.reshape(dims)  # the Tucker view (kernel axes, or fan_in x fan_out)
+    ranks = [np.linalg.matrix_rank(unfold(delta, n), tol=1e-4) for n in range(delta.ndim)]
+    assert tuple(ranks) == core
+
+
+@pytest.mark.parametrize("name", ["dense", "query", "conv", "dwconv"])
+@pytest.mark.parametrize("tucker", ["nd", "matrix"])
+@pytest.mark.parametrize("scale", [0.04, 4.0])
+def test_apply_is_w0_plus_scaled_numpy_tucker(name, tucker, scale):
+    params = layer_params(name)
+    adapter = flora(3, scale=scale, tucker=tucker, targets=f"{name}/kernel")
+    aparams = randomize(adapter.init(jax.random.key(1), params))
+    kernel = np.asarray(params[name]["kernel"])
+    expected = kernel + np_delta(aparams[name], kernel.shape, scale)
+    out = adapter.apply(params, aparams)
+    np.testing.assert_allclose(out[name]["kernel"], expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(out[name]["bias"], params[name]["bias"])
+
+
+def test_init_distribution_follows_reference():
+    params = tree(big=(2000, 1000))
+    adapter = flora(4, targets="big")
+    entry = adapter.init(jax.random.key(0), params)["big"]
+    np.testing.assert_array_equal(entry["core"], 0.0)
+    for n in (0, 1):  # Normal(0, 1 / sqrt(2 r)) as torch kaiming_normal_(a=sqrt(3)) on (dim, r)
+        u = np.asarray(entry[f"u{n}"])
+        assert abs(u.mean()) < 0.02
+        np.testing.assert_allclose(u.std(), 1 / math.sqrt(2 * 4), rtol=0.05)
+    assert not np.allclose(entry["u0"][:3], entry["u1"][:3])
+
+
+def test_stacked_layers_get_one_independent_tucker_per_slice():
+    params = tree(**{"scan.kernel": (3, 6, 5), "scan.bias": (3, 5)})
+    adapter = flora(2, scale=0.4, targets="scan/kernel", stacked="scan/.*")
+    init = adapter.init(jax.random.key(0), params)
+    chex.assert_shape([init["scan"]["core"], init["scan"]["u0"]], [(3, 2, 2), (3, 6, 2)])
+    jax.tree.map(np.testing.assert_array_equal, adapter.apply(params, init), params)
+    aparams = randomize(init)
+    delta = np.asarray(adapter.apply(params, aparams)["scan"]["kernel"] - params["scan"]["kernel"])
+    for i in range(3):
+        entry = jax.tree.map(lambda x, i=i: x[i], aparams["scan"])
+        np.testing.assert_allclose(delta[i], np_delta(entry, (6, 5), 0.4), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(init["scan"]["u0"][0], init["scan"]["u0"][1])
+
+
+def test_layer_ranks_override_one_layer():
+    params = tree(**{"conv.kernel": (3, 3, 4, 6), "dense.kernel": (6, 5)})
+    adapter = flora(3, targets=r".*/kernel", layer_ranks={r"conv/.*": (3, 1, 4, 2)}, tucker="nd")
+    aparams = adapter.init(jax.random.key(0), params)
+    chex.assert_shape(aparams["conv"]["core"], (3, 1, 4, 2))
+    chex.assert_shape(aparams["dense"]["core"], (3, 3))
+
+
+def test_param_count_by_hand():
+    shapes = {"conv": (3, 3, 16, 32), "query": (768, 12, 64)}
+    params = {
+        "conv": {"kernel": jax.ShapeDtypeStruct(shapes["conv"], jnp.float32)},
+        "query": {
+            "kernel": jax.ShapeDtypeStruct(shapes["query"], jnp.float32),
+            "bias": jax.ShapeDtypeStruct((12, 64), jnp.float32),
+        },
+    }
+
+    def count(tucker: str) -> int:
+        adapter = flora(8, kernel_rank=2, tucker=tucker, targets=r".*/kernel")
+        return peft_core.param_count(jax.eval_shape(adapter.init, jax.random.key(0), params))
+
+    conv = 2 * 2 * 8 * 8 + 3 * 2 + 3 * 2 + 16 * 8 + 32 * 8  # core + kh, kw, in, out factors
+    query_nd = 8 * 8 * 8 + 768 * 8 + 12 * 8 + 64 * 8  # head mode rank min(8, 12) = 8
+    query_matrix = 8 * 8 + 768 * 8 + 768 * 8
+    assert count("nd") == conv + query_nd
+    assert count("matrix") == conv + query_matrix
+
+
+# ------------------------------------------------------------------------- a real flax model
+
+
+class Tiny(nn.Module):
+    """(N, 6, 6, 4) -> conv 3x3 -> depthwise 3x3 -> 4 tokens -> q-like -> out-like -> dense."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = nn.Conv(8, (3, 3), padding="VALID", name="conv")(x)
+        x = nn.Conv(8, (3, 3), padding="VALID", feature_group_count=8, name="dwconv")(x)
+        x = x.reshape(x.shape[0], 4, 8)
+        h = nn.DenseGeneral((2, 4), name="query")(x)
+        x = nn.DenseGeneral(8, axis=(-2, -1), name="out")(h)
+        return nn.Dense(3, name="dense")(x)
+
+
+def np_tiny(p: dict, x: np.ndarray) -> np.ndarray:
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), p)
+    x = np_conv(x, p["conv"]["kernel"], p["conv"]["bias"], groups=1)
+    x = np_conv(x, p["dwconv"]["kernel"], p["dwconv"]["bias"], groups=8)
+    x = x.reshape(x.shape[0], 4, 8)
+    h = np.tensordot(x, p["query"]["kernel"], axes=(-1, 0)) + p["query"]["bias"]
+    x = np.tensordot(h, p["out"]["kernel"], axes=([-2, -1], [0, 1])) + p["out"]["bias"]
+    return x @ p["dense"]["kernel"] + p["dense"]["bias"]
+
+
+TINY_TARGETS = r"(conv|dwconv|query|out|dense)/kernel"
+X = np.random.default_rng(5).normal(size=(2, 6, 6, 4)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny_params() -> dict:
+    return Tiny().init(jax.random.key(0), X)["params"]
+
+
+def logits(params: dict) -> jax.Array:
+    return cast(jax.Array, Tiny().apply({"params": params}, X))
+
+
+@pytest.mark.parametrize("tucker", ["nd", "matrix"])
+def test_model_merged_equals_adapted_equals_numpy(tiny_params, tucker):
+    adapter = flora(3, kernel_rank=2, scale=0.4, tucker=tucker, targets=TINY_TARGETS)
+    aparams = randomize(adapter.init(jax.random.key(1), tiny_params))
+    adapted = logits(adapter.apply(tiny_params, aparams))
+    merged_params = adapter.merge(tiny_params, aparams)
+    np.testing.assert_allclose(logits(merged_params), adapted, rtol=1e-5, atol=1e-5)
+    expected_params = {
+        name: {
+            "kernel": np.asarray(layer["kernel"])
+            + np_delta(aparams[name], layer["kernel"].shape, 0.4),
+            "bias": layer["bias"],
+        }
+        for name, layer in tiny_params.items()
+    }
+    expected = np_tiny(expected_params, X)
+    np.testing.assert_allclose(adapted, expected, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(adapted, logits(tiny_params), atol=1e-3)  # the delta does something
+    for leaf in jax.tree.leaves(merged_params):
+        assert isinstance(leaf, jax.Array) and leaf.dtype == jnp.float32
+
+
+def test_grads_flow_into_aparams_only(tiny_params):
+    adapter = flora(3, targets=TINY_TARGETS)
+
+    def loss(aparams):
+        return jnp.sum(logits(adapter.apply(tiny_params, aparams)) ** 2)
+
+    grad = jax.jit(jax.grad(loss))
+    init = adapter.init(jax.random.key(1), tiny_params)
+    grads = grad(init)
+    chex.assert_trees_all_equal_shapes_and_dtypes(grads, init)
+    for path, g in peft_core.flatten(grads).items():
+        if path.endswith("/core"):  # dL/dG = s * dL/dW x_n U_n^T: non-zero
+            assert np.abs(g).max() > 0, path
+        else:  # dW is linear in G = 0, so every factor's gradient vanishes at init
+            np.testing.assert_array_equal(g, 0.0, err_msg=path)
+    trained = grad(randomize(init))
+    for path, g in peft_core.flatten(trained).items():
+        assert np.abs(g).max() > 0, path
+
+
+def test_jit_vmap_and_bf16(tiny_params):
+    adapter = flora(3, targets=TINY_TARGETS)
+    sets = [randomize(adapter.init(jax.random.key(1), tiny_params), seed) for seed in (2, 3)]
+    both = jax.tree.map(lambda *xs: jnp.stack(xs), *sets)
+    batched = jax.jit(jax.vmap(lambda ap: logits(adapter.apply(tiny_params, ap))))(both)
+    for i, aparams in enumerate(sets):
+        np.testing.assert_allclose(
+            batched[i], logits(adapter.apply(tiny_params, aparams)), rtol=1e-5, atol=1e-5
+        )
+    assert not np.allclose(batched[0], batched[1])
+
+    bf16 = jax.tree.map(lambda x: x.astype(jnp.bfloat16), tiny_params)
+    merged = jax.jit(adapter.merge)(bf16, sets[0])
+    assert {leaf.dtype for leaf in jax.tree.leaves(merged)} == {jnp.dtype(jnp.bfloat16)}
+    f32 = adapter.merge(tiny_params, sets[0])
+    chex.assert_trees_all_close(
+        jax.tree.map(lambda x: x.astype(jnp.float32), merged), f32, rtol=2e-2, atol=2e-2
+    )
+
+
+# ------------------------------------------------------------------------------------- errors
+
+
+def test_bad_options_raise():
+    with pytest.raises(ValueError, match="ranks must be >= 1"):
+        flora(0)
+    with pytest.raises(ValueError, match="kernel_rank=0"):
+        flora(4, kernel_rank=0)
+    with pytest.raises(ValueError, match=r"tucker must be one of \('nd', 'matrix'\)"):
+        flora(4, tucker="cp")
+
+
+def test_bad_targets_and_layer_ranks_raise():
+    params = layer_params("conv")
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match="matches no param path"):
+        flora(2, targets="convv/kernel").init(key, params)
+    with pytest.raises(ValueError, match="did the pattern match a bias"):
+        flora(2, targets="conv/bias").init(key, params)
+    with pytest.raises(ValueError, match=r"layer_ranks: .*'dense/kernel' matches no"):
+        flora(2, targets="conv/kernel", layer_ranks={"dense/kernel": (2, 2)}).init(key, params)
+    with pytest.raises(ValueError, match=r"give 4 ranks"):
+        flora(2, targets="conv/kernel", layer_ranks={"conv/kernel": (2, 2)}).init(key, params)
+    with pytest.raises(ValueError, match=r"sizes \(3, 3, 4, 6\)"):
+        flora(2, targets="conv/kernel", layer_ranks={"conv/kernel": (4, 2, 2, 2)}).init(key, params)
+
+
+def test_aparams_that_do_not_fit_raise():
+    params = {**layer_params("conv"), **layer_params("dense")}
+    adapter = flora(2, targets=r"(conv|dense)/kernel")
+    aparams = adapter.init(jax.random.key(0), params)
+    with pytest.raises(ValueError, match="missing: conv/core"):
+        adapter.apply(params, {"dense": aparams["dense"]})
+    wrong = {**aparams, "dense": {**aparams["dense"], "u1": jnp.zeros((5, 3))}}
+    with pytest.raises(ValueError, match=r"mis-shaped: dense/u1: expected \(5, 2\), got \(5, 3\)"):
+        adapter.merge(params, wrong)
+    other_rank = flora(3, targets=r"(conv|dense)/kernel")
+    with pytest.raises(ValueError, match="FLoRA params does not fit"):
+        other_rank.apply(params, aparams)
+    with pytest.raises(ValueError, match="flora has no search space"):
+        adapter.apply(params, aparams, {"A": 1})
+
+
+# ------------------------------------------------------------------------------------- targets
+
+
+def test_conv_targets_select_conv_kernels_not_the_head():
+    paths = [
+        "stem_conv/kernel",
+        "stem_conv/bias",
+        "downsample1_conv/kernel",
+        "stage0_block0/dwconv/kernel",
+        "stage0_block0/pwconv1/kernel",
+        "stage0_block0/pwconv2/kernel",
+        "stage0_block0/norm/scale",
+        "Conv_0/kernel",
+        "head/kernel",
+        "head_norm/scale",
+    ]
+    selected = peft_core.select(paths, CONV_TARGETS)
+    assert selected == [
+        "stem_conv/kernel",
+        "downsample1_conv/kernel",
+        "stage0_block0/dwconv/kernel",
+        "stage0_block0/pwconv1/kernel",
+        "stage0_block0/pwconv2/kernel",
+        "Conv_0/kernel",
+    ]

@@ -11,9 +11,11 @@ The update follows the authors' ``EvolutionSearcher`` (Arnav0400/ViT-Slim, GLoRA
 
 A candidate is legal when its parameter count is <= ``param_budget`` and it was never seen
 before (a visited set keyed by the genes' bytes), so every candidate is scored exactly once.
-Each operator makes at most ``max_tries`` proposals per generation. One deliberate difference:
-the reference breeds and scores one more generation after its last ranking and never ranks it;
-here ``generations`` rounds are scored and all of them are ranked.
+Each operator (mutation, crossover, random fill) makes at most ``max_tries`` proposals per
+generation (the reference: 10 x the number wanted, 250, for mutation and crossover; random
+sampling unbounded). Where the random population cannot be filled, it raises ValueError.
+One deliberate difference: the reference breeds and scores one more generation after its last
+ranking and never ranks it; here ``generations`` rounds are scored and all of them are ranked.
 
 Every random draw comes from one ``numpy.random.Generator`` seeded by ``seed`` (random sampling
 uses ``space.sample`` with jax keys drawn from it), and its state is checkpointed after each
@@ -176,6 +178,11 @@ def evolutionary_search(
     path = pathlib.Path(checkpoint_dir) / STATE_FILE if checkpoint_dir is not None else None
     if path is not None and path.exists():
         state = _load_state(path, settings)
+        if state.generation > generations:
+            raise ValueError(
+                f"search state in {path} already has {state.generation} generations, more than "
+                f"generations={generations}"
+            )
     else:
         state = _State(rng=np.random.default_rng(seed))
     ops = _FixedWidth(space, width=max(population, num_mutations, num_crossovers))

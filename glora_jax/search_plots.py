@@ -1,9 +1,9 @@
 """Figures of a GLoRA search: the candidates, the chosen per-layer config, its parameters by type.
 
-Every function writes one PNG (matplotlib, Agg backend) and returns its path. The space is used
-through ``decode`` ({slice: {"A": option, ...}}), ``options`` ({tensor: option names}),
-``from_genes`` / ``to_genes`` and ``num_params``, as ``glora_jax.space.GLoRASpace`` has them.
-"""
+Every function writes one PNG and returns its path. Figures are made without pyplot (on the Agg
+canvas of ``Figure.savefig``), so importing this module leaves the user's backend alone. The
+space is used through ``decode`` ({slice: {"A": option, ...}}), ``options`` ({tensor: option
+names}), ``from_genes`` / ``to_genes`` and ``num_params``, as ``GLoRASpace`` has them."""
 
 from __future__ import annotations
 
@@ -14,16 +14,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import matplotlib
+import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import EngFormatter, MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import EngFormatter, MaxNLocator  # noqa: E402
-
-from glora_jax.evolution import SearchResult  # noqa: E402
-from glora_jax.support import NONE, TENSORS  # noqa: E402
+from glora_jax.evolution import SearchResult
+from glora_jax.support import NONE, TENSORS
 
 #: Option kinds in legend order, with their grid colours.
 KIND_COLORS = {
@@ -62,7 +60,8 @@ def plot_score_vs_params(
 
     Marks the parameter budget (dashed line) and the chosen candidate (star).
     """
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     points = ax.scatter(
         result.evaluated_num_params,
         result.evaluated_scores,
@@ -101,7 +100,8 @@ def plot_layer_config(space: Any, cfg: Any, path: PathLike) -> pathlib.Path:
     options = [[readable[name][t] for t in TENSORS] for name in readable]
     kinds = list(KIND_COLORS)
     codes = np.array([[kinds.index(option_kind(o)) for o in row] for row in options])
-    fig, ax = plt.subplots(figsize=(2.0 + 0.1 * max(map(len, names)), 1.0 + 0.24 * len(names)))
+    fig = Figure(figsize=(2.0 + 0.1 * max(map(len, names)), 1.0 + 0.24 * len(names)))
+    ax = fig.subplots()
     ax.imshow(
         codes,
         cmap=ListedColormap(list(KIND_COLORS.values())),
@@ -138,10 +138,13 @@ def plot_params_per_layer_type(
     totals = params_by_layer_type(space, cfg, layer_types=layer_types)
     labels = list(totals)
     table = np.stack([totals[k] for k in labels])  # (types, 5)
-    fig, ax = plt.subplots(figsize=(1.5 + 1.3 * len(labels), 4.5))
+    fig = Figure(figsize=(1.5 + 1.3 * len(labels), 4.5))
+    ax = fig.subplots()
     bottom = np.zeros(len(labels))
     for j, tensor in enumerate(TENSORS):
-        ax.bar(labels, table[:, j], bottom=bottom, label=tensor, color=plt.cm.tab10(j))
+        ax.bar(
+            labels, table[:, j], bottom=bottom, label=tensor, color=matplotlib.colormaps["tab10"](j)
+        )
         bottom += table[:, j]
     for x, total in enumerate(bottom):
         ax.text(x, total, f"{int(total):,}", ha="center", va="bottom", fontsize=8)
@@ -193,10 +196,9 @@ def _short_names(names: list[str]) -> list[str]:
     return ["/".join(p[common:]) for p in parts]
 
 
-def _save(fig: Any, path: PathLike) -> pathlib.Path:
+def _save(fig: Figure, path: PathLike) -> pathlib.Path:
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

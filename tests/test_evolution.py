@@ -218,6 +218,13 @@ def test_score_fn_sees_constant_batches_and_each_candidate_once(batch_size):
     assert set().union(*distinct) == {g.tobytes() for g in r.evaluated_genes}
 
 
+@pytest.mark.parametrize(("num_mutations", "num_crossovers"), [(0, 25), (25, 0), (0, 0), (40, 40)])
+def test_generation_is_children_then_random_fill(num_mutations, num_crossovers):
+    r = search(generations=3, num_mutations=num_mutations, num_crossovers=num_crossovers)
+    sizes = np.bincount(r.evaluated_generation)
+    np.testing.assert_array_equal(sizes, [50] + [max(50, num_mutations + num_crossovers)] * 2)
+
+
 def test_deterministic_from_seed(target_result):
     again = search(seed=0)
     np.testing.assert_array_equal(again.evaluated_genes, target_result.evaluated_genes)
@@ -270,9 +277,13 @@ def test_finished_search_extends_with_more_generations(tmp_path):
 
 
 def test_resume_with_other_settings_raises(tmp_path):
-    search(generations=1, seed=5, checkpoint_dir=tmp_path)
+    search(generations=2, seed=5, checkpoint_dir=tmp_path)
     with pytest.raises(ValueError, match="top_k"):
-        search(generations=2, seed=5, top_k=5, checkpoint_dir=tmp_path)
+        search(generations=3, seed=5, top_k=5, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="param_budget"):
+        search(generations=3, seed=5, param_budget=TARGET_BUDGET + 1, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="already has 2 generations"):
+        search(generations=1, seed=5, checkpoint_dir=tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -104,10 +104,10 @@ def _prepare(data_dir: Path, name: str, splits: dict[str, list[dict[str, Any]]],
             yield from enumerate(rows)
 
     builder = Tiny(data_dir=data_dir, file_format="array_record", **kwargs)
-    skip_stats = tfds.download.ComputeStatsMode.SKIP
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(compute_stats=skip_stats)
+    config = tfds.download.DownloadConfig(  # never fetch the real dataset from GCS instead
+        try_download_gcs=False, compute_stats=tfds.download.ComputeStatsMode.SKIP
     )
+    builder.download_and_prepare(download_config=config)
 
 
 def _cifar(i: int) -> dict[str, Any]:

@@ -106,12 +106,37 @@ class VtabTask:
 
 def _dsprites(name: str, key: str, num_original: int) -> VtabTask:
     label = functools.partial(binned_label, key=key, num_original=num_original, num_classes=16)
-    return VtabTask(name, "dsprites", "2.*.*", 16, label, "train", 80, 10, pixel_scale=255)
+    return VtabTask(
+        name,
+        "dsprites",
+        "2.*.*",
+        16,
+        label=label,
+        val_from="train",
+        train_percent=80,
+        val_percent=10,
+        pixel_scale=255,
+    )
 
 
 def _smallnorb(name: str, key: str, num_classes: int) -> VtabTask:
     label = functools.partial(class_label, key=key)
-    return VtabTask(name, "smallnorb", "2.*.*", num_classes, label, "test", test="test[50%:]")
+    return VtabTask(
+        name, "smallnorb", "2.*.*", num_classes, label=label, val_from="test", test="test[50%:]"
+    )
+
+
+def _clevr(name: str, label: LabelFn, num_classes: int) -> VtabTask:
+    return VtabTask(
+        name,
+        "clevr",
+        "3.*.*",
+        num_classes,
+        label=label,
+        val_from="train",
+        train_percent=90,
+        test="validation",
+    )
 
 
 _TASKS = (
@@ -143,10 +168,10 @@ _TASKS = (
         5,
         manual_download=True,
     ),
-    VtabTask("clevr_count", "clevr", "3.*.*", 8, clevr_count, "train", 90, test="validation"),
-    VtabTask("clevr_dist", "clevr", "3.*.*", 6, clevr_distance, "train", 90, test="validation"),
+    _clevr("clevr_count", clevr_count, 8),
+    _clevr("clevr_dist", clevr_distance, 6),
     VtabTask("dmlab", "dmlab", "2.0.1", 6),
-    VtabTask("kitti", "kitti", "3.1.0", 4, kitti_closest_vehicle),
+    VtabTask("kitti", "kitti", "3.1.0", 4, label=kitti_closest_vehicle),
     _dsprites("dsprites_loc", "label_x_position", 32),
     _dsprites("dsprites_ori", "label_orientation", 40),
     _smallnorb("smallnorb_azi", "label_azimuth", 18),

@@ -473,10 +473,4 @@ def save_result_json(result: SearchResult, space: Any, path: str | os.PathLike[s
     }
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic | np.ndarray | jax.Array):
-        return np.asarray(value).tolist()
-    raise TypeError(f"cannot write {type(value).__name__} to json: {value!r}")
+    path.write_text(json.dumps(record, indent=2) + "\n")

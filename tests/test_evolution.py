@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -173,6 +175,7 @@ def test_finds_planted_target_and_beats_random(target_result):
 
 def test_near_knapsack_optimum_under_binding_budget():
     optimum = knapsack_optimum(KNAPSACK_BUDGET)
+    assert optimum < knapsack_optimum(int(SPACE.cost.max(-1).sum()))  # the budget binds
     r = search(separable_value, param_budget=KNAPSACK_BUDGET, seed=1)
     assert r.best_score <= optimum + 1e-9
     assert r.best_score >= 0.95 * optimum  # 0.96 at seed 1; random sampling: ~0.79
@@ -235,18 +238,14 @@ def test_deterministic_from_seed(target_result):
 
 
 def assert_same_search(a: SearchResult, b: SearchResult) -> None:
-    np.testing.assert_array_equal(a.best_genes, b.best_genes)
-    assert (a.best_score, a.best_num_params) == (b.best_score, b.best_num_params)
-    for field in ("genes", "scores", "num_params", "generation"):
-        np.testing.assert_array_equal(
-            getattr(a, f"evaluated_{field}"), getattr(b, f"evaluated_{field}")
-        )
-    strip = [
-        (h.generation, h.best_score, h.mean_top_k_score, h.candidates_evaluated) for h in a.history
-    ]
-    assert strip == [
-        (h.generation, h.best_score, h.mean_top_k_score, h.candidates_evaluated) for h in b.history
-    ]
+    """Equal in everything but wall-clock times."""
+
+    def timeless(r: SearchResult) -> dict:
+        fields = dataclasses.asdict(r) | {"seconds": 0.0}
+        fields["history"] = [dataclasses.replace(h, seconds=0.0) for h in r.history]
+        return fields
+
+    chex.assert_trees_all_equal(timeless(a), timeless(b))
 
 
 def test_resume_after_interruption_matches_uninterrupted(tmp_path):
@@ -420,7 +419,7 @@ def test_search_on_a_real_glora_space(tmp_path):
         generations=6,
         progress=False,
     )
-    assert r.evaluated_genes.shape[1:] == (8, 5)
+    chex.assert_shape(r.evaluated_genes, (r.candidates_evaluated, 8, 5))
     costs = [readable_cost(space.decode(space.from_genes(g))) for g in r.evaluated_genes]
     np.testing.assert_array_equal(r.evaluated_num_params, costs)
     assert max(costs) <= budget

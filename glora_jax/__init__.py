@@ -1,0 +1,7 @@
+"""GLoRA: generalized LoRA with a per-layer search space, as pure transforms of Flax params."""
+
+from glora_jax import presets
+from glora_jax.adapter import glora
+from glora_jax.space import GLoRASpace
+
+__all__ = ["GLoRASpace", "glora", "presets"]

@@ -1,0 +1,236 @@
+"""GLoRA (Chavan et al. 2023) as an Adapter: init / apply / merge / space over Flax param trees.
+
+    adapter = glora((8, 4))
+    aparams = adapter.init(rng, params)           # {layer: support tensors, see support.py}
+    space   = adapter.space(params)               # GLoRASpace
+    cfg     = space.sample(rng)                   # {layer: int32 (*stack, 5)}
+    eff     = adapter.apply(params, aparams, cfg) # W0 + W0 ⊙ A + B, b0 + b0 ⊙ D + E + C W0
+
+A GLoRA layer is one targeted kernel, or several sibling kernels fused along fan_out by ``fuse``
+(ViT's query/key/value -> one qkv layer of fan_out 3·D, as torch's fused qkv Linear and the
+paper's parameter counts have it). ``merge`` is ``apply``: both compute W_uni and b_uni from the
+original W0 and return plain arrays in the params' dtypes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from glora_jax.space import Config, GLoRASpace, LayerSpec, check_ranks
+from glora_jax.support import glora_delta, init_support
+from peft_core.adapter import Adapter, AParams, add_delta, check_tree, over_stack, replace_leaves
+from peft_core.layers import Layer, find_layers
+from peft_core.paths import Params, Patterns, get_leaf
+from peft_core.targets import DENSE_TARGETS
+
+#: (kernel-path regex, layer-name template): matching kernels that expand to the same name fuse.
+FusePatterns = Sequence[tuple[str, str]]
+
+#: big_vision ViT: .../MultiHeadDotProductAttention_0/{query,key,value}/kernel -> .../qkv.
+QKV_FUSE: FusePatterns = (
+    (r"(.*/MultiHeadDotProductAttention_\d+)/(query|key|value)/kernel", r"\1/qkv"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class GLoRALayer:
+    """One GLoRA layer: kernels (ordered by path) sharing stack, in_shape and bias presence.
+
+    Its matrix view is the members' matrix views concatenated along fan_out.
+    """
+
+    name: str
+    members: tuple[Layer, ...]
+
+    @property
+    def stack_shape(self) -> tuple[int, ...]:
+        return self.members[0].stack_shape
+
+    @property
+    def has_bias(self) -> bool:
+        return self.members[0].bias_path is not None
+
+    @property
+    def spec(self) -> LayerSpec:
+        fan_out = sum(m.fan_out for m in self.members)
+        return LayerSpec(
+            self.name, self.stack_shape, self.members[0].fan_in, fan_out, self.has_bias
+        )
+
+
+def glora_layers(
+    params: Params,
+    *,
+    targets: Patterns,
+    exclude: Patterns | None,
+    stacked: Patterns | None,
+    fuse: FusePatterns | None,
+) -> list[GLoRALayer]:
+    """Targeted kernels grouped into GLoRA layers, sorted by name with numbers compared as numbers
+    (block 2 before block 10), so the order does not depend on the params' dict order.
+
+    A kernel whose path fully matches a ``fuse`` regex joins the layer named by expanding the
+    template (``re.Match.expand``); a group of one keeps the kernel's own name. A fuse pattern
+    matching no target is not an error (QKV_FUSE is the default for every model).
+    """
+    groups: dict[str, list[Layer]] = {}
+    for layer in find_layers(params, targets, exclude=exclude, stacked=stacked):
+        groups.setdefault(_fused_name(layer.kernel_path, fuse), []).append(layer)
+    out = []
+    for name, members in groups.items():
+        members.sort(key=lambda m: m.kernel_path)
+        out.append(GLoRALayer(name if len(members) > 1 else members[0].name, tuple(members)))
+        _check_fusable(out[-1])
+    return sorted(out, key=lambda layer: _natural_key(layer.name))
+
+
+def _natural_key(name: str) -> list[Any]:
+    """'block_10' -> ['block_', 10, '']: digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _fused_name(kernel_path: str, fuse: FusePatterns | None) -> str:
+    for pattern, template in fuse or ():
+        try:
+            match = re.fullmatch(pattern, kernel_path)
+        except re.error as e:
+            raise ValueError(f"invalid fuse pattern {pattern!r}: {e}") from e
+        if match:
+            return match.expand(template)
+    return kernel_path
+
+
+def _check_fusable(layer: GLoRALayer) -> None:
+    first = layer.members[0]
+    for m in layer.members[1:]:
+        same = (m.stack_shape, m.in_shape, m.bias_path is None) == (
+            first.stack_shape,
+            first.in_shape,
+            first.bias_path is None,
+        )
+        if not same:
+            raise ValueError(
+                f"cannot fuse {first.kernel_path} {first.kernel_shape} "
+                f"(bias: {first.bias_path is not None}) with {m.kernel_path} {m.kernel_shape} "
+                f"(bias: {m.bias_path is not None}) into GLoRA layer {layer.name!r}: fused "
+                "kernels must share stack axes, in_shape and bias presence (set fuse=None?)"
+            )
+
+
+def glora(
+    ranks: Sequence[int] = (8, 4),
+    *,
+    targets: Patterns = DENSE_TARGETS,
+    exclude: Patterns | None = None,
+    stacked: Patterns | None = None,
+    fuse: FusePatterns | None = QKV_FUSE,
+    dtype: Any = jnp.float32,
+) -> Adapter:
+    """GLoRA on every kernel matched by ``targets`` with lora options of the given ``ranks``.
+
+    ``stacked``: patterns of kernels with a leading nn.scan axis (one config row and one set of
+    support tensors per slice). ``fuse``: (regex, template) pairs fusing sibling kernels into one
+    layer (default: ViT q/k/v); None fuses nothing. ``dtype``: the support tensors' dtype
+    (updates are computed in f32 at least and returned in each param's dtype).
+    """
+    ranks = tuple(ranks)
+    check_ranks(ranks)
+    find = functools.partial(
+        glora_layers, targets=targets, exclude=exclude, stacked=stacked, fuse=fuse
+    )
+
+    def space(params: Params) -> GLoRASpace:
+        return space_of(find(params))
+
+    def space_of(layers: Sequence[GLoRALayer]) -> GLoRASpace:
+        return GLoRASpace(ranks, tuple(layer.spec for layer in layers))
+
+    def init(rng: jax.Array, params: Params) -> AParams:
+        specs = space(params).specs
+        keys = jax.random.split(rng, len(specs))
+        return {
+            s.name: init_support(
+                key,
+                stack_shape=s.stack_shape,
+                fan_in=s.fan_in,
+                fan_out=s.fan_out,
+                rmax=max(ranks),
+                has_bias=s.has_bias,
+                dtype=dtype,
+            )
+            for s, key in zip(specs, keys, strict=True)
+        }
+
+    def apply(params: Params, aparams: AParams, cfg: Config | None = None) -> Params:
+        if cfg is None:
+            raise ValueError("GLoRA needs a cfg: space.sample(rng), space.fixed(...) or encode")
+        layers = find(params)
+        the_space = space_of(layers)
+        if the_space.check(cfg):
+            raise ValueError(
+                "adapter.apply takes the cfg of one subnet; for a batch of cfgs use "
+                "jax.vmap(lambda c: adapter.apply(params, aparams, c))(cfgs)"
+            )
+        check_tree(jax.eval_shape(init, jax.random.key(0), params), aparams, what="GLoRA params")
+        delta: Callable[..., Any] = functools.partial(glora_delta, options=the_space.options)
+        updates: dict[str, jax.Array] = {}
+        for layer in layers:
+            dw, db = over_stack(delta, len(layer.stack_shape))(
+                _fused_kernel(params, layer),
+                _fused_bias(params, layer),
+                aparams[layer.name],
+                cfg[layer.name],
+            )
+            updates |= _unfused(params, layer.members, dw, db)
+        return replace_leaves(params, updates)
+
+    return Adapter(init, apply, apply, space)
+
+
+def _fused_kernel(params: Params, layer: GLoRALayer) -> jax.Array:
+    """W0 of the layer: members' matrix views concatenated, (*stack, fan_in, fan_out)."""
+    return jnp.concatenate(
+        [
+            get_leaf(params, m.kernel_path).reshape(*m.stack_shape, m.fan_in, m.fan_out)
+            for m in layer.members
+        ],
+        axis=-1,
+    )
+
+
+def _fused_bias(params: Params, layer: GLoRALayer) -> jax.Array | None:
+    """b0 of the layer: members' flattened biases concatenated, (*stack, fan_out); or None."""
+    if not layer.has_bias:
+        return None
+    return jnp.concatenate(
+        [
+            get_leaf(params, str(m.bias_path)).reshape(*m.stack_shape, m.fan_out)
+            for m in layer.members
+        ],
+        axis=-1,
+    )
+
+
+def _unfused(
+    params: Params, members: Sequence[Layer], dw: jax.Array, db: jax.Array | None
+) -> dict[str, jax.Array]:
+    """Updated member leaves: W0 + ΔW and b0 + Δb split back along fan_out and reshaped."""
+    ends = list(itertools.accumulate(m.fan_out for m in members))[:-1]
+    out = {}
+    for m, dw_m in zip(members, jnp.split(dw, ends, axis=-1), strict=True):
+        out[m.kernel_path] = add_delta(
+            get_leaf(params, m.kernel_path), dw_m.reshape(m.kernel_shape)
+        )
+    if db is not None:
+        for m, db_m in zip(members, jnp.split(db, ends, axis=-1), strict=True):
+            bias = get_leaf(params, str(m.bias_path))
+            out[str(m.bias_path)] = add_delta(bias, db_m.reshape(bias.shape))
+    return out

@@ -1,0 +1,531 @@
+"""GLoRA adapter vs an independent numpy port of the reference layer (torch layout (out, in)).
+
+The reference below follows Arnav0400/ViT-Slim GLoRA/layer.py: A = Ad[:, :r] @ Au[:r, :],
+vector Ad[:, 0:1], scalar Ad[0, 0]; W = W + W*A + B, b = b + b*D + E + W @ C. Our support
+tensors map to its names as documented in glora_jax/support.py: Ad = a_out^T, Au = a_in^T (same
+for B), Cd = c_in, Cu = c_out, D = d, E = e.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import glora_jax
+from experiments.models.vit import ViT, ViTConfig
+from glora_jax.adapter import QKV_FUSE
+from peft_core.paths import flatten, unflatten
+from peft_core.targets import SCANNED
+
+TENSORS = "ABCDE"
+
+
+# ---- the reference, in numpy and torch layout -------------------------------------------------
+
+
+def ref_path(option: str, xd: np.ndarray, xu: np.ndarray | None = None) -> Any:
+    """prepare_path of the reference: the effective A/B/C (with xu) or D/E (without)."""
+    if xu is not None:
+        if option.startswith("lora_"):
+            r = int(option.split("_")[1])
+            return xd[:, :r] @ xu[:r, :]
+        if option == "vector":
+            return xd[:, 0:1]
+        if option == "scalar":
+            return xd[0, 0]
+        assert option == "none"
+        return np.zeros((xd.shape[0], xu.shape[1]))
+    if option == "vector":
+        return xd
+    if option == "scalar":
+        return xd[0]
+    assert option == "none"
+    return np.zeros(1)
+
+
+def ref_linear(w, b, sup, choice):
+    """One torch Linear: w (out, in), b (out,) or None -> adapted (w, b)."""
+    a = ref_path(choice["A"], sup["a_out"].T, sup["a_in"].T)
+    bb = ref_path(choice["B"], sup["b_out"].T, sup["b_in"].T)
+    w_new = w + w * a + bb
+    if b is None:
+        assert all(choice[t] == "none" for t in "CDE")
+        return w_new, None
+    c = ref_path(choice["C"], sup["c_in"], sup["c_out"])
+    d, e = ref_path(choice["D"], sup["d"]), ref_path(choice["E"], sup["e"])
+    return w_new, b + b * d + e + (w @ c)[:, 0]
+
+
+def ref_apply(params, aparams, readable, groups):
+    """Adapted params. groups: {layer: (member module paths in fused order, n_stack)}."""
+    flat = {k: np.asarray(v, np.float64) for k, v in flatten(params).items()}
+    out = dict(flat)
+    for name, (members, n_stack) in groups.items():
+        kernels = [flat[f"{m}/kernel"] for m in members]
+        has_bias = f"{members[0]}/bias" in flat
+        biases = [flat[f"{m}/bias"] for m in members] if has_bias else None
+        stack = kernels[0].shape[:n_stack]
+        sup_all = {k: np.asarray(v, np.float64) for k, v in aparams[name].items()}
+        for idx in np.ndindex(*stack):
+            key = f"{name}[{','.join(map(str, idx))}]" if stack else name
+            # fan_out of each member: its bias size, or the kernel's last axis without a bias
+            outs = [
+                (b[idx].size if has_bias else k.shape[-1])
+                for k, b in zip(kernels, biases or kernels, strict=True)
+            ]
+            w = np.concatenate(
+                [k[idx].reshape(-1, o).T for k, o in zip(kernels, outs, strict=True)], 0
+            )
+            b = np.concatenate([x[idx].ravel() for x in biases]) if biases else None
+            sup = {k: v[idx] for k, v in sup_all.items()}
+            w_new, b_new = ref_linear(w, b, sup, readable[key])
+            rows = np.cumsum(outs)[:-1]
+            for m, k, w_m in zip(members, kernels, np.split(w_new, rows, 0), strict=True):
+                out[f"{m}/kernel"] = out[f"{m}/kernel"].copy()
+                out[f"{m}/kernel"][idx] = w_m.T.reshape(k[idx].shape)
+            if b_new is not None:
+                for m, x, b_m in zip(members, biases, np.split(b_new, rows), strict=True):
+                    out[f"{m}/bias"] = out[f"{m}/bias"].copy()
+                    out[f"{m}/bias"][idx] = b_m.reshape(x[idx].shape)
+    return unflatten(out)
+
+
+# ---- layer kinds: params, adapter kwargs and the reference's grouping ------------------------
+
+
+def _leaf(rng, *shape):
+    return jnp.asarray(rng.normal(size=shape), jnp.float32)
+
+
+def _kind(name: str) -> tuple[dict, dict, dict]:
+    rng = np.random.default_rng(0)
+    attn = "blk/MultiHeadDotProductAttention_0"
+    if name == "dense":
+        p = {"fc": {"kernel": _leaf(rng, 6, 5), "bias": _leaf(rng, 5)}}
+        return p, {"targets": r"fc/kernel"}, {"fc": (["fc"], 0)}
+    if name == "q_like":
+        p = {"q": {"kernel": _leaf(rng, 8, 2, 3), "bias": _leaf(rng, 2, 3)}}
+        return p, {"targets": r"q/kernel"}, {"q": (["q"], 0)}
+    if name == "out_like":
+        p = {"o": {"kernel": _leaf(rng, 2, 3, 8), "bias": _leaf(rng, 8)}}
+        return p, {"targets": r"o/kernel"}, {"o": (["o"], 0)}
+    if name == "conv":
+        p = {"conv": {"kernel": _leaf(rng, 3, 3, 2, 4), "bias": _leaf(rng, 4)}}
+        return p, {"targets": r"conv/kernel"}, {"conv": (["conv"], 0)}
+    if name == "no_bias":
+        p = {"fc": {"kernel": _leaf(rng, 6, 5)}}
+        return p, {"targets": r"fc/kernel"}, {"fc": (["fc"], 0)}
+    if name == "stacked":
+        p = {"fc": {"kernel": _leaf(rng, 3, 6, 5), "bias": _leaf(rng, 3, 5)}}
+        return p, {"targets": r"fc/kernel", "stacked": r"fc/.*"}, {"fc": (["fc"], 1)}
+    if name in ("qkv", "stacked_qkv"):
+        lead = (2,) if name == "stacked_qkv" else ()
+        p = {
+            n: {"kernel": _leaf(rng, *lead, 8, 2, 3), "bias": _leaf(rng, *lead, 2, 3)}
+            for n in ("query", "key", "value")
+        }
+        kw = {"targets": r".*/(query|key|value)/kernel"}
+        if lead:
+            kw["stacked"] = r".*"
+        members = [f"{attn}/{n}" for n in ("key", "query", "value")]  # fused in path order
+        return (
+            unflatten({f"{attn}/{k}": v for k, v in flatten(p).items()}),
+            kw,
+            {f"{attn}/qkv": (members, len(lead))},
+        )
+    raise ValueError(name)
+
+
+KINDS = ["dense", "q_like", "out_like", "conv", "no_bias", "stacked", "qkv", "stacked_qkv"]
+# Every kind in a two-rank space (lora_3 and lora_2 from one rank-3 tensor) and two one-rank ones.
+CASES = [(kind, (3, 2)) for kind in KINDS] + [("dense", (2,)), ("stacked_qkv", (1,))]
+
+
+def _random_aparams(adapter, params, seed=1):
+    """Support tensors drawn N(0, 1) (numpy): every option gives a non-zero, distinct update."""
+    rng = np.random.default_rng(seed)
+    shapes = jax.eval_shape(adapter.init, jax.random.key(0), params)
+    return jax.tree.map(lambda s: rng.normal(size=s.shape).astype(np.float32), shapes)
+
+
+def _random_readable(space, rng, **force):
+    """Every slice: each tensor uniform over its legal options; ``force`` where it is legal."""
+    out = {}
+    for spec in space.specs:
+        legal = space.legal(spec.name)
+        for key in spec.slice_names():
+            out[key] = {
+                t: force[t] if force.get(t) in legal[t] else str(rng.choice(legal[t]))
+                for t in TENSORS
+            }
+    return out
+
+
+class Setup(NamedTuple):
+    params: dict
+    adapter: Any
+    space: Any
+    groups: dict
+    readables: list  # one per legal (tensor, option) of the layer, that option forced
+    cfgs: dict  # the readables encoded and stacked: (n, *stack, 5)
+    apply_batched: Callable  # jit(vmap(apply)) over cfgs
+
+
+@functools.cache
+def _setup(kind: str, ranks: tuple[int, ...]) -> Setup:
+    """Compiled once per (kind, ranks) and shared by the tests: compiling dominates CPU time."""
+    params, kw, groups = _kind(kind)
+    adapter = glora_jax.glora(ranks, **kw)
+    space = adapter.space(params)
+    (layer,) = space.layers
+    rng = np.random.default_rng(7)
+    readables = [
+        _random_readable(space, rng, **{t: o}) for t in TENSORS for o in space.legal(layer)[t]
+    ]
+    cfgs = jax.tree.map(lambda *c: np.stack(c), *[space.encode(r) for r in readables])
+    batched = jax.jit(jax.vmap(adapter.apply, in_axes=(None, None, 0)))
+    return Setup(params, adapter, space, groups, readables, cfgs, batched)
+
+
+def _row(tree, k):
+    return jax.tree.map(lambda x: x[k], tree)
+
+
+# ---- effective W and b, every option of every tensor -----------------------------------------
+
+
+@pytest.mark.parametrize("kind, ranks", CASES, ids=[f"{k}-{r}" for k, r in CASES])
+def test_apply_matches_reference_for_every_option(kind, ranks):
+    st = _setup(kind, ranks)
+    aparams = _random_aparams(st.adapter, st.params)
+    got = st.apply_batched(st.params, aparams, st.cfgs)
+    for k, readable in enumerate(st.readables):
+        want = ref_apply(st.params, aparams, readable, st.groups)
+        chex.assert_trees_all_close(
+            _row(got, k), want, rtol=1e-5, atol=1e-5, custom_message=str(readable)
+        )
+    options = {(t, c[t]) for r in st.readables for c in r.values() for t in TENSORS}
+    (layer,) = st.space.layers
+    assert options == {(t, o) for t, opts in st.space.legal(layer).items() for o in opts}
+
+
+def test_no_bias_layer_has_only_weight_tensors():
+    params, kw, _ = _kind("no_bias")
+    adapter = glora_jax.glora((3,), **kw)
+    aparams = adapter.init(jax.random.key(0), params)
+    assert set(aparams["fc"]) == {"a_in", "a_out", "b_in", "b_out"}
+    assert adapter.space(params).legal("fc") == {
+        "A": ("lora_3", "vector", "scalar", "none"),
+        "B": ("lora_3", "vector", "scalar", "none"),
+        "C": ("none",),
+        "D": ("none",),
+        "E": ("none",),
+    }
+
+
+def test_init_shapes_and_distributions():
+    params, kw, _ = _kind("stacked_qkv")
+    aparams = glora_jax.glora((3, 2), **kw).init(jax.random.key(0), params)
+    sup = aparams["blk/MultiHeadDotProductAttention_0/qkv"]
+    fan_in, fan_out, r = 8, 18, 3
+    chex.assert_trees_all_equal_shapes(
+        sup,
+        {
+            "a_in": np.zeros((2, fan_in, r)),
+            "a_out": np.zeros((2, r, fan_out)),
+            "b_in": np.zeros((2, fan_in, r)),
+            "b_out": np.zeros((2, r, fan_out)),
+            "c_in": np.zeros((2, fan_in, r)),
+            "c_out": np.zeros((2, r, 1)),
+            "d": np.zeros((2, fan_out)),
+            "e": np.zeros((2, fan_out)),
+        },
+    )
+    for k in ("a_out", "b_out", "c_in", "d", "e"):
+        assert not np.asarray(sup[k]).any(), k
+    for k, bound in (("a_in", (6 / (fan_in + r)) ** 0.5), ("c_out", (6 / (r + 1)) ** 0.5)):
+        x = np.asarray(sup[k])
+        assert np.abs(x).max() <= bound and np.abs(x).max() > 0.5 * bound, k
+    assert not np.allclose(sup["a_in"][0], sup["a_in"][1]), "stack slices share an init"
+
+
+# ---- identity at init, merge, a tiny model ---------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_identity_at_init_for_every_option(kind):
+    st = _setup(kind, (3, 2))
+    aparams = st.adapter.init(jax.random.key(0), st.params)
+    effs = st.apply_batched(st.params, aparams, st.cfgs)
+    n = len(st.readables)
+    chex.assert_trees_all_equal(
+        effs, jax.tree.map(lambda p: jnp.broadcast_to(p, (n, *p.shape)), st.params)
+    )
+
+
+class TinyMLP(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        x = jnp.tanh(nn.Dense(5, name="Dense_0")(x))
+        return nn.Dense(4, use_bias=False, name="Dense_1")(x)
+
+
+def test_merged_tiny_model_logits_match_reference():
+    model = TinyMLP()
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(7, 6)).astype(np.float32)
+    params = {
+        "Dense_0": {"kernel": _leaf(rng, 6, 5), "bias": _leaf(rng, 5)},
+        "Dense_1": {"kernel": _leaf(rng, 5, 4)},
+    }
+    chex.assert_trees_all_equal_shapes(params, model.init(jax.random.key(0), x)["params"])
+    adapter = glora_jax.glora((3, 2), targets=r"Dense_\d/kernel")
+    space = adapter.space(params)
+    aparams = _random_aparams(adapter, params)
+    readable = _random_readable(space, np.random.default_rng(4), A="lora_2", C="lora_3")
+    merged = jax.jit(adapter.merge)(params, aparams, space.encode(readable))
+    chex.assert_trees_all_equal_shapes_and_dtypes(merged, params)
+    logits = jax.jit(model.apply)
+    ref = ref_apply(
+        params, aparams, readable, {"Dense_0": (["Dense_0"], 0), "Dense_1": (["Dense_1"], 0)}
+    )
+    adapted = (
+        np.tanh(x @ ref["Dense_0"]["kernel"] + ref["Dense_0"]["bias"]) @ ref["Dense_1"]["kernel"]
+    )
+    got = logits({"params": merged}, x)
+    chex.assert_trees_all_close(got, adapted, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(got, logits({"params": params}, x), atol=1e-3), "no update"
+
+
+def test_bf16_params_computed_in_f32_returned_in_bf16():
+    params, kw, groups = _kind("qkv")
+    params16 = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)
+    adapter = glora_jax.glora((3, 2), **kw)
+    space = adapter.space(params16)
+    aparams = _random_aparams(adapter, params16)
+    readable = _random_readable(space, np.random.default_rng(5), A="vector", B="lora_3")
+    got = jax.jit(adapter.apply)(params16, aparams, space.encode(readable))
+    chex.assert_trees_all_equal_shapes_and_dtypes(got, params16)
+    want = ref_apply(
+        jax.tree.map(lambda p: p.astype(jnp.float32), params16), aparams, readable, groups
+    )
+    want16 = jax.tree.map(lambda w: jnp.asarray(w, jnp.float32).astype(jnp.bfloat16), want)
+    chex.assert_trees_all_close(
+        jax.tree.map(lambda a: a.astype(jnp.float32), got),
+        jax.tree.map(lambda a: a.astype(jnp.float32), want16),
+        rtol=1e-2,
+        atol=1e-2,
+    )
+
+
+# ---- jit, vmap, grads --------------------------------------------------------------------------
+
+
+def test_vmap_over_cfgs_equals_loop():
+    st = _setup("stacked_qkv", (3, 2))
+    aparams = _random_aparams(st.adapter, st.params)
+    cfgs = st.space.sample(jax.random.key(2), (len(st.readables),))
+    batched = st.apply_batched(st.params, aparams, cfgs)
+    one = jax.jit(st.adapter.apply)
+    for k in range(3):
+        chex.assert_trees_all_close(
+            _row(batched, k), one(st.params, aparams, _row(cfgs, k)), rtol=1e-6, atol=1e-6
+        )
+    query = flatten(batched)["blk/MultiHeadDotProductAttention_0/query/kernel"]
+    assert len({float(jnp.sum(q)) for q in query}) == len(query), "cfgs gave equal weights"
+
+
+def test_jit_traces_once_for_different_cfgs():
+    params, kw, _ = _kind("stacked")
+    adapter = glora_jax.glora((3, 2), **kw)
+    space = adapter.space(params)
+    aparams = _random_aparams(adapter, params)
+    traces = []
+
+    @jax.jit
+    def loss(ap, cfg):
+        traces.append(1)
+        return jnp.sum(adapter.apply(params, ap, cfg)["fc"]["kernel"] ** 2)
+
+    values = [float(loss(aparams, space.sample(jax.random.key(i)))) for i in range(5)]
+    values.append(float(loss(aparams, space.fixed(glora_jax.presets.ssf()))))
+    assert len(traces) == 1
+    assert len(set(values)) == len(values)
+
+
+_ZERO_PARAM_OPTIONS = {"none"}
+
+
+def _expected_grad_support(leaf: str, tensor: str, option: str, shape) -> np.ndarray:
+    """Which entries of a support leaf the chosen option of ``tensor`` reads."""
+    mask = np.zeros(shape, bool)
+    if leaf[0] != tensor.lower() or option in _ZERO_PARAM_OPTIONS:
+        return mask
+    r = int(option.split("_")[1]) if option.startswith("lora_") else 0
+    if leaf in ("a_in", "b_in", "c_in") and r:
+        mask[:, :r] = True
+    elif leaf in ("a_out", "b_out", "c_out") and r:
+        mask[:r, :] = True
+    elif option == "vector":
+        if leaf in ("a_out", "b_out"):
+            mask[0, :] = True
+        elif leaf == "c_in":
+            mask[:, 0] = True
+        elif leaf in ("d", "e"):
+            mask[:] = True
+    elif option == "scalar" and leaf in ("a_out", "b_out", "d", "e"):
+        mask[(0,) * len(shape)] = True
+    return mask
+
+
+def test_grads_reach_only_the_selected_option():
+    st = _setup("dense", (3, 2))
+    aparams = _random_aparams(st.adapter, st.params)
+    probe = jax.tree.map(lambda p: jnp.cos(jnp.arange(p.size).reshape(p.shape) + 1.0), st.params)
+
+    def loss(ap, cfg):
+        eff = st.adapter.apply(st.params, ap, cfg)
+        return sum(jax.tree.leaves(jax.tree.map(lambda e, w: jnp.sum(e * w), eff, probe)))
+
+    grad = jax.jit(jax.grad(loss))
+    for tensor in TENSORS:
+        for option in st.space.options[tensor]:
+            choice = {u: (option if u == tensor else "none") for u in TENSORS}
+            g = grad(aparams, st.space.fixed(choice))["fc"]
+            for leaf, value in g.items():
+                want = _expected_grad_support(leaf, tensor, option, value.shape)
+                np.testing.assert_array_equal(
+                    np.asarray(value) != 0, want, err_msg=f"{tensor}={option}: {leaf}"
+                )
+
+
+# ---- defaults against the project's ViT --------------------------------------------------------
+
+
+@pytest.mark.parametrize("scan", [False, True])
+def test_vit_defaults_fuse_qkv_and_cover_four_layers_per_block(scan):
+    cfg = ViTConfig(
+        width=16, depth=2, mlp_dim=32, num_heads=2, patch_size=4, num_classes=3, scan=scan
+    )
+    params = jax.eval_shape(ViT(cfg).init, jax.random.key(0), jnp.zeros((1, 8, 8, 3)))["params"]
+    adapter = glora_jax.glora((4, 2), stacked=SCANNED if scan else None)
+    space = adapter.space(params)
+    blocks = (
+        ["Transformer/encoderblock"]
+        if scan
+        else [f"Transformer/encoderblock_{i}" for i in range(2)]
+    )
+    expected = {
+        f"{b}/{m}": f
+        for b in blocks
+        for m, f in (
+            ("MlpBlock_0/Dense_0", (16, 32)),
+            ("MlpBlock_0/Dense_1", (32, 16)),
+            ("MultiHeadDotProductAttention_0/out", (16, 16)),
+            ("MultiHeadDotProductAttention_0/qkv", (16, 48)),
+        )
+    }
+    assert {s.name: (s.fan_in, s.fan_out) for s in space.specs} == expected
+    assert all(s.stack_shape == ((2,) if scan else ()) for s in space.specs)
+    assert space.num_genes == 8
+
+
+# ---- bad input -------------------------------------------------------------------------------
+
+
+def _bad_inputs() -> list[tuple[str, Callable[[], Any], str]]:
+    dense, kw, _ = _kind("dense")
+    nobias, kw_nb, _ = _kind("no_bias")
+    ad = glora_jax.glora((3, 2), **kw)
+    space = ad.space(dense)
+    ap = ad.init(jax.random.key(0), dense)
+    good = space.sample(jax.random.key(1))
+    nb = glora_jax.glora((3,), **kw_nb)
+    ap_nb = nb.init(jax.random.key(0), nobias)
+    bad_nb = {"fc": np.array([0, 0, 1, 0, 0], np.int32)}  # C = vector on a no-bias layer
+    qkv, _, _ = _kind("qkv")
+    qkv_flat = flatten(qkv)
+    qkv_flat["blk/MultiHeadDotProductAttention_0/value/kernel"] = jnp.zeros((4, 2, 3))
+    qkv_flat["blk/MultiHeadDotProductAttention_0/value/bias"] = jnp.zeros((2, 3))
+    mixed = unflatten(qkv_flat)
+    return [
+        (
+            "rank_too_big",
+            lambda: glora_jax.glora((6,), **kw).init(jax.random.key(0), dense),
+            "exceeds min",
+        ),
+        ("rank_zero", lambda: glora_jax.glora((0,)), "positive"),
+        ("ranks_repeated", lambda: glora_jax.glora((2, 2)), "distinct"),
+        (
+            "no_match",
+            lambda: glora_jax.glora(targets=r"nothing/kernel").space(dense),
+            "matches no param",
+        ),
+        ("no_cfg", lambda: ad.apply(dense, ap), "needs a cfg"),
+        ("cfg_missing_layer", lambda: ad.apply(dense, ap, {}), "missing"),
+        ("cfg_extra_layer", lambda: ad.apply(dense, ap, {**good, "x": good["fc"]}), "unknown"),
+        ("cfg_wrong_shape", lambda: ad.apply(dense, ap, {"fc": good["fc"][:4]}), "shape"),
+        ("cfg_float", lambda: ad.apply(dense, ap, {"fc": good["fc"] * 1.0}), "int array"),
+        (
+            "cfg_batched",
+            lambda: ad.apply(dense, ap, space.sample(jax.random.key(0), (2,))),
+            "one subnet",
+        ),
+        (
+            "cfg_out_of_range",
+            lambda: ad.apply(dense, ap, {"fc": good["fc"].at[0].set(9)}),
+            "out of range",
+        ),
+        (
+            "aparams_wrong_shape",
+            lambda: ad.apply(dense, {"fc": {**ap["fc"], "d": jnp.zeros(4)}}, good),
+            "mis-shaped",
+        ),
+        ("aparams_missing", lambda: ad.apply(dense, {}, good), "missing"),
+        ("illegal_option_no_bias", lambda: nb.apply(nobias, ap_nb, bad_nb), "without a bias"),
+        (
+            "fuse_mismatch",
+            lambda: glora_jax.glora(targets=r".*/kernel").space(mixed),
+            "cannot fuse",
+        ),
+        (
+            "fuse_bad_regex",
+            lambda: glora_jax.glora(targets=r".*/kernel", fuse=[("(", "x")]).space(qkv),
+            "invalid fuse pattern",
+        ),
+    ]
+
+
+@pytest.mark.parametrize("case", _bad_inputs(), ids=lambda c: c[0])
+def test_bad_input_raises(case):
+    _, fn, match = case
+    with pytest.raises(ValueError, match=match):
+        fn()
+
+
+def test_fuse_none_keeps_kernels_apart_and_default_matches_vit_layout():
+    params, _, _ = _kind("qkv")
+    names = glora_jax.glora((3,), targets=r".*/kernel", fuse=None).space(params).layers
+    assert names == tuple(
+        f"blk/MultiHeadDotProductAttention_0/{n}" for n in ("key", "query", "value")
+    )
+    fused = glora_jax.glora((3,), targets=r".*/kernel", fuse=QKV_FUSE).space(params)
+    assert fused.layers == ("blk/MultiHeadDotProductAttention_0/qkv",)
+    assert [(s.fan_in, s.fan_out) for s in fused.specs] == [(8, 18)]
+
+
+def test_layer_order_does_not_depend_on_dict_order():
+    rng = np.random.default_rng(0)
+    blocks = {f"b{i}": {"kernel": _leaf(rng, 4, 4), "bias": _leaf(rng, 4)} for i in (10, 2, 1)}
+    space = glora_jax.glora((2,), targets=r"b\d+/kernel").space(blocks)
+    assert space.layers == ("b1", "b2", "b10")
+    reordered = dict(sorted(blocks.items()))
+    assert glora_jax.glora((2,), targets=r"b\d+/kernel").space(reordered).layers == space.layers

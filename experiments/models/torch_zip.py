@@ -66,10 +66,10 @@ def _rebuild_tensor_v2(
 ) -> np.ndarray:
     """numpy twin of torch's rebuilder: a view of storage[offset:] with ``size`` / ``stride``."""
     del requires_grad, backward_hooks, metadata
-    itemsize = storage.dtype.itemsize
-    needed = storage_offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True)) + 1
     if any(n == 0 for n in size):
         return np.zeros(size, storage.dtype)
+    itemsize = storage.dtype.itemsize
+    needed = storage_offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True)) + 1
     if needed > storage.size:
         raise ValueError(
             f"tensor of size {size}, stride {stride}, offset {storage_offset} overruns its "
@@ -137,33 +137,33 @@ def _load_zip(path: Path) -> Any:
             return _TorchUnpickler(io.BytesIO(f.read()), load_storage).load()
 
 
+def _no_storage(storage_type: _StorageType, key: str, numel: int) -> np.ndarray:
+    raise pickle.UnpicklingError(f"storage {key} referenced outside the tensor pickle")
+
+
 def _load_legacy(path: Path) -> Any:
     with path.open("rb") as f:
-        magic = pickle.load(f)
+        try:
+            magic = _TorchUnpickler(f, _no_storage).load()
+        except (pickle.UnpicklingError, EOFError, ValueError) as e:
+            raise ValueError(f"{path}: neither a zip nor a legacy torch file ({e})") from e
         if magic != LEGACY_MAGIC_NUMBER:
-            raise ValueError(f"{path}: neither a zip nor a legacy torch file (magic {magic!r})")
-        pickle.load(f)  # protocol version
-        pickle.load(f)  # sys info
-        dtypes: dict[str, np.dtype] = {}
-        sizes: dict[str, int] = {}
+            raise ValueError(f"{path}: neither a zip nor a legacy torch file")
+        _TorchUnpickler(f, _no_storage).load()  # protocol version
+        _TorchUnpickler(f, _no_storage).load()  # system info
         storages: dict[str, np.ndarray] = {}
 
         def load_storage(storage_type: _StorageType, key: str, numel: int) -> np.ndarray:
             # Buffers follow the pickles: hand out an empty one now, fill it below.
-            if key not in storages:
-                dtypes[key], sizes[key] = storage_type.dtype, numel
-                storages[key] = np.empty(numel, storage_type.dtype)
-            return storages[key]
+            return storages.setdefault(key, np.empty(numel, storage_type.dtype))
 
         result = _TorchUnpickler(f, load_storage).load()
-        for key in pickle.load(f):
+        for key in _TorchUnpickler(f, _no_storage).load():
+            storage = storages[key]
             numel = int(np.frombuffer(f.read(8), "<i8")[0])
-            if numel != sizes[key]:
-                raise ValueError(
-                    f"{path}: storage {key} has {numel} elements, expected {sizes[key]}"
-                )
-            nbytes = numel * dtypes[key].itemsize
-            storages[key][:] = np.frombuffer(f.read(nbytes), dtypes[key], count=numel)
+            if numel != storage.size:
+                raise ValueError(f"{path}: storage {key} has {numel} elements, not {storage.size}")
+            storage[:] = np.frombuffer(f.read(numel * storage.itemsize), storage.dtype, count=numel)
     return result
 
 

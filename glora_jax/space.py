@@ -147,8 +147,11 @@ class GLoRASpace:
             raise ValueError(f"GLoRA cfg must be a dict {{layer: int array}}, got {type(cfg)}")
         _check_keys(set(cfg), set(self.layers), what="GLoRA cfg layers")
         batch = self._batch_shape(cfg)
-        if not any(isinstance(leaf, jax.core.Tracer) for leaf in cfg.values()):
-            self._check_genes(self._rows(cfg, batch, np))
+        try:
+            genes = self._rows(cfg, batch, np)
+        except jax.errors.TracerArrayConversionError:
+            return batch  # traced (jit / vmap): values are checked where they are concrete
+        self._check_genes(genes)
         return batch
 
     def _batch_shape(self, cfg: Mapping[str, Any]) -> tuple[int, ...]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from flora_jax.modes import TUCKER_VIEWS, LayerRanks, TuckerModes, tucker_modes
 from flora_jax.tucker import tucker_product
@@ -32,7 +33,7 @@ from peft_core.adapter import (
     replace_leaves,
 )
 from peft_core.layers import Layer, find_layers
-from peft_core.paths import Params, Patterns, get_leaf, select
+from peft_core.paths import Params, Patterns, flatten, get_leaf, select
 from peft_core.targets import DENSE_TARGETS
 
 _CORE = "core"
@@ -90,14 +91,17 @@ def flora(
 
     def init(rng: jax.Array, params: Params) -> AParams:
         found = layers(params)
+        shapes = [
+            (*layer.stack_shape, size, r)
+            for layer, modes in found
+            for size, r in zip(modes.sizes, modes.ranks, strict=True)
+        ]
+        normals = iter(_standard_normals(rng, shapes))
         out = {}
-        for (layer, modes), key in zip(found, jax.random.split(rng, len(found)), strict=True):
-            stack = layer.stack_shape
-            entry = {_CORE: jnp.zeros((*stack, *modes.ranks), dtype)}
-            keys = jax.random.split(key, len(modes.sizes))
-            for n, (k, size, r) in enumerate(zip(keys, modes.sizes, modes.ranks, strict=True)):
-                normal = jax.random.normal(k, (*stack, size, r), jnp.float32)
-                entry[_factor_key(n)] = (normal / math.sqrt(2 * r)).astype(dtype)
+        for layer, modes in found:
+            entry = {_CORE: jnp.zeros((*layer.stack_shape, *modes.ranks), dtype)}
+            for n, r in enumerate(modes.ranks):
+                entry[_factor_key(n)] = (next(normals) / math.sqrt(2 * r)).astype(dtype)
             out[layer.name] = entry
         return out
 
@@ -106,13 +110,23 @@ def flora(
         found = layers(params)
         check_tree(jax.eval_shape(init, jax.random.key(0), params), aparams, what="FLoRA params")
         delta_fn = lambda core, *factors: scale * tucker_product(core, factors)
+        flat = flatten(aparams)  # layer names hold '/': accept nested and '/'-keyed trees
         updates = {}
         for layer, modes in found:
-            entry = aparams[layer.name]
-            factors = [entry[_factor_key(n)] for n in range(len(modes.sizes))]
-            delta = over_stack(delta_fn, len(layer.stack_shape))(entry[_CORE], *factors)
+            core = flat[f"{layer.name}/{_CORE}"]
+            factors = [flat[f"{layer.name}/{_factor_key(n)}"] for n in range(len(modes.sizes))]
+            delta = over_stack(delta_fn, len(layer.stack_shape))(core, *factors)
             w = get_leaf(params, layer.kernel_path)
             updates[layer.kernel_path] = add_delta(w, delta.reshape(layer.kernel_shape))
         return replace_leaves(params, updates)
 
     return Adapter(init, apply, apply)
+
+
+def _standard_normals(rng: jax.Array, shapes: list[tuple[int, ...]]) -> list[jax.Array]:
+    """Independent float32 N(0, 1) arrays of the given shapes, cut from one draw: one random
+    kernel per factor makes ``jax.jit(init)`` of a deep model compile for minutes."""
+    sizes = [math.prod(shape) for shape in shapes]
+    flat = jax.random.normal(rng, (sum(sizes),), jnp.float32)
+    pieces = jnp.split(flat, np.cumsum(sizes)[:-1])
+    return [piece.reshape(shape) for piece, shape in zip(pieces, shapes, strict=True)]

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 import peft_core
+from experiments.models.convnext import convnext_for_tests
+from experiments.models.efficientnet import EfficientNetLite
 from flora_jax import CONV_TARGETS, flora, tucker_product
 
 # ---------------------------------------------------------------- independent numpy references
@@ -63,13 +65,13 @@ def tree(**shapes: tuple[int, ...]) -> dict:
     return peft_core.unflatten({k: jnp.asarray(v) for k, v in flat.items()})
 
 
-def randomize(aparams: dict, seed: int = 1, *, what: str = "core") -> dict:
-    """A copy of aparams with every leaf named ``what`` redrawn from N(0, 1)."""
+def randomize(aparams: dict, seed: int = 1, *, scale: float = 1.0) -> dict:
+    """A copy of aparams with every core redrawn from N(0, scale^2)."""
     rng = np.random.default_rng(seed)
     flat = peft_core.flatten(aparams)
     return peft_core.unflatten(
         {
-            k: jnp.asarray(rng.normal(size=v.shape), v.dtype) if k.endswith("/" + what) else v
+            k: jnp.asarray(scale * rng.normal(size=v.shape), v.dtype) if k.endswith("/core") else v
             for k, v in flat.items()
         }
     )
@@ -273,9 +275,16 @@ TINY_TARGETS = r"(conv|dwconv|query|out|dense)/kernel"
 X = np.random.default_rng(5).normal(size=(2, 6, 6, 4)).astype(np.float32)
 
 
+def random_params(model: nn.Module, images: np.ndarray, seed: int = 0) -> dict:
+    """Params of ``model``'s shapes drawn from N(0, 0.3^2) with numpy (no eager flax init)."""
+    shapes = jax.eval_shape(model.init, jax.random.key(0), images)["params"]
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda x: jnp.asarray(0.3 * rng.normal(size=x.shape), x.dtype), shapes)
+
+
 @pytest.fixture(scope="module")
 def tiny_params() -> dict:
-    return Tiny().init(jax.random.key(0), X)["params"]
+    return random_params(Tiny(), X)
 
 
 def logits(params: dict) -> jax.Array:
@@ -390,25 +399,35 @@ def test_aparams_that_do_not_fit_raise():
 # ------------------------------------------------------------------------------------- targets
 
 
-def test_conv_targets_select_conv_kernels_not_the_head():
-    paths = [
-        "stem_conv/kernel",
-        "stem_conv/bias",
-        "downsample1_conv/kernel",
-        "stage0_block0/dwconv/kernel",
-        "stage0_block0/pwconv1/kernel",
-        "stage0_block0/pwconv2/kernel",
-        "stage0_block0/norm/scale",
-        "Conv_0/kernel",
-        "head/kernel",
-        "head_norm/scale",
-    ]
-    selected = peft_core.select(paths, CONV_TARGETS)
-    assert selected == [
-        "stem_conv/kernel",
-        "downsample1_conv/kernel",
-        "stage0_block0/dwconv/kernel",
-        "stage0_block0/pwconv1/kernel",
-        "stage0_block0/pwconv2/kernel",
-        "Conv_0/kernel",
-    ]
+def kernel_paths(params: dict) -> list[str]:
+    return [p for p in peft_core.flatten(params) if p.endswith("/kernel")]
+
+
+@pytest.mark.parametrize("model", [convnext_for_tests(), EfficientNetLite()])
+def test_conv_targets_select_every_backbone_kernel_but_the_head(model):
+    images = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
+    params = jax.eval_shape(model.init, jax.random.key(0), images)["params"]
+    selected = peft_core.select(peft_core.flatten(params), CONV_TARGETS)
+    assert selected == [p for p in kernel_paths(params) if p != "head/kernel"]
+    adapter = flora(4, targets=CONV_TARGETS)
+    aparams = jax.eval_shape(adapter.init, jax.random.key(0), params)
+    assert sorted(aparams) == sorted(p.removesuffix("/kernel") for p in selected)
+
+
+@pytest.mark.slow
+def test_convnext_merged_equals_adapted():
+    model = convnext_for_tests()
+    images = jnp.asarray(np.random.default_rng(0).normal(size=(2, 32, 32, 3)), jnp.float32)
+    params = random_params(model, images)
+    adapter = flora(4, scale=4.0, targets=CONV_TARGETS)
+    aparams = randomize(adapter.init(jax.random.key(1), params), scale=1e-2)
+    dwconv = peft_core.flatten(aparams)
+    chex.assert_shape(
+        [dwconv["stage0_block0/dwconv/core"], dwconv["stage0_block0/dwconv/u2"]],
+        [(2, 2, 1, 4), (1, 1)],
+    )
+    forward = jax.jit(lambda p: model.apply({"params": p}, images))
+    adapted = jax.jit(lambda p, ap: forward(adapter.apply(p, ap)))(params, aparams)
+    merged = forward(jax.jit(adapter.merge)(params, aparams))
+    np.testing.assert_allclose(merged, adapted, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(adapted, forward(params), atol=1e-4)

@@ -126,6 +126,8 @@ def flora(
 def _standard_normals(rng: jax.Array, shapes: list[tuple[int, ...]]) -> list[jax.Array]:
     """Independent float32 N(0, 1) arrays of the given shapes, cut from one draw: one random
     kernel per factor makes ``jax.jit(init)`` of a deep model compile for minutes."""
+    if not shapes:
+        return []
     sizes = [math.prod(shape) for shape in shapes]
     flat = jax.random.normal(rng, (sum(sizes),), jnp.float32)
     pieces = jnp.split(flat, np.cumsum(sizes)[:-1])

@@ -66,15 +66,15 @@ def tree(**shapes: tuple[int, ...]) -> dict:
 
 
 def randomize(aparams: dict, seed: int = 1, *, scale: float = 1.0) -> dict:
-    """A copy of aparams with every core redrawn from N(0, scale^2)."""
+    """A copy of aparams (same tree structure) with every core redrawn from N(0, scale^2)."""
     rng = np.random.default_rng(seed)
-    flat = peft_core.flatten(aparams)
-    return peft_core.unflatten(
-        {
-            k: jnp.asarray(scale * rng.normal(size=v.shape), v.dtype) if k.endswith("/core") else v
-            for k, v in flat.items()
-        }
-    )
+
+    def redraw(path: tuple, x: jax.Array) -> jax.Array:
+        if path[-1].key != "core":
+            return x
+        return jnp.asarray(scale * rng.normal(size=x.shape), x.dtype)
+
+    return jax.tree_util.tree_map_with_path(redraw, aparams)
 
 
 # ------------------------------------------------------------------------------ tucker_product
@@ -222,6 +222,20 @@ def test_layer_ranks_override_one_layer():
     aparams = adapter.init(jax.random.key(0), params)
     chex.assert_shape(aparams["conv"]["core"], (3, 1, 4, 2))
     chex.assert_shape(aparams["dense"]["core"], (3, 3))
+
+
+def test_nested_layer_names_and_no_targets():
+    params = tree(**{"block.mlp.kernel": (6, 5), "block.mlp.bias": (5,)})
+    adapter = flora(2, targets=r"block/mlp/kernel")
+    flat_keys = randomize(adapter.init(jax.random.key(0), params))
+    assert list(flat_keys) == ["block/mlp"]
+    assert sorted(flat_keys["block/mlp"]) == ["core", "u0", "u1"]
+    nested = peft_core.unflatten(peft_core.flatten(flat_keys))
+    assert list(nested) == ["block"]
+    chex.assert_trees_all_equal(adapter.apply(params, flat_keys), adapter.apply(params, nested))
+    nothing = flora(2, targets=())
+    assert nothing.init(jax.random.key(0), params) == {}
+    chex.assert_trees_all_equal(nothing.apply(params, {}), params)
 
 
 def test_param_count_by_hand():

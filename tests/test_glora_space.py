@@ -335,7 +335,11 @@ BAD_CALLS = [
     ("rank_too_big", lambda space, good: GLoRASpace((5,), LAYERS), "exceeds min"),
     ("ranks_repeated", lambda space, good: GLoRASpace((2, 2), LAYERS), "distinct"),
     ("ranks_empty", lambda space, good: GLoRASpace((), LAYERS), "non-empty"),
-    ("ranks_float", lambda space, good: GLoRASpace((2.0,), LAYERS), "positive ints"),
+    (
+        "ranks_float",
+        lambda space, good: GLoRASpace((2.0,), LAYERS),  # type: ignore[arg-type]
+        "positive ints",
+    ),
     ("names_repeated", lambda space, good: GLoRASpace((2,), LAYERS[:1] * 2), "unique"),
     ("legal_unknown_layer", lambda space, good: space.legal("zz"), "no GLoRA layer"),
 ]

@@ -1,0 +1,292 @@
+"""Vision Transformer (Flax linen) with big_vision's param names.
+
+Param tree (unscanned, ``depth`` blocks, ``D`` = width, ``H`` heads, ``h = D // H``)::
+
+    embedding/{kernel (p, p, 3, D) HWIO, bias (D,)}      patchify conv, stride p
+    cls              (1, 1, D)                            only with class_token=True
+    pos_embedding    (1, c + gh*gw, D)                    c = 1 with class_token else 0
+    Transformer/encoderblock_{i}/
+        LayerNorm_0/{scale, bias} (D,)
+        MultiHeadDotProductAttention_0/{query,key,value}/{kernel (D, H, h), bias (H, h)}
+        MultiHeadDotProductAttention_0/out/{kernel (H, h, D), bias (D,)}
+        ls1 (D,)                                          only with layer_scale
+        LayerNorm_1/{scale, bias} (D,)
+        MlpBlock_0/Dense_0/{kernel (D, mlp), bias (mlp,)}
+        MlpBlock_0/Dense_1/{kernel (mlp, D), bias (D,)}
+        ls2 (D,)                                          only with layer_scale
+    Transformer/encoder_norm/{scale, bias} (D,)
+    pre_logits/{kernel (D, R), bias (R,)}                 only with representation_size=R
+    head/{kernel (D or R, num_classes), bias}             only with num_classes > 0
+
+With ``scan=True`` the blocks are one ``Transformer/encoderblock/...`` subtree whose leaves have a
+leading ``depth`` axis (e.g. ``query/kernel`` (depth, D, H, h)).
+
+Choices: ``pos_embedding`` is top-level as in big_vision, but — as in the original ViT and DINOv2
+checkpoints — it also covers the class token and is added after the class token is prepended
+(big_vision adds it to the patch tokens only). The DINOv2 LayerScale vectors are plain params
+``ls1``/``ls2`` of each block: branch ← branch · ls. Stochastic depth drops a residual branch per
+sample with a rate rising linearly from 0 (first block) to ``drop_path_rate`` (last), as in timm.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments.models.attention import AttentionImpl, MultiHeadDotProductAttention
+
+Pool = Literal["tok", "gap", "none"]
+
+
+class VariantSpec(NamedTuple):
+    width: int
+    depth: int
+    mlp_dim: int
+    num_heads: int
+
+
+VARIANTS: dict[str, VariantSpec] = {
+    "Ti": VariantSpec(width=192, depth=12, mlp_dim=768, num_heads=3),
+    "S": VariantSpec(width=384, depth=12, mlp_dim=1536, num_heads=6),
+    "B": VariantSpec(width=768, depth=12, mlp_dim=3072, num_heads=12),
+    "L": VariantSpec(width=1024, depth=24, mlp_dim=4096, num_heads=16),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ViTConfig:
+    """All knobs of the ViT.
+
+    pool: "tok" = class token, "gap" = mean of the patch tokens, "none" = every token
+    (B, N, D). The encoder norm is applied before pooling. ``num_classes=0`` returns features
+    (no head). ``gelu_approximate`` is True for the original ViT / big_vision, False for DINOv2.
+    ``dtype`` is the compute dtype, ``param_dtype`` the storage dtype.
+    ``attn_pad_to`` pads the sequence to a multiple (default: 16 for cuDNN, none otherwise).
+    """
+
+    width: int
+    depth: int
+    mlp_dim: int
+    num_heads: int
+    patch_size: int
+    num_classes: int = 0
+    pool: Pool = "tok"
+    class_token: bool = True
+    representation_size: int | None = None
+    drop_path_rate: float = 0.0
+    layer_scale: float | None = None
+    gelu_approximate: bool = True
+    layer_norm_eps: float = 1e-6
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+    scan: bool = False
+    remat: bool = False
+    attn_implementation: AttentionImpl = None
+    attn_pad_to: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.pool not in ("tok", "gap", "none"):
+            raise ValueError(f"pool must be 'tok', 'gap' or 'none', got {self.pool!r}")
+        if self.pool == "tok" and not self.class_token:
+            raise ValueError("pool='tok' needs class_token=True")
+        if self.width % self.num_heads:
+            raise ValueError(f"width {self.width} not divisible by num_heads {self.num_heads}")
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+        if self.attn_implementation not in (None, "xla", "cudnn"):
+            raise ValueError(
+                f"attn_implementation must be None, 'xla' or 'cudnn', "
+                f"got {self.attn_implementation!r}"
+            )
+        for name in ("width", "depth", "mlp_dim", "num_heads", "patch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Tokens before the patch tokens (the class token): pos_embedding rows off the grid."""
+        return int(self.class_token)
+
+
+def drop_path_rates(depth: int, max_rate: float) -> np.ndarray:
+    """Per-block stochastic-depth rates: linspace(0, max_rate, depth)."""
+    return np.linspace(0.0, max_rate, depth, dtype=np.float32)
+
+
+def drop_path(x: jax.Array, rate: jax.Array | float, *, rng: jax.Array) -> jax.Array:
+    """Keep each sample's x with prob 1 - rate, scaled by 1 / (1 - rate); else 0."""
+    keep = 1.0 - rate
+    mask = jax.random.bernoulli(rng, keep, (x.shape[0],) + (1,) * (x.ndim - 1))
+    return jnp.where(mask, x / keep, 0.0).astype(x.dtype)
+
+
+class MlpBlock(nn.Module):
+    """Dense(mlp_dim) -> GELU -> Dense(D)."""
+
+    config: ViTConfig
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        cfg = self.config
+        dense = dict(
+            dtype=cfg.dtype,
+            param_dtype=cfg.param_dtype,
+            kernel_init=nn.initializers.xavier_uniform(),
+            bias_init=nn.initializers.normal(stddev=1e-6),
+        )
+        y = nn.Dense(cfg.mlp_dim, name="Dense_0", **dense)(x)
+        y = nn.gelu(y, approximate=cfg.gelu_approximate)
+        return nn.Dense(x.shape[-1], name="Dense_1", **dense)(y)
+
+
+class Encoder1DBlock(nn.Module):
+    """Pre-norm block: x + ls1·Attn(LN(x)), then x + ls2·MLP(LN(x)), each branch drop-pathed."""
+
+    config: ViTConfig
+
+    @nn.compact
+    def __call__(
+        self, x: jax.Array, drop_rate: jax.Array | float, deterministic: bool
+    ) -> tuple[jax.Array, None]:
+        cfg = self.config
+
+        def add_branch(x: jax.Array, branch: jax.Array, scale_name: str) -> jax.Array:
+            if cfg.layer_scale is not None:
+                scale = self.param(
+                    scale_name,
+                    nn.initializers.constant(cfg.layer_scale),
+                    (cfg.width,),
+                    cfg.param_dtype,
+                )
+                branch = branch * jnp.asarray(scale, cfg.dtype)
+            if cfg.drop_path_rate > 0 and not deterministic:
+                branch = drop_path(branch, drop_rate, rng=self.make_rng("dropout"))
+            return x + branch
+
+        norm = dict(epsilon=cfg.layer_norm_eps, dtype=cfg.dtype, param_dtype=cfg.param_dtype)
+        y = nn.LayerNorm(name="LayerNorm_0", **norm)(x)
+        y = MultiHeadDotProductAttention(
+            num_heads=cfg.num_heads,
+            dtype=cfg.dtype,
+            param_dtype=cfg.param_dtype,
+            implementation=cfg.attn_implementation,
+            pad_to=cfg.attn_pad_to,
+            name="MultiHeadDotProductAttention_0",
+        )(y)
+        x = add_branch(x, y, "ls1")
+        y = nn.LayerNorm(name="LayerNorm_1", **norm)(x)
+        y = MlpBlock(cfg, name="MlpBlock_0")(y)
+        return add_branch(x, y, "ls2"), None
+
+
+class Encoder(nn.Module):
+    """``depth`` blocks (unrolled or nn.scan-ned, optionally rematerialised), then a LayerNorm."""
+
+    config: ViTConfig
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
+        cfg = self.config
+        rates = drop_path_rates(cfg.depth, cfg.drop_path_rate)
+        block: Any = Encoder1DBlock
+        if cfg.remat:
+            # static_argnums counts the module as 0: (self, x, drop_rate, deterministic).
+            block = nn.remat(block, prevent_cse=not cfg.scan, static_argnums=(3,))
+        if cfg.scan:
+            stack = nn.scan(
+                block,
+                variable_axes={"params": 0},
+                split_rngs={"params": True, "dropout": True},
+                in_axes=(0, nn.broadcast),
+                length=cfg.depth,
+            )
+            x, _ = stack(cfg, name="encoderblock")(x, jnp.asarray(rates), deterministic)
+        else:
+            for i in range(cfg.depth):
+                x, _ = block(cfg, name=f"encoderblock_{i}")(x, float(rates[i]), deterministic)
+        return nn.LayerNorm(
+            epsilon=cfg.layer_norm_eps,
+            dtype=cfg.dtype,
+            param_dtype=cfg.param_dtype,
+            name="encoder_norm",
+        )(x)
+
+
+class ViT(nn.Module):
+    """images (B, H, W, 3) -> logits (B, num_classes), features (B, D or R) if num_classes == 0;
+    with pool="none" per token (B, N, ·). Output is float32 whatever the compute dtype."""
+
+    config: ViTConfig
+
+    @nn.compact
+    def __call__(self, images: jax.Array, *, train: bool = False) -> jax.Array:
+        cfg = self.config
+        patch = cfg.patch_size
+        if images.ndim != 4 or images.shape[1] % patch or images.shape[2] % patch:
+            raise ValueError(
+                f"images must be (B, H, W, C) with H and W multiples of patch {patch}, "
+                f"got shape {images.shape}"
+            )
+        x = nn.Conv(
+            cfg.width,
+            (patch, patch),
+            strides=(patch, patch),
+            padding="VALID",
+            dtype=cfg.dtype,
+            param_dtype=cfg.param_dtype,
+            name="embedding",
+        )(images)
+        batch, gh, gw, width = x.shape
+        x = x.reshape(batch, gh * gw, width)
+        if cfg.class_token:
+            cls = self.param("cls", nn.initializers.zeros, (1, 1, width), cfg.param_dtype)
+            cls = jnp.broadcast_to(jnp.asarray(cls, cfg.dtype), (batch, 1, width))
+            x = jnp.concatenate([cls, x], axis=1)
+        pos = self.param(
+            "pos_embedding",
+            nn.initializers.normal(stddev=0.02),
+            (1, x.shape[1], width),
+            cfg.param_dtype,
+        )
+        x = x + jnp.asarray(pos, cfg.dtype)
+        x = Encoder(cfg, name="Transformer")(x, deterministic=not train)
+
+        if cfg.pool == "tok":
+            x = x[:, 0]
+        elif cfg.pool == "gap":
+            x = jnp.mean(x[:, cfg.num_prefix_tokens :], axis=1)
+        if cfg.representation_size is not None:
+            x = nn.Dense(
+                cfg.representation_size,
+                dtype=cfg.dtype,
+                param_dtype=cfg.param_dtype,
+                name="pre_logits",
+            )(x)
+            x = jnp.tanh(x)
+        if cfg.num_classes > 0:
+            x = nn.Dense(
+                cfg.num_classes,
+                dtype=cfg.dtype,
+                param_dtype=cfg.param_dtype,
+                kernel_init=nn.initializers.zeros,
+                name="head",
+            )(x)
+        return x.astype(jnp.float32)
+
+
+def vit(
+    variant: str, *, patch: int, num_classes: int = 0, depth: int | None = None, **options: Any
+) -> ViT:
+    """A ViT of a named size ("Ti", "S", "B", "L"); ``depth`` overrides the variant's depth and
+    ``options`` are any other ViTConfig fields (pool, layer_scale, dtype, scan, ...)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown ViT variant {variant!r}; known: {sorted(VARIANTS)}")
+    spec = VARIANTS[variant]._asdict()
+    if depth is not None:
+        spec["depth"] = depth
+    return ViT(ViTConfig(**spec, patch_size=patch, num_classes=num_classes, **options))

@@ -1,0 +1,300 @@
+"""Load ViT checkpoints stored as flat npz files onto the param tree of experiments.models.vit.
+
+Accepted key layouts (``/``-joined flat keys; see the module docstring of vit.py for ours):
+
+* google-research/vision_transformer, pre-linen names: ``Transformer/posembed_input/pos_embedding``
+  and per block ``LayerNorm_0, MultiHeadDotProductAttention_1, LayerNorm_2, MlpBlock_3``;
+* the same with linen names: ``MultiHeadDotProductAttention_0, LayerNorm_1, MlpBlock_0``;
+* ours, unscanned (``encoderblock_{i}``) or scanned (``encoderblock`` with a leading depth axis).
+
+Loading rules (:func:`load_params`):
+
+* head: taken from the model's init params when ``drop_head``, when the checkpoint has none or
+  when its shape differs (other ``num_classes``); a checkpoint head is ignored by a headless model.
+  ``pre_logits`` likewise (fresh when absent or mis-shaped; ignored when the model has none, as in
+  the original fine-tuning code).
+* class token: a checkpoint ``cls`` (and its pos-embedding row) is dropped for a model without a
+  class token; a model with a class token needs one in the checkpoint.
+* position embedding: square patch grids are resampled when they differ — ``"bilinear"`` is
+  big_vision's ``scipy.ndimage.zoom(order=1)`` (corner-aligned), ``"bicubic"`` is torch's
+  ``F.interpolate(mode="bicubic", align_corners=False, antialias=False)`` used by DINOv2.
+* everything else must match key for key and shape for shape, else
+  :class:`CheckpointMismatchError` lists every missing, unexpected and mis-shaped key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from peft_core.paths import flatten, unflatten
+
+logger = logging.getLogger(__name__)
+
+PosembMethod = Literal["bilinear", "bicubic"]
+
+METADATA_KEY = "__metadata__"
+_SCANNED_PREFIX = "Transformer/encoderblock/"
+_BLOCK_KEY = re.compile(r"^Transformer/encoderblock_(\d+)/(.+)$")
+_LEGACY_RENAMES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^Transformer/posembed_input/pos_embedding$"), "pos_embedding"),
+    *(
+        (re.compile(rf"^(Transformer/encoderblock_\d+)/{old}/"), rf"\1/{new}/")
+        for old, new in (
+            ("MultiHeadDotProductAttention_1", "MultiHeadDotProductAttention_0"),
+            ("LayerNorm_2", "LayerNorm_1"),
+            ("MlpBlock_3", "MlpBlock_0"),
+        )
+    ),
+)
+_CUBIC_A = -0.75  # torch's bicubic coefficient
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint does not fit the model: lists missing, unexpected and mis-shaped keys."""
+
+    def __init__(
+        self,
+        *,
+        missing: list[str],
+        unexpected: list[str],
+        mis_shaped: list[tuple[str, tuple[int, ...], tuple[int, ...]]],
+    ) -> None:
+        self.missing, self.unexpected, self.mis_shaped = missing, unexpected, mis_shaped
+        lines = ["checkpoint does not match the model:"]
+        if missing:
+            lines.append(f"  missing ({len(missing)}): " + ", ".join(missing))
+        if unexpected:
+            lines.append(f"  unexpected ({len(unexpected)}): " + ", ".join(unexpected))
+        for key, got, want in mis_shaped:
+            lines.append(f"  mis-shaped: {key}: checkpoint {got}, model {want}")
+        super().__init__("\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------- npz files
+
+
+def save_npz(
+    params: Mapping[str, Any], path: str | Path, *, metadata: Mapping[str, Any] | None = None
+) -> Path:
+    """Write a param tree as a flat npz ("/"-joined keys) plus optional JSON ``metadata``."""
+    path = Path(path)
+    arrays: dict[str, Any] = {k: np.asarray(v) for k, v in flatten(params).items()}
+    if metadata is not None:
+        arrays[METADATA_KEY] = np.asarray(json.dumps(dict(metadata)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        np.savez(f, **arrays)
+    return path
+
+
+def load_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Flat ``{key: array}`` of an npz checkpoint, without its metadata entry."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no checkpoint at {path}; download e.g. ViT-B_16.npz from "
+            "gs://vit_models/imagenet21k/ or export DINOv2 with "
+            "`python -m experiments.weights dinov2-s14`"
+        )
+    with np.load(path, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files if k != METADATA_KEY}
+
+
+def npz_metadata(path: str | Path) -> dict[str, Any]:
+    """The JSON metadata saved by :func:`save_npz` (empty dict when there is none)."""
+    with np.load(Path(path), allow_pickle=False) as npz:
+        return json.loads(str(npz[METADATA_KEY])) if METADATA_KEY in npz.files else {}
+
+
+# ----------------------------------------------------------------------------- key layouts
+
+
+def canonical_key(key: str) -> str:
+    """Pre-linen ViT name -> our name (other keys are returned unchanged)."""
+    for pattern, replacement in _LEGACY_RENAMES:
+        key = pattern.sub(replacement, key)
+    return key
+
+
+def unstack_blocks(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Scanned ``Transformer/encoderblock/k`` (depth, ...) -> ``encoderblock_{i}/k`` (...)."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        if key.startswith(_SCANNED_PREFIX):
+            rest = key[len(_SCANNED_PREFIX) :]
+            for i, block_value in enumerate(value):
+                out[f"Transformer/encoderblock_{i}/{rest}"] = block_value
+        else:
+            out[key] = value
+    return out
+
+
+def stack_blocks(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`unstack_blocks`: stack ``encoderblock_{0..depth-1}/k`` along axis 0."""
+    blocks: dict[str, dict[int, Any]] = {}
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        match = _BLOCK_KEY.match(key)
+        if match:
+            blocks.setdefault(match.group(2), {})[int(match.group(1))] = value
+        else:
+            out[key] = value
+    for rest, by_index in blocks.items():
+        if sorted(by_index) != list(range(len(by_index))):
+            raise ValueError(f"cannot stack {rest!r}: block indices {sorted(by_index)}")
+        out[_SCANNED_PREFIX + rest] = np.stack([by_index[i] for i in range(len(by_index))])
+    return out
+
+
+def canonical_flat(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Any accepted layout -> our unscanned flat layout (raises if two keys collide)."""
+    out: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for key, value in unstack_blocks(flat).items():
+        new = canonical_key(key)
+        if new in out:
+            raise ValueError(f"checkpoint keys {origin[new]!r} and {key!r} both map to {new!r}")
+        out[new], origin[new] = value, key
+    return out
+
+
+# ------------------------------------------------------------------- position embeddings
+
+
+def bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) corner-aligned linear interpolation: src = o · (n_in-1)/(n_out-1)."""
+    src = np.arange(n_out) * ((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)
+    lo = np.clip(np.floor(src).astype(int), 0, max(n_in - 2, 0))
+    frac = src - lo
+    matrix = np.zeros((n_out, n_in))
+    np.add.at(matrix, (np.arange(n_out), lo), 1.0 - frac)
+    np.add.at(matrix, (np.arange(n_out), np.minimum(lo + 1, n_in - 1)), frac)
+    return matrix
+
+
+def bicubic_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) torch bicubic (a=-0.75, half-pixel centres, edge-clamped, no antialias):
+    src = (o + 0.5) · n_in/n_out - 0.5, taps floor(src)-1 .. floor(src)+2."""
+    src = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+    base = np.floor(src).astype(int)
+    t = src - base
+    a = _CUBIC_A
+
+    def near(x: np.ndarray) -> np.ndarray:  # |x| <= 1
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x: np.ndarray) -> np.ndarray:  # 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    weights = (far(t + 1), near(t), near(1 - t), far(2 - t))
+    matrix = np.zeros((n_out, n_in))
+    for offset, weight in zip(range(-1, 3), weights, strict=True):
+        np.add.at(matrix, (np.arange(n_out), np.clip(base + offset, 0, n_in - 1)), weight)
+    return matrix
+
+
+def resample_grid(
+    grid: np.ndarray, new_shape: tuple[int, int], *, method: PosembMethod
+) -> np.ndarray:
+    """Resize a (h, w, D) grid to (H, W, D) with separable interpolation matrices."""
+    if method not in ("bilinear", "bicubic"):
+        raise ValueError(f"posemb method must be 'bilinear' or 'bicubic', got {method!r}")
+    make = bilinear_matrix if method == "bilinear" else bicubic_matrix
+    rows = make(grid.shape[0], new_shape[0])
+    cols = make(grid.shape[1], new_shape[1])
+    out = np.einsum("Hh,Ww,hwd->HWd", rows, cols, grid.astype(np.float64))
+    return out.astype(grid.dtype)
+
+
+def square_grid_side(num_tokens: int, *, what: str) -> int:
+    side = math.isqrt(num_tokens)
+    if side * side != num_tokens:
+        raise ValueError(f"{what} has {num_tokens} patch positions, not a square grid")
+    return side
+
+
+def resample_posemb(
+    posemb: np.ndarray, *, num_prefix_tokens: int, new_side: int, method: PosembMethod
+) -> np.ndarray:
+    """(1, c + g*g, D) -> (1, c + new_side², D); the c prefix (class token) rows are kept."""
+    prefix, patches = posemb[:, :num_prefix_tokens], posemb[0, num_prefix_tokens:]
+    side = square_grid_side(patches.shape[0], what="checkpoint pos_embedding")
+    if side == new_side:
+        return posemb
+    grid = resample_grid(
+        patches.reshape(side, side, -1), (new_side, new_side), method=method
+    ).reshape(1, new_side * new_side, -1)
+    return np.concatenate([prefix, grid], axis=1)
+
+
+# --------------------------------------------------------------------------------- loading
+
+
+def _is_head_key(key: str) -> bool:
+    return key.startswith(("head/", "pre_logits/"))
+
+
+def load_params(
+    source: str | Path | Mapping[str, Any],
+    init_params: Mapping[str, Any],
+    *,
+    drop_head: bool = False,
+    posemb_method: PosembMethod = "bilinear",
+) -> dict[str, Any]:
+    """Checkpoint (npz path or flat dict) -> param tree shaped like ``init_params``.
+
+    ``init_params`` are the model's init params (their fresh head is used when the head is
+    replaced). Returns a nested dict of numpy arrays with the init params' dtypes, stacked if the
+    model is scanned.
+    """
+    raw = load_npz(source) if isinstance(source, str | Path) else dict(source)
+    ckpt = canonical_flat(raw)
+    init_flat = flatten(init_params)
+    scanned = any(k.startswith(_SCANNED_PREFIX) for k in init_flat)
+    expected = unstack_blocks(init_flat)
+
+    model_prefix = int("cls" in expected)
+    ckpt_prefix = int("cls" in ckpt)
+    if ckpt_prefix and not model_prefix and "pos_embedding" in ckpt:
+        logger.info("dropping the checkpoint's class token and its pos-embedding row")
+        ckpt["pos_embedding"] = ckpt["pos_embedding"][:, 1:]
+        del ckpt["cls"]
+        ckpt_prefix = 0
+    if "pos_embedding" in ckpt and "pos_embedding" in expected:
+        model_tokens = expected["pos_embedding"].shape[1] - model_prefix
+        ckpt["pos_embedding"] = resample_posemb(
+            np.asarray(ckpt["pos_embedding"]),
+            num_prefix_tokens=ckpt_prefix,
+            new_side=square_grid_side(model_tokens, what="model pos_embedding"),
+            method=posemb_method,
+        )
+
+    out: dict[str, Any] = {}
+    missing: list[str] = []
+    mis_shaped: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = []
+    for key, init_value in expected.items():
+        want = tuple(init_value.shape)
+        value = ckpt.get(key)
+        if _is_head_key(key):
+            fresh = value is None or tuple(value.shape) != want
+            if fresh or (drop_head and key.startswith("head/")):
+                logger.info("using the model's fresh init for %s", key)
+                value = init_value
+        if value is None:
+            missing.append(key)
+        elif tuple(value.shape) != want:
+            mis_shaped.append((key, tuple(value.shape), want))
+        else:
+            out[key] = np.asarray(value, dtype=init_value.dtype)
+    unexpected = sorted(k for k in ckpt if k not in expected and not _is_head_key(k))
+    if missing or unexpected or mis_shaped:
+        raise CheckpointMismatchError(missing=missing, unexpected=unexpected, mis_shaped=mis_shaped)
+    return unflatten(stack_blocks(out) if scanned else out)

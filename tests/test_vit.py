@@ -1,0 +1,440 @@
+"""ViT forward vs a numpy reference, layouts (scan), dtypes, drop path, padded attention and the
+npz checkpoint loader (legacy / linen / ours / scanned key layouts, heads, pos-embedding
+resampling, errors)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.models.attention import MultiHeadDotProductAttention
+from experiments.models.vit import drop_path, vit
+from experiments.models.vit_checkpoint import (
+    CheckpointMismatchError,
+    load_npz,
+    load_params,
+    npz_metadata,
+    resample_grid,
+    save_npz,
+    stack_blocks,
+)
+from peft_core.paths import flatten, unflatten
+
+PATCH = 16
+RNG = jax.random.PRNGKey(0)
+
+
+def tiny(**options):
+    """Ti width (192, 3 heads) with 2 blocks, patch 16."""
+    return vit("Ti", patch=PATCH, depth=2, **options)
+
+
+def images(size: int = 32, batch: int = 2, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(batch, size, size, 3)).astype(np.float32)
+
+
+def random_params(model, x, seed: int = 1):
+    """The model's param tree (shapes from jax.eval_shape) filled with N(0, 0.3²) values: cheaper
+    than model.init, and zero-initialised heads and layer scales then matter."""
+    shapes = jax.eval_shape(model.init, RNG, x)["params"]
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda s: rng.normal(0.0, 0.3, s.shape).astype(s.dtype), shapes)
+
+
+def apply(model, params, x):
+    return model.apply({"params": params}, x)
+
+
+# ------------------------------------------------------------------ numpy reference ViT
+
+
+def np_layer_norm(x, p, eps=1e-6):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * p["scale"] + p["bias"]
+
+
+def np_gelu(x, approximate):
+    if approximate:
+        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+
+
+def np_attention(x, p):
+    q, k, v = (np.einsum("bnd,dhk->bnhk", x, p[n]["kernel"]) + p[n]["bias"] for n in "qkv")
+    logits = np.einsum("bqhk,bshk->bhqs", q, k) / math.sqrt(q.shape[-1])
+    w = np.exp(logits - logits.max(-1, keepdims=True))
+    w /= w.sum(-1, keepdims=True)
+    o = np.einsum("bhqs,bshk->bqhk", w, v)
+    return np.einsum("bqhk,hkd->bqd", o, p["o"]["kernel"]) + p["o"]["bias"]
+
+
+def np_vit(params, x, *, pool, gelu_approximate):
+    """Reference forward in float64 from the textbook formulas."""
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+    b, h, w, c = x.shape
+    gh, gw = h // PATCH, w // PATCH
+    patches = x.reshape(b, gh, PATCH, gw, PATCH, c).transpose(0, 1, 3, 2, 4, 5)
+    kernel = p["embedding"]["kernel"].reshape(PATCH * PATCH * c, -1)
+    t = patches.reshape(b, gh * gw, -1) @ kernel + p["embedding"]["bias"]
+    t = np.concatenate([np.broadcast_to(p["cls"], (b, 1, t.shape[-1])), t], axis=1)
+    t = t + p["pos_embedding"]
+    enc = p["Transformer"]
+    for i in range(2):
+        blk = enc[f"encoderblock_{i}"]
+        a = blk["MultiHeadDotProductAttention_0"]
+        attn = {"q": a["query"], "k": a["key"], "v": a["value"], "o": a["out"]}
+        t = t + blk["ls1"] * np_attention(np_layer_norm(t, blk["LayerNorm_0"]), attn)
+        m = blk["MlpBlock_0"]
+        y = np_layer_norm(t, blk["LayerNorm_1"]) @ m["Dense_0"]["kernel"] + m["Dense_0"]["bias"]
+        y = np_gelu(y, gelu_approximate) @ m["Dense_1"]["kernel"] + m["Dense_1"]["bias"]
+        t = t + blk["ls2"] * y
+    t = np_layer_norm(t, enc["encoder_norm"])
+    t = t[:, 0] if pool == "tok" else t[:, 1:].mean(1)
+    return t @ p["head"]["kernel"] + p["head"]["bias"]
+
+
+@pytest.mark.parametrize("pool", ["tok", "gap"])
+@pytest.mark.parametrize("gelu_approximate", [True, False])
+def test_forward_matches_numpy_reference(pool, gelu_approximate):
+    model = tiny(num_classes=5, pool=pool, layer_scale=0.5, gelu_approximate=gelu_approximate)
+    x = images(32)
+    params = random_params(model, x)
+    got = apply(model, params, x)
+    want = np_vit(params, x.astype(np.float64), pool=pool, gelu_approximate=gelu_approximate)
+    chex.assert_trees_all_close(got, want.astype(np.float32), atol=2e-4, rtol=2e-4)
+
+
+# ------------------------------------------------------------------------ shapes and trees
+
+
+@pytest.mark.parametrize(
+    "variant,options,expected",
+    [
+        ("Ti", dict(num_classes=7), (2, 7)),
+        ("Ti", dict(pool="gap", class_token=False), (2, 192)),
+        ("Ti", dict(pool="none"), (2, 5, 192)),
+        ("S", dict(pool="gap", representation_size=32, num_classes=3), (2, 3)),
+        ("S", dict(), (2, 384)),
+    ],
+)
+def test_forward_shapes(variant, options, expected):
+    model = vit(variant, patch=PATCH, depth=1, **options)
+    x = images(32)
+    out = apply(model, random_params(model, x), x)
+    chex.assert_shape(out, expected)
+    assert out.dtype == jnp.float32
+
+
+def b16_block_shapes(prefix: tuple[int, ...] = ()) -> dict[str, tuple[int, ...]]:
+    blk = {
+        "LayerNorm_0/scale": (768,),
+        "LayerNorm_0/bias": (768,),
+        "LayerNorm_1/scale": (768,),
+        "LayerNorm_1/bias": (768,),
+        "MlpBlock_0/Dense_0/kernel": (768, 3072),
+        "MlpBlock_0/Dense_0/bias": (3072,),
+        "MlpBlock_0/Dense_1/kernel": (3072, 768),
+        "MlpBlock_0/Dense_1/bias": (768,),
+        "MultiHeadDotProductAttention_0/out/kernel": (12, 64, 768),
+        "MultiHeadDotProductAttention_0/out/bias": (768,),
+    }
+    for name in ("query", "key", "value"):
+        blk[f"MultiHeadDotProductAttention_0/{name}/kernel"] = (768, 12, 64)
+        blk[f"MultiHeadDotProductAttention_0/{name}/bias"] = (12, 64)
+    return {k: prefix + v for k, v in blk.items()}
+
+
+@pytest.mark.parametrize("scan", [False, True])
+def test_b16_param_tree(scan):
+    model = vit("B", patch=16, num_classes=10, representation_size=768, scan=scan)
+    shapes = jax.eval_shape(model.init, RNG, jnp.zeros((1, 224, 224, 3)))["params"]
+    got = {k: v.shape for k, v in flatten(shapes).items()}
+    want = {
+        "embedding/kernel": (16, 16, 3, 768),
+        "embedding/bias": (768,),
+        "cls": (1, 1, 768),
+        "pos_embedding": (1, 197, 768),
+        "Transformer/encoder_norm/scale": (768,),
+        "Transformer/encoder_norm/bias": (768,),
+        "pre_logits/kernel": (768, 768),
+        "pre_logits/bias": (768,),
+        "head/kernel": (768, 10),
+        "head/bias": (10,),
+    }
+    if scan:
+        want |= {f"Transformer/encoderblock/{k}": v for k, v in b16_block_shapes((12,)).items()}
+    else:
+        for i in range(12):
+            want |= {f"Transformer/encoderblock_{i}/{k}": v for k, v in b16_block_shapes().items()}
+    assert got == want
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(ValueError, match="multiples of patch 16"):
+        random_params(tiny(), jnp.zeros((1, 40, 32, 3)))
+    with pytest.raises(ValueError, match="pool='tok' needs class_token"):
+        tiny(class_token=False)
+    with pytest.raises(ValueError, match="unknown ViT variant 'XL'"):
+        vit("XL", patch=16)
+
+
+# ------------------------------------------------------------------- scan, dtype, drop path
+
+
+@pytest.mark.parametrize("remat", [False, True])
+def test_scan_equals_unscanned(remat):
+    x = images(32)
+    plain = tiny(num_classes=4, layer_scale=0.3)
+    params = random_params(plain, x)
+    scanned = tiny(num_classes=4, layer_scale=0.3, scan=True, remat=remat)
+    stacked = unflatten(stack_blocks(flatten(params)))
+    chex.assert_trees_all_equal_shapes(stacked, random_params(scanned, x))
+    chex.assert_trees_all_close(apply(scanned, stacked, x), apply(plain, params, x), atol=1e-5)
+
+
+def test_bf16_compute_with_f32_params():
+    x = images(32)
+    f32 = tiny(num_classes=4)
+    bf16 = tiny(num_classes=4, dtype=jnp.bfloat16)
+    shapes = jax.eval_shape(bf16.init, RNG, x)["params"]
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(shapes))
+    params = random_params(bf16, x)
+    out = apply(bf16, params, x)
+    assert out.dtype == jnp.float32
+    ref = apply(f32, params, x)
+    scale = float(jnp.abs(ref).max())
+    chex.assert_trees_all_close(out, ref, atol=0.05 * scale)
+    assert not np.allclose(out, ref, atol=1e-6)  # it really computed in bf16
+
+
+def test_drop_path_function():
+    x = jnp.ones((1000, 3, 2))
+    y = drop_path(x, 0.25, rng=jax.random.PRNGKey(3))
+    kept = np.asarray(y[:, 0, 0]) != 0
+    np.testing.assert_allclose(np.asarray(y)[kept], 1 / 0.75)  # survivors scaled by 1/(1-rate)
+    assert np.all(np.asarray(y)[~kept] == 0)  # whole samples dropped
+    assert 0.68 < kept.mean() < 0.82
+
+
+@pytest.mark.parametrize("scan", [False, True])
+def test_drop_path_train_only(scan):
+    x = images(32)
+    model = tiny(num_classes=4, drop_path_rate=0.5, scan=scan)
+    no_drop = tiny(num_classes=4, scan=scan)
+    params = random_params(model, x)
+    evaluated = apply(model, params, x)
+    chex.assert_trees_all_close(evaluated, apply(no_drop, params, x))
+    trained = [
+        model.apply({"params": params}, x, train=True, rngs={"dropout": jax.random.PRNGKey(s)})
+        for s in range(4)
+    ]
+    assert any(not np.allclose(t, evaluated) for t in trained)
+    assert any(not np.allclose(t, trained[0]) for t in trained[1:])
+
+
+# -------------------------------------------------------------------------- attention
+
+
+def test_padded_attention_equals_unpadded():
+    x = jax.random.normal(RNG, (2, 13, 24))  # 13 tokens -> padded to 16
+    plain = MultiHeadDotProductAttention(num_heads=3)
+    padded = MultiHeadDotProductAttention(num_heads=3, implementation="xla", pad_to=16)
+    params = plain.init(RNG, x)
+
+    def value_and_grad(module):
+        return jax.jit(jax.value_and_grad(lambda p: jnp.sum(module.apply(p, x) ** 2)))(params)
+
+    chex.assert_trees_all_close(value_and_grad(padded), value_and_grad(plain), atol=1e-5, rtol=1e-5)
+    chex.assert_trees_all_close(padded.apply(params, x), plain.apply(params, x), atol=1e-5)
+
+
+def test_vit_with_padded_attention():
+    x = images(48)  # 9 patches + cls = 10 tokens -> padded to 16
+    plain = tiny(num_classes=3)
+    padded = tiny(num_classes=3, attn_implementation="xla", attn_pad_to=16)
+    params = random_params(plain, x)
+    chex.assert_trees_all_close(apply(padded, params, x), apply(plain, params, x), atol=1e-5)
+
+
+def test_cudnn_needs_half_precision():
+    with pytest.raises(ValueError, match="needs bfloat16/float16"):
+        random_params(tiny(attn_implementation="cudnn"), jnp.zeros((1, 32, 32, 3)))
+
+
+# ------------------------------------------------------------------------ checkpoints
+
+
+def to_legacy_key(key: str) -> str:
+    """Our key -> google-research/vision_transformer's pre-linen name."""
+    if key == "pos_embedding":
+        return "Transformer/posembed_input/pos_embedding"
+    for ours, legacy in (
+        ("MultiHeadDotProductAttention_0", "MultiHeadDotProductAttention_1"),
+        ("LayerNorm_1", "LayerNorm_2"),
+        ("MlpBlock_0", "MlpBlock_3"),
+    ):
+        key = re.sub(rf"^(Transformer/encoderblock_\d+)/{ours}/", rf"\1/{legacy}/", key)
+    return key
+
+
+def layouts(flat: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    linen = {
+        ("Transformer/posembed_input/pos_embedding" if k == "pos_embedding" else k): v
+        for k, v in flat.items()
+    }
+    return {
+        "ours": flat,
+        "linen": linen,
+        "pre-linen": {to_legacy_key(k): v for k, v in flat.items()},
+        "ours-scanned": stack_blocks(flat),
+    }
+
+
+@pytest.fixture(scope="module")
+def trained_tiny():
+    """(model, params with random values, flat numpy params, images) of a tiny classifier."""
+    model = tiny(num_classes=3, representation_size=8)
+    x = images(32)
+    params = random_params(model, x)
+    return model, params, {k: np.asarray(v) for k, v in flatten(params).items()}, x
+
+
+@pytest.mark.parametrize("layout", ["ours", "linen", "pre-linen", "ours-scanned"])
+@pytest.mark.parametrize("scan", [False, True])
+def test_npz_round_trip(tmp_path, trained_tiny, layout, scan):
+    model, params, flat, x = trained_tiny
+    path = tmp_path / "ckpt.npz"
+    np.savez(path, **layouts(flat)[layout])
+    target = tiny(num_classes=3, representation_size=8, scan=scan)
+    loaded = load_params(path, random_params(target, x, seed=5))
+    want = unflatten(stack_blocks(flat)) if scan else params
+    chex.assert_trees_all_equal(loaded, want)
+    chex.assert_trees_all_close(apply(target, loaded, x), apply(model, params, x), atol=1e-5)
+
+
+def test_legacy_key_names(trained_tiny):
+    flat = trained_tiny[2]
+    legacy = layouts(flat)["pre-linen"]
+    assert "Transformer/posembed_input/pos_embedding" in legacy
+    assert "Transformer/encoderblock_1/MultiHeadDotProductAttention_1/query/kernel" in legacy
+    assert "Transformer/encoderblock_0/LayerNorm_2/scale" in legacy
+    assert "Transformer/encoderblock_0/MlpBlock_3/Dense_1/bias" in legacy
+
+
+def test_save_npz_metadata(tmp_path, trained_tiny):
+    _, params, flat, _ = trained_tiny
+    path = save_npz(params, tmp_path / "sub" / "m.npz", metadata={"image_size": 32})
+    assert npz_metadata(path) == {"image_size": 32}
+    chex.assert_trees_all_equal(load_npz(path), flat)
+
+
+def test_head_replacement(trained_tiny):
+    _, _, flat, x = trained_tiny
+    other = tiny(num_classes=5, representation_size=8)
+    init_params = random_params(other, x, seed=7)
+    loaded = load_params(flat, init_params)  # head shape differs -> fresh
+    chex.assert_trees_all_equal(loaded["head"], init_params["head"])
+    np.testing.assert_array_equal(loaded["pre_logits"]["kernel"], flat["pre_logits/kernel"])
+    same = tiny(num_classes=3, representation_size=8)
+    init_same = random_params(same, x, seed=8)
+    kept = load_params(flat, init_same)
+    np.testing.assert_array_equal(kept["head"]["kernel"], flat["head/kernel"])
+    dropped = load_params(flat, init_same, drop_head=True)
+    chex.assert_trees_all_equal(dropped["head"], init_same["head"])
+    headless = load_params(
+        flat, random_params(tiny(), x)
+    )  # features model ignores head and pre_logits
+    assert set(headless) == {"embedding", "cls", "pos_embedding", "Transformer"}
+
+
+def test_posemb_resample_and_cls_handling(trained_tiny):
+    _, _, flat, _ = trained_tiny
+    bigger = tiny(num_classes=3, representation_size=8)
+    loaded = load_params(flat, random_params(bigger, images(64)))  # grid 2x2 -> 4x4
+    pos = loaded["pos_embedding"]
+    chex.assert_shape(pos, (1, 17, 192))
+    np.testing.assert_array_equal(pos[:, 0], flat["pos_embedding"][:, 0])  # cls row kept
+    grid = flat["pos_embedding"][0, 1:].reshape(2, 2, 192)
+    np.testing.assert_allclose(
+        pos[0, 1:].reshape(4, 4, 192)[[0, 0, -1, -1], [0, -1, 0, -1]],
+        grid[[0, 0, -1, -1], [0, -1, 0, -1]],
+        rtol=1e-6,
+    )  # corners
+    same = load_params(flat, random_params(bigger, images(32)))
+    np.testing.assert_array_equal(same["pos_embedding"], flat["pos_embedding"])
+    no_cls = tiny(pool="gap", class_token=False)
+    gap = load_params(flat, random_params(no_cls, images(32)))
+    np.testing.assert_array_equal(gap["pos_embedding"], flat["pos_embedding"][:, 1:])
+    assert "cls" not in gap
+
+
+@pytest.mark.parametrize("sizes", [(2, 4), (5, 3), (7, 12), (37, 16)])
+def test_bilinear_matches_scipy_zoom(sizes):
+    ndimage = pytest.importorskip("scipy.ndimage")
+    n_in, n_out = sizes
+    grid = np.random.default_rng(0).normal(size=(n_in, n_in, 4)).astype(np.float32)
+    want = ndimage.zoom(grid, (n_out / n_in, n_out / n_in, 1), order=1)
+    got = resample_grid(grid, (n_out, n_out), method="bilinear")
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("sizes", [(37, 16), (16, 24), (7, 12), (5, 5)])
+def test_bicubic_matches_onnx_resize(sizes):
+    """torch bicubic (a=-0.75, half-pixel, no antialias) as exported to ONNX Resize."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    n_in, n_out = sizes
+    grid = np.random.default_rng(0).normal(size=(n_in, n_in, 3)).astype(np.float32)
+    h = onnx.helper
+    node = h.make_node(
+        "Resize",
+        ["x", "", "", "sizes"],
+        ["y"],
+        mode="cubic",
+        coordinate_transformation_mode="half_pixel",
+        cubic_coeff_a=-0.75,
+    )
+    graph = h.make_graph(
+        [node],
+        "resize",
+        [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, n_in, n_in])],
+        [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        [h.make_tensor("sizes", onnx.TensorProto.INT64, [4], [1, 3, n_out, n_out])],
+    )
+    session = ort.InferenceSession(
+        h.make_model(graph, opset_imports=[h.make_opsetid("", 14)]).SerializeToString()
+    )
+    want = session.run(None, {"x": grid.transpose(2, 0, 1)[None]})[0][0].transpose(1, 2, 0)
+    got = resample_grid(grid, (n_out, n_out), method="bicubic")
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_loader_lists_missing_unexpected_and_misshaped(trained_tiny):
+    _, _, flat, x = trained_tiny
+    broken = dict(flat)
+    del broken["Transformer/encoderblock_1/LayerNorm_0/bias"]
+    broken["Transformer/encoderblock_0/extra/kernel"] = np.zeros(3)
+    broken["embedding/bias"] = np.zeros(7)
+    with pytest.raises(CheckpointMismatchError) as err:
+        load_params(broken, random_params(tiny(num_classes=3, representation_size=8), x))
+    message = str(err.value)
+    assert "missing (1): Transformer/encoderblock_1/LayerNorm_0/bias" in message
+    assert "unexpected (1): Transformer/encoderblock_0/extra/kernel" in message
+    assert "mis-shaped: embedding/bias: checkpoint (7,), model (192,)" in message
+    layer_scale = tiny(num_classes=3, representation_size=8, layer_scale=1.0)
+    with pytest.raises(CheckpointMismatchError, match="encoderblock_0/ls1"):
+        load_params(flat, random_params(layer_scale, x))
+
+
+def test_loader_rejects_colliding_layouts(trained_tiny):
+    flat = dict(trained_tiny[2])
+    flat["Transformer/posembed_input/pos_embedding"] = flat["pos_embedding"]
+    with pytest.raises(ValueError, match="both map to 'pos_embedding'"):
+        load_params(flat, {})

@@ -19,11 +19,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.data.pipeline import padded_batches
+from experiments.data.pipeline import TrainBatches, padded_batches
 from experiments.training import (
     OptimConfig,
     TrainConfig,
     classification_loss,
+    data_mesh,
     join_head,
     lr_schedule,
     make_accuracy_fn,
@@ -35,6 +36,7 @@ from experiments.training import (
 from experiments.training.metrics import CSV_NAME, TENSORBOARD_DIR
 from experiments.training.partition import init_trainable
 from experiments.training.state import create_state
+from glora_jax import glora
 from peft_core import Adapter, flatten, full, linear_probe, lora, param_count
 
 DIM, HIDDEN, CLASSES = 8, 16, 3
@@ -169,6 +171,7 @@ ADAPTERS = {
     "full": lambda: full(exclude=r"head/.*"),
     "linear_probe": linear_probe,
     "switch_supernet": switch_adapter,
+    "glora_supernet": lambda: glora((2,), targets=r"hidden_\d/kernel", fuse=None),
 }
 
 
@@ -324,7 +327,7 @@ def test_classification_loss_matches_numpy() -> None:
 @pytest.mark.parametrize("name", list(ADAPTERS))
 def test_train_reduces_loss_and_trains_only_trainable(name: str, tmp_path: pathlib.Path) -> None:
     params = toy_params()
-    config = quick_config(total_steps=24, num_configs=2 if name == "switch_supernet" else 1)
+    config = quick_config(total_steps=24, num_configs=2 if name.endswith("supernet") else 1)
     result = train(
         config,
         forward=toy_forward,
@@ -341,9 +344,12 @@ def test_train_reduces_loss_and_trains_only_trainable(name: str, tmp_path: pathl
     for path in before:
         same = np.array_equal(before[path], after[path])
         assert same != path.startswith("head/"), path
+    # Every adapter tensor moved, except GLoRA's D, which scales the (zero-initialised) bias.
     init = ADAPTERS[name]().init(jax.random.split(jax.random.key(config.seed))[0], params)
-    for a, b in zip(jax.tree.leaves(init), jax.tree.leaves(result.aparams), strict=True):
-        assert not np.array_equal(a, b)
+    trained = jax.tree_util.tree_leaves_with_path(result.aparams)
+    for a, (key_path, b) in zip(jax.tree.leaves(init), trained, strict=True):
+        scales_zero_bias = name == "glora_supernet" and key_path[-1].key == "d"
+        assert np.array_equal(a, b) == scales_zero_bias, jax.tree_util.keystr(key_path)
     assert result.num_trainable == param_count(result.aparams) + HIDDEN * CLASSES + CLASSES
     assert result.wall_time_s > 0 and result.eval_accuracy is None
 
@@ -368,6 +374,26 @@ def test_train_writes_csv_and_tensorboard_and_evaluates(tmp_path: pathlib.Path) 
     assert list((tmp_path / TENSORBOARD_DIR).glob("events.out.tfevents.*"))
     expected = np.mean(np.argmax(numpy_forward(result.params, images), 1) == labels)
     assert result.eval_accuracy == pytest.approx(expected)
+
+
+def test_train_with_the_pipeline_train_batches(tmp_path: pathlib.Path) -> None:
+    """The data helper's on-device TrainBatches is a BatchSource: batch s = its batch(s)."""
+    images, labels = toy_task(64)
+    data = TrainBatches(images, labels, batch_size=16, seed=0, mesh=data_mesh())
+    result = train(
+        quick_config(total_steps=6),
+        forward=toy_forward,
+        params=toy_params(),
+        adapter=linear_probe(),
+        train_data=data,
+        workdir=tmp_path,
+    )
+    assert int(result.state.step) == 6
+    first_images, first_labels = data.batch(0)
+    logits = numpy_forward(toy_params(), np.asarray(first_images))
+    logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    first_loss = -np.mean(logp[np.arange(16), np.asarray(first_labels)])
+    np.testing.assert_allclose(result.history["train/loss"][0][1], first_loss, rtol=1e-5)
 
 
 def test_train_rejects_wrong_batch_size(tmp_path: pathlib.Path) -> None:

@@ -41,6 +41,24 @@ def _from_json(sig: JsonSignature) -> dict[str, jax.ShapeDtypeStruct]:
     return {path: jax.ShapeDtypeStruct(tuple(shape), dtype) for path, (shape, dtype) in sig.items()}
 
 
+def _check_fits(
+    current: dict[str, jax.ShapeDtypeStruct], saved: dict[str, jax.ShapeDtypeStruct], *, what: str
+) -> None:
+    """CheckpointMismatchError unless ``saved`` has ``current``'s paths and shapes."""
+    for prefix in (".trainable", ""):
+        try:
+            check_tree(
+                {p: s for p, s in current.items() if p.startswith(prefix)},
+                {p: s for p, s in saved.items() if p.startswith(prefix)},
+                what=what,
+            )
+        except ValueError as err:
+            raise CheckpointMismatchError(
+                f"refusing to restore: {err} (missing = in the current model/adapter/optimiser "
+                "state but not in the checkpoint)"
+            ) from err
+
+
 def _storable(state: TrainState) -> TrainState:
     """The state with its typed rng key as raw uint32 key data (what Orbax stores)."""
     return state._replace(rng=jax.random.key_data(state.rng))
@@ -81,21 +99,19 @@ class Checkpointer:
         """The state saved at ``step`` (default: the latest), laid out like ``template``.
 
         Raises CheckpointMismatchError naming missing / unexpected / mis-shaped leaves when the
-        checkpoint does not fit ``template``, FileNotFoundError when there is no checkpoint.
+        checkpoint does not fit ``template`` (the trainable tree's leaves first, then optimiser
+        and the rest), FileNotFoundError when there is no checkpoint.
         """
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
         storable = _storable(template)
         saved = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-        found = _from_json(saved.meta["signature"])
-        try:
-            check_tree(signature(storable), found, what=f"checkpoint step {step}")
-        except ValueError as err:
-            raise CheckpointMismatchError(
-                f"refusing to restore {self.directory}: {err} (missing = in the current "
-                "model/adapter/optimiser state but not in the checkpoint)"
-            ) from err
+        _check_fits(
+            signature(storable),
+            _from_json(saved.meta["signature"]),
+            what=f"checkpoint {self.directory / str(step)}",
+        )
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, storable)
         restored = self._manager.restore(
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))

@@ -44,10 +44,11 @@ def init_trainable(
     """(frozen backbone, trainable {"adapter", "head"}) with the adapter initialised on params.
 
     The adapter sees the whole param tree (head included); adapters must not target the head,
-    e.g. full fine-tuning is ``peft_core.full(exclude=head_pattern)``.
+    e.g. full fine-tuning is ``peft_core.full(exclude=head_pattern)``. ``adapter.init`` runs as
+    one jitted function (one compilation instead of one per eager op).
     """
     backbone, head = split_head(params, head_pattern)
-    return backbone, {"adapter": adapter.init(rng, params), "head": head}
+    return backbone, {"adapter": jax.jit(adapter.init)(rng, params), "head": head}
 
 
 def effective_params(adapter: Adapter, backbone: Params, trainable: Trainable, cfg: Any) -> Params:

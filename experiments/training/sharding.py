@@ -15,7 +15,6 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from experiments.training.state import TrainState
 from experiments.training.step import TrainStep
 
 DATA_AXIS = "data"
@@ -82,8 +81,3 @@ def jit_train_step(step: TrainStep, mesh: Mesh) -> TrainStep:
         donate_argnums=(0,),
     )
     return jitted
-
-
-def replicate_state(state: TrainState, mesh: Mesh) -> TrainState:
-    placed: TrainState = put_global(state, replicated(mesh))
-    return placed

@@ -34,7 +34,6 @@ from experiments.training.sharding import (
     data_mesh,
     jit_train_step,
     put_global,
-    replicate_state,
     replicated,
 )
 from experiments.training.state import TrainState, create_state
@@ -102,7 +101,9 @@ def train(
         init_rng, params, adapter, head_pattern=config.head_pattern
     )
     backbone = put_global(backbone, replicated(mesh))
-    state = replicate_state(create_state(trainable, optimizer, state_rng), mesh)
+    state = jax.jit(lambda t, rng: create_state(t, optimizer, rng), out_shardings=replicated(mesh))(
+        put_global(trainable, replicated(mesh)), put_global(state_rng, replicated(mesh))
+    )
     step_fn = jit_train_step(
         make_train_step(
             forward=forward,

@@ -1,0 +1,171 @@
+"""Orbax checkpoints: exact resume after a kill, refusal of foreign trees, non-finite stop."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import pathlib
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from test_training import (
+    ToyBatches,
+    dropout_forward,
+    quick_config,
+    switch_adapter,
+    toy_batches,
+    toy_forward,
+    toy_params,
+)
+
+from experiments.training import (
+    Checkpointer,
+    CheckpointMismatchError,
+    NonFiniteLossError,
+    TrainState,
+    train,
+)
+from experiments.training.checkpoint import signature
+from experiments.training.partition import init_trainable
+from experiments.training.state import create_state
+from experiments.training.trainer import CHECKPOINT_DIR
+from peft_core import Adapter, lora
+from peft_core.paths import Params
+
+
+class Killed(Exception):
+    """Stands for the process dying."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DyingBatches:
+    """Batches of ``data`` that kill the run when batch ``die_at`` is asked for."""
+
+    data: ToyBatches
+    die_at: int
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.data.steps_per_epoch
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        if step == self.die_at:
+            raise Killed(f"killed before step {step}")
+        return self.data.batch(step)
+
+
+@dataclasses.dataclass(frozen=True)
+class NaNBatches:
+    """Batches of ``data`` with NaN images from batch ``nan_at`` on."""
+
+    data: ToyBatches
+    nan_at: int
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.data.steps_per_epoch
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        images, labels = self.data.batch(step)
+        return (np.full_like(images, np.nan) if step >= self.nan_at else images), labels
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_final_state(tmp_path: pathlib.Path) -> None:
+    """GLoRA-like supernet (K=2) with dropout: params, optimiser state, rng and data resume."""
+    config = quick_config(total_steps=8, checkpoint_every=3, num_configs=2)
+    run = functools.partial(
+        train, config, forward=dropout_forward, params=toy_params(), adapter=switch_adapter()
+    )
+    straight = run(train_data=toy_batches(), workdir=tmp_path / "straight")
+
+    workdir = tmp_path / "killed"
+    with pytest.raises(Killed):  # dies after step 4, one step past the checkpoint at 3
+        run(train_data=DyingBatches(toy_batches(), 4), workdir=workdir)
+    assert Checkpointer(workdir / CHECKPOINT_DIR, every=3, keep=2).latest_step() == 3
+    resumed = run(train_data=toy_batches(), workdir=workdir)
+
+    chex.assert_trees_all_close(resumed.state.trainable, straight.state.trainable, atol=1e-6)
+    chex.assert_trees_all_close(resumed.state.opt_state, straight.state.opt_state, atol=1e-6)
+    assert int(resumed.state.step) == 8
+    # The logs read as one run: each step once, the same losses.
+    steps, losses = zip(*resumed.history["train/loss"], strict=True)
+    assert steps == tuple(range(1, 9))
+    np.testing.assert_allclose(losses, [v for _, v in straight.history["train/loss"]], rtol=1e-6)
+
+
+def test_checkpoint_of_another_model_or_adapter_is_refused(tmp_path: pathlib.Path) -> None:
+    params = toy_params()
+
+    def run(adapter: Adapter, model_params: Params = params) -> None:
+        train(
+            quick_config(total_steps=2),
+            forward=toy_forward,
+            params=model_params,
+            adapter=adapter,
+            train_data=toy_batches(),
+            workdir=tmp_path,
+        )
+
+    run(lora(2, targets="hidden_0/kernel"))
+    rank = r"\['adapter'\]\['hidden_0'\]\['a'\]: expected \(8, 4\), got \(8, 2\)"
+    with pytest.raises(CheckpointMismatchError, match=rank):
+        run(lora(4, targets="hidden_0/kernel"))
+    wide_head = {**params, "head": {"kernel": jnp.zeros((16, 5)), "bias": jnp.zeros(5)}}
+    head = r"\['head'\]\['head'\]\['bias'\]: expected \(5,\), got \(3,\)"
+    with pytest.raises(CheckpointMismatchError, match=head):
+        run(lora(2, targets="hidden_0/kernel"), wide_head)
+    with pytest.raises(CheckpointMismatchError, match=r"missing: .*\['hidden_1'\]"):
+        run(lora(2, targets=r"hidden_\d/kernel"))
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: pathlib.Path) -> None:
+    config = quick_config(total_steps=8, checkpoint_every=2, log_every=10)
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 4 "):
+        train(
+            config,
+            forward=toy_forward,
+            params=toy_params(),
+            adapter=lora(2, targets="hidden_0/kernel"),
+            train_data=NaNBatches(toy_batches(), 4),
+            workdir=tmp_path,
+        )
+    checkpointer = Checkpointer(tmp_path / CHECKPOINT_DIR, every=2, keep=2)
+    assert checkpointer.latest_step() == 4  # nothing saved after the bad step
+    template = _toy_state(lora(2, targets="hidden_0/kernel"))
+    restored = checkpointer.restore(template)
+    assert int(restored.step) == 4
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(restored.trainable))
+    checkpointer.close()
+
+
+def _toy_state(adapter: Adapter) -> TrainState:
+    """A step-0 state of the shape train() builds for ``adapter`` on the toy model."""
+    _, trainable = init_trainable(jax.random.key(0), toy_params(), adapter, head_pattern=r"head/.*")
+    return create_state(
+        trainable, optax.adamw(lambda s: 1e-3, weight_decay=1e-4), jax.random.key(5)
+    )
+
+
+def test_checkpointer_round_trip_and_keep_last(tmp_path: pathlib.Path) -> None:
+    state = _toy_state(switch_adapter())
+    state = state._replace(trainable=jax.tree.map(lambda x: x + 1.5, state.trainable))
+    checkpointer = Checkpointer(tmp_path, every=5, keep=2)
+    assert [checkpointer.due(s) for s in (0, 3, 5, 10)] == [True, False, True, True]
+    for step in (5, 10, 15):
+        checkpointer.save(state._replace(step=jnp.asarray(step, jnp.int32)))
+    checkpointer.close()
+    checkpointer = Checkpointer(tmp_path, every=5, keep=2)
+    assert checkpointer.latest_step() == 15
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.isdigit()) == ["10", "15"]
+    restored = checkpointer.restore(_toy_state(switch_adapter()), step=10)
+    assert int(restored.step) == 10
+    chex.assert_trees_all_equal(restored.trainable, state.trainable)
+    chex.assert_trees_all_equal(restored.opt_state, state.opt_state)
+    np.testing.assert_array_equal(jax.random.key_data(restored.rng), jax.random.key_data(state.rng))
+    assert signature(restored) == signature(state)
+    checkpointer.close()

@@ -1,0 +1,184 @@
+"""GLoRA supernet training and config scoring: per-step subnets, K-config vmap, one compile."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from test_training import (
+    HIDDEN_LAYERS,
+    SwitchSpace,
+    numpy_forward,
+    switch_adapter,
+    toy_forward,
+    toy_params,
+    toy_task,
+)
+
+from experiments.training import (
+    OptimConfig,
+    classification_loss,
+    join_head,
+    lr_schedule,
+    make_config_scorer,
+    make_optimizer,
+    make_train_step,
+    stack_eval_batches,
+)
+from experiments.training.partition import init_trainable
+from experiments.training.state import create_state
+from glora_jax import glora
+from glora_jax.supernet import deal_shares, supernet_loss
+from peft_core import Adapter
+
+
+def glora_toy() -> Adapter:
+    """Real GLoRA (rank 2) on the toy MLP's hidden layers."""
+    return glora((2,), targets=r"hidden_\d/kernel", fuse=None)
+
+
+def space_of(adapter: Adapter, params: Any) -> Any:
+    assert adapter.space is not None
+    return adapter.space(params)
+
+
+ADAPTERS: dict[str, Callable[[], Adapter]] = {"switch": switch_adapter, "glora": glora_toy}
+
+
+def recording(adapter: Adapter, log: list[dict[str, np.ndarray]]) -> Adapter:
+    """``adapter`` whose apply appends every cfg it runs with (at run time) to ``log``."""
+
+    def apply(params: Any, aparams: Any, cfg: Any = None) -> Any:
+        jax.debug.callback(lambda c: log.append(jax.tree.map(np.array, c)), cfg)
+        return adapter.apply(params, aparams, cfg)
+
+    return adapter._replace(apply=apply)
+
+
+@pytest.mark.parametrize(
+    ("name", "num_configs"), [("switch", 1), pytest.param("glora", 2, marks=pytest.mark.slow)]
+)
+def test_fresh_subnet_every_step_with_one_compile(name: str, num_configs: int) -> None:
+    params, traces = toy_params(), []
+    log: list[dict[str, np.ndarray]] = []
+    adapter = recording(ADAPTERS[name](), log)
+
+    def counting_forward(
+        params: Any, images: jax.Array, *, train: bool, rng: jax.Array
+    ) -> jax.Array:
+        traces.append(1)
+        return toy_forward(params, images, train=train, rng=rng)
+
+    config = OptimConfig(learning_rate=1e-2, warmup_epochs=0)
+    schedule = lr_schedule(config, steps_per_epoch=1, total_steps=100)
+    optimizer = make_optimizer(config, schedule)
+    backbone, trainable = init_trainable(
+        jax.random.key(0), params, adapter, head_pattern=r"head/.*"
+    )
+    step = jax.jit(
+        make_train_step(
+            forward=counting_forward,
+            adapter=adapter,
+            optimizer=optimizer,
+            schedule=schedule,
+            space=space_of(adapter, params),
+            num_configs=num_configs,
+        )
+    )
+    state = create_state(trainable, optimizer, jax.random.key(1))
+    images, labels = toy_task(16)
+    steps = 24
+    for _ in range(steps):
+        state, _ = step(state, backbone, images, labels)
+    jax.effects_barrier()
+
+    assert len(traces) == 1  # one trace, one compiled step for every subnet
+    assert len(log) == steps * num_configs
+    flat = [np.concatenate([np.ravel(c[layer]) for layer in sorted(c)]) for c in log]
+    per_step = [np.concatenate(flat[i : i + num_configs]) for i in range(0, len(flat), num_configs)]
+    assert len({s.tobytes() for s in per_step}) >= 5  # steps draw different subnets
+    genes = np.stack(flat)  # (draws, genes): every layer's every choice varies over steps
+    varying = [len(np.unique(genes[:, g])) > 1 for g in range(genes.shape[1])]
+    assert all(varying), varying
+    assert set(log[0]) == set(HIDDEN_LAYERS)
+
+
+@pytest.mark.parametrize(("name", "num_configs"), [("switch", 4), ("glora", 2)])
+def test_k_config_loss_is_mean_of_per_share_losses(name: str, num_configs: int) -> None:
+    params = toy_params()
+    adapter = ADAPTERS[name]()
+    backbone, trainable = init_trainable(
+        jax.random.key(0), params, adapter, head_pattern=r"head/.*"
+    )
+    trainable = jax.tree.map(lambda x: x + 0.05, trainable)  # every option has a non-zero effect
+    images, labels = toy_task(16)
+
+    def config_loss(t: Any, x: jax.Array, y: jax.Array, cfg: Any, rng: jax.Array) -> Any:
+        eff = adapter.apply(join_head(backbone, t["head"]), t["adapter"], cfg)
+        return classification_loss(toy_forward(eff, x, train=True, rng=rng), y)
+
+    loss_fn = supernet_loss(config_loss, space_of(adapter, params), num_configs=num_configs)
+    (loss, aux), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
+        trainable, images, labels, jax.random.key(7)
+    )
+    cfgs = aux["configs"]
+    chex.assert_tree_shape_prefix(cfgs, (num_configs,))
+
+    losses, share_grads = [], []
+    share_loss = jax.jit(jax.value_and_grad(config_loss, has_aux=True))
+    for k in range(num_configs):
+        cfg_k = jax.tree.map(lambda c, k=k: c[k], cfgs)
+        (loss_k, _), grad_k = share_loss(
+            trainable, images[k::num_configs], labels[k::num_configs], cfg_k, jax.random.key(0)
+        )
+        losses.append(loss_k)
+        share_grads.append(grad_k)
+    np.testing.assert_allclose(loss, np.mean(losses), rtol=1e-6)
+    mean_grad = jax.tree.map(lambda *g: np.mean(np.stack(g), axis=0), *share_grads)
+    chex.assert_trees_all_close(grads, mean_grad, rtol=1e-5, atol=1e-7)
+
+
+def test_deal_shares_interleaves_and_checks_divisibility() -> None:
+    x = np.arange(12 * 2).reshape(12, 2)
+    dealt = np.asarray(deal_shares(jnp.asarray(x), 3))
+    chex.assert_shape(dealt, (4, 3, 2))
+    for k in range(3):
+        np.testing.assert_array_equal(dealt[:, k], x[k::3])
+    with pytest.raises(ValueError, match="12 examples cannot be dealt into 5 equal shares"):
+        deal_shares(jnp.asarray(x), 5)
+
+
+@pytest.mark.parametrize("name", list(ADAPTERS))
+def test_config_scorer_equals_numpy_loop_over_configs(name: str) -> None:
+    params = toy_params(seed=4)
+    adapter = ADAPTERS[name]()
+    noise = np.random.default_rng(0)
+    aparams = jax.tree.map(
+        lambda x: x + noise.normal(scale=0.5, size=x.shape).astype(np.float32),
+        adapter.init(jax.random.key(2), params),
+    )
+    images, labels = toy_task(37, seed=5)
+    cfgs = space_of(adapter, params).sample(jax.random.key(3), (7,))
+    score = make_config_scorer(
+        forward=toy_forward,
+        adapter=adapter,
+        params=params,
+        aparams=aparams,
+        batches=stack_eval_batches(images, labels, batch_size=8),
+        configs_per_call=3,
+    )
+    got = score(cfgs)
+    chex.assert_shape(got, (7,))
+    expected = [
+        np.mean(np.argmax(numpy_forward(adapter.apply(params, aparams, cfg), images), 1) == labels)
+        for cfg in (jax.tree.map(lambda c, i=i: c[i], cfgs) for i in range(7))
+    ]
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert len(set(np.round(expected, 6))) > 1  # the configs really differ
+    with pytest.raises(ValueError, match="leading"):
+        score(SwitchSpace().sample(jax.random.key(0)))

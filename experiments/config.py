@@ -1,0 +1,94 @@
+"""One experiment = one frozen ``ExperimentConfig``; presets in experiments.configs.
+
+Any field can be overridden by a dotted path, e.g. ``train.optim.learning_rate=5e-4`` or
+``backbone.name=vit-b16`` (values parsed as Python literals, else kept as strings).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+from experiments.backbones import BackboneConfig
+from experiments.methods import MethodConfig
+from experiments.training.config import TrainConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """task/source/data_dir as ``experiments.data.load_task`` takes them; split_seed for the
+    seeded sources (offline, npz, folder); cache_dir keeps decoded resized splits."""
+
+    task: str = "fashion_mnist"
+    source: str = "offline"
+    data_dir: str | None = None
+    split_seed: int | None = None
+    cache_dir: str | None = None
+    test_limit: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """The GLoRA paper's evolutionary search (reference defaults); budget excludes the head.
+
+    configs_per_call: subnets scored per vmapped eval call on val200.
+    retrain: retrain the chosen subnet on train800val200 instead of inheriting supernet weights.
+    """
+
+    param_budget: int = 1_000_000
+    population: int = 50
+    top_k: int = 10
+    num_mutations: int = 25
+    mutation_prob: float = 0.2
+    num_crossovers: int = 25
+    generations: int = 20
+    max_tries: int = 250
+    configs_per_call: int = 8
+    retrain: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    backbone: BackboneConfig = dataclasses.field(default_factory=BackboneConfig)
+    method: MethodConfig = dataclasses.field(default_factory=MethodConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    search: SearchConfig = dataclasses.field(default_factory=SearchConfig)
+    eval_batch_size: int = 100
+
+
+def override(config: Any, assignments: Iterable[str]) -> Any:
+    """``config`` with each "a.b.c=value" applied (nested frozen dataclasses)."""
+    for assignment in assignments:
+        path, sep, raw = assignment.partition("=")
+        if not sep:
+            raise ValueError(f"override {assignment!r} is not of the form key.path=value")
+        config = _set(config, path.strip().split("."), _parse(raw.strip()), full=path)
+    return config
+
+
+def _set(node: Any, keys: list[str], value: Any, *, full: str) -> Any:
+    if not dataclasses.is_dataclass(node) or isinstance(node, type):
+        raise ValueError(f"cannot set {full!r}: {type(node).__name__} has no fields")
+    names = {f.name for f in dataclasses.fields(node)}
+    if keys[0] not in names:
+        raise ValueError(f"unknown config key {full!r}: {keys[0]!r} is not one of {sorted(names)}")
+    if len(keys) > 1:
+        value = _set(getattr(node, keys[0]), keys[1:], value, full=full)
+    return dataclasses.replace(node, **{keys[0]: value})
+
+
+def _parse(raw: str) -> Any:
+    if raw in ("None", "none", "null"):
+        return None
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw
+
+
+def as_dict(config: Any) -> dict[str, Any]:
+    """JSON-ready nested dict of a config."""
+    return dataclasses.asdict(config)

@@ -1,0 +1,104 @@
+"""Every fine-tuning method of the experiments, built by name from one settings value.
+
+| name   | adapter                         | subnet (cfg)                                   |
+|--------|---------------------------------|------------------------------------------------|
+| glora  | glora(ranks of ``space`` size)  | supernet: random per step, then searched       |
+| flora  | flora(rank, kernel_rank, scale) | -                                              |
+| lora   | lora(rank, alpha)               | -                                              |
+| bitfit | glora(ranks=(1,))               | fixed: E vector (bias tuning)                  |
+| ssf    | glora(ranks=(1,))               | fixed: A vector + E vector (scale and shift)   |
+| full   | full() on every non-head leaf   | -                                              |
+| linear | linear_probe()                  | -                                              |
+The task head always trains; trainable counts below exclude it, as in the papers' tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flora_jax
+import glora_jax
+import peft_core
+from peft_core.paths import Params, Patterns
+
+METHODS = ("glora", "flora", "lora", "bitfit", "ssf", "full", "linear")
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodConfig:
+    """Knobs of the methods; each method reads only its own.
+
+    rank/alpha: LoRA (scale alpha/rank; alpha None -> 1). rank/kernel_rank/scale/tucker: FLoRA
+    (channel-mode rank, conv spatial-mode rank, s, "nd" or "matrix"). space: GLoRA search space
+    size "small" (ranks 2), "medium" (4, 2) or "large" (8, 4), as in the GLoRA paper.
+    """
+
+    name: str = "glora"
+    rank: int = 8
+    alpha: float | None = None
+    kernel_rank: int = 2
+    scale: float = 4.0
+    tucker: str = "matrix"
+    space: str = "large"
+
+    def __post_init__(self) -> None:
+        if self.name not in METHODS:
+            raise ValueError(f"unknown method {self.name!r}; choose from {METHODS}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """adapter; searchable: a GLoRA supernet to search; fixed_choice: GLoRA preset subnet."""
+
+    config: MethodConfig
+    adapter: peft_core.Adapter
+    searchable: bool = False
+    fixed_choice: dict[str, str] | None = None
+
+    def fixed_cfg(self, params: Params) -> Any:
+        """The preset subnet of bitfit/ssf (layers without a bias fall back to none)."""
+        if self.fixed_choice is None or self.adapter.space is None:
+            return None
+        return self.adapter.space(params).fixed(self.fixed_choice, fallback_none=True)
+
+    def num_adapter_params(self, params: Params, aparams: Any, cfg: Any = None) -> int:
+        """Trainable adapter scalars, head excluded: what the chosen subnet really uses."""
+        if self.adapter.space is not None and cfg is not None:
+            return int(self.adapter.space(params).num_params(cfg))
+        return peft_core.param_count(aparams)
+
+
+def build_method(
+    config: MethodConfig,
+    *,
+    targets: Patterns,
+    stacked: Patterns | None = None,
+    head_pattern: str = r"head/.*",
+) -> Method:
+    """The adapter of ``config.name`` on the backbone's ``targets`` (regexes over param paths)."""
+    name = config.name
+    if name == "glora":
+        ranks = glora_jax.presets.ranks(config.space)  # type: ignore[arg-type]
+        return Method(
+            config, glora_jax.glora(ranks, targets=targets, stacked=stacked), searchable=True
+        )
+    if name in ("bitfit", "ssf"):
+        choice = glora_jax.presets.bitfit() if name == "bitfit" else glora_jax.presets.ssf()
+        return Method(
+            config, glora_jax.glora((1,), targets=targets, stacked=stacked), fixed_choice=choice
+        )
+    if name == "flora":
+        adapter = flora_jax.flora(
+            config.rank, kernel_rank=config.kernel_rank, scale=config.scale,
+            tucker=config.tucker, targets=targets, stacked=stacked,
+        )  # fmt: skip
+        return Method(config, adapter)
+    if name == "lora":
+        return Method(
+            config,
+            peft_core.lora(config.rank, alpha=config.alpha, targets=targets, stacked=stacked),
+        )
+    if name == "full":
+        return Method(config, peft_core.full(exclude=head_pattern))
+    return Method(config, peft_core.linear_probe())

@@ -1,0 +1,205 @@
+"""One task end to end: data -> backbone -> train (supernet) -> search -> test -> merge -> report.
+
+Everything lands in ``workdir``: train/ (checkpoints, metrics.csv, TensorBoard events),
+search/ (resumable state), subnet.json (GLoRA's chosen config, readable, with its parameter
+count), merged.npz (adapter-free params the plain backbone serves), plots/*.png, result.json.
+A killed run started again with the same workdir resumes training and search where they stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import pathlib
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from experiments.backbones import Backbone, load_backbone
+from experiments.config import ExperimentConfig, as_dict
+from experiments.data import load_task
+from experiments.data.base import SplitArrays
+from experiments.data.pipeline import TrainBatches
+from experiments.methods import Method, build_method
+from experiments.training import train
+from experiments.training.evaluate import (
+    make_accuracy_fn,
+    make_config_scorer,
+    stack_eval_batches,
+    unstack,
+)
+from experiments.training.sharding import data_mesh
+from glora_jax import search_plots
+from glora_jax.evolution import SearchResult, evolutionary_search, save_result_json
+from peft_core import flatten, linear_probe
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    train: SplitArrays
+    val: SplitArrays
+    test: SplitArrays
+
+
+def load_splits(config: ExperimentConfig, *, train_split: str = "train800") -> Splits:
+    """uint8 train / val200 / test arrays at the backbone's resolution."""
+    data = config.data
+
+    def split(name: str) -> SplitArrays:
+        return load_task(
+            data.task, source=data.source, split=name, data_dir=data.data_dir,  # type: ignore[arg-type]
+            image_size=config.backbone.image_size, seed=data.split_seed, cache_dir=data.cache_dir,
+        )  # fmt: skip
+
+    test = split("test")
+    if data.test_limit is not None and len(test) > data.test_limit:
+        test = dataclasses.replace(
+            test, images=test.images[: data.test_limit], labels=test.labels[: data.test_limit]
+        )
+    return Splits(split(train_split), split("val200"), test)
+
+
+def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]:
+    """Run every stage for one task; returns (and writes) the result json."""
+    started = time.perf_counter()
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(json.dumps(as_dict(config), indent=2, default=str))
+    splits = load_splits(config)
+    num_classes = splits.train.num_classes
+    backbone = load_backbone(config.backbone, num_classes=num_classes, seed=config.train.seed)
+    method = build_method(
+        config.method, targets=backbone.targets, stacked=backbone.stacked,
+        head_pattern=config.train.head_pattern,
+    )  # fmt: skip
+    mesh = data_mesh()
+    fixed = method.fixed_cfg(backbone.params)
+    trained = train(
+        config.train,
+        forward=backbone.forward,
+        params=backbone.params,
+        adapter=method.adapter,
+        train_data=TrainBatches(
+            splits.train.images,
+            splits.train.labels,
+            batch_size=config.train.batch_size,
+            seed=config.train.seed,
+            mesh=mesh,
+        ),  # fmt: skip
+        workdir=workdir / "train",
+        eval_data=(splits.val.images, splits.val.labels),
+        cfg=fixed,
+    )
+    params, aparams, cfg = trained.params, trained.aparams, fixed
+    search: dict[str, Any] = {}
+    if method.searchable:
+        result = _search(config, backbone, method, params, aparams, splits, workdir)
+        cfg = result.best_cfg
+        search = {
+            "candidates_evaluated": result.candidates_evaluated,
+            "seconds": result.seconds,
+            "val_accuracy": result.best_score,
+        }
+        if config.search.retrain:
+            params, aparams = _retrain(config, backbone, method, cfg, workdir)
+
+    test_batches = unstack(
+        stack_eval_batches(
+            splits.test.images, splits.test.labels, batch_size=config.eval_batch_size, mesh=mesh
+        )
+    )
+    accuracy = make_accuracy_fn(forward=backbone.forward, adapter=method.adapter)
+    adapted = accuracy(params, aparams, cfg, test_batches)
+    merged = method.adapter.merge(params, aparams, cfg)
+    served = make_accuracy_fn(forward=backbone.forward, adapter=linear_probe())(
+        merged, {}, None, test_batches
+    )
+    if abs(served - adapted) > 1.0 / len(splits.test):
+        raise AssertionError(f"merged model accuracy {served} != adapted accuracy {adapted}")
+    arrays: dict[str, Any] = {k: np.asarray(v) for k, v in flatten(merged).items()}
+    np.savez(workdir / "merged.npz", **arrays)
+
+    result_json = {
+        "task": config.data.task,
+        "method": config.method.name,
+        "backbone": config.backbone.name,
+        "test_accuracy": adapted,
+        "merged_test_accuracy": served,
+        "val_accuracy_supernet_mean": trained.eval_accuracy,
+        "trainable_params": method.num_adapter_params(params, aparams, cfg),
+        "head_params": int(sum(np.size(x) for x in jax.tree.leaves(params["head"]))),
+        "train_seconds": trained.wall_time_s,
+        "search": search,
+        "wall_seconds": time.perf_counter() - started,
+        "num_test": len(splits.test),
+        "devices": [str(d) for d in jax.devices()],
+    }
+    (workdir / "result.json").write_text(json.dumps(result_json, indent=2))
+    return result_json
+
+
+def _search(
+    config: ExperimentConfig,
+    backbone: Backbone,
+    method: Method,
+    params: Any,
+    aparams: Any,
+    splits: Splits,
+    workdir: pathlib.Path,
+) -> SearchResult:
+    """The evolutionary search on val200 with one vmapped jitted eval per batch of subnets."""
+    assert method.adapter.space is not None
+    space = method.adapter.space(params)
+    scorer = make_config_scorer(
+        forward=backbone.forward, adapter=method.adapter, params=params, aparams=aparams,
+        batches=stack_eval_batches(
+            splits.val.images, splits.val.labels, batch_size=config.eval_batch_size
+        ),
+        configs_per_call=config.search.configs_per_call,
+    )  # fmt: skip
+    s = config.search
+    result = evolutionary_search(
+        space, scorer, param_budget=s.param_budget, seed=config.train.seed,
+        population=s.population, top_k=s.top_k, num_mutations=s.num_mutations,
+        mutation_prob=s.mutation_prob, num_crossovers=s.num_crossovers,
+        generations=s.generations, max_tries=s.max_tries, checkpoint_dir=workdir / "search",
+    )  # fmt: skip
+    save_result_json(result, space, workdir / "subnet.json")
+    plots = workdir / "plots"
+    plots.mkdir(exist_ok=True)
+    search_plots.plot_score_vs_params(result, plots / "search_accuracy_vs_params.png")
+    search_plots.plot_layer_config(space, result.best_cfg, plots / "subnet_layers.png")
+    search_plots.plot_params_per_layer_type(space, result.best_cfg, plots / "params_per_type.png")
+    return result
+
+
+def _retrain(
+    config: ExperimentConfig, backbone: Backbone, method: Method, cfg: Any, workdir: pathlib.Path
+) -> tuple[Any, Any]:
+    """Train the chosen subnet from scratch on train800val200 (the fixed cfg, no sampling)."""
+    both = load_task(
+        config.data.task, source=config.data.source, split="train800val200",  # type: ignore[arg-type]
+        data_dir=config.data.data_dir, image_size=config.backbone.image_size,
+        seed=config.data.split_seed, cache_dir=config.data.cache_dir,
+    )  # fmt: skip
+    retrained = train(
+        config.train,
+        forward=backbone.forward,
+        params=backbone.params,
+        adapter=method.adapter,
+        train_data=TrainBatches(
+            both.images,
+            both.labels,
+            batch_size=config.train.batch_size,
+            seed=config.train.seed,
+            mesh=data_mesh(),
+        ),  # fmt: skip
+        workdir=workdir / "retrain",
+        cfg=cfg,
+    )
+    return retrained.params, retrained.aparams

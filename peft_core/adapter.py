@@ -67,10 +67,16 @@ def check_tree(expected: Any, got: Any, *, what: str) -> None:
 
 
 def _flat_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
-    if isinstance(tree, Mapping):
-        return {k: tuple(v.shape) for k, v in flatten(tree).items()}
+    """{'a/b/0': shape} for every array leaf of any pytree (dicts, tuples, lists)."""
     leaves = jax.tree_util.tree_leaves_with_path(tree)
-    return {jax.tree_util.keystr(p): tuple(v.shape) for p, v in leaves}
+    return {"/".join(_key_name(k) for k in path): tuple(v.shape) for path, v in leaves}
+
+
+def _key_name(key: Any) -> str:
+    for attr in ("key", "idx", "name"):
+        if hasattr(key, attr):
+            return str(getattr(key, attr))
+    return str(key)
 
 
 def replace_leaves(params: Params, updates: Mapping[str, jax.Array]) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """LoRA (Hu et al.): dW = (alpha / r) * A @ B on the matrix view (fan_in, fan_out) of a kernel.
 
+aparams mirror the param tree: ``{...module path...: {"a": A, "b": B}}``.
+
 A (fan_in, r) is kaiming-uniform(a=sqrt(5)) as in HF PEFT, i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in));
 B (r, fan_out) is zero, so the adapted model equals the base model at init.
 """
@@ -22,7 +24,7 @@ from peft_core.adapter import (
     replace_leaves,
 )
 from peft_core.layers import Layer, find_layers
-from peft_core.paths import Params, Patterns, get_leaf
+from peft_core.paths import Params, Patterns, flatten, get_leaf, unflatten
 from peft_core.targets import DENSE_TARGETS
 
 
@@ -52,28 +54,25 @@ def lora(
         return found
 
     def init(rng: jax.Array, params: Params) -> AParams:
-        out = {}
-        for layer, key in zip(
-            found := layers(params), jax.random.split(rng, len(found)), strict=True
-        ):
+        found = layers(params)
+        flat = {}
+        for layer, key in zip(found, jax.random.split(rng, len(found)), strict=True):
             bound = 1.0 / jnp.sqrt(layer.fan_in)
-            a = jax.random.uniform(
-                key, (*layer.stack_shape, layer.fan_in, rank), dtype, -bound, bound
-            )
-            b = jnp.zeros((*layer.stack_shape, rank, layer.fan_out), dtype)
-            out[layer.name] = {"a": a, "b": b}
-        return out
+            shape_a = (*layer.stack_shape, layer.fan_in, rank)
+            flat[f"{layer.name}/a"] = jax.random.uniform(key, shape_a, dtype, -bound, bound)
+            flat[f"{layer.name}/b"] = jnp.zeros((*layer.stack_shape, rank, layer.fan_out), dtype)
+        return unflatten(flat)
 
     def apply(params: Params, aparams: AParams, cfg: Config = None) -> Params:
         no_config("lora", cfg)
         found = layers(params)
         check_tree(jax.eval_shape(init, jax.random.key(0), params), aparams, what="LoRA params")
+        flat = flatten(aparams)
         updates = {}
         for layer in found:
             w = get_leaf(params, layer.kernel_path)
-            ab = aparams[layer.name]
             product = over_stack(lambda a, b: scale * (a @ b), len(layer.stack_shape))
-            delta = product(ab["a"], ab["b"])
+            delta = product(flat[f"{layer.name}/a"], flat[f"{layer.name}/b"])
             updates[layer.kernel_path] = add_delta(w, delta.reshape(layer.kernel_shape))
         return replace_leaves(params, updates)
 

@@ -25,10 +25,10 @@ import jax
 import jax.numpy as jnp
 
 from glora_jax.space import Config, GLoRASpace, LayerSpec, check_ranks
-from glora_jax.support import glora_delta, init_support
+from glora_jax.support import glora_delta, init_supports, support_shapes
 from peft_core.adapter import Adapter, AParams, add_delta, check_tree, over_stack, replace_leaves
 from peft_core.layers import Layer, find_layers
-from peft_core.paths import Params, Patterns, get_leaf
+from peft_core.paths import Params, Patterns, flatten, get_leaf
 from peft_core.targets import DENSE_TARGETS
 
 #: (kernel-path regex, layer-name template): matching kernels that expand to the same name fuse.
@@ -153,21 +153,23 @@ def glora(
     def space_of(layers: Sequence[GLoRALayer]) -> GLoRASpace:
         return GLoRASpace(ranks, tuple(layer.spec for layer in layers))
 
-    def init(rng: jax.Array, params: Params) -> AParams:
-        specs = space(params).specs
-        keys = jax.random.split(rng, len(specs))
+    def shapes(the_space: GLoRASpace) -> dict[str, dict[str, tuple[int, ...]]]:
         return {
-            s.name: init_support(
-                key,
+            s.name: support_shapes(
                 stack_shape=s.stack_shape,
                 fan_in=s.fan_in,
                 fan_out=s.fan_out,
                 rmax=max(ranks),
                 has_bias=s.has_bias,
-                dtype=dtype,
             )
-            for s, key in zip(specs, keys, strict=True)
+            for s in the_space.specs
         }
+
+    def init(rng: jax.Array, params: Params) -> AParams:
+        layers = shapes(space(params))
+        return dict(
+            zip(layers, init_supports(rng, list(layers.values()), dtype=dtype), strict=True)
+        )
 
     def apply(params: Params, aparams: AParams, cfg: Config | None = None) -> Params:
         if cfg is None:
@@ -179,14 +181,23 @@ def glora(
                 "adapter.apply takes the cfg of one subnet; for a batch of cfgs use "
                 "jax.vmap(lambda c: adapter.apply(params, aparams, c))(cfgs)"
             )
-        check_tree(jax.eval_shape(init, jax.random.key(0), params), aparams, what="GLoRA params")
+        expected = shapes(the_space)
+        check_tree(
+            {
+                n: {k: jax.ShapeDtypeStruct(v, dtype) for k, v in e.items()}
+                for n, e in expected.items()
+            },
+            aparams,
+            what="GLoRA params",
+        )
+        flat = flatten(aparams)  # layer names hold '/': nested and '/'-keyed trees both work
         delta: Callable[..., Any] = functools.partial(glora_delta, options=the_space.options)
         updates: dict[str, jax.Array] = {}
         for layer in layers:
             dw, db = over_stack(delta, len(layer.stack_shape))(
                 _fused_kernel(params, layer),
                 _fused_bias(params, layer),
-                aparams[layer.name],
+                {k: flat[f"{layer.name}/{k}"] for k in expected[layer.name]},
                 cfg[layer.name],
             )
             updates |= _unfused(params, layer.members, dw, db)

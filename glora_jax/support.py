@@ -25,11 +25,13 @@ rank mask ``arange(rmax) < r`` and the other options are ``jnp.where`` selection
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 TENSORS = ("A", "B", "C", "D", "E")
 #: Support tensors that only exist on layers with a bias.
@@ -52,38 +54,47 @@ def option_rank(option: str) -> int:
     return int(option.removeprefix("lora_")) if option.startswith("lora_") else 0
 
 
-def init_support(
-    key: jax.Array,
-    *,
-    stack_shape: tuple[int, ...],
-    fan_in: int,
-    fan_out: int,
-    rmax: int,
-    has_bias: bool,
-    dtype: Any,
-) -> Support:
-    """Support tensors of one layer (see the module table), with leading ``stack_shape`` axes."""
-    k_a, k_b, k_c = jax.random.split(key, 3)
-    out = {
-        "a_in": _xavier(k_a, (*stack_shape, fan_in, rmax), dtype),
-        "a_out": jnp.zeros((*stack_shape, rmax, fan_out), dtype),
-        "b_in": _xavier(k_b, (*stack_shape, fan_in, rmax), dtype),
-        "b_out": jnp.zeros((*stack_shape, rmax, fan_out), dtype),
+def support_shapes(
+    *, stack_shape: tuple[int, ...], fan_in: int, fan_out: int, rmax: int, has_bias: bool
+) -> dict[str, tuple[int, ...]]:
+    """Leaf shapes of one layer's support tensors (module table), leading ``stack_shape`` axes."""
+    weight = {
+        f"{x}_{side}": (*stack_shape, *shape)
+        for x in ("a", "b")
+        for side, shape in (("in", (fan_in, rmax)), ("out", (rmax, fan_out)))
     }
-    if has_bias:
-        out |= {
-            "c_in": jnp.zeros((*stack_shape, fan_in, rmax), dtype),
-            "c_out": _xavier(k_c, (*stack_shape, rmax, 1), dtype),
-            "d": jnp.zeros((*stack_shape, fan_out), dtype),
-            "e": jnp.zeros((*stack_shape, fan_out), dtype),
+    if not has_bias:
+        return weight
+    bias = {"c_in": (fan_in, rmax), "c_out": (rmax, 1), "d": (fan_out,), "e": (fan_out,)}
+    return weight | {k: (*stack_shape, *shape) for k, shape in bias.items()}
+
+
+#: Leaves initialised xavier-uniform; all others start at zero.
+XAVIER_LEAVES = ("a_in", "b_in", "c_out")
+
+
+def init_supports(
+    rng: jax.Array, layers: Sequence[Mapping[str, tuple[int, ...]]], *, dtype: Any
+) -> list[Support]:
+    """Support tensors of several layers from their ``support_shapes``.
+
+    Xavier leaves are U(-b, b), b = sqrt(6 / (rows + cols)) of the trailing matrix (torch's
+    xavier_uniform_), all cut from ONE uniform draw: a random kernel per leaf would make
+    ``jax.jit(init)`` of a deep model compile for many seconds.
+    """
+    xavier = [shape for layer in layers for k, shape in layer.items() if k in XAVIER_LEAVES]
+    sizes = [math.prod(shape) for shape in xavier]
+    flat = jax.random.uniform(rng, (sum(sizes),), jnp.float32, -1.0, 1.0)
+    noise = iter(jnp.split(flat, np.cumsum(sizes)[:-1]))
+    return [
+        {
+            k: (next(noise).reshape(shape) * (6.0 / sum(shape[-2:])) ** 0.5).astype(dtype)
+            if k in XAVIER_LEAVES
+            else jnp.zeros(shape, dtype)
+            for k, shape in layer.items()
         }
-    return out
-
-
-def _xavier(key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
-    """U(-b, b), b = sqrt(6 / (rows + cols)) of the trailing matrix (torch's xavier_uniform_)."""
-    bound = (6.0 / (shape[-2] + shape[-1])) ** 0.5
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
+        for layer in layers
+    ]
 
 
 def glora_delta(
@@ -116,35 +127,42 @@ def glora_delta(
 def _weight_tensor(
     x_in: jax.Array, x_out: jax.Array, idx: jax.Array, options: tuple[str, ...]
 ) -> jax.Array:
-    """A or B: (fan_in, fan_out), or a row / scalar that broadcasts to it."""
-    lora = _low_rank(x_in, x_out, idx, options)
-    return (
-        lora + _pick(idx, options, "vector", x_out[0]) + _pick(idx, options, "scalar", x_out[0, 0])
-    )
+    """A or B (fan_in, fan_out) as one product u @ v, whatever the option:
+
+    u = [x_in with columns >= r zeroed | 1·is_vector | 1·is_scalar]   (fan_in, rmax + 2)
+    v = [x_out ; x_out[0, :] ; x_out[0, 0]·1]                         (rmax + 2, fan_out)
+    """
+    on = jnp.stack([_is(idx, options, "vector"), _is(idx, options, "scalar")]).astype(x_in.dtype)
+    u = jnp.concatenate([_rank_masked(x_in, idx, options), jnp.broadcast_to(on, (len(x_in), 2))], 1)
+    v = jnp.concatenate([x_out, x_out[:1], jnp.full_like(x_out[:1], x_out[0, 0])], 0)
+    return u @ v
 
 
 def _prompt_tensor(
     c_in: jax.Array, c_out: jax.Array, idx: jax.Array, options: tuple[str, ...]
 ) -> jax.Array:
     """C: (fan_in,)."""
-    return _low_rank(c_in, c_out, idx, options)[:, 0] + _pick(idx, options, "vector", c_in[:, 0])
+    vector = jnp.where(_is(idx, options, "vector"), c_in[:, 0], 0.0)
+    return _rank_masked(c_in, idx, options) @ c_out[:, 0] + vector
 
 
 def _bias_tensor(x: jax.Array, idx: jax.Array, options: tuple[str, ...]) -> jax.Array:
     """D or E: (fan_out,) or a scalar."""
-    return _pick(idx, options, "vector", x) + _pick(idx, options, "scalar", x[0])
+    return jnp.where(_is(idx, options, "vector"), x, 0.0) + jnp.where(
+        _is(idx, options, "scalar"), x[0], 0.0
+    )
 
 
-def _low_rank(
-    x_in: jax.Array, x_out: jax.Array, idx: jax.Array, options: tuple[str, ...]
-) -> jax.Array:
-    """x_in[:, :r] @ x_out[:r, :] as a rank mask; r = 0 (an exact zero) for non-lora options."""
+def _rank_masked(x_in: jax.Array, idx: jax.Array, options: tuple[str, ...]) -> jax.Array:
+    """x_in (fan_in, rmax) with columns >= r zeroed: x_in[:, :r] @ x_out[:r] as a mask on data.
+
+    r = 0 (all zero) for the non-lora options; gradients reach only the kept columns.
+    """
     ranks = jnp.asarray([option_rank(o) for o in options])
     rank = jnp.take(ranks, idx, mode="fill", fill_value=0)
-    keep = jnp.arange(x_in.shape[-1]) < rank
-    return x_in @ jnp.where(keep[:, None], x_out, 0.0)
+    return jnp.where(jnp.arange(x_in.shape[-1]) < rank, x_in, 0.0)
 
 
-def _pick(idx: jax.Array, options: tuple[str, ...], option: str, value: jax.Array) -> jax.Array:
-    """``value`` where ``idx`` selects ``option``, else 0 (gradients reach it only when chosen)."""
-    return jnp.where(idx == options.index(option), value, 0.0)
+def _is(idx: jax.Array, options: tuple[str, ...], option: str) -> jax.Array:
+    """Whether option index ``idx`` selects ``option`` (False when the tensor lacks it)."""
+    return idx == options.index(option) if option in options else jnp.asarray(False)

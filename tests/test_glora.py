@@ -533,3 +533,13 @@ def test_layer_order_does_not_depend_on_dict_order():
     assert space.layers == ("b1", "b2", "b10")
     reordered = dict(sorted(blocks.items()))
     assert space_of(glora_jax.glora((2,), targets=r"b\d+/kernel"), reordered).layers == space.layers
+
+
+def test_nested_and_slash_keyed_aparams_apply_alike():
+    st = _setup("qkv", (3, 2))
+    aparams = _random_aparams(st.adapter, st.params)
+    nested = unflatten(flatten(aparams))  # e.g. after a checkpoint round trip
+    assert set(nested) == {"blk"}
+    apply = jax.jit(st.adapter.apply)
+    cfg = _row(st.cfgs, 0)
+    chex.assert_trees_all_equal(apply(st.params, nested, cfg), apply(st.params, aparams, cfg))

@@ -1,7 +1,7 @@
 """GLoRA (Chavan et al. 2023) as an Adapter: init / apply / merge / space over Flax param trees.
 
     adapter = glora((8, 4))
-    aparams = adapter.init(rng, params)           # {layer: support tensors, see support.py}
+    aparams = adapter.init(rng, params)           # mirrors params: .../layer/{a_in, ...}
     space   = adapter.space(params)               # GLoRASpace
     cfg     = space.sample(rng)                   # {layer: int32 (*stack, 5)}
     eff     = adapter.apply(params, aparams, cfg) # W0 + W0 ⊙ A + B, b0 + b0 ⊙ D + E + C W0
@@ -28,7 +28,7 @@ from glora_jax.space import Config, GLoRASpace, LayerSpec, check_ranks
 from glora_jax.support import glora_delta, init_supports, support_shapes
 from peft_core.adapter import Adapter, AParams, add_delta, check_tree, over_stack, replace_leaves
 from peft_core.layers import Layer, find_layers
-from peft_core.paths import Params, Patterns, flatten, get_leaf
+from peft_core.paths import Params, Patterns, flatten, get_leaf, unflatten
 from peft_core.targets import DENSE_TARGETS
 
 #: (kernel-path regex, layer-name template): matching kernels that expand to the same name fuse.
@@ -167,8 +167,13 @@ def glora(
 
     def init(rng: jax.Array, params: Params) -> AParams:
         layers = shapes(space(params))
-        return dict(
-            zip(layers, init_supports(rng, list(layers.values()), dtype=dtype), strict=True)
+        supports = init_supports(rng, list(layers.values()), dtype=dtype)
+        return unflatten(
+            {
+                f"{name}/{k}": v
+                for name, sup in zip(layers, supports, strict=True)
+                for k, v in sup.items()
+            }
         )
 
     def apply(params: Params, aparams: AParams, cfg: Config | None = None) -> Params:

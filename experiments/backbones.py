@@ -108,17 +108,17 @@ def load_backbone(config: BackboneConfig, *, num_classes: int, seed: int = 0) ->
             **vit_options,
         )  # fmt: skip
         return Backbone(dino, dino_params, _scaler("imagenet"), DENSE_TARGETS, stacked)
+    if name == "vit-b16" and not config.checkpoint:
+        raise FileNotFoundError(
+            "vit-b16 needs the ImageNet-21k checkpoint ViT-B_16.npz (the GLoRA paper's): "
+            "download https://storage.googleapis.com/vit_models/imagenet21k/ViT-B_16.npz on "
+            "a machine with internet and pass --checkpoint=/path/to/ViT-B_16.npz"
+        )
     variant = {"vit-b16": "B", "vit-ti16-random": "Ti", "vit-s16-random": "S"}.get(name, "B")
     model = vit(variant, patch=16, num_classes=num_classes, **vit_options)
     params: Params = _init(model, rng, size)
     if name == "vit-b16":
-        if not config.checkpoint:
-            raise FileNotFoundError(
-                "vit-b16 needs the ImageNet-21k checkpoint ViT-B_16.npz (the GLoRA paper's): "
-                "download https://storage.googleapis.com/vit_models/imagenet21k/ViT-B_16.npz on "
-                "a machine with internet and pass --checkpoint=/path/to/ViT-B_16.npz"
-            )
-        params = load_params(config.checkpoint, params, drop_head=True)
+        params = load_params(str(config.checkpoint), params, drop_head=True)
     return Backbone(model, params, _scaler("minus1_1"), DENSE_TARGETS, stacked)
 
 

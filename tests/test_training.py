@@ -327,7 +327,10 @@ def test_classification_loss_matches_numpy() -> None:
 @pytest.mark.parametrize("name", list(ADAPTERS))
 def test_train_reduces_loss_and_trains_only_trainable(name: str, tmp_path: pathlib.Path) -> None:
     params = toy_params()
-    config = quick_config(total_steps=24, num_configs=2 if name.endswith("supernet") else 1)
+    supernet = name.endswith("supernet")
+    # Random subnets make the supernet's loss noisy: give it more steps to average over.
+    steps = 48 if supernet else 24
+    config = quick_config(total_steps=steps, num_configs=2 if supernet else 1)
     result = train(
         config,
         forward=toy_forward,
@@ -337,8 +340,9 @@ def test_train_reduces_loss_and_trains_only_trainable(name: str, tmp_path: pathl
         workdir=tmp_path,
     )
     losses = [v for _, v in result.history["train/loss"]]
-    assert len(losses) == 24
-    assert np.mean(losses[-4:]) < 0.8 * np.mean(losses[:4]), losses
+    assert len(losses) == steps
+    window = steps // 6
+    assert np.mean(losses[-window:]) < 0.8 * np.mean(losses[:window]), losses
     # The backbone comes back bit-identical; the head moved; so did the adapter (if any).
     before, after = flatten(params), flatten(result.params)
     for path in before:

@@ -89,7 +89,7 @@ def replace_leaves(params: Params, updates: Mapping[str, jax.Array]) -> dict[str
     return unflatten(flat)
 
 
-def over_stack(fn: Callable[..., jax.Array], n_stack: int) -> Callable[..., jax.Array]:
+def over_stack(fn: Callable[..., Any], n_stack: int) -> Callable[..., Any]:
     """``fn`` mapped over ``n_stack`` leading (nn.scan) axes of all its arguments."""
     for _ in range(n_stack):
         fn = jax.vmap(fn)

@@ -1,0 +1,151 @@
+"""``python -m experiments.offline_suite``: the GLoRA / FLoRA claims on real offline data.
+
+    # where the offline data and weights are installed: compact packs + float16 weights
+    python -m experiments.offline_suite pack --assets .suite/assets
+    # on the GPU: derived inputs once, then parts (in parallel processes or separate calls)
+    python -m experiments.offline_suite prepare --assets .suite/assets --runs .suite/runs
+    python -m experiments.offline_suite run --assets .suite/assets --runs .suite/runs --part 1/4
+    python -m experiments.offline_suite run ... --dry-run          # print the plan, run nothing
+    # anywhere the result.json files are: tables + plots into docs/results.md
+    python -m experiments.offline_suite report --runs .suite/runs --doc docs/results.md
+
+Every sub-command takes ``--set key=value`` overrides of ``SuiteSettings`` (e.g.
+``--set epochs=2 --set "tasks=('digits',)"``); use the same ones for run and report. Finished
+runs (``<runs>/<run id>/result.json``) are skipped, so a cut-off part just runs again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from experiments.config import override
+from experiments.suite_plan import (
+    BACKBONE_OF_STUDY,
+    Assets,
+    SuiteSettings,
+    in_part,
+    overrides,
+    parse_part,
+    plan,
+    waiting_groups,
+)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.offline_suite",
+        description=(__doc__ or "").splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join((__doc__ or "").splitlines()[1:]),
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    pack = commands.add_parser("pack", help="data packs and float16 weights into --assets")
+    prepare = commands.add_parser("prepare", help="float32 weights, few-shot packs, data cache")
+    run = commands.add_parser("run", help="run (a part of) the plan, skipping finished runs")
+    report = commands.add_parser("report", help="tables and plots into the results document")
+    for sub in (pack, prepare, run, report):
+        sub.add_argument("--set", dest="overrides", action="append", default=[],
+                         metavar="KEY=VALUE", help="override a SuiteSettings field")  # fmt: skip
+    for sub in (pack, prepare, run, report):
+        sub.add_argument("--assets", type=Path, default=Path(".suite/assets"))
+        sub.add_argument("--runs", type=Path, default=Path(".suite/runs"))
+    run.add_argument("--part", type=parse_part, default=(1, 1), help="i/n: this share of runs")
+    run.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    run.add_argument("--deadline-s", type=float, default=None,
+                     help="start no run after this many seconds")  # fmt: skip
+    run.add_argument("--compile-cache", default=None, help="JAX persistent compilation cache")
+    report.add_argument("--doc", type=Path, default=Path("docs/results.md"))
+    report.add_argument("--figures", type=Path, default=Path("docs"))
+    return parser.parse_args(argv)
+
+
+def pack_assets(settings: SuiteSettings, assets: Assets) -> None:
+    """Offline tasks as checked packs, backbone weights as float16 copies."""
+    from experiments.suite_data import check_pack, half_precision_copy, offline_pack
+    from experiments.weights import default_weights_path, export
+
+    for task in dict.fromkeys((*settings.tasks, *settings.conv_tasks, settings.fewshot_task)):
+        path = offline_pack(task, assets.pack(task), seed=settings.split_seed)
+        shots = settings.shots if task == settings.fewshot_task else ()
+        check_pack(path, task, seed=settings.split_seed, shots=shots)
+        print(f"packed {task} -> {path} ({path.stat().st_size / 1e6:.1f} MB, splits checked)")
+    for backbone in sorted(set(BACKBONE_OF_STUDY.values())):
+        source = default_weights_path(backbone)
+        if not source.exists():
+            export(backbone, source)
+        half = half_precision_copy(source, assets.half_weights(backbone))
+        print(f"{backbone}: float16 copy {half} ({half.stat().st_size / 1e6:.1f} MB)")
+
+
+def print_plan(settings: SuiteSettings, assets: Assets, args: argparse.Namespace) -> None:
+    from experiments.suite_run import cache_dir, finished
+
+    results = finished(args.runs) if args.runs.is_dir() else {}
+    runs = [r for r in plan(settings, results) if in_part(r, args.part)]
+    for run in runs:
+        status = "done" if run.run_id in results else "todo"
+        knobs = [o for o in overrides(run, settings, assets, cache_dir(args.runs))
+                 if o.split("=")[0] in _SHOWN]  # fmt: skip
+        print(f"{status} {run.run_id}  {' '.join(knobs)}")
+    waiting = waiting_groups(settings, results)
+    print(f"# part {args.part[0]}/{args.part[1]}: {len(runs)} runs planned; "
+          f"{len(waiting)} groups wait for their lr choice")  # fmt: skip
+
+
+_SHOWN = {"data.task", "backbone.image_size", "train.epochs", "search.param_budget"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args = parse_args(argv)
+    settings: SuiteSettings = override(SuiteSettings(), args.overrides)
+    assets = Assets(args.assets, args.runs / "derived")
+    if args.command == "pack":
+        pack_assets(settings, assets)
+    elif args.command == "prepare":
+        from experiments.suite_run import prepare
+
+        prepare(settings, assets, args.runs)
+    elif args.command == "run" and args.dry_run:
+        print_plan(settings, assets, args)
+    elif args.command == "run":
+        if args.compile_cache:
+            import jax
+
+            jax.config.update("jax_compilation_cache_dir", args.compile_cache)
+        from experiments.suite_run import execute
+
+        done = execute(settings, assets, args.runs, part=args.part,
+                       deadline_s=args.deadline_s)  # fmt: skip
+        print(f"part {args.part[0]}/{args.part[1]} ran {len(done)} runs")
+    else:
+        write_report(settings, args.runs, doc=args.doc, figures=args.figures)
+    return 0
+
+
+def write_report(settings: SuiteSettings, runs: Path, *, doc: Path, figures: Path) -> None:
+    from experiments.suite_report import (
+        markdown,
+        plot_accuracy_vs_params,
+        plot_few_shot,
+        summarize,
+        write_section,
+    )
+    from experiments.suite_run import finished
+
+    results = finished(runs)
+    rows = summarize(settings, results)
+    figures.mkdir(parents=True, exist_ok=True)
+    plot_accuracy_vs_params(rows, figures / "offline_suite_accuracy_vs_params.png")
+    plot_few_shot(rows, figures / "offline_suite_few_shot.png")
+    write_section(doc, markdown(settings, rows, results))
+    print(f"{len(results)} runs -> {len(rows)} rows in {doc}; figures in {figures}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

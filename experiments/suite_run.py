@@ -1,0 +1,149 @@
+"""Execute the offline suite's plan: prepare the inputs once, then run a part of the plan.
+
+A run lives in ``<runs>/<run id>/`` (the pipeline's workdir); its ``result.json`` marks it done,
+so calling ``execute`` again skips it (resume). A run that raises (e.g. a non-finite training
+loss) leaves ``failure.json`` instead: it counts as done with ``{"failed": message}`` and is
+never chosen as the best lr; delete the file to try it again. Parts (``--part i/n``) split the
+plan by a stable hash of the run id and may run in parallel processes on one GPU; a part waits
+(polling) while the lr of a group it needs is being chosen from another part's runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from experiments.config import ExperimentConfig
+from experiments.data import load_task
+from experiments.suite_data import few_shot_pack, full_precision_copy
+from experiments.suite_plan import (
+    BACKBONE_OF_STUDY,
+    Assets,
+    Run,
+    SuiteSettings,
+    in_part,
+    plan,
+    run_config,
+    supernet_source,
+    waiting_groups,
+)
+from experiments.training.trainer import CHECKPOINT_DIR
+
+log = logging.getLogger(__name__)
+Runner = Callable[[ExperimentConfig, Path], dict[str, Any]]
+RESULT = "result.json"
+FAILURE = "failure.json"
+TRAIN_DIR = "train"
+
+
+def cache_dir(runs: Path) -> Path:
+    """Decoded, resized splits shared by every run (filled by ``prepare``)."""
+    return runs / "cache"
+
+
+def finished(runs: Path) -> dict[str, dict[str, Any]]:
+    """{run id: result} of every run directory under ``runs`` with a result.json or a
+    failure.json (the result wins when both exist)."""
+    found = {p.parent.name: json.loads(p.read_text()) for p in sorted(runs.glob(f"*/{FAILURE}"))}
+    found.update(
+        {p.parent.name: json.loads(p.read_text()) for p in sorted(runs.glob(f"*/{RESULT}"))}
+    )
+    return found
+
+
+def prepare(settings: SuiteSettings, assets: Assets, runs: Path) -> None:
+    """Derived inputs, made once before parallel parts start: float32 weights from the float16
+    copies, the few-shot packs, and every split decoded at the run resolution into the cache."""
+    backbones = {BACKBONE_OF_STUDY["main"]} if settings.tasks or settings.shots else set()
+    if settings.conv_tasks and settings.conv_methods:
+        backbones.add(BACKBONE_OF_STUDY["conv"])
+    for backbone in sorted(backbones):
+        if not assets.weights(backbone).exists():
+            half = assets.half_weights(backbone)
+            if not half.exists():
+                raise FileNotFoundError(
+                    f"neither {assets.weights(backbone)} nor {half}: run "
+                    "`python -m experiments.offline_suite pack` where the weights are installed"
+                )
+            full_precision_copy(half, assets.weights(backbone))
+    for shots in settings.shots if settings.fewshot_methods else ():
+        target = assets.pack(settings.fewshot_task, shots)
+        if not target.exists():
+            few_shot_pack(
+                assets.pack(settings.fewshot_task), shots, target, seed=settings.split_seed
+            )
+    packs = {assets.pack(t) for t in (*settings.tasks, *settings.conv_tasks)}
+    packs |= {assets.pack(settings.fewshot_task, k) for k in settings.shots}
+    for pack in sorted(packs):
+        for split in ("train800", "val200", "test"):
+            load_task(
+                str(pack), source="npz", split=split, image_size=settings.image_size,
+                seed=settings.split_seed, cache_dir=cache_dir(runs),
+            )  # fmt: skip
+
+
+def execute(
+    settings: SuiteSettings,
+    assets: Assets,
+    runs: Path,
+    *,
+    part: tuple[int, int] = (1, 1),
+    deadline_s: float | None = None,
+    poll_s: float = 5.0,
+    runner: Runner | None = None,
+) -> list[str]:
+    """Run this part's unfinished runs until the plan is complete; returns the ids it ran.
+
+    Starts no run after ``deadline_s`` seconds (a started run finishes). A GLoRA run at a later
+    budget waits for its first-budget run and starts from a copy of that supernet checkpoint.
+    """
+    if runner is None:
+        from experiments import pipeline  # heavy (jax, models): only when really running
+
+        runner = pipeline.run
+    started = time.monotonic()
+    done: list[str] = []
+    while deadline_s is None or time.monotonic() - started < deadline_s:
+        results = finished(runs)
+        todo = [r for r in plan(settings, results) if in_part(r, part) and r.run_id not in results]
+        ready = [r for r in todo if _source_done(settings, r, results)]
+        if ready:
+            run = ready[0]
+            _copy_supernet(settings, run, runs)
+            config = run_config(run, settings, assets, cache_dir(runs))
+            log.info("run %s (%d left in this part)", run.run_id, len(todo) - 1)
+            try:
+                runner(config, runs / run.run_id)
+            except Exception as error:  # recorded, reported, and the other runs go on
+                log.exception("run %s failed", run.run_id)
+                failure = {"failed": f"{type(error).__name__}: {error}"}
+                (runs / run.run_id).mkdir(parents=True, exist_ok=True)
+                (runs / run.run_id / FAILURE).write_text(json.dumps(failure, indent=2))
+            done.append(run.run_id)
+        elif todo or waiting_groups(settings, results):
+            time.sleep(poll_s)  # another part is finishing what this one needs
+        else:
+            break
+    return done
+
+
+def _source_done(settings: SuiteSettings, run: Run, results: dict[str, Any]) -> bool:
+    source = supernet_source(settings, run)
+    return source is None or source.run_id in results
+
+
+def _copy_supernet(settings: SuiteSettings, run: Run, runs: Path) -> None:
+    """Seed ``run``'s workdir with its supernet source's final checkpoint (training resumes at
+    the last step, i.e. does not train again), if the source's checkpoint is still there."""
+    source = supernet_source(settings, run)
+    if source is None:
+        return
+    checkpoints = runs / source.run_id / TRAIN_DIR / CHECKPOINT_DIR
+    target = runs / run.run_id / TRAIN_DIR / CHECKPOINT_DIR
+    if checkpoints.is_dir() and not target.exists():
+        shutil.copytree(checkpoints, target)

@@ -1,0 +1,305 @@
+"""The offline suite's packs, plan, executor and report, on CPU with tiny fake results."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import chex
+import numpy as np
+import pytest
+
+from experiments.config import ExperimentConfig
+from experiments.data.folder import open_npz_split
+from experiments.suite_data import (
+    few_shot_pack,
+    full_precision_copy,
+    half_precision_copy,
+    write_pack,
+)
+from experiments.suite_plan import (
+    Assets,
+    Run,
+    SuiteSettings,
+    choose_lr,
+    in_part,
+    parse_part,
+    plan,
+    run_config,
+    waiting_groups,
+)
+from experiments.suite_report import (
+    BEGIN,
+    END,
+    markdown,
+    plot_accuracy_vs_params,
+    plot_few_shot,
+    summarize,
+    write_section,
+)
+from experiments.suite_run import FAILURE, execute, finished
+
+TINY = SuiteSettings(
+    tasks=("digits",),
+    methods=("linear", "glora"),
+    conv_tasks=(),
+    conv_methods=(),
+    fewshot_task="digits",
+    shots=(2,),
+    fewshot_methods=("linear",),
+    learning_rates=(1e-4, 1e-3),
+    seeds=(0, 1, 2),
+    budgets=(100_000, 200_000),
+)
+
+
+def fake_result(*, val: float, test: float, params: int = 10, search: bool = False) -> dict:
+    searched = {"val_accuracy": val, "seconds": 2.0} if search else {}
+    return {
+        "test_accuracy": test, "val_accuracy_supernet_mean": 0.0 if search else val,
+        "trainable_params": params, "head_params": 7, "train_seconds": 3.0, "search": searched,
+    }  # fmt: skip
+
+
+def synthetic(num: int, *, num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = np.tile(np.arange(num_classes), num // num_classes + 1)[:num]
+    return rng.integers(0, 256, (num, 6, 5), dtype=np.uint8), rng.permutation(labels)
+
+
+# ----------------------------------------------------------------------------- packs
+
+
+@pytest.mark.parametrize(("seed", "num_test"), [(0, 37), (3, 1200)])
+def test_pack_reproduces_the_given_splits(tmp_path: Path, seed: int, num_test: int) -> None:
+    train = synthetic(800, num_classes=10, seed=1)
+    val = synthetic(200, num_classes=10, seed=2)
+    test = synthetic(num_test, num_classes=10, seed=3)
+    pack = write_pack(
+        tmp_path / "p.npz", train=train, val=val, test=test, num_classes=10, seed=seed
+    )
+    for name, (images, labels) in {"train800": train, "val200": val, "test": test}.items():
+        got, num_classes = open_npz_split(pack, name, seed=seed)
+        assert num_classes == 10
+        np.testing.assert_array_equal(got.images, images)
+        np.testing.assert_array_equal(got.labels, labels)
+
+
+def test_pack_refuses_wrong_sizes(tmp_path: Path) -> None:
+    small = synthetic(10, num_classes=2, seed=0)
+    with pytest.raises(ValueError, match="train must hold 800"):
+        write_pack(tmp_path / "p.npz", train=small, val=small, test=small, num_classes=2, seed=0)
+
+
+@pytest.mark.parametrize("shots", [1, 4])
+def test_few_shot_pack_tiles_the_first_k_of_each_class(tmp_path: Path, shots: int) -> None:
+    train = synthetic(800, num_classes=10, seed=1)
+    val = synthetic(200, num_classes=10, seed=2)
+    test = synthetic(50, num_classes=10, seed=3)
+    pack = write_pack(tmp_path / "p.npz", train=train, val=val, test=test, num_classes=10, seed=5)
+    few = few_shot_pack(pack, shots, tmp_path / "few.npz", seed=5)
+    # reference: first `shots` examples of each class in train800 order (pool order)
+    keep = np.concatenate([np.flatnonzero(train[1] == c)[:shots] for c in range(10)])
+    keep.sort()
+    got, _ = open_npz_split(few, "train800", seed=5)
+    np.testing.assert_array_equal(got.images, np.tile(train[0][keep], (800 // (10 * shots), 1, 1)))
+    np.testing.assert_array_equal(np.bincount(got.labels), np.full(10, 80))
+    for name, (images, _) in {"val200": val, "test": test}.items():
+        np.testing.assert_array_equal(open_npz_split(few, name, seed=5)[0].images, images)
+
+
+def test_precision_copies_round_floats_only(tmp_path: Path) -> None:
+    weights = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    np.savez(tmp_path / "w.npz", w=weights, meta=np.array("{}"), steps=np.arange(3))
+    half = half_precision_copy(tmp_path / "w.npz", tmp_path / "w16.npz")
+    full = full_precision_copy(half, tmp_path / "w32.npz")
+    with np.load(half) as h, np.load(full) as f:
+        assert h["w"].dtype == np.float16 and f["w"].dtype == np.float32
+        chex.assert_trees_all_close(f["w"], weights.astype(np.float16).astype(np.float32))
+        assert str(f["meta"]) == "{}"
+        np.testing.assert_array_equal(f["steps"], np.arange(3))
+
+
+# ----------------------------------------------------------------------------- plan
+
+
+def test_phase_one_is_the_lr_grid_at_seed_zero() -> None:
+    runs = plan(TINY, {})
+    assert [(r.method, r.lr, r.seed, r.budget) for r in runs] == [
+        ("linear", 1e-4, 0, None), ("linear", 1e-3, 0, None),
+        ("glora", 1e-4, 0, 100_000), ("glora", 1e-3, 0, 100_000),
+    ]  # fmt: skip
+    assert len(waiting_groups(TINY, {})) == 3  # linear, glora and the few-shot linear group
+
+
+def phase_one_results(linear_val: tuple[float, float], glora_val: tuple[float, float]) -> dict:
+    results = {}
+    for lr, val in zip(TINY.learning_rates, linear_val, strict=True):
+        results[Run("main", "digits", "dinov2-s14", "linear", lr, 0).run_id] = fake_result(
+            val=val, test=val
+        )
+    for lr, val in zip(TINY.learning_rates, glora_val, strict=True):
+        run = Run("main", "digits", "dinov2-s14", "glora", lr, 0, budget=100_000)
+        results[run.run_id] = fake_result(val=val, test=val, search=True)
+    return results
+
+
+@pytest.mark.parametrize(
+    ("linear_val", "want"), [((0.5, 0.7), 1e-3), ((0.7, 0.5), 1e-4), ((0.6, 0.6), 1e-4)]
+)
+def test_lr_is_the_best_val_at_seed_zero(linear_val: tuple[float, float], want: float) -> None:
+    results = phase_one_results(linear_val, (0.1, 0.2))
+    group = ("main", "digits", "dinov2-s14", "linear", None)
+    assert choose_lr(TINY, group, results) == want
+    seeds = {(r.seed, r.lr) for r in plan(TINY, results) if r.method == "linear" and not r.shots}
+    assert {(s, want) for s in TINY.seeds} <= seeds
+    few = [r for r in plan(TINY, results) if r.study == "fewshot"]
+    assert {(r.lr, r.seed, r.shots) for r in few} == {(want, s, 2) for s in TINY.seeds}
+
+
+def test_failed_run_is_never_the_chosen_lr() -> None:
+    results = phase_one_results((0.9, 0.1), (0.1, 0.2))
+    results[Run("main", "digits", "dinov2-s14", "linear", 1e-4, 0).run_id] = {"failed": "nan"}
+    assert choose_lr(TINY, ("main", "digits", "dinov2-s14", "linear", None), results) == 1e-3
+
+
+def test_glora_later_budgets_run_at_the_first_budgets_lr() -> None:
+    results = phase_one_results((0.5, 0.6), (0.8, 0.2))
+    glora = {(r.budget, r.seed, r.lr) for r in plan(TINY, results) if r.method == "glora"}
+    assert {(b, s, 1e-4) for b in TINY.budgets for s in TINY.seeds} <= glora
+
+
+def test_parts_split_the_plan_without_overlap() -> None:
+    runs = plan(TINY, phase_one_results((0.5, 0.6), (0.8, 0.2)))
+    parts = [[r.run_id for r in runs if in_part(r, (i, 3))] for i in (1, 2, 3)]
+    assert sorted(sum(parts, [])) == sorted(r.run_id for r in runs)
+
+
+@pytest.mark.parametrize("text", ["0/2", "3/2", "1-2", "a/b"])
+def test_parse_part_refuses_bad_parts(text: str) -> None:
+    with pytest.raises(ValueError, match="--part"):
+        parse_part(text)
+
+
+def test_run_config_applies_the_settings(tmp_path: Path) -> None:
+    run = Run("fewshot", "digits", "dinov2-s14", "glora", 5e-4, 2, shots=2, budget=200)
+    config = run_config(run, TINY, Assets(tmp_path / "a", tmp_path / "d"), tmp_path / "cache")
+    assert config.data.task == str(tmp_path / "d" / "data" / "digits-2shot.npz")
+    assert config.data.source == "npz"
+    assert config.backbone.checkpoint == str(tmp_path / "d" / "weights" / "dinov2-s14.npz")
+    assert (config.train.optim.learning_rate, config.train.seed) == (5e-4, 2)
+    assert (config.train.epochs, config.search.param_budget) == (TINY.epochs, 200)
+    assert config.backbone.image_size == TINY.image_size and config.backbone.scan
+
+
+# ----------------------------------------------------------------------------- executor
+
+
+def fake_runner(val_of: dict[float, float], calls: list[str]) -> Any:
+    """Writes result.json (and a checkpoint dir) like pipeline.run; lr 1e-3 diverges for glora."""
+
+    def runner(config: ExperimentConfig, workdir: Path) -> dict:
+        calls.append(workdir.name)
+        lr = config.train.optim.learning_rate
+        if config.method.name == "glora" and lr == 1e-3:
+            raise FloatingPointError("training loss is nan at step 3")
+        copied = (workdir / "train" / "checkpoints").is_dir()
+        (workdir / "train" / "checkpoints").mkdir(parents=True, exist_ok=True)
+        glora = config.method.name == "glora"
+        result = fake_result(
+            val=val_of[lr], test=val_of[lr] + 0.01 * config.train.seed, search=glora
+        ) | {"started_from_checkpoint": copied}
+        (workdir / "result.json").write_text(json.dumps(result))
+        return result
+
+    return runner
+
+
+def test_execute_runs_everything_once_and_resumes(tmp_path: Path) -> None:
+    calls: list[str] = []
+    runner = fake_runner({1e-4: 0.6, 1e-3: 0.7}, calls)
+    assets = Assets(tmp_path / "a", tmp_path / "d")
+    done = execute(TINY, assets, tmp_path / "runs", runner=runner, poll_s=0.0)
+    results = finished(tmp_path / "runs")
+    assert sorted(done) == sorted(calls) == sorted(results)
+    assert not [r for r in plan(TINY, results) if r.run_id not in results]
+    failed = [k for k, v in results.items() if "failed" in v]
+    assert failed == ["main-digits-dinov2-s14-glora-b100000-lr0.001-s0"]
+    assert (tmp_path / "runs" / failed[0] / FAILURE).is_file()
+    # glora's second budget (lr 1e-4 chosen: 1e-3 failed) starts from the first one's supernet
+    for s in TINY.seeds:
+        first, second = (f"main-digits-dinov2-s14-glora-b{b}-lr0.0001-s{s}" for b in TINY.budgets)
+        assert not results[first]["started_from_checkpoint"]
+        assert results[second]["started_from_checkpoint"]
+    assert execute(TINY, assets, tmp_path / "runs", runner=runner, poll_s=0.0) == []
+
+
+def test_execute_starts_nothing_after_the_deadline(tmp_path: Path) -> None:
+    calls: list[str] = []
+    assets = Assets(tmp_path / "a", tmp_path / "d")
+    runner = fake_runner({1e-4: 0.6, 1e-3: 0.7}, calls)
+    assert execute(TINY, assets, tmp_path / "runs", runner=runner, deadline_s=0.0) == []
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def full_results() -> dict:
+    tests = {0: 0.80, 1: 0.84, 2: 0.83}
+    results = phase_one_results((0.5, 0.6), (0.7, 0.2))
+    for seed, test in tests.items():
+        run = Run("main", "digits", "dinov2-s14", "linear", 1e-3, seed)
+        results[run.run_id] = fake_result(val=0.6, test=test)
+    for budget, seed in [(100_000, 1), (200_000, 0)]:
+        run = Run("main", "digits", "dinov2-s14", "glora", 1e-4, seed, budget=budget)
+        results[run.run_id] = fake_result(val=0.7, test=0.9, params=budget, search=True)
+    results[Run("main", "digits", "dinov2-s14", "glora", 1e-4, 2, budget=100_000).run_id] = {
+        "failed": "NonFiniteLossError: nan"
+    }
+    for seed in (0, 1):
+        run = Run("fewshot", "digits", "dinov2-s14", "linear", 1e-3, seed, shots=2)
+        results[run.run_id] = fake_result(val=0.3, test=0.3 + 0.1 * seed)
+    return results
+
+
+def test_summarize_means_and_sample_std() -> None:
+    rows = {(r.study, r.label): r for r in summarize(TINY, full_results())}
+    linear = rows[("main", "linear probe")]
+    assert linear.lr == 1e-3 and linear.seeds == (0, 1, 2)
+    chex.assert_trees_all_close(
+        (linear.mean, linear.std), (np.mean([0.80, 0.84, 0.83]), np.std([0.80, 0.84, 0.83], ddof=1))
+    )
+    glora = rows[("main", "GLoRA ≤0.10M")]
+    assert glora.seeds == (0, 1) and glora.failed == ("NonFiniteLossError: nan",)
+    assert glora.params == np.mean([10, 100_000]) and glora.search_s == 2.0
+    assert rows[("main", "GLoRA ≤0.20M")].seeds == (0,)
+    few = rows[("fewshot", "linear probe")]
+    chex.assert_trees_all_close((few.mean, few.std), (0.35, math.sqrt(0.005)))
+
+
+def test_markdown_section_and_plots(tmp_path: Path) -> None:
+    results = full_results()
+    rows = summarize(TINY, results)
+    text = markdown(TINY, rows, results)
+    assert "| linear probe | 82.3 ± 2.1 (n=3) |" in text
+    assert "60.0*" in text and "NonFiniteLossError" in text
+    doc = tmp_path / "results.md"
+    doc.write_text("# Results\n\nhand-written discussion\n")
+    write_section(doc, text)
+    write_section(doc, "second\n")
+    final = doc.read_text()
+    assert final.count(BEGIN) == 1 and final.count(END) == 1
+    assert "hand-written discussion" in final and "second" in final and "82.3" not in final
+    for path in (
+        plot_accuracy_vs_params(rows, tmp_path / "acc.png"),
+        plot_few_shot(rows, tmp_path / "few.png"),
+    ):
+        assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_settings_refuse_seeds_not_starting_at_zero() -> None:
+    with pytest.raises(ValueError, match="seed 0"):
+        dataclasses.replace(TINY, seeds=(1, 2))

@@ -57,6 +57,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--deadline-s", type=float, default=None,
                      help="start no run after this many seconds")  # fmt: skip
     run.add_argument("--compile-cache", default=None, help="JAX persistent compilation cache")
+    run.add_argument("--claims", type=Path, default=None,
+                     help="shared folder: parallel processes of one part take runs first come, "
+                     "first served (empty it before starting them)")  # fmt: skip
     report.add_argument("--doc", type=Path, default=Path("docs/results.md"))
     report.add_argument("--figures", type=Path, default=Path("docs"))
     return parser.parse_args(argv)
@@ -121,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         from experiments.suite_run import execute
 
         done = execute(settings, assets, args.runs, part=args.part,
-                       deadline_s=args.deadline_s)  # fmt: skip
+                       deadline_s=args.deadline_s, claims=args.claims)  # fmt: skip
         print(f"part {args.part[0]}/{args.part[1]} ran {len(done)} runs")
     else:
         write_report(settings, args.runs, doc=args.doc, figures=args.figures)

@@ -179,13 +179,14 @@ def groups(settings: SuiteSettings) -> list[Group]:
 
 
 def plan(settings: SuiteSettings, results: Results) -> list[Run]:
-    """Every run whose lr is known by now (phase 1 always; the seeds once ``choose_lr`` has an
-    answer), in priority order, without duplicates."""
+    """Every run whose lr is known by now, without duplicates, in priority order: every lr grid
+    (phase 1), then the seeds of each group once ``choose_lr`` has an answer."""
     planned: dict[str, Run] = {}
     for group in groups(settings):
         if group[0] != "fewshot":
             for run in phase_one(settings, group):
                 planned.setdefault(run.run_id, run)
+    for group in groups(settings):
         lr = choose_lr(settings, group, results)
         if lr is None:
             continue

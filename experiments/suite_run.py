@@ -95,12 +95,15 @@ def execute(
     part: tuple[int, int] = (1, 1),
     deadline_s: float | None = None,
     poll_s: float = 5.0,
+    claims: Path | None = None,
     runner: Runner | None = None,
 ) -> list[str]:
     """Run this part's unfinished runs until the plan is complete; returns the ids it ran.
 
     Starts no run after ``deadline_s`` seconds (a started run finishes). A GLoRA run at a later
     budget waits for its first-budget run and starts from a copy of that supernet checkpoint.
+    claims: a folder shared by processes that work through the same part: each run is taken by
+    whoever first creates ``claims/<run id>`` (clear it before starting a new set of processes).
     """
     if runner is None:
         from experiments import pipeline  # heavy (jax, models): only when really running
@@ -112,8 +115,8 @@ def execute(
         results = finished(runs)
         todo = [r for r in plan(settings, results) if in_part(r, part) and r.run_id not in results]
         ready = [r for r in todo if _source_done(settings, r, results)]
-        if ready:
-            run = ready[0]
+        run = next((r for r in ready if _claim(claims, r)), None)
+        if run is not None:
             _copy_supernet(settings, run, runs)
             config = run_config(run, settings, assets, cache_dir(runs))
             log.info("run %s (%d left in this part)", run.run_id, len(todo) - 1)
@@ -130,6 +133,18 @@ def execute(
         else:
             break
     return done
+
+
+def _claim(claims: Path | None, run: Run) -> bool:
+    """Whether this process may run ``run`` (atomically creates its claim file)."""
+    if claims is None:
+        return True
+    claims.mkdir(parents=True, exist_ok=True)
+    try:
+        (claims / run.run_id).open("x").close()
+    except FileExistsError:
+        return False
+    return True
 
 
 def _source_done(settings: SuiteSettings, run: Run, results: dict[str, Any]) -> bool:

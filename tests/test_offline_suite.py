@@ -237,6 +237,22 @@ def test_execute_runs_everything_once_and_resumes(tmp_path: Path) -> None:
     assert execute(TINY, assets, tmp_path / "runs", runner=runner, poll_s=0.0) == []
 
 
+def test_execute_skips_runs_claimed_by_another_process(tmp_path: Path) -> None:
+    calls: list[str] = []
+    runner = fake_runner({1e-4: 0.6, 1e-3: 0.7}, calls)
+    claimed = Run("main", "digits", "dinov2-s14", "linear", 1e-4, 0)
+    (tmp_path / "claims").mkdir()
+    (tmp_path / "claims" / claimed.run_id).touch()
+    assets = Assets(tmp_path / "a", tmp_path / "d")
+    done = execute(TINY, assets, tmp_path / "runs", runner=runner, deadline_s=0.3, poll_s=0.01,
+                   claims=tmp_path / "claims")  # fmt: skip
+    # the linear group (and the few-shot one after it) waits for the claimed run; glora goes on
+    assert [d for d in done if "linear" in d] == ["main-digits-dinov2-s14-linear-lr0.001-s0"]
+    assert len([d for d in done if "glora" in d]) == 2 + (len(TINY.seeds) - 1) + len(TINY.seeds)
+    claim_files = sorted(p.name for p in (tmp_path / "claims").iterdir())
+    assert claim_files == sorted([*done, claimed.run_id])
+
+
 def test_execute_starts_nothing_after_the_deadline(tmp_path: Path) -> None:
     calls: list[str] = []
     assets = Assets(tmp_path / "a", tmp_path / "d")

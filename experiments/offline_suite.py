@@ -5,6 +5,7 @@
     # on the GPU: derived inputs once, then parts (in parallel processes or separate calls)
     python -m experiments.offline_suite prepare --assets .suite/assets --runs .suite/runs
     python -m experiments.offline_suite run --assets .suite/assets --runs .suite/runs --part 1/4
+    python -m experiments.offline_suite run --workers 8 ...     # prepare + 8 processes, 1 GPU
     python -m experiments.offline_suite run ... --dry-run          # print the plan, run nothing
     # anywhere the result.json files are: tables + plots into docs/results.md
     python -m experiments.offline_suite report --runs .suite/runs --doc docs/results.md
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -57,6 +60,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--deadline-s", type=float, default=None,
                      help="start no run after this many seconds")  # fmt: skip
     run.add_argument("--compile-cache", default=None, help="JAX persistent compilation cache")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="N > 1: prepare, then N processes share this part through --claims "
+        "(default <runs>/claims, emptied first); logs in <runs>/logs",
+    )
     run.add_argument("--claims", type=Path, default=None,
                      help="shared folder: parallel processes of one part take runs first come, "
                      "first served (empty it before starting them)")  # fmt: skip
@@ -116,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         prepare(settings, assets, args.runs)
     elif args.command == "run" and args.dry_run:
         print_plan(settings, assets, args)
+    elif args.command == "run" and args.workers > 1:
+        from experiments.suite_run import prepare
+
+        prepare(settings, assets, args.runs)
+        return launch_workers(args)
     elif args.command == "run":
         if args.compile_cache:
             import jax
@@ -129,6 +144,28 @@ def main(argv: list[str] | None = None) -> int:
     else:
         write_report(settings, args.runs, doc=args.doc, figures=args.figures)
     return 0
+
+
+def launch_workers(args: argparse.Namespace) -> int:
+    """Start ``args.workers`` processes of ``run`` on the same part and claims; wait for all.
+    Returns the worst exit code."""
+    claims = args.claims or args.runs / "claims"
+    shutil.rmtree(claims, ignore_errors=True)
+    logs = args.runs / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "experiments.offline_suite", "run", "--workers", "1",
+        "--assets", str(args.assets), "--runs", str(args.runs), "--claims", str(claims),
+        "--part", f"{args.part[0]}/{args.part[1]}",
+        *(f"--set={item}" for item in args.overrides),
+        *(["--deadline-s", str(args.deadline_s)] if args.deadline_s is not None else []),
+        *(["--compile-cache", args.compile_cache] if args.compile_cache else []),
+    ]  # fmt: skip
+    processes = []
+    for worker in range(args.workers):
+        with (logs / f"worker{worker}.log").open("a") as log_file:
+            processes.append(subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT))
+    return max(process.wait() for process in processes)
 
 
 def write_report(settings: SuiteSettings, runs: Path, *, doc: Path, figures: Path) -> None:

@@ -115,8 +115,8 @@ def _row(settings: SuiteSettings, runs: list[Run], results: Results) -> Row | No
 
 
 def lr_sweep(settings: SuiteSettings, results: Results) -> list[tuple[str, dict[float, str]]]:
-    """(row label, {lr: val200 accuracy at seed 0 or 'failed' or '–'}) for every non-few-shot
-    group, the chosen lr marked with '*'."""
+    """(row label "study | task | backbone | method" (four table cells), {lr: val200 accuracy at
+    seed 0 or 'failed' or '–'}) for every non-few-shot group, the chosen lr marked with '*'."""
     table = []
     for group in groups(settings):
         if group[0] == "fewshot":
@@ -181,8 +181,8 @@ def markdown(settings: SuiteSettings, rows: Sequence[Row], results: Results) -> 
     sweep = lr_sweep(settings, results)
     lrs = settings.learning_rates
     out += ["### Learning-rate choice: val200 accuracy (%) at seed 0 (* = chosen)", ""]
-    out += ["| study \\| task \\| backbone \\| method | " + " | ".join(f"lr {lr:g}" for lr in lrs)
-            + " |", "|---|" + "---|" * len(lrs)]  # fmt: skip
+    out += ["| study | task | backbone | method | " + " | ".join(f"lr {lr:g}" for lr in lrs)
+            + " |", "|---|---|---|---|" + "---|" * len(lrs)]  # fmt: skip
     out += [f"| {label} | " + " | ".join(cells[lr] for lr in lrs) + " |" for label, cells in sweep]
     failures = [(run_id, r["failed"]) for run_id, r in sorted(results.items()) if "failed" in r]
     out += ["", "### Failed runs", ""]

@@ -60,6 +60,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--deadline-s", type=float, default=None,
                      help="start no run after this many seconds")  # fmt: skip
     run.add_argument("--compile-cache", default=None, help="JAX persistent compilation cache")
+    run.add_argument("--matmul-precision", default="highest",
+                     choices=("default", "high", "highest"), help="jax_default_matmul_precision; 'highest' = true float32 on GPUs (the "
+                     "default would use TF32, whose rounding can fail the merged-model check)")
     run.add_argument(
         "--workers",
         type=int,
@@ -132,9 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         prepare(settings, assets, args.runs)
         return launch_workers(args)
     elif args.command == "run":
-        if args.compile_cache:
-            import jax
+        import jax
 
+        jax.config.update("jax_default_matmul_precision", args.matmul_precision)
+        if args.compile_cache:
             jax.config.update("jax_compilation_cache_dir", args.compile_cache)
         from experiments.suite_run import execute
 
@@ -160,6 +164,7 @@ def launch_workers(args: argparse.Namespace) -> int:
         *(f"--set={item}" for item in args.overrides),
         *(["--deadline-s", str(args.deadline_s)] if args.deadline_s is not None else []),
         *(["--compile-cache", args.compile_cache] if args.compile_cache else []),
+        "--matmul-precision", args.matmul_precision,
     ]  # fmt: skip
     processes = []
     for worker in range(args.workers):

@@ -60,9 +60,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--deadline-s", type=float, default=None,
                      help="start no run after this many seconds")  # fmt: skip
     run.add_argument("--compile-cache", default=None, help="JAX persistent compilation cache")
-    run.add_argument("--matmul-precision", default="highest",
-                     choices=("default", "high", "highest"), help="jax_default_matmul_precision; 'highest' = true float32 on GPUs (the "
-                     "default would use TF32, whose rounding can fail the merged-model check)")
+    run.add_argument(
+        "--matmul-precision", default="highest", choices=("default", "high", "highest"),
+        help="jax_default_matmul_precision; 'highest' = true float32 on GPUs (the default "
+        "would use TF32, whose rounding can fail the merged-model check)",
+    )  # fmt: skip
     run.add_argument(
         "--workers",
         type=int,

@@ -35,6 +35,7 @@ from experiments.suite_report import (
     BEGIN,
     END,
     markdown,
+    not_run,
     plot_accuracy_vs_params,
     plot_few_shot,
     summarize,
@@ -302,6 +303,8 @@ def test_markdown_section_and_plots(tmp_path: Path) -> None:
     text = markdown(TINY, rows, results)
     assert "| linear probe | 82.3 ± 2.1 (n=3) |" in text
     assert "60.0*" in text and "NonFiniteLossError" in text
+    assert "- `main-digits-dinov2-s14-glora-b200000-lr0.0001-s1`" in text  # planned, not run
+    assert "fewshot digits dinov2-s14 linear" not in text  # its lr is known: seeds planned
     doc = tmp_path / "results.md"
     doc.write_text("# Results\n\nhand-written discussion\n")
     write_section(doc, text)
@@ -314,6 +317,15 @@ def test_markdown_section_and_plots(tmp_path: Path) -> None:
         plot_few_shot(rows, tmp_path / "few.png"),
     ):
         assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_not_run_lists_missing_runs_and_waiting_groups() -> None:
+    lines = not_run(TINY, {})
+    assert len(lines) == len(plan(TINY, {})) + 3  # 4 lr-grid runs, then 3 groups waiting
+    assert lines[-1] == (
+        "- fewshot digits dinov2-s14 linear 2-shot: lr not chosen yet (lr grid unfinished), "
+        "seeds not planned"
+    )
 
 
 def test_settings_refuse_seeds_not_starting_at_zero() -> None:

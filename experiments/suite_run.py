@@ -22,10 +22,10 @@ from experiments.config import ExperimentConfig
 from experiments.data import load_task
 from experiments.suite_data import few_shot_pack, full_precision_copy
 from experiments.suite_plan import (
-    BACKBONE_OF_STUDY,
     Assets,
     Run,
     SuiteSettings,
+    groups,
     in_part,
     plan,
     run_config,
@@ -56,13 +56,31 @@ def finished(runs: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
+def inputs(settings: SuiteSettings) -> tuple[list[str], list[tuple[str, int | None]]]:
+    """(backbones, (task, shots) packs) that the planned groups read."""
+    found = groups(settings)
+    backbones = sorted({backbone for _, _, backbone, _, _ in found})
+    packs = sorted({(task, shots) for _, task, _, _, shots in found}, key=str)
+    return backbones, packs
+
+
+def check_prepared(settings: SuiteSettings, assets: Assets) -> None:
+    """Raise FileNotFoundError naming every weight file or pack a planned run needs and lacks."""
+    backbones, packs = inputs(settings)
+    needed = [assets.weights(b) for b in backbones] + [assets.pack(t, k) for t, k in packs]
+    missing = [str(path) for path in needed if not path.exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"missing inputs {missing}: run `python -m experiments.offline_suite prepare` "
+            "(with the same --assets, --runs and --set options) first"
+        )
+
+
 def prepare(settings: SuiteSettings, assets: Assets, runs: Path) -> None:
     """Derived inputs, made once before parallel parts start: float32 weights from the float16
     copies, the few-shot packs, and every split decoded at the run resolution into the cache."""
-    backbones = {BACKBONE_OF_STUDY["main"]} if settings.tasks or settings.shots else set()
-    if settings.conv_tasks and settings.conv_methods:
-        backbones.add(BACKBONE_OF_STUDY["conv"])
-    for backbone in sorted(backbones):
+    backbones, packs = inputs(settings)
+    for backbone in backbones:
         if not assets.weights(backbone).exists():
             half = assets.half_weights(backbone)
             if not half.exists():
@@ -71,18 +89,13 @@ def prepare(settings: SuiteSettings, assets: Assets, runs: Path) -> None:
                     "`python -m experiments.offline_suite pack` where the weights are installed"
                 )
             full_precision_copy(half, assets.weights(backbone))
-    for shots in settings.shots if settings.fewshot_methods else ():
-        target = assets.pack(settings.fewshot_task, shots)
-        if not target.exists():
-            few_shot_pack(
-                assets.pack(settings.fewshot_task), shots, target, seed=settings.split_seed
-            )
-    packs = {assets.pack(t) for t in (*settings.tasks, *settings.conv_tasks)}
-    packs |= {assets.pack(settings.fewshot_task, k) for k in settings.shots}
-    for pack in sorted(packs):
+    for task, shots in packs:
+        target = assets.pack(task, shots)
+        if shots is not None and not target.exists():
+            few_shot_pack(assets.pack(task), shots, target, seed=settings.split_seed)
         for split in ("train800", "val200", "test"):
             load_task(
-                str(pack), source="npz", split=split, image_size=settings.image_size,
+                str(target), source="npz", split=split, image_size=settings.image_size,
                 seed=settings.split_seed, cache_dir=cache_dir(runs),
             )  # fmt: skip
 
@@ -105,6 +118,7 @@ def execute(
     claims: a folder shared by processes that work through the same part: each run is taken by
     whoever first creates ``claims/<run id>`` (clear it before starting a new set of processes).
     """
+    check_prepared(settings, assets)
     if runner is None:
         from experiments import pipeline  # heavy (jax, models): only when really running
 

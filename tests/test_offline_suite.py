@@ -41,7 +41,14 @@ from experiments.suite_report import (
     summarize,
     write_section,
 )
-from experiments.suite_run import FAILURE, execute, finished
+from experiments.suite_run import (
+    FAILURE,
+    check_prepared,
+    execute,
+    finished,
+    inputs,
+    prepare,
+)
 
 TINY = SuiteSettings(
     tasks=("digits",),
@@ -199,6 +206,36 @@ def test_run_config_applies_the_settings(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- executor
 
 
+def prepared_assets(tmp_path: Path) -> Assets:
+    """Assets with (empty) files wherever TINY's runs look for inputs."""
+    assets = Assets(tmp_path / "a", tmp_path / "d")
+    backbones, packs = inputs(TINY)
+    for path in [assets.weights(b) for b in backbones] + [assets.pack(t, k) for t, k in packs]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    return assets
+
+
+def test_prepare_derives_weights_few_shot_packs_and_cache(tmp_path: Path) -> None:
+    settings = dataclasses.replace(TINY, image_size=8)
+    assets = Assets(tmp_path / "a", tmp_path / "d")
+    with pytest.raises(FileNotFoundError, match="prepare"):
+        check_prepared(settings, assets)
+    parts = {"train": (800, 1), "val": (200, 2), "test": (30, 3)}
+    data = {k: synthetic(n, num_classes=10, seed=s) for k, (n, s) in parts.items()}
+    write_pack(assets.pack("digits"), **data, num_classes=10, seed=0)
+    weights = np.linspace(-1, 1, 6, dtype=np.float32)
+    assets.half_weights("dinov2-s14").parent.mkdir(parents=True)
+    np.savez(assets.half_weights("dinov2-s14"), w=weights.astype(np.float16))
+    prepare(settings, assets, tmp_path / "runs")
+    check_prepared(settings, assets)
+    with np.load(assets.weights("dinov2-s14")) as full:
+        chex.assert_trees_all_close(full["w"], weights.astype(np.float16).astype(np.float32))
+    got, _ = open_npz_split(assets.pack("digits", 2), "train800", seed=0)
+    assert np.bincount(got.labels).tolist() == [80] * 10
+    assert len(list((tmp_path / "runs" / "cache").glob("*.labels.npy"))) == 6  # 2 packs x 3
+
+
 def fake_runner(val_of: dict[float, float], calls: list[str]) -> Any:
     """Writes result.json (and a checkpoint dir) like pipeline.run; lr 1e-3 diverges for glora."""
 
@@ -222,7 +259,7 @@ def fake_runner(val_of: dict[float, float], calls: list[str]) -> Any:
 def test_execute_runs_everything_once_and_resumes(tmp_path: Path) -> None:
     calls: list[str] = []
     runner = fake_runner({1e-4: 0.6, 1e-3: 0.7}, calls)
-    assets = Assets(tmp_path / "a", tmp_path / "d")
+    assets = prepared_assets(tmp_path)
     done = execute(TINY, assets, tmp_path / "runs", runner=runner, poll_s=0.0)
     results = finished(tmp_path / "runs")
     assert sorted(done) == sorted(calls) == sorted(results)
@@ -244,7 +281,7 @@ def test_execute_skips_runs_claimed_by_another_process(tmp_path: Path) -> None:
     claimed = Run("main", "digits", "dinov2-s14", "linear", 1e-4, 0)
     (tmp_path / "claims").mkdir()
     (tmp_path / "claims" / claimed.run_id).touch()
-    assets = Assets(tmp_path / "a", tmp_path / "d")
+    assets = prepared_assets(tmp_path)
     done = execute(TINY, assets, tmp_path / "runs", runner=runner, deadline_s=0.3, poll_s=0.01,
                    claims=tmp_path / "claims")  # fmt: skip
     # the linear group (and the few-shot one after it) waits for the claimed run; glora goes on
@@ -256,7 +293,7 @@ def test_execute_skips_runs_claimed_by_another_process(tmp_path: Path) -> None:
 
 def test_execute_starts_nothing_after_the_deadline(tmp_path: Path) -> None:
     calls: list[str] = []
-    assets = Assets(tmp_path / "a", tmp_path / "d")
+    assets = prepared_assets(tmp_path)
     runner = fake_runner({1e-4: 0.6, 1e-3: 0.7}, calls)
     assert execute(TINY, assets, tmp_path / "runs", runner=runner, deadline_s=0.0) == []
 

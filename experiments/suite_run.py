@@ -48,11 +48,15 @@ def cache_dir(runs: Path) -> Path:
 
 def finished(runs: Path) -> dict[str, dict[str, Any]]:
     """{run id: result} of every run directory under ``runs`` with a result.json or a
-    failure.json (the result wins when both exist)."""
-    found = {p.parent.name: json.loads(p.read_text()) for p in sorted(runs.glob(f"*/{FAILURE}"))}
-    found.update(
-        {p.parent.name: json.loads(p.read_text()) for p in sorted(runs.glob(f"*/{RESULT}"))}
-    )
+    failure.json (the result wins when both exist). A file another process is still writing
+    (not valid JSON yet) counts as absent."""
+    found: dict[str, dict[str, Any]] = {}
+    for name in (FAILURE, RESULT):
+        for path in sorted(runs.glob(f"*/{name}")):
+            try:
+                found[path.parent.name] = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                continue
     return found
 
 
@@ -139,8 +143,10 @@ def execute(
             except Exception as error:  # recorded, reported, and the other runs go on
                 log.exception("run %s failed", run.run_id)
                 failure = {"failed": f"{type(error).__name__}: {error}"}
-                (runs / run.run_id).mkdir(parents=True, exist_ok=True)
-                (runs / run.run_id / FAILURE).write_text(json.dumps(failure, indent=2))
+                partial = runs / run.run_id / f"{FAILURE}.partial"
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                partial.write_text(json.dumps(failure, indent=2))
+                partial.replace(runs / run.run_id / FAILURE)
             done.append(run.run_id)
         elif todo or waiting_groups(settings, results):
             time.sleep(poll_s)  # another part is finishing what this one needs

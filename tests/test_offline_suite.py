@@ -291,6 +291,13 @@ def test_execute_skips_runs_claimed_by_another_process(tmp_path: Path) -> None:
     assert claim_files == sorted([*done, claimed.run_id])
 
 
+def test_finished_ignores_a_result_being_written(tmp_path: Path) -> None:
+    for run_id, text in [("a", '{"test_accuracy": 0.5}'), ("b", '{"test_acc')]:
+        (tmp_path / run_id).mkdir()
+        (tmp_path / run_id / "result.json").write_text(text)
+    assert finished(tmp_path) == {"a": {"test_accuracy": 0.5}}
+
+
 def test_execute_starts_nothing_after_the_deadline(tmp_path: Path) -> None:
     calls: list[str] = []
     assets = prepared_assets(tmp_path)

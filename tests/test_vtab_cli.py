@@ -96,3 +96,63 @@ def test_missing_vtab_data_and_checkpoint_fail_clearly(tmp_path):
             ["--task=digits", "--preset=quickstart", "--set", "backbone.name=vit-b16",
              f"--workdir={tmp_path}/w2"]
         )  # fmt: skip
+
+
+def write_noah_task(root, task: str, num_classes: int, sizes: dict[str, int], seed: int) -> None:
+    """NOAH's vtab-1k layout with random 16x16 JPEGs: <root>/<task>/<split>.txt + images."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder = root / task / "images"
+    folder.mkdir(parents=True)
+    for split, n in sizes.items():
+        lines = []
+        for i in range(n):
+            label = i % num_classes
+            pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+            pixels[:, :, label % 3] = 25 * label  # a learnable cue
+            Image.fromarray(pixels).save(folder / f"{split}_{i}.jpg")
+            lines.append(f"images/{split}_{i}.jpg {label}")
+        (root / task / f"{split}.txt").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.slow
+def test_several_vtab_tasks_from_noah_layout_write_the_table(tmp_path):
+    root = tmp_path / "vtab-1k"
+    sizes = {"train800": 100, "val200": 20, "train800val200": 120, "test": 30}
+    write_noah_task(root, "eurosat", 10, sizes, seed=0)
+    write_noah_task(root, "patch_camelyon", 2, sizes, seed=1)
+    tiny = [a for a in TINY if a != "--task=digits"]
+    argv = [
+        "--adapter=lora",
+        "--tasks=eurosat,patch_camelyon",
+        "--source=noah",
+        f"--data_dir={root}",
+        "--preset=quickstart",
+        f"--workdir={tmp_path / 'runs'}",
+        *tiny,
+    ]
+    assert vtab.main(argv) == 0
+    table = (tmp_path / "runs" / "vtab_table.md").read_text().splitlines()
+    ours = next(line for line in table if line.startswith("| lora (ours)"))
+    cells = [c.strip() for c in ours.strip("|").split("|")]
+    results = {t: json.loads((tmp_path / "runs" / t / "result.json").read_text())
+               for t in ("eurosat", "patch_camelyon")}  # fmt: skip
+    # Columns: method, params, 19 tasks (Camelyon is 8th, EuroSAT 9th), 3 groups, average.
+    assert cells[2 + 7] == f"{100 * results['patch_camelyon']['test_accuracy']:.1f}"
+    assert cells[2 + 8] == f"{100 * results['eurosat']['test_accuracy']:.1f}"
+    assert cells[2] == "-" and cells[-2] == "-"  # no natural / structured tasks were run
+    assert any(line.startswith("| GLoRA 0.86M (paper)") for line in table)
+
+
+@pytest.mark.slow
+def test_glora_retrains_the_chosen_subnet_on_train800val200(tmp_path):
+    argv = ["--adapter=glora", f"--workdir={tmp_path}", *TINY, "--set", "search.retrain=True"]
+    assert vtab.main(argv) == 0
+    out = tmp_path / "digits"
+    result = json.loads((out / "result.json").read_text())
+    assert result["test_accuracy"] == result["merged_test_accuracy"]
+    # The retrain ran a fixed subnet on 1000 images (train800val200), 2 epochs of batch 100.
+    metrics = (out / "retrain" / "metrics.csv").read_text().splitlines()
+    steps = {int(line.split(",")[0]) for line in metrics[1:] if ",train/loss," in line}
+    assert max(steps) == 2 * 1000 // 100

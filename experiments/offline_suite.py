@@ -189,6 +189,7 @@ def write_report(settings: SuiteSettings, runs: Path, *, doc: Path, figures: Pat
     rows = summarize(settings, results)
     figures.mkdir(parents=True, exist_ok=True)
     plot_accuracy_vs_params(rows, figures / "offline_suite_accuracy_vs_params.png")
+    plot_accuracy_vs_params(rows, figures / "offline_suite_conv_accuracy_vs_params.png", study="conv")
     plot_few_shot(rows, figures / "offline_suite_few_shot.png")
     write_section(doc, markdown(settings, rows, results))
     print(f"{len(results)} runs -> {len(rows)} rows in {doc}; figures in {figures}")

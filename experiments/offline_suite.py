@@ -188,8 +188,8 @@ def write_report(settings: SuiteSettings, runs: Path, *, doc: Path, figures: Pat
     results = finished(runs)
     rows = summarize(settings, results)
     figures.mkdir(parents=True, exist_ok=True)
-    plot_accuracy_vs_params(rows, figures / "offline_suite_accuracy_vs_params.png")
-    plot_accuracy_vs_params(rows, figures / "offline_suite_conv_accuracy_vs_params.png", study="conv")
+    for study, name in (("main", "accuracy_vs_params"), ("conv", "conv_accuracy_vs_params")):
+        plot_accuracy_vs_params(rows, figures / f"offline_suite_{name}.png", study=study)
     plot_few_shot(rows, figures / "offline_suite_few_shot.png")
     write_section(doc, markdown(settings, rows, results))
     print(f"{len(results)} runs -> {len(rows)} rows in {doc}; figures in {figures}")

@@ -24,7 +24,7 @@ from experiments.data import load_task
 from experiments.data.base import SplitArrays
 from experiments.data.pipeline import TrainBatches
 from experiments.methods import Method, build_method
-from experiments.training import train
+from experiments.training import TrainResult, train
 from experiments.training.evaluate import (
     make_accuracy_fn,
     make_config_scorer,
@@ -46,22 +46,51 @@ class Splits:
     test: SplitArrays
 
 
-def load_splits(config: ExperimentConfig, *, train_split: str = "train800") -> Splits:
-    """uint8 train / val200 / test arrays at the backbone's resolution."""
+def load_split(config: ExperimentConfig, split: str) -> SplitArrays:
+    """One uint8 split of the task at the backbone's resolution."""
     data = config.data
+    return load_task(
+        data.task, source=data.source, split=split, data_dir=data.data_dir,  # type: ignore[arg-type]
+        image_size=config.backbone.image_size, seed=data.split_seed, cache_dir=data.cache_dir,
+    )  # fmt: skip
 
-    def split(name: str) -> SplitArrays:
-        return load_task(
-            data.task, source=data.source, split=name, data_dir=data.data_dir,  # type: ignore[arg-type]
-            image_size=config.backbone.image_size, seed=data.split_seed, cache_dir=data.cache_dir,
-        )  # fmt: skip
 
-    test = split("test")
-    if data.test_limit is not None and len(test) > data.test_limit:
-        test = dataclasses.replace(
-            test, images=test.images[: data.test_limit], labels=test.labels[: data.test_limit]
-        )
-    return Splits(split(train_split), split("val200"), test)
+def load_splits(config: ExperimentConfig) -> Splits:
+    """train800 / val200 / test (the first ``data.test_limit`` test images if set)."""
+    test = load_split(config, "test")
+    limit = config.data.test_limit
+    if limit is not None and len(test) > limit:
+        test = dataclasses.replace(test, images=test.images[:limit], labels=test.labels[:limit])
+    return Splits(load_split(config, "train800"), load_split(config, "val200"), test)
+
+
+def train_on(
+    config: ExperimentConfig,
+    backbone: Backbone,
+    method: Method,
+    split: SplitArrays,
+    workdir: pathlib.Path,
+    *,
+    cfg: Any = None,
+    eval_split: SplitArrays | None = None,
+) -> TrainResult:
+    """Train ``method`` on ``split`` (resuming from ``workdir``); ``cfg`` fixes the subnet."""
+    return train(
+        config.train,
+        forward=backbone.forward,
+        params=backbone.params,
+        adapter=method.adapter,
+        train_data=TrainBatches(
+            split.images,
+            split.labels,
+            batch_size=config.train.batch_size,
+            seed=config.train.seed,
+            mesh=data_mesh(),
+        ),  # fmt: skip
+        workdir=workdir,
+        eval_data=None if eval_split is None else (eval_split.images, eval_split.labels),
+        cfg=cfg,
+    )
 
 
 def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]:
@@ -77,23 +106,9 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
         config.method, targets=backbone.targets, stacked=backbone.stacked,
         head_pattern=config.train.head_pattern,
     )  # fmt: skip
-    mesh = data_mesh()
     fixed = method.fixed_cfg(backbone.params)
-    trained = train(
-        config.train,
-        forward=backbone.forward,
-        params=backbone.params,
-        adapter=method.adapter,
-        train_data=TrainBatches(
-            splits.train.images,
-            splits.train.labels,
-            batch_size=config.train.batch_size,
-            seed=config.train.seed,
-            mesh=mesh,
-        ),  # fmt: skip
-        workdir=workdir / "train",
-        eval_data=(splits.val.images, splits.val.labels),
-        cfg=fixed,
+    trained = train_on(
+        config, backbone, method, splits.train, workdir / "train", cfg=fixed, eval_split=splits.val
     )
     params, aparams, cfg = trained.params, trained.aparams, fixed
     search: dict[str, Any] = {}
@@ -106,11 +121,13 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
             "val_accuracy": result.best_score,
         }
         if config.search.retrain:
-            params, aparams = _retrain(config, backbone, method, cfg, workdir)
+            both = load_split(config, "train800val200")
+            retrained = train_on(config, backbone, method, both, workdir / "retrain", cfg=cfg)
+            params, aparams = retrained.params, retrained.aparams
 
     test_batches = unstack(
         stack_eval_batches(
-            splits.test.images, splits.test.labels, batch_size=config.eval_batch_size, mesh=mesh
+            splits.test.images, splits.test.labels, batch_size=config.eval_batch_size
         )
     )
     accuracy = make_accuracy_fn(forward=backbone.forward, adapter=method.adapter)
@@ -176,30 +193,3 @@ def _search(
     search_plots.plot_layer_config(space, result.best_cfg, plots / "subnet_layers.png")
     search_plots.plot_params_per_layer_type(space, result.best_cfg, plots / "params_per_type.png")
     return result
-
-
-def _retrain(
-    config: ExperimentConfig, backbone: Backbone, method: Method, cfg: Any, workdir: pathlib.Path
-) -> tuple[Any, Any]:
-    """Train the chosen subnet from scratch on train800val200 (the fixed cfg, no sampling)."""
-    both = load_task(
-        config.data.task, source=config.data.source, split="train800val200",  # type: ignore[arg-type]
-        data_dir=config.data.data_dir, image_size=config.backbone.image_size,
-        seed=config.data.split_seed, cache_dir=config.data.cache_dir,
-    )  # fmt: skip
-    retrained = train(
-        config.train,
-        forward=backbone.forward,
-        params=backbone.params,
-        adapter=method.adapter,
-        train_data=TrainBatches(
-            both.images,
-            both.labels,
-            batch_size=config.train.batch_size,
-            seed=config.train.seed,
-            mesh=data_mesh(),
-        ),  # fmt: skip
-        workdir=workdir / "retrain",
-        cfg=cfg,
-    )
-    return retrained.params, retrained.aparams

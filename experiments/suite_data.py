@@ -14,8 +14,8 @@ inside train800val200 here) come out the same as the offline ones; ``check_pack`
 A few-shot pack keeps val200 and test and fills train800 with the k-shot set tiled 800 / (C k)
 times, so every shot count trains for the same number of optimiser steps.
 
-Weights travel as float16 copies (``half_precision_copy``); ``full_precision_copy`` turns them
-back into float32 npz files (the values keep their float16 rounding).
+Weights travel as compressed float16 copies (``half_precision_copy``); ``full_precision_copy``
+turns them back into float32 npz files (the values keep their float16 rounding).
 """
 
 from __future__ import annotations
@@ -131,23 +131,29 @@ def check_pack(
 
 
 def half_precision_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
-    """Copy an npz with every float32 array stored as float16 (other arrays unchanged)."""
-    return _cast_copy(src, dst, np.float32, np.float16)
+    """Copy an npz with every float32 array stored as float16 (other arrays unchanged),
+    deflate-compressed (what travels)."""
+    return _cast_copy(src, dst, np.float32, np.float16, compress=True)
 
 
 def full_precision_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
     """Copy an npz with every float16 array stored as float32 (other arrays unchanged)."""
-    return _cast_copy(src, dst, np.float16, np.float32)
+    return _cast_copy(src, dst, np.float16, np.float32, compress=False)
 
 
 def _cast_copy(
-    src: str | os.PathLike[str], dst: str | os.PathLike[str], old: type, new: type
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    old: type,
+    new: type,
+    *,
+    compress: bool,
 ) -> Path:
     with np.load(src, allow_pickle=False) as npz:
         arrays = {k: npz[k].astype(new) if npz[k].dtype == old else npz[k] for k in npz.files}
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     partial = dst.with_name(f"{dst.stem}.{os.getpid()}.partial.npz")
-    np.savez(partial, **arrays)
+    (np.savez_compressed if compress else np.savez)(partial, **arrays)
     os.replace(partial, dst)
     return dst

@@ -1,0 +1,95 @@
+"""Inference rows: the plain backbone against the merged adapted model.
+
+``adapter.merge(params, aparams, cfg)`` returns plain arrays with the tree, shapes and dtypes of
+``params``, so the merged model runs the very same compiled forward as the plain backbone: the
+merge costs nothing at serving time by construction. Both are timed anyway (same executable,
+separate timings) so the table shows it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+from bench.inputs import random_batches
+from bench.peaks import mfu
+from bench.results import Row
+from bench.timing import Timing, TimingSettings, time_calls
+from bench.xla_stats import FLOPS_SOURCE, MEMORY_SOURCE, compiled_stats
+from experiments.backbones import Backbone
+from experiments.methods import MethodConfig, build_method
+from experiments.training import HEAD_PATTERN, data_mesh
+from peft_core.paths import Params
+
+#: GLoRA (the largest space) with one fixed subnet: the adapter whose merge does the most.
+MERGED_METHOD = MethodConfig("glora", space="large")
+
+
+def merged_params(backbone: Backbone) -> Params:
+    """The backbone's params with a GLoRA subnet merged in (random adapter, seeded subnet)."""
+    method = build_method(
+        MERGED_METHOD, targets=backbone.targets, stacked=backbone.stacked,
+        head_pattern=HEAD_PATTERN,
+    )  # fmt: skip
+    adapter = method.adapter
+    assert adapter.space is not None
+    aparams = jax.jit(adapter.init)(jax.random.key(0), backbone.params)
+    cfg = adapter.space(backbone.params).sample(jax.random.key(1))
+    merged: Params = jax.jit(adapter.merge)(backbone.params, aparams, cfg)
+    plain_struct = jax.tree.map(lambda x: (x.shape, x.dtype), backbone.params)
+    if jax.tree.map(lambda x: (x.shape, x.dtype), merged) != plain_struct:
+        raise ValueError("merged params differ from the plain params in tree, shape or dtype")
+    return merged
+
+
+def bench_inference(
+    backbone: Backbone,
+    *,
+    prefix: str,
+    batches: tuple[int, ...],
+    image_size: int,
+    num_classes: int,
+    timing: TimingSettings,
+    peak_flops: float | None,
+) -> list[Row]:
+    """Rows "<prefix>/plain" and "<prefix>/merged-glora" at every batch size."""
+    forward = jax.jit(lambda p, x: backbone.forward(p, x, train=False))
+    variants = {"plain": backbone.params, "merged-glora": merged_params(backbone)}
+    rows = []
+    for batch in batches:
+        inputs = random_batches(
+            num_sets=timing.input_sets, batch=batch, image_size=image_size,
+            num_classes=num_classes, mesh=data_mesh(), seed=None,
+        )  # fmt: skip
+        lowered = forward.lower(backbone.params, inputs[0][0])
+        compiled = lowered.compile()
+        stats = compiled_stats(lowered, compiled)
+        for label, params in variants.items():
+            t = _time_forward(compiled, params, [images for images, _ in inputs], timing)
+            note = "same executable as plain" if label != "plain" else "f32 params"
+            rows.append(
+                Row(
+                    name=f"{prefix}/{label}",
+                    batch=batch,
+                    step_s=t.median_s,
+                    spread_s=(t.p10_s, t.p90_s),
+                    peak_mem_bytes=stats.peak_bytes,
+                    memory_source=MEMORY_SOURCE,
+                    flops=stats.flops,
+                    flops_source=FLOPS_SOURCE,
+                    mfu=mfu(stats.flops, t.median_s, peak_flops),
+                    note=note + ("; batch 1: latency-bound" if batch == 1 else ""),
+                )
+            )
+    return rows
+
+
+def _time_forward(
+    compiled: Any, params: Params, images: list[jax.Array], timing: TimingSettings
+) -> Timing:
+    return time_calls(
+        lambda i: compiled(params, images[i % len(images)]),
+        sync=jax.block_until_ready,
+        settings=timing,
+    )

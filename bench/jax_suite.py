@@ -1,0 +1,152 @@
+"""The JAX rows, in their own process: ``python -m bench.jax_suite --json out.json [options]``.
+
+Suites, run in the order given: "train" (ViT training steps of every method), "infer" (plain
+vs merged), "search" (candidates/s and the whole evolutionary search), "conv" (ConvNeXt
+training steps). Rows are
+written to the JSON after each one, so a run stopped early keeps what it measured; a row that
+raises is listed under "failed" and the run goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import re
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from bench import jax_train
+from bench.jax_search import bench_search
+from bench.jax_serve import bench_inference
+from bench.models import choose_attention, convnext_backbone, vit_backbone
+from bench.peaks import peak_flops
+from bench.results import Row, save_rows
+from bench.sizes import SIZES, BenchSize
+
+JAX_SUITES = ("train", "infer", "search", "conv")
+
+
+class Recorder:
+    """Collects rows and failures, printing and saving after each measurement."""
+
+    def __init__(self, out: Path, only: str | None, extra: dict[str, Any]) -> None:
+        self.out, self.only, self.extra = out, only, extra
+        self.rows: list[Row] = []
+        self.failed: list[dict[str, Any]] = []
+
+    def wanted(self, key: str) -> bool:
+        return self.only is None or re.search(self.only, key) is not None
+
+    def measure(self, key: str, fn: Callable[[], list[Row]]) -> list[Row]:
+        """Run ``fn`` (one or more rows) unless filtered out; failures are recorded."""
+        if not self.wanted(key):
+            return []
+        started = time.perf_counter()
+        try:
+            rows = fn()
+        except Exception as e:  # noqa: BLE001 - report the row as failed, keep measuring
+            traceback.print_exc()
+            self.failed.append({"name": key, "error": f"{type(e).__name__}: {e}"[:2000]})
+            rows = []
+        for r in rows:
+            print(f"{r.key}: {r.items_per_s:.1f} {r.unit}/s ({r.step_s * 1e3:.2f} ms)", flush=True)
+        print(f"  [{key} took {time.perf_counter() - started:.1f}s]", flush=True)
+        self.rows.extend(rows)
+        save_rows(self.rows, self.out, failed=self.failed, **self.extra)
+        return rows
+
+
+def run_suites(
+    size: BenchSize, suites: Sequence[str], *, attention: str, recorder: Recorder
+) -> None:
+    """Measure the requested suites in the order given (search uses infer's FLOPs if run)."""
+    peak = peak_flops(jax.devices()[0].device_kind)
+    vit = None
+    if {"train", "infer", "search"} & set(suites):
+        impl, note = choose_attention(attention)
+        recorder.extra["attention"] = note
+        print(note, flush=True)
+        vit = vit_backbone(size, attention=impl)
+    flops_per_image = None
+    for suite in suites:
+        if suite == "train" and vit is not None:
+            bench = jax_train.TrainBench(
+                vit, "jax/train", size.image_size, size.num_classes, size.timing, peak
+            )
+            _train_rows(recorder, bench, jax_train.VIT_CASES, size.train_batches)
+        elif suite == "conv":
+            conv = jax_train.TrainBench(
+                convnext_backbone(size), f"jax/train-convnext-{size.convnext}",
+                size.image_size, size.num_classes, size.timing, peak,
+            )  # fmt: skip
+            _train_rows(recorder, conv, jax_train.CONV_CASES, size.conv_batches)
+        elif suite == "infer" and vit is not None:
+            rows = recorder.measure(
+                "jax/infer",
+                functools.partial(
+                    bench_inference, vit, prefix="jax/infer", batches=size.infer_batches,
+                    image_size=size.image_size, num_classes=size.num_classes,
+                    timing=size.timing, peak_flops=peak,
+                ),
+            )  # fmt: skip
+            widest = max(rows, key=lambda r: r.batch, default=None)
+            if widest is not None and widest.flops is not None:
+                flops_per_image = widest.flops / widest.batch
+        elif suite == "search" and vit is not None:
+            recorder.measure(
+                "jax/search",
+                functools.partial(
+                    bench_search, vit, size, forward_flops_per_image=flops_per_image,
+                    peak_flops=peak,
+                ),
+            )  # fmt: skip
+
+
+def _train_rows(
+    recorder: Recorder,
+    bench: jax_train.TrainBench,
+    cases: Sequence[jax_train.TrainCase],
+    batches: Sequence[int],
+) -> None:
+    for batch in batches:
+        for case in cases:
+            recorder.measure(f"{bench.prefix}/{case.label}@{batch}", _train(bench, case, batch))
+
+
+def _train(
+    bench: jax_train.TrainBench, case: jax_train.TrainCase, batch: int
+) -> Callable[[], list[Row]]:
+    return lambda: [jax_train.bench_train_step(bench, case, batch=batch)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--json", required=True)
+    p.add_argument("--size", choices=sorted(SIZES), default="full")
+    p.add_argument("--suites", nargs="+", choices=JAX_SUITES, default=list(JAX_SUITES))
+    p.add_argument("--attention", default="auto", help="auto, cudnn, xla or none")
+    p.add_argument("--only", default=None, help="regex over row keys name@batch")
+    p.add_argument("--train-batches", type=int, nargs="+", default=None)
+    args = p.parse_args(argv)
+    size = SIZES[args.size]
+    if args.train_batches:
+        size = dataclasses.replace(size, train_batches=tuple(args.train_batches))
+    device = jax.devices()[0]
+    extra: dict[str, Any] = {
+        "device": f"{device.platform}: {device.device_kind} x{jax.device_count()}",
+        "versions": {"jax": jax.__version__, "python": sys.version.split()[0]},
+    }
+    recorder = Recorder(Path(args.json), args.only, extra)
+    run_suites(size, args.suites, attention=args.attention, recorder=recorder)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Training-step rows: the trainer's own jitted step (``make_train_step`` + ``jit_train_step``).
+
+Per row: build the method (``experiments.methods.build_method``), split the frozen backbone
+from the trainable {"adapter", "head"} (``init_trainable``), AdamW under the recipe's schedule,
+compile the step once (``jitted.lower(...).compile()``, FLOPs and memory from XLA, compile time
+not timed), then time donated steps on rotating random batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+
+from bench.activation_lora import activation_lora
+from bench.inputs import random_batches
+from bench.peaks import mfu
+from bench.results import Row
+from bench.timing import TimingSettings, time_calls
+from bench.xla_stats import FLOPS_SOURCE, MEMORY_SOURCE, compiled_stats
+from experiments.backbones import Backbone
+from experiments.methods import MethodConfig, build_method
+from experiments.training import (
+    HEAD_PATTERN,
+    OptimConfig,
+    data_mesh,
+    lr_schedule,
+    make_optimizer,
+    make_train_step,
+)
+from experiments.training.partition import init_trainable
+from experiments.training.sharding import jit_train_step, put_global, replicated
+from experiments.training.state import TrainState, create_state
+from experiments.training.step import Forward
+from peft_core.paths import Params
+
+#: The weight-space adapters (eff = W0 + dW, model run on eff) differentiate through W_eff: the
+#: backward pass forms the full weight gradient dL/dW_eff of every adapted kernel, as full
+#: fine-tuning does, and then contracts it to the low-rank factors.
+WEIGHT_SPACE = "weight-space dW: full dL/dW_eff per adapted kernel, as in full FT"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainCase:
+    """One training row. num_configs: GLoRA supernet subnets per step (K, vmapped);
+    fixed_cfg: GLoRA with one fixed subnet instead of sampling; activation_space: the
+    ``bench.activation_lora`` prototype instead of the library's LoRA (method must be lora)."""
+
+    label: str
+    method: MethodConfig
+    num_configs: int = 1
+    fixed_cfg: bool = False
+    activation_space: bool = False
+    note: str = ""
+
+
+VIT_CASES = (
+    TrainCase("full", MethodConfig("full"), note="every weight trains"),
+    TrainCase("linear", MethodConfig("linear"), note="frozen backbone: fwd + head bwd only"),
+    TrainCase("lora-r8", MethodConfig("lora", rank=8), note=WEIGHT_SPACE),
+    TrainCase("flora-r8", MethodConfig("flora", rank=8), note=WEIGHT_SPACE),
+    TrainCase(
+        "lora-r8-activation-prototype", MethodConfig("lora", rank=8), activation_space=True,
+        note="bench prototype: y = xW0 + (xA)B, no dL/dW0",
+    ),
+    TrainCase(
+        "glora-supernet-k1", MethodConfig("glora", space="large"), num_configs=1,
+        note=f"random subnet per step; {WEIGHT_SPACE}",
+    ),
+    TrainCase(
+        "glora-supernet-k4", MethodConfig("glora", space="large"), num_configs=4,
+        note="4 random subnets per step (vmapped, B/4 each): 4 weight sets per kernel",
+    ),
+    TrainCase(
+        "glora-fixed", MethodConfig("glora", space="large"), fixed_cfg=True,
+        note="one fixed subnet (a seeded random draw stands in for a searched one)",
+    ),
+)  # fmt: skip
+
+CONV_CASES = (
+    TrainCase("full", MethodConfig("full"), note="every weight trains"),
+    TrainCase("flora-r8", MethodConfig("flora", rank=8, kernel_rank=2), note=WEIGHT_SPACE),
+    TrainCase(
+        "lora-r8-reshaped", MethodConfig("lora", rank=8),
+        note="LoRA on kernels reshaped to (kh*kw*in, out); " + WEIGHT_SPACE,
+    ),
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainBench:
+    """What every training row shares: the model, its input size and how to time."""
+
+    backbone: Backbone
+    prefix: str
+    image_size: int
+    num_classes: int
+    timing: TimingSettings
+    peak_flops: float | None
+
+
+class PreparedStep(NamedTuple):
+    """A lowered (not yet compiled) train step with its arguments on the device."""
+
+    lowered: jax.stages.Lowered
+    state: TrainState
+    frozen: Params
+    inputs: list[tuple[jax.Array, jax.Array]]
+
+
+def prepare_train_step(bench: TrainBench, case: TrainCase, *, batch: int) -> PreparedStep:
+    """Build ``case``'s step with the trainer's functions and lower it for ``batch``."""
+    backbone = bench.backbone
+    forward: Forward = backbone.forward
+    if case.activation_space:
+        adapter, forward = activation_lora(backbone, case.method.rank)
+    else:
+        adapter = build_method(
+            case.method, targets=backbone.targets, stacked=backbone.stacked,
+            head_pattern=HEAD_PATTERN,
+        ).adapter  # fmt: skip
+    optim = OptimConfig()
+    schedule = lr_schedule(optim, steps_per_epoch=100, total_steps=10_000)
+    optimizer = make_optimizer(optim, schedule)
+    space = adapter.space(backbone.params) if adapter.space is not None else None
+    cfg = space.sample(jax.random.key(1)) if case.fixed_cfg and space is not None else None
+    step = make_train_step(
+        forward=forward,
+        adapter=adapter,
+        optimizer=optimizer,
+        schedule=schedule,
+        space=None if case.fixed_cfg else space,
+        num_configs=case.num_configs,
+        cfg=cfg,
+    )
+    mesh = data_mesh()
+    frozen, trainable = init_trainable(
+        jax.random.key(0), backbone.params, adapter, head_pattern=HEAD_PATTERN
+    )
+    frozen = put_global(frozen, replicated(mesh))
+    state = put_global(create_state(trainable, optimizer, jax.random.key(2)), replicated(mesh))
+    inputs = random_batches(
+        num_sets=bench.timing.input_sets, batch=batch, image_size=bench.image_size,
+        num_classes=bench.num_classes, mesh=mesh, seed=None,
+    )  # fmt: skip
+    jitted: Any = jit_train_step(step, mesh)
+    return PreparedStep(jitted.lower(state, frozen, *inputs[0]), state, frozen, inputs)
+
+
+def bench_train_step(bench: TrainBench, case: TrainCase, *, batch: int) -> Row:
+    """Time one training step of ``case`` at ``batch``; see the module docstring."""
+    prepared = prepare_train_step(bench, case, batch=batch)
+    compiled = prepared.lowered.compile()
+    stats = compiled_stats(prepared.lowered, compiled)
+    inputs, frozen = prepared.inputs, prepared.frozen
+    carry = [prepared.state]
+
+    def call(i: int) -> Any:
+        images, labels = inputs[i % len(inputs)]
+        carry[0], metrics = compiled(carry[0], frozen, images, labels)
+        return metrics
+
+    timing = time_calls(call, sync=jax.block_until_ready, settings=bench.timing)
+    return Row(
+        name=f"{bench.prefix}/{case.label}",
+        batch=batch,
+        step_s=timing.median_s,
+        spread_s=(timing.p10_s, timing.p90_s),
+        peak_mem_bytes=stats.peak_bytes,
+        memory_source=MEMORY_SOURCE,
+        flops=stats.flops,
+        flops_source=FLOPS_SOURCE if stats.flops is not None else "",
+        mfu=mfu(stats.flops, timing.median_s, bench.peak_flops),
+        note=case.note,
+    )

@@ -1,0 +1,100 @@
+"""The benchmarked backbones, built with the project's own loaders, and the attention choice.
+
+ViT rows use ``experiments.backbones.load_backbone`` (random weights, bf16 compute, f32
+params). ConvNeXt rows wrap ``experiments.models.convnext`` in the same ``Backbone`` value
+(random init, ImageNet input scaling, FLoRA's convolution targets).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bench.sizes import BenchSize
+from experiments.backbones import Backbone, BackboneConfig, load_backbone
+from experiments.data.preprocess import normalize
+from experiments.models import convnext
+from experiments.models.attention import padded_dot_product_attention
+from experiments.models.vit import vit
+from flora_jax import CONV_TARGETS
+from peft_core.paths import Params
+from peft_core.targets import DENSE_TARGETS
+
+#: ViT-B/16 at 224: 197 tokens, 12 heads of 64.
+_ATTENTION_CHECK_SHAPE = (4, 197, 12, 64)
+#: bf16 operands land between 1e-3 and 1e-2 relative error (METHOD.md).
+_ATTENTION_TOLERANCE = 2e-2
+
+
+def choose_attention(requested: str) -> tuple[str | None, str]:
+    """(ViT attention implementation, note). "auto": cuDNN on a GPU if it runs and matches.
+
+    The cuDNN path (q/k/v padded 197 -> 208 with sequence lengths) is checked against XLA's
+    attention on fresh random bf16 inputs; on an error or a mismatch "xla" is used and the note
+    says why. "none" is the plain einsum attention; "xla" / "cudnn" force that kernel.
+    """
+    if requested not in ("auto", "cudnn", "xla", "none"):
+        raise ValueError(f"attention must be auto, cudnn, xla or none, got {requested!r}")
+    if requested == "none":
+        return None, "attention: einsum"
+    if requested == "xla" or (requested == "auto" and jax.default_backend() != "gpu"):
+        return "xla", "attention: XLA"
+    try:
+        error = _cudnn_attention_error()
+    except Exception as e:  # noqa: BLE001 - any failure of the fused kernel means: fall back
+        return "xla", f"attention: XLA (cuDNN failed: {type(e).__name__}: {str(e)[:200]})"
+    if error > _ATTENTION_TOLERANCE:
+        return "xla", f"attention: XLA (cuDNN relative error {error:.2e} vs XLA)"
+    return "cudnn", f"attention: cuDNN, padded 197->208 (rel. err. vs XLA {error:.1e})"
+
+
+def _cudnn_attention_error() -> float:
+    """‖cudnn - xla‖ / ‖xla‖ of padded attention on random bf16 q, k, v (float32 norms)."""
+    keys = jax.random.split(jax.random.key(int(np.random.default_rng().integers(2**31))), 3)
+    q, k, v = (jax.random.normal(key, _ATTENTION_CHECK_SHAPE, jnp.bfloat16) for key in keys)
+    fused = padded_dot_product_attention(q, k, v, implementation="cudnn", pad_to=16)
+    plain = padded_dot_product_attention(q, k, v, implementation="xla")
+    diff = jnp.linalg.norm((fused - plain).astype(jnp.float32))
+    return float(diff / jnp.linalg.norm(plain.astype(jnp.float32)))
+
+
+def vit_backbone(size: BenchSize, *, attention: str | None) -> Backbone:
+    """The size's ViT with random weights, bf16 compute, a fresh ``num_classes`` head.
+
+    ``size.vit == "test"``: a one-block ViT-Ti/16 (CPU smoke runs; compiles in about a second),
+    else a named backbone of ``experiments.backbones``.
+    """
+    if size.vit != "test":
+        config = BackboneConfig(
+            name=size.vit, image_size=size.image_size, dtype="bfloat16", attention=attention,
+        )  # fmt: skip
+        return load_backbone(config, num_classes=size.num_classes)
+    model = vit(
+        "Ti", patch=16, depth=1, num_classes=size.num_classes, dtype=jnp.bfloat16,
+        attn_implementation=attention,
+    )  # fmt: skip
+    params = _init(model, size.image_size, seed=0)
+    return Backbone(
+        model, params, lambda images: normalize(images, "minus1_1"), DENSE_TARGETS, None
+    )
+
+
+def convnext_backbone(size: BenchSize, *, seed: int = 0) -> Backbone:
+    """ConvNeXt (a named variant, or for "test" two one-block stages of 8 and 16 channels:
+    stem, block, downsample, block) with random init and bf16 compute."""
+    if size.convnext == "test":
+        model = convnext.ConvNeXt(
+            depths=(1, 1), dims=(8, 16), num_classes=size.num_classes, dtype=jnp.bfloat16
+        )
+    else:
+        model = convnext.convnext(size.convnext, num_classes=size.num_classes, dtype=jnp.bfloat16)
+    params = _init(model, size.image_size, seed=seed)
+    return Backbone(model, params, lambda images: normalize(images, "imagenet"), CONV_TARGETS, None)
+
+
+def _init(model: nn.Module, image_size: int, *, seed: int) -> Params:
+    dummy = np.zeros((1, image_size, image_size, 3), np.float32)
+    params: Params = jax.jit(model.init)(jax.random.key(seed), dummy)["params"]
+    return params

@@ -1,0 +1,26 @@
+"""Dense bf16 tensor-core peaks used for MFU (datasheet numbers, no sparsity).
+
+H100 SXM5 and H200 share the GH100 chip: 989.4 TFLOP/s dense bf16 at boost clock. Measured on
+these machines (KINDS.md): an 8192^3 bf16 matmul runs at about 790-800 TFLOP/s, so an MFU of
+~80% is the practical ceiling. Other devices (the CPU of the tests) have no peak: MFU is None.
+"""
+
+from __future__ import annotations
+
+#: (substring of the device name, dense bf16 FLOP/s)
+BF16_PEAKS: tuple[tuple[str, float], ...] = (("H100", 989.4e12), ("H200", 989.4e12))
+
+
+def peak_flops(device_name: str) -> float | None:
+    """The dense bf16 peak of ``device_name`` (e.g. "NVIDIA H100 80GB HBM3"), or None."""
+    for marker, peak in BF16_PEAKS:
+        if marker in device_name.upper():
+            return peak
+    return None
+
+
+def mfu(flops: float | None, step_s: float, peak: float | None) -> float | None:
+    """Model FLOPs utilisation: ``flops / step_s / peak`` (None without FLOPs or a peak)."""
+    if flops is None or peak is None or step_s <= 0:
+        return None
+    return flops / step_s / peak

@@ -1,0 +1,91 @@
+"""The report: table + target checks, and merging runs made in several device calls.
+
+    python -m bench.report run1.json run2.jax.json ... [--flops flops.json] [--out all.json]
+
+Rows of later files replace rows of earlier ones with the same key (name@batch). ``--flops``
+(from ``bench.count_flops``) sets the FLOPs of the rows it names and recomputes their MFU with
+the dense bf16 peak of the device named in the files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.peaks import mfu, peak_flops
+from bench.results import Row, format_table, load_rows, save_rows
+from bench.targets import evaluate_targets
+
+
+def render(rows: Sequence[Row], *, skipped: Sequence[str], failed: Sequence[dict[str, Any]]) -> str:
+    """The table, the target checks, then skipped and failed rows, as printed text."""
+    checks, unchecked = evaluate_targets(rows)
+    lines = [
+        format_table(rows),
+        "",
+        "Targets (issue #5):",
+        *(c.line() for c in checks),
+        *(f"n/a  {m}" for m in unchecked),
+        *(f"skipped: {s}" for s in skipped),
+        *(f"FAILED: {f['name']}: {f['error']}" for f in failed),
+    ]
+    return "\n".join(lines)
+
+
+def merge_runs(paths: Sequence[Path]) -> tuple[list[Row], dict[str, Any]]:
+    """Rows of all files (later files win per key) and their merged extra entries."""
+    by_key: dict[str, Row] = {}
+    info: dict[str, Any] = {"skipped": [], "failed": [], "sources": [str(p) for p in paths]}
+    for path in paths:
+        rows, extra = load_rows(path)
+        by_key.update({r.key: r for r in rows})
+        for key, value in extra.items():
+            if key in ("skipped", "failed"):
+                info[key] += [v for v in value if v not in info[key]]
+            elif key == "versions":
+                info["versions"] = {**info.get("versions", {}), **value}
+            elif key in ("device", "attention"):
+                info.setdefault(key, value)
+    return list(by_key.values()), info
+
+
+def with_flops(
+    rows: Sequence[Row], counts: dict[str, float], *, source: str, peak: float | None
+) -> list[Row]:
+    """Rows with ``counts[row.key]`` as their FLOPs (and MFU) where the key is counted."""
+    out = []
+    for r in rows:
+        if r.key in counts:
+            flops = counts[r.key]
+            r = dataclasses.replace(
+                r, flops=flops, flops_source=source, mfu=mfu(flops, r.step_s, peak)
+            )
+        out.append(r)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", type=Path, help="JSON files of bench.run / its parts")
+    p.add_argument("--flops", type=Path, default=None, help="JSON of bench.count_flops")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+    rows, info = merge_runs(args.runs)
+    if args.flops is not None:
+        counted = json.loads(args.flops.read_text())
+        peak = peak_flops(str(info.get("device", "")))
+        rows = with_flops(rows, counted["flops"], source=counted["source"], peak=peak)
+    print(render(rows, skipped=info["skipped"], failed=info["failed"]), flush=True)
+    if args.out is not None:
+        checks, unchecked = evaluate_targets(rows)
+        save_rows(rows, args.out, **info, checks=[c.line() for c in checks], unchecked=unchecked)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

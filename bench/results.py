@@ -1,0 +1,89 @@
+"""Benchmark rows: one measured configuration each, JSON round trip and the printed table.
+
+A row's throughput is ``items_per_s = batch / step_s`` (images, or GLoRA candidates for the
+search rows), with ``step_s`` the median of the timed repetitions. ``mfu = flops / step_s /
+peak_flops`` where ``flops`` counts one step (``flops_source`` says how it was counted).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One measurement. ``name`` is "<framework>/<kind>/<variant>", e.g. "jax/train/lora-r8".
+
+    step_s: median seconds per call; spread_s: (p10, p90) of the same samples (None: one run).
+    peak_mem_bytes / memory_source: device memory of the step and how it was read.
+    flops / flops_source: FLOPs of one call and how they were counted; mfu: achieved / peak.
+    note: why a row is far from the bound, or what stands in for what.
+    """
+
+    name: str
+    batch: int
+    step_s: float
+    spread_s: tuple[float, float] | None = None
+    unit: str = "img"
+    peak_mem_bytes: int | None = None
+    memory_source: str = ""
+    flops: float | None = None
+    flops_source: str = ""
+    mfu: float | None = None
+    note: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{self.batch}"
+
+    @property
+    def items_per_s(self) -> float:
+        return self.batch / self.step_s
+
+
+def row_to_json(row: Row) -> dict[str, Any]:
+    return {**dataclasses.asdict(row), "items_per_s": row.items_per_s}
+
+
+def row_from_json(data: dict[str, Any]) -> Row:
+    fields = {f.name for f in dataclasses.fields(Row)}
+    values = {k: v for k, v in data.items() if k in fields}
+    if values.get("spread_s") is not None:
+        values["spread_s"] = tuple(values["spread_s"])
+    return Row(**values)
+
+
+def save_rows(rows: Iterable[Row], path: Path, **extra: Any) -> None:
+    """Write ``{"rows": [...], **extra}`` as indented JSON."""
+    payload = {"rows": [row_to_json(r) for r in rows], **extra}
+    path.write_text(json.dumps(payload, indent=2, default=str))
+
+
+def load_rows(path: Path) -> tuple[list[Row], dict[str, Any]]:
+    """(rows, the other top-level entries) of a file written by ``save_rows``."""
+    payload = json.loads(path.read_text())
+    rows = [row_from_json(r) for r in payload.pop("rows")]
+    return rows, payload
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """A Markdown table: name, batch, step ms, items/s, peak GiB, GFLOP/step, MFU, note."""
+    header = (
+        "| row | batch | step ms (p10-p90) | items/s | peak GiB | GFLOP/step | MFU | note |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---|"
+    )
+    lines = [header]
+    for r in rows:
+        spread = "1 run" if r.spread_s is None else "-".join(f"{t * 1e3:.2f}" for t in r.spread_s)
+        mem = "-" if r.peak_mem_bytes is None else f"{r.peak_mem_bytes / 2**30:.2f}"
+        gflop = "-" if r.flops is None else f"{r.flops / 1e9:.1f}"
+        mfu = "-" if r.mfu is None else f"{100 * r.mfu:.1f}%"
+        lines.append(
+            f"| {r.name} | {r.batch} | {r.step_s * 1e3:.2f} ({spread}) | "
+            f"{r.items_per_s:.1f} {r.unit}/s | {mem} | {gflop} | {mfu} | {r.note} |"
+        )
+    return "\n".join(lines)

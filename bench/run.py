@@ -1,0 +1,136 @@
+"""Run the benchmark: PyTorch peers, then the JAX rows, one table with every row and the targets.
+
+    python -m bench.run --suite=all                 # the GPU table (ViT-B/16, 224, bf16)
+    python -m bench.run --suite=all --size=tiny     # the same code on a CPU in seconds
+
+Each framework runs in its own process, one after the other, so neither holds device memory
+while the other measures (JAX preallocates most of the GPU) and torch is imported only by
+``bench.torch_peers``. Output: the Markdown table, the target checks (issue #5), rows that were
+skipped or failed, and a JSON file (``--out``) with all of it plus the device and the command
+(each process also leaves its own rows beside it, ``<out stem>.torch.json`` / ``.jax.json``,
+written row by row, so a run cut short keeps what it measured).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.report import merge_runs, render
+from bench.results import save_rows
+from bench.sizes import SIZES, BenchSize
+from bench.targets import evaluate_targets
+
+SUITES = ("train", "infer", "search", "conv", "torch")
+
+
+def parse_suites(text: str) -> list[str]:
+    """ "all" (SUITES) or a comma list of SUITES -> the list, in the order given, no repeats.
+
+    The JAX suites run in this order; "torch" always runs first, in its own process.
+    """
+    wanted = list(SUITES) if text == "all" else [s.strip() for s in text.split(",")]
+    unknown = sorted(set(wanted) - set(SUITES))
+    if unknown:
+        raise ValueError(f"unknown suites {unknown}; choose 'all' or from {SUITES}")
+    return list(dict.fromkeys(wanted))
+
+
+def torch_command(size: BenchSize, out: Path, *, train_batches: Sequence[int]) -> list[str]:
+    """The ``bench.torch_peers`` command line for ``size``."""
+    t = size.timing
+    command = [
+        sys.executable, "-m", "bench.torch_peers", "--json", str(out),
+        "--model", size.torch_model, "--image-size", str(size.image_size),
+        "--num-classes", str(size.num_classes),
+        "--train-batches", *map(str, train_batches),
+        "--infer-batches", *map(str, size.infer_batches),
+        "--warmup", str(t.warmup), "--repeats", str(t.repeats), "--input-sets", str(t.input_sets),
+    ]  # fmt: skip
+    if size.torch_depth is not None:
+        command += ["--depth", str(size.torch_depth)]
+    return command
+
+
+def jax_command(
+    size: BenchSize, out: Path, *, suites: Sequence[str], attention: str, only: str | None,
+    train_batches: Sequence[int],
+) -> list[str]:  # fmt: skip
+    """The ``bench.jax_suite`` command line."""
+    command = [
+        sys.executable, "-m", "bench.jax_suite", "--json", str(out), "--size", size.name,
+        "--suites", *suites, "--attention", attention,
+        "--train-batches", *map(str, train_batches),
+    ]  # fmt: skip
+    return command + (["--only", only] if only else [])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    size = SIZES[args.size]
+    suites = parse_suites(args.suite)
+    train_batches = args.train_batches or list(size.train_batches)
+    torch_batches = args.torch_train_batches or train_batches[-1:]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    parts = []
+    if "torch" in suites:
+        parts.append(torch_command(size, _part(out, "torch"), train_batches=torch_batches))
+    jax_suites = [s for s in suites if s != "torch"]
+    if jax_suites:
+        parts.append(
+            jax_command(
+                size, _part(out, "jax"), suites=jax_suites, attention=args.attention,
+                only=args.only, train_batches=train_batches,
+            )
+        )  # fmt: skip
+    written, failed = [], []
+    for command in parts:
+        part = Path(command[command.index("--json") + 1])
+        part.unlink(missing_ok=True)
+        print("$ " + shlex.join(command), flush=True)
+        code = subprocess.run(command, check=False).returncode
+        if part.exists():
+            written.append(part)
+        else:
+            failed.append({"name": shlex.join(command[2:4]), "error": f"exit {code}, no rows"})
+    rows, info = merge_runs(written)
+    info["failed"] += failed
+    print(render(rows, skipped=info["skipped"], failed=info["failed"]), flush=True)
+    checks, unchecked = evaluate_targets(rows)
+    save_rows(
+        rows, out, **info, checks=[c.line() for c in checks], unchecked=unchecked,
+        command="python -m bench.run " + shlex.join(sys.argv[1:] if argv is None else argv),
+        size=args.size, date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    )  # fmt: skip
+    print(f"wrote {args.out}", flush=True)
+    return 0
+
+
+def _part(out: Path, framework: str) -> Path:
+    """Where one framework's process writes its rows: ``<out stem>.<framework>.json``."""
+    return out.with_name(f"{out.stem}.{framework}.json")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--suite", default="all", help=f"'all' or a comma list of {SUITES}")
+    p.add_argument("--size", choices=sorted(SIZES), default="full")
+    p.add_argument("--out", default="bench-results.json", help="JSON file to write")
+    p.add_argument("--attention", default="auto", help="ViT attention: auto, cudnn, xla, none")
+    p.add_argument("--only", default=None, help="regex over JAX row keys name@batch")
+    p.add_argument("--train-batches", type=int, nargs="+", default=None)
+    p.add_argument(
+        "--torch-train-batches", type=int, nargs="+", default=None,
+        help="default: the largest JAX train batch (torch.compile per batch is slow)",
+    )  # fmt: skip
+    return p
+
+
+if __name__ == "__main__":
+    sys.exit(main())

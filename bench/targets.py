@@ -1,0 +1,86 @@
+"""The issue's targets as checks over measured rows: throughput ratios and a wall-time bound.
+
+A ratio target holds at every batch size where both rows were measured:
+``items_per_s(row) / items_per_s(reference) >= min_ratio``. The time target bounds a row's
+``step_s`` (the whole search is one row whose step is the search).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from bench.results import Row
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """row >= min_ratio x reference (throughput), or row's seconds <= max_seconds."""
+
+    row: str
+    reference: str | None = None
+    min_ratio: float | None = None
+    max_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.reference is None) == (self.max_seconds is None):
+            raise ValueError(f"target on {self.row}: give either a reference or max_seconds")
+        if self.reference is not None and self.min_ratio is None:
+            raise ValueError(f"target on {self.row}: a reference needs min_ratio")
+
+
+TARGETS = (
+    Target("jax/train/lora-r8", "torch/train/lora-r8-compile", min_ratio=1.5),
+    Target("jax/train/flora-r8", "torch/train/lora-r8-compile", min_ratio=1.5),
+    Target("jax/train/glora-supernet-k1", "torch/train/glora-r8-compile", min_ratio=1.3),
+    Target("jax/train/glora-supernet-k4", "torch/train/glora-r8-compile", min_ratio=1.3),
+    Target("jax/train/glora-supernet-k1", "jax/train/lora-r8", min_ratio=0.9),
+    Target("jax/train/glora-supernet-k4", "jax/train/lora-r8", min_ratio=0.9),
+    Target("jax/infer/merged-glora", "jax/infer/plain", min_ratio=0.98),
+    Target("jax/infer/merged-glora", "torch/infer/plain", min_ratio=1.0),
+    Target("jax/search/evolution", max_seconds=60.0),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One evaluated target at one batch: ``value`` is the ratio or the seconds."""
+
+    target: Target
+    batch: int
+    value: float
+    passed: bool
+
+    def line(self) -> str:
+        t = self.target
+        verdict = "PASS" if self.passed else "MISS"
+        if t.reference is None:
+            return f"{verdict} {t.row}: {self.value:.1f} s (target <= {t.max_seconds:.0f} s)"
+        return (
+            f"{verdict} {t.row}@{self.batch} / {t.reference}@{self.batch} = {self.value:.2f}x "
+            f"(target >= {t.min_ratio}x)"
+        )
+
+
+def evaluate_targets(
+    rows: Sequence[Row], targets: Sequence[Target] = TARGETS
+) -> tuple[list[Check], list[str]]:
+    """(checks made, targets that could not be checked for a missing row)."""
+    by_key = {r.key: r for r in rows}
+    checks, missing = [], []
+    for t in targets:
+        found = [r for r in rows if r.name == t.row]
+        made = []
+        for r in found:
+            if t.max_seconds is not None:
+                made.append(Check(t, r.batch, r.step_s, r.step_s <= t.max_seconds))
+                continue
+            ref = by_key.get(f"{t.reference}@{r.batch}")
+            if ref is not None:
+                ratio = r.items_per_s / ref.items_per_s
+                assert t.min_ratio is not None
+                made.append(Check(t, r.batch, ratio, ratio >= t.min_ratio))
+        if not made:
+            missing.append(f"{t.row} vs {t.reference or f'{t.max_seconds} s'}: not measured")
+        checks.extend(made)
+    return checks, missing

@@ -1,0 +1,205 @@
+"""Tests of bench/: timing, targets, reports, the activation-space LoRA prototype, and the whole
+``python -m bench.run --suite=all --size=tiny`` on the CPU."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bench import run, timing
+from bench.activation_lora import activation_lora
+from bench.jax_train import CONV_CASES, VIT_CASES
+from bench.peaks import mfu, peak_flops
+from bench.report import merge_runs, with_flops
+from bench.results import Row, format_table, load_rows, save_rows
+from bench.sizes import SIZES
+from bench.targets import Target, evaluate_targets
+from experiments.backbones import Backbone
+from experiments.data.preprocess import normalize
+from experiments.models.vit import vit
+from peft_core import flatten, unflatten
+from peft_core.targets import DENSE_TARGETS
+
+
+class FakeClock:
+    """A perf_counter that only moves when a test call advances ``now``."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("warmup,repeats", [(1, 3), (2, 5)])
+def test_time_calls_times_only_repeats_and_takes_percentiles(
+    monkeypatch: pytest.MonkeyPatch, warmup: int, repeats: int
+) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(timing.time, "perf_counter", clock)
+    durations = [100.0 + i for i in range(warmup)] + [float(i + 1) for i in range(repeats)]
+    seen: list[int] = []
+
+    def call(i: int) -> int:
+        seen.append(i)
+        clock.now += durations[i]
+        return i
+
+    synced: list[int] = []
+    settings = timing.TimingSettings(warmup=warmup, repeats=repeats, input_sets=2)
+    result = timing.time_calls(call, sync=synced.append, settings=settings)
+    timed = durations[warmup:]
+    assert seen == list(range(warmup + repeats)) == synced
+    assert result.median_s == pytest.approx(float(np.median(timed)))
+    assert result.p10_s == pytest.approx(float(np.percentile(timed, 10)))
+    assert result.p90_s == pytest.approx(float(np.percentile(timed, 90)))
+
+
+@pytest.mark.parametrize("bad", [{"warmup": 0}, {"repeats": 0}, {"input_sets": 0}])
+def test_timing_settings_refuse_zero(bad: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match="must be >= 1"):
+        timing.TimingSettings(**bad)
+
+
+@pytest.mark.parametrize(
+    "name,peak", [("NVIDIA H100 80GB HBM3", 989.4e12), ("NVIDIA H200", 989.4e12), ("cpu", None)]
+)
+def test_peak_and_mfu(name: str, peak: float | None) -> None:
+    assert peak_flops(name) == peak
+    got = mfu(2e12, 0.01, peak)
+    assert got == (None if peak is None else pytest.approx(2e12 / 0.01 / peak))
+
+
+def _row(name: str, batch: int, step_s: float, **kw: object) -> Row:
+    return Row(name=name, batch=batch, step_s=step_s, **kw)  # type: ignore[arg-type]
+
+
+def test_targets_ratio_time_and_missing() -> None:
+    rows = [
+        _row("jax/a", 256, 0.1),  # 2560 img/s
+        _row("torch/b", 256, 0.2),  # 1280 img/s -> ratio 2.0
+        _row("jax/a", 64, 0.1),  # no torch/b at 64: no check there
+        _row("jax/search", 1000, 30.0, unit="cand"),
+    ]
+    targets = [
+        Target("jax/a", "torch/b", min_ratio=1.5),
+        Target("jax/a", "torch/b", min_ratio=2.5),
+        Target("jax/search", max_seconds=60.0),
+        Target("jax/missing", "torch/b", min_ratio=1.0),
+    ]
+    checks, missing = evaluate_targets(rows, targets)
+    assert [(c.batch, c.value, c.passed) for c in checks] == [
+        (256, pytest.approx(2.0), True),
+        (256, pytest.approx(2.0), False),
+        (1000, 30.0, True),
+    ]
+    assert missing == ["jax/missing vs torch/b: not measured"]
+    assert checks[0].line().startswith("PASS jax/a@256 / torch/b@256 = 2.00x")
+    with pytest.raises(ValueError, match="either a reference or max_seconds"):
+        Target("x")
+
+
+def test_rows_round_trip_and_table(tmp_path: Path) -> None:
+    rows = [
+        _row("jax/train/lora-r8", 256, 0.075, spread_s=(0.07, 0.08), flops=2.7e13, mfu=0.36),
+        _row("torch/infer/plain", 1, 0.002, peak_mem_bytes=2**30),
+    ]
+    path = tmp_path / "rows.json"
+    save_rows(rows, path, device="gpu: test")
+    loaded, extra = load_rows(path)
+    assert loaded == rows and extra == {"device": "gpu: test"}
+    assert json.loads(path.read_text())["rows"][0]["items_per_s"] == pytest.approx(256 / 0.075)
+    table = format_table(rows).splitlines()
+    assert len(table) == 4
+    assert "| 3413.3 img/s | - | 27000.0 | 36.0% |" in table[2]
+    assert "| 1.00 |" in table[3]
+
+
+def test_report_merges_later_runs_and_fills_flops(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    save_rows([_row("jax/x", 8, 1.0), _row("jax/y", 8, 2.0)], first, device="gpu: NVIDIA H100")
+    save_rows([_row("jax/x", 8, 0.5)], second, skipped=["torch: none"])
+    rows, info = merge_runs([first, second])
+    assert {r.key: r.step_s for r in rows} == {"jax/x@8": 0.5, "jax/y@8": 2.0}
+    assert info["device"] == "gpu: NVIDIA H100" and info["skipped"] == ["torch: none"]
+    filled = with_flops(rows, {"jax/y@8": 4e12}, source="counted", peak=1e15)
+    y = next(r for r in filled if r.name == "jax/y")
+    assert (y.flops, y.flops_source, y.mfu) == (4e12, "counted", pytest.approx(4e12 / 2.0 / 1e15))
+    assert next(r for r in filled if r.name == "jax/x").flops is None
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [("all", list(run.SUITES)), ("search,train,search", ["search", "train"])],
+)
+def test_parse_suites(text: str, expected: list[str]) -> None:
+    assert run.parse_suites(text) == expected
+
+
+def test_parse_suites_unknown() -> None:
+    with pytest.raises(ValueError, match="unknown suites"):
+        run.parse_suites("train,fast")
+
+
+def _tiny_vit_f32(num_classes: int = 5) -> Backbone:
+    model = vit("Ti", patch=16, depth=1, num_classes=num_classes)
+    params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
+    params["head"]["kernel"] = jax.random.normal(jax.random.key(1), (192, num_classes))
+    return Backbone(model, params, lambda x: normalize(x, "minus1_1"), DENSE_TARGETS, None)
+
+
+@pytest.mark.parametrize("rank", [1, 4])
+def test_activation_lora_equals_weight_space_lora(rank: int) -> None:
+    backbone = _tiny_vit_f32()
+    adapter, forward = activation_lora(backbone, rank)
+    aparams = adapter.init(jax.random.key(2), backbone.params)
+    keys = iter(jax.random.split(jax.random.key(3), 100))
+    aparams = jax.tree.map(lambda x: 0.1 * jax.random.normal(next(keys), x.shape), aparams)
+    # Independent reference: merge in numpy, W <- W + A @ B on the (fan_in, fan_out) view.
+    flat = {k: np.asarray(v) for k, v in flatten(backbone.params).items()}
+    for path, factors in flatten(aparams).items():
+        if path.endswith("/a"):
+            name = path[: -len("/a")]
+            w = flat[f"{name}/kernel"]
+            b = np.asarray(flatten(aparams)[f"{name}/b"])
+            flat[f"{name}/kernel"] = w + (np.asarray(factors) @ b).reshape(w.shape)
+    merged = unflatten(flat)
+    images = jax.random.bits(jax.random.key(4), (3, 32, 32, 3), jnp.uint8)
+    eff = adapter.apply(backbone.params, aparams)
+    got = forward(eff, images, train=False, rng=jax.random.key(0))
+    want = backbone.forward(merged, images, train=False)
+    base = backbone.forward(backbone.params, images, train=False)
+    assert float(jnp.max(jnp.abs(want - base))) > 1e-2  # the adapter changes the output
+    chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_run_all_tiny_on_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The smoke run measures nothing worth optimising: compile fast.
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
+    out = tmp_path / "bench.json"
+    assert run.main(["--suite=all", "--size=tiny", "--out", str(out)]) == 0
+    rows, info = load_rows(out)
+    size = SIZES["tiny"]
+    expected = {
+        *(f"jax/train/{c.label}@{b}" for c in VIT_CASES for b in size.train_batches),
+        *(f"jax/infer/{v}@{b}" for v in ("plain", "merged-glora") for b in size.infer_batches),
+        f"jax/search/score-val{size.val_size}@{size.search.population}",
+        *(f"jax/train-convnext-test/{c.label}@{b}" for c in CONV_CASES for b in size.conv_batches),
+    }
+    keys = {r.key for r in rows}
+    assert expected <= keys, sorted(expected - keys)
+    assert info["failed"] == []
+    assert any(k.startswith("torch/") for k in keys) or info["skipped"]
+    search = next(r for r in rows if r.name == "jax/search/evolution")
+    assert search.batch >= size.search.population
+    for r in rows:
+        assert math.isfinite(r.step_s) and r.step_s > 0, r
+    assert info["checks"] and info["command"].startswith("python -m bench.run")

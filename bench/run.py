@@ -1,28 +1,33 @@
 """Run the benchmark: PyTorch peers, then the JAX rows, one table with every row and the targets.
 
     python -m bench.run --suite=all                 # the GPU table (ViT-B/16, 224, bf16)
-    python -m bench.run --suite=all --size=tiny     # the same code on a CPU in seconds
+    python -m bench.run --suite=all --size=tiny     # the same code on a CPU in under a minute
 
 Each framework runs in its own process, one after the other, so neither holds device memory
 while the other measures (JAX preallocates most of the GPU) and torch is imported only by
 ``bench.torch_peers``. Output: the Markdown table, the target checks (issue #5), rows that were
-skipped or failed, and a JSON file (``--out``) with all of it plus the device and the command
-(each process also leaves its own rows beside it, ``<out stem>.torch.json`` / ``.jax.json``,
-written row by row, so a run cut short keeps what it measured).
+skipped or failed, and a JSON file (``--out``) with all of it plus the device and the command.
+JAX rows measured on a GPU get their FLOPs from ``bench.count_flops`` (a CPU process run
+afterwards: the GPU backend's cost model reports none). Each process also leaves its rows
+beside ``--out`` (``<out stem>.torch.json`` / ``.jax.json``, written row by row, so a run cut
+short keeps what it measured).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
+import os
 import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.report import merge_runs, render
-from bench.results import save_rows
+from bench.peaks import peak_flops
+from bench.report import merge_runs, render, with_flops
+from bench.results import Row, save_rows
 from bench.sizes import SIZES, BenchSize
 from bench.targets import evaluate_targets
 
@@ -101,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             failed.append({"name": shlex.join(command[2:4]), "error": f"exit {code}, no rows"})
     rows, info = merge_runs(written)
     info["failed"] += failed
+    if any(r.name.startswith(("jax/train", "jax/infer")) and r.flops is None for r in rows):
+        rows = _count_flops_on_cpu(rows, size, out, device=str(info.get("device", "")))
     print(render(rows, skipped=info["skipped"], failed=info["failed"]), flush=True)
     checks, unchecked = evaluate_targets(rows)
     save_rows(
@@ -110,6 +117,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     print(f"wrote {args.out}", flush=True)
     return 0
+
+
+def _count_flops_on_cpu(rows: list[Row], size: BenchSize, out: Path, *, device: str) -> list[Row]:
+    """JAX rows without FLOPs (the GPU's cost model gives none) get ``bench.count_flops``'s
+    CPU count, and their MFU from it; see that module."""
+    counts_path = _part(out, "flops")
+    command = [sys.executable, "-m", "bench.count_flops", "--size", size.name]
+    print("$ JAX_PLATFORMS=cpu " + shlex.join(command), flush=True)
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    subprocess.run([*command, "--out", str(counts_path)], check=True, env=env)
+    counted = json.loads(counts_path.read_text())
+    return with_flops(rows, counted["flops"], source=counted["source"], peak=peak_flops(device))
 
 
 def _part(out: Path, framework: str) -> Path:

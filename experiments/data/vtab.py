@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from experiments.data.base import DataNotFoundError, Example
 from experiments.data.splits import TRAIN_SIZE, VAL_SIZE, check_vtab1k_split
@@ -255,6 +254,8 @@ def open_vtab_split(
     if version is not None:
         task = dataclasses.replace(task, version=version)
     root = resolve_tfds_data_dir(data_dir)
+    import tensorflow_datasets as tfds  # heavy; only this source needs it
+
     try:
         builder = tfds.builder(task.tfds_name, data_dir=os.fspath(root))
     except (AssertionError, tfds.core.registered.DatasetNotFoundError) as error:
@@ -288,6 +289,8 @@ def _not_prepared_message(task: VtabTask, root: Path, reason: str) -> str:
         if task.manual_download
         else ""
     )
+    import tensorflow_datasets as tfds
+
     buildable = tfds.builder(task.builder, data_dir=os.fspath(root)).version
     version_hint = (
         ""

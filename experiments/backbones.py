@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.data.preprocess import normalize
+from experiments.data.preprocess import check_normalization, normalize
 from experiments.models import efficientnet
 from experiments.models.dinov2 import load_dinov2_s14
 from experiments.models.vit import vit
@@ -42,12 +42,15 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 @dataclasses.dataclass(frozen=True)
 class BackboneConfig:
     """name: see BACKBONES. checkpoint: an npz (vit-b16: required; others: default cache).
+    normalization: "native" (the table above), or "imagenet" / "minus1_1" for any backbone (the
+    GLoRA paper feeds its [-1, 1] ViT-B checkpoint ImageNet mean/std inputs).
     dtype: compute dtype (params stay float32). attention: None/"xla"/"cudnn" (ViT).
     scan/remat: nn.scan over ViT blocks / rematerialise them (memory for big batches)."""
 
     name: str = "dinov2-s14"
     checkpoint: str | None = None
     image_size: int = 224
+    normalization: str = "native"
     dtype: str = "float32"
     drop_path: float = 0.0
     attention: str | None = None
@@ -57,6 +60,8 @@ class BackboneConfig:
     def __post_init__(self) -> None:
         if self.name not in BACKBONES:
             raise ValueError(f"unknown backbone {self.name!r}; choose from {BACKBONES}")
+        if self.normalization != "native":
+            check_normalization(self.normalization)
         if self.dtype not in DTYPES:
             raise ValueError(f"unknown dtype {self.dtype!r}; choose from {sorted(DTYPES)}")
 
@@ -82,6 +87,13 @@ class Backbone:
 
 def load_backbone(config: BackboneConfig, *, num_classes: int, seed: int = 0) -> Backbone:
     """Build ``config.name`` for ``num_classes`` with its pretrained weights."""
+    backbone = _load(config, num_classes=num_classes, seed=seed)
+    if config.normalization == "native":
+        return backbone
+    return dataclasses.replace(backbone, scale_input=_scaler(config.normalization))
+
+
+def _load(config: BackboneConfig, *, num_classes: int, seed: int) -> Backbone:
     rng = jax.random.key(seed)
     size = config.image_size
     dtype = DTYPES[config.dtype]

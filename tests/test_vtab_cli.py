@@ -156,3 +156,20 @@ def test_glora_retrains_the_chosen_subnet_on_train800val200(tmp_path):
     metrics = (out / "retrain" / "metrics.csv").read_text().splitlines()
     steps = {int(line.split(",")[0]) for line in metrics[1:] if ",train/loss," in line}
     assert max(steps) == 2 * 1000 // 100
+
+
+def test_backbone_input_normalization_is_a_setting():
+    from experiments.backbones import BackboneConfig, load_backbone
+
+    images = np.full((1, 16, 16, 3), 255, np.uint8)
+    native = load_backbone(BackboneConfig(name="vit-ti16-random", image_size=16), num_classes=3)
+    np.testing.assert_allclose(native.scale_input(images), 1.0)  # ViT checkpoints: [-1, 1]
+    imagenet = load_backbone(
+        BackboneConfig(name="vit-ti16-random", image_size=16, normalization="imagenet"),
+        num_classes=3,
+    )
+    expected = (1.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    np.testing.assert_allclose(imagenet.scale_input(images)[0, 0, 0], expected, rtol=1e-6)
+    assert paper("dtd").backbone.normalization == "imagenet"  # as the GLoRA paper's inputs
+    with pytest.raises(ValueError, match="unknown normalization"):
+        BackboneConfig(normalization="zscore")

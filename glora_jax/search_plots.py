@@ -96,8 +96,9 @@ def plot_layer_config(space: Any, cfg: Any, path: PathLike) -> pathlib.Path:
     Cell colour is the option kind (lora / vector / scalar / none), its text the option name.
     """
     readable = space.decode(cfg)
-    names = _short_names(list(readable))
-    options = [[readable[name][t] for t in TENSORS] for name in readable]
+    ordered = sorted(readable, key=_block_order)
+    names = _short_names(ordered)
+    options = [[readable[name][t] for t in TENSORS] for name in ordered]
     kinds = list(KIND_COLORS)
     codes = np.array([[kinds.index(option_kind(o)) for o in row] for row in options])
     fig = Figure(figsize=(2.0 + 0.1 * max(map(len, names)), 1.0 + 0.24 * len(names)))
@@ -185,6 +186,14 @@ def tensor_params(space: Any, cfg: Any) -> np.ndarray:
     total = int(space.num_params(cfg))
     without = np.asarray(space.num_params(space.from_genes(variants)), np.int64)
     return (total - without).reshape(num_genes, len(TENSORS))
+
+
+def _block_order(name: str) -> tuple[int, bool, str]:
+    """Sort key: the block index (``encoderblock_3/...`` or a stacked slice ``...[3]``) first,
+    attention before the MLP, so the grid reads in forward order as in the paper's figure."""
+    found = re.search(r"block_?(\d+)|\[(\d+)", name)
+    index = int(next(g for g in found.groups() if g is not None)) if found else -1
+    return index, "Attention" not in name, re.sub(r"\[\d+(,\s*\d+)*\]$", "", name)
 
 
 def _short_names(names: list[str]) -> list[str]:

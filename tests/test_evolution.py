@@ -441,3 +441,20 @@ def test_search_on_a_real_glora_space(tmp_path):
     by_type = search_plots.params_by_layer_type(space, r.best_cfg)
     assert sum(int(v.sum()) for v in by_type.values()) == r.best_num_params
     assert search_plots.plot_layer_config(space, r.best_cfg, tmp_path / "grid.png").exists()
+
+
+def test_layer_grid_reads_in_forward_order():
+    from glora_jax.search_plots import _block_order
+
+    names = [
+        "T/encoderblock/MlpBlock_0/Dense_0[1]", "T/encoderblock/MlpBlock_0/Dense_0[0]",
+        "T/encoderblock/MultiHeadDotProductAttention_0/qkv[0]",
+        "T/encoderblock_10/MlpBlock_0/Dense_1", "T/encoderblock_2/MlpBlock_0/Dense_1",
+        "T/encoderblock_2/MultiHeadDotProductAttention_0/out",
+    ]  # fmt: skip
+    assert sorted(names, key=_block_order) == [
+        "T/encoderblock/MultiHeadDotProductAttention_0/qkv[0]",
+        "T/encoderblock/MlpBlock_0/Dense_0[0]", "T/encoderblock/MlpBlock_0/Dense_0[1]",
+        "T/encoderblock_2/MultiHeadDotProductAttention_0/out",
+        "T/encoderblock_2/MlpBlock_0/Dense_1", "T/encoderblock_10/MlpBlock_0/Dense_1",
+    ]  # fmt: skip

@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from experiments.backbones import BackboneConfig
 from experiments.config import DataConfig, ExperimentConfig, SearchConfig
 from experiments.methods import MethodConfig
@@ -68,7 +66,3 @@ def preset(name: str, task: str, *, method: str) -> ExperimentConfig:
     if name == "quickstart":
         return quickstart(task, method=method)
     raise ValueError(f"unknown preset {name!r}; choose from {PRESETS}")
-
-
-def with_method(config: ExperimentConfig, method: str) -> ExperimentConfig:
-    return dataclasses.replace(config, method=dataclasses.replace(config.method, name=method))

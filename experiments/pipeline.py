@@ -4,6 +4,12 @@ Everything lands in ``workdir``: train/ (checkpoints, metrics.csv, TensorBoard e
 search/ (resumable state), subnet.json (GLoRA's chosen config, readable, with its parameter
 count), merged.npz (adapter-free params the plain backbone serves), plots/*.png, result.json.
 A killed run started again with the same workdir resumes training and search where they stopped.
+
+result.json: test_accuracy (adapted model) and merged_test_accuracy (the plain backbone on the
+merged params; checked equal), val_accuracy_supernet_mean (val200 accuracy after training; for a
+GLoRA supernet, the mean over a few random subnets), trainable_params (adapter scalars the chosen
+subnet uses, head excluded) and head_params, train_seconds, search (candidates_evaluated,
+seconds, the chosen subnet's val_accuracy), wall_seconds, num_test, devices.
 """
 
 from __future__ import annotations

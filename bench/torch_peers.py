@@ -88,7 +88,7 @@ def run_peers(
     skipped: list[str] = []
     failed: list[dict[str, Any]] = []
     kinds = ["full", "linear", "lora-r8"]
-    if hasattr(peft, "GLoraConfig"):
+    if hasattr(peft, "GloraConfig"):  # peft >= 0.21.2
         kinds.append("glora-r8")
     else:
         skipped.append(f"torch/train/glora-r8: peft {peft.__version__} has no GLoRA tuner")
@@ -139,7 +139,7 @@ def _model(settings: PeerSettings, kind: str, device: str) -> Any:
         )
         model = peft.get_peft_model(model, config)
     elif kind == "glora-r8":
-        glora_config = peft.GLoraConfig(
+        glora_config = peft.GloraConfig(  # A, B, C: LoRA r=8; D, E: scalars (peft's defaults)
             r=RANK, target_modules=TARGET_MODULES, modules_to_save=["head"]
         )
         model = peft.get_peft_model(model, glora_config)

@@ -9,6 +9,7 @@ not timed), then time donated steps on rotating random batches.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -33,6 +34,7 @@ from experiments.training.partition import init_trainable
 from experiments.training.sharding import jit_train_step, put_global, replicated
 from experiments.training.state import TrainState, create_state
 from experiments.training.step import Forward
+from peft_core import Adapter, full
 from peft_core.paths import Params
 
 #: The weight-space adapters (eff = W0 + dW, model run on eff) differentiate through W_eff: the
@@ -41,27 +43,47 @@ from peft_core.paths import Params
 WEIGHT_SPACE = "weight-space dW: full dL/dW_eff per adapted kernel, as in full FT"
 
 
+#: What a case may build instead of ``build_method``'s adapter: (adapter, forward) of a backbone.
+CustomBuild = Callable[[Backbone], tuple[Adapter, Forward]]
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainCase:
     """One training row. num_configs: GLoRA supernet subnets per step (K, vmapped);
-    fixed_cfg: GLoRA with one fixed subnet instead of sampling; activation_space: the
-    ``bench.activation_lora`` prototype instead of the library's LoRA (method must be lora)."""
+    fixed_cfg: GLoRA with one fixed subnet instead of sampling; custom: build the adapter and
+    forward from the backbone instead of ``build_method(method)`` (``method`` then only names
+    it)."""
 
     label: str
     method: MethodConfig
     num_configs: int = 1
     fixed_cfg: bool = False
-    activation_space: bool = False
+    custom: CustomBuild | None = None
     note: str = ""
+
+
+def _activation_lora_r8(backbone: Backbone) -> tuple[Adapter, Forward]:
+    return activation_lora(backbone, 8)
+
+
+def _biases_only(backbone: Backbone) -> tuple[Adapter, Forward]:
+    """Every bias of the backbone trains, every kernel is frozen: the backward pass forms input
+    gradients through every layer but no weight gradient at all."""
+    return full(targets=r".*/bias", exclude=HEAD_PATTERN), backbone.forward
 
 
 VIT_CASES = (
     TrainCase("full", MethodConfig("full"), note="every weight trains"),
     TrainCase("linear", MethodConfig("linear"), note="frozen backbone: fwd + head bwd only"),
+    TrainCase(
+        "biases-only", MethodConfig("full"), custom=_biases_only,
+        note="kernels frozen, biases train: input gradients, no weight gradient; the bound "
+        "for any adapter that leaves W0 without a gradient",
+    ),
     TrainCase("lora-r8", MethodConfig("lora", rank=8), note=WEIGHT_SPACE),
     TrainCase("flora-r8", MethodConfig("flora", rank=8), note=WEIGHT_SPACE),
     TrainCase(
-        "lora-r8-activation-prototype", MethodConfig("lora", rank=8), activation_space=True,
+        "lora-r8-activation-prototype", MethodConfig("lora", rank=8), custom=_activation_lora_r8,
         note="bench prototype: y = xW0 + (xA)B, no dL/dW0",
     ),
     TrainCase(
@@ -113,8 +135,8 @@ def prepare_train_step(bench: TrainBench, case: TrainCase, *, batch: int) -> Pre
     """Build ``case``'s step with the trainer's functions and lower it for ``batch``."""
     backbone = bench.backbone
     forward: Forward = backbone.forward
-    if case.activation_space:
-        adapter, forward = activation_lora(backbone, case.method.rank)
+    if case.custom is not None:
+        adapter, forward = case.custom(backbone)
     else:
         adapter = build_method(
             case.method, targets=backbone.targets, stacked=backbone.stacked,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import chex
 import jax
@@ -178,6 +179,27 @@ def test_activation_lora_equals_weight_space_lora(rank: int) -> None:
     base = backbone.forward(backbone.params, images, train=False)
     assert float(jnp.max(jnp.abs(want - base))) > 1e-2  # the adapter changes the output
     chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_biases_only_case_trains_every_non_head_bias_and_nothing_else() -> None:
+    backbone = _tiny_vit_f32()
+    case = next(c for c in VIT_CASES if c.label == "biases-only")
+    assert case.custom is not None
+    adapter, forward = case.custom(backbone)
+    aparams = adapter.init(jax.random.key(0), backbone.params)
+    flat = flatten(backbone.params)
+    want = {k for k in flat if k.endswith("/bias") and not k.startswith("head/")}
+    assert set(flatten(aparams)) == want
+    assert any("encoderblock" in k for k in want)
+    images = jax.random.bits(jax.random.key(4), (2, 32, 32, 3), jnp.uint8)
+
+    def loss(ap: Any) -> jax.Array:
+        eff = adapter.apply(backbone.params, ap)
+        return jnp.sum(forward(eff, images, train=False, rng=jax.random.key(0)) ** 2)
+
+    grads = flatten(jax.grad(loss)(aparams))
+    # every bias gets a gradient (input gradients flow through every layer)
+    assert all(float(jnp.max(jnp.abs(g))) > 0 for g in grads.values())
 
 
 @pytest.mark.slow

@@ -1,0 +1,159 @@
+"""Where a training step's device time goes: a profiler trace of chosen rows, summed per kernel.
+
+    python -m bench.profile --cases lora-r8 glora-fixed biases-only --batch 64 --out prof/
+
+Each case (a ``bench.jax_train.VIT_CASES`` label) is compiled and warmed up like its benchmark
+row, then ``--steps`` steps run under ``jax.profiler.trace(create_perfetto_trace=True)``. The
+Perfetto trace's complete events ("ph": "X") on device processes (process name containing
+``/device:``) are summed per kernel name and per category, divided by the number of steps:
+
+    category  kernel name contains
+    gemm      gemm, cublas, xmma, cutlass, matmul, dot
+    attention fmha, flash, cudnn, attention
+    copy      copy, transpose, memcpy, memset
+    fusion    fusion, loop_, input_, reduce
+    other     anything else
+
+Output: ``<out>/<case>.json`` (per-kernel and per-category ms per step, the trace path) and a
+printed summary; the raw traces stay under ``<out>/trace-<case>/`` for Perfetto/TensorBoard.
+On a CPU there are no device processes: the summary is empty (the trace is still written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gzip
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("gemm", ("gemm", "cublas", "xmma", "cutlass", "matmul", "dot")),
+    ("attention", ("fmha", "flash", "cudnn", "attention")),
+    ("copy", ("copy", "transpose", "memcpy", "memset")),
+    ("fusion", ("fusion", "loop_", "input_", "reduce")),
+)
+
+
+def category(kernel: str) -> str:
+    """The first category whose keywords occur in ``kernel`` (lower-cased), else "other"."""
+    name = kernel.lower()
+    return next((c for c, words in CATEGORIES if any(w in name for w in words)), "other")
+
+
+def device_kernel_times(events: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """Total microseconds per event name over the complete events of device processes."""
+    events = list(events)
+    devices = {
+        e["pid"]
+        for e in events
+        if e.get("ph") == "M"
+        and e.get("name") == "process_name"
+        and "/device:" in str(e.get("args", {}).get("name", ""))
+    }
+    totals: dict[str, float] = collections.defaultdict(float)
+    for e in events:
+        if e.get("ph") == "X" and e.get("pid") in devices:
+            totals[str(e.get("name"))] += float(e.get("dur", 0.0))
+    return dict(totals)
+
+
+def summarize(totals_us: dict[str, float], steps: int, top: int = 25) -> dict[str, Any]:
+    """ms per step: total, per category, and the ``top`` kernels (name, category, ms)."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    per_step = {k: v / steps / 1e3 for k, v in totals_us.items()}
+    by_category: dict[str, float] = collections.defaultdict(float)
+    for kernel, ms in per_step.items():
+        by_category[category(kernel)] += ms
+    ranked = sorted(per_step.items(), key=lambda kv: -kv[1])[:top]
+    return {
+        "steps": steps,
+        "device_ms_per_step": sum(per_step.values()),
+        "categories_ms": dict(sorted(by_category.items(), key=lambda kv: -kv[1])),
+        "kernels": [{"name": k, "category": category(k), "ms": ms} for k, ms in ranked],
+        "num_kernels": len(per_step),
+    }
+
+
+def read_perfetto(trace_dir: Path) -> list[dict[str, Any]]:
+    """The events of the (single, newest) ``perfetto_trace.json.gz`` under ``trace_dir``."""
+    found = sorted(trace_dir.rglob("perfetto_trace.json.gz"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise FileNotFoundError(f"no perfetto_trace.json.gz under {trace_dir}")
+    with gzip.open(found[-1], "rt") as f:
+        data = json.load(f)
+    return list(data["traceEvents"] if isinstance(data, dict) else data)
+
+
+def profile_case(label: str, *, size_name: str, batch: int, steps: int, out: Path,
+                 attention: str) -> dict[str, Any]:  # fmt: skip
+    """Compile ``label``'s train step, warm it up, trace ``steps`` steps, summarize."""
+    import jax
+
+    from bench import jax_train
+    from bench.models import choose_attention, vit_backbone
+    from bench.sizes import SIZES
+
+    size = SIZES[size_name]
+    cases = {c.label: c for c in jax_train.VIT_CASES}
+    if label not in cases:
+        raise ValueError(f"unknown case {label!r}; choose from {sorted(cases)}")
+    impl, note = choose_attention(attention)
+    bench = jax_train.TrainBench(
+        vit_backbone(size, attention=impl), "jax/train", size.image_size, size.num_classes,
+        size.timing, None,
+    )  # fmt: skip
+    prepared = jax_train.prepare_train_step(bench, cases[label], batch=batch)
+    compiled = prepared.lowered.compile()
+    state, inputs = prepared.state, prepared.inputs
+    for i in range(3):  # warm-up, untraced
+        state, metrics = compiled(state, prepared.frozen, *inputs[i % len(inputs)])
+    jax.block_until_ready(metrics)
+    trace_dir = out / f"trace-{label}"
+    with jax.profiler.trace(str(trace_dir), create_perfetto_trace=True):
+        for i in range(steps):
+            state, metrics = compiled(state, prepared.frozen, *inputs[i % len(inputs)])
+        jax.block_until_ready(metrics)
+    summary = summarize(device_kernel_times(read_perfetto(trace_dir)), steps)
+    return {"case": label, "batch": batch, "size": size_name, "attention": note, **summary}
+
+
+def render(result: dict[str, Any], top: int = 15) -> str:
+    lines = [
+        f"== {result['case']} @ batch {result['batch']}: {result['device_ms_per_step']:.2f} ms "
+        f"device time per step, {result['num_kernels']} kernels ({result['attention']})",
+        "   " + ", ".join(f"{c} {ms:.2f}" for c, ms in result["categories_ms"].items()),
+    ]
+    lines += [
+        f"   {k['ms']:8.3f} ms  {k['category']:9s} {k['name'][:110]}"
+        for k in result["kernels"][:top]
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--cases", nargs="+", default=["lora-r8", "glora-fixed", "biases-only"])
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--size", default="full", choices=("full", "tiny"))
+    p.add_argument("--attention", default="auto")
+    p.add_argument("--out", type=Path, default=Path("bench-profile"))
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for label in args.cases:
+        result = profile_case(
+            label, size_name=args.size, batch=args.batch, steps=args.steps, out=args.out,
+            attention=args.attention,
+        )  # fmt: skip
+        (args.out / f"{label}.json").write_text(json.dumps(result, indent=2))
+        print(render(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""bench.end_to_end: the paper's VTAB-1k recipe on an npz task, and a tiny run on the CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import end_to_end
+from experiments.configs import PAPER_LR
+
+
+def test_config_is_the_paper_recipe_on_the_given_task() -> None:
+    config = end_to_end.vtab_shaped_config("/data/x.npz", like="dtd")
+    assert (config.data.task, config.data.source) == ("/data/x.npz", "npz")
+    assert config.backbone.name == "vit-b16-random"
+    assert (config.backbone.image_size, config.train.epochs, config.train.batch_size) == (
+        224, 500, 64,
+    )  # fmt: skip
+    assert config.train.optim.learning_rate == PAPER_LR["dtd"]
+    assert (config.search.population, config.search.generations) == (50, 20)
+    assert config.method.name == "glora"
+
+
+def test_overrides_apply_last_and_bad_ones_fail() -> None:
+    sets = ["train.epochs=7", "backbone.name=dinov2-s14"]
+    config = end_to_end.vtab_shaped_config("x.npz", sets=sets)
+    assert (config.train.epochs, config.backbone.name) == (7, "dinov2-s14")
+    with pytest.raises(ValueError, match="VTAB-1k"):
+        end_to_end.vtab_shaped_config("x.npz", like="fashion_mnist")
+
+
+@pytest.mark.slow
+def test_tiny_end_to_end_on_cpu(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    task = tmp_path / "task.npz"
+    np.savez(task, images=rng.integers(0, 256, (1040, 16, 16, 3), dtype=np.uint8),
+             labels=rng.integers(0, 4, 1040).astype(np.int32))  # fmt: skip
+    out = tmp_path / "e2e.json"
+    sets = [
+        "backbone.name=vit-ti16-random", "backbone.image_size=32", "backbone.scan=true",
+        "train.total_steps=2", "search.population=4", "search.top_k=2", "search.num_mutations=2",
+        "search.num_crossovers=2", "search.generations=2", "search.param_budget=1000000",
+    ]  # fmt: skip
+    argv = ["--task", str(task), "--workdir", str(tmp_path / "wd"), "--out", str(out)]
+    assert end_to_end.main(argv + [f"--set={s}" for s in sets]) == 0
+    result = json.loads(out.read_text())
+    assert result["num_test"] == 40
+    assert result["end_to_end_seconds"] >= result["train_seconds"] > 0
+    assert result["search"]["candidates_evaluated"] == 8
+    assert result["merged_test_accuracy"] == result["test_accuracy"]
+    assert result["command"].startswith("python -m bench.end_to_end --task")

@@ -13,10 +13,9 @@ from typing import Any
 import jax
 
 from bench.inputs import random_batches
-from bench.peaks import mfu
 from bench.results import Row
 from bench.timing import Timing, TimingSettings, time_calls
-from bench.xla_stats import FLOPS_SOURCE, MEMORY_SOURCE, compiled_stats
+from bench.xla_stats import compiled_stats, timed_row
 from experiments.backbones import Backbone
 from experiments.methods import MethodConfig, build_method
 from experiments.training import HEAD_PATTERN, data_mesh
@@ -68,20 +67,8 @@ def bench_inference(
         for label, params in variants.items():
             t = _time_forward(compiled, params, [images for images, _ in inputs], timing)
             note = "same executable as plain" if label != "plain" else "f32 params"
-            rows.append(
-                Row(
-                    name=f"{prefix}/{label}",
-                    batch=batch,
-                    step_s=t.median_s,
-                    spread_s=(t.p10_s, t.p90_s),
-                    peak_mem_bytes=stats.peak_bytes,
-                    memory_source=MEMORY_SOURCE,
-                    flops=stats.flops,
-                    flops_source=FLOPS_SOURCE,
-                    mfu=mfu(stats.flops, t.median_s, peak_flops),
-                    note=note + ("; batch 1: latency-bound" if batch == 1 else ""),
-                )
-            )
+            note += "; batch 1: latency-bound" if batch == 1 else ""
+            rows.append(timed_row(f"{prefix}/{label}", batch, t, stats, peak_flops, note))
     return rows
 
 

@@ -16,10 +16,9 @@ import jax
 
 from bench.activation_lora import activation_lora
 from bench.inputs import random_batches
-from bench.peaks import mfu
 from bench.results import Row
 from bench.timing import TimingSettings, time_calls
-from bench.xla_stats import FLOPS_SOURCE, MEMORY_SOURCE, compiled_stats
+from bench.xla_stats import compiled_stats, timed_row
 from experiments.backbones import Backbone
 from experiments.methods import MethodConfig, build_method
 from experiments.training import (
@@ -184,15 +183,6 @@ def bench_train_step(bench: TrainBench, case: TrainCase, *, batch: int) -> Row:
         return metrics
 
     timing = time_calls(call, sync=jax.block_until_ready, settings=bench.timing)
-    return Row(
-        name=f"{bench.prefix}/{case.label}",
-        batch=batch,
-        step_s=timing.median_s,
-        spread_s=(timing.p10_s, timing.p90_s),
-        peak_mem_bytes=stats.peak_bytes,
-        memory_source=MEMORY_SOURCE,
-        flops=stats.flops,
-        flops_source=FLOPS_SOURCE if stats.flops is not None else "",
-        mfu=mfu(stats.flops, timing.median_s, bench.peak_flops),
-        note=case.note,
+    return timed_row(
+        f"{bench.prefix}/{case.label}", batch, timing, stats, bench.peak_flops, case.note
     )

@@ -21,6 +21,10 @@ from typing import Any, NamedTuple
 
 import jax
 
+from bench.peaks import mfu
+from bench.results import Row
+from bench.timing import Timing
+
 FLOPS_SOURCE = "XLA cost_analysis of the lowered HLO"
 MEMORY_SOURCE = "XLA memory_analysis (args+out+temp-alias)"
 
@@ -48,6 +52,25 @@ def compiled_stats(lowered: jax.stages.Lowered, compiled: jax.stages.Compiled) -
             - memory.alias_size_in_bytes
         )
     return CompiledStats(float(flops) if flops else None, peak)
+
+
+def timed_row(
+    name: str, batch: int, timing: Timing, stats: CompiledStats, peak_flops: float | None,
+    note: str,
+) -> Row:  # fmt: skip
+    """A row of one compiled function: median step, p10-p90, XLA's memory and FLOPs, MFU."""
+    return Row(
+        name=name,
+        batch=batch,
+        step_s=timing.median_s,
+        spread_s=(timing.p10_s, timing.p90_s),
+        peak_mem_bytes=stats.peak_bytes,
+        memory_source=MEMORY_SOURCE,
+        flops=stats.flops,
+        flops_source=FLOPS_SOURCE if stats.flops is not None else "",
+        mfu=mfu(stats.flops, timing.median_s, peak_flops),
+        note=note,
+    )
 
 
 def process_peak_bytes() -> int | None:

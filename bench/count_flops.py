@@ -46,6 +46,9 @@ def count_all(size: BenchSize) -> dict[str, float]:
     benches = [
         (jax_train.TrainBench(vit, "jax/train", size.image_size, size.num_classes, size.timing,
                               None), jax_train.VIT_CASES, size.train_batches),
+        (jax_train.TrainBench(vit_backbone(size, attention="xla", scan=True), "jax/train-scan",
+                              size.image_size, size.num_classes, size.timing, None),
+         jax_train.SCAN_CASES, size.train_batches),
         (jax_train.TrainBench(convnext_backbone(size), f"jax/train-convnext-{size.convnext}",
                               size.image_size, size.num_classes, size.timing, None),
          jax_train.CONV_CASES, size.conv_batches),

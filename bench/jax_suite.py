@@ -1,8 +1,8 @@
 """The JAX rows, in their own process: ``python -m bench.jax_suite --json out.json [options]``.
 
-Suites, run in the order given: "train" (ViT training steps of every method), "infer" (plain
-vs merged), "search" (candidates/s and the whole evolutionary search), "conv" (ConvNeXt
-training steps). Rows are
+Suites, run in the order given: "train" (ViT training steps of every method), "scan" (some of
+them again on the ViT with its blocks in one ``nn.scan``), "infer" (plain vs merged), "search"
+(candidates/s and the whole evolutionary search), "conv" (ConvNeXt training steps). Rows are
 written to the JSON after each one, so a run stopped early keeps what it measured; a row that
 raises is listed under "failed" and the run goes on.
 """
@@ -30,7 +30,7 @@ from bench.peaks import peak_flops
 from bench.results import Row, save_rows
 from bench.sizes import SIZES, BenchSize
 
-JAX_SUITES = ("train", "infer", "search", "conv")
+JAX_SUITES = ("train", "scan", "infer", "search", "conv")
 
 
 class Recorder:
@@ -68,8 +68,8 @@ def run_suites(
 ) -> None:
     """Measure the requested suites in the order given (search uses infer's FLOPs if run)."""
     peak = peak_flops(jax.devices()[0].device_kind)
-    vit = None
-    if {"train", "infer", "search"} & set(suites):
+    vit, impl = None, None
+    if {"train", "scan", "infer", "search"} & set(suites):
         impl, note = choose_attention(attention)
         recorder.extra["attention"] = note
         print(note, flush=True)
@@ -81,6 +81,12 @@ def run_suites(
                 vit, "jax/train", size.image_size, size.num_classes, size.timing, peak
             )
             _train_rows(recorder, bench, jax_train.VIT_CASES, size.train_batches)
+        elif suite == "scan":
+            scanned = jax_train.TrainBench(
+                vit_backbone(size, attention=impl, scan=True), "jax/train-scan",
+                size.image_size, size.num_classes, size.timing, peak,
+            )  # fmt: skip
+            _train_rows(recorder, scanned, jax_train.SCAN_CASES, size.train_batches)
         elif suite == "conv":
             conv = jax_train.TrainBench(
                 convnext_backbone(size), f"jax/train-convnext-{size.convnext}",

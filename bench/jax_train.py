@@ -99,6 +99,15 @@ VIT_CASES = (
     ),
 )  # fmt: skip
 
+#: Rows repeated on the scanned ViT (``nn.scan`` over blocks, params stacked): each adapter then
+#: builds all 12 blocks' updates in one batched computation instead of 12 small ones per layer
+#: type, which shows how much of a row's time is per-kernel launch overhead. (The activation
+#: prototype needs module paths, i.e. an unscanned model.)
+SCAN_CASES = tuple(
+    c for c in VIT_CASES
+    if c.label in ("biases-only", "lora-r8", "flora-r8", "glora-supernet-k1", "glora-fixed")
+)  # fmt: skip
+
 CONV_CASES = (
     TrainCase("full", MethodConfig("full"), note="every weight trains"),
     TrainCase("flora-r8", MethodConfig("flora", rank=8, kernel_rank=2), note=WEIGHT_SPACE),

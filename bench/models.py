@@ -20,7 +20,7 @@ from experiments.models.attention import padded_dot_product_attention
 from experiments.models.vit import vit
 from flora_jax import CONV_TARGETS
 from peft_core.paths import Params
-from peft_core.targets import DENSE_TARGETS
+from peft_core.targets import DENSE_TARGETS, SCANNED
 
 #: ViT-B/16 at 224: 197 tokens, 12 heads of 64.
 _ATTENTION_CHECK_SHAPE = (4, 197, 12, 64)
@@ -60,25 +60,28 @@ def _cudnn_attention_error() -> float:
     return float(diff / jnp.linalg.norm(plain.astype(jnp.float32)))
 
 
-def vit_backbone(size: BenchSize, *, attention: str | None) -> Backbone:
+def vit_backbone(size: BenchSize, *, attention: str | None, scan: bool = False) -> Backbone:
     """The size's ViT with random weights, bf16 compute, a fresh ``num_classes`` head.
 
     ``size.vit == "test"``: a one-block ViT-Ti/16 (CPU smoke runs; compiles in about a second),
-    else a named backbone of ``experiments.backbones``.
+    else a named backbone of ``experiments.backbones``. ``scan``: the blocks as one ``nn.scan``
+    (params stacked along a leading axis, so adapters compute every block's update at once).
     """
     if size.vit != "test":
         config = BackboneConfig(
             name=size.vit, image_size=size.image_size, dtype="bfloat16", attention=attention,
+            scan=scan,
         )  # fmt: skip
         return load_backbone(config, num_classes=size.num_classes)
     model = vit(
         "Ti", patch=16, depth=1, num_classes=size.num_classes, dtype=jnp.bfloat16,
-        attn_implementation=attention,
+        attn_implementation=attention, scan=scan,
     )  # fmt: skip
     params = _init(model, size.image_size, seed=0)
     return Backbone(
-        model, params, lambda images: normalize(images, "minus1_1"), DENSE_TARGETS, None
-    )
+        model, params, lambda images: normalize(images, "minus1_1"), DENSE_TARGETS,
+        SCANNED if scan else None,
+    )  # fmt: skip
 
 
 def convnext_backbone(size: BenchSize, *, seed: int = 0) -> Backbone:

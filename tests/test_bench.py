@@ -16,7 +16,7 @@ import pytest
 
 from bench import run, timing
 from bench.activation_lora import activation_lora
-from bench.jax_train import CONV_CASES, VIT_CASES
+from bench.jax_train import CONV_CASES, SCAN_CASES, VIT_CASES
 from bench.peaks import mfu, peak_flops
 from bench.report import merge_runs, with_flops
 from bench.results import Row, format_table, load_rows, save_rows
@@ -212,6 +212,7 @@ def test_run_all_tiny_on_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     size = SIZES["tiny"]
     expected = {
         *(f"jax/train/{c.label}@{b}" for c in VIT_CASES for b in size.train_batches),
+        *(f"jax/train-scan/{c.label}@{b}" for c in SCAN_CASES for b in size.train_batches),
         *(f"jax/infer/{v}@{b}" for v in ("plain", "merged-glora") for b in size.infer_batches),
         f"jax/search/score-val{size.val_size}@{size.search.population}",
         *(f"jax/train-convnext-test/{c.label}@{b}" for c in CONV_CASES for b in size.conv_batches),

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from glora_jax.space import Config, GLoRASpace, LayerSpec, check_ranks
-from glora_jax.support import glora_delta, init_supports, support_shapes
+from glora_jax.support import glora_delta, init_supports, static_none, support_shapes
 from peft_core.adapter import Adapter, AParams, add_delta, check_tree, over_stack, replace_leaves
 from peft_core.layers import Layer, find_layers
 from peft_core.paths import Params, Patterns, flatten, get_leaf, unflatten
@@ -199,7 +199,8 @@ def glora(
         delta: Callable[..., Any] = functools.partial(glora_delta, options=the_space.options)
         updates: dict[str, jax.Array] = {}
         for layer in layers:
-            dw, db = over_stack(delta, len(layer.stack_shape))(
+            skip = static_none(cfg[layer.name], the_space.options)
+            dw, db = over_stack(functools.partial(delta, skip=skip), len(layer.stack_shape))(
                 _fused_kernel(params, layer),
                 _fused_bias(params, layer),
                 {k: flat[f"{layer.name}/{k}"] for k in expected[layer.name]},
@@ -236,15 +237,17 @@ def _fused_bias(params: Params, layer: GLoRALayer) -> jax.Array | None:
 
 
 def _unfused(
-    params: Params, members: Sequence[Layer], dw: jax.Array, db: jax.Array | None
+    params: Params, members: Sequence[Layer], dw: jax.Array | None, db: jax.Array | None
 ) -> dict[str, jax.Array]:
-    """Updated member leaves: W0 + ΔW and b0 + Δb split back along fan_out and reshaped."""
+    """Updated member leaves: W0 + ΔW and b0 + Δb split back along fan_out and reshaped; a
+    None update leaves those leaves out (they stay the params' own arrays)."""
     ends = list(itertools.accumulate(m.fan_out for m in members))[:-1]
     out = {}
-    for m, dw_m in zip(members, jnp.split(dw, ends, axis=-1), strict=True):
-        out[m.kernel_path] = add_delta(
-            get_leaf(params, m.kernel_path), dw_m.reshape(m.kernel_shape)
-        )
+    if dw is not None:
+        for m, dw_m in zip(members, jnp.split(dw, ends, axis=-1), strict=True):
+            out[m.kernel_path] = add_delta(
+                get_leaf(params, m.kernel_path), dw_m.reshape(m.kernel_shape)
+            )
     if db is not None:
         for m, db_m in zip(members, jnp.split(db, ends, axis=-1), strict=True):
             bias = get_leaf(params, str(m.bias_path))

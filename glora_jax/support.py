@@ -25,7 +25,9 @@ rank mask ``arange(rmax) < r`` and the other options are ``jnp.where`` selection
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -104,24 +106,56 @@ def glora_delta(
     choice: jax.Array,
     *,
     options: Mapping[str, tuple[str, ...]],
-) -> tuple[jax.Array, jax.Array | None]:
+    skip: frozenset[str] = frozenset(),
+) -> tuple[jax.Array | None, jax.Array | None]:
     """(ΔW, Δb) of one layer: ΔW = W0 ⊙ A + B (fan_in, fan_out), Δb = b0 ⊙ D + E + C W0.
 
     ``choice`` (5,) int holds the option index of A..E into ``options``; ``b0`` None means no
     bias (then Δb is None and columns C, D, E of ``choice`` are ignored). Computed in f32 at least.
+    ``skip``: tensors known before tracing to be "none" (``static_none``); their terms are left
+    out instead of multiplied by zero, so nothing is computed or differentiated for them. ΔW (Δb)
+    is None when all its terms are skipped: the kernel (bias) stays W0 (b0) and, with A and B
+    skipped, the kernel's weight gradient is never formed (BitFit, SSF, searched subnets).
     """
     dtype = jnp.promote_types(w0.dtype, jnp.float32)
     w0 = w0.astype(dtype)
     s = {k: v.astype(dtype) for k, v in support.items()}
-    a = _weight_tensor(s["a_in"], s["a_out"], choice[0], options["A"])
-    b = _weight_tensor(s["b_in"], s["b_out"], choice[1], options["B"])
-    dw = w0 * a + b
+    weight_terms = []
+    if "A" not in skip:
+        weight_terms.append(w0 * _weight_tensor(s["a_in"], s["a_out"], choice[0], options["A"]))
+    if "B" not in skip:
+        weight_terms.append(_weight_tensor(s["b_in"], s["b_out"], choice[1], options["B"]))
+    dw = _sum(weight_terms)
     if b0 is None:
         return dw, None
-    c = _prompt_tensor(s["c_in"], s["c_out"], choice[2], options["C"])
-    d = _bias_tensor(s["d"], choice[3], options["D"])
-    e = _bias_tensor(s["e"], choice[4], options["E"])
-    return dw, b0.astype(dtype) * d + e + c @ w0
+    bias_terms = []
+    if "D" not in skip:
+        bias_terms.append(b0.astype(dtype) * _bias_tensor(s["d"], choice[3], options["D"]))
+    if "E" not in skip:
+        bias_terms.append(_bias_tensor(s["e"], choice[4], options["E"]))
+    if "C" not in skip:
+        bias_terms.append(_prompt_tensor(s["c_in"], s["c_out"], choice[2], options["C"]) @ w0)
+    return dw, _sum(bias_terms)
+
+
+def static_none(choice: Any, options: Mapping[str, tuple[str, ...]]) -> frozenset[str]:
+    """Tensors whose option is "none" in every row of ``choice`` (int (*stack, 5)) when its values
+    are known at trace time (a concrete array, e.g. a fixed cfg closed over by a jitted step);
+    the empty set for traced values (a cfg sampled in the step, vmapped cfgs)."""
+    try:
+        rows = np.asarray(choice).reshape(-1, len(TENSORS))
+    except jax.errors.TracerArrayConversionError:
+        return frozenset()
+    return frozenset(
+        t
+        for i, t in enumerate(TENSORS)
+        if NONE in options[t] and bool(np.all(rows[:, i] == options[t].index(NONE)))
+    )
+
+
+def _sum(terms: Sequence[jax.Array]) -> jax.Array | None:
+    """terms[0] + terms[1] + ... in order; None for no terms."""
+    return functools.reduce(operator.add, terms) if terms else None
 
 
 def _weight_tensor(

@@ -340,6 +340,65 @@ def test_bf16_params_computed_in_f32_returned_in_bf16():
 # ---- jit, vmap, grads --------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("kind", ["dense", "no_bias", "stacked_qkv"])
+def test_concrete_cfgs_take_the_static_path_and_match_reference(kind):
+    # A concrete cfg lets apply leave "none" tensors out at trace time (static_none); each
+    # readable forces one option, so every tensor is statically none in some of them.
+    st = _setup(kind, (3, 2))
+    aparams = _random_aparams(st.adapter, st.params)
+    skipped = set()
+    (layer,) = st.space.layers
+    for k, readable in enumerate(st.readables):
+        cfg = _row(st.cfgs, k)
+        skipped |= glora_jax.support.static_none(cfg[layer], st.space.options)
+        want = ref_apply(st.params, aparams, readable, st.groups)
+        got = st.adapter.apply(st.params, aparams, cfg)  # cfg concrete: the static path
+        chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-5, custom_message=str(readable))
+    assert {"A", "B"} <= skipped
+
+
+def test_static_none_only_for_concrete_cfgs_with_none_in_every_slice():
+    st = _setup("stacked", (3, 2))
+    (layer,) = st.space.layers
+    slices = list(st.space.fixed({"A": "none", "B": "none", "C": "none", "D": "none",
+                                  "E": "none"})[layer])  # fmt: skip
+    cfg = np.stack(slices)
+    assert glora_jax.support.static_none(cfg, st.space.options) == set(TENSORS)
+    cfg[-1, 1] = 0  # one slice uses B: B is no longer statically none
+    assert glora_jax.support.static_none(cfg, st.space.options) == set(TENSORS) - {"B"}
+    traced = jax.jit(lambda c: jnp.int32(len(glora_jax.support.static_none(c, st.space.options))))
+    assert int(traced(cfg)) == 0
+
+
+def test_bitfit_cfg_leaves_kernels_untouched_and_forms_no_weight_gradient():
+    params, kw, _ = _kind("dense")
+    adapter = glora_jax.glora((3, 2), **kw)
+    space = space_of(adapter, params)
+    aparams = _random_aparams(adapter, params)
+    bitfit = space.fixed(glora_jax.presets.bitfit())
+    eff = adapter.apply(params, aparams, bitfit)
+    assert eff["fc"]["kernel"] is params["fc"]["kernel"]  # not W0 + 0: the very same array
+    assert not np.allclose(eff["fc"]["bias"], params["fc"]["bias"])
+    x = jnp.ones((16, params["fc"]["kernel"].shape[0]))
+
+    def loss(ap, cfg):
+        p = adapter.apply(params, ap, cfg)["fc"]
+        return jnp.sum((x @ p["kernel"] + p["bias"]) ** 2)
+
+    def flops(fn, *args):
+        cost = jax.jit(fn).lower(*args).cost_analysis()
+        return (cost[0] if isinstance(cost, list) else cost)["flops"]
+
+    static = flops(jax.grad(lambda ap: loss(ap, bitfit)), aparams)  # cfg concrete
+    traced = flops(jax.grad(loss), aparams, bitfit)  # cfg traced: every term computed
+    fan_in, fan_out = params["fc"]["kernel"].shape
+    assert traced - static >= 2 * 16 * fan_in * fan_out  # at least the dW = xᵀ·dy product
+    chex.assert_trees_all_close(
+        jax.grad(lambda ap: loss(ap, bitfit))(aparams), jax.grad(loss)(aparams, bitfit),
+        rtol=1e-5, atol=1e-5,
+    )  # fmt: skip
+
+
 def test_vmap_over_cfgs_equals_loop():
     st = _setup("stacked_qkv", (3, 2))
     aparams = _random_aparams(st.adapter, st.params)

@@ -198,18 +198,63 @@ def glora(
         flat = flatten(aparams)  # layer names hold '/': nested and '/'-keyed trees both work
         delta: Callable[..., Any] = functools.partial(glora_delta, options=the_space.options)
         updates: dict[str, jax.Array] = {}
-        for layer in layers:
-            skip = static_none(cfg[layer.name], the_space.options)
-            dw, db = over_stack(functools.partial(delta, skip=skip), len(layer.stack_shape))(
-                _fused_kernel(params, layer),
-                _fused_bias(params, layer),
-                {k: flat[f"{layer.name}/{k}"] for k in expected[layer.name]},
-                cfg[layer.name],
+        for skip, group in _same_shape_groups(layers, cfg, the_space):
+            dw, db = over_stack(functools.partial(delta, skip=skip), 1 + len(group[0].stack_shape))(
+                jnp.stack([_fused_kernel(params, layer) for layer in group]),
+                _stacked_biases(params, group),
+                {
+                    k: jnp.stack([flat[f"{layer.name}/{k}"] for layer in group])
+                    for k in expected[group[0].name]
+                },
+                jnp.stack([jnp.asarray(cfg[layer.name]) for layer in group]),
             )
-            updates |= _unfused(params, layer.members, dw, db)
+            for i, layer in enumerate(group):
+                updates |= _unfused(
+                    params,
+                    layer.members,
+                    None if dw is None else dw[i],
+                    None if db is None else db[i],
+                )
         return replace_leaves(params, updates)
 
     return Adapter(init, apply, apply, space)
+
+
+def _same_shape_groups(
+    layers: Sequence[GLoRALayer], cfg: Config, the_space: GLoRASpace
+) -> list[tuple[frozenset[str], list[GLoRALayer]]]:
+    """Layers whose updates are computed as one batch, with the tensors they all skip: same stack
+    axes, matrix view, bias presence and statically skipped ("none") tensors, in layer order.
+
+    One batched update per group (e.g. the 12 qkv layers of an unscanned ViT-B at once) makes a
+    few large kernels out of many small ones; the numbers are those of a per-layer update.
+    """
+    groups: dict[tuple[Any, ...], list[GLoRALayer]] = {}
+    for layer in layers:
+        spec = layer.spec
+        skip = static_none(cfg[layer.name], the_space.options)
+        key = (skip, spec.stack_shape, spec.fan_in, spec.fan_out, spec.has_bias)
+        groups.setdefault(key, []).append(layer)
+    return [(key[0], group) for key, group in groups.items()]
+
+
+def _stacked_biases(params: Params, group: Sequence[GLoRALayer]) -> jax.Array | None:
+    """b0 of each layer of ``group`` (members' flattened biases concatenated, (*stack,
+    fan_out)) stacked on a new leading axis; None for layers without a bias."""
+    if not group[0].has_bias:
+        return None
+    return jnp.stack(
+        [
+            jnp.concatenate(
+                [
+                    get_leaf(params, str(m.bias_path)).reshape(*m.stack_shape, m.fan_out)
+                    for m in layer.members
+                ],
+                axis=-1,
+            )
+            for layer in group
+        ]
+    )
 
 
 def _fused_kernel(params: Params, layer: GLoRALayer) -> jax.Array:
@@ -217,19 +262,6 @@ def _fused_kernel(params: Params, layer: GLoRALayer) -> jax.Array:
     return jnp.concatenate(
         [
             get_leaf(params, m.kernel_path).reshape(*m.stack_shape, m.fan_in, m.fan_out)
-            for m in layer.members
-        ],
-        axis=-1,
-    )
-
-
-def _fused_bias(params: Params, layer: GLoRALayer) -> jax.Array | None:
-    """b0 of the layer: members' flattened biases concatenated, (*stack, fan_out); or None."""
-    if not layer.has_bias:
-        return None
-    return jnp.concatenate(
-        [
-            get_leaf(params, str(m.bias_path)).reshape(*m.stack_shape, m.fan_out)
             for m in layer.members
         ],
         axis=-1,

@@ -399,6 +399,42 @@ def test_bitfit_cfg_leaves_kernels_untouched_and_forms_no_weight_gradient():
     )  # fmt: skip
 
 
+def test_same_shaped_layers_are_updated_as_one_batch_and_match_reference():
+    rng = np.random.default_rng(3)
+    params = {f"fc{i}": {"kernel": _leaf(rng, 6, 5), "bias": _leaf(rng, 5)} for i in range(3)} | {
+        "wide": {"kernel": _leaf(rng, 6, 7), "bias": _leaf(rng, 7)}
+    }
+    adapter = glora_jax.glora((3, 2), targets=r".*/kernel")
+    space = space_of(adapter, params)
+    aparams = _random_aparams(adapter, params)
+    groups = {name: ([name], 0) for name in params}
+    readable = _random_readable(
+        space, np.random.default_rng(4), A="lora_3", B="vector", C="lora_2", D="vector", E="scalar"
+    )
+    cfg = space.encode(readable)
+    batches = glora_jax.adapter._same_shape_groups(
+        glora_jax.adapter.glora_layers(params, targets=r".*/kernel", exclude=None, stacked=None,
+                                       fuse=None), cfg, space,
+    )  # fmt: skip
+    assert sorted(sorted(layer.name for layer in group) for _, group in batches) == [
+        ["fc0", "fc1", "fc2"], ["wide"],
+    ]  # fmt: skip
+    want = ref_apply(params, aparams, readable, groups)
+    traced = jax.jit(adapter.apply)(params, aparams, cfg)
+    chex.assert_trees_all_close(adapter.apply(params, aparams, cfg), want, rtol=1e-5, atol=1e-5)
+    chex.assert_trees_all_close(traced, want, rtol=1e-5, atol=1e-5)
+    # a layer whose B is statically "none" leaves the batch of the others
+    readable["fc1"]["B"] = "none"
+    cfg = space.encode(readable)
+    layers = glora_jax.adapter.glora_layers(
+        params, targets=r".*/kernel", exclude=None, stacked=None, fuse=None
+    )
+    sizes = sorted(len(g) for _, g in glora_jax.adapter._same_shape_groups(layers, cfg, space))
+    assert sizes == [1, 1, 2]
+    want = ref_apply(params, aparams, readable, groups)
+    chex.assert_trees_all_close(adapter.apply(params, aparams, cfg), want, rtol=1e-5, atol=1e-5)
+
+
 def test_vmap_over_cfgs_equals_loop():
     st = _setup("stacked_qkv", (3, 2))
     aparams = _random_aparams(st.adapter, st.params)

@@ -81,3 +81,17 @@ def test_profile_tiny_on_cpu(tmp_path: Path) -> None:
     result = json.loads((tmp_path / "lora-r8.json").read_text())
     assert result["case"] == "lora-r8" and result["steps"] == 2
     assert list((tmp_path / "trace-lora-r8").rglob("perfetto_trace.json.gz"))
+
+
+def test_weight_side_counts_for_the_tiny_vit(tmp_path: Path) -> None:
+    from bench import weight_side
+
+    out = tmp_path / "ws.json"
+    assert (
+        weight_side.main(["--size", "tiny", "--methods", "lora", "glora", "--out", str(out)]) == 0
+    )
+    rows = {r["method"]: r for r in json.loads(out.read_text())["rows"]}
+    # one ViT-Ti block: LoRA's 6 kernels need a dot each for A·B plus two for the gradient
+    assert rows["lora"]["dots"] >= 6
+    assert rows["glora"]["dots"] > 0 and rows["glora"]["fusions"] > 0
+    assert rows["glora"]["bytes_accessed"] > rows["lora"]["bytes_accessed"] > 0

@@ -28,8 +28,9 @@ from peft_core.adapter import (
     Config,
     add_delta,
     check_tree,
+    group_by,
     no_config,
-    over_stack,
+    over_layers,
     replace_leaves,
 )
 from peft_core.layers import Layer, find_layers
@@ -112,12 +113,22 @@ def flora(
         delta_fn = lambda core, *factors: scale * tucker_product(core, factors)
         flat = flatten(aparams)  # layer names hold '/': accept nested and '/'-keyed trees
         updates = {}
-        for layer, modes in found:
-            core = flat[f"{layer.name}/{_CORE}"]
+
+        def tensors(item: tuple[Layer, TuckerModes]) -> tuple[jax.Array, ...]:
+            layer, modes = item
             factors = [flat[f"{layer.name}/{_factor_key(n)}"] for n in range(len(modes.sizes))]
-            delta = over_stack(delta_fn, len(layer.stack_shape))(core, *factors)
-            w = get_leaf(params, layer.kernel_path)
-            updates[layer.kernel_path] = add_delta(w, delta.reshape(layer.kernel_shape))
+            return (flat[f"{layer.name}/{_CORE}"], *factors)
+
+        def shapes(item: tuple[Layer, TuckerModes]) -> tuple[Any, ...]:
+            """Equal kernel, core and factor shapes: one batched Tucker product."""
+            return (item[0].kernel_shape, *(t.shape for t in tensors(item)))
+
+        for group in group_by(found, shapes):
+            n_stack = len(group[0][0].stack_shape)
+            deltas = over_layers(delta_fn, n_stack, [tensors(item) for item in group])
+            for (layer, _), delta in zip(group, deltas, strict=True):
+                w = get_leaf(params, layer.kernel_path)
+                updates[layer.kernel_path] = add_delta(w, delta.reshape(layer.kernel_shape))
         return replace_leaves(params, updates)
 
     return Adapter(init, apply, apply)

@@ -18,7 +18,7 @@ import dataclasses
 import functools
 import itertools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -26,7 +26,15 @@ import jax.numpy as jnp
 
 from glora_jax.space import Config, GLoRASpace, LayerSpec, check_ranks
 from glora_jax.support import glora_delta, init_supports, static_none, support_shapes
-from peft_core.adapter import Adapter, AParams, add_delta, check_tree, over_stack, replace_leaves
+from peft_core.adapter import (
+    Adapter,
+    AParams,
+    add_delta,
+    check_tree,
+    group_by,
+    over_layers,
+    replace_leaves,
+)
 from peft_core.layers import Layer, find_layers
 from peft_core.paths import Params, Patterns, flatten, get_leaf, unflatten
 from peft_core.targets import DENSE_TARGETS
@@ -198,63 +206,37 @@ def glora(
         flat = flatten(aparams)  # layer names hold '/': nested and '/'-keyed trees both work
         delta: Callable[..., Any] = functools.partial(glora_delta, options=the_space.options)
         updates: dict[str, jax.Array] = {}
-        for skip, group in _same_shape_groups(layers, cfg, the_space):
-            dw, db = over_stack(functools.partial(delta, skip=skip), 1 + len(group[0].stack_shape))(
-                jnp.stack([_fused_kernel(params, layer) for layer in group]),
-                _stacked_biases(params, group),
-                {
-                    k: jnp.stack([flat[f"{layer.name}/{k}"] for layer in group])
-                    for k in expected[group[0].name]
-                },
-                jnp.stack([jnp.asarray(cfg[layer.name]) for layer in group]),
+
+        key = functools.partial(batch_key, cfg=cfg, options=the_space.options)
+        for group in group_by(layers, key):
+            skip = key(group[0])[0]
+            deltas = over_layers(
+                functools.partial(delta, skip=skip),
+                len(group[0].stack_shape),
+                [
+                    (
+                        _fused_kernel(params, layer),
+                        _fused_bias(params, layer),
+                        {k: flat[f"{layer.name}/{k}"] for k in expected[layer.name]},
+                        jnp.asarray(cfg[layer.name]),
+                    )
+                    for layer in group
+                ],
             )
-            for i, layer in enumerate(group):
-                updates |= _unfused(
-                    params,
-                    layer.members,
-                    None if dw is None else dw[i],
-                    None if db is None else db[i],
-                )
+            for layer, (dw, db) in zip(group, deltas, strict=True):
+                updates |= _unfused(params, layer.members, dw, db)
         return replace_leaves(params, updates)
 
     return Adapter(init, apply, apply, space)
 
 
-def _same_shape_groups(
-    layers: Sequence[GLoRALayer], cfg: Config, the_space: GLoRASpace
-) -> list[tuple[frozenset[str], list[GLoRALayer]]]:
-    """Layers whose updates are computed as one batch, with the tensors they all skip: same stack
-    axes, matrix view, bias presence and statically skipped ("none") tensors, in layer order.
-
-    One batched update per group (e.g. the 12 qkv layers of an unscanned ViT-B at once) makes a
-    few large kernels out of many small ones; the numbers are those of a per-layer update.
-    """
-    groups: dict[tuple[Any, ...], list[GLoRALayer]] = {}
-    for layer in layers:
-        spec = layer.spec
-        skip = static_none(cfg[layer.name], the_space.options)
-        key = (skip, spec.stack_shape, spec.fan_in, spec.fan_out, spec.has_bias)
-        groups.setdefault(key, []).append(layer)
-    return [(key[0], group) for key, group in groups.items()]
-
-
-def _stacked_biases(params: Params, group: Sequence[GLoRALayer]) -> jax.Array | None:
-    """b0 of each layer of ``group`` (members' flattened biases concatenated, (*stack,
-    fan_out)) stacked on a new leading axis; None for layers without a bias."""
-    if not group[0].has_bias:
-        return None
-    return jnp.stack(
-        [
-            jnp.concatenate(
-                [
-                    get_leaf(params, str(m.bias_path)).reshape(*m.stack_shape, m.fan_out)
-                    for m in layer.members
-                ],
-                axis=-1,
-            )
-            for layer in group
-        ]
-    )
+def batch_key(
+    layer: GLoRALayer, *, cfg: Config, options: Mapping[str, tuple[str, ...]]
+) -> tuple[Any, ...]:
+    """(statically skipped tensors, stack axes, fan_in, fan_out, bias?): layers with equal keys
+    are updated in one batched call (``over_layers``), e.g. the 12 qkv layers of a ViT-B."""
+    skip = static_none(cfg[layer.name], options)
+    return (skip, layer.stack_shape, layer.spec.fan_in, layer.spec.fan_out, layer.has_bias)
 
 
 def _fused_kernel(params: Params, layer: GLoRALayer) -> jax.Array:
@@ -262,6 +244,19 @@ def _fused_kernel(params: Params, layer: GLoRALayer) -> jax.Array:
     return jnp.concatenate(
         [
             get_leaf(params, m.kernel_path).reshape(*m.stack_shape, m.fan_in, m.fan_out)
+            for m in layer.members
+        ],
+        axis=-1,
+    )
+
+
+def _fused_bias(params: Params, layer: GLoRALayer) -> jax.Array | None:
+    """b0 of the layer: members' flattened biases concatenated, (*stack, fan_out); or None."""
+    if not layer.has_bias:
+        return None
+    return jnp.concatenate(
+        [
+            get_leaf(params, str(m.bias_path)).reshape(*m.stack_shape, m.fan_out)
             for m in layer.members
         ],
         axis=-1,

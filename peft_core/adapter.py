@@ -11,8 +11,8 @@ compiled function serves every subnet. ``space(params)`` returns that search spa
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +21,7 @@ from peft_core.paths import Params, flatten, unflatten
 
 AParams = Any
 Config = Any
+T = TypeVar("T")
 
 
 class InitFn(Protocol):
@@ -94,6 +95,26 @@ def over_stack(fn: Callable[..., Any], n_stack: int) -> Callable[..., Any]:
     for _ in range(n_stack):
         fn = jax.vmap(fn)
     return fn
+
+
+def group_by(items: Sequence[T], key: Callable[[T], Hashable]) -> list[list[T]]:
+    """``items`` split into lists of equal ``key``, in order of first appearance."""
+    groups: dict[Hashable, list[T]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return list(groups.values())
+
+
+def over_layers(fn: Callable[..., Any], n_stack: int, args: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """``fn(*args[i])`` for every layer i as ONE batched call, split back per layer.
+
+    The layers' arguments (same shapes; ``None`` where absent for all) are stacked on a new
+    leading axis and ``fn`` is vmapped over it and the ``n_stack`` stack axes of each layer:
+    a few large kernels instead of one small set per layer (e.g. 12 blocks' qkv at once).
+    """
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *args)
+    out = over_stack(fn, n_stack + 1)(*stacked)
+    return [jax.tree.map(lambda x, i=i: x[i], out) for i in range(len(args))]
 
 
 def add_delta(w: jax.Array, delta: jax.Array) -> jax.Array:

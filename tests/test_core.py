@@ -103,6 +103,46 @@ def test_lora_matches_numpy(rank, alpha):
     chex.assert_trees_all_close(ad.merge(PARAMS, ap), eff)
 
 
+def test_group_by_keeps_first_appearance_order():
+    words = ["bb", "a", "cc", "d", "eee"]
+    assert peft_core.adapter.group_by(words, len) == [["bb", "cc"], ["a", "d"], ["eee"]]
+    assert peft_core.adapter.group_by([], len) == []
+
+
+def test_over_layers_equals_one_call_per_layer():
+    rng = np.random.default_rng(5)
+    args = [
+        (jnp.asarray(rng.normal(size=(2, 4, 3))), None, {"v": jnp.asarray(rng.normal(size=(2, 3)))})
+        for _ in range(3)
+    ]
+
+    def fn(w, nothing, d):
+        assert nothing is None
+        return w @ d["v"], None
+
+    got = peft_core.adapter.over_layers(fn, 1, args)  # one stack axis of 2 per layer
+    for (w, _, d), (out, none) in zip(args, got, strict=True):
+        assert none is None
+        want = np.einsum("sij,sj->si", np.asarray(w), np.asarray(d["v"]))
+        np.testing.assert_allclose(out, want, rtol=1e-6)
+
+
+def test_lora_same_shaped_layers_batched_match_numpy():
+    params = tree(**{f"l{i}.kernel": (6, 5) for i in range(3)}, **{"odd.kernel": (5, 6)})
+    ad = peft_core.lora(2, targets=r".*/kernel")
+    rng = np.random.default_rng(3)
+    ap = jax.tree.map(
+        lambda x: jnp.asarray(rng.normal(size=x.shape), jnp.float32),
+        ad.init(jax.random.key(0), params),
+    )
+    eff = ad.apply(params, ap)
+    for name in ("l0", "l1", "l2", "odd"):
+        want = np.asarray(params[name]["kernel"]) + np.asarray(ap[name]["a"]) @ np.asarray(
+            ap[name]["b"]
+        )
+        np.testing.assert_allclose(eff[name]["kernel"], want, rtol=1e-5, atol=1e-5)
+
+
 def test_lora_stacked_is_per_slice():
     ad = peft_core.lora(2, targets=r"scan/kernel", stacked=r"scan/.*")
     ap = ad.init(jax.random.key(0), PARAMS)

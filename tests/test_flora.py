@@ -190,6 +190,20 @@ def test_apply_is_w0_plus_scaled_numpy_tucker(name, tucker, scale):
     np.testing.assert_array_equal(out[name]["bias"], params[name]["bias"])
 
 
+def test_same_shaped_layers_batched_match_numpy_tucker():
+    # three equal conv kernels form one batch; a DenseGeneral-like kernel with the same size but
+    # other modes, and a dense kernel, stay apart
+    params = tree(**{f"c{i}.kernel": (3, 3, 4, 6) for i in range(3)},
+                  **{"q.kernel": (8, 2, 3), "d.kernel": (6, 5)})  # fmt: skip
+    adapter = flora(2, scale=0.5, targets=r".*/kernel", tucker="nd")
+    aparams = randomize(adapter.init(jax.random.key(1), params))
+    out = adapter.apply(params, aparams)
+    for name in ("c0", "c1", "c2", "q", "d"):
+        kernel = np.asarray(params[name]["kernel"])
+        expected = kernel + np_delta(aparams[name], kernel.shape, 0.5)
+        np.testing.assert_allclose(out[name]["kernel"], expected, rtol=1e-5, atol=1e-5)
+
+
 def test_init_distribution_follows_reference():
     params = tree(big=(2000, 1000))
     adapter = flora(4, targets="big")

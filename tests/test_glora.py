@@ -23,7 +23,7 @@ import glora_jax
 from experiments.models.vit import ViT, ViTConfig
 from glora_jax import GLoRASpace
 from glora_jax.adapter import QKV_FUSE
-from peft_core.adapter import Adapter
+from peft_core.adapter import Adapter, group_by
 from peft_core.paths import flatten, unflatten
 from peft_core.targets import SCANNED
 
@@ -412,13 +412,15 @@ def test_same_shaped_layers_are_updated_as_one_batch_and_match_reference():
         space, np.random.default_rng(4), A="lora_3", B="vector", C="lora_2", D="vector", E="scalar"
     )
     cfg = space.encode(readable)
-    batches = glora_jax.adapter._same_shape_groups(
-        glora_jax.adapter.glora_layers(params, targets=r".*/kernel", exclude=None, stacked=None,
-                                       fuse=None), cfg, space,
-    )  # fmt: skip
-    assert sorted(sorted(layer.name for layer in group) for _, group in batches) == [
-        ["fc0", "fc1", "fc2"], ["wide"],
-    ]  # fmt: skip
+    layers = glora_jax.adapter.glora_layers(
+        params, targets=r".*/kernel", exclude=None, stacked=None, fuse=None
+    )
+
+    def batches(cfg):
+        key = functools.partial(glora_jax.adapter.batch_key, cfg=cfg, options=space.options)
+        return sorted(sorted(layer.name for layer in group) for group in group_by(layers, key))
+
+    assert batches(cfg) == [["fc0", "fc1", "fc2"], ["wide"]]
     want = ref_apply(params, aparams, readable, groups)
     traced = jax.jit(adapter.apply)(params, aparams, cfg)
     chex.assert_trees_all_close(adapter.apply(params, aparams, cfg), want, rtol=1e-5, atol=1e-5)
@@ -426,11 +428,7 @@ def test_same_shaped_layers_are_updated_as_one_batch_and_match_reference():
     # a layer whose B is statically "none" leaves the batch of the others
     readable["fc1"]["B"] = "none"
     cfg = space.encode(readable)
-    layers = glora_jax.adapter.glora_layers(
-        params, targets=r".*/kernel", exclude=None, stacked=None, fuse=None
-    )
-    sizes = sorted(len(g) for _, g in glora_jax.adapter._same_shape_groups(layers, cfg, space))
-    assert sizes == [1, 1, 2]
+    assert batches(cfg) == [["fc0", "fc2"], ["fc1"], ["wide"]]
     want = ref_apply(params, aparams, readable, groups)
     chex.assert_trees_all_close(adapter.apply(params, aparams, cfg), want, rtol=1e-5, atol=1e-5)
 

@@ -24,6 +24,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from bench.results import Row
+from bench.sizes import BenchSize
 from experiments.config import DataConfig, ExperimentConfig, override
 from experiments.configs import paper
 
@@ -48,6 +52,45 @@ def run_end_to_end(config: ExperimentConfig, workdir: Path) -> dict[str, Any]:
     started = time.perf_counter()
     result = pipeline.run(config, workdir)
     return {**result, "end_to_end_seconds": time.perf_counter() - started}
+
+
+#: The end-to-end row's name: one GLoRA task, the paper's recipe, VTAB-1k's split sizes.
+E2E_ROW = "jax/e2e/glora-vtab1k-task"
+
+
+def vtab_shaped_npz(path: Path, *, test_size: int, num_classes: int = 100, seed: int = 0) -> Path:
+    """Random uint8 images (32x32x3, resized by the pipeline like any task) and labels:
+    800 + 200 + ``test_size`` examples, the shape of a VTAB-1k task (time does not depend on
+    the pixels). Written to ``path``."""
+    rng = np.random.default_rng(seed)
+    n = 1000 + test_size
+    np.savez(
+        path,
+        images=rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+        labels=(np.arange(n) % num_classes).astype(np.int32),
+    )
+    return path
+
+
+def bench_end_to_end(size: BenchSize, workdir: Path) -> Row:
+    """The row: wall seconds of ``pipeline.run`` on a VTAB-shaped random task (``size``'s
+    overrides of the paper's recipe), search and test included."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    task = vtab_shaped_npz(workdir / "task.npz", test_size=size.e2e_test_size)
+    config = vtab_shaped_config(str(task), sets=size.e2e_sets)
+    result = run_end_to_end(config, workdir / "run")
+    search = result.get("search", {})
+    return Row(
+        name=E2E_ROW,
+        batch=1,
+        step_s=result["end_to_end_seconds"],
+        unit="task",
+        note=(
+            f"train {result['train_seconds']:.0f} s ({config.train.epochs} epochs of 800), search "
+            f"{search.get('seconds', 0.0):.0f} s ({search.get('candidates_evaluated', 0)} cand.), "
+            f"test on {result['num_test']}; random-pixel task, VTAB-1k sizes"
+        ),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

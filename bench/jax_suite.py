@@ -2,7 +2,8 @@
 
 Suites, run in the order given: "train" (ViT training steps of every method), "scan" (some of
 them again on the ViT with its blocks in one ``nn.scan``), "infer" (plain vs merged), "search"
-(candidates/s and the whole evolutionary search), "conv" (ConvNeXt training steps). Rows are
+(candidates/s and the whole evolutionary search), "conv" (ConvNeXt training steps), "e2e" (a
+whole GLoRA VTAB-1k-shaped task through ``pipeline.run``, ``bench.end_to_end``). Rows are
 written to the JSON after each one, so a run stopped early keeps what it measured; a row that
 raises is listed under "failed" and the run goes on.
 """
@@ -14,6 +15,7 @@ import dataclasses
 import functools
 import re
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -23,6 +25,7 @@ from typing import Any
 import jax
 
 from bench import jax_train
+from bench.end_to_end import E2E_ROW, bench_end_to_end
 from bench.jax_search import bench_search
 from bench.jax_serve import bench_inference
 from bench.models import choose_attention, convnext_backbone, vit_backbone
@@ -30,7 +33,7 @@ from bench.peaks import peak_flops
 from bench.results import Row, save_rows
 from bench.sizes import SIZES, BenchSize
 
-JAX_SUITES = ("train", "scan", "infer", "search", "conv")
+JAX_SUITES = ("train", "scan", "infer", "search", "conv", "e2e")
 
 
 class Recorder:
@@ -105,6 +108,9 @@ def run_suites(
             widest = max(rows, key=lambda r: r.batch, default=None)
             if widest is not None and widest.flops is not None:
                 flops_per_image = widest.flops / widest.batch
+        elif suite == "e2e":
+            workdir = Path(tempfile.mkdtemp(prefix="bench-e2e-"))  # merged.npz: not for --out
+            recorder.measure(E2E_ROW, functools.partial(_e2e_rows, size, workdir))
         elif suite == "search" and vit is not None:
             recorder.measure(
                 "jax/search",
@@ -113,6 +119,10 @@ def run_suites(
                     peak_flops=peak,
                 ),
             )  # fmt: skip
+
+
+def _e2e_rows(size: BenchSize, workdir: Path) -> list[Row]:
+    return [bench_end_to_end(size, workdir)]
 
 
 def _train_rows(

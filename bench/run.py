@@ -31,7 +31,7 @@ from bench.results import Row, save_rows
 from bench.sizes import SIZES, BenchSize
 from bench.targets import evaluate_targets
 
-SUITES = ("train", "scan", "infer", "search", "conv", "torch")
+SUITES = ("train", "scan", "infer", "search", "conv", "e2e", "torch")
 
 
 def parse_suites(text: str) -> list[str]:

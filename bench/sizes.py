@@ -23,6 +23,8 @@ class BenchSize:
     val_size / eval_batch: the search split (val200) and its eval batch size.
     search: the evolutionary-search settings (population, generations, ...; budget excludes
     the head). configs_per_call: subnets per vmapped eval call.
+    e2e_test_size / e2e_sets: the end-to-end row's test split size and its overrides of the
+    paper's recipe (none for "full": the whole recipe).
     """
 
     name: str
@@ -40,6 +42,8 @@ class BenchSize:
     configs_per_call: int
     torch_model: str
     torch_depth: int | None
+    e2e_test_size: int = 10_000
+    e2e_sets: tuple[str, ...] = ()
 
 
 SIZES: dict[str, BenchSize] = {
@@ -83,5 +87,18 @@ SIZES: dict[str, BenchSize] = {
         configs_per_call=2,
         torch_model="vit_tiny_patch16_224",
         torch_depth=2,
+        e2e_test_size=40,
+        e2e_sets=(
+            "backbone.name=vit-ti16-random",
+            "backbone.image_size=32",
+            "backbone.scan=true",
+            "train.total_steps=2",
+            "search.population=4",
+            "search.top_k=2",
+            "search.num_mutations=2",
+            "search.num_crossovers=2",
+            "search.generations=2",
+            "search.param_budget=1000000",
+        ),  # fmt: skip
     ),
 }

@@ -39,6 +39,7 @@ TARGETS = (
     Target("jax/infer/merged-glora", "jax/infer/plain", min_ratio=0.98),
     Target("jax/infer/merged-glora", "torch/infer/plain", min_ratio=1.0),
     Target("jax/search/evolution", max_seconds=60.0),
+    Target("jax/e2e/glora-vtab1k-task", max_seconds=600.0),
 )
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from bench import run, timing
 from bench.activation_lora import activation_lora
+from bench.end_to_end import E2E_ROW
 from bench.jax_train import CONV_CASES, SCAN_CASES, VIT_CASES
 from bench.peaks import mfu, peak_flops
 from bench.report import merge_runs, with_flops
@@ -216,11 +217,13 @@ def test_run_all_tiny_on_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         *(f"jax/infer/{v}@{b}" for v in ("plain", "merged-glora") for b in size.infer_batches),
         f"jax/search/score-val{size.val_size}@{size.search.population}",
         *(f"jax/train-convnext-test/{c.label}@{b}" for c in CONV_CASES for b in size.conv_batches),
+        f"{E2E_ROW}@1",
     }
     keys = {r.key for r in rows}
     assert expected <= keys, sorted(expected - keys)
     assert info["failed"] == []
     assert any(k.startswith("torch/") for k in keys) or info["skipped"]
+    assert any(E2E_ROW in line for line in info["checks"])  # the 10-minute target is checked
     search = next(r for r in rows if r.name == "jax/search/evolution")
     assert search.batch >= size.search.population
     for r in rows:

@@ -74,10 +74,12 @@ def vtab_shaped_npz(path: Path, *, test_size: int, num_classes: int = 100, seed:
 
 def bench_end_to_end(size: BenchSize, workdir: Path) -> Row:
     """The row: wall seconds of ``pipeline.run`` on a VTAB-shaped random task (``size``'s
-    overrides of the paper's recipe), search and test included."""
+    overrides of the paper's recipe and its search settings), search and test included."""
     workdir.mkdir(parents=True, exist_ok=True)
     task = vtab_shaped_npz(workdir / "task.npz", test_size=size.e2e_test_size)
-    config = vtab_shaped_config(str(task), sets=size.e2e_sets)
+    config = dataclasses.replace(
+        vtab_shaped_config(str(task), sets=size.e2e_sets), search=size.search
+    )
     result = run_end_to_end(config, workdir / "run")
     search = result.get("search", {})
     return Row(

@@ -76,6 +76,7 @@ def run_suites(
         impl, note = choose_attention(attention)
         recorder.extra["attention"] = note
         print(note, flush=True)
+    if {"train", "infer", "search"} & set(suites):  # the scan suite builds its own, scanned
         vit = vit_backbone(size, attention=impl)
     flops_per_image = None
     for suite in suites:

@@ -24,7 +24,7 @@ class BenchSize:
     search: the evolutionary-search settings (population, generations, ...; budget excludes
     the head). configs_per_call: subnets per vmapped eval call.
     e2e_test_size / e2e_sets: the end-to-end row's test split size and its overrides of the
-    paper's recipe (none for "full": the whole recipe).
+    paper's recipe (none for "full": the whole recipe); its search settings are ``search``.
     """
 
     name: str

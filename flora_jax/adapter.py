@@ -28,7 +28,6 @@ from peft_core.adapter import (
     Config,
     add_delta,
     check_tree,
-    group_by,
     no_config,
     over_layers,
     replace_leaves,
@@ -114,21 +113,20 @@ def flora(
         flat = flatten(aparams)  # layer names hold '/': accept nested and '/'-keyed trees
         updates = {}
 
-        def tensors(item: tuple[Layer, TuckerModes]) -> tuple[jax.Array, ...]:
-            layer, modes = item
-            factors = [flat[f"{layer.name}/{_factor_key(n)}"] for n in range(len(modes.sizes))]
-            return (flat[f"{layer.name}/{_CORE}"], *factors)
-
-        def shapes(item: tuple[Layer, TuckerModes]) -> tuple[Any, ...]:
-            """Equal kernel, core and factor shapes: one batched Tucker product."""
-            return (item[0].kernel_shape, *(t.shape for t in tensors(item)))
-
-        for group in group_by(found, shapes):
-            n_stack = len(group[0][0].stack_shape)
-            deltas = over_layers(delta_fn, n_stack, [tensors(item) for item in group])
-            for (layer, _), delta in zip(group, deltas, strict=True):
-                w = get_leaf(params, layer.kernel_path)
-                updates[layer.kernel_path] = add_delta(w, delta.reshape(layer.kernel_shape))
+        deltas = over_layers(
+            delta_fn,
+            [
+                (
+                    flat[f"{layer.name}/{_CORE}"],
+                    *(flat[f"{layer.name}/{_factor_key(n)}"] for n in range(len(modes.sizes))),
+                )
+                for layer, modes in found
+            ],
+            [len(layer.stack_shape) for layer, _ in found],
+        )
+        for (layer, _), delta in zip(found, deltas, strict=True):
+            w = get_leaf(params, layer.kernel_path)
+            updates[layer.kernel_path] = add_delta(w, delta.reshape(layer.kernel_shape))
         return replace_leaves(params, updates)
 
     return Adapter(init, apply, apply)

@@ -212,7 +212,6 @@ def glora(
             skip = key(group[0])[0]
             deltas = over_layers(
                 functools.partial(delta, skip=skip),
-                len(group[0].stack_shape),
                 [
                     (
                         _fused_kernel(params, layer),
@@ -222,6 +221,7 @@ def glora(
                     )
                     for layer in group
                 ],
+                [len(layer.stack_shape) for layer in group],
             )
             for layer, (dw, db) in zip(group, deltas, strict=True):
                 updates |= _unfused(params, layer.members, dw, db)

@@ -105,16 +105,28 @@ def group_by(items: Sequence[T], key: Callable[[T], Hashable]) -> list[list[T]]:
     return list(groups.values())
 
 
-def over_layers(fn: Callable[..., Any], n_stack: int, args: Sequence[tuple[Any, ...]]) -> list[Any]:
-    """``fn(*args[i])`` for every layer i as ONE batched call, split back per layer.
+def over_layers(
+    fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], n_stack: Sequence[int]
+) -> list[Any]:
+    """``fn(*args[i])`` for every layer i, as ONE batched call per group of layers whose
+    arguments have equal structure, shapes and dtypes and equal ``n_stack[i]`` (stack axes).
 
-    The layers' arguments (same shapes; ``None`` where absent for all) are stacked on a new
-    leading axis and ``fn`` is vmapped over it and the ``n_stack`` stack axes of each layer:
-    a few large kernels instead of one small set per layer (e.g. 12 blocks' qkv at once).
+    A group's arguments are stacked on a new leading axis and ``fn`` is vmapped over it and the
+    stack axes: a few large kernels instead of one small set per layer (e.g. all 12 blocks' qkv
+    at once). ``None`` arguments stay None. Returns the outputs in the order of ``args``.
     """
-    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *args)
-    out = over_stack(fn, n_stack + 1)(*stacked)
-    return [jax.tree.map(lambda x, i=i: x[i], out) for i in range(len(args))]
+
+    def signature(i: int) -> tuple[Any, ...]:
+        leaves, structure = jax.tree.flatten(args[i])
+        return (n_stack[i], structure, *((jnp.shape(x), jnp.result_type(x)) for x in leaves))
+
+    out: list[Any] = [None] * len(args)
+    for group in group_by(range(len(args)), signature):
+        stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *(args[i] for i in group))
+        batched = over_stack(fn, n_stack[group[0]] + 1)(*stacked)
+        for j, i in enumerate(group):
+            out[i] = jax.tree.map(lambda x, j=j: x[j], batched)
+    return out
 
 
 def add_delta(w: jax.Array, delta: jax.Array) -> jax.Array:

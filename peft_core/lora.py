@@ -19,7 +19,6 @@ from peft_core.adapter import (
     Config,
     add_delta,
     check_tree,
-    group_by,
     no_config,
     over_layers,
     replace_leaves,
@@ -70,20 +69,14 @@ def lora(
         check_tree(jax.eval_shape(init, jax.random.key(0), params), aparams, what="LoRA params")
         flat = flatten(aparams)
         updates = {}
-        for group in group_by(found, _matrix_key):
-            deltas = over_layers(
-                lambda a, b: scale * (a @ b),
-                len(group[0].stack_shape),
-                [(flat[f"{layer.name}/a"], flat[f"{layer.name}/b"]) for layer in group],
-            )
-            for layer, delta in zip(group, deltas, strict=True):
-                w = get_leaf(params, layer.kernel_path)
-                updates[layer.kernel_path] = add_delta(w, delta.reshape(layer.kernel_shape))
+        deltas = over_layers(
+            lambda a, b: scale * (a @ b),
+            [(flat[f"{layer.name}/a"], flat[f"{layer.name}/b"]) for layer in found],
+            [len(layer.stack_shape) for layer in found],
+        )
+        for layer, delta in zip(found, deltas, strict=True):
+            w = get_leaf(params, layer.kernel_path)
+            updates[layer.kernel_path] = add_delta(w, delta.reshape(layer.kernel_shape))
         return replace_leaves(params, updates)
 
     return Adapter(init, apply, apply)
-
-
-def _matrix_key(layer: Layer) -> tuple[object, ...]:
-    """Layers with equal keys have equal factor shapes: their deltas form one batch."""
-    return (layer.stack_shape, layer.fan_in, layer.fan_out)

@@ -120,7 +120,7 @@ def test_over_layers_equals_one_call_per_layer():
         assert nothing is None
         return w @ d["v"], None
 
-    got = peft_core.adapter.over_layers(fn, 1, args)  # one stack axis of 2 per layer
+    got = peft_core.adapter.over_layers(fn, args, [1] * len(args))  # one stack axis of 2 each
     for (w, _, d), (out, none) in zip(args, got, strict=True):
         assert none is None
         want = np.einsum("sij,sj->si", np.asarray(w), np.asarray(d["v"]))

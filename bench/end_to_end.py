@@ -10,7 +10,10 @@ val200 / test) and, unless ``--set backbone.name=...`` says otherwise, random Vi
 (same architecture and FLOPs as the pretrained checkpoint, which is not available offline):
 the time does not depend on the pixels, the accuracy then means nothing and is not reported as
 a result. ``pipeline.run`` does everything; the wall time includes loading and resizing the data,
-every compilation, training, search, test and the merged-model check.
+every compilation, training, search, test and the merged-model check. The recipe computes in
+float32 with XLA's attention; the ``e2e`` row of ``bench.run`` (``bench_end_to_end``) uses the
+training rows' settings instead, as ``--set backbone.dtype=bfloat16
+--set backbone.attention=cudnn`` does here.
 """
 
 from __future__ import annotations
@@ -72,14 +75,15 @@ def vtab_shaped_npz(path: Path, *, test_size: int, num_classes: int = 100, seed:
     return path
 
 
-def bench_end_to_end(size: BenchSize, workdir: Path) -> Row:
+def bench_end_to_end(size: BenchSize, workdir: Path, *, attention: str | None) -> Row:
     """The row: wall seconds of ``pipeline.run`` on a VTAB-shaped random task (``size``'s
-    overrides of the paper's recipe and its search settings), search and test included."""
+    overrides of the paper's recipe and its search settings), search and test included, with
+    the training rows' compute settings: bf16 compute and ViT attention ``attention``."""
     workdir.mkdir(parents=True, exist_ok=True)
     task = vtab_shaped_npz(workdir / "task.npz", test_size=size.e2e_test_size)
-    config = dataclasses.replace(
-        vtab_shaped_config(str(task), sets=size.e2e_sets), search=size.search
-    )
+    config = vtab_shaped_config(str(task), sets=size.e2e_sets)
+    backbone = dataclasses.replace(config.backbone, dtype="bfloat16", attention=attention)
+    config = dataclasses.replace(config, backbone=backbone, search=size.search)
     result = run_end_to_end(config, workdir / "run")
     search = result.get("search", {})
     return Row(
@@ -90,7 +94,8 @@ def bench_end_to_end(size: BenchSize, workdir: Path) -> Row:
         note=(
             f"train {result['train_seconds']:.0f} s ({config.train.epochs} epochs of 800), search "
             f"{search.get('seconds', 0.0):.0f} s ({search.get('candidates_evaluated', 0)} cand.), "
-            f"test on {result['num_test']}; random-pixel task, VTAB-1k sizes"
+            f"test on {result['num_test']}; random-pixel task, VTAB-1k sizes; bf16, attention "
+            f"{attention or 'einsum'}"
         ),
     )
 

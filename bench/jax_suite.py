@@ -72,7 +72,7 @@ def run_suites(
     """Measure the requested suites in the order given (search uses infer's FLOPs if run)."""
     peak = peak_flops(jax.devices()[0].device_kind)
     vit, impl = None, None
-    if {"train", "scan", "infer", "search"} & set(suites):
+    if {"train", "scan", "infer", "search", "e2e"} & set(suites):
         impl, note = choose_attention(attention)
         recorder.extra["attention"] = note
         print(note, flush=True)
@@ -111,7 +111,7 @@ def run_suites(
                 flops_per_image = widest.flops / widest.batch
         elif suite == "e2e":
             workdir = Path(tempfile.mkdtemp(prefix="bench-e2e-"))  # merged.npz: not for --out
-            recorder.measure(E2E_ROW, functools.partial(_e2e_rows, size, workdir))
+            recorder.measure(E2E_ROW, functools.partial(_e2e_rows, size, workdir, impl))
         elif suite == "search" and vit is not None:
             recorder.measure(
                 "jax/search",
@@ -122,8 +122,8 @@ def run_suites(
             )  # fmt: skip
 
 
-def _e2e_rows(size: BenchSize, workdir: Path) -> list[Row]:
-    return [bench_end_to_end(size, workdir)]
+def _e2e_rows(size: BenchSize, workdir: Path, attention: str | None) -> list[Row]:
+    return [bench_end_to_end(size, workdir, attention=attention)]
 
 
 def _train_rows(

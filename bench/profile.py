@@ -8,7 +8,7 @@ Perfetto trace's complete events ("ph": "X") on device processes (process name c
 ``/device:``) are summed per kernel name and per category, divided by the number of steps:
 
     category  kernel name contains
-    gemm      gemm, cublas, xmma, cutlass, matmul, dot
+    gemm      gemm, cublas, nvjet (cuBLAS on Hopper), xmma, cutlass, matmul, dot
     attention fmha, flash, cudnn, attention
     copy      copy, transpose, memcpy, memset
     fusion    fusion, loop_, input_, reduce
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("gemm", ("gemm", "cublas", "xmma", "cutlass", "matmul", "dot")),
+    ("gemm", ("gemm", "cublas", "nvjet", "xmma", "cutlass", "matmul", "dot")),
     ("attention", ("fmha", "flash", "cudnn", "attention")),
     ("copy", ("copy", "transpose", "memcpy", "memset")),
     ("fusion", ("fusion", "loop_", "input_", "reduce")),

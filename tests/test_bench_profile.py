@@ -56,7 +56,8 @@ def test_summarize_per_step_categories_and_ranking() -> None:
 
 @pytest.mark.parametrize(
     ("kernel", "expected"),
-    [("cutlass_80_tensorop", "gemm"), ("flash_fwd", "attention"), ("memset32", "copy"),
+    [("cutlass_80_tensorop", "gemm"), ("nvjet_sm90_tst_192x192_64x4_2x1_v_bz_coopB_TNN", "gemm"),
+     ("flash_fwd", "attention"), ("memset32", "copy"),
      ("input_reduce_fusion_2", "fusion"), ("wgrad_kernel", "other")],
 )  # fmt: skip
 def test_category(kernel: str, expected: str) -> None:

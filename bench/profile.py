@@ -26,7 +26,7 @@ import collections
 import gzip
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,37 +89,40 @@ def read_perfetto(trace_dir: Path) -> list[dict[str, Any]]:
     return list(data["traceEvents"] if isinstance(data, dict) else data)
 
 
-def profile_case(label: str, *, size_name: str, batch: int, steps: int, out: Path,
-                 attention: str) -> dict[str, Any]:  # fmt: skip
-    """Compile ``label``'s train step, warm it up, trace ``steps`` steps, summarize."""
+def profile_cases(labels: Sequence[str], *, size_name: str, batch: int, steps: int, out: Path,
+                  attention: str) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """Per case: compile its train step, warm it up, trace ``steps`` steps, summarize. Every
+    label is checked before anything is built; the model is built once for all cases."""
     import jax
 
     from bench import jax_train
     from bench.models import choose_attention, vit_backbone
     from bench.sizes import SIZES
 
-    size = SIZES[size_name]
     cases = {c.label: c for c in jax_train.VIT_CASES}
-    if label not in cases:
-        raise ValueError(f"unknown case {label!r}; choose from {sorted(cases)}")
+    unknown = [label for label in labels if label not in cases]
+    if unknown:
+        raise ValueError(f"unknown case {unknown[0]!r}; choose from {sorted(cases)}")
+    size = SIZES[size_name]
     impl, note = choose_attention(attention)
     bench = jax_train.TrainBench(
         vit_backbone(size, attention=impl), "jax/train", size.image_size, size.num_classes,
         size.timing, None,
     )  # fmt: skip
-    prepared = jax_train.prepare_train_step(bench, cases[label], batch=batch)
-    compiled = prepared.lowered.compile()
-    state, inputs = prepared.state, prepared.inputs
-    for i in range(3):  # warm-up, untraced
-        state, metrics = compiled(state, prepared.frozen, *inputs[i % len(inputs)])
-    jax.block_until_ready(metrics)
-    trace_dir = out / f"trace-{label}"
-    with jax.profiler.trace(str(trace_dir), create_perfetto_trace=True):
-        for i in range(steps):
+    for label in labels:
+        prepared = jax_train.prepare_train_step(bench, cases[label], batch=batch)
+        compiled = prepared.lowered.compile()
+        state, inputs = prepared.state, prepared.inputs
+        for i in range(3):  # warm-up, untraced
             state, metrics = compiled(state, prepared.frozen, *inputs[i % len(inputs)])
         jax.block_until_ready(metrics)
-    summary = summarize(device_kernel_times(read_perfetto(trace_dir)), steps)
-    return {"case": label, "batch": batch, "size": size_name, "attention": note, **summary}
+        trace_dir = out / f"trace-{label}"
+        with jax.profiler.trace(str(trace_dir), create_perfetto_trace=True):
+            for i in range(steps):
+                state, metrics = compiled(state, prepared.frozen, *inputs[i % len(inputs)])
+            jax.block_until_ready(metrics)
+        summary = summarize(device_kernel_times(read_perfetto(trace_dir)), steps)
+        yield {"case": label, "batch": batch, "size": size_name, "attention": note, **summary}
 
 
 def render(result: dict[str, Any], top: int = 15) -> str:
@@ -145,12 +148,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("bench-profile"))
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    for label in args.cases:
-        result = profile_case(
-            label, size_name=args.size, batch=args.batch, steps=args.steps, out=args.out,
-            attention=args.attention,
-        )  # fmt: skip
-        (args.out / f"{label}.json").write_text(json.dumps(result, indent=2))
+    results = profile_cases(
+        args.cases, size_name=args.size, batch=args.batch, steps=args.steps, out=args.out,
+        attention=args.attention,
+    )  # fmt: skip
+    for result in results:
+        (args.out / f"{result['case']}.json").write_text(json.dumps(result, indent=2))
         print(render(result), flush=True)
     return 0
 

@@ -71,8 +71,8 @@ def test_read_perfetto_missing(tmp_path: Path) -> None:
 
 def test_unknown_case_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown case"):
-        profile.profile_case("lora-r99", size_name="tiny", batch=2, steps=1, out=tmp_path,
-                             attention="none")  # fmt: skip
+        next(profile.profile_cases(["lora-r8", "lora-r99"], size_name="tiny", batch=2, steps=1,
+                                   out=tmp_path, attention="none"))  # fmt: skip
 
 
 @pytest.mark.slow

@@ -110,8 +110,8 @@ def run_suites(
             if widest is not None and widest.flops is not None:
                 flops_per_image = widest.flops / widest.batch
         elif suite == "e2e":
-            workdir = Path(tempfile.mkdtemp(prefix="bench-e2e-"))  # merged.npz: not for --out
-            recorder.measure(E2E_ROW, functools.partial(_e2e_rows, size, workdir, impl))
+            with tempfile.TemporaryDirectory(prefix="bench-e2e-") as workdir:  # removed after
+                recorder.measure(E2E_ROW, functools.partial(_e2e_rows, size, Path(workdir), impl))
         elif suite == "search" and vit is not None:
             recorder.measure(
                 "jax/search",

@@ -151,14 +151,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--attention", default="auto", help="auto, cudnn, xla or none")
     p.add_argument("--only", default=None, help="regex over row keys name@batch")
     p.add_argument("--train-batches", type=int, nargs="+", default=None)
+    p.add_argument("--window", type=int, default=None, help="calls per timed sample")
     args = p.parse_args(argv)
     size = SIZES[args.size]
     if args.train_batches:
         size = dataclasses.replace(size, train_batches=tuple(args.train_batches))
+    if args.window is not None:
+        size = dataclasses.replace(
+            size, timing=dataclasses.replace(size.timing, window=args.window)
+        )
     device = jax.devices()[0]
     extra: dict[str, Any] = {
         "device": f"{device.platform}: {device.device_kind} x{jax.device_count()}",
         "versions": {"jax": jax.__version__, "python": sys.version.split()[0]},
+        "timing": size.timing.describe(),
     }
     recorder = Recorder(Path(args.json), args.only, extra)
     run_suites(size, args.suites, attention=args.attention, recorder=recorder)

@@ -45,7 +45,9 @@ def merge_runs(paths: Sequence[Path]) -> tuple[list[Row], dict[str, Any]]:
         rows, extra = load_rows(path)
         by_key.update({r.key: r for r in rows})
         for key, value in extra.items():
-            if key in ("skipped", "failed"):
+            if key in ("skipped", "failed", "timing"):
+                value = [value] if isinstance(value, str) else value
+                info.setdefault(key, [])
                 info[key] += [v for v in value if v not in info[key]]
             elif key == "versions":
                 info["versions"] = {**info.get("versions", {}), **value}

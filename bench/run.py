@@ -16,6 +16,7 @@ short keeps what it measured).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -56,6 +57,7 @@ def torch_command(size: BenchSize, out: Path, *, train_batches: Sequence[int]) -
         "--train-batches", *map(str, train_batches),
         "--infer-batches", *map(str, size.infer_batches),
         "--warmup", str(t.warmup), "--repeats", str(t.repeats), "--input-sets", str(t.input_sets),
+        "--window", str(t.window),
     ]  # fmt: skip
     if size.torch_depth is not None:
         command += ["--depth", str(size.torch_depth)]
@@ -70,7 +72,7 @@ def jax_command(
     command = [
         sys.executable, "-m", "bench.jax_suite", "--json", str(out), "--size", size.name,
         "--suites", *suites, "--attention", attention,
-        "--train-batches", *map(str, train_batches),
+        "--train-batches", *map(str, train_batches), "--window", str(size.timing.window),
     ]  # fmt: skip
     return command + (["--only", only] if only else [])
 
@@ -78,6 +80,10 @@ def jax_command(
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     size = SIZES[args.size]
+    if args.window is not None:
+        size = dataclasses.replace(
+            size, timing=dataclasses.replace(size.timing, window=args.window)
+        )
     suites = parse_suites(args.suite)
     train_batches = args.train_batches or list(size.train_batches)
     torch_batches = args.torch_train_batches or train_batches[-1:]
@@ -144,6 +150,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--attention", default="auto", help="ViT attention: auto, cudnn, xla, none")
     p.add_argument("--only", default=None, help="regex over JAX row keys name@batch")
     p.add_argument("--train-batches", type=int, nargs="+", default=None)
+    p.add_argument(
+        "--window", type=int, default=None,
+        help="calls per timed sample, launched back to back (default: the size's; 1 = each "
+        "call timed alone)",
+    )  # fmt: skip
     p.add_argument(
         "--torch-train-batches", type=int, nargs="+", default=None,
         help="default: the largest JAX train batch (torch.compile per batch is slow)",

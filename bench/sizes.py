@@ -56,7 +56,7 @@ SIZES: dict[str, BenchSize] = {
         train_batches=(64, 256),
         infer_batches=(1, 64, 256),
         conv_batches=(128,),
-        timing=TimingSettings(warmup=5, repeats=20, input_sets=3),
+        timing=TimingSettings(warmup=5, repeats=10, input_sets=3, window=5),
         val_size=200,
         eval_batch=100,
         search=SearchConfig(),
@@ -73,7 +73,7 @@ SIZES: dict[str, BenchSize] = {
         train_batches=(4,),
         infer_batches=(1, 4),
         conv_batches=(4,),
-        timing=TimingSettings(warmup=1, repeats=2, input_sets=2),
+        timing=TimingSettings(warmup=1, repeats=2, input_sets=2, window=2),
         val_size=8,
         eval_batch=4,
         search=SearchConfig(

@@ -1,10 +1,13 @@
 """Wall-clock timing of device work, framework-agnostic (no JAX or torch import here).
 
 Method (the device tool's METHOD.md): ``warmup`` untimed calls first (compilation, autotuning,
-allocator growth), then ``repeats`` calls each timed from launch to the device being done
-(``sync`` blocks on the call's result), summarised by the median and the p10/p90 spread. The
-caller rotates among several input sets by the call index, so no call reuses the previous one's
-inputs straight from cache.
+allocator growth), then ``repeats`` samples, each a window of ``window`` calls launched back to
+back and timed from the first launch to the device being done with the last (``sync`` blocks on
+its result), divided by ``window``; summarised by the median and the p10/p90 spread. ``window=1``
+is the latency of one call; a larger window is the throughput of a loop that does not wait
+between calls, as the trainer's step loop does (the host prepares call i+1 while the device
+runs call i). The caller rotates among several input sets by the call index, so no call reuses
+the previous one's inputs straight from cache.
 """
 
 from __future__ import annotations
@@ -19,19 +22,27 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class TimingSettings:
-    """warmup: untimed calls; repeats: timed calls (median over them); input_sets: how many
-    distinct random input batches the caller keeps on device and rotates through."""
+    """warmup: untimed calls; repeats: timed samples (median over them); input_sets: how many
+    distinct random input batches the caller keeps on device and rotates through; window:
+    calls per sample, launched without waiting in between (1: each call timed alone)."""
 
     warmup: int = 5
     repeats: int = 20
     input_sets: int = 3
+    window: int = 1
 
     def __post_init__(self) -> None:
-        if self.warmup < 1 or self.repeats < 1 or self.input_sets < 1:
+        if min(self.warmup, self.repeats, self.input_sets, self.window) < 1:
             raise ValueError(
-                f"warmup, repeats and input_sets must be >= 1, got {self.warmup}, "
-                f"{self.repeats}, {self.input_sets}"
+                f"warmup, repeats, input_sets and window must be >= 1, got {self.warmup}, "
+                f"{self.repeats}, {self.input_sets}, {self.window}"
             )
+
+    def describe(self) -> str:
+        """How a row was timed, for notes and JSON."""
+        if self.window == 1:
+            return f"median of {self.repeats} calls, each timed alone"
+        return f"median of {self.repeats} windows of {self.window} calls launched back to back"
 
 
 class Timing(NamedTuple):
@@ -45,17 +56,23 @@ class Timing(NamedTuple):
 def time_calls(
     call: Callable[[int], Any], *, sync: Callable[[Any], Any], settings: TimingSettings
 ) -> Timing:
-    """Time ``call(i)`` (i = 0, 1, ...; the caller picks input set ``i % input_sets``).
+    """Seconds per ``call(i)`` (i = 0, 1, ...; the caller picks input set ``i % input_sets``).
 
-    ``sync(result)`` must return only once the device finished the call's work (JAX:
-    ``jax.block_until_ready``; torch: ``torch.cuda.synchronize``).
+    ``sync(result)`` must return only once the device finished the call's work and all work
+    launched before it (JAX: ``jax.block_until_ready`` on a result that depends on the earlier
+    calls, e.g. through the donated train state, or that runs after them on the device's one
+    stream; torch: ``torch.cuda.synchronize``).
     """
     for i in range(settings.warmup):
         sync(call(i))
     samples = []
-    for i in range(settings.warmup, settings.warmup + settings.repeats):
+    i = settings.warmup
+    for _ in range(settings.repeats):
         start = time.perf_counter()
-        sync(call(i))
-        samples.append(time.perf_counter() - start)
+        for _ in range(settings.window):
+            result = call(i)
+            i += 1
+        sync(result)
+        samples.append((time.perf_counter() - start) / settings.window)
     p10, median, p90 = np.percentile(samples, [10, 50, 90])
     return Timing(float(median), float(p10), float(p90))

@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model=args.model, depth=args.depth, image_size=args.image_size,
         num_classes=args.num_classes, train_batches=tuple(args.train_batches),
         infer_batches=tuple(args.infer_batches), compile=args.compile,
-        timing=TimingSettings(args.warmup, args.repeats, args.input_sets),
+        timing=TimingSettings(args.warmup, args.repeats, args.input_sets, args.window),
     )  # fmt: skip
     out = Path(args.json)
     try:
@@ -73,7 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     versions = {"torch": torch.__version__, "timm": timm.__version__, "peft": peft.__version__}
     rows, skipped, failed = run_peers(settings, out=out, versions=versions)
-    save_rows(rows, out, skipped=skipped, failed=failed, versions=versions)
+    save_rows(
+        rows, out, skipped=skipped, failed=failed, versions=versions,
+        timing=settings.timing.describe(),
+    )  # fmt: skip
     return 0
 
 
@@ -102,7 +105,10 @@ def run_peers(
         except Exception as e:  # noqa: BLE001 - report the row as failed, keep measuring
             failed.append({"name": name, "batch": batch, "error": f"{type(e).__name__}: {e}"})
             traceback.print_exc()
-        save_rows(rows, out, skipped=skipped, failed=failed, versions=versions)
+        save_rows(
+            rows, out, skipped=skipped, failed=failed, versions=versions,
+            timing=settings.timing.describe(),
+        )  # fmt: skip
 
     for batch in settings.train_batches:
         for kind in kinds:
@@ -269,6 +275,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--input-sets", type=int, default=3)
+    p.add_argument("--window", type=int, default=1, help="calls per timed sample (bench.timing)")
     return p
 
 

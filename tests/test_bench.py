@@ -40,13 +40,15 @@ class FakeClock:
         return self.now
 
 
-@pytest.mark.parametrize("warmup,repeats", [(1, 3), (2, 5)])
-def test_time_calls_times_only_repeats_and_takes_percentiles(
-    monkeypatch: pytest.MonkeyPatch, warmup: int, repeats: int
+@pytest.mark.parametrize("warmup,repeats,window", [(1, 3, 1), (2, 5, 1), (2, 4, 3)])
+def test_time_calls_times_windows_of_calls_and_takes_percentiles(
+    monkeypatch: pytest.MonkeyPatch, warmup: int, repeats: int, window: int
 ) -> None:
     clock = FakeClock()
     monkeypatch.setattr(timing.time, "perf_counter", clock)
-    durations = [100.0 + i for i in range(warmup)] + [float(i + 1) for i in range(repeats)]
+    durations = [100.0 + i for i in range(warmup)] + [
+        float((i * 7) % 5 + 1) for i in range(repeats * window)
+    ]
     seen: list[int] = []
 
     def call(i: int) -> int:
@@ -55,16 +57,18 @@ def test_time_calls_times_only_repeats_and_takes_percentiles(
         return i
 
     synced: list[int] = []
-    settings = timing.TimingSettings(warmup=warmup, repeats=repeats, input_sets=2)
+    settings = timing.TimingSettings(warmup=warmup, repeats=repeats, input_sets=2, window=window)
     result = timing.time_calls(call, sync=synced.append, settings=settings)
-    timed = durations[warmup:]
-    assert seen == list(range(warmup + repeats)) == synced
-    assert result.median_s == pytest.approx(float(np.median(timed)))
-    assert result.p10_s == pytest.approx(float(np.percentile(timed, 10)))
-    assert result.p90_s == pytest.approx(float(np.percentile(timed, 90)))
+    per_call = np.asarray(durations[warmup:]).reshape(repeats, window).mean(axis=1)
+    assert seen == list(range(warmup + repeats * window))
+    # every warm-up call is synced alone, then only the last call of each window
+    assert synced == list(range(warmup)) + [warmup + (k + 1) * window - 1 for k in range(repeats)]
+    assert result.median_s == pytest.approx(float(np.median(per_call)))
+    assert result.p10_s == pytest.approx(float(np.percentile(per_call, 10)))
+    assert result.p90_s == pytest.approx(float(np.percentile(per_call, 90)))
 
 
-@pytest.mark.parametrize("bad", [{"warmup": 0}, {"repeats": 0}, {"input_sets": 0}])
+@pytest.mark.parametrize("bad", [{"warmup": 0}, {"repeats": 0}, {"input_sets": 0}, {"window": 0}])
 def test_timing_settings_refuse_zero(bad: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="must be >= 1"):
         timing.TimingSettings(**bad)
@@ -127,10 +131,11 @@ def test_rows_round_trip_and_table(tmp_path: Path) -> None:
 def test_report_merges_later_runs_and_fills_flops(tmp_path: Path) -> None:
     first, second = tmp_path / "a.json", tmp_path / "b.json"
     save_rows([_row("jax/x", 8, 1.0), _row("jax/y", 8, 2.0)], first, device="gpu: NVIDIA H100")
-    save_rows([_row("jax/x", 8, 0.5)], second, skipped=["torch: none"])
+    save_rows([_row("jax/x", 8, 0.5)], second, skipped=["torch: none"], timing="windows of 5")
     rows, info = merge_runs([first, second])
     assert {r.key: r.step_s for r in rows} == {"jax/x@8": 0.5, "jax/y@8": 2.0}
     assert info["device"] == "gpu: NVIDIA H100" and info["skipped"] == ["torch: none"]
+    assert info["timing"] == ["windows of 5"]
     filled = with_flops(rows, {"jax/y@8": 4e12}, source="counted", peak=1e15)
     y = next(r for r in filled if r.name == "jax/y")
     assert (y.flops, y.flops_source, y.mfu) == (4e12, "counted", pytest.approx(4e12 / 2.0 / 1e15))
@@ -229,3 +234,4 @@ def test_run_all_tiny_on_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     for r in rows:
         assert math.isfinite(r.step_s) and r.step_s > 0, r
     assert info["checks"] and info["command"].startswith("python -m bench.run")
+    assert info["timing"] and set(info["timing"]) <= {size.timing.describe()}

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bench import run, timing
+from bench import run, timing, xla_flags
 from bench.activation_lora import activation_lora
 from bench.end_to_end import E2E_ROW
 from bench.jax_train import CONV_CASES, SCAN_CASES, VIT_CASES
@@ -235,3 +235,25 @@ def test_run_all_tiny_on_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         assert math.isfinite(r.step_s) and r.step_s > 0, r
     assert info["checks"] and info["command"].startswith("python -m bench.run")
     assert info["timing"] and set(info["timing"]) <= {size.timing.describe()}
+
+
+@pytest.mark.parametrize("bad", ["noflags", "=--x", "a b=--x", "x[1]=--y"])
+def test_xla_flag_variant_refuses_bad_names(bad: str) -> None:
+    with pytest.raises(ValueError, match="NAME=FLAGS"):
+        xla_flags.parse_variant(bad)
+
+
+def test_xla_flags_runs_each_variant_in_its_own_process(tmp_path: Path) -> None:
+    out = tmp_path / "flags.json"
+    argv = [
+        "--size=tiny", "--only", "^jax/train/linear@4$", "--out", str(out),
+        "--variant", "plain=", "--variant", "opt0=--xla_backend_optimization_level=0",
+    ]  # fmt: skip
+    assert xla_flags.main(argv) == 0
+    rows, info = load_rows(out)
+    assert sorted(r.key for r in rows) == ["jax/train/linear[opt0]@4", "jax/train/linear[plain]@4"]
+    assert info["variants"] == {"plain": "", "opt0": "--xla_backend_optimization_level=0"}
+    (line,) = info["ratios"]
+    opt0, plain = sorted(rows, key=lambda r: r.name)
+    assert line.startswith("jax/train/linear[opt0]@4: ")
+    assert line.endswith(f"= {opt0.items_per_s / plain.items_per_s:.3f}x plain")

@@ -1,0 +1,110 @@
+"""The same JAX rows under several ``XLA_FLAGS`` settings, one process per setting, one table.
+
+    python -m bench.xla_flags --only '^jax/train/lora-r8@256$' --out flags.json
+    python -m bench.xla_flags --size tiny --only 'lora-r8@4$' --variant plain= \\
+        --variant no-triton-gemm=--xla_gpu_enable_triton_gemm=false
+
+XLA reads its flags once, when the backend starts, so every variant runs ``bench.jax_suite`` in
+a fresh process with ``XLA_FLAGS`` = the variant's flags (appended to any already set). Rows come
+back renamed ``<name>[<variant>]`` and each variant's ratio to the first one is printed, so the
+first variant should be the baseline (the default list starts with the default flags).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.results import Row, format_table, load_rows, save_rows
+from bench.sizes import SIZES
+
+#: (name, flags): XLA GPU options that decide how the step's GEMMs and launches are done.
+DEFAULT_VARIANTS: tuple[tuple[str, str], ...] = (
+    ("default", ""),
+    ("no-triton-gemm", "--xla_gpu_enable_triton_gemm=false"),
+    ("no-command-buffer", "--xla_gpu_enable_command_buffer="),
+    ("latency-hiding", "--xla_gpu_enable_latency_hiding_scheduler=true"),
+    ("cublaslt", "--xla_gpu_enable_cublaslt=true"),
+)
+
+
+def parse_variant(text: str) -> tuple[str, str]:
+    """ "name=flags" -> (name, flags); flags may be empty (the default settings)."""
+    name, sep, flags = text.partition("=")
+    if not sep or not name or any(c in name for c in "[]@ "):
+        raise ValueError(f"a variant is NAME=FLAGS with a plain NAME, got {text!r}")
+    return name, flags
+
+
+def run_variant(
+    name: str, flags: str, *, out: Path, size: str, suites: Sequence[str], only: str,
+    window: int | None,
+) -> list[Row]:  # fmt: skip
+    """The rows of one ``bench.jax_suite`` process under ``flags``, renamed ``<name>[<variant>]``
+    (none if the process wrote no file)."""
+    part = out.with_name(f"{out.stem}.{name}.json")
+    part.unlink(missing_ok=True)
+    command = [
+        sys.executable, "-m", "bench.jax_suite", "--json", str(part), "--size", size,
+        "--suites", *suites, "--only", only,
+    ]  # fmt: skip
+    if window is not None:
+        command += ["--window", str(window)]
+    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()}
+    print(f"$ XLA_FLAGS={shlex.quote(env['XLA_FLAGS'])} {shlex.join(command)}", flush=True)
+    subprocess.run(command, check=False, env=env)
+    if not part.exists():
+        return []
+    rows, _ = load_rows(part)
+    return [dataclasses.replace(r, name=f"{r.name}[{name}]") for r in rows]
+
+
+def ratios(rows: Sequence[Row], baseline: str) -> list[str]:
+    """'<key>: <items/s> = <x>x <baseline>' for every row with a baseline row of the same key."""
+    suffix = f"[{baseline}]"
+    base = {r.key.replace(suffix, ""): r for r in rows if suffix in r.name}
+    lines = []
+    for r in rows:
+        plain = r.key.replace(r.name[r.name.index("[") :], "")
+        if plain in base and suffix not in r.name:
+            ratio = r.items_per_s / base[plain].items_per_s
+            lines.append(f"{r.key}: {r.items_per_s:.1f} {r.unit}/s = {ratio:.3f}x {baseline}")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", required=True, help="regex over row keys name@batch")
+    p.add_argument("--size", choices=sorted(SIZES), default="full")
+    p.add_argument("--suites", nargs="+", default=["train"])
+    p.add_argument("--window", type=int, default=None, help="calls per timed sample")
+    p.add_argument(
+        "--variant", action="append", default=None, metavar="NAME=FLAGS",
+        help="repeatable; default: " + ", ".join(n for n, _ in DEFAULT_VARIANTS),
+    )  # fmt: skip
+    p.add_argument("--out", default="xla-flags.json")
+    args = p.parse_args(argv)
+    variants = [parse_variant(v) for v in args.variant] if args.variant else DEFAULT_VARIANTS
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows: list[Row] = []
+    for name, flags in variants:
+        rows += run_variant(
+            name, flags, out=out, size=args.size, suites=args.suites, only=args.only,
+            window=args.window,
+        )  # fmt: skip
+        save_rows(rows, out, variants=dict(variants))
+    lines = ratios(rows, variants[0][0])
+    print(format_table(rows), *lines, sep="\n", flush=True)
+    save_rows(rows, out, variants=dict(variants), ratios=lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

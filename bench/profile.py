@@ -14,8 +14,11 @@ Perfetto trace's complete events ("ph": "X") on device processes (process name c
     fusion    fusion, loop_, input_, reduce
     other     anything else
 
-Output: ``<out>/<case>.json`` (per-kernel and per-category ms per step, the trace path) and a
-printed summary; the raw traces stay under ``<out>/trace-<case>/`` for Perfetto/TensorBoard.
+The steps are launched back to back (as the trainer's loop does), so the device span per step
+is the step's pipelined time; span minus busy time is the device's idle time (launch gaps and
+waiting for the host). Output: ``<out>/<case>.json`` (per-kernel and per-category ms per step,
+span, busy, idle and launches per step) and a printed summary; the raw traces stay under
+``<out>/trace-<case>/`` for Perfetto/TensorBoard.
 On a CPU there are no device processes: the summary is empty (the trace is still written).
 """
 
@@ -44,8 +47,8 @@ def category(kernel: str) -> str:
     return next((c for c, words in CATEGORIES if any(w in name for w in words)), "other")
 
 
-def device_kernel_times(events: Iterable[dict[str, Any]]) -> dict[str, float]:
-    """Total microseconds per event name over the complete events of device processes."""
+def device_events(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The complete events ("ph": "X") of device processes (process name containing /device:)."""
     events = list(events)
     devices = {
         e["pid"]
@@ -54,11 +57,38 @@ def device_kernel_times(events: Iterable[dict[str, Any]]) -> dict[str, float]:
         and e.get("name") == "process_name"
         and "/device:" in str(e.get("args", {}).get("name", ""))
     }
+    return [e for e in events if e.get("ph") == "X" and e.get("pid") in devices]
+
+
+def device_kernel_times(events: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """Total microseconds per event name over the complete events of device processes."""
     totals: dict[str, float] = collections.defaultdict(float)
-    for e in events:
-        if e.get("ph") == "X" and e.get("pid") in devices:
-            totals[str(e.get("name"))] += float(e.get("dur", 0.0))
+    for e in device_events(events):
+        totals[str(e.get("name"))] += float(e.get("dur", 0.0))
     return dict(totals)
+
+
+def device_occupancy(events: Iterable[dict[str, Any]], steps: int) -> dict[str, float]:
+    """Per step: the device span (first kernel start to last kernel end) / steps, the time some
+    kernel runs (union of kernel intervals, overlapping streams counted once), the span minus
+    that (``idle``: launch gaps and waits for the host), and kernel launches."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    intervals = sorted(
+        (float(e.get("ts", 0.0)), float(e.get("ts", 0.0)) + float(e.get("dur", 0.0)))
+        for e in device_events(events)
+    )
+    if not intervals:
+        return {"span_ms": 0.0, "busy_ms": 0.0, "idle_ms": 0.0, "launches": 0.0}
+    busy, (start, end) = 0.0, intervals[0]
+    for lo, hi in intervals[1:]:
+        if lo > end:
+            busy, start = busy + end - start, lo
+        end = max(end, hi)
+    busy += end - start
+    span = max(hi for _, hi in intervals) - intervals[0][0]
+    per_step = {"span_ms": span, "busy_ms": busy, "idle_ms": span - busy}
+    return {k: v / steps / 1e3 for k, v in per_step.items()} | {"launches": len(intervals) / steps}
 
 
 def summarize(totals_us: dict[str, float], steps: int, top: int = 25) -> dict[str, Any]:
@@ -121,8 +151,12 @@ def profile_cases(labels: Sequence[str], *, size_name: str, batch: int, steps: i
             for i in range(steps):
                 state, metrics = compiled(state, prepared.frozen, *inputs[i % len(inputs)])
             jax.block_until_ready(metrics)
-        summary = summarize(device_kernel_times(read_perfetto(trace_dir)), steps)
-        yield {"case": label, "batch": batch, "size": size_name, "attention": note, **summary}
+        events = read_perfetto(trace_dir)
+        summary = summarize(device_kernel_times(events), steps)
+        yield {
+            "case": label, "batch": batch, "size": size_name, "attention": note, **summary,
+            "per_step": device_occupancy(events, steps),
+        }  # fmt: skip
 
 
 def render(result: dict[str, Any], top: int = 15) -> str:
@@ -130,6 +164,7 @@ def render(result: dict[str, Any], top: int = 15) -> str:
         f"== {result['case']} @ batch {result['batch']}: {result['device_ms_per_step']:.2f} ms "
         f"device time per step, {result['num_kernels']} kernels ({result['attention']})",
         "   " + ", ".join(f"{c} {ms:.2f}" for c, ms in result["categories_ms"].items()),
+        "   per step: " + ", ".join(f"{k} {v:.2f}" for k, v in result["per_step"].items()),
     ]
     lines += [
         f"   {k['ms']:8.3f} ms  {k['category']:9s} {k['name'][:110]}"

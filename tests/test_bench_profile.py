@@ -54,6 +54,20 @@ def test_summarize_per_step_categories_and_ranking() -> None:
         profile.summarize({}, steps=0)
 
 
+def test_device_occupancy_unions_overlapping_kernels_and_counts_gaps() -> None:
+    def at(ts: float, dur: float, pid: int = 7) -> dict:
+        return {**_kernel(pid, "k", dur), "ts": ts}
+
+    events = [_meta(1, "/host:CPU"), _meta(7, "/device:GPU:0"), at(0.0, 9000.0, pid=1)]
+    # [100, 400) and [300, 500) overlap (another stream): busy 400; then [700, 800): busy 100
+    events += [at(100.0, 300.0), at(300.0, 200.0), at(700.0, 100.0)]
+    got = profile.device_occupancy(events, steps=2)
+    assert got == pytest.approx({"span_ms": 0.35, "busy_ms": 0.25, "idle_ms": 0.1, "launches": 1.5})
+    assert profile.device_occupancy(EVENTS[:2], steps=1)["span_ms"] == 0.0
+    with pytest.raises(ValueError, match="steps"):
+        profile.device_occupancy(events, steps=0)
+
+
 @pytest.mark.parametrize(
     ("kernel", "expected"),
     [("cutlass_80_tensorop", "gemm"), ("nvjet_sm90_tst_192x192_64x4_2x1_v_bz_coopB_TNN", "gemm"),

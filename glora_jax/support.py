@@ -161,15 +161,23 @@ def _sum(terms: Sequence[jax.Array]) -> jax.Array | None:
 def _weight_tensor(
     x_in: jax.Array, x_out: jax.Array, idx: jax.Array, options: tuple[str, ...]
 ) -> jax.Array:
-    """A or B (fan_in, fan_out) as one product u @ v, whatever the option:
+    """A or B (fan_in, fan_out) as one product (u ⊙ m) @ (m ⊙ v), whatever the option:
 
-    u = [x_in with columns >= r zeroed | 1·is_vector | 1·is_scalar]   (fan_in, rmax + 2)
-    v = [x_out ; x_out[0, :] ; x_out[0, 0]·1]                         (rmax + 2, fan_out)
+    u = [x_in | 1 | 1]                          (fan_in, rmax + 2)
+    v = [x_out ; x_out[0, :] ; x_out[0, 0]·1]   (rmax + 2, fan_out)
+    m = [arange(rmax) < r, is_vector, is_scalar] (rmax + 2,), 0/1
+
+    m is applied to both factors (m ⊙ m = m): with a batch of configs (the supernet's vmap over
+    K subnets) both operands then carry the config axis and the product is a batched GEMM whose
+    batch axes lead, instead of a weight-sized result with the config axis inside it that XLA
+    must transpose.
     """
-    on = jnp.stack([_is(idx, options, "vector"), _is(idx, options, "scalar")]).astype(x_in.dtype)
-    u = jnp.concatenate([_rank_masked(x_in, idx, options), jnp.broadcast_to(on, (len(x_in), 2))], 1)
+    dtype = x_in.dtype
+    on = jnp.stack([_is(idx, options, "vector"), _is(idx, options, "scalar")]).astype(dtype)
+    m = jnp.concatenate([_rank_mask(x_in.shape[-1], idx, options).astype(dtype), on])
+    u = jnp.concatenate([x_in, jnp.ones((len(x_in), 2), dtype)], 1)
     v = jnp.concatenate([x_out, x_out[:1], jnp.full_like(x_out[:1], x_out[0, 0])], 0)
-    return u @ v
+    return (u * m) @ (m[:, None] * v)
 
 
 def _prompt_tensor(
@@ -177,7 +185,8 @@ def _prompt_tensor(
 ) -> jax.Array:
     """C: (fan_in,)."""
     vector = jnp.where(_is(idx, options, "vector"), c_in[:, 0], 0.0)
-    return _rank_masked(c_in, idx, options) @ c_out[:, 0] + vector
+    m = _rank_mask(c_in.shape[-1], idx, options).astype(c_in.dtype)
+    return (c_in * m) @ (m * c_out[:, 0]) + vector  # masked on both sides: see _weight_tensor
 
 
 def _bias_tensor(x: jax.Array, idx: jax.Array, options: tuple[str, ...]) -> jax.Array:
@@ -187,14 +196,11 @@ def _bias_tensor(x: jax.Array, idx: jax.Array, options: tuple[str, ...]) -> jax.
     )
 
 
-def _rank_masked(x_in: jax.Array, idx: jax.Array, options: tuple[str, ...]) -> jax.Array:
-    """x_in (fan_in, rmax) with columns >= r zeroed: x_in[:, :r] @ x_out[:r] as a mask on data.
-
-    r = 0 (all zero) for the non-lora options; gradients reach only the kept columns.
-    """
+def _rank_mask(rmax: int, idx: jax.Array, options: tuple[str, ...]) -> jax.Array:
+    """(rmax,) bool: arange(rmax) < r, r = 0 for the non-lora options. Masking the factors' rank
+    axis selects x_in[:, :r] @ x_out[:r] on data; gradients reach only the kept columns."""
     ranks = jnp.asarray([option_rank(o) for o in options])
-    rank = jnp.take(ranks, idx, mode="fill", fill_value=0)
-    return jnp.where(jnp.arange(x_in.shape[-1]) < rank, x_in, 0.0)
+    return jnp.arange(rmax) < jnp.take(ranks, idx, mode="fill", fill_value=0)
 
 
 def _is(idx: jax.Array, options: tuple[str, ...], option: str) -> jax.Array:

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import chex
 import flax.linen as nn
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -445,6 +446,48 @@ def test_vmap_over_cfgs_equals_loop():
         )
     query = flatten(batched)["blk/MultiHeadDotProductAttention_0/query/kernel"]
     assert len({float(jnp.sum(q)) for q in query}) == len(query), "cfgs gave equal weights"
+
+
+def _dot_generals(jaxpr: Any) -> list[Any]:
+    """Every dot_general equation of a closed jaxpr, sub-jaxprs (pjit, custom_jvp, ...) included."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            found.append(eqn)
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            found += _dot_generals(sub)
+    return found
+
+
+def test_vmapped_cfgs_are_a_batch_axis_of_every_weight_sized_product():
+    """Under the supernet's vmap over K configs, each A/B product (and its gradients) must carry
+    the config axis as a GEMM batch axis on both operands: a config axis free on one side puts it
+    inside a weight-sized result, which XLA then transposes (8 ms of copies per ViT-B step at
+    K=4 on an H100, docs/benchmarks.md)."""
+    st = _setup("stacked_qkv", (3, 2))  # fan_in 8, fan_out 6 per member, rmax 3
+    aparams = _random_aparams(st.adapter, st.params)
+    k = 7  # configs: a size no other axis has
+    cfgs = st.space.sample(jax.random.key(2), (k,))
+
+    def loss(ap: Any) -> jax.Array:
+        eff = st.apply_batched(st.params, ap, cfgs)
+        return sum(jnp.sum(jnp.sin(x)) for x in jax.tree.leaves(eff))
+
+    checked = 0
+    for eqn in _dot_generals(jax.make_jaxpr(jax.grad(loss))(aparams).jaxpr):
+        (_, _), (lhs_batch, rhs_batch) = eqn.params["dimension_numbers"]
+        lhs, rhs = (v.aval.shape for v in eqn.invars)
+        free = list(eqn.outvars[0].aval.shape[len(lhs_batch) :])
+        if k in free:
+            free.remove(k)
+        if sum(d > 3 for d in free) < 2:  # a vector (C, its W0 product) or rank-sized result
+            continue
+        checked += 1
+        assert k in [lhs[d] for d in lhs_batch] and k in [rhs[d] for d in rhs_batch], (
+            f"config axis not a batch axis of both operands: {lhs} x {rhs} -> "
+            f"{eqn.outvars[0].aval.shape}"
+        )
+    assert checked >= 4, "expected the A and B products and their gradients"
 
 
 def test_jit_traces_once_for_different_cfgs():

@@ -20,6 +20,11 @@ import jax.numpy as jnp
 
 Metrics = dict[str, jax.Array]
 
+#: The axis name of the supernet's ``jax.vmap`` over its K subnets. ``glora_jax.support`` reads
+#: its size to lay out the support products for several configs; a vmap over configs without
+#: this name computes the same numbers.
+CONFIG_AXIS = "glora_configs"
+
 
 class ConfigSpace(Protocol):
     """What the supernet needs of a search space (``glora_jax.space.GLoRASpace``)."""
@@ -61,7 +66,7 @@ def supernet_loss(
     ) -> tuple[jax.Array, dict[str, Any]]:
         cfg_rng, model_rng = jax.random.split(rng)
         cfgs = space.sample(cfg_rng, (num_configs,))
-        per_config = jax.vmap(config_loss, in_axes=(None, 1, 1, 0, 0))
+        per_config = jax.vmap(config_loss, in_axes=(None, 1, 1, 0, 0), axis_name=CONFIG_AXIS)
         losses, metrics = per_config(
             trainable,
             deal_shares(images, num_configs),

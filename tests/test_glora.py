@@ -24,6 +24,7 @@ import glora_jax
 from experiments.models.vit import ViT, ViTConfig
 from glora_jax import GLoRASpace
 from glora_jax.adapter import QKV_FUSE
+from glora_jax.supernet import CONFIG_AXIS
 from peft_core.adapter import Adapter, group_by
 from peft_core.paths import flatten, unflatten
 from peft_core.targets import SCANNED
@@ -188,7 +189,7 @@ class Setup(NamedTuple):
     groups: dict
     readables: list  # one per legal (tensor, option) of the layer, that option forced
     cfgs: dict  # the readables encoded and stacked: (n, *stack, 5)
-    apply_batched: Callable  # jit(vmap(apply)) over cfgs
+    apply_batched: Callable  # jit(vmap(apply)) over cfgs, named CONFIG_AXIS as the supernet's
 
 
 @functools.cache
@@ -203,7 +204,7 @@ def _setup(kind: str, ranks: tuple[int, ...]) -> Setup:
         _random_readable(space, rng, **{t: o}) for t in TENSORS for o in space.legal(layer)[t]
     ]
     cfgs = jax.tree.map(lambda *c: np.stack(c), *[space.encode(r) for r in readables])
-    batched = jax.jit(jax.vmap(adapter.apply, in_axes=(None, None, 0)))
+    batched = jax.jit(jax.vmap(adapter.apply, in_axes=(None, None, 0), axis_name=CONFIG_AXIS))
     return Setup(params, adapter, space, groups, readables, cfgs, batched)
 
 
@@ -460,10 +461,10 @@ def _dot_generals(jaxpr: Any) -> list[Any]:
 
 
 def test_vmapped_cfgs_are_a_batch_axis_of_every_weight_sized_product():
-    """Under the supernet's vmap over K configs, each A/B product (and its gradients) must carry
-    the config axis as a GEMM batch axis on both operands: a config axis free on one side puts it
-    inside a weight-sized result, which XLA then transposes (8 ms of copies per ViT-B step at
-    K=4 on an H100, docs/benchmarks.md)."""
+    """Under a vmap over K > 1 configs named CONFIG_AXIS (the supernet's, the search's), each A/B
+    product (and its gradients) must carry the config axis as a GEMM batch axis on both operands:
+    a config axis free on one side puts it inside a weight-sized result, which XLA then
+    transposes (8 ms of copies per ViT-B step at K=4 on an H100, docs/benchmarks.md)."""
     st = _setup("stacked_qkv", (3, 2))  # fan_in 8, fan_out 6 per member, rmax 3
     aparams = _random_aparams(st.adapter, st.params)
     k = 7  # configs: a size no other axis has

@@ -153,13 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--train-batches", type=int, nargs="+", default=None)
     p.add_argument("--window", type=int, default=None, help="calls per timed sample")
     args = p.parse_args(argv)
-    size = SIZES[args.size]
+    size = SIZES[args.size].with_window(args.window)
     if args.train_batches:
         size = dataclasses.replace(size, train_batches=tuple(args.train_batches))
-    if args.window is not None:
-        size = dataclasses.replace(
-            size, timing=dataclasses.replace(size.timing, window=args.window)
-        )
     device = jax.devices()[0]
     extra: dict[str, Any] = {
         "device": f"{device.platform}: {device.device_kind} x{jax.device_count()}",

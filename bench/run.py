@@ -16,7 +16,6 @@ short keeps what it measured).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import json
 import os
@@ -79,11 +78,7 @@ def jax_command(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    size = SIZES[args.size]
-    if args.window is not None:
-        size = dataclasses.replace(
-            size, timing=dataclasses.replace(size.timing, window=args.window)
-        )
+    size = SIZES[args.size].with_window(args.window)
     suites = parse_suites(args.suite)
     train_batches = args.train_batches or list(size.train_batches)
     torch_batches = args.torch_train_batches or train_batches[-1:]

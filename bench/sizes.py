@@ -45,6 +45,12 @@ class BenchSize:
     e2e_test_size: int = 10_000
     e2e_sets: tuple[str, ...] = ()
 
+    def with_window(self, window: int | None) -> BenchSize:
+        """This size with ``window`` calls per timed sample (None: unchanged)."""
+        if window is None:
+            return self
+        return dataclasses.replace(self, timing=dataclasses.replace(self.timing, window=window))
+
 
 SIZES: dict[str, BenchSize] = {
     "full": BenchSize(

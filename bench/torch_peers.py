@@ -269,7 +269,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=None)
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--num-classes", type=int, default=100)
-    p.add_argument("--train-batches", type=int, nargs="*", default=[256], help="none: no training rows")
+    p.add_argument(
+        "--train-batches", type=int, nargs="*", default=[256], help="none: no training rows"
+    )
     p.add_argument("--infer-batches", type=int, nargs="+", default=[1, 64, 256])
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--warmup", type=int, default=5)

@@ -257,3 +257,15 @@ def test_xla_flags_runs_each_variant_in_its_own_process(tmp_path: Path) -> None:
     opt0, plain = sorted(rows, key=lambda r: r.name)
     assert line.startswith("jax/train/linear[opt0]@4: ")
     assert line.endswith(f"= {opt0.items_per_s / plain.items_per_s:.3f}x plain")
+
+
+def test_with_window_overrides_only_the_window() -> None:
+    tiny = SIZES["tiny"]
+    assert tiny.with_window(None) is tiny
+    three = tiny.with_window(3)
+    assert three.timing == timing.TimingSettings(
+        tiny.timing.warmup, tiny.timing.repeats, tiny.timing.input_sets, window=3
+    )
+    assert three.train_batches == tiny.train_batches
+    with pytest.raises(ValueError, match="window"):
+        tiny.with_window(0)

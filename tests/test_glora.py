@@ -461,7 +461,7 @@ def _dot_generals(jaxpr: Any) -> list[Any]:
 
 
 def test_vmapped_cfgs_are_a_batch_axis_of_every_weight_sized_product():
-    """Under a vmap over K > 1 configs named CONFIG_AXIS (the supernet's, the search's), each A/B
+    """Under a vmap over K > 1 configs named CONFIG_AXIS (as the supernet names its), each A/B
     product (and its gradients) must carry the config axis as a GEMM batch axis on both operands:
     a config axis free on one side puts it inside a weight-sized result, which XLA then
     transposes (8 ms of copies per ViT-B step at K=4 on an H100, docs/benchmarks.md)."""

@@ -86,7 +86,7 @@ def device_occupancy(events: Iterable[dict[str, Any]], steps: int) -> dict[str, 
             busy, start = busy + end - start, lo
         end = max(end, hi)
     busy += end - start
-    span = max(hi for _, hi in intervals) - intervals[0][0]
+    span = end - intervals[0][0]  # end: the latest kernel end
     per_step = {"span_ms": span, "busy_ms": busy, "idle_ms": span - busy}
     return {k: v / steps / 1e3 for k, v in per_step.items()} | {"launches": len(intervals) / steps}
 

@@ -16,7 +16,7 @@ from bench.sizes import BenchSize
 from experiments.backbones import Backbone, BackboneConfig, load_backbone
 from experiments.data.preprocess import normalize
 from experiments.models import convnext
-from experiments.models.attention import padded_dot_product_attention
+from experiments.models.attention import masked_dot_product_attention, pad_tokens
 from experiments.models.vit import vit
 from flora_jax import CONV_TARGETS
 from peft_core.paths import Params
@@ -31,7 +31,7 @@ _ATTENTION_TOLERANCE = 2e-2
 def choose_attention(requested: str) -> tuple[str | None, str]:
     """(ViT attention implementation, note). "auto": cuDNN on a GPU if it runs and matches.
 
-    The cuDNN path (q/k/v padded 197 -> 208 with sequence lengths) is checked against XLA's
+    The cuDNN path (tokens padded 197 -> 208, padded keys masked) is checked against XLA's
     attention on fresh random bf16 inputs; on an error or a mismatch "xla" is used and the note
     says why. "none" is the plain einsum attention; "xla" / "cudnn" force that kernel.
     """
@@ -54,8 +54,11 @@ def _cudnn_attention_error() -> float:
     """‖cudnn - xla‖ / ‖xla‖ of padded attention on random bf16 q, k, v (float32 norms)."""
     keys = jax.random.split(jax.random.key(int(np.random.default_rng().integers(2**31))), 3)
     q, k, v = (jax.random.normal(key, _ATTENTION_CHECK_SHAPE, jnp.bfloat16) for key in keys)
-    fused = padded_dot_product_attention(q, k, v, implementation="cudnn", pad_to=16)
-    plain = padded_dot_product_attention(q, k, v, implementation="xla")
+    length = q.shape[1]
+    padded = (pad_tokens(t, 16) for t in (q, k, v))
+    fused = masked_dot_product_attention(*padded, num_keys=length, implementation="cudnn")
+    fused = fused[:, :length]
+    plain = masked_dot_product_attention(q, k, v, implementation="xla")
     diff = jnp.linalg.norm((fused - plain).astype(jnp.float32))
     return float(diff / jnp.linalg.norm(plain.astype(jnp.float32)))
 

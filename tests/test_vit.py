@@ -1,6 +1,6 @@
-"""ViT forward vs a numpy reference, layouts (scan), dtypes, drop path, padded attention and the
-npz checkpoint loader (legacy / linen / ours / scanned key layouts, heads, pos-embedding
-resampling, errors)."""
+"""ViT forward vs a numpy reference, layouts (scan), dtypes, drop path, padded tokens, the patch
+matmul and the npz checkpoint loader (legacy / linen / ours / scanned key layouts, heads,
+pos-embedding resampling, errors)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.models.attention import MultiHeadDotProductAttention
-from experiments.models.vit import drop_path, vit
+from experiments.models.attention import (
+    MultiHeadDotProductAttention,
+    masked_dot_product_attention,
+    pad_tokens,
+)
+from experiments.models.vit import PatchEmbedding, drop_path, vit
 from experiments.models.vit_checkpoint import (
     CheckpointMismatchError,
     load_npz,
@@ -242,25 +246,69 @@ def test_drop_path_train_only(scan):
 # -------------------------------------------------------------------------- attention
 
 
-def test_padded_attention_equals_unpadded():
-    x = jax.random.normal(RNG, (2, 13, 24))  # 13 tokens -> padded to 16
+def test_attention_ignores_padded_keys():
+    x = jax.random.normal(RNG, (2, 13, 24))  # 13 tokens, padded to 16
     plain = MultiHeadDotProductAttention(num_heads=3)
-    padded = MultiHeadDotProductAttention(num_heads=3, implementation="xla", pad_to=16)
+    masked = MultiHeadDotProductAttention(num_heads=3, implementation="xla", num_keys=13)
+    padded = pad_tokens(x, 16)
+    chex.assert_shape(padded, (2, 16, 24))
+    np.testing.assert_array_equal(padded[:, 13:], 0.0)
     params = plain.init(RNG, x)
 
-    def value_and_grad(module):
-        return jax.jit(jax.value_and_grad(lambda p: jnp.sum(module.apply(p, x) ** 2)))(params)
+    def value_and_grad(module, inputs):
+        loss = lambda p: jnp.sum(module.apply(p, inputs)[:, :13] ** 2)
+        return jax.jit(jax.value_and_grad(loss))(params)
 
-    chex.assert_trees_all_close(value_and_grad(padded), value_and_grad(plain), atol=1e-5, rtol=1e-5)
-    chex.assert_trees_all_close(padded.apply(params, x), plain.apply(params, x), atol=1e-5)
+    out = masked.apply(params, padded)
+    assert np.isfinite(np.asarray(out)).all()  # the padded rows are real (unread) rows
+    chex.assert_trees_all_close(out[:, :13], plain.apply(params, x), atol=1e-5)
+    chex.assert_trees_all_close(
+        value_and_grad(masked, padded), value_and_grad(plain, x), atol=1e-5, rtol=1e-5
+    )
+    # junk in the padded rows changes nothing in the real ones
+    junk = padded.at[:, 13:].set(7.0)
+    chex.assert_trees_all_close(masked.apply(params, junk)[:, :13], out[:, :13], atol=1e-5)
 
 
-def test_vit_with_padded_attention():
-    x = images(48)  # 9 patches + cls = 10 tokens -> padded to 16
-    plain = tiny(num_classes=3)
-    padded = tiny(num_classes=3, attn_implementation="xla", attn_pad_to=16)
+def test_masked_attention_rejects_bad_key_count():
+    q = jnp.zeros((1, 4, 2, 8))
+    with pytest.raises(ValueError, match="num_keys must be in"):
+        masked_dot_product_attention(q, q, q, num_keys=0)
+
+
+@pytest.mark.parametrize("pool", ["tok", "gap", "none"])
+@pytest.mark.parametrize("scan", [False, True])
+def test_vit_with_padded_tokens_equals_unpadded(pool, scan):
+    """The token sequence padded once (10 -> 16 tokens) and masked: outputs and gradients of
+    the unpadded model."""
+    x = images(48)  # 9 patches + cls = 10 tokens
+    plain = tiny(num_classes=0 if pool == "none" else 3, pool=pool, scan=scan)
+    padded = tiny(
+        num_classes=0 if pool == "none" else 3, pool=pool, scan=scan,
+        attn_implementation="xla", attn_pad_to=16,
+    )  # fmt: skip
     params = random_params(plain, x)
     chex.assert_trees_all_close(apply(padded, params, x), apply(plain, params, x), atol=1e-5)
+
+    def grads(model):
+        return jax.jit(jax.grad(lambda p: jnp.sum(apply(model, p, x) ** 2)))(params)
+
+    chex.assert_trees_all_close(grads(padded), grads(plain), atol=1e-4, rtol=1e-4)
+
+
+def test_patch_embedding_equals_strided_convolution():
+    """The patch matmul against XLA's convolution (stride p, VALID, HWIO kernel)."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 32, 48, 3)).astype(np.float32)  # a 2 x 3 grid of patches
+    embed = PatchEmbedding(features=5, patch=PATCH)
+    params = embed.init(RNG, x)
+    conv = jax.lax.conv_general_dilated(
+        x, params["params"]["kernel"], (PATCH, PATCH), "VALID",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    ) + params["params"]["bias"]  # fmt: skip
+    got = embed.apply(params, x)
+    chex.assert_shape(got, (2, 2, 3, 5))
+    chex.assert_trees_all_close(got, conv, atol=1e-5, rtol=1e-5)
 
 
 def test_cudnn_needs_half_precision():

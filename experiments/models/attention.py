@@ -6,10 +6,14 @@ the original ViT checkpoints put them::
     query/kernel (D, heads, head_dim)   query/bias (heads, head_dim)   (same for key, value)
     out/kernel   (heads, head_dim, D)   out/bias   (D,)
 
-cuDNN flash attention needs bf16/fp16 inputs and a sequence length it supports, so the sequence
-(e.g. 197 = 1 + 14*14) is zero-padded to a multiple of ``pad_to`` and the true lengths are passed
-as ``query_seq_lengths`` / ``key_value_seq_lengths``: padded keys are masked out of every softmax
-and the padded query rows are sliced off, so the result equals unpadded attention.
+cuDNN flash attention needs bf16/fp16 inputs and a sequence length it supports (197 = 1 + 14*14
+is refused), so the model pads its token sequence ONCE, before the first block, to a multiple of
+``pad_to`` (``pad_tokens``), runs every block on the padded sequence and slices the padding off
+after the last one. Each attention call masks the padded keys (``key_value_seq_lengths``), so
+the real tokens never see the padded ones and the result equals unpadded attention; the padded
+rows themselves are real (finite) attention rows that nothing reads. Padding once instead of
+around every attention call removes a pad of q, k, v and a slice of the output per block, and
+their gradients (about 10% of a ViT-B training step on an H200; docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -37,50 +41,49 @@ def resolve_pad_to(implementation: AttentionImpl, pad_to: int | None) -> int:
     return CUDNN_SEQ_MULTIPLE if implementation == "cudnn" else 1
 
 
-def padded_dot_product_attention(
+def pad_tokens(x: jax.Array, multiple: int) -> jax.Array:
+    """(B, N, ...) -> (B, N', ...) with N' the next multiple of ``multiple``, zeros appended."""
+    pad = -x.shape[1] % multiple
+    if pad == 0:
+        return x
+    return jnp.pad(x, ((0, 0), (0, pad)) + ((0, 0),) * (x.ndim - 2))
+
+
+def masked_dot_product_attention(
     query: jax.Array,
     key: jax.Array,
     value: jax.Array,
     *,
+    num_keys: int | None = None,
     implementation: AttentionImpl = None,
-    pad_to: int = 1,
 ) -> jax.Array:
-    """softmax(q·kᵀ/√head_dim)·v over the sequence axis, inputs and output (B, N, heads, head_dim).
-
-    With ``pad_to > 1`` and N not a multiple of it, q/k/v are zero-padded to the next multiple,
-    padded keys are masked via sequence lengths, and the output is sliced back to N rows.
-    """
+    """softmax(q·kᵀ/√head_dim)·v over the sequence axis, inputs and output (B, N, heads, head_dim),
+    attending only to the first ``num_keys`` keys (None: all of them)."""
     if implementation == "cudnn" and query.dtype not in _CUDNN_DTYPES:
         raise ValueError(
             f"attention implementation='cudnn' needs bfloat16/float16 inputs, got {query.dtype}; "
             "set the model dtype to bfloat16 or use implementation=None/'xla'"
         )
-    batch, length = query.shape[:2]
-    pad = -length % pad_to
-    if pad == 0:
+    batch, length = key.shape[:2]
+    if num_keys is None or num_keys == length:
         return jax.nn.dot_product_attention(query, key, value, implementation=implementation)
-    widths = ((0, 0), (0, pad), (0, 0), (0, 0))
-    query, key, value = (jnp.pad(t, widths) for t in (query, key, value))
-    lengths = jnp.full((batch,), length, dtype=jnp.int32)
-    out = jax.nn.dot_product_attention(
-        query,
-        key,
-        value,
-        query_seq_lengths=lengths,
-        key_value_seq_lengths=lengths,
-        implementation=implementation,
+    if not 0 < num_keys < length:
+        raise ValueError(f"num_keys must be in [1, {length}], got {num_keys}")
+    lengths = jnp.full((batch,), num_keys, dtype=jnp.int32)
+    return jax.nn.dot_product_attention(
+        query, key, value, key_value_seq_lengths=lengths, implementation=implementation
     )
-    return out[:, :length]
 
 
 class MultiHeadDotProductAttention(nn.Module):
-    """Self-attention (B, N, D) -> (B, N, D) with DenseGeneral q/k/v/out projections."""
+    """Self-attention (B, N, D) -> (B, N, D) with DenseGeneral q/k/v/out projections; only the
+    first ``num_keys`` tokens are attended to (the rest is padding; None: every token)."""
 
     num_heads: int
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     implementation: AttentionImpl = None
-    pad_to: int | None = None
+    num_keys: int | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -98,12 +101,12 @@ class MultiHeadDotProductAttention(nn.Module):
                 name=name,
             )(x)
 
-        attended = padded_dot_product_attention(
+        attended = masked_dot_product_attention(
             projection("query"),
             projection("key"),
             projection("value"),
+            num_keys=self.num_keys,
             implementation=self.implementation,
-            pad_to=resolve_pad_to(self.implementation, self.pad_to),
         )
         return nn.DenseGeneral(
             features=width,

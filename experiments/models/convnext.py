@@ -42,6 +42,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.models.activations import gelu
+
 #: variant -> (blocks per stage, channels per stage), as in the official repositories.
 CONVNEXT_DEPTHS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
     "tiny": ((3, 3, 9, 3), (96, 192, 384, 768)),
@@ -111,7 +113,7 @@ class ConvNeXtBlock(nn.Module):
         )(x)
         y = nn.LayerNorm(epsilon=LAYER_NORM_EPS, dtype=self.dtype, name="norm")(y)
         y = nn.Dense(4 * channels, kernel_init=_KERNEL_INIT, dtype=self.dtype, name="pwconv1")(y)
-        y = nn.gelu(y, approximate=False)
+        y = gelu(y, False)
         if self.version == 2:
             y = GRN(dtype=self.dtype, name="grn")(y)
         y = nn.Dense(channels, kernel_init=_KERNEL_INIT, dtype=self.dtype, name="pwconv2")(y)

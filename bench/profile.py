@@ -16,9 +16,9 @@ Perfetto trace's complete events ("ph": "X") on device processes (process name c
 
 The steps are launched back to back (as the trainer's loop does), so the device span per step
 is the step's pipelined time; span minus busy time is the device's idle time (launch gaps and
-waiting for the host). Output: ``<out>/<case>.json`` (per-kernel and per-category ms per step,
-span, busy, idle and launches per step) and a printed summary; the raw traces stay under
-``<out>/trace-<case>/`` for Perfetto/TensorBoard.
+waiting for the host). Output: ``<out>/<case>.json`` (per kernel: ms and launches per step;
+per category ms; span, busy, idle and launches per step; ``--top 0`` keeps every kernel) and a
+printed summary; the raw traces stay under ``<out>/trace-<case>/`` for Perfetto/TensorBoard.
 On a CPU there are no device processes: the summary is empty (the trace is still written).
 """
 
@@ -68,6 +68,11 @@ def device_kernel_times(events: Iterable[dict[str, Any]]) -> dict[str, float]:
     return dict(totals)
 
 
+def device_kernel_calls(events: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """Launches per event name over the complete events of device processes."""
+    return dict(collections.Counter(str(e.get("name")) for e in device_events(events)))
+
+
 def device_occupancy(events: Iterable[dict[str, Any]], steps: int) -> dict[str, float]:
     """Per step: the device span (first kernel start to last kernel end) / steps, the time some
     kernel runs (union of kernel intervals, overlapping streams counted once), the span minus
@@ -91,20 +96,26 @@ def device_occupancy(events: Iterable[dict[str, Any]], steps: int) -> dict[str, 
     return {k: v / steps / 1e3 for k, v in per_step.items()} | {"launches": len(intervals) / steps}
 
 
-def summarize(totals_us: dict[str, float], steps: int, top: int = 25) -> dict[str, Any]:
-    """ms per step: total, per category, and the ``top`` kernels (name, category, ms)."""
+def summarize(
+    totals_us: dict[str, float], steps: int, top: int = 25, calls: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """ms per step: total, per category, and the ``top`` kernels (0: all) as name, category, ms
+    and, given ``calls`` (launches per kernel over all steps), launches per step."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     per_step = {k: v / steps / 1e3 for k, v in totals_us.items()}
     by_category: dict[str, float] = collections.defaultdict(float)
     for kernel, ms in per_step.items():
         by_category[category(kernel)] += ms
-    ranked = sorted(per_step.items(), key=lambda kv: -kv[1])[:top]
+    ranked = sorted(per_step.items(), key=lambda kv: -kv[1])[: top or None]
+    kernels = [{"name": k, "category": category(k), "ms": ms} for k, ms in ranked]
+    if calls is not None:
+        kernels = [k | {"calls": calls.get(k["name"], 0) / steps} for k in kernels]
     return {
         "steps": steps,
         "device_ms_per_step": sum(per_step.values()),
         "categories_ms": dict(sorted(by_category.items(), key=lambda kv: -kv[1])),
-        "kernels": [{"name": k, "category": category(k), "ms": ms} for k, ms in ranked],
+        "kernels": kernels,
         "num_kernels": len(per_step),
     }
 
@@ -120,7 +131,7 @@ def read_perfetto(trace_dir: Path) -> list[dict[str, Any]]:
 
 
 def profile_cases(labels: Sequence[str], *, size_name: str, batch: int, steps: int, out: Path,
-                  attention: str) -> Iterator[dict[str, Any]]:  # fmt: skip
+                  attention: str, top: int = 25) -> Iterator[dict[str, Any]]:  # fmt: skip
     """Per case: compile its train step, warm it up, trace ``steps`` steps, summarize. Every
     label is checked before anything is built; the model is built once for all cases."""
     import jax
@@ -152,7 +163,9 @@ def profile_cases(labels: Sequence[str], *, size_name: str, batch: int, steps: i
                 state, metrics = compiled(state, prepared.frozen, *inputs[i % len(inputs)])
             jax.block_until_ready(metrics)
         events = read_perfetto(trace_dir)
-        summary = summarize(device_kernel_times(events), steps)
+        summary = summarize(
+            device_kernel_times(events), steps, top, calls=device_kernel_calls(events)
+        )
         yield {
             "case": label, "batch": batch, "size": size_name, "attention": note, **summary,
             "per_step": device_occupancy(events, steps),
@@ -167,7 +180,7 @@ def render(result: dict[str, Any], top: int = 15) -> str:
         "   per step: " + ", ".join(f"{k} {v:.2f}" for k, v in result["per_step"].items()),
     ]
     lines += [
-        f"   {k['ms']:8.3f} ms  {k['category']:9s} {k['name'][:110]}"
+        f"   {k['ms']:8.3f} ms {k.get('calls', 0):5.0f}x  {k['category']:9s} {k['name'][:100]}"
         for k in result["kernels"][:top]
     ]
     return "\n".join(lines)
@@ -181,11 +194,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--size", default="full", choices=("full", "tiny"))
     p.add_argument("--attention", default="auto")
     p.add_argument("--out", type=Path, default=Path("bench-profile"))
+    p.add_argument("--top", type=int, default=25, help="kernels kept in the JSON (0: all)")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     results = profile_cases(
         args.cases, size_name=args.size, batch=args.batch, steps=args.steps, out=args.out,
-        attention=args.attention,
+        attention=args.attention, top=args.top,
     )  # fmt: skip
     for result in results:
         (args.out / f"{result['case']}.json").write_text(json.dumps(result, indent=2))

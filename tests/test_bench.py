@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bench import run, timing, xla_flags
+from bench import low_rank_layer, run, timing, xla_flags
 from bench.activation_lora import activation_lora
 from bench.end_to_end import E2E_ROW
 from bench.jax_train import CONV_CASES, SCAN_CASES, VIT_CASES
@@ -269,3 +269,33 @@ def test_with_window_overrides_only_the_window() -> None:
     assert three.train_batches == tiny.train_batches
     with pytest.raises(ValueError, match="window"):
         tiny.with_window(0)
+
+
+def test_low_rank_layer_forms_agree_and_are_timed(tmp_path: Path) -> None:
+    """Every way of training a LoRA layer gives weight-space LoRA's gradients (bf16 inputs), and
+    the CLI writes a timed row per (tokens, shape, form)."""
+    out = tmp_path / "layer.json"
+    assert (
+        low_rank_layer.main(
+            ["--tokens", "96", "--shapes", "16x24", "24x16", "--repeats", "2", "--json", str(out)]
+        )
+        == 0
+    )
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["fan_in"], r["form"]) for r in rows] == [
+        (i, f) for i in (16, 24) for f in low_rank_layer.FORMS
+    ]
+    for r in rows:
+        assert r["ms"] > 0
+        assert len(r["grad_rel_errors"]) == (0 if r["form"] == "frozen" else 3)
+        assert all(e < 2e-2 for e in r["grad_rel_errors"]), r
+    # the hand-written VJPs in float32 against autodiff of the weight-space form, and dW0
+    x, a, b, w0, c = (t.astype(jnp.float32) for t in low_rank_layer.inputs(40, 12, 20, seed=3))
+
+    def loss(form):
+        return lambda *args: jnp.vdot(form(*args), c)
+
+    want = jax.grad(loss(low_rank_layer.weight), argnums=(0, 1, 2, 3))(x, w0, a, b)
+    for name in ("vjp-separate", "vjp-concat"):
+        got = jax.grad(loss(low_rank_layer.FORMS[name]), argnums=(0, 1, 2, 3))(x, w0, a, b)
+        chex.assert_trees_all_close(got, want, atol=1e-4, rtol=1e-4)

@@ -50,6 +50,15 @@ def test_summarize_per_step_categories_and_ranking() -> None:
     )
     assert [k["name"] for k in summary["kernels"]] == ["sm90_xmma_gemm_bf16bf16", "cudnn_fmha_fwd"]
     assert summary["num_kernels"] == 5
+    every = profile.summarize(
+        profile.device_kernel_times(EVENTS), steps=2, top=0,
+        calls=profile.device_kernel_calls(EVENTS),
+    )  # fmt: skip
+    assert len(every["kernels"]) == 5
+    assert {k["name"]: k["calls"] for k in every["kernels"]} == {
+        "sm90_xmma_gemm_bf16bf16": 1.0, "loop_multiply_fusion": 0.5, "cudnn_fmha_fwd": 0.5,
+        "copy_transpose_3": 0.5, "some_custom_kernel": 0.5,
+    }  # fmt: skip
     with pytest.raises(ValueError, match="steps"):
         profile.summarize({}, steps=0)
 

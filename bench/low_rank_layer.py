@@ -120,6 +120,13 @@ def relative_errors(got: Sequence[jax.Array], want: Sequence[jax.Array]) -> list
     ]
 
 
+def _rotating(
+    fn: Callable[..., Any], sets: Sequence[tuple[jax.Array, ...]]
+) -> Callable[[int], Any]:
+    """Call i runs ``fn`` on input set i mod len(sets)."""
+    return lambda i: fn(*sets[i % len(sets)])
+
+
 def run(
     tokens: Sequence[int], shapes: Sequence[tuple[int, int]], settings: TimingSettings
 ) -> list[dict[str, Any]]:
@@ -133,10 +140,7 @@ def run(
                 trains = name != "frozen"
                 fn = gradient_fn(form, train_factors=trains)
                 errors = relative_errors(fn(*sets[0]), reference) if trains else []
-                t = time_calls(
-                    lambda i, fn=fn, sets=sets: fn(*sets[i % len(sets)]),
-                    sync=jax.block_until_ready, settings=settings,
-                )  # fmt: skip
+                t = time_calls(_rotating(fn, sets), sync=jax.block_until_ready, settings=settings)
                 row = dict(tokens=m, fan_in=fan_in, fan_out=fan_out, form=name,
                            ms=t.median_s * 1e3, grad_rel_errors=errors)  # fmt: skip
                 rows.append(row)

@@ -108,9 +108,11 @@ def summarize(
     for kernel, ms in per_step.items():
         by_category[category(kernel)] += ms
     ranked = sorted(per_step.items(), key=lambda kv: -kv[1])[: top or None]
-    kernels = [{"name": k, "category": category(k), "ms": ms} for k, ms in ranked]
-    if calls is not None:
-        kernels = [k | {"calls": calls.get(k["name"], 0) / steps} for k in kernels]
+    kernels: list[dict[str, Any]] = [
+        {"name": k, "category": category(k), "ms": ms}
+        | ({} if calls is None else {"calls": calls.get(k, 0) / steps})
+        for k, ms in ranked
+    ]
     return {
         "steps": steps,
         "device_ms_per_step": sum(per_step.values()),

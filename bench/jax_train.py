@@ -3,12 +3,14 @@
 Per row: build the method (``experiments.methods.build_method``), split the frozen backbone
 from the trainable {"adapter", "head"} (``init_trainable``), AdamW under the recipe's schedule,
 compile the step once (``jitted.lower(...).compile()``, FLOPs and memory from XLA, compile time
-not timed), then time donated steps on rotating random batches.
+not timed), then time donated steps on rotating random batches; a row whose loss is not finite
+after the timed steps raises.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -192,6 +194,8 @@ def bench_train_step(bench: TrainBench, case: TrainCase, *, batch: int) -> Row:
         return metrics
 
     timing = time_calls(call, sync=jax.block_until_ready, settings=bench.timing)
-    return timed_row(
-        f"{bench.prefix}/{case.label}", batch, timing, stats, bench.peak_flops, case.note
-    )
+    name = f"{bench.prefix}/{case.label}"
+    loss = float(call(0)["loss"])
+    if not math.isfinite(loss):  # a fast step that computes garbage is no result
+        raise FloatingPointError(f"{name}@{batch}: loss {loss} after the timed steps")
+    return timed_row(name, batch, timing, stats, bench.peak_flops, case.note)

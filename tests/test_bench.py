@@ -14,10 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bench import low_rank_layer, run, timing, xla_flags
+from bench import jax_train, low_rank_layer, run, timing, xla_flags
 from bench.activation_lora import activation_lora
 from bench.end_to_end import E2E_ROW
 from bench.jax_train import CONV_CASES, SCAN_CASES, VIT_CASES
+from bench.models import vit_backbone
 from bench.peaks import mfu, peak_flops
 from bench.report import merge_runs, with_flops
 from bench.results import Row, format_table, load_rows, save_rows
@@ -26,7 +27,7 @@ from bench.targets import Target, evaluate_targets
 from experiments.backbones import Backbone
 from experiments.data.preprocess import normalize
 from experiments.models.vit import vit
-from peft_core import flatten, unflatten
+from peft_core import flatten, full, unflatten
 from peft_core.targets import DENSE_TARGETS
 
 
@@ -299,3 +300,22 @@ def test_low_rank_layer_forms_agree_and_are_timed(tmp_path: Path) -> None:
     for name in ("vjp-separate", "vjp-concat"):
         got = jax.grad(loss(low_rank_layer.FORMS[name]), argnums=(0, 1, 2, 3))(x, w0, a, b)
         chex.assert_trees_all_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_train_row_with_a_non_finite_loss_raises() -> None:
+    """A step that computes NaN is reported, not timed as a result."""
+    size = SIZES["tiny"]
+    backbone = vit_backbone(size, attention=None)
+
+    def nan_case(b: Backbone) -> tuple[Any, Any]:
+        def forward(params: Any, images: jax.Array, *, train: bool, rng: jax.Array) -> jax.Array:
+            return b.forward(params, images, train=train, rng=rng) * jnp.nan
+
+        return full(targets=r".*/bias", exclude=r"head/.*"), forward
+
+    bench = jax_train.TrainBench(
+        backbone, "jax/train", size.image_size, size.num_classes, size.timing, None
+    )
+    case = jax_train.TrainCase("nan", VIT_CASES[0].method, custom=nan_case)
+    with pytest.raises(FloatingPointError, match="jax/train/nan@2: loss nan"):
+        jax_train.bench_train_step(bench, case, batch=2)

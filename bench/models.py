@@ -16,7 +16,7 @@ from bench.sizes import BenchSize
 from experiments.backbones import Backbone, BackboneConfig, load_backbone
 from experiments.data.preprocess import normalize
 from experiments.models import convnext
-from experiments.models.attention import masked_dot_product_attention, pad_tokens
+from experiments.models.attention import masked_dot_product_attention, pad_tokens, resolve_pad_to
 from experiments.models.vit import vit
 from flora_jax import CONV_TARGETS
 from peft_core.paths import Params
@@ -55,7 +55,7 @@ def _cudnn_attention_error() -> float:
     keys = jax.random.split(jax.random.key(int(np.random.default_rng().integers(2**31))), 3)
     q, k, v = (jax.random.normal(key, _ATTENTION_CHECK_SHAPE, jnp.bfloat16) for key in keys)
     length = q.shape[1]
-    padded = (pad_tokens(t, 16) for t in (q, k, v))
+    padded = (pad_tokens(t, resolve_pad_to("cudnn", None)) for t in (q, k, v))  # as the ViT does
     fused = masked_dot_product_attention(*padded, num_keys=length, implementation="cudnn")
     fused = fused[:, :length]
     plain = masked_dot_product_attention(q, k, v, implementation="xla")

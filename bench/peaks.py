@@ -1,4 +1,4 @@
-"""Dense bf16 tensor-core peaks used for MFU (datasheet numbers, no sparsity).
+"""Device peaks: dense bf16 tensor-core FLOP/s for MFU (no sparsity), HBM bytes/s for bandwidth.
 
 H100 SXM5 and H200 share the GH100 chip: 989.4 TFLOP/s dense bf16 at boost clock. Measured on
 these machines (KINDS.md): an 8192^3 bf16 matmul runs at about 790-800 TFLOP/s, so an MFU of
@@ -14,6 +14,18 @@ BF16_PEAKS: tuple[tuple[str, float], ...] = (("H100", 989.4e12), ("H200", 989.4e
 def peak_flops(device_name: str) -> float | None:
     """The dense bf16 peak of ``device_name`` (e.g. "NVIDIA H100 80GB HBM3"), or None."""
     for marker, peak in BF16_PEAKS:
+        if marker in device_name.upper():
+            return peak
+    return None
+
+
+#: (substring of the device name, HBM bandwidth in bytes/s; datasheet numbers)
+HBM_PEAKS: tuple[tuple[str, float], ...] = (("H100", 3.35e12), ("H200", 4.8e12))
+
+
+def peak_bandwidth(device_name: str) -> float | None:
+    """The HBM bandwidth of ``device_name`` (H100 SXM5 3.35 TB/s, H200 4.8 TB/s), or None."""
+    for marker, peak in HBM_PEAKS:
         if marker in device_name.upper():
             return peak
     return None

@@ -16,9 +16,12 @@ Perfetto trace's complete events ("ph": "X") on device processes (process name c
 
 The steps are launched back to back (as the trainer's loop does), so the device span per step
 is the step's pipelined time; span minus busy time is the device's idle time (launch gaps and
-waiting for the host). Output: ``<out>/<case>.json`` (per kernel: ms and launches per step;
-per category ms; span, busy, idle and launches per step; ``--top 0`` keeps every kernel) and a
-printed summary; the raw traces stay under ``<out>/trace-<case>/`` for Perfetto/TensorBoard.
+waiting for the host). Output: ``<out>/<case>.json`` (per kernel: ms and launches per step,
+and for kernels XLA emits what ``bench.hlo_kernels`` reads from the optimised HLO: op_name,
+bytes per launch, GB/s and fraction of HBM peak; per category ms; span, busy, idle and
+launches per step; ``--top 0`` keeps every kernel), the step's optimised HLO
+``<out>/<case>.hlo.txt.gz`` and a printed summary; the raw traces stay under
+``<out>/trace-<case>/`` for Perfetto/TensorBoard.
 On a CPU there are no device processes: the summary is empty (the trace is still written).
 """
 
@@ -32,6 +35,9 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from bench import hlo_kernels
+from bench.peaks import peak_bandwidth
 
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("gemm", ("gemm", "cublas", "nvjet", "xmma", "cutlass", "matmul", "dot")),
@@ -168,6 +174,12 @@ def profile_cases(labels: Sequence[str], *, size_name: str, batch: int, steps: i
         summary = summarize(
             device_kernel_times(events), steps, top, calls=device_kernel_calls(events)
         )
+        hlo = compiled.as_text() or ""
+        with gzip.open(out / f"{label}.hlo.txt.gz", "wt") as f:
+            f.write(hlo)
+        summary["kernels"] = hlo_kernels.annotate(
+            summary["kernels"], hlo, peak_bandwidth(jax.devices()[0].device_kind)
+        )
         yield {
             "case": label, "batch": batch, "size": size_name, "attention": note, **summary,
             "per_step": device_occupancy(events, steps),
@@ -181,10 +193,7 @@ def render(result: dict[str, Any], top: int = 15) -> str:
         "   " + ", ".join(f"{c} {ms:.2f}" for c, ms in result["categories_ms"].items()),
         "   per step: " + ", ".join(f"{k} {v:.2f}" for k, v in result["per_step"].items()),
     ]
-    lines += [
-        f"   {k['ms']:8.3f} ms {k.get('calls', 0):5.0f}x  {k['category']:9s} {k['name'][:100]}"
-        for k in result["kernels"][:top]
-    ]
+    lines += ["   " + line for line in hlo_kernels.render(result["kernels"], top)]
     return "\n".join(lines)
 
 

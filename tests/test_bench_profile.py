@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import profile
+from bench import hlo_kernels, profile
+from bench.peaks import peak_bandwidth
 
 
 def _meta(pid: int, name: str) -> dict:
@@ -105,6 +106,8 @@ def test_profile_tiny_on_cpu(tmp_path: Path) -> None:
     result = json.loads((tmp_path / "lora-r8.json").read_text())
     assert result["case"] == "lora-r8" and result["steps"] == 2
     assert list((tmp_path / "trace-lora-r8").rglob("perfetto_trace.json.gz"))
+    hlo = hlo_kernels.read_text(tmp_path / "lora-r8.hlo.txt.gz")
+    assert hlo.startswith("HloModule") and len(hlo_kernels.parse_hlo(hlo)) > 100
 
 
 def test_weight_side_counts_for_the_tiny_vit(tmp_path: Path) -> None:
@@ -119,3 +122,97 @@ def test_weight_side_counts_for_the_tiny_vit(tmp_path: Path) -> None:
     assert rows["lora"]["dots"] >= 6
     assert rows["glora"]["dots"] > 0 and rows["glora"]["fusions"] > 0
     assert rows["glora"]["bytes_accessed"] > rows["lora"]["bytes_accessed"] > 0
+
+
+# A GPU step's HLO in XLA's printed form: a cuBLAS call whose result is (output, workspace), a
+# fusion reading element 0 of it, and a second instruction launching the same kernel.
+GPU_HLO = """
+ENTRY %main.1 (p.1: bf16[4,8], w.3: bf16[8,16], b.4: f32[16]) -> bf16[4,16] {
+  %p.1 = bf16[4,8]{1,0} parameter(0), metadata={scheduling_name="p.1"}
+  %w.3 = bf16[8,16]{1,0} parameter(1)
+  %b.4 = f32[16]{0} parameter(2)
+  %custom-call.2 = (bf16[4,16]{1,0}, s8[1024]{0}) custom-call(%p.1, %w.3), custom_call_target="__cublas$lt$matmul", metadata={op_name="jit(step)/dot_general"}
+  %loop_add_fusion.7 = bf16[4,16]{1,0} fusion(%custom-call.2#0, %b.4), kind=kLoop, calls=%fused_add.7, metadata={op_name="jit(step)/block_0/add" deduplicated_name="loop_add_fusion" scheduling_name="loop_add_fusion.7"}
+  ROOT %loop_add_fusion.8 = bf16[4,16]{1,0} fusion(%loop_add_fusion.7, /*index=1*/%b.4), kind=kLoop, calls=%fused_add.7, metadata={op_name="jit(step)/block_1/add" deduplicated_name="loop_add_fusion"}
+}
+"""  # noqa: E501
+
+
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [("bf16[256,208,768]{2,1,0}", 256 * 208 * 768 * 2), ("(f32[2,3]{1,0}, s8[10]{0})", 34),
+     ("f32[]", 4), ("token[]", 0), ("((f32[2]{0}, f32[3]{0}), bf16[4]{0})", 28)],
+)  # fmt: skip
+def test_shape_bytes(shape: str, expected: int) -> None:
+    assert hlo_kernels.shape_bytes(shape) == expected
+
+
+def test_parse_hlo_reads_operands_tuple_elements_and_groups() -> None:
+    table = hlo_kernels.parse_hlo(GPU_HLO)
+    fusion = table["loop_add_fusion.7"]
+    assert fusion.operands == (("custom-call.2", 0), ("b.4", None))
+    assert fusion.op_name == "jit(step)/block_0/add" and fusion.group == "loop_add_fusion"
+    assert table["loop_add_fusion.8"].operands == (("loop_add_fusion.7", None), ("b.4", None))
+    assert table["custom-call.2"].group == "custom-call.2"  # no deduplicated_name: its own
+    # element 0 of the cuBLAS result (4*16 bf16), not its 1024-byte workspace, + the f32 bias
+    assert hlo_kernels.operand_bytes(fusion, table) == 4 * 16 * 2 + 16 * 4
+    assert hlo_kernels.instruction_of("loop_add_fusion_7", table) is fusion
+    assert hlo_kernels.instruction_of("custom-call.2", table) is table["custom-call.2"]
+    assert hlo_kernels.instruction_of("nvjet_sm90_tst_128x128", table) is None
+
+
+def test_annotate_bytes_bandwidth_and_library_kernels() -> None:
+    kernels = [
+        {"name": "nvjet_sm90_tst_128x128_64x6", "ms": 1.0, "calls": 3.0},
+        {"name": "loop_add_fusion_7", "ms": 0.001, "calls": 2.0},
+    ]
+    out = hlo_kernels.annotate(kernels, GPU_HLO, hbm_bytes_per_s=3.2e9)
+    assert "hlo" not in out[0] and out[0]["ms"] == 1.0
+    info = out[1]["hlo"]
+    assert info["instructions"] == 2 and info["op_name"] == "jit(step)/block_0/add"
+    assert (info["read_bytes"], info["written_bytes"]) == (192, 128)
+    assert info["bytes_per_s"] == pytest.approx(320 * 2 / 1e-6)
+    assert info["hbm_fraction"] == pytest.approx(0.2)
+    line = list(hlo_kernels.render(out))[1]
+    assert "loop_add_fusion_7" in line and "( 20%)" in line and line.endswith("block_0/add")
+
+
+def test_parse_hlo_of_a_cpu_compile_resolves_operand_bytes() -> None:
+    import jax
+    import jax.numpy as jnp
+
+    compiled = (
+        jax.jit(lambda x, w: jnp.tanh(x @ w))
+        .lower(jnp.ones((64, 32), jnp.float32), jnp.ones((32, 48), jnp.float32))
+        .compile()
+    )
+    table = hlo_kernels.parse_hlo(compiled.as_text())
+    # the instruction computing x @ w reads both inputs (8192 + 6144 bytes), writes 64*48 f32
+    assert any(
+        hlo_kernels.operand_bytes(i, table) == 64 * 32 * 4 + 32 * 48 * 4
+        and hlo_kernels.shape_bytes(i.shape) == 64 * 48 * 4
+        for i in table.values()
+    )
+
+
+def test_hlo_kernels_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import gzip
+
+    prof = tmp_path / "case.json"
+    prof.write_text(json.dumps({"kernels": [{"name": "loop_add_fusion_7", "ms": 0.001,
+                                             "calls": 2.0, "category": "fusion"}]}))  # fmt: skip
+    hlo = tmp_path / "case.hlo.txt.gz"
+    with gzip.open(hlo, "wt") as f:
+        f.write(GPU_HLO)
+    assert hlo_kernels.main([str(prof), str(hlo), "--device", "NVIDIA H200"]) == 0
+    printed = capsys.readouterr().out
+    assert "loop_add_fusion_7" in printed and "GB/s" in printed
+    assert "jit(step)/block_0/add" in printed
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("NVIDIA H200", 4.8e12), ("NVIDIA H100 80GB HBM3", 3.35e12), ("cpu", None)],
+)
+def test_peak_bandwidth(name: str, expected: float | None) -> None:
+    assert peak_bandwidth(name) == expected

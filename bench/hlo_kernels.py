@@ -1,0 +1,220 @@
+"""Join a profile's kernels with XLA's optimised HLO: what each kernel computes, bytes it moves.
+
+    python -m bench.hlo_kernels prof/lora-r8.json prof/lora-r8.hlo.txt.gz --top 30
+
+A kernel XLA emits itself (``loop_*``/``input_*`` fusions, Triton ``gemm_fusion_*``, copies) is
+named after one HLO instruction, with the last "." of the name written "_" (``loop_add_fusion.33``
+-> ``loop_add_fusion_33``). XLA compiles instructions of equal computation once: each carries
+``deduplicated_name``, shared by every instruction that launches the same kernel, so one kernel
+name in the profile stands for its whole group (e.g. the 12 GELU backward passes of a ViT-B).
+
+Per kernel this adds ``hlo``: the representative's ``op_name`` (the jaxpr path it came from), the
+group size, bytes per launch (every operand read once + the result written once: a fusion that
+reads part of an operand, or an operand twice, makes this an estimate) and the bandwidth that
+implies, ``bytes x launches / time``, with its fraction of the device's HBM peak. Library kernels
+(cuBLAS ``nvjet_*``, cuDNN) are not HLO instructions and get no ``hlo`` entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gzip
+import json
+import math
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+#: bytes per element of the HLO element types that occur in these programs
+ELEMENT_BYTES = {
+    "pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16": 2,
+    "s32": 4, "u32": 4, "f32": 4, "s64": 8, "u64": 8, "f64": 8, "c64": 8, "c128": 16,
+}  # fmt: skip
+
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%([\w.\-]+) = (.*)$")
+_ARRAY = re.compile(r"^([a-z]+\d*)\[([\d,]*)\]")
+_OPERAND = re.compile(r"%([\w.\-]+)(?:#(\d+))?")
+_DEDUPLICATED = re.compile(r'deduplicated_name="([^"]+)"')
+_OP_NAME = re.compile(r'op_name="([^"]*)"')
+
+
+@dataclasses.dataclass(frozen=True)
+class Instruction:
+    """One HLO instruction: its result shape text, operands (name, tuple index or None), the
+    jaxpr ``op_name`` and the kernel group it belongs to (``deduplicated_name``, else its name)."""
+
+    name: str
+    shape: str
+    operands: tuple[tuple[str, int | None], ...]
+    op_name: str
+    group: str
+
+
+def _split_top(text: str) -> list[str]:
+    """Split at commas outside (), [] and {}."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return [p for p in parts if p]
+
+
+def _closing(text: str, start: int) -> int:
+    """Index of the bracket closing the one at ``text[start]``."""
+    depth = 0
+    for i in range(start, len(text)):
+        if text[i] in "([{":
+            depth += 1
+        elif text[i] in ")]}":
+            depth -= 1
+            if depth == 0:
+                return i
+    raise ValueError(f"unbalanced brackets in {text[:80]!r}")
+
+
+def tuple_elements(shape: str) -> list[str]:
+    """The element shapes of a tuple shape ``(a, b, ...)``; ``[shape]`` for an array shape."""
+    shape = shape.strip()
+    if shape.startswith("("):
+        return _split_top(shape[1 : _closing(shape, 0)])
+    return [shape]
+
+
+def shape_bytes(shape: str) -> int:
+    """Bytes of an array shape (``bf16[256,208,768]{2,1,0}``) or of every array of a tuple."""
+    shape = shape.strip()
+    if shape.startswith("("):
+        return sum(shape_bytes(e) for e in tuple_elements(shape))
+    match = _ARRAY.match(shape)
+    if match is None or match.group(1) not in ELEMENT_BYTES:
+        return 0  # token[] and other non-array shapes
+    dims = [int(d) for d in match.group(2).split(",") if d]
+    return ELEMENT_BYTES[match.group(1)] * math.prod(dims)
+
+
+def parse_hlo(text: str) -> dict[str, Instruction]:
+    """Every instruction of an HLO module's text (names are unique within a module)."""
+    out = {}
+    for line in text.splitlines():
+        match = _INSTRUCTION.match(line)
+        if match is None:
+            continue
+        name, rest = match.groups()
+        end = _closing(rest, 0) + 1 if rest.startswith("(") else rest.index(" ")
+        shape, call = rest[:end], rest[end:]
+        open_at = call.find("(")
+        args = call[open_at + 1 : _closing(call, open_at)] if open_at >= 0 else ""
+        operands = tuple(
+            (m.group(1), None if m.group(2) is None else int(m.group(2)))
+            for m in _OPERAND.finditer(args)
+        )
+        op_name = _OP_NAME.search(rest)
+        group = _DEDUPLICATED.search(rest)
+        out[name] = Instruction(
+            name, shape, operands, op_name.group(1) if op_name else "",
+            group.group(1) if group else name,
+        )  # fmt: skip
+    return out
+
+
+def operand_bytes(instruction: Instruction, table: dict[str, Instruction]) -> int:
+    """Bytes of the operands of ``instruction`` (a tuple operand ``%x#i`` counts element i)."""
+    total = 0
+    for name, index in instruction.operands:
+        if name not in table:
+            continue
+        shape = table[name].shape
+        total += shape_bytes(shape if index is None else tuple_elements(shape)[index])
+    return total
+
+
+def instruction_of(kernel: str, table: dict[str, Instruction]) -> Instruction | None:
+    """The instruction a kernel is named after: ``loop_add_fusion_33`` -> ``loop_add_fusion.33``."""
+    if kernel in table:
+        return table[kernel]
+    dotted = re.sub(r"_(\d+)$", r".\1", kernel)
+    return table.get(dotted)
+
+
+def annotate(
+    kernels: Sequence[dict[str, Any]], hlo_text: str, hbm_bytes_per_s: float | None = None
+) -> list[dict[str, Any]]:
+    """``kernels`` (``bench.profile``'s: name, ms and calls per step) with ``hlo`` added where the
+    name is an HLO instruction (see the module docstring)."""
+    table = parse_hlo(hlo_text)
+    group_sizes = Counter(i.group for i in table.values())
+    out = []
+    for kernel in kernels:
+        instruction = instruction_of(kernel["name"], table)
+        if instruction is None:
+            out.append(dict(kernel))
+            continue
+        read, written = operand_bytes(instruction, table), shape_bytes(instruction.shape)
+        info: dict[str, Any] = {
+            "op_name": instruction.op_name,
+            "instructions": group_sizes[instruction.group],
+            "read_bytes": read,
+            "written_bytes": written,
+        }
+        launches, ms = kernel.get("calls"), kernel.get("ms")
+        if launches and ms:
+            info["bytes_per_s"] = (read + written) * launches / (ms * 1e-3)
+            if hbm_bytes_per_s:
+                info["hbm_fraction"] = info["bytes_per_s"] / hbm_bytes_per_s
+        out.append({**kernel, "hlo": info})
+    return out
+
+
+def render(kernels: Sequence[dict[str, Any]], top: int = 30) -> Iterator[str]:
+    """One line per kernel: ms, launches, category, name; for HLO kernels MB per launch, GB/s
+    (fraction of HBM peak) and op_name."""
+    for k in kernels[: top or None]:
+        line = f"{k['ms']:8.3f} ms {k.get('calls', 0):5.0f}x  {k.get('category', ''):9s} "
+        line += f"{k['name'][:44]:44s}"
+        info = k.get("hlo")
+        if info:
+            moved = (info["read_bytes"] + info["written_bytes"]) / 1e6
+            line += f" {moved:8.1f} MB"
+            if "bytes_per_s" in info:
+                line += f" {info['bytes_per_s'] / 1e9:6.0f} GB/s"
+            if "hbm_fraction" in info:
+                line += f" ({info['hbm_fraction']:4.0%})"
+            line += f"  {info['op_name'][-60:]}"
+        yield line
+
+
+def read_text(path: Path) -> str:
+    """A text file, gunzipped if its name ends in .gz."""
+    if path.suffix == ".gz":
+        with gzip.open(path, "rt") as f:
+            return f.read()
+    return path.read_text()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from bench.peaks import peak_bandwidth
+
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p.add_argument("profile", type=Path, help="a case's JSON from bench.profile")
+    p.add_argument("hlo", type=Path, help="the step's optimised HLO text (.txt or .txt.gz)")
+    p.add_argument("--device", default="", help="device name for the HBM peak, e.g. H200")
+    p.add_argument("--top", type=int, default=30, help="kernels printed (0: all)")
+    args = p.parse_args(argv)
+    result = json.loads(args.profile.read_text())
+    kernels = annotate(result["kernels"], read_text(args.hlo), peak_bandwidth(args.device))
+    print("\n".join(render(kernels, args.top)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -114,6 +114,10 @@ def over_layers(
     A group's arguments are stacked on a new leading axis and ``fn`` is vmapped over it and the
     stack axes: a few large kernels instead of one small set per layer (e.g. all 12 blocks' qkv
     at once). ``None`` arguments stay None. Returns the outputs in the order of ``args``.
+
+    The batched outputs are cut into layers by one ``split`` per leaf, whose gradient is one
+    concatenate of the layers' cotangents; indexing layer by layer (``x[j]``) would make it a
+    zero-pad of each cotangent to the whole stack and a sum of the L padded arrays.
     """
 
     def signature(i: int) -> tuple[Any, ...]:
@@ -124,8 +128,10 @@ def over_layers(
     for group in group_by(range(len(args)), signature):
         stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *(args[i] for i in group))
         batched = over_stack(fn, n_stack[group[0]] + 1)(*stacked)
+        leaves, structure = jax.tree.flatten(batched)
+        pieces = [jnp.split(x, len(group)) for x in leaves]  # per leaf: L arrays (1, ...)
         for j, i in enumerate(group):
-            out[i] = jax.tree.map(lambda x, j=j: x[j], batched)
+            out[i] = jax.tree.unflatten(structure, [p[j][0] for p in pieces])
     return out
 
 

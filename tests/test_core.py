@@ -127,6 +127,46 @@ def test_over_layers_equals_one_call_per_layer():
         np.testing.assert_allclose(out, want, rtol=1e-6)
 
 
+def _primitives(jaxpr) -> list[str]:
+    """Names of every equation's primitive, sub-jaxprs (pjit, custom_jvp, ...) included."""
+    names = []
+    for eqn in jaxpr.eqns:
+        names.append(eqn.primitive.name)
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            names += _primitives(sub)
+    return names
+
+
+@pytest.mark.parametrize("num_layers", [2, 5])
+def test_over_layers_gradient_concatenates_the_layers_cotangents(num_layers):
+    """The layers' cotangents meet in ONE concatenate per output leaf, not as zero-pads of each
+    to the whole stack summed up (what x[j] per layer gives: L pads + L-1 adds per element,
+    14-31% of the HBM bandwidth on an H200, docs/benchmarks.md); gradients equal per layer."""
+    rng = np.random.default_rng(6)
+    ws = [jnp.asarray(rng.normal(size=(4, 3)), jnp.float32) for _ in range(num_layers)]
+    v = jnp.asarray(rng.normal(size=(3, 2)), jnp.float32)
+
+    def loss(v, fn_layers):
+        outs = fn_layers(lambda w, v: (jnp.tanh(w @ v), w.sum() * v), [(w, v) for w in ws])
+        return sum(jnp.sum(jnp.sin(a) * (i + 1)) + jnp.sum(b) for i, (a, b) in enumerate(outs))
+
+    def batched(fn, args):
+        return peft_core.adapter.over_layers(fn, args, [0] * len(args))
+
+    def per_layer(fn, args):
+        return [fn(*a) for a in args]
+
+    prims = _primitives(jax.make_jaxpr(jax.grad(lambda v: loss(v, batched)))(v).jaxpr)
+    assert "pad" not in prims
+    assert prims.count("concatenate") == 2  # one per output leaf
+    np.testing.assert_allclose(
+        jax.grad(lambda v: loss(v, batched))(v),
+        jax.grad(lambda v: loss(v, per_layer))(v),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
 def test_lora_same_shaped_layers_batched_match_numpy():
     params = tree(**{f"l{i}.kernel": (6, 5) for i in range(3)}, **{"odd.kernel": (5, 6)})
     ad = peft_core.lora(2, targets=r".*/kernel")

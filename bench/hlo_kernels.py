@@ -40,6 +40,8 @@ _ARRAY = re.compile(r"^([a-z]+\d*)\[([\d,]*)\]")
 _OPERAND = re.compile(r"%([\w.\-]+)(?:#(\d+))?")
 _DEDUPLICATED = re.compile(r'deduplicated_name="([^"]+)"')
 _OP_NAME = re.compile(r'op_name="([^"]*)"')
+_CONTRACTING_HLO = re.compile(r"lhs_contracting_dims=\{([\d,]*)\}")
+_CONTRACTING_JSON = re.compile(r'"lhs_contracting_dimensions":\[([^\]]*)\]')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +54,8 @@ class Instruction:
     operands: tuple[tuple[str, int | None], ...]
     op_name: str
     group: str
+    opcode: str = ""
+    attributes: str = ""  # everything after the operand list
 
 
 def _split_top(text: str) -> list[str]:
@@ -113,7 +117,8 @@ def parse_hlo(text: str) -> dict[str, Instruction]:
         end = _closing(rest, 0) + 1 if rest.startswith("(") else rest.index(" ")
         shape, call = rest[:end], rest[end:]
         open_at = call.find("(")
-        args = call[open_at + 1 : _closing(call, open_at)] if open_at >= 0 else ""
+        close_at = _closing(call, open_at) if open_at >= 0 else len(call)
+        args = call[open_at + 1 : close_at] if open_at >= 0 else ""
         operands = tuple(
             (m.group(1), None if m.group(2) is None else int(m.group(2)))
             for m in _OPERAND.finditer(args)
@@ -122,20 +127,51 @@ def parse_hlo(text: str) -> dict[str, Instruction]:
         group = _DEDUPLICATED.search(rest)
         out[name] = Instruction(
             name, shape, operands, op_name.group(1) if op_name else "",
-            group.group(1) if group else name,
+            group.group(1) if group else name, call[:open_at].strip(), call[close_at + 1 :],
         )  # fmt: skip
     return out
 
 
+def _dims(shape: str) -> list[int]:
+    match = _ARRAY.match(shape.strip())
+    return [int(d) for d in match.group(2).split(",") if d] if match else []
+
+
+def _operand_shape(operand: tuple[str, int | None], table: dict[str, Instruction]) -> str:
+    name, index = operand
+    shape = table[name].shape if name in table else ""
+    return shape if index is None or not shape else tuple_elements(shape)[index]
+
+
+def result_bytes(instruction: Instruction) -> int:
+    """Bytes the instruction writes: its result, less the s8/u8 scratch buffer that cuBLAS and
+    cuDNN custom-calls return last."""
+    elements = tuple_elements(instruction.shape)
+    scratch = len(elements) > 1 and elements[-1].startswith(("s8[", "u8["))
+    if instruction.opcode == "custom-call" and scratch:
+        elements = elements[:-1]
+    return sum(shape_bytes(e) for e in elements)
+
+
+def dot_flops(instruction: Instruction, table: dict[str, Instruction]) -> int | None:
+    """2 · output elements · contracted size of a ``dot`` or a cuBLAS custom-call; None for
+    anything else (a Triton ``gemm_fusion`` keeps its dot inside its fused computation)."""
+    if instruction.opcode == "dot":
+        match = _CONTRACTING_HLO.search(instruction.attributes)
+    elif instruction.opcode == "custom-call" and "cublas" in instruction.attributes:
+        match = _CONTRACTING_JSON.search(instruction.attributes)
+    else:
+        return None
+    if match is None or not instruction.operands:
+        return None
+    lhs = _dims(_operand_shape(instruction.operands[0], table))
+    contracted = math.prod(lhs[int(d.strip('" '))] for d in match.group(1).split(",") if d)
+    return 2 * math.prod(_dims(tuple_elements(instruction.shape)[0])) * contracted
+
+
 def operand_bytes(instruction: Instruction, table: dict[str, Instruction]) -> int:
     """Bytes of the operands of ``instruction`` (a tuple operand ``%x#i`` counts element i)."""
-    total = 0
-    for name, index in instruction.operands:
-        if name not in table:
-            continue
-        shape = table[name].shape
-        total += shape_bytes(shape if index is None else tuple_elements(shape)[index])
-    return total
+    return sum(shape_bytes(_operand_shape(operand, table)) for operand in instruction.operands)
 
 
 def instruction_of(kernel: str, table: dict[str, Instruction]) -> Instruction | None:
@@ -144,6 +180,28 @@ def instruction_of(kernel: str, table: dict[str, Instruction]) -> Instruction | 
         return table[kernel]
     dotted = re.sub(r"_(\d+)$", r".\1", kernel)
     return table.get(dotted)
+
+
+def _info(
+    instruction: Instruction, table: dict[str, Instruction], launches: float, ms: float,
+    hbm_bytes_per_s: float | None,
+) -> dict[str, Any]:  # fmt: skip
+    """op_name, bytes read and written per launch, and with launches and ms per step the
+    bandwidth (and HBM fraction) and, for a GEMM, FLOPs per launch and FLOP/s."""
+    read, written = operand_bytes(instruction, table), result_bytes(instruction)
+    info: dict[str, Any] = {
+        "op_name": instruction.op_name, "read_bytes": read, "written_bytes": written,
+    }  # fmt: skip
+    flops = dot_flops(instruction, table)
+    if flops is not None:
+        info["flops"] = flops
+    if launches and ms:
+        info["bytes_per_s"] = (read + written) * launches / (ms * 1e-3)
+        if hbm_bytes_per_s:
+            info["hbm_fraction"] = info["bytes_per_s"] / hbm_bytes_per_s
+        if flops is not None:
+            info["flops_per_s"] = flops * launches / (ms * 1e-3)
+    return info
 
 
 def annotate(
@@ -159,20 +217,27 @@ def annotate(
         if instruction is None:
             out.append(dict(kernel))
             continue
-        read, written = operand_bytes(instruction, table), shape_bytes(instruction.shape)
-        info: dict[str, Any] = {
-            "op_name": instruction.op_name,
-            "instructions": group_sizes[instruction.group],
-            "read_bytes": read,
-            "written_bytes": written,
-        }
-        launches, ms = kernel.get("calls"), kernel.get("ms")
-        if launches and ms:
-            info["bytes_per_s"] = (read + written) * launches / (ms * 1e-3)
-            if hbm_bytes_per_s:
-                info["hbm_fraction"] = info["bytes_per_s"] / hbm_bytes_per_s
+        info = _info(
+            instruction, table, kernel.get("calls", 0), kernel.get("ms", 0), hbm_bytes_per_s
+        )
+        info["instructions"] = group_sizes[instruction.group]
         out.append({**kernel, "hlo": info})
     return out
+
+
+def annotate_ops(
+    ops: Sequence[dict[str, Any]], hlo_text: str, hbm_bytes_per_s: float | None = None
+) -> list[dict[str, Any]]:
+    """Per-instruction rows (``bench.profile``'s ``ops``: hlo_op, ms and calls per step, the
+    kernels it launched) with the instruction's ``hlo`` info: this also covers the library
+    kernels (a cuBLAS GEMM's custom-call: its bytes, FLOPs and FLOP/s)."""
+    table = parse_hlo(hlo_text)
+    return [
+        {**op, "hlo": _info(table[op["hlo_op"]], table, op["calls"], op["ms"], hbm_bytes_per_s)}
+        if op["hlo_op"] in table
+        else dict(op)
+        for op in ops
+    ]
 
 
 def render(kernels: Sequence[dict[str, Any]], top: int = 30) -> Iterator[str]:
@@ -180,7 +245,7 @@ def render(kernels: Sequence[dict[str, Any]], top: int = 30) -> Iterator[str]:
     (fraction of HBM peak) and op_name."""
     for k in kernels[: top or None]:
         line = f"{k['ms']:8.3f} ms {k.get('calls', 0):5.0f}x  {k.get('category', ''):9s} "
-        line += f"{k['name'][:44]:44s}"
+        line += f"{k.get('name', k.get('hlo_op', ''))[:44]:44s}"
         info = k.get("hlo")
         if info:
             moved = (info["read_bytes"] + info["written_bytes"]) / 1e6
@@ -189,6 +254,8 @@ def render(kernels: Sequence[dict[str, Any]], top: int = 30) -> Iterator[str]:
                 line += f" {info['bytes_per_s'] / 1e9:6.0f} GB/s"
             if "hbm_fraction" in info:
                 line += f" ({info['hbm_fraction']:4.0%})"
+            if "flops_per_s" in info:
+                line += f" {info['flops_per_s'] / 1e12:6.1f} TFLOP/s"
             line += f"  {info['op_name'][-60:]}"
         yield line
 

@@ -18,7 +18,9 @@ The steps are launched back to back (as the trainer's loop does), so the device 
 is the step's pipelined time; span minus busy time is the device's idle time (launch gaps and
 waiting for the host). Output: ``<out>/<case>.json`` (per kernel: ms and launches per step,
 and for kernels XLA emits what ``bench.hlo_kernels`` reads from the optimised HLO: op_name,
-bytes per launch, GB/s and fraction of HBM peak; per category ms; span, busy, idle and
+bytes per launch, GB/s and fraction of HBM peak; the same per HLO instruction (``ops``, GEMM
+FLOP/s included) where the trace's events name their instruction (``hlo_op``: CPU traces do;
+not yet checked on a GPU trace); per category ms; span, busy, idle and
 launches per step; ``--top 0`` keeps every kernel), the step's optimised HLO
 ``<out>/<case>.hlo.txt.gz`` and a printed summary; the raw traces stay under
 ``<out>/trace-<case>/`` for Perfetto/TensorBoard.
@@ -77,6 +79,34 @@ def device_kernel_times(events: Iterable[dict[str, Any]]) -> dict[str, float]:
 def device_kernel_calls(events: Iterable[dict[str, Any]]) -> dict[str, int]:
     """Launches per event name over the complete events of device processes."""
     return dict(collections.Counter(str(e.get("name")) for e in device_events(events)))
+
+
+def device_op_times(events: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per HLO instruction, from the ``hlo_op`` arg XLA puts on the events it launches (device
+    events that lack it are left out): total microseconds and launches per kernel name."""
+    ops: dict[str, dict[str, Any]] = collections.defaultdict(
+        lambda: {"us": 0.0, "kernels": collections.Counter()}
+    )
+    for e in device_events(events):
+        op = e.get("args", {}).get("hlo_op")
+        if op:
+            ops[str(op)]["us"] += float(e.get("dur", 0.0))
+            ops[str(op)]["kernels"][str(e.get("name"))] += 1
+    return dict(ops)
+
+
+def summarize_ops(op_times: dict[str, dict[str, Any]], steps: int, top: int = 25) -> list[dict]:
+    """The ``top`` instructions (0: all) by time: hlo_op, ms and executions per step (the most
+    launches of any one of its kernels: a cuBLAS split-K GEMM launches two kernels per
+    execution), and its kernels."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    rows = [
+        {"hlo_op": op, "ms": t["us"] / steps / 1e3,
+         "calls": max(t["kernels"].values()) / steps, "kernels": sorted(t["kernels"])}
+        for op, t in op_times.items()
+    ]  # fmt: skip
+    return sorted(rows, key=lambda r: -r["ms"])[: top or None]
 
 
 def device_occupancy(events: Iterable[dict[str, Any]], steps: int) -> dict[str, float]:
@@ -177,9 +207,10 @@ def profile_cases(labels: Sequence[str], *, size_name: str, batch: int, steps: i
         hlo = compiled.as_text() or ""
         with gzip.open(out / f"{label}.hlo.txt.gz", "wt") as f:
             f.write(hlo)
-        summary["kernels"] = hlo_kernels.annotate(
-            summary["kernels"], hlo, peak_bandwidth(jax.devices()[0].device_kind)
-        )
+        bandwidth = peak_bandwidth(jax.devices()[0].device_kind)
+        summary["kernels"] = hlo_kernels.annotate(summary["kernels"], hlo, bandwidth)
+        ops = summarize_ops(device_op_times(events), steps, top)
+        summary["ops"] = hlo_kernels.annotate_ops(ops, hlo, bandwidth)
         yield {
             "case": label, "batch": batch, "size": size_name, "attention": note, **summary,
             "per_step": device_occupancy(events, steps),
@@ -194,6 +225,9 @@ def render(result: dict[str, Any], top: int = 15) -> str:
         "   per step: " + ", ".join(f"{k} {v:.2f}" for k, v in result["per_step"].items()),
     ]
     lines += ["   " + line for line in hlo_kernels.render(result["kernels"], top)]
+    if result.get("ops"):
+        lines.append("   by HLO instruction:")
+        lines += ["   " + line for line in hlo_kernels.render(result["ops"], top)]
     return "\n".join(lines)
 
 

@@ -131,7 +131,7 @@ ENTRY %main.1 (p.1: bf16[4,8], w.3: bf16[8,16], b.4: f32[16]) -> bf16[4,16] {
   %p.1 = bf16[4,8]{1,0} parameter(0), metadata={scheduling_name="p.1"}
   %w.3 = bf16[8,16]{1,0} parameter(1)
   %b.4 = f32[16]{0} parameter(2)
-  %custom-call.2 = (bf16[4,16]{1,0}, s8[1024]{0}) custom-call(%p.1, %w.3), custom_call_target="__cublas$lt$matmul", metadata={op_name="jit(step)/dot_general"}
+  %custom-call.2 = (bf16[4,16]{1,0}, s8[1024]{0}) custom-call(%p.1, %w.3), custom_call_target="__cublas$lt$matmul", metadata={op_name="jit(step)/dot_general"}, backend_config={"gemm_backend_config":{"dot_dimension_numbers":{"lhs_contracting_dimensions":["1"],"rhs_contracting_dimensions":["0"],"lhs_batch_dimensions":[],"rhs_batch_dimensions":[]}}}
   %loop_add_fusion.7 = bf16[4,16]{1,0} fusion(%custom-call.2#0, %b.4), kind=kLoop, calls=%fused_add.7, metadata={op_name="jit(step)/block_0/add" deduplicated_name="loop_add_fusion" scheduling_name="loop_add_fusion.7"}
   ROOT %loop_add_fusion.8 = bf16[4,16]{1,0} fusion(%loop_add_fusion.7, /*index=1*/%b.4), kind=kLoop, calls=%fused_add.7, metadata={op_name="jit(step)/block_1/add" deduplicated_name="loop_add_fusion"}
 }
@@ -177,7 +177,7 @@ def test_annotate_bytes_bandwidth_and_library_kernels() -> None:
     assert "loop_add_fusion_7" in line and "( 20%)" in line and line.endswith("block_0/add")
 
 
-def test_parse_hlo_of_a_cpu_compile_resolves_operand_bytes() -> None:
+def test_parse_hlo_of_a_cpu_compile_resolves_operand_bytes_and_dot_flops() -> None:
     import jax
     import jax.numpy as jnp
 
@@ -193,6 +193,9 @@ def test_parse_hlo_of_a_cpu_compile_resolves_operand_bytes() -> None:
         and hlo_kernels.shape_bytes(i.shape) == 64 * 48 * 4
         for i in table.values()
     )
+    flops = [hlo_kernels.dot_flops(i, table) for i in table.values()]
+    assert 2 * 64 * 48 * 32 in flops
+    assert flops.count(None) == len(flops) - 1  # only the dot has FLOPs
 
 
 def test_hlo_kernels_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -216,3 +219,47 @@ def test_hlo_kernels_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 )
 def test_peak_bandwidth(name: str, expected: float | None) -> None:
     assert peak_bandwidth(name) == expected
+
+
+def _op_event(name: str, op: str | None, dur: float, pid: int = 7) -> dict:
+    args = {} if op is None else {"hlo_op": op, "hlo_module": "jit_step"}
+    return {**_kernel(pid, name, dur), "args": args}
+
+
+def test_device_op_times_and_summary_per_instruction() -> None:
+    events = [
+        _meta(1, "/host:CPU"), _meta(7, "/device:GPU:0"),
+        _op_event("PjitFunction(step)", "custom-call.2", 900.0, pid=1),  # host: left out
+        # two executions of a split-K GEMM: two kernels each
+        _op_event("nvjet_gemm", "custom-call.2", 30.0),
+        _op_event("splitKreduce", "custom-call.2", 2.0),
+        _op_event("nvjet_gemm", "custom-call.2", 30.0),
+        _op_event("splitKreduce", "custom-call.2", 2.0),
+        _op_event("loop_add_fusion_7", "loop_add_fusion.7", 5.0),
+        _op_event("memset", None, 1.0),  # no instruction named: left out
+    ]  # fmt: skip
+    times = profile.device_op_times(events)
+    assert set(times) == {"custom-call.2", "loop_add_fusion.7"}
+    assert times["custom-call.2"]["us"] == 64.0
+    rows = profile.summarize_ops(times, steps=2)
+    assert [r["hlo_op"] for r in rows] == ["custom-call.2", "loop_add_fusion.7"]
+    assert rows[0] == {"hlo_op": "custom-call.2", "ms": 0.032, "calls": 1.0,
+                       "kernels": ["nvjet_gemm", "splitKreduce"]}  # fmt: skip
+    assert profile.summarize_ops(times, steps=2, top=1) == rows[:1]
+    with pytest.raises(ValueError, match="steps"):
+        profile.summarize_ops(times, steps=0)
+
+
+def test_annotate_ops_gives_a_cublas_gemm_its_bytes_and_flops() -> None:
+    ops = [
+        {"hlo_op": "custom-call.2", "ms": 0.001, "calls": 2.0, "kernels": ["nvjet_gemm"]},
+        {"hlo_op": "not-in-this-module", "ms": 0.5, "calls": 1.0, "kernels": ["k"]},
+    ]
+    out = hlo_kernels.annotate_ops(ops, GPU_HLO, hbm_bytes_per_s=1e12)
+    info = out[0]["hlo"]
+    assert info["flops"] == 2 * 4 * 16 * 8  # (4, 8) @ (8, 16)
+    assert info["flops_per_s"] == pytest.approx(1024 * 2 / 1e-6)
+    # reads x (4x8) and w (8x16) in bf16; writes the (4, 16) output, not the s8 workspace
+    assert (info["read_bytes"], info["written_bytes"]) == (64 + 256, 128)
+    assert "hlo" not in out[1]
+    assert "TFLOP/s" in list(hlo_kernels.render(out))[0]

@@ -16,14 +16,16 @@ Perfetto trace's complete events ("ph": "X") on device processes (process name c
 
 The steps are launched back to back (as the trainer's loop does), so the device span per step
 is the step's pipelined time; span minus busy time is the device's idle time (launch gaps and
-waiting for the host). Output: ``<out>/<case>.json`` (per kernel: ms and launches per step,
-and for kernels XLA emits what ``bench.hlo_kernels`` reads from the optimised HLO: op_name,
-bytes per launch, GB/s and fraction of HBM peak; the same per HLO instruction (``ops``, GEMM
-FLOP/s included) where the trace's events name their instruction (``hlo_op``: CPU traces do;
-not yet checked on a GPU trace); per category ms; span, busy, idle and
-launches per step; ``--top 0`` keeps every kernel), the step's optimised HLO
-``<out>/<case>.hlo.txt.gz`` and a printed summary; the raw traces stay under
-``<out>/trace-<case>/`` for Perfetto/TensorBoard.
+waiting for the host). Output, per case:
+
+- ``<out>/<case>.json``: per kernel ms and launches per step and, for kernels XLA emits, what
+  ``bench.hlo_kernels`` reads from the optimised HLO (op_name, bytes per launch, GB/s, fraction
+  of HBM peak); the same per HLO instruction (``ops``, GEMM FLOP/s included) where the trace's
+  events name their instruction (``hlo_op``: CPU traces do; not yet checked on a GPU trace);
+  per category ms; span, busy, idle and launches per step. ``--top 0`` keeps every kernel.
+- ``<out>/<case>.hlo.txt.gz``: the step's optimised HLO; a printed summary; the raw trace under
+  ``<out>/trace-<case>/`` for Perfetto/TensorBoard.
+
 On a CPU there are no device processes: the summary is empty (the trace is still written).
 """
 

@@ -54,8 +54,8 @@ class Instruction:
     operands: tuple[tuple[str, int | None], ...]
     op_name: str
     group: str
-    opcode: str = ""
-    attributes: str = ""  # everything after the operand list
+    opcode: str
+    attributes: str  # everything after the operand list
 
 
 def _split_top(text: str) -> list[str]:
@@ -94,6 +94,12 @@ def tuple_elements(shape: str) -> list[str]:
     return [shape]
 
 
+def _dims(shape: str) -> list[int]:
+    """The dimensions of an array shape; [] for anything else."""
+    match = _ARRAY.match(shape.strip())
+    return [int(d) for d in match.group(2).split(",") if d] if match else []
+
+
 def shape_bytes(shape: str) -> int:
     """Bytes of an array shape (``bf16[256,208,768]{2,1,0}``) or of every array of a tuple."""
     shape = shape.strip()
@@ -102,8 +108,7 @@ def shape_bytes(shape: str) -> int:
     match = _ARRAY.match(shape)
     if match is None or match.group(1) not in ELEMENT_BYTES:
         return 0  # token[] and other non-array shapes
-    dims = [int(d) for d in match.group(2).split(",") if d]
-    return ELEMENT_BYTES[match.group(1)] * math.prod(dims)
+    return ELEMENT_BYTES[match.group(1)] * math.prod(_dims(shape))
 
 
 def parse_hlo(text: str) -> dict[str, Instruction]:
@@ -117,8 +122,10 @@ def parse_hlo(text: str) -> dict[str, Instruction]:
         end = _closing(rest, 0) + 1 if rest.startswith("(") else rest.index(" ")
         shape, call = rest[:end], rest[end:]
         open_at = call.find("(")
-        close_at = _closing(call, open_at) if open_at >= 0 else len(call)
-        args = call[open_at + 1 : close_at] if open_at >= 0 else ""
+        if open_at < 0:  # no operand list
+            open_at = len(call)
+        close_at = _closing(call, open_at) if open_at < len(call) else len(call)
+        args = call[open_at + 1 : close_at]
         operands = tuple(
             (m.group(1), None if m.group(2) is None else int(m.group(2)))
             for m in _OPERAND.finditer(args)
@@ -130,11 +137,6 @@ def parse_hlo(text: str) -> dict[str, Instruction]:
             group.group(1) if group else name, call[:open_at].strip(), call[close_at + 1 :],
         )  # fmt: skip
     return out
-
-
-def _dims(shape: str) -> list[int]:
-    match = _ARRAY.match(shape.strip())
-    return [int(d) for d in match.group(2).split(",") if d] if match else []
 
 
 def _operand_shape(operand: tuple[str, int | None], table: dict[str, Instruction]) -> str:
@@ -205,11 +207,12 @@ def _info(
 
 
 def annotate(
-    kernels: Sequence[dict[str, Any]], hlo_text: str, hbm_bytes_per_s: float | None = None
+    kernels: Sequence[dict[str, Any]],
+    table: dict[str, Instruction],
+    hbm_bytes_per_s: float | None = None,
 ) -> list[dict[str, Any]]:
     """``kernels`` (``bench.profile``'s: name, ms and calls per step) with ``hlo`` added where the
-    name is an HLO instruction (see the module docstring)."""
-    table = parse_hlo(hlo_text)
+    name is an instruction of ``table`` (``parse_hlo``; see the module docstring)."""
     group_sizes = Counter(i.group for i in table.values())
     out = []
     for kernel in kernels:
@@ -226,12 +229,13 @@ def annotate(
 
 
 def annotate_ops(
-    ops: Sequence[dict[str, Any]], hlo_text: str, hbm_bytes_per_s: float | None = None
+    ops: Sequence[dict[str, Any]],
+    table: dict[str, Instruction],
+    hbm_bytes_per_s: float | None = None,
 ) -> list[dict[str, Any]]:
     """Per-instruction rows (``bench.profile``'s ``ops``: hlo_op, ms and calls per step, the
-    kernels it launched) with the instruction's ``hlo`` info: this also covers the library
-    kernels (a cuBLAS GEMM's custom-call: its bytes, FLOPs and FLOP/s)."""
-    table = parse_hlo(hlo_text)
+    kernels it launched) with the instruction's ``hlo`` info from ``table`` (``parse_hlo``):
+    this also covers the library kernels (a cuBLAS GEMM's custom-call: bytes, FLOPs, FLOP/s)."""
     return [
         {**op, "hlo": _info(table[op["hlo_op"]], table, op["calls"], op["ms"], hbm_bytes_per_s)}
         if op["hlo_op"] in table
@@ -278,7 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--top", type=int, default=30, help="kernels printed (0: all)")
     args = p.parse_args(argv)
     result = json.loads(args.profile.read_text())
-    kernels = annotate(result["kernels"], read_text(args.hlo), peak_bandwidth(args.device))
+    table = parse_hlo(read_text(args.hlo))
+    kernels = annotate(result["kernels"], table, peak_bandwidth(args.device))
     print("\n".join(render(kernels, args.top)))
     return 0
 

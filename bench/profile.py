@@ -209,10 +209,10 @@ def profile_cases(labels: Sequence[str], *, size_name: str, batch: int, steps: i
         hlo = compiled.as_text() or ""
         with gzip.open(out / f"{label}.hlo.txt.gz", "wt") as f:
             f.write(hlo)
-        bandwidth = peak_bandwidth(jax.devices()[0].device_kind)
-        summary["kernels"] = hlo_kernels.annotate(summary["kernels"], hlo, bandwidth)
+        table, bandwidth = hlo_kernels.parse_hlo(hlo), peak_bandwidth(jax.devices()[0].device_kind)
+        summary["kernels"] = hlo_kernels.annotate(summary["kernels"], table, bandwidth)
         ops = summarize_ops(device_op_times(events), steps, top)
-        summary["ops"] = hlo_kernels.annotate_ops(ops, hlo, bandwidth)
+        summary["ops"] = hlo_kernels.annotate_ops(ops, table, bandwidth)
         yield {
             "case": label, "batch": batch, "size": size_name, "attention": note, **summary,
             "per_step": device_occupancy(events, steps),

@@ -166,7 +166,7 @@ def test_annotate_bytes_bandwidth_and_library_kernels() -> None:
         {"name": "nvjet_sm90_tst_128x128_64x6", "ms": 1.0, "calls": 3.0},
         {"name": "loop_add_fusion_7", "ms": 0.001, "calls": 2.0},
     ]
-    out = hlo_kernels.annotate(kernels, GPU_HLO, hbm_bytes_per_s=3.2e9)
+    out = hlo_kernels.annotate(kernels, hlo_kernels.parse_hlo(GPU_HLO), hbm_bytes_per_s=3.2e9)
     assert "hlo" not in out[0] and out[0]["ms"] == 1.0
     info = out[1]["hlo"]
     assert info["instructions"] == 2 and info["op_name"] == "jit(step)/block_0/add"
@@ -255,7 +255,7 @@ def test_annotate_ops_gives_a_cublas_gemm_its_bytes_and_flops() -> None:
         {"hlo_op": "custom-call.2", "ms": 0.001, "calls": 2.0, "kernels": ["nvjet_gemm"]},
         {"hlo_op": "not-in-this-module", "ms": 0.5, "calls": 1.0, "kernels": ["k"]},
     ]
-    out = hlo_kernels.annotate_ops(ops, GPU_HLO, hbm_bytes_per_s=1e12)
+    out = hlo_kernels.annotate_ops(ops, hlo_kernels.parse_hlo(GPU_HLO), hbm_bytes_per_s=1e12)
     info = out[0]["hlo"]
     assert info["flops"] == 2 * 4 * 16 * 8  # (4, 8) @ (8, 16)
     assert info["flops_per_s"] == pytest.approx(1024 * 2 / 1e-6)

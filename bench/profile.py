@@ -21,7 +21,9 @@ waiting for the host). Output, per case:
 - ``<out>/<case>.json``: per kernel ms and launches per step and, for kernels XLA emits, what
   ``bench.hlo_kernels`` reads from the optimised HLO (op_name, bytes per launch, GB/s, fraction
   of HBM peak); the same per HLO instruction (``ops``, GEMM FLOP/s included) where the trace's
-  events name their instruction (``hlo_op``: CPU traces do; not yet checked on a GPU trace);
+  events name their instruction (``hlo_op``: CPU traces do; a GPU trace only with
+  ``--no-command-buffers``, since a CUDA graph's kernels all name the graph, and that flag
+  profiles a step without XLA's CUDA graphs, slower by ~3%);
   per category ms; span, busy, idle and launches per step. ``--top 0`` keeps every kernel.
 - ``<out>/<case>.hlo.txt.gz``: the step's optimised HLO; a printed summary; the raw trace under
   ``<out>/trace-<case>/`` for Perfetto/TensorBoard.
@@ -35,6 +37,7 @@ import argparse
 import collections
 import gzip
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -83,17 +86,26 @@ def device_kernel_calls(events: Iterable[dict[str, Any]]) -> dict[str, int]:
     return dict(collections.Counter(str(e.get("name")) for e in device_events(events)))
 
 
+def is_command_buffer(hlo_op: str) -> bool:
+    """True for the instruction XLA names on every kernel of a CUDA graph (``command_buffer_1``)."""
+    return hlo_op.startswith("command_buffer")
+
+
 def device_op_times(events: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per HLO instruction, from the ``hlo_op`` arg XLA puts on the events it launches (device
-    events that lack it are left out): total microseconds and launches per kernel name."""
+    events that lack it are left out): total microseconds and launches per kernel name.
+
+    Kernels run inside a command buffer (a CUDA graph, XLA's default on GPUs) all name the
+    command buffer, not their instruction: they are left out too (``bench.profile
+    --no-command-buffers`` profiles the step without them)."""
     ops: dict[str, dict[str, Any]] = collections.defaultdict(
         lambda: {"us": 0.0, "kernels": collections.Counter()}
     )
     for e in device_events(events):
-        op = e.get("args", {}).get("hlo_op")
-        if op:
-            ops[str(op)]["us"] += float(e.get("dur", 0.0))
-            ops[str(op)]["kernels"][str(e.get("name"))] += 1
+        op = str(e.get("args", {}).get("hlo_op") or "")
+        if op and not is_command_buffer(op):
+            ops[op]["us"] += float(e.get("dur", 0.0))
+            ops[op]["kernels"][str(e.get("name"))] += 1
     return dict(ops)
 
 
@@ -233,6 +245,14 @@ def render(result: dict[str, Any], top: int = 15) -> str:
     return "\n".join(lines)
 
 
+def disable_command_buffers() -> None:
+    """Append ``--xla_gpu_enable_command_buffer=`` to XLA_FLAGS (read when jax starts its
+    backend: ``main`` calls this before anything touches a device)."""
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_gpu_enable_command_buffer="
+    ).strip()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--cases", nargs="+", default=["lora-r8", "glora-fixed", "biases-only"])
@@ -242,7 +262,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--attention", default="auto")
     p.add_argument("--out", type=Path, default=Path("bench-profile"))
     p.add_argument("--top", type=int, default=25, help="kernels kept in the JSON (0: all)")
+    p.add_argument(
+        "--no-command-buffers", action="store_true",
+        help="XLA without CUDA graphs, so that each kernel names its HLO instruction (ops view)",
+    )  # fmt: skip
     args = p.parse_args(argv)
+    if args.no_command_buffers:
+        disable_command_buffers()
     args.out.mkdir(parents=True, exist_ok=True)
     results = profile_cases(
         args.cases, size_name=args.size, batch=args.batch, steps=args.steps, out=args.out,

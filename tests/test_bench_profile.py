@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -263,3 +264,19 @@ def test_annotate_ops_gives_a_cublas_gemm_its_bytes_and_flops() -> None:
     assert (info["read_bytes"], info["written_bytes"]) == (64 + 256, 128)
     assert "hlo" not in out[1]
     assert "TFLOP/s" in list(hlo_kernels.render(out))[0]
+
+
+def test_kernels_of_a_command_buffer_are_not_given_to_an_instruction() -> None:
+    events = [
+        _meta(7, "/device:GPU:0"),
+        _op_event("nvjet_gemm", "command_buffer_1", 30.0),
+        _op_event("loop_add_fusion_7", "command_buffer_1", 5.0),
+        _op_event("loop_add_fusion_9", "loop_add_fusion.9", 4.0),
+    ]
+    assert set(profile.device_op_times(events)) == {"loop_add_fusion.9"}
+
+
+def test_no_command_buffers_flag_appends_to_xla_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+    profile.disable_command_buffers()
+    assert os.environ["XLA_FLAGS"] == "--xla_dump_to=/tmp/x --xla_gpu_enable_command_buffer="

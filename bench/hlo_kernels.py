@@ -42,12 +42,15 @@ _DEDUPLICATED = re.compile(r'deduplicated_name="([^"]+)"')
 _OP_NAME = re.compile(r'op_name="([^"]*)"')
 _CONTRACTING_HLO = re.compile(r"lhs_contracting_dims=\{([\d,]*)\}")
 _CONTRACTING_JSON = re.compile(r'"lhs_contracting_dimensions":\[([^\]]*)\]')
+_COMPUTATION = re.compile(r"^(?:ENTRY\s+)?%([\w.\-]+)\s*\(.*\{\s*$")
+_CALLS = re.compile(r"calls=%([\w.\-]+)")
 
 
 @dataclasses.dataclass(frozen=True)
 class Instruction:
     """One HLO instruction: its result shape text, operands (name, tuple index or None), the
-    jaxpr ``op_name`` and the kernel group it belongs to (``deduplicated_name``, else its name)."""
+    jaxpr ``op_name``, the kernel group it belongs to (``deduplicated_name``, else its name) and
+    the computation it is in (a fusion's instructions are in the computation it ``calls``)."""
 
     name: str
     shape: str
@@ -56,6 +59,7 @@ class Instruction:
     group: str
     opcode: str
     attributes: str  # everything after the operand list
+    computation: str
 
 
 def _split_top(text: str) -> list[str]:
@@ -113,10 +117,12 @@ def shape_bytes(shape: str) -> int:
 
 def parse_hlo(text: str) -> dict[str, Instruction]:
     """Every instruction of an HLO module's text (names are unique within a module)."""
-    out = {}
+    out, computation = {}, ""
     for line in text.splitlines():
         match = _INSTRUCTION.match(line)
         if match is None:
+            header = _COMPUTATION.match(line)
+            computation = header.group(1) if header else computation
             continue
         name, rest = match.groups()
         end = _closing(rest, 0) + 1 if rest.startswith("(") else rest.index(" ")
@@ -135,6 +141,7 @@ def parse_hlo(text: str) -> dict[str, Instruction]:
         out[name] = Instruction(
             name, shape, operands, op_name.group(1) if op_name else "",
             group.group(1) if group else name, call[:open_at].strip(), call[close_at + 1 :],
+            computation,
         )  # fmt: skip
     return out
 
@@ -155,9 +162,28 @@ def result_bytes(instruction: Instruction) -> int:
     return sum(shape_bytes(e) for e in elements)
 
 
-def dot_flops(instruction: Instruction, table: dict[str, Instruction]) -> int | None:
-    """2 · output elements · contracted size of a ``dot`` or a cuBLAS custom-call; None for
-    anything else (a Triton ``gemm_fusion`` keeps its dot inside its fused computation)."""
+def dots_by_computation(table: dict[str, Instruction]) -> dict[str, list[Instruction]]:
+    """The ``dot`` instructions of ``table`` per computation."""
+    out: dict[str, list[Instruction]] = {}
+    for instruction in table.values():
+        if instruction.opcode == "dot":
+            out.setdefault(instruction.computation, []).append(instruction)
+    return out
+
+
+def dot_flops(
+    instruction: Instruction,
+    table: dict[str, Instruction],
+    dots: dict[str, list[Instruction]] | None = None,
+) -> int | None:
+    """2 · output elements · contracted size of a ``dot`` or a cuBLAS custom-call; for a fusion
+    (a Triton ``gemm_fusion``) the sum over the dots of the computation it calls; None where
+    there is no dot. ``dots``: ``dots_by_computation(table)``, to reuse over many calls."""
+    called = _CALLS.search(instruction.attributes)
+    if instruction.opcode == "fusion" and called:
+        fused = (dots_by_computation(table) if dots is None else dots).get(called.group(1), [])
+        flops = [f for f in (dot_flops(i, table) for i in fused) if f is not None]
+        return sum(flops) if flops else None
     if instruction.opcode == "dot":
         match = _CONTRACTING_HLO.search(instruction.attributes)
     elif instruction.opcode == "custom-call" and "cublas" in instruction.attributes:
@@ -186,7 +212,7 @@ def instruction_of(kernel: str, table: dict[str, Instruction]) -> Instruction | 
 
 def _info(
     instruction: Instruction, table: dict[str, Instruction], launches: float, ms: float,
-    hbm_bytes_per_s: float | None,
+    hbm_bytes_per_s: float | None, dots: dict[str, list[Instruction]],
 ) -> dict[str, Any]:  # fmt: skip
     """op_name, bytes read and written per launch, and with launches and ms per step the
     bandwidth (and HBM fraction) and, for a GEMM, FLOPs per launch and FLOP/s."""
@@ -194,7 +220,7 @@ def _info(
     info: dict[str, Any] = {
         "op_name": instruction.op_name, "read_bytes": read, "written_bytes": written,
     }  # fmt: skip
-    flops = dot_flops(instruction, table)
+    flops = dot_flops(instruction, table, dots)
     if flops is not None:
         info["flops"] = flops
     if launches and ms:
@@ -213,7 +239,7 @@ def annotate(
 ) -> list[dict[str, Any]]:
     """``kernels`` (``bench.profile``'s: name, ms and calls per step) with ``hlo`` added where the
     name is an instruction of ``table`` (``parse_hlo``; see the module docstring)."""
-    group_sizes = Counter(i.group for i in table.values())
+    group_sizes, dots = Counter(i.group for i in table.values()), dots_by_computation(table)
     out = []
     for kernel in kernels:
         instruction = instruction_of(kernel["name"], table)
@@ -221,7 +247,7 @@ def annotate(
             out.append(dict(kernel))
             continue
         info = _info(
-            instruction, table, kernel.get("calls", 0), kernel.get("ms", 0), hbm_bytes_per_s
+            instruction, table, kernel.get("calls", 0), kernel.get("ms", 0), hbm_bytes_per_s, dots
         )
         info["instructions"] = group_sizes[instruction.group]
         out.append({**kernel, "hlo": info})
@@ -236,12 +262,14 @@ def annotate_ops(
     """Per-instruction rows (``bench.profile``'s ``ops``: hlo_op, ms and calls per step, the
     kernels it launched) with the instruction's ``hlo`` info from ``table`` (``parse_hlo``):
     this also covers the library kernels (a cuBLAS GEMM's custom-call: bytes, FLOPs, FLOP/s)."""
+    dots = dots_by_computation(table)
     return [
-        {**op, "hlo": _info(table[op["hlo_op"]], table, op["calls"], op["ms"], hbm_bytes_per_s)}
+        {**op, "hlo": _info(table[op["hlo_op"]], table, op["calls"], op["ms"], hbm_bytes_per_s,
+                            dots)}
         if op["hlo_op"] in table
         else dict(op)
         for op in ops
-    ]
+    ]  # fmt: skip
 
 
 def render(kernels: Sequence[dict[str, Any]], top: int = 30) -> Iterator[str]:

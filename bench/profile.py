@@ -110,14 +110,14 @@ def device_op_times(events: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any
 
 
 def summarize_ops(op_times: dict[str, dict[str, Any]], steps: int, top: int = 25) -> list[dict]:
-    """The ``top`` instructions (0: all) by time: hlo_op, ms and executions per step (the most
+    """The ``top`` instructions (0: all) by time: hlo_op, ms and executions per step (the fewest
     launches of any one of its kernels: a cuBLAS split-K GEMM launches two kernels per
-    execution), and its kernels."""
+    execution, cuDNN's attention backward several memsets), and its kernels."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     rows = [
         {"hlo_op": op, "ms": t["us"] / steps / 1e3,
-         "calls": max(t["kernels"].values()) / steps, "kernels": sorted(t["kernels"])}
+         "calls": min(t["kernels"].values()) / steps, "kernels": sorted(t["kernels"])}
         for op, t in op_times.items()
     ]  # fmt: skip
     return sorted(rows, key=lambda r: -r["ms"])[: top or None]

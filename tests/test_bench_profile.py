@@ -128,12 +128,22 @@ def test_weight_side_counts_for_the_tiny_vit(tmp_path: Path) -> None:
 # A GPU step's HLO in XLA's printed form: a cuBLAS call whose result is (output, workspace), a
 # fusion reading element 0 of it, and a second instruction launching the same kernel.
 GPU_HLO = """
-ENTRY %main.1 (p.1: bf16[4,8], w.3: bf16[8,16], b.4: f32[16]) -> bf16[4,16] {
+%gemm_fusion_dot.5_computation (parameter_0.1: bf16[2,6,4], parameter_1.1: bf16[2,6,3]) -> bf16[2,4,3] {
+  %parameter_0.1 = bf16[2,6,4]{2,1,0} parameter(0)
+  %transpose.1 = bf16[2,4,6]{2,1,0} transpose(%parameter_0.1), dimensions={0,2,1}
+  %parameter_1.1 = bf16[2,6,3]{2,1,0} parameter(1)
+  ROOT %dot.1 = bf16[2,4,3]{2,1,0} dot(%transpose.1, %parameter_1.1), lhs_batch_dims={0}, lhs_contracting_dims={2}, rhs_batch_dims={0}, rhs_contracting_dims={1}
+}
+
+ENTRY %main.1 (p.1: bf16[4,8], w.3: bf16[8,16], b.4: f32[16], x.5: bf16[2,6,4], g.6: bf16[2,6,3]) -> bf16[4,16] {
   %p.1 = bf16[4,8]{1,0} parameter(0), metadata={scheduling_name="p.1"}
   %w.3 = bf16[8,16]{1,0} parameter(1)
   %b.4 = f32[16]{0} parameter(2)
   %custom-call.2 = (bf16[4,16]{1,0}, s8[1024]{0}) custom-call(%p.1, %w.3), custom_call_target="__cublas$lt$matmul", metadata={op_name="jit(step)/dot_general"}, backend_config={"gemm_backend_config":{"dot_dimension_numbers":{"lhs_contracting_dimensions":["1"],"rhs_contracting_dimensions":["0"],"lhs_batch_dimensions":[],"rhs_batch_dimensions":[]}}}
   %loop_add_fusion.7 = bf16[4,16]{1,0} fusion(%custom-call.2#0, %b.4), kind=kLoop, calls=%fused_add.7, metadata={op_name="jit(step)/block_0/add" deduplicated_name="loop_add_fusion" scheduling_name="loop_add_fusion.7"}
+  %x.5 = bf16[2,6,4]{2,1,0} parameter(3)
+  %g.6 = bf16[2,6,3]{2,1,0} parameter(4)
+  %gemm_fusion_dot.5 = bf16[2,4,3]{2,1,0} fusion(%x.5, %g.6), kind=kCustom, calls=%gemm_fusion_dot.5_computation, metadata={op_name="jit(step)/transpose"}
   ROOT %loop_add_fusion.8 = bf16[4,16]{1,0} fusion(%loop_add_fusion.7, /*index=1*/%b.4), kind=kLoop, calls=%fused_add.7, metadata={op_name="jit(step)/block_1/add" deduplicated_name="loop_add_fusion"}
 }
 """  # noqa: E501
@@ -160,6 +170,16 @@ def test_parse_hlo_reads_operands_tuple_elements_and_groups() -> None:
     assert hlo_kernels.instruction_of("loop_add_fusion_7", table) is fusion
     assert hlo_kernels.instruction_of("custom-call.2", table) is table["custom-call.2"]
     assert hlo_kernels.instruction_of("nvjet_sm90_tst_128x128", table) is None
+    assert table["dot.1"].computation == "gemm_fusion_dot.5_computation"
+    assert table["custom-call.2"].computation == "main.1"
+
+
+def test_dot_flops_of_a_triton_gemm_fusion_are_its_dots() -> None:
+    table = hlo_kernels.parse_hlo(GPU_HLO)
+    # batched (2) dot of (4, 6) by (6, 3): 2 * (2*4*3) * 6
+    assert hlo_kernels.dot_flops(table["gemm_fusion_dot.5"], table) == 2 * 24 * 6
+    assert hlo_kernels.dot_flops(table["custom-call.2"], table) == 2 * 4 * 16 * 8
+    assert hlo_kernels.dot_flops(table["loop_add_fusion.7"], table) is None  # no dot inside
 
 
 def test_annotate_bytes_bandwidth_and_library_kernels() -> None:
@@ -194,9 +214,14 @@ def test_parse_hlo_of_a_cpu_compile_resolves_operand_bytes_and_dot_flops() -> No
         and hlo_kernels.shape_bytes(i.shape) == 64 * 48 * 4
         for i in table.values()
     )
-    flops = [hlo_kernels.dot_flops(i, table) for i in table.values()]
-    assert 2 * 64 * 48 * 32 in flops
-    assert flops.count(None) == len(flops) - 1  # only the dot has FLOPs
+    flops = {i.name: hlo_kernels.dot_flops(i, table) for i in table.values()}
+    with_flops = {name for name, f in flops.items() if f is not None}
+    dots = {i.name for i in table.values() if i.opcode == "dot"}
+    assert len(dots) == 1 and flops[dots.pop()] == 2 * 64 * 48 * 32
+    # besides the dot, only a fusion calling the dot's computation (XLA's CPU backend fuses it)
+    for name in with_flops:
+        assert flops[name] == 2 * 64 * 48 * 32
+        assert table[name].opcode in ("dot", "fusion")
 
 
 def test_hlo_kernels_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -236,14 +261,18 @@ def test_device_op_times_and_summary_per_instruction() -> None:
         _op_event("splitKreduce", "custom-call.2", 2.0),
         _op_event("nvjet_gemm", "custom-call.2", 30.0),
         _op_event("splitKreduce", "custom-call.2", 2.0),
+        # one execution of a cuDNN attention backward: one main kernel, three memsets
+        *[_op_event("Memset", "fmha-bwd.3", 1.0) for _ in range(3)],
+        _op_event("flash_bprop", "fmha-bwd.3", 40.0),
         _op_event("loop_add_fusion_7", "loop_add_fusion.7", 5.0),
         _op_event("memset", None, 1.0),  # no instruction named: left out
     ]  # fmt: skip
     times = profile.device_op_times(events)
-    assert set(times) == {"custom-call.2", "loop_add_fusion.7"}
+    assert set(times) == {"custom-call.2", "fmha-bwd.3", "loop_add_fusion.7"}
     assert times["custom-call.2"]["us"] == 64.0
     rows = profile.summarize_ops(times, steps=2)
-    assert [r["hlo_op"] for r in rows] == ["custom-call.2", "loop_add_fusion.7"]
+    assert [r["hlo_op"] for r in rows] == ["custom-call.2", "fmha-bwd.3", "loop_add_fusion.7"]
+    assert rows[1]["calls"] == 0.5  # 1 execution in 2 steps, not the 3 memsets
     assert rows[0] == {"hlo_op": "custom-call.2", "ms": 0.032, "calls": 1.0,
                        "kernels": ["nvjet_gemm", "splitKreduce"]}  # fmt: skip
     assert profile.summarize_ops(times, steps=2, top=1) == rows[:1]

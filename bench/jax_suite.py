@@ -3,7 +3,9 @@
 Suites, run in the order given: "train" (ViT training steps of every method), "scan" (some of
 them again on the ViT with its blocks in one ``nn.scan``), "infer" (plain vs merged), "search"
 (candidates/s and the whole evolutionary search), "conv" (ConvNeXt training steps), "e2e" (a
-whole GLoRA VTAB-1k-shaped task through ``pipeline.run``, ``bench.end_to_end``). Rows are
+whole GLoRA VTAB-1k-shaped task through ``pipeline.run``, ``bench.end_to_end``), "scale" (LoRA
+and the GLoRA supernet data-parallel over 1, 2, 4, ... devices at the largest train batch per
+device, ``bench.scaling``). Rows are
 written to the JSON after each one, so a run stopped early keeps what it measured; a row that
 raises is listed under "failed" and the run goes on.
 """
@@ -24,7 +26,7 @@ from typing import Any
 
 import jax
 
-from bench import jax_train
+from bench import jax_train, scaling
 from bench.end_to_end import E2E_ROW, bench_end_to_end
 from bench.jax_search import bench_search
 from bench.jax_serve import bench_inference
@@ -32,8 +34,9 @@ from bench.models import choose_attention, convnext_backbone, vit_backbone
 from bench.peaks import peak_flops
 from bench.results import Row, save_rows
 from bench.sizes import SIZES, BenchSize
+from experiments.training import data_mesh
 
-JAX_SUITES = ("train", "scan", "infer", "search", "conv", "e2e")
+JAX_SUITES = ("train", "scan", "infer", "search", "conv", "e2e", "scale")
 
 
 class Recorder:
@@ -72,11 +75,11 @@ def run_suites(
     """Measure the requested suites in the order given (search uses infer's FLOPs if run)."""
     peak = peak_flops(jax.devices()[0].device_kind)
     vit, impl = None, None
-    if {"train", "scan", "infer", "search", "e2e"} & set(suites):
+    if {"train", "scan", "infer", "search", "e2e", "scale"} & set(suites):
         impl, note = choose_attention(attention)
         recorder.extra["attention"] = note
         print(note, flush=True)
-    if {"train", "infer", "search"} & set(suites):  # the scan suite builds its own, scanned
+    if {"train", "infer", "search", "scale"} & set(suites):  # scan builds its own, scanned
         vit = vit_backbone(size, attention=impl)
     flops_per_image = None
     for suite in suites:
@@ -109,6 +112,11 @@ def run_suites(
             widest = max(rows, key=lambda r: r.batch, default=None)
             if widest is not None and widest.flops is not None:
                 flops_per_image = widest.flops / widest.batch
+        elif suite == "scale" and vit is not None:
+            bench = jax_train.TrainBench(
+                vit, "jax/train", size.image_size, size.num_classes, size.timing, peak
+            )
+            _scale_rows(recorder, bench, max(size.train_batches))
         elif suite == "e2e":
             with tempfile.TemporaryDirectory(prefix="bench-e2e-") as workdir:  # removed after
                 recorder.measure(E2E_ROW, functools.partial(_e2e_rows, size, Path(workdir), impl))
@@ -137,10 +145,38 @@ def _train_rows(
             recorder.measure(f"{bench.prefix}/{case.label}@{batch}", _train(bench, case, batch))
 
 
+def _scale_rows(recorder: Recorder, bench: jax_train.TrainBench, per_device: int) -> None:
+    """``bench.scaling``'s rows, 1 device first: the others take its FLOPs (x n)."""
+    devices = jax.devices()
+    for case in jax_train.SCALE_CASES:
+        one_device: list[float | None] = [None]
+        for n in scaling.device_counts(len(devices), jax.process_count()):
+            recorder.measure(
+                f"{scaling.row_name(case.label, n)}@{per_device * n}",
+                functools.partial(_scale_row, bench, case, devices[:n], per_device, one_device),
+            )
+
+
+def _scale_row(
+    bench: jax_train.TrainBench, case: jax_train.TrainCase, devices: Sequence[jax.Device],
+    per_device: int, one_device: list[float | None],
+) -> list[Row]:  # fmt: skip
+    """One scaling row over ``devices``; a one-device row leaves its FLOPs in ``one_device``."""
+    n = len(devices)
+    row = jax_train.bench_train_step(
+        bench, case, batch=per_device * n, mesh=data_mesh(devices),
+        name=scaling.row_name(case.label, n),
+        note=f"data parallel over {n} devices, batch {per_device} per device; {case.note}",
+    )  # fmt: skip
+    if n == 1:
+        one_device[0] = row.flops
+    return [scaling.with_step_flops(row, one_device[0], bench.peak_flops)]
+
+
 def _train(
-    bench: jax_train.TrainBench, case: jax_train.TrainCase, batch: int
+    bench: jax_train.TrainBench, case: jax_train.TrainCase, batch: int, **options: Any
 ) -> Callable[[], list[Row]]:
-    return lambda: [jax_train.bench_train_step(bench, case, batch=batch)]
+    return lambda: [jax_train.bench_train_step(bench, case, batch=batch, **options)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

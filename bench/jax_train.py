@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+from jax.sharding import Mesh
 
 from bench.activation_lora import activation_lora
 from bench.inputs import random_batches
@@ -110,6 +111,9 @@ SCAN_CASES = tuple(
     if c.label in ("biases-only", "lora-r8", "flora-r8", "glora-supernet-k1", "glora-fixed")
 )  # fmt: skip
 
+#: Rows of the data-parallel scaling suite (``bench.scaling``).
+SCALE_CASES = tuple(c for c in VIT_CASES if c.label in ("lora-r8", "glora-supernet-k1"))
+
 CONV_CASES = (
     TrainCase("full", MethodConfig("full"), note="every weight trains"),
     TrainCase("flora-r8", MethodConfig("flora", rank=8, kernel_rank=2), note=WEIGHT_SPACE),
@@ -141,8 +145,11 @@ class PreparedStep(NamedTuple):
     inputs: list[tuple[jax.Array, jax.Array]]
 
 
-def prepare_train_step(bench: TrainBench, case: TrainCase, *, batch: int) -> PreparedStep:
-    """Build ``case``'s step with the trainer's functions and lower it for ``batch``."""
+def prepare_train_step(
+    bench: TrainBench, case: TrainCase, *, batch: int, mesh: Mesh | None = None
+) -> PreparedStep:
+    """Build ``case``'s step with the trainer's functions and lower it for the global ``batch``,
+    data-parallel over ``mesh`` (default: every device)."""
     backbone = bench.backbone
     forward: Forward = backbone.forward
     if case.custom is not None:
@@ -166,7 +173,7 @@ def prepare_train_step(bench: TrainBench, case: TrainCase, *, batch: int) -> Pre
         num_configs=case.num_configs,
         cfg=cfg,
     )
-    mesh = data_mesh()
+    mesh = data_mesh() if mesh is None else mesh
     frozen, trainable = init_trainable(
         jax.random.key(0), backbone.params, adapter, head_pattern=HEAD_PATTERN
     )
@@ -180,9 +187,14 @@ def prepare_train_step(bench: TrainBench, case: TrainCase, *, batch: int) -> Pre
     return PreparedStep(jitted.lower(state, frozen, *inputs[0]), state, frozen, inputs)
 
 
-def bench_train_step(bench: TrainBench, case: TrainCase, *, batch: int) -> Row:
-    """Time one training step of ``case`` at ``batch``; see the module docstring."""
-    prepared = prepare_train_step(bench, case, batch=batch)
+def bench_train_step(
+    bench: TrainBench, case: TrainCase, *, batch: int, mesh: Mesh | None = None,
+    name: str | None = None, note: str | None = None,
+) -> Row:  # fmt: skip
+    """Time one training step of ``case`` at the global ``batch`` over ``mesh`` (default: every
+    device); the row is ``name`` (default ``<prefix>/<label>``) with ``note`` (default the
+    case's); see the module docstring."""
+    prepared = prepare_train_step(bench, case, batch=batch, mesh=mesh)
     compiled = prepared.lowered.compile()
     stats = compiled_stats(prepared.lowered, compiled)
     inputs, frozen = prepared.inputs, prepared.frozen
@@ -194,8 +206,8 @@ def bench_train_step(bench: TrainBench, case: TrainCase, *, batch: int) -> Row:
         return metrics
 
     timing = time_calls(call, sync=jax.block_until_ready, settings=bench.timing)
-    name = f"{bench.prefix}/{case.label}"
+    name = name or f"{bench.prefix}/{case.label}"
     loss = float(call(0)["loss"])
     if not math.isfinite(loss):  # a fast step that computes garbage is no result
         raise FloatingPointError(f"{name}@{batch}: loss {loss} after the timed steps")
-    return timed_row(name, batch, timing, stats, bench.peak_flops, case.note)
+    return timed_row(name, batch, timing, stats, bench.peak_flops, note or case.note)

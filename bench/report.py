@@ -19,18 +19,23 @@ from typing import Any
 
 from bench.peaks import mfu, peak_flops
 from bench.results import Row, format_table, load_rows, save_rows
+from bench.scaling import efficiencies, one_device_count, parse_name, with_step_flops
 from bench.targets import evaluate_targets
 
 
 def render(rows: Sequence[Row], *, skipped: Sequence[str], failed: Sequence[dict[str, Any]]) -> str:
-    """The table, the target checks, then skipped and failed rows, as printed text."""
+    """The table, the target checks, the scaling efficiencies, then skipped and failed rows, as
+    printed text."""
     checks, unchecked = evaluate_targets(rows)
+    scaling = efficiencies(rows)
     lines = [
         format_table(rows),
         "",
         "Targets (issue #5):",
         *(c.line() for c in checks),
         *(f"n/a  {m}" for m in unchecked),
+        *(["", "Data-parallel scaling (per-device batch fixed):"] if scaling else []),
+        *(e.line() for e in scaling),
         *(f"skipped: {s}" for s in skipped),
         *(f"FAILED: {f['name']}: {f['error']}" for f in failed),
     ]
@@ -59,10 +64,14 @@ def merge_runs(paths: Sequence[Path]) -> tuple[list[Row], dict[str, Any]]:
 def with_flops(
     rows: Sequence[Row], counts: dict[str, float], *, source: str, peak: float | None
 ) -> list[Row]:
-    """Rows with ``counts[row.key]`` as their FLOPs (and MFU) where the key is counted."""
+    """Rows with ``counts[row.key]`` as their FLOPs (and MFU) where the key is counted; a
+    scaling row gets n x the count of its one-device step (``bench.scaling``)."""
     out = []
     for r in rows:
-        if r.key in counts:
+        one_device = one_device_count(r, counts, "jax/train")
+        if parse_name(r.name) is not None and one_device is not None:
+            r = with_step_flops(dataclasses.replace(r, flops_source=source), one_device, peak)
+        elif r.key in counts:
             flops = counts[r.key]
             r = dataclasses.replace(
                 r, flops=flops, flops_source=source, mfu=mfu(flops, r.step_s, peak)

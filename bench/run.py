@@ -31,7 +31,7 @@ from bench.results import Row, save_rows
 from bench.sizes import SIZES, BenchSize
 from bench.targets import evaluate_targets
 
-SUITES = ("train", "scan", "infer", "search", "conv", "e2e", "torch")
+SUITES = ("train", "scan", "infer", "search", "conv", "e2e", "scale", "torch")
 
 
 def parse_suites(text: str) -> list[str]:
@@ -107,7 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             failed.append({"name": shlex.join(command[2:4]), "error": f"exit {code}, no rows"})
     rows, info = merge_runs(written)
     info["failed"] += failed
-    if any(r.name.startswith(("jax/train", "jax/infer")) and r.flops is None for r in rows):
+    counted = ("jax/train", "jax/infer", "jax/scale")
+    if any(r.name.startswith(counted) and r.flops is None for r in rows):
         rows = _count_flops_on_cpu(rows, size, out, device=str(info.get("device", "")))
     print(render(rows, skipped=info["skipped"], failed=info["failed"]), flush=True)
     checks, unchecked = evaluate_targets(rows)

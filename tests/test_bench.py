@@ -17,7 +17,7 @@ import pytest
 from bench import jax_train, low_rank_layer, run, timing, xla_flags
 from bench.activation_lora import activation_lora
 from bench.end_to_end import E2E_ROW
-from bench.jax_train import CONV_CASES, SCAN_CASES, VIT_CASES
+from bench.jax_train import CONV_CASES, SCALE_CASES, SCAN_CASES, VIT_CASES
 from bench.models import vit_backbone
 from bench.peaks import mfu, peak_flops
 from bench.report import merge_runs, with_flops
@@ -224,6 +224,7 @@ def test_run_all_tiny_on_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         f"jax/search/score-val{size.val_size}@{size.search.population}",
         *(f"jax/train-convnext-test/{c.label}@{b}" for c in CONV_CASES for b in size.conv_batches),
         f"{E2E_ROW}@1",
+        *(f"jax/scale/{c.label}/1dev@{max(size.train_batches)}" for c in SCALE_CASES),
     }
     keys = {r.key for r in rows}
     assert expected <= keys, sorted(expected - keys)

@@ -9,6 +9,7 @@ the process-local rows).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -29,9 +30,9 @@ def initialize_distributed(enabled: bool) -> None:
         jax.distributed.initialize()
 
 
-def data_mesh() -> Mesh:
-    """A 1-D mesh over all (global) devices with the axis "data"."""
-    return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
+def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh with the axis "data" over ``devices`` (default: all global devices)."""
+    return Mesh(np.asarray(jax.devices() if devices is None else list(devices)), (DATA_AXIS,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -1,31 +1,50 @@
-"""Device peaks: dense bf16 tensor-core FLOP/s for MFU (no sparsity), HBM bytes/s for bandwidth.
+"""Device peaks: dense bf16 FLOP/s for MFU (no sparsity), HBM bytes/s for bandwidth.
 
-H100 SXM5 and H200 share the GH100 chip: 989.4 TFLOP/s dense bf16 at boost clock. Measured on
-these machines (KINDS.md): an 8192^3 bf16 matmul runs at about 790-800 TFLOP/s, so an MFU of
-~80% is the practical ceiling. Other devices (the CPU of the tests) have no peak: MFU is None.
+Datasheet numbers per JAX device (a GPU, or a TPU chip: v4 and later show one device per chip).
+H100 SXM5 and H200 share the GH100 chip: 989.4 TFLOP/s dense bf16 at boost clock; measured on
+these machines (KINDS.md), an 8192^3 bf16 matmul runs at about 790-800 TFLOP/s, so an MFU of
+~80% is the practical ceiling there. A100: 312 TFLOP/s. Cloud TPU (device kinds as JAX names
+them): v4 275 TFLOP/s and 1.2 TB/s, v5e ("TPU v5 lite") 197 and 0.819, v5p ("TPU v5") 459 and
+2.765, v6e ("TPU v6 lite") 918 and 1.64. Other devices (the CPU of the tests) have no peak: MFU
+is None.
+
+A name matches a marker when it contains it (case-insensitive); the longest matching marker
+wins, so "TPU v5 lite x8" is a v5e, not a v5p.
 """
 
 from __future__ import annotations
 
-#: (substring of the device name, dense bf16 FLOP/s)
-BF16_PEAKS: tuple[tuple[str, float], ...] = (("H100", 989.4e12), ("H200", 989.4e12))
+#: (marker in the device name, dense bf16 FLOP/s)
+BF16_PEAKS: tuple[tuple[str, float], ...] = (
+    ("H100", 989.4e12), ("H200", 989.4e12), ("A100", 312e12),
+    ("TPU v4", 275e12), ("TPU v5 lite", 197e12), ("TPU v5e", 197e12), ("TPU v5", 459e12),
+    ("TPU v5p", 459e12), ("TPU v6 lite", 918e12), ("TPU v6e", 918e12),
+)  # fmt: skip
 
-#: (substring of the device name, HBM bandwidth in bytes/s; datasheet numbers)
-HBM_PEAKS: tuple[tuple[str, float], ...] = (("H100", 3.35e12), ("H200", 4.8e12))
+#: (marker in the device name, HBM bandwidth in bytes/s)
+HBM_PEAKS: tuple[tuple[str, float], ...] = (
+    ("H100", 3.35e12), ("H200", 4.8e12),
+    ("A100-SXM4-80GB", 2.039e12), ("A100 80GB PCIe", 1.935e12), ("A100-SXM4-40GB", 1.555e12),
+    ("A100-PCIE-40GB", 1.555e12),
+    ("TPU v4", 1.2e12), ("TPU v5 lite", 0.819e12), ("TPU v5e", 0.819e12), ("TPU v5", 2.765e12),
+    ("TPU v5p", 2.765e12), ("TPU v6 lite", 1.64e12), ("TPU v6e", 1.64e12),
+)  # fmt: skip
 
 
 def _lookup(table: tuple[tuple[str, float], ...], device_name: str) -> float | None:
-    """The value of the first marker that occurs in ``device_name`` (upper-cased), or None."""
-    return next((v for marker, v in table if marker in device_name.upper()), None)
+    """The value of the longest marker that occurs in ``device_name``, or None."""
+    name = device_name.upper()
+    found = [(len(marker), v) for marker, v in table if marker.upper() in name]
+    return max(found)[1] if found else None
 
 
 def peak_flops(device_name: str) -> float | None:
-    """The dense bf16 peak of ``device_name`` (e.g. "NVIDIA H100 80GB HBM3"), or None."""
+    """The dense bf16 peak of ``device_name`` (e.g. "NVIDIA H100 80GB HBM3", "TPU v5 lite")."""
     return _lookup(BF16_PEAKS, device_name)
 
 
 def peak_bandwidth(device_name: str) -> float | None:
-    """The HBM bandwidth of ``device_name`` (H100 SXM5 3.35 TB/s, H200 4.8 TB/s), or None."""
+    """The HBM bandwidth of ``device_name`` (e.g. H200 4.8 TB/s), or None."""
     return _lookup(HBM_PEAKS, device_name)
 
 

@@ -76,8 +76,12 @@ def test_timing_settings_refuse_zero(bad: dict[str, int]) -> None:
 
 
 @pytest.mark.parametrize(
-    "name,peak", [("NVIDIA H100 80GB HBM3", 989.4e12), ("NVIDIA H200", 989.4e12), ("cpu", None)]
-)
+    "name,peak",
+    [("NVIDIA H100 80GB HBM3", 989.4e12), ("NVIDIA H200", 989.4e12), ("cpu", None),
+     ("NVIDIA A100-SXM4-80GB", 312e12), ("TPU v4", 275e12), ("TPU v5 lite", 197e12),
+     ("tpu: TPU v5 lite x8", 197e12), ("TPU v5", 459e12), ("TPU v5p", 459e12),
+     ("TPU v6 lite", 918e12)],
+)  # fmt: skip
 def test_peak_and_mfu(name: str, peak: float | None) -> None:
     assert peak_flops(name) == peak
     got = mfu(2e12, 0.01, peak)

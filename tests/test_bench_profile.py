@@ -241,7 +241,16 @@ def test_hlo_kernels_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("NVIDIA H200", 4.8e12), ("NVIDIA H100 80GB HBM3", 3.35e12), ("cpu", None)],
+    [
+        ("NVIDIA H200", 4.8e12),
+        ("NVIDIA H100 80GB HBM3", 3.35e12),
+        ("cpu", None),
+        ("NVIDIA A100-SXM4-80GB", 2.039e12),
+        ("NVIDIA A100-SXM4-40GB", 1.555e12),
+        ("TPU v5 lite", 0.819e12),
+        ("TPU v5", 2.765e12),
+        ("tpu: TPU v6 lite x4", 1.64e12),
+    ],
 )
 def test_peak_bandwidth(name: str, expected: float | None) -> None:
     assert peak_bandwidth(name) == expected

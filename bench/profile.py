@@ -109,6 +109,16 @@ def device_op_times(events: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any
     return dict(ops)
 
 
+def command_buffer_ms(events: Iterable[dict[str, Any]], steps: int) -> float:
+    """Device ms per step of the kernels that ran inside a command buffer (left out of ``ops``)."""
+    us = sum(
+        float(e.get("dur", 0.0))
+        for e in device_events(events)
+        if is_command_buffer(str(e.get("args", {}).get("hlo_op") or ""))
+    )
+    return us / steps / 1e3
+
+
 def summarize_ops(op_times: dict[str, dict[str, Any]], steps: int, top: int = 25) -> list[dict]:
     """The ``top`` instructions (0: all) by time: hlo_op, ms and executions per step (the fewest
     launches of any one of its kernels: a cuBLAS split-K GEMM launches two kernels per
@@ -225,6 +235,7 @@ def profile_cases(labels: Sequence[str], *, size_name: str, batch: int, steps: i
         summary["kernels"] = hlo_kernels.annotate(summary["kernels"], table, bandwidth)
         ops = summarize_ops(device_op_times(events), steps, top)
         summary["ops"] = hlo_kernels.annotate_ops(ops, table, bandwidth)
+        summary["ops_in_command_buffers_ms"] = command_buffer_ms(events, steps)
         yield {
             "case": label, "batch": batch, "size": size_name, "attention": note, **summary,
             "per_step": device_occupancy(events, steps),
@@ -242,6 +253,11 @@ def render(result: dict[str, Any], top: int = 15) -> str:
     if result.get("ops"):
         lines.append("   by HLO instruction:")
         lines += ["   " + line for line in hlo_kernels.render(result["ops"], top)]
+    if result.get("ops_in_command_buffers_ms"):
+        lines.append(
+            f"   {result['ops_in_command_buffers_ms']:.2f} ms per step ran in CUDA graphs, not "
+            "given to an instruction: --no-command-buffers for the per-instruction view"
+        )
     return "\n".join(lines)
 
 

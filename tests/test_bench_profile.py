@@ -312,6 +312,18 @@ def test_kernels_of_a_command_buffer_are_not_given_to_an_instruction() -> None:
         _op_event("loop_add_fusion_9", "loop_add_fusion.9", 4.0),
     ]
     assert set(profile.device_op_times(events)) == {"loop_add_fusion.9"}
+    assert profile.command_buffer_ms(events, steps=5) == pytest.approx(35.0 / 5 / 1e3)
+
+
+def test_render_points_to_no_command_buffers_when_kernels_ran_in_graphs() -> None:
+    result = {
+        "case": "lora-r8", "batch": 2, "device_ms_per_step": 1.0, "num_kernels": 1,
+        "attention": "XLA", "categories_ms": {"gemm": 1.0}, "per_step": {"span_ms": 1.0},
+        "kernels": [], "ops": [], "ops_in_command_buffers_ms": 0.75,
+    }  # fmt: skip
+    assert "0.75 ms per step ran in CUDA graphs" in profile.render(result)
+    result["ops_in_command_buffers_ms"] = 0.0
+    assert "CUDA graphs" not in profile.render(result)
 
 
 def test_no_command_buffers_flag_appends_to_xla_flags(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -79,15 +79,16 @@ def run_suites(
         impl, note = choose_attention(attention)
         recorder.extra["attention"] = note
         print(note, flush=True)
+    vit_bench = None
     if {"train", "infer", "search", "scale"} & set(suites):  # scan builds its own, scanned
         vit = vit_backbone(size, attention=impl)
+        vit_bench = jax_train.TrainBench(
+            vit, "jax/train", size.image_size, size.num_classes, size.timing, peak
+        )
     flops_per_image = None
     for suite in suites:
-        if suite == "train" and vit is not None:
-            bench = jax_train.TrainBench(
-                vit, "jax/train", size.image_size, size.num_classes, size.timing, peak
-            )
-            _train_rows(recorder, bench, jax_train.VIT_CASES, size.train_batches)
+        if suite == "train" and vit_bench is not None:
+            _train_rows(recorder, vit_bench, jax_train.VIT_CASES, size.train_batches)
         elif suite == "scan":
             scanned = jax_train.TrainBench(
                 vit_backbone(size, attention=impl, scan=True), "jax/train-scan",
@@ -112,11 +113,8 @@ def run_suites(
             widest = max(rows, key=lambda r: r.batch, default=None)
             if widest is not None and widest.flops is not None:
                 flops_per_image = widest.flops / widest.batch
-        elif suite == "scale" and vit is not None:
-            bench = jax_train.TrainBench(
-                vit, "jax/train", size.image_size, size.num_classes, size.timing, peak
-            )
-            _scale_rows(recorder, bench, max(size.train_batches))
+        elif suite == "scale" and vit_bench is not None:
+            _scale_rows(recorder, vit_bench, max(size.train_batches))
         elif suite == "e2e":
             with tempfile.TemporaryDirectory(prefix="bench-e2e-") as workdir:  # removed after
                 recorder.measure(E2E_ROW, functools.partial(_e2e_rows, size, Path(workdir), impl))
@@ -149,34 +147,38 @@ def _scale_rows(recorder: Recorder, bench: jax_train.TrainBench, per_device: int
     """``bench.scaling``'s rows, 1 device first: the others take its FLOPs (x n)."""
     devices = jax.devices()
     for case in jax_train.SCALE_CASES:
-        one_device: list[float | None] = [None]
+        one_device_flops = None
         for n in scaling.device_counts(len(devices), jax.process_count()):
-            recorder.measure(
+            rows = recorder.measure(
                 f"{scaling.row_name(case.label, n)}@{per_device * n}",
-                functools.partial(_scale_row, bench, case, devices[:n], per_device, one_device),
+                functools.partial(
+                    _scale_row, bench, case, devices[:n], per_device, one_device_flops
+                ),
             )
+            if n == 1 and rows:
+                one_device_flops = rows[0].flops
 
 
 def _scale_row(
     bench: jax_train.TrainBench, case: jax_train.TrainCase, devices: Sequence[jax.Device],
-    per_device: int, one_device: list[float | None],
+    per_device: int, one_device_flops: float | None,
 ) -> list[Row]:  # fmt: skip
-    """One scaling row over ``devices``; a one-device row leaves its FLOPs in ``one_device``."""
+    """One scaling row over ``devices``; FLOPs n x ``one_device_flops`` (a one-device row: its
+    own count)."""
     n = len(devices)
     row = jax_train.bench_train_step(
         bench, case, batch=per_device * n, mesh=data_mesh(devices),
         name=scaling.row_name(case.label, n),
         note=f"data parallel over {n} devices, batch {per_device} per device; {case.note}",
     )  # fmt: skip
-    if n == 1:
-        one_device[0] = row.flops
-    return [scaling.with_step_flops(row, one_device[0], bench.peak_flops)]
+    flops = row.flops if n == 1 else one_device_flops
+    return [scaling.with_step_flops(row, flops, bench.peak_flops)]
 
 
 def _train(
-    bench: jax_train.TrainBench, case: jax_train.TrainCase, batch: int, **options: Any
+    bench: jax_train.TrainBench, case: jax_train.TrainCase, batch: int
 ) -> Callable[[], list[Row]]:
-    return lambda: [jax_train.bench_train_step(bench, case, batch=batch, **options)]
+    return lambda: [jax_train.bench_train_step(bench, case, batch=batch)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

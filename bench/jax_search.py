@@ -31,7 +31,7 @@ def bench_search(
     """Rows "jax/search/score-val{N}" (population per call) and "jax/search/evolution"."""
     method = build_method(
         MethodConfig("glora", space="large"), targets=backbone.targets, stacked=backbone.stacked,
-        head_pattern=HEAD_PATTERN,
+        head_pattern=HEAD_PATTERN, compute_dtype=backbone.compute_dtype,
     )  # fmt: skip
     adapter = method.adapter
     assert adapter.space is not None

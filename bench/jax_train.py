@@ -157,7 +157,7 @@ def prepare_train_step(
     else:
         adapter = build_method(
             case.method, targets=backbone.targets, stacked=backbone.stacked,
-            head_pattern=HEAD_PATTERN,
+            head_pattern=HEAD_PATTERN, compute_dtype=backbone.compute_dtype,
         ).adapter  # fmt: skip
     optim = OptimConfig()
     schedule = lr_schedule(optim, steps_per_epoch=100, total_steps=10_000)

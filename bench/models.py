@@ -83,7 +83,7 @@ def vit_backbone(size: BenchSize, *, attention: str | None, scan: bool = False) 
     params = _init(model, size.image_size, seed=0)
     return Backbone(
         model, params, lambda images: normalize(images, "minus1_1"), DENSE_TARGETS,
-        SCANNED if scan else None,
+        SCANNED if scan else None, jnp.bfloat16,
     )  # fmt: skip
 
 
@@ -97,7 +97,10 @@ def convnext_backbone(size: BenchSize, *, seed: int = 0) -> Backbone:
     else:
         model = convnext.convnext(size.convnext, num_classes=size.num_classes, dtype=jnp.bfloat16)
     params = _init(model, size.image_size, seed=seed)
-    return Backbone(model, params, lambda images: normalize(images, "imagenet"), CONV_TARGETS, None)
+    return Backbone(
+        model, params, lambda images: normalize(images, "imagenet"), CONV_TARGETS, None,
+        jnp.bfloat16,
+    )  # fmt: skip
 
 
 def _init(model: nn.Module, image_size: int, *, seed: int) -> Params:

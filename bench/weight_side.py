@@ -31,7 +31,10 @@ from experiments.methods import MethodConfig, build_method
 
 def weight_side_stats(backbone: Backbone, method: MethodConfig) -> dict[str, Any]:
     """dots, fusions, bytes accessed and FLOPs of ``method``'s apply + gradient on the CPU."""
-    adapter = build_method(method, targets=backbone.targets, stacked=backbone.stacked).adapter
+    adapter = build_method(
+        method, targets=backbone.targets, stacked=backbone.stacked,
+        compute_dtype=backbone.compute_dtype,
+    ).adapter  # fmt: skip
     params = backbone.params
     aparams = adapter.init(jax.random.key(0), params)
     cfg = adapter.space(params).sample(jax.random.key(1)) if adapter.space else None

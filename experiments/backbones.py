@@ -75,6 +75,7 @@ class Backbone:
     scale_input: Callable[[jax.Array], jax.Array]
     targets: Patterns
     stacked: Patterns | None
+    compute_dtype: Any = jnp.float32  # the model's compute dtype (params stay float32)
 
     def forward(
         self, params: Params, images: jax.Array, *, train: bool, rng: jax.Array | None = None
@@ -105,7 +106,7 @@ def _load(config: BackboneConfig, *, num_classes: int, seed: int) -> Backbone:
         init = _init(convnet, rng, size)
         pretrained = efficientnet.load_efficientnet_lite0_params(_cached(config, name))
         pretrained["head"] = init["head"]
-        return Backbone(convnet, pretrained, efficientnet.normalize, CONV_TARGETS, None)
+        return Backbone(convnet, pretrained, efficientnet.normalize, CONV_TARGETS, None, dtype)
 
     vit_options: dict[str, Any] = {
         "dtype": dtype, "drop_path_rate": config.drop_path, "scan": config.scan,
@@ -119,7 +120,7 @@ def _load(config: BackboneConfig, *, num_classes: int, seed: int) -> Backbone:
             image_size=size, num_classes=num_classes, npz_path=_cached(config, name), rng=rng,
             **vit_options,
         )  # fmt: skip
-        return Backbone(dino, dino_params, _scaler("imagenet"), DENSE_TARGETS, stacked)
+        return Backbone(dino, dino_params, _scaler("imagenet"), DENSE_TARGETS, stacked, dtype)
     if name == "vit-b16" and not config.checkpoint:
         raise FileNotFoundError(
             "vit-b16 needs the ImageNet-21k checkpoint ViT-B_16.npz (the GLoRA paper's): "
@@ -131,7 +132,7 @@ def _load(config: BackboneConfig, *, num_classes: int, seed: int) -> Backbone:
     params: Params = _init(model, rng, size)
     if name == "vit-b16":
         params = load_params(str(config.checkpoint), params, drop_head=True)
-    return Backbone(model, params, _scaler("minus1_1"), DENSE_TARGETS, stacked)
+    return Backbone(model, params, _scaler("minus1_1"), DENSE_TARGETS, stacked, dtype)
 
 
 def _init(model: nn.Module, rng: jax.Array, size: int) -> Params:

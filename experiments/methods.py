@@ -15,6 +15,7 @@ The task head always trains; trainable counts below exclude it, as in the papers
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import flora_jax
@@ -75,19 +76,23 @@ def build_method(
     targets: Patterns,
     stacked: Patterns | None = None,
     head_pattern: str = r"head/.*",
+    compute_dtype: Any = None,
 ) -> Method:
-    """The adapter of ``config.name`` on the backbone's ``targets`` (regexes over param paths)."""
+    """The adapter of ``config.name`` on the backbone's ``targets`` (regexes over param paths).
+
+    ``compute_dtype``: the backbone's (``Backbone.compute_dtype``); GLoRA computes its training
+    update in it (``glora(update_dtype=...)``), None: f32.
+    """
     name = config.name
+    glora = functools.partial(
+        glora_jax.glora, targets=targets, stacked=stacked, update_dtype=compute_dtype
+    )
     if name == "glora":
         ranks = glora_jax.presets.ranks(config.space)  # type: ignore[arg-type]
-        return Method(
-            config, glora_jax.glora(ranks, targets=targets, stacked=stacked), searchable=True
-        )
+        return Method(config, glora(ranks), searchable=True)
     if name in ("bitfit", "ssf"):
         choice = glora_jax.presets.bitfit() if name == "bitfit" else glora_jax.presets.ssf()
-        return Method(
-            config, glora_jax.glora((1,), targets=targets, stacked=stacked), fixed_choice=choice
-        )
+        return Method(config, glora((1,)), fixed_choice=choice)
     if name == "flora":
         adapter = flora_jax.flora(
             config.rank, kernel_rank=config.kernel_rank, scale=config.scale,

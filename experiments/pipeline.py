@@ -110,7 +110,7 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
     backbone = load_backbone(config.backbone, num_classes=num_classes, seed=config.train.seed)
     method = build_method(
         config.method, targets=backbone.targets, stacked=backbone.stacked,
-        head_pattern=config.train.head_pattern,
+        head_pattern=config.train.head_pattern, compute_dtype=backbone.compute_dtype,
     )  # fmt: skip
     fixed = method.fixed_cfg(backbone.params)
     trained = train_on(

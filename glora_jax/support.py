@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from glora_jax.supernet import CONFIG_AXIS
+from peft_core.adapter import update_dtype
 
 TENSORS = ("A", "B", "C", "D", "E")
 #: Support tensors that only exist on layers with a bias.
@@ -109,17 +110,19 @@ def glora_delta(
     *,
     options: Mapping[str, tuple[str, ...]],
     skip: frozenset[str] = frozenset(),
+    dtype: Any = None,
 ) -> tuple[jax.Array | None, jax.Array | None]:
     """(ΔW, Δb) of one layer: ΔW = W0 ⊙ A + B (fan_in, fan_out), Δb = b0 ⊙ D + E + C W0.
 
     ``choice`` (5,) int holds the option index of A..E into ``options``; ``b0`` None means no
-    bias (then Δb is None and columns C, D, E of ``choice`` are ignored). Computed in f32 at least.
+    bias (then Δb is None and columns C, D, E of ``choice`` are ignored). Computed in ``dtype``
+    (None: f32 at least).
     ``skip``: tensors known before tracing to be "none" (``static_none``); their terms are left
     out instead of multiplied by zero, so nothing is computed or differentiated for them. ΔW (Δb)
     is None when all its terms are skipped: the kernel (bias) stays W0 (b0) and, with A and B
     skipped, the kernel's weight gradient is never formed (BitFit, SSF, searched subnets).
     """
-    dtype = jnp.promote_types(w0.dtype, jnp.float32)
+    dtype = update_dtype(w0.dtype, dtype)
     w0 = w0.astype(dtype)
     s = {k: v.astype(dtype) for k, v in support.items()}
     weight_terms = []

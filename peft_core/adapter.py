@@ -135,10 +135,16 @@ def over_layers(
     return out
 
 
-def add_delta(w: jax.Array, delta: jax.Array) -> jax.Array:
-    """``w + delta`` computed in f32 at least, returned in ``w``'s dtype."""
-    dtype = jnp.promote_types(w.dtype, jnp.float32)
+def add_delta(w: jax.Array, delta: jax.Array, dtype: Any = None) -> jax.Array:
+    """``w + delta`` computed in ``dtype`` (None: f32 at least), returned in ``w``'s dtype."""
+    dtype = update_dtype(w.dtype, dtype)
     return (w.astype(dtype) + delta.astype(dtype)).astype(w.dtype)
+
+
+def update_dtype(param_dtype: Any, dtype: Any = None) -> Any:
+    """The dtype an update is computed in: ``dtype``, or when None ``param_dtype`` promoted to
+    f32 at least."""
+    return jnp.promote_types(param_dtype, jnp.float32) if dtype is None else jnp.dtype(dtype)
 
 
 def no_config(name: str, cfg: Config) -> None:

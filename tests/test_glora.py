@@ -339,6 +339,53 @@ def test_bf16_params_computed_in_f32_returned_in_bf16():
     )
 
 
+def _bf16_exact(x: jax.Array) -> bool:
+    """Whether every value of ``x`` is a bf16 number."""
+    return bool(jnp.array_equal(x, x.astype(jnp.bfloat16).astype(x.dtype)))
+
+
+@pytest.mark.parametrize("kind", ["dense", "stacked_qkv"])
+def test_update_dtype_bf16_computes_apply_in_bf16_and_merge_in_f32(kind):
+    params, kw, groups = _kind(kind)
+    f32 = glora_jax.glora((3, 2), **kw)
+    bf16 = glora_jax.glora((3, 2), update_dtype=jnp.bfloat16, **kw)
+    space = space_of(bf16, params)
+    aparams = _random_aparams(bf16, params)
+    readable = _random_readable(space, np.random.default_rng(6), A="lora_3", B="lora_2")
+    cfg = space.encode(readable)
+    got = jax.jit(bf16.apply)(params, aparams, cfg)
+    chex.assert_trees_all_equal_shapes_and_dtypes(got, params)
+    # op by op (no jit, where XLA may keep excess precision) every sum is rounded to bf16
+    eager = flatten(bf16.apply(params, aparams, cfg))
+    assert all(_bf16_exact(eager[k]) for k in flatten(params)), "apply did not add in bf16"
+    assert not any(_bf16_exact(x) for x in jax.tree.leaves(params))
+    want = ref_apply(params, aparams, readable, groups)
+    chex.assert_trees_all_close(got, want, rtol=2e-2, atol=5e-2)
+    # merge: the f32 sum whatever update_dtype, so the f32 adapter's exactly
+    chex.assert_trees_all_equal(
+        jax.jit(bf16.merge)(params, aparams, cfg), jax.jit(f32.merge)(params, aparams, cfg)
+    )
+    f32_apply = jax.jit(f32.apply)(params, aparams, cfg)
+    chex.assert_trees_all_close(f32_apply, want, rtol=1e-5, atol=1e-5)
+
+    # the supports' gradients through a bf16 apply: the f32 ones to bf16 precision
+    probe = jax.tree.map(lambda p: np.random.default_rng(8).normal(size=p.shape), params)
+
+    def loss(adapter, ap):
+        eff = adapter.apply(params, ap, cfg)
+        return sum(
+            jnp.vdot(e, q)
+            for e, q in zip(jax.tree.leaves(eff), jax.tree.leaves(probe), strict=True)
+        )
+
+    g16 = jax.jit(jax.grad(functools.partial(loss, bf16)))(aparams)
+    g32 = jax.jit(jax.grad(functools.partial(loss, f32)))(aparams)
+    chex.assert_trees_all_equal_dtypes(g16, aparams)
+    scale = max(float(jnp.abs(x).max()) for x in jax.tree.leaves(g32))
+    chex.assert_trees_all_close(g16, g32, atol=3e-2 * scale)
+    assert any(float(jnp.abs(x).max()) > 0 for x in jax.tree.leaves(g32))
+
+
 # ---- jit, vmap, grads --------------------------------------------------------------------------
 
 

@@ -9,8 +9,8 @@
 A GLoRA layer is one targeted kernel, or several sibling kernels fused along fan_out by ``fuse``
 (ViT's query/key/value -> one qkv layer of fan_out 3·D, as torch's fused qkv Linear and the
 paper's parameter counts have it). ``merge`` is ``apply`` in f32 (``apply`` may compute in
-``update_dtype``): both compute W_uni and b_uni from the original W0 and return plain arrays in
-the params' dtypes.
+``update_dtype``): both compute W_uni and b_uni from the original W0; ``merge`` returns plain
+arrays in the params' dtypes.
 """
 
 from __future__ import annotations
@@ -150,10 +150,11 @@ def glora(
     support tensors per slice). ``fuse``: (regex, template) pairs fusing sibling kernels into one
     layer (default: ViT q/k/v); None fuses nothing. ``dtype``: the support tensors' dtype.
     ``update_dtype``: what ``apply`` computes W0 + W0 ⊙ A + B and b0 + b0 ⊙ D + E + C W0 in (so
-    also their gradients); None: f32 at least. A model that computes in bf16 rounds the
-    effective weights to bf16 anyway, and ``jnp.bfloat16`` here halves the bytes of the
-    weight-sized passes (the supernet with 4 subnets per step: +2-5% img/s on an H200). ``merge``
-    always computes in f32 at least. Both return each param's dtype.
+    also their gradients) and returns the updated kernels and biases in; None: computed in f32
+    at least, returned in each param's dtype. A model that computes in bf16 rounds the effective
+    weights to bf16 anyway, and ``jnp.bfloat16`` here halves the bytes of the weight-sized
+    passes (the supernet with 4 subnets per step: +2-5% img/s on an H200). ``merge`` always
+    computes in f32 at least and returns each param's dtype.
     """
     ranks = tuple(ranks)
     check_ranks(ranks)

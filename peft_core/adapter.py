@@ -136,9 +136,11 @@ def over_layers(
 
 
 def add_delta(w: jax.Array, delta: jax.Array, dtype: Any = None) -> jax.Array:
-    """``w + delta`` computed in ``dtype`` (None: f32 at least), returned in ``w``'s dtype."""
+    """``w + delta`` computed and returned in ``dtype``; None: computed in f32 at least and
+    returned in ``w``'s dtype."""
+    out = w.dtype if dtype is None else dtype
     dtype = update_dtype(w.dtype, dtype)
-    return (w.astype(dtype) + delta.astype(dtype)).astype(w.dtype)
+    return (w.astype(dtype) + delta.astype(dtype)).astype(out)
 
 
 def update_dtype(param_dtype: Any, dtype: Any = None) -> Any:

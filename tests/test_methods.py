@@ -11,10 +11,6 @@ from experiments.backbones import BackboneConfig, load_backbone
 from experiments.methods import MethodConfig, build_method
 
 
-def _bf16_exact(x: jax.Array) -> bool:
-    return bool(jnp.array_equal(x, x.astype(jnp.bfloat16).astype(x.dtype)))
-
-
 @pytest.mark.parametrize("name", ["glora", "ssf"])
 @pytest.mark.parametrize("compute_dtype", [None, jnp.float32, jnp.bfloat16])
 def test_glora_methods_update_in_the_compute_dtype(name, compute_dtype):
@@ -26,10 +22,11 @@ def test_glora_methods_update_in_the_compute_dtype(name, compute_dtype):
     aparams = jax.tree.map(lambda s: rng.normal(size=s.shape).astype(np.float32), shapes)
     choice = {"A": "lora_8", "B": "vector", "C": "none", "D": "none", "E": "none"}
     cfg = method.fixed_cfg(params) or adapter.space(params).fixed(choice)
-    kernel = adapter.apply(params, aparams, cfg)["fc"]["kernel"]  # op by op: no excess precision
-    assert kernel.dtype == jnp.float32
-    assert not np.allclose(kernel, params["fc"]["kernel"])
-    assert _bf16_exact(kernel) == (compute_dtype == jnp.bfloat16)
+    kernel = jax.jit(adapter.apply)(params, aparams, cfg)["fc"]["kernel"]
+    assert kernel.dtype == jnp.dtype(compute_dtype or jnp.float32)
+    assert not np.allclose(kernel, params["fc"]["kernel"], atol=0.1)
+    merged = jax.jit(adapter.merge)(params, aparams, cfg)["fc"]["kernel"]
+    assert merged.dtype == jnp.float32
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

@@ -5,11 +5,13 @@ search/ (resumable state), subnet.json (GLoRA's chosen config, readable, with it
 count), merged.npz (adapter-free params the plain backbone serves), plots/*.png, result.json.
 A killed run started again with the same workdir resumes training and search where they stopped.
 
-result.json: test_accuracy (adapted model) and merged_test_accuracy (the plain backbone on the
-merged params; checked equal), val_accuracy_supernet_mean (val200 accuracy after training; for a
-GLoRA supernet, the mean over a few random subnets), trainable_params (adapter scalars the chosen
-subnet uses, head excluded) and head_params, train_seconds, search (candidates_evaluated,
-seconds, the chosen subnet's val_accuracy), wall_seconds, num_test, devices.
+result.json: test_accuracy (adapted model, its update computed as ``merge`` computes it: GLoRA
+trains with the update in a bf16 model's dtype, ``merge`` forms it in f32) and
+merged_test_accuracy (the plain backbone on the merged params; checked equal),
+val_accuracy_supernet_mean (val200 accuracy after training; for a GLoRA supernet, the mean over
+a few random subnets), trainable_params (adapter scalars the chosen subnet uses, head excluded)
+and head_params, train_seconds, search (candidates_evaluated, seconds, the chosen subnet's
+val_accuracy), wall_seconds, num_test, devices.
 """
 
 from __future__ import annotations
@@ -136,7 +138,8 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
             splits.test.images, splits.test.labels, batch_size=config.eval_batch_size
         )
     )
-    accuracy = make_accuracy_fn(forward=backbone.forward, adapter=method.adapter)
+    as_served = method.adapter._replace(apply=method.adapter.merge)
+    accuracy = make_accuracy_fn(forward=backbone.forward, adapter=as_served)
     adapted = accuracy(params, aparams, cfg, test_batches)
     merged = method.adapter.merge(params, aparams, cfg)
     served = make_accuracy_fn(forward=backbone.forward, adapter=linear_probe())(

@@ -62,12 +62,16 @@ def test_glora_end_to_end_and_resume(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["flora", "bitfit"])
-def test_other_methods_end_to_end(tmp_path, method):
-    assert vtab.main([f"--adapter={method}", f"--workdir={tmp_path}", *TINY]) == 0
+@pytest.mark.parametrize(
+    "method, dtype", [("flora", "float32"), ("bitfit", "float32"), ("glora", "bfloat16")]
+)
+def test_methods_end_to_end(tmp_path, method, dtype):
+    argv = [f"--adapter={method}", f"--workdir={tmp_path}", *TINY]
+    assert vtab.main([*argv, "--set", f"backbone.dtype={dtype}"]) == 0
     result = json.loads((tmp_path / "digits" / "result.json").read_text())
     assert result["test_accuracy"] == result["merged_test_accuracy"]
-    assert result["search"] == {}
+    assert result["test_accuracy"] > 0.1  # above chance: 10 classes
+    assert (result["search"] == {}) == (method != "glora")
 
 
 def test_presets_and_overrides():

@@ -86,9 +86,14 @@ def device_kernel_calls(events: Iterable[dict[str, Any]]) -> dict[str, int]:
     return dict(collections.Counter(str(e.get("name")) for e in device_events(events)))
 
 
-def is_command_buffer(hlo_op: str) -> bool:
+def hlo_op(event: dict[str, Any]) -> str:
+    """The HLO instruction a trace event names (``args.hlo_op``), or ""."""
+    return str(event.get("args", {}).get("hlo_op") or "")
+
+
+def is_command_buffer(op: str) -> bool:
     """True for the instruction XLA names on every kernel of a CUDA graph (``command_buffer_1``)."""
-    return hlo_op.startswith("command_buffer")
+    return op.startswith("command_buffer")
 
 
 def device_op_times(events: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -102,7 +107,7 @@ def device_op_times(events: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any
         lambda: {"us": 0.0, "kernels": collections.Counter()}
     )
     for e in device_events(events):
-        op = str(e.get("args", {}).get("hlo_op") or "")
+        op = hlo_op(e)
         if op and not is_command_buffer(op):
             ops[op]["us"] += float(e.get("dur", 0.0))
             ops[op]["kernels"][str(e.get("name"))] += 1
@@ -112,9 +117,7 @@ def device_op_times(events: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any
 def command_buffer_ms(events: Iterable[dict[str, Any]], steps: int) -> float:
     """Device ms per step of the kernels that ran inside a command buffer (left out of ``ops``)."""
     us = sum(
-        float(e.get("dur", 0.0))
-        for e in device_events(events)
-        if is_command_buffer(str(e.get("args", {}).get("hlo_op") or ""))
+        float(e.get("dur", 0.0)) for e in device_events(events) if is_command_buffer(hlo_op(e))
     )
     return us / steps / 1e3
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from bench.peaks import mfu, peak_flops
 from bench.results import Row, format_table, load_rows, save_rows
-from bench.scaling import efficiencies, one_device_count, parse_name, with_step_flops
+from bench.scaling import efficiencies, one_device_count, with_step_flops
 from bench.targets import evaluate_targets
 
 
@@ -69,7 +69,7 @@ def with_flops(
     out = []
     for r in rows:
         one_device = one_device_count(r, counts, "jax/train")
-        if parse_name(r.name) is not None and one_device is not None:
+        if one_device is not None:  # a scaling row (None for every other row)
             r = with_step_flops(dataclasses.replace(r, flops_source=source), one_device, peak)
         elif r.key in counts:
             flops = counts[r.key]

@@ -10,8 +10,10 @@ trains with the update in a bf16 model's dtype, ``merge`` forms it in f32) and
 merged_test_accuracy (the plain backbone on the merged params; checked equal),
 val_accuracy_supernet_mean (val200 accuracy after training; for a GLoRA supernet, the mean over
 a few random subnets), trainable_params (adapter scalars the chosen subnet uses, head excluded)
-and head_params, train_seconds, search (candidates_evaluated, seconds, the chosen subnet's
-val_accuracy), wall_seconds, num_test, devices.
+and head_params, train_seconds and train_steps_per_sec (the median rate of the log windows
+after the first, which holds compilation; None with fewer than two windows), search
+(candidates_evaluated, seconds, the chosen subnet's val_accuracy), wall_seconds, num_test,
+devices.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from experiments.training.evaluate import (
     stack_eval_batches,
     unstack,
 )
+from experiments.training.metrics import steady_rate
 from experiments.training.sharding import data_mesh
 from glora_jax import search_plots
 from glora_jax.evolution import SearchResult, evolutionary_search, save_result_json
@@ -160,6 +163,7 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
         "trainable_params": method.num_adapter_params(params, aparams, cfg),
         "head_params": int(sum(np.size(x) for x in jax.tree.leaves(params["head"]))),
         "train_seconds": trained.wall_time_s,
+        "train_steps_per_sec": steady_rate(trained.history),
         "search": search,
         "wall_seconds": time.perf_counter() - started,
         "num_test": len(splits.test),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -41,8 +42,9 @@ def test_tiny_end_to_end_on_cpu(tmp_path: Path) -> None:
     out = tmp_path / "e2e.json"
     sets = [
         "backbone.name=vit-ti16-random", "backbone.image_size=32", "backbone.scan=true",
-        "train.total_steps=2", "search.population=4", "search.top_k=2", "search.num_mutations=2",
-        "search.num_crossovers=2", "search.generations=2", "search.param_budget=1000000",
+        "train.total_steps=2", "train.log_every=1", "search.population=4", "search.top_k=2",
+        "search.num_mutations=2", "search.num_crossovers=2", "search.generations=2",
+        "search.param_budget=1000000",
     ]  # fmt: skip
     argv = ["--task", str(task), "--workdir", str(tmp_path / "wd"), "--out", str(out)]
     assert end_to_end.main(argv + [f"--set={s}" for s in sets]) == 0
@@ -52,3 +54,7 @@ def test_tiny_end_to_end_on_cpu(tmp_path: Path) -> None:
     assert result["search"]["candidates_evaluated"] == 8
     assert result["merged_test_accuracy"] == result["test_accuracy"]
     assert result["command"].startswith("python -m bench.end_to_end --task")
+    with (tmp_path / "wd" / "train" / "metrics.csv").open(newline="") as f:
+        rates = [float(r["value"]) for r in csv.DictReader(f) if r["name"] == "train/steps_per_sec"]
+    assert len(rates) == 2  # one window per step; the first holds the compilation
+    assert result["train_steps_per_sec"] == pytest.approx(rates[1])

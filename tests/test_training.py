@@ -33,7 +33,7 @@ from experiments.training import (
     split_head,
     train,
 )
-from experiments.training.metrics import CSV_NAME, TENSORBOARD_DIR
+from experiments.training.metrics import CSV_NAME, STEPS_PER_SEC, TENSORBOARD_DIR, steady_rate
 from experiments.training.partition import init_trainable
 from experiments.training.state import create_state
 from glora_jax import glora
@@ -356,6 +356,18 @@ def test_train_reduces_loss_and_trains_only_trainable(name: str, tmp_path: pathl
         assert np.array_equal(a, b) == scales_zero_bias, jax.tree_util.keystr(key_path)
     assert result.num_trainable == param_count(result.aparams) + HIDDEN * CLASSES + CLASSES
     assert result.wall_time_s > 0 and result.eval_accuracy is None
+
+
+@pytest.mark.parametrize(
+    "rates, expected",
+    [([], None), ([0.5], None), ([0.5, 10.0], 10.0), ([0.5, 10.0, 2.0, 12.0], 10.0),
+     ([0.5, 9.0, 11.0], 10.0)],
+)  # fmt: skip
+def test_steady_rate_is_the_median_after_the_first_window(
+    rates: list[float], expected: float | None
+) -> None:
+    history = {STEPS_PER_SEC: [(4 * (i + 1), r) for i, r in enumerate(rates)], "x": [(4, 1e9)]}
+    assert steady_rate(history) == expected
 
 
 def test_train_writes_csv_and_tensorboard_and_evaluates(tmp_path: pathlib.Path) -> None:

@@ -19,7 +19,7 @@ from jax.sharding import NamedSharding
 from tqdm import tqdm
 
 from experiments.training.checkpoint import Checkpointer
-from experiments.training.metrics import MetricWriter
+from experiments.training.metrics import STEPS_PER_SEC, MetricWriter
 from experiments.training.sharding import put_global
 from experiments.training.state import TrainState
 from experiments.training.step import TrainStep
@@ -90,7 +90,7 @@ def run_steps(
             if save or done % settings.log_every == 0:
                 now = time.perf_counter()
                 scalars = _summarise(pending)
-                scalars["train/steps_per_sec"] = len(pending) / (now - window_start)
+                scalars[STEPS_PER_SEC] = len(pending) / (now - window_start)
                 scalars["train/wall_time_s"] = now - run_start
                 writer.write(done, scalars)
                 bar.set_postfix(

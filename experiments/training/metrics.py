@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import csv
 import pathlib
+import statistics
 from collections.abc import Mapping
 from types import TracebackType
 
 from tensorboardX import SummaryWriter
 
 History = dict[str, list[tuple[int, float]]]
+
+#: Steps per second of each logged window (``experiments.training.loop``).
+STEPS_PER_SEC = "train/steps_per_sec"
 
 CSV_NAME = "metrics.csv"
 TENSORBOARD_DIR = "tensorboard"
@@ -80,3 +84,10 @@ class MetricWriter:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def steady_rate(history: History, name: str = STEPS_PER_SEC) -> float | None:
+    """Median of a logged rate over its windows after the first (the first holds the step's
+    compilation); None with fewer than two windows."""
+    values = [value for _, value in history.get(name, [])[1:]]
+    return statistics.median(values) if values else None

@@ -15,7 +15,7 @@ import jax
 from bench.inputs import random_batches
 from bench.results import Row
 from bench.timing import Timing, TimingSettings, time_calls
-from bench.xla_stats import compiled_stats, timed_row
+from bench.xla_stats import compile_with_stats, timed_row
 from experiments.backbones import Backbone
 from experiments.methods import MethodConfig, build_method
 from experiments.training import HEAD_PATTERN, data_mesh
@@ -62,8 +62,7 @@ def bench_inference(
             num_classes=num_classes, mesh=data_mesh(), seed=None,
         )  # fmt: skip
         lowered = forward.lower(backbone.params, inputs[0][0])
-        compiled = lowered.compile()
-        stats = compiled_stats(lowered, compiled)
+        compiled, stats = compile_with_stats(lowered)
         for label, params in variants.items():
             t = _time_forward(compiled, params, [images for images, _ in inputs], timing)
             note = "same executable as plain" if label != "plain" else "f32 params"

@@ -2,9 +2,9 @@
 
 Per row: build the method (``experiments.methods.build_method``), split the frozen backbone
 from the trainable {"adapter", "head"} (``init_trainable``), AdamW under the recipe's schedule,
-compile the step once (``jitted.lower(...).compile()``, FLOPs and memory from XLA, compile time
-not timed), then time donated steps on rotating random batches; a row whose loss is not finite
-after the timed steps raises.
+compile the step once (``jitted.lower(...).compile()``, FLOPs and memory from XLA, the compile
+time kept in the row but not in its step time), then time donated steps on rotating random
+batches; a row whose loss is not finite after the timed steps raises.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from bench.activation_lora import activation_lora
 from bench.inputs import random_batches
 from bench.results import Row
 from bench.timing import TimingSettings, time_calls
-from bench.xla_stats import compiled_stats, timed_row
+from bench.xla_stats import compile_with_stats, timed_row
 from experiments.backbones import Backbone
 from experiments.methods import MethodConfig, build_method
 from experiments.training import (
@@ -195,8 +195,7 @@ def bench_train_step(
     device); the row is ``name`` (default ``<prefix>/<label>``) with ``note`` (default the
     case's); see the module docstring."""
     prepared = prepare_train_step(bench, case, batch=batch, mesh=mesh)
-    compiled = prepared.lowered.compile()
-    stats = compiled_stats(prepared.lowered, compiled)
+    compiled, stats = compile_with_stats(prepared.lowered)
     inputs, frozen = prepared.inputs, prepared.frozen
     carry = [prepared.state]
 

@@ -21,6 +21,7 @@ class Row:
     step_s: median seconds per call; spread_s: (p10, p90) of the same samples (None: one run).
     peak_mem_bytes / memory_source: device memory of the step and how it was read.
     flops / flops_source: FLOPs of one call and how they were counted; mfu: achieved / peak.
+    compile_s: seconds XLA took to compile the timed function, once (not in step_s).
     note: why a row is far from the bound, or what stands in for what.
     """
 
@@ -34,6 +35,7 @@ class Row:
     flops: float | None = None
     flops_source: str = ""
     mfu: float | None = None
+    compile_s: float | None = None
     note: str = ""
 
     @property
@@ -71,10 +73,11 @@ def load_rows(path: Path) -> tuple[list[Row], dict[str, Any]]:
 
 
 def format_table(rows: Sequence[Row]) -> str:
-    """A Markdown table: name, batch, step ms, items/s, peak GiB, GFLOP/step, MFU, note."""
+    """A Markdown table: name, batch, step ms, items/s, peak GiB, GFLOP/step, MFU, compile s,
+    note."""
     header = (
-        "| row | batch | step ms (p10-p90) | items/s | peak GiB | GFLOP/step | MFU | note |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---|"
+        "| row | batch | step ms (p10-p90) | items/s | peak GiB | GFLOP/step | MFU | compile s "
+        "| note |\n|---|---:|---:|---:|---:|---:|---:|---:|---|"
     )
     lines = [header]
     for r in rows:
@@ -82,8 +85,9 @@ def format_table(rows: Sequence[Row]) -> str:
         mem = "-" if r.peak_mem_bytes is None else f"{r.peak_mem_bytes / 2**30:.2f}"
         gflop = "-" if r.flops is None else f"{r.flops / 1e9:.1f}"
         mfu = "-" if r.mfu is None else f"{100 * r.mfu:.1f}%"
+        compile_s = "-" if r.compile_s is None else f"{r.compile_s:.1f}"
         lines.append(
             f"| {r.name} | {r.batch} | {r.step_s * 1e3:.2f} ({spread}) | "
-            f"{r.items_per_s:.1f} {r.unit}/s | {mem} | {gflop} | {mfu} | {r.note} |"
+            f"{r.items_per_s:.1f} {r.unit}/s | {mem} | {gflop} | {mfu} | {compile_s} | {r.note} |"
         )
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""What XLA says about a compiled function: FLOPs per call and device memory it needs.
+"""What XLA says about a compiled function: FLOPs per call, device memory it needs, and how long
+it took to compile.
 
 FLOPs: ``lowered.cost_analysis()["flops"]``, XLA's HLO cost model on the module as lowered
 (before optimisation), where every matmul and convolution is still a dot / convolution op. The
@@ -13,10 +14,15 @@ CPU backend, where the cost model answers).
 Memory: ``compiled.memory_analysis()``: arguments + outputs + temporaries - donated aliases,
 i.e. the peak the executable needs, per compiled function, independent of what ran before in
 the process (``memory_stats()["peak_bytes_in_use"]`` cannot be reset, so it is process-wide).
+
+Compile time: wall seconds of ``lowered.compile()`` (XLA's passes and, on GPU, its GEMM and
+fusion autotuning; not tracing or lowering), paid once per shape and setting: with the
+persistent compilation cache off, as ``jax_suite`` runs, every process pays it again.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, NamedTuple
 
 import jax
@@ -30,10 +36,12 @@ MEMORY_SOURCE = "XLA memory_analysis (args+out+temp-alias)"
 
 
 class CompiledStats(NamedTuple):
-    """flops: per call (None where XLA gives none); peak_bytes: None where not reported."""
+    """flops: per call (None where XLA gives none); peak_bytes: None where not reported;
+    compile_s: seconds ``lowered.compile()`` took (None: not timed)."""
 
     flops: float | None
     peak_bytes: int | None
+    compile_s: float | None = None
 
 
 def compiled_stats(lowered: jax.stages.Lowered, compiled: jax.stages.Compiled) -> CompiledStats:
@@ -54,6 +62,14 @@ def compiled_stats(lowered: jax.stages.Lowered, compiled: jax.stages.Compiled) -
     return CompiledStats(float(flops) if flops else None, peak)
 
 
+def compile_with_stats(lowered: jax.stages.Lowered) -> tuple[jax.stages.Compiled, CompiledStats]:
+    """``lowered.compile()``, timed, and its stats (``compiled_stats`` plus the compile time)."""
+    started = time.perf_counter()
+    compiled = lowered.compile()
+    seconds = time.perf_counter() - started
+    return compiled, compiled_stats(lowered, compiled)._replace(compile_s=seconds)
+
+
 def timed_row(
     name: str, batch: int, timing: Timing, stats: CompiledStats, peak_flops: float | None,
     note: str,
@@ -69,6 +85,7 @@ def timed_row(
         flops=stats.flops,
         flops_source=FLOPS_SOURCE if stats.flops is not None else "",
         mfu=mfu(stats.flops, timing.median_s, peak_flops),
+        compile_s=stats.compile_s,
         note=note,
     )
 

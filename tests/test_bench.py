@@ -119,7 +119,15 @@ def test_targets_ratio_time_and_missing() -> None:
 
 def test_rows_round_trip_and_table(tmp_path: Path) -> None:
     rows = [
-        _row("jax/train/lora-r8", 256, 0.075, spread_s=(0.07, 0.08), flops=2.7e13, mfu=0.36),
+        _row(
+            "jax/train/lora-r8",
+            256,
+            0.075,
+            spread_s=(0.07, 0.08),
+            flops=2.7e13,
+            mfu=0.36,
+            compile_s=41.26,
+        ),
         _row("torch/infer/plain", 1, 0.002, peak_mem_bytes=2**30),
     ]
     path = tmp_path / "rows.json"
@@ -129,8 +137,8 @@ def test_rows_round_trip_and_table(tmp_path: Path) -> None:
     assert json.loads(path.read_text())["rows"][0]["items_per_s"] == pytest.approx(256 / 0.075)
     table = format_table(rows).splitlines()
     assert len(table) == 4
-    assert "| 3413.3 img/s | - | 27000.0 | 36.0% |" in table[2]
-    assert "| 1.00 |" in table[3]
+    assert "| 3413.3 img/s | - | 27000.0 | 36.0% | 41.3 |" in table[2]
+    assert "| 1.00 | - | - | - |" in table[3]
 
 
 def test_report_merges_later_runs_and_fills_flops(tmp_path: Path) -> None:
@@ -239,6 +247,8 @@ def test_run_all_tiny_on_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert search.batch >= size.search.population
     for r in rows:
         assert math.isfinite(r.step_s) and r.step_s > 0, r
+        if r.name.startswith(("jax/train/", "jax/infer/")):  # compiled once, timed apart
+            assert r.compile_s is not None and r.compile_s > 0, r
     assert info["checks"] and info["command"].startswith("python -m bench.run")
     assert info["timing"] and set(info["timing"]) <= {size.timing.describe()}
 

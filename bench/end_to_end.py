@@ -58,9 +58,12 @@ def run_end_to_end(config: ExperimentConfig, workdir: Path) -> dict[str, Any]:
 
 
 def train_summary(result: dict[str, Any]) -> str:
-    """'train T s' and, when logged, the steady rate: the part of T that is not steady-state
-    steps (compilation, checkpoints, evaluation) is T - steps / rate."""
+    """'train T s' with, when logged, the first step (its compilation) and the steady rate: the
+    part of T that is neither is T - first step - steps / rate (checkpoints, evaluation, ...)."""
     text = f"train {result['train_seconds']:.0f} s"
+    first = result.get("train_first_step_seconds")
+    if first is not None:
+        text += f", first step {first:.0f} s"
     rate = result.get("train_steps_per_sec")
     return text if rate is None else f"{text}, {rate:.1f} steps/s after the first log window"
 

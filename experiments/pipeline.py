@@ -10,8 +10,9 @@ trains with the update in a bf16 model's dtype, ``merge`` forms it in f32) and
 merged_test_accuracy (the plain backbone on the merged params; checked equal),
 val_accuracy_supernet_mean (val200 accuracy after training; for a GLoRA supernet, the mean over
 a few random subnets), trainable_params (adapter scalars the chosen subnet uses, head excluded)
-and head_params, train_seconds and train_steps_per_sec (the median rate of the log windows
-after the first, which holds compilation; None with fewer than two windows), search
+and head_params, train_seconds, train_first_step_seconds (the training step's compilation plus
+one step) and train_steps_per_sec (the median rate of the log windows after the first, which
+holds the compilation; None with fewer than two windows), search
 (candidates_evaluated, seconds, the chosen subnet's val_accuracy), wall_seconds, num_test,
 devices.
 """
@@ -41,7 +42,7 @@ from experiments.training.evaluate import (
     stack_eval_batches,
     unstack,
 )
-from experiments.training.metrics import steady_rate
+from experiments.training.metrics import FIRST_STEP_S, latest, steady_rate
 from experiments.training.sharding import data_mesh
 from glora_jax import search_plots
 from glora_jax.evolution import SearchResult, evolutionary_search, save_result_json
@@ -163,6 +164,7 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
         "trainable_params": method.num_adapter_params(params, aparams, cfg),
         "head_params": int(sum(np.size(x) for x in jax.tree.leaves(params["head"]))),
         "train_seconds": trained.wall_time_s,
+        "train_first_step_seconds": latest(trained.history, FIRST_STEP_S),
         "train_steps_per_sec": steady_rate(trained.history),
         "search": search,
         "wall_seconds": time.perf_counter() - started,

@@ -58,3 +58,4 @@ def test_tiny_end_to_end_on_cpu(tmp_path: Path) -> None:
         rates = [float(r["value"]) for r in csv.DictReader(f) if r["name"] == "train/steps_per_sec"]
     assert len(rates) == 2  # one window per step; the first holds the compilation
     assert result["train_steps_per_sec"] == pytest.approx(rates[1])
+    assert 0 < result["train_first_step_seconds"] < result["train_seconds"]

@@ -95,6 +95,8 @@ def test_killed_run_resumes_to_the_same_final_state(tmp_path: pathlib.Path) -> N
     # The logs read as one run: each step once, the same losses.
     steps, losses = zip(*resumed.history["train/loss"], strict=True)
     assert steps == tuple(range(1, 9))
+    # Each start of the loop (the killed run's, the resumed one's) logs its first step's time.
+    assert [s for s, _ in resumed.history["train/first_step_s"]] == [1, 4]
     np.testing.assert_allclose(losses, [v for _, v in straight.history["train/loss"]], rtol=1e-6)
 
 

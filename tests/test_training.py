@@ -33,7 +33,14 @@ from experiments.training import (
     split_head,
     train,
 )
-from experiments.training.metrics import CSV_NAME, STEPS_PER_SEC, TENSORBOARD_DIR, steady_rate
+from experiments.training.metrics import (
+    CSV_NAME,
+    FIRST_STEP_S,
+    STEPS_PER_SEC,
+    TENSORBOARD_DIR,
+    latest,
+    steady_rate,
+)
 from experiments.training.partition import init_trainable
 from experiments.training.state import create_state
 from glora_jax import glora
@@ -384,8 +391,12 @@ def test_train_writes_csv_and_tensorboard_and_evaluates(tmp_path: pathlib.Path) 
     rows = (tmp_path / CSV_NAME).read_text().splitlines()
     assert rows[0] == "step,name,value"
     names = {r.split(",")[1] for r in rows[1:]}
-    assert {"train/loss", "train/lr", "train/grad_norm", "train/steps_per_sec"} <= names
+    assert {"train/loss", "train/lr", "train/grad_norm", STEPS_PER_SEC, FIRST_STEP_S} <= names
     assert [s for s, _ in result.history["train/loss"]] == [4, 8, 12]
+    ((first_step, first_s),) = result.history[FIRST_STEP_S]  # once, at the first step
+    assert first_step == 1 and 0 < first_s < result.wall_time_s
+    assert latest(result.history, FIRST_STEP_S) == first_s
+    assert latest(result.history, "no/such") is None
     assert [s for s, _ in result.history["eval/accuracy"]] == [6, 12]
     assert list((tmp_path / TENSORBOARD_DIR).glob("events.out.tfevents.*"))
     expected = np.mean(np.argmax(numpy_forward(result.params, images), 1) == labels)

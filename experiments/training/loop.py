@@ -1,6 +1,8 @@
 """The step loop: data at the state's step, logging, checkpoints, evaluation, non-finite stop.
 
-Losses stay on device between log points (no per-step host sync). At every log point and before
+Losses stay on device between log points (no per-step host sync), except after the first step
+of a run (or resumed run), which is waited for once to log how long it took: its compilation
+plus one step (``train/first_step_s``). At every log point and before
 every checkpoint they are fetched and checked: a non-finite loss raises NonFiniteLossError naming
 the first bad step, before any checkpoint of a state after it is written.
 """
@@ -19,7 +21,7 @@ from jax.sharding import NamedSharding
 from tqdm import tqdm
 
 from experiments.training.checkpoint import Checkpointer
-from experiments.training.metrics import STEPS_PER_SEC, MetricWriter
+from experiments.training.metrics import FIRST_STEP_S, STEPS_PER_SEC, MetricWriter
 from experiments.training.sharding import put_global
 from experiments.training.state import TrainState
 from experiments.training.step import TrainStep
@@ -85,6 +87,9 @@ def run_steps(
             )
             pending.append((step, metrics))
             done = step + 1
+            if step == start:
+                jax.block_until_ready(metrics)
+                writer.write(done, {FIRST_STEP_S: time.perf_counter() - run_start})
             last = done == settings.total_steps
             save = checkpointer.due(done) or last
             if save or done % settings.log_every == 0:

@@ -18,6 +18,9 @@ History = dict[str, list[tuple[int, float]]]
 
 #: Steps per second of each logged window (``experiments.training.loop``).
 STEPS_PER_SEC = "train/steps_per_sec"
+#: Seconds from a run's (or resumed run's) start of the loop to its first step's result: the
+#: step's compilation plus one step, logged at that step.
+FIRST_STEP_S = "train/first_step_s"
 
 CSV_NAME = "metrics.csv"
 TENSORBOARD_DIR = "tensorboard"
@@ -84,6 +87,12 @@ class MetricWriter:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def latest(history: History, name: str) -> float | None:
+    """The last logged value of ``name`` (None if never logged)."""
+    points = history.get(name)
+    return points[-1][1] if points else None
 
 
 def steady_rate(history: History, name: str = STEPS_PER_SEC) -> float | None:

@@ -65,7 +65,7 @@ def train_summary(result: dict[str, Any]) -> str:
     if first is not None:
         text += f", first step {first:.0f} s"
     rate = result.get("train_steps_per_sec")
-    return text if rate is None else f"{text}, {rate:.1f} steps/s after the first log window"
+    return text if rate is None else f"{text}, then {rate:.1f} steps/s"
 
 
 #: The end-to-end row's name: one GLoRA task, the paper's recipe, VTAB-1k's split sizes.

@@ -11,8 +11,8 @@ merged_test_accuracy (the plain backbone on the merged params; checked equal),
 val_accuracy_supernet_mean (val200 accuracy after training; for a GLoRA supernet, the mean over
 a few random subnets), trainable_params (adapter scalars the chosen subnet uses, head excluded)
 and head_params, train_seconds, train_first_step_seconds (the training step's compilation plus
-one step) and train_steps_per_sec (the median rate of the log windows after the first, which
-holds the compilation; None with fewer than two windows), search
+one step) and train_steps_per_sec (the median rate of the log windows that hold no
+compilation, i.e. no run's or resumed run's first step; None if there are none), search
 (candidates_evaluated, seconds, the chosen subnet's val_accuracy), wall_seconds, num_test,
 devices.
 """

@@ -373,8 +373,19 @@ def test_train_reduces_loss_and_trains_only_trainable(name: str, tmp_path: pathl
 def test_steady_rate_is_the_median_after_the_first_window(
     rates: list[float], expected: float | None
 ) -> None:
-    history = {STEPS_PER_SEC: [(4 * (i + 1), r) for i, r in enumerate(rates)], "x": [(4, 1e9)]}
-    assert steady_rate(history) == expected
+    windows = [(4 * (i + 1), r) for i, r in enumerate(rates)]
+    assert steady_rate({STEPS_PER_SEC: windows, "x": [(4, 1e9)]}) == expected  # no first steps
+    assert steady_rate({STEPS_PER_SEC: windows, FIRST_STEP_S: [(1, 30.0)]}) == expected
+
+
+def test_steady_rate_leaves_out_the_window_of_each_resumed_start() -> None:
+    # Windows end at steps 4, 8, 12, 16; the run started at step 0 (first step logged at 1) and
+    # was resumed from a checkpoint at 8 (first step logged at 9): windows 1 and 3 hold compiles.
+    history = {
+        STEPS_PER_SEC: [(4, 0.1), (8, 10.0), (12, 0.2), (16, 12.0)],
+        FIRST_STEP_S: [(1, 30.0), (9, 31.0)],
+    }
+    assert steady_rate(history) == 11.0
 
 
 def test_train_writes_csv_and_tensorboard_and_evaluates(tmp_path: pathlib.Path) -> None:

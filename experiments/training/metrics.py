@@ -96,7 +96,18 @@ def latest(history: History, name: str) -> float | None:
 
 
 def steady_rate(history: History, name: str = STEPS_PER_SEC) -> float | None:
-    """Median of a logged rate over its windows after the first (the first holds the step's
-    compilation); None with fewer than two windows."""
-    values = [value for _, value in history.get(name, [])[1:]]
+    """Median of a logged window rate over the windows that hold no first step of a run or
+    resumed run (``FIRST_STEP_S``: those hold the step's compilation; without that record, the
+    first window is left out); None if no window is left. A window logged at step s covers the
+    steps after the previous window's up to s."""
+    windows = history.get(name, [])
+    firsts = [step for step, _ in history.get(FIRST_STEP_S, [])]
+    if windows and not firsts:
+        firsts = [windows[0][0]]
+    values: list[float] = []
+    previous = -1
+    for end, value in windows:
+        if not any(previous < first <= end for first in firsts):
+            values.append(value)
+        previous = end
     return statistics.median(values) if values else None

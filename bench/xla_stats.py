@@ -16,8 +16,9 @@ i.e. the peak the executable needs, per compiled function, independent of what r
 the process (``memory_stats()["peak_bytes_in_use"]`` cannot be reset, so it is process-wide).
 
 Compile time: wall seconds of ``lowered.compile()`` (XLA's passes and, on GPU, its GEMM and
-fusion autotuning; not tracing or lowering), paid once per shape and setting: with the
-persistent compilation cache off, as ``jax_suite`` runs, every process pays it again.
+fusion autotuning; not tracing or lowering), paid once per shape and setting and again by
+every process; with JAX's persistent compilation cache on (``JAX_COMPILATION_CACHE_DIR``) a
+cache hit records the load time instead.
 """
 
 from __future__ import annotations

@@ -3,18 +3,19 @@
 ``adapter.merge(params, aparams, cfg)`` returns plain arrays with the tree, shapes and dtypes of
 ``params``, so the merged model runs the very same compiled forward as the plain backbone: the
 merge costs nothing at serving time by construction. Both are timed anyway (same executable,
-separate timings) so the table shows it.
+their timed windows taken in turn, ``bench.timing.time_interleaved``, so that a drift of the
+machine does not pass for a cost of the merge) so the table shows it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 import jax
 
 from bench.inputs import random_batches
 from bench.results import Row
-from bench.timing import Timing, TimingSettings, time_calls
+from bench.timing import TimingSettings, time_interleaved
 from bench.xla_stats import compile_with_stats, timed_row
 from experiments.backbones import Backbone
 from experiments.methods import MethodConfig, build_method
@@ -63,19 +64,24 @@ def bench_inference(
         )  # fmt: skip
         lowered = forward.lower(backbone.params, inputs[0][0])
         compiled, stats = compile_with_stats(lowered)
-        for label, params in variants.items():
-            t = _time_forward(compiled, params, [images for images, _ in inputs], timing)
-            note = "same executable as plain" if label != "plain" else "f32 params"
+        image_sets = [images for images, _ in inputs]
+        timings = time_interleaved(
+            {
+                label: _forward_call(compiled, params, image_sets)
+                for label, params in variants.items()
+            },
+            sync=jax.block_until_ready,
+            settings=timing,
+        )
+        for label, t in timings.items():
+            note = "same executable as plain, timed in turn" if label != "plain" else "f32 params"
             note += "; batch 1: latency-bound" if batch == 1 else ""
             rows.append(timed_row(f"{prefix}/{label}", batch, t, stats, peak_flops, note))
     return rows
 
 
-def _time_forward(
-    compiled: Any, params: Params, images: list[jax.Array], timing: TimingSettings
-) -> Timing:
-    return time_calls(
-        lambda i: compiled(params, images[i % len(images)]),
-        sync=jax.block_until_ready,
-        settings=timing,
-    )
+def _forward_call(
+    compiled: jax.stages.Compiled, params: Params, images: list[jax.Array]
+) -> Callable[[int], jax.Array]:
+    """Call i: the compiled forward of ``params`` on input set ``i % len(images)``."""
+    return lambda i: compiled(params, images[i % len(images)])

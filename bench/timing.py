@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -63,16 +63,39 @@ def time_calls(
     calls, e.g. through the donated train state, or that runs after them on the device's one
     stream; torch: ``torch.cuda.synchronize``).
     """
-    for i in range(settings.warmup):
-        sync(call(i))
-    samples = []
-    i = settings.warmup
-    for _ in range(settings.repeats):
+    return time_interleaved({"": call}, sync=sync, settings=settings)[""]
+
+
+def time_interleaved(
+    calls: Mapping[str, Callable[[int], Any]], *, sync: Callable[[Any], Any],
+    settings: TimingSettings,
+) -> dict[str, Timing]:  # fmt: skip
+    """``time_calls`` of several calls, their windows taken in turn: sample k of every call is
+    timed before sample k + 1 of any, in the order of ``calls`` for even k and reversed for odd
+    k, so a drift of the machine (clocks, temperature, other load) reaches every call alike.
+    For an A/B of calls whose ratio matters (e.g. one executable on two param trees). Each call
+    counts its own i from 0; all warm-up calls come first."""
+    counters = dict.fromkeys(calls, 0)
+
+    def window(label: str, size: int) -> float:
         start = time.perf_counter()
-        for _ in range(settings.window):
-            result = call(i)
-            i += 1
+        for _ in range(size):
+            result = calls[label](counters[label])
+            counters[label] += 1
         sync(result)
-        samples.append((time.perf_counter() - start) / settings.window)
+        return (time.perf_counter() - start) / size
+
+    for label in calls:
+        for _ in range(settings.warmup):
+            window(label, 1)
+    samples: dict[str, list[float]] = {label: [] for label in calls}
+    for k in range(settings.repeats):
+        for label in list(calls)[:: 1 if k % 2 == 0 else -1]:
+            samples[label].append(window(label, settings.window))
+    return {label: _summary(s) for label, s in samples.items()}
+
+
+def _summary(samples: list[float]) -> Timing:
+    """Median and 10th / 90th percentiles."""
     p10, median, p90 = np.percentile(samples, [10, 50, 90])
     return Timing(float(median), float(p10), float(p90))

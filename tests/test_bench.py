@@ -69,6 +69,44 @@ def test_time_calls_times_windows_of_calls_and_takes_percentiles(
     assert result.p90_s == pytest.approx(float(np.percentile(per_call, 90)))
 
 
+@pytest.mark.parametrize("repeats,window", [(1, 1), (4, 2), (5, 3)])
+def test_time_interleaved_takes_the_windows_in_turn_and_cancels_a_drift(
+    monkeypatch: pytest.MonkeyPatch, repeats: int, window: int
+) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(timing.time, "perf_counter", clock)
+    log: list[tuple[str, int]] = []
+
+    def make(label: str, cost: float) -> Any:
+        def call(i: int) -> tuple[str, int]:
+            log.append((label, i))
+            clock.now += cost + 0.01 * len(log)  # every call slower than the last: a drift
+            return label, i
+
+        return call
+
+    settings = timing.TimingSettings(warmup=2, repeats=repeats, input_sets=2, window=window)
+    synced: list[tuple[str, int]] = []
+    result = timing.time_interleaved(
+        {"a": make("a", 1.0), "b": make("b", 1.0)}, sync=synced.append, settings=settings
+    )
+    assert log[:4] == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]  # warm-up, each call synced alone
+    turns = [label for label, _ in log[4::window]]
+    assert turns == [x for k in range(repeats) for x in ("ab" if k % 2 == 0 else "ba")]
+    for label in "ab":  # each call counts its own i
+        assert [i for x, i in log if x == label] == list(range(2 + repeats * window))
+    assert len(synced) == 4 + 2 * repeats
+    # equal calls under a linear drift: the ABBA order gives both the same median
+    if repeats % 2 == 0:
+        assert result["a"].median_s == pytest.approx(result["b"].median_s)
+    cost = np.asarray([1.0 + 0.01 * (n + 1) for n in range(len(log))])  # of call n of the log
+    a_samples = [
+        cost[4 + 2 * k * window + (0 if k % 2 == 0 else window) :][:window].mean()
+        for k in range(repeats)
+    ]
+    assert result["a"].median_s == pytest.approx(float(np.median(a_samples)))
+
+
 @pytest.mark.parametrize("bad", [{"warmup": 0}, {"repeats": 0}, {"input_sets": 0}, {"window": 0}])
 def test_timing_settings_refuse_zero(bad: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="must be >= 1"):

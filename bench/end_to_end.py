@@ -68,6 +68,12 @@ def train_summary(result: dict[str, Any]) -> str:
     return text if rate is None else f"{text}, then {rate:.1f} steps/s"
 
 
+def stage_summary(result: dict[str, Any]) -> str:
+    """'stages: data 3 s, backbone 1 s, train 229 s, ...' from ``stage_seconds`` (in order)."""
+    stages = result.get("stage_seconds") or {}
+    return "stages: " + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items())
+
+
 #: The end-to-end row's name: one GLoRA task, the paper's recipe, VTAB-1k's split sizes.
 E2E_ROW = "jax/e2e/glora-vtab1k-task"
 
@@ -105,8 +111,8 @@ def bench_end_to_end(size: BenchSize, workdir: Path, *, attention: str | None) -
         note=(
             f"{train_summary(result)} ({config.train.epochs} epochs of 800), search "
             f"{search.get('seconds', 0.0):.0f} s ({search.get('candidates_evaluated', 0)} cand.), "
-            f"test on {result['num_test']}; random-pixel task, VTAB-1k sizes; bf16, attention "
-            f"{attention or 'einsum'}"
+            f"test on {result['num_test']}; {stage_summary(result)}; random-pixel task, VTAB-1k "
+            f"sizes; bf16, attention {attention or 'einsum'}"
         ),
     )
 
@@ -128,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"end to end: {result['end_to_end_seconds']:.1f} s ({train_summary(result)},"
         f" search {search.get('seconds', 0.0):.1f} s over {search.get('candidates_evaluated', 0)}"
-        f" candidates, {result['num_test']} test images); wrote {args.out}",
+        f" candidates, {result['num_test']} test images; {stage_summary(result)});"
+        f" wrote {args.out}",
         flush=True,
     )
     return 0

@@ -13,8 +13,9 @@ a few random subnets), trainable_params (adapter scalars the chosen subnet uses,
 and head_params, train_seconds, train_first_step_seconds (the training step's compilation plus
 one step) and train_steps_per_sec (the median rate of the log windows that hold no
 compilation, i.e. no run's or resumed run's first step; None if there are none), search
-(candidates_evaluated, seconds, the chosen subnet's val_accuracy), wall_seconds, num_test,
-devices.
+(candidates_evaluated, seconds, the chosen subnet's val_accuracy), wall_seconds,
+stage_seconds (wall seconds per stage of this process, in order: data, backbone, train, search
+and retrain where they ran, test (adapted and merged), save (merged.npz)), num_test, devices.
 """
 
 from __future__ import annotations
@@ -49,6 +50,19 @@ from glora_jax.evolution import SearchResult, evolutionary_search, save_result_j
 from peft_core import flatten, linear_probe
 
 log = logging.getLogger(__name__)
+
+
+class StageClock:
+    """Wall seconds per stage, each from the previous ``lap`` (or the clock's start) to its own."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = now - self._last
+        self._last = now
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,9 +125,13 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(json.dumps(as_dict(config), indent=2, default=str))
+    clock = StageClock()
     splits = load_splits(config)
+    clock.lap("data")
     num_classes = splits.train.num_classes
     backbone = load_backbone(config.backbone, num_classes=num_classes, seed=config.train.seed)
+    jax.block_until_ready(backbone.params)
+    clock.lap("backbone")
     method = build_method(
         config.method, targets=backbone.targets, stacked=backbone.stacked,
         head_pattern=config.train.head_pattern, compute_dtype=backbone.compute_dtype,
@@ -123,9 +141,11 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
         config, backbone, method, splits.train, workdir / "train", cfg=fixed, eval_split=splits.val
     )
     params, aparams, cfg = trained.params, trained.aparams, fixed
+    clock.lap("train")
     search: dict[str, Any] = {}
     if method.searchable:
         result = _search(config, backbone, method, params, aparams, splits, workdir)
+        clock.lap("search")
         cfg = result.best_cfg
         search = {
             "candidates_evaluated": result.candidates_evaluated,
@@ -136,6 +156,7 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
             both = load_split(config, "train800val200")
             retrained = train_on(config, backbone, method, both, workdir / "retrain", cfg=cfg)
             params, aparams = retrained.params, retrained.aparams
+            clock.lap("retrain")
 
     test_batches = unstack(
         stack_eval_batches(
@@ -151,8 +172,10 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
     )
     if abs(served - adapted) > 1.0 / len(splits.test):
         raise AssertionError(f"merged model accuracy {served} != adapted accuracy {adapted}")
+    clock.lap("test")
     arrays: dict[str, Any] = {k: np.asarray(v) for k, v in flatten(merged).items()}
     np.savez(workdir / "merged.npz", **arrays)
+    clock.lap("save")
 
     result_json = {
         "task": config.data.task,
@@ -168,6 +191,7 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
         "train_steps_per_sec": steady_rate(trained.history),
         "search": search,
         "wall_seconds": time.perf_counter() - started,
+        "stage_seconds": clock.seconds,
         "num_test": len(splits.test),
         "devices": [str(d) for d in jax.devices()],
     }

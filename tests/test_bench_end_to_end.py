@@ -59,3 +59,10 @@ def test_tiny_end_to_end_on_cpu(tmp_path: Path) -> None:
     assert len(rates) == 2  # one window per step; the first holds the compilation
     assert result["train_steps_per_sec"] == pytest.approx(rates[1])
     assert 0 < result["train_first_step_seconds"] < result["train_seconds"]
+    stages = result["stage_seconds"]
+    assert list(stages) == ["data", "backbone", "train", "search", "test", "save"]
+    assert min(stages.values()) > 0
+    assert stages["train"] >= result["train_seconds"]
+    assert stages["search"] >= result["search"]["seconds"]
+    assert sum(stages.values()) <= result["wall_seconds"] <= result["end_to_end_seconds"]
+    assert end_to_end.stage_summary(result).startswith("stages: data ")

@@ -160,6 +160,8 @@ def test_glora_retrains_the_chosen_subnet_on_train800val200(tmp_path):
     metrics = (out / "retrain" / "metrics.csv").read_text().splitlines()
     steps = {int(line.split(",")[0]) for line in metrics[1:] if ",train/loss," in line}
     assert max(steps) == 2 * 1000 // 100
+    stages = result["stage_seconds"]
+    assert list(stages) == ["data", "backbone", "train", "search", "retrain", "test", "save"]
 
 
 def test_backbone_input_normalization_is_a_setting():

@@ -59,7 +59,9 @@ class StageClock:
         self.seconds: dict[str, float] = {}
         self._last = time.perf_counter()
 
-    def lap(self, stage: str) -> None:
+    def lap(self, stage: str, outputs: Any = None) -> None:
+        """End ``stage`` once the device has computed ``outputs`` (a pytree; None: now)."""
+        jax.block_until_ready(outputs)
         now = time.perf_counter()
         self.seconds[stage] = now - self._last
         self._last = now
@@ -130,8 +132,7 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
     clock.lap("data")
     num_classes = splits.train.num_classes
     backbone = load_backbone(config.backbone, num_classes=num_classes, seed=config.train.seed)
-    jax.block_until_ready(backbone.params)
-    clock.lap("backbone")
+    clock.lap("backbone", backbone.params)
     method = build_method(
         config.method, targets=backbone.targets, stacked=backbone.stacked,
         head_pattern=config.train.head_pattern, compute_dtype=backbone.compute_dtype,
@@ -141,7 +142,7 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
         config, backbone, method, splits.train, workdir / "train", cfg=fixed, eval_split=splits.val
     )
     params, aparams, cfg = trained.params, trained.aparams, fixed
-    clock.lap("train")
+    clock.lap("train", (params, aparams))
     search: dict[str, Any] = {}
     if method.searchable:
         result = _search(config, backbone, method, params, aparams, splits, workdir)
@@ -156,7 +157,7 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
             both = load_split(config, "train800val200")
             retrained = train_on(config, backbone, method, both, workdir / "retrain", cfg=cfg)
             params, aparams = retrained.params, retrained.aparams
-            clock.lap("retrain")
+            clock.lap("retrain", (params, aparams))
 
     test_batches = unstack(
         stack_eval_batches(

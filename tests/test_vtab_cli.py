@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from experiments import vtab
+from experiments import pipeline, vtab
 from experiments.config import ExperimentConfig, override
 from experiments.configs import paper, quickstart
 from experiments.vtab_table import PAPER_LR
@@ -179,3 +179,25 @@ def test_backbone_input_normalization_is_a_setting():
     assert paper("dtd").backbone.normalization == "imagenet"  # as the GLoRA paper's inputs
     with pytest.raises(ValueError, match="unknown normalization"):
         BackboneConfig(normalization="zscore")
+
+
+def test_stage_clock_times_each_stage_from_the_last_lap_after_waiting_for_its_outputs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [10.0]
+    waited: list[object] = []
+    monkeypatch.setattr(pipeline.time, "perf_counter", lambda: now[0])
+
+    def wait(outputs: object) -> object:  # the device is done with any outputs 2 s later
+        waited.append(outputs)
+        now[0] += 0.0 if outputs is None else 2.0
+        return outputs
+
+    monkeypatch.setattr(pipeline.jax, "block_until_ready", wait)
+    clock = pipeline.StageClock()
+    now[0] = 13.0
+    clock.lap("data")
+    now[0] = 14.5
+    clock.lap("train", "params")
+    assert clock.seconds == {"data": 3.0, "train": 3.5}  # 1.5 s of host time + 2 s of waiting
+    assert waited == [None, "params"]

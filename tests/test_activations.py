@@ -46,10 +46,42 @@ def test_gelu_values_and_gradients(approximate, dtype, tol):
     )
 
 
-@pytest.mark.parametrize("approximate", [True, False])
-def test_gelu_forward_is_jax_gelu(approximate):
+def test_exact_gelu_forward_is_jax_gelu():
     x = jax.random.normal(jax.random.key(2), (64,), jnp.bfloat16) * 3
-    np.testing.assert_array_equal(gelu(x, approximate), jax.nn.gelu(x, approximate=approximate))
+    np.testing.assert_array_equal(gelu(x, False), jax.nn.gelu(x, approximate=False))
+
+
+@pytest.mark.parametrize("dtype,rtol", [(jnp.float32, 2e-6), (jnp.bfloat16, 2**-8)])
+def test_approximate_gelu_forward_matches_jax_tanh_gelu(dtype, rtol):
+    """The exp form is tanh-GELU's value: to float32 rounding, and to one bf16 rounding of it."""
+    x = jax.random.normal(jax.random.key(2), (4096,), jnp.float32) * 4
+    reference = jax.nn.gelu(x, approximate=True)
+    y = gelu(x.astype(dtype), True)
+    assert y.dtype == dtype
+    exact_input = x.astype(dtype).astype(jnp.float32)
+    chex.assert_trees_all_close(
+        y.astype(jnp.float32), jax.nn.gelu(exact_input, approximate=True), rtol=rtol, atol=1e-6
+    )
+    if dtype == jnp.float32:
+        chex.assert_trees_all_close(y, reference, rtol=rtol, atol=1e-6)
+
+
+def np_tanh_gelu_derivative(x: np.ndarray) -> np.ndarray:
+    t = np.tanh(C * (x + 0.044715 * x**3))
+    return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * C * (1 + 3 * 0.044715 * x * x)
+
+
+def test_approximate_gelu_is_finite_and_right_for_large_inputs():
+    """|x| large enough that e^(-2u) overflows or underflows float32: value x or 0, slope 1 or 0."""
+    x = np.array([-1e4, -100.0, -30.0, -12.0, -10.0, 10.0, 12.0, 30.0, 100.0, 1e4], np.float32)
+    y, vjp = jax.vjp(lambda v: gelu(v, True), jnp.asarray(x))
+    (slope,) = vjp(jnp.ones_like(y))
+    assert np.all(np.isfinite(y)) and np.all(np.isfinite(slope))
+    x64 = x.astype(np.float64)
+    chex.assert_trees_all_close(np.asarray(y, np.float64), np_gelu(x64, True), rtol=1e-6, atol=1e-6)
+    chex.assert_trees_all_close(
+        np.asarray(slope, np.float64), np_tanh_gelu_derivative(x64), rtol=1e-6, atol=1e-6
+    )
 
 
 def test_gelu_backward_keeps_only_the_input():

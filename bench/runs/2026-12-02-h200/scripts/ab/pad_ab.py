@@ -1,4 +1,4 @@
-"""A/B prototype (not project code, not yet run on a GPU): the ViT's token padding for cuDNN
+"""A/B prototype (not project code; run in call 26 as ``step_ab.py``'s ``PAD_TO``: cuDNN refused 197): the ViT's token padding for cuDNN
 attention set by ``PAD_TO`` (the code pads 197 -> 208, a multiple of 16; ``PAD_TO=1`` runs cuDNN
 on the 197 tokens as they are, if this jax/cuDNN accepts that length). Every matmul runs on the
 padded rows, so 197 instead of 208 would be 5.3% fewer GEMM rows. Rows that cuDNN refuses fail

@@ -31,9 +31,9 @@ _ATTENTION_TOLERANCE = 2e-2
 def choose_attention(requested: str) -> tuple[str | None, str]:
     """(ViT attention implementation, note). "auto": cuDNN on a GPU if it runs and matches.
 
-    The cuDNN path (tokens padded 197 -> 208, padded keys masked) is checked against XLA's
-    attention on fresh random bf16 inputs; on an error or a mismatch "xla" is used and the note
-    says why. "none" is the plain einsum attention; "xla" / "cudnn" force that kernel.
+    The cuDNN path (tokens padded as the ViT pads them, 197 -> 198, padded keys masked) is
+    checked against XLA's attention on fresh random bf16 inputs; on an error or a mismatch "xla"
+    is used and the note says why. "none" is the plain einsum attention; "xla" / "cudnn" force that kernel.
     """
     if requested not in ("auto", "cudnn", "xla", "none"):
         raise ValueError(f"attention must be auto, cudnn, xla or none, got {requested!r}")
@@ -47,7 +47,9 @@ def choose_attention(requested: str) -> tuple[str | None, str]:
         return "xla", f"attention: XLA (cuDNN failed: {type(e).__name__}: {str(e)[:200]})"
     if error > _ATTENTION_TOLERANCE:
         return "xla", f"attention: XLA (cuDNN relative error {error:.2e} vs XLA)"
-    return "cudnn", f"attention: cuDNN, padded 197->208 (rel. err. vs XLA {error:.1e})"
+    length = _ATTENTION_CHECK_SHAPE[1]
+    padded = length + -length % resolve_pad_to("cudnn", None)
+    return "cudnn", f"attention: cuDNN, padded {length}->{padded} (rel. err. vs XLA {error:.1e})"
 
 
 def _cudnn_attention_error() -> float:

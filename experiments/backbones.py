@@ -25,6 +25,7 @@ import numpy as np
 from experiments.data.preprocess import check_normalization, normalize
 from experiments.models import efficientnet
 from experiments.models.dinov2 import load_dinov2_s14
+from experiments.models.host_init import init_on_host
 from experiments.models.vit import vit
 from experiments.models.vit_checkpoint import load_params
 from experiments.weights import default_weights_path, export
@@ -112,8 +113,6 @@ def _load(config: BackboneConfig, *, num_classes: int, seed: int) -> Backbone:
         "dtype": dtype, "drop_path_rate": config.drop_path, "scan": config.scan,
         "remat": config.remat, "attn_implementation": config.attention,
     }  # fmt: skip
-    if config.attention == "cudnn":
-        vit_options["attn_pad_to"] = 16
     stacked = SCANNED if config.scan else None
     if name == "dinov2-s14":
         dino, dino_params = load_dinov2_s14(
@@ -136,8 +135,7 @@ def _load(config: BackboneConfig, *, num_classes: int, seed: int) -> Backbone:
 
 
 def _init(model: nn.Module, rng: jax.Array, size: int) -> Params:
-    dummy = np.zeros((1, size, size, 3), np.float32)
-    return jax.jit(model.init)(rng, dummy)["params"]
+    return init_on_host(model, rng, np.zeros((1, size, size, 3), np.float32))
 
 
 def _scaler(normalization: Any) -> Callable[[jax.Array], jax.Array]:

@@ -17,6 +17,7 @@ from experiments.models.attention import (
     MultiHeadDotProductAttention,
     masked_dot_product_attention,
     pad_tokens,
+    resolve_pad_to,
 )
 from experiments.models.vit import PatchEmbedding, drop_path, vit
 from experiments.models.vit_checkpoint import (
@@ -268,6 +269,19 @@ def test_attention_ignores_padded_keys():
     # junk in the padded rows changes nothing in the real ones
     junk = padded.at[:, 13:].set(7.0)
     chex.assert_trees_all_close(masked.apply(params, junk)[:, :13], out[:, :13], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("tokens", "cudnn_length"), [(197, 198), (257, 258), (198, 198), (50, 50)]
+)  # ViT-B/16 and DINOv2-S/14 at 224
+def test_cudnn_padding_is_the_smallest_even_length(tokens, cudnn_length):
+    """cuDNN trains only on even lengths; every padded row costs matmul time, so pad at most one."""
+    x = jnp.ones((1, tokens, 4))
+    chex.assert_shape(pad_tokens(x, resolve_pad_to("cudnn", None)), (1, cudnn_length, 4))
+    chex.assert_shape(pad_tokens(x, resolve_pad_to("xla", None)), (1, tokens, 4))
+    chex.assert_shape(pad_tokens(x, resolve_pad_to("cudnn", 16)), (1, -(-tokens // 16) * 16, 4))
+    with pytest.raises(ValueError, match="pad_to must be >= 1"):
+        resolve_pad_to("cudnn", 0)
 
 
 def test_masked_attention_rejects_bad_key_count():

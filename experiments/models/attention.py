@@ -6,15 +6,16 @@ the original ViT checkpoints put them::
     query/kernel (D, heads, head_dim)   query/bias (heads, head_dim)   (same for key, value)
     out/kernel   (heads, head_dim, D)   out/bias   (D,)
 
-cuDNN flash attention needs bf16/fp16 inputs and a sequence length it supports (197 = 1 + 14*14
-is refused), so the model pads its token sequence ONCE, before the first block, to a multiple of
-``pad_to`` (``pad_tokens``), runs every block on the padded sequence and slices the padding off
-after the last one. Each attention call masks the padded keys (``key_value_seq_lengths``), so
-the real tokens never see the padded ones and the result equals unpadded attention; the padded
-rows themselves are real (finite) attention rows that nothing reads. Padding once instead of
-around every attention call removes a pad of q, k, v and a slice of the output per block and
-their gradients (5.6 ms of a 54 ms ViT-B step at batch 256 on an H200), but every matmul then
-runs on the padded rows (208 / 197 = +5.6%): measured speed-neutral (docs/benchmarks.md).
+cuDNN flash attention needs bf16/fp16 inputs and, for training, an even sequence length (jax
+0.11.2's refuses 197 = 1 + 14*14), so the model pads its token sequence ONCE,
+before the first block, to a multiple of ``pad_to`` (``pad_tokens``; 2 for cuDNN: 197 -> 198),
+runs every block on the padded sequence and slices the padding off after the last one. Each
+attention call masks the padded keys (``key_value_seq_lengths``), so the real tokens never see
+the padded ones and the result equals unpadded attention; the padded rows themselves are real
+(finite) attention rows that nothing reads. Padding once instead of around every attention call
+removes a pad of q, k, v and a slice of the output per block and their gradients; every matmul
+then runs on the padded rows, so the pad is as small as cuDNN allows: LoRA r=8 on ViT-B/16 at
+batch 256 on an H200 trains 3.7% faster padded to 198 than to 208 (docs/benchmarks.md, call 29).
 """
 
 from __future__ import annotations
@@ -28,13 +29,13 @@ import jax.numpy as jnp
 AttentionImpl = Literal["xla", "cudnn"] | None
 
 #: sequence multiple used for ``implementation="cudnn"`` when ``pad_to`` is not given.
-CUDNN_SEQ_MULTIPLE = 16
+CUDNN_SEQ_MULTIPLE = 2
 
 _CUDNN_DTYPES = (jnp.bfloat16, jnp.float16)
 
 
 def resolve_pad_to(implementation: AttentionImpl, pad_to: int | None) -> int:
-    """Sequence multiple to pad to: ``pad_to`` if given, else 16 for cuDNN and 1 (none) else."""
+    """Sequence multiple to pad to: ``pad_to`` if given, else 2 for cuDNN (even lengths), else 1."""
     if pad_to is not None:
         if pad_to < 1:
             raise ValueError(f"attention pad_to must be >= 1, got {pad_to}")

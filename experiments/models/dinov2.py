@@ -28,6 +28,7 @@ import numpy as np
 
 from experiments.assets import asset_path
 from experiments.data.preprocess import NORMALIZATIONS
+from experiments.models.host_init import init_on_host
 from experiments.models.vit import VARIANTS, ViT, vit
 from experiments.models.vit_checkpoint import load_npz, load_params, resample_posemb, save_npz
 
@@ -211,7 +212,7 @@ def load_dinov2_s14(
     """
     model = dinov2_s14(num_classes=num_classes, **options)
     dummy = np.zeros((1, image_size, image_size, 3), np.float32)
-    init_params = model.init(rng if rng is not None else jax.random.PRNGKey(0), dummy)["params"]
+    init_params = init_on_host(model, rng if rng is not None else jax.random.PRNGKey(0), dummy)
     if npz_path is not None:
         source = load_npz(npz_path)
     else:

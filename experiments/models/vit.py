@@ -73,7 +73,7 @@ class ViTConfig:
     (no head). ``gelu_approximate`` is True for the original ViT / big_vision, False for DINOv2.
     ``dtype`` is the compute dtype, ``param_dtype`` the storage dtype.
     ``attn_pad_to``: the token sequence is padded once, before the first block, to a multiple of
-    it (default: 16 for cuDNN, none otherwise); attention masks the padding.
+    it (default: 2 for cuDNN, none otherwise); attention masks the padding.
     """
 
     width: int

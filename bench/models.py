@@ -33,7 +33,8 @@ def choose_attention(requested: str) -> tuple[str | None, str]:
 
     The cuDNN path (tokens padded as the ViT pads them, 197 -> 198, padded keys masked) is
     checked against XLA's attention on fresh random bf16 inputs; on an error or a mismatch "xla"
-    is used and the note says why. "none" is the plain einsum attention; "xla" / "cudnn" force that kernel.
+    is used and the note says why. "none" is the plain einsum attention; "xla" / "cudnn" force
+    that kernel.
     """
     if requested not in ("auto", "cudnn", "xla", "none"):
         raise ValueError(f"attention must be auto, cudnn, xla or none, got {requested!r}")

@@ -284,6 +284,25 @@ def test_cudnn_padding_is_the_smallest_even_length(tokens, cudnn_length):
         resolve_pad_to("cudnn", 0)
 
 
+def test_attention_with_fewer_queries_is_their_rows_of_self_attention():
+    """num_queries=2 of 13 tokens (3 padded): the first two rows of full self-attention, in XLA
+    even when cuDNN is asked for (this runs on the CPU, where cuDNN would fail)."""
+    x = jax.random.normal(RNG, (2, 16, 24)).astype(jnp.bfloat16)
+    full = MultiHeadDotProductAttention(num_heads=3, dtype=jnp.bfloat16, num_keys=13)
+    two = MultiHeadDotProductAttention(
+        num_heads=3, dtype=jnp.bfloat16, implementation="cudnn", num_keys=13, num_queries=2
+    )
+    params = full.init(RNG, x)
+    out = two.apply(params, x)
+    chex.assert_shape(out, (2, 2, 24))
+    chex.assert_trees_all_close(
+        out.astype(jnp.float32), full.apply(params, x)[:, :2].astype(jnp.float32), atol=2e-2
+    )
+    for bad in (0, 17):
+        with pytest.raises(ValueError, match="num_queries must be in"):
+            MultiHeadDotProductAttention(num_heads=3, num_queries=bad).apply(params, x)
+
+
 def test_masked_attention_rejects_bad_key_count():
     q = jnp.zeros((1, 4, 2, 8))
     with pytest.raises(ValueError, match="num_keys must be in"):
@@ -500,3 +519,38 @@ def test_loader_rejects_colliding_layouts(trained_tiny):
     flat["Transformer/posembed_input/pos_embedding"] = flat["pos_embedding"]
     with pytest.raises(ValueError, match="both map to 'pos_embedding'"):
         load_params(flat, {})
+
+
+@pytest.mark.parametrize("pad_to", [None, 16])
+@pytest.mark.parametrize("train", [False, True])
+def test_class_token_pool_runs_the_last_block_on_the_class_token(pad_to, train):
+    """pool="tok" forms only the class token's row in the last block; logits and every gradient
+    are those of the model computing every token (pool="none", its class-token row)."""
+    x = images(48)  # 10 tokens
+    options = dict(
+        num_classes=3, layer_scale=0.5, drop_path_rate=0.3, attn_implementation="xla",
+        attn_pad_to=pad_to,
+    )  # fmt: skip
+    token, every = tiny(pool="tok", **options), tiny(pool="none", **options)
+    params = random_params(token, x)
+    rngs = {"dropout": jax.random.PRNGKey(5)}
+
+    def logits(model, p):
+        return model.apply({"params": p}, x, train=train, rngs=rngs)
+
+    _, state = token.apply(
+        {"params": params}, x, capture_intermediates=True, mutable=["intermediates"]
+    )
+    blocks = state["intermediates"]["Transformer"]
+    chex.assert_shape(
+        blocks["encoderblock_0"]["MlpBlock_0"]["__call__"][0], (2, 16 if pad_to else 10, 192)
+    )
+    chex.assert_shape(blocks["encoderblock_1"]["MlpBlock_0"]["__call__"][0], (2, 1, 192))
+    chex.assert_trees_all_close(logits(token, params), logits(every, params)[:, 0], atol=1e-5)
+
+    def grads(model, pick):
+        return jax.jit(jax.grad(lambda p: jnp.sum(pick(logits(model, p)) ** 2)))(params)
+
+    chex.assert_trees_all_close(
+        grads(token, lambda y: y), grads(every, lambda y: y[:, 0]), atol=1e-4, rtol=1e-4
+    )

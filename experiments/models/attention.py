@@ -16,6 +16,11 @@ the padded ones and the result equals unpadded attention; the padded rows themse
 removes a pad of q, k, v and a slice of the output per block and their gradients; every matmul
 then runs on the padded rows, so the pad is as small as cuDNN allows: LoRA r=8 on ViT-B/16 at
 batch 256 on an H200 trains 3.7% faster padded to 198 than to 208 (docs/benchmarks.md, call 29).
+
+With ``num_queries`` only the first tokens ask (queries (B, q, ...)) while every token answers
+(keys and values (B, N, ...)): the ViT's last block when only the class token is read. That call
+always runs XLA's attention: its scores are (B, heads, q, N), a sliver, and cuDNN trains only on
+query lengths it accepts.
 """
 
 from __future__ import annotations
@@ -78,14 +83,16 @@ def masked_dot_product_attention(
 
 
 class MultiHeadDotProductAttention(nn.Module):
-    """Self-attention (B, N, D) -> (B, N, D) with DenseGeneral q/k/v/out projections; only the
-    first ``num_keys`` tokens are attended to (the rest is padding; None: every token)."""
+    """Self-attention (B, N, D) -> (B, q, D) with DenseGeneral q/k/v/out projections: the first
+    ``num_queries`` tokens attend (None: q = N, every token) to the first ``num_keys`` tokens
+    (the rest is padding; None: every token)."""
 
     num_heads: int
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
     implementation: AttentionImpl = None
     num_keys: int | None = None
+    num_queries: int | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -93,22 +100,30 @@ class MultiHeadDotProductAttention(nn.Module):
         if width % self.num_heads:
             raise ValueError(f"width {width} is not divisible by num_heads {self.num_heads}")
         head_dim = width // self.num_heads
+        implementation = self.implementation
+        queries = x
+        if self.num_queries is not None:
+            if not 0 < self.num_queries <= x.shape[1]:
+                raise ValueError(
+                    f"num_queries must be in [1, {x.shape[1]}], got {self.num_queries}"
+                )
+            queries, implementation = x[:, : self.num_queries], "xla"
 
-        def projection(name: str) -> jax.Array:
+        def projection(name: str, tokens: jax.Array) -> jax.Array:
             return nn.DenseGeneral(
                 features=(self.num_heads, head_dim),
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
                 kernel_init=nn.initializers.xavier_uniform(),
                 name=name,
-            )(x)
+            )(tokens)
 
         attended = masked_dot_product_attention(
-            projection("query"),
-            projection("key"),
-            projection("value"),
+            projection("query", queries),
+            projection("key", x),
+            projection("value", x),
             num_keys=self.num_keys,
-            implementation=self.implementation,
+            implementation=implementation,
         )
         return nn.DenseGeneral(
             features=width,

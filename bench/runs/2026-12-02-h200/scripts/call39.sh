@@ -1,0 +1,11 @@
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl 2>/dev/null
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+R=/tmp/res39; mkdir -p $R
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv > $R/device.txt
+cat scratch_dev/commit.txt > $R/commit.txt
+timeout 400 python3 -m bench.torch_peers --json $R/torch256.json --train-batches 256 --infer-batches 256 --warmup 5 --repeats 10 --input-sets 3 --window 5 2>&1 | tee $R/torch256.log | grep -E "img/s|Error"
+echo "torch end at $SECONDS s"
+left=$(( 570 - SECONDS ))
+[ $left -gt 80 ] && timeout $left python3 -m bench.jax_suite --json $R/infer.json --suites infer 2>&1 | grep -E "img/s|rror"
+echo "end at $SECONDS s"
+cd $R && tar czf $OUT/res.tgz . && ls $R

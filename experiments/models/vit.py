@@ -69,9 +69,11 @@ class ViTConfig:
     """All knobs of the ViT.
 
     pool: "tok" = class token, "gap" = mean of the patch tokens, "none" = every token
-    (B, N, D). The encoder norm is applied before pooling. ``num_classes=0`` returns features
-    (no head). ``gelu_approximate`` is True for the original ViT / big_vision, False for DINOv2.
-    ``dtype`` is the compute dtype, ``param_dtype`` the storage dtype.
+    (B, N, D). The encoder norm is applied before pooling. With "tok" (and ``scan=False``) the
+    last block computes the class token's row only, so its intermediates are (B, 1, ·).
+    ``num_classes=0`` returns features (no head). ``gelu_approximate`` is True for the original
+    ViT / big_vision, False for DINOv2. ``dtype`` is the compute dtype, ``param_dtype`` the
+    storage dtype.
     ``attn_pad_to``: the token sequence is padded once, before the first block, to a multiple of
     it (default: 2 for cuDNN, none otherwise); attention masks the padding.
     """

@@ -32,9 +32,10 @@ from experiments.training import (
     make_optimizer,
     make_train_step,
 )
+from experiments.training.packing import Packed
 from experiments.training.partition import init_trainable
 from experiments.training.sharding import jit_train_step, put_global, replicated
-from experiments.training.state import TrainState, create_state
+from experiments.training.state import create_state
 from experiments.training.step import Forward
 from peft_core import Adapter, full
 from peft_core.paths import Params
@@ -137,10 +138,11 @@ class TrainBench:
 
 
 class PreparedStep(NamedTuple):
-    """A lowered (not yet compiled) train step with its arguments on the device."""
+    """A lowered (not yet compiled) train step with its arguments on the device; ``state`` is
+    packed (``experiments.training.packing``), as the trainer's loop keeps it."""
 
     lowered: jax.stages.Lowered
-    state: TrainState
+    state: Packed
     frozen: Params
     inputs: list[tuple[jax.Array, jax.Array]]
 
@@ -183,8 +185,10 @@ def prepare_train_step(
         num_sets=bench.timing.input_sets, batch=batch, image_size=bench.image_size,
         num_classes=bench.num_classes, mesh=mesh, seed=None,
     )  # fmt: skip
-    jitted: Any = jit_train_step(step, mesh)
-    return PreparedStep(jitted.lower(state, frozen, *inputs[0]), state, frozen, inputs)
+    jitted = jit_train_step(step, mesh, state)
+    packed = jitted.pack(state)
+    lowered = jitted.step.lower(packed, frozen, *inputs[0])  # type: ignore[attr-defined]
+    return PreparedStep(lowered, packed, frozen, inputs)
 
 
 def bench_train_step(

@@ -22,9 +22,8 @@ from tqdm import tqdm
 
 from experiments.training.checkpoint import Checkpointer
 from experiments.training.metrics import FIRST_STEP_S, STEPS_PER_SEC, MetricWriter
-from experiments.training.sharding import put_global
+from experiments.training.sharding import JittedStep, put_global
 from experiments.training.state import TrainState
-from experiments.training.step import TrainStep
 from peft_core.paths import Params
 
 
@@ -59,7 +58,7 @@ Evaluate = Callable[[TrainState], dict[str, float]]
 def run_steps(
     state: TrainState,
     *,
-    step_fn: TrainStep,
+    step_fn: JittedStep,
     backbone: Params,
     train_data: BatchSource,
     batch_sharding: NamedSharding,
@@ -69,8 +68,11 @@ def run_steps(
     evaluate: Evaluate | None = None,
     show_progress: bool = True,
 ) -> TrainState:
-    """Train from ``state.step`` to ``settings.total_steps``; the final state is checkpointed."""
+    """Train from ``state.step`` to ``settings.total_steps``; the final state is checkpointed.
+    Between steps the state stays packed (``step_fn.pack``: a few buffers instead of one per
+    leaf); it is unpacked only to be checkpointed, evaluated or returned."""
     start = int(state.step)
+    packed = step_fn.pack(state)
     pending: list[tuple[int, dict[str, jax.Array]]] = []
     window_start = time.perf_counter()
     run_start = window_start
@@ -79,8 +81,8 @@ def run_steps(
             images, labels = train_data.batch(step)
             if step == start:
                 _check_batch(images, labels, settings.batch_size)
-            state, metrics = step_fn(
-                state,
+            packed, metrics = step_fn.step(
+                packed,
                 backbone,
                 put_global(images, batch_sharding),
                 put_global(labels, batch_sharding),
@@ -103,11 +105,14 @@ def run_steps(
                 )
                 pending, window_start = [], now
             bar.update(1)
+            evaluate_now = evaluate is not None and (last or _every(done, settings.eval_every))
+            if save or evaluate_now:
+                state = step_fn.unpack(packed)
             if save:
                 checkpointer.save(state)
-            if evaluate is not None and (last or _every(done, settings.eval_every)):
+            if evaluate is not None and evaluate_now:
                 writer.write(done, evaluate(state))
-    return state
+    return step_fn.unpack(packed)
 
 
 def _every(step: int, period: int) -> bool:

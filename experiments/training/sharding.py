@@ -9,14 +9,19 @@ the process-local rows).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from experiments.training.packing import Packed, Packing
+from experiments.training.state import TrainState
 from experiments.training.step import TrainStep
+from glora_jax.supernet import Metrics
+from peft_core.paths import Params
 
 DATA_AXIS = "data"
 
@@ -72,16 +77,40 @@ def check_divisible(batch_size: int, mesh: Mesh, *, what: str) -> None:
         raise ValueError(f"{what} {batch_size} is not divisible by the {devices} devices")
 
 
-def jit_train_step(step: TrainStep, mesh: Mesh) -> TrainStep:
-    """``step`` jitted with a replicated state/backbone and a batch split over "data".
+@dataclasses.dataclass(frozen=True)
+class JittedStep:
+    """A train step jitted over the packed state (``experiments.training.packing``).
 
-    The state argument is donated: its buffers are reused for the next state.
+    ``step(packed, backbone, images, labels) -> (packed, metrics)`` with the state (donated) and
+    backbone replicated and the batch split over "data"; ``pack`` / ``unpack`` (jitted) convert
+    a ``TrainState`` to and from the packed form, for checkpoints and evaluation.
     """
+
+    packing: Packing
+    step: Callable[[Packed, Params, jax.Array, jax.Array], tuple[Packed, Metrics]]
+    pack: Callable[[TrainState], Packed]
+    unpack: Callable[[Packed], TrainState]
+
+
+def jit_train_step(step: TrainStep, mesh: Mesh, state: TrainState) -> JittedStep:
+    """``step`` jitted for states shaped like ``state`` (arrays or ``jax.ShapeDtypeStruct``)."""
+    packing = Packing.of(state)
     rep, batch = replicated(mesh), batch_sharded(mesh)
-    jitted: TrainStep = jax.jit(
-        step,
-        in_shardings=(rep, rep, batch, batch),
-        out_shardings=(rep, rep),
-        donate_argnums=(0,),
+
+    def packed_step(
+        packed: Packed, backbone: Params, images: jax.Array, labels: jax.Array
+    ) -> tuple[Packed, Metrics]:
+        next_state, metrics = step(packing.unpack(packed), backbone, images, labels)
+        return packing.pack(next_state), metrics
+
+    return JittedStep(
+        packing=packing,
+        step=jax.jit(
+            packed_step,
+            in_shardings=(rep, rep, batch, batch),
+            out_shardings=(rep, rep),
+            donate_argnums=(0,),
+        ),
+        pack=jax.jit(packing.pack, out_shardings=rep),
+        unpack=jax.jit(packing.unpack, out_shardings=rep),
     )
-    return jitted

@@ -116,6 +116,7 @@ def train(
             cfg=cfg,
         ),
         mesh,
+        state,
     )
     evaluate = None
     if eval_data is not None:

@@ -82,7 +82,8 @@ def test_jitted_step_on_the_packed_state_equals_the_step_on_the_tree() -> None:
         trainable = jax.tree.map(lambda w, g: w - 0.1 * g, state.trainable, grads)
         opt_state = jax.tree.map(lambda m, g: 0.9 * m + g, state.opt_state, grads)
         metrics = {"loss": jnp.mean(labels.astype(jnp.float32)) + state.step}
-        return state._replace(step=state.step + 1, trainable=trainable, opt_state=opt_state), metrics
+        next_state = state._replace(step=state.step + 1, trainable=trainable, opt_state=opt_state)
+        return next_state, metrics
 
     tree = _tree()["adapter"]
     state = TrainState(jnp.asarray(2, jnp.int32), tree, jax.tree.map(jnp.ones_like, tree),

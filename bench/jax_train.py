@@ -187,7 +187,7 @@ def prepare_train_step(
     )  # fmt: skip
     jitted = jit_train_step(step, mesh, state)
     packed = jitted.pack(state)
-    lowered = jitted.step.lower(packed, frozen, *inputs[0])  # type: ignore[attr-defined]
+    lowered = jitted.step.lower(packed, frozen, *inputs[0])
     return PreparedStep(lowered, packed, frozen, inputs)
 
 

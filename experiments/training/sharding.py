@@ -87,7 +87,7 @@ class JittedStep:
     """
 
     packing: Packing
-    step: Callable[[Packed, Params, jax.Array, jax.Array], tuple[Packed, Metrics]]
+    step: jax.stages.Wrapped  # (Packed, Params, images, labels) -> (Packed, Metrics)
     pack: Callable[[TrainState], Packed]
     unpack: Callable[[Packed], TrainState]
 

@@ -38,16 +38,15 @@ from experiments.data.pipeline import TrainBatches
 from experiments.methods import Method, build_method
 from experiments.training import TrainResult, train
 from experiments.training.evaluate import (
-    make_accuracy_fn,
     make_config_scorer,
+    make_params_accuracy_fn,
     stack_eval_batches,
-    unstack,
 )
 from experiments.training.metrics import FIRST_STEP_S, latest, steady_rate
 from experiments.training.sharding import data_mesh
 from glora_jax import search_plots
 from glora_jax.evolution import SearchResult, evolutionary_search, save_result_json
-from peft_core import flatten, linear_probe
+from peft_core import flatten
 
 log = logging.getLogger(__name__)
 
@@ -159,18 +158,15 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
             params, aparams = retrained.params, retrained.aparams
             clock.lap("retrain", (params, aparams))
 
-    test_batches = unstack(
-        stack_eval_batches(
-            splits.test.images, splits.test.labels, batch_size=config.eval_batch_size
-        )
+    test_batches = stack_eval_batches(
+        splits.test.images, splits.test.labels, batch_size=config.eval_batch_size
     )
-    as_served = method.adapter._replace(apply=method.adapter.merge)
-    accuracy = make_accuracy_fn(forward=backbone.forward, adapter=as_served)
-    adapted = accuracy(params, aparams, cfg, test_batches)
+    # The adapted model with merge's update (jitted) and the merged arrays: the same function,
+    # one compiled scorer for both.
+    accuracy = make_params_accuracy_fn(forward=backbone.forward)
+    adapted = accuracy(jax.jit(method.adapter.merge)(params, aparams, cfg), test_batches)
     merged = method.adapter.merge(params, aparams, cfg)
-    served = make_accuracy_fn(forward=backbone.forward, adapter=linear_probe())(
-        merged, {}, None, test_batches
-    )
+    served = accuracy(merged, test_batches)
     if abs(served - adapted) > 1.0 / len(splits.test):
         raise AssertionError(f"merged model accuracy {served} != adapted accuracy {adapted}")
     clock.lap("test")

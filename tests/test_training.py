@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 import pathlib
 from typing import Any, cast
@@ -19,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.data.pipeline import TrainBatches, padded_batches
+from experiments.data.pipeline import TrainBatches
 from experiments.training import (
     OptimConfig,
     TrainConfig,
@@ -29,8 +30,10 @@ from experiments.training import (
     lr_schedule,
     make_accuracy_fn,
     make_optimizer,
+    make_params_accuracy_fn,
     make_train_step,
     split_head,
+    stack_eval_batches,
     train,
 )
 from experiments.training.metrics import (
@@ -457,10 +460,27 @@ def test_accuracy_matches_numpy_with_padding(n: int, batch_size: int) -> None:
     aparams = jax.tree.map(lambda x: x + 0.1, aparams)  # a non-zero delta
     adapter = lora(2, targets=r"hidden_0/kernel")
     accuracy = make_accuracy_fn(forward=toy_forward, adapter=adapter)
-    got = accuracy(params, aparams, None, padded_batches(images, labels, batch_size=batch_size))
+    got = accuracy(params, aparams, None, stack_eval_batches(images, labels, batch_size=batch_size))
     eff = {k: dict(v) for k, v in params.items()}
     eff["hidden_0"]["kernel"] = np.asarray(params["hidden_0"]["kernel"]) + np.asarray(
         aparams["hidden_0"]["a"]
     ) @ np.asarray(aparams["hidden_0"]["b"])
     expected = np.mean(np.argmax(numpy_forward(eff, images), 1) == labels)
     assert got == pytest.approx(expected)
+
+
+def test_params_accuracy_scores_two_models_with_one_compile(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The test stage scores the adapted and the merged model: one compiled scan serves both."""
+    images, labels = toy_task(37, seed=2)
+    models = [toy_params(seed=3), toy_params(seed=4)]
+    batches = stack_eval_batches(images, labels, batch_size=8)
+    accuracy = make_params_accuracy_fn(forward=toy_forward)
+    with jax.log_compiles(True), caplog.at_level(logging.DEBUG):
+        got = [accuracy(p, batches) for p in models]
+    compiles = [r for r in caplog.records if "Compiling jit(count)" in r.getMessage()]
+    assert len(compiles) == 1
+    expected = [np.mean(np.argmax(numpy_forward(p, images), 1) == labels) for p in models]
+    assert got == pytest.approx(expected)
+    assert got[0] != got[1]  # two different models, so the check can tell them apart

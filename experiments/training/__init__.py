@@ -2,8 +2,9 @@
 
     result = train(config, forward=..., params=..., adapter=..., train_data=..., workdir=...)
 
-Evaluation helpers (``make_accuracy_fn``, ``stack_eval_batches``, ``make_config_scorer``) score
-an adapted model, or a batch of GLoRA configs at once for the evolutionary search.
+Evaluation helpers (``make_accuracy_fn``, ``make_params_accuracy_fn``, ``stack_eval_batches``,
+``make_config_scorer``) score an adapted model, a merged one, or a batch of GLoRA configs at once
+for the evolutionary search.
 """
 
 from experiments.training.checkpoint import Checkpointer, CheckpointMismatchError
@@ -12,6 +13,7 @@ from experiments.training.evaluate import (
     make_accuracy_fn,
     make_config_scorer,
     make_multi_config_accuracy_fn,
+    make_params_accuracy_fn,
     stack_eval_batches,
 )
 from experiments.training.loop import BatchSource, NonFiniteLossError
@@ -42,6 +44,7 @@ __all__ = [
     "make_accuracy_fn",
     "make_config_scorer",
     "make_multi_config_accuracy_fn",
+    "make_params_accuracy_fn",
     "make_optimizer",
     "make_train_step",
     "split_head",

@@ -6,14 +6,14 @@ one zero-padded with ``mask`` False there, so that
     accuracy = sum(mask * (argmax forward(eff, images) == labels)) / sum(mask),
     eff      = adapter.apply(params, aparams, cfg).
 
-``make_accuracy_fn`` streams any number of batches (a large test split). The config scorer keeps a
-small split (val200) on device, stacked (num_batches, batch_size, ...), and evaluates many configs
-in one jitted ``jax.vmap`` over configs of a ``lax.scan`` over the batches.
+A split lives on the devices stacked (num_batches, batch_size, ...) (``stack_eval_batches``) and
+is scored by one jitted ``lax.scan`` over its batches: ``make_accuracy_fn`` for one cfg (the test
+split), the config scorer for many configs at once (val200, one ``jax.vmap`` over configs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -27,8 +27,10 @@ from experiments.training.step import Forward
 from peft_core import Adapter
 from peft_core.paths import Params
 
-#: (params, aparams, cfg, batches) -> accuracy in [0, 1]
-AccuracyFn = Callable[[Params, Any, Any, Iterable[EvalBatch]], float]
+#: (params, aparams, cfg, stacked batches) -> accuracy in [0, 1]
+AccuracyFn = Callable[[Params, Any, Any, EvalBatch], float]
+#: (plain params, stacked batches) -> accuracy in [0, 1]
+ParamsAccuracyFn = Callable[[Params, EvalBatch], float]
 #: (params, aparams, cfgs stacked (B, ...), stacked batches) -> accuracies (B,)
 MultiConfigAccuracyFn = Callable[[Params, Any, Any, EvalBatch], jax.Array]
 #: cfgs stacked on a leading axis (B, ...) -> accuracies (B,)
@@ -59,20 +61,29 @@ def count_correct(forward: Forward, eff: Params, batch: EvalBatch) -> jax.Array:
     return jnp.sum(hits, dtype=jnp.int32)
 
 
-def make_accuracy_fn(*, forward: Forward, adapter: Adapter) -> AccuracyFn:
-    """``accuracy(params, aparams, cfg, batches) -> float`` over an iterable of EvalBatch.
+def count_correct_stacked(forward: Forward, eff: Params, batches: EvalBatch) -> jax.Array:
+    """Correct unpadded examples over stacked batches (num_batches, batch_size, ...): one
+    ``lax.scan`` of :func:`count_correct`, int32 scalar. Traceable."""
 
-    The effective params are built once per call; every batch runs one jitted function.
-    """
-    effective = jax.jit(adapter.apply)
-    count = jax.jit(lambda eff, batch: count_correct(forward, eff, batch))
+    def add(correct: jax.Array, batch: EvalBatch) -> tuple[jax.Array, None]:
+        return correct + count_correct(forward, eff, batch), None
 
-    def accuracy(params: Params, aparams: Any, cfg: Any, batches: Iterable[EvalBatch]) -> float:
-        eff = effective(params, aparams, cfg)
-        correct, total = jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32)
-        for batch in batches:
-            correct = correct + count(eff, batch)
-            total = total + jnp.sum(batch.mask, dtype=jnp.int32)
+    correct, _ = jax.lax.scan(add, jnp.zeros((), jnp.int32), batches)
+    return correct
+
+
+def make_params_accuracy_fn(*, forward: Forward) -> ParamsAccuracyFn:
+    """``accuracy(eff, stacked batches) -> float`` of plain params: one jitted scan, compiled
+    once per params tree and split shape, so an adapted and a merged model of the same tree
+    share it."""
+
+    @jax.jit
+    def count(eff: Params, batches: EvalBatch) -> tuple[jax.Array, jax.Array]:
+        correct = count_correct_stacked(forward, eff, batches)
+        return correct, jnp.sum(batches.mask, dtype=jnp.int32)
+
+    def accuracy(eff: Params, batches: EvalBatch) -> float:
+        correct, total = count(eff, batches)
         if int(total) == 0:
             raise ValueError("cannot evaluate on an empty split")
         return int(correct) / int(total)
@@ -80,9 +91,17 @@ def make_accuracy_fn(*, forward: Forward, adapter: Adapter) -> AccuracyFn:
     return accuracy
 
 
-def unstack(batches: EvalBatch) -> list[EvalBatch]:
-    """Stacked batches (num_batches, batch_size, ...) -> a list of EvalBatch."""
-    return [EvalBatch(*(part[i] for part in batches)) for i in range(batches.labels.shape[0])]
+def make_accuracy_fn(*, forward: Forward, adapter: Adapter) -> AccuracyFn:
+    """``accuracy(params, aparams, cfg, stacked batches) -> float``: the effective params
+    ``adapter.apply(params, aparams, cfg)`` (jitted), then :func:`make_params_accuracy_fn`'s
+    scan over the batches from ``stack_eval_batches``."""
+    effective = jax.jit(adapter.apply)
+    accuracy_of = make_params_accuracy_fn(forward=forward)
+
+    def accuracy(params: Params, aparams: Any, cfg: Any, batches: EvalBatch) -> float:
+        return accuracy_of(effective(params, aparams, cfg), batches)
+
+    return accuracy
 
 
 def make_multi_config_accuracy_fn(*, forward: Forward, adapter: Adapter) -> MultiConfigAccuracyFn:
@@ -90,12 +109,7 @@ def make_multi_config_accuracy_fn(*, forward: Forward, adapter: Adapter) -> Mult
 
     def one(params: Params, aparams: Any, cfg: Any, batches: EvalBatch) -> jax.Array:
         eff = adapter.apply(params, aparams, cfg)
-
-        def add(correct: jax.Array, batch: EvalBatch) -> tuple[jax.Array, None]:
-            return correct + count_correct(forward, eff, batch), None
-
-        correct, _ = jax.lax.scan(add, jnp.zeros((), jnp.int32), batches)
-        return correct / jnp.sum(batches.mask)
+        return count_correct_stacked(forward, eff, batches) / jnp.sum(batches.mask)
 
     return jax.jit(jax.vmap(one, in_axes=(None, None, 0, None)))
 

@@ -22,7 +22,6 @@ from experiments.training.evaluate import (
     make_accuracy_fn,
     make_multi_config_accuracy_fn,
     stack_eval_batches,
-    unstack,
 )
 from experiments.training.loop import BatchSource, Evaluate, LoopSettings, run_steps
 from experiments.training.metrics import History, MetricWriter
@@ -182,12 +181,11 @@ def _evaluator(
     """state -> {"eval/accuracy": ...}: of ``cfg``, or the mean over fixed random subnets."""
     if space is None:
         accuracy = make_accuracy_fn(forward=forward, adapter=adapter)
-        batch_list = unstack(batches)
 
         def evaluate_fixed(state: TrainState) -> dict[str, float]:
             params = join_head(backbone, state.trainable["head"])
             aparams = state.trainable["adapter"]
-            return {"eval/accuracy": accuracy(params, aparams, cfg, batch_list)}
+            return {"eval/accuracy": accuracy(params, aparams, cfg, batches)}
 
         return evaluate_fixed
     accuracies = make_multi_config_accuracy_fn(forward=forward, adapter=adapter)

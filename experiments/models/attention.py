@@ -31,6 +31,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from experiments.models.dense import Dense
+
 AttentionImpl = Literal["xla", "cudnn"] | None
 
 #: sequence multiple used for ``implementation="cudnn"`` when ``pad_to`` is not given.
@@ -110,7 +112,7 @@ class MultiHeadDotProductAttention(nn.Module):
             queries, implementation = x[:, : self.num_queries], "xla"
 
         def projection(name: str, tokens: jax.Array) -> jax.Array:
-            return nn.DenseGeneral(
+            return Dense(
                 features=(self.num_heads, head_dim),
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
@@ -125,7 +127,7 @@ class MultiHeadDotProductAttention(nn.Module):
             num_keys=self.num_keys,
             implementation=implementation,
         )
-        return nn.DenseGeneral(
+        return Dense(
             features=width,
             axis=(-2, -1),
             dtype=self.dtype,

@@ -45,6 +45,7 @@ from experiments.models.attention import (
     pad_tokens,
     resolve_pad_to,
 )
+from experiments.models.dense import Dense, add_bias
 
 Pool = Literal["tok", "gap", "none"]
 
@@ -156,7 +157,7 @@ class PatchEmbedding(nn.Module):
         gh, gw = height // p, width // p
         patches = x.reshape(batch, gh, p, gw, p, channels).transpose(0, 1, 3, 2, 4, 5)
         patches = patches.reshape(batch, gh, gw, p * p * channels)
-        return patches @ kernel.reshape(p * p * channels, self.features) + bias
+        return add_bias(patches @ kernel.reshape(p * p * channels, self.features), bias)
 
 
 class MlpBlock(nn.Module):
@@ -173,9 +174,9 @@ class MlpBlock(nn.Module):
             kernel_init=nn.initializers.xavier_uniform(),
             bias_init=nn.initializers.normal(stddev=1e-6),
         )
-        y = nn.Dense(cfg.mlp_dim, name="Dense_0", **dense)(x)
+        y = Dense(cfg.mlp_dim, name="Dense_0", **dense)(x)
         y = gelu(y, cfg.gelu_approximate)
-        return nn.Dense(x.shape[-1], name="Dense_1", **dense)(y)
+        return Dense(x.shape[-1], name="Dense_1", **dense)(y)
 
 
 class Encoder1DBlock(nn.Module):
@@ -313,7 +314,7 @@ class ViT(nn.Module):
         elif cfg.pool == "gap":
             x = jnp.mean(x[:, cfg.num_prefix_tokens :], axis=1)
         if cfg.representation_size is not None:
-            x = nn.Dense(
+            x = Dense(
                 cfg.representation_size,
                 dtype=cfg.dtype,
                 param_dtype=cfg.param_dtype,
@@ -321,7 +322,7 @@ class ViT(nn.Module):
             )(x)
             x = jnp.tanh(x)
         if cfg.num_classes > 0:
-            x = nn.Dense(
+            x = Dense(
                 cfg.num_classes,
                 dtype=cfg.dtype,
                 param_dtype=cfg.param_dtype,

@@ -1,0 +1,109 @@
+"""experiments.models.dense: the bias add's custom gradient against numpy, the Dense layer against
+flax's Dense / DenseGeneral (params, outputs, gradients), and its errors."""
+
+from __future__ import annotations
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.models.dense import Dense, add_bias
+
+
+@pytest.mark.parametrize(
+    "y_shape, bias_shape",
+    [((4, 5, 6), (6,)), ((3, 4, 2, 3), (2, 3)), ((6,), (6,)), ((2, 7, 1), (7, 1))],
+)
+@pytest.mark.parametrize("dtype, tol", [(jnp.float32, 1e-6), (jnp.bfloat16, 1e-2)])
+def test_add_bias_value_and_gradients_match_numpy(
+    y_shape: tuple[int, ...], bias_shape: tuple[int, ...], dtype: jnp.dtype, tol: float
+) -> None:
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=y_shape).astype(np.float32)
+    bias = rng.normal(size=bias_shape).astype(np.float32)
+    weights = rng.normal(size=y_shape).astype(np.float32)  # loss = sum(weights * out)
+
+    def loss(y: jax.Array, bias: jax.Array) -> jax.Array:
+        out = add_bias(y.astype(dtype), bias.astype(dtype))
+        return jnp.sum(out.astype(jnp.float32) * weights)
+
+    out = add_bias(jnp.asarray(y, dtype), jnp.asarray(bias, dtype))
+    chex.assert_shape(out, y_shape)
+    assert out.dtype == dtype
+    np.testing.assert_allclose(np.asarray(out, np.float32), y + bias, rtol=tol, atol=tol)
+    dy, dbias = jax.grad(loss, argnums=(0, 1))(jnp.asarray(y), jnp.asarray(bias))
+    leading = tuple(range(len(y_shape) - len(bias_shape)))
+    np.testing.assert_allclose(dy, weights, rtol=tol, atol=tol)
+    expected = weights.sum(axis=leading)
+    np.testing.assert_allclose(dbias, expected, rtol=tol, atol=tol * np.abs(expected).max())
+
+
+def test_add_bias_gradient_under_vmap_matches_numpy() -> None:
+    """Per-config biases (K, F) on per-config shares (K, B, T, F), as the GLoRA supernet's vmap."""
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=(3, 4, 5, 6)).astype(np.float32)
+    bias = rng.normal(size=(3, 6)).astype(np.float32)
+    weights = rng.normal(size=y.shape).astype(np.float32)
+    grad = jax.grad(lambda b: jnp.sum(jax.vmap(add_bias)(jnp.asarray(y), b) * weights))
+    np.testing.assert_allclose(grad(jnp.asarray(bias)), weights.sum(axis=(1, 2)), rtol=1e-5)
+
+
+def test_add_bias_refuses_mismatched_dtypes_and_shapes() -> None:
+    y = jnp.zeros((2, 3), jnp.bfloat16)
+    with pytest.raises(ValueError, match="one dtype"):
+        add_bias(y, jnp.zeros((3,), jnp.float32))
+    with pytest.raises(ValueError, match="trailing axes"):
+        add_bias(y, jnp.zeros((2,), jnp.bfloat16))
+
+
+DENSE_CASES = [
+    # (ours, flax's, input shape)
+    (dict(features=5), nn.Dense(5), (2, 3, 4)),
+    (
+        dict(features=(2, 3), kernel_init=nn.initializers.xavier_uniform()),
+        nn.DenseGeneral((2, 3), kernel_init=nn.initializers.xavier_uniform()),
+        (2, 3, 4),
+    ),
+    (
+        dict(features=4, axis=(-2, -1), bias_init=nn.initializers.normal(0.5)),
+        nn.DenseGeneral(4, axis=(-2, -1), bias_init=nn.initializers.normal(0.5)),
+        (2, 3, 2, 3),
+    ),
+]
+
+
+@pytest.mark.parametrize("ours, theirs, x_shape", DENSE_CASES)
+def test_dense_equals_flax_params_outputs_and_gradients(
+    ours: dict, theirs: nn.Module, x_shape: tuple[int, ...]
+) -> None:
+    layer = Dense(**ours)
+    x = jax.random.normal(jax.random.key(0), x_shape)
+    params = layer.init(jax.random.key(1), x)
+    chex.assert_trees_all_equal(params, theirs.init(jax.random.key(1), x))
+    params = jax.tree.map(lambda p: p + 0.3, params)  # a non-zero bias
+    chex.assert_trees_all_close(layer.apply(params, x), theirs.apply(params, x), rtol=1e-6)
+
+    def loss(module: nn.Module):  # noqa: ANN202
+        return lambda p, x: jnp.sum(jnp.sin(module.apply(p, x)))
+
+    ours_grads = jax.grad(loss(layer), argnums=(0, 1))(params, x)
+    flax_grads = jax.grad(loss(theirs), argnums=(0, 1))(params, x)
+    chex.assert_trees_all_close(ours_grads, flax_grads, rtol=1e-5, atol=1e-6)
+
+
+def test_dense_computes_in_its_dtype_with_float32_params() -> None:
+    layer = Dense(3, dtype=jnp.bfloat16)
+    x = jnp.ones((2, 4))
+    params = layer.init(jax.random.key(0), x)
+    assert {p.dtype for p in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}
+    assert layer.apply(params, x).dtype == jnp.bfloat16
+    grads = jax.grad(lambda p: jnp.sum(layer.apply(p, x).astype(jnp.float32)))(params)
+    np.testing.assert_allclose(grads["params"]["bias"], np.full(3, 2.0))
+
+
+def test_dense_refuses_leading_contracting_axes() -> None:
+    with pytest.raises(ValueError, match="trailing axes"):
+        Dense(3, axis=0).init(jax.random.key(0), jnp.ones((2, 4)))

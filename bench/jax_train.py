@@ -22,8 +22,8 @@ from bench.inputs import random_batches
 from bench.results import Row
 from bench.timing import TimingSettings, time_calls
 from bench.xla_stats import compile_with_stats, timed_row
-from experiments.backbones import Backbone
-from experiments.methods import MethodConfig, build_method
+from experiments.backbones import Backbone, with_bias_grad
+from experiments.methods import MethodConfig, bias_grad_for, build_method
 from experiments.training import (
     HEAD_PATTERN,
     OptimConfig,
@@ -151,8 +151,11 @@ def prepare_train_step(
     bench: TrainBench, case: TrainCase, *, batch: int, mesh: Mesh | None = None
 ) -> PreparedStep:
     """Build ``case``'s step with the trainer's functions and lower it for the global ``batch``,
-    data-parallel over ``mesh`` (default: every device)."""
-    backbone = bench.backbone
+    data-parallel over ``mesh`` (default: every device). The backbone forms its bias gradients
+    as the experiments do for the case's method ("auto": ``experiments.methods.bias_grad_for``)."""
+    backbone = with_bias_grad(
+        bench.backbone, bias_grad_for(case.method, num_configs=case.num_configs)
+    )
     forward: Forward = backbone.forward
     if case.custom is not None:
         adapter, forward = case.custom(backbone)

@@ -24,9 +24,10 @@ import numpy as np
 
 from experiments.data.preprocess import check_normalization, normalize
 from experiments.models import efficientnet
+from experiments.models.dense import BiasGrad, check_bias_grad
 from experiments.models.dinov2 import load_dinov2_s14
 from experiments.models.host_init import init_on_host
-from experiments.models.vit import vit
+from experiments.models.vit import ViT, vit
 from experiments.models.vit_checkpoint import load_params
 from experiments.weights import default_weights_path, export
 from flora_jax import CONV_TARGETS
@@ -46,7 +47,10 @@ class BackboneConfig:
     normalization: "native" (the table above), or "imagenet" / "minus1_1" for any backbone (the
     GLoRA paper feeds its [-1, 1] ViT-B checkpoint ImageNet mean/std inputs).
     dtype: compute dtype (params stay float32). attention: None/"xla"/"cudnn" (ViT).
-    scan/remat: nn.scan over ViT blocks / rematerialise them (memory for big batches)."""
+    scan/remat: nn.scan over ViT blocks / rematerialise them (memory for big batches).
+    bias_grad: how the ViT's dense layers form bias gradients, "reduce" or "gemv"
+    (``experiments.models.dense``), or "auto": by method (``experiments.methods.bias_grad_for``,
+    applied with :func:`with_bias_grad`)."""
 
     name: str = "dinov2-s14"
     checkpoint: str | None = None
@@ -57,10 +61,15 @@ class BackboneConfig:
     attention: str | None = None
     scan: bool = False
     remat: bool = False
+    bias_grad: str = "auto"
 
     def __post_init__(self) -> None:
         if self.name not in BACKBONES:
             raise ValueError(f"unknown backbone {self.name!r}; choose from {BACKBONES}")
+        if self.bias_grad != "auto":
+            check_bias_grad(self.bias_grad)
+            if self.name == "efficientnet-lite0" and self.bias_grad != "reduce":
+                raise ValueError("bias_grad applies to the ViT backbones; efficientnet: 'auto'")
         if self.normalization != "native":
             check_normalization(self.normalization)
         if self.dtype not in DTYPES:
@@ -93,6 +102,16 @@ def load_backbone(config: BackboneConfig, *, num_classes: int, seed: int = 0) ->
     if config.normalization == "native":
         return backbone
     return dataclasses.replace(backbone, scale_input=_scaler(config.normalization))
+
+
+def with_bias_grad(backbone: Backbone, bias_grad: BiasGrad) -> Backbone:
+    """The backbone whose ViT forms its bias gradients as ``bias_grad``; the same params. Other
+    models (flax's dense layers: "reduce") are returned as they are."""
+    model = backbone.model
+    if not isinstance(model, ViT) or model.config.bias_grad == bias_grad:
+        return backbone
+    config = dataclasses.replace(model.config, bias_grad=bias_grad)
+    return dataclasses.replace(backbone, model=model.clone(config=config))
 
 
 def _load(config: BackboneConfig, *, num_classes: int, seed: int) -> Backbone:

@@ -21,6 +21,7 @@ from typing import Any
 import flora_jax
 import glora_jax
 import peft_core
+from experiments.models.dense import BiasGrad, check_bias_grad
 from peft_core.paths import Params, Patterns
 
 METHODS = ("glora", "flora", "lora", "bitfit", "ssf", "full", "linear")
@@ -107,3 +108,13 @@ def build_method(
     if name == "full":
         return Method(config, peft_core.full(exclude=head_pattern))
     return Method(config, peft_core.linear_probe())
+
+
+def bias_grad_for(config: MethodConfig, *, num_configs: int, requested: str = "auto") -> BiasGrad:
+    """How the backbone's dense layers form their bias gradients for this method
+    (``experiments.models.dense``): ``requested`` unless "auto", which picks "gemv" for the GLoRA
+    supernet with one subnet per step (and its fixed-subnet retrain), "reduce" otherwise: the
+    faster form of each step measured on ViT-B/16 (docs/benchmarks.md, calls 46-49)."""
+    if requested != "auto":
+        return check_bias_grad(requested)
+    return "gemv" if config.name == "glora" and num_configs == 1 else "reduce"

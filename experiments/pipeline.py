@@ -30,12 +30,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from experiments.backbones import Backbone, load_backbone
+from experiments.backbones import Backbone, load_backbone, with_bias_grad
 from experiments.config import ExperimentConfig, as_dict
 from experiments.data import load_task
 from experiments.data.base import SplitArrays
 from experiments.data.pipeline import TrainBatches
-from experiments.methods import Method, build_method
+from experiments.methods import Method, bias_grad_for, build_method
 from experiments.training import TrainResult, train
 from experiments.training.evaluate import (
     make_config_scorer,
@@ -131,6 +131,10 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
     clock.lap("data")
     num_classes = splits.train.num_classes
     backbone = load_backbone(config.backbone, num_classes=num_classes, seed=config.train.seed)
+    bias_grad = bias_grad_for(
+        config.method, num_configs=config.train.num_configs, requested=config.backbone.bias_grad
+    )
+    backbone = with_bias_grad(backbone, bias_grad)
     clock.lap("backbone", backbone.params)
     method = build_method(
         config.method, targets=backbone.targets, stacked=backbone.stacked,
@@ -178,6 +182,7 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
         "task": config.data.task,
         "method": config.method.name,
         "backbone": config.backbone.name,
+        "bias_grad": bias_grad,
         "test_accuracy": adapted,
         "merged_test_accuracy": served,
         "val_accuracy_supernet_mean": trained.eval_accuracy,

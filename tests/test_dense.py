@@ -1,5 +1,5 @@
-"""experiments.models.dense: the bias add's custom gradient against numpy, the Dense layer against
-flax's Dense / DenseGeneral (params, outputs, gradients), and its errors."""
+"""experiments.models.dense: the bias add's gradients (both forms) against numpy, the Dense layer
+against flax's Dense / DenseGeneral (params, outputs, gradients), and its errors."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.models.dense import Dense, add_bias
+from experiments.models.dense import BiasGrad, Dense, add_bias
 
 
 @pytest.mark.parametrize(
@@ -18,8 +18,13 @@ from experiments.models.dense import Dense, add_bias
     [((4, 5, 6), (6,)), ((3, 4, 2, 3), (2, 3)), ((6,), (6,)), ((2, 7, 1), (7, 1))],
 )
 @pytest.mark.parametrize("dtype, tol", [(jnp.float32, 1e-6), (jnp.bfloat16, 1e-2)])
+@pytest.mark.parametrize("bias_grad", ["gemv", "reduce"])
 def test_add_bias_value_and_gradients_match_numpy(
-    y_shape: tuple[int, ...], bias_shape: tuple[int, ...], dtype: jnp.dtype, tol: float
+    y_shape: tuple[int, ...],
+    bias_shape: tuple[int, ...],
+    dtype: jnp.dtype,
+    tol: float,
+    bias_grad: BiasGrad,
 ) -> None:
     rng = np.random.default_rng(0)
     y = rng.normal(size=y_shape).astype(np.float32)
@@ -27,10 +32,10 @@ def test_add_bias_value_and_gradients_match_numpy(
     weights = rng.normal(size=y_shape).astype(np.float32)  # loss = sum(weights * out)
 
     def loss(y: jax.Array, bias: jax.Array) -> jax.Array:
-        out = add_bias(y.astype(dtype), bias.astype(dtype))
+        out = add_bias(y.astype(dtype), bias.astype(dtype), bias_grad)
         return jnp.sum(out.astype(jnp.float32) * weights)
 
-    out = add_bias(jnp.asarray(y, dtype), jnp.asarray(bias, dtype))
+    out = add_bias(jnp.asarray(y, dtype), jnp.asarray(bias, dtype), bias_grad)
     chex.assert_shape(out, y_shape)
     assert out.dtype == dtype
     np.testing.assert_allclose(np.asarray(out, np.float32), y + bias, rtol=tol, atol=tol)
@@ -57,6 +62,8 @@ def test_add_bias_refuses_mismatched_dtypes_and_shapes() -> None:
         add_bias(y, jnp.zeros((3,), jnp.float32))
     with pytest.raises(ValueError, match="trailing axes"):
         add_bias(y, jnp.zeros((2,), jnp.bfloat16))
+    with pytest.raises(ValueError, match="bias_grad must be one of"):
+        add_bias(y, jnp.zeros((3,), jnp.bfloat16), "sum")  # type: ignore[arg-type]
 
 
 DENSE_CASES = [
@@ -76,10 +83,11 @@ DENSE_CASES = [
 
 
 @pytest.mark.parametrize("ours, theirs, x_shape", DENSE_CASES)
+@pytest.mark.parametrize("bias_grad", ["gemv", "reduce"])
 def test_dense_equals_flax_params_outputs_and_gradients(
-    ours: dict, theirs: nn.Module, x_shape: tuple[int, ...]
+    ours: dict, theirs: nn.Module, x_shape: tuple[int, ...], bias_grad: BiasGrad
 ) -> None:
-    layer = Dense(**ours)
+    layer = Dense(**ours, bias_grad=bias_grad)
     x = jax.random.normal(jax.random.key(0), x_shape)
     params = layer.init(jax.random.key(1), x)
     chex.assert_trees_all_equal(params, theirs.init(jax.random.key(1), x))
@@ -95,7 +103,7 @@ def test_dense_equals_flax_params_outputs_and_gradients(
 
 
 def test_dense_computes_in_its_dtype_with_float32_params() -> None:
-    layer = Dense(3, dtype=jnp.bfloat16)
+    layer = Dense(3, dtype=jnp.bfloat16, bias_grad="gemv")
     x = jnp.ones((2, 4))
     params = layer.init(jax.random.key(0), x)
     assert {p.dtype for p in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}

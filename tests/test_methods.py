@@ -1,14 +1,16 @@
-"""experiments.methods.build_method: the backbone's compute dtype reaches GLoRA's update."""
+"""experiments.methods: the backbone's compute dtype reaches GLoRA's update; the bias-gradient
+form chosen per method and applied to a loaded backbone."""
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.backbones import BackboneConfig, load_backbone
-from experiments.methods import MethodConfig, build_method
+from experiments.backbones import BackboneConfig, load_backbone, with_bias_grad
+from experiments.methods import MethodConfig, bias_grad_for, build_method
 
 
 @pytest.mark.parametrize("name", ["glora", "ssf"])
@@ -34,3 +36,42 @@ def test_loaded_backbone_knows_its_compute_dtype():
     backbone = load_backbone(config, num_classes=3)
     assert backbone.compute_dtype == jnp.bfloat16  # the default is float32
     assert {x.dtype for x in jax.tree.leaves(backbone.params)} == {jnp.dtype(jnp.float32)}
+
+
+@pytest.mark.parametrize(
+    "name, num_configs, expected",
+    [("glora", 1, "gemv"), ("glora", 4, "reduce"), ("lora", 1, "reduce"), ("full", 1, "reduce"),
+     ("bitfit", 1, "reduce"), ("flora", 1, "reduce")],
+)  # fmt: skip
+def test_bias_grad_auto_picks_by_method(name: str, num_configs: int, expected: str) -> None:
+    assert bias_grad_for(MethodConfig(name), num_configs=num_configs) == expected
+    for requested in ("reduce", "gemv"):  # an explicit choice wins
+        got = bias_grad_for(MethodConfig(name), num_configs=num_configs, requested=requested)
+        assert got == requested
+
+
+def test_bias_grad_bad_values_are_refused() -> None:
+    with pytest.raises(ValueError, match="bias_grad must be one of"):
+        bias_grad_for(MethodConfig("glora"), num_configs=1, requested="sum")
+    with pytest.raises(ValueError, match="bias_grad must be one of"):
+        BackboneConfig(name="vit-ti16-random", bias_grad="sum")
+    with pytest.raises(ValueError, match="ViT backbones"):
+        BackboneConfig(name="efficientnet-lite0", bias_grad="gemv")
+
+
+def test_with_bias_grad_changes_the_vit_not_its_params_or_function() -> None:
+    config = BackboneConfig(name="vit-ti16-random", image_size=16)
+    backbone = load_backbone(config, num_classes=3)
+    gemv = with_bias_grad(backbone, "gemv")
+    assert (backbone.model.config.bias_grad, gemv.model.config.bias_grad) == ("reduce", "gemv")
+    assert gemv.params is backbone.params
+    assert with_bias_grad(backbone, "reduce") is backbone
+    images = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    params = jax.tree.map(lambda p: p + 0.01, backbone.params)  # a non-zero head
+
+    def loss(b):  # noqa: ANN001, ANN202
+        return lambda p: jnp.sum(b.forward(p, images, train=False) ** 2)
+
+    chex.assert_trees_all_close(
+        jax.grad(loss(gemv))(params), jax.grad(loss(backbone))(params), rtol=1e-4, atol=1e-6
+    )

@@ -45,6 +45,7 @@ def test_glora_end_to_end_and_resume(tmp_path):
     assert 0 < result["trainable_params"] <= 200000
     # generation 0 is the random population, each later one 3 mutations + 3 crossovers
     assert result["search"]["candidates_evaluated"] == 6 + 1 * (3 + 3)
+    assert result["bias_grad"] == "gemv"  # "auto": the supernet with one subnet per step
     subnet = json.loads((out / "subnet.json").read_text())
     assert subnet["num_params"] == result["trainable_params"]
     for png in ("search_accuracy_vs_params", "subnet_layers", "params_per_type"):
@@ -72,6 +73,7 @@ def test_methods_end_to_end(tmp_path, method, dtype):
     assert result["test_accuracy"] == result["merged_test_accuracy"]
     assert result["test_accuracy"] > 0.1  # above chance: 10 classes
     assert (result["search"] == {}) == (method != "glora")
+    assert result["bias_grad"] == ("gemv" if method == "glora" else "reduce")
 
 
 def test_presets_and_overrides():

@@ -31,7 +31,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from experiments.models.dense import Dense
+from experiments.models.dense import BiasGrad, Dense
 
 AttentionImpl = Literal["xla", "cudnn"] | None
 
@@ -87,7 +87,7 @@ def masked_dot_product_attention(
 class MultiHeadDotProductAttention(nn.Module):
     """Self-attention (B, N, D) -> (B, q, D) with DenseGeneral q/k/v/out projections: the first
     ``num_queries`` tokens attend (None: q = N, every token) to the first ``num_keys`` tokens
-    (the rest is padding; None: every token)."""
+    (the rest is padding; None: every token). ``bias_grad``: see ``experiments.models.dense``."""
 
     num_heads: int
     dtype: Any = jnp.float32
@@ -95,6 +95,7 @@ class MultiHeadDotProductAttention(nn.Module):
     implementation: AttentionImpl = None
     num_keys: int | None = None
     num_queries: int | None = None
+    bias_grad: BiasGrad = "reduce"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -117,6 +118,7 @@ class MultiHeadDotProductAttention(nn.Module):
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
                 kernel_init=nn.initializers.xavier_uniform(),
+                bias_grad=self.bias_grad,
                 name=name,
             )(tokens)
 
@@ -133,5 +135,6 @@ class MultiHeadDotProductAttention(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             kernel_init=nn.initializers.xavier_uniform(),
+            bias_grad=self.bias_grad,
             name="out",
         )(attended)

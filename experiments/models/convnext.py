@@ -43,7 +43,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.models.activations import gelu
-from experiments.models.dense import Dense
 
 #: variant -> (blocks per stage, channels per stage), as in the official repositories.
 CONVNEXT_DEPTHS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
@@ -113,11 +112,11 @@ class ConvNeXtBlock(nn.Module):
             name="dwconv",
         )(x)
         y = nn.LayerNorm(epsilon=LAYER_NORM_EPS, dtype=self.dtype, name="norm")(y)
-        y = Dense(4 * channels, kernel_init=_KERNEL_INIT, dtype=self.dtype, name="pwconv1")(y)
+        y = nn.Dense(4 * channels, kernel_init=_KERNEL_INIT, dtype=self.dtype, name="pwconv1")(y)
         y = gelu(y, False)
         if self.version == 2:
             y = GRN(dtype=self.dtype, name="grn")(y)
-        y = Dense(channels, kernel_init=_KERNEL_INIT, dtype=self.dtype, name="pwconv2")(y)
+        y = nn.Dense(channels, kernel_init=_KERNEL_INIT, dtype=self.dtype, name="pwconv2")(y)
         if self.version == 1:
             scale = self.param(
                 "layer_scale",
@@ -168,7 +167,9 @@ class ConvNeXt(nn.Module):
                 block_index += 1
         x = self._norm("head_norm")(jnp.mean(x, axis=(1, 2)))
         if self.num_classes:
-            x = Dense(self.num_classes, kernel_init=_KERNEL_INIT, dtype=self.dtype, name="head")(x)
+            x = nn.Dense(self.num_classes, kernel_init=_KERNEL_INIT, dtype=self.dtype, name="head")(
+                x
+            )
         return x.astype(jnp.float32)
 
     def _conv(self, features: int, patch: int, name: str) -> nn.Conv:

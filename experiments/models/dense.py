@@ -1,17 +1,20 @@
-"""A dense layer whose bias gradient is one matrix-vector product.
+"""A dense layer with a choice of how its bias gradient is formed.
 
-Autodiff of ``y + bias``, the bias broadcast over the batch and token axes, forms the bias
-gradient as a reduction of the output gradient over those axes. In the GLoRA steps on ViT-B/16
-(H200, XLA) those reductions made XLA lay the residual stream out batch-minor and transpose it
-back for every other consumer: 9.7 ms of transposes in a 68 ms step (docs/benchmarks.md, calls
-41 and 46). :func:`add_bias` computes the same gradient as
+``bias_grad="reduce"``: autodiff of ``y + bias`` (the bias broadcast over the batch and token
+axes) sums the output gradient over those axes, a reduction XLA fuses with its neighbours.
+``bias_grad="gemv"``: :func:`add_bias`'s custom gradient
 
     d bias = ones(N) @ dy.reshape(N, prod(features))     (f32 accumulation, N = leading elements)
 
-which XLA runs as a GEMV and which leaves the layout alone. The forward pass is the plain sum.
+one matrix-vector product. The forward pass is the plain sum either way. Neither is faster
+everywhere (ViT-B/16, batch 256, H200; docs/benchmarks.md, calls 46-49): in the GLoRA steps with
+one subnet per step the reductions made XLA lay the residual stream out batch-minor and transpose
+it back for every other consumer (9.7 ms of a 68 ms step), which the GEMV avoids (+5% supernet
+K=1, +7% fixed subnet); in full fine-tuning, biases-only and the K=4 supernet the GEMV's extra
+read of dy costs 3-9%. ``experiments.methods.bias_grad_for`` picks per method.
 
 :class:`Dense` is ``flax.linen.DenseGeneral`` (and, with one contracting axis and an int
-``features``, ``flax.linen.Dense``) with that bias add: the same param names, shapes and
+``features``, ``flax.linen.Dense``) with that choice: the same param names, shapes and
 initialisation, so checkpoints and param trees do not change.
 """
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
 import flax.linen as nn
 import jax
@@ -27,15 +30,28 @@ import jax.numpy as jnp
 import numpy as np
 
 Initializer = Any  # (rng, shape, dtype) -> array
+BiasGrad = Literal["reduce", "gemv"]
+BIAS_GRADS: tuple[str, ...] = get_args(BiasGrad)
 
 
-def add_bias(y: jax.Array, bias: jax.Array) -> jax.Array:
-    """y (..., *F) + bias (*F), broadcast over the leading axes; the bias gradient is
-    ``ones(N) @ dy.reshape(N, prod F)`` accumulated in float32 (N: the leading axes' size)."""
+def check_bias_grad(bias_grad: str) -> BiasGrad:
+    """``bias_grad`` if it is one of BIAS_GRADS, else a ValueError."""
+    if bias_grad not in BIAS_GRADS:
+        raise ValueError(f"bias_grad must be one of {BIAS_GRADS}, got {bias_grad!r}")
+    return cast(BiasGrad, bias_grad)
+
+
+def add_bias(y: jax.Array, bias: jax.Array, bias_grad: BiasGrad = "gemv") -> jax.Array:
+    """y (..., *F) + bias (*F), broadcast over the leading axes. The bias gradient: with "gemv"
+    ``ones(N) @ dy.reshape(N, prod F)`` accumulated in float32 (N: the leading axes' size), with
+    "reduce" autodiff's sum over the leading axes."""
+    check_bias_grad(bias_grad)
     if y.dtype != bias.dtype:
         raise ValueError(f"add_bias needs one dtype, got y {y.dtype} and bias {bias.dtype}")
     if y.shape[y.ndim - bias.ndim :] != bias.shape:
         raise ValueError(f"bias {bias.shape} does not match the trailing axes of y {y.shape}")
+    if bias_grad == "reduce":
+        return y + bias
     return _add_bias(bias.ndim, y, bias)
 
 
@@ -64,7 +80,8 @@ class Dense(nn.Module):
 
     Params and initialisation as ``flax.linen.DenseGeneral`` (the kernel initialiser sees the
     flat shape (prod in, prod features), the bias one (prod features,)); compute in ``dtype``
-    (None: promoted from the inputs and params). The bias enters through :func:`add_bias`.
+    (None: promoted from the inputs and params). The bias enters through :func:`add_bias` with
+    ``bias_grad``.
     """
 
     features: int | tuple[int, ...]
@@ -73,6 +90,7 @@ class Dense(nn.Module):
     param_dtype: Any = jnp.float32
     kernel_init: Initializer = nn.initializers.lecun_normal()
     bias_init: Initializer = nn.initializers.zeros
+    bias_grad: BiasGrad = "reduce"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -92,7 +110,7 @@ class Dense(nn.Module):
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         contract = tuple(range(len(in_shape)))
         y = jax.lax.dot_general(x, kernel, ((axes, contract), ((), ())))
-        return add_bias(y, bias)
+        return add_bias(y, bias, self.bias_grad)
 
 
 def _flat_init(init: Initializer, num_in_axes: int) -> Initializer:

@@ -46,7 +46,6 @@ import numpy as np
 
 from experiments.assets import asset_path
 from experiments.models.convnext import DropPath
-from experiments.models.dense import Dense
 from experiments.models.torch_zip import load_torch_file
 from peft_core.adapter import check_tree
 from peft_core.paths import flatten, unflatten
@@ -167,7 +166,7 @@ class EfficientNetLite(nn.Module):
         x = nn.relu6(nn.Conv(self.head_features, (1, 1), dtype=self.dtype, name="head_conv")(x))
         x = jnp.mean(x, axis=(1, 2))
         x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
-        x = Dense(self.num_classes, dtype=self.dtype, name="head")(x)
+        x = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
         return x.astype(jnp.float32)
 
 

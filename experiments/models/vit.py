@@ -45,7 +45,7 @@ from experiments.models.attention import (
     pad_tokens,
     resolve_pad_to,
 )
-from experiments.models.dense import Dense, add_bias
+from experiments.models.dense import BiasGrad, Dense, add_bias, check_bias_grad
 
 Pool = Literal["tok", "gap", "none"]
 
@@ -76,7 +76,8 @@ class ViTConfig:
     ViT / big_vision, False for DINOv2. ``dtype`` is the compute dtype, ``param_dtype`` the
     storage dtype.
     ``attn_pad_to``: the token sequence is padded once, before the first block, to a multiple of
-    it (default: 2 for cuDNN, none otherwise); attention masks the padding.
+    it (default: 2 for cuDNN, none otherwise); attention masks the padding. ``bias_grad``: how
+    every dense layer forms its bias gradient ("reduce" or "gemv", ``experiments.models.dense``).
     """
 
     width: int
@@ -98,8 +99,10 @@ class ViTConfig:
     remat: bool = False
     attn_implementation: AttentionImpl = None
     attn_pad_to: int | None = None
+    bias_grad: BiasGrad = "reduce"
 
     def __post_init__(self) -> None:
+        check_bias_grad(self.bias_grad)
         if self.pool not in ("tok", "gap", "none"):
             raise ValueError(f"pool must be 'tok', 'gap' or 'none', got {self.pool!r}")
         if self.pool == "tok" and not self.class_token:
@@ -145,6 +148,7 @@ class PatchEmbedding(nn.Module):
     patch: int
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    bias_grad: BiasGrad = "reduce"
 
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:
@@ -157,7 +161,8 @@ class PatchEmbedding(nn.Module):
         gh, gw = height // p, width // p
         patches = x.reshape(batch, gh, p, gw, p, channels).transpose(0, 1, 3, 2, 4, 5)
         patches = patches.reshape(batch, gh, gw, p * p * channels)
-        return add_bias(patches @ kernel.reshape(p * p * channels, self.features), bias)
+        patches = patches @ kernel.reshape(p * p * channels, self.features)
+        return add_bias(patches, bias, self.bias_grad)
 
 
 class MlpBlock(nn.Module):
@@ -173,6 +178,7 @@ class MlpBlock(nn.Module):
             param_dtype=cfg.param_dtype,
             kernel_init=nn.initializers.xavier_uniform(),
             bias_init=nn.initializers.normal(stddev=1e-6),
+            bias_grad=cfg.bias_grad,
         )
         y = Dense(cfg.mlp_dim, name="Dense_0", **dense)(x)
         y = gelu(y, cfg.gelu_approximate)
@@ -216,6 +222,7 @@ class Encoder1DBlock(nn.Module):
             dtype=cfg.dtype,
             param_dtype=cfg.param_dtype,
             implementation=cfg.attn_implementation,
+            bias_grad=cfg.bias_grad,
             num_keys=self.num_tokens,
             num_queries=self.num_queries,
             name="MultiHeadDotProductAttention_0",
@@ -287,8 +294,9 @@ class ViT(nn.Module):
                 f"got shape {images.shape}"
             )
         x = PatchEmbedding(
-            cfg.width, patch, dtype=cfg.dtype, param_dtype=cfg.param_dtype, name="embedding"
-        )(images)
+            cfg.width, patch, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+            bias_grad=cfg.bias_grad, name="embedding",
+        )(images)  # fmt: skip
         batch, gh, gw, width = x.shape
         x = x.reshape(batch, gh * gw, width)
         if cfg.class_token:
@@ -318,6 +326,7 @@ class ViT(nn.Module):
                 cfg.representation_size,
                 dtype=cfg.dtype,
                 param_dtype=cfg.param_dtype,
+                bias_grad=cfg.bias_grad,
                 name="pre_logits",
             )(x)
             x = jnp.tanh(x)
@@ -326,6 +335,7 @@ class ViT(nn.Module):
                 cfg.num_classes,
                 dtype=cfg.dtype,
                 param_dtype=cfg.param_dtype,
+                bias_grad=cfg.bias_grad,
                 kernel_init=nn.initializers.zeros,
                 name="head",
             )(x)

@@ -35,12 +35,19 @@ TINY = [
 
 
 @pytest.mark.slow
-def test_glora_end_to_end_and_resume(tmp_path):
+def test_glora_end_to_end_with_retrain_and_resume(tmp_path):
     workdir = tmp_path / "runs"
-    assert vtab.main(["--adapter=glora", f"--workdir={workdir}", *TINY]) == 0
+    argv = ["--adapter=glora", f"--workdir={workdir}", *TINY, "--set", "search.retrain=True"]
+    assert vtab.main(argv) == 0
     out = workdir / "digits"
     result = json.loads((out / "result.json").read_text())
     assert result["test_accuracy"] == result["merged_test_accuracy"]
+    stages = result["stage_seconds"]
+    assert list(stages) == ["data", "backbone", "train", "search", "retrain", "test", "save"]
+    # The retrain ran the chosen subnet on 1000 images (train800val200), 2 epochs of batch 100.
+    retrain = (out / "retrain" / "metrics.csv").read_text().splitlines()
+    steps = {int(line.split(",")[0]) for line in retrain[1:] if ",train/loss," in line}
+    assert max(steps) == 2 * 1000 // 100
     assert result["test_accuracy"] > 0.1  # above chance: 10 classes
     assert 0 < result["trainable_params"] <= 200000
     # generation 0 is the random population, each later one 3 mutations + 3 crossovers
@@ -50,13 +57,12 @@ def test_glora_end_to_end_and_resume(tmp_path):
     assert subnet["num_params"] == result["trainable_params"]
     for png in ("search_accuracy_vs_params", "subnet_layers", "params_per_type"):
         assert (out / "plots" / f"{png}.png").stat().st_size > 1000
-    metrics = (out / "train" / "metrics.csv").read_text()
-    assert "train/loss" in metrics
+    assert "train/loss" in (out / "train" / "metrics.csv").read_text()
     merged = np.load(out / "merged.npz")
     assert "head/kernel" in merged.files
-    # Started again on the same workdir: training and search resume from their checkpoints
-    # (nothing left to do) and give the same result.
-    assert vtab.main(["--adapter=glora", f"--workdir={workdir}", *TINY]) == 0
+    # Started again on the same workdir: training, search and retrain resume from their
+    # checkpoints (nothing left to do) and give the same result.
+    assert vtab.main(argv) == 0
     again = json.loads((out / "result.json").read_text())
     assert again["test_accuracy"] == result["test_accuracy"]
     assert again["trainable_params"] == result["trainable_params"]
@@ -149,21 +155,6 @@ def test_several_vtab_tasks_from_noah_layout_write_the_table(tmp_path):
     assert cells[2 + 8] == f"{100 * results['eurosat']['test_accuracy']:.1f}"
     assert cells[2] == "-" and cells[-2] == "-"  # no natural / structured tasks were run
     assert any(line.startswith("| GLoRA 0.86M (paper)") for line in table)
-
-
-@pytest.mark.slow
-def test_glora_retrains_the_chosen_subnet_on_train800val200(tmp_path):
-    argv = ["--adapter=glora", f"--workdir={tmp_path}", *TINY, "--set", "search.retrain=True"]
-    assert vtab.main(argv) == 0
-    out = tmp_path / "digits"
-    result = json.loads((out / "result.json").read_text())
-    assert result["test_accuracy"] == result["merged_test_accuracy"]
-    # The retrain ran a fixed subnet on 1000 images (train800val200), 2 epochs of batch 100.
-    metrics = (out / "retrain" / "metrics.csv").read_text().splitlines()
-    steps = {int(line.split(",")[0]) for line in metrics[1:] if ",train/loss," in line}
-    assert max(steps) == 2 * 1000 // 100
-    stages = result["stage_seconds"]
-    assert list(stages) == ["data", "backbone", "train", "search", "retrain", "test", "save"]
 
 
 def test_backbone_input_normalization_is_a_setting():

@@ -76,8 +76,8 @@ def test_merged_logits_equal_adapted_logits(model_name: str) -> None:
         adapter = make_adapter(targets, stacked)
         aparams = randomised(adapter.init(jax.random.key(2), params), 4)
         cfg = adapter.space(params).sample(jax.random.key(5)) if adapter.space else None
-        adapted = forward(adapter.apply(params, aparams, cfg))
-        merged_params = adapter.merge(params, aparams, cfg)
+        adapted = forward(jax.jit(adapter.apply)(params, aparams, cfg))
+        merged_params = jax.jit(adapter.merge)(params, aparams, cfg)
         chex.assert_trees_all_equal_shapes_and_dtypes(merged_params, params)
         chex.assert_trees_all_close(forward(merged_params), adapted, rtol=1e-5, atol=1e-5)
         # The adapter really changed the model.

@@ -18,6 +18,8 @@ import dataclasses
 import functools
 from typing import Any
 
+import jax
+
 import flora_jax
 import glora_jax
 import peft_core
@@ -110,11 +112,17 @@ def build_method(
     return Method(config, peft_core.linear_probe())
 
 
-def bias_grad_for(config: MethodConfig, *, num_configs: int, requested: str = "auto") -> BiasGrad:
+def bias_grad_for(
+    config: MethodConfig, *, num_configs: int, requested: str = "auto", platform: str | None = None
+) -> BiasGrad:
     """How the backbone's dense layers form their bias gradients for this method
-    (``experiments.models.dense``): ``requested`` unless "auto", which picks "gemv" for the GLoRA
-    supernet with one subnet per step (and its fixed-subnet retrain), "reduce" otherwise: the
-    faster form of each step measured on ViT-B/16 (docs/benchmarks.md, calls 46-49)."""
+    (``experiments.models.dense``): ``requested`` unless "auto", which picks "gemv" on a GPU for
+    the GLoRA supernet with one subnet per step (and its fixed-subnet retrain), "reduce"
+    otherwise: the faster form of each step measured on ViT-B/16 on an H200 (docs/benchmarks.md,
+    calls 46-49); elsewhere (CPU, TPU: not measured) autodiff's. ``platform``: default
+    ``jax.default_backend()``."""
     if requested != "auto":
         return check_bias_grad(requested)
-    return "gemv" if config.name == "glora" and num_configs == 1 else "reduce"
+    platform = jax.default_backend() if platform is None else platform
+    single_subnet_glora = config.name == "glora" and num_configs == 1
+    return "gemv" if single_subnet_glora and platform == "gpu" else "reduce"

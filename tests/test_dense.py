@@ -52,16 +52,17 @@ def test_add_bias_gradient_under_vmap_matches_numpy() -> None:
     y = rng.normal(size=(3, 4, 5, 6)).astype(np.float32)
     bias = rng.normal(size=(3, 6)).astype(np.float32)
     weights = rng.normal(size=y.shape).astype(np.float32)
-    grad = jax.grad(lambda b: jnp.sum(jax.vmap(add_bias)(jnp.asarray(y), b) * weights))
+    per_config = jax.vmap(lambda y, b: add_bias(y, b, "gemv"))
+    grad = jax.grad(lambda b: jnp.sum(per_config(jnp.asarray(y), b) * weights))
     np.testing.assert_allclose(grad(jnp.asarray(bias)), weights.sum(axis=(1, 2)), rtol=1e-5)
 
 
 def test_add_bias_refuses_mismatched_dtypes_and_shapes() -> None:
     y = jnp.zeros((2, 3), jnp.bfloat16)
     with pytest.raises(ValueError, match="one dtype"):
-        add_bias(y, jnp.zeros((3,), jnp.float32))
+        add_bias(y, jnp.zeros((3,), jnp.float32), "gemv")
     with pytest.raises(ValueError, match="trailing axes"):
-        add_bias(y, jnp.zeros((2,), jnp.bfloat16))
+        add_bias(y, jnp.zeros((2,), jnp.bfloat16), "gemv")
     with pytest.raises(ValueError, match="bias_grad must be one of"):
         add_bias(y, jnp.zeros((3,), jnp.bfloat16), "sum")  # type: ignore[arg-type]
 

@@ -45,10 +45,16 @@ def test_loaded_backbone_knows_its_compute_dtype():
     [("glora", 1, "gemv"), ("glora", 4, "reduce"), ("lora", 1, "reduce"), ("full", 1, "reduce"),
      ("bitfit", 1, "reduce"), ("flora", 1, "reduce")],
 )  # fmt: skip
-def test_bias_grad_auto_picks_by_method(name: str, num_configs: int, expected: str) -> None:
-    assert bias_grad_for(MethodConfig(name), num_configs=num_configs) == expected
+def test_bias_grad_auto_picks_by_method_on_a_gpu(
+    name: str, num_configs: int, expected: str
+) -> None:
+    method = MethodConfig(name)
+    assert bias_grad_for(method, num_configs=num_configs, platform="gpu") == expected
+    for platform in ("cpu", "tpu"):  # measured on a GPU only: autodiff's form elsewhere
+        assert bias_grad_for(method, num_configs=num_configs, platform=platform) == "reduce"
+    assert bias_grad_for(method, num_configs=num_configs) == "reduce"  # this CPU
     for requested in ("reduce", "gemv"):  # an explicit choice wins
-        got = bias_grad_for(MethodConfig(name), num_configs=num_configs, requested=requested)
+        got = bias_grad_for(method, num_configs=num_configs, requested=requested, platform="cpu")
         assert got == requested
 
 

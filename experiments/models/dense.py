@@ -41,7 +41,7 @@ def check_bias_grad(bias_grad: str) -> BiasGrad:
     return cast(BiasGrad, bias_grad)
 
 
-def add_bias(y: jax.Array, bias: jax.Array, bias_grad: BiasGrad = "gemv") -> jax.Array:
+def add_bias(y: jax.Array, bias: jax.Array, bias_grad: BiasGrad) -> jax.Array:
     """y (..., *F) + bias (*F), broadcast over the leading axes. The bias gradient: with "gemv"
     ``ones(N) @ dy.reshape(N, prod F)`` accumulated in float32 (N: the leading axes' size), with
     "reduce" autodiff's sum over the leading axes."""

@@ -69,7 +69,10 @@ class BackboneConfig:
         if self.bias_grad != "auto":
             check_bias_grad(self.bias_grad)
             if self.name == "efficientnet-lite0" and self.bias_grad != "reduce":
-                raise ValueError("bias_grad applies to the ViT backbones; efficientnet: 'auto'")
+                raise ValueError(
+                    "bias_grad='gemv' applies to the ViT backbones; efficientnet-lite0 has "
+                    "flax's dense layers: use 'auto' or 'reduce'"
+                )
         if self.normalization != "native":
             check_normalization(self.normalization)
         if self.dtype not in DTYPES:

@@ -105,13 +105,14 @@ def run_steps(
                 )
                 pending, window_start = [], now
             bar.update(1)
-            evaluate_now = evaluate is not None and (last or _every(done, settings.eval_every))
-            if save or evaluate_now:
+            due = last or _every(done, settings.eval_every)
+            evaluate_now = evaluate if due else None
+            if save or evaluate_now is not None:
                 state = step_fn.unpack(packed)
             if save:
                 checkpointer.save(state)
-            if evaluate is not None and evaluate_now:
-                writer.write(done, evaluate(state))
+            if evaluate_now is not None:
+                writer.write(done, evaluate_now(state))
     return state  # the last step always saves, so this is its unpacked state
 
 

@@ -86,7 +86,6 @@ class JittedStep:
     a ``TrainState`` to and from the packed form, for checkpoints and evaluation.
     """
 
-    packing: Packing
     step: jax.stages.Wrapped  # (Packed, Params, images, labels) -> (Packed, Metrics)
     pack: Callable[[TrainState], Packed]
     unpack: Callable[[Packed], TrainState]
@@ -104,7 +103,6 @@ def jit_train_step(step: TrainStep, mesh: Mesh, state: TrainState) -> JittedStep
         return packing.pack(next_state), metrics
 
     return JittedStep(
-        packing=packing,
         step=jax.jit(
             packed_step,
             in_shardings=(rep, rep, batch, batch),

@@ -197,3 +197,26 @@ def test_stage_clock_times_each_stage_from_the_last_lap_after_waiting_for_its_ou
     clock.lap("train", "params")
     assert clock.seconds == {"data": 3.0, "train": 3.5}  # 1.5 s of host time + 2 s of waiting
     assert waited == [None, "params"]
+
+
+@pytest.mark.parametrize(
+    ("adapted", "served", "num_test"),
+    [(0.0097, 0.0096, 10_000), (0.5, 0.501, 10_000), (0.5, 0.5, 50), (0.5, 0.52, 50)],
+)
+def test_merged_check_tolerates_flipped_near_ties(
+    adapted: float, served: float, num_test: int
+) -> None:
+    # (0.0097, 0.0096): call 51's whole task on the H200, one image of 10,000 flipped, which the
+    # float comparison it replaced rejected (0.0097 - 0.0096 > 1 / 10000 in float64).
+    pipeline.check_merged_agrees(adapted, served, num_test=num_test)
+
+
+@pytest.mark.parametrize(
+    ("adapted", "served", "num_test", "differ"),
+    [(0.5, 0.5011, 10_000, 11), (0.5, 0.54, 50, 2), (0.9, 0.1, 1000, 800)],
+)
+def test_merged_check_rejects_real_disagreement(
+    adapted: float, served: float, num_test: int, differ: int
+) -> None:
+    with pytest.raises(AssertionError, match=f"{differ} of {num_test} test predictions differ"):
+        pipeline.check_merged_agrees(adapted, served, num_test=num_test)

@@ -17,7 +17,6 @@ from typing import Any, NamedTuple
 import jax
 from jax.sharding import Mesh
 
-from bench.activation_lora import activation_lora
 from bench.inputs import random_batches
 from bench.results import Row
 from bench.timing import TimingSettings, time_calls
@@ -44,6 +43,8 @@ from peft_core.paths import Params
 #: backward pass forms the full weight gradient dL/dW_eff of every adapted kernel, as full
 #: fine-tuning does, and then contracts it to the low-rank factors.
 WEIGHT_SPACE = "weight-space dW: full dL/dW_eff per adapted kernel, as in full FT"
+#: LoRA's default (``peft_core.activation_grads``): the model runs on stop_gradient(W_eff).
+ACTIVATION_SPACE = "activation-space grads: dA = x^T (dy B^T), dB = (xA)^T dy, no dL/dW"
 
 
 #: What a case may build instead of ``build_method``'s adapter: (adapter, forward) of a backbone.
@@ -65,10 +66,6 @@ class TrainCase:
     note: str = ""
 
 
-def _activation_lora_r8(backbone: Backbone) -> tuple[Adapter, Forward]:
-    return activation_lora(backbone, 8)
-
-
 def _biases_only(backbone: Backbone) -> tuple[Adapter, Forward]:
     """Every bias of the backbone trains, every kernel is frozen: the backward pass forms input
     gradients through every layer but no weight gradient at all."""
@@ -83,12 +80,9 @@ VIT_CASES = (
         note="kernels frozen, biases train: input gradients, no weight gradient; the bound "
         "for any adapter that leaves W0 without a gradient",
     ),
-    TrainCase("lora-r8", MethodConfig("lora", rank=8), note=WEIGHT_SPACE),
+    TrainCase("lora-r8", MethodConfig("lora", rank=8), note=ACTIVATION_SPACE),
     TrainCase("flora-r8", MethodConfig("flora", rank=8), note=WEIGHT_SPACE),
-    TrainCase(
-        "lora-r8-activation-prototype", MethodConfig("lora", rank=8), custom=_activation_lora_r8,
-        note="bench prototype: y = xW0 + (xA)B, no dL/dW0",
-    ),
+    TrainCase("lora-r8-weight", MethodConfig("lora", rank=8, grads="weight"), note=WEIGHT_SPACE),
     TrainCase(
         "glora-supernet-k1", MethodConfig("glora", space="large"), num_configs=1,
         note=f"random subnet per step; {WEIGHT_SPACE}",

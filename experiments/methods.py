@@ -33,7 +33,8 @@ METHODS = ("glora", "flora", "lora", "bitfit", "ssf", "full", "linear")
 class MethodConfig:
     """Knobs of the methods; each method reads only its own.
 
-    rank/alpha: LoRA (scale alpha/rank; alpha None -> 1). rank/kernel_rank/scale/tucker: FLoRA
+    rank/alpha/grads: LoRA (scale alpha/rank; alpha None -> 1; gradients "activation" or
+    "weight", ``peft_core.lora``). rank/kernel_rank/scale/tucker: FLoRA
     (channel-mode rank, conv spatial-mode rank, s, "nd" or "matrix"). space: GLoRA search space
     size "small" (ranks 2), "medium" (4, 2) or "large" (8, 4), as in the GLoRA paper.
     """
@@ -45,10 +46,13 @@ class MethodConfig:
     scale: float = 4.0
     tucker: str = "matrix"
     space: str = "large"
+    grads: str = "activation"
 
     def __post_init__(self) -> None:
         if self.name not in METHODS:
             raise ValueError(f"unknown method {self.name!r}; choose from {METHODS}")
+        if self.grads not in peft_core.lora_grads:
+            raise ValueError(f"unknown grads {self.grads!r}; choose from {peft_core.lora_grads}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +109,13 @@ def build_method(
     if name == "lora":
         return Method(
             config,
-            peft_core.lora(config.rank, alpha=config.alpha, targets=targets, stacked=stacked),
+            peft_core.lora(
+                config.rank,
+                alpha=config.alpha,
+                targets=targets,
+                stacked=stacked,
+                grads=config.grads,
+            ),
         )
     if name == "full":
         return Method(config, peft_core.full(exclude=head_pattern))

@@ -14,6 +14,7 @@ from peft_core.adapter import (
 )
 from peft_core.baselines import full, linear_probe
 from peft_core.layers import Layer, find_layers
+from peft_core.lora import GRADS as lora_grads
 from peft_core.lora import lora
 from peft_core.paths import flatten, get_leaf, select, unflatten
 
@@ -29,6 +30,7 @@ __all__ = [
     "get_leaf",
     "linear_probe",
     "lora",
+    "lora_grads",
     "over_stack",
     "param_count",
     "replace_leaves",

@@ -4,6 +4,9 @@
     eff     = adapter.apply(params, aparams, cfg)  # same tree as params, W0 + dW on targets
     merged  = adapter.merge(params, aparams, cfg)  # plain arrays in the params' dtypes, to serve
 
+``train`` (optional): how the train step runs it instead (``peft_core.activation_grads``):
+``train.apply`` and ``train.wrap_forward(forward)``, with the same gradients as ``apply``.
+
 ``cfg`` is ``None`` for adapters without a search space; GLoRA's is a pytree of int arrays, so one
 compiled function serves every subnet. ``space(params)`` returns that search space (or None).
 """
@@ -17,6 +20,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 import jax
 import jax.numpy as jnp
 
+from peft_core.activation_grads import TrainView
 from peft_core.paths import Params, flatten, unflatten
 
 AParams = Any
@@ -39,6 +43,7 @@ class Adapter(NamedTuple):
     apply: ApplyFn
     merge: ApplyFn
     space: Callable[[Params], Any] | None = None
+    train: TrainView | None = None
 
 
 def param_count(tree: Any) -> int:

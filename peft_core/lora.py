@@ -4,6 +4,12 @@ aparams mirror the param tree: ``{...module path...: {"a": A, "b": B}}``.
 
 A (fan_in, r) is kaiming-uniform(a=sqrt(5)) as in HF PEFT, i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in));
 B (r, fan_out) is zero, so the adapted model equals the base model at init.
+
+``grads``: how the train step forms dA, dB. "activation" (default): on dense kernels (at most
+two input axes: Dense, DenseGeneral) from the layers' inputs x and output gradients dy,
+dA = s xᵀ (dy Bᵀ), dB = s (x A)ᵀ dy (``peft_core.activation_grads``), convolutions in weight
+space; "weight": every layer through W_eff = W0 + s A B, which forms the full dL/dW_eff. Equal
+gradients; "activation" never forms a dense layer's (fan_in, fan_out) gradient.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from peft_core.activation_grads import activation_train_view
 from peft_core.adapter import (
     Adapter,
     AParams,
@@ -27,6 +34,9 @@ from peft_core.layers import Layer, find_layers
 from peft_core.paths import Params, Patterns, flatten, get_leaf, unflatten
 from peft_core.targets import DENSE_TARGETS
 
+#: How the train step forms the factors' gradients (module docstring).
+GRADS = ("activation", "weight")
+
 
 def lora(
     rank: int,
@@ -36,10 +46,13 @@ def lora(
     exclude: Patterns | None = None,
     stacked: Patterns | None = None,
     dtype: Any = jnp.float32,
+    grads: str = "activation",
 ) -> Adapter:
     """LoRA of ``rank`` on every kernel matched by ``targets``, scaled by alpha/rank (default 1)."""
     if rank < 1:
         raise ValueError(f"LoRA rank must be >= 1, got {rank}")
+    if grads not in GRADS:
+        raise ValueError(f"LoRA grads must be one of {GRADS}, got {grads!r}")
     scale = (rank if alpha is None else alpha) / rank
 
     def layers(params: Params) -> list[Layer]:
@@ -76,4 +89,13 @@ def lora(
             updates[layer.kernel_path] = add_delta(w, delta.reshape(layer.kernel_shape))
         return replace_leaves(params, updates)
 
-    return Adapter(init, apply, apply)
+    def factors(params: Params, aparams: AParams) -> dict[str, tuple[jax.Array, jax.Array]]:
+        flat = flatten(aparams)
+        return {
+            layer.kernel_path: (scale * flat[f"{layer.name}/a"], flat[f"{layer.name}/b"])
+            for layer in layers(params)
+            if len(layer.in_shape) <= 2  # dense; conv kernels (kh, kw, cin) stay weight-space
+        }
+
+    train = activation_train_view(apply, factors) if grads == "activation" else None
+    return Adapter(init, apply, apply, train=train)

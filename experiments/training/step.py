@@ -6,6 +6,8 @@
 
 ``cfg`` is fixed (``None`` for adapters without a search space, or a chosen subnet), or, for a
 supernet, drawn inside the step by ``glora_jax.supernet.supernet_loss`` (K subnets at once).
+An adapter with a train view (``adapter.train``, e.g. LoRA's activation-space gradients) runs
+as ``train.apply`` and ``train.wrap_forward(forward)`` instead: the same loss and gradients.
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ def make_train_step(
         raise ValueError("give either a search space to sample from or a fixed cfg, not both")
     if space is None and num_configs != 1:
         raise ValueError(f"num_configs={num_configs} needs an adapter with a search space")
+    if adapter.train is not None:
+        forward = adapter.train.wrap_forward(forward)
+        adapter = adapter._replace(apply=adapter.train.apply)
 
     def step(
         state: TrainState, backbone: Params, images: jax.Array, labels: jax.Array

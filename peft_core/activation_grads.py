@@ -1,0 +1,124 @@
+"""Low-rank factor gradients from activations instead of the full weight gradient.
+
+An update dW = U V on a kernel's matrix view (U: (fan_in, r), V: (r, fan_out)) trained in
+weight space runs the model on W_eff = W0 + U V, so autodiff forms dL/dW_eff = xᵀ dy, a
+(fan_in, fan_out) weight gradient per layer as in full fine-tuning, and only then contracts it
+to U and V. Here the train step runs the model on stop_gradient(W_eff) (the same forward and
+input gradients) and adds to each adapted layer's output ``gradient_tap(x, U, V)``: zero, with
+the VJP
+
+    dU = xᵀ (dy Vᵀ),   dV = (x U)ᵀ dy        x: (M, fan_in), dy: (M, fan_out), M tokens
+
+rank-r products that read x and dy, never a (fan_in, fan_out) gradient (f32 accumulation).
+
+The tap needs each layer's input, so the model runs inside ``flax.linen.intercept_methods``
+(the Flax model is not edited): the train-time apply puts U and V beside the kernel, under
+``U_KEY`` / ``V_KEY`` (``nn.scan`` slices them with it), and every module that holds them gets
+the tap on its output. Only the train step uses this view (``Adapter.train``); evaluation,
+search and merge keep the weight-space ``apply``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from peft_core.paths import Params, flatten, unflatten
+
+U_KEY = "lowrank_u"
+V_KEY = "lowrank_v"
+
+#: ``factors(params, aparams) -> {kernel path: (U (*stack, fan_in, r), V (*stack, r, fan_out))}``
+FactorsFn = Callable[[Params, Any], Mapping[str, tuple[jax.Array, jax.Array]]]
+#: A model ``forward(params, images, *, train, rng) -> logits``.
+ForwardFn = Callable[..., jax.Array]
+
+
+class TrainView(NamedTuple):
+    """How the train step runs an adapter: ``apply(params, aparams, cfg)`` -> params for
+    ``wrap_forward(forward)``; gradients with respect to aparams equal those of the adapter's
+    weight-space ``apply`` with ``forward``."""
+
+    apply: Callable[..., Params]
+    wrap_forward: Callable[[ForwardFn], ForwardFn]
+
+
+@jax.custom_vjp
+def gradient_tap(x: jax.Array, u: jax.Array, v: jax.Array) -> jax.Array:
+    """Zeros (M, fan_out) in x's dtype for x (M, fan_in), u (fan_in, r), v (r, fan_out); its VJP
+    gives u and v the gradients of a layer y = x (W + u v) (module docstring) and x none."""
+    return jnp.zeros((x.shape[0], v.shape[1]), x.dtype)
+
+
+def _tap_fwd(x: jax.Array, u: jax.Array, v: jax.Array) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+    return gradient_tap(x, u, v), (x, u, v)
+
+
+def _tap_bwd(res: tuple[jax.Array, ...], dy: jax.Array) -> tuple[None, jax.Array, jax.Array]:
+    x, u, v = res
+    f32, dtype = jnp.float32, x.dtype
+    dy = dy.astype(dtype)
+    h = jnp.dot(x, u.astype(dtype), preferred_element_type=f32).astype(dtype)  # (M, r)
+    g = jnp.dot(dy, v.astype(dtype).T, preferred_element_type=f32).astype(dtype)  # (M, r)
+    du = jnp.einsum("mi,mr->ir", x, g, preferred_element_type=f32)
+    dv = jnp.einsum("mr,mo->ro", h, dy, preferred_element_type=f32)
+    return None, du.astype(u.dtype), dv.astype(v.dtype)
+
+
+gradient_tap.defvjp(_tap_fwd, _tap_bwd)
+
+
+def _add_tap(next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any) -> Any:
+    """flax interceptor: y + gradient_tap(x, U, V) for every module call holding U and V."""
+    y = next_fun(*args, **kwargs)
+    module = context.module
+    if context.method_name != "__call__" or not module.has_variable("params", U_KEY):
+        return y
+    u, v = module.get_variable("params", U_KEY), module.get_variable("params", V_KEY)
+    x = args[0]
+    fan_in, fan_out = u.shape[-2], v.shape[-1]
+    tokens = x.size // fan_in
+    if u.ndim != 2 or x.size % fan_in or y.size != tokens * fan_out:
+        raise ValueError(
+            f"activation-space gradients need a dense layer, x (..., {fan_in}) -> y (..., "
+            f"{fan_out}) with U {u.shape}; {'/'.join(module.path)} maps {x.shape} to {y.shape} "
+            "(use grads='weight' for convolutions)"
+        )
+    tap = gradient_tap(x.reshape(tokens, fan_in).astype(y.dtype), u, v)
+    return y + tap.reshape(y.shape)
+
+
+def tapped(forward: ForwardFn) -> ForwardFn:
+    """``forward`` with a gradient tap on every module whose params hold U and V."""
+
+    def run(params: Params, images: jax.Array, **kwargs: Any) -> jax.Array:
+        with nn.intercept_methods(_add_tap):
+            return forward(params, images, **kwargs)
+
+    return run
+
+
+def activation_train_view(weight_apply: Callable[..., Params], factors: FactorsFn) -> TrainView:
+    """The train view of a weight-space ``apply`` whose update on each kernel that ``factors``
+    returns is U V. aparams must mirror the param tree (each layer's leaves under its module
+    path, as LoRA's): those of the tapped layers are held (stop_gradient) in the kernels and
+    reach the loss through U and V beside them; any other layer stays in weight space."""
+
+    def apply(params: Params, aparams: Any, cfg: Any = None) -> Params:
+        pairs = factors(params, aparams)
+        modules = {path.rsplit("/", 1)[0] for path in pairs}
+        held = {
+            k: jax.lax.stop_gradient(v) if k.rsplit("/", 1)[0] in modules else v
+            for k, v in flatten(aparams).items()
+        }
+        eff = flatten(weight_apply(params, unflatten(held), cfg))
+        for kernel_path, (u, v) in pairs.items():
+            module = kernel_path.rsplit("/", 1)[0]
+            eff[f"{module}/{U_KEY}"], eff[f"{module}/{V_KEY}"] = u, v
+        return unflatten(eff)
+
+    return TrainView(apply, tapped)

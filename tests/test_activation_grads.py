@@ -1,0 +1,178 @@
+"""LoRA's activation-space gradients (peft_core.activation_grads) against numpy and against
+weight-space LoRA: the tap's VJP, whole-model gradients (plain and nn.scan ViT, a model whose
+convolution stays in weight space), the train step, the FLOPs saved, and errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import peft_core
+from experiments.models.vit import vit
+from experiments.training.state import create_state
+from experiments.training.step import make_train_step
+from peft_core.activation_grads import gradient_tap, tapped
+from peft_core.paths import flatten
+from peft_core.targets import DENSE_TARGETS, SCANNED
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_tap_is_zero_and_its_vjp_is_the_low_rank_gradient(dtype: Any) -> None:
+    m, fan_in, fan_out, r = 24, 12, 10, 3
+    k = jax.random.split(jax.random.key(0), 4)
+    x = jax.random.normal(k[0], (m, fan_in)).astype(dtype)
+    u = jax.random.normal(k[1], (fan_in, r))
+    v = jax.random.normal(k[2], (r, fan_out))
+    dy = jax.random.normal(k[3], (m, fan_out)).astype(dtype)
+    out, vjp = jax.vjp(gradient_tap, x, u, v)
+    chex.assert_shape(out, (m, fan_out))
+    assert out.dtype == dtype and not np.any(np.asarray(out, np.float32))
+    dx, du, dv = vjp(dy)
+    # numpy: y = x (W + u v) gives dL/du = xᵀ dy vᵀ and dL/dv = uᵀ xᵀ dy
+    xn, dyn = np.asarray(x, np.float64), np.asarray(dy, np.float64)
+    un, vn = np.asarray(u, np.float64), np.asarray(v, np.float64)
+    tol = 1e-6 if dtype == jnp.float32 else 1e-2  # bf16: x, dy and the (M, r) products rounded
+    assert du.dtype == u.dtype and dv.dtype == v.dtype
+    for got, want in ((du, xn.T @ dyn @ vn.T), (dv, un.T @ xn.T @ dyn)):
+        assert np.linalg.norm(np.asarray(got) - want) / np.linalg.norm(want) < tol
+    assert not np.any(np.asarray(dx, np.float32))  # the input gradient comes from the layer
+
+
+def _random(tree: Any, seed: int, scale: float = 0.1) -> Any:
+    keys = iter(jax.random.split(jax.random.key(seed), len(jax.tree.leaves(tree))))
+    return jax.tree.map(lambda x: scale * jax.random.normal(next(keys), x.shape, x.dtype), tree)
+
+
+class ConvThenDense(nn.Module):
+    """A 3x3 convolution (stays in weight space) and a dense layer (tapped), then a head."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = nn.gelu(nn.Conv(6, (3, 3), name="conv")(x))
+        x = nn.gelu(nn.Dense(7, name="dense")(x))
+        return nn.Dense(5, name="head")(jnp.mean(x, axis=(1, 2)))
+
+
+MODELS = {
+    # name: (model, image size, targets, stacked)
+    "vit": (lambda: vit("Ti", patch=8, depth=2, num_classes=5), 16, DENSE_TARGETS, None),
+    "vit_scanned": (
+        lambda: vit("Ti", patch=8, depth=2, num_classes=5, scan=True), 16, DENSE_TARGETS, SCANNED
+    ),
+    "conv_then_dense": (lambda: ConvThenDense(), 8, (r"conv/kernel", r"dense/kernel"), None),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_activation_grads_equal_weight_space_grads(model_name: str) -> None:
+    make, size, targets, stacked = MODELS[model_name]
+    model = make()
+    images = jax.random.normal(jax.random.key(0), (3, size, size, 3))
+    params = model.init(jax.random.key(1), images)["params"]
+    params = {**params, "head": _random(params["head"], 7, 1.0)}  # a zero head hides the rest
+
+    def forward(p: Any, x: jax.Array, **_: Any) -> jax.Array:
+        return model.apply({"params": p}, x)
+
+    adapters = {g: peft_core.lora(2, alpha=3.0, targets=targets, stacked=stacked, grads=g)
+                for g in ("weight", "activation")}  # fmt: skip
+    assert adapters["weight"].train is None and adapters["activation"].train is not None
+    aparams = _random(adapters["weight"].init(jax.random.key(2), params), 3)
+
+    def loss(ap: Any, head: Any, apply: Any, fwd: Any) -> jax.Array:
+        logits = fwd(apply({**params, "head": head}, ap), images)
+        return jnp.sum(jnp.sin(logits))
+
+    view = adapters["activation"].train
+    assert view is not None
+    grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)), static_argnums=(2, 3))
+    args = (aparams, params["head"])
+    got_loss, got = grad(*args, view.apply, view.wrap_forward(forward))
+    want_loss, want = grad(*args, adapters["weight"].apply, forward)
+    chex.assert_trees_all_close(got_loss, want_loss, rtol=1e-6)
+    chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-4)
+    assert all(float(jnp.max(jnp.abs(g))) > 0 for g in jax.tree.leaves(got[0]))
+    tapped_layers = view.apply(params, aparams)
+    n_taps = sum(k.endswith("/lowrank_u") for k in flatten(tapped_layers))
+    n_dense = sum(len(layer.in_shape) <= 2 for layer in peft_core.find_layers(
+        params, targets, stacked=stacked))  # fmt: skip
+    assert n_taps == n_dense > 0
+
+
+def test_train_step_with_activation_grads_matches_weight_space() -> None:
+    model = vit("Ti", patch=8, depth=1, num_classes=4)
+    images = jax.random.normal(jax.random.key(0), (4, 16, 16, 3))
+    labels = jnp.array([0, 1, 2, 3])
+    params = model.init(jax.random.key(1), images)["params"]
+    backbone = {k: v for k, v in params.items() if k != "head"}
+
+    def forward(p: Any, x: jax.Array, *, train: bool, rng: jax.Array) -> jax.Array:
+        return model.apply({"params": p}, x)
+
+    optimizer = optax.adam(1e-2)
+    states = {}
+    for grads in ("weight", "activation"):
+        adapter = peft_core.lora(2, grads=grads)
+        aparams = _random(adapter.init(jax.random.key(2), params), 3)
+        trainable = {"adapter": aparams, "head": {"head": _random(params["head"], 4, 1.0)}}
+        step = jax.jit(make_train_step(
+            forward=forward, adapter=adapter, optimizer=optimizer, schedule=lambda s: 1e-2
+        ))  # fmt: skip
+        state = create_state(trainable, optimizer, jax.random.key(5))
+        for _ in range(2):
+            state, metrics = step(state, backbone, images, labels)
+        states[grads] = (state.trainable, metrics)
+    chex.assert_trees_all_close(states["activation"], states["weight"], rtol=1e-4, atol=1e-5)
+
+
+def test_activation_grads_do_fewer_flops() -> None:
+    # ViT-Ti, 16 images of 32x32 (5 tokens): weight space forms 2 M fan_in fan_out FLOPs of
+    # dL/dW per adapted kernel, activation space about 8 M r (fan_in + fan_out) instead.
+    model = vit("Ti", patch=16, depth=2, num_classes=4)
+    images = jnp.zeros((16, 32, 32, 3))
+    params = model.init(jax.random.key(1), images)["params"]
+
+    def flops(grads: str) -> float:
+        adapter = peft_core.lora(4, grads=grads)
+        apply, fwd = adapter.apply, lambda p, x: model.apply({"params": p}, x)
+        if adapter.train is not None:
+            apply, fwd = adapter.train.apply, adapter.train.wrap_forward(fwd)
+        aparams = adapter.init(jax.random.key(2), params)
+        grad = jax.grad(lambda ap: jnp.sum(fwd(apply(params, ap), images)))
+        cost = jax.jit(grad).lower(aparams).compile().cost_analysis()
+        return float((cost[0] if isinstance(cost, list) else cost)["flops"])
+
+    m = 16 * 5
+    dw = sum(2 * m * layer.fan_in * layer.fan_out
+             for layer in peft_core.find_layers(params, DENSE_TARGETS))  # fmt: skip
+    saved = flops("weight") - flops("activation")
+    assert 0.5 * dw < saved <= dw, (saved, dw)
+
+
+def test_lora_rejects_unknown_grads() -> None:
+    with pytest.raises(ValueError, match="grads must be one of"):
+        peft_core.lora(2, grads="fused")
+
+
+def test_tap_refuses_a_layer_that_is_not_dense() -> None:
+    class OneDConv(nn.Module):  # kernel (3, 4, 5): two input axes, yet a convolution
+        @nn.compact
+        def __call__(self, x: jax.Array) -> jax.Array:
+            return nn.Conv(5, (3,), name="conv")(x)
+
+    model = OneDConv()
+    x = jnp.ones((2, 7, 4))
+    params = model.init(jax.random.key(0), x)["params"]
+    adapter = peft_core.lora(2, targets=r"conv/kernel")
+    assert adapter.train is not None
+    eff = adapter.train.apply(params, adapter.init(jax.random.key(1), params))
+    run = tapped(lambda p, inputs: model.apply({"params": p}, inputs))
+    with pytest.raises(ValueError, match="need a dense layer.*conv maps"):
+        run(eff, x)

@@ -87,3 +87,14 @@ def test_with_bias_grad_changes_the_vit_not_its_params_or_function() -> None:
         rtol=1e-4,
         atol=1e-6,
     )
+
+
+@pytest.mark.parametrize("grads", ["activation", "weight"])
+def test_lora_method_forms_its_gradients_as_configured(grads: str) -> None:
+    method = build_method(MethodConfig("lora", rank=2, grads=grads), targets=DENSE_TARGETS)
+    assert (method.adapter.train is not None) == (grads == "activation")
+
+
+def test_method_config_rejects_unknown_grads() -> None:
+    with pytest.raises(ValueError, match="unknown grads 'fused'"):
+        MethodConfig("lora", grads="fused")

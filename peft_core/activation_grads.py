@@ -27,6 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from peft_core.layers import Layer
 from peft_core.paths import Params, flatten, unflatten
 
 U_KEY = "lowrank_u"
@@ -36,6 +37,13 @@ V_KEY = "lowrank_v"
 FactorsFn = Callable[[Params, Any], Mapping[str, tuple[jax.Array, jax.Array]]]
 #: A model ``forward(params, images, *, train, rng) -> logits``.
 ForwardFn = Callable[..., jax.Array]
+
+
+def tappable(layer: Layer) -> bool:
+    """Whether the tap can serve ``layer``: a dense kernel, at most two input axes (Dense,
+    DenseGeneral's (D, H, Dh) and (H, Dh, D)); conv kernels (kh, kw, cin, out) are not. A 1-D
+    conv also has two input axes: the tap refuses it when the model runs (``_add_tap``)."""
+    return len(layer.in_shape) <= 2
 
 
 class TrainView(NamedTuple):

@@ -19,7 +19,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from peft_core.activation_grads import activation_train_view
+from peft_core.activation_grads import activation_train_view, tappable
 from peft_core.adapter import (
     Adapter,
     AParams,
@@ -94,7 +94,7 @@ def lora(
         return {
             layer.kernel_path: (scale * flat[f"{layer.name}/a"], flat[f"{layer.name}/b"])
             for layer in layers(params)
-            if len(layer.in_shape) <= 2  # dense; conv kernels (kh, kw, cin) stay weight-space
+            if tappable(layer)  # conv kernels stay in weight space
         }
 
     train = activation_train_view(apply, factors) if grads == "activation" else None

@@ -43,8 +43,11 @@ from peft_core.paths import Params
 #: backward pass forms the full weight gradient dL/dW_eff of every adapted kernel, as full
 #: fine-tuning does, and then contracts it to the low-rank factors.
 WEIGHT_SPACE = "weight-space dW: full dL/dW_eff per adapted kernel, as in full FT"
-#: LoRA's default (``peft_core.activation_grads``): the model runs on stop_gradient(W_eff).
-ACTIVATION_SPACE = "activation-space grads: dA = x^T (dy B^T), dB = (xA)^T dy, no dL/dW"
+#: LoRA's and FLoRA's default (``peft_core.activation_grads``): the model runs on
+#: stop_gradient(W_eff) and the update's factors U, V (dW = U V) get their gradients from x, dy.
+ACTIVATION_SPACE = "activation-space grads: dU = x^T (dy V^T), dV = (xU)^T dy, no dL/dW"
+#: The conv rows: the pointwise (dense) kernels are tapped, convolutions stay in weight space.
+CONV_MIXED = "dense kernels activation-space, conv kernels weight-space (full dL/dW_eff)"
 
 
 #: What a case may build instead of ``build_method``'s adapter: (adapter, forward) of a backbone.
@@ -81,8 +84,9 @@ VIT_CASES = (
         "for any adapter that leaves W0 without a gradient",
     ),
     TrainCase("lora-r8", MethodConfig("lora", rank=8), note=ACTIVATION_SPACE),
-    TrainCase("flora-r8", MethodConfig("flora", rank=8), note=WEIGHT_SPACE),
+    TrainCase("flora-r8", MethodConfig("flora", rank=8), note=ACTIVATION_SPACE),
     TrainCase("lora-r8-weight", MethodConfig("lora", rank=8, grads="weight"), note=WEIGHT_SPACE),
+    TrainCase("flora-r8-weight", MethodConfig("flora", rank=8, grads="weight"), note=WEIGHT_SPACE),
     TrainCase(
         "glora-supernet-k1", MethodConfig("glora", space="large"), num_configs=1,
         note=f"random subnet per step; {WEIGHT_SPACE}",
@@ -99,8 +103,7 @@ VIT_CASES = (
 
 #: Rows repeated on the scanned ViT (``nn.scan`` over blocks, params stacked): each adapter then
 #: builds all 12 blocks' updates in one batched computation instead of 12 small ones per layer
-#: type, which shows how much of a row's time is per-kernel launch overhead. (The activation
-#: prototype needs module paths, i.e. an unscanned model.)
+#: type, which shows how much of a row's time is per-kernel launch overhead.
 SCAN_CASES = tuple(
     c for c in VIT_CASES
     if c.label in ("biases-only", "lora-r8", "flora-r8", "glora-supernet-k1", "glora-fixed")
@@ -111,10 +114,10 @@ SCALE_CASES = tuple(c for c in VIT_CASES if c.label in ("lora-r8", "glora-supern
 
 CONV_CASES = (
     TrainCase("full", MethodConfig("full"), note="every weight trains"),
-    TrainCase("flora-r8", MethodConfig("flora", rank=8, kernel_rank=2), note=WEIGHT_SPACE),
+    TrainCase("flora-r8", MethodConfig("flora", rank=8, kernel_rank=2), note=CONV_MIXED),
     TrainCase(
         "lora-r8-reshaped", MethodConfig("lora", rank=8),
-        note="LoRA on kernels reshaped to (kh*kw*in, out); " + WEIGHT_SPACE,
+        note="LoRA on kernels reshaped to (kh*kw*in, out); " + CONV_MIXED,
     ),
 )  # fmt: skip
 

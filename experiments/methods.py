@@ -33,9 +33,9 @@ METHODS = ("glora", "flora", "lora", "bitfit", "ssf", "full", "linear")
 class MethodConfig:
     """Knobs of the methods; each method reads only its own.
 
-    rank/alpha/grads: LoRA (scale alpha/rank; alpha None -> 1; gradients "activation" or
-    "weight", ``peft_core.lora``). rank/kernel_rank/scale/tucker: FLoRA
-    (channel-mode rank, conv spatial-mode rank, s, "nd" or "matrix"). space: GLoRA search space
+    rank/alpha: LoRA (scale alpha/rank; alpha None -> 1). rank/kernel_rank/scale/tucker: FLoRA
+    (channel-mode rank, conv spatial-mode rank, s, "nd" or "matrix"). grads: how LoRA and FLoRA
+    train, "activation" or "weight" (``peft_core.activation_grads``). space: GLoRA search space
     size "small" (ranks 2), "medium" (4, 2) or "large" (8, 4), as in the GLoRA paper.
     """
 
@@ -51,8 +51,8 @@ class MethodConfig:
     def __post_init__(self) -> None:
         if self.name not in METHODS:
             raise ValueError(f"unknown method {self.name!r}; choose from {METHODS}")
-        if self.grads not in peft_core.lora_grads:
-            raise ValueError(f"unknown grads {self.grads!r}; choose from {peft_core.lora_grads}")
+        if self.grads not in peft_core.GRADS:
+            raise ValueError(f"unknown grads {self.grads!r}; choose from {peft_core.GRADS}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +103,7 @@ def build_method(
     if name == "flora":
         adapter = flora_jax.flora(
             config.rank, kernel_rank=config.kernel_rank, scale=config.scale,
-            tucker=config.tucker, targets=targets, stacked=stacked,
+            tucker=config.tucker, targets=targets, stacked=stacked, grads=config.grads,
         )  # fmt: skip
         return Method(config, adapter)
     if name == "lora":

@@ -6,6 +6,14 @@ Init follows the authors' code: G = 0 and every U_n ~ Normal(0, 1/sqrt(2 * r_n))
 kaiming_normal_ with a = sqrt(3) on a (dim_n, r_n) tensor), so the adapted model starts as the
 base model. ``scale`` multiplies dW as is (no alpha / r); the paper uses 0.04, 0.4 or 4.
 
+``grads``: how the train step forms the core's and factors' gradients. "activation" (default): on
+dense kernels (at most two input axes) the update's matrix view is written as U V
+(``flora_jax.tucker.matrix_factors``, rank r for Dense and DenseGeneral at rank r) and U, V get
+their gradients from the layer's inputs and output gradients (``peft_core.activation_grads``),
+the core and factors through them; convolutions stay in weight space. "weight": autodiff
+through W0 + dW, which forms each layer's full (fan_in, fan_out) weight gradient. Equal
+gradients.
+
 Omitted on purpose: the reference's dropout (p = 0.01) on the input of the delta path. It
 drops activations x in s * dropout(x) @ dW, which no weight transform can express, and it is
 absent at evaluation, so ``apply`` and ``merge`` match the reference's eval-mode forward.
@@ -21,7 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from flora_jax.modes import TUCKER_VIEWS, LayerRanks, TuckerModes, tucker_modes
-from flora_jax.tucker import tucker_product
+from flora_jax.tucker import matrix_factors, tucker_product
+from peft_core.activation_grads import tappable, train_view
 from peft_core.adapter import (
     Adapter,
     AParams,
@@ -55,13 +64,15 @@ def flora(
     exclude: Patterns | None = None,
     stacked: Patterns | None = None,
     dtype: Any = jnp.float32,
+    grads: str = "activation",
 ) -> Adapter:
     """FLoRA on every kernel matched by ``targets``.
 
     ``rank``: core size along channel modes, ``kernel_rank``: along conv spatial modes (both
     clipped to the mode size). ``tucker``: "nd" decomposes every kernel axis, "matrix" flattens
     non-conv kernels to (fan_in, fan_out) (paper parity for DenseGeneral attention kernels).
-    ``layer_ranks``: {kernel-path regex: per-mode ranks} overriding the defaults.
+    ``layer_ranks``: {kernel-path regex: per-mode ranks} overriding the defaults. ``grads``:
+    "activation" or "weight" (module docstring).
     """
     if rank < 1 or kernel_rank < 1:
         raise ValueError(f"FLoRA ranks must be >= 1, got rank={rank}, kernel_rank={kernel_rank}")
@@ -129,7 +140,20 @@ def flora(
             updates[layer.kernel_path] = add_delta(w, delta.reshape(layer.kernel_shape))
         return replace_leaves(params, updates)
 
-    return Adapter(init, apply, apply)
+    def factors(params: Params, aparams: AParams) -> dict[str, tuple[jax.Array, jax.Array]]:
+        flat = flatten(aparams)
+        out = {}
+        for layer, modes in layers(params):
+            if not tappable(layer):  # conv kernels stay in weight space
+                continue
+            core = flat[f"{layer.name}/{_CORE}"]
+            us = [flat[f"{layer.name}/{_factor_key(n)}"] for n in range(len(modes.sizes))]
+            num_in = len(layer.in_shape) if len(modes.sizes) > 2 else 1
+            u, v = matrix_factors(core, us, num_in)
+            out[layer.kernel_path] = (scale * u, v)
+        return out
+
+    return Adapter(init, apply, apply, train=train_view(grads, apply, factors, what="FLoRA"))
 
 
 def _standard_normals(rng: jax.Array, shapes: list[tuple[int, ...]]) -> list[jax.Array]:

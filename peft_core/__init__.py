@@ -3,6 +3,7 @@
 The adapter protocol, target selection by path patterns, LoRA and the baselines.
 """
 
+from peft_core.activation_grads import GRADS
 from peft_core.adapter import (
     Adapter,
     add_delta,
@@ -14,11 +15,11 @@ from peft_core.adapter import (
 )
 from peft_core.baselines import full, linear_probe
 from peft_core.layers import Layer, find_layers
-from peft_core.lora import GRADS as lora_grads
 from peft_core.lora import lora
 from peft_core.paths import flatten, get_leaf, select, unflatten
 
 __all__ = [
+    "GRADS",
     "Adapter",
     "Layer",
     "add_delta",
@@ -30,7 +31,6 @@ __all__ = [
     "get_leaf",
     "linear_probe",
     "lora",
-    "lora_grads",
     "over_stack",
     "param_count",
     "replace_leaves",

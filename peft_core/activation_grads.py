@@ -30,6 +30,10 @@ import jax.numpy as jnp
 from peft_core.layers import Layer
 from peft_core.paths import Params, flatten, unflatten
 
+#: How a train step forms low-rank factors' gradients: "activation" (the tap, on dense kernels)
+#: or "weight" (autodiff through the weight-space apply).
+GRADS = ("activation", "weight")
+
 U_KEY = "lowrank_u"
 V_KEY = "lowrank_v"
 
@@ -130,3 +134,13 @@ def activation_train_view(weight_apply: Callable[..., Params], factors: FactorsF
         return unflatten(eff)
 
     return TrainView(apply, tapped)
+
+
+def train_view(
+    grads: str, weight_apply: Callable[..., Params], factors: FactorsFn, *, what: str
+) -> TrainView | None:
+    """The ``Adapter.train`` of an adapter named ``what``: ``activation_train_view`` for
+    ``grads="activation"``, None (the train step differentiates ``weight_apply``) for "weight"."""
+    if grads not in GRADS:
+        raise ValueError(f"{what} grads must be one of {GRADS}, got {grads!r}")
+    return activation_train_view(weight_apply, factors) if grads == "activation" else None

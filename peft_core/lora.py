@@ -19,7 +19,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from peft_core.activation_grads import activation_train_view, tappable
+from peft_core.activation_grads import tappable, train_view
 from peft_core.adapter import (
     Adapter,
     AParams,
@@ -33,9 +33,6 @@ from peft_core.adapter import (
 from peft_core.layers import Layer, find_layers
 from peft_core.paths import Params, Patterns, flatten, get_leaf, unflatten
 from peft_core.targets import DENSE_TARGETS
-
-#: How the train step forms the factors' gradients (module docstring).
-GRADS = ("activation", "weight")
 
 
 def lora(
@@ -51,8 +48,6 @@ def lora(
     """LoRA of ``rank`` on every kernel matched by ``targets``, scaled by alpha/rank (default 1)."""
     if rank < 1:
         raise ValueError(f"LoRA rank must be >= 1, got {rank}")
-    if grads not in GRADS:
-        raise ValueError(f"LoRA grads must be one of {GRADS}, got {grads!r}")
     scale = (rank if alpha is None else alpha) / rank
 
     def layers(params: Params) -> list[Layer]:
@@ -97,5 +92,4 @@ def lora(
             if tappable(layer)  # conv kernels stay in weight space
         }
 
-    train = activation_train_view(apply, factors) if grads == "activation" else None
-    return Adapter(init, apply, apply, train=train)
+    return Adapter(init, apply, apply, train=train_view(grads, apply, factors, what="LoRA"))

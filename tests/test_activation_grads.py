@@ -1,6 +1,6 @@
-"""LoRA's activation-space gradients (peft_core.activation_grads) against numpy and against
-weight-space LoRA: the tap's VJP, whole-model gradients (plain and nn.scan ViT, a model whose
-convolution stays in weight space), the train step, the FLOPs saved, and errors."""
+"""Activation-space gradients (peft_core.activation_grads) against numpy and against the weight
+space: the tap's VJP, LoRA's and FLoRA's whole-model gradients (plain and nn.scan ViT, a model
+whose convolution stays in weight space), the train step, the FLOPs saved, and errors."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import numpy as np
 import optax
 import pytest
 
+import flora_jax
 import peft_core
 from experiments.models.vit import vit
 from experiments.training.state import create_state
@@ -70,9 +71,26 @@ MODELS = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("model_name", sorted(MODELS))
-def test_activation_grads_equal_weight_space_grads(model_name: str) -> None:
+ADAPTERS = {
+    # name: (adapter factory of grads and target options, scale of the random adapter params)
+    "lora": (lambda grads, **kw: peft_core.lora(2, alpha=3.0, grads=grads, **kw), 0.1),
+    "flora_nd": (lambda grads, **kw: flora_jax.flora(2, scale=0.5, grads=grads, **kw), 0.5),
+    "flora_matrix": (
+        lambda grads, **kw: flora_jax.flora(2, scale=0.5, tucker="matrix", grads=grads, **kw), 0.5
+    ),
+}  # fmt: skip
+
+#: FLoRA "nd": q/k/v (D, H, Dh) factor through the input mode's rank, out (H, Dh, D) through
+#: the output's; "matrix" on the conv model: its conv keeps all modes, in weight space.
+CASES = [(m, "lora") for m in sorted(MODELS)] + [
+    ("vit", "flora_nd"), ("vit_scanned", "flora_nd"), ("conv_then_dense", "flora_matrix")
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("model_name", "adapter_name"), CASES)
+def test_activation_grads_equal_weight_space_grads(model_name: str, adapter_name: str) -> None:
     make, size, targets, stacked = MODELS[model_name]
+    make_adapter, scale = ADAPTERS[adapter_name]
     model = make()
     images = jax.random.normal(jax.random.key(0), (3, size, size, 3))
     params = model.init(jax.random.key(1), images)["params"]
@@ -81,10 +99,10 @@ def test_activation_grads_equal_weight_space_grads(model_name: str) -> None:
     def forward(p: Any, x: jax.Array, **_: Any) -> jax.Array:
         return model.apply({"params": p}, x)
 
-    adapters = {g: peft_core.lora(2, alpha=3.0, targets=targets, stacked=stacked, grads=g)
+    adapters = {g: make_adapter(g, targets=targets, stacked=stacked)
                 for g in ("weight", "activation")}  # fmt: skip
     assert adapters["weight"].train is None and adapters["activation"].train is not None
-    aparams = _random(adapters["weight"].init(jax.random.key(2), params), 3)
+    aparams = _random(adapters["weight"].init(jax.random.key(2), params), 3, scale)
 
     def loss(ap: Any, head: Any, apply: Any, fwd: Any) -> jax.Array:
         logits = fwd(apply({**params, "head": head}, ap), images)
@@ -168,9 +186,10 @@ def test_activation_grads_do_fewer_flops() -> None:
     assert 0.5 * dw < saved <= dw, (saved, dw)
 
 
-def test_lora_rejects_unknown_grads() -> None:
+@pytest.mark.parametrize("make", [peft_core.lora, flora_jax.flora])
+def test_unknown_grads_raise(make: Any) -> None:
     with pytest.raises(ValueError, match="grads must be one of"):
-        peft_core.lora(2, grads="fused")
+        make(2, grads="fused")
 
 
 def test_tap_refuses_a_layer_that_is_not_dense() -> None:

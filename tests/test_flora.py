@@ -16,6 +16,7 @@ import peft_core
 from experiments.models.convnext import convnext_for_tests
 from experiments.models.efficientnet import EfficientNetLite
 from flora_jax import CONV_TARGETS, flora, tucker_product
+from flora_jax.tucker import matrix_factors
 
 # ---------------------------------------------------------------- independent numpy references
 
@@ -145,6 +146,36 @@ SHAPES = [
     ("dwconv", "nd", (2, 2, 1, 3), [(3, 2), (3, 2), (1, 1), (6, 3)]),
     ("conv1x1", "nd", (1, 1, 3, 3), [(1, 1), (1, 1), (4, 3), (6, 3)]),
 ]
+
+
+@pytest.mark.parametrize(
+    ("dims", "ranks", "num_in", "stack", "inner"),
+    [
+        ((6, 3, 4), (2, 3, 2), 1, (), 2),  # q/k/v (D, H, Dh): through the input's rank
+        ((3, 4, 6), (3, 2, 2), 2, (), 2),  # out (H, Dh, D): through the output's rank 2 < 6
+        ((5, 7), (2, 3), 1, (2,), 2),  # a matrix, one stack axis
+        ((3, 4, 6), (1, 2, 5), 2, (2, 3), 2),  # two stack axes
+    ],
+)
+def test_matrix_factors_multiply_to_the_unfolded_tucker(dims, ranks, num_in, stack, inner):
+    keys = jax.random.split(jax.random.key(0), len(dims) + 1)
+    core = jax.random.normal(keys[0], (*stack, *ranks))
+    shapes = [(*stack, d, r) for d, r in zip(dims, ranks, strict=True)]
+    factors = [jax.random.normal(k, shape) for k, shape in zip(keys[1:], shapes, strict=True)]
+    u, v = matrix_factors(core, factors, num_in)
+    fan_in, fan_out = math.prod(dims[:num_in]), math.prod(dims[num_in:])
+    chex.assert_shape([u, v], [(*stack, fan_in, inner), (*stack, inner, fan_out)])
+    for index in np.ndindex(*stack):
+        want = np_tucker(np.asarray(core[index]), [np.asarray(f[index]) for f in factors])
+        got = np.asarray(u[index], np.float64) @ np.asarray(v[index], np.float64)
+        np.testing.assert_allclose(got, want.reshape(fan_in, fan_out), rtol=1e-5, atol=1e-5)
+
+
+def test_matrix_factors_reject_a_split_outside_the_modes():
+    core, factors = jnp.ones((2, 2)), [jnp.ones((3, 2)), jnp.ones((4, 2))]
+    for num_in in (0, 2):
+        with pytest.raises(ValueError, match="num_in must be in"):
+            matrix_factors(core, factors, num_in)
 
 
 @pytest.mark.parametrize(("name", "tucker", "core", "factors"), SHAPES)

@@ -119,6 +119,10 @@ CONV_CASES = (
         "lora-r8-reshaped", MethodConfig("lora", rank=8),
         note="LoRA on kernels reshaped to (kh*kw*in, out); " + CONV_MIXED,
     ),
+    TrainCase("flora-r8-weight", MethodConfig("flora", rank=8, kernel_rank=2, grads="weight"),
+              note=WEIGHT_SPACE),
+    TrainCase("lora-r8-reshaped-weight", MethodConfig("lora", rank=8, grads="weight"),
+              note="LoRA on kernels reshaped to (kh*kw*in, out); " + WEIGHT_SPACE),
 )  # fmt: skip
 
 

@@ -46,8 +46,9 @@ WEIGHT_SPACE = "weight-space dW: full dL/dW_eff per adapted kernel, as in full F
 #: LoRA's and FLoRA's default (``peft_core.activation_grads``): the model runs on
 #: stop_gradient(W_eff) and the update's factors U, V (dW = U V) get their gradients from x, dy.
 ACTIVATION_SPACE = "activation-space grads: dU = x^T (dy V^T), dV = (xU)^T dy, no dL/dW"
-#: The conv rows: the pointwise (dense) kernels are tapped, convolutions stay in weight space.
-CONV_MIXED = "dense kernels activation-space, conv kernels weight-space (full dL/dW_eff)"
+#: The conv rows ("auto"): the pointwise (dense) kernels wide enough are tapped (ConvNeXt-T's
+#: last two stages), the rest and every convolution stay in weight space.
+CONV_MIXED = "wide dense kernels activation-space, the rest weight-space (full dL/dW_eff)"
 
 
 #: What a case may build instead of ``build_method``'s adapter: (adapter, forward) of a backbone.
@@ -121,6 +122,9 @@ CONV_CASES = (
     ),
     TrainCase("flora-r8-weight", MethodConfig("flora", rank=8, kernel_rank=2, grads="weight"),
               note=WEIGHT_SPACE),
+    TrainCase("flora-r8-tap-all",
+              MethodConfig("flora", rank=8, kernel_rank=2, grads="activation"),
+              note="every dense (pointwise) kernel activation-space, convolutions weight-space"),
     TrainCase("lora-r8-reshaped-weight", MethodConfig("lora", rank=8, grads="weight"),
               note="LoRA on kernels reshaped to (kh*kw*in, out); " + WEIGHT_SPACE),
 )  # fmt: skip

@@ -35,8 +35,8 @@ class MethodConfig:
 
     rank/alpha: LoRA (scale alpha/rank; alpha None -> 1). rank/kernel_rank/scale/tucker: FLoRA
     (channel-mode rank, conv spatial-mode rank, s, "nd" or "matrix"). grads: how LoRA and FLoRA
-    train, "activation" or "weight" (``peft_core.activation_grads``). space: GLoRA search space
-    size "small" (ranks 2), "medium" (4, 2) or "large" (8, 4), as in the GLoRA paper.
+    train, "auto", "activation" or "weight" (``peft_core.activation_grads``). space: GLoRA
+    search space size "small" (ranks 2), "medium" (4, 2) or "large" (8, 4), as in the GLoRA paper.
     """
 
     name: str = "glora"
@@ -46,7 +46,7 @@ class MethodConfig:
     scale: float = 4.0
     tucker: str = "matrix"
     space: str = "large"
-    grads: str = "activation"
+    grads: str = "auto"
 
     def __post_init__(self) -> None:
         if self.name not in METHODS:

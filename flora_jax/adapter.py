@@ -6,13 +6,14 @@ Init follows the authors' code: G = 0 and every U_n ~ Normal(0, 1/sqrt(2 * r_n))
 kaiming_normal_ with a = sqrt(3) on a (dim_n, r_n) tensor), so the adapted model starts as the
 base model. ``scale`` multiplies dW as is (no alpha / r); the paper uses 0.04, 0.4 or 4.
 
-``grads``: how the train step forms the core's and factors' gradients. "activation" (default): on
-dense kernels (at most two input axes) the update's matrix view is written as U V
+``grads``: how the train step forms the core's and factors' gradients. "activation": on dense
+kernels (at most two input axes) the update's matrix view is written as U V
 (``flora_jax.tucker.matrix_factors``, rank r for Dense and DenseGeneral at rank r) and U, V get
 their gradients from the layer's inputs and output gradients (``peft_core.activation_grads``),
 the core and factors through them; convolutions stay in weight space. "weight": autodiff
-through W0 + dW, which forms each layer's full (fan_in, fan_out) weight gradient. Equal
-gradients.
+through W0 + dW, which forms each layer's full (fan_in, fan_out) weight gradient. "auto"
+(default): activation space on the dense layers wide enough for it to pay
+(``activation_grads.tapped_by``). Equal gradients.
 
 Omitted on purpose: the reference's dropout (p = 0.01) on the input of the delta path. It
 drops activations x in s * dropout(x) @ dW, which no weight transform can express, and it is
@@ -30,7 +31,7 @@ import numpy as np
 
 from flora_jax.modes import TUCKER_VIEWS, LayerRanks, TuckerModes, tucker_modes
 from flora_jax.tucker import matrix_factors, tucker_product
-from peft_core.activation_grads import tappable, train_view
+from peft_core.activation_grads import tapped_by, train_view
 from peft_core.adapter import (
     Adapter,
     AParams,
@@ -64,7 +65,7 @@ def flora(
     exclude: Patterns | None = None,
     stacked: Patterns | None = None,
     dtype: Any = jnp.float32,
-    grads: str = "activation",
+    grads: str = "auto",
 ) -> Adapter:
     """FLoRA on every kernel matched by ``targets``.
 
@@ -72,7 +73,7 @@ def flora(
     clipped to the mode size). ``tucker``: "nd" decomposes every kernel axis, "matrix" flattens
     non-conv kernels to (fan_in, fan_out) (paper parity for DenseGeneral attention kernels).
     ``layer_ranks``: {kernel-path regex: per-mode ranks} overriding the defaults. ``grads``:
-    "activation" or "weight" (module docstring).
+    "auto", "activation" or "weight" (module docstring).
     """
     if rank < 1 or kernel_rank < 1:
         raise ValueError(f"FLoRA ranks must be >= 1, got rank={rank}, kernel_rank={kernel_rank}")
@@ -144,7 +145,7 @@ def flora(
         flat = flatten(aparams)
         out = {}
         for layer, modes in layers(params):
-            if not tappable(layer):  # conv kernels stay in weight space
+            if not tapped_by(grads, layer):
                 continue
             core = flat[f"{layer.name}/{_CORE}"]
             us = [flat[f"{layer.name}/{_factor_key(n)}"] for n in range(len(modes.sizes))]

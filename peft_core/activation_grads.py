@@ -30,9 +30,17 @@ import jax.numpy as jnp
 from peft_core.layers import Layer
 from peft_core.paths import Params, flatten, unflatten
 
-#: How a train step forms low-rank factors' gradients: "activation" (the tap, on dense kernels)
-#: or "weight" (autodiff through the weight-space apply).
-GRADS = ("activation", "weight")
+#: How a train step forms low-rank factors' gradients (``tapped_by``): "auto" (the tap where it
+#: pays), "activation" (the tap on every dense kernel), "weight" (autodiff through the
+#: weight-space apply).
+GRADS = ("auto", "activation", "weight")
+
+#: "auto" taps a dense layer when its weight gradient xᵀ dy, 2 M fan_in fan_out FLOPs over
+#: 2 M (fan_in + fan_out) bytes of bf16 x and dy, has at least this many FLOPs per byte: the
+#: tap reads x and dy twice, so it wins only where that GEMM is bound by arithmetic, not by
+#: memory. H200 (docs/benchmarks.md, calls 52-57): ViT-B's layers (384, 614) gain, ConvNeXt-T's
+#: first two stages (77, 154) lose.
+MIN_TAP_INTENSITY = 256
 
 U_KEY = "lowrank_u"
 V_KEY = "lowrank_v"
@@ -48,6 +56,16 @@ def tappable(layer: Layer) -> bool:
     DenseGeneral's (D, H, Dh) and (H, Dh, D)); conv kernels (kh, kw, cin, out) are not. A 1-D
     conv also has two input axes: the tap refuses it when the model runs (``_add_tap``)."""
     return len(layer.in_shape) <= 2
+
+
+def tapped_by(grads: str, layer: Layer) -> bool:
+    """Whether a train step with ``grads`` (``GRADS``) forms ``layer``'s factor gradients with
+    the tap: "activation" every tappable layer, "auto" those whose weight-gradient GEMM reaches
+    ``MIN_TAP_INTENSITY`` FLOPs per byte, "weight" none."""
+    if grads == "weight" or not tappable(layer):
+        return False
+    intensity = layer.fan_in * layer.fan_out / (layer.fan_in + layer.fan_out)
+    return grads == "activation" or intensity >= MIN_TAP_INTENSITY
 
 
 class TrainView(NamedTuple):
@@ -139,8 +157,9 @@ def activation_train_view(weight_apply: Callable[..., Params], factors: FactorsF
 def train_view(
     grads: str, weight_apply: Callable[..., Params], factors: FactorsFn, *, what: str
 ) -> TrainView | None:
-    """The ``Adapter.train`` of an adapter named ``what``: ``activation_train_view`` for
-    ``grads="activation"``, None (the train step differentiates ``weight_apply``) for "weight"."""
+    """The ``Adapter.train`` of an adapter named ``what``: ``activation_train_view`` (``factors``
+    returns the layers ``tapped_by(grads, layer)``) unless ``grads="weight"``: None, the train
+    step differentiates ``weight_apply``."""
     if grads not in GRADS:
         raise ValueError(f"{what} grads must be one of {GRADS}, got {grads!r}")
-    return activation_train_view(weight_apply, factors) if grads == "activation" else None
+    return None if grads == "weight" else activation_train_view(weight_apply, factors)

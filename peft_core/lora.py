@@ -5,11 +5,13 @@ aparams mirror the param tree: ``{...module path...: {"a": A, "b": B}}``.
 A (fan_in, r) is kaiming-uniform(a=sqrt(5)) as in HF PEFT, i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in));
 B (r, fan_out) is zero, so the adapted model equals the base model at init.
 
-``grads``: how the train step forms dA, dB. "activation" (default): on dense kernels (at most
-two input axes: Dense, DenseGeneral) from the layers' inputs x and output gradients dy,
-dA = s xᵀ (dy Bᵀ), dB = s (x A)ᵀ dy (``peft_core.activation_grads``), convolutions in weight
-space; "weight": every layer through W_eff = W0 + s A B, which forms the full dL/dW_eff. Equal
-gradients; "activation" never forms a dense layer's (fan_in, fan_out) gradient.
+``grads``: how the train step forms dA, dB. "activation": on dense kernels (at most two input
+axes: Dense, DenseGeneral) from the layers' inputs x and output gradients dy,
+dA = s xᵀ (dy Bᵀ), dB = s (x A)ᵀ dy (``peft_core.activation_grads``), never forming the layer's
+(fan_in, fan_out) gradient; convolutions in weight space. "weight": every layer through
+W_eff = W0 + s A B, which forms the full dL/dW_eff. "auto" (default): activation space on the
+dense layers wide enough for it to pay (``activation_grads.tapped_by``), the rest in weight
+space. Equal gradients.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from peft_core.activation_grads import tappable, train_view
+from peft_core.activation_grads import tapped_by, train_view
 from peft_core.adapter import (
     Adapter,
     AParams,
@@ -43,7 +45,7 @@ def lora(
     exclude: Patterns | None = None,
     stacked: Patterns | None = None,
     dtype: Any = jnp.float32,
-    grads: str = "activation",
+    grads: str = "auto",
 ) -> Adapter:
     """LoRA of ``rank`` on every kernel matched by ``targets``, scaled by alpha/rank (default 1)."""
     if rank < 1:
@@ -89,7 +91,7 @@ def lora(
         return {
             layer.kernel_path: (scale * flat[f"{layer.name}/a"], flat[f"{layer.name}/b"])
             for layer in layers(params)
-            if tappable(layer)  # conv kernels stay in weight space
+            if tapped_by(grads, layer)
         }
 
     return Adapter(init, apply, apply, train=train_view(grads, apply, factors, what="LoRA"))

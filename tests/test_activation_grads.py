@@ -19,7 +19,7 @@ import peft_core
 from experiments.models.vit import vit
 from experiments.training.state import create_state
 from experiments.training.step import make_train_step
-from peft_core.activation_grads import gradient_tap, tapped
+from peft_core.activation_grads import MIN_TAP_INTENSITY, gradient_tap, tapped, tapped_by
 from peft_core.paths import flatten
 from peft_core.targets import DENSE_TARGETS, SCANNED
 
@@ -201,9 +201,31 @@ def test_tap_refuses_a_layer_that_is_not_dense() -> None:
     model = OneDConv()
     x = jnp.ones((2, 7, 4))
     params = model.init(jax.random.key(0), x)["params"]
-    adapter = peft_core.lora(2, targets=r"conv/kernel")
+    adapter = peft_core.lora(2, targets=r"conv/kernel", grads="activation")
     assert adapter.train is not None
     eff = adapter.train.apply(params, adapter.init(jax.random.key(1), params))
     run = tapped(lambda p, inputs: model.apply({"params": p}, inputs))
     with pytest.raises(ValueError, match="need a dense layer.*conv maps"):
         run(eff, x)
+
+
+@pytest.mark.parametrize("make", [peft_core.lora, flora_jax.flora])
+def test_auto_taps_the_dense_layers_whose_weight_gradient_is_compute_bound(make: Any) -> None:
+    # fan_in fan_out / (fan_in + fan_out): 512 x 512 -> 256 (tapped), 64 x 256 -> 51.2 (not);
+    # a conv kernel never; "activation" taps every dense layer, "weight" none.
+    params = {
+        "wide": {"kernel": jnp.zeros((512, 512))},
+        "narrow": {"kernel": jnp.zeros((64, 256))},
+        "conv": {"kernel": jnp.zeros((3, 3, 512, 512))},
+    }
+    assert MIN_TAP_INTENSITY == 512 * 512 / 1024
+    want = {"auto": {"wide"}, "activation": {"wide", "narrow"}, "weight": set()}
+    for grads, modules in want.items():
+        layers = peft_core.find_layers(params, r".*/kernel")
+        assert {layer.name for layer in layers if tapped_by(grads, layer)} == modules
+        adapter = make(2, targets=r".*/kernel", grads=grads)
+        if adapter.train is None:
+            assert grads == "weight"
+            continue
+        eff = adapter.train.apply(params, adapter.init(jax.random.key(0), params))
+        assert {k.split("/")[0] for k in flatten(eff) if k.endswith("/lowrank_u")} == modules

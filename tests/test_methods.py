@@ -90,10 +90,10 @@ def test_with_bias_grad_changes_the_vit_not_its_params_or_function() -> None:
 
 
 @pytest.mark.parametrize("name", ["lora", "flora"])
-@pytest.mark.parametrize("grads", ["activation", "weight"])
+@pytest.mark.parametrize("grads", ["auto", "activation", "weight"])
 def test_low_rank_method_forms_its_gradients_as_configured(name: str, grads: str) -> None:
     method = build_method(MethodConfig(name, rank=2, grads=grads), targets=DENSE_TARGETS)
-    assert (method.adapter.train is not None) == (grads == "activation")
+    assert (method.adapter.train is None) == (grads == "weight")
 
 
 def test_method_config_rejects_unknown_grads() -> None:

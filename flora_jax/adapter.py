@@ -149,6 +149,7 @@ def flora(
                 continue
             core = flat[f"{layer.name}/{_CORE}"]
             us = [flat[f"{layer.name}/{_factor_key(n)}"] for n in range(len(modes.sizes))]
+            # modes: the kernel's axes ("nd", input axes first) or its (fan_in, fan_out) matrix
             num_in = len(layer.in_shape) if len(modes.sizes) > 2 else 1
             u, v = matrix_factors(core, us, num_in)
             out[layer.kernel_path] = (scale * u, v)

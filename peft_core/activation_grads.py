@@ -38,8 +38,8 @@ GRADS = ("auto", "activation", "weight")
 #: "auto" taps a dense layer when its weight gradient xᵀ dy, 2 M fan_in fan_out FLOPs over
 #: 2 M (fan_in + fan_out) bytes of bf16 x and dy, has at least this many FLOPs per byte: the
 #: tap reads x and dy twice, so it wins only where that GEMM is bound by arithmetic, not by
-#: memory. H200 (docs/benchmarks.md, calls 52-57): ViT-B's layers (384, 614) gain, ConvNeXt-T's
-#: first two stages (77, 154) lose.
+#: memory. H200 (docs/benchmarks.md, calls 52-57): on ViT-B (384, 614) the tap gains 11%; on
+#: ConvNeXt-T (77, 154, 307, 614 by stage) it loses 3% on every layer, 1.5% with this threshold.
 MIN_TAP_INTENSITY = 256
 
 U_KEY = "lowrank_u"

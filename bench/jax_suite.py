@@ -83,7 +83,7 @@ def run_suites(
     if {"train", "infer", "search", "scale"} & set(suites):  # scan builds its own, scanned
         vit = vit_backbone(size, attention=impl)
         vit_bench = jax_train.TrainBench(
-            vit, "jax/train", size.image_size, size.num_classes, size.timing, peak
+            vit, jax_train.VIT_PREFIX, size.image_size, size.num_classes, size.timing, peak
         )
     flops_per_image = None
     for suite in suites:
@@ -91,7 +91,7 @@ def run_suites(
             _train_rows(recorder, vit_bench, jax_train.VIT_CASES, size.train_batches)
         elif suite == "scan":
             scanned = jax_train.TrainBench(
-                vit_backbone(size, attention=impl, scan=True), "jax/train-scan",
+                vit_backbone(size, attention=impl, scan=True), jax_train.SCAN_PREFIX,
                 size.image_size, size.num_classes, size.timing, peak,
             )  # fmt: skip
             _train_rows(recorder, scanned, jax_train.SCAN_CASES, size.train_batches)

@@ -102,6 +102,9 @@ VIT_CASES = (
     ),
 )  # fmt: skip
 
+#: Row names of the plain and the scanned ViT's training rows.
+VIT_PREFIX, SCAN_PREFIX = "jax/train", "jax/train-scan"
+
 #: Rows repeated on the scanned ViT (``nn.scan`` over blocks, params stacked): each adapter then
 #: builds all 12 blocks' updates in one batched computation instead of 12 small ones per layer
 #: type, which shows how much of a row's time is per-kernel launch overhead.

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bench import jax_train, low_rank_layer, run, timing, xla_flags
+from bench import count_flops, jax_train, low_rank_layer, run, timing, xla_flags
 from bench.end_to_end import E2E_ROW
 from bench.jax_train import CONV_CASES, SCALE_CASES, SCAN_CASES, VIT_CASES
 from bench.models import vit_backbone
@@ -346,3 +346,34 @@ def test_train_row_with_a_non_finite_loss_raises() -> None:
     case = jax_train.TrainCase("nan", VIT_CASES[0].method, custom=nan_case)
     with pytest.raises(FloatingPointError, match="jax/train/nan@2: loss nan"):
         jax_train.bench_train_step(bench, case, batch=2)
+
+
+def test_xla_counts_a_scanned_models_blocks_once() -> None:
+    # Why count_flops gives the scanned rows their unscanned twin's count: XLA's cost model counts
+    # a while loop's body once (if this starts failing, the scanned rows can be counted as is).
+    x = jnp.zeros((2, 16, 16, 3))
+
+    def forward_flops(scan: bool) -> float:
+        model = vit("Ti", patch=8, depth=3, num_classes=5, scan=scan)
+        params = model.init(jax.random.key(0), x)["params"]
+        return count_flops.lowered_flops(jax.jit(model.apply).lower({"params": params}, x))
+
+    assert forward_flops(scan=True) < 0.6 * forward_flops(scan=False)
+
+
+def test_count_all_on_the_tiny_size() -> None:
+    size = SIZES["tiny"]
+    counts = count_flops.count_all(size, only=r"^jax/train/lora-r8@")
+    (batch,) = size.train_batches
+    assert {k for k in counts if "/train" in k} == {
+        f"jax/train/lora-r8@{batch}", f"jax/train-scan/lora-r8@{batch}"
+    }  # fmt: skip
+    assert counts[f"jax/train-scan/lora-r8@{batch}"] == counts[f"jax/train/lora-r8@{batch}"] > 0
+    widest = max(size.infer_batches)
+    plain = counts[f"jax/infer/plain@{widest}"]
+    assert counts[f"jax/infer/merged-glora@{widest}"] == plain
+    # one training step (forward + backward) of a batch costs more than its forward alone
+    assert counts[f"jax/train/lora-r8@{batch}"] > plain * batch / widest
+    per_generation = -(-size.search.population // size.configs_per_call) * size.configs_per_call
+    search = counts[f"jax/search/score-val{size.val_size}@{size.search.population}"]
+    assert search == pytest.approx(plain / widest * size.val_size * per_generation)

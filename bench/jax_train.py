@@ -45,7 +45,10 @@ from peft_core.paths import Params
 WEIGHT_SPACE = "weight-space dW: full dL/dW_eff per adapted kernel, as in full FT"
 #: LoRA's and FLoRA's default (``peft_core.activation_grads``): the model runs on
 #: stop_gradient(W_eff) and the update's factors U, V (dW = U V) get their gradients from x, dy.
-ACTIVATION_SPACE = "activation-space grads: dU = x^T (dy V^T), dV = (xU)^T dy, no dL/dW"
+ACTIVATION_SPACE = (
+    "activation-space grads (dU = x^T (dy V^T), dV = (xU)^T dy, no dL/dW) on layers wide enough "
+    "(grads='auto': every ViT-B/16 layer)"
+)
 #: The conv rows ("auto"): the pointwise (dense) kernels wide enough are tapped (ConvNeXt-T's
 #: last two stages), the rest and every convolution stay in weight space.
 CONV_MIXED = "wide dense kernels activation-space, the rest weight-space (full dL/dW_eff)"

@@ -23,6 +23,7 @@ absent at evaluation, so ``apply`` and ``merge`` match the reference's eval-mode
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -31,7 +32,7 @@ import numpy as np
 
 from flora_jax.modes import TUCKER_VIEWS, LayerRanks, TuckerModes, tucker_modes
 from flora_jax.tucker import matrix_factors, tucker_product
-from peft_core.activation_grads import tapped_by, train_view
+from peft_core.activation_grads import train_view
 from peft_core.adapter import (
     Adapter,
     AParams,
@@ -141,11 +142,13 @@ def flora(
             updates[layer.kernel_path] = add_delta(w, delta.reshape(layer.kernel_shape))
         return replace_leaves(params, updates)
 
-    def factors(params: Params, aparams: AParams) -> dict[str, tuple[jax.Array, jax.Array]]:
+    def factors(
+        params: Params, aparams: AParams, keep: Callable[[Layer], bool]
+    ) -> dict[str, tuple[jax.Array, jax.Array]]:
         flat = flatten(aparams)
         out = {}
         for layer, modes in layers(params):
-            if not tapped_by(grads, layer):
+            if not keep(layer):
                 continue
             core = flat[f"{layer.name}/{_CORE}"]
             us = [flat[f"{layer.name}/{_factor_key(n)}"] for n in range(len(modes.sizes))]

@@ -20,6 +20,7 @@ search and merge keep the weight-space ``apply``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -45,8 +46,11 @@ MIN_TAP_INTENSITY = 256
 U_KEY = "lowrank_u"
 V_KEY = "lowrank_v"
 
-#: ``factors(params, aparams) -> {kernel path: (U (*stack, fan_in, r), V (*stack, r, fan_out))}``
-FactorsFn = Callable[[Params, Any], Mapping[str, tuple[jax.Array, jax.Array]]]
+#: ``factors(params, aparams, keep) -> {kernel path: (U (*stack, fan_in, r), V (*stack, r,
+#: fan_out))}`` for the adapter's layers with ``keep(layer)``.
+FactorsFn = Callable[
+    [Params, Any, Callable[[Layer], bool]], Mapping[str, tuple[jax.Array, jax.Array]]
+]
 #: A model ``forward(params, images, *, train, rng) -> logits``.
 ForwardFn = Callable[..., jax.Array]
 
@@ -132,14 +136,18 @@ def tapped(forward: ForwardFn) -> ForwardFn:
     return run
 
 
-def activation_train_view(weight_apply: Callable[..., Params], factors: FactorsFn) -> TrainView:
+def activation_train_view(
+    weight_apply: Callable[..., Params],
+    factors: FactorsFn,
+    keep: Callable[[Layer], bool] = tappable,
+) -> TrainView:
     """The train view of a weight-space ``apply`` whose update on each kernel that ``factors``
-    returns is U V. aparams must mirror the param tree (each layer's leaves under its module
-    path, as LoRA's): those of the tapped layers are held (stop_gradient) in the kernels and
-    reach the loss through U and V beside them; any other layer stays in weight space."""
+    returns for ``keep`` is U V. aparams must mirror the param tree (each layer's leaves under its
+    module path, as LoRA's): those of the tapped layers are held (stop_gradient) in the kernels
+    and reach the loss through U and V beside them; any other layer stays in weight space."""
 
     def apply(params: Params, aparams: Any, cfg: Any = None) -> Params:
-        pairs = factors(params, aparams)
+        pairs = factors(params, aparams, keep)
         modules = {path.rsplit("/", 1)[0] for path in pairs}
         held = {
             k: jax.lax.stop_gradient(v) if k.rsplit("/", 1)[0] in modules else v
@@ -157,9 +165,11 @@ def activation_train_view(weight_apply: Callable[..., Params], factors: FactorsF
 def train_view(
     grads: str, weight_apply: Callable[..., Params], factors: FactorsFn, *, what: str
 ) -> TrainView | None:
-    """The ``Adapter.train`` of an adapter named ``what``: ``activation_train_view`` (``factors``
-    returns the layers ``tapped_by(grads, layer)``) unless ``grads="weight"``: None, the train
-    step differentiates ``weight_apply``."""
+    """The ``Adapter.train`` of an adapter named ``what``: ``activation_train_view`` over the
+    layers ``tapped_by(grads, layer)`` unless ``grads="weight"``: None, the train step
+    differentiates ``weight_apply``."""
     if grads not in GRADS:
         raise ValueError(f"{what} grads must be one of {GRADS}, got {grads!r}")
-    return None if grads == "weight" else activation_train_view(weight_apply, factors)
+    if grads == "weight":
+        return None
+    return activation_train_view(weight_apply, factors, functools.partial(tapped_by, grads))

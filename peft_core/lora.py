@@ -16,12 +16,13 @@ space. Equal gradients.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from peft_core.activation_grads import tapped_by, train_view
+from peft_core.activation_grads import train_view
 from peft_core.adapter import (
     Adapter,
     AParams,
@@ -86,12 +87,14 @@ def lora(
             updates[layer.kernel_path] = add_delta(w, delta.reshape(layer.kernel_shape))
         return replace_leaves(params, updates)
 
-    def factors(params: Params, aparams: AParams) -> dict[str, tuple[jax.Array, jax.Array]]:
+    def factors(
+        params: Params, aparams: AParams, keep: Callable[[Layer], bool]
+    ) -> dict[str, tuple[jax.Array, jax.Array]]:
         flat = flatten(aparams)
         return {
             layer.kernel_path: (scale * flat[f"{layer.name}/a"], flat[f"{layer.name}/b"])
             for layer in layers(params)
-            if tapped_by(grads, layer)
+            if keep(layer)
         }
 
     return Adapter(init, apply, apply, train=train_view(grads, apply, factors, what="LoRA"))

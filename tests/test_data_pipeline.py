@@ -139,7 +139,7 @@ _SHARDED = textwrap.dedent("""
 def test_sharded_over_a_data_axis_matches_unsharded():
     env = {
         **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4",
         "JAX_PLATFORMS": "cpu",
     }
     result = subprocess.run(

@@ -62,7 +62,8 @@ SCRIPT = textwrap.dedent(
 def run_on_devices(num_devices: int, tmp_path: pathlib.Path) -> dict[str, np.ndarray]:
     """Run SCRIPT in a fresh process with ``num_devices`` host devices; its saved arrays."""
     env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={num_devices}"
+    flags = f"--xla_force_host_platform_device_count={num_devices}"
+    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flags}".strip()  # keeps conftest's
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), env.get("PYTHONPATH", "")])
     out = tmp_path / f"devices{num_devices}.npz"

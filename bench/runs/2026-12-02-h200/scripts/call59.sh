@@ -1,0 +1,10 @@
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl 2>/dev/null
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+R=/tmp/res59; mkdir -p $R
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv > $R/device.txt
+cat scratch_dev/commit.txt > $R/commit.txt
+for b in 256 64; do
+  timeout 280 python3 -m bench.jax_suite --json $R/train$b.json --suites train --train-batches $b --only "^jax/train/(lora-r8|glora-supernet-k1|glora-supernet-k4|glora-fixed)@$b\$" 2>&1 | grep -E "img/s|rror"
+  echo "t=$SECONDS"; (cd $R && tar czf $OUT/res.tgz .)
+done
+echo "end at $SECONDS s"

@@ -39,9 +39,10 @@ GRADS = ("auto", "activation", "weight")
 #: "auto" taps a dense layer when its weight gradient xᵀ dy, 2 M fan_in fan_out FLOPs over
 #: 2 M (fan_in + fan_out) bytes of bf16 x and dy, has at least this many FLOPs per byte: the
 #: tap reads x and dy twice, so it wins only where that GEMM is bound by arithmetic, not by
-#: memory. H200 (docs/benchmarks.md, calls 52-57): on ViT-B (384, 614) the tap gains 11%; on
-#: ConvNeXt-T (77, 154, 307, 614 by stage) it loses 3% on every layer, 1.5% with this threshold.
-MIN_TAP_INTENSITY = 256
+#: memory. H200 (docs/benchmarks.md, calls 52-60): on ViT-B (384, 614) the tap gains 11%; on
+#: ConvNeXt-T (77, 154, 307, 614 by stage) at batch 128 it loses 3% on every layer, 1.5% from 256
+#: up, 0.6% from this threshold up (its last stage only: 6,272 tokens per step are too few).
+MIN_TAP_INTENSITY = 320
 
 U_KEY = "lowrank_u"
 V_KEY = "lowrank_v"

@@ -211,14 +211,14 @@ def test_tap_refuses_a_layer_that_is_not_dense() -> None:
 
 @pytest.mark.parametrize("make", [peft_core.lora, flora_jax.flora])
 def test_auto_taps_the_dense_layers_whose_weight_gradient_is_compute_bound(make: Any) -> None:
-    # fan_in fan_out / (fan_in + fan_out): 512 x 512 -> 256 (tapped), 64 x 256 -> 51.2 (not);
+    # fan_in fan_out / (fan_in + fan_out): 640 x 640 -> 320 (tapped), 64 x 256 -> 51.2 (not);
     # a conv kernel never; "activation" taps every dense layer, "weight" none.
     params = {
-        "wide": {"kernel": jnp.zeros((512, 512))},
+        "wide": {"kernel": jnp.zeros((640, 640))},
         "narrow": {"kernel": jnp.zeros((64, 256))},
         "conv": {"kernel": jnp.zeros((3, 3, 512, 512))},
     }
-    assert MIN_TAP_INTENSITY == 512 * 512 / 1024
+    assert MIN_TAP_INTENSITY == 640 * 640 / 1280
     want = {"auto": {"wide"}, "activation": {"wide", "narrow"}, "weight": set()}
     for grads, modules in want.items():
         layers = peft_core.find_layers(params, r".*/kernel")

@@ -81,7 +81,7 @@ def test_scale_suite_on_two_cpu_devices(tmp_path: Path) -> None:
     env = {
         **os.environ,
         "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0",
+        "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2",
     }
     command = [sys.executable, "-m", "bench.jax_suite", "--json", str(out), "--size", "tiny",
                "--suites", "scale", "--window", "1"]  # fmt: skip

@@ -50,7 +50,7 @@ ACTIVATION_SPACE = (
     "(grads='auto': every ViT-B/16 layer)"
 )
 #: The conv rows ("auto"): the pointwise (dense) kernels wide enough are tapped (ConvNeXt-T's
-#: last two stages), the rest and every convolution stay in weight space.
+#: last stage), the rest and every convolution stay in weight space.
 CONV_MIXED = "wide dense kernels activation-space, the rest weight-space (full dL/dW_eff)"
 
 

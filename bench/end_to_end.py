@@ -103,6 +103,8 @@ def bench_end_to_end(size: BenchSize, workdir: Path, *, attention: str | None) -
     config = dataclasses.replace(config, backbone=backbone, search=size.search)
     result = run_end_to_end(config, workdir / "run")
     search = result.get("search", {})
+    n = result["num_test"]
+    apart = abs(round(result["test_accuracy"] * n) - round(result["merged_test_accuracy"] * n))
     return Row(
         name=E2E_ROW,
         batch=1,
@@ -111,7 +113,8 @@ def bench_end_to_end(size: BenchSize, workdir: Path, *, attention: str | None) -
         note=(
             f"{train_summary(result)} ({config.train.epochs} epochs of 800), search "
             f"{search.get('seconds', 0.0):.0f} s ({search.get('candidates_evaluated', 0)} cand.), "
-            f"test on {result['num_test']}; {stage_summary(result)}; random-pixel task, VTAB-1k "
+            f"test on {n} (merged and adapted model {apart} images apart); "
+            f"{stage_summary(result)}; random-pixel task, VTAB-1k "
             f"sizes; bf16, attention {attention or 'einsum'}"
         ),
     )

@@ -5,9 +5,10 @@ search/ (resumable state), subnet.json (GLoRA's chosen config, readable, with it
 count), merged.npz (adapter-free params the plain backbone serves), plots/*.png, result.json.
 A killed run started again with the same workdir resumes training and search where they stopped.
 
-result.json: test_accuracy (adapted model, its update computed as ``merge`` computes it: GLoRA
-trains with the update in a bf16 model's dtype, ``merge`` forms it in f32) and
-merged_test_accuracy (the plain backbone on the merged params; checked equal),
+result.json: test_accuracy (the adapted model as it was trained and searched, ``adapter.apply``:
+GLoRA's update in a bf16 model's dtype) and merged_test_accuracy (the plain backbone on the
+arrays of merged.npz, ``adapter.merge``: the update in f32; checked to agree within
+``merge_tolerance`` images),
 val_accuracy_supernet_mean (val200 accuracy after training; for a GLoRA supernet, the mean over
 a few random subnets), trainable_params (adapter scalars the chosen subnet uses, head excluded)
 and head_params, train_seconds, train_first_step_seconds (the training step's compilation plus
@@ -120,24 +121,37 @@ def train_on(
     )
 
 
-def merge_tolerance(num_test: int) -> int:
-    """Test images whose prediction may differ between the adapted and the merged model:
-    max(1, num_test // 1000). The two run the same function, but its merged arrays are built
-    eagerly and the adapted model's by a jitted merge, which rounds differently in the last f32
-    bit; a bf16 forward turns that into a flipped argmax on near-ties (one image of 10,000 for
-    a random-init model on the H200)."""
-    return max(1, num_test // 1000)
+def merge_tolerance(num_test: int, *, rounded_update: bool = False) -> int:
+    """Test images whose prediction may differ between the adapted and the merged model. Both
+    compute the same function, in the same precision unless ``rounded_update``: max(1,
+    num_test // 1000), since even two f32 computations of the same arrays (an eager and a
+    jitted merge) differ in the last bit and a bf16 forward turns that into a flipped argmax
+    on near-ties (one image of 10,000 for a random-init model on the H200, call 51). With
+    ``rounded_update`` (GLoRA's ``apply`` forms its update in the model's bf16, ``merge`` in
+    f32) entries differ by a bf16 rounding: max(1, num_test // 100) (2 of 797 flipped on the
+    tiny digits run, tests/test_vtab_cli.py)."""
+    return max(1, num_test // (100 if rounded_update else 1000))
 
 
-def check_merged_agrees(adapted: float, served: float, *, num_test: int) -> None:
+def check_merged_agrees(
+    adapted: float, served: float, *, num_test: int, rounded_update: bool = False
+) -> None:
     """Raise AssertionError when the merged model's test accuracy differs from the adapted
-    model's by more than ``merge_tolerance(num_test)`` images (compared as image counts)."""
+    model's by more than ``merge_tolerance`` images (compared as image counts)."""
     differ = abs(round(served * num_test) - round(adapted * num_test))
-    if differ > merge_tolerance(num_test):
+    tolerance = merge_tolerance(num_test, rounded_update=rounded_update)
+    if differ > tolerance:
         raise AssertionError(
             f"merged model accuracy {served} != adapted accuracy {adapted}: {differ} of "
-            f"{num_test} test predictions differ (tolerance {merge_tolerance(num_test)})"
+            f"{num_test} test predictions differ (tolerance {tolerance})"
         )
+
+
+def rounds_update(adapted: Any, merged: Any) -> bool:
+    """Whether the adapted params (``apply``) hold any leaf in another dtype than the merged
+    ones (``merge``): GLoRA's update formed in the model's compute dtype."""
+    pairs = zip(jax.tree.leaves(adapted), jax.tree.leaves(merged), strict=True)
+    return any(a.dtype != m.dtype for a, m in pairs)
 
 
 def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]:
@@ -185,13 +199,15 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
     test_batches = stack_eval_batches(
         splits.test.images, splits.test.labels, batch_size=config.eval_batch_size
     )
-    # The adapted model with merge's update (jitted) and the merged arrays: the same function,
-    # one compiled scorer for both.
+    # The adapted model as trained and searched (apply) and the plain backbone on the merged
+    # arrays that merged.npz keeps; both jitted (an eager merge compiles op by op).
     accuracy = make_params_accuracy_fn(forward=backbone.forward)
-    adapted = accuracy(jax.jit(method.adapter.merge)(params, aparams, cfg), test_batches)
-    merged = method.adapter.merge(params, aparams, cfg)
+    effective = jax.jit(method.adapter.apply)(params, aparams, cfg)
+    adapted = accuracy(effective, test_batches)
+    merged = jax.jit(method.adapter.merge)(params, aparams, cfg)
     served = accuracy(merged, test_batches)
-    check_merged_agrees(adapted, served, num_test=len(splits.test))
+    rounded = rounds_update(effective, merged)
+    check_merged_agrees(adapted, served, num_test=len(splits.test), rounded_update=rounded)
     clock.lap("test")
     arrays: dict[str, Any] = {k: np.asarray(v) for k, v in flatten(merged).items()}
     np.savez(workdir / "merged.npz", **arrays)

@@ -102,9 +102,11 @@ def bench_end_to_end(size: BenchSize, workdir: Path, *, attention: str | None) -
     backbone = dataclasses.replace(config.backbone, dtype="bfloat16", attention=attention)
     config = dataclasses.replace(config, backbone=backbone, search=size.search)
     result = run_end_to_end(config, workdir / "run")
+    from experiments.pipeline import images_apart  # imported by run_end_to_end already
+
     search = result.get("search", {})
     n = result["num_test"]
-    apart = abs(round(result["test_accuracy"] * n) - round(result["merged_test_accuracy"] * n))
+    apart = images_apart(result["test_accuracy"], result["merged_test_accuracy"], num_test=n)
     return Row(
         name=E2E_ROW,
         batch=1,

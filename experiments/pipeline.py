@@ -133,12 +133,17 @@ def merge_tolerance(num_test: int, *, rounded_update: bool = False) -> int:
     return max(1, num_test // (100 if rounded_update else 1000))
 
 
+def images_apart(adapted: float, served: float, *, num_test: int) -> int:
+    """How many test images the two accuracies differ by (compared as image counts)."""
+    return abs(round(served * num_test) - round(adapted * num_test))
+
+
 def check_merged_agrees(
     adapted: float, served: float, *, num_test: int, rounded_update: bool = False
 ) -> None:
     """Raise AssertionError when the merged model's test accuracy differs from the adapted
-    model's by more than ``merge_tolerance`` images (compared as image counts)."""
-    differ = abs(round(served * num_test) - round(adapted * num_test))
+    model's by more than ``merge_tolerance`` images (``images_apart``)."""
+    differ = images_apart(adapted, served, num_test=num_test)
     tolerance = merge_tolerance(num_test, rounded_update=rounded_update)
     if differ > tolerance:
         raise AssertionError(

@@ -86,7 +86,7 @@ def test_methods_end_to_end(tmp_path, method, dtype):
     if dtype == "float32":  # apply and merge: the same function in f32
         assert adapted == served
     else:  # GLoRA's apply forms its update in bf16, merge in f32
-        differ = abs(round(adapted * n) - round(served * n))
+        differ = pipeline.images_apart(adapted, served, num_test=n)
         assert differ <= pipeline.merge_tolerance(n, rounded_update=True)
     assert adapted > 0.1  # above chance: 10 classes
     assert (result["search"] == {}) == (method != "glora")

@@ -46,7 +46,9 @@ def parse_suites(text: str) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
-def torch_command(size: BenchSize, out: Path, *, train_batches: Sequence[int]) -> list[str]:
+def torch_command(
+    size: BenchSize, out: Path, *, train_batches: Sequence[int], only: str | None
+) -> list[str]:
     """The ``bench.torch_peers`` command line for ``size``."""
     t = size.timing
     command = [
@@ -60,7 +62,7 @@ def torch_command(size: BenchSize, out: Path, *, train_batches: Sequence[int]) -
     ]  # fmt: skip
     if size.torch_depth is not None:
         command += ["--depth", str(size.torch_depth)]
-    return command
+    return command + (["--only", only] if only else [])
 
 
 def jax_command(
@@ -86,7 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     parts = []
     if "torch" in suites:
-        parts.append(torch_command(size, _part(out, "torch"), train_batches=torch_batches))
+        parts.append(
+            torch_command(size, _part(out, "torch"), train_batches=torch_batches, only=args.only)
+        )
     jax_suites = [s for s in suites if s != "torch"]
     if jax_suites:
         parts.append(
@@ -109,7 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     info["failed"] += failed
     counted = ("jax/train", "jax/infer", "jax/scale")
     if any(r.name.startswith(counted) and r.flops is None for r in rows):
-        rows = _count_flops_on_cpu(rows, size, out, device=str(info.get("device", "")))
+        rows = _count_flops_on_cpu(
+            rows, size, out, device=str(info.get("device", "")), only=args.only
+        )
     print(render(rows, skipped=info["skipped"], failed=info["failed"]), flush=True)
     checks, unchecked = evaluate_targets(rows)
     save_rows(
@@ -121,11 +127,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _count_flops_on_cpu(rows: list[Row], size: BenchSize, out: Path, *, device: str) -> list[Row]:
+def _count_flops_on_cpu(
+    rows: list[Row], size: BenchSize, out: Path, *, device: str, only: str | None
+) -> list[Row]:
     """JAX rows without FLOPs (the GPU's cost model gives none) get ``bench.count_flops``'s
     CPU count, and their MFU from it; see that module."""
     counts_path = _part(out, "flops")
     command = [sys.executable, "-m", "bench.count_flops", "--size", size.name]
+    command += ["--only", only] if only else []
     print("$ JAX_PLATFORMS=cpu " + shlex.join(command), flush=True)
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     subprocess.run([*command, "--out", str(counts_path)], check=True, env=env)
@@ -144,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--size", choices=sorted(SIZES), default="full")
     p.add_argument("--out", default="bench-results.json", help="JSON file to write")
     p.add_argument("--attention", default="auto", help="ViT attention: auto, cudnn, xla, none")
-    p.add_argument("--only", default=None, help="regex over JAX row keys name@batch")
+    p.add_argument("--only", default=None, help="regex over row keys name@batch (torch and JAX)")
     p.add_argument("--train-batches", type=int, nargs="+", default=None)
     p.add_argument(
         "--window", type=int, default=None,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import re
 import sys
 import time
 import traceback
@@ -52,6 +53,7 @@ class PeerSettings:
     infer_batches: tuple[int, ...]
     compile: bool
     timing: TimingSettings
+    only: str | None = None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         num_classes=args.num_classes, train_batches=tuple(args.train_batches),
         infer_batches=tuple(args.infer_batches), compile=args.compile,
         timing=TimingSettings(args.warmup, args.repeats, args.input_sets, args.window),
+        only=args.only,
     )  # fmt: skip
     out = Path(args.json)
     try:
@@ -110,20 +113,39 @@ def run_peers(
             timing=settings.timing.describe(),
         )  # fmt: skip
 
+    for name, batch, kind, compiled in planned_rows(settings, kinds):
+        if kind is None:
+            measure = functools.partial(_infer_row, settings, batch=batch, device=device, peak=peak)
+        else:
+            measure = functools.partial(
+                _train_row, settings, name, kind, compiled=compiled, batch=batch,
+                device=device, peak=peak,
+            )  # fmt: skip
+        record(name, batch, measure)
+    return rows, skipped, failed
+
+
+def planned_rows(
+    settings: PeerSettings, kinds: Sequence[str]
+) -> list[tuple[str, int, str | None, bool]]:
+    """(name, batch, training kind or None for inference, compiled) of every row to measure, in
+    order: each train batch's kinds (eager, then compiled unless linear or ``compile`` is off),
+    then the inference batches; only rows whose key name@batch ``re.search``es ``only``."""
+    rows: list[tuple[str, int, str | None, bool]] = []
     for batch in settings.train_batches:
         for kind in kinds:
             modes = [False, True] if settings.compile and kind != "linear" else [False]
             for compiled in modes:
                 name = f"torch/train/{kind}" + ("-compile" if compiled else "")
-                measure = functools.partial(
-                    _train_row, settings, name, kind, compiled=compiled, batch=batch,
-                    device=device, peak=peak,
-                )  # fmt: skip
-                record(name, batch, measure)
-    for batch in settings.infer_batches:
-        measure = functools.partial(_infer_row, settings, batch=batch, device=device, peak=peak)
-        record("torch/infer/plain", batch, measure)
-    return rows, skipped, failed
+                rows.append((name, batch, kind, compiled))
+    rows += [("torch/infer/plain", batch, None, False) for batch in settings.infer_batches]
+    if settings.only is None:
+        return rows
+    try:
+        pattern = re.compile(settings.only)
+    except re.error as e:
+        raise ValueError(f"invalid --only regex {settings.only!r}: {e}") from e
+    return [r for r in rows if pattern.search(f"{r[0]}@{r[1]}")]
 
 
 def _model(settings: PeerSettings, kind: str, device: str) -> Any:
@@ -278,6 +300,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--input-sets", type=int, default=3)
     p.add_argument("--window", type=int, default=1, help="calls per timed sample (bench.timing)")
+    p.add_argument("--only", default=None, help="regex over row keys name@batch")
     return p
 
 

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bench import count_flops, jax_train, low_rank_layer, run, timing, xla_flags
+from bench import count_flops, jax_train, low_rank_layer, run, timing, torch_peers, xla_flags
 from bench.end_to_end import E2E_ROW
 from bench.jax_train import CONV_CASES, SCALE_CASES, SCAN_CASES, VIT_CASES
 from bench.models import vit_backbone
@@ -203,6 +203,49 @@ def test_parse_suites(text: str, expected: list[str]) -> None:
 def test_parse_suites_unknown() -> None:
     with pytest.raises(ValueError, match="unknown suites"):
         run.parse_suites("train,fast")
+
+
+def _peer_settings(only: str | None) -> torch_peers.PeerSettings:
+    return torch_peers.PeerSettings(
+        model="vit_tiny_patch16_224", depth=1, image_size=32, num_classes=5,
+        train_batches=(4, 8), infer_batches=(1, 8), compile=True,
+        timing=timing.TimingSettings(1, 3, 1, 1), only=only,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "only,expected",
+    [
+        (r"/lora-r8-compile@8$", ["torch/train/lora-r8-compile@8"]),
+        (r"^torch/infer/", ["torch/infer/plain@1", "torch/infer/plain@8"]),
+        (r"(lora|glora)-r8@4$", ["torch/train/lora-r8@4", "torch/train/glora-r8@4"]),
+        (r"^jax/", []),
+    ],
+)
+def test_torch_peers_plan_only_the_rows_matching_only(only: str, expected: list[str]) -> None:
+    kinds = ["full", "linear", "lora-r8", "glora-r8"]
+    every = torch_peers.planned_rows(_peer_settings(None), kinds)
+    # per train batch: full, lora and glora eager and compiled, linear eager; then inference
+    assert len(every) == 2 * 7 + 2
+    assert every[:2] == [
+        ("torch/train/full", 4, "full", False),
+        ("torch/train/full-compile", 4, "full", True),
+    ]
+    plan = torch_peers.planned_rows(_peer_settings(only), kinds)
+    assert [f"{name}@{batch}" for name, batch, _, _ in plan] == expected
+    assert plan == [row for row in every if f"{row[0]}@{row[1]}" in expected]
+
+
+def test_torch_peers_refuse_a_bad_only_regex() -> None:
+    with pytest.raises(ValueError, match="invalid --only regex"):
+        torch_peers.planned_rows(_peer_settings("lora("), ["lora-r8"])
+
+
+def test_run_passes_only_to_the_torch_process() -> None:
+    size = SIZES["tiny"]
+    command = run.torch_command(size, Path("t.json"), train_batches=[4], only="lora")
+    assert command[-2:] == ["--only", "lora"]
+    assert "--only" not in run.torch_command(size, Path("t.json"), train_batches=[4], only=None)
 
 
 def _tiny_vit_f32(num_classes: int = 5) -> Backbone:

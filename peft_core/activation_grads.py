@@ -39,7 +39,8 @@ GRADS = ("auto", "activation", "weight")
 #: "auto" taps a dense layer when its weight gradient xᵀ dy, 2 M fan_in fan_out FLOPs over
 #: 2 M (fan_in + fan_out) bytes of bf16 x and dy, has at least this many FLOPs per byte: the
 #: tap reads x and dy twice, so it wins only where that GEMM is bound by arithmetic, not by
-#: memory. H200 (docs/benchmarks.md, calls 52-60): on ViT-B (384, 614) the tap gains 11%; on
+#: memory. H200 (docs/benchmarks.md, calls 52-65): on ViT-B (384, 614) the tap gains 11% (and
+#: tapping only the MLP's 614 loses 3.5% of it, call 65); on
 #: ConvNeXt-T (77, 154, 307, 614 by stage) at batch 128 it loses 3% on every layer, 1.5% from 256
 #: up, 0.6% from this threshold up (its last stage only: 6,272 tokens per step are too few).
 MIN_TAP_INTENSITY = 320

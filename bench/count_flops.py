@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ import jax
 from bench import jax_train
 from bench.inputs import random_batches
 from bench.models import convnext_backbone, vit_backbone
+from bench.results import key_filter
 from bench.sizes import SIZES, BenchSize
 from experiments.training import data_mesh
 
@@ -47,6 +47,7 @@ def count_all(size: BenchSize, only: str | None = None) -> dict[str, float]:
     """{row key "name@batch": FLOPs of one call} for the train, infer, search and conv rows;
     ``only``: a regex over the training rows' keys (inference and search are always counted)."""
     counts: dict[str, float] = {}
+    wanted = key_filter(only)
     vit = vit_backbone(size, attention="xla")
     benches = [
         (jax_train.TrainBench(vit, jax_train.VIT_PREFIX, size.image_size, size.num_classes,
@@ -59,7 +60,7 @@ def count_all(size: BenchSize, only: str | None = None) -> dict[str, float]:
         for batch in batches:
             for case in cases:
                 key = f"{bench.prefix}/{case.label}@{batch}"
-                if only is None or re.search(only, key):
+                if wanted(key):
                     prepared = jax_train.prepare_train_step(bench, case, batch=batch)
                     counts[key] = lowered_flops(prepared.lowered)
                     print(f"{key}: {counts[key] / 1e9:.1f} GFLOP", flush=True)

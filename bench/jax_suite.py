@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import re
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from bench.jax_search import bench_search
 from bench.jax_serve import bench_inference
 from bench.models import choose_attention, convnext_backbone, vit_backbone
 from bench.peaks import peak_flops
-from bench.results import Row, save_rows
+from bench.results import Row, key_filter, save_rows
 from bench.sizes import SIZES, BenchSize
 from experiments.training import data_mesh
 
@@ -43,12 +42,10 @@ class Recorder:
     """Collects rows and failures, printing and saving after each measurement."""
 
     def __init__(self, out: Path, only: str | None, extra: dict[str, Any]) -> None:
-        self.out, self.only, self.extra = out, only, extra
+        self.out, self.extra = out, extra
+        self.wanted = key_filter(only)
         self.rows: list[Row] = []
         self.failed: list[dict[str, Any]] = []
-
-    def wanted(self, key: str) -> bool:
-        return self.only is None or re.search(self.only, key) is not None
 
     def measure(self, key: str, fn: Callable[[], list[Row]]) -> list[Row]:
         """Run ``fn`` (one or more rows) unless filtered out; failures are recorded."""

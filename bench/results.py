@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,19 @@ class Row:
     @property
     def items_per_s(self) -> float:
         return self.batch / self.step_s
+
+
+def key_filter(only: str | None) -> Callable[[str], bool]:
+    """Whether a row key ``name@batch`` is selected by ``only``, a regex that must ``re.search``
+    it (None: every key); a bad regex is a ValueError naming it (the ``--only`` of every bench
+    command)."""
+    if only is None:
+        return lambda key: True
+    try:
+        pattern = re.compile(only)
+    except re.error as e:
+        raise ValueError(f"invalid --only regex {only!r}: {e}") from e
+    return lambda key: pattern.search(key) is not None
 
 
 def row_to_json(row: Row) -> dict[str, Any]:

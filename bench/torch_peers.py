@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import re
 import sys
 import time
 import traceback
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.peaks import mfu, peak_flops
-from bench.results import Row, save_rows
+from bench.results import Row, key_filter, save_rows
 from bench.timing import TimingSettings, time_calls
 
 #: The ViT-B/16 kernels the JAX LoRA adapts: attention qkv and out projection, both MLP layers
@@ -130,7 +129,7 @@ def planned_rows(
 ) -> list[tuple[str, int, str | None, bool]]:
     """(name, batch, training kind or None for inference, compiled) of every row to measure, in
     order: each train batch's kinds (eager, then compiled unless linear or ``compile`` is off),
-    then the inference batches; only rows whose key name@batch ``re.search``es ``only``."""
+    then the inference batches; only rows whose key name@batch ``only`` selects (``key_filter``)."""
     rows: list[tuple[str, int, str | None, bool]] = []
     for batch in settings.train_batches:
         for kind in kinds:
@@ -139,13 +138,8 @@ def planned_rows(
                 name = f"torch/train/{kind}" + ("-compile" if compiled else "")
                 rows.append((name, batch, kind, compiled))
     rows += [("torch/infer/plain", batch, None, False) for batch in settings.infer_batches]
-    if settings.only is None:
-        return rows
-    try:
-        pattern = re.compile(settings.only)
-    except re.error as e:
-        raise ValueError(f"invalid --only regex {settings.only!r}: {e}") from e
-    return [r for r in rows if pattern.search(f"{r[0]}@{r[1]}")]
+    wanted = key_filter(settings.only)
+    return [r for r in rows if wanted(f"{r[0]}@{r[1]}")]
 
 
 def _model(settings: PeerSettings, kind: str, device: str) -> Any:

@@ -116,3 +116,15 @@ def test_dense_computes_in_its_dtype_with_float32_params() -> None:
 def test_dense_refuses_leading_contracting_axes() -> None:
     with pytest.raises(ValueError, match="trailing axes"):
         Dense(3, axis=0).init(jax.random.key(0), jnp.ones((2, 4)))
+
+
+def test_skip_bias_keeps_the_param_and_leaves_it_out() -> None:
+    layer = Dense((2, 3), skip_bias=True)
+    x = jax.random.normal(jax.random.key(0), (5, 4))
+    params = layer.init(jax.random.key(1), x)
+    chex.assert_shape((params["params"]["kernel"], params["params"]["bias"]), [(4, 2, 3), (2, 3)])
+    params = jax.tree.map(lambda p: p + 0.7, params)
+    want = np.einsum("nd,dhk->nhk", np.asarray(x), np.asarray(params["params"]["kernel"]))
+    chex.assert_trees_all_close(layer.apply(params, x), want, rtol=1e-5, atol=1e-6)
+    grads = jax.grad(lambda p: jnp.sum(jnp.sin(layer.apply(p, x))))(params)
+    np.testing.assert_array_equal(grads["params"]["bias"], np.zeros((2, 3)))

@@ -272,6 +272,36 @@ def test_attention_ignores_padded_keys():
 
 
 @pytest.mark.parametrize(
+    "options", [dict(), dict(implementation="xla", num_keys=13), dict(num_queries=2)]
+)
+def test_attention_matches_softmax_reference_with_a_key_bias(options):
+    """The module leaves the key bias out (softmax cancels it): its output and every other
+    gradient equal the float64 textbook attention, which adds it, and its own gradient is 0."""
+    x = jax.random.normal(RNG, (2, 16, 24))
+    module = MultiHeadDotProductAttention(num_heads=3, **options)
+    params = jax.tree.map(lambda s: s + 0.5, module.init(RNG, x))  # every bias non-zero
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), params["params"])
+    attn = {"q": p["query"], "k": p["key"], "v": p["value"], "o": p["out"]}
+    num_keys, num_queries = options.get("num_keys", 16), options.get("num_queries", 16)
+
+    def reference(x64):  # textbook attention, every bias added
+        keys = x64[:, :num_keys]
+        q = np.einsum("bnd,dhk->bnhk", x64[:, :num_queries], attn["q"]["kernel"])
+        q = q + attn["q"]["bias"]
+        k, v = (np.einsum("bnd,dhk->bnhk", keys, attn[n]["kernel"]) + attn[n]["bias"] for n in "kv")
+        logits = np.einsum("bqhk,bshk->bhqs", q, k) / math.sqrt(q.shape[-1])
+        w = np.exp(logits - logits.max(-1, keepdims=True))
+        o = np.einsum("bhqs,bshk->bqhk", w / w.sum(-1, keepdims=True), v)
+        return np.einsum("bqhk,hkd->bqd", o, attn["o"]["kernel"]) + attn["o"]["bias"]
+
+    want = reference(np.asarray(x, np.float64))
+    chex.assert_trees_all_close(module.apply(params, x), want.astype(np.float32), atol=2e-5)
+    grads = jax.grad(lambda q: jnp.sum(module.apply(q, x) ** 2))(params)["params"]
+    np.testing.assert_array_equal(grads["key"]["bias"], 0.0)
+    assert np.abs(grads["query"]["bias"]).min() > 0 and np.abs(grads["value"]["bias"]).min() > 0
+
+
+@pytest.mark.parametrize(
     ("tokens", "cudnn_length"), [(197, 198), (257, 258), (198, 198), (50, 50)]
 )  # ViT-B/16 and DINOv2-S/14 at 224
 def test_cudnn_padding_is_the_smallest_even_length(tokens, cudnn_length):

@@ -17,6 +17,13 @@ removes a pad of q, k, v and a slice of the output per block and their gradients
 then runs on the padded rows, so the pad is as small as cuDNN allows: LoRA r=8 on ViT-B/16 at
 batch 256 on an H200 trains 3.7% faster padded to 198 than to 208 (docs/benchmarks.md, call 29).
 
+The key projection's bias is a param (checkpoints carry it) that the module does not add: it
+moves every logit of a query by the same amount, q·(k_j + b) = q·k_j + q·b for each key j, and
+softmax over the keys cancels a shift shared by a query's logits, so the output (and every
+other gradient) is the same with or without it, and its gradient is zero (exactly, where with
+the add it is rounding noise). Skipping it removes one pass over the keys per block, forward and
+backward.
+
 With ``num_queries`` only the first tokens ask (queries (B, q, ...)) while every token answers
 (keys and values (B, N, ...)): the ViT's last block when only the class token is read. That call
 always runs XLA's attention: its scores are (B, heads, q, N), a sliver, and cuDNN trains only on
@@ -112,19 +119,20 @@ class MultiHeadDotProductAttention(nn.Module):
                 )
             queries, implementation = x[:, : self.num_queries], "xla"
 
-        def projection(name: str, tokens: jax.Array) -> jax.Array:
+        def projection(name: str, tokens: jax.Array, skip_bias: bool = False) -> jax.Array:
             return Dense(
                 features=(self.num_heads, head_dim),
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
                 kernel_init=nn.initializers.xavier_uniform(),
                 bias_grad=self.bias_grad,
+                skip_bias=skip_bias,
                 name=name,
             )(tokens)
 
         attended = masked_dot_product_attention(
             projection("query", queries),
-            projection("key", x),
+            projection("key", x, skip_bias=True),
             projection("value", x),
             num_keys=self.num_keys,
             implementation=implementation,

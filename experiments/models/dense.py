@@ -81,7 +81,8 @@ class Dense(nn.Module):
     Params and initialisation as ``flax.linen.DenseGeneral`` (the kernel initialiser sees the
     flat shape (prod in, prod features), the bias one (prod features,)); compute in ``dtype``
     (None: promoted from the inputs and params). The bias enters through :func:`add_bias` with
-    ``bias_grad``.
+    ``bias_grad``; with ``skip_bias`` it is created (the param tree keeps its layout) but not
+    added, for a caller that has shown it has no effect (an attention layer's key projection).
     """
 
     features: int | tuple[int, ...]
@@ -91,6 +92,7 @@ class Dense(nn.Module):
     kernel_init: Initializer = nn.initializers.lecun_normal()
     bias_init: Initializer = nn.initializers.zeros
     bias_grad: BiasGrad = "reduce"
+    skip_bias: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -110,6 +112,8 @@ class Dense(nn.Module):
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         contract = tuple(range(len(in_shape)))
         y = jax.lax.dot_general(x, kernel, ((axes, contract), ((), ())))
+        if self.skip_bias:
+            return y
         return add_bias(y, bias, self.bias_grad)
 
 

@@ -4,12 +4,14 @@ An update dW = U V on a kernel's matrix view (U: (fan_in, r), V: (r, fan_out)) t
 weight space runs the model on W_eff = W0 + U V, so autodiff forms dL/dW_eff = xᵀ dy, a
 (fan_in, fan_out) weight gradient per layer as in full fine-tuning, and only then contracts it
 to U and V. Here the train step runs the model on stop_gradient(W_eff) (the same forward and
-input gradients) and adds to each adapted layer's output ``gradient_tap(x, U, V)``: zero, with
-the VJP
+input gradients) and adds to each adapted layer's output ``gradient_tap(x, U, V, offset)``:
+zero, with the VJP
 
     dU = xᵀ (dy Vᵀ),   dV = (x U)ᵀ dy        x: (M, fan_in), dy: (M, fan_out), M tokens
 
-rank-r products that read x and dy, never a (fan_in, fan_out) gradient (f32 accumulation).
+rank-r products that read x and dy, never a (fan_in, fan_out) gradient (f32 accumulation); a
+layer whose input is x + offset for a vector offset (``Dense``'s ``input_offset``) adds
+offset ⊗ Σ_m g_m to dU and offset U to every row of x U.
 
 The tap needs each layer's input, so the model runs inside ``flax.linen.intercept_methods``
 (the Flax model is not edited): the train-time apply puts U and V beside the kernel, under
@@ -84,32 +86,43 @@ class TrainView(NamedTuple):
 
 
 @jax.custom_vjp
-def gradient_tap(x: jax.Array, u: jax.Array, v: jax.Array) -> jax.Array:
+def gradient_tap(x: jax.Array, u: jax.Array, v: jax.Array, offset: jax.Array | None) -> jax.Array:
     """Zeros (M, fan_out) in x's dtype for x (M, fan_in), u (fan_in, r), v (r, fan_out); its VJP
-    gives u and v the gradients of a layer y = x (W + u v) (module docstring) and x none."""
+    gives u and v the gradients of a layer y = (x + offset) (W + u v) (module docstring; offset
+    (fan_in,) or None for none), and x and offset none:
+
+        dU = (x + offset)ᵀ g = xᵀ g + offset ⊗ Σ_m g_m,   dV = (x U + offset U)ᵀ dy,   g = dy Vᵀ
+    """
     return jnp.zeros((x.shape[0], v.shape[1]), x.dtype)
 
 
-def _tap_fwd(x: jax.Array, u: jax.Array, v: jax.Array) -> tuple[jax.Array, tuple[jax.Array, ...]]:
-    return gradient_tap(x, u, v), (x, u, v)
+def _tap_fwd(
+    x: jax.Array, u: jax.Array, v: jax.Array, offset: jax.Array | None
+) -> tuple[jax.Array, tuple[Any, ...]]:
+    return gradient_tap(x, u, v, offset), (x, u, v, offset)
 
 
-def _tap_bwd(res: tuple[jax.Array, ...], dy: jax.Array) -> tuple[None, jax.Array, jax.Array]:
-    x, u, v = res
+def _tap_bwd(res: tuple[Any, ...], dy: jax.Array) -> tuple[None, jax.Array, jax.Array, None]:
+    x, u, v, offset = res
     f32, dtype = jnp.float32, x.dtype
     dy = dy.astype(dtype)
-    h = jnp.dot(x, u.astype(dtype), preferred_element_type=f32).astype(dtype)  # (M, r)
+    h = jnp.dot(x, u.astype(dtype), preferred_element_type=f32)  # (M, r)
     g = jnp.dot(dy, v.astype(dtype).T, preferred_element_type=f32).astype(dtype)  # (M, r)
     du = jnp.einsum("mi,mr->ir", x, g, preferred_element_type=f32)
-    dv = jnp.einsum("mr,mo->ro", h, dy, preferred_element_type=f32)
-    return None, du.astype(u.dtype), dv.astype(v.dtype)
+    if offset is not None:
+        h = h + jnp.dot(offset.astype(f32), u.astype(f32))
+        du = du + jnp.outer(offset.astype(f32), jnp.sum(g, axis=0, dtype=f32))
+    dv = jnp.einsum("mr,mo->ro", h.astype(dtype), dy, preferred_element_type=f32)
+    return None, du.astype(u.dtype), dv.astype(v.dtype), None
 
 
 gradient_tap.defvjp(_tap_fwd, _tap_bwd)
 
 
 def _add_tap(next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any) -> Any:
-    """flax interceptor: y + gradient_tap(x, U, V) for every module call holding U and V."""
+    """flax interceptor: y + gradient_tap(x, U, V, offset) for every module call holding U and
+    V; offset is the call's ``input_offset`` keyword (``experiments.models.dense.Dense``) or
+    None."""
     y = next_fun(*args, **kwargs)
     module = context.module
     if context.method_name != "__call__" or not module.has_variable("params", U_KEY):
@@ -124,7 +137,10 @@ def _add_tap(next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any)
             f"{fan_out}) with U {u.shape}; {'/'.join(module.path)} maps {x.shape} to {y.shape} "
             "(use grads='weight' for convolutions)"
         )
-    tap = gradient_tap(x.reshape(tokens, fan_in).astype(y.dtype), u, v)
+    offset = kwargs.get("input_offset")  # the layer's input is x + offset (Dense)
+    if offset is not None:
+        offset = offset.reshape(fan_in)
+    tap = gradient_tap(x.reshape(tokens, fan_in).astype(y.dtype), u, v, offset)
     return y + tap.reshape(y.shape)
 
 

@@ -20,24 +20,28 @@ from experiments.models.vit import vit
 from experiments.training.state import create_state
 from experiments.training.step import make_train_step
 from peft_core.activation_grads import MIN_TAP_INTENSITY, gradient_tap, tapped, tapped_by
-from peft_core.paths import flatten
+from peft_core.paths import flatten, unflatten
 from peft_core.targets import DENSE_TARGETS, SCANNED
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-def test_tap_is_zero_and_its_vjp_is_the_low_rank_gradient(dtype: Any) -> None:
+@pytest.mark.parametrize("with_offset", [False, True])
+def test_tap_is_zero_and_its_vjp_is_the_low_rank_gradient(dtype: Any, with_offset: bool) -> None:
     m, fan_in, fan_out, r = 24, 12, 10, 3
-    k = jax.random.split(jax.random.key(0), 4)
+    k = jax.random.split(jax.random.key(0), 5)
     x = jax.random.normal(k[0], (m, fan_in)).astype(dtype)
     u = jax.random.normal(k[1], (fan_in, r))
     v = jax.random.normal(k[2], (r, fan_out))
     dy = jax.random.normal(k[3], (m, fan_out)).astype(dtype)
-    out, vjp = jax.vjp(gradient_tap, x, u, v)
+    offset = jax.random.normal(k[4], (fan_in,)) if with_offset else None
+    out, vjp = jax.vjp(lambda x, u, v: gradient_tap(x, u, v, offset), x, u, v)
     chex.assert_shape(out, (m, fan_out))
     assert out.dtype == dtype and not np.any(np.asarray(out, np.float32))
     dx, du, dv = vjp(dy)
-    # numpy: y = x (W + u v) gives dL/du = xᵀ dy vᵀ and dL/dv = uᵀ xᵀ dy
+    # numpy: y = x' (W + u v), x' = x + offset, gives dL/du = x'ᵀ dy vᵀ and dL/dv = uᵀ x'ᵀ dy
     xn, dyn = np.asarray(x, np.float64), np.asarray(dy, np.float64)
+    if with_offset:
+        xn = xn + np.asarray(offset, np.float64)
     un, vn = np.asarray(u, np.float64), np.asarray(v, np.float64)
     tol = 1e-6 if dtype == jnp.float32 else 1e-2  # bf16: x, dy and the (M, r) products rounded
     assert du.dtype == u.dtype and dv.dtype == v.dtype
@@ -94,7 +98,11 @@ def test_activation_grads_equal_weight_space_grads(model_name: str, adapter_name
     model = make()
     images = jax.random.normal(jax.random.key(0), (3, size, size, 3))
     params = model.init(jax.random.key(1), images)["params"]
-    params = {**params, "head": _random(params["head"], 7, 1.0)}  # a zero head hides the rest
+    # a zero head hides the rest; zero biases would hide the ViT's value bias, which reaches the
+    # out projection (and its tap) as an input offset
+    params = {**params, "head": _random(params["head"], 7, 1.0)}
+    params = unflatten({k: _random(v, 8, 0.5) if k.endswith("/bias") else v
+                        for k, v in flatten(params).items()})  # fmt: skip
 
     def forward(p: Any, x: jax.Array, **_: Any) -> jax.Array:
         return model.apply({"params": p}, x)

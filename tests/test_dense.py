@@ -128,3 +128,25 @@ def test_skip_bias_keeps_the_param_and_leaves_it_out() -> None:
     chex.assert_trees_all_close(layer.apply(params, x), want, rtol=1e-5, atol=1e-6)
     grads = jax.grad(lambda p: jnp.sum(jnp.sin(layer.apply(p, x))))(params)
     np.testing.assert_array_equal(grads["params"]["bias"], np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("bias_grad", ["gemv", "reduce"])
+def test_input_offset_is_added_to_the_input(bias_grad: BiasGrad) -> None:
+    """Dense(x, input_offset=c) = (x + c) · kernel + bias, values and gradients (c as well)."""
+    layer = Dense(4, axis=(-2, -1), bias_grad=bias_grad)
+    x = jax.random.normal(jax.random.key(0), (5, 2, 3))
+    c = jax.random.normal(jax.random.key(1), (2, 3))
+    params = jax.tree.map(lambda p: p + 0.3, layer.init(jax.random.key(2), x))
+
+    def loss(p, x, c, offset: bool):  # noqa: ANN001, ANN202
+        y = layer.apply(p, x, input_offset=c) if offset else layer.apply(p, x + c)
+        return jnp.sum(jnp.sin(y))
+
+    got = jax.value_and_grad(loss, argnums=(0, 1, 2))(params, x, c, True)
+    want = jax.value_and_grad(loss, argnums=(0, 1, 2))(params, x, c, False)
+    chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="is not the input"):
+        layer.apply(params, x, input_offset=c[:1])
+    with pytest.raises(ValueError, match="only where it adds its bias"):
+        unbiased = {"params": {"kernel": jnp.ones((3, 4)), "bias": jnp.ones(4)}}
+        Dense(4, skip_bias=True).apply(unbiased, x[:, 0], input_offset=c[0])

@@ -17,12 +17,17 @@ removes a pad of q, k, v and a slice of the output per block and their gradients
 then runs on the padded rows, so the pad is as small as cuDNN allows: LoRA r=8 on ViT-B/16 at
 batch 256 on an H200 trains 3.7% faster padded to 198 than to 208 (docs/benchmarks.md, call 29).
 
-The key projection's bias is a param (checkpoints carry it) that the module does not add: it
-moves every logit of a query by the same amount, q·(k_j + b) = q·k_j + q·b for each key j, and
-softmax over the keys cancels a shift shared by a query's logits, so the output (and every
-other gradient) is the same with or without it, and its gradient is zero (exactly, where with
-the add it is rounding noise). Skipping it removes one pass over the keys per block, forward and
-backward.
+Two of the three q/k/v biases (params that checkpoints carry) are not added where a textbook
+layer adds them, which saves a pass over the keys and one over the values per block, forward
+and backward, and changes no output:
+
+* the key bias b moves every logit of a query by the same amount, q·(k_j + b) = q·k_j + q·b
+  for each key j, and softmax over the keys cancels a shift shared by a query's logits: the
+  module leaves it out, and its gradient is zero (exactly, where with the add it is rounding
+  noise);
+* the value bias c reaches every output row whole, since each row of softmax weights sums to
+  one: Σ_j w_ij (v_j + c) = Σ_j w_ij v_j + c, so it is the out projection's ``input_offset``,
+  folded into that layer's bias as c · W_out + b_out (``experiments.models.dense.Dense``).
 
 With ``num_queries`` only the first tokens ask (queries (B, q, ...)) while every token answers
 (keys and values (B, N, ...)): the ViT's last block when only the class token is read. That call
@@ -119,7 +124,7 @@ class MultiHeadDotProductAttention(nn.Module):
                 )
             queries, implementation = x[:, : self.num_queries], "xla"
 
-        def projection(name: str, tokens: jax.Array, skip_bias: bool = False) -> jax.Array:
+        def projection(name: str, skip_bias: bool = False) -> Dense:
             return Dense(
                 features=(self.num_heads, head_dim),
                 dtype=self.dtype,
@@ -128,12 +133,13 @@ class MultiHeadDotProductAttention(nn.Module):
                 bias_grad=self.bias_grad,
                 skip_bias=skip_bias,
                 name=name,
-            )(tokens)
+            )
 
+        value = projection("value", skip_bias=True)
         attended = masked_dot_product_attention(
-            projection("query", queries),
-            projection("key", x, skip_bias=True),
-            projection("value", x),
+            projection("query")(queries),
+            projection("key", skip_bias=True)(x),
+            value(x),
             num_keys=self.num_keys,
             implementation=implementation,
         )
@@ -145,4 +151,4 @@ class MultiHeadDotProductAttention(nn.Module):
             kernel_init=nn.initializers.xavier_uniform(),
             bias_grad=self.bias_grad,
             name="out",
-        )(attended)
+        )(attended, input_offset=value.variables["params"]["bias"])

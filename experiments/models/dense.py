@@ -83,6 +83,9 @@ class Dense(nn.Module):
     (None: promoted from the inputs and params). The bias enters through :func:`add_bias` with
     ``bias_grad``; with ``skip_bias`` it is created (the param tree keeps its layout) but not
     added, for a caller that has shown it has no effect (an attention layer's key projection).
+    ``input_offset`` c (*in) is a vector the caller would have added to every input: the layer
+    computes (x + c) · kernel + bias as x · kernel + (c · kernel + bias), so c costs one
+    vector-matrix product instead of a pass over x.
     """
 
     features: int | tuple[int, ...]
@@ -95,7 +98,7 @@ class Dense(nn.Module):
     skip_bias: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, input_offset: jax.Array | None = None) -> jax.Array:
         features = self.features if isinstance(self.features, tuple) else (self.features,)
         axes = self.axis if isinstance(self.axis, tuple) else (self.axis,)
         axes = tuple(a % x.ndim for a in axes)
@@ -112,6 +115,16 @@ class Dense(nn.Module):
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         contract = tuple(range(len(in_shape)))
         y = jax.lax.dot_general(x, kernel, ((axes, contract), ((), ())))
+        if input_offset is not None:
+            if self.skip_bias:
+                raise ValueError("Dense takes an input_offset only where it adds its bias")
+            if input_offset.shape != in_shape:
+                raise ValueError(f"input_offset {input_offset.shape} is not the input {in_shape}")
+            shift = jax.lax.dot_general(
+                input_offset.astype(kernel.dtype), kernel, ((contract, contract), ((), ())),
+                preferred_element_type=jnp.float32,
+            )  # fmt: skip
+            bias = (bias.astype(jnp.float32) + shift).astype(bias.dtype)
         if self.skip_bias:
             return y
         return add_bias(y, bias, self.bias_grad)

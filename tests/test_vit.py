@@ -71,8 +71,13 @@ def np_gelu(x, approximate):
     return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
 
 
-def np_attention(x, p):
-    q, k, v = (np.einsum("bnd,dhk->bnhk", x, p[n]["kernel"]) + p[n]["bias"] for n in "qkv")
+def np_attention(x, p, num_queries=None, num_keys=None):
+    """Textbook attention, every bias added: the first num_queries tokens (None: all) attend to
+    the first num_keys (None: all)."""
+    q = np.einsum("bnd,dhk->bnhk", x[:, :num_queries], p["q"]["kernel"]) + p["q"]["bias"]
+    k, v = (
+        np.einsum("bnd,dhk->bnhk", x[:, :num_keys], p[n]["kernel"]) + p[n]["bias"] for n in "kv"
+    )
     logits = np.einsum("bqhk,bshk->bhqs", q, k) / math.sqrt(q.shape[-1])
     w = np.exp(logits - logits.max(-1, keepdims=True))
     w /= w.sum(-1, keepdims=True)
@@ -275,26 +280,17 @@ def test_attention_ignores_padded_keys():
     "options", [dict(), dict(implementation="xla", num_keys=13), dict(num_queries=2)]
 )
 def test_attention_matches_softmax_reference_with_a_key_bias(options):
-    """The module leaves the key bias out (softmax cancels it): its output and every other
-    gradient equal the float64 textbook attention, which adds it, and its own gradient is 0."""
+    """The module leaves the key bias out (softmax cancels it) and folds the value bias into the
+    out projection: its output equals the float64 textbook attention, which adds both, the key
+    bias's gradient is 0 and the query and value biases get theirs."""
     x = jax.random.normal(RNG, (2, 16, 24))
     module = MultiHeadDotProductAttention(num_heads=3, **options)
     params = jax.tree.map(lambda s: s + 0.5, module.init(RNG, x))  # every bias non-zero
     p = jax.tree.map(lambda a: np.asarray(a, np.float64), params["params"])
     attn = {"q": p["query"], "k": p["key"], "v": p["value"], "o": p["out"]}
-    num_keys, num_queries = options.get("num_keys", 16), options.get("num_queries", 16)
-
-    def reference(x64):  # textbook attention, every bias added
-        keys = x64[:, :num_keys]
-        q = np.einsum("bnd,dhk->bnhk", x64[:, :num_queries], attn["q"]["kernel"])
-        q = q + attn["q"]["bias"]
-        k, v = (np.einsum("bnd,dhk->bnhk", keys, attn[n]["kernel"]) + attn[n]["bias"] for n in "kv")
-        logits = np.einsum("bqhk,bshk->bhqs", q, k) / math.sqrt(q.shape[-1])
-        w = np.exp(logits - logits.max(-1, keepdims=True))
-        o = np.einsum("bhqs,bshk->bqhk", w / w.sum(-1, keepdims=True), v)
-        return np.einsum("bqhk,hkd->bqd", o, attn["o"]["kernel"]) + attn["o"]["bias"]
-
-    want = reference(np.asarray(x, np.float64))
+    want = np_attention(
+        np.asarray(x, np.float64), attn, options.get("num_queries"), options.get("num_keys")
+    )
     chex.assert_trees_all_close(module.apply(params, x), want.astype(np.float32), atol=2e-5)
     grads = jax.grad(lambda q: jnp.sum(module.apply(q, x) ** 2))(params)["params"]
     np.testing.assert_array_equal(grads["key"]["bias"], 0.0)

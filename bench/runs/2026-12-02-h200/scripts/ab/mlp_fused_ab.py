@@ -33,7 +33,7 @@ def _dh(dy, w, h):
     if jax.default_backend() == "gpu" and m % 128 == 0 and w.shape[0] % 256 == 0 and w.shape[1] % 64 == 0:
         steps = int(os.environ.get("STEPS", "3"))
         if os.environ.get("KERNEL", "ws") == "ws":
-            return gelu_grad_matmul_ws(dy, w.T, h, steps=steps)
+            return gelu_grad_matmul_ws(dy, w.T, h, steps=steps, approx=os.environ.get("APPROX") == "1")
         return gelu_grad_matmul(dy, w.T, h, steps=steps)
     return ((dy @ w.T).astype(jnp.float32) * gelu_prime(h.astype(jnp.float32))).astype(h.dtype)
 

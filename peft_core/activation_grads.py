@@ -16,7 +16,10 @@ offset ⊗ Σ_m g_m to dU and offset U to every row of x U.
 The tap needs each layer's input, so the model runs inside ``flax.linen.intercept_methods``
 (the Flax model is not edited): the train-time apply puts U and V beside the kernel, under
 ``U_KEY`` / ``V_KEY`` (``nn.scan`` slices them with it), and every module that holds them gets
-the tap on its output. Only the train step uses this view (``Adapter.train``); evaluation,
+a tap on its output. Which tap is decided per call, when the layer's rows are known
+(``taps_activations``): ``gradient_tap`` above, or ``weight_gradient_tap``, zero as well, whose
+VJP forms the layer's weight gradient G = xᵀ dy once and gives dU = G Vᵀ, dV = Uᵀ G, the
+weight-space gradient. Only the train step uses this view (``Adapter.train``); evaluation,
 search and merge keep the weight-space ``apply``.
 """
 
@@ -33,9 +36,9 @@ import jax.numpy as jnp
 from peft_core.layers import Layer
 from peft_core.paths import Params, flatten, unflatten
 
-#: How a train step forms low-rank factors' gradients (``tapped_by``): "auto" (the tap where it
-#: pays), "activation" (the tap on every dense kernel), "weight" (autodiff through the
-#: weight-space apply).
+#: How a train step forms low-rank factors' gradients (``taps_activations``): "auto" (the
+#: activation tap where it pays, the weight-gradient tap elsewhere), "activation" (the activation
+#: tap on every dense kernel), "weight" (autodiff through the weight-space apply).
 GRADS = ("auto", "activation", "weight")
 
 #: "auto" taps a dense layer when its weight gradient xᵀ dy, 2 M fan_in fan_out FLOPs over
@@ -46,6 +49,12 @@ GRADS = ("auto", "activation", "weight")
 #: ConvNeXt-T (77, 154, 307, 614 by stage) at batch 128 it loses 3% on every layer, 1.5% from 256
 #: up, 0.6% from this threshold up (its last stage only: 6,272 tokens per step are too few).
 MIN_TAP_INTENSITY = 320
+
+#: ... and when the call has at least this many rows (tokens) per device: with few rows the
+#: tap's four skinny products cost more launches than the one weight-gradient GEMM saves
+#: (ConvNeXt-T's last stage at batch 128, 6,272 rows: -0.6% for the step; ViT-B/16 at batch
+#: 64, 12,672 rows: +0.3%; at 256, 50,688 rows: +11%; H200, calls 51-60).
+MIN_TAP_ROWS = 8192
 
 U_KEY = "lowrank_u"
 V_KEY = "lowrank_v"
@@ -66,14 +75,16 @@ def tappable(layer: Layer) -> bool:
     return len(layer.in_shape) <= 2
 
 
-def tapped_by(grads: str, layer: Layer) -> bool:
-    """Whether a train step with ``grads`` (``GRADS``) forms ``layer``'s factor gradients with
-    the tap: "activation" every tappable layer, "auto" those whose weight-gradient GEMM reaches
-    ``MIN_TAP_INTENSITY`` FLOPs per byte, "weight" none."""
-    if grads == "weight" or not tappable(layer):
-        return False
-    intensity = layer.fan_in * layer.fan_out / (layer.fan_in + layer.fan_out)
-    return grads == "activation" or intensity >= MIN_TAP_INTENSITY
+def taps_activations(grads: str, fan_in: int, fan_out: int, rows: int) -> bool:
+    """Whether a call of a dense layer (fan_in, fan_out) on ``rows`` rows per device forms its
+    factor gradients from activations (``gradient_tap``) rather than from its weight gradient
+    (``weight_gradient_tap``): always with grads "activation"; with "auto" when its
+    weight-gradient GEMM reaches ``MIN_TAP_INTENSITY`` FLOPs per byte and ``rows`` reaches
+    ``MIN_TAP_ROWS``."""
+    if grads == "activation":
+        return True
+    intensity = fan_in * fan_out / (fan_in + fan_out)
+    return intensity >= MIN_TAP_INTENSITY and rows >= MIN_TAP_ROWS
 
 
 class TrainView(NamedTuple):
@@ -85,6 +96,10 @@ class TrainView(NamedTuple):
     wrap_forward: Callable[[ForwardFn], ForwardFn]
 
 
+def _tap_output(x: jax.Array, v: jax.Array) -> jax.Array:
+    return jnp.zeros((x.shape[0], v.shape[1]), x.dtype)
+
+
 @jax.custom_vjp
 def gradient_tap(x: jax.Array, u: jax.Array, v: jax.Array, offset: jax.Array | None) -> jax.Array:
     """Zeros (M, fan_out) in x's dtype for x (M, fan_in), u (fan_in, r), v (r, fan_out); its VJP
@@ -93,13 +108,13 @@ def gradient_tap(x: jax.Array, u: jax.Array, v: jax.Array, offset: jax.Array | N
 
         dU = (x + offset)ᵀ g = xᵀ g + offset ⊗ Σ_m g_m,   dV = (x U + offset U)ᵀ dy,   g = dy Vᵀ
     """
-    return jnp.zeros((x.shape[0], v.shape[1]), x.dtype)
+    return _tap_output(x, v)
 
 
 def _tap_fwd(
     x: jax.Array, u: jax.Array, v: jax.Array, offset: jax.Array | None
 ) -> tuple[jax.Array, tuple[Any, ...]]:
-    return gradient_tap(x, u, v, offset), (x, u, v, offset)
+    return _tap_output(x, v), (x, u, v, offset)
 
 
 def _tap_bwd(res: tuple[Any, ...], dy: jax.Array) -> tuple[None, jax.Array, jax.Array, None]:
@@ -119,10 +134,37 @@ def _tap_bwd(res: tuple[Any, ...], dy: jax.Array) -> tuple[None, jax.Array, jax.
 gradient_tap.defvjp(_tap_fwd, _tap_bwd)
 
 
-def _add_tap(next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any) -> Any:
-    """flax interceptor: y + gradient_tap(x, U, V, offset) for every module call holding U and
-    V; offset is the call's ``input_offset`` keyword (``experiments.models.dense.Dense``) or
-    None."""
+@jax.custom_vjp
+def weight_gradient_tap(
+    x: jax.Array, u: jax.Array, v: jax.Array, offset: jax.Array | None
+) -> jax.Array:
+    """Zeros like ``gradient_tap``'s, with the same gradients formed in weight space:
+
+    G = (x + offset)ᵀ dy = xᵀ dy + offset ⊗ Σ_m dy_m   (fan_in, fan_out), f32,
+    dU = G Vᵀ,   dV = Uᵀ G
+    """
+    return _tap_output(x, v)
+
+
+def _weight_tap_bwd(res: tuple[Any, ...], dy: jax.Array) -> tuple[None, jax.Array, jax.Array, None]:
+    x, u, v, offset = res
+    f32 = jnp.float32
+    g = jnp.einsum("mi,mo->io", x, dy.astype(x.dtype), preferred_element_type=f32)
+    if offset is not None:
+        g = g + jnp.outer(offset.astype(f32), jnp.sum(dy, axis=0, dtype=f32))
+    du = jnp.dot(g, v.astype(f32).T)
+    dv = jnp.dot(u.astype(f32).T, g)
+    return None, du.astype(u.dtype), dv.astype(v.dtype), None
+
+
+weight_gradient_tap.defvjp(_tap_fwd, _weight_tap_bwd)
+
+
+def _add_tap(grads: str, next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any) -> Any:
+    """flax interceptor: y + tap(x, U, V, offset) for every module call holding U and V, the tap
+    chosen by ``taps_activations`` (rows per device: the traced rows over ``jax.device_count()``,
+    the trainer's data parallelism); offset is the call's ``input_offset`` keyword
+    (``experiments.models.dense.Dense``) or None."""
     y = next_fun(*args, **kwargs)
     module = context.module
     if context.method_name != "__call__" or not module.has_variable("params", U_KEY):
@@ -140,32 +182,35 @@ def _add_tap(next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any)
     offset = kwargs.get("input_offset")  # the layer's input is x + offset (Dense)
     if offset is not None:
         offset = offset.reshape(fan_in)
-    tap = gradient_tap(x.reshape(tokens, fan_in).astype(y.dtype), u, v, offset)
-    return y + tap.reshape(y.shape)
+    rows = tokens // jax.device_count()
+    tap = gradient_tap if taps_activations(grads, fan_in, fan_out, rows) else weight_gradient_tap
+    return y + tap(x.reshape(tokens, fan_in).astype(y.dtype), u, v, offset).reshape(y.shape)
 
 
-def tapped(forward: ForwardFn) -> ForwardFn:
-    """``forward`` with a gradient tap on every module whose params hold U and V."""
+def tapped(forward: ForwardFn, grads: str = "activation") -> ForwardFn:
+    """``forward`` with a tap on every module whose params hold U and V (``_add_tap``)."""
+    if grads not in ("auto", "activation"):
+        raise ValueError(f"tapped takes grads 'auto' or 'activation', got {grads!r}")
+    interceptor = functools.partial(_add_tap, grads)
 
     def run(params: Params, images: jax.Array, **kwargs: Any) -> jax.Array:
-        with nn.intercept_methods(_add_tap):
+        with nn.intercept_methods(interceptor):
             return forward(params, images, **kwargs)
 
     return run
 
 
 def activation_train_view(
-    weight_apply: Callable[..., Params],
-    factors: FactorsFn,
-    keep: Callable[[Layer], bool] = tappable,
+    weight_apply: Callable[..., Params], factors: FactorsFn, grads: str = "activation"
 ) -> TrainView:
-    """The train view of a weight-space ``apply`` whose update on each kernel that ``factors``
-    returns for ``keep`` is U V. aparams must mirror the param tree (each layer's leaves under its
+    """The train view of a weight-space ``apply`` whose update on each ``tappable`` kernel that
+    ``factors`` returns is U V. aparams must mirror the param tree (each layer's leaves under its
     module path, as LoRA's): those of the tapped layers are held (stop_gradient) in the kernels
-    and reach the loss through U and V beside them; any other layer stays in weight space."""
+    and reach the loss through U and V beside them (``tapped(forward, grads)`` picks each call's
+    tap); any other layer (convolutions) stays in weight space."""
 
     def apply(params: Params, aparams: Any, cfg: Any = None) -> Params:
-        pairs = factors(params, aparams, keep)
+        pairs = factors(params, aparams, tappable)
         modules = {path.rsplit("/", 1)[0] for path in pairs}
         held = {
             k: jax.lax.stop_gradient(v) if k.rsplit("/", 1)[0] in modules else v
@@ -177,17 +222,16 @@ def activation_train_view(
             eff[f"{module}/{U_KEY}"], eff[f"{module}/{V_KEY}"] = u, v
         return unflatten(eff)
 
-    return TrainView(apply, tapped)
+    return TrainView(apply, functools.partial(tapped, grads=grads))
 
 
 def train_view(
     grads: str, weight_apply: Callable[..., Params], factors: FactorsFn, *, what: str
 ) -> TrainView | None:
-    """The ``Adapter.train`` of an adapter named ``what``: ``activation_train_view`` over the
-    layers ``tapped_by(grads, layer)`` unless ``grads="weight"``: None, the train step
-    differentiates ``weight_apply``."""
+    """The ``Adapter.train`` of an adapter named ``what``: ``activation_train_view`` unless
+    ``grads="weight"``: None, the train step differentiates ``weight_apply``."""
     if grads not in GRADS:
         raise ValueError(f"{what} grads must be one of {GRADS}, got {grads!r}")
     if grads == "weight":
         return None
-    return activation_train_view(weight_apply, factors, functools.partial(tapped_by, grads))
+    return activation_train_view(weight_apply, factors, grads)

@@ -19,14 +19,24 @@ import peft_core
 from experiments.models.vit import vit
 from experiments.training.state import create_state
 from experiments.training.step import make_train_step
-from peft_core.activation_grads import MIN_TAP_INTENSITY, gradient_tap, tapped, tapped_by
+from peft_core.activation_grads import (
+    MIN_TAP_INTENSITY,
+    MIN_TAP_ROWS,
+    gradient_tap,
+    tapped,
+    taps_activations,
+    weight_gradient_tap,
+)
 from peft_core.paths import flatten, unflatten
 from peft_core.targets import DENSE_TARGETS, SCANNED
 
 
+@pytest.mark.parametrize("tap", [gradient_tap, weight_gradient_tap])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 @pytest.mark.parametrize("with_offset", [False, True])
-def test_tap_is_zero_and_its_vjp_is_the_low_rank_gradient(dtype: Any, with_offset: bool) -> None:
+def test_tap_is_zero_and_its_vjp_is_the_low_rank_gradient(
+    tap: Any, dtype: Any, with_offset: bool
+) -> None:
     m, fan_in, fan_out, r = 24, 12, 10, 3
     k = jax.random.split(jax.random.key(0), 5)
     x = jax.random.normal(k[0], (m, fan_in)).astype(dtype)
@@ -34,7 +44,7 @@ def test_tap_is_zero_and_its_vjp_is_the_low_rank_gradient(dtype: Any, with_offse
     v = jax.random.normal(k[2], (r, fan_out))
     dy = jax.random.normal(k[3], (m, fan_out)).astype(dtype)
     offset = jax.random.normal(k[4], (fan_in,)) if with_offset else None
-    out, vjp = jax.vjp(lambda x, u, v: gradient_tap(x, u, v, offset), x, u, v)
+    out, vjp = jax.vjp(lambda x, u, v: tap(x, u, v, offset), x, u, v)
     chex.assert_shape(out, (m, fan_out))
     assert out.dtype == dtype and not np.any(np.asarray(out, np.float32))
     dx, du, dv = vjp(dy)
@@ -217,23 +227,77 @@ def test_tap_refuses_a_layer_that_is_not_dense() -> None:
         run(eff, x)
 
 
+@pytest.mark.parametrize(
+    ("grads", "fan_in", "fan_out", "rows", "want"),
+    [
+        ("activation", 64, 256, 1, True),  # every call
+        ("auto", 640, 640, MIN_TAP_ROWS, True),  # 640 x 640 / 1280 = 320 FLOP/byte, enough rows
+        ("auto", 640, 640, MIN_TAP_ROWS - 1, False),  # too few rows
+        ("auto", 64, 256, 10**6, False),  # 51.2 FLOP/byte: the weight gradient is memory-bound
+        ("auto", 639, 640, 10**6, False),  # just below the intensity threshold
+    ],
+)
+def test_auto_taps_activations_where_the_weight_gradient_is_compute_bound_and_rows_are_many(
+    grads: str, fan_in: int, fan_out: int, rows: int, want: bool
+) -> None:
+    assert MIN_TAP_INTENSITY == 320
+    assert taps_activations(grads, fan_in, fan_out, rows) is want
+
+
 @pytest.mark.parametrize("make", [peft_core.lora, flora_jax.flora])
-def test_auto_taps_the_dense_layers_whose_weight_gradient_is_compute_bound(make: Any) -> None:
-    # fan_in fan_out / (fan_in + fan_out): 640 x 640 -> 320 (tapped), 64 x 256 -> 51.2 (not);
-    # a conv kernel never; "activation" taps every dense layer, "weight" none.
+def test_train_views_hold_every_dense_kernel_and_leave_convolutions_in_weight_space(
+    make: Any,
+) -> None:
     params = {
         "wide": {"kernel": jnp.zeros((640, 640))},
         "narrow": {"kernel": jnp.zeros((64, 256))},
         "conv": {"kernel": jnp.zeros((3, 3, 512, 512))},
     }
-    assert MIN_TAP_INTENSITY == 640 * 640 / 1280
-    want = {"auto": {"wide"}, "activation": {"wide", "narrow"}, "weight": set()}
-    for grads, modules in want.items():
-        layers = peft_core.find_layers(params, r".*/kernel")
-        assert {layer.name for layer in layers if tapped_by(grads, layer)} == modules
-        adapter = make(2, targets=r".*/kernel", grads=grads)
-        if adapter.train is None:
-            assert grads == "weight"
-            continue
-        eff = adapter.train.apply(params, adapter.init(jax.random.key(0), params))
-        assert {k.split("/")[0] for k in flatten(eff) if k.endswith("/lowrank_u")} == modules
+    aparams = make(2, targets=r".*/kernel").init(jax.random.key(0), params)
+    for grads in ("auto", "activation"):
+        view = make(2, targets=r".*/kernel", grads=grads).train
+        assert view is not None
+        held = {k.split("/")[0] for k in flatten(view.apply(params, aparams)) if "lowrank_u" in k}
+        assert held == {"wide", "narrow"}
+    assert make(2, targets=r".*/kernel", grads="weight").train is None
+
+
+class Twice(nn.Module):
+    """One dense layer called on the first two rows, then on all of them."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        layer = nn.Dense(640, use_bias=False, name="wide")
+        return jnp.sum(jnp.sin(layer(x[:2]))) + jnp.sum(jnp.sin(layer(x)))
+
+
+@pytest.mark.parametrize(
+    ("grads", "want"),
+    [
+        ("auto", ["weight_gradient_tap", "gradient_tap"]),
+        ("activation", ["gradient_tap", "gradient_tap"]),
+    ],
+)
+def test_each_call_gets_its_tap_by_its_rows(
+    grads: str, want: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With MIN_TAP_ROWS = 8, "auto" serves the 2-row call with the weight-gradient tap and the
+    # 16-row call with the activation tap; the gradients equal weight-space LoRA's either way.
+    import peft_core.activation_grads as ag
+
+    monkeypatch.setattr(ag, "MIN_TAP_ROWS", 8)
+    calls: list[str] = []
+    for name in ("gradient_tap", "weight_gradient_tap"):
+        tap = getattr(ag, name)
+        monkeypatch.setattr(ag, name, lambda *a, _t=tap, _n=name: calls.append(_n) or _t(*a))
+    model, x = Twice(), jax.random.normal(jax.random.key(0), (16, 640))
+    params = model.init(jax.random.key(1), x)["params"]
+    adapter = peft_core.lora(2, targets=r"wide/kernel", grads=grads)
+    view = adapter.train
+    assert view is not None
+    aparams = _random(adapter.init(jax.random.key(2), params), 3)
+    run = view.wrap_forward(lambda p, inputs: model.apply({"params": p}, inputs))
+    got = jax.grad(lambda ap: run(view.apply(params, ap), x))(aparams)
+    want_grads = jax.grad(lambda ap: model.apply({"params": adapter.apply(params, ap)}, x))(aparams)
+    assert calls == want
+    chex.assert_trees_all_close(got, want_grads, rtol=1e-4, atol=1e-5)

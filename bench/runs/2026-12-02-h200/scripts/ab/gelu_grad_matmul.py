@@ -83,14 +83,18 @@ def gelu_grad_matmul(a, b, h, *, tile_m=128, tile_n=128, tile_k=64, steps=3, int
     )(a, b, h)
 
 
-def gelu_grad_matmul_ws(a, b, h, *, tile_m=128, tile_n=128, tile_k=64, steps=3, approx=False, scale=True, interpret=False):
-    """The same product (without the gelu' factor if not ``scale``: the GEMM alone), warp-specialized: per CTA a (tile_m, 2 tile_n) output tile, two compute
-    warpgroups (one tile_n half each; each fetches its h half by TMA before its K loop) and one
-    warpgroup that only issues the pipeline's TMA loads."""
+def gelu_grad_matmul_ws(
+    a, b, h, *, tile_m=128, tile_n=128, tile_k=64, steps=3, wgs=2, approx=False, scale=True, interpret=False
+):
+    """The same product (without the gelu' factor if not ``scale``: the GEMM alone),
+    warp-specialized: per CTA a (tile_m, wgs tile_n) output tile, ``wgs`` compute warpgroups (one
+    tile_n slice each; each fetches its h slice by TMA before its K loop) and one warpgroup that
+    only issues the pipeline's TMA loads. With wgs=1 and steps=2 a CTA needs 96 KiB of SMEM, so
+    two CTAs share an SM and one's epilogue can overlap the other's MMAs."""
     m, k = a.shape
     n = b.shape[1]
-    if m % tile_m or n % (2 * tile_n) or k % tile_k:
-        raise ValueError(f"({m}, {k}) @ ({k}, {n}) does not tile by {tile_m, 2 * tile_n, tile_k}")
+    if m % tile_m or n % (wgs * tile_n) or k % tile_k:
+        raise ValueError(f"({m}, {k}) @ ({k}, {n}) does not tile by {tile_m, wgs * tile_n, tile_k}")
     dtype = a.dtype
     swizzle = 128
     elems = swizzle // jnp.dtype(dtype).itemsize
@@ -102,7 +106,7 @@ def gelu_grad_matmul_ws(a, b, h, *, tile_m=128, tile_n=128, tile_k=64, steps=3, 
 
         def compute(eval_pipeline):
             wg = lax.axis_index("wg")
-            cols = pl.ds(j * 2 * tile_n + wg * tile_n, tile_n)
+            cols = pl.ds(j * wgs * tile_n + wg * tile_n, tile_n)
             if scale:
                 plgpu.copy_gmem_to_smem(h_gmem.at[rows, cols], h_smem.at[wg], h_ready.at[wg])
 
@@ -130,25 +134,25 @@ def gelu_grad_matmul_ws(a, b, h, *, tile_m=128, tile_n=128, tile_k=64, steps=3, 
             grid=(k // tile_k,),
             in_specs=[
                 plgpu.BlockSpec((tile_m, tile_k), lambda kk: (0, kk), transforms=transforms),
-                plgpu.BlockSpec((tile_k, 2 * tile_n), lambda kk: (kk, 0), transforms=transforms),
+                plgpu.BlockSpec((tile_k, wgs * tile_n), lambda kk: (kk, 0), transforms=transforms),
             ],
             max_concurrent_steps=steps,
-            num_compute_wgs=2,
+            num_compute_wgs=wgs,
             memory_registers=40,
             wg_axis="wg",
             compute_context=compute,
-        )(a_gmem.at[rows, :], b_gmem.at[:, pl.ds(j * 2 * tile_n, 2 * tile_n)])
+        )(a_gmem.at[rows, :], b_gmem.at[:, pl.ds(j * wgs * tile_n, wgs * tile_n)])
 
     return plgpu.kernel(
         body,
         out_type=jax.ShapeDtypeStruct((m, n), dtype),
         scratch_types=[
-            plgpu.SMEM((2, tile_m, tile_n), dtype, transforms=transforms),
-            plgpu.Barrier(num_barriers=2),
+            plgpu.SMEM((wgs, tile_m, tile_n), dtype, transforms=transforms),
+            plgpu.Barrier(num_barriers=wgs),
         ],
-        grid=(m // tile_m, n // (2 * tile_n)),
+        grid=(m // tile_m, n // (wgs * tile_n)),
         grid_names=("m", "n"),
-        num_threads=3,
+        num_threads=wgs + 1,
         thread_name="wg",
         compiler_params=plgpu.CompilerParams(approx_math=True) if approx else None,
         interpret=interpret,
@@ -180,9 +184,14 @@ def main() -> None:
     if args.interpret:
         from jax._src.pallas.mosaic_gpu.interpret.params import InterpretGPUParams
 
-        for fn in (gelu_grad_matmul, gelu_grad_matmul_ws):
+        forms = {
+            "pipelined": gelu_grad_matmul,
+            "warp-specialized, 2 compute warpgroups": gelu_grad_matmul_ws,
+            "warp-specialized, 1 compute warpgroup": lambda *a, **kw: gelu_grad_matmul_ws(*a, wgs=1, steps=2, **kw),
+        }
+        for name, fn in forms.items():
             got = np.asarray(fn(*sets[0], interpret=InterpretGPUParams()), np.float32)
-            print(fn.__name__, "interpret: max abs err", float(np.max(np.abs(got - want))), "max", float(np.max(np.abs(want))))
+            print(name, "interpret: max abs err", float(np.max(np.abs(got - want))), "max", float(np.max(np.abs(want))))
         return
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from bench.timing import TimingSettings, time_calls
@@ -198,12 +207,13 @@ def main() -> None:
     bench("xla: (a @ b) * gelu'(h) (two kernels)", reference)
     for spec in args.configs.split(";"):
         kind, *sizes = spec.split(",")
-        tm, tn, tk, st = map(int, sizes)
+        tm, tn, tk, st, *rest = map(int, sizes)
+        wgs = rest[0] if rest else 2
         if kind == "plain":
             fn = lambda a, b, h, tm=tm, tn=tn, tk=tk, st=st: gelu_grad_matmul(a, b, h, tile_m=tm, tile_n=tn, tile_k=tk, steps=st)
         else:
-            fn = lambda a, b, h, tm=tm, tn=tn, tk=tk, st=st, ax=kind == "wsapprox", sc=kind != "wsgemm": gelu_grad_matmul_ws(
-                a, b, h, tile_m=tm, tile_n=tn, tile_k=tk, steps=st, approx=ax, scale=sc)
+            fn = lambda a, b, h, tm=tm, tn=tn, tk=tk, st=st, w=wgs, ax=kind == "wsapprox", sc=kind != "wsgemm": gelu_grad_matmul_ws(
+                a, b, h, tile_m=tm, tile_n=tn, tile_k=tk, steps=st, wgs=w, approx=ax, scale=sc)
         try:
             got = np.asarray(jax.jit(fn)(*sets[0]), np.float32)
             ref = want if kind != "wsgemm" else np.asarray(sets[0][0] @ sets[0][1], np.float32)

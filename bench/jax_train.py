@@ -46,12 +46,16 @@ WEIGHT_SPACE = "weight-space dW: full dL/dW_eff per adapted kernel, as in full F
 #: LoRA's and FLoRA's default (``peft_core.activation_grads``): the model runs on
 #: stop_gradient(W_eff) and the update's factors U, V (dW = U V) get their gradients from x, dy.
 ACTIVATION_SPACE = (
-    "activation-space grads (dU = x^T (dy V^T), dV = (xU)^T dy, no dL/dW) on layers wide enough "
-    "(grads='auto': every ViT-B/16 layer)"
+    "activation-space grads (dU = x^T (dy V^T), dV = (xU)^T dy, no dL/dW) on layer calls wide "
+    "enough with enough rows (grads='auto': every ViT-B/16 layer from batch 42 up)"
 )
-#: The conv rows ("auto"): the pointwise (dense) kernels wide enough are tapped (ConvNeXt-T's
-#: last stage), the rest and every convolution stay in weight space.
-CONV_MIXED = "wide dense kernels activation-space, the rest weight-space (full dL/dW_eff)"
+#: The conv rows ("auto"): the pointwise (dense) kernels wide enough, on enough rows, are tapped
+#: (ConvNeXt-T's last stage from batch 168 up), the rest and every convolution train in weight
+#: space.
+CONV_MIXED = (
+    "dense kernels activation-space where wide enough with enough rows, the rest weight-space "
+    "(full dL/dW_eff)"
+)
 
 
 #: What a case may build instead of ``build_method``'s adapter: (adapter, forward) of a backbone.

@@ -12,8 +12,9 @@ kernels (at most two input axes) the update's matrix view is written as U V
 their gradients from the layer's inputs and output gradients (``peft_core.activation_grads``),
 the core and factors through them; convolutions stay in weight space. "weight": autodiff
 through W0 + dW, which forms each layer's full (fan_in, fan_out) weight gradient. "auto"
-(default): activation space on the dense layers and calls where it pays
-(``activation_grads.taps_activations``: wide enough, enough rows). Equal gradients.
+(default): activation space on the dense layers wide enough for it to pay
+(``activation_grads.held``) in calls with enough rows (``activation_grads.taps_activations``),
+the weight gradient elsewhere. Equal gradients.
 
 Omitted on purpose: the reference's dropout (p = 0.01) on the input of the delta path. It
 drops activations x in s * dropout(x) @ dW, which no weight transform can express, and it is

@@ -16,11 +16,11 @@ offset ⊗ Σ_m g_m to dU and offset U to every row of x U.
 The tap needs each layer's input, so the model runs inside ``flax.linen.intercept_methods``
 (the Flax model is not edited): the train-time apply puts U and V beside the kernel, under
 ``U_KEY`` / ``V_KEY`` (``nn.scan`` slices them with it), and every module that holds them gets
-a tap on its output. Which tap is decided per call, when the layer's rows are known
-(``taps_activations``): ``gradient_tap`` above, or ``weight_gradient_tap``, zero as well, whose
-VJP forms the layer's weight gradient G = xᵀ dy once and gives dU = G Vᵀ, dV = Uᵀ G, the
-weight-space gradient. Only the train step uses this view (``Adapter.train``); evaluation,
-search and merge keep the weight-space ``apply``.
+a tap on its output (``held`` says which layers). Which tap is decided per call, when the
+layer's rows are known (``taps_activations``): ``gradient_tap`` above, or
+``weight_gradient_tap``, zero as well, whose VJP forms the layer's weight gradient G = xᵀ dy
+once and gives dU = G Vᵀ, dV = Uᵀ G, the weight-space gradient. Only the train step uses this
+view (``Adapter.train``); evaluation, search and merge keep the weight-space ``apply``.
 """
 
 from __future__ import annotations
@@ -36,12 +36,12 @@ import jax.numpy as jnp
 from peft_core.layers import Layer
 from peft_core.paths import Params, flatten, unflatten
 
-#: How a train step forms low-rank factors' gradients (``taps_activations``): "auto" (the
-#: activation tap where it pays, the weight-gradient tap elsewhere), "activation" (the activation
-#: tap on every dense kernel), "weight" (autodiff through the weight-space apply).
+#: How a train step forms low-rank factors' gradients (``held``, ``taps_activations``): "auto"
+#: (the activation tap where it pays: wide layers, calls with many rows), "activation" (the
+#: activation tap on every dense kernel), "weight" (autodiff through the weight-space apply).
 GRADS = ("auto", "activation", "weight")
 
-#: "auto" taps a dense layer when its weight gradient xᵀ dy, 2 M fan_in fan_out FLOPs over
+#: "auto" holds a dense layer when its weight gradient xᵀ dy, 2 M fan_in fan_out FLOPs over
 #: 2 M (fan_in + fan_out) bytes of bf16 x and dy, has at least this many FLOPs per byte: the
 #: tap reads x and dy twice, so it wins only where that GEMM is bound by arithmetic, not by
 #: memory. H200 (docs/benchmarks.md, calls 52-65): on ViT-B (384, 614) the tap gains 11% (and
@@ -50,7 +50,8 @@ GRADS = ("auto", "activation", "weight")
 #: up, 0.6% from this threshold up (its last stage only: 6,272 tokens per step are too few).
 MIN_TAP_INTENSITY = 320
 
-#: ... and when the call has at least this many rows (tokens) per device: with few rows the
+#: ... and taps a held layer's call from activations from this many rows (tokens) per device up,
+#: else from its weight gradient (``weight_gradient_tap``): with few rows the
 #: tap's four skinny products cost more launches than the one weight-gradient GEMM saves
 #: (ConvNeXt-T's last stage at batch 128, 6,272 rows: -0.6% for the step; ViT-B/16 at batch
 #: 64, 12,672 rows: +0.3%; at 256, 50,688 rows: +11%; H200, calls 51-60).
@@ -75,16 +76,23 @@ def tappable(layer: Layer) -> bool:
     return len(layer.in_shape) <= 2
 
 
-def taps_activations(grads: str, fan_in: int, fan_out: int, rows: int) -> bool:
-    """Whether a call of a dense layer (fan_in, fan_out) on ``rows`` rows per device forms its
-    factor gradients from activations (``gradient_tap``) rather than from its weight gradient
-    (``weight_gradient_tap``): always with grads "activation"; with "auto" when its
-    weight-gradient GEMM reaches ``MIN_TAP_INTENSITY`` FLOPs per byte and ``rows`` reaches
-    ``MIN_TAP_ROWS``."""
-    if grads == "activation":
-        return True
-    intensity = fan_in * fan_out / (fan_in + fan_out)
-    return intensity >= MIN_TAP_INTENSITY and rows >= MIN_TAP_ROWS
+def held(grads: str, layer: Layer) -> bool:
+    """Whether a train view with ``grads`` (``GRADS``) holds ``layer`` (stop_gradient(W_eff),
+    U and V beside it, a tap on each call): "activation" every tappable layer, "auto" those whose
+    weight-gradient GEMM reaches ``MIN_TAP_INTENSITY`` FLOPs per byte, "weight" none. The layers
+    not held train in weight space by autodiff through ``apply``."""
+    if grads == "weight" or not tappable(layer):
+        return False
+    intensity = layer.fan_in * layer.fan_out / (layer.fan_in + layer.fan_out)
+    return grads == "activation" or intensity >= MIN_TAP_INTENSITY
+
+
+def taps_activations(grads: str, rows: int) -> bool:
+    """Whether a call of a held layer on ``rows`` rows per device forms its factor gradients
+    from activations (``gradient_tap``) rather than from its weight gradient
+    (``weight_gradient_tap``): always with grads "activation", with "auto" from
+    ``MIN_TAP_ROWS`` rows up."""
+    return grads == "activation" or rows >= MIN_TAP_ROWS
 
 
 class TrainView(NamedTuple):
@@ -183,7 +191,7 @@ def _add_tap(grads: str, next_fun: Callable[..., Any], args: Any, kwargs: Any, c
     if offset is not None:
         offset = offset.reshape(fan_in)
     rows = tokens // jax.device_count()
-    tap = gradient_tap if taps_activations(grads, fan_in, fan_out, rows) else weight_gradient_tap
+    tap = gradient_tap if taps_activations(grads, rows) else weight_gradient_tap
     return y + tap(x.reshape(tokens, fan_in).astype(y.dtype), u, v, offset).reshape(y.shape)
 
 
@@ -203,20 +211,20 @@ def tapped(forward: ForwardFn, grads: str = "activation") -> ForwardFn:
 def activation_train_view(
     weight_apply: Callable[..., Params], factors: FactorsFn, grads: str = "activation"
 ) -> TrainView:
-    """The train view of a weight-space ``apply`` whose update on each ``tappable`` kernel that
-    ``factors`` returns is U V. aparams must mirror the param tree (each layer's leaves under its
-    module path, as LoRA's): those of the tapped layers are held (stop_gradient) in the kernels
-    and reach the loss through U and V beside them (``tapped(forward, grads)`` picks each call's
-    tap); any other layer (convolutions) stays in weight space."""
+    """The train view of a weight-space ``apply`` whose update on each kernel that ``factors``
+    returns for ``held(grads, layer)`` is U V. aparams must mirror the param tree (each layer's
+    leaves under its module path, as LoRA's): those of the held layers are held (stop_gradient)
+    in the kernels and reach the loss through U and V beside them (``tapped(forward, grads)``
+    picks each call's tap); any other layer stays in weight space."""
 
     def apply(params: Params, aparams: Any, cfg: Any = None) -> Params:
-        pairs = factors(params, aparams, tappable)
+        pairs = factors(params, aparams, functools.partial(held, grads))
         modules = {path.rsplit("/", 1)[0] for path in pairs}
-        held = {
+        held_params = {
             k: jax.lax.stop_gradient(v) if k.rsplit("/", 1)[0] in modules else v
             for k, v in flatten(aparams).items()
         }
-        eff = flatten(weight_apply(params, unflatten(held), cfg))
+        eff = flatten(weight_apply(params, unflatten(held_params), cfg))
         for kernel_path, (u, v) in pairs.items():
             module = kernel_path.rsplit("/", 1)[0]
             eff[f"{module}/{U_KEY}"], eff[f"{module}/{V_KEY}"] = u, v

@@ -10,8 +10,8 @@ axes: Dense, DenseGeneral) from the layers' inputs x and output gradients dy,
 dA = s xᵀ (dy Bᵀ), dB = s (x A)ᵀ dy (``peft_core.activation_grads``), never forming the layer's
 (fan_in, fan_out) gradient; convolutions in weight space. "weight": every layer through
 W_eff = W0 + s A B, which forms the full dL/dW_eff. "auto" (default): activation space on the
-dense layers and calls where it pays (``activation_grads.taps_activations``: wide enough, enough
-rows), the weight gradient on the others. Equal gradients.
+dense layers wide enough for it to pay (``activation_grads.held``) in calls with enough rows
+(``activation_grads.taps_activations``), the weight gradient elsewhere. Equal gradients.
 """
 
 from __future__ import annotations

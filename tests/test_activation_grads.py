@@ -23,6 +23,7 @@ from peft_core.activation_grads import (
     MIN_TAP_INTENSITY,
     MIN_TAP_ROWS,
     gradient_tap,
+    held,
     tapped,
     taps_activations,
     weight_gradient_tap,
@@ -228,38 +229,33 @@ def test_tap_refuses_a_layer_that_is_not_dense() -> None:
 
 
 @pytest.mark.parametrize(
-    ("grads", "fan_in", "fan_out", "rows", "want"),
-    [
-        ("activation", 64, 256, 1, True),  # every call
-        ("auto", 640, 640, MIN_TAP_ROWS, True),  # 640 x 640 / 1280 = 320 FLOP/byte, enough rows
-        ("auto", 640, 640, MIN_TAP_ROWS - 1, False),  # too few rows
-        ("auto", 64, 256, 10**6, False),  # 51.2 FLOP/byte: the weight gradient is memory-bound
-        ("auto", 639, 640, 10**6, False),  # just below the intensity threshold
-    ],
+    ("grads", "rows", "want"),
+    [("activation", 1, True), ("auto", MIN_TAP_ROWS, True), ("auto", MIN_TAP_ROWS - 1, False)],
 )
-def test_auto_taps_activations_where_the_weight_gradient_is_compute_bound_and_rows_are_many(
-    grads: str, fan_in: int, fan_out: int, rows: int, want: bool
-) -> None:
-    assert MIN_TAP_INTENSITY == 320
-    assert taps_activations(grads, fan_in, fan_out, rows) is want
+def test_auto_taps_activations_on_calls_with_many_rows(grads: str, rows: int, want: bool) -> None:
+    assert taps_activations(grads, rows) is want
 
 
 @pytest.mark.parametrize("make", [peft_core.lora, flora_jax.flora])
-def test_train_views_hold_every_dense_kernel_and_leave_convolutions_in_weight_space(
-    make: Any,
-) -> None:
+def test_auto_holds_the_dense_layers_whose_weight_gradient_is_compute_bound(make: Any) -> None:
+    # fan_in fan_out / (fan_in + fan_out): 640 x 640 -> 320 (held), 64 x 256 -> 51.2 (not);
+    # a conv kernel never; "activation" holds every dense layer, "weight" none.
     params = {
         "wide": {"kernel": jnp.zeros((640, 640))},
         "narrow": {"kernel": jnp.zeros((64, 256))},
         "conv": {"kernel": jnp.zeros((3, 3, 512, 512))},
     }
-    aparams = make(2, targets=r".*/kernel").init(jax.random.key(0), params)
-    for grads in ("auto", "activation"):
-        view = make(2, targets=r".*/kernel", grads=grads).train
-        assert view is not None
-        held = {k.split("/")[0] for k in flatten(view.apply(params, aparams)) if "lowrank_u" in k}
-        assert held == {"wide", "narrow"}
-    assert make(2, targets=r".*/kernel", grads="weight").train is None
+    assert MIN_TAP_INTENSITY == 640 * 640 / 1280
+    want = {"auto": {"wide"}, "activation": {"wide", "narrow"}, "weight": set()}
+    for grads, modules in want.items():
+        layers = peft_core.find_layers(params, r".*/kernel")
+        assert {layer.name for layer in layers if held(grads, layer)} == modules
+        adapter = make(2, targets=r".*/kernel", grads=grads)
+        if adapter.train is None:
+            assert grads == "weight"
+            continue
+        eff = adapter.train.apply(params, adapter.init(jax.random.key(0), params))
+        assert {k.split("/")[0] for k in flatten(eff) if k.endswith("/lowrank_u")} == modules
 
 
 class Twice(nn.Module):

@@ -211,12 +211,15 @@ def test_unknown_grads_raise(make: Any) -> None:
         make(2, grads="fused")
 
 
-def test_tap_refuses_a_layer_that_is_not_dense() -> None:
-    class OneDConv(nn.Module):  # kernel (3, 4, 5): two input axes, yet a convolution
-        @nn.compact
-        def __call__(self, x: jax.Array) -> jax.Array:
-            return nn.Conv(5, (3,), name="conv")(x)
+class OneDConv(nn.Module):
+    """A 1-D convolution: its kernel (3, 4, 5) has two input axes, like a DenseGeneral's."""
 
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return nn.Conv(5, (3,), name="conv")(x)
+
+
+def test_tap_refuses_a_layer_that_is_not_dense() -> None:
     model = OneDConv()
     x = jnp.ones((2, 7, 4))
     params = model.init(jax.random.key(0), x)["params"]
@@ -226,6 +229,23 @@ def test_tap_refuses_a_layer_that_is_not_dense() -> None:
     run = tapped(lambda p, inputs: model.apply({"params": p}, inputs))
     with pytest.raises(ValueError, match="need a dense layer.*conv maps"):
         run(eff, x)
+
+
+def test_auto_leaves_a_narrow_one_d_convolution_in_weight_space() -> None:
+    # (3 x 4) x 5 / (12 + 5) = 3.5 FLOP/byte: not held, so the default trains it by autodiff.
+    model = OneDConv()
+    x = jax.random.normal(jax.random.key(0), (2, 7, 4))
+    params = model.init(jax.random.key(1), x)["params"]
+    adapter = peft_core.lora(2, targets=r"conv/kernel")
+    view = adapter.train
+    assert view is not None
+    aparams = _random(adapter.init(jax.random.key(2), params), 3)
+    run = view.wrap_forward(lambda p, inputs: model.apply({"params": p}, inputs))
+    got = jax.grad(lambda ap: jnp.sum(jnp.sin(run(view.apply(params, ap), x))))(aparams)
+    want = jax.grad(
+        lambda ap: jnp.sum(jnp.sin(model.apply({"params": adapter.apply(params, ap)}, x)))
+    )(aparams)
+    chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(

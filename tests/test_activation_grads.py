@@ -211,6 +211,20 @@ def test_unknown_grads_raise(make: Any) -> None:
         make(2, grads="fused")
 
 
+def _train_view_and_weight_space_grads(
+    model: nn.Module, adapter: Any, params: Any, x: jax.Array, reduce: Any
+) -> tuple[Any, Any]:
+    """Gradients of reduce(model output) with respect to random adapter params, through the
+    adapter's train view and through its weight-space ``apply``."""
+    view = adapter.train
+    assert view is not None
+    aparams = _random(adapter.init(jax.random.key(2), params), 3)
+    run = view.wrap_forward(lambda p, inputs: model.apply({"params": p}, inputs))
+    got = jax.grad(lambda ap: reduce(run(view.apply(params, ap), x)))(aparams)
+    want = jax.grad(lambda ap: reduce(model.apply({"params": adapter.apply(params, ap)}, x)))
+    return got, want(aparams)
+
+
 class OneDConv(nn.Module):
     """A 1-D convolution: its kernel (3, 4, 5) has two input axes, like a DenseGeneral's."""
 
@@ -237,14 +251,9 @@ def test_auto_leaves_a_narrow_one_d_convolution_in_weight_space() -> None:
     x = jax.random.normal(jax.random.key(0), (2, 7, 4))
     params = model.init(jax.random.key(1), x)["params"]
     adapter = peft_core.lora(2, targets=r"conv/kernel")
-    view = adapter.train
-    assert view is not None
-    aparams = _random(adapter.init(jax.random.key(2), params), 3)
-    run = view.wrap_forward(lambda p, inputs: model.apply({"params": p}, inputs))
-    got = jax.grad(lambda ap: jnp.sum(jnp.sin(run(view.apply(params, ap), x))))(aparams)
-    want = jax.grad(
-        lambda ap: jnp.sum(jnp.sin(model.apply({"params": adapter.apply(params, ap)}, x)))
-    )(aparams)
+    got, want = _train_view_and_weight_space_grads(
+        model, adapter, params, x, lambda y: jnp.sum(jnp.sin(y))
+    )
     chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
 
 
@@ -309,11 +318,6 @@ def test_each_call_gets_its_tap_by_its_rows(
     model, x = Twice(), jax.random.normal(jax.random.key(0), (16, 640))
     params = model.init(jax.random.key(1), x)["params"]
     adapter = peft_core.lora(2, targets=r"wide/kernel", grads=grads)
-    view = adapter.train
-    assert view is not None
-    aparams = _random(adapter.init(jax.random.key(2), params), 3)
-    run = view.wrap_forward(lambda p, inputs: model.apply({"params": p}, inputs))
-    got = jax.grad(lambda ap: run(view.apply(params, ap), x))(aparams)
-    want_grads = jax.grad(lambda ap: model.apply({"params": adapter.apply(params, ap)}, x))(aparams)
+    got, want_grads = _train_view_and_weight_space_grads(model, adapter, params, x, jnp.sum)
     assert calls == want
     chex.assert_trees_all_close(got, want_grads, rtol=1e-4, atol=1e-5)

@@ -2,7 +2,8 @@
 
     python -m bench.profile --cases lora-r8 glora-fixed biases-only --batch 64 --out prof/
 
-Each case (a ``bench.jax_train.VIT_CASES`` label) is compiled and warmed up like its benchmark
+Each case (a ``bench.jax_train.VIT_CASES`` label; with ``--model convnext`` a ``CONV_CASES``
+label) is compiled and warmed up like its benchmark
 row, then ``--steps`` steps run under ``jax.profiler.trace(create_perfetto_trace=True)``. The
 Perfetto trace's complete events ("ph": "X") on device processes (process name containing
 ``/device:``) are summed per kernel name and per category, divided by the number of steps:
@@ -195,26 +196,36 @@ def read_perfetto(trace_dir: Path) -> list[dict[str, Any]]:
     return list(data["traceEvents"] if isinstance(data, dict) else data)
 
 
+#: The models ``--model`` picks: ViT-B/16 (``bench.models.vit_backbone``) or ConvNeXt
+#: (``convnext_backbone``), at ``--size``.
+MODELS = ("vit", "convnext")
+
+
 def profile_cases(labels: Sequence[str], *, size_name: str, batch: int, steps: int, out: Path,
-                  attention: str, top: int = 25) -> Iterator[dict[str, Any]]:  # fmt: skip
+                  attention: str, top: int = 25,
+                  model: str = "vit") -> Iterator[dict[str, Any]]:  # fmt: skip
     """Per case: compile its train step, warm it up, trace ``steps`` steps, summarize. Every
-    label is checked before anything is built; the model is built once for all cases."""
+    label is checked before anything is built; the model (``MODELS``: ViT with
+    ``jax_train.VIT_CASES``, ConvNeXt with ``CONV_CASES``) is built once for all cases."""
     import jax
 
     from bench import jax_train
-    from bench.models import choose_attention, vit_backbone
+    from bench.models import choose_attention, convnext_backbone, vit_backbone
     from bench.sizes import SIZES
 
-    cases = {c.label: c for c in jax_train.VIT_CASES}
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose from {MODELS}")
+    vit = model == "vit"
+    cases = {c.label: c for c in (jax_train.VIT_CASES if vit else jax_train.CONV_CASES)}
     unknown = [label for label in labels if label not in cases]
     if unknown:
-        raise ValueError(f"unknown case {unknown[0]!r}; choose from {sorted(cases)}")
+        raise ValueError(f"unknown {model} case {unknown[0]!r}; choose from {sorted(cases)}")
     size = SIZES[size_name]
-    impl, note = choose_attention(attention)
+    impl, note = choose_attention(attention) if vit else (None, "no attention")
+    backbone = vit_backbone(size, attention=impl) if vit else convnext_backbone(size)
     bench = jax_train.TrainBench(
-        vit_backbone(size, attention=impl), "jax/train", size.image_size, size.num_classes,
-        size.timing, None,
-    )  # fmt: skip
+        backbone, "jax/train", size.image_size, size.num_classes, size.timing, None
+    )
     for label in labels:
         prepared = jax_train.prepare_train_step(bench, cases[label], batch=batch)
         compiled = prepared.lowered.compile()
@@ -275,6 +286,7 @@ def disable_command_buffers() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--cases", nargs="+", default=["lora-r8", "glora-fixed", "biases-only"])
+    p.add_argument("--model", default="vit", choices=MODELS, help="cases of which suite")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--size", default="full", choices=("full", "tiny"))
@@ -291,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     results = profile_cases(
         args.cases, size_name=args.size, batch=args.batch, steps=args.steps, out=args.out,
-        attention=args.attention, top=args.top,
+        attention=args.attention, top=args.top, model=args.model,
     )  # fmt: skip
     for result in results:
         (args.out / f"{result['case']}.json").write_text(json.dumps(result, indent=2))

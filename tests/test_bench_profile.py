@@ -94,20 +94,29 @@ def test_read_perfetto_missing(tmp_path: Path) -> None:
         profile.read_perfetto(tmp_path)
 
 
-def test_unknown_case_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown case"):
-        next(profile.profile_cases(["lora-r8", "lora-r99"], size_name="tiny", batch=2, steps=1,
-                                   out=tmp_path, attention="none"))  # fmt: skip
+@pytest.mark.parametrize(
+    ("model", "labels", "match"),
+    [("vit", ["lora-r8", "lora-r99"], "unknown vit case 'lora-r99'"),
+     ("convnext", ["flora-r8", "glora-fixed"], "unknown convnext case 'glora-fixed'"),
+     ("resnet", ["full"], "unknown model 'resnet'")],
+)  # fmt: skip
+def test_unknown_case_or_model_is_refused(
+    tmp_path: Path, model: str, labels: list[str], match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        next(profile.profile_cases(labels, size_name="tiny", batch=2, steps=1, out=tmp_path,
+                                   attention="none", model=model))  # fmt: skip
 
 
 @pytest.mark.slow
-def test_profile_tiny_on_cpu(tmp_path: Path) -> None:
-    assert profile.main(["--cases", "lora-r8", "--size", "tiny", "--batch", "2", "--steps", "2",
-                         "--out", str(tmp_path)]) == 0  # fmt: skip
-    result = json.loads((tmp_path / "lora-r8.json").read_text())
-    assert result["case"] == "lora-r8" and result["steps"] == 2
-    assert list((tmp_path / "trace-lora-r8").rglob("perfetto_trace.json.gz"))
-    hlo = hlo_kernels.read_text(tmp_path / "lora-r8.hlo.txt.gz")
+@pytest.mark.parametrize(("model", "case"), [("vit", "lora-r8"), ("convnext", "flora-r8")])
+def test_profile_tiny_on_cpu(tmp_path: Path, model: str, case: str) -> None:
+    assert profile.main(["--model", model, "--cases", case, "--size", "tiny", "--batch", "2",
+                         "--steps", "2", "--out", str(tmp_path)]) == 0  # fmt: skip
+    result = json.loads((tmp_path / f"{case}.json").read_text())
+    assert result["case"] == case and result["steps"] == 2
+    assert list((tmp_path / f"trace-{case}").rglob("perfetto_trace.json.gz"))
+    hlo = hlo_kernels.read_text(tmp_path / f"{case}.hlo.txt.gz")
     assert hlo.startswith("HloModule") and len(hlo_kernels.parse_hlo(hlo)) > 100
 
 

@@ -54,7 +54,8 @@ MIN_TAP_INTENSITY = 320
 #: else from its weight gradient (``weight_gradient_tap``): with few rows the
 #: tap's four skinny products cost more launches than the one weight-gradient GEMM saves
 #: (ConvNeXt-T's last stage at batch 128, 6,272 rows: -0.6% for the step; ViT-B/16 at batch
-#: 64, 12,672 rows: +0.3%; at 256, 50,688 rows: +11%; H200, calls 51-60).
+#: 64, 12,672 rows: +0.3%; at 256, 50,688 rows: +11%; H200, calls 51-60). With the weight
+#: tap below it, ConvNeXt-T at batch 128 trains within 0.5% of weight space (calls 76-78).
 MIN_TAP_ROWS = 8192
 
 U_KEY = "lowrank_u"

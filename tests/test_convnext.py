@@ -21,8 +21,16 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
+from experiments.models import convnext as convnext_module
 from experiments.models import convnext_checkpoint as ckpt
-from experiments.models.convnext import ConvNeXt, DropPath, convnext, convnext_for_tests
+from experiments.models.convnext import (
+    DWCONV_SIZE,
+    ConvNeXt,
+    ConvNeXtBlock,
+    DropPath,
+    convnext,
+    convnext_for_tests,
+)
 from experiments.models.torch_zip import load_torch_file
 from peft_core.paths import flatten
 
@@ -232,6 +240,58 @@ def test_bf16_compute_keeps_f32_params_and_tracks_the_reference():
     expected = np_convnext(x, sd, 2)
     chex.assert_trees_all_close(bf16, expected, atol=0.05 * np.abs(expected).max())
     assert not np.allclose(bf16, expected, atol=1e-5)  # it really computed in bf16
+
+
+def _block_loss(block: ConvNeXtBlock, size: int) -> tuple[Any, Any, jax.Array]:
+    """(loss(params, x), params, x) for one block on (2, size, size, 8) inputs: the output
+    weighted by a fixed random cotangent, summed."""
+    rng = np.random.default_rng(size)
+    x = jnp.asarray(rng.normal(size=(2, size, size, 8)), jnp.float32)
+    weights = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+    params = block.init(jax.random.key(size), x)["params"]
+    return lambda p, x: jnp.sum(block.apply({"params": p}, x) * weights), params, x
+
+
+@pytest.mark.parametrize("size", [1, 5, 7, 8, 9])
+def test_dwconv_padding_keeps_values_and_gradients(size, monkeypatch):
+    """The block's depthwise conv with extra output rows cut off (``depthwise_padding``, on maps
+    up to 7 wide) gives the loss and gradients of the plain padding-3 conv."""
+    loss, params, x = _block_loss(ConvNeXtBlock(version=1, layer_scale_init=1.0), size)
+    got = jax.value_and_grad(loss, argnums=(0, 1))(params, x)
+    monkeypatch.setattr(
+        convnext_module, "depthwise_padding", lambda spatial, k: [(k // 2, k // 2)] * len(spatial)
+    )
+    want = jax.value_and_grad(loss, argnums=(0, 1))(params, x)
+    assert np.abs(np.asarray(want[1][0]["dwconv"]["kernel"])).max() > 1e-2
+    chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def _eqns(jaxpr: Any) -> Any:
+    """Every equation of a jaxpr and of the jaxprs nested in its equations' params."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (list, tuple)) else [value]:
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    yield from _eqns(inner)
+
+
+@pytest.mark.parametrize("size", [1, 7, 14])
+def test_dwconv_kernel_gradient_map_is_longer_than_the_kernel(size):
+    """XLA's GPU conv rewriter runs a weight-gradient conv whose gradient map is no longer than
+    the kernel as a slow forward conv (``depthwise_padding``): the conv that forms the dwconv
+    kernel's gradient (a batch-grouped conv, the transpose of a feature-grouped one) must take
+    a cotangent longer than the kernel on both spatial axes."""
+    loss, params, x = _block_loss(ConvNeXtBlock(version=1), size)
+    jaxpr = jax.make_jaxpr(jax.grad(loss))(params, x).jaxpr
+    convs = [
+        e for e in _eqns(jaxpr)
+        if e.primitive.name == "conv_general_dilated" and e.params["batch_group_count"] > 1
+    ]  # fmt: skip
+    assert len(convs) == 1
+    cotangent, spec = convs[0].invars[1].aval.shape, convs[0].params["dimension_numbers"].rhs_spec
+    assert [cotangent[d] for d in spec[2:]] == [max(size, DWCONV_SIZE + 1)] * 2
 
 
 def test_bad_inputs_raise():

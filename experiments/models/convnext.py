@@ -2,6 +2,7 @@
 
 Block (input x of shape (N, H, W, C)):
     y = dwconv7x7(x)            depthwise: feature_group_count = C, padding 3, with bias
+                                (computed with ``depthwise_padding``: same values)
     y = LayerNorm(y)            over channels, eps 1e-6
     y = gelu(y @ W1 + b1)       pwconv1: C -> 4C (exact erf GELU, as torch nn.GELU)
     y = GRN(y)                  V2 only: y + gamma * (y * Nx) + beta,
@@ -35,6 +36,7 @@ official model's nn.Linear layers, so their kernels are 2-D (in, out). The FLoRA
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -53,8 +55,26 @@ CONVNEXT_DEPTHS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
 }
 
 LAYER_NORM_EPS = 1e-6
+DWCONV_SIZE = 7
 GRN_EPS = 1e-6
 _KERNEL_INIT = nn.initializers.truncated_normal(stddev=0.02)
+
+
+def depthwise_padding(spatial: Sequence[int], kernel: int) -> list[tuple[int, int]]:
+    """Padding of the blocks' stride-1 "same" depthwise conv (kernel // 2 on each side), plus
+    zeros at the high end of every spatial axis shorter than kernel + 1, so that the conv's
+    output is at least kernel + 1 long there; the block cuts it back to the input's size (the
+    extra rows and columns see only padding and get zero gradient: same values and gradients).
+
+    Why: the kernel's gradient is a conv of the input with the output's gradient, and XLA's GPU
+    conv rewriter reads one whose gradient map is no longer than the kernel as a forward conv
+    (its heuristic in ``conv_rewriter.cc``), which cuDNN then runs with batch 1: ConvNeXt-T's
+    last stage (7x7 maps, 7x7 kernel, batch 128) took 2.06 ms per block that way on an H200,
+    against 0.08 ms for the backward-filter conv of the third stage's 14x14 maps
+    (docs/benchmarks.md, call 77). One row and column more makes it a backward-filter conv.
+    """
+    half = kernel // 2
+    return [(half, half + max(0, kernel + 1 - size)) for size in spatial]
 
 
 class DropPath(nn.Module):
@@ -101,16 +121,16 @@ class ConvNeXtBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        channels = x.shape[-1]
+        channels, (height, width) = x.shape[-1], x.shape[1:3]
         y = nn.Conv(
             channels,
-            (7, 7),
-            padding=3,
+            (DWCONV_SIZE, DWCONV_SIZE),
+            padding=depthwise_padding((height, width), DWCONV_SIZE),
             feature_group_count=channels,
             kernel_init=_KERNEL_INIT,
             dtype=self.dtype,
             name="dwconv",
-        )(x)
+        )(x)[:, :height, :width]
         y = nn.LayerNorm(epsilon=LAYER_NORM_EPS, dtype=self.dtype, name="norm")(y)
         y = nn.Dense(4 * channels, kernel_init=_KERNEL_INIT, dtype=self.dtype, name="pwconv1")(y)
         y = gelu(y, False)

@@ -10,7 +10,8 @@ Perfetto trace's complete events ("ph": "X") on device processes (process name c
 
     category  kernel name contains
     gemm      gemm, cublas, nvjet (cuBLAS on Hopper), xmma, cutlass, matmul, dot
-    attention fmha, flash, cudnn, attention
+    attention fmha, flash, sdpa, attention, dq_to_16bits (cuDNN's fused attention)
+    conv      conv2d, convolve, wgrad, dgrad, fprop, nhwcaddpadding, cudnn (cuDNN's others)
     copy      copy, transpose, memcpy, memset
     fusion    fusion, loop_, input_, reduce
     other     anything else
@@ -49,7 +50,8 @@ from bench.peaks import peak_bandwidth
 
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("gemm", ("gemm", "cublas", "nvjet", "xmma", "cutlass", "matmul", "dot")),
-    ("attention", ("fmha", "flash", "cudnn", "attention")),
+    ("attention", ("fmha", "flash", "sdpa", "attention", "dq_to_16bits")),
+    ("conv", ("conv2d", "convolve", "wgrad", "dgrad", "fprop", "nhwcaddpadding", "cudnn")),
     ("copy", ("copy", "transpose", "memcpy", "memset")),
     ("fusion", ("fusion", "loop_", "input_", "reduce")),
 )

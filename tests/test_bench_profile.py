@@ -83,7 +83,12 @@ def test_device_occupancy_unions_overlapping_kernels_and_counts_gaps() -> None:
     ("kernel", "expected"),
     [("cutlass_80_tensorop", "gemm"), ("nvjet_sm90_tst_192x192_64x4_2x1_v_bz_coopB_TNN", "gemm"),
      ("flash_fwd", "attention"), ("memset32", "copy"),
-     ("input_reduce_fusion_2", "fusion"), ("wgrad_kernel", "other")],
+     ("input_reduce_fusion_2", "fusion"), ("softmax_kernel", "other"),
+     ("void cudnn::cnn::conv2d_grouped_direct_kernel<false, true>", "conv"),
+     ("wgrad2d_c1_k1_nhwc", "conv"), ("conv2d_c1_k1_nhwc_specialized", "conv"),
+     ("cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16", "attention"),
+     ("void cudnn::fusion::convert_dq_to_16bits<true>", "attention"),
+     ("wrapped_convert_18", "other")],
 )  # fmt: skip
 def test_category(kernel: str, expected: str) -> None:
     assert profile.category(kernel) == expected

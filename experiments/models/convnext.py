@@ -64,7 +64,7 @@ def depthwise_padding(spatial: Sequence[int], kernel: int) -> list[tuple[int, in
     """Padding of the blocks' stride-1 "same" depthwise conv (kernel // 2 on each side), plus
     zeros at the high end of every spatial axis shorter than kernel + 1, so that the conv's
     output is at least kernel + 1 long there; the block cuts it back to the input's size (the
-    extra rows and columns see only padding and get zero gradient: same values and gradients).
+    extra rows and columns are dropped, so they get zero gradient: same values and gradients).
 
     Why: the kernel's gradient is a conv of the input with the output's gradient, and XLA's GPU
     conv rewriter reads one whose gradient map is no longer than the kernel as a forward conv

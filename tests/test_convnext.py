@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jaxprs import equations
 from scipy.special import erf
 
 from experiments.models import convnext as convnext_module
@@ -266,17 +267,6 @@ def test_dwconv_padding_keeps_values_and_gradients(size, monkeypatch):
     chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-5)
 
 
-def _eqns(jaxpr: Any) -> Any:
-    """Every equation of a jaxpr and of the jaxprs nested in its equations' params."""
-    for eqn in jaxpr.eqns:
-        yield eqn
-        for value in eqn.params.values():
-            for sub in value if isinstance(value, (list, tuple)) else [value]:
-                inner = getattr(sub, "jaxpr", sub)
-                if hasattr(inner, "eqns"):
-                    yield from _eqns(inner)
-
-
 @pytest.mark.parametrize("size", [1, 7, 14])
 def test_dwconv_kernel_gradient_map_is_longer_than_the_kernel(size):
     """XLA's GPU conv rewriter runs a weight-gradient conv whose gradient map is no longer than
@@ -286,7 +276,7 @@ def test_dwconv_kernel_gradient_map_is_longer_than_the_kernel(size):
     loss, params, x = _block_loss(ConvNeXtBlock(version=1), size)
     jaxpr = jax.make_jaxpr(jax.grad(loss))(params, x).jaxpr
     convs = [
-        e for e in _eqns(jaxpr)
+        e for e in equations(jaxpr)
         if e.primitive.name == "conv_general_dilated" and e.params["batch_group_count"] > 1
     ]  # fmt: skip
     assert len(convs) == 1

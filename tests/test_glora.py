@@ -19,6 +19,7 @@ import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jaxprs import equations
 
 import glora_jax
 from experiments.models.vit import ViT, ViTConfig
@@ -501,17 +502,6 @@ def test_vmap_over_cfgs_equals_loop():
     assert len({float(jnp.sum(q)) for q in query}) == len(query), "cfgs gave equal weights"
 
 
-def _dot_generals(jaxpr: Any) -> list[Any]:
-    """Every dot_general equation of a closed jaxpr, sub-jaxprs (pjit, custom_jvp, ...) included."""
-    found = []
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "dot_general":
-            found.append(eqn)
-        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-            found += _dot_generals(sub)
-    return found
-
-
 def test_vmapped_cfgs_are_a_batch_axis_of_every_weight_sized_product():
     """Under a vmap over K > 1 configs named CONFIG_AXIS (as the supernet names its), each A/B
     product (and its gradients) must carry the config axis as a GEMM batch axis on both operands:
@@ -527,7 +517,8 @@ def test_vmapped_cfgs_are_a_batch_axis_of_every_weight_sized_product():
         return sum(jnp.sum(jnp.sin(x)) for x in jax.tree.leaves(eff))
 
     checked = 0
-    for eqn in _dot_generals(jax.make_jaxpr(jax.grad(loss))(aparams).jaxpr):
+    jaxpr = jax.make_jaxpr(jax.grad(loss))(aparams).jaxpr
+    for eqn in (e for e in equations(jaxpr) if e.primitive.name == "dot_general"):
         (_, _), (lhs_batch, rhs_batch) = eqn.params["dimension_numbers"]
         lhs, rhs = (v.aval.shape for v in eqn.invars)
         free = list(eqn.outvars[0].aval.shape[len(lhs_batch) :])

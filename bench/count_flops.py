@@ -49,14 +49,12 @@ def count_all(size: BenchSize, only: str | None = None) -> dict[str, float]:
     counts: dict[str, float] = {}
     wanted = key_filter(only)
     vit = vit_backbone(size, attention="xla")
-    benches = [
-        (jax_train.TrainBench(vit, jax_train.VIT_PREFIX, size.image_size, size.num_classes,
-                              size.timing, None), jax_train.VIT_CASES, size.train_batches),
-        (jax_train.TrainBench(convnext_backbone(size), f"jax/train-convnext-{size.convnext}",
-                              size.image_size, size.num_classes, size.timing, None),
-         jax_train.CONV_CASES, size.conv_batches),
-    ]  # fmt: skip
-    for bench, cases, batches in benches:
+    backbones = {"train": vit, "conv": convnext_backbone(size)}
+    for suite, backbone in backbones.items():
+        prefix, cases, batches = jax_train.training_suite(size, suite)
+        bench = jax_train.TrainBench(
+            backbone, prefix, size.image_size, size.num_classes, size.timing, None
+        )
         for batch in batches:
             for case in cases:
                 key = f"{bench.prefix}/{case.label}@{batch}"

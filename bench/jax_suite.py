@@ -15,6 +15,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import re
+import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +34,7 @@ from bench.jax_search import bench_search
 from bench.jax_serve import bench_inference
 from bench.models import choose_attention, convnext_backbone, vit_backbone
 from bench.peaks import peak_flops
-from bench.results import Row, key_filter, save_rows
+from bench.results import Row, key_filter, load_rows, save_rows
 from bench.sizes import SIZES, BenchSize
 from experiments.training import data_mesh
 
@@ -85,19 +88,17 @@ def run_suites(
     flops_per_image = None
     for suite in suites:
         if suite == "train" and vit_bench is not None:
-            _train_rows(recorder, vit_bench, jax_train.VIT_CASES, size.train_batches)
-        elif suite == "scan":
-            scanned = jax_train.TrainBench(
-                vit_backbone(size, attention=impl, scan=True), jax_train.SCAN_PREFIX,
-                size.image_size, size.num_classes, size.timing, peak,
+            _train_rows(recorder, vit_bench, size, suite)
+        elif suite in ("scan", "conv"):
+            backbone = (
+                vit_backbone(size, attention=impl, scan=True) if suite == "scan"
+                else convnext_backbone(size)
             )  # fmt: skip
-            _train_rows(recorder, scanned, jax_train.SCAN_CASES, size.train_batches)
-        elif suite == "conv":
-            conv = jax_train.TrainBench(
-                convnext_backbone(size), f"jax/train-convnext-{size.convnext}",
-                size.image_size, size.num_classes, size.timing, peak,
-            )  # fmt: skip
-            _train_rows(recorder, conv, jax_train.CONV_CASES, size.conv_batches)
+            prefix, _, _ = jax_train.training_suite(size, suite)
+            bench = jax_train.TrainBench(
+                backbone, prefix, size.image_size, size.num_classes, size.timing, peak
+            )
+            _train_rows(recorder, bench, size, suite)
         elif suite == "infer" and vit is not None:
             rows = recorder.measure(
                 "jax/infer",
@@ -130,11 +131,9 @@ def _e2e_rows(size: BenchSize, workdir: Path, attention: str | None) -> list[Row
 
 
 def _train_rows(
-    recorder: Recorder,
-    bench: jax_train.TrainBench,
-    cases: Sequence[jax_train.TrainCase],
-    batches: Sequence[int],
+    recorder: Recorder, bench: jax_train.TrainBench, size: BenchSize, suite: str
 ) -> None:
+    _, cases, batches = jax_train.training_suite(size, suite)
     for batch in batches:
         for case in cases:
             recorder.measure(f"{bench.prefix}/{case.label}@{batch}", _train(bench, case, batch))
@@ -178,6 +177,40 @@ def _train(
     return lambda: [jax_train.bench_train_step(bench, case, batch=batch)]
 
 
+def run_isolated(
+    out: Path, size: BenchSize, suites: Sequence[str], only: str | None, passthrough: list[str]
+) -> None:
+    """``--isolate``: every selected training row in a fresh ``bench.jax_suite`` process.
+
+    Rows of one process share XLA's in-process autotuning results, so a row can run with the
+    choices made while compiling an earlier one (docs/benchmarks.md, calls 81-84: ConvNeXt-T's
+    rows 40 ms after full fine-tuning's compile, FLoRA 25 ms alone). This parent never starts a
+    JAX backend (it would hold the GPU's memory); it collects the children's rows and failures
+    into ``out`` after each one; a child that dies without a row is a failure of its row."""
+    wanted = key_filter(only)
+    rows: list[Row] = []
+    failed: list[dict[str, Any]] = []
+    extra: dict[str, Any] = {"isolated": "each row in a process of its own"}
+    part = out.with_name(f"{out.stem}.row.json")
+    for suite in suites:
+        for key in filter(wanted, jax_train.training_keys(size, suite)):
+            part.unlink(missing_ok=True)
+            command = [
+                sys.executable, "-m", "bench.jax_suite", "--json", str(part), "--suites", suite,
+                "--only", f"^{re.escape(key)}$", *passthrough,
+            ]  # fmt: skip
+            print(f"$ {shlex.join(command)}", flush=True)
+            code = subprocess.run(command, check=False).returncode
+            got, info = load_rows(part) if part.exists() else ([], {})
+            failed += info.pop("failed", [])
+            if not got and not any(f["name"] == key for f in failed):
+                failed.append({"name": key, "error": f"its process exited {code} with no row"})
+            rows += got
+            extra.update(info)
+            save_rows(rows, out, failed=failed, **extra)
+    part.unlink(missing_ok=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", required=True)
@@ -187,10 +220,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--only", default=None, help="regex over row keys name@batch")
     p.add_argument("--train-batches", type=int, nargs="+", default=None)
     p.add_argument("--window", type=int, default=None, help="calls per timed sample")
+    p.add_argument(
+        "--isolate", action="store_true",
+        help="each training row in a fresh process (suites train, scan, conv only)",
+    )  # fmt: skip
     args = p.parse_args(argv)
     size = SIZES[args.size].with_window(args.window)
     if args.train_batches:
         size = dataclasses.replace(size, train_batches=tuple(args.train_batches))
+    if args.isolate:
+        others = [s for s in args.suites if s not in jax_train.TRAINING_SUITES]
+        if others:
+            p.error(f"--isolate runs the training suites {jax_train.TRAINING_SUITES}, not {others}")
+        passthrough = ["--size", args.size, "--attention", args.attention]
+        if args.train_batches:
+            passthrough += ["--train-batches", *map(str, args.train_batches)]
+        if args.window is not None:
+            passthrough += ["--window", str(args.window)]
+        run_isolated(Path(args.json), size, args.suites, args.only, passthrough)
+        return 0
     device = jax.devices()[0]
     extra: dict[str, Any] = {
         "device": f"{device.platform}: {device.device_kind} x{jax.device_count()}",

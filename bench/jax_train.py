@@ -19,6 +19,7 @@ from jax.sharding import Mesh
 
 from bench.inputs import random_batches
 from bench.results import Row
+from bench.sizes import BenchSize
 from bench.timing import TimingSettings, time_calls
 from bench.xla_stats import compile_with_stats, timed_row
 from experiments.backbones import Backbone, with_bias_grad
@@ -138,6 +139,29 @@ CONV_CASES = (
     TrainCase("lora-r8-reshaped-weight", MethodConfig("lora", rank=8, grads="weight"),
               note="LoRA on kernels reshaped to (kh*kw*in, out); " + WEIGHT_SPACE),
 )  # fmt: skip
+
+
+#: The suites of ``bench.jax_suite`` whose rows are all training steps of this module.
+TRAINING_SUITES = ("train", "scan", "conv")
+
+
+def training_suite(
+    size: BenchSize, suite: str
+) -> tuple[str, tuple[TrainCase, ...], tuple[int, ...]]:
+    """(row-name prefix, cases, batches) of one of ``TRAINING_SUITES`` at ``size``."""
+    if suite == "train":
+        return VIT_PREFIX, VIT_CASES, size.train_batches
+    if suite == "scan":
+        return SCAN_PREFIX, SCAN_CASES, size.train_batches
+    if suite == "conv":
+        return f"jax/train-convnext-{size.convnext}", CONV_CASES, size.conv_batches
+    raise ValueError(f"{suite!r} is not a training suite; expected one of {TRAINING_SUITES}")
+
+
+def training_keys(size: BenchSize, suite: str) -> list[str]:
+    """The row keys "name@batch" of a training suite, in the order it measures them."""
+    prefix, cases, batches = training_suite(size, suite)
+    return [f"{prefix}/{case.label}@{batch}" for batch in batches for case in cases]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bench import count_flops, jax_train, low_rank_layer, run, timing, torch_peers, xla_flags
+from bench import (
+    count_flops,
+    jax_suite,
+    jax_train,
+    low_rank_layer,
+    run,
+    timing,
+    torch_peers,
+    xla_flags,
+)
 from bench.end_to_end import E2E_ROW
 from bench.jax_train import CONV_CASES, SCALE_CASES, SCAN_CASES, VIT_CASES
 from bench.models import vit_backbone
@@ -428,3 +439,64 @@ def test_count_all_on_the_tiny_size() -> None:
     per_generation = -(-size.search.population // size.configs_per_call) * size.configs_per_call
     search = counts[f"jax/search/score-val{size.val_size}@{size.search.population}"]
     assert search == pytest.approx(plain / widest * size.val_size * per_generation)
+
+
+def test_isolate_runs_each_training_row_in_a_process_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commands: list[list[str]] = []
+    real_run = jax_suite.subprocess.run
+
+    def run_and_record(command: list[str], **kwargs: Any) -> Any:
+        commands.append(command)
+        return real_run(command, **kwargs)
+
+    monkeypatch.setattr(jax_suite.subprocess, "run", run_and_record)
+    out = tmp_path / "iso.json"
+    argv = ["--json", str(out), "--size=tiny", "--suites", "conv", "--isolate",
+            "--only", "/(full|flora-r8)@", "--window", "1"]  # fmt: skip
+    assert jax_suite.main(argv) == 0
+    keys = ["jax/train-convnext-test/full@4", "jax/train-convnext-test/flora-r8@4"]
+    assert [c[c.index("--only") + 1] for c in commands] == [f"^{re.escape(k)}$" for k in keys]
+    assert all(c[c.index("--window") + 1] == "1" for c in commands)
+    rows, info = load_rows(out)
+    assert [r.key for r in rows] == keys
+    assert keys == [k for k in jax_train.training_keys(SIZES["tiny"], "conv") if k in keys]
+    assert info["failed"] == [] and info["isolated"] and info["device"].startswith("cpu")
+    assert not (tmp_path / "iso.row.json").exists()
+
+
+def test_isolate_records_a_row_whose_process_died(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        jax_suite.subprocess, "run", lambda command, **kw: subprocess.CompletedProcess(command, -9)
+    )
+    out = tmp_path / "iso.json"
+    argv = ["--json", str(out), "--size=tiny", "--suites", "train", "--isolate", "--only", "linear"]
+    assert jax_suite.main(argv) == 0
+    rows, info = load_rows(out)
+    linear = [k for k in jax_train.training_keys(SIZES["tiny"], "train") if "linear" in k]
+    assert rows == [] and linear
+    assert info["failed"] == [
+        {"name": k, "error": "its process exited -9 with no row"} for k in linear
+    ]
+
+
+def test_isolate_refuses_suites_that_are_not_training_rows(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        jax_suite.main(["--json", "x.json", "--suites", "conv", "infer", "--isolate"])
+    assert "not ['infer']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suite", jax_train.TRAINING_SUITES)
+def test_training_keys_name_every_case_at_every_batch(suite: str) -> None:
+    size = SIZES["tiny"]
+    prefix, cases, batches = jax_train.training_suite(size, suite)
+    keys = jax_train.training_keys(size, suite)
+    assert len(keys) == len(set(keys)) == len(cases) * len(batches)
+    assert all(k.startswith(f"{prefix}/") for k in keys)
+    with pytest.raises(ValueError, match="not a training suite"):
+        jax_train.training_suite(size, "infer")

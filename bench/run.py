@@ -25,6 +25,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.jax_train import TRAINING_SUITES
 from bench.peaks import peak_flops
 from bench.report import merge_runs, render, with_flops
 from bench.results import Row, save_rows
@@ -65,17 +66,30 @@ def torch_command(
     return command + (["--only", only] if only else [])
 
 
-def jax_command(
+def jax_commands(
     size: BenchSize, out: Path, *, suites: Sequence[str], attention: str, only: str | None,
-    train_batches: Sequence[int],
-) -> list[str]:  # fmt: skip
-    """The ``bench.jax_suite`` command line."""
-    command = [
-        sys.executable, "-m", "bench.jax_suite", "--json", str(out), "--size", size.name,
-        "--suites", *suites, "--attention", attention,
-        "--train-batches", *map(str, train_batches), "--window", str(size.timing.window),
-    ]  # fmt: skip
-    return command + (["--only", only] if only else [])
+    train_batches: Sequence[int], isolate: bool = False,
+) -> list[list[str]]:  # fmt: skip
+    """The ``bench.jax_suite`` command lines: one for every suite, or with ``isolate`` one whose
+    training rows each run in a fresh process (``--isolate``, part ``<out stem>.jax-rows.json``)
+    and one for the other suites."""
+    groups = [("jax", list(suites), False)]
+    if isolate:
+        training = [s for s in suites if s in TRAINING_SUITES]
+        others = [s for s in suites if s not in TRAINING_SUITES]
+        groups = [("jax-rows", training, True), ("jax", others, False)]
+    commands = []
+    for part, group, isolated in groups:
+        if not group:
+            continue
+        command = [
+            sys.executable, "-m", "bench.jax_suite", "--json", str(_part(out, part)),
+            "--size", size.name, "--suites", *group, "--attention", attention,
+            "--train-batches", *map(str, train_batches), "--window", str(size.timing.window),
+        ]  # fmt: skip
+        command += ["--only", only] if only else []
+        commands.append(command + (["--isolate"] if isolated else []))
+    return commands
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,14 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parts.append(
             torch_command(size, _part(out, "torch"), train_batches=torch_batches, only=args.only)
         )
-    jax_suites = [s for s in suites if s != "torch"]
-    if jax_suites:
-        parts.append(
-            jax_command(
-                size, _part(out, "jax"), suites=jax_suites, attention=args.attention,
-                only=args.only, train_batches=train_batches,
-            )
-        )  # fmt: skip
+    parts += jax_commands(
+        size, out, suites=[s for s in suites if s != "torch"], attention=args.attention,
+        only=args.only, train_batches=train_batches, isolate=args.isolate,
+    )  # fmt: skip
     written, failed = [], []
     for command in parts:
         part = Path(command[command.index("--json") + 1])
@@ -159,6 +169,10 @@ def _parser() -> argparse.ArgumentParser:
         "--window", type=int, default=None,
         help="calls per timed sample, launched back to back (default: the size's; 1 = each "
         "call timed alone)",
+    )  # fmt: skip
+    p.add_argument(
+        "--isolate", action="store_true",
+        help="each JAX training row in a fresh process (bench.jax_suite --isolate)",
     )  # fmt: skip
     p.add_argument(
         "--torch-train-batches", type=int, nargs="+", default=None,

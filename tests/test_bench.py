@@ -472,6 +472,11 @@ def test_isolate_records_a_row_whose_process_died(
     monkeypatch.setattr(
         jax_suite.subprocess, "run", lambda command, **kw: subprocess.CompletedProcess(command, -9)
     )
+
+    def no_backend_here() -> None:
+        raise AssertionError("the isolating parent asked for devices (it would hold the GPU)")
+
+    monkeypatch.setattr(jax_suite.jax, "devices", no_backend_here)
     out = tmp_path / "iso.json"
     argv = ["--json", str(out), "--size=tiny", "--suites", "train", "--isolate", "--only", "linear"]
     assert jax_suite.main(argv) == 0
@@ -500,3 +505,29 @@ def test_training_keys_name_every_case_at_every_batch(suite: str) -> None:
     assert all(k.startswith(f"{prefix}/") for k in keys)
     with pytest.raises(ValueError, match="not a training suite"):
         jax_train.training_suite(size, "infer")
+
+
+@pytest.mark.parametrize("isolate", [False, True])
+def test_run_isolates_the_training_suites_only_when_asked(isolate: bool) -> None:
+    size = SIZES["tiny"]
+    commands = run.jax_commands(
+        size, Path("out/b.json"), suites=["infer", "conv", "train", "search"], attention="xla",
+        only="lora", train_batches=[4], isolate=isolate,
+    )  # fmt: skip
+
+    def suites_of(command: list[str]) -> list[str]:
+        start = command.index("--suites") + 1
+        return command[start : command.index("--attention")]
+
+    if not isolate:
+        (command,) = commands
+        assert suites_of(command) == ["infer", "conv", "train", "search"]
+        assert (
+            "--isolate" not in command and command[command.index("--json") + 1] == "out/b.jax.json"
+        )
+        return
+    rows, rest = commands
+    assert suites_of(rows) == ["conv", "train"] and rows[-1] == "--isolate"
+    assert suites_of(rest) == ["infer", "search"] and "--isolate" not in rest
+    assert [c[c.index("--json") + 1] for c in commands] == ["out/b.jax-rows.json", "out/b.jax.json"]
+    assert all(c[c.index("--only") + 1] == "lora" for c in commands)

@@ -8,14 +8,18 @@ from it. Both passes compute in float32 (at least) and return x's dtype:
 
     approximate:  gelu(x) = x/2 (1 + tanh(u)) = x σ(2u),  u = c (x + 0.044715 x³),  c = √(2/π)
                   gelu'(x) = σ + x σ (1 - σ) 2c (1 + 3·0.044715 x²),  σ = σ(2u) = 1 / (1 + e^(-2u))
-    exact:        gelu(x) = x Φ(x),   gelu'(x) = Φ(x) + x φ(x)
+    exact:        gelu(x) = x Φ(x),   gelu'(x) = Φ(x) + x φ(x),   Φ(x) = (1 + erf(x / √2)) / 2
 
 The approximate form is tanh-GELU's value written with one exp instead of XLA's tanh, whose
 float32 expansion is a rational polynomial with a division: on an H200 the ViT-B GELU passes
 (256 x 208 x 3072) run at 0.242 / 0.282 ms (forward / backward) against 0.284 / 0.319 ms with
 tanh, where a plain bias add takes 0.218 ms (docs/benchmarks.md, calls 26 and 28). It matches
-``jax.nn.gelu(x, approximate=True)`` to float32 rounding. The exact form's forward is
-``jax.nn.gelu(x, approximate=False)``.
+``jax.nn.gelu(x, approximate=True)`` to float32 rounding. The exact form is torch's
+``nn.GELU()`` formula, x (1 + erf(x/√2)) / 2 in float32, rounded once to x's dtype:
+``jax.nn.gelu(x, approximate=False)`` forms -x/√2 in x's dtype (bfloat16 in the models) and
+takes the float32 erfc of it (both of erfc's branches and an exp), which XLA ran as two passes
+at about 40% of HBM bandwidth in ConvNeXt-T's step on an H200 (docs/benchmarks.md, call 82;
+this form there: not yet timed).
 """
 
 from __future__ import annotations
@@ -39,11 +43,14 @@ def _sigmoid_2u(x: jax.Array) -> jax.Array:
     return 1.0 / (1.0 + jnp.exp(-2.0 * _C * (x + _CUBIC * x * x * x)))
 
 
+def _normal_cdf(x: jax.Array) -> jax.Array:
+    """Φ(x) = (1 + erf(x / √2)) / 2."""
+    return 0.5 * (1.0 + jax.lax.erf(x * (1.0 / math.sqrt(2.0))))
+
+
 def _gelu_value(x: jax.Array, approximate: bool) -> jax.Array:
-    if not approximate:
-        return jax.nn.gelu(x, approximate=False)
     xf = _float32_at_least(x)
-    return (xf * _sigmoid_2u(xf)).astype(x.dtype)
+    return (xf * (_sigmoid_2u(xf) if approximate else _normal_cdf(xf))).astype(x.dtype)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
@@ -58,9 +65,8 @@ def gelu_derivative(x: jax.Array, approximate: bool) -> jax.Array:
     if approximate:
         s = _sigmoid_2u(x)
         return s + x * s * (1.0 - s) * (2.0 * _C) * (1.0 + 3.0 * _CUBIC * x * x)
-    cdf = 0.5 * (1.0 + jax.lax.erf(x / math.sqrt(2.0)))
     pdf = jnp.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
-    return cdf + x * pdf
+    return _normal_cdf(x) + x * pdf
 
 
 def _gelu_fwd(x: jax.Array, approximate: bool) -> tuple[jax.Array, jax.Array]:

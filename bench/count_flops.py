@@ -51,10 +51,8 @@ def count_all(size: BenchSize, only: str | None = None) -> dict[str, float]:
     vit = vit_backbone(size, attention="xla")
     backbones = {"train": vit, "conv": convnext_backbone(size)}
     for suite, backbone in backbones.items():
-        prefix, cases, batches = jax_train.training_suite(size, suite)
-        bench = jax_train.TrainBench(
-            backbone, prefix, size.image_size, size.num_classes, size.timing, None
-        )
+        _, cases, batches = jax_train.training_suite(size, suite)
+        bench = jax_train.training_bench(backbone, size, suite, None)
         for batch in batches:
             for case in cases:
                 key = f"{bench.prefix}/{case.label}@{batch}"

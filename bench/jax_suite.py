@@ -82,9 +82,7 @@ def run_suites(
     vit_bench = None
     if {"train", "infer", "search", "scale"} & set(suites):  # scan builds its own, scanned
         vit = vit_backbone(size, attention=impl)
-        vit_bench = jax_train.TrainBench(
-            vit, jax_train.VIT_PREFIX, size.image_size, size.num_classes, size.timing, peak
-        )
+        vit_bench = jax_train.training_bench(vit, size, "train", peak)
     flops_per_image = None
     for suite in suites:
         if suite == "train" and vit_bench is not None:
@@ -94,11 +92,9 @@ def run_suites(
                 vit_backbone(size, attention=impl, scan=True) if suite == "scan"
                 else convnext_backbone(size)
             )  # fmt: skip
-            prefix, _, _ = jax_train.training_suite(size, suite)
-            bench = jax_train.TrainBench(
-                backbone, prefix, size.image_size, size.num_classes, size.timing, peak
+            _train_rows(
+                recorder, jax_train.training_bench(backbone, size, suite, peak), size, suite
             )
-            _train_rows(recorder, bench, size, suite)
         elif suite == "infer" and vit is not None:
             rows = recorder.measure(
                 "jax/infer",

@@ -176,6 +176,14 @@ class TrainBench:
     peak_flops: float | None
 
 
+def training_bench(
+    backbone: Backbone, size: BenchSize, suite: str, peak_flops: float | None
+) -> TrainBench:
+    """The ``TrainBench`` of a training suite's rows (prefix from ``training_suite``)."""
+    prefix, _, _ = training_suite(size, suite)
+    return TrainBench(backbone, prefix, size.image_size, size.num_classes, size.timing, peak_flops)
+
+
 class PreparedStep(NamedTuple):
     """A lowered (not yet compiled) train step with its arguments on the device; ``state`` is
     packed (``experiments.training.packing``), as the trainer's loop keeps it."""

@@ -19,7 +19,7 @@ from experiments.models.attention import (
     pad_tokens,
     resolve_pad_to,
 )
-from experiments.models.vit import PatchEmbedding, drop_path, vit
+from experiments.models.vit import drop_path, vit
 from experiments.models.vit_checkpoint import (
     CheckpointMismatchError,
     load_npz,
@@ -353,21 +353,6 @@ def test_vit_with_padded_tokens_equals_unpadded(pool, scan):
         return jax.jit(jax.grad(lambda p: jnp.sum(apply(model, p, x) ** 2)))(params)
 
     chex.assert_trees_all_close(grads(padded), grads(plain), atol=1e-4, rtol=1e-4)
-
-
-def test_patch_embedding_equals_strided_convolution():
-    """The patch matmul against XLA's convolution (stride p, VALID, HWIO kernel)."""
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=(2, 32, 48, 3)).astype(np.float32)  # a 2 x 3 grid of patches
-    embed = PatchEmbedding(features=5, patch=PATCH)
-    params = embed.init(RNG, x)
-    conv = jax.lax.conv_general_dilated(
-        x, params["params"]["kernel"], (PATCH, PATCH), "VALID",
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-    ) + params["params"]["bias"]  # fmt: skip
-    got = embed.apply(params, x)
-    chex.assert_shape(got, (2, 2, 3, 5))
-    chex.assert_trees_all_close(got, conv, atol=1e-5, rtol=1e-5)
 
 
 def test_cudnn_needs_half_precision():

@@ -18,8 +18,8 @@ tanh, where a plain bias add takes 0.218 ms (docs/benchmarks.md, calls 26 and 28
 ``nn.GELU()`` formula, x (1 + erf(x/√2)) / 2 in float32, rounded once to x's dtype:
 ``jax.nn.gelu(x, approximate=False)`` forms -x/√2 in x's dtype (bfloat16 in the models) and
 takes the float32 erfc of it (both of erfc's branches and an exp), which XLA ran as two passes
-at about 40% of HBM bandwidth in ConvNeXt-T's step on an H200 (docs/benchmarks.md, call 82;
-this form there: not yet timed).
+at about 40% of HBM bandwidth in ConvNeXt-T's step on an H200 (docs/benchmarks.md, call 82);
+this form takes 2.62 ms less of that step (24.87 -> 22.25 ms, call 85).
 """
 
 from __future__ import annotations

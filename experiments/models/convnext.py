@@ -10,7 +10,8 @@ Block (input x of shape (N, H, W, C)):
     y = y @ W2 + b2             pwconv2: 4C -> C
     y = layer_scale * y         V1 only (init 1e-6)
     out = x + drop_path(y)
-Stem: 4x4 stride-4 conv + LayerNorm. Stages 1..3 start with LayerNorm + 2x2 stride-2 conv.
+Stem: 4x4 stride-4 conv + LayerNorm. Stages 1..3 start with LayerNorm + 2x2 stride-2 conv
+(both non-overlapping patch convs, computed as matmuls: ``PatchConv``).
 Head: global average pool -> LayerNorm -> Dense(num_classes) (``num_classes=0``: no Dense,
 the normalised pooled features are returned).
 
@@ -45,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.models.activations import gelu
+from experiments.models.patch_conv import PatchConv
 
 #: variant -> (blocks per stage, channels per stage), as in the official repositories.
 CONVNEXT_DEPTHS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
@@ -193,16 +195,8 @@ class ConvNeXt(nn.Module):
             )
         return x.astype(jnp.float32)
 
-    def _conv(self, features: int, patch: int, name: str) -> nn.Conv:
-        return nn.Conv(
-            features,
-            (patch, patch),
-            strides=patch,
-            padding="VALID",
-            kernel_init=_KERNEL_INIT,
-            dtype=self.dtype,
-            name=name,
-        )
+    def _conv(self, features: int, patch: int, name: str) -> PatchConv:
+        return PatchConv(features, patch, kernel_init=_KERNEL_INIT, dtype=self.dtype, name=name)
 
     def _norm(self, name: str) -> nn.LayerNorm:
         return nn.LayerNorm(epsilon=LAYER_NORM_EPS, dtype=self.dtype, name=name)

@@ -45,7 +45,8 @@ from experiments.models.attention import (
     pad_tokens,
     resolve_pad_to,
 )
-from experiments.models.dense import BiasGrad, Dense, add_bias, check_bias_grad
+from experiments.models.dense import BiasGrad, Dense, check_bias_grad
+from experiments.models.patch_conv import PatchConv
 
 Pool = Literal["tok", "gap", "none"]
 
@@ -136,33 +137,6 @@ def drop_path(x: jax.Array, rate: jax.Array | float, *, rng: jax.Array) -> jax.A
     keep = 1.0 - rate
     mask = jax.random.bernoulli(rng, keep, (x.shape[0],) + (1,) * (x.ndim - 1))
     return jnp.where(mask, x / keep, 0.0).astype(x.dtype)
-
-
-class PatchEmbedding(nn.Module):
-    """(B, H, W, C) -> (B, H/p, W/p, D): the stride-p "VALID" p x p convolution written as one
-    matmul of the flattened patches (B·H/p·W/p, p·p·C) with the kernel viewed as (p·p·C, D).
-    Params as ``nn.Conv``'s (kernel (p, p, C, D) HWIO, lecun-normal; bias (D,), zeros). cuDNN
-    ran the convolution at ~35 TFLOP/s on an H200 (1.7 ms of a ViT-B step at batch 256)."""
-
-    features: int
-    patch: int
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
-    bias_grad: BiasGrad = "reduce"
-
-    @nn.compact
-    def __call__(self, images: jax.Array) -> jax.Array:
-        batch, height, width, channels = images.shape
-        p = self.patch
-        shape = (p, p, channels, self.features)
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), shape, self.param_dtype)
-        bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
-        x, kernel, bias = nn.dtypes.promote_dtype(images, kernel, bias, dtype=self.dtype)
-        gh, gw = height // p, width // p
-        patches = x.reshape(batch, gh, p, gw, p, channels).transpose(0, 1, 3, 2, 4, 5)
-        patches = patches.reshape(batch, gh, gw, p * p * channels)
-        patches = patches @ kernel.reshape(p * p * channels, self.features)
-        return add_bias(patches, bias, self.bias_grad)
 
 
 class MlpBlock(nn.Module):
@@ -293,7 +267,7 @@ class ViT(nn.Module):
                 f"images must be (B, H, W, C) with H and W multiples of patch {patch}, "
                 f"got shape {images.shape}"
             )
-        x = PatchEmbedding(
+        x = PatchConv(
             cfg.width, patch, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
             bias_grad=cfg.bias_grad, name="embedding",
         )(images)  # fmt: skip

@@ -28,7 +28,7 @@ from typing import Any
 
 import jax
 
-from bench import jax_train, scaling
+from bench import autotune_log, jax_train, scaling
 from bench.end_to_end import E2E_ROW, bench_end_to_end
 from bench.jax_search import bench_search
 from bench.jax_serve import bench_inference
@@ -36,6 +36,7 @@ from bench.models import choose_attention, convnext_backbone, vit_backbone
 from bench.peaks import peak_flops
 from bench.results import Row, key_filter, load_rows, save_rows
 from bench.sizes import SIZES, BenchSize
+from bench.xla_flags import environ_with_xla_flags
 from experiments.training import data_mesh
 
 JAX_SUITES = ("train", "scan", "infer", "search", "conv", "e2e", "scale")
@@ -174,19 +175,31 @@ def _train(
 
 
 def run_isolated(
-    out: Path, size: BenchSize, suites: Sequence[str], only: str | None, passthrough: list[str]
+    out: Path,
+    size: BenchSize,
+    suites: Sequence[str],
+    only: str | None,
+    passthrough: list[str],
+    autotune_logs: Path | None = None,
 ) -> None:
     """``--isolate``: every selected training row in a fresh ``bench.jax_suite`` process.
 
-    Rows of one process share XLA's in-process autotuning results, so a row can run with the
-    choices made while compiling an earlier one (docs/benchmarks.md, calls 81-84: ConvNeXt-T's
-    rows 40 ms after full fine-tuning's compile, FLoRA 25 ms alone). This parent never starts a
-    JAX backend (it would hold the GPU's memory); it collects the children's rows and failures
-    into ``out`` after each one; a child that dies without a row is a failure of its row."""
+    Rows of one process share XLA's in-process autotuning results, so every row would run with
+    the choices made while compiling the first, good or bad; and a process's autotuning can go
+    wrong (docs/benchmarks.md, calls 85-87: a host stall in the one timed run of ConvNeXt-T's
+    best depthwise conv algorithm made 2 of 13 processes 15 ms slower). This parent never starts
+    a JAX backend (it would hold the GPU's memory); it collects the children's rows and failures
+    into ``out`` after each one; a child that dies without a row is a failure of its row.
+
+    ``autotune_logs``: each child dumps XLA's autotuning logs and picks there
+    (``<row key>.logs.txt`` / ``.picks.txt``), and ``bench.autotune_log``'s report on all of
+    them (stalled measurements, convs picked slower in one row's process than in another's) is
+    printed and written to ``report.txt`` there."""
     wanted = key_filter(only)
     rows: list[Row] = []
     failed: list[dict[str, Any]] = []
     extra: dict[str, Any] = {"isolated": "each row in a process of its own"}
+    dumps: list[str] = []
     part = out.with_name(f"{out.stem}.row.json")
     for suite in suites:
         for key in filter(wanted, jax_train.training_keys(size, suite)):
@@ -195,8 +208,13 @@ def run_isolated(
                 sys.executable, "-m", "bench.jax_suite", "--json", str(part), "--suites", suite,
                 "--only", f"^{re.escape(key)}$", *passthrough,
             ]  # fmt: skip
+            env, dump = None, None
+            if autotune_logs is not None:
+                env, dump = _dumping_autotuning(autotune_logs, key)
             print(f"$ {shlex.join(command)}", flush=True)
-            code = subprocess.run(command, check=False).returncode
+            code = subprocess.run(command, check=False, env=env).returncode
+            if dump is not None and dump[0].exists():
+                dumps.append(f"{dump[0]}:{dump[1]}" if dump[1].exists() else str(dump[0]))
             got, info = load_rows(part) if part.exists() else ([], {})
             failed += info.pop("failed", [])
             if not got and not any(f["name"] == key for f in failed):
@@ -205,6 +223,20 @@ def run_isolated(
             extra.update(info)
             save_rows(rows, out, failed=failed, **extra)
     part.unlink(missing_ok=True)
+    if autotune_logs is not None:
+        text = autotune_log.report(dumps) if dumps else "no autotuning dumps (no GPU autotuning)"
+        print(text, flush=True)
+        (autotune_logs / "report.txt").write_text(text + "\n")
+
+
+def _dumping_autotuning(folder: Path, key: str) -> tuple[dict[str, str], tuple[Path, Path]]:
+    """A child's environment that dumps XLA's autotuning logs and picks into ``folder``, and
+    the two files (named after the row ``key``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = re.sub(r"[^\w.@-]+", "_", key)
+    logs, picks = folder / f"{stem}.logs.txt", folder / f"{stem}.picks.txt"
+    flags = f"--xla_gpu_dump_autotune_logs_to={logs} --xla_gpu_dump_autotune_results_to={picks}"
+    return environ_with_xla_flags(flags), (logs, picks)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -220,7 +252,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--isolate", action="store_true",
         help="each training row in a fresh process (suites train, scan, conv only)",
     )  # fmt: skip
+    p.add_argument(
+        "--autotune-logs", type=Path, default=None,
+        help="with --isolate: a folder for each row's XLA autotuning dumps and their report",
+    )  # fmt: skip
     args = p.parse_args(argv)
+    if args.autotune_logs is not None and not args.isolate:
+        p.error("--autotune-logs needs --isolate (XLA reads its dump flags when a process starts)")
     size = SIZES[args.size].with_window(args.window)
     if args.train_batches:
         size = dataclasses.replace(size, train_batches=tuple(args.train_batches))
@@ -233,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             passthrough += ["--train-batches", *map(str, args.train_batches)]
         if args.window is not None:
             passthrough += ["--window", str(args.window)]
-        run_isolated(Path(args.json), size, args.suites, args.only, passthrough)
+        run_isolated(Path(args.json), size, args.suites, args.only, passthrough, args.autotune_logs)
         return 0
     device = jax.devices()[0]
     extra: dict[str, Any] = {

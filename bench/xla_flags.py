@@ -42,6 +42,11 @@ def parse_variant(text: str) -> tuple[str, str]:
     return name, flags
 
 
+def environ_with_xla_flags(flags: str) -> dict[str, str]:
+    """This process's environment with ``flags`` appended to ``XLA_FLAGS`` (for a child)."""
+    return {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()}
+
+
 def run_variant(
     name: str, flags: str, *, out: Path, size: str, suites: Sequence[str], only: str,
     window: int | None,
@@ -56,7 +61,7 @@ def run_variant(
     ]  # fmt: skip
     if window is not None:
         command += ["--window", str(window)]
-    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()}
+    env = environ_with_xla_flags(flags)
     print(f"$ XLA_FLAGS={shlex.quote(env['XLA_FLAGS'])} {shlex.join(command)}", flush=True)
     subprocess.run(command, check=False, env=env)
     if not part.exists():

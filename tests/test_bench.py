@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from autotune_dumps import logs, results
 
 from bench import (
     count_flops,
@@ -486,6 +487,53 @@ def test_isolate_records_a_row_whose_process_died(
     assert info["failed"] == [
         {"name": k, "error": "its process exited -9 with no row"} for k in linear
     ]
+
+
+def test_isolate_dumps_each_rows_autotuning_and_reports_a_slower_pick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each child gets its own dump flags; a fake child writes its row and the dumps a GPU
+    process would (the second with a stalled best conv algorithm), and the parent's report
+    names the conv picked slower in the second row's process."""
+    folder = tmp_path / "autotune"
+    children: list[str] = []
+
+    def fake_child(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        flags = dict(f.removeprefix("--").split("=", 1) for f in kwargs["env"]["XLA_FLAGS"].split())
+        logs_path = Path(flags["xla_gpu_dump_autotune_logs_to"])
+        picks_path = Path(flags["xla_gpu_dump_autotune_results_to"])
+        assert logs_path.parent == folder and picks_path.parent == folder
+        stalled = bool(children)
+        logs_path.write_text(logs((777_000_000 if stalled else 87_000, 938_000)))
+        picks_path.write_text(results(22 if stalled else 5))
+        key = command[command.index("--only") + 1].strip("^$").replace("\\", "")
+        name, batch = key.rsplit("@", 1)
+        save_rows([Row(name, int(batch), 0.01)], Path(command[command.index("--json") + 1]))
+        children.append(logs_path.name)
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(jax_suite.subprocess, "run", fake_child)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_gpu_enable_command_buffer=")
+    out = tmp_path / "iso.json"
+    argv = ["--json", str(out), "--size=tiny", "--suites", "conv", "--isolate",
+            "--only", "/(full|flora-r8)@", "--autotune-logs", str(folder)]  # fmt: skip
+    assert jax_suite.main(argv) == 0
+    assert children == ["jax_train-convnext-test_full@4.logs.txt",
+                        "jax_train-convnext-test_flora-r8@4.logs.txt"]  # fmt: skip
+    assert [r.key for r in load_rows(out)[0]] == [
+        "jax/train-convnext-test/full@4", "jax/train-convnext-test/flora-r8@4"
+    ]  # fmt: skip
+    report = (folder / "report.txt").read_text()
+    assert report.strip() in capsys.readouterr().out
+    assert "run 2 (" in report and "1 measured over 100 ms" in report
+    assert "over 1.5x another run's: 1" in report
+    assert "run 2: CUDNN algo 22 [2=5] ws 0: 0.938 ms" in report
+
+
+def test_autotune_logs_needs_isolate(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        jax_suite.main(["--json", "x.json", "--suites", "conv", "--autotune-logs", "d"])
+    assert "--autotune-logs needs --isolate" in capsys.readouterr().err
 
 
 def test_isolate_refuses_suites_that_are_not_training_rows(

@@ -1,0 +1,273 @@
+"""What XLA's GPU autotuner measured and picked, read from its dumps: stalled measurements and
+picks that differ between processes.
+
+    export XLA_FLAGS="--xla_gpu_dump_autotune_logs_to=logs-1.txt \
+                      --xla_gpu_dump_autotune_results_to=picks-1.txt"
+    python -m bench.jax_suite ...          # or any JAX program; once per process to compare
+    python -m bench.autotune_log logs-1.txt:picks-1.txt logs-2.txt.gz:picks-2.txt.gz
+
+XLA times each candidate config of an instruction once (after one untimed run) and keeps the
+fastest. Its timer holds the stream with a delay kernel that gives up after about 100 ms, so a
+host stall longer than that is measured as the kernel's own time: a candidate "measured over
+``--limit-ms``" may be a stall, and if it was the best candidate, the pick is a slower one. On an
+H200 that made ConvNeXt-T's step 15 ms slower in 2 of 13 processes (docs/benchmarks.md, calls
+85-87: the stage-2 depthwise conv's best cuDNN algorithm, 0.087 ms, measured 777 ms).
+
+For each dump this prints the measurements over the limit (instruction, its output shape and
+op name, the times). Given LOGS:PICKS for two or more processes, it also lists every cuDNN
+convolution whose pick measured over ``--ratio`` times another process's pick, with each
+process's pick, its measured time and the best time measured; instructions are matched by call
+target, output shape, window and op name, so the dumps of different programs line up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gzip
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+#: The delay kernel's timeout (``delay_kernel_cuda.cu.cc``: 2e8 cycles, ~100 ms at 2 GHz).
+STALL_MS = 100.0
+
+_TOKEN = re.compile(
+    r'\s*(?:(?P<open>\w+)\s*:?\s*\{|(?P<key>\w+)\s*:\s*(?P<value>"(?:[^"\\]|\\.)*"|[^\s{}]+)'
+    r"|(?P<close>\}))"
+)
+
+Message = dict[str, list[Any]]
+
+
+def parse_text_proto(text: str) -> Message:
+    """A protobuf text-format message as nested dicts: every field a list of its values (str for
+    scalars, unquoted and unescaped; Message for sub-messages)."""
+    stack: list[Message] = [{}]
+    pos = 0
+    while pos < len(text.rstrip()):
+        match = _TOKEN.match(text, pos)
+        if match is None:
+            raise ValueError(
+                f"not protobuf text format at character {pos}: {text[pos : pos + 60]!r}"
+            )
+        pos = match.end()
+        if match["open"]:
+            child: Message = {}
+            stack[-1].setdefault(match["open"], []).append(child)
+            stack.append(child)
+        elif match["close"]:
+            if len(stack) == 1:
+                raise ValueError(f"unbalanced '}}' at character {pos}")
+            stack.pop()
+        else:
+            value = match["value"]
+            if value.startswith('"'):
+                value = value[1:-1].encode("latin-1", "backslashreplace").decode("unicode_escape")
+            stack[-1].setdefault(match["key"], []).append(value)
+    if len(stack) != 1:
+        raise ValueError("unbalanced '{': the message ends inside a field")
+    return stack[0]
+
+
+def _first(message: Message, field: str, default: Any = None) -> Any:
+    return message.get(field, [default])[0]
+
+
+def _fields(message: Message) -> str:
+    """The scalar fields of a message and its sub-messages, depth first, as k=v."""
+    parts = []
+    for field, values in message.items():
+        for value in values:
+            parts.append(
+                f"{field}({_fields(value)})" if isinstance(value, dict) else f"{field}={value}"
+            )
+    return ",".join(parts)
+
+
+def config_name(config: Message) -> str:
+    """One line for an autotuning config: its backend, then for cuDNN the engine (algo_id), its
+    tuning knobs and its workspace bytes, for other backends every field of the config."""
+    backend = _first(config, "backend", "?")
+    backend_config = _first(config, "backend_config", {})
+    algorithm = _first(backend_config, "algorithm")
+    if algorithm is None:
+        return f"{backend} {_fields(backend_config)}".rstrip()
+    knobs = ",".join(
+        f"{_first(k, 'key')}={_first(k, 'value')}" for k in algorithm.get("tuning_knobs", [])
+    )
+    workspace = _first(_first(algorithm, "workspace_size", {}), "value", "0")
+    return f"{backend} algo {_first(algorithm, 'algo_id', '0')} [{knobs}] ws {workspace}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """One autotuned instruction of a logs dump: ``times_ms`` maps each candidate config (as
+    ``config_name``) to its one measured time, in the order XLA profiled them."""
+
+    index: int
+    fingerprint: str
+    hlo: str
+    times_ms: dict[str, float]
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """(call target or fusion, output shape, window, op name): the same across programs."""
+        return instruction_key(self.hlo)
+
+
+def instruction_key(hlo: str) -> tuple[str, str, str, str]:
+    shape = re.search(r"= \(?([a-z0-9]+\[[^\]]*\])", hlo)
+    window = re.search(r"window=\{([^}]*)\}", hlo)
+    target = re.search(r'custom_call_target="([^"]+)"', hlo)
+    op_name = re.search(r'op_name="([^"]+)"', hlo)
+    return (
+        target[1] if target else hlo.split("=", 1)[0].strip(),
+        shape[1] if shape else "?",
+        window[1] if window else "",
+        op_name[1] if op_name else "?",
+    )
+
+
+def _read(path: Path) -> str:
+    if path.suffix == ".gz":
+        with gzip.open(path, "rt") as f:
+            return f.read()
+    return path.read_text()
+
+
+def read_profiles(path: Path) -> list[Profile]:
+    """The instructions of a ``--xla_gpu_dump_autotune_logs_to`` dump."""
+    profiles = []
+    for index, p in enumerate(parse_text_proto(_read(path)).get("instruction_profiles", [])):
+        times: dict[str, float] = {}
+        for candidate in p.get("config_profiles", []):
+            nanos = _first(_first(candidate, "run_time", {}), "nanos")
+            if nanos is not None:
+                times.setdefault(config_name(_first(candidate, "config", {})), int(nanos) / 1e6)
+        profiles.append(
+            Profile(index, _first(p, "hlo_fingerprint", ""), _first(p, "hlo_text", ""), times)
+        )
+    return profiles
+
+
+def read_picks(path: Path) -> dict[str, str]:
+    """hlo fingerprint -> picked config (``config_name``) of a
+    ``--xla_gpu_dump_autotune_results_to`` dump."""
+    picks = {}
+    for entry in parse_text_proto(_read(path)).get("entries", []):
+        fingerprint = _first(_first(_first(entry, "key", {}), "target", {}), "hlo_fingerprint")
+        config = _first(_first(entry, "value", {}), "optimal_config")
+        if fingerprint is not None and config is not None:
+            picks[fingerprint] = config_name(config)
+    return picks
+
+
+def stalled(
+    profiles: Sequence[Profile], limit_ms: float = STALL_MS
+) -> list[tuple[Profile, list[float]]]:
+    """Each instruction with candidates measured over ``limit_ms``, and those times."""
+    found = []
+    for p in profiles:
+        over = [t for t in p.times_ms.values() if t > limit_ms]
+        if over:
+            found.append((p, over))
+    return found
+
+
+@dataclasses.dataclass(frozen=True)
+class Pick:
+    """A conv's pick in one process: the config, its measured time, the best measured time."""
+
+    config: str
+    time_ms: float | None
+    best_ms: float | None
+
+
+def conv_picks(
+    profiles: Sequence[Profile], picks: dict[str, str]
+) -> dict[tuple[str, str, str, str], Pick]:
+    """``instruction_key`` -> ``Pick`` for every cuDNN convolution autotuned in one process."""
+    found = {}
+    for p in profiles:
+        if "__cudnn$conv" not in p.hlo:
+            continue
+        config = picks.get(p.fingerprint, "?")
+        best = min(p.times_ms.values()) if p.times_ms else None
+        found[p.key] = Pick(config, p.times_ms.get(config), best)
+    return found
+
+
+def slower_picks(
+    runs: Sequence[dict[tuple[str, str, str, str], Pick]], ratio: float = 1.5
+) -> list[tuple[tuple[str, str, str, str], list[Pick | None]]]:
+    """The convs whose pick measured over ``ratio`` times the fastest pick of another run."""
+    keys = sorted(set().union(*runs), key=lambda k: (k[3], k[0]))
+    rows = []
+    for key in keys:
+        picks = [run.get(key) for run in runs]
+        times = [p.time_ms for p in picks if p is not None and p.time_ms is not None]
+        if times and max(times) > ratio * min(times):
+            rows.append((key, picks))
+    return rows
+
+
+def _ms(value: float | None) -> str:
+    return "?" if value is None else f"{value:.3f} ms"
+
+
+def report(dumps: Sequence[str], limit_ms: float = STALL_MS, ratio: float = 1.5) -> str:
+    """The printed report for ``LOGS`` or ``LOGS:PICKS`` arguments."""
+    lines, runs = [], []
+    for i, dump in enumerate(dumps, 1):
+        logs, _, picks = dump.partition(":")
+        profiles = read_profiles(Path(logs))
+        found = stalled(profiles, limit_ms)
+        candidates = sum(len(p.times_ms) for p in profiles)
+        over = sum(len(times) for _, times in found)
+        lines.append(
+            f"run {i} ({logs}): {len(profiles)} instructions, {candidates} candidates, "
+            f"{over} measured over {limit_ms:g} ms"
+        )
+        for p, times in found:
+            target, shape, _, op_name = p.key
+            shown = ", ".join(f"{t:.1f}" for t in times)
+            lines.append(
+                f"  #{p.index} {target} {shape} {op_name}: {shown} ms of {len(p.times_ms)}"
+            )
+        if picks:
+            runs.append(conv_picks(profiles, read_picks(Path(picks))))
+    if len(runs) > 1:
+        rows = slower_picks(runs, ratio)
+        lines.append(
+            f"cuDNN convs whose pick in one run measured over {ratio:g}x another run's: {len(rows)}"
+        )
+        for key, picks_per_run in rows:
+            lines.append("  " + " | ".join(key))
+            for i, pick in enumerate(picks_per_run, 1):
+                if pick is None:
+                    lines.append(f"    run {i}: not autotuned")
+                else:
+                    measured = f"{_ms(pick.time_ms)} (best {_ms(pick.best_ms)})"
+                    lines.append(f"    run {i}: {pick.config}: {measured}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("dumps", nargs="+", help="LOGS or LOGS:PICKS (plain or .gz)")
+    parser.add_argument(
+        "--limit-ms", type=float, default=STALL_MS, help="list measurements over this"
+    )
+    parser.add_argument(
+        "--ratio", type=float, default=1.5, help="list convs whose picks' times differ by more"
+    )
+    args = parser.parse_args(argv)
+    print(report(args.dumps, args.limit_ms, args.ratio))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,7 +16,8 @@ interceptor; the model is not edited); ``cudnn``: as committed. ``--check`` (CPU
 interpret mode): the tiny ConvNeXt's loss and gradients against the model's own conv, and each
 kernel against lax on ConvNeXt-T's four stage shapes at batch 2 (on a GPU: the Triton
 kernels). ``--micro``: ms per call of the forward and of the two gradients, Pallas against
-lax/cuDNN, on ConvNeXt-T's stage shapes at batch 128 (bf16). Prepared after call 88, checked
+lax/cuDNN, on ConvNeXt-T's stage shapes at batch 128 (bf16), for each tile config in
+``DW_CONFIGS`` ("TILE,TC,WARPS;...", elements per program tile, channels per program, warps). Prepared after call 88, checked
 on the CPU only; not yet run on a GPU.
 
     python dwconv_pallas_ab.py --check
@@ -243,24 +244,37 @@ def check():
 
 
 def micro(batch: int = 128) -> None:
+    """ms per call, lax (cuDNN) and the Pallas kernels under each ``DW_CONFIGS`` entry
+    ("TILE,TC,WARPS;..."; default: the module's)."""
     from bench.timing import TimingSettings, time_calls
 
+    global TILE, TC, WARPS
+    configs = os.environ.get("DW_CONFIGS", f"{TILE},{TC},{WARPS}")
+    forms = [("lax", lax_depthwise, None)] + [
+        (f"pallas {c}", depthwise_conv, tuple(map(int, c.split(",")))) for c in configs.split(";")
+    ]
     settings = TimingSettings(warmup=5, repeats=20, window=10)
     rng = np.random.default_rng(0)
     for h, c, pads in STAGES_T:
         x = jnp.asarray(rng.normal(size=(batch, h, h, c)), jnp.bfloat16)
         k = jnp.asarray(rng.normal(size=(7, 7, c)) * 0.1, jnp.bfloat16)
+        dy = jnp.asarray(rng.normal(size=lax_depthwise(x, k, pads).shape), jnp.bfloat16)
         line = [f"{batch}x{h}x{h}x{c}"]
-        for name, conv in (("lax", lax_depthwise), ("pallas", depthwise_conv)):
+        for name, conv, config in forms:
+            if config is not None:
+                TILE, TC, WARPS = config
             f = functools.partial(conv, pads=pads)
             fwd = jax.jit(f)
-            dy = jnp.asarray(rng.normal(size=fwd(x, k).shape), jnp.bfloat16)
             bwd = jax.jit(lambda x, k, dy, f=f: jax.vjp(f, x, k)[1](dy))
             args = (x, k, dy)
-            t_f = time_calls(lambda i, a=args, g=fwd: g(*a[:2]), sync=jax.block_until_ready,
-                             settings=settings)  # fmt: skip
-            t_b = time_calls(lambda i, a=args, g=bwd: g(*a), sync=jax.block_until_ready,
-                             settings=settings)  # fmt: skip
+            try:
+                t_f = time_calls(lambda i, a=args, g=fwd: g(*a[:2]), sync=jax.block_until_ready,
+                                 settings=settings)  # fmt: skip
+                t_b = time_calls(lambda i, a=args, g=bwd: g(*a), sync=jax.block_until_ready,
+                                 settings=settings)  # fmt: skip
+            except Exception as e:  # a config Triton cannot compile: say so, go on
+                line.append(f"{name} failed: {type(e).__name__}: {str(e)[:200]}")
+                continue
             line.append(f"{name} fwd {t_f.median_s * 1e3:.3f} ms, vjp {t_b.median_s * 1e3:.3f} ms")
         print(" | ".join(line), flush=True)
 

@@ -1,5 +1,5 @@
 """What XLA's GPU autotuner measured and picked, read from its dumps: stalled measurements and
-picks that differ between processes.
+picks that are slower in one process than in another.
 
     export XLA_FLAGS="--xla_gpu_dump_autotune_logs_to=logs-1.txt \
                       --xla_gpu_dump_autotune_results_to=picks-1.txt"
@@ -14,10 +14,11 @@ H200 that made ConvNeXt-T's step 15 ms slower in 2 of 13 processes (docs/benchma
 85-87: the stage-2 depthwise conv's best cuDNN algorithm, 0.087 ms, measured 777 ms).
 
 For each dump this prints the measurements over the limit (instruction, its output shape and
-op name, the times). Given LOGS:PICKS for two or more processes, it also lists every cuDNN
-convolution whose pick measured over ``--ratio`` times another process's pick, with each
-process's pick, its measured time and the best time measured; instructions are matched by call
-target, output shape, window and op name, so the dumps of different programs line up.
+op name, the times). Given LOGS:PICKS for two or more processes, it also lists every
+instruction (cuDNN conv, GEMM fusion, ...) whose pick measured over ``--ratio`` times, and over
+``--min-ms`` more than, another process's pick, with each process's pick, its measured time and
+the best time measured; instructions are matched by call target (or instruction name), output
+shape, window and op name, so the convs of different programs line up.
 """
 
 from __future__ import annotations
@@ -186,30 +187,32 @@ class Pick:
     best_ms: float | None
 
 
-def conv_picks(
+def picks_by_instruction(
     profiles: Sequence[Profile], picks: dict[str, str]
 ) -> dict[tuple[str, str, str, str], Pick]:
-    """``instruction_key`` -> ``Pick`` for every cuDNN convolution autotuned in one process."""
+    """``instruction_key`` -> ``Pick`` for every instruction of one process with a pick."""
     found = {}
     for p in profiles:
-        if "__cudnn$conv" not in p.hlo:
+        if p.fingerprint not in picks:
             continue
-        config = picks.get(p.fingerprint, "?")
+        config = picks[p.fingerprint]
         best = min(p.times_ms.values()) if p.times_ms else None
         found[p.key] = Pick(config, p.times_ms.get(config), best)
     return found
 
 
 def slower_picks(
-    runs: Sequence[dict[tuple[str, str, str, str], Pick]], ratio: float = 1.5
+    runs: Sequence[dict[tuple[str, str, str, str], Pick]], ratio: float = 1.5, min_ms: float = 0.01
 ) -> list[tuple[tuple[str, str, str, str], list[Pick | None]]]:
-    """The convs whose pick measured over ``ratio`` times the fastest pick of another run."""
+    """The instructions whose pick in one run measured over ``ratio`` times, and over ``min_ms``
+    more than, the fastest pick of another run (so that microsecond GEMM tiles' noise is not
+    listed)."""
     keys = sorted(set().union(*runs), key=lambda k: (k[3], k[0]))
     rows = []
     for key in keys:
         picks = [run.get(key) for run in runs]
         times = [p.time_ms for p in picks if p is not None and p.time_ms is not None]
-        if times and max(times) > ratio * min(times):
+        if times and max(times) > ratio * min(times) and max(times) - min(times) > min_ms:
             rows.append((key, picks))
     return rows
 
@@ -218,7 +221,9 @@ def _ms(value: float | None) -> str:
     return "?" if value is None else f"{value:.3f} ms"
 
 
-def report(dumps: Sequence[str], limit_ms: float = STALL_MS, ratio: float = 1.5) -> str:
+def report(
+    dumps: Sequence[str], limit_ms: float = STALL_MS, ratio: float = 1.5, min_ms: float = 0.01
+) -> str:
     """The printed report for ``LOGS`` or ``LOGS:PICKS`` arguments."""
     lines, runs = [], []
     for i, dump in enumerate(dumps, 1):
@@ -238,11 +243,12 @@ def report(dumps: Sequence[str], limit_ms: float = STALL_MS, ratio: float = 1.5)
                 f"  #{p.index} {target} {shape} {op_name}: {shown} ms of {len(p.times_ms)}"
             )
         if picks:
-            runs.append(conv_picks(profiles, read_picks(Path(picks))))
+            runs.append(picks_by_instruction(profiles, read_picks(Path(picks))))
     if len(runs) > 1:
-        rows = slower_picks(runs, ratio)
+        rows = slower_picks(runs, ratio, min_ms)
         lines.append(
-            f"cuDNN convs whose pick in one run measured over {ratio:g}x another run's: {len(rows)}"
+            f"instructions whose pick in one run measured over {ratio:g}x (and {min_ms:g} ms more"
+            f" than) another run's: {len(rows)}"
         )
         for key, picks_per_run in rows:
             lines.append("  " + " | ".join(key))
@@ -262,10 +268,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--limit-ms", type=float, default=STALL_MS, help="list measurements over this"
     )
     parser.add_argument(
-        "--ratio", type=float, default=1.5, help="list convs whose picks' times differ by more"
+        "--ratio", type=float, default=1.5, help="list picks whose times differ by more ..."
     )
+    parser.add_argument("--min-ms", type=float, default=0.01, help="... and by more than this")
     args = parser.parse_args(argv)
-    print(report(args.dumps, args.limit_ms, args.ratio))
+    print(report(args.dumps, args.limit_ms, args.ratio, args.min_ms))
     return 0
 
 

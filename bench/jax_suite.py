@@ -193,8 +193,8 @@ def run_isolated(
 
     ``autotune_logs``: each child dumps XLA's autotuning logs and picks there
     (``<row key>.logs.txt`` / ``.picks.txt``), and ``bench.autotune_log``'s report on all of
-    them (stalled measurements, convs picked slower in one row's process than in another's) is
-    printed and written to ``report.txt`` there."""
+    them (stalled measurements, instructions picked slower in one row's process than in
+    another's) is printed and written to ``report.txt`` there."""
     wanted = key_filter(only)
     rows: list[Row] = []
     failed: list[dict[str, Any]] = []

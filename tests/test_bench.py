@@ -526,7 +526,7 @@ def test_isolate_dumps_each_rows_autotuning_and_reports_a_slower_pick(
     report = (folder / "report.txt").read_text()
     assert report.strip() in capsys.readouterr().out
     assert "run 2 (" in report and "1 measured over 100 ms" in report
-    assert "over 1.5x another run's: 1" in report
+    assert "over 1.5x (and 0.01 ms more than) another run's: 1" in report
     assert "run 2: CUDNN algo 22 [2=5] ws 0: 0.938 ms" in report
 
 

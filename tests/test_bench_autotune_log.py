@@ -60,12 +60,24 @@ def test_slower_picks_name_the_conv_and_both_picks(dumps):
     for dump in dumps:
         logs_path, _, picks_path = dump.partition(":")
         profiles = autotune_log.read_profiles(Path(logs_path))
-        runs.append(autotune_log.conv_picks(profiles, autotune_log.read_picks(Path(picks_path))))
+        runs.append(
+            autotune_log.picks_by_instruction(profiles, autotune_log.read_picks(Path(picks_path)))
+        )
     [(key, (good, slow))] = autotune_log.slower_picks(runs)
     assert key[0] == "__cudnn$convForward"
     assert (good.config, good.time_ms, good.best_ms) == ("CUDNN algo 5 [] ws 0", 0.087, 0.087)
     assert (slow.config, slow.time_ms, slow.best_ms) == ("CUDNN algo 22 [2=5] ws 0", 0.938, 0.938)
     assert autotune_log.slower_picks(runs, ratio=20.0) == []
+    assert autotune_log.slower_picks(runs, min_ms=1.0) == []
+
+
+def test_slower_picks_need_both_the_ratio_and_the_difference():
+    key = ("%gemm_fusion_dot.1", "bf16[64,32]", "", "?")
+    fast, slow = autotune_log.Pick("a", 0.002, 0.002), autotune_log.Pick("b", 0.004, 0.004)
+    runs = [{key: fast}, {key: slow}]
+    assert autotune_log.slower_picks(runs) == []  # 2x, but 2 microseconds
+    assert autotune_log.slower_picks(runs, min_ms=0.001) == [(key, [fast, slow])]
+    assert autotune_log.slower_picks([{key: fast}, {}]) == []  # autotuned in one run only
 
 
 def test_cli_report(dumps, capsys):
@@ -74,5 +86,5 @@ def test_cli_report(dumps, capsys):
     assert "run 1 (" in out and "2 instructions, 4 candidates, 0 measured over 50 ms" in out
     assert "run 2 (" in out and "1 measured over 50 ms" in out
     assert "#0 __cudnn$convForward bf16[8,14,14,384] jit(step)/stage2/dwconv: 777.0 ms of 2" in out
-    assert "measured over 1.5x another run's: 1" in out
+    assert "measured over 1.5x (and 0.01 ms more than) another run's: 1" in out
     assert "run 2: CUDNN algo 22 [2=5] ws 0: 0.938 ms (best 0.938 ms)" in out

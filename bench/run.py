@@ -68,11 +68,11 @@ def torch_command(
 
 def jax_commands(
     size: BenchSize, out: Path, *, suites: Sequence[str], attention: str, only: str | None,
-    train_batches: Sequence[int], isolate: bool = False,
+    train_batches: Sequence[int], isolate: bool = False, autotune_logs: Path | None = None,
 ) -> list[list[str]]:  # fmt: skip
     """The ``bench.jax_suite`` command lines: one for every suite, or with ``isolate`` one whose
-    training rows each run in a fresh process (``--isolate``, part ``<out stem>.jax-rows.json``)
-    and one for the other suites."""
+    training rows each run in a fresh process (``--isolate``, part ``<out stem>.jax-rows.json``;
+    with ``autotune_logs``, each dumping XLA's autotuning there) and one for the other suites."""
     groups = [("jax", list(suites), False)]
     if isolate:
         training = [s for s in suites if s in TRAINING_SUITES]
@@ -88,12 +88,18 @@ def jax_commands(
             "--train-batches", *map(str, train_batches), "--window", str(size.timing.window),
         ]  # fmt: skip
         command += ["--only", only] if only else []
-        commands.append(command + (["--isolate"] if isolated else []))
+        if isolated:
+            command += ["--isolate"]
+            command += ["--autotune-logs", str(autotune_logs)] if autotune_logs else []
+        commands.append(command)
     return commands
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.autotune_logs is not None and not args.isolate:
+        parser.error("--autotune-logs needs --isolate")
     size = SIZES[args.size].with_window(args.window)
     suites = parse_suites(args.suite)
     train_batches = args.train_batches or list(size.train_batches)
@@ -108,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parts += jax_commands(
         size, out, suites=[s for s in suites if s != "torch"], attention=args.attention,
         only=args.only, train_batches=train_batches, isolate=args.isolate,
+        autotune_logs=args.autotune_logs,
     )  # fmt: skip
     written, failed = [], []
     for command in parts:
@@ -173,6 +180,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--isolate", action="store_true",
         help="each JAX training row in a fresh process (bench.jax_suite --isolate)",
+    )  # fmt: skip
+    p.add_argument(
+        "--autotune-logs", type=Path, default=None,
+        help="with --isolate: a folder for each training row's XLA autotuning dumps and report",
     )  # fmt: skip
     p.add_argument(
         "--torch-train-batches", type=int, nargs="+", default=None,

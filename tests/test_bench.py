@@ -530,9 +530,18 @@ def test_isolate_dumps_each_rows_autotuning_and_reports_a_slower_pick(
     assert "run 2: CUDNN algo 22 [2=5] ws 0: 0.938 ms" in report
 
 
-def test_autotune_logs_needs_isolate(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "main, argv",
+    [
+        (jax_suite.main, ["--json", "x.json", "--suites", "conv", "--autotune-logs", "d"]),
+        (run.main, ["--suite", "conv", "--autotune-logs", "d"]),
+    ],
+)
+def test_autotune_logs_needs_isolate(
+    main: Any, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit):
-        jax_suite.main(["--json", "x.json", "--suites", "conv", "--autotune-logs", "d"])
+        main(argv)
     assert "--autotune-logs needs --isolate" in capsys.readouterr().err
 
 
@@ -561,6 +570,7 @@ def test_run_isolates_the_training_suites_only_when_asked(isolate: bool) -> None
     commands = run.jax_commands(
         size, Path("out/b.json"), suites=["infer", "conv", "train", "search"], attention="xla",
         only="lora", train_batches=[4], isolate=isolate,
+        autotune_logs=Path("out/at") if isolate else None,
     )  # fmt: skip
 
     def suites_of(command: list[str]) -> list[str]:
@@ -575,7 +585,10 @@ def test_run_isolates_the_training_suites_only_when_asked(isolate: bool) -> None
         )
         return
     rows, rest = commands
-    assert suites_of(rows) == ["conv", "train"] and rows[-1] == "--isolate"
-    assert suites_of(rest) == ["infer", "search"] and "--isolate" not in rest
+    assert suites_of(rows) == ["conv", "train"] and rows[-3:] == [
+        "--isolate", "--autotune-logs", "out/at"
+    ]  # fmt: skip
+    assert suites_of(rest) == ["infer", "search"]
+    assert "--isolate" not in rest and "--autotune-logs" not in rest
     assert [c[c.index("--json") + 1] for c in commands] == ["out/b.jax-rows.json", "out/b.jax.json"]
     assert all(c[c.index("--only") + 1] == "lora" for c in commands)

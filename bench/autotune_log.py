@@ -221,14 +221,27 @@ def _ms(value: float | None) -> str:
     return "?" if value is None else f"{value:.3f} ms"
 
 
+def split_dump(dump: str) -> tuple[Path, Path | None]:
+    """``LOGS`` or ``LOGS:PICKS`` -> (logs, picks or None); a logs path may itself hold ':'.
+    A file that is not there is a FileNotFoundError naming it."""
+    if Path(dump).is_file():
+        return Path(dump), None
+    logs, sep, picks = dump.rpartition(":")
+    paths = (Path(logs), Path(picks)) if sep else (Path(dump), None)
+    for path in paths:
+        if path is not None and not path.is_file():
+            raise FileNotFoundError(f"no autotuning dump {str(path)!r} (from argument {dump!r})")
+    return paths
+
+
 def report(
     dumps: Sequence[str], limit_ms: float = STALL_MS, ratio: float = 1.5, min_ms: float = 0.01
 ) -> str:
     """The printed report for ``LOGS`` or ``LOGS:PICKS`` arguments."""
     lines, runs = [], []
     for i, dump in enumerate(dumps, 1):
-        logs, _, picks = dump.partition(":")
-        profiles = read_profiles(Path(logs))
+        logs, picks = split_dump(dump)
+        profiles = read_profiles(logs)
         found = stalled(profiles, limit_ms)
         candidates = sum(len(p.times_ms) for p in profiles)
         over = sum(len(times) for _, times in found)
@@ -242,8 +255,8 @@ def report(
             lines.append(
                 f"  #{p.index} {target} {shape} {op_name}: {shown} ms of {len(p.times_ms)}"
             )
-        if picks:
-            runs.append(picks_by_instruction(profiles, read_picks(Path(picks))))
+        if picks is not None:
+            runs.append(picks_by_instruction(profiles, read_picks(picks)))
     if len(runs) > 1:
         rows = slower_picks(runs, ratio, min_ms)
         lines.append(
@@ -272,7 +285,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--min-ms", type=float, default=0.01, help="... and by more than this")
     args = parser.parse_args(argv)
-    print(report(args.dumps, args.limit_ms, args.ratio, args.min_ms))
+    try:
+        print(report(args.dumps, args.limit_ms, args.ratio, args.min_ms))
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(str(e))
     return 0
 
 

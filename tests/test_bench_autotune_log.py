@@ -88,3 +88,25 @@ def test_cli_report(dumps, capsys):
     assert "#0 __cudnn$convForward bf16[8,14,14,384] jit(step)/stage2/dwconv: 777.0 ms of 2" in out
     assert "measured over 1.5x (and 0.01 ms more than) another run's: 1" in out
     assert "run 2: CUDNN algo 22 [2=5] ws 0: 0.938 ms (best 0.938 ms)" in out
+
+
+def test_dump_arguments_with_colons_and_missing_files(tmp_path, dumps, capsys):
+    odd = tmp_path / "a:b"
+    odd.mkdir()
+    logs_path = odd / "logs.txt"
+    logs_path.write_text(logs((87_000, 938_000)))
+    assert autotune_log.split_dump(str(logs_path)) == (logs_path, None)
+    picks_path = Path(dumps[0].rpartition(":")[2])
+    assert autotune_log.split_dump(f"{logs_path}:{picks_path}") == (logs_path, picks_path)
+    with pytest.raises(SystemExit):
+        autotune_log.main([f"{logs_path}:{tmp_path / 'none.txt'}"])
+    err = capsys.readouterr().err
+    assert "no autotuning dump" in err and "none.txt" in err
+    with pytest.raises(SystemExit):
+        autotune_log.main([str(tmp_path / "missing-logs.txt")])
+    assert "missing-logs.txt" in capsys.readouterr().err
+    bad = tmp_path / "bad.txt"
+    bad.write_text("instruction_profiles {")
+    with pytest.raises(SystemExit):
+        autotune_log.main([str(bad)])
+    assert "unbalanced" in capsys.readouterr().err

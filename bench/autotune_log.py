@@ -235,12 +235,15 @@ def split_dump(dump: str) -> tuple[Path, Path | None]:
 
 
 def report(
-    dumps: Sequence[str], limit_ms: float = STALL_MS, ratio: float = 1.5, min_ms: float = 0.01
+    dumps: Sequence[tuple[Path, Path | None]],
+    limit_ms: float = STALL_MS,
+    ratio: float = 1.5,
+    min_ms: float = 0.01,
 ) -> str:
-    """The printed report for ``LOGS`` or ``LOGS:PICKS`` arguments."""
-    lines, runs = [], []
-    for i, dump in enumerate(dumps, 1):
-        logs, picks = split_dump(dump)
+    """The printed report on (logs, picks or None) dumps, one per process, as numbered runs."""
+    lines: list[str] = []
+    runs: list[tuple[int, dict[tuple[str, str, str, str], Pick]]] = []
+    for i, (logs, picks) in enumerate(dumps, 1):
         profiles = read_profiles(logs)
         found = stalled(profiles, limit_ms)
         candidates = sum(len(p.times_ms) for p in profiles)
@@ -256,16 +259,16 @@ def report(
                 f"  #{p.index} {target} {shape} {op_name}: {shown} ms of {len(p.times_ms)}"
             )
         if picks is not None:
-            runs.append(picks_by_instruction(profiles, read_picks(picks)))
+            runs.append((i, picks_by_instruction(profiles, read_picks(picks))))
     if len(runs) > 1:
-        rows = slower_picks(runs, ratio, min_ms)
+        rows = slower_picks([by_key for _, by_key in runs], ratio, min_ms)
         lines.append(
             f"instructions whose pick in one run measured over {ratio:g}x (and {min_ms:g} ms more"
             f" than) another run's: {len(rows)}"
         )
         for key, picks_per_run in rows:
             lines.append("  " + " | ".join(key))
-            for i, pick in enumerate(picks_per_run, 1):
+            for (i, _), pick in zip(runs, picks_per_run, strict=True):
                 if pick is None:
                     lines.append(f"    run {i}: not autotuned")
                 else:
@@ -286,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--min-ms", type=float, default=0.01, help="... and by more than this")
     args = parser.parse_args(argv)
     try:
-        print(report(args.dumps, args.limit_ms, args.ratio, args.min_ms))
+        print(report([split_dump(d) for d in args.dumps], args.limit_ms, args.ratio, args.min_ms))
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
     return 0

@@ -199,7 +199,7 @@ def run_isolated(
     rows: list[Row] = []
     failed: list[dict[str, Any]] = []
     extra: dict[str, Any] = {"isolated": "each row in a process of its own"}
-    dumps: list[str] = []
+    dumps: list[tuple[Path, Path | None]] = []
     part = out.with_name(f"{out.stem}.row.json")
     for suite in suites:
         for key in filter(wanted, jax_train.training_keys(size, suite)):
@@ -214,7 +214,7 @@ def run_isolated(
             print(f"$ {shlex.join(command)}", flush=True)
             code = subprocess.run(command, check=False, env=env).returncode
             if dump is not None and dump[0].exists():
-                dumps.append(f"{dump[0]}:{dump[1]}" if dump[1].exists() else str(dump[0]))
+                dumps.append((dump[0], dump[1] if dump[1].exists() else None))
             got, info = load_rows(part) if part.exists() else ([], {})
             failed += info.pop("failed", [])
             if not got and not any(f["name"] == key for f in failed):

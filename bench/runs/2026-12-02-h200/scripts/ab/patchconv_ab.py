@@ -2,8 +2,8 @@
 call 88 (``PATCHCONV=matmul``: ``experiments.models.patch_conv.PatchConv``, one matmul of the
 flattened patches) or as before (``PATCHCONV=cudnn``: ``nn.Conv``, stride = kernel, "VALID",
 which XLA runs as cuDNN convs and autotunes, the stem's kernel gradient over 67 candidates).
-Same params and values either way. Prepared after call 88 and run on the CPU only (the tiny
-ConvNeXt, ``--size tiny``: both modes train); not yet run on a GPU.
+Same params and values either way. Prepared after call 88 (CPU: the tiny ConvNeXt, ``--size
+tiny``, trains in both modes); call 90 timed FLoRA at 128 in both (matmul 0.33 ms faster).
 
     PATCHCONV=cudnn python patchconv_ab.py --json out.json --suites conv --only '/flora-r8@'
 """

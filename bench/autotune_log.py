@@ -34,6 +34,10 @@ from typing import Any
 
 #: The delay kernel's timeout (``delay_kernel_cuda.cu.cc``: 2e8 cycles, ~100 ms at 2 GHz).
 STALL_MS = 100.0
+#: A pick is listed as slower when it measured over this many times another run's pick ...
+SLOWER_RATIO = 1.5
+#: ... and over this many ms more (so that microsecond GEMM tiles' noise is not listed).
+SLOWER_MIN_MS = 0.01
 
 _TOKEN = re.compile(
     r'\s*(?:(?P<open>\w+)\s*:?\s*\{|(?P<key>\w+)\s*:\s*(?P<value>"(?:[^"\\]|\\.)*"|[^\s{}]+)'
@@ -41,6 +45,8 @@ _TOKEN = re.compile(
 )
 
 Message = dict[str, list[Any]]
+#: (call target or fusion, output shape, window, op name): an instruction across programs.
+Key = tuple[str, str, str, str]
 
 
 def parse_text_proto(text: str) -> Message:
@@ -114,12 +120,12 @@ class Profile:
     times_ms: dict[str, float]
 
     @property
-    def key(self) -> tuple[str, str, str, str]:
-        """(call target or fusion, output shape, window, op name): the same across programs."""
+    def key(self) -> Key:
+        """The instruction's ``Key``: the same across programs."""
         return instruction_key(self.hlo)
 
 
-def instruction_key(hlo: str) -> tuple[str, str, str, str]:
+def instruction_key(hlo: str) -> Key:
     shape = re.search(r"= \(?([a-z0-9]+\[[^\]]*\])", hlo)
     window = re.search(r"window=\{([^}]*)\}", hlo)
     target = re.search(r'custom_call_target="([^"]+)"', hlo)
@@ -180,16 +186,15 @@ def stalled(
 
 @dataclasses.dataclass(frozen=True)
 class Pick:
-    """A conv's pick in one process: the config, its measured time, the best measured time."""
+    """An instruction's pick in one process: the config, its measured time, the best measured
+    time."""
 
     config: str
     time_ms: float | None
     best_ms: float | None
 
 
-def picks_by_instruction(
-    profiles: Sequence[Profile], picks: dict[str, str]
-) -> dict[tuple[str, str, str, str], Pick]:
+def picks_by_instruction(profiles: Sequence[Profile], picks: dict[str, str]) -> dict[Key, Pick]:
     """``instruction_key`` -> ``Pick`` for every instruction of one process with a pick."""
     found = {}
     for p in profiles:
@@ -202,11 +207,12 @@ def picks_by_instruction(
 
 
 def slower_picks(
-    runs: Sequence[dict[tuple[str, str, str, str], Pick]], ratio: float = 1.5, min_ms: float = 0.01
-) -> list[tuple[tuple[str, str, str, str], list[Pick | None]]]:
+    runs: Sequence[dict[Key, Pick]],
+    ratio: float = SLOWER_RATIO,
+    min_ms: float = SLOWER_MIN_MS,
+) -> list[tuple[Key, list[Pick | None]]]:
     """The instructions whose pick in one run measured over ``ratio`` times, and over ``min_ms``
-    more than, the fastest pick of another run (so that microsecond GEMM tiles' noise is not
-    listed)."""
+    more than, the fastest pick of another run."""
     keys = sorted(set().union(*runs), key=lambda k: (k[3], k[0]))
     rows = []
     for key in keys:
@@ -237,12 +243,12 @@ def split_dump(dump: str) -> tuple[Path, Path | None]:
 def report(
     dumps: Sequence[tuple[Path, Path | None]],
     limit_ms: float = STALL_MS,
-    ratio: float = 1.5,
-    min_ms: float = 0.01,
+    ratio: float = SLOWER_RATIO,
+    min_ms: float = SLOWER_MIN_MS,
 ) -> str:
     """The printed report on (logs, picks or None) dumps, one per process, as numbered runs."""
     lines: list[str] = []
-    runs: list[tuple[int, dict[tuple[str, str, str, str], Pick]]] = []
+    runs: list[tuple[int, dict[Key, Pick]]] = []
     for i, (logs, picks) in enumerate(dumps, 1):
         profiles = read_profiles(logs)
         found = stalled(profiles, limit_ms)
@@ -284,9 +290,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--limit-ms", type=float, default=STALL_MS, help="list measurements over this"
     )
     parser.add_argument(
-        "--ratio", type=float, default=1.5, help="list picks whose times differ by more ..."
+        "--ratio", type=float, default=SLOWER_RATIO, help="list picks slower by more ..."
     )
-    parser.add_argument("--min-ms", type=float, default=0.01, help="... and by more than this")
+    parser.add_argument(
+        "--min-ms", type=float, default=SLOWER_MIN_MS, help="... and by more than this"
+    )
     args = parser.parse_args(argv)
     try:
         print(report([split_dump(d) for d in args.dumps], args.limit_ms, args.ratio, args.min_ms))

@@ -9,7 +9,8 @@ bf16[50688, 3072], 0.145 ms; the 768-wide ones 0.037 ms). A column sum that read
 ~85% would save about 1.3 ms of the 2.8 ms GLoRA K=1 spends beyond LoRA in weight space.
 
 The kernel: grid (N / BN, F / BF); each program sums its (BN, BF) block of dy in f32, CH rows
-at a time, into one row of an f32 (N / BN, F) partial; XLA sums the partials.
+at a time, into one row of an f32 (N / BN, F) partial; XLA sums the partials. Under vmap (the
+K=4 supernet, with ``BIASP_ALL=1``) the grid gains the subnet axis.
 
 ``BIASP=pallas`` re-registers ``experiments.models.dense``'s custom VJP with this column sum
 (``BIASP_CONFIG="BN,BF,CH,WARPS"``); ``gemv``: the code as committed. ``BIASP_ALL=1``: every
@@ -46,10 +47,12 @@ SHAPES = [(50688, 3072), (50688, 768), (50688, 2304)]
 
 
 def column_sum(rows: jax.Array, config: tuple[int, int, int, int] = CONFIG) -> jax.Array:
-    """rows (N, F) -> f32 (F,), Σ over N; GEMV when BN or BF does not divide the shape."""
+    """rows (N, F) -> f32 (F,), Σ over N; blocks of gcd(N, BN) rows (K=4's 12,672 rows per
+    subnet at 256: 128); GEMV when BF does not divide F or the rows do not split into CH chunks."""
     bn, bf, ch, warps = config
     n, f = rows.shape
-    if n % bn or f % bf or bn % ch:
+    bn = math.gcd(n, bn)
+    if f % bf or bn % ch:
         return jnp.dot(jnp.ones((n,), rows.dtype), rows, preferred_element_type=jnp.float32)
 
     def kernel(x_ref, o_ref):
@@ -88,7 +91,11 @@ def _bwd_pallas(bias_ndim: int, _: None, dy: jax.Array) -> tuple[jax.Array, jax.
 
 def check() -> None:
     rng = np.random.default_rng(0)
-    for n, f, config in [(1024, 256, (512, 128, 32, 4)), (2048, 384, (256, 128, 64, 4))]:
+    for n, f, config in [
+        (1024, 256, (512, 128, 32, 4)),
+        (2048, 384, (256, 128, 64, 4)),
+        (12672, 128, (512, 128, 32, 4)),
+    ]:
         x = rng.normal(size=(n, f)).astype(np.float32)
         got = np.asarray(column_sum(jnp.asarray(x, jnp.bfloat16), config))
         want = np.asarray(jnp.asarray(x, jnp.bfloat16), np.float64).sum(0)
@@ -98,6 +105,10 @@ def check() -> None:
         err = np.abs(np.asarray(wide_gemv(jnp.asarray(x, jnp.bfloat16))) - want).max()
         print(f"({n}, {f}) gemv 4 wide: max |err| {err:.2e}")
         assert err < 1e-3, err
+    batched = jnp.asarray(rng.normal(size=(4, 1024, 256)), jnp.bfloat16)
+    err = np.abs(np.asarray(jax.vmap(column_sum)(batched)) - np.asarray(batched, np.float64).sum(1))
+    print(f"vmap over 4 (1024, 256): max |err| {err.max():.2e}")
+    assert err.max() < 1e-3, err.max()
 
 
 def micro() -> None:

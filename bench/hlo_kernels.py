@@ -25,7 +25,7 @@ import math
 import re
 import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +146,8 @@ def parse_hlo(text: str) -> dict[str, Instruction]:
     return out
 
 
-def _operand_shape(operand: tuple[str, int | None], table: dict[str, Instruction]) -> str:
+def operand_shape(operand: tuple[str, int | None], table: Mapping[str, Instruction]) -> str:
+    """The shape of an operand ``(name, tuple index or None)``; "" for a name not in ``table``."""
     name, index = operand
     shape = table[name].shape if name in table else ""
     return shape if index is None or not shape else tuple_elements(shape)[index]
@@ -192,14 +193,14 @@ def dot_flops(
         return None
     if match is None or not instruction.operands:
         return None
-    lhs = _dims(_operand_shape(instruction.operands[0], table))
+    lhs = _dims(operand_shape(instruction.operands[0], table))
     contracted = math.prod(lhs[int(d.strip('" '))] for d in match.group(1).split(",") if d)
     return 2 * math.prod(_dims(tuple_elements(instruction.shape)[0])) * contracted
 
 
 def operand_bytes(instruction: Instruction, table: dict[str, Instruction]) -> int:
     """Bytes of the operands of ``instruction`` (a tuple operand ``%x#i`` counts element i)."""
-    return sum(shape_bytes(_operand_shape(operand, table)) for operand in instruction.operands)
+    return sum(shape_bytes(operand_shape(operand, table)) for operand in instruction.operands)
 
 
 def instruction_of(kernel: str, table: dict[str, Instruction]) -> Instruction | None:

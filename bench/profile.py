@@ -48,6 +48,9 @@ from typing import Any
 from bench import hlo_kernels
 from bench.peaks import peak_bandwidth
 
+#: The file ``profile_cases`` writes each case's optimised HLO to: ``<out>/<case>`` + this.
+HLO_SUFFIX = ".hlo.txt.gz"
+
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("gemm", ("gemm", "cublas", "nvjet", "xmma", "cutlass", "matmul", "dot")),
     ("attention", ("fmha", "flash", "sdpa", "attention", "dq_to_16bits")),
@@ -245,7 +248,7 @@ def profile_cases(labels: Sequence[str], *, size_name: str, batch: int, steps: i
             device_kernel_times(events), steps, top, calls=device_kernel_calls(events)
         )
         hlo = compiled.as_text() or ""
-        with gzip.open(out / f"{label}.hlo.txt.gz", "wt") as f:
+        with gzip.open(out / f"{label}{HLO_SUFFIX}", "wt") as f:
             f.write(hlo)
         table, bandwidth = hlo_kernels.parse_hlo(hlo), peak_bandwidth(jax.devices()[0].device_kind)
         summary["kernels"] = hlo_kernels.annotate(summary["kernels"], table, bandwidth)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.hlo_kernels import Instruction, operand_shape, parse_hlo, read_text
+from bench.profile import HLO_SUFFIX
 
 #: instruction-name prefixes of GEMMs: cuBLAS custom-calls and XLA's Triton GEMM fusions
 GEMM_PREFIXES = ("custom-call", "gemm_fusion", "cublas")
@@ -102,17 +103,18 @@ def diff(
 ) -> list[Group]:
     """Every key of either step's ``ops``, largest |difference| first."""
     ga, gb = grouped(a, table_a or {}), grouped(b, table_b or {})
-    groups = [
-        Group(key, (ga.get(key, [0.0])[0], gb.get(key, [0.0])[0]),
-              (ga.get(key, [0.0, 0.0])[1], gb.get(key, [0.0, 0.0])[1]))
-        for key in sorted(ga.keys() | gb.keys())
-    ]  # fmt: skip
+    none = [0.0, 0.0]
+    groups = []
+    for key in sorted(ga.keys() | gb.keys()):
+        (ms_a, calls_a), (ms_b, calls_b) = ga.get(key, none), gb.get(key, none)
+        groups.append(Group(key, (ms_a, ms_b), (calls_a, calls_b)))
     return sorted(groups, key=lambda g: -abs(g.diff_ms))
 
 
 def hlo_table(profile: Path) -> dict[str, Instruction]:
-    """The parsed HLO next to a profile JSON (``<stem>.hlo.txt.gz`` or ``.hlo.txt``), or {}."""
-    for suffix in (".hlo.txt.gz", ".hlo.txt"):
+    """The parsed HLO next to a profile JSON (``<stem>`` + ``bench.profile.HLO_SUFFIX``, or
+    the same gunzipped), or {}."""
+    for suffix in (HLO_SUFFIX, HLO_SUFFIX.removesuffix(".gz")):
         path = profile.with_name(profile.stem + suffix)
         if path.exists():
             return parse_hlo(read_text(path))

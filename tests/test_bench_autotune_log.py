@@ -58,10 +58,10 @@ def test_profiles_picks_and_stalls(dumps):
 def test_slower_picks_name_the_conv_and_both_picks(dumps):
     runs = []
     for dump in dumps:
-        logs_path, _, picks_path = dump.partition(":")
-        profiles = autotune_log.read_profiles(Path(logs_path))
+        logs_path, picks_path = autotune_log.split_dump(dump)
+        profiles = autotune_log.read_profiles(logs_path)
         runs.append(
-            autotune_log.picks_by_instruction(profiles, autotune_log.read_picks(Path(picks_path)))
+            autotune_log.picks_by_instruction(profiles, autotune_log.read_picks(picks_path))
         )
     [(key, (good, slow))] = autotune_log.slower_picks(runs)
     assert key[0] == "__cudnn$convForward"

@@ -150,3 +150,19 @@ def test_input_offset_is_added_to_the_input(bias_grad: BiasGrad) -> None:
     with pytest.raises(ValueError, match="only where it adds its bias"):
         unbiased = {"params": {"kernel": jnp.ones((3, 4)), "bias": jnp.ones(4)}}
         Dense(4, skip_bias=True).apply(unbiased, x[:, 0], input_offset=c[0])
+
+
+def test_input_offset_keeps_float64() -> None:
+    """A float64 layer folds c · kernel into its bias in float64, not float32: (x + c) · kernel
+    + bias to 1e-12."""
+    with jax.enable_x64(True):
+        layer = Dense(4, dtype=jnp.float64, param_dtype=jnp.float64)
+        x = jax.random.normal(jax.random.key(0), (5, 3), jnp.float64)
+        c = jax.random.normal(jax.random.key(1), (3,), jnp.float64)
+        params = jax.tree.map(lambda p: p + 0.3, layer.init(jax.random.key(2), x))
+        got = layer.apply(params, x, input_offset=c)
+        kernel, bias = (np.asarray(params["params"][k]) for k in ("kernel", "bias"))
+        assert got.dtype == jnp.float64
+        np.testing.assert_allclose(
+            got, (np.asarray(x) + np.asarray(c)) @ kernel + bias, rtol=1e-12, atol=1e-12
+        )

@@ -120,11 +120,12 @@ class Dense(nn.Module):
                 raise ValueError("Dense takes an input_offset only where it adds its bias")
             if input_offset.shape != in_shape:
                 raise ValueError(f"input_offset {input_offset.shape} is not the input {in_shape}")
+            acc = jnp.promote_types(kernel.dtype, jnp.float32)
             shift = jax.lax.dot_general(
                 input_offset.astype(kernel.dtype), kernel, ((contract, contract), ((), ())),
-                preferred_element_type=jnp.float32,
+                preferred_element_type=acc,
             )  # fmt: skip
-            bias = (bias.astype(jnp.float32) + shift).astype(bias.dtype)
+            bias = (bias.astype(acc) + shift).astype(bias.dtype)
         if self.skip_bias:
             return y
         return add_bias(y, bias, self.bias_grad)

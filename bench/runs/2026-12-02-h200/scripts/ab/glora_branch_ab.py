@@ -28,6 +28,7 @@ supernet must not be a vmap over one config (a vmapped cond runs both branches):
 with the same random draws.
 
     JAX_PLATFORMS=cpu python glora_branch_ab.py --check
+    GLORA_BRANCH_LAYERS=MlpBlock ...    # branch on the MLP's layers only
     GLORA_VIEW=branch python glora_branch_ab.py --json out.json --suites train \\
         --train-batches 256 --only '^jax/train/(glora-supernet-k1|glora-fixed)@256$'
 """
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -66,6 +68,9 @@ KEYS = (
 BIAS = os.environ.get("GLORA_BIAS", "tap")
 #: 1: the weight form's GEMM forms the bias gradient as [x | 1]ᵀ dy
 ONES = os.environ.get("GLORA_ONES", "0") == "1"
+#: layers (regex over the GLoRA layer name) that branch; the others always take the weight form
+#: (one layer alone, call 50: LoRA's activation form lost on 768x768 and won on the MLP's)
+BRANCH_LAYERS = re.compile(os.environ.get("GLORA_BRANCH_LAYERS", ".*"))
 HELD = ("a_in", "a_out", "b_in", "b_out")
 #: |1 + α| below this in any column: the weight form (no division by a small number)
 MIN_SCALE = 0.5
@@ -227,7 +232,9 @@ def branch_view(adapter: Any) -> TrainView:
             lora = idx[0] < sum(o.startswith("lora_") for o in options["A"])
             small = jnp.any(jnp.abs(1 + alpha) < MIN_SCALE)
             need: Any = jnp.logical_or(lora, small)
-            if concrete and (bool(lora) or options["A"][int(idx[0])] == "none"):
+            if not BRANCH_LAYERS.search(layer.name):
+                need = np.asarray(True)
+            elif concrete and (bool(lora) or options["A"][int(idx[0])] == "none"):
                 need = np.asarray(bool(lora))  # known when tracing: no branch
             lo = 0
             for m in layer.members:

@@ -28,6 +28,7 @@ supernet must not be a vmap over one config (a vmapped cond runs both branches):
 with the same random draws.
 
     JAX_PLATFORMS=cpu python glora_branch_ab.py --check
+    GLORA_VIEW=novmap ...               # the code with only the K=1 vmap removed
     GLORA_BRANCH_LAYERS=MlpBlock ...    # branch on the MLP's layers only
     GLORA_VIEW=branch python glora_branch_ab.py --json out.json --suites train \\
         --train-batches 256 --only '^jax/train/(glora-supernet-k1|glora-fixed)@256$'
@@ -402,6 +403,8 @@ if __name__ == "__main__":
     print("GLORA_VIEW:", MODE, flush=True)
     if MODE == "branch":
         _patch()
+    elif MODE == "novmap":  # the code's weight-space step, the K=1 supernet without the vmap
+        train_step.supernet_loss = one_subnet_loss
     elif MODE != "code":
-        sys.exit(f"GLORA_VIEW must be code or branch, got {MODE!r}")
+        sys.exit(f"GLORA_VIEW must be code, branch or novmap, got {MODE!r}")
     sys.exit(jax_suite.main(sys.argv[1:]))

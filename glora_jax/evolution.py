@@ -25,7 +25,9 @@ generation, so an interrupted search resumes to exactly the uninterrupted result
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import numbers
 import os
 import pathlib
 import tempfile
@@ -108,6 +110,8 @@ class _Settings:
     num_crossovers: int
     max_tries: int
     genes_shape: tuple[int, ...]
+    #: ``_fingerprint(space)``: what a gene means, so a checkpoint of another space is refused
+    space: str
 
 
 @dataclasses.dataclass
@@ -162,22 +166,21 @@ def evolutionary_search(
     ``on_generation(stats)`` runs after each generation's checkpoint.
     """
     genes_shape = space.to_genes(space.sample(jax.random.key(0))).shape
+    counts = {
+        "param_budget": param_budget, "seed": seed, "population": population, "top_k": top_k,
+        "num_mutations": num_mutations, "num_crossovers": num_crossovers, "max_tries": max_tries,
+    }  # fmt: skip
     settings = _Settings(
-        param_budget=param_budget,
-        seed=seed,
-        population=population,
-        top_k=top_k,
-        num_mutations=num_mutations,
-        mutation_prob=mutation_prob,
-        num_crossovers=num_crossovers,
-        max_tries=max_tries,
+        **{k: _integer(k, v) for k, v in counts.items()},
+        mutation_prob=float(mutation_prob),
         genes_shape=tuple(int(d) for d in genes_shape),
+        space=_fingerprint(space),
     )
     batch_size = population if batch_size is None else batch_size
     _validate(settings, generations=generations, batch_size=batch_size)
     path = pathlib.Path(checkpoint_dir) / STATE_FILE if checkpoint_dir is not None else None
     if path is not None and path.exists():
-        state = _load_state(path, settings)
+        state = _load_state(path, settings, space)
         if state.generation > generations:
             raise ValueError(
                 f"search state in {path} already has {state.generation} generations, more than "
@@ -210,7 +213,21 @@ def evolutionary_search(
             bar.set_postfix(best=f"{stats.best_score:.4f}", evaluated=stats.candidates_evaluated)
             if on_generation is not None:
                 on_generation(stats)
-    return _result(space, state, param_budget)
+    return _result(space, state, settings.param_budget)
+
+
+def _fingerprint(space: SearchSpace) -> str:
+    """sha256 of a dataclass space's repr (GLoRASpace: its ranks and every layer's name and
+    shapes), else of its class's qualified name (a repr may hold a memory address)."""
+    key = repr(space) if dataclasses.is_dataclass(space) else type(space).__qualname__
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _integer(name: str, value: Any) -> int:
+    """``value`` as a Python int (numpy integers, integral floats); ValueError otherwise."""
+    if isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer()):
+        return int(value)
+    raise ValueError(f"evolutionary_search: {name} must be an integer, got {value!r}")
 
 
 def _validate(settings: _Settings, *, generations: int, batch_size: int) -> None:
@@ -223,7 +240,9 @@ def _validate(settings: _Settings, *, generations: int, batch_size: int) -> None
         "num_crossovers must be >= 0": s.num_crossovers >= 0,
         "mutation_prob must be in [0, 1]": 0.0 <= s.mutation_prob <= 1.0,
         "generations must be >= 1": generations >= 1,
-        "max_tries must be >= 1": s.max_tries >= 1,
+        "max_tries must be >= population (generation 0 draws population configs)": (
+            s.max_tries >= s.population
+        ),
         "batch_size must be >= 1": batch_size >= 1,
     }
     failed = [rule for rule, ok in checks.items() if not ok]
@@ -429,18 +448,26 @@ def _save_state(path: pathlib.Path, state: _State, settings: _Settings) -> None:
         raise
 
 
-def _load_state(path: pathlib.Path, settings: _Settings) -> _State:
+def _load_state(path: pathlib.Path, settings: _Settings, space: SearchSpace) -> _State:
+    """The state saved in ``path``; ValueError unless it was saved with these ``settings`` (the
+    space included) and holds legal genes of ``space``."""
     with np.load(path, allow_pickle=False) as data:
         meta = json.loads(str(data["meta"]))
         arrays = {k: data[k] for k in ("genes", "scores", "num_params", "born", "top_k")}
     saved = meta["settings"] | {"genes_shape": tuple(meta["settings"]["genes_shape"])}
     current = dataclasses.asdict(settings)
-    differ = {k: (saved[k], current[k]) for k in current if saved.get(k) != current[k]}
+    differ = {k: (saved.get(k), current[k]) for k in current if saved.get(k) != current[k]}
     if differ:
+        what = ""
+        if "space" in differ:
+            what = "another search space (ranks, layers or their shapes)"
+            if "space" not in saved:
+                what = "a version of glora_jax that did not record the space"
         raise ValueError(
-            f"search state in {path} was written with other settings (saved, now): {differ}; "
-            "use another checkpoint_dir or the same settings"
+            f"search state in {path} was written with other settings (saved, now): {differ}"
+            f"{'; ' + what if what else ''}; use another checkpoint_dir or the same settings"
         )
+    space.from_genes(arrays["genes"])  # raises for genes illegal in this space
     rng = np.random.default_rng()
     rng.bit_generator.state = meta["rng"]
     state = _State(

@@ -3,7 +3,7 @@
 The adapter protocol, target selection by path patterns, LoRA and the baselines.
 """
 
-from peft_core.activation_grads import GRADS
+from peft_core.activation_grads import GRADS, register_dense
 from peft_core.adapter import (
     Adapter,
     add_delta,
@@ -33,6 +33,7 @@ __all__ = [
     "lora",
     "over_stack",
     "param_count",
+    "register_dense",
     "replace_leaves",
     "select",
     "unflatten",

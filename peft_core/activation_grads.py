@@ -9,9 +9,9 @@ zero, with the VJP
 
     dU = xᵀ (dy Vᵀ),   dV = (x U)ᵀ dy        x: (M, fan_in), dy: (M, fan_out), M tokens
 
-rank-r products that read x and dy, never a (fan_in, fan_out) gradient (f32 accumulation); a
-layer whose input is x + offset for a vector offset (``Dense``'s ``input_offset``) adds
-offset ⊗ Σ_m g_m to dU and offset U to every row of x U.
+rank-r products that read x and dy, never a (fan_in, fan_out) gradient (f32 accumulation, or
+x's dtype where wider); a layer whose input is x + offset for a vector offset (``Dense``'s
+``input_offset``) adds offset ⊗ Σ_m g_m to dU and offset U to every row of x U.
 
 The tap needs each layer's input, so the model runs inside ``flax.linen.intercept_methods``
 (the Flax model is not edited): the train-time apply puts U and V beside the kernel, under
@@ -25,8 +25,11 @@ view (``Adapter.train``); evaluation, search and merge keep the weight-space ``a
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
-from collections.abc import Callable, Mapping
+import inspect
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -60,6 +63,21 @@ MIN_TAP_ROWS = 8192
 
 U_KEY = "lowrank_u"
 V_KEY = "lowrank_v"
+
+#: Module classes whose ``__call__(x, ...)`` returns x · kernel (+ bias) contracting x's trailing
+#: axes with the kernel's leading ones, the only layers a tap may serve (its VJP assumes that
+#: product); ``register_dense`` adds one. Flax's DenseGeneral qualifies with trailing ``axis``
+#: and no ``batch_dims`` (checked per call).
+_DENSE_MODULES: list[type[nn.Module]] = [nn.Dense, nn.DenseGeneral]
+
+
+def register_dense(cls: type[nn.Module]) -> type[nn.Module]:
+    """Let taps serve ``cls`` (a module whose ``__call__`` computes x · kernel + bias over x's
+    trailing axes); returns ``cls``, so it also works as a class decorator."""
+    if cls not in _DENSE_MODULES:
+        _DENSE_MODULES.append(cls)
+    return cls
+
 
 #: ``factors(params, aparams, keep) -> {kernel path: (U (*stack, fan_in, r), V (*stack, r,
 #: fan_out))}`` for the adapter's layers with ``keep(layer)``.
@@ -128,7 +146,7 @@ def _tap_fwd(
 
 def _tap_bwd(res: tuple[Any, ...], dy: jax.Array) -> tuple[None, jax.Array, jax.Array, None]:
     x, u, v, offset = res
-    f32, dtype = jnp.float32, x.dtype
+    f32, dtype = jnp.promote_types(x.dtype, jnp.float32), x.dtype
     dy = dy.astype(dtype)
     h = jnp.dot(x, u.astype(dtype), preferred_element_type=f32)  # (M, r)
     g = jnp.dot(dy, v.astype(dtype).T, preferred_element_type=f32).astype(dtype)  # (M, r)
@@ -157,7 +175,7 @@ def weight_gradient_tap(
 
 def _weight_tap_bwd(res: tuple[Any, ...], dy: jax.Array) -> tuple[None, jax.Array, jax.Array, None]:
     x, u, v, offset = res
-    f32 = jnp.float32
+    f32 = jnp.promote_types(x.dtype, jnp.float32)
     g = jnp.einsum("mi,mo->io", x, dy.astype(x.dtype), preferred_element_type=f32)
     if offset is not None:
         g = g + jnp.outer(offset.astype(f32), jnp.sum(dy, axis=0, dtype=f32))
@@ -169,17 +187,52 @@ def _weight_tap_bwd(res: tuple[Any, ...], dy: jax.Array) -> tuple[None, jax.Arra
 weight_gradient_tap.defvjp(_tap_fwd, _weight_tap_bwd)
 
 
+#: Module paths tapped in the ``tapped`` forward being traced (None outside one).
+_TAPPED: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("tapped", default=None)
+
+
+def _dense_input(module: nn.Module, args: Any, kwargs: Any) -> jax.Array:
+    """The input x of a dense module's ``__call__`` (positional or by its parameter's name);
+    ValueError unless the module computes x · kernel over x's trailing axes (``_DENSE_MODULES``)."""
+    path = "/".join(module.path)
+    if not isinstance(module, tuple(_DENSE_MODULES)):
+        raise ValueError(
+            f"activation-space gradients need a dense layer: {path} is a "
+            f"{type(module).__name__}, not flax's Dense / DenseGeneral or a class registered with "
+            "peft_core.register_dense (train it with grads='weight')"
+        )
+    if args:
+        x = args[0]
+    else:
+        first = list(inspect.signature(type(module).__call__).parameters)[1]
+        x = kwargs[first]
+    if isinstance(module, nn.DenseGeneral):
+        axes = module.axis if isinstance(module.axis, tuple) else (module.axis,)
+        trailing = sorted(a % x.ndim for a in axes) == list(range(x.ndim - len(axes), x.ndim))
+        if module.batch_dims or not trailing:
+            raise ValueError(
+                f"activation-space gradients need a dense layer over trailing axes: {path} "
+                f"contracts axis {module.axis} with batch_dims {module.batch_dims} (train it "
+                "with grads='weight')"
+            )
+    return x
+
+
 def _add_tap(grads: str, next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any) -> Any:
     """flax interceptor: y + tap(x, U, V, offset) for every module call holding U and V, the tap
     chosen by ``taps_activations`` (rows per device: the traced rows over ``jax.device_count()``,
     the trainer's data parallelism); offset is the call's ``input_offset`` keyword
-    (``experiments.models.dense.Dense``) or None."""
+    (``experiments.models.dense.Dense``) or None. Only dense modules are served
+    (``_dense_input``); each tapped module's path is recorded for ``tapped``'s check."""
     y = next_fun(*args, **kwargs)
     module = context.module
     if context.method_name != "__call__" or not module.has_variable("params", U_KEY):
         return y
     u, v = module.get_variable("params", U_KEY), module.get_variable("params", V_KEY)
-    x = args[0]
+    x = _dense_input(module, args, kwargs)
+    seen = _TAPPED.get()
+    if seen is not None:
+        seen.add("/".join(module.path))
     fan_in, fan_out = u.shape[-2], v.shape[-1]
     tokens = x.size // fan_in
     if u.ndim != 2 or x.size % fan_in or y.size != tokens * fan_out:
@@ -197,16 +250,42 @@ def _add_tap(grads: str, next_fun: Callable[..., Any], args: Any, kwargs: Any, c
 
 
 def tapped(forward: ForwardFn, grads: str = "activation") -> ForwardFn:
-    """``forward`` with a tap on every module whose params hold U and V (``_add_tap``)."""
+    """``forward`` with a tap on every module whose params hold U and V (``_add_tap``).
+
+    A module holding U and V that the forward never calls through ``__call__`` (a kernel used
+    by another method, or by its parent) would get no gradient at all: that is a ValueError
+    when the forward is traced."""
     if grads not in ("auto", "activation"):
         raise ValueError(f"tapped takes grads 'auto' or 'activation', got {grads!r}")
     interceptor = functools.partial(_add_tap, grads)
 
     def run(params: Params, images: jax.Array, **kwargs: Any) -> jax.Array:
-        with nn.intercept_methods(interceptor):
-            return forward(params, images, **kwargs)
+        with _recording_taps() as seen, nn.intercept_methods(interceptor):
+            out = forward(params, images, **kwargs)
+        suffix = "/" + U_KEY
+        holding = {
+            k.removeprefix("params/")[: -len(suffix)] for k in flatten(params) if k.endswith(suffix)
+        }
+        if missed := sorted(holding - seen):
+            raise ValueError(
+                f"{len(missed)} layer(s) hold low-rank factors but were never called as a dense "
+                f"module's __call__, so no tap could give them gradients: {missed[:5]} (train "
+                "them with grads='weight')"
+            )
+        return out
 
     return run
+
+
+@contextlib.contextmanager
+def _recording_taps() -> Iterator[set[str]]:
+    """The set ``_add_tap`` adds each tapped module's path to, while the block runs."""
+    seen: set[str] = set()
+    token = _TAPPED.set(seen)
+    try:
+        yield seen
+    finally:
+        _TAPPED.reset(token)
 
 
 def activation_train_view(

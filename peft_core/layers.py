@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from peft_core.paths import Params, Patterns, flatten, matches, select
+from peft_core.paths import Params, Patterns, check_patterns, flatten, matches, select
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,13 +59,22 @@ def find_layers(
     """Every kernel whose path matches ``targets`` (regexes over '/'-joined paths).
 
     ``stacked``: patterns of kernel paths that carry one leading ``nn.scan`` layer axis.
-    Raises ValueError for a pattern that matches nothing or a matched leaf that is not a
-    kernel-like array (ndim < 2 once the stack axis is removed).
+    Raises ValueError for a pattern (target, exclude or stacked) that matches no param path, a
+    matched leaf that is not a kernel-like array (ndim < 2 once the
+    stack axis is removed), or two matched leaves of one module (they would share its name).
     """
     flat = flatten(params)
-    layers = []
-    for path in select(flat, targets, exclude=exclude):
-        layers.append(_layer(path, flat, n_stack=1 if matches(path, stacked) else 0))
+    paths = select(flat, targets, exclude=exclude)
+    check_patterns(stacked, list(flat), what="stacked")
+    layers = [_layer(path, flat, n_stack=1 if matches(path, stacked) else 0) for path in paths]
+    names: dict[str, str] = {}
+    for layer in layers:
+        if (other := names.setdefault(layer.name, layer.kernel_path)) != layer.kernel_path:
+            raise ValueError(
+                f"targets match two leaves of module {layer.name!r}, {other!r} and "
+                f"{layer.kernel_path!r}: an adapter keys its tensors by module, so target one "
+                "kernel per module"
+            )
     return layers
 
 

@@ -44,20 +44,28 @@ def select(
 ) -> list[str]:
     """Paths fully matched by some pattern (and by no ``exclude`` pattern), in order.
 
-    Raises ValueError when a pattern matches nothing: a typo must not silently adapt nothing.
+    Raises ValueError when a pattern or an ``exclude`` pattern matches nothing: a typo must
+    not silently adapt nothing, nor adapt what it meant to leave out.
     """
     paths = list(paths)
+    check_patterns(patterns, paths, what="target")
+    check_patterns(exclude, paths, what="exclude")
+    return [x for x in paths if matches(x, patterns) and not matches(x, exclude)]
+
+
+def check_patterns(patterns: Patterns | None, paths: Sequence[str], *, what: str) -> None:
+    """ValueError for a pattern of ``patterns`` that is no regex or fully matches none of
+    ``paths``, naming it as a ``what`` pattern and showing some paths."""
     for p in as_patterns(patterns):
         try:
             re.compile(p)
         except re.error as e:
-            raise ValueError(f"invalid target pattern {p!r}: {e}") from e
+            raise ValueError(f"invalid {what} pattern {p!r}: {e}") from e
         if not any(re.fullmatch(p, path) for path in paths):
             shown = "\n  ".join(paths[:12]) + ("\n  ..." if len(paths) > 12 else "")
             raise ValueError(
-                f"target pattern {p!r} matches no param path; paths look like:\n  {shown}"
+                f"{what} pattern {p!r} matches no param path; paths look like:\n  {shown}"
             )
-    return [x for x in paths if matches(x, patterns) and not matches(x, exclude)]
 
 
 def get_leaf(params: Params, path: str) -> Any:

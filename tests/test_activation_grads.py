@@ -233,16 +233,121 @@ class OneDConv(nn.Module):
         return nn.Conv(5, (3,), name="conv")(x)
 
 
-def test_tap_refuses_a_layer_that_is_not_dense() -> None:
-    model = OneDConv()
+class PreNormed(nn.Module):
+    """A compact module holding a kernel it applies to a LayerNorm of its input, not to x."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], 4))
+        return nn.LayerNorm(name="norm")(x) @ kernel
+
+
+class Transposed(nn.Module):
+    """nn.Einsum with its kernel stored (out, in)."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return nn.Einsum((4, x.shape[-1]), "...i,oi->...o", use_bias=False, name="ein")(x)
+
+
+class ByMethod(nn.Module):
+    """A kernel used through a method other than ``__call__``."""
+
+    def setup(self) -> None:
+        self.kernel = self.param("kernel", nn.initializers.lecun_normal(), (4, 4))
+
+    def project(self, x: jax.Array) -> jax.Array:
+        return x @ self.kernel
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.project(x)
+
+
+class Outer(nn.Module):
+    """``inner`` under the name "m", called as ``inner(x)`` or, for ByMethod, ``.project(x)``."""
+
+    inner: Any
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        module = self.inner(name="m")
+        return module.project(x) if isinstance(module, ByMethod) else module(x)
+
+
+@pytest.mark.parametrize(
+    ("model", "target", "error"),
+    [
+        (OneDConv(), "conv/kernel", "conv is a Conv, not flax's Dense"),
+        (Outer(PreNormed), "m/kernel", "m is a PreNormed"),
+        (Outer(Transposed), "m/ein/kernel", "m/ein is a Einsum"),
+        (Outer(ByMethod), "m/kernel", r"never called .*\['m'\]"),
+    ],
+)
+def test_tap_refuses_a_layer_it_cannot_serve(model: nn.Module, target: str, error: str) -> None:
+    # its VJP assumes y = x · kernel (+ bias) from the __call__ of the module holding the kernel:
+    # anything else would get wrong or no gradients, so it must raise, not train
     x = jnp.ones((2, 7, 4))
     params = model.init(jax.random.key(0), x)["params"]
-    adapter = peft_core.lora(2, targets=r"conv/kernel", grads="activation")
+    adapter = peft_core.lora(2, targets=target, grads="activation")
     assert adapter.train is not None
     eff = adapter.train.apply(params, adapter.init(jax.random.key(1), params))
     run = tapped(lambda p, inputs: model.apply({"params": p}, inputs))
-    with pytest.raises(ValueError, match="need a dense layer.*conv maps"):
+    with pytest.raises(ValueError, match=error):
         run(eff, x)
+
+
+class Registered(nn.Module):
+    """A custom dense layer, x · kernel + bias, called with its input as a keyword."""
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (inputs.shape[-1], 640))
+        return inputs @ kernel + self.param("bias", nn.initializers.ones, (640,))
+
+
+class KeywordCalls(nn.Module):
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = nn.Dense(640, name="flax")(inputs=x)
+        return Registered(name="custom")(inputs=jnp.tanh(x))
+
+
+def test_registered_dense_modules_and_keyword_inputs_are_tapped() -> None:
+    peft_core.register_dense(Registered)
+    model = KeywordCalls()
+    x = jax.random.normal(jax.random.key(0), (3, 640))
+    params = model.init(jax.random.key(1), x)["params"]
+    adapter = peft_core.lora(2, targets=r".*/kernel", grads="activation")
+    got, want = _train_view_and_weight_space_grads(
+        model, adapter, params, x, lambda y: jnp.sum(jnp.sin(y))
+    )
+    chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-4)  # gradients up to ~20
+
+
+class TwoDense(nn.Module):
+    """Two float64 dense layers, 640 wide (held by "auto"), tanh between."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        dense = dict(dtype=jnp.float64, param_dtype=jnp.float64)
+        return nn.Dense(640, name="d1", **dense)(jnp.tanh(nn.Dense(640, name="d0", **dense)(x)))
+
+
+# "activation": gradient_tap; "auto" on 16 < MIN_TAP_ROWS rows: weight_gradient_tap
+@pytest.mark.parametrize("grads", ["activation", "auto"])
+@pytest.mark.parametrize("make", [peft_core.lora, flora_jax.flora])
+def test_taps_keep_float64(make: Any, grads: str) -> None:
+    # the taps accumulate in x's dtype where it is wider than float32: a float64 model's train
+    # view equals its weight space to float64 rounding (float32 accumulation: ~1e-8)
+    with jax.enable_x64(True):
+        model = TwoDense()
+        x = jax.random.normal(jax.random.key(0), (16, 640), jnp.float64)
+        params = model.init(jax.random.key(1), x)["params"]
+        adapter = make(2, targets=r".*/kernel", grads=grads, dtype=jnp.float64)
+        got, want = _train_view_and_weight_space_grads(
+            model, adapter, params, x, lambda y: jnp.sum(jnp.sin(y))
+        )
+        chex.assert_trees_all_close(got, want, rtol=1e-11, atol=1e-11)
 
 
 def test_auto_leaves_a_narrow_one_d_convolution_in_weight_space() -> None:

@@ -71,6 +71,15 @@ def test_find_layers_errors():
     bad = tree(**{"x.kernel": (4, 5), "x.bias": (4,)})
     with pytest.raises(ValueError, match="does not end with its bias shape"):
         find_layers(bad, r"x/kernel")
+    # a typo in exclude would adapt what it meant to leave out; in stacked, read the scan axis
+    # as a fan_in axis (one update shared by every scanned layer)
+    with pytest.raises(ValueError, match="exclude pattern 'haed/.*' matches no param path"):
+        find_layers(PARAMS, r".*/kernel", exclude=r"haed/.*")
+    with pytest.raises(ValueError, match="stacked pattern '.*/scan/.*' matches no param path"):
+        find_layers(PARAMS, r"scan/kernel", stacked=r".*/scan/.*")
+    two = tree(**{"glu.wi_0": (4, 5), "glu.wi_1": (4, 5)})
+    with pytest.raises(ValueError, match="two leaves of module 'glu'"):
+        find_layers(two, r"glu/.*")
 
 
 def test_select_exclude_and_order():

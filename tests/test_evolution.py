@@ -285,9 +285,36 @@ def test_resume_with_other_settings_raises(tmp_path):
         search(generations=1, seed=5, checkpoint_dir=tmp_path)
 
 
+def test_resume_with_another_space_raises(tmp_path):
+    # the same layers with other ranks: gene k would mean another option (lora_8 -> lora_4)
+    from glora_jax.space import GLoRASpace, LayerSpec
+
+    specs = (LayerSpec("a", (), 16, 16, True), LayerSpec("b", (), 16, 32, False))
+    spaces = [GLoRASpace(ranks, specs) for ranks in ((8, 4), (4, 2))]
+
+    def score(cfgs):
+        return -np.asarray(spaces[0].num_params(cfgs), np.float64)
+
+    kwargs = {"param_budget": 10**6, "population": 8, "top_k": 2, "progress": False}
+    evolutionary_search(spaces[0], score, generations=1, checkpoint_dir=tmp_path, **kwargs)
+    evolutionary_search(spaces[0], score, generations=2, checkpoint_dir=tmp_path, **kwargs)
+    with pytest.raises(ValueError, match="another search space"):
+        evolutionary_search(spaces[1], score, generations=3, checkpoint_dir=tmp_path, **kwargs)
+
+
+def test_numpy_integer_settings_are_saved_as_ints(tmp_path):
+    # json cannot write numpy ints: converted up front, not after generation 0 was scored
+    budget = np.int64(TARGET_BUDGET)
+    result = search(generations=1, seed=np.int64(3), param_budget=budget, checkpoint_dir=tmp_path)
+    assert result.param_budget == TARGET_BUDGET and type(result.param_budget) is int
+    assert_same_search(result, search(generations=1, seed=3))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
+        ({"population": 300, "max_tries": 250}, "max_tries must be >= population"),
+        ({"param_budget": 1.5}, "param_budget must be an integer"),
         ({"population": 5, "top_k": 10}, "population must be >= top_k"),
         ({"top_k": 0}, "top_k must be >= 1"),
         ({"mutation_prob": 1.5}, "mutation_prob"),

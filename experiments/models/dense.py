@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from peft_core.activation_grads import register_dense
+
 Initializer = Any  # (rng, shape, dtype) -> array
 BiasGrad = Literal["reduce", "gemv"]
 BIAS_GRADS: tuple[str, ...] = get_args(BiasGrad)
@@ -75,6 +77,7 @@ def _add_bias_bwd(bias_ndim: int, _: None, dy: jax.Array) -> tuple[jax.Array, ja
 _add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
 
 
+@register_dense  # computes x · kernel + bias over x's trailing axes: taps may serve it
 class Dense(nn.Module):
     """x (..., *in) -> x · kernel (*in, *features) + bias (*features), contracting ``axis``.
 

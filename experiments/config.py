@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import types
+import typing
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Union
 
 from experiments.backbones import BackboneConfig
 from experiments.methods import MethodConfig
@@ -77,7 +79,32 @@ def _set(node: Any, keys: list[str], value: Any, *, full: str) -> Any:
         raise ValueError(f"unknown config key {full!r}: {keys[0]!r} is not one of {sorted(names)}")
     if len(keys) > 1:
         value = _set(getattr(node, keys[0]), keys[1:], value, full=full)
+    else:
+        value = _typed(value, typing.get_type_hints(type(node))[keys[0]], full=full)
     return dataclasses.replace(node, **{keys[0]: value})
+
+
+def _typed(value: Any, hint: Any, *, full: str) -> Any:
+    """``value`` as field type ``hint`` (an int where a float is due becomes a float, a list a
+    tuple); ValueError naming the key when it is not one: int, float, bool, str, None, tuples
+    and their unions are checked, other types (dataclasses, modules) refused."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else ()
+    for option in options or (hint,):
+        if option is type(None) and value is None:
+            return None
+        if option is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option in (bool, str) and type(value) is option:
+            return value
+        if typing.get_origin(option) is tuple and isinstance(value, list | tuple):
+            return tuple(value)
+    raise ValueError(f"config key {full!r} takes {_type_name(hint)}, got {value!r}")
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
 def _parse(raw: str) -> Any:

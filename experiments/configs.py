@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from experiments.backbones import BackboneConfig
 from experiments.config import DataConfig, ExperimentConfig, SearchConfig
+from experiments.data.offline import OFFLINE_TASKS
 from experiments.methods import MethodConfig
 from experiments.training.config import OptimConfig, TrainConfig
 from experiments.vtab_table import PAPER_LR
@@ -23,7 +24,10 @@ PRESETS = ("paper", "quickstart")
 def paper(task: str, *, method: str = "glora", source: str = "tfds") -> ExperimentConfig:
     """The GLoRA paper's VTAB-1k recipe for ``task``."""
     if task not in PAPER_LR:
-        raise ValueError(f"{task!r} is not a VTAB-1k task; choose from {sorted(PAPER_LR)}")
+        raise ValueError(
+            f"{task!r} is not a VTAB-1k task; choose from {sorted(PAPER_LR)} (the offline tasks "
+            f"{sorted(OFFLINE_TASKS)} and your own data take preset 'quickstart')"
+        )
     return ExperimentConfig(
         data=DataConfig(task=task, source=source),
         backbone=BackboneConfig(

@@ -46,7 +46,12 @@ from experiments.training.evaluate import (
 from experiments.training.metrics import FIRST_STEP_S, latest, steady_rate
 from experiments.training.sharding import data_mesh
 from glora_jax import search_plots
-from glora_jax.evolution import SearchResult, evolutionary_search, save_result_json
+from glora_jax.evolution import (
+    SearchResult,
+    check_settings,
+    evolutionary_search,
+    save_result_json,
+)
 from peft_core import flatten
 
 log = logging.getLogger(__name__)
@@ -159,6 +164,16 @@ def rounds_update(adapted: Any, merged: Any) -> bool:
     return any(a.dtype != m.dtype for a, m in pairs)
 
 
+def search_settings(config: ExperimentConfig) -> dict[str, Any]:
+    """``evolutionary_search``'s keyword settings of ``config`` (its search, the train seed)."""
+    s = config.search
+    return dict(
+        param_budget=s.param_budget, seed=config.train.seed, population=s.population,
+        top_k=s.top_k, num_mutations=s.num_mutations, mutation_prob=s.mutation_prob,
+        num_crossovers=s.num_crossovers, generations=s.generations, max_tries=s.max_tries,
+    )  # fmt: skip
+
+
 def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]:
     """Run every stage for one task; returns (and writes) the result json."""
     started = time.perf_counter()
@@ -179,6 +194,8 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
         config.method, targets=backbone.targets, stacked=backbone.stacked,
         head_pattern=config.train.head_pattern, compute_dtype=backbone.compute_dtype,
     )  # fmt: skip
+    if method.searchable:
+        check_settings(**search_settings(config))  # before training, not after it
     fixed = method.fixed_cfg(backbone.params)
     trained = train_on(
         config, backbone, method, splits.train, workdir / "train", cfg=fixed, eval_split=splits.val
@@ -260,13 +277,9 @@ def _search(
         ),
         configs_per_call=config.search.configs_per_call,
     )  # fmt: skip
-    s = config.search
     result = evolutionary_search(
-        space, scorer, param_budget=s.param_budget, seed=config.train.seed,
-        population=s.population, top_k=s.top_k, num_mutations=s.num_mutations,
-        mutation_prob=s.mutation_prob, num_crossovers=s.num_crossovers,
-        generations=s.generations, max_tries=s.max_tries, checkpoint_dir=workdir / "search",
-    )  # fmt: skip
+        space, scorer, checkpoint_dir=workdir / "search", **search_settings(config)
+    )
     save_result_json(result, space, workdir / "subnet.json")
     plots = workdir / "plots"
     plots.mkdir(exist_ok=True)

@@ -6,8 +6,9 @@
         --checkpoint=ViT-B_16.npz                            # the GLoRA paper's VTAB-1k runs
     python -m experiments.vtab --set train.epochs=100 --set search.param_budget=500000
 
-The preset follows the task: VTAB-1k tasks get the paper's recipe ("paper"), offline tasks the
-CPU-sized "quickstart"; ``--preset`` forces one. Results: <workdir>/<task>/result.json, plots,
+The preset follows the task: VTAB-1k tasks get the paper's recipe ("paper"), offline tasks and
+your own data (``--source=npz|folder``) the CPU-sized "quickstart"; ``--preset`` forces one.
+Results: <workdir>/<task>/result.json (a path's last part for your own data), plots,
 merged.npz, and with several tasks <workdir>/vtab_table.md beside the paper's rows.
 """
 
@@ -67,8 +68,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)  # fmt: skip
 
 
+#: Sources that read the user's own files; like the offline tasks they default to "quickstart"
+#: (the paper's recipe knows only the VTAB-1k tasks' learning rates).
+OWN_DATA_SOURCES = ("npz", "folder")
+
+
 def task_config(args: argparse.Namespace, task: str) -> ExperimentConfig:
-    name = args.preset or ("quickstart" if task in OFFLINE_TASKS else "paper")
+    own = task in OFFLINE_TASKS or args.source in OWN_DATA_SOURCES
+    name = args.preset or ("quickstart" if own else "paper")
     config = preset(name, task, method=args.adapter)
     data = config.data
     if args.source:
@@ -82,6 +89,12 @@ def task_config(args: argparse.Namespace, task: str) -> ExperimentConfig:
     return override(config, args.overrides)
 
 
+def task_workdir(workdir: pathlib.Path, task: str) -> pathlib.Path:
+    """Where ``task``'s results go: ``workdir/<task>``, for a path (``--source=npz`` or
+    ``folder``) ``workdir/<its last part>``, never the data's own path."""
+    return workdir / pathlib.Path(task).name
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
@@ -91,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for task in tasks:
         config = task_config(args, task)
-        print(f"== {task}: {args.adapter} on {config.backbone.name} -> {workdir / task}")
-        results[task] = pipeline.run(config, workdir / task)
+        out = task_workdir(workdir, task)
+        print(f"== {task}: {args.adapter} on {config.backbone.name} -> {out}")
+        results[task] = pipeline.run(config, out)
         print(json.dumps(results[task], indent=2))
     vtab = {t: r for t, r in results.items() if t in TASKS}
     if vtab:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import numbers
 import os
@@ -166,17 +167,13 @@ def evolutionary_search(
     ``on_generation(stats)`` runs after each generation's checkpoint.
     """
     genes_shape = space.to_genes(space.sample(jax.random.key(0))).shape
-    counts = {
+    knobs = {
         "param_budget": param_budget, "seed": seed, "population": population, "top_k": top_k,
-        "num_mutations": num_mutations, "num_crossovers": num_crossovers, "max_tries": max_tries,
+        "num_mutations": num_mutations, "mutation_prob": mutation_prob,
+        "num_crossovers": num_crossovers, "max_tries": max_tries,
     }  # fmt: skip
-    settings = _Settings(
-        **{k: _integer(k, v) for k, v in counts.items()},
-        mutation_prob=float(mutation_prob),
-        genes_shape=tuple(int(d) for d in genes_shape),
-        space=_fingerprint(space),
-    )
-    batch_size = population if batch_size is None else batch_size
+    settings = _settings(knobs, genes_shape=tuple(genes_shape), space=_fingerprint(space))
+    batch_size = settings.population if batch_size is None else batch_size
     _validate(settings, generations=generations, batch_size=batch_size)
     path = pathlib.Path(checkpoint_dir) / STATE_FILE if checkpoint_dir is not None else None
     if path is not None and path.exists():
@@ -223,8 +220,43 @@ def _fingerprint(space: SearchSpace) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def check_settings(*, generations: int = 20, batch_size: int | None = None, **knobs: Any) -> None:
+    """The ValueError ``evolutionary_search`` would raise for these keyword settings
+    (param_budget, seed, population, ...), without a space: to refuse them before costly work."""
+    settings = _settings(knobs, genes_shape=(1, 1), space="")
+    batch_size = settings.population if batch_size is None else batch_size
+    _validate(settings, generations=generations, batch_size=batch_size)
+
+
+def _settings(knobs: dict[str, Any], *, genes_shape: tuple[int, ...], space: str) -> _Settings:
+    """``_Settings`` of ``evolutionary_search``'s knobs (its defaults for those not given),
+    counts as Python ints and ``mutation_prob`` a float; ValueError for another type."""
+    defaults = {
+        p.name: p.default
+        for p in inspect.signature(evolutionary_search).parameters.values()
+        if p.name in {f.name for f in dataclasses.fields(_Settings)} - {"genes_shape", "space"}
+    }
+    if unknown := sorted(set(knobs) - set(defaults)):
+        raise ValueError(f"unknown search settings {unknown}; known: {sorted(defaults)}")
+    values = defaults | knobs
+    if "param_budget" not in knobs:
+        raise ValueError("evolutionary_search needs a param_budget")
+    counts = {k: _integer(k, v) for k, v in values.items() if k != "mutation_prob"}
+    prob = values["mutation_prob"]
+    if not isinstance(prob, numbers.Real) or isinstance(prob, bool):
+        raise ValueError(f"evolutionary_search: mutation_prob must be a number, got {prob!r}")
+    return _Settings(
+        **counts,
+        mutation_prob=float(prob),
+        genes_shape=tuple(int(d) for d in genes_shape),
+        space=space,
+    )
+
+
 def _integer(name: str, value: Any) -> int:
     """``value`` as a Python int (numpy integers, integral floats); ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError(f"evolutionary_search: {name} must be an integer, got {value!r}")
     if isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer()):
         return int(value)
     raise ValueError(f"evolutionary_search: {name} must be an integer, got {value!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import jax
 import jax.numpy as jnp
@@ -107,8 +108,56 @@ def test_presets_and_overrides():
         override(ExperimentConfig(), ["train.epochs"])
     with pytest.raises(ValueError, match="unknown backbone"):
         override(ExperimentConfig(), ["backbone.name=resnet"])
-    with pytest.raises(ValueError, match="not a VTAB-1k task"):
+    with pytest.raises(ValueError, match="not a VTAB-1k task.*'fashion_mnist'.*'quickstart'"):
         paper("imagenet")
+
+
+@pytest.mark.parametrize(
+    ("assignment", "want"),
+    [
+        ("train.optim.learning_rate=1", 1.0),  # an int where a float is due
+        ("data.split_seed=None", None),
+        ("data.split_seed=3", 3),
+        ("search.retrain=True", True),
+    ],
+)
+def test_overrides_take_the_field_type(assignment: str, want: object) -> None:
+    key = assignment.split("=")[0].split(".")
+    node = override(quickstart(), [assignment])
+    for k in key:
+        node = getattr(node, k)
+    assert node == want and type(node) is type(want)
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("train.epochs=abc", "'train.epochs' takes int, got 'abc'"),
+        ("search.population=2.5", "'search.population' takes int, got 2.5"),
+        ("search.retrain=1", "'search.retrain' takes bool, got 1"),
+        ("data.task=3", "'data.task' takes str, got 3"),
+    ],
+)
+def test_overrides_of_the_wrong_type_fail_naming_the_key(assignment: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        override(quickstart(), [assignment])
+
+
+def test_search_settings_are_checked_before_training(tmp_path):
+    # a search the evolution would refuse fails in seconds, not after the supernet trained
+    with pytest.raises(ValueError, match="population must be >= top_k"):
+        vtab.main(["--set", "search.top_k=100", f"--workdir={tmp_path}"])
+    assert not (tmp_path / "fashion_mnist" / "train").exists()
+
+
+def test_own_data_takes_quickstart_and_writes_under_the_workdir(tmp_path):
+    data = tmp_path / "data" / "mine.npz"
+    args = vtab.parse_args(["--source=npz", f"--task={data}"])
+    config = vtab.task_config(args, str(data))
+    assert (config.data.source, config.backbone.name) == ("npz", quickstart().backbone.name)
+    out = vtab.task_workdir(tmp_path / "runs", str(data))
+    assert out == tmp_path / "runs" / "mine.npz" and out != data
+    assert vtab.task_workdir(tmp_path, "dtd") == tmp_path / "dtd"
 
 
 def test_missing_vtab_data_and_checkpoint_fail_clearly(tmp_path):

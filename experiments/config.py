@@ -86,8 +86,9 @@ def _set(node: Any, keys: list[str], value: Any, *, full: str) -> Any:
 
 def _typed(value: Any, hint: Any, *, full: str) -> Any:
     """``value`` as field type ``hint`` (an int where a float is due becomes a float, a list a
-    tuple); ValueError naming the key when it is not one: int, float, bool, str, None, tuples
-    and their unions are checked, other types (dataclasses, modules) refused."""
+    tuple, "true" / "false" in any case a bool); ValueError naming the key when it is not one:
+    int, float, bool, str, None, tuples and their unions are checked, other types (dataclasses,
+    modules) refused."""
     options = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else ()
     for option in options or (hint,):
         if option is type(None) and value is None:
@@ -96,6 +97,8 @@ def _typed(value: Any, hint: Any, *, full: str) -> Any:
             return float(value)
         if option is int and isinstance(value, int) and not isinstance(value, bool):
             return value
+        if option is bool and isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
         if option in (bool, str) and type(value) is option:
             return value
         if typing.get_origin(option) is tuple and isinstance(value, list | tuple):

@@ -119,6 +119,7 @@ def test_presets_and_overrides():
         ("data.split_seed=None", None),
         ("data.split_seed=3", 3),
         ("search.retrain=True", True),
+        ("backbone.scan=false", False),
     ],
 )
 def test_overrides_take_the_field_type(assignment: str, want: object) -> None:

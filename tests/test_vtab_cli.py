@@ -39,7 +39,7 @@ TINY = [
 
 
 @pytest.mark.slow
-def test_glora_end_to_end_with_retrain_and_resume(tmp_path):
+def test_glora_end_to_end_with_retrain_and_resume(tmp_path, caplog):
     workdir = tmp_path / "runs"
     argv = ["--adapter=glora", f"--workdir={workdir}", *TINY, "--set", "search.retrain=True"]
     assert vtab.main(argv) == 0
@@ -65,8 +65,11 @@ def test_glora_end_to_end_with_retrain_and_resume(tmp_path):
     merged = np.load(out / "merged.npz")
     assert "head/kernel" in merged.files
     # Started again on the same workdir: training, search and retrain resume from their
-    # checkpoints (nothing left to do) and give the same result.
-    assert vtab.main(argv) == 0
+    # checkpoints (nothing left to do), say so, and give the same result.
+    caplog.clear()
+    with caplog.at_level("INFO", logger="experiments.training.trainer"):
+        assert vtab.main(argv) == 0
+    assert f"resuming at step {max(steps)} from {out / 'retrain'}" in caplog.text
     again = json.loads((out / "result.json").read_text())
     assert again["test_accuracy"] == result["test_accuracy"]
     assert again["trainable_params"] == result["trainable_params"]

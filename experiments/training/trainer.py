@@ -9,6 +9,7 @@ jitted sharded step per batch -> metrics (CSV + TensorBoard in workdir) -> check
 from __future__ import annotations
 
 import dataclasses
+import logging
 import pathlib
 import time
 from typing import Any
@@ -40,6 +41,8 @@ from experiments.training.step import Forward, make_train_step
 from glora_jax.supernet import ConfigSpace
 from peft_core import Adapter, param_count
 from peft_core.paths import Params
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -131,6 +134,7 @@ def train(
     try:
         if checkpointer.latest_step() is not None:
             state = checkpointer.restore(state)
+            logger.info("resuming at step %d from %s", int(state.step), checkpointer.directory)
         with MetricWriter(workdir, start_step=int(state.step), enabled=is_main) as writer:
             state = run_steps(
                 state,

@@ -72,8 +72,10 @@ def flora(
     """FLoRA on every kernel matched by ``targets``.
 
     ``rank``: core size along channel modes, ``kernel_rank``: along conv spatial modes (both
-    clipped to the mode size). ``tucker``: "nd" decomposes every kernel axis, "matrix" flattens
-    non-conv kernels to (fan_in, fan_out) (paper parity for DenseGeneral attention kernels).
+    clipped to the mode size, but a dense kernel's matrix view refuses a rank above
+    min(fan_in, fan_out), as LoRA does). ``tucker``: "nd" decomposes every kernel axis,
+    "matrix" flattens non-conv kernels to (fan_in, fan_out) (paper parity for DenseGeneral
+    attention kernels).
     ``layer_ranks``: {kernel-path regex: per-mode ranks} overriding the defaults. ``grads``:
     "auto", "activation" or "weight" (module docstring).
     """

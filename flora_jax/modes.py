@@ -15,8 +15,10 @@ Kernel axes (after any nn.scan stack axes) are read from a ``peft_core.Layer``:
   this way too (give their ranks with ``layer_ranks`` if that is not what you want).
 
 Default ranks are clipped to the mode size, so a head axis of 12 at rank 16 gets rank 12 and a
-size-1 mode rank 1. ``layer_ranks`` maps a regex over kernel paths to explicit per-mode ranks
-(first match wins); those are checked, never clipped.
+size-1 mode rank 1; only a dense kernel's matrix view, whose two modes are the whole
+(fan_in, fan_out), refuses a ``rank`` above min(fan_in, fan_out), as LoRA does.
+``layer_ranks`` maps a regex over kernel paths to explicit per-mode ranks (first match wins);
+those are checked, never clipped.
 """
 
 from __future__ import annotations
@@ -63,6 +65,11 @@ def tucker_modes(
     explicit = _explicit_ranks(layer, sizes, layer_ranks)
     if explicit is not None:
         return TuckerModes(sizes, explicit)
+    if not n_spatial and tucker == "matrix" and rank > min(sizes):
+        raise ValueError(
+            f"FLoRA rank {rank} exceeds min(fan_in, fan_out) = {min(sizes)} of "
+            f"{layer.kernel_path} {layer.kernel_shape} (its matrix view {sizes})"
+        )
     ranks = tuple(
         min(kernel_rank if axis < n_spatial else rank, size) for axis, size in enumerate(sizes)
     )

@@ -439,6 +439,14 @@ def test_bad_targets_and_layer_ranks_raise():
         flora(2, targets="conv/kernel", layer_ranks={"conv/kernel": (2, 2)}).init(key, params)
     with pytest.raises(ValueError, match=r"sizes \(3, 3, 4, 6\)"):
         flora(2, targets="conv/kernel", layer_ranks={"conv/kernel": (4, 2, 2, 2)}).init(key, params)
+    # a dense kernel's matrix view (6, 5) cannot hold rank 6, as LoRA's cannot; its nd view and
+    # conv modes clip (a head axis of 2 at rank 3 above)
+    dense = layer_params("dense")
+    with pytest.raises(ValueError, match=r"FLoRA rank 6 exceeds min\(fan_in, fan_out\) = 5"):
+        flora(6, targets="dense/kernel", tucker="matrix").init(key, dense)
+    flora(5, targets="dense/kernel", tucker="matrix").init(key, dense)
+    clipped = flora(6, targets="dense/kernel", tucker="nd").init(key, dense)
+    assert clipped["dense"]["core"].shape == (6, 5)
 
 
 def test_aparams_that_do_not_fit_raise():

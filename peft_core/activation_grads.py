@@ -29,7 +29,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -207,7 +207,7 @@ def _dense_input(module: nn.Module, args: Any, kwargs: Any) -> jax.Array:
         first = list(inspect.signature(type(module).__call__).parameters)[1]
         x = kwargs[first]
     if isinstance(module, nn.DenseGeneral):
-        axes = module.axis if isinstance(module.axis, tuple) else (module.axis,)
+        axes = tuple(module.axis) if isinstance(module.axis, Sequence) else (module.axis,)
         trailing = sorted(a % x.ndim for a in axes) == list(range(x.ndim - len(axes), x.ndim))
         if module.batch_dims or not trailing:
             raise ValueError(

@@ -296,6 +296,36 @@ def test_tap_refuses_a_layer_it_cannot_serve(model: nn.Module, target: str, erro
         run(eff, x)
 
 
+class General(nn.Module):
+    """nn.DenseGeneral contracting ``axis`` of a (2, 7, 4) input into 4 features."""
+
+    axis: Any
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return nn.DenseGeneral(4, axis=self.axis, name="dg")(x)
+
+
+def test_dense_general_is_tapped_over_trailing_axes_only() -> None:
+    x = jax.random.normal(jax.random.key(0), (2, 7, 4))
+    for axis in (-1, [-1], (2,)):
+        model = General(axis)
+        params = model.init(jax.random.key(1), x)["params"]
+        adapter = peft_core.lora(2, targets=r"dg/kernel", grads="activation")
+        got, want = _train_view_and_weight_space_grads(
+            model, adapter, params, x, lambda y: jnp.sum(jnp.sin(y))
+        )
+        chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-5)
+    model = General(1)  # contracts the 7-long middle axis: x cannot be read as rows of x · W
+    params = model.init(jax.random.key(1), x)["params"]
+    adapter = peft_core.lora(2, targets=r"dg/kernel", grads="activation")
+    assert adapter.train is not None
+    eff = adapter.train.apply(params, adapter.init(jax.random.key(1), params))
+    run = tapped(lambda p, inputs: model.apply({"params": p}, inputs))
+    with pytest.raises(ValueError, match="dense layer over trailing axes: dg contracts axis 1"):
+        run(eff, x)
+
+
 class Registered(nn.Module):
     """A custom dense layer, x · kernel + bias, called with its input as a keyword."""
 

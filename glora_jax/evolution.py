@@ -238,9 +238,9 @@ def _settings(knobs: dict[str, Any], *, genes_shape: tuple[int, ...], space: str
     }
     if unknown := sorted(set(knobs) - set(defaults)):
         raise ValueError(f"unknown search settings {unknown}; known: {sorted(defaults)}")
-    values = defaults | knobs
     if "param_budget" not in knobs:
         raise ValueError("evolutionary_search needs a param_budget")
+    values = defaults | knobs
     counts = {k: _integer(k, v) for k, v in values.items() if k != "mutation_prob"}
     prob = values["mutation_prob"]
     if not isinstance(prob, numbers.Real) or isinstance(prob, bool):
@@ -255,9 +255,10 @@ def _settings(knobs: dict[str, Any], *, genes_shape: tuple[int, ...], space: str
 
 def _integer(name: str, value: Any) -> int:
     """``value`` as a Python int (numpy integers, integral floats); ValueError otherwise."""
-    if isinstance(value, bool):
-        raise ValueError(f"evolutionary_search: {name} must be an integer, got {value!r}")
-    if isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer()):
+    integral = isinstance(value, numbers.Integral) or (
+        isinstance(value, float) and value.is_integer()
+    )
+    if integral and not isinstance(value, bool):
         return int(value)
     raise ValueError(f"evolutionary_search: {name} must be an integer, got {value!r}")
 

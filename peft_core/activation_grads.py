@@ -25,11 +25,9 @@ view (``Adapter.train``); evaluation, search and merge keep the weight-space ``a
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
 import inspect
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -187,10 +185,6 @@ def _weight_tap_bwd(res: tuple[Any, ...], dy: jax.Array) -> tuple[None, jax.Arra
 weight_gradient_tap.defvjp(_tap_fwd, _weight_tap_bwd)
 
 
-#: Module paths tapped in the ``tapped`` forward being traced (None outside one).
-_TAPPED: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("tapped", default=None)
-
-
 def _dense_input(module: nn.Module, args: Any, kwargs: Any) -> jax.Array:
     """The input x of a dense module's ``__call__`` (positional or by its parameter's name);
     ValueError unless the module computes x · kernel over x's trailing axes (``_DENSE_MODULES``)."""
@@ -218,21 +212,21 @@ def _dense_input(module: nn.Module, args: Any, kwargs: Any) -> jax.Array:
     return x
 
 
-def _add_tap(grads: str, next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any) -> Any:
+def _add_tap(
+    grads: str, seen: set[str], next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any
+) -> Any:
     """flax interceptor: y + tap(x, U, V, offset) for every module call holding U and V, the tap
     chosen by ``taps_activations`` (rows per device: the traced rows over ``jax.device_count()``,
     the trainer's data parallelism); offset is the call's ``input_offset`` keyword
     (``experiments.models.dense.Dense``) or None. Only dense modules are served
-    (``_dense_input``); each tapped module's path is recorded for ``tapped``'s check."""
+    (``_dense_input``); each tapped module's path goes into ``seen`` for ``tapped``'s check."""
     y = next_fun(*args, **kwargs)
     module = context.module
     if context.method_name != "__call__" or not module.has_variable("params", U_KEY):
         return y
     u, v = module.get_variable("params", U_KEY), module.get_variable("params", V_KEY)
     x = _dense_input(module, args, kwargs)
-    seen = _TAPPED.get()
-    if seen is not None:
-        seen.add("/".join(module.path))
+    seen.add("/".join(module.path))
     fan_in, fan_out = u.shape[-2], v.shape[-1]
     tokens = x.size // fan_in
     if u.ndim != 2 or x.size % fan_in or y.size != tokens * fan_out:
@@ -257,10 +251,10 @@ def tapped(forward: ForwardFn, grads: str = "activation") -> ForwardFn:
     when the forward is traced."""
     if grads not in ("auto", "activation"):
         raise ValueError(f"tapped takes grads 'auto' or 'activation', got {grads!r}")
-    interceptor = functools.partial(_add_tap, grads)
 
     def run(params: Params, images: jax.Array, **kwargs: Any) -> jax.Array:
-        with _recording_taps() as seen, nn.intercept_methods(interceptor):
+        seen: set[str] = set()
+        with nn.intercept_methods(functools.partial(_add_tap, grads, seen)):
             out = forward(params, images, **kwargs)
         suffix = "/" + U_KEY
         holding = {
@@ -275,17 +269,6 @@ def tapped(forward: ForwardFn, grads: str = "activation") -> ForwardFn:
         return out
 
     return run
-
-
-@contextlib.contextmanager
-def _recording_taps() -> Iterator[set[str]]:
-    """The set ``_add_tap`` adds each tapped module's path to, while the block runs."""
-    seen: set[str] = set()
-    token = _TAPPED.set(seen)
-    try:
-        yield seen
-    finally:
-        _TAPPED.reset(token)
 
 
 def activation_train_view(

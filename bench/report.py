@@ -31,7 +31,7 @@ def render(rows: Sequence[Row], *, skipped: Sequence[str], failed: Sequence[dict
     lines = [
         format_table(rows),
         "",
-        "Targets (issue #5):",
+        "Targets (issue #5; stated for --size full on one H100, no verdict elsewhere):",
         *(c.line() for c in checks),
         *(f"n/a  {m}" for m in unchecked),
         *(["", "Data-parallel scaling (per-device batch fixed):"] if scaling else []),

@@ -20,12 +20,13 @@ from experiments.training.config import TrainConfig
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """task/source/data_dir as ``experiments.data.load_task`` takes them; split_seed for the
-    seeded sources (offline, npz, folder); cache_dir keeps decoded resized splits."""
+    """task/source/data_dir/version as ``experiments.data.load_task`` takes them; split_seed for
+    the seeded sources (offline, npz, folder); cache_dir keeps decoded resized splits."""
 
     task: str = "fashion_mnist"
     source: str = "offline"
     data_dir: str | None = None
+    version: str | None = None
     split_seed: int | None = None
     cache_dir: str | None = None
     test_limit: int | None = None

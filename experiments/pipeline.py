@@ -84,7 +84,8 @@ def load_split(config: ExperimentConfig, split: str) -> SplitArrays:
     data = config.data
     return load_task(
         data.task, source=data.source, split=split, data_dir=data.data_dir,  # type: ignore[arg-type]
-        image_size=config.backbone.image_size, seed=data.split_seed, cache_dir=data.cache_dir,
+        image_size=config.backbone.image_size, seed=data.split_seed, version=data.version,
+        cache_dir=data.cache_dir,
     )  # fmt: skip
 
 

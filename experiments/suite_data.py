@@ -1,10 +1,11 @@
 """Compact, portable copies of the offline tasks for the offline suite (npz "bring your own").
 
-A *pack* is an .npz (``images`` uint8 (N, H, W), ``labels`` (N,), ``num_classes``) laid out so
-that ``load_task(pack, source="npz", seed=s)`` returns exactly the given train800 / val200 / test
-arrays, in order. The npz source splits by ``perm = default_rng(s).permutation(N)``
-(experiments.data.splits, no official test set): train800 = perm[:800], val200 = perm[800:1000],
-test = perm[1000:1000 + 10k]. With N = 1000 + len(test) a pack therefore stores
+A *pack* is an .npz (``images`` uint8 (N, H, W), ``labels`` (N,), ``num_classes``,
+``split_seed`` = s) laid out so that ``load_task(pack, source="npz", seed=s)`` returns exactly
+the given train800 / val200 / test arrays, in order (another seed is refused). The npz source
+splits by ``perm = default_rng(s).permutation(N)`` (experiments.data.splits, no official test
+set): train800 = perm[:800], val200 = perm[800:1000], test = perm[1000:1000 + 10k]. With
+N = 1000 + len(test) a pack therefore stores
 
     images[perm[i]] = concat(train800, val200, test)[i]          for i < N
 
@@ -25,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.data.folder import open_npz_split
+from experiments.data.folder import SPLIT_SEED_KEY, open_npz_split
 from experiments.data.offline import open_offline_split
 from experiments.data.splits import TEST_CAP, TRAIN_SIZE, VAL_SIZE, split_indices
+from experiments.npz_files import write_npz
 
 Arrays = tuple[np.ndarray, np.ndarray]
 
@@ -64,12 +66,14 @@ def write_pack(
     labels = np.empty_like(ordered_labels)
     images[positions] = ordered_images
     labels[positions] = ordered_labels
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npz")
-    np.savez_compressed(partial, images=images, labels=labels, num_classes=np.int32(num_classes))
-    os.replace(partial, path)  # atomic: parallel writers of the same pack cannot clash
-    return path
+    arrays = {"images": images, "labels": labels, "num_classes": np.int32(num_classes)}
+    return write_npz(path, {**arrays, SPLIT_SEED_KEY: np.int64(seed)}, compress=True)
+
+
+def pack_seed(path: str | os.PathLike[str]) -> int | None:
+    """The split seed a pack was written for (None: not recorded, e.g. a user's own npz)."""
+    with np.load(path) as arrays:
+        return int(arrays[SPLIT_SEED_KEY]) if SPLIT_SEED_KEY in arrays.files else None
 
 
 def offline_pack(
@@ -151,9 +155,4 @@ def _cast_copy(
 ) -> Path:
     with np.load(src, allow_pickle=False) as npz:
         arrays = {k: npz[k].astype(new) if npz[k].dtype == old else npz[k] for k in npz.files}
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    partial = dst.with_name(f"{dst.stem}.{os.getpid()}.partial.npz")
-    (np.savez_compressed if compress else np.savez)(partial, **arrays)
-    os.replace(partial, dst)
-    return dst
+    return write_npz(dst, arrays, compress=compress)

@@ -20,7 +20,7 @@ from typing import Any
 
 from experiments.config import ExperimentConfig
 from experiments.data import load_task
-from experiments.suite_data import few_shot_pack, full_precision_copy
+from experiments.suite_data import few_shot_pack, full_precision_copy, pack_seed
 from experiments.suite_plan import (
     Assets,
     Run,
@@ -95,7 +95,8 @@ def prepare(settings: SuiteSettings, assets: Assets, runs: Path) -> None:
             full_precision_copy(half, assets.weights(backbone))
     for task, shots in packs:
         target = assets.pack(task, shots)
-        if shots is not None and not target.exists():
+        fresh = target.exists() and pack_seed(target) == settings.split_seed
+        if shots is not None and not fresh:  # derived: (re)built for this seed
             few_shot_pack(assets.pack(task), shots, target, seed=settings.split_seed)
         for split in ("train800", "val200", "test"):
             load_task(

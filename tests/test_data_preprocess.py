@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from experiments.data import load_task
 from experiments.data.base import ArraySource, SplitArrays
 from experiments.data.materialize import materialize, materialize_cached
 from experiments.data.preprocess import normalize, resize_bicubic, to_rgb
@@ -90,6 +91,26 @@ def test_materialize_matches_per_image_preprocessing():
     np.testing.assert_array_equal(images, expected)
     np.testing.assert_array_equal(labels, source.labels)
     assert labels.dtype == np.int32
+
+
+@pytest.mark.parametrize("source", ["npz", "folder"])
+def test_cache_misses_when_the_users_files_are_rewritten(tmp_path: Path, source: str):
+    def write(value: int) -> str:
+        images = np.full((1010, 4, 4, 3), value, np.uint8)
+        labels = np.arange(1010) % 2
+        if source == "npz":
+            np.savez(tmp_path / "data.npz", images=images, labels=labels)
+            return str(tmp_path / "data.npz")
+        for index, (image, label) in enumerate(zip(images, labels, strict=True)):
+            (tmp_path / "tree" / str(label)).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(tmp_path / "tree" / str(label) / f"{index}.png")
+        return str(tmp_path / "tree")
+
+    cache = tmp_path / "cache"
+    before = load_task(write(7), source=source, split="val200", cache_dir=cache)
+    after = load_task(write(9), source=source, split="val200", cache_dir=cache)  # same names, sizes
+    assert int(before.images.max()) == 7 and int(after.images.max()) == 9
+    assert len(list(cache.glob("*.labels.npy"))) == 2
 
 
 def test_cache_is_reused_and_checked(tmp_path: Path):

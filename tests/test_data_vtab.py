@@ -22,6 +22,8 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from experiments.config import override
+from experiments.configs import paper
 from experiments.data import DataNotFoundError, load_task
 from experiments.data.vtab import (
     VTAB_TASKS,
@@ -32,6 +34,7 @@ from experiments.data.vtab import (
     open_vtab_split,
     tfds_splits,
 )
+from experiments.pipeline import load_split
 
 # (min depth of the scene, clevr_dist label): label = last i with thresholds[i] < depth for
 # thresholds 0, 8, 8.5, 9, 9.5, 10, 100 -- worked out by hand, boundaries included.
@@ -449,6 +452,21 @@ def test_versions_tfds_cannot_build_are_named(
         open_vtab_split(task, "test", data_dir=tmp_path)
     assert f"builds only {VTAB_TASKS[task].builder}:{buildable}, not {pinned}" in str(error.value)
     assert f"version='{buildable}'" in str(error.value)
+    assert f"--set data.version={buildable}" in str(error.value)
+
+
+def test_the_cli_config_passes_a_tfds_version(tfds_dir: Path):
+    config = override(
+        paper("kitti"), [f"data.data_dir={tfds_dir}", f"data.version={_VERSIONS['kitti']}"]
+    )
+    got = load_split(config, "val200")
+    want = load_task(
+        "kitti", split="val200", data_dir=tfds_dir, version=_VERSIONS["kitti"], image_size=224
+    )
+    np.testing.assert_array_equal(got.labels, want.labels)
+    np.testing.assert_array_equal(got.images, want.images)
+    with pytest.raises(DataNotFoundError, match="kitti:3.1.0"):
+        load_split(override(config, ["data.version=none"]), "val200")
 
 
 def test_kitti_at_the_pinned_version_is_not_read_from_another(tfds_dir: Path):

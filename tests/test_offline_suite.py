@@ -18,6 +18,7 @@ from experiments.suite_data import (
     few_shot_pack,
     full_precision_copy,
     half_precision_copy,
+    pack_seed,
     write_pack,
 )
 from experiments.suite_plan import (
@@ -94,6 +95,19 @@ def test_pack_reproduces_the_given_splits(tmp_path: Path, seed: int, num_test: i
         assert num_classes == 10
         np.testing.assert_array_equal(got.images, images)
         np.testing.assert_array_equal(got.labels, labels)
+
+
+def test_pack_refuses_another_split_seed(tmp_path: Path) -> None:
+    parts = {"train": (800, 1), "val": (200, 2), "test": (40, 3)}
+    data = {k: synthetic(n, num_classes=10, seed=s) for k, (n, s) in parts.items()}
+    pack = write_pack(tmp_path / "p.npz", **data, num_classes=10, seed=0)
+    assert pack_seed(pack) == 0
+    with pytest.raises(ValueError, match="packed for split seed 0, not 1"):
+        open_npz_split(pack, "train800", seed=1)
+    with np.load(pack) as arrays:  # the same arrays without the seed: any seed splits them
+        np.savez(tmp_path / "own.npz", images=arrays["images"], labels=arrays["labels"])
+    assert pack_seed(tmp_path / "own.npz") is None
+    assert len(open_npz_split(tmp_path / "own.npz", "val200", seed=1)[0]) == 200
 
 
 def test_pack_refuses_wrong_sizes(tmp_path: Path) -> None:
@@ -234,6 +248,14 @@ def test_prepare_derives_weights_few_shot_packs_and_cache(tmp_path: Path) -> Non
     got, _ = open_npz_split(assets.pack("digits", 2), "train800", seed=0)
     assert np.bincount(got.labels).tolist() == [80] * 10
     assert len(list((tmp_path / "runs" / "cache").glob("*.labels.npy"))) == 6  # 2 packs x 3
+    # a few-shot pack left by another split seed is rebuilt, not read with the wrong seed
+    other_seed = write_pack(tmp_path / "seed1.npz", **data, num_classes=10, seed=1)
+    few_shot_pack(other_seed, 2, assets.pack("digits", 2), seed=1)
+    prepare(settings, assets, tmp_path / "runs")
+    assert pack_seed(assets.pack("digits", 2)) == 0
+    np.testing.assert_array_equal(
+        open_npz_split(assets.pack("digits", 2), "train800", seed=0)[0].images, got.images
+    )
 
 
 def fake_runner(val_of: dict[float, float], calls: list[str]) -> Any:

@@ -1,7 +1,9 @@
 """Bring your own images: an .npz of arrays or a folder per class, split the VTAB-1k way.
 
 - npz: ``images`` uint8 (N, H, W) or (N, H, W, C) with C in {1, 3}, ``labels`` int (N,),
-  optionally ``num_classes`` (a scalar; default max(labels) + 1).
+  optionally ``num_classes`` (a scalar; default max(labels) + 1) and ``split_seed`` (a scalar:
+  the only seed its splits are meant for, as a pack of experiments.suite_data records; another
+  seed is an error, since its train800 would hold the intended test images).
 - folder: ``<root>/<class name>/<image file>``; classes are the sorted folder names, label =
   position in that order; images are every file with a common image suffix, sorted.
 
@@ -18,6 +20,7 @@ import numpy as np
 from experiments.data.base import ArraySource, DataNotFoundError, ImageFileSource, check_labels
 from experiments.data.splits import split_indices
 
+SPLIT_SEED_KEY = "split_seed"
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 
 
@@ -34,6 +37,13 @@ def open_npz_split(
             raise ValueError(f"{path} lacks arrays {sorted(missing)} (has {arrays.files})")
         images, labels = arrays["images"], arrays["labels"]
         stored_classes = arrays["num_classes"] if "num_classes" in arrays.files else None
+        stored_seed = arrays[SPLIT_SEED_KEY] if SPLIT_SEED_KEY in arrays.files else None
+    if stored_seed is not None and int(stored_seed) != seed:
+        raise ValueError(
+            f"{path} was packed for split seed {int(stored_seed)}, not {seed}: with another seed "
+            "its train800 / val200 would mix in the packed test examples; use "
+            f"seed={int(stored_seed)} (--set data.split_seed={int(stored_seed)}) or re-pack it"
+        )
     if images.ndim == 4 and images.shape[-1] not in (1, 3):
         raise ValueError(f"{path}: images must have 1 or 3 channels, got {images.shape}")
     source = ArraySource(images, labels)  # validates dtypes and shapes

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
 from experiments.data.base import ExampleSource, SplitArrays
 from experiments.data.folder import open_folder_split, open_npz_split
 from experiments.data.materialize import materialize_cached
-from experiments.data.noah import open_noah_split
+from experiments.data.noah import open_noah_split, split_list_path
 from experiments.data.offline import open_offline_split
 from experiments.data.preprocess import Normalization, check_normalization, normalize
 from experiments.data.vtab import open_vtab_split, resolve_tfds_data_dir, vtab_task
@@ -59,7 +61,7 @@ def load_task(
     if version is not None and source != "tfds":
         raise ValueError(f"version applies to source 'tfds' only, not {source!r}")
     split_seed = DEFAULT_SPLIT_SEED if seed is None else seed
-    example_source, num_classes, location = _open(
+    example_source, num_classes, location, files = _open(
         name, source=source, split=split, data_dir=data_dir, seed=split_seed, version=version
     )
     key = {
@@ -69,6 +71,7 @@ def load_task(
         "location": location,
         "seed": split_seed,
         "version": version,
+        "files": _stamp(files),
     }
     images, labels = materialize_cached(
         example_source,
@@ -92,21 +95,37 @@ def _open(
     data_dir: str | os.PathLike[str] | None,
     seed: int,
     version: str | None,
-) -> tuple[ExampleSource, int, str]:
-    """(examples, num_classes, absolute data location for the cache key)."""
+) -> tuple[ExampleSource, int, str, tuple[Path, ...]]:
+    """(examples, num_classes, absolute data location, the user's files the split is read
+    from) for the cache key; versioned TFDS data and shipped offline sets name no files."""
     if source == "tfds":
         records = open_vtab_split(name, split, data_dir=data_dir, version=version)
-        return records, records.task.num_classes, str(resolve_tfds_data_dir(data_dir).resolve())
+        location = str(resolve_tfds_data_dir(data_dir).resolve())
+        return records, records.task.num_classes, location, ()
     if source == "noah":
         if data_dir is None:
             raise ValueError("source 'noah' needs data_dir= the vtab-1k root folder")
-        files = open_noah_split(name, split, root=data_dir)
-        return files, vtab_task(name).num_classes, str(Path(data_dir).resolve())
+        images = open_noah_split(name, split, root=data_dir)
+        files = (split_list_path(data_dir, name, split), *images.paths)
+        return images, vtab_task(name).num_classes, str(Path(data_dir).resolve()), files
     if data_dir is not None and source in ("npz", "folder"):
         raise ValueError(f"source {source!r} takes its path as name; leave data_dir unset")
     if source == "offline":
         arrays, num_classes = open_offline_split(name, split, seed=seed, data_dir=data_dir)
-        return arrays, num_classes, str(Path(data_dir).resolve()) if data_dir else "installed"
-    opened = open_npz_split if source == "npz" else open_folder_split
-    examples, num_classes = opened(name, split, seed=seed)
-    return examples, num_classes, str(Path(name).resolve())
+        location = str(Path(data_dir).resolve()) if data_dir else "installed"
+        return arrays, num_classes, location, ()
+    if source == "npz":
+        examples, num_classes = open_npz_split(name, split, seed=seed)
+        return examples, num_classes, str(Path(name).resolve()), (Path(name),)
+    folder, num_classes = open_folder_split(name, split, seed=seed)
+    return folder, num_classes, str(Path(name).resolve()), folder.paths
+
+
+def _stamp(files: Iterable[Path]) -> str:
+    """A digest of each file's path, size and modification time: rewriting the data under the
+    same name gives a new cache key instead of the old arrays."""
+    digest = hashlib.sha256()
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:20]

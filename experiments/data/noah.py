@@ -22,6 +22,11 @@ NOAH_HINT = (
 )
 
 
+def split_list_path(root: str | os.PathLike[str], name: str, split: str) -> Path:
+    """``<root>/<name>/<split>.txt``: the list file of one split."""
+    return Path(root) / name / f"{split}.txt"
+
+
 def read_split_list(path: Path) -> tuple[tuple[Path, ...], np.ndarray]:
     """Parse a NOAH list file -> (absolute image paths, labels (N,) int32)."""
     paths: list[Path] = []
@@ -41,7 +46,7 @@ def open_noah_split(name: str, split: str, *, root: str | os.PathLike[str]) -> I
     """The ``split`` list of VTAB-1k task ``name`` under ``root`` (NOAH's vtab-1k folder)."""
     task = vtab_task(name)
     check_vtab1k_split(split)
-    list_path = Path(root) / name / f"{split}.txt"
+    list_path = split_list_path(root, name, split)
     if not list_path.is_file():
         raise DataNotFoundError(f"no NOAH split list at {list_path}; {NOAH_HINT}")
     paths, labels = read_split_list(list_path)

@@ -297,7 +297,8 @@ def _not_prepared_message(task: VtabTask, root: Path, reason: str) -> str:
         if buildable.match(task.version)
         else f" This tfds ({tfds.__version__}) builds only {task.builder}:{buildable}, not "
         f"{task.version}: prepare {task.version} with an older tfds, or pass "
-        f"version='{buildable}' (its examples or splits may differ from the published numbers)."
+        f"version='{buildable}' (`--set data.version={buildable}` on the command line; its "
+        "examples or splits may differ from the published numbers)."
     )
     return (
         f"VTAB-1k task {task.name!r} needs the TFDS dataset {task.tfds_name} prepared as "

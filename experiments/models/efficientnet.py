@@ -47,6 +47,7 @@ import numpy as np
 from experiments.assets import asset_path
 from experiments.models.convnext import DropPath
 from experiments.models.torch_zip import load_torch_file
+from experiments.npz_files import write_npz
 from peft_core.adapter import check_tree
 from peft_core.paths import flatten, unflatten
 
@@ -237,7 +238,4 @@ def load_efficientnet_lite0_params(path: str | Path | None = None) -> dict[str, 
 
 def export_npz(out_path: str | Path) -> Path:
     """Write the wheel's EfficientNet-Lite0 ImageNet params to ``out_path`` (an .npz)."""
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out_path, **flatten(load_efficientnet_lite0_params()))
-    return out_path
+    return write_npz(out_path, flatten(load_efficientnet_lite0_params()))

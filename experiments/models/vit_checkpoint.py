@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from experiments.npz_files import write_npz
 from peft_core.paths import flatten, unflatten
 
 logger = logging.getLogger(__name__)
@@ -89,10 +90,7 @@ def save_npz(
     arrays: dict[str, Any] = {k: np.asarray(v) for k, v in flatten(params).items()}
     if metadata is not None:
         arrays[METADATA_KEY] = np.asarray(json.dumps(dict(metadata)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as f:
-        np.savez(f, **arrays)
-    return path
+    return write_npz(path, arrays)
 
 
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:

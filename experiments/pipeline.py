@@ -3,7 +3,10 @@
 Everything lands in ``workdir``: train/ (checkpoints, metrics.csv, TensorBoard events),
 search/ (resumable state), subnet.json (GLoRA's chosen config, readable, with its parameter
 count), merged.npz (adapter-free params the plain backbone serves), plots/*.png, result.json.
-A killed run started again with the same workdir resumes training and search where they stopped.
+A killed run started again with the same workdir resumes training and search where they stopped;
+a workdir is refused to a config that differs from its config.json in anything but
+``RESUMABLE_KEYS`` (knobs of logging, checkpoints, evaluation batches, data location, the test
+limit, a longer search, retraining).
 
 result.json: test_accuracy (the adapted model as it was trained and searched, ``adapter.apply``:
 GLoRA's update in a bf16 model's dtype) and merged_test_accuracy (the plain backbone on the
@@ -37,6 +40,7 @@ from experiments.data import load_task
 from experiments.data.base import SplitArrays
 from experiments.data.pipeline import TrainBatches
 from experiments.methods import Method, bias_grad_for, build_method
+from experiments.npz_files import write_npz
 from experiments.training import TrainResult, train
 from experiments.training.evaluate import (
     make_config_scorer,
@@ -55,6 +59,15 @@ from glora_jax.evolution import (
 from peft_core import flatten
 
 log = logging.getLogger(__name__)
+
+#: Config keys a resumed run may change: they do not alter what training and search compute.
+RESUMABLE_KEYS = frozenset({
+    "data.data_dir", "data.cache_dir", "data.test_limit", "eval_batch_size",
+    "train.log_every", "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints",
+    "train.eval_batch_size", "train.eval_configs", "search.configs_per_call",
+    "search.generations", "search.retrain", "backbone.attention", "backbone.remat",
+    "backbone.bias_grad",
+})  # fmt: skip
 
 
 class StageClock:
@@ -175,11 +188,43 @@ def search_settings(config: ExperimentConfig) -> dict[str, Any]:
     )  # fmt: skip
 
 
+def check_same_experiment(config: ExperimentConfig, workdir: pathlib.Path) -> None:
+    """ValueError naming each key outside ``RESUMABLE_KEYS`` in which ``config`` differs from
+    the one ``workdir/config.json`` records (none recorded: a new workdir)."""
+    path = workdir / "config.json"
+    if not path.exists():
+        return
+    saved = _dotted(json.loads(path.read_text()))
+    current = _dotted(json.loads(json.dumps(as_dict(config), default=str)))
+    changed = [
+        f"{k}: {saved.get(k)!r} -> {current.get(k)!r}"
+        for k in sorted(saved.keys() | current.keys())
+        if k not in RESUMABLE_KEYS and saved.get(k) != current.get(k)
+    ]
+    if changed:
+        raise ValueError(
+            f"{workdir} holds a run of another config ({'; '.join(changed)}); resuming would mix "
+            f"the two: use another --workdir, or the config in {path}"
+        )
+
+
+def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a.b": leaf} of a nested dict."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat |= _dotted(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]:
     """Run every stage for one task; returns (and writes) the result json."""
     started = time.perf_counter()
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    check_same_experiment(config, workdir)
     (workdir / "config.json").write_text(json.dumps(as_dict(config), indent=2, default=str))
     clock = StageClock()
     splits = load_splits(config)
@@ -232,8 +277,7 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
     rounded = rounds_update(effective, merged)
     check_merged_agrees(adapted, served, num_test=len(splits.test), rounded_update=rounded)
     clock.lap("test")
-    arrays: dict[str, Any] = {k: np.asarray(v) for k, v in flatten(merged).items()}
-    np.savez(workdir / "merged.npz", **arrays)
+    write_npz(workdir / "merged.npz", {k: np.asarray(v) for k, v in flatten(merged).items()})
     clock.lap("save")
 
     result_json = {

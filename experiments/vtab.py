@@ -97,14 +97,22 @@ def task_workdir(workdir: pathlib.Path, task: str) -> pathlib.Path:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.INFO)  # basicConfig is a no-op once absl (orbax) set up
     args = parse_args(argv)
     initialize_distributed(args.distributed)
     tasks = list(TASKS) if args.tasks == "all" else args.tasks.split(",")
     workdir = pathlib.Path(args.workdir)
+    outs = [task_workdir(workdir, task) for task in tasks]
+    shared = sorted({str(out) for out in outs if outs.count(out) > 1})
+    if shared:
+        raise SystemExit(
+            f"error: tasks of --tasks would share the results folder {', '.join(shared)}: name "
+            "each task once, and give data files or folders different names (or run them with "
+            "separate --workdir)"
+        )
     results = {}
-    for task in tasks:
+    for task, out in zip(tasks, outs, strict=True):
         config = task_config(args, task)
-        out = task_workdir(workdir, task)
         print(f"== {task}: {args.adapter} on {config.backbone.name} -> {out}")
         results[task] = pipeline.run(config, out)
         print(json.dumps(results[task], indent=2))

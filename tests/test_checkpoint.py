@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import pathlib
+import re
 
 import chex
 import jax
@@ -20,12 +21,15 @@ from test_training import (
     toy_batches,
     toy_forward,
     toy_params,
+    toy_task,
 )
 
 from experiments.training import (
     Checkpointer,
     CheckpointMismatchError,
     NonFiniteLossError,
+    OptimConfig,
+    TrainConfig,
     TrainState,
     train,
 )
@@ -125,6 +129,49 @@ def test_checkpoint_of_another_model_or_adapter_is_refused(tmp_path: pathlib.Pat
         run(lora(2, targets=r"hidden_\d/kernel"))
 
 
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"total_steps": 6}, "total_steps: 4 -> 6"),
+        ({"batch_size": 8}, "batch_size: 16 -> 8"),
+        ({"seed": 3}, "seed: 0 -> 3"),
+        ({"optim": OptimConfig(learning_rate=1e-2, warmup_epochs=0, min_lr=0.0)},
+         "optim.learning_rate: 0.05 -> 0.01"),
+    ],
+)  # fmt: skip
+def test_checkpoint_of_other_run_settings_is_refused(
+    tmp_path: pathlib.Path, change: dict, named: str
+) -> None:
+    def run(config: TrainConfig, cfg: object = None) -> float | None:
+        return train(
+            config, forward=toy_forward, params=toy_params(), adapter=switch_adapter(),
+            train_data=toy_batches(), workdir=tmp_path, cfg=cfg,
+            eval_data=toy_task(24, seed=2),
+        ).eval_accuracy  # fmt: skip
+
+    config = quick_config(total_steps=4, checkpoint_every=2)
+    first = run(config)
+    # knobs of logging, checkpoints and evaluation may change; the finished run is evaluated again
+    assert run(dataclasses.replace(config, log_every=3, eval_every=2, eval_batch_size=8)) == first
+    with pytest.raises(CheckpointMismatchError, match=re.escape(named)):
+        run(dataclasses.replace(config, **change))
+    with pytest.raises(CheckpointMismatchError, match=r"cfg: None -> '[0-9a-f]{16}'"):
+        run(config, cfg=jnp.asarray([1]))
+
+
+def test_checkpoint_of_other_dtypes_is_refused(tmp_path: pathlib.Path) -> None:
+    adapter = lora(2, targets="hidden_0/kernel")
+    state = _toy_state(adapter)
+    checkpointer = Checkpointer(tmp_path, every=1, keep=1)
+    checkpointer.save(state)
+    checkpointer.close()
+    bf16 = jax.tree.map(lambda x: x.astype(jnp.bfloat16), state.trainable)
+    checkpointer = Checkpointer(tmp_path, every=1, keep=1)
+    with pytest.raises(CheckpointMismatchError, match=r"float32 saved, bfloat16 now"):
+        checkpointer.restore(state._replace(trainable=bf16))
+    checkpointer.close()
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: pathlib.Path) -> None:
     config = quick_config(total_steps=8, checkpoint_every=2, log_every=10)
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 4 "):
@@ -141,6 +188,69 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: path
     template = _toy_state(lora(2, targets="hidden_0/kernel"))
     restored = checkpointer.restore(template)
     assert int(restored.step) == 4
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(restored.trainable))
+    checkpointer.close()
+
+
+POISON = 777.0
+
+
+@jax.custom_vjp
+def _nan_cotangent(logits: jax.Array, poison: jax.Array) -> jax.Array:
+    """Identity whose gradient is NaN where ``poison``: a finite loss with non-finite grads."""
+    return logits
+
+
+def _nan_fwd(logits: jax.Array, poison: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return logits, poison
+
+
+def _nan_bwd(poison: jax.Array, g: jax.Array) -> tuple[jax.Array, None]:
+    return jnp.where(poison, jnp.nan, g), None
+
+
+_nan_cotangent.defvjp(_nan_fwd, _nan_bwd)
+
+
+def _poisoned_forward(params: Params, images: jax.Array, *, train: bool, rng: jax.Array):
+    logits = toy_forward(params, images, train=train, rng=rng)
+    return _nan_cotangent(logits, jnp.any(images == POISON))
+
+
+@dataclasses.dataclass(frozen=True)
+class PoisonBatches:
+    """Batches of ``data`` whose batch ``at`` makes ``_poisoned_forward``'s gradient NaN."""
+
+    data: ToyBatches
+    at: int
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.data.steps_per_epoch
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        images, labels = self.data.batch(step)
+        return (np.where(np.arange(images.shape[-1]) == 0, POISON, images) if step == self.at
+                else images), labels  # fmt: skip
+
+
+def test_non_finite_gradients_with_a_finite_loss_stop_before_a_checkpoint(
+    tmp_path: pathlib.Path,
+) -> None:
+    config = quick_config(total_steps=8, checkpoint_every=2, log_every=10)
+    message = r"loss is [0-9.]+ at step 3 \(the update on batch 3; gradient norm nan\)"
+    with pytest.raises(NonFiniteLossError, match=message):
+        train(
+            config,
+            forward=_poisoned_forward,
+            params=toy_params(),
+            adapter=lora(2, targets="hidden_0/kernel"),
+            train_data=PoisonBatches(toy_batches(), 3),
+            workdir=tmp_path,
+        )
+    checkpointer = Checkpointer(tmp_path / CHECKPOINT_DIR, every=2, keep=2)
+    assert checkpointer.latest_step() == 2  # the state after the NaN update (4) is not saved
+    restored = checkpointer.restore(_toy_state(lora(2, targets="hidden_0/kernel")))
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(restored.trainable))
     checkpointer.close()
 

@@ -40,7 +40,7 @@ SCRIPT = textwrap.dedent(
             assert "batch size 15 is not divisible by the 2 devices" in str(err), err
     eval_data = toy_task(37, seed=3)
     result = train(
-        quick_config(total_steps=5, num_configs=2, eval_batch_size=8),
+        quick_config(total_steps=5, num_configs=2, eval_batch_size=7),  # 8 on 2 devices
         forward=dropout_forward,
         params=toy_params(),
         adapter=switch_adapter(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 
 import jax
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from experiments import pipeline, vtab
-from experiments.config import ExperimentConfig, override
+from experiments.config import ExperimentConfig, as_dict, override
 from experiments.configs import paper, quickstart
 from experiments.vtab_table import PAPER_LR
 
@@ -73,6 +74,9 @@ def test_glora_end_to_end_with_retrain_and_resume(tmp_path, caplog):
     again = json.loads((out / "result.json").read_text())
     assert again["test_accuracy"] == result["test_accuracy"]
     assert again["trainable_params"] == result["trainable_params"]
+    # ... but not with settings that change what it trains: that would splice two runs
+    with pytest.raises(ValueError, match=re.escape("train.epochs: 2 -> 3")):
+        vtab.main([*argv, "--set", "train.epochs=3"])
 
 
 @pytest.mark.slow
@@ -152,6 +156,31 @@ def test_search_settings_are_checked_before_training(tmp_path):
     with pytest.raises(ValueError, match="population must be >= top_k"):
         vtab.main(["--set", "search.top_k=100", f"--workdir={tmp_path}"])
     assert not (tmp_path / "fashion_mnist" / "train").exists()
+    assert logging.getLogger().getEffectiveLevel() == logging.INFO  # "resuming at ..." shows
+
+
+def test_tasks_sharing_a_results_folder_are_refused(tmp_path):
+    tasks = f"{tmp_path / 'a' / 'data.npz'},{tmp_path / 'b' / 'data.npz'}"
+    with pytest.raises(SystemExit, match=r"share the results folder .*data\.npz"):
+        vtab.main(["--source=npz", f"--tasks={tasks}", f"--workdir={tmp_path / 'w'}"])
+    with pytest.raises(SystemExit, match="share the results folder"):
+        vtab.main(["--tasks=digits,digits", f"--workdir={tmp_path / 'w'}"])
+
+
+def test_a_workdir_refuses_another_config(tmp_path):
+    config = override(quickstart("digits"), ["train.epochs=2"])
+    pipeline.check_same_experiment(config, tmp_path)  # a new workdir takes any config
+    (tmp_path / "config.json").write_text(json.dumps(as_dict(config), default=str))
+    resumable = ["train.log_every=1", "eval_batch_size=64", "search.generations=40"]
+    pipeline.check_same_experiment(override(config, resumable), tmp_path)
+    for change, named in [
+        ("train.epochs=3", "train.epochs: 2 -> 3"),
+        ("data.task=/elsewhere/digits", "data.task: 'digits' -> '/elsewhere/digits'"),
+        ("backbone.dtype=bfloat16", "backbone.dtype: 'float32' -> 'bfloat16'"),
+        ("method.space=small", "method.space: 'medium' -> 'small'"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(named)):
+            pipeline.check_same_experiment(override(config, [change]), tmp_path)
 
 
 def test_own_data_takes_quickstart_and_writes_under_the_workdir(tmp_path):

@@ -2,14 +2,17 @@
 
 Each checkpoint step holds two items:
 - "state": the TrainState (trainable, optimiser state, step = data position, rng as key data);
-- "meta":  JSON with "signature" {leaf path: [shape, dtype]} of that state, compared with the
-  current state's before anything is restored, so a checkpoint of another model, adapter or
-  optimiser is refused with the mismatching leaves named.
+- "meta":  JSON with "signature" {leaf path: [shape, dtype]} of that state and "run", what
+  the trainer says makes the run (its settings), both compared with the current ones before
+  anything is restored: a checkpoint of another model, adapter, optimiser, dtype or run is
+  refused with the mismatching leaves or settings named.
 """
 
 from __future__ import annotations
 
+import json
 import pathlib
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -44,7 +47,7 @@ def _from_json(sig: JsonSignature) -> dict[str, jax.ShapeDtypeStruct]:
 def _check_fits(
     current: dict[str, jax.ShapeDtypeStruct], saved: dict[str, jax.ShapeDtypeStruct], *, what: str
 ) -> None:
-    """CheckpointMismatchError unless ``saved`` has ``current``'s paths and shapes."""
+    """CheckpointMismatchError unless ``saved`` has ``current``'s paths, shapes and dtypes."""
     for prefix in (".trainable", ""):
         try:
             check_tree(
@@ -57,6 +60,32 @@ def _check_fits(
                 f"refusing to restore: {err} (missing = in the current model/adapter/optimiser "
                 "state but not in the checkpoint)"
             ) from err
+    retyped = [
+        f"{path}: {saved[path].dtype} saved, {s.dtype} now"
+        for path, s in current.items()
+        if saved[path].dtype != s.dtype
+    ]
+    if retyped:
+        more = " ..." if len(retyped) > 10 else ""
+        raise CheckpointMismatchError(
+            f"refusing to restore: {what} holds other dtypes: " + ", ".join(retyped[:10]) + more
+        )
+
+
+def _check_same_run(current: Mapping[str, Any], saved: Mapping[str, Any], *, what: str) -> None:
+    """CheckpointMismatchError naming each setting in which ``saved`` differs from ``current``."""
+    keys = sorted(current.keys() | saved.keys())
+    changed = [
+        f"{k}: {saved.get(k)!r} -> {current.get(k)!r}"
+        for k in keys
+        if saved.get(k) != current.get(k)
+    ]
+    if changed:
+        raise CheckpointMismatchError(
+            f"refusing to resume: {what} was written by a run with other settings ("
+            + "; ".join(changed)
+            + "); resuming would splice two runs: use another workdir, or the saved settings"
+        )
 
 
 def _storable(state: TrainState) -> TrainState:
@@ -65,11 +94,23 @@ def _storable(state: TrainState) -> TrainState:
 
 
 class Checkpointer:
-    """Save every ``every`` steps (and when forced), keep the last ``keep``, restore with checks."""
+    """Save every ``every`` steps (and when forced), keep the last ``keep``, restore with checks.
 
-    def __init__(self, directory: str | pathlib.Path, *, every: int, keep: int) -> None:
+    run: JSON-ready settings that make the run (``experiments.training.trainer.run_settings``),
+    stored with each checkpoint; a checkpoint of other settings is not restored.
+    """
+
+    def __init__(
+        self,
+        directory: str | pathlib.Path,
+        *,
+        every: int,
+        keep: int,
+        run: Mapping[str, Any] | None = None,
+    ) -> None:
         self.directory = pathlib.Path(directory).absolute()
         self.every = every
+        self.run = json.loads(json.dumps(dict(run or {})))  # as it reads back from JSON
         self._manager = ocp.CheckpointManager(
             self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
         )
@@ -90,7 +131,9 @@ class Checkpointer:
             step,
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(storable),
-                meta=ocp.args.JsonSave({"signature": _to_json(signature(storable))}),
+                meta=ocp.args.JsonSave(
+                    {"signature": _to_json(signature(storable)), "run": self.run}
+                ),
             ),
             force=True,
         )
@@ -98,20 +141,20 @@ class Checkpointer:
     def restore(self, template: TrainState, step: int | None = None) -> TrainState:
         """The state saved at ``step`` (default: the latest), laid out like ``template``.
 
-        Raises CheckpointMismatchError naming missing / unexpected / mis-shaped leaves when the
-        checkpoint does not fit ``template`` (the trainable tree's leaves first, then optimiser
-        and the rest), FileNotFoundError when there is no checkpoint.
+        Raises CheckpointMismatchError naming missing / unexpected / mis-shaped / retyped
+        leaves when the checkpoint does not fit ``template`` (the trainable tree's leaves first,
+        then optimiser and the rest) or the settings that differ from its run's,
+        FileNotFoundError when there is no checkpoint.
         """
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
         storable = _storable(template)
         saved = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-        _check_fits(
-            signature(storable),
-            _from_json(saved.meta["signature"]),
-            what=f"checkpoint {self.directory / str(step)}",
-        )
+        what = f"checkpoint {self.directory / str(step)}"
+        _check_fits(signature(storable), _from_json(saved.meta["signature"]), what=what)
+        if self.run and "run" in saved.meta:  # either side may not say (older checkpoints)
+            _check_same_run(self.run, saved.meta["run"], what=what)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, storable)
         restored = self._manager.restore(
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))

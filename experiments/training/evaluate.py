@@ -22,7 +22,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from experiments.data.pipeline import EvalBatch, padded_batches
-from experiments.training.sharding import batch_sharded, check_divisible, data_mesh, put_global
+from experiments.training.sharding import DATA_AXIS, batch_sharded, data_mesh, put_global
 from experiments.training.step import Forward
 from peft_core import Adapter
 from peft_core.paths import Params
@@ -40,12 +40,15 @@ ConfigScorer = Callable[[Any], np.ndarray]
 def stack_eval_batches(
     images: Any, labels: Any, *, batch_size: int, mesh: Mesh | None = None
 ) -> EvalBatch:
-    """A whole split as padded batches stacked (num_batches, batch_size, ...), on the devices.
+    """A whole split as padded batches stacked (num_batches, B, ...), on the devices.
 
-    Each batch is split over the mesh's "data" axis (``batch_size`` must divide by its size).
+    Each batch is split over the mesh's "data" axis: B is ``batch_size`` rounded up to a
+    multiple of its size (padding is masked out of every count), so any batch size serves any
+    number of devices.
     """
     mesh = data_mesh() if mesh is None else mesh
-    check_divisible(batch_size, mesh, what="eval batch size")
+    devices = mesh.shape[DATA_AXIS]
+    batch_size = -(-batch_size // devices) * devices
     batches = list(padded_batches(np.asarray(images), np.asarray(labels), batch_size=batch_size))
     if not batches:
         raise ValueError("cannot evaluate on an empty split")

@@ -3,8 +3,9 @@
 Losses stay on device between log points (no per-step host sync), except after the first step
 of a run (or resumed run), which is waited for once to log how long it took: its compilation
 plus one step (``train/first_step_s``). At every log point and before
-every checkpoint they are fetched and checked: a non-finite loss raises NonFiniteLossError naming
-the first bad step, before any checkpoint of a state after it is written.
+every checkpoint they are fetched and checked: a non-finite loss or gradient norm raises
+NonFiniteLossError naming the first bad step, before any checkpoint of a state after it is
+written.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class BatchSource(Protocol):
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; the message names the step."""
+    """The training loss or gradient norm became NaN or infinite; the message names the step."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,11 +68,13 @@ def run_steps(
     settings: LoopSettings,
     evaluate: Evaluate | None = None,
     show_progress: bool = True,
-) -> TrainState:
+) -> tuple[TrainState, dict[str, float] | None]:
     """Train from ``state.step`` to ``settings.total_steps``; the final state is checkpointed.
     Between steps the state stays packed (``step_fn.pack``: a few buffers instead of one per
-    leaf); it is unpacked only to be checkpointed, evaluated or returned."""
+    leaf); it is unpacked only to be checkpointed, evaluated or returned. Returns the final
+    state and its evaluation (None when no step ran or there is no ``evaluate``)."""
     start = int(state.step)
+    final_eval = None
     packed = step_fn.pack(state)
     pending: list[tuple[int, dict[str, jax.Array]]] = []
     window_start = time.perf_counter()
@@ -112,8 +115,10 @@ def run_steps(
             if save:
                 checkpointer.save(state)
             if evaluate_now is not None:
-                writer.write(done, evaluate_now(state))
-    return state  # the last step always saves, so this is its unpacked state
+                scores = evaluate_now(state)
+                writer.write(done, scores)
+                final_eval = scores if last else None
+    return state, final_eval  # the last step always saves, so this is its unpacked state
 
 
 def _every(step: int, period: int) -> bool:
@@ -132,11 +137,12 @@ def _summarise(pending: list[tuple[int, dict[str, jax.Array]]]) -> dict[str, flo
     """Window means (lr: its last value) after checking every loss is finite."""
     fetched: list[tuple[int, dict[str, Any]]] = jax.device_get(pending)
     for step, metrics in fetched:
-        loss = float(metrics["loss"])
-        if not math.isfinite(loss):
+        loss, grad_norm = float(metrics["loss"]), float(metrics["grad_norm"])
+        if not math.isfinite(loss) or not math.isfinite(grad_norm):
             raise NonFiniteLossError(
-                f"training loss is {loss} at step {step} (the update on batch {step}); "
-                "stopped without saving, the last checkpoint is the last good state"
+                f"training loss is {loss} at step {step} (the update on batch {step}; gradient "
+                f"norm {grad_norm}); stopped without saving, the last checkpoint is the last good "
+                "state"
             )
     names = fetched[0][1].keys()
     scalars = {f"train/{n}": float(np.mean([m[n] for _, m in fetched])) for n in names}

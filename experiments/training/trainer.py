@@ -9,12 +9,14 @@ jitted sharded step per batch -> metrics (CSV + TensorBoard in workdir) -> check
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import pathlib
 import time
 from typing import Any
 
 import jax
+import numpy as np
 
 from experiments.data.pipeline import EvalBatch
 from experiments.training.checkpoint import Checkpointer
@@ -130,13 +132,14 @@ def train(
         pathlib.Path(workdir) / CHECKPOINT_DIR,
         every=config.checkpoint_every,
         keep=config.keep_checkpoints,
+        run=run_settings(config, steps_per_epoch=train_data.steps_per_epoch, cfg=cfg),
     )
     try:
         if checkpointer.latest_step() is not None:
             state = checkpointer.restore(state)
             logger.info("resuming at step %d from %s", int(state.step), checkpointer.directory)
         with MetricWriter(workdir, start_step=int(state.step), enabled=is_main) as writer:
-            state = run_steps(
+            state, final_eval = run_steps(
                 state,
                 step_fn=step_fn,
                 backbone=backbone,
@@ -158,10 +161,8 @@ def train(
         checkpointer.close()
 
     final = None
-    if evaluate is not None:
-        logged = history.get("eval/accuracy", [])
-        done = logged and logged[-1][0] == total_steps
-        final = logged[-1][1] if done else evaluate(state)["eval/accuracy"]
+    if evaluate is not None:  # every process evaluates (a collective), or reuses the loop's
+        final = (final_eval or evaluate(state))["eval/accuracy"]
     return TrainResult(
         params=join_head(backbone, state.trainable["head"]),
         aparams=state.trainable["adapter"],
@@ -171,6 +172,26 @@ def train(
         num_trainable=param_count(state.trainable),
         eval_accuracy=final,
     )
+
+
+def run_settings(config: TrainConfig, *, steps_per_epoch: int, cfg: Any) -> dict[str, Any]:
+    """What makes a training run (stored with its checkpoints; a resume must match): the
+    optimiser and schedule, batch size, steps, seed, head, subnets per step and a digest of a
+    fixed ``cfg``. Logging, checkpoint and evaluation knobs may change between resumes."""
+    optim = {f"optim.{k}": v for k, v in dataclasses.asdict(config.optim).items()}
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(jax.device_get(cfg)):
+        array = np.asarray(leaf)
+        digest.update(f"{array.dtype}{array.shape}".encode() + array.tobytes())
+    return optim | {
+        "batch_size": config.batch_size,
+        "total_steps": config.num_steps(steps_per_epoch),
+        "steps_per_epoch": steps_per_epoch,
+        "seed": config.seed,
+        "head_pattern": config.head_pattern,
+        "num_configs": config.num_configs,
+        "cfg": None if cfg is None else digest.hexdigest()[:16],
+    }
 
 
 def _evaluator(

@@ -159,10 +159,27 @@ def no_config(name: str, cfg: Config) -> None:
         raise ValueError(f"{name} has no search space: cfg must be None, got {type(cfg).__name__}")
 
 
+class CombinedSpace(NamedTuple):
+    """The search spaces of combined adapters (None where one has none); a config is the tuple
+    of theirs."""
+
+    spaces: tuple[Any, ...]
+
+    def sample(self, rng: jax.Array, batch_shape: tuple[int, ...] = ()) -> tuple[Config, ...]:
+        """One independent draw per space (None for adapters without one)."""
+        keys = jax.random.split(rng, len(self.spaces))
+        return tuple(
+            None if s is None else s.sample(k, batch_shape)
+            for s, k in zip(self.spaces, keys, strict=True)
+        )
+
+
 def combine(*adapters: Adapter) -> Adapter:
     """Several adapters on disjoint targets as one; aparams and cfg are tuples, one per adapter.
 
-    Applied in order, each to the previous one's output. Overlapping targets raise at init.
+    Applied in order, each to the previous one's output. Overlapping targets raise at init: a
+    target is any leaf the adapter may rewrite under some config (found by tracing ``apply``
+    with an abstract config, not by one draw).
     """
     if not adapters:
         raise ValueError("combine() needs at least one adapter")
@@ -197,17 +214,24 @@ def combine(*adapters: Adapter) -> Adapter:
 
         return run
 
-    def space(params: Params) -> tuple[Any, ...]:
-        return tuple(a.space(params) if a.space else None for a in adapters)
+    def space(params: Params) -> CombinedSpace:
+        return CombinedSpace(tuple(a.space(params) if a.space else None for a in adapters))
 
     has_space = any(a.space is not None for a in adapters)
     return Adapter(init, fold("apply"), fold("merge"), space if has_space else None)
 
 
 def _changed_paths(params: Params, adapter: Adapter, aparams: AParams) -> list[str]:
-    """Param paths the adapter rewrites: leaves of its output that are new objects."""
+    """Param paths the adapter may rewrite: leaves of its output, traced with an abstract
+    config (so no option is decided by a draw), that are not its input's."""
     space = adapter.space(params) if adapter.space else None
-    cfg = space.sample(jax.random.key(0)) if space is not None else None
-    before = flatten(params)
-    after = flatten(adapter.apply(params, aparams, cfg))
-    return [p for p, v in after.items() if v is not before[p]]
+    cfg = None if space is None else jax.eval_shape(space.sample, jax.random.key(0))
+    changed: list[str] = []
+
+    def probe(params: Params, aparams: AParams, cfg: Config) -> None:
+        before = flatten(params)
+        after = flatten(adapter.apply(params, aparams, cfg))
+        changed.extend(p for p, v in after.items() if v is not before[p])
+
+    jax.eval_shape(probe, params, aparams, cfg)
+    return changed

@@ -1,7 +1,8 @@
 """The two non-PEFT baselines in the adapter protocol.
 
-- ``full()``: aparams is a zero-initialised delta on every leaf matched (default: all), so full
-  fine-tuning trains exactly the same quantities through the same trainer.
+- ``full()``: aparams is a zero-initialised delta on every leaf matched (default: all), in the
+  leaf's dtype promoted to f32 at least, so full fine-tuning trains exactly the same quantities
+  through the same trainer.
 - ``linear_probe()``: no adapter tensors; only the task head (handled by the trainer) trains.
 """
 
@@ -18,6 +19,7 @@ from peft_core.adapter import (
     check_tree,
     no_config,
     replace_leaves,
+    update_dtype,
 )
 from peft_core.paths import Params, Patterns, flatten, select, unflatten
 
@@ -29,7 +31,7 @@ def full(*, targets: Patterns = r".*", exclude: Patterns | None = None) -> Adapt
         del rng
         flat = flatten(params)
         chosen = select(flat, targets, exclude=exclude)
-        return unflatten({p: jnp.zeros_like(flat[p], jnp.float32) for p in chosen})
+        return unflatten({p: jnp.zeros_like(flat[p], update_dtype(flat[p].dtype)) for p in chosen})
 
     def apply(params: Params, aparams: AParams, cfg: Config = None) -> Params:
         no_config("full", cfg)

@@ -255,6 +255,23 @@ def test_full_and_linear_probe():
         probe.apply(PARAMS, {"x": jnp.ones(1)})
 
 
+@pytest.mark.parametrize(
+    ("param_dtype", "delta_dtype"),
+    [(jnp.bfloat16, jnp.float32), (jnp.float32, jnp.float32), (jnp.float64, jnp.float64)],
+)
+def test_full_delta_holds_the_params_precision(param_dtype, delta_dtype):
+    with jax.enable_x64(True):
+        params = {"w": jnp.full((3,), 1.0, param_dtype)}
+        adapter = peft_core.full()
+        delta = adapter.init(jax.random.key(0), params)
+        assert delta["w"].dtype == delta_dtype
+        step = jnp.asarray(1e-12, delta_dtype)  # below f32's resolution at 1.0
+        merged = adapter.merge(params, {"w": delta["w"] + step})
+        assert merged["w"].dtype == param_dtype
+        if param_dtype == jnp.float64:
+            np.testing.assert_array_equal(merged["w"], np.full(3, 1.0 + 1e-12))
+
+
 def test_combine_disjoint_and_overlap():
     a = peft_core.lora(2, targets=r"dense/kernel")
     b = peft_core.lora(1, targets=r"nobias/kernel")

@@ -22,6 +22,7 @@ import pytest
 from jaxprs import equations
 
 import glora_jax
+import peft_core
 from experiments.models.vit import ViT, ViTConfig
 from glora_jax import GLoRASpace
 from glora_jax.adapter import QKV_FUSE
@@ -730,3 +731,41 @@ def test_nested_and_slash_keyed_aparams_apply_alike():
     apply = jax.jit(st.adapter.apply)
     cfg = _row(st.cfgs, 0)
     chex.assert_trees_all_equal(apply(st.params, slash_keyed, cfg), apply(st.params, nested, cfg))
+
+
+def _two_dense_params() -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    return {
+        f"layer_{i}": {"kernel": jnp.asarray(rng.normal(size=(6, 5))), "bias": jnp.zeros(5)}
+        for i in range(2)
+    }
+
+
+def test_combine_finds_glora_targets_whatever_a_draw_would_choose(monkeypatch):
+    params = _two_dense_params()
+    gl = glora_jax.glora((2,), targets=r"layer_\d/kernel", fuse=None)
+    all_none = {t: "none" for t in "ABCDE"}
+    # a draw of A = B = none leaves the kernel as it is, yet the layer is GLoRA's target
+    monkeypatch.setattr(GLoRASpace, "sample", lambda self, rng, shape=(): self.fixed(all_none))
+    lora = peft_core.lora(2, targets=r"layer_1/kernel")
+    with pytest.raises(ValueError, match="adapters 0 and 1 both target 'layer_1/kernel'"):
+        peft_core.combine(gl, lora).init(jax.random.key(0), params)
+
+
+def test_nested_combine_with_a_space_samples_and_refuses_overlaps():
+    params = _two_dense_params()
+    gl = glora_jax.glora((2,), targets=r"layer_0/kernel", fuse=None)
+    inner = peft_core.combine(gl, peft_core.lora(2, targets=r"layer_1/kernel"))
+    outer = peft_core.combine(inner, peft_core.full(targets=r"layer_1/bias"))  # GLoRA: 0/bias
+    aparams = outer.init(jax.random.key(0), params)
+    space = outer.space(params)
+    cfg = space.sample(jax.random.key(1), (3,))
+    (glora_cfg, lora_cfg), full_cfg = cfg
+    assert lora_cfg is None and full_cfg is None
+    chex.assert_trees_all_equal_shapes(glora_cfg, gl.space(params).sample(jax.random.key(1), (3,)))
+    one = jax.tree.map(lambda c: c[0], cfg)
+    eff = outer.apply(params, aparams, one)
+    chex.assert_trees_all_close(eff["layer_1"]["kernel"], params["layer_1"]["kernel"])
+    clash = peft_core.combine(inner, peft_core.lora(1, targets=r"layer_0/kernel"))
+    with pytest.raises(ValueError, match="adapters 0 and 1 both target 'layer_0/kernel'"):
+        clash.init(jax.random.key(0), params)

@@ -42,6 +42,7 @@ from peft_core.adapter import (
     check_tree,
     no_config,
     over_layers,
+    positive_int,
     replace_leaves,
 )
 from peft_core.layers import Layer, find_layers
@@ -79,8 +80,10 @@ def flora(
     ``layer_ranks``: {kernel-path regex: per-mode ranks} overriding the defaults. ``grads``:
     "auto", "activation" or "weight" (module docstring).
     """
-    if rank < 1 or kernel_rank < 1:
-        raise ValueError(f"FLoRA ranks must be >= 1, got rank={rank}, kernel_rank={kernel_rank}")
+    if not (positive_int(rank) and positive_int(kernel_rank)):
+        raise ValueError(
+            f"FLoRA ranks must be ints >= 1, got rank={rank!r}, kernel_rank={kernel_rank!r}"
+        )
     if tucker not in TUCKER_VIEWS:
         raise ValueError(f"tucker must be one of {TUCKER_VIEWS}, got {tucker!r}")
 

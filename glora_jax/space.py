@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from glora_jax.support import BIAS_TENSORS, NONE, TENSORS, option_rank, tensor_options
+from peft_core.adapter import positive_int
 
 Config = dict[str, Any]
 Readable = dict[str, dict[str, str]]
@@ -361,9 +362,7 @@ class GLoRASpace:
 
 def check_ranks(ranks: Sequence[int]) -> None:
     """Ranks must be distinct positive ints."""
-    if not ranks or any(
-        not isinstance(r, int | np.integer) or isinstance(r, bool) or r < 1 for r in ranks
-    ):
+    if not ranks or not all(positive_int(r) for r in ranks):
         raise ValueError(f"GLoRA ranks must be a non-empty tuple of positive ints, got {ranks!r}")
     if len(set(ranks)) != len(ranks):
         raise ValueError(f"GLoRA ranks must be distinct, got {ranks!r}")

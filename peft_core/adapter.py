@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from peft_core.activation_grads import TrainView
 from peft_core.paths import Params, flatten, unflatten
@@ -152,6 +153,11 @@ def update_dtype(param_dtype: Any, dtype: Any = None) -> Any:
     """The dtype an update is computed in: ``dtype``, or when None ``param_dtype`` promoted to
     f32 at least."""
     return jnp.promote_types(param_dtype, jnp.float32) if dtype is None else jnp.dtype(dtype)
+
+
+def positive_int(value: Any) -> bool:
+    """Whether ``value`` is an int (Python or numpy, not a bool) >= 1: what a rank must be."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool) and bool(value >= 1)
 
 
 def no_config(name: str, cfg: Config) -> None:

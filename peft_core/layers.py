@@ -97,5 +97,6 @@ def _layer(path: str, flat: Mapping[str, Any], n_stack: int) -> Layer:
     if n_out == 0 or n_out >= len(rest) or rest[-n_out:] != out:
         raise ValueError(
             f"kernel {path!r} {shape} does not end with its bias shape {bias_shape[n_stack:]}"
+            + ("" if n_stack else " (a stack of layers, e.g. nn.scan's? name it in stacked=)")
         )
     return Layer(path, bias_path, stack, rest[:-n_out], out)

@@ -31,6 +31,7 @@ from peft_core.adapter import (
     check_tree,
     no_config,
     over_stack,
+    positive_int,
     replace_leaves,
 )
 from peft_core.layers import Layer, find_layers
@@ -49,8 +50,8 @@ def lora(
     grads: str = "auto",
 ) -> Adapter:
     """LoRA of ``rank`` on every kernel matched by ``targets``, scaled by alpha/rank (default 1)."""
-    if rank < 1:
-        raise ValueError(f"LoRA rank must be >= 1, got {rank}")
+    if not positive_int(rank):
+        raise ValueError(f"LoRA rank must be an int >= 1, got {rank!r}")
     scale = (rank if alpha is None else alpha) / rank
 
     def layers(params: Params) -> list[Layer]:

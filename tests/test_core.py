@@ -71,6 +71,10 @@ def test_find_layers_errors():
     bad = tree(**{"x.kernel": (4, 5), "x.bias": (4,)})
     with pytest.raises(ValueError, match="does not end with its bias shape"):
         find_layers(bad, r"x/kernel")
+    scanned = tree(**{"blocks.kernel": (3, 4, 5), "blocks.bias": (3, 5)})  # stacked= forgotten
+    with pytest.raises(ValueError, match=r"bias shape \(3, 5\) \(a stack of .* stacked=\)"):
+        find_layers(scanned, r"blocks/kernel")
+    assert find_layers(scanned, r"blocks/kernel", stacked=r"blocks/.*")[0].stack_shape == (3,)
     # a typo in exclude would adapt what it meant to leave out; in stacked, read the scan axis
     # as a fan_in axis (one update shared by every scanned layer)
     with pytest.raises(ValueError, match="exclude pattern 'haed/.*' matches no param path"):
@@ -199,8 +203,9 @@ def test_lora_stacked_is_per_slice():
 def test_lora_errors_and_bf16():
     with pytest.raises(ValueError, match="exceeds min"):
         peft_core.lora(5, targets=r"nobias/kernel").init(jax.random.key(0), PARAMS)
-    with pytest.raises(ValueError, match="rank must be"):
-        peft_core.lora(0)
+    for rank in (0, 2.5, True):
+        with pytest.raises(ValueError, match="rank must be an int >= 1"):
+            peft_core.lora(rank)
     ad = peft_core.lora(2, targets=r"dense/kernel")
     ap = ad.init(jax.random.key(0), PARAMS)
     with pytest.raises(ValueError, match="mis-shaped"):

@@ -418,8 +418,9 @@ def test_jit_vmap_and_bf16(tiny_params):
 
 
 def test_bad_options_raise():
-    with pytest.raises(ValueError, match="ranks must be >= 1"):
-        flora(0)
+    for rank in (0, 2.5):
+        with pytest.raises(ValueError, match="ranks must be ints >= 1"):
+            flora(rank)
     with pytest.raises(ValueError, match="kernel_rank=0"):
         flora(4, kernel_rank=0)
     with pytest.raises(ValueError, match=r"tucker must be one of \('nd', 'matrix'\)"):

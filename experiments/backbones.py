@@ -73,6 +73,11 @@ class BackboneConfig:
                     "bias_grad='gemv' applies to the ViT backbones; efficientnet-lite0 has "
                     "flax's dense layers: use 'auto' or 'reduce'"
                 )
+        if self.checkpoint and self.name.endswith("-random"):
+            raise ValueError(
+                f"backbone {self.name!r} starts from random weights: a checkpoint "
+                f"({self.checkpoint!r}) does not apply to it"
+            )
         if self.normalization != "native":
             check_normalization(self.normalization)
         if self.dtype not in DTYPES:
@@ -167,6 +172,8 @@ def _scaler(normalization: Any) -> Callable[[jax.Array], jax.Array]:
 def _cached(config: BackboneConfig, name: str) -> Path:
     """The backbone's npz: --checkpoint, else the weights cache (exported on first use)."""
     if config.checkpoint:
+        if not Path(config.checkpoint).is_file():
+            raise FileNotFoundError(f"no {name} checkpoint at {config.checkpoint}")
         return Path(config.checkpoint)
     path = default_weights_path(name)
     if not path.exists():

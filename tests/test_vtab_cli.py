@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from experiments import pipeline, vtab
+from experiments.backbones import BackboneConfig, load_backbone
 from experiments.config import ExperimentConfig, as_dict, override
 from experiments.configs import paper, quickstart
 from experiments.vtab_table import PAPER_LR
@@ -193,6 +194,15 @@ def test_own_data_takes_quickstart_and_writes_under_the_workdir(tmp_path):
     assert vtab.task_workdir(tmp_path, "dtd") == tmp_path / "dtd"
 
 
+def test_a_checkpoint_that_cannot_apply_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="starts from random weights"):
+        BackboneConfig(name="vit-ti16-random", checkpoint=str(tmp_path / "w.npz"))
+    for name in ("efficientnet-lite0", "dinov2-s14"):
+        config = BackboneConfig(name=name, image_size=32, checkpoint=str(tmp_path / "x.npz"))
+        with pytest.raises(FileNotFoundError, match=f"no {name} checkpoint at .*x.npz"):
+            load_backbone(config, num_classes=3)
+
+
 def test_missing_vtab_data_and_checkpoint_fail_clearly(tmp_path):
     with pytest.raises(FileNotFoundError, match="tfds build|download|prepare"):
         vtab.main(["--task=dtd", f"--data_dir={tmp_path}", f"--workdir={tmp_path}/w"])
@@ -251,7 +261,6 @@ def test_several_vtab_tasks_from_noah_layout_write_the_table(tmp_path):
 
 
 def test_backbone_input_normalization_is_a_setting():
-    from experiments.backbones import BackboneConfig, load_backbone
 
     images = np.full((1, 16, 16, 3), 255, np.uint8)
     native = load_backbone(BackboneConfig(name="vit-ti16-random", image_size=16), num_classes=3)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import json
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Union
 
 from experiments.backbones import BackboneConfig
@@ -123,3 +124,29 @@ def _parse(raw: str) -> Any:
 def as_dict(config: Any) -> dict[str, Any]:
     """JSON-ready nested dict of a config."""
     return dataclasses.asdict(config)
+
+
+def config_changes(
+    saved: Mapping[str, Any], config: Any, *, ignore: Iterable[str] = ()
+) -> list[str]:
+    """Lines "key: saved -> now" for each dotted key outside ``ignore`` in which ``config``
+    differs from ``saved`` (a config as its config.json holds it)."""
+    before = _dotted(saved)
+    now = _dotted(json.loads(json.dumps(as_dict(config), default=str)))
+    skip = set(ignore)
+    return [
+        f"{k}: {before.get(k)!r} -> {now.get(k)!r}"
+        for k in sorted(before.keys() | now.keys())
+        if k not in skip and before.get(k) != now.get(k)
+    ]
+
+
+def _dotted(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a.b": leaf} of a nested mapping."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat |= _dotted(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

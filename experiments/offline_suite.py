@@ -11,8 +11,9 @@
     python -m experiments.offline_suite report --runs .suite/runs --doc docs/results.md
 
 Every sub-command takes ``--set key=value`` overrides of ``SuiteSettings`` (e.g.
-``--set epochs=2 --set "tasks=('digits',)"``); use the same ones for run and report. Finished
-runs (``<runs>/<run id>/result.json``) are skipped, so a cut-off part just runs again.
+``--set epochs=2 --set "tasks=('digits',)" --set fewshot_task=digits``); use the same ones for
+run and report. Finished runs (``<runs>/<run id>/result.json``) are skipped, so a cut-off part
+just runs again; finished runs made with other settings are refused (use another ``--runs``).
 """
 
 from __future__ import annotations
@@ -148,13 +149,14 @@ def main(argv: list[str] | None = None) -> int:
                        deadline_s=args.deadline_s, claims=args.claims)  # fmt: skip
         print(f"part {args.part[0]}/{args.part[1]} ran {len(done)} runs")
     else:
-        write_report(settings, args.runs, doc=args.doc, figures=args.figures)
+        write_report(settings, assets, args.runs, doc=args.doc, figures=args.figures)
     return 0
 
 
 def launch_workers(args: argparse.Namespace) -> int:
     """Start ``args.workers`` processes of ``run`` on the same part and claims; wait for all.
-    Returns the worst exit code."""
+    Returns 0 if every worker succeeded, else the first failing one's code (1 if it was killed
+    by a signal)."""
     claims = args.claims or args.runs / "claims"
     shutil.rmtree(claims, ignore_errors=True)
     logs = args.runs / "logs"
@@ -172,10 +174,13 @@ def launch_workers(args: argparse.Namespace) -> int:
     for worker in range(args.workers):
         with (logs / f"worker{worker}.log").open("a") as log_file:
             processes.append(subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT))
-    return max(process.wait() for process in processes)
+    codes = [process.wait() for process in processes]  # a signal's is negative: still a failure
+    return next((code if code > 0 else 1 for code in codes if code != 0), 0)
 
 
-def write_report(settings: SuiteSettings, runs: Path, *, doc: Path, figures: Path) -> None:
+def write_report(
+    settings: SuiteSettings, assets: Assets, runs: Path, *, doc: Path, figures: Path
+) -> None:
     from experiments.suite_report import (
         markdown,
         plot_accuracy_vs_params,
@@ -183,9 +188,10 @@ def write_report(settings: SuiteSettings, runs: Path, *, doc: Path, figures: Pat
         summarize,
         write_section,
     )
-    from experiments.suite_run import finished
+    from experiments.suite_run import check_results_fit, finished
 
     results = finished(runs)
+    check_results_fit(settings, assets, runs, results)
     rows = summarize(settings, results)
     figures.mkdir(parents=True, exist_ok=True)
     for study, name in (("main", "accuracy_vs_params"), ("conv", "conv_accuracy_vs_params")):

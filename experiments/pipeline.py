@@ -35,7 +35,7 @@ import jax
 import numpy as np
 
 from experiments.backbones import Backbone, load_backbone, with_bias_grad
-from experiments.config import ExperimentConfig, as_dict
+from experiments.config import ExperimentConfig, as_dict, config_changes
 from experiments.data import load_task
 from experiments.data.base import SplitArrays
 from experiments.data.pipeline import TrainBatches
@@ -194,29 +194,12 @@ def check_same_experiment(config: ExperimentConfig, workdir: pathlib.Path) -> No
     path = workdir / "config.json"
     if not path.exists():
         return
-    saved = _dotted(json.loads(path.read_text()))
-    current = _dotted(json.loads(json.dumps(as_dict(config), default=str)))
-    changed = [
-        f"{k}: {saved.get(k)!r} -> {current.get(k)!r}"
-        for k in sorted(saved.keys() | current.keys())
-        if k not in RESUMABLE_KEYS and saved.get(k) != current.get(k)
-    ]
+    changed = config_changes(json.loads(path.read_text()), config, ignore=RESUMABLE_KEYS)
     if changed:
         raise ValueError(
             f"{workdir} holds a run of another config ({'; '.join(changed)}); resuming would mix "
             f"the two: use another --workdir, or the config in {path}"
         )
-
-
-def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"a.b": leaf} of a nested dict."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat |= _dotted(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]:

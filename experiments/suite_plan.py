@@ -62,6 +62,14 @@ class SuiteSettings:
             raise ValueError(
                 f"the lr is chosen at seed 0, so seeds must start with 0: {self.seeds}"
             )
+        orphans = sorted(set(self.fewshot_methods) - set(self.methods))
+        if self.shots and self.fewshot_methods and (self.fewshot_task not in self.tasks or orphans):
+            raise ValueError(
+                f"few-shot runs take the lr chosen for their method on fewshot_task "
+                f"{self.fewshot_task!r} in the main study: it must be one of tasks {self.tasks} "
+                f"and fewshot_methods one of methods {self.methods} (not {orphans}), or set "
+                "shots=() for no few-shot study"
+            )
 
 
 @dataclasses.dataclass(frozen=True)

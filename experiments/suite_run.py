@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from experiments.config import ExperimentConfig
+from experiments.config import ExperimentConfig, config_changes
 from experiments.data import load_task
 from experiments.suite_data import few_shot_pack, full_precision_copy, pack_seed
 from experiments.suite_plan import (
@@ -58,6 +58,30 @@ def finished(runs: Path) -> dict[str, dict[str, Any]]:
             except json.JSONDecodeError:
                 continue
     return found
+
+
+#: Where the inputs lie (the run id names the task and backbone): a report may run elsewhere.
+_PATHS = ("data.task", "data.cache_dir", "backbone.checkpoint")
+
+
+def check_results_fit(
+    settings: SuiteSettings, assets: Assets, runs: Path, results: dict[str, dict[str, Any]]
+) -> None:
+    """ValueError naming the finished runs of the plan whose config.json differs from the config
+    these settings give them (a smoke test's 2-epoch results would otherwise stand for a 30-epoch
+    study's: a finished run is never run again)."""
+    stale = []
+    for run in plan(settings, results):
+        saved = runs / run.run_id / "config.json"
+        if run.run_id in results and saved.exists():
+            config = run_config(run, settings, assets, cache_dir(runs))
+            changes = config_changes(json.loads(saved.read_text()), config, ignore=_PATHS)
+            stale += [f"{run.run_id} ({'; '.join(changes)})"] if changes else []
+    if stale:
+        raise ValueError(
+            f"{len(stale)} finished runs in {runs} were made with other settings, e.g. {stale[0]}"
+            ": use another --runs folder, or the settings they were made with"
+        )
 
 
 def inputs(settings: SuiteSettings) -> tuple[list[str], list[tuple[str, int | None]]]:
@@ -124,6 +148,7 @@ def execute(
     whoever first creates ``claims/<run id>`` (clear it before starting a new set of processes).
     """
     check_prepared(settings, assets)
+    check_results_fit(settings, assets, runs, finished(runs))
     if runner is None:
         from experiments import pipeline  # heavy (jax, models): only when really running
 

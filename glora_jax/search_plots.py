@@ -62,11 +62,14 @@ def plot_score_vs_params(
     """
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
+    last = max(1, int(np.max(result.evaluated_generation)))  # a range even for one generation
     points = ax.scatter(
         result.evaluated_num_params,
         result.evaluated_scores,
         c=result.evaluated_generation,
         cmap="viridis",
+        vmin=0,
+        vmax=last,
         s=10,
         alpha=0.7,
     )
@@ -188,12 +191,14 @@ def tensor_params(space: Any, cfg: Any) -> np.ndarray:
     return (total - without).reshape(num_genes, len(TENSORS))
 
 
-def _block_order(name: str) -> tuple[int, bool, str]:
+def _block_order(name: str) -> tuple[int, bool, bool, str]:
     """Sort key: the block index (``encoderblock_3/...`` or a stacked slice ``...[3]``) first,
-    attention before the MLP, so the grid reads in forward order as in the paper's figure."""
+    attention before the MLP and in it the out projection last, so the grid reads in forward
+    order as in the paper's figure."""
     found = re.search(r"block_?(\d+)|\[(\d+)", name)
     index = int(next(g for g in found.groups() if g is not None)) if found else -1
-    return index, "Attention" not in name, re.sub(r"\[\d+(,\s*\d+)*\]$", "", name)
+    base = re.sub(r"\[\d+(,\s*\d+)*\]$", "", name)
+    return index, "Attention" not in name, base.rsplit("/", 1)[-1] == "out", base
 
 
 def _short_names(names: list[str]) -> list[str]:

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
 from glora_jax import search_plots
 from glora_jax.evolution import SearchResult, evolutionary_search, save_result_json
@@ -365,6 +366,21 @@ def test_plots_write_pngs(tmp_path, target_result):
         assert path.stat().st_size > 5000
 
 
+@pytest.mark.parametrize("generations", [1, 3])
+def test_score_plot_colours_whole_generations_from_zero(tmp_path, monkeypatch, generations):
+    figures = []
+    monkeypatch.setattr(
+        search_plots, "Figure", lambda **kw: figures.append(Figure(**kw)) or figures[-1]
+    )
+    result = search(seed=1, generations=generations)
+    search_plots.plot_score_vs_params(result, tmp_path / "scatter.png")
+    colorbar = figures[0].axes[1]
+    low, high = colorbar.get_ylim()
+    ticks = [t for t in colorbar.get_yticks() if low <= t <= high]
+    assert (low, high) == (0, max(1, generations - 1))
+    assert ticks and all(float(t).is_integer() for t in ticks)
+
+
 def test_tensor_params_match_cost_table():
     genes = target_genes(9)
     expected = np.array(
@@ -478,10 +494,12 @@ def test_layer_grid_reads_in_forward_order():
         "T/encoderblock/MultiHeadDotProductAttention_0/qkv[0]",
         "T/encoderblock_10/MlpBlock_0/Dense_1", "T/encoderblock_2/MlpBlock_0/Dense_1",
         "T/encoderblock_2/MultiHeadDotProductAttention_0/out",
+        "T/encoderblock_2/MultiHeadDotProductAttention_0/query",
     ]  # fmt: skip
     assert sorted(names, key=_block_order) == [
         "T/encoderblock/MultiHeadDotProductAttention_0/qkv[0]",
         "T/encoderblock/MlpBlock_0/Dense_0[0]", "T/encoderblock/MlpBlock_0/Dense_0[1]",
+        "T/encoderblock_2/MultiHeadDotProductAttention_0/query",
         "T/encoderblock_2/MultiHeadDotProductAttention_0/out",
         "T/encoderblock_2/MlpBlock_0/Dense_1", "T/encoderblock_10/MlpBlock_0/Dense_1",
     ]  # fmt: skip

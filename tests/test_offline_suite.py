@@ -12,7 +12,8 @@ import chex
 import numpy as np
 import pytest
 
-from experiments.config import ExperimentConfig
+from experiments import offline_suite
+from experiments.config import ExperimentConfig, as_dict
 from experiments.data.folder import open_npz_split
 from experiments.suite_data import (
     few_shot_pack,
@@ -45,6 +46,7 @@ from experiments.suite_report import (
 from experiments.suite_run import (
     FAILURE,
     check_prepared,
+    check_results_fit,
     execute,
     finished,
     inputs,
@@ -268,6 +270,7 @@ def fake_runner(val_of: dict[float, float], calls: list[str]) -> Any:
             raise FloatingPointError("training loss is nan at step 3")
         copied = (workdir / "train" / "checkpoints").is_dir()
         (workdir / "train" / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (workdir / "config.json").write_text(json.dumps(as_dict(config), default=str))
         glora = config.method.name == "glora"
         result = fake_result(
             val=val_of[lr], test=val_of[lr] + 0.01 * config.train.seed, search=glora
@@ -295,6 +298,44 @@ def test_execute_runs_everything_once_and_resumes(tmp_path: Path) -> None:
         assert not results[first]["started_from_checkpoint"]
         assert results[second]["started_from_checkpoint"]
     assert execute(TINY, assets, tmp_path / "runs", runner=runner, poll_s=0.0) == []
+
+
+def test_finished_runs_of_other_settings_are_refused(tmp_path: Path) -> None:
+    assets = prepared_assets(tmp_path)
+    runs = tmp_path / "runs"
+    smoke = dataclasses.replace(TINY, epochs=2, seeds=(0,))
+    execute(smoke, assets, runs, runner=fake_runner({1e-4: 0.6, 1e-3: 0.7}, []), poll_s=0.0)
+    with pytest.raises(ValueError, match=r"made with other settings.*train\.epochs: 2 -> 30"):
+        execute(TINY, assets, runs, runner=fake_runner({1e-4: 0.6, 1e-3: 0.7}, []), poll_s=0.0)
+    with pytest.raises(ValueError, match="made with other settings"):
+        check_results_fit(TINY, assets, runs, finished(runs))
+    check_results_fit(smoke, Assets(tmp_path / "elsewhere", tmp_path / "d2"), runs, finished(runs))
+
+
+@pytest.mark.parametrize(
+    "change", [{"tasks": ("mnist5k",)}, {"methods": ("glora",)}, {"fewshot_task": "mnist5k"}]
+)
+def test_settings_refuse_few_shot_runs_without_their_lr_group(change: dict) -> None:
+    with pytest.raises(ValueError, match="few-shot runs take the lr chosen"):
+        dataclasses.replace(TINY, **change)
+    dataclasses.replace(TINY, **change, shots=())  # no few-shot study: nothing to borrow
+
+
+def test_workers_killed_by_a_signal_fail_the_launch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    codes = iter([0, -9])
+
+    class Worker:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.code = next(codes)
+
+        def wait(self) -> int:
+            return self.code
+
+    monkeypatch.setattr(offline_suite.subprocess, "Popen", Worker)
+    args = offline_suite.parse_args(["run", "--workers", "2", "--runs", str(tmp_path)])
+    assert offline_suite.launch_workers(args) == 1
 
 
 def test_execute_skips_runs_claimed_by_another_process(tmp_path: Path) -> None:

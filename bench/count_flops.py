@@ -17,18 +17,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
 
-from bench import jax_train
-from bench.inputs import random_batches
+from bench import jax_train, scaling
+from bench.inputs import one_device_mesh, random_batches
+from bench.jax_serve import INFER_VARIANTS
 from bench.models import convnext_backbone, vit_backbone
-from bench.results import key_filter
 from bench.sizes import SIZES, BenchSize
-from experiments.training import data_mesh
 
 SOURCE = "XLA cost_analysis of the lowered HLO (CPU lowering, attention as XLA einsums)"
 
@@ -43,36 +42,58 @@ def lowered_flops(lowered: jax.stages.Lowered) -> float:
     return float(cost["flops"])
 
 
-def count_all(size: BenchSize, only: str | None = None) -> dict[str, float]:
-    """{row key "name@batch": FLOPs of one call} for the train, infer, search and conv rows;
-    ``only``: a regex over the training rows' keys (inference and search are always counted)."""
+def counted_step(key: str) -> str | None:
+    """The training step whose count serves row ``key``: its own, a scanned row's unscanned
+    twin (module docstring), a scaling row's one-device step at its per-device batch; None for
+    the inference and search rows (always counted)."""
+    name, _, batch = key.rpartition("@")
+    scaled = scaling.parse_name(name)
+    if scaled is not None:
+        case, devices = scaled
+        return f"{jax_train.VIT_PREFIX}/{case}@{int(batch) // devices}"
+    if name.startswith(jax_train.SCAN_PREFIX + "/"):
+        return jax_train.VIT_PREFIX + key[len(jax_train.SCAN_PREFIX) :]
+    return key if name.startswith("jax/train") else None
+
+
+def count_all(size: BenchSize, keys: Collection[str] | None = None) -> dict[str, float]:
+    """{row key "name@batch": FLOPs of one call} for the inference and search rows and the
+    training rows of ``keys`` (any batch; scanned and scaling rows through ``counted_step``), or
+    without ``keys`` every training row of ``size``."""
     counts: dict[str, float] = {}
-    wanted = key_filter(only)
+    steps = None if keys is None else {s for s in map(counted_step, keys) if s is not None}
     vit = vit_backbone(size, attention="xla")
     backbones = {"train": vit, "conv": convnext_backbone(size)}
     for suite, backbone in backbones.items():
         _, cases, batches = jax_train.training_suite(size, suite)
         bench = jax_train.training_bench(backbone, size, suite, None)
-        for batch in batches:
-            for case in cases:
-                key = f"{bench.prefix}/{case.label}@{batch}"
-                if wanted(key):
-                    prepared = jax_train.prepare_train_step(bench, case, batch=batch)
-                    counts[key] = lowered_flops(prepared.lowered)
-                    print(f"{key}: {counts[key] / 1e9:.1f} GFLOP", flush=True)
-    for case in jax_train.SCAN_CASES:  # the unscanned twin's count (module docstring)
-        for batch in size.train_batches:
-            twin = f"{jax_train.VIT_PREFIX}/{case.label}@{batch}"
-            if twin in counts:
-                counts[f"{jax_train.SCAN_PREFIX}/{case.label}@{batch}"] = counts[twin]
+        by_label = {case.label: case for case in cases}
+        planned = [f"{bench.prefix}/{c.label}@{b}" for b in batches for c in cases]
+        for key in planned if steps is None else sorted(steps):
+            prefix, _, row = key.rpartition("/")
+            label, _, examples = row.partition("@")
+            if prefix != bench.prefix:
+                continue
+            if label not in by_label:
+                raise ValueError(
+                    f"no training case {label!r} in {bench.prefix}: {sorted(by_label)}"
+                )
+            prepared = jax_train.prepare_train_step(bench, by_label[label], batch=int(examples))
+            counts[key] = lowered_flops(prepared.lowered)
+            print(f"{key}: {counts[key] / 1e9:.1f} GFLOP", flush=True)
+    scanned = {case.label for case in jax_train.SCAN_CASES}
+    for key in list(counts):  # the unscanned twin's count (module docstring)
+        prefix, _, row = key.rpartition("/")
+        if prefix == jax_train.VIT_PREFIX and row.partition("@")[0] in scanned:
+            counts[f"{jax_train.SCAN_PREFIX}/{row}"] = counts[key]
     forward = jax.jit(lambda p, x: vit.forward(p, x, train=False))
     for batch in size.infer_batches:
         ((images, _),) = random_batches(
             num_sets=1, batch=batch, image_size=size.image_size,
-            num_classes=size.num_classes, mesh=data_mesh(), seed=0,
+            num_classes=size.num_classes, mesh=one_device_mesh(), seed=0,
         )  # fmt: skip
         flops = lowered_flops(forward.lower(vit.params, images))
-        for label in ("plain", "merged-glora"):
+        for label in INFER_VARIANTS:
             counts[f"jax/infer/{label}@{batch}"] = flops
     widest = max(size.infer_batches)
     per_image = counts[f"jax/infer/plain@{widest}"] / widest
@@ -87,10 +108,14 @@ def count_all(size: BenchSize, only: str | None = None) -> dict[str, float]:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", choices=sorted(SIZES), default="full")
-    p.add_argument("--only", default=None, help="regex over training row keys name@batch")
+    p.add_argument(
+        "--keys", nargs="*", default=None,
+        help="row keys name@batch whose training steps to count (none given: none; the option "
+        "left out: every training row)",
+    )  # fmt: skip
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    counts = count_all(SIZES[args.size], only=args.only)
+    counts = count_all(SIZES[args.size], keys=args.keys)
     Path(args.out).write_text(json.dumps({"source": SOURCE, "flops": counts}, indent=2))
     print(f"wrote {len(counts)} counts to {args.out}", flush=True)
     return 0

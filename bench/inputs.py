@@ -7,7 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from experiments.training.sharding import batch_sharded, put_global
+from experiments.training.sharding import batch_sharded, data_mesh, put_global
+
+
+def one_device_mesh() -> Mesh:
+    """The host's first device: where every row but the scaling ones runs (issue #5 times one
+    GPU; a row over all of a multi-GPU host's devices would take their MFU against one's peak)."""
+    return data_mesh(jax.devices()[:1])
 
 
 def random_batches(

@@ -15,6 +15,7 @@ import time
 import jax
 import numpy as np
 
+from bench.inputs import one_device_mesh
 from bench.peaks import mfu
 from bench.results import Row
 from bench.sizes import BenchSize
@@ -44,7 +45,9 @@ def bench_search(
     labels = rng.integers(0, size.num_classes, (size.val_size,), dtype=np.int32)
     scorer = make_config_scorer(
         forward=backbone.forward, adapter=adapter, params=params, aparams=aparams,
-        batches=stack_eval_batches(images, labels, batch_size=size.eval_batch),
+        batches=stack_eval_batches(
+            images, labels, batch_size=size.eval_batch, mesh=one_device_mesh()
+        ),
         configs_per_call=size.configs_per_call,
     )  # fmt: skip
     population = size.search.population

@@ -13,17 +13,21 @@ from collections.abc import Callable
 
 import jax
 
-from bench.inputs import random_batches
+from bench.inputs import one_device_mesh, random_batches
 from bench.results import Row
 from bench.timing import TimingSettings, time_interleaved
 from bench.xla_stats import compile_with_stats, timed_row
 from experiments.backbones import Backbone
 from experiments.methods import MethodConfig, build_method
-from experiments.training import HEAD_PATTERN, data_mesh
+from experiments.training import HEAD_PATTERN
 from peft_core.paths import Params
 
 #: GLoRA (the largest space) with one fixed subnet: the adapter whose merge does the most.
 MERGED_METHOD = MethodConfig("glora", space="large")
+
+
+#: The inference rows: the plain backbone and the same model with a merged GLoRA subnet.
+INFER_VARIANTS = ("plain", "merged-glora")
 
 
 def merged_params(backbone: Backbone) -> Params:
@@ -55,12 +59,12 @@ def bench_inference(
 ) -> list[Row]:
     """Rows "<prefix>/plain" and "<prefix>/merged-glora" at every batch size."""
     forward = jax.jit(lambda p, x: backbone.forward(p, x, train=False))
-    variants = {"plain": backbone.params, "merged-glora": merged_params(backbone)}
+    variants = dict(zip(INFER_VARIANTS, (backbone.params, merged_params(backbone)), strict=True))
     rows = []
     for batch in batches:
         inputs = random_batches(
             num_sets=timing.input_sets, batch=batch, image_size=image_size,
-            num_classes=num_classes, mesh=data_mesh(), seed=None,
+            num_classes=num_classes, mesh=one_device_mesh(), seed=None,
         )  # fmt: skip
         lowered = forward.lower(backbone.params, inputs[0][0])
         compiled, stats = compile_with_stats(lowered)

@@ -31,7 +31,7 @@ import jax
 from bench import autotune_log, jax_train, scaling
 from bench.end_to_end import E2E_ROW, bench_end_to_end
 from bench.jax_search import bench_search
-from bench.jax_serve import bench_inference
+from bench.jax_serve import INFER_VARIANTS, bench_inference
 from bench.models import choose_attention, convnext_backbone, vit_backbone
 from bench.peaks import peak_flops
 from bench.results import Row, key_filter, load_rows, save_rows
@@ -51,13 +51,17 @@ class Recorder:
         self.rows: list[Row] = []
         self.failed: list[dict[str, Any]] = []
 
-    def measure(self, key: str, fn: Callable[[], list[Row]]) -> list[Row]:
-        """Run ``fn`` (one or more rows) unless filtered out; failures are recorded."""
-        if not self.wanted(key):
+    def measure(
+        self, key: str, fn: Callable[[], list[Row]], planned: Sequence[str] | None = None
+    ) -> list[Row]:
+        """Run ``fn`` (one or more rows) when ``--only`` selects ``key`` or one of the
+        ``planned`` row keys (or names, where a row's batch is known only once measured), and
+        keep the rows it selects; failures are recorded."""
+        if not any(map(self.wanted, [key] if planned is None else planned)):
             return []
         started = time.perf_counter()
         try:
-            rows = fn()
+            rows = [r for r in fn() if self.wanted(r.key) or self.wanted(r.name)]
         except Exception as e:  # noqa: BLE001 - report the row as failed, keep measuring
             traceback.print_exc()
             self.failed.append({"name": key, "error": f"{type(e).__name__}: {e}"[:2000]})
@@ -104,6 +108,7 @@ def run_suites(
                     image_size=size.image_size, num_classes=size.num_classes,
                     timing=size.timing, peak_flops=peak,
                 ),
+                [f"jax/infer/{v}@{b}" for v in INFER_VARIANTS for b in size.infer_batches],
             )  # fmt: skip
             widest = max(rows, key=lambda r: r.batch, default=None)
             if widest is not None and widest.flops is not None:
@@ -112,7 +117,10 @@ def run_suites(
             _scale_rows(recorder, vit_bench, max(size.train_batches))
         elif suite == "e2e":
             with tempfile.TemporaryDirectory(prefix="bench-e2e-") as workdir:  # removed after
-                recorder.measure(E2E_ROW, functools.partial(_e2e_rows, size, Path(workdir), impl))
+                recorder.measure(
+                    E2E_ROW, functools.partial(_e2e_rows, size, Path(workdir), impl),
+                    [f"{E2E_ROW}@1"],
+                )  # fmt: skip
         elif suite == "search" and vit is not None:
             recorder.measure(
                 "jax/search",
@@ -120,6 +128,8 @@ def run_suites(
                     bench_search, vit, size, forward_flops_per_image=flops_per_image,
                     peak_flops=peak,
                 ),
+                [f"jax/search/score-val{size.val_size}@{size.search.population}",
+                 "jax/search/evolution"],
             )  # fmt: skip
 
 

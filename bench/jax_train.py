@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import jax
 from jax.sharding import Mesh
 
-from bench.inputs import random_batches
+from bench.inputs import one_device_mesh, random_batches
 from bench.results import Row
 from bench.sizes import BenchSize
 from bench.timing import TimingSettings, time_calls
@@ -27,7 +27,6 @@ from experiments.methods import MethodConfig, bias_grad_for, build_method
 from experiments.training import (
     HEAD_PATTERN,
     OptimConfig,
-    data_mesh,
     lr_schedule,
     make_optimizer,
     make_train_step,
@@ -198,8 +197,9 @@ def prepare_train_step(
     bench: TrainBench, case: TrainCase, *, batch: int, mesh: Mesh | None = None
 ) -> PreparedStep:
     """Build ``case``'s step with the trainer's functions and lower it for the global ``batch``,
-    data-parallel over ``mesh`` (default: every device). The backbone forms its bias gradients
-    as the experiments do for the case's method ("auto": ``experiments.methods.bias_grad_for``)."""
+    data-parallel over ``mesh`` (default: the first device, ``bench.inputs.one_device_mesh``).
+    The backbone forms its bias gradients as the experiments do for the case's method ("auto":
+    ``experiments.methods.bias_grad_for``)."""
     backbone = with_bias_grad(
         bench.backbone, bias_grad_for(case.method, num_configs=case.num_configs)
     )
@@ -225,7 +225,7 @@ def prepare_train_step(
         num_configs=case.num_configs,
         cfg=cfg,
     )
-    mesh = data_mesh() if mesh is None else mesh
+    mesh = one_device_mesh() if mesh is None else mesh
     frozen, trainable = init_trainable(
         jax.random.key(0), backbone.params, adapter, head_pattern=HEAD_PATTERN
     )

@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     size = SIZES[args.size].with_window(args.window)
     suites = parse_suites(args.suite)
     train_batches = args.train_batches or list(size.train_batches)
-    torch_batches = args.torch_train_batches or train_batches[-1:]
+    torch_batches = args.torch_train_batches or [max(train_batches)]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     parts = []
@@ -125,14 +125,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if part.exists():
             written.append(part)
         else:
-            failed.append({"name": shlex.join(command[2:4]), "error": f"exit {code}, no rows"})
+            failed.append({"name": command[2], "error": f"exit {code}, no rows"})
     rows, info = merge_runs(written)
     info["failed"] += failed
     counted = ("jax/train", "jax/infer", "jax/scale")
     if any(r.name.startswith(counted) and r.flops is None for r in rows):
-        rows = _count_flops_on_cpu(
-            rows, size, out, device=str(info.get("device", "")), only=args.only
-        )
+        rows = _count_flops_on_cpu(rows, size, out, device=str(info.get("device", "")))
     print(render(rows, skipped=info["skipped"], failed=info["failed"]), flush=True)
     checks, unchecked = evaluate_targets(rows)
     save_rows(
@@ -144,14 +142,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _count_flops_on_cpu(
-    rows: list[Row], size: BenchSize, out: Path, *, device: str, only: str | None
-) -> list[Row]:
+def _count_flops_on_cpu(rows: list[Row], size: BenchSize, out: Path, *, device: str) -> list[Row]:
     """JAX rows without FLOPs (the GPU's cost model gives none) get ``bench.count_flops``'s
-    CPU count, and their MFU from it; see that module."""
+    CPU count of their steps (at the batches they ran), and their MFU from it; see that module."""
     counts_path = _part(out, "flops")
-    command = [sys.executable, "-m", "bench.count_flops", "--size", size.name]
-    command += ["--only", only] if only else []
+    training = [
+        r.key for r in rows if r.flops is None and r.name.startswith(("jax/train", "jax/scale"))
+    ]
+    command = [sys.executable, "-m", "bench.count_flops", "--size", size.name, "--keys", *training]
     print("$ JAX_PLATFORMS=cpu " + shlex.join(command), flush=True)
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     subprocess.run([*command, "--out", str(counts_path)], check=True, env=env)

@@ -260,6 +260,30 @@ def test_run_passes_only_to_the_torch_process() -> None:
     assert "--only" not in run.torch_command(size, Path("t.json"), train_batches=[4], only=None)
 
 
+def test_torch_peers_run_at_the_largest_train_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commands: list[list[str]] = []
+
+    def no_run(command: list[str], check: bool) -> subprocess.CompletedProcess[str]:
+        commands.append(command)
+        return subprocess.CompletedProcess(command, 1)
+
+    monkeypatch.setattr(run.subprocess, "run", no_run)
+    argv = ["--suite=torch", "--size=tiny", "--train-batches", "8", "4", "--out"]
+    assert run.main([*argv, str(tmp_path / "b.json")]) == 0
+    ((torch,),) = [[c for c in commands if "bench.torch_peers" in c]]
+    assert torch[torch.index("--train-batches") + 1 :][:2] == ["8", "--infer-batches"]
+
+
+def test_only_selects_rows_of_suites_measured_together(tmp_path: Path) -> None:
+    recorder = jax_suite.Recorder(tmp_path / "r.json", r"^jax/infer/merged-glora@8$", {})
+    rows = [_row("jax/infer/plain", 8, 1.0), _row("jax/infer/merged-glora", 8, 1.0)]
+    planned = ["jax/infer/plain@8", "jax/infer/merged-glora@8"]
+    assert recorder.measure("jax/infer", lambda: rows, planned) == rows[1:]
+    assert recorder.measure("jax/search", lambda: rows, ["jax/search/evolution"]) == []
+
+
 def _tiny_vit_f32(num_classes: int = 5) -> Backbone:
     model = vit("Ti", patch=16, depth=1, num_classes=num_classes)
     params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
@@ -426,12 +450,20 @@ def test_xla_counts_a_scanned_models_blocks_once() -> None:
 
 def test_count_all_on_the_tiny_size() -> None:
     size = SIZES["tiny"]
-    counts = count_flops.count_all(size, only=r"^jax/train/lora-r8@")
     (batch,) = size.train_batches
+    # the rows a GPU run left without FLOPs: a scanned row, and a scaling row whose one-device
+    # step runs at a batch the size does not list (as with bench.run --train-batches)
+    keys = [f"jax/train-scan/lora-r8@{batch}", f"jax/scale/lora-r8/2dev@{4 * batch}"]
+    counts = count_flops.count_all(size, keys=keys)
     assert {k for k in counts if "/train" in k} == {
-        f"jax/train/lora-r8@{batch}", f"jax/train-scan/lora-r8@{batch}"
+        f"jax/train/lora-r8@{batch}", f"jax/train-scan/lora-r8@{batch}",
+        f"jax/train/lora-r8@{2 * batch}", f"jax/train-scan/lora-r8@{2 * batch}",
     }  # fmt: skip
     assert counts[f"jax/train-scan/lora-r8@{batch}"] == counts[f"jax/train/lora-r8@{batch}"] > 0
+    assert counts[f"jax/train/lora-r8@{2 * batch}"] > counts[f"jax/train/lora-r8@{batch}"]
+    scale_row = Row("jax/scale/lora-r8/2dev", 4 * batch, 1.0, unit="img")
+    (filled,) = with_flops([scale_row], counts, source="cpu", peak=None)
+    assert filled.flops == 2 * counts[f"jax/train/lora-r8@{2 * batch}"]
     widest = max(size.infer_batches)
     plain = counts[f"jax/infer/plain@{widest}"]
     assert counts[f"jax/infer/merged-glora@{widest}"] == plain

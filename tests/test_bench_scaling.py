@@ -98,3 +98,17 @@ def test_scale_suite_on_two_cpu_devices(tmp_path: Path) -> None:
         capture_output=True, text=True,
     ).stdout  # fmt: skip
     assert "lora-r8 on 2 devices" in report and "glora-supernet-k1 on 2 devices" in report
+    # every other row runs on one device (its MFU is taken against one device's peak)
+    check = (
+        "import jax; from bench import jax_train; from bench.models import vit_backbone; "
+        "from bench.sizes import SIZES; size = SIZES['tiny']; "
+        "bench = jax_train.training_bench(vit_backbone(size, attention=None), size, 'train', "
+        "None); "
+        "p = jax_train.prepare_train_step(bench, jax_train.VIT_CASES[0], batch=4); "
+        "assert jax.device_count() == 2; "
+        "print({len(x.sharding.device_set) for x in jax.tree.leaves((p.state, p.inputs))})"
+    )
+    placed = subprocess.run(
+        [sys.executable, "-c", check], check=True, env=env, capture_output=True, text=True
+    ).stdout  # fmt: skip
+    assert placed.strip() == "{1}"

@@ -46,6 +46,18 @@ def test_add_bias_value_and_gradients_match_numpy(
     np.testing.assert_allclose(dbias, expected, rtol=tol, atol=tol * np.abs(expected).max())
 
 
+@pytest.mark.parametrize("bias_grad", ["gemv", "reduce"])
+def test_add_bias_gradient_keeps_float64(bias_grad: BiasGrad) -> None:
+    with jax.enable_x64(True):
+        weights = np.random.default_rng(1).normal(size=(300, 7))
+        bias = jnp.zeros(7, jnp.float64)
+        dbias = jax.grad(lambda b: jnp.sum(add_bias(jnp.zeros((300, 7)), b, bias_grad) * weights))(
+            bias
+        )
+        assert dbias.dtype == jnp.float64
+        np.testing.assert_allclose(dbias, weights.sum(0), rtol=1e-13, atol=1e-13)
+
+
 def test_add_bias_gradient_under_vmap_matches_numpy() -> None:
     """Per-config biases (K, F) on per-config shares (K, B, T, F), as the GLoRA supernet's vmap."""
     rng = np.random.default_rng(1)

@@ -70,7 +70,7 @@ def _add_bias_bwd(bias_ndim: int, _: None, dy: jax.Array) -> tuple[jax.Array, ja
     features = dy.shape[dy.ndim - bias_ndim :]
     rows = dy.reshape(-1, math.prod(features))
     ones = jnp.ones((rows.shape[0],), dy.dtype)
-    dbias = jnp.dot(ones, rows, preferred_element_type=jnp.float32)
+    dbias = jnp.dot(ones, rows, preferred_element_type=jnp.promote_types(dy.dtype, jnp.float32))
     return dy, dbias.astype(dy.dtype).reshape(features)
 
 

@@ -130,14 +130,15 @@ def config_changes(
     saved: Mapping[str, Any], config: Any, *, ignore: Iterable[str] = ()
 ) -> list[str]:
     """Lines "key: saved -> now" for each dotted key outside ``ignore`` in which ``config``
-    differs from ``saved`` (a config as its config.json holds it)."""
+    differs from ``saved`` (a config as its config.json holds it). Keys ``saved`` lacks are
+    options added since it was written (it ran with their defaults' behaviour): not changes."""
     before = _dotted(saved)
     now = _dotted(json.loads(json.dumps(as_dict(config), default=str)))
     skip = set(ignore)
     return [
-        f"{k}: {before.get(k)!r} -> {now.get(k)!r}"
-        for k in sorted(before.keys() | now.keys())
-        if k not in skip and before.get(k) != now.get(k)
+        f"{k}: {before[k]!r} -> {now.get(k)!r}"
+        for k in sorted(before.keys())
+        if k not in skip and before[k] != now.get(k)
     ]
 
 

@@ -1,6 +1,7 @@
 """One task end to end: data -> backbone -> train (supernet) -> search -> test -> merge -> report.
 
-Everything lands in ``workdir``: train/ (checkpoints, metrics.csv, TensorBoard events),
+Everything lands in ``workdir``: train/ (checkpoints, metrics.csv, TensorBoard events; with
+``search.retrain`` also retrain/<digest of the chosen subnet>/),
 search/ (resumable state), subnet.json (GLoRA's chosen config, readable, with its parameter
 count), merged.npz (adapter-free params the plain backbone serves), plots/*.png, result.json.
 A killed run started again with the same workdir resumes training and search where they stopped;
@@ -49,6 +50,7 @@ from experiments.training.evaluate import (
 )
 from experiments.training.metrics import FIRST_STEP_S, latest, steady_rate
 from experiments.training.sharding import data_mesh
+from experiments.training.trainer import cfg_digest
 from glora_jax import search_plots
 from glora_jax.evolution import (
     SearchResult,
@@ -66,7 +68,7 @@ RESUMABLE_KEYS = frozenset({
     "train.log_every", "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints",
     "train.eval_batch_size", "train.eval_configs", "search.configs_per_call",
     "search.generations", "search.retrain", "backbone.attention", "backbone.remat",
-    "backbone.bias_grad",
+    "backbone.bias_grad", "method.grads",
 })  # fmt: skip
 
 
@@ -243,7 +245,8 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
         }
         if config.search.retrain:
             both = load_split(config, "train800val200")
-            retrained = train_on(config, backbone, method, both, workdir / "retrain", cfg=cfg)
+            retrain_dir = workdir / "retrain" / cfg_digest(cfg)  # a longer search may pick anew
+            retrained = train_on(config, backbone, method, both, retrain_dir, cfg=cfg)
             params, aparams = retrained.params, retrained.aparams
             clock.lap("retrain", (params, aparams))
 

@@ -67,19 +67,19 @@ _PATHS = ("data.task", "data.cache_dir", "backbone.checkpoint")
 def check_results_fit(
     settings: SuiteSettings, assets: Assets, runs: Path, results: dict[str, dict[str, Any]]
 ) -> None:
-    """ValueError naming the finished runs of the plan whose config.json differs from the config
-    these settings give them (a smoke test's 2-epoch results would otherwise stand for a 30-epoch
-    study's: a finished run is never run again)."""
+    """ValueError naming the planned runs, finished or started, whose config.json differs from
+    the config these settings give them (a smoke test's 2-epoch results would otherwise stand
+    for a 30-epoch study's: a finished run is never run again, a started one would fail)."""
     stale = []
     for run in plan(settings, results):
         saved = runs / run.run_id / "config.json"
-        if run.run_id in results and saved.exists():
+        if saved.exists():
             config = run_config(run, settings, assets, cache_dir(runs))
             changes = config_changes(json.loads(saved.read_text()), config, ignore=_PATHS)
             stale += [f"{run.run_id} ({'; '.join(changes)})"] if changes else []
     if stale:
         raise ValueError(
-            f"{len(stale)} finished runs in {runs} were made with other settings, e.g. {stale[0]}"
+            f"{len(stale)} runs in {runs} were made with other settings, e.g. {stale[0]}"
             ": use another --runs folder, or the settings they were made with"
         )
 
@@ -93,7 +93,8 @@ def inputs(settings: SuiteSettings) -> tuple[list[str], list[tuple[str, int | No
 
 
 def check_prepared(settings: SuiteSettings, assets: Assets) -> None:
-    """Raise FileNotFoundError naming every weight file or pack a planned run needs and lacks."""
+    """Raise FileNotFoundError naming every weight file or pack a planned run needs and lacks,
+    ValueError naming packs made for another split seed (every run would fail on them)."""
     backbones, packs = inputs(settings)
     needed = [assets.weights(b) for b in backbones] + [assets.pack(t, k) for t, k in packs]
     missing = [str(path) for path in needed if not path.exists()]
@@ -101,6 +102,13 @@ def check_prepared(settings: SuiteSettings, assets: Assets) -> None:
         raise FileNotFoundError(
             f"missing inputs {missing}: run `python -m experiments.offline_suite prepare` "
             "(with the same --assets, --runs and --set options) first"
+        )
+    seeds = {str(p): pack_seed(p) for p in (assets.pack(t, k) for t, k in packs)}
+    other = {path: seed for path, seed in seeds.items() if seed not in (None, settings.split_seed)}
+    if other:
+        raise ValueError(
+            f"packs {other} were made for other split seeds than {settings.split_seed}: pack "
+            "and prepare with the same --set split_seed as run"
         )
 
 

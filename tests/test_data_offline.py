@@ -117,6 +117,20 @@ def mnist5k_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def test_cache_misses_when_a_data_dir_file_is_rewritten(mnist5k_dir: Path, tmp_path: Path):
+    cache = tmp_path / "cache"
+    first = load_task("mnist5k", source="offline", split="val200", data_dir=mnist5k_dir,
+                      cache_dir=cache)  # fmt: skip
+    with gzip.open(mnist5k_dir / "mnist_5k.csv.gz", "rt") as file:
+        rows = np.loadtxt(file, delimiter=",", dtype=np.int64)
+    rows[:, 0] = 255 - rows[:, 0]
+    with gzip.open(mnist5k_dir / "mnist_5k.csv.gz", "wt") as file:
+        np.savetxt(file, rows, fmt="%d", delimiter=",")
+    second = load_task("mnist5k", source="offline", split="val200", data_dir=mnist5k_dir,
+                       cache_dir=cache)  # fmt: skip
+    np.testing.assert_array_equal(second.images[:, 0, 0, 0], 255 - first.images[:, 0, 0, 0])
+
+
 def test_mnist5k_stand_in_splits_partition_the_rows(mnist5k_dir: Path):
     tags = {
         split: _tags(

@@ -223,13 +223,25 @@ def test_run_config_applies_the_settings(tmp_path: Path) -> None:
 
 
 def prepared_assets(tmp_path: Path) -> Assets:
-    """Assets with (empty) files wherever TINY's runs look for inputs."""
+    """Assets with files wherever TINY's runs look for inputs: empty weights, packs that hold
+    only their split seed."""
     assets = Assets(tmp_path / "a", tmp_path / "d")
     backbones, packs = inputs(TINY)
-    for path in [assets.weights(b) for b in backbones] + [assets.pack(t, k) for t, k in packs]:
+    for path in [assets.weights(b) for b in backbones]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
+    for path in [assets.pack(t, k) for t, k in packs]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as file:
+            np.savez(file, split_seed=np.int64(TINY.split_seed))
     return assets
+
+
+def test_packs_of_another_split_seed_are_refused_before_any_run(tmp_path: Path) -> None:
+    assets = prepared_assets(tmp_path)
+    check_prepared(TINY, assets)
+    with pytest.raises(ValueError, match="made for other split seeds than 1"):
+        check_prepared(dataclasses.replace(TINY, split_seed=1), assets)
 
 
 def test_prepare_derives_weights_few_shot_packs_and_cache(tmp_path: Path) -> None:

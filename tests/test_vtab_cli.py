@@ -51,7 +51,8 @@ def test_glora_end_to_end_with_retrain_and_resume(tmp_path, caplog):
     stages = result["stage_seconds"]
     assert list(stages) == ["data", "backbone", "train", "search", "retrain", "test", "save"]
     # The retrain ran the chosen subnet on 1000 images (train800val200), 2 epochs of batch 100.
-    retrain = (out / "retrain" / "metrics.csv").read_text().splitlines()
+    (retrain_dir,) = (out / "retrain").iterdir()  # named by the chosen subnet's digest
+    retrain = (retrain_dir / "metrics.csv").read_text().splitlines()
     steps = {int(line.split(",")[0]) for line in retrain[1:] if ",train/loss," in line}
     assert max(steps) == 2 * 1000 // 100
     assert result["test_accuracy"] > 0.1  # above chance: 10 classes
@@ -71,13 +72,19 @@ def test_glora_end_to_end_with_retrain_and_resume(tmp_path, caplog):
     caplog.clear()
     with caplog.at_level("INFO", logger="experiments.training.trainer"):
         assert vtab.main(argv) == 0
-    assert f"resuming at step {max(steps)} from {out / 'retrain'}" in caplog.text
+    assert f"resuming at step {max(steps)} from {retrain_dir}" in caplog.text
     again = json.loads((out / "result.json").read_text())
     assert again["test_accuracy"] == result["test_accuracy"]
     assert again["trainable_params"] == result["trainable_params"]
     # ... but not with settings that change what it trains: that would splice two runs
     with pytest.raises(ValueError, match=re.escape("train.epochs: 2 -> 3")):
         vtab.main([*argv, "--set", "train.epochs=3"])
+    # a longer search may choose another subnet: it is retrained in a folder of its own
+    assert vtab.main([*argv, "--set", "search.generations=3"]) == 0
+    longer = json.loads((out / "result.json").read_text())
+    assert longer["search"]["candidates_evaluated"] == result["search"]["candidates_evaluated"] + 6
+    folders = set((out / "retrain").iterdir())  # the first subnet's, and the new one's if new
+    assert retrain_dir in folders and len(folders) <= 2
 
 
 @pytest.mark.slow
@@ -182,6 +189,11 @@ def test_a_workdir_refuses_another_config(tmp_path):
     ]:
         with pytest.raises(ValueError, match=re.escape(named)):
             pipeline.check_same_experiment(override(config, [change]), tmp_path)
+    # a config.json of a version without some options ran with their defaults' behaviour
+    older = as_dict(config)
+    del older["method"]["grads"], older["data"]["version"]
+    (tmp_path / "config.json").write_text(json.dumps(older, default=str))
+    pipeline.check_same_experiment(config, tmp_path)
 
 
 def test_own_data_takes_quickstart_and_writes_under_the_workdir(tmp_path):

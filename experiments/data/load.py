@@ -97,7 +97,8 @@ def _open(
     version: str | None,
 ) -> tuple[ExampleSource, int, str, tuple[Path, ...]]:
     """(examples, num_classes, absolute data location, the user's files the split is read
-    from) for the cache key; versioned TFDS data and shipped offline sets name no files."""
+    from) for the cache key; versioned TFDS data and offline sets read from the package that
+    ships them name no files (from a ``data_dir``: every file in it)."""
     if source == "tfds":
         records = open_vtab_split(name, split, data_dir=data_dir, version=version)
         location = str(resolve_tfds_data_dir(data_dir).resolve())
@@ -112,8 +113,10 @@ def _open(
         raise ValueError(f"source {source!r} takes its path as name; leave data_dir unset")
     if source == "offline":
         arrays, num_classes = open_offline_split(name, split, seed=seed, data_dir=data_dir)
-        location = str(Path(data_dir).resolve()) if data_dir else "installed"
-        return arrays, num_classes, location, ()
+        if data_dir is None:
+            return arrays, num_classes, "installed", ()
+        files = tuple(sorted(p for p in Path(data_dir).iterdir() if p.is_file()))
+        return arrays, num_classes, str(Path(data_dir).resolve()), files
     if source == "npz":
         examples, num_classes = open_npz_split(name, split, seed=seed)
         return examples, num_classes, str(Path(name).resolve()), (Path(name),)

@@ -179,10 +179,6 @@ def run_settings(config: TrainConfig, *, steps_per_epoch: int, cfg: Any) -> dict
     optimiser and schedule, batch size, steps, seed, head, subnets per step and a digest of a
     fixed ``cfg``. Logging, checkpoint and evaluation knobs may change between resumes."""
     optim = {f"optim.{k}": v for k, v in dataclasses.asdict(config.optim).items()}
-    digest = hashlib.sha256()
-    for leaf in jax.tree.leaves(jax.device_get(cfg)):
-        array = np.asarray(leaf)
-        digest.update(f"{array.dtype}{array.shape}".encode() + array.tobytes())
     return optim | {
         "batch_size": config.batch_size,
         "total_steps": config.num_steps(steps_per_epoch),
@@ -190,8 +186,17 @@ def run_settings(config: TrainConfig, *, steps_per_epoch: int, cfg: Any) -> dict
         "seed": config.seed,
         "head_pattern": config.head_pattern,
         "num_configs": config.num_configs,
-        "cfg": None if cfg is None else digest.hexdigest()[:16],
+        "cfg": None if cfg is None else cfg_digest(cfg),
     }
+
+
+def cfg_digest(cfg: Any) -> str:
+    """16 hex digits naming a subnet config: a digest of its leaves' dtypes, shapes and values."""
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(jax.device_get(cfg)):
+        array = np.asarray(leaf)
+        digest.update(f"{array.dtype}{array.shape}".encode() + array.tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _evaluator(

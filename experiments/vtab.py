@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     if vtab:
         params_m = sum(r["trainable_params"] for r in vtab.values()) / len(vtab) / 1e6
         row = {t: 100.0 * r["test_accuracy"] for t, r in vtab.items()}
-        table = markdown_table({f"{args.adapter} (ours)": (params_m, row)})
+        table = markdown_table({f"{args.adapter} (ours)": (params_m, row)}, method=args.adapter)
         (workdir / "vtab_table.md").write_text(table + "\n")
         print(table)
     return 0

@@ -90,10 +90,24 @@ def group_means(accs: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
+#: How our methods differ from the paper rows of the same name (printed under the table).
+METHOD_NOTES = {
+    "bitfit": "bitfit (ours) tunes the biases of the adapted layers (q/k/v, out, fc1, fc2: "
+    "82,944 scalars on ViT-B/16); the paper's BitFit row tunes every bias, LayerNorms' and the "
+    "patch embedding's too (102,912).",
+    "ssf": "ssf (ours) scales and shifts the outputs of the adapted layers only (165,888 scalars "
+    "on ViT-B/16); the paper's SSF row also after LayerNorms and the patch embedding (0.24M).",
+}
+
+
 def markdown_table(
-    ours: Mapping[str, tuple[float, Mapping[str, float]]], *, with_paper: bool = True
+    ours: Mapping[str, tuple[float, Mapping[str, float]]],
+    *,
+    with_paper: bool = True,
+    method: str | None = None,
 ) -> str:
-    """Rows (name -> (params in M, {task: top-1 %})) as a markdown table in the paper's layout."""
+    """Rows (name -> (params in M, {task: top-1 %})) as a markdown table in the paper's layout;
+    with the paper's rows, ``method``'s entry of ``METHOD_NOTES`` under it."""
     for name, (_, accs) in ours.items():
         unknown = set(accs) - set(TASKS)
         if unknown:
@@ -111,4 +125,5 @@ def markdown_table(
         keys = ("natural", "specialized", "structured", "average")
         cells += [f"{means[k]:.1f}" if k in means else "-" for k in keys]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    note = METHOD_NOTES.get(method or "") if with_paper else None
+    return "\n".join([*lines, *(["", note] if note else [])])

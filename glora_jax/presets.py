@@ -30,12 +30,14 @@ def ranks(size: SpaceSize) -> tuple[int, ...]:
 
 
 def bitfit() -> dict[str, str]:
-    """Bias tuning: E vector, all else none."""
+    """Bias tuning of the adapted layers: E vector, all else none (BitFit proper also tunes
+    LayerNorm and patch-embedding biases, which are not GLoRA targets)."""
     return _choice(E="vector")
 
 
 def ssf() -> dict[str, str]:
-    """Per-output-channel scale and shift: A vector, E vector."""
+    """Per-output-channel scale and shift of the adapted layers: A vector, E vector (SSF proper
+    also scales and shifts after LayerNorms and the patch embedding)."""
     return _choice(A="vector", E="vector")
 
 

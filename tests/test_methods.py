@@ -9,9 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import peft_core
 from experiments.backbones import Backbone, BackboneConfig, load_backbone, with_bias_grad
 from experiments.methods import MethodConfig, bias_grad_for, build_method
 from experiments.models.vit import vit
+from experiments.vtab_table import METHOD_NOTES
 from peft_core.targets import DENSE_TARGETS
 
 
@@ -99,3 +101,20 @@ def test_low_rank_method_forms_its_gradients_as_configured(name: str, grads: str
 def test_method_config_rejects_unknown_grads() -> None:
     with pytest.raises(ValueError, match="unknown grads 'fused'"):
         MethodConfig("lora", grads="fused")
+
+
+def test_bitfit_and_ssf_counts_on_vit_b16_are_the_ones_the_table_notes_state() -> None:
+    # experiments.vtab_table.METHOD_NOTES: ours tune the adapted layers; the papers' every bias
+    shapes = jax.eval_shape(
+        vit("B", patch=16, num_classes=100).init, jax.random.key(0), jnp.zeros((1, 224, 224, 3))
+    )["params"]
+    flat = peft_core.flatten(shapes)
+    every_bias = sum(v.size for k, v in flat.items() if k.endswith("bias") and "head" not in k)
+    counts = {}
+    for name in ("bitfit", "ssf"):
+        method = build_method(MethodConfig(name), targets=DENSE_TARGETS)
+        counts[name] = method.num_adapter_params(shapes, None, method.fixed_cfg(shapes))
+    assert (counts["bitfit"], counts["ssf"], every_bias) == (82_944, 165_888, 102_912)
+    for name, count in counts.items():
+        assert f"{count:,}" in METHOD_NOTES[name]
+    assert f"{every_bias:,}" in METHOD_NOTES["bitfit"]

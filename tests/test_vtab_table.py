@@ -2,7 +2,14 @@
 
 import pytest
 
-from experiments.vtab_table import GROUPS, PAPER_ROWS, TASKS, group_means, markdown_table
+from experiments.vtab_table import (
+    GROUPS,
+    METHOD_NOTES,
+    PAPER_ROWS,
+    TASKS,
+    group_means,
+    markdown_table,
+)
 
 # Averages printed in the paper's table 1 (independent of the per-task cells we store).
 PUBLISHED_AVERAGE = {"Full": 68.9, "Linear": 57.6, "BitFit": 65.2, "LoRA": 74.5, "SSF": 75.7,
@@ -31,5 +38,8 @@ def test_partial_rows_and_errors():
     row = table.splitlines()[2].split(" | ")
     assert row[0] == "| ours" and row[1] == "0.30" and row[2] == "50.0" and row[3] == "-"
     assert "GLoRA 0.86M (paper)" in markdown_table({"ours": (0.3, accs)})
+    bitfit = markdown_table({"bitfit (ours)": (0.08, accs)}, method="bitfit").splitlines()
+    assert bitfit[-1] == METHOD_NOTES["bitfit"] and "LayerNorm" in bitfit[-1]
+    assert markdown_table({"x": (0.1, accs)}, method="lora").endswith("|")
     with pytest.raises(ValueError, match="unknown VTAB tasks"):
         markdown_table({"bad": (0.1, {"imagenet": 1.0})})

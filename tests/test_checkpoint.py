@@ -281,3 +281,17 @@ def test_checkpointer_round_trip_and_keep_last(tmp_path: pathlib.Path) -> None:
     np.testing.assert_array_equal(jax.random.key_data(restored.rng), jax.random.key_data(state.rng))
     assert signature(restored) == signature(state)
     checkpointer.close()
+
+
+def test_run_settings_added_since_a_checkpoint_are_not_changes(tmp_path: pathlib.Path) -> None:
+    state = _toy_state(lora(2, targets="hidden_0/kernel"))
+    checkpointer = Checkpointer(tmp_path, every=1, keep=1, run={"batch_size": 16})
+    checkpointer.save(state)
+    checkpointer.close()
+    newer = Checkpointer(tmp_path, every=1, keep=1, run={"batch_size": 16, "new_knob": "x"})
+    assert int(newer.restore(state).step) == int(state.step)
+    newer.close()
+    other = Checkpointer(tmp_path, every=1, keep=1, run={"batch_size": 8, "new_knob": "x"})
+    with pytest.raises(CheckpointMismatchError, match="batch_size: 16 -> 8"):
+        other.restore(state)
+    other.close()

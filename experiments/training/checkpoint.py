@@ -73,12 +73,12 @@ def _check_fits(
 
 
 def _check_same_run(current: Mapping[str, Any], saved: Mapping[str, Any], *, what: str) -> None:
-    """CheckpointMismatchError naming each setting in which ``saved`` differs from ``current``."""
-    keys = sorted(current.keys() | saved.keys())
+    """CheckpointMismatchError naming each setting in which ``saved`` differs from ``current``
+    (settings ``saved`` lacks were added since: it ran with their defaults' behaviour)."""
     changed = [
-        f"{k}: {saved.get(k)!r} -> {current.get(k)!r}"
-        for k in keys
-        if saved.get(k) != current.get(k)
+        f"{k}: {value!r} -> {current.get(k)!r}"
+        for k, value in sorted(saved.items())
+        if value != current.get(k)
     ]
     if changed:
         raise CheckpointMismatchError(

@@ -1,7 +1,7 @@
 """Run the benchmark: PyTorch peers, then the JAX rows, one table with every row and the targets.
 
     python -m bench.run --suite=all                 # the GPU table (ViT-B/16, 224, bf16)
-    python -m bench.run --suite=all --size=tiny     # the same code on a CPU in under a minute
+    python -m bench.run --suite=all --size=tiny     # the same code on a CPU in a few minutes
 
 Each framework runs in its own process, one after the other, so neither holds device memory
 while the other measures (JAX preallocates most of the GPU) and torch is imported only by

@@ -210,7 +210,6 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     check_same_experiment(config, workdir)
-    (workdir / "config.json").write_text(json.dumps(as_dict(config), indent=2, default=str))
     clock = StageClock()
     splits = load_splits(config)
     clock.lap("data")
@@ -227,6 +226,8 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
     )  # fmt: skip
     if method.searchable:
         check_settings(**search_settings(config))  # before training, not after it
+    # only a config that got this far is the workdir's: a typo that failed above leaves none
+    (workdir / "config.json").write_text(json.dumps(as_dict(config), indent=2, default=str))
     fixed = method.fixed_cfg(backbone.params)
     trained = train_on(
         config, backbone, method, splits.train, workdir / "train", cfg=fixed, eval_split=splits.val

@@ -127,4 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (ValueError, FileNotFoundError) as error:  # bad input: the message, no traceback
+        sys.exit(f"error: {type(error).__name__}: {error}")

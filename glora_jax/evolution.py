@@ -280,7 +280,10 @@ def _validate(settings: _Settings, *, generations: int, batch_size: int) -> None
     }
     failed = [rule for rule, ok in checks.items() if not ok]
     if failed:
-        got = dataclasses.asdict(s) | {"generations": generations, "batch_size": batch_size}
+        knobs = {
+            k: v for k, v in dataclasses.asdict(s).items() if k not in ("genes_shape", "space")
+        }
+        got = knobs | {"generations": generations, "batch_size": batch_size}
         raise ValueError(f"evolutionary_search: {'; '.join(failed)} (got {got})")
     if len(s.genes_shape) != 2:
         raise ValueError(f"space.to_genes must return (layers, tensors) genes, got {s.genes_shape}")

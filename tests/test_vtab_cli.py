@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -164,7 +167,23 @@ def test_search_settings_are_checked_before_training(tmp_path):
     with pytest.raises(ValueError, match="population must be >= top_k"):
         vtab.main(["--set", "search.top_k=100", f"--workdir={tmp_path}"])
     assert not (tmp_path / "fashion_mnist" / "train").exists()
+    assert not (tmp_path / "fashion_mnist" / "config.json").exists()  # the fixed run may go on
     assert logging.getLogger().getEffectiveLevel() == logging.INFO  # "resuming at ..." shows
+
+
+def test_the_command_line_reports_bad_input_without_a_traceback(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.vtab", "--set", "train.epoch=3",
+         f"--workdir={tmp_path}"],
+        capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: ValueError: unknown config key 'train.epoch'")
+    )
+    assert "Traceback" not in done.stderr
 
 
 def test_tasks_sharing_a_results_folder_are_refused(tmp_path):

@@ -63,27 +63,41 @@ class ExperimentConfig:
     eval_batch_size: int = 100
 
 
+class _Changes(dict[str, Any]):
+    """The assignments to one nested dataclass, by field name."""
+
+
 def override(config: Any, assignments: Iterable[str]) -> Any:
-    """``config`` with each "a.b.c=value" applied (nested frozen dataclasses)."""
+    """``config`` with every "a.b.c=value" applied (nested frozen dataclasses), each dataclass
+    rebuilt, and so checked, once with all of its changes: their order does not matter."""
+    changes = _Changes()
     for assignment in assignments:
         path, sep, raw = assignment.partition("=")
         if not sep:
             raise ValueError(f"override {assignment!r} is not of the form key.path=value")
-        config = _set(config, path.strip().split("."), _parse(raw.strip()), full=path)
-    return config
+        _record(config, path.strip().split("."), _parse(raw.strip()), changes, full=path)
+    return _apply(config, changes)
 
 
-def _set(node: Any, keys: list[str], value: Any, *, full: str) -> Any:
+def _record(node: Any, keys: list[str], value: Any, changes: _Changes, *, full: str) -> None:
+    """Check ``keys`` name a field of ``node`` and ``value`` its type; note it in ``changes``."""
     if not dataclasses.is_dataclass(node) or isinstance(node, type):
         raise ValueError(f"cannot set {full!r}: {type(node).__name__} has no fields")
     names = {f.name for f in dataclasses.fields(node)}
     if keys[0] not in names:
         raise ValueError(f"unknown config key {full!r}: {keys[0]!r} is not one of {sorted(names)}")
     if len(keys) > 1:
-        value = _set(getattr(node, keys[0]), keys[1:], value, full=full)
+        nested = changes.setdefault(keys[0], _Changes())
+        _record(getattr(node, keys[0]), keys[1:], value, nested, full=full)
     else:
-        value = _typed(value, typing.get_type_hints(type(node))[keys[0]], full=full)
-    return dataclasses.replace(node, **{keys[0]: value})
+        changes[keys[0]] = _typed(value, typing.get_type_hints(type(node))[keys[0]], full=full)
+
+
+def _apply(node: Any, changes: _Changes) -> Any:
+    values = {
+        k: _apply(getattr(node, k), v) if isinstance(v, _Changes) else v for k, v in changes.items()
+    }
+    return dataclasses.replace(node, **values) if values else node
 
 
 def _typed(value: Any, hint: Any, *, full: str) -> Any:

@@ -11,8 +11,8 @@
     python -m experiments.offline_suite report --runs .suite/runs --doc docs/results.md
 
 Every sub-command takes ``--set key=value`` overrides of ``SuiteSettings`` (e.g.
-``--set epochs=2 --set fewshot_task=digits --set "tasks=('digits',)"``: each is applied and
-checked in order, so the few-shot task joins the tasks first); use the same ones for
+``--set epochs=2 --set "tasks=('digits',)" --set fewshot_task=digits``, checked together);
+use the same ones for
 run and report. Finished runs (``<runs>/<run id>/result.json``) are skipped, so a cut-off part
 just runs again; finished runs made with other settings are refused (use another ``--runs``).
 """

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from experiments import offline_suite
-from experiments.config import ExperimentConfig, as_dict
+from experiments.config import ExperimentConfig, as_dict, override
 from experiments.data.folder import open_npz_split
 from experiments.suite_data import (
     few_shot_pack,
@@ -322,6 +322,14 @@ def test_finished_runs_of_other_settings_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="made with other settings"):
         check_results_fit(TINY, assets, runs, finished(runs))
     check_results_fit(smoke, Assets(tmp_path / "elsewhere", tmp_path / "d2"), runs, finished(runs))
+
+
+def test_overrides_are_checked_together_in_any_order() -> None:
+    together = ["tasks=('digits',)", "fewshot_task=digits"]  # the first alone is refused
+    for order in (together, together[::-1]):
+        assert override(SuiteSettings(), order).fewshot_task == "digits"
+    with pytest.raises(ValueError, match="few-shot runs take the lr chosen"):
+        override(SuiteSettings(), together[:1])
 
 
 @pytest.mark.parametrize(

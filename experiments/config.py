@@ -16,6 +16,7 @@ from typing import Any, Union
 
 from experiments.backbones import BackboneConfig
 from experiments.methods import MethodConfig
+from experiments.training.checkpoint import setting_changes
 from experiments.training.config import TrainConfig
 
 
@@ -146,14 +147,8 @@ def config_changes(
     """Lines "key: saved -> now" for each dotted key outside ``ignore`` in which ``config``
     differs from ``saved`` (a config as its config.json holds it). Keys ``saved`` lacks are
     options added since it was written (it ran with their defaults' behaviour): not changes."""
-    before = _dotted(saved)
     now = _dotted(json.loads(json.dumps(as_dict(config), default=str)))
-    skip = set(ignore)
-    return [
-        f"{k}: {before[k]!r} -> {now.get(k)!r}"
-        for k in sorted(before.keys())
-        if k not in skip and before[k] != now.get(k)
-    ]
+    return setting_changes(_dotted(saved), now, ignore=ignore)
 
 
 def _dotted(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

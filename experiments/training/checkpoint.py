@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import pathlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jax
@@ -72,14 +72,23 @@ def _check_fits(
         )
 
 
-def _check_same_run(current: Mapping[str, Any], saved: Mapping[str, Any], *, what: str) -> None:
-    """CheckpointMismatchError naming each setting in which ``saved`` differs from ``current``
-    (settings ``saved`` lacks were added since: it ran with their defaults' behaviour)."""
-    changed = [
+def setting_changes(
+    saved: Mapping[str, Any], current: Mapping[str, Any], *, ignore: Iterable[str] = ()
+) -> list[str]:
+    """Lines "key: saved -> now" for each key of ``saved`` outside ``ignore`` whose value
+    ``current`` changes (keys ``saved`` lacks were added since: it ran with their defaults'
+    behaviour, so they are no change)."""
+    skip = set(ignore)
+    return [
         f"{k}: {value!r} -> {current.get(k)!r}"
         for k, value in sorted(saved.items())
-        if value != current.get(k)
+        if k not in skip and value != current.get(k)
     ]
+
+
+def _check_same_run(current: Mapping[str, Any], saved: Mapping[str, Any], *, what: str) -> None:
+    """CheckpointMismatchError naming each setting in which ``saved`` differs from ``current``."""
+    changed = setting_changes(saved, current)
     if changed:
         raise CheckpointMismatchError(
             f"refusing to resume: {what} was written by a run with other settings ("

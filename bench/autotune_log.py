@@ -284,7 +284,9 @@ def report(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.autotune_log", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("dumps", nargs="+", help="LOGS or LOGS:PICKS (plain or .gz)")
     parser.add_argument(
         "--limit-ms", type=float, default=STALL_MS, help="list measurements over this"

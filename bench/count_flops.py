@@ -106,7 +106,9 @@ def count_all(size: BenchSize, keys: Collection[str] | None = None) -> dict[str,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.count_flops", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--size", choices=sorted(SIZES), default="full")
     p.add_argument(
         "--keys", nargs="*", default=None,

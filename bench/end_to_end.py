@@ -123,7 +123,9 @@ def bench_end_to_end(size: BenchSize, workdir: Path, *, attention: str | None) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.end_to_end", description=(__doc__ or "").splitlines()[0]
+    )
     p.add_argument("--task", required=True, help="images + labels npz (source npz)")
     p.add_argument("--like", default="cifar", help="VTAB-1k task whose paper lr is used")
     p.add_argument("--method", default="glora")

@@ -304,7 +304,9 @@ def read_text(path: Path) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     from bench.peaks import peak_bandwidth
 
-    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.hlo_kernels", description=(__doc__ or "").splitlines()[0]
+    )
     p.add_argument("profile", type=Path, help="a case's JSON from bench.profile")
     p.add_argument("hlo", type=Path, help="the step's optimised HLO text (.txt or .txt.gz)")
     p.add_argument("--device", default="", help="device name for the HBM peak, e.g. H200")

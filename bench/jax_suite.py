@@ -250,7 +250,9 @@ def _dumping_autotuning(folder: Path, key: str) -> tuple[dict[str, str], tuple[P
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.jax_suite", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--json", required=True)
     p.add_argument("--size", choices=sorted(SIZES), default="full")
     p.add_argument("--suites", nargs="+", choices=JAX_SUITES, default=list(JAX_SUITES))

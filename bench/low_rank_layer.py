@@ -150,7 +150,9 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.low_rank_layer", description=(__doc__ or "").splitlines()[0]
+    )
     p.add_argument("--tokens", type=int, nargs="+", default=[50432, 12608])
     p.add_argument("--shapes", nargs="+", default=[f"{i}x{o}" for i, o in SHAPES])
     p.add_argument("--repeats", type=int, default=30)

@@ -289,7 +289,9 @@ def disable_command_buffers() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.profile", description=(__doc__ or "").splitlines()[0]
+    )
     p.add_argument("--cases", nargs="+", default=["lora-r8", "glora-fixed", "biases-only"])
     p.add_argument("--model", default="vit", choices=MODELS, help="cases of which suite")
     p.add_argument("--batch", type=int, default=64)

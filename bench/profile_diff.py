@@ -148,7 +148,9 @@ def render(groups: Sequence[Group], labels: tuple[str, str], top: int = 25) -> I
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.profile_diff", description=(__doc__ or "").splitlines()[0]
+    )
     p.add_argument("a", type=Path, help="a case's JSON from bench.profile --no-command-buffers")
     p.add_argument("b", type=Path, help="the case to compare it with")
     p.add_argument("--top", type=int, default=25, help="groups printed (0: all)")

@@ -81,7 +81,7 @@ def with_flops(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", type=Path, help="JSON files of bench.run / its parts")
     p.add_argument("--flops", type=Path, default=None, help="JSON of bench.count_flops")
     p.add_argument("--out", type=Path, default=None)

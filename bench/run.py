@@ -163,7 +163,7 @@ def _part(out: Path, framework: str) -> Path:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     p.add_argument("--suite", default="all", help=f"'all' or a comma list of {SUITES}")
     p.add_argument("--size", choices=sorted(SIZES), default="full")
     p.add_argument("--out", default="bench-results.json", help="JSON file to write")

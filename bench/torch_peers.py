@@ -279,7 +279,9 @@ def _timed_row(
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.torch_peers", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--json", required=True, help="where to write the rows")
     p.add_argument("--model", default="vit_base_patch16_224")
     p.add_argument("--depth", type=int, default=None)

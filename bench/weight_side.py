@@ -63,7 +63,9 @@ def weight_side_stats(backbone: Backbone, method: MethodConfig) -> dict[str, Any
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.weight_side", description=(__doc__ or "").splitlines()[0]
+    )
     p.add_argument("--size", choices=sorted(SIZES), default="full")
     p.add_argument("--methods", nargs="+", default=["lora", "flora", "glora"])
     p.add_argument("--scan", action="store_true", help="the ViT's blocks in one nn.scan")

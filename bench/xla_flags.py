@@ -84,7 +84,9 @@ def ratios(rows: Sequence[Row], baseline: str) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.xla_flags", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--only", required=True, help="regex over row keys name@batch")
     p.add_argument("--size", choices=sorted(SIZES), default="full")
     p.add_argument("--suites", nargs="+", default=["train"])

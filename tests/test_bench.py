@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import re
@@ -624,3 +625,20 @@ def test_run_isolates_the_training_suites_only_when_asked(isolate: bool) -> None
     assert "--isolate" not in rest and "--autotune-logs" not in rest
     assert [c[c.index("--json") + 1] for c in commands] == ["out/b.jax-rows.json", "out/b.jax.json"]
     assert all(c[c.index("--only") + 1] == "lora" for c in commands)
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "bench.autotune_log", "bench.count_flops", "bench.end_to_end", "bench.hlo_kernels",
+        "bench.jax_suite", "bench.low_rank_layer", "bench.profile", "bench.profile_diff",
+        "bench.report", "bench.run", "bench.torch_peers", "bench.weight_side", "bench.xla_flags",
+        "experiments.models.convnext_checkpoint",
+    ],
+)  # fmt: skip
+def test_cli_usage_names_the_module(module: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """--help shows the command to type (it showed "usage: run.py" for ``python -m bench.run``)."""
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module(module).main(["--help"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: python -m {module} ")

@@ -247,7 +247,9 @@ def load_convnext_params(path: str | Path, model: ConvNeXt) -> dict[str, object]
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.models.convnext_checkpoint", description=__doc__.splitlines()[0]
+    )
     parser.add_argument(
         "source", type=Path, help="torch ConvNeXt weights: .pth, .npz, .safetensors"
     )

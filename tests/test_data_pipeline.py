@@ -47,13 +47,14 @@ def test_every_epoch_visits_each_example_at_most_once_drop_last(count: int, batc
     assert not np.array_equal(orders[0], orders[1])
 
 
-def test_batches_are_the_documented_gather_normalised():
+@pytest.mark.parametrize("seed", [3, 2**31 - 1])
+def test_batches_are_the_documented_gather_normalised(seed: int):
     images, labels = _split(800)
-    batches = TrainBatches(images, labels, batch_size=64, seed=3, normalization="imagenet")
+    batches = TrainBatches(images, labels, batch_size=64, seed=seed, normalization="imagenet")
     for step in (0, 11, 12, 30):  # 12 steps per epoch: 12 and 30 are in later epochs
         epoch, position = divmod(step, 12)
         order = np.asarray(
-            jax.random.permutation(jax.random.fold_in(jax.random.key(3), epoch), 800)
+            jax.random.permutation(jax.random.fold_in(jax.random.key(seed), epoch), 800)
         )
         expected = order[position * 64 : (position + 1) * 64]
         batch_epoch, indices = batches.batch_indices(step)
@@ -104,6 +105,14 @@ def test_train_batches_errors(kwargs: dict, match: str):
         images = images.astype(np.float32)
     with pytest.raises(ValueError, match=match):
         TrainBatches(images, labels, seed=0, **kwargs)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**31])
+def test_train_batches_refuse_a_seed_outside_int32(seed: int):
+    """The gather is jitted with the seed as int32 (2**31 raised OverflowError mid-training)."""
+    images, labels = _split(10)
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*31\)"):
+        TrainBatches(images, labels, batch_size=2, seed=seed)
 
 
 _SHARDED = textwrap.dedent("""

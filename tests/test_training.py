@@ -209,6 +209,8 @@ def test_config_from_mapping_nested_and_unknown_keys() -> None:
         TrainConfig(batch_size=64, num_configs=3)
     with pytest.raises(ValueError, match="clip_grad_norm"):
         OptimConfig(clip_grad_norm=0.0)
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*31\), got 2147483648"):
+        TrainConfig(seed=2**31)
 
 
 # ---- schedule and optimiser ------------------------------------------------------------------

@@ -92,6 +92,7 @@ class TrainBatches:
         num_examples = int(labels.shape[0])
         if images.shape[0] != num_examples:
             raise ValueError(f"{images.shape[0]} images but {num_examples} labels")
+        check_seed(seed)
         if not 0 < batch_size <= num_examples:
             raise ValueError(f"batch_size must be in [1, {num_examples}], got {batch_size}")
         if normalization is not None:
@@ -128,6 +129,12 @@ class TrainBatches:
             normalization=self.normalization,
             sharding=self.sharding,
         )
+
+
+def check_seed(seed: int) -> None:
+    """A training seed: it reaches the jitted batch gather as int32, so 0 <= seed < 2**31."""
+    if not 0 <= seed < 2**31:
+        raise ValueError(f"seed must be in [0, 2**31), got {seed}")
 
 
 def _batch_sharding(mesh: Mesh, data_axis: str, batch_size: int) -> NamedSharding:

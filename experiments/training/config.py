@@ -12,6 +12,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from experiments.data.pipeline import check_seed
+
 #: Regex over '/'-joined param paths selecting the task head (trained, never adapted).
 HEAD_PATTERN = r"head/.*"
 
@@ -76,6 +78,7 @@ class TrainConfig:
             "eval_configs",
         )
         _check_non_negative(self, "checkpoint_every", "eval_every")
+        check_seed(self.seed)
         if self.total_steps is not None and self.total_steps < 1:
             raise ValueError(f"total_steps must be >= 1 or None, got {self.total_steps}")
         if self.batch_size % self.num_configs:

@@ -35,13 +35,13 @@ from typing import Any
 import jax
 import numpy as np
 
+from experiments.atomic_files import write_npz, write_text
 from experiments.backbones import Backbone, load_backbone, with_bias_grad
 from experiments.config import ExperimentConfig, as_dict, config_changes
 from experiments.data import load_task
 from experiments.data.base import SplitArrays
 from experiments.data.pipeline import TrainBatches
 from experiments.methods import Method, bias_grad_for, build_method
-from experiments.npz_files import write_npz
 from experiments.training import TrainResult, train
 from experiments.training.evaluate import (
     make_config_scorer,
@@ -49,7 +49,7 @@ from experiments.training.evaluate import (
     stack_eval_batches,
 )
 from experiments.training.metrics import FIRST_STEP_S, latest, steady_rate
-from experiments.training.sharding import data_mesh
+from experiments.training.sharding import data_mesh, is_main_process
 from experiments.training.trainer import cfg_digest
 from glora_jax import search_plots
 from glora_jax.evolution import (
@@ -227,7 +227,8 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
     if method.searchable:
         check_settings(**search_settings(config))  # before training, not after it
     # only a config that got this far is the workdir's: a typo that failed above leaves none
-    (workdir / "config.json").write_text(json.dumps(as_dict(config), indent=2, default=str))
+    if is_main_process():
+        write_text(workdir / "config.json", json.dumps(as_dict(config), indent=2, default=str))
     fixed = method.fixed_cfg(backbone.params)
     trained = train_on(
         config, backbone, method, splits.train, workdir / "train", cfg=fixed, eval_split=splits.val
@@ -264,7 +265,8 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
     rounded = rounds_update(effective, merged)
     check_merged_agrees(adapted, served, num_test=len(splits.test), rounded_update=rounded)
     clock.lap("test")
-    write_npz(workdir / "merged.npz", {k: np.asarray(v) for k, v in flatten(merged).items()})
+    if is_main_process():
+        write_npz(workdir / "merged.npz", {k: np.asarray(v) for k, v in flatten(merged).items()})
     clock.lap("save")
 
     result_json = {
@@ -286,7 +288,8 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
         "num_test": len(splits.test),
         "devices": [str(d) for d in jax.devices()],
     }
-    (workdir / "result.json").write_text(json.dumps(result_json, indent=2))
+    if is_main_process():
+        write_text(workdir / "result.json", json.dumps(result_json, indent=2))
     return result_json
 
 
@@ -312,10 +315,13 @@ def _search(
     result = evolutionary_search(
         space, scorer, checkpoint_dir=workdir / "search", **search_settings(config)
     )
-    save_result_json(result, space, workdir / "subnet.json")
-    plots = workdir / "plots"
-    plots.mkdir(exist_ok=True)
-    search_plots.plot_score_vs_params(result, plots / "search_accuracy_vs_params.png")
-    search_plots.plot_layer_config(space, result.best_cfg, plots / "subnet_layers.png")
-    search_plots.plot_params_per_layer_type(space, result.best_cfg, plots / "params_per_type.png")
+    if is_main_process():
+        save_result_json(result, space, workdir / "subnet.json")
+        plots = workdir / "plots"
+        plots.mkdir(exist_ok=True)
+        search_plots.plot_score_vs_params(result, plots / "search_accuracy_vs_params.png")
+        search_plots.plot_layer_config(space, result.best_cfg, plots / "subnet_layers.png")
+        search_plots.plot_params_per_layer_type(
+            space, result.best_cfg, plots / "params_per_type.png"
+        )
     return result

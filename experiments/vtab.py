@@ -22,11 +22,12 @@ import pathlib
 import sys
 
 from experiments import pipeline
+from experiments.atomic_files import write_text
 from experiments.config import ExperimentConfig, override
 from experiments.configs import PRESETS, preset
 from experiments.data.offline import OFFLINE_TASKS
 from experiments.methods import METHODS
-from experiments.training.sharding import initialize_distributed
+from experiments.training.sharding import initialize_distributed, is_main_process
 from experiments.vtab_table import TASKS, markdown_table
 
 
@@ -121,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         params_m = sum(r["trainable_params"] for r in vtab.values()) / len(vtab) / 1e6
         row = {t: 100.0 * r["test_accuracy"] for t, r in vtab.items()}
         table = markdown_table({f"{args.adapter} (ours)": (params_m, row)}, method=args.adapter)
-        (workdir / "vtab_table.md").write_text(table + "\n")
+        if is_main_process():
+            write_text(workdir / "vtab_table.md", table + "\n")
         print(table)
     return 0
 

@@ -19,6 +19,7 @@ from experiments import pipeline, vtab
 from experiments.backbones import BackboneConfig, load_backbone
 from experiments.config import ExperimentConfig, as_dict, override
 from experiments.configs import paper, quickstart
+from experiments.training import trainer
 from experiments.vtab_table import PAPER_LR
 
 pytest.importorskip("sklearn")  # the digits task
@@ -110,6 +111,25 @@ def test_methods_end_to_end(tmp_path, method, dtype):
     assert adapted > 0.1  # above chance: 10 classes
     assert (result["search"] == {}) == (method != "glora")
     assert result["bias_grad"] == ("gemv" if method == "glora" else "reduce")  # auto off a GPU
+
+
+@pytest.mark.slow
+def test_processes_other_than_the_first_write_none_of_the_runs_files(tmp_path, monkeypatch):
+    """On several hosts every process runs the pipeline; one writes its files, atomically (the
+    others rewrote config.json while a resuming process read it)."""
+    for module in (pipeline, trainer, vtab):
+        monkeypatch.setattr(module, "is_main_process", lambda: False)
+    argv = ["--adapter=glora", f"--workdir={tmp_path}", *TINY, "--set", "search.generations=1"]
+    assert vtab.main(argv) == 0
+    out = tmp_path / "digits"
+    assert sorted(p.name for p in out.iterdir()) == ["search", "train"]  # checkpoints only
+    assert not (out / "train" / "metrics.csv").exists()
+    assert list(tmp_path.iterdir()) == [out]  # no vtab_table.md
+    for module in (pipeline, trainer, vtab):
+        monkeypatch.setattr(module, "is_main_process", lambda: True)
+    assert vtab.main(argv) == 0  # process 0 resumes from the checkpoints and writes them
+    written = {p.name for p in out.iterdir()}
+    assert {"config.json", "merged.npz", "plots", "result.json", "subnet.json"} <= written
 
 
 def test_presets_and_overrides():

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.atomic_files import replacing, write_text
 from experiments.data.base import ExampleSource
 from experiments.data.preprocess import resize_bicubic, to_rgb
 
@@ -94,16 +95,13 @@ def materialize_cached(
     stem = hashlib.sha256(text.encode()).hexdigest()[:20]
     images_path, labels_path = cache / f"{stem}.images.npy", cache / f"{stem}.labels.npy"
     if not labels_path.exists():  # written last: its presence marks a complete entry
-        cache.mkdir(parents=True, exist_ok=True)
-        partial_images = cache / f"{stem}.images.partial.npy"
-        _, labels = materialize(
-            source, image_size=image_size, num_workers=num_workers, out_path=partial_images
-        )
-        os.replace(partial_images, images_path)
-        (cache / f"{stem}.json").write_text(text + "\n")
-        partial_labels = cache / f"{stem}.labels.partial.npy"
-        np.save(partial_labels, labels)
-        os.replace(partial_labels, labels_path)
+        with replacing(images_path) as partial_images:
+            _, labels = materialize(
+                source, image_size=image_size, num_workers=num_workers, out_path=partial_images
+            )
+        write_text(cache / f"{stem}.json", text + "\n")
+        with replacing(labels_path) as partial_labels, partial_labels.open("wb") as f:
+            np.save(f, labels)
     labels = np.load(labels_path)
     if labels.shape[0] != len(source):
         raise ValueError(

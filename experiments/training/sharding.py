@@ -49,6 +49,11 @@ def batch_sharded(mesh: Mesh, *, batch_axis: int = 0) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(*([None] * batch_axis), DATA_AXIS))
 
 
+def is_main_process() -> bool:
+    """Whether this is process 0, the one that writes a run's shared files (logs, results)."""
+    return jax.process_index() == 0
+
+
 def put_global(tree: Any, sharding: NamedSharding) -> Any:
     """Every leaf (the full global array, identical on every process) placed with ``sharding``.
 

@@ -34,6 +34,7 @@ from experiments.training.sharding import (
     batch_sharded,
     check_divisible,
     data_mesh,
+    is_main_process,
     jit_train_step,
     put_global,
     replicated,
@@ -127,7 +128,7 @@ def train(
         batches = stack_eval_batches(*eval_data, batch_size=config.eval_batch_size, mesh=mesh)
         evaluate = _evaluator(forward, adapter, backbone, batches, space, cfg, config)
 
-    is_main = jax.process_index() == 0
+    is_main = is_main_process()
     checkpointer = Checkpointer(
         pathlib.Path(workdir) / CHECKPOINT_DIR,
         every=config.checkpoint_every,

@@ -1,0 +1,71 @@
+"""Atomic writes: an interrupted writer leaves the previous file or none, never a torn one."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from experiments.atomic_files import replacing, write_npz, write_text
+
+
+def _interrupted_savez(f: Any, **arrays: Any) -> None:
+    f.write(b"PK\x03\x04 half an archive")
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_round_trip_into_new_folders(tmp_path: Path, compress: bool) -> None:
+    arrays = {"a": np.arange(6).reshape(2, 3), "b/c": np.float32(2.5)}
+    path = write_npz(tmp_path / "x" / "y" / "w.npz", arrays, compress=compress)
+    with np.load(path) as got:
+        assert sorted(got.files) == ["a", "b/c"]
+        np.testing.assert_array_equal(got["a"], arrays["a"])
+    assert [p.name for p in path.parent.iterdir()] == ["w.npz"]
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_an_interrupted_write_leaves_the_old_file_or_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, existing: bool
+) -> None:
+    path = tmp_path / "w.npz"
+    if existing:
+        write_npz(path, {"a": np.ones(3)})
+    monkeypatch.setattr(np, "savez", _interrupted_savez)
+    with pytest.raises(KeyboardInterrupt):
+        write_npz(path, {"a": np.zeros(3)})
+    assert [p.name for p in tmp_path.iterdir()] == (["w.npz"] if existing else [])
+    if existing:
+        with np.load(path) as got:
+            np.testing.assert_array_equal(got["a"], np.ones(3))
+
+
+def test_text_round_trip_and_an_interrupted_write(tmp_path: Path, monkeypatch) -> None:
+    path = write_text(tmp_path / "a" / "r.json", '{"x": 1}\n')
+    assert path.read_text() == '{"x": 1}\n'
+
+    def interrupted(self: Path, text: str, encoding: str | None = None) -> int:
+        with self.open("w") as f:
+            f.write(text[:3])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_text(path, '{"x": 2}\n')
+    assert [p.name for p in path.parent.iterdir()] == ["r.json"]
+    assert path.read_bytes() == b'{"x": 1}\n'
+
+
+def test_writers_of_several_hosts_use_partial_files_of_their_own(tmp_path: Path, monkeypatch):
+    """Processes of two hosts may share a pid; on a shared folder their partials must differ."""
+    partials = []
+    for host in ("host-a", "host-b"):
+        monkeypatch.setattr(socket, "gethostname", lambda host=host: host)
+        with replacing(tmp_path / "w.npz") as partial:
+            partials.append(partial)
+            partial.write_bytes(host.encode())
+    assert partials[0] != partials[1] and all(p.parent == tmp_path for p in partials)
+    assert (tmp_path / "w.npz").read_bytes() == b"host-b"

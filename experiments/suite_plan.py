@@ -58,6 +58,11 @@ class SuiteSettings:
     def __post_init__(self) -> None:
         if not self.learning_rates or not self.seeds or not self.budgets:
             raise ValueError("learning_rates, seeds and budgets must each hold at least one value")
+        for name in ("tasks", "methods", "conv_tasks", "conv_methods", "shots", "fewshot_methods",
+                     "learning_rates", "seeds", "budgets"):  # fmt: skip
+            values = getattr(self, name)
+            if len(set(values)) < len(values):
+                raise ValueError(f"{name} holds a value twice (one run, two rows): {values}")
         if self.seeds[0] != 0:
             raise ValueError(
                 f"the lr is chosen at seed 0, so seeds must start with 0: {self.seeds}"

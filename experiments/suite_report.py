@@ -41,6 +41,13 @@ METHOD_LABELS = {
 }  # fmt: skip
 
 
+def millions(count: int) -> str:
+    """``count`` / 1e6 to two decimals, more where needed to name it exactly (450_000: "0.45",
+    451_000: "0.451"), so that two GLoRA budgets never share a row label."""
+    whole, _, fraction = f"{count / 1e6:.6f}".rstrip("0").partition(".")
+    return f"{whole}.{fraction.ljust(2, '0')}"
+
+
 @dataclasses.dataclass(frozen=True)
 class Row:
     """One table row; ``test`` holds the finished seeds' test accuracies in seed order."""
@@ -63,7 +70,7 @@ class Row:
     @property
     def label(self) -> str:
         name = METHOD_LABELS.get(self.method, self.method)
-        return name if self.budget is None else f"{name} ≤{self.budget / 1e6:.2f}M"
+        return name if self.budget is None else f"{name} ≤{millions(self.budget)}M"
 
     @property
     def mean(self) -> float:

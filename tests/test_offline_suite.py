@@ -37,6 +37,7 @@ from experiments.suite_report import (
     BEGIN,
     END,
     markdown,
+    millions,
     not_run,
     plot_accuracy_vs_params,
     plot_few_shot,
@@ -458,3 +459,19 @@ def test_not_run_lists_missing_runs_and_waiting_groups() -> None:
 def test_settings_refuse_seeds_not_starting_at_zero() -> None:
     with pytest.raises(ValueError, match="seed 0"):
         dataclasses.replace(TINY, seeds=(1, 2))
+
+
+@pytest.mark.parametrize("field", ["budgets", "learning_rates", "seeds", "tasks", "shots"])
+def test_settings_refuse_a_value_given_twice(field: str) -> None:
+    values = getattr(TINY, field)
+    with pytest.raises(ValueError, match=f"{field} holds a value twice"):
+        dataclasses.replace(TINY, **{field: (*values, values[-1])})
+
+
+@pytest.mark.parametrize(
+    ("count", "label"),
+    [(450_000, "0.45"), (451_000, "0.451"), (100_000, "0.10"), (2_000_000, "2.00"),
+     (1_234_567, "1.234567"), (0, "0.00")],
+)  # fmt: skip
+def test_budget_labels_name_the_budget_exactly(count: int, label: str) -> None:
+    assert millions(count) == label

@@ -40,6 +40,7 @@ from experiments.backbones import Backbone, load_backbone, with_bias_grad
 from experiments.config import ExperimentConfig, as_dict, config_changes
 from experiments.data import load_task
 from experiments.data.base import SplitArrays
+from experiments.data.load import DEFAULT_SPLIT_SEED, split_seed_of
 from experiments.data.pipeline import TrainBatches
 from experiments.methods import Method, bias_grad_for, build_method
 from experiments.training import TrainResult, train
@@ -196,7 +197,13 @@ def check_same_experiment(config: ExperimentConfig, workdir: pathlib.Path) -> No
     path = workdir / "config.json"
     if not path.exists():
         return
-    changed = config_changes(json.loads(path.read_text()), config, ignore=RESUMABLE_KEYS)
+    saved = json.loads(path.read_text())
+    # a split seed of None is the default one: None -> 0 (and back) is no change
+    if saved.get("data", {}).get("split_seed", DEFAULT_SPLIT_SEED) is None:
+        saved["data"]["split_seed"] = DEFAULT_SPLIT_SEED
+    seed = split_seed_of(config.data.source, config.data.split_seed)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, split_seed=seed))
+    changed = config_changes(saved, config, ignore=RESUMABLE_KEYS)
     if changed:
         raise ValueError(
             f"{workdir} holds a run of another config ({'; '.join(changed)}); resuming would mix "

@@ -218,10 +218,12 @@ def test_a_workdir_refuses_another_config(tmp_path):
     config = override(quickstart("digits"), ["train.epochs=2"])
     pipeline.check_same_experiment(config, tmp_path)  # a new workdir takes any config
     (tmp_path / "config.json").write_text(json.dumps(as_dict(config), default=str))
+    assert config.data.split_seed is None  # the default seed, 0
     resumable = ["train.log_every=1", "eval_batch_size=64", "search.generations=40"]
-    pipeline.check_same_experiment(override(config, resumable), tmp_path)
+    pipeline.check_same_experiment(override(config, [*resumable, "data.split_seed=0"]), tmp_path)
     for change, named in [
         ("train.epochs=3", "train.epochs: 2 -> 3"),
+        ("data.split_seed=1", "data.split_seed: 0 -> 1"),
         ("data.task=/elsewhere/digits", "data.task: 'digits' -> '/elsewhere/digits'"),
         ("backbone.dtype=bfloat16", "backbone.dtype: 'float32' -> 'bfloat16'"),
         ("method.space=small", "method.space: 'medium' -> 'small'"),
@@ -232,6 +234,10 @@ def test_a_workdir_refuses_another_config(tmp_path):
     older = as_dict(config)
     del older["method"]["grads"], older["data"]["version"]
     (tmp_path / "config.json").write_text(json.dumps(older, default=str))
+    pipeline.check_same_experiment(config, tmp_path)
+    # ... and one made with the default seed named resumes without it
+    seeded = override(config, ["data.split_seed=0"])
+    (tmp_path / "config.json").write_text(json.dumps(as_dict(seeded), default=str))
     pipeline.check_same_experiment(config, tmp_path)
 
 

@@ -23,6 +23,14 @@ DEFAULT_SPLIT_SEED = 0
 _FIXED_SPLIT_SOURCES = ("tfds", "noah")
 
 
+def split_seed_of(source: str, seed: int | None) -> int:
+    """The split seed a load of ``source`` runs with: ``seed``, or ``DEFAULT_SPLIT_SEED`` for
+    None (the default). The tfds and noah splits are fixed: they take no seed (ValueError)."""
+    if seed is not None and source in _FIXED_SPLIT_SOURCES:
+        raise ValueError(f"source {source!r} has fixed splits; seed must be None")
+    return DEFAULT_SPLIT_SEED if seed is None else seed
+
+
 def load_task(
     name: str,
     *,
@@ -56,11 +64,9 @@ def load_task(
         raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
     if normalization is not None:
         check_normalization(normalization)
-    if seed is not None and source in _FIXED_SPLIT_SOURCES:
-        raise ValueError(f"source {source!r} has fixed splits; seed must be None")
     if version is not None and source != "tfds":
         raise ValueError(f"version applies to source 'tfds' only, not {source!r}")
-    split_seed = DEFAULT_SPLIT_SEED if seed is None else seed
+    split_seed = split_seed_of(source, seed)
     example_source, num_classes, location, files = _open(
         name, source=source, split=split, data_dir=data_dir, seed=split_seed, version=version
     )

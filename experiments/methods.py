@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Iterable
 from typing import Any
 
 import jax
@@ -27,6 +28,25 @@ from experiments.models.dense import BiasGrad, check_bias_grad
 from peft_core.paths import Params, Patterns
 
 METHODS = ("glora", "flora", "lora", "bitfit", "ssf", "full", "linear")
+
+#: The ``MethodConfig`` knobs each method reads (besides ``name``).
+METHOD_KNOBS: dict[str, tuple[str, ...]] = {
+    "glora": ("space",),
+    "flora": ("rank", "kernel_rank", "scale", "tucker", "grads"),
+    "lora": ("rank", "alpha", "grads"),
+    "bitfit": (), "ssf": (), "full": (), "linear": (),
+}  # fmt: skip
+
+
+def check_knobs(method: str, knobs: Iterable[str]) -> None:
+    """ValueError for a knob among ``knobs`` (``MethodConfig`` fields a user set) that
+    ``method`` does not read: it would be ignored without a word."""
+    ignored = sorted(set(knobs) - set(METHOD_KNOBS[method]) - {"name"})
+    if ignored:
+        reads = ", ".join(f"method.{k}" for k in METHOD_KNOBS[method]) or "none of them"
+        raise ValueError(
+            f"{', '.join(f'method.{k}' for k in ignored)} would be ignored: {method} reads {reads}"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +73,7 @@ class MethodConfig:
             raise ValueError(f"unknown method {self.name!r}; choose from {METHODS}")
         if self.grads not in peft_core.GRADS:
             raise ValueError(f"unknown grads {self.grads!r}; choose from {peft_core.GRADS}")
+        glora_jax.presets.ranks(self.space)  # type: ignore[arg-type]  # a known size
 
 
 @dataclasses.dataclass(frozen=True)

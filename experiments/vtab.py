@@ -26,7 +26,7 @@ from experiments.atomic_files import write_text
 from experiments.config import ExperimentConfig, override
 from experiments.configs import PRESETS, preset
 from experiments.data.offline import OFFLINE_TASKS
-from experiments.methods import METHODS
+from experiments.methods import METHODS, check_knobs
 from experiments.training.sharding import initialize_distributed, is_main_process
 from experiments.vtab_table import TASKS, markdown_table
 
@@ -87,7 +87,12 @@ def task_config(args: argparse.Namespace, task: str) -> ExperimentConfig:
     if args.checkpoint:
         backbone = dataclasses.replace(backbone, checkpoint=args.checkpoint)
     config = dataclasses.replace(config, data=data, backbone=backbone)
-    return override(config, args.overrides)
+    config = override(config, args.overrides)
+    keys = [a.partition("=")[0].strip() for a in args.overrides]
+    check_knobs(
+        config.method.name, [k.removeprefix("method.") for k in keys if k.startswith("method.")]
+    )
+    return config
 
 
 def task_workdir(workdir: pathlib.Path, task: str) -> pathlib.Path:

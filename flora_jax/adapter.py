@@ -39,6 +39,7 @@ from peft_core.adapter import (
     AParams,
     Config,
     add_delta,
+    check_float_dtype,
     check_tree,
     no_config,
     over_layers,
@@ -73,10 +74,10 @@ def flora(
     """FLoRA on every kernel matched by ``targets``.
 
     ``rank``: core size along channel modes, ``kernel_rank``: along conv spatial modes (both
-    clipped to the mode size, but a dense kernel's matrix view refuses a rank above
-    min(fan_in, fan_out), as LoRA does). ``tucker``: "nd" decomposes every kernel axis,
-    "matrix" flattens non-conv kernels to (fan_in, fan_out) (paper parity for DenseGeneral
-    attention kernels).
+    clipped to the mode size, but a dense kernel's matrix, a 2-D kernel or any kernel's matrix
+    view, refuses a rank above min(fan_in, fan_out), as LoRA does). ``tucker``: "nd"
+    decomposes every kernel axis, "matrix" flattens non-conv kernels to (fan_in, fan_out)
+    (paper parity for DenseGeneral attention kernels).
     ``layer_ranks``: {kernel-path regex: per-mode ranks} overriding the defaults. ``grads``:
     "auto", "activation" or "weight" (module docstring).
     """
@@ -86,6 +87,9 @@ def flora(
         )
     if tucker not in TUCKER_VIEWS:
         raise ValueError(f"tucker must be one of {TUCKER_VIEWS}, got {tucker!r}")
+    if not scale:
+        raise ValueError("FLoRA scale must be non-zero: 0 makes every update and gradient zero")
+    check_float_dtype(dtype, what="FLoRA dtype")
 
     def layers(params: Params) -> list[tuple[Layer, TuckerModes]]:
         found = find_layers(params, targets, exclude=exclude, stacked=stacked)
@@ -124,12 +128,17 @@ def flora(
             out[layer.name] = entry
         return out
 
+    def checked(params: Params, aparams: AParams) -> dict[str, Any]:
+        """aparams, flat, once they fit ``init``'s tree (layer names hold '/': nested and
+        '/'-keyed trees alike)."""
+        check_tree(jax.eval_shape(init, jax.random.key(0), params), aparams, what="FLoRA params")
+        return flatten(aparams)
+
     def apply(params: Params, aparams: AParams, cfg: Config = None) -> Params:
         no_config("flora", cfg)
         found = layers(params)
-        check_tree(jax.eval_shape(init, jax.random.key(0), params), aparams, what="FLoRA params")
+        flat = checked(params, aparams)
         delta_fn = lambda core, *factors: scale * tucker_product(core, factors)
-        flat = flatten(aparams)  # layer names hold '/': accept nested and '/'-keyed trees
         updates = {}
 
         deltas = over_layers(
@@ -151,7 +160,7 @@ def flora(
     def factors(
         params: Params, aparams: AParams, keep: Callable[[Layer], bool]
     ) -> dict[str, tuple[jax.Array, jax.Array]]:
-        flat = flatten(aparams)
+        flat = checked(params, aparams)
         out = {}
         for layer, modes in layers(params):
             if not keep(layer):

@@ -15,8 +15,9 @@ Kernel axes (after any nn.scan stack axes) are read from a ``peft_core.Layer``:
   this way too (give their ranks with ``layer_ranks`` if that is not what you want).
 
 Default ranks are clipped to the mode size, so a head axis of 12 at rank 16 gets rank 12 and a
-size-1 mode rank 1; only a dense kernel's matrix view, whose two modes are the whole
-(fan_in, fan_out), refuses a ``rank`` above min(fan_in, fan_out), as LoRA does.
+size-1 mode rank 1; only a dense kernel's matrix (its matrix view, or a 2-D kernel in either
+view), whose two modes are the whole (fan_in, fan_out), refuses a ``rank`` above min(fan_in,
+fan_out), as LoRA does: clipped, it would train a full-size update.
 ``layer_ranks`` maps a regex over kernel paths to explicit per-mode ranks (first match wins);
 those are checked, never clipped.
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
+from peft_core.adapter import positive_int
 from peft_core.layers import Layer
 from peft_core.paths import matches
 
@@ -65,7 +67,7 @@ def tucker_modes(
     explicit = _explicit_ranks(layer, sizes, layer_ranks)
     if explicit is not None:
         return TuckerModes(sizes, explicit)
-    if not n_spatial and tucker == "matrix" and rank > min(sizes):
+    if not n_spatial and len(sizes) == 2 and rank > min(sizes):  # a matrix, in either view
         raise ValueError(
             f"FLoRA rank {rank} exceeds min(fan_in, fan_out) = {min(sizes)} of "
             f"{layer.kernel_path} {layer.kernel_shape} (its matrix view {sizes})"
@@ -82,9 +84,16 @@ def _explicit_ranks(
     for pattern, ranks in (layer_ranks or {}).items():
         if not matches(layer.kernel_path, pattern):
             continue
+        if isinstance(ranks, (str, bytes)) or not isinstance(ranks, Sequence):
+            raise ValueError(
+                f"layer_ranks[{pattern!r}] = {ranks!r}: give a sequence of per-mode ranks, one "
+                f"int per Tucker mode of {layer.kernel_path} (sizes {sizes})"
+            )
         ranks = tuple(ranks)
-        fits = len(ranks) == len(sizes) and all(
-            1 <= r <= s for r, s in zip(ranks, sizes, strict=True)
+        fits = (
+            len(ranks) == len(sizes)
+            and all(positive_int(r) for r in ranks)
+            and all(1 <= r <= s for r, s in zip(ranks, sizes, strict=True))
         )
         if not fits:
             raise ValueError(

@@ -24,6 +24,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from glora_jax.space import Config, GLoRASpace, LayerSpec, check_ranks
 from glora_jax.support import glora_delta, init_supports, static_none, support_shapes
@@ -31,6 +32,7 @@ from peft_core.adapter import (
     Adapter,
     AParams,
     add_delta,
+    check_float_dtype,
     check_tree,
     group_by,
     over_layers,
@@ -90,8 +92,11 @@ def glora_layers(
     template (``re.Match.expand``); a group of one keeps the kernel's own name. A fuse pattern
     matching no target is not an error (QKV_FUSE is the default for every model).
     """
+    found = find_layers(params, targets, exclude=exclude, stacked=stacked)
+    if not found:
+        raise ValueError(f"GLoRA targets {targets!r} select no layers: a supernet needs one")
     groups: dict[str, list[Layer]] = {}
-    for layer in find_layers(params, targets, exclude=exclude, stacked=stacked):
+    for layer in found:
         groups.setdefault(_fused_name(layer.kernel_path, fuse), []).append(layer)
     out = []
     for name, members in groups.items():
@@ -113,12 +118,24 @@ def _fused_name(kernel_path: str, fuse: FusePatterns | None) -> str:
         except re.error as e:
             raise ValueError(f"invalid fuse pattern {pattern!r}: {e}") from e
         if match:
-            return match.expand(template)
+            try:
+                return match.expand(template)
+            except (re.error, IndexError) as e:
+                raise ValueError(
+                    f"invalid fuse template {template!r} for pattern {pattern!r}: {e}"
+                ) from e
     return kernel_path
 
 
 def _check_fusable(layer: GLoRALayer) -> None:
     first = layer.members[0]
+    parents = sorted({m.name.rpartition("/")[0] for m in layer.members})
+    if len(parents) > 1:
+        raise ValueError(
+            f"fuse template made GLoRA layer {layer.name!r} of kernels in modules {parents}: "
+            "fused kernels must be siblings in one module (keep the path in the template, "
+            r"e.g. (r'(.*)/(query|key|value)/kernel', r'\1/qkv'))"
+        )
     for m in layer.members[1:]:
         same = (m.stack_shape, m.in_shape, m.bias_path is None) == (
             first.stack_shape,
@@ -135,7 +152,7 @@ def _check_fusable(layer: GLoRALayer) -> None:
 
 
 def glora(
-    ranks: Sequence[int] = (8, 4),
+    ranks: int | Sequence[int] = (8, 4),
     *,
     targets: Patterns = DENSE_TARGETS,
     exclude: Patterns | None = None,
@@ -144,7 +161,8 @@ def glora(
     dtype: Any = jnp.float32,
     update_dtype: Any = None,
 ) -> Adapter:
-    """GLoRA on every kernel matched by ``targets`` with lora options of the given ``ranks``.
+    """GLoRA on every kernel matched by ``targets`` with lora options of the given ``ranks``
+    (an int: one rank).
 
     ``stacked``: patterns of kernels with a leading nn.scan axis (one config row and one set of
     support tensors per slice). ``fuse``: (regex, template) pairs fusing sibling kernels into one
@@ -156,8 +174,11 @@ def glora(
     passes (the supernet with 4 subnets per step: +2-5% img/s on an H200). ``merge`` always
     computes in f32 at least and returns each param's dtype.
     """
-    ranks = tuple(ranks)
+    ranks = (ranks,) if isinstance(ranks, int | np.integer) else tuple(ranks)
     check_ranks(ranks)
+    check_float_dtype(dtype, what="GLoRA dtype")
+    if update_dtype is not None:
+        check_float_dtype(update_dtype, what="GLoRA update_dtype")
     find = functools.partial(
         glora_layers, targets=targets, exclude=exclude, stacked=stacked, fuse=fuse
     )

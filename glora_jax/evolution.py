@@ -66,6 +66,9 @@ class SearchSpace(Protocol):
     def num_params(self, cfg: Config) -> Any: ...
 
 
+_SPACE_METHODS = ("to_genes", "from_genes", "sample", "mutate", "crossover", "num_params")
+
+
 @dataclasses.dataclass(frozen=True)
 class GenerationStats:
     """One row of the search history; ``seconds`` is the wall time since the search began."""
@@ -166,6 +169,13 @@ def evolutionary_search(
     same directory and settings resumes from it (a larger ``generations`` extends the search).
     ``on_generation(stats)`` runs after each generation's checkpoint.
     """
+    lacking = [m for m in _SPACE_METHODS if not callable(getattr(space, m, None))]
+    if lacking:
+        raise TypeError(
+            f"evolutionary_search needs a SearchSpace (such as GLoRA's adapter.space(params)); "
+            f"a {type(space).__name__} has no {', '.join(lacking)} (a combined adapter's "
+            "CombinedSpace cannot be searched)"
+        )
     genes_shape = space.to_genes(space.sample(jax.random.key(0))).shape
     knobs = {
         "param_budget": param_budget, "seed": seed, "population": population, "top_k": top_k,

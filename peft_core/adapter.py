@@ -53,7 +53,8 @@ def param_count(tree: Any) -> int:
 
 
 def check_tree(expected: Any, got: Any, *, what: str) -> None:
-    """Raise ValueError naming missing, unexpected and mis-shaped leaves of ``got``.
+    """Raise ValueError naming missing, unexpected and mis-shaped leaves of ``got``, and those
+    that are not floating where ``expected``'s are (int or bool tensors cannot be trained).
 
     ``expected`` may hold ShapeDtypeStructs (e.g. from ``jax.eval_shape(adapter.init, ...)``).
     """
@@ -64,19 +65,40 @@ def check_tree(expected: Any, got: Any, *, what: str) -> None:
     wrong = sorted(
         f"{k}: expected {exp[k]}, got {act[k]}" for k in exp.keys() & act.keys() if exp[k] != act[k]
     )
-    if missing or extra or wrong:
+    exp_leaves, got_leaves = _flat_leaves(expected), _flat_leaves(got)
+    not_float = sorted(
+        f"{k}: {_dtype(got_leaves[k])}"
+        for k in exp.keys() & act.keys()
+        if jnp.issubdtype(_dtype(exp_leaves[k]), jnp.floating)
+        and not jnp.issubdtype(_dtype(got_leaves[k]), jnp.floating)
+    )
+    if missing or extra or wrong or not_float:
         parts = [f"{what} does not fit the params"]
-        for label, items in (("missing", missing), ("unexpected", extra), ("mis-shaped", wrong)):
+        labelled = (
+            ("missing", missing), ("unexpected", extra), ("mis-shaped", wrong),
+            ("not floating", not_float),
+        )  # fmt: skip
+        for label, items in labelled:
             if items:
                 more = " ..." if len(items) > 10 else ""
                 parts.append(f"{label}: " + ", ".join(items[:10]) + more)
         raise ValueError("; ".join(parts))
 
 
-def _flat_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
-    """{'a/b/0': shape} for every array leaf of any pytree (dicts, tuples, lists)."""
+def _flat_leaves(tree: Any) -> dict[str, Any]:
+    """{'a/b/0': leaf} for every leaf of any pytree (dicts, tuples, lists)."""
     leaves = jax.tree_util.tree_leaves_with_path(tree)
-    return {"/".join(_key_name(k) for k in path): tuple(v.shape) for path, v in leaves}
+    return {"/".join(_key_name(k) for k in path): v for path, v in leaves}
+
+
+def _dtype(leaf: Any) -> Any:
+    """An array's (or ShapeDtypeStruct's) dtype; a Python number's as numpy sees it."""
+    return leaf.dtype if hasattr(leaf, "dtype") else np.result_type(leaf)
+
+
+def _flat_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+    """{'a/b/0': shape} for every leaf (Python numbers: ())."""
+    return {k: tuple(np.shape(v)) for k, v in _flat_leaves(tree).items()}
 
 
 def _key_name(key: Any) -> str:
@@ -155,6 +177,16 @@ def update_dtype(param_dtype: Any, dtype: Any = None) -> Any:
     return jnp.promote_types(param_dtype, jnp.float32) if dtype is None else jnp.dtype(dtype)
 
 
+def check_float_dtype(dtype: Any, *, what: str) -> None:
+    """ValueError unless ``dtype`` names a floating dtype (trainable tensors must be float)."""
+    try:
+        ok = jnp.issubdtype(jnp.dtype(dtype), jnp.floating)
+    except TypeError as e:
+        raise ValueError(f"{what} {dtype!r} is not a dtype: {e}") from e
+    if not ok:
+        raise ValueError(f"{what} must be a floating dtype, got {jnp.dtype(dtype)}")
+
+
 def positive_int(value: Any) -> bool:
     """Whether ``value`` is an int (Python or numpy, not a bool) >= 1: what a rank must be."""
     return isinstance(value, int | np.integer) and not isinstance(value, bool) and bool(value >= 1)
@@ -189,6 +221,12 @@ def combine(*adapters: Adapter) -> Adapter:
     """
     if not adapters:
         raise ValueError("combine() needs at least one adapter")
+    for i, adapter in enumerate(adapters):
+        if not isinstance(adapter, Adapter):
+            raise TypeError(
+                f"combine() takes Adapter values; argument {i} is a {type(adapter).__name__} "
+                "(a factory such as peft_core.lora must be called: lora(8, ...))"
+            )
 
     def cfgs(cfg: Config) -> tuple[Config, ...]:
         if cfg is None:

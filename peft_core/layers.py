@@ -14,7 +14,17 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from peft_core.paths import Params, Patterns, check_patterns, flatten, matches, select
+import jax.numpy as jnp
+
+from peft_core.paths import (
+    Params,
+    Patterns,
+    as_patterns,
+    check_patterns,
+    flatten,
+    matches,
+    select,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,12 +69,20 @@ def find_layers(
     """Every kernel whose path matches ``targets`` (regexes over '/'-joined paths).
 
     ``stacked``: patterns of kernel paths that carry one leading ``nn.scan`` layer axis.
-    Raises ValueError for a pattern (target, exclude or stacked) that matches no param path, a
-    matched leaf that is not a kernel-like array (ndim < 2 once the
-    stack axis is removed), or two matched leaves of one module (they would share its name).
+    Raises ValueError for targets None, a pattern (target, exclude or stacked) that matches no
+    param path, targets that ``exclude`` removes entirely, a param key holding '/', a matched
+    leaf that is not a float kernel-like array (ndim < 2 once the stack axis is removed), or two
+    matched leaves of one module (they would share its name).
     """
     flat = flatten(params)
+    if targets is None:
+        raise ValueError("targets is None: give patterns of the kernels to adapt (() for none)")
     paths = select(flat, targets, exclude=exclude)
+    if as_patterns(targets) and not paths:
+        raise ValueError(
+            f"exclude {exclude!r} leaves none of the kernels targets {targets!r} match"
+        )
+    _check_keys(params)
     check_patterns(stacked, list(flat), what="stacked")
     layers = [_layer(path, flat, n_stack=1 if matches(path, stacked) else 0) for path in paths]
     names: dict[str, str] = {}
@@ -78,8 +96,26 @@ def find_layers(
     return layers
 
 
+def _check_keys(tree: Params, prefix: str = "") -> None:
+    """ValueError for a key holding '/', which paths use as separator (a flattened tree, such as
+    merged.npz's keys, must be unflattened first: ``peft_core.unflatten``)."""
+    for key, value in tree.items():
+        if isinstance(key, str) and "/" in key:
+            raise ValueError(
+                f"param key {prefix + key!r} holds '/', the path separator: pass the nested tree "
+                "(peft_core.unflatten of a flat {'a/b/kernel': array} dict)"
+            )
+        if isinstance(value, Mapping):
+            _check_keys(value, f"{prefix}{key}/")
+
+
 def _layer(path: str, flat: Mapping[str, Any], n_stack: int) -> Layer:
     shape = tuple(flat[path].shape)
+    if not jnp.issubdtype(flat[path].dtype, jnp.floating):
+        raise ValueError(
+            f"target {path!r} is {flat[path].dtype}: adapters train float kernels (an update "
+            "would be rounded away and its gradient zero); dequantize it or exclude it"
+        )
     stack, rest = shape[:n_stack], shape[n_stack:]
     if len(rest) < 2:
         raise ValueError(

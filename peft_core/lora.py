@@ -28,6 +28,7 @@ from peft_core.adapter import (
     AParams,
     Config,
     add_delta,
+    check_float_dtype,
     check_tree,
     no_config,
     over_stack,
@@ -52,6 +53,9 @@ def lora(
     """LoRA of ``rank`` on every kernel matched by ``targets``, scaled by alpha/rank (default 1)."""
     if not positive_int(rank):
         raise ValueError(f"LoRA rank must be an int >= 1, got {rank!r}")
+    if alpha is not None and not alpha:
+        raise ValueError("LoRA alpha must be non-zero (or None: rank): 0 makes every update zero")
+    check_float_dtype(dtype, what="LoRA dtype")
     scale = (rank if alpha is None else alpha) / rank
 
     def layers(params: Params) -> list[Layer]:
@@ -75,11 +79,15 @@ def lora(
             flat[f"{layer.name}/b"] = jnp.zeros((*layer.stack_shape, rank, layer.fan_out), dtype)
         return unflatten(flat)
 
+    def checked(params: Params, aparams: AParams) -> dict[str, Any]:
+        """aparams, flat, once they fit ``init``'s tree."""
+        check_tree(jax.eval_shape(init, jax.random.key(0), params), aparams, what="LoRA params")
+        return flatten(aparams)
+
     def apply(params: Params, aparams: AParams, cfg: Config = None) -> Params:
         no_config("lora", cfg)
         found = layers(params)
-        check_tree(jax.eval_shape(init, jax.random.key(0), params), aparams, what="LoRA params")
-        flat = flatten(aparams)
+        flat = checked(params, aparams)
         updates = {}
         for layer in found:  # per layer: batched over layers was ~3% slower (docs/benchmarks.md)
             w = get_leaf(params, layer.kernel_path)
@@ -91,7 +99,7 @@ def lora(
     def factors(
         params: Params, aparams: AParams, keep: Callable[[Layer], bool]
     ) -> dict[str, tuple[jax.Array, jax.Array]]:
-        flat = flatten(aparams)
+        flat = checked(params, aparams)
         return {
             layer.kernel_path: (scale * flat[f"{layer.name}/a"], flat[f"{layer.name}/b"])
             for layer in layers(params)

@@ -296,3 +296,59 @@ def test_param_count():
     ad = peft_core.lora(2, targets=(r"dense/kernel", r"conv/kernel"))
     ap = ad.init(jax.random.key(0), PARAMS)
     assert peft_core.param_count(ap) == 2 * (6 + 5) + 2 * (36 + 6)
+
+
+# ---- bad input a user may pass: a message that names the problem ----------------------------
+
+_KEY = jax.random.key(0)
+_DENSE = {"fc1": PARAMS["dense"], "fc2": PARAMS["nobias"]}
+
+
+def _init_lora(**kwargs):
+    return lambda: peft_core.lora(2, targets=r"fc\d/kernel", **kwargs).init(_KEY, _DENSE)
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda: peft_core.lora(2, targets=None).init(_KEY, _DENSE), ValueError, "targets is None"),
+        (_init_lora(exclude=r".*"), ValueError, "leaves none of the kernels"),
+        (
+            lambda: peft_core.lora(2, targets="fc1/kernel").init(
+                _KEY, {"fc1/kernel": PARAMS["dense"]["kernel"]}
+            ),
+            ValueError,
+            "param key 'fc1/kernel' holds '/'",
+        ),
+        (
+            lambda: peft_core.lora(2, targets="fc/kernel").init(
+                _KEY, {"fc": {"kernel": jnp.ones((4, 5), jnp.int8)}}
+            ),
+            ValueError,
+            "'fc/kernel' is int8: adapters train float kernels",
+        ),
+        (lambda: peft_core.lora(2, alpha=0), ValueError, "alpha must be non-zero"),
+        (lambda: peft_core.lora(2, dtype=jnp.int32), ValueError, "LoRA dtype must be a floating"),
+        (
+            lambda: peft_core.combine(peft_core.lora(2), peft_core.lora),
+            TypeError,
+            "argument 1 is a function",
+        ),
+    ],
+)
+def test_bad_adapter_input_names_the_problem(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+@pytest.mark.parametrize("grads", ["activation", "weight"])
+def test_aparams_missing_or_not_floating_are_named_in_apply_and_train(grads):
+    adapter = peft_core.lora(2, targets=r"fc\d/kernel", grads=grads)
+    aparams = adapter.init(_KEY, _DENSE)
+    applies = [adapter.apply] + ([adapter.train.apply] if adapter.train else [])
+    for apply in applies:  # the train view read the factors first: a bare KeyError 'fc1/a'
+        with pytest.raises(ValueError, match="missing: fc1/a, fc1/b"):
+            apply(_DENSE, {"fc2": aparams["fc2"]})
+        ints = jax.tree.map(lambda a: a.astype(jnp.int32), aparams)
+        with pytest.raises(ValueError, match="not floating: fc1/a: int32"):
+            apply(_DENSE, ints)

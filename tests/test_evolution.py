@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
+import glora_jax
+import peft_core
 from glora_jax import search_plots
 from glora_jax.evolution import SearchResult, evolutionary_search, save_result_json
 
@@ -503,3 +505,10 @@ def test_layer_grid_reads_in_forward_order():
         "T/encoderblock_2/MultiHeadDotProductAttention_0/out",
         "T/encoderblock_2/MlpBlock_0/Dense_1", "T/encoderblock_10/MlpBlock_0/Dense_1",
     ]  # fmt: skip
+
+
+def test_a_space_that_cannot_be_searched_is_named():
+    params = {"fc": {"kernel": jnp.ones((6, 5)), "bias": jnp.zeros(5)}}
+    combined = peft_core.combine(glora_jax.glora(2, targets="fc/kernel", fuse=None)).space(params)
+    with pytest.raises(TypeError, match="CombinedSpace has no to_genes, from_genes, mutate"):
+        evolutionary_search(combined, lambda cfgs: np.zeros(1), param_budget=100)

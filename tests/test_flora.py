@@ -440,14 +440,16 @@ def test_bad_targets_and_layer_ranks_raise():
         flora(2, targets="conv/kernel", layer_ranks={"conv/kernel": (2, 2)}).init(key, params)
     with pytest.raises(ValueError, match=r"sizes \(3, 3, 4, 6\)"):
         flora(2, targets="conv/kernel", layer_ranks={"conv/kernel": (4, 2, 2, 2)}).init(key, params)
-    # a dense kernel's matrix view (6, 5) cannot hold rank 6, as LoRA's cannot; its nd view and
-    # conv modes clip (a head axis of 2 at rank 3 above)
+    # a dense kernel (6, 5) cannot hold rank 6, as LoRA's cannot, in either view (both are its
+    # matrix: clipped, the core would be full-size); conv modes and a DenseGeneral's nd modes clip
+    # (a head axis of 2 at rank 3 above)
     dense = layer_params("dense")
-    with pytest.raises(ValueError, match=r"FLoRA rank 6 exceeds min\(fan_in, fan_out\) = 5"):
-        flora(6, targets="dense/kernel", tucker="matrix").init(key, dense)
-    flora(5, targets="dense/kernel", tucker="matrix").init(key, dense)
-    clipped = flora(6, targets="dense/kernel", tucker="nd").init(key, dense)
-    assert clipped["dense"]["core"].shape == (6, 5)
+    for tucker in ("matrix", "nd"):
+        with pytest.raises(ValueError, match=r"FLoRA rank 6 exceeds min\(fan_in, fan_out\) = 5"):
+            flora(6, targets="dense/kernel", tucker=tucker).init(key, dense)
+        assert flora(5, targets="dense/kernel", tucker=tucker).init(key, dense)["dense"][
+            "core"
+        ].shape == (5, 5)
 
 
 def test_aparams_that_do_not_fit_raise():
@@ -501,3 +503,20 @@ def test_convnext_merged_equals_adapted():
     merged = forward(jax.jit(adapter.merge)(params, aparams))
     np.testing.assert_allclose(merged, adapted, rtol=1e-5, atol=1e-5)
     assert not np.allclose(adapted, forward(params), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (
+            {"layer_ranks": {"dense/kernel": 2}},
+            r"layer_ranks\['dense/kernel'\] = 2: give a sequence",
+        ),
+        ({"layer_ranks": {"dense/kernel": (2.0, 2.0)}}, r"give 2 ranks, each in \[1, mode size\]"),
+        ({"scale": 0.0}, "scale must be non-zero"),
+        ({"dtype": jnp.int32}, "FLoRA dtype must be a floating dtype"),
+    ],
+)
+def test_bad_flora_options_are_named(kwargs: dict, match: str):
+    with pytest.raises(ValueError, match=match):
+        flora(2, targets="dense/kernel", **kwargs).init(jax.random.key(0), layer_params("dense"))

@@ -769,3 +769,30 @@ def test_nested_combine_with_a_space_samples_and_refuses_overlaps():
     clash = peft_core.combine(inner, peft_core.lora(1, targets=r"layer_0/kernel"))
     with pytest.raises(ValueError, match="adapters 0 and 1 both target 'layer_0/kernel'"):
         clash.init(jax.random.key(0), params)
+
+
+def test_glora_takes_one_rank_as_an_int_and_refuses_bad_options():
+    params = {"fc1": {"kernel": jnp.ones((6, 5)), "bias": jnp.zeros(5)}}
+    one = glora_jax.glora(4, targets="fc1/kernel", fuse=None).space(params)
+    tupled = glora_jax.glora((4,), targets="fc1/kernel", fuse=None).space(params)
+    assert (one.ranks, one.specs) == (tupled.ranks, tupled.specs) == ((4,), one.specs)
+    with pytest.raises(ValueError, match="GLoRA targets .* select no layers"):
+        glora_jax.glora(4, targets=(), fuse=None).space(params)
+    with pytest.raises(ValueError, match="GLoRA dtype must be a floating dtype"):
+        glora_jax.glora(4, dtype=jnp.int32)
+    with pytest.raises(ValueError, match="GLoRA update_dtype 'bf16' is not a dtype"):
+        glora_jax.glora(4, update_dtype="bf16")
+
+
+def test_fuse_templates_that_break_are_refused():
+    blocks = {
+        f"b{i}": {n: {"kernel": jnp.ones((4, 4)), "bias": jnp.zeros(4)} for n in ("query", "key")}
+        for i in range(2)
+    }
+    targets = r"b\d/(query|key)/kernel"
+    with pytest.raises(ValueError, match=r"modules \['b0', 'b1'\]: fused kernels must be siblings"):
+        glora_jax.glora(2, targets=targets, fuse=[(r".*/(query|key)/kernel", "qk")]).space(blocks)
+    with pytest.raises(ValueError, match=r"invalid fuse template '\\\\2'"):
+        glora_jax.glora(2, targets=targets, fuse=[(r"(.*)/(?:query|key)/kernel", r"\2")]).space(
+            blocks
+        )

@@ -151,6 +151,29 @@ def test_presets_and_overrides():
 
 
 @pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["--adapter=glora", "--set", "method.rank=4"],
+         "method.rank would be ignored: glora reads method.space"),
+        (["--adapter=lora", "--set", "method.space=small"],
+         "method.space would be ignored: lora reads method.rank, method.alpha, method.grads"),
+        (["--adapter=bitfit", "--set", "method.grads=weight"], "bitfit reads none of them"),
+        (["--adapter=lora", "--set", "method.space=huge"], "unknown GLoRA space size 'huge'"),
+        (["--adapter=lora", "--set", "method.rank=4", "--set", "method.grads=weight"], None),
+        (["--set", "method.name=flora", "--set", "method.tucker=nd"], None),
+    ],
+)  # fmt: skip
+def test_method_knobs_the_method_does_not_read_are_refused(argv: list[str], error: str | None):
+    """--set method.rank=4 with GLoRA trained the default space without a word."""
+    args = vtab.parse_args(["--task=digits", *argv])
+    if error is None:
+        vtab.task_config(args, "digits")
+    else:
+        with pytest.raises(ValueError, match=re.escape(error)):
+            vtab.task_config(args, "digits")
+
+
+@pytest.mark.parametrize(
     ("assignment", "want"),
     [
         ("train.optim.learning_rate=1", 1.0),  # an int where a float is due

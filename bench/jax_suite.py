@@ -290,6 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "device": f"{device.platform}: {device.device_kind} x{jax.device_count()}",
         "versions": {"jax": jax.__version__, "python": sys.version.split()[0]},
         "timing": size.timing.describe(),
+        "size": size.name,
     }
     recorder = Recorder(Path(args.json), args.only, extra)
     run_suites(size, args.suites, attention=args.attention, recorder=recorder)

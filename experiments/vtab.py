@@ -7,7 +7,9 @@
     python -m experiments.vtab --set train.epochs=100 --set search.param_budget=500000
 
 The preset follows the task: VTAB-1k tasks get the paper's recipe ("paper"), offline tasks and
-your own data (``--source=npz|folder``) the CPU-sized "quickstart"; ``--preset`` forces one.
+your own data (``--source=npz|folder``) the CPU-sized "quickstart"; ``--preset=quickstart`` runs a
+VTAB-1k task (from tfds) with that recipe too (``--preset=paper`` takes VTAB-1k tasks only: its
+learning rates are the paper's per task).
 Results: <workdir>/<task>/result.json (a path's last part for your own data), plots,
 merged.npz, and with several tasks <workdir>/vtab_table.md beside the paper's rows.
 """

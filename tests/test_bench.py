@@ -35,7 +35,7 @@ from bench.peaks import mfu, peak_flops
 from bench.report import merge_runs, with_flops
 from bench.results import Row, format_table, load_rows, save_rows
 from bench.sizes import SIZES
-from bench.targets import Target, evaluate_targets
+from bench.targets import Target, evaluate_targets, judged
 from experiments.backbones import Backbone
 from experiments.data.preprocess import normalize
 from experiments.models.vit import vit
@@ -163,6 +163,8 @@ def test_targets_ratio_time_and_missing() -> None:
     ]
     assert missing == ["jax/missing vs torch/b: not measured"]
     assert checks[0].line().startswith("PASS jax/a@256 / torch/b@256 = 2.00x")
+    assert checks[1].line(judged=False).startswith("n/a  jax/a@256 / torch/b@256 = 2.00x")
+    assert [judged(s) for s in ("full", None, "tiny", "mixed")] == [True, True, False, False]
     with pytest.raises(ValueError, match="either a reference or max_seconds"):
         Target("x")
 
@@ -343,6 +345,8 @@ def test_run_all_tiny_on_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert info["failed"] == []
     assert any(k.startswith("torch/") for k in keys) or info["skipped"]
     assert any(E2E_ROW in line for line in info["checks"])  # the 10-minute target is checked
+    # ... and printed without a verdict: the targets are stated for --size full only
+    assert info["size"] == "tiny" and all(line.startswith("n/a") for line in info["checks"])
     search = next(r for r in rows if r.name == "jax/search/evolution")
     assert search.batch >= size.search.population
     for r in rows:

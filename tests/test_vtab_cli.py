@@ -148,6 +148,11 @@ def test_presets_and_overrides():
         override(ExperimentConfig(), ["backbone.name=resnet"])
     with pytest.raises(ValueError, match="not a VTAB-1k task.*'fashion_mnist'.*'quickstart'"):
         paper("imagenet")
+    # the quickstart recipe on a VTAB-1k task reads tfds (it read "offline", which has no cifar)
+    assert quickstart("cifar").data.source == "tfds"
+    assert quickstart("digits").data.source == "offline"
+    args = vtab.parse_args(["--preset=quickstart", "--task=cifar"])
+    assert vtab.task_config(args, "cifar").data == quickstart("cifar").data
 
 
 @pytest.mark.parametrize(

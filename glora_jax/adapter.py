@@ -173,6 +173,11 @@ def glora(
     weights to bf16 anyway, and ``jnp.bfloat16`` here halves the bytes of the weight-sized
     passes (the supernet with 4 subnets per step: +2-5% img/s on an H200). ``merge`` always
     computes in f32 at least and returns each param's dtype.
+
+    A cfg holds option indices of one space (``space.decode`` names them): a cfg of another
+    space (other ranks) reads as other options. ``apply`` checks a concrete cfg's layers, shapes
+    and indices; under ``jax.jit`` only layers, dtype and shapes (an out-of-range index reads as
+    none).
     """
     ranks = (ranks,) if isinstance(ranks, int | np.integer) else tuple(ranks)
     check_ranks(ranks)

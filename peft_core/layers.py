@@ -5,6 +5,8 @@ A kernel of shape ``stack + in_shape + out_shape`` is viewed as a matrix (fan_in
 - ``out_shape``: the bias shape when there is a bias, else the last axis;
 - ``in_shape``: the rest. Dense (in, out); DenseGeneral q/k/v (D, H, Dh) with bias (H, Dh);
   attention out (H, Dh, D); conv HWIO (kh, kw, in/groups, out) with in_shape (kh, kw, in/groups).
+A bias-less kernel of 3 or more axes reads as a conv's (last axis out): a bias-less q/k/v
+DenseGeneral (D, H, Dh) becomes (D·H, Dh), not (D, H·Dh); its shape alone cannot tell.
 """
 
 from __future__ import annotations

@@ -109,11 +109,18 @@ def _key_name(key: Any) -> str:
 
 
 def replace_leaves(params: Params, updates: Mapping[str, jax.Array]) -> dict[str, Any]:
-    """A copy of ``params`` with the leaves at the given '/'-paths replaced."""
+    """A copy of ``params`` with the leaves at the given '/'-paths replaced by same-shaped ones."""
     flat = flatten(params)
     unknown = [p for p in updates if p not in flat]
     if unknown:
         raise KeyError(f"no such param paths: {unknown}")
+    reshaped = [
+        f"{p}: {jnp.shape(flat[p])} -> {jnp.shape(v)}"
+        for p, v in updates.items()
+        if jnp.shape(v) != jnp.shape(flat[p])
+    ]
+    if reshaped:
+        raise ValueError(f"replacements must keep each leaf's shape: {reshaped}")
     flat.update(updates)
     return unflatten(flat)
 
@@ -165,7 +172,10 @@ def over_layers(
 
 def add_delta(w: jax.Array, delta: jax.Array, dtype: Any = None) -> jax.Array:
     """``w + delta`` computed and returned in ``dtype``; None: computed in f32 at least and
-    returned in ``w``'s dtype."""
+    returned in ``w``'s dtype. ``delta`` must have ``w``'s shape (no broadcasting: a wrong-
+    shaped update would change the param's shape)."""
+    if jnp.shape(delta) != jnp.shape(w):
+        raise ValueError(f"update of shape {jnp.shape(delta)} for a param of shape {w.shape}")
     out = w.dtype if dtype is None else dtype
     dtype = update_dtype(w.dtype, dtype)
     return (w.astype(dtype) + delta.astype(dtype)).astype(out)

@@ -60,7 +60,15 @@ def lora(
 
     def layers(params: Params) -> list[Layer]:
         found = find_layers(params, targets, exclude=exclude, stacked=stacked)
+        names = {layer.name for layer in found}
         for layer in found:
+            for key in (f"{layer.name}/a", f"{layer.name}/b"):
+                clash = next((n for n in names if n == key or n.startswith(key + "/")), None)
+                if clash is not None:
+                    raise ValueError(
+                        f"LoRA keeps {layer.name}'s factors at {key!r}, the path of targeted "
+                        f"module {clash!r}: exclude one of the two"
+                    )
             if rank > min(layer.fan_in, layer.fan_out):
                 raise ValueError(
                     f"LoRA rank {rank} exceeds min(fan_in, fan_out) = "

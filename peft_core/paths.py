@@ -47,6 +47,8 @@ def select(
     Raises ValueError when a pattern or an ``exclude`` pattern matches nothing: a typo must
     not silently adapt nothing, nor adapt what it meant to leave out.
     """
+    if isinstance(paths, str):
+        raise TypeError(f"select takes an iterable of paths, not one path string {paths!r}")
     paths = list(paths)
     check_patterns(patterns, paths, what="target")
     check_patterns(exclude, paths, what="exclude")

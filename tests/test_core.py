@@ -334,6 +334,24 @@ def _init_lora(**kwargs):
             TypeError,
             "argument 1 is a function",
         ),
+        (
+            lambda: peft_core.lora(2, targets=r"blk(/a)?/kernel").init(
+                _KEY, {"blk": {"kernel": jnp.ones((4, 4)), "a": {"kernel": jnp.ones((4, 4))}}}
+            ),
+            ValueError,
+            "factors at 'blk/a', the path of targeted module 'blk/a'",
+        ),
+        (
+            lambda: peft_core.adapter.add_delta(jnp.ones((4, 1)), jnp.ones((4, 5))),
+            ValueError,
+            r"update of shape \(4, 5\) for a param of shape \(4, 1\)",
+        ),
+        (
+            lambda: peft_core.adapter.replace_leaves(_DENSE, {"fc1/kernel": jnp.ones((2, 2))}),
+            ValueError,
+            r"keep each leaf's shape: \['fc1/kernel: \(6, 5\) -> \(2, 2\)'\]",
+        ),
+        (lambda: peft_core.paths.select("fc1/kernel", "f.*"), TypeError, "not one path string"),
     ],
 )
 def test_bad_adapter_input_names_the_problem(make, error, match):

@@ -271,6 +271,13 @@ def tapped(forward: ForwardFn, grads: str = "activation") -> ForwardFn:
     return run
 
 
+@functools.cache
+def tapping(grads: str) -> Callable[[ForwardFn], ForwardFn]:
+    """``forward -> tapped(forward, grads)``, one function per ``grads``: views that share it
+    can run under one interceptor (``peft_core.combine``)."""
+    return functools.partial(tapped, grads=grads)
+
+
 def activation_train_view(
     weight_apply: Callable[..., Params], factors: FactorsFn, grads: str = "activation"
 ) -> TrainView:
@@ -293,7 +300,7 @@ def activation_train_view(
             eff[f"{module}/{U_KEY}"], eff[f"{module}/{V_KEY}"] = u, v
         return unflatten(eff)
 
-    return TrainView(apply, functools.partial(tapped, grads=grads))
+    return TrainView(apply, tapping(grads))
 
 
 def train_view(

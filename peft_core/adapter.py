@@ -227,7 +227,8 @@ def combine(*adapters: Adapter) -> Adapter:
 
     Applied in order, each to the previous one's output. Overlapping targets raise at init: a
     target is any leaf the adapter may rewrite under some config (found by tracing ``apply``
-    with an abstract config, not by one draw).
+    with an abstract config, not by one draw). Its train view applies each adapter's own
+    (``Adapter.train``) where they share one forward wrapper, else it has none.
     """
     if not adapters:
         raise ValueError("combine() needs at least one adapter")
@@ -257,13 +258,13 @@ def combine(*adapters: Adapter) -> Adapter:
                 seen[p] = i
         return out
 
-    def fold(kind: str) -> ApplyFn:
+    def fold(fn: Callable[[Adapter], ApplyFn]) -> ApplyFn:
         def run(params: Params, aparams: AParams, cfg: Config = None) -> Params:
             if not isinstance(aparams, tuple) or len(aparams) != len(adapters):
                 raise ValueError(f"combined aparams must be a tuple of {len(adapters)} trees")
             out = params
             for a, ap, c in zip(adapters, aparams, cfgs(cfg), strict=True):
-                out = getattr(a, kind)(out, ap, c)
+                out = fn(a)(out, ap, c)
             return out
 
         return run
@@ -271,8 +272,22 @@ def combine(*adapters: Adapter) -> Adapter:
     def space(params: Params) -> CombinedSpace:
         return CombinedSpace(tuple(a.space(params) if a.space else None for a in adapters))
 
+    # The adapters' train views run under one forward wrapper when they share it (the same
+    # grads); the others apply in weight space inside it. Views of several wrappers (grads
+    # "auto" and "activation") would tap each layer twice: the combination then trains in
+    # weight space (the same gradients, slower).
+    wraps = {a.train.wrap_forward for a in adapters if a.train is not None}
+    train = None
+    if len(wraps) == 1:
+        train = TrainView(fold(lambda a: (a.train or a).apply), wraps.pop())
     has_space = any(a.space is not None for a in adapters)
-    return Adapter(init, fold("apply"), fold("merge"), space if has_space else None)
+    return Adapter(
+        init,
+        fold(lambda a: a.apply),
+        fold(lambda a: a.merge),
+        space if has_space else None,
+        train,
+    )
 
 
 def _changed_paths(params: Params, adapter: Adapter, aparams: AParams) -> list[str]:

@@ -456,3 +456,30 @@ def test_each_call_gets_its_tap_by_its_rows(
     got, want_grads = _train_view_and_weight_space_grads(model, adapter, params, x, jnp.sum)
     assert calls == want
     chex.assert_trees_all_close(got, want_grads, rtol=1e-4, atol=1e-5)
+
+
+def test_combined_adapters_keep_their_train_views() -> None:
+    """combine() of adapters with one forward wrapper trains through their taps (it dropped the
+    views: weight space, slower), with weight space's gradients; other wrappers: weight space."""
+    with jax.enable_x64(True):
+        model = TwoDense()
+        x = jax.random.normal(jax.random.key(0), (16, 640), jnp.float64)
+        params = model.init(jax.random.key(1), x)["params"]
+        dense = dict(grads="activation", dtype=jnp.float64)
+        both = peft_core.combine(
+            peft_core.lora(2, targets="d0/kernel", **dense),
+            flora_jax.flora(2, targets="d1/kernel", **dense),
+        )
+        got, want = _train_view_and_weight_space_grads(
+            model, both, params, x, lambda y: jnp.sum(jnp.sin(y))
+        )
+        chex.assert_trees_all_close(got, want, rtol=1e-11, atol=1e-11)
+        assert all(float(jnp.max(jnp.abs(g))) > 0 for g in jax.tree.leaves(got))
+        assert both.train is not None
+        tapped_params = flatten(both.train.apply(params, both.init(jax.random.key(2), params)))
+        assert {"d0/lowrank_u", "d1/lowrank_u"} <= set(tapped_params)
+    mixed = peft_core.combine(
+        peft_core.lora(2, targets="d0/kernel", grads="activation"),
+        flora_jax.flora(2, targets="d1/kernel", grads="auto"),
+    )
+    assert mixed.train is None

@@ -56,6 +56,10 @@ class DyingBatches:
     def steps_per_epoch(self) -> int:
         return self.data.steps_per_epoch
 
+    @property
+    def digest(self) -> str:
+        return self.data.digest
+
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         if step == self.die_at:
             raise Killed(f"killed before step {step}")
@@ -72,6 +76,10 @@ class NaNBatches:
     @property
     def steps_per_epoch(self) -> int:
         return self.data.steps_per_epoch
+
+    @property
+    def digest(self) -> str:
+        return self.data.digest
 
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         images, labels = self.data.batch(step)
@@ -142,10 +150,10 @@ def test_checkpoint_of_another_model_or_adapter_is_refused(tmp_path: pathlib.Pat
 def test_checkpoint_of_other_run_settings_is_refused(
     tmp_path: pathlib.Path, change: dict, named: str
 ) -> None:
-    def run(config: TrainConfig, cfg: object = None) -> float | None:
+    def run(config: TrainConfig, cfg: object = None, data: object = None) -> float | None:
         return train(
             config, forward=toy_forward, params=toy_params(), adapter=switch_adapter(),
-            train_data=toy_batches(), workdir=tmp_path, cfg=cfg,
+            train_data=data or toy_batches(), workdir=tmp_path, cfg=cfg,
             eval_data=toy_task(24, seed=2),
         ).eval_accuracy  # fmt: skip
 
@@ -157,6 +165,14 @@ def test_checkpoint_of_other_run_settings_is_refused(
         run(dataclasses.replace(config, **change))
     with pytest.raises(CheckpointMismatchError, match=r"cfg: None -> '[0-9a-f]{16}'"):
         run(config, cfg=jnp.asarray([1]))
+    # the same shapes and settings on other examples (data rewritten under the same name): the
+    # old model was restored and evaluated on the new data as if trained on it
+    other = toy_batches()
+    other = dataclasses.replace(other, images=other.images[::-1].copy())
+    with pytest.raises(
+        CheckpointMismatchError, match=r"train_data: '[0-9a-f]{20}' -> '[0-9a-f]{20}'"
+    ):
+        run(config, data=other)
 
 
 def test_checkpoint_of_other_dtypes_is_refused(tmp_path: pathlib.Path) -> None:
@@ -227,6 +243,10 @@ class PoisonBatches:
     @property
     def steps_per_epoch(self) -> int:
         return self.data.steps_per_epoch
+
+    @property
+    def digest(self) -> str:
+        return self.data.digest
 
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         images, labels = self.data.batch(step)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.data.pipeline import TrainBatches
+from experiments.data.pipeline import TrainBatches, data_digest
 from experiments.training import (
     OptimConfig,
     TrainConfig,
@@ -107,6 +107,10 @@ class ToyBatches:
     @property
     def steps_per_epoch(self) -> int:
         return len(self.labels) // self.batch_size
+
+    @property
+    def digest(self) -> str:
+        return data_digest(self.images, self.labels)
 
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         epoch, position = divmod(step, self.steps_per_epoch)

@@ -20,6 +20,7 @@ device ``prefetch`` batches ahead.
 from __future__ import annotations
 
 import functools
+import hashlib
 import queue
 import threading
 from collections.abc import Iterable, Iterator
@@ -102,6 +103,7 @@ class TrainBatches:
         self.num_examples = num_examples
         self.batch_size = batch_size
         self.seed = seed
+        self.digest = data_digest(images, labels)
         self.steps_per_epoch = num_examples // batch_size
         self.sharding: NamedSharding | None = None
         if mesh is not None:
@@ -129,6 +131,16 @@ class TrainBatches:
             normalization=self.normalization,
             sharding=self.sharding,
         )
+
+
+def data_digest(images: np.ndarray | jax.Array, labels: np.ndarray | jax.Array) -> str:
+    """20 hex digits naming a split's examples (dtypes, shapes and every byte): a checkpoint
+    records it, so a resume on rewritten data under the same name is refused."""
+    digest = hashlib.blake2b(digest_size=10)
+    for array in (np.asarray(images), np.asarray(labels)):
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
 
 
 def check_seed(seed: int) -> None:

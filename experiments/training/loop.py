@@ -35,6 +35,12 @@ class BatchSource(Protocol):
     @property
     def steps_per_epoch(self) -> int: ...
 
+    @property
+    def digest(self) -> str:
+        """Names the examples (``experiments.data.pipeline.data_digest``): checkpoints record it
+        and a resume on other data is refused."""
+        ...
+
     def batch(self, step: int) -> tuple[Any, Any]:
         """(images (B, ...), int labels (B,)) of global batch ``step``."""
         ...

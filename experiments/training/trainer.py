@@ -133,7 +133,9 @@ def train(
         pathlib.Path(workdir) / CHECKPOINT_DIR,
         every=config.checkpoint_every,
         keep=config.keep_checkpoints,
-        run=run_settings(config, steps_per_epoch=train_data.steps_per_epoch, cfg=cfg),
+        run=run_settings(
+            config, steps_per_epoch=train_data.steps_per_epoch, cfg=cfg, data=train_data.digest
+        ),
     )
     try:
         if checkpointer.latest_step() is not None:
@@ -175,10 +177,13 @@ def train(
     )
 
 
-def run_settings(config: TrainConfig, *, steps_per_epoch: int, cfg: Any) -> dict[str, Any]:
+def run_settings(
+    config: TrainConfig, *, steps_per_epoch: int, cfg: Any, data: str | None = None
+) -> dict[str, Any]:
     """What makes a training run (stored with its checkpoints; a resume must match): the
-    optimiser and schedule, batch size, steps, seed, head, subnets per step and a digest of a
-    fixed ``cfg``. Logging, checkpoint and evaluation knobs may change between resumes."""
+    optimiser and schedule, batch size, steps, seed, head, subnets per step, a digest of a
+    fixed ``cfg`` and the training data's (``data``, ``BatchSource.digest``). Logging,
+    checkpoint and evaluation knobs may change between resumes."""
     optim = {f"optim.{k}": v for k, v in dataclasses.asdict(config.optim).items()}
     return optim | {
         "batch_size": config.batch_size,
@@ -188,6 +193,7 @@ def run_settings(config: TrainConfig, *, steps_per_epoch: int, cfg: Any) -> dict
         "head_pattern": config.head_pattern,
         "num_configs": config.num_configs,
         "cfg": None if cfg is None else cfg_digest(cfg),
+        "train_data": data,
     }
 
 

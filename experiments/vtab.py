@@ -138,5 +138,5 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except (ValueError, FileNotFoundError) as error:  # bad input: the message, no traceback
+    except (ValueError, OSError) as error:  # bad input, unreadable files: the message only
         sys.exit(f"error: {type(error).__name__}: {error}")

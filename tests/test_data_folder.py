@@ -78,6 +78,11 @@ def test_folder_per_class(tmp_path: Path):
         for index in range(count):
             Image.new("L", (3, 2), shade).save(tmp_path / name / f"{index:04d}.png")
     (tmp_path / "a_dog" / "notes.txt").write_text("not an image")
+    # macOS and Jupyter leave hidden files and folders beside the data: neither is a class
+    (tmp_path / "a_dog" / "._0001.png").write_bytes(b"AppleDouble metadata")
+    for hidden in (".ipynb_checkpoints", "__MACOSX"):
+        (tmp_path / hidden).mkdir()
+        Image.new("L", (3, 2), 0).save(tmp_path / hidden / "0000.png")
     arrays = load_task(str(tmp_path), source="folder", split="train800val200")
     chex.assert_shape(arrays.images, (1000, 2, 3, 3))
     assert arrays.num_classes == 3
@@ -99,3 +104,44 @@ def test_folder_errors(tmp_path: Path):
         load_task(str(tmp_path), source="folder")
     with pytest.raises(ValueError, match="takes its path as name"):
         load_task(str(tmp_path), source="folder", data_dir=tmp_path)
+
+
+def _classes(root: Path, count: int = 1010, classes: int = 2) -> list[Path]:
+    """``count`` 3x2 gray PNGs in ``classes`` class folders under ``root``."""
+    paths = []
+    for index in range(count):
+        folder = root / f"class_{index % classes}"
+        folder.mkdir(parents=True, exist_ok=True)
+        paths.append(folder / f"{index:04d}.png")
+        Image.new("L", (3, 2), 7 * (index % classes)).save(paths[-1])
+    return paths
+
+
+@pytest.mark.parametrize(
+    ("spoil", "match"),
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[:40]), r"cannot decode image .*0005\.png"),
+        (lambda p: p.write_bytes(b"not a png"), r"cannot decode image .*0005\.png"),
+        (
+            lambda p: Image.fromarray(np.full((2, 3), 40000, np.uint16)).save(p),
+            r"0005\.png is a I;16 image \(16-bit or float\)",
+        ),
+    ],
+)
+def test_images_that_cannot_be_read_as_8_bit_are_named(tmp_path: Path, spoil: Any, match: str):
+    """A truncated file gave a bare OSError, a 16-bit scan turned white (RGB clips it)."""
+    spoil(_classes(tmp_path)[5])
+    with pytest.raises(ValueError, match=match):
+        load_task(str(tmp_path), source="folder", split="train800val200")
+
+
+def test_one_class_is_refused(tmp_path: Path):
+    """One class (all labels 0, one class folder) scored test accuracy 1.0."""
+    np.savez(
+        tmp_path / "one.npz", images=np.zeros((1010, 3, 3), np.uint8), labels=np.zeros(1010, int)
+    )
+    with pytest.raises(ValueError, match="holds 1 class: a classifier needs at least 2"):
+        load_task(str(tmp_path / "one.npz"), source="npz")
+    _classes(tmp_path / "root", classes=1)
+    with pytest.raises(ValueError, match="holds 1 class"):
+        load_task(str(tmp_path / "root"), source="folder")

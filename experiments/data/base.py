@@ -73,9 +73,23 @@ class ImageFileSource:
         return [(_read_rgb(self.paths[i]), int(self.labels[i])) for i in indices]
 
 
+#: PIL modes of more than 8 bits per channel: ``convert("RGB")`` clips them (a 16-bit scan
+#: turns white, a float image in [0, 1] black) instead of rescaling.
+_WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
 def _read_rgb(path: Path) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+    """(H, W, 3) uint8; ValueError naming the file it cannot decode or would clip."""
+    try:
+        with Image.open(path) as image:
+            if image.mode in _WIDE_MODES:
+                raise ValueError(
+                    f"{path} is a {image.mode} image (16-bit or float): convert it to 8 bits per "
+                    "channel, as converting to RGB here would clip it"
+                )
+            return np.asarray(image.convert("RGB"))
+    except OSError as e:  # PIL's UnidentifiedImageError, a truncated file, an unreadable one
+        raise ValueError(f"cannot decode image {path}: {e} (fix or remove the file)") from e
 
 
 @dataclasses.dataclass(frozen=True)

@@ -57,7 +57,11 @@ def class_folders(root: Path) -> list[Path]:
     """The class folders of ``root``, sorted by name (their index is the label)."""
     if not root.is_dir():
         raise DataNotFoundError(f"no image folder at {root}")
-    folders = sorted(child for child in root.iterdir() if child.is_dir())
+    folders = sorted(
+        child
+        for child in root.iterdir()
+        if child.is_dir() and not child.name.startswith(".") and child.name != "__MACOSX"
+    )
     if not folders:
         raise ValueError(f"{root} has no class folders (expected <root>/<class>/<image>)")
     return folders
@@ -71,7 +75,11 @@ def open_folder_split(
     paths: list[Path] = []
     labels: list[int] = []
     for label, folder in enumerate(folders):
-        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(
+            f
+            for f in folder.iterdir()
+            if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
+        )
         if not files:
             raise ValueError(f"class folder {folder} holds no images ({sorted(IMAGE_SUFFIXES)})")
         paths.extend(files)

@@ -125,9 +125,18 @@ def _open(
         return arrays, num_classes, str(Path(data_dir).resolve()), files
     if source == "npz":
         examples, num_classes = open_npz_split(name, split, seed=seed)
-        return examples, num_classes, str(Path(name).resolve()), (Path(name),)
-    folder, num_classes = open_folder_split(name, split, seed=seed)
-    return folder, num_classes, str(Path(name).resolve()), folder.paths
+        own: tuple[ExampleSource, int, str, tuple[Path, ...]] = (
+            examples, num_classes, str(Path(name).resolve()), (Path(name),)
+        )  # fmt: skip
+    else:
+        folder, num_classes = open_folder_split(name, split, seed=seed)
+        own = (folder, num_classes, str(Path(name).resolve()), folder.paths)
+    if num_classes < 2:
+        raise ValueError(
+            f"{name} holds {num_classes} class: a classifier needs at least 2 (check its labels "
+            "or class folders)"
+        )
+    return own
 
 
 def _stamp(files: Iterable[Path]) -> str:

@@ -61,6 +61,26 @@ def test_npz_num_classes_can_be_stored(tmp_path: Path):
             },
             r"\[0, 2\)",
         ),
+        (
+            {
+                "images": np.zeros((1010, 3, 3), np.uint8),
+                "labels": np.zeros(1010, int),
+                "num_classes": np.array([5, 5]),
+            },
+            r"num_classes must be an integer scalar, got int64\(2,\)",
+        ),
+        (
+            {
+                "images": np.zeros((1010, 3, 3), np.uint8),
+                "labels": np.zeros(1010, int),
+                "num_classes": 5.7,
+            },
+            r"num_classes must be an integer scalar, got float64\(\)",
+        ),
+        (
+            {"images": np.empty(1010, object), "labels": np.zeros(1010, int)},
+            "images and labels must be numeric arrays",
+        ),
     ],
 )
 def test_npz_errors(tmp_path: Path, arrays: dict[str, Any], match: str):
@@ -145,3 +165,23 @@ def test_one_class_is_refused(tmp_path: Path):
     _classes(tmp_path / "root", classes=1)
     with pytest.raises(ValueError, match="holds 1 class"):
         load_task(str(tmp_path / "root"), source="folder")
+
+
+def _write_npy(path: Path, array: np.ndarray) -> None:
+    with path.open("wb") as f:
+        np.save(f, array)
+
+
+@pytest.mark.parametrize(
+    ("write", "match"),
+    [
+        (lambda p: p.write_text("image,label\n0,1\n"), "is not an .npz archive of arrays"),
+        (lambda p: _write_npy(p, np.zeros((1010, 3, 3), np.uint8)), "holds one array"),
+    ],
+)
+def test_a_file_that_is_no_npz_archive_is_named(tmp_path: Path, write: Any, match: str):
+    """A CSV said to load it with allow_pickle; a .npy failed with a context-manager TypeError."""
+    path = tmp_path / "data.npz"
+    write(path)
+    with pytest.raises(ValueError, match=match):
+        load_task(str(path), source="npz")

@@ -269,7 +269,7 @@ def test_a_workdir_refuses_another_config(tmp_path):
     pipeline.check_same_experiment(config, tmp_path)
 
 
-def test_own_data_takes_quickstart_and_writes_under_the_workdir(tmp_path):
+def test_own_data_takes_quickstart_and_writes_under_the_workdir(tmp_path, monkeypatch):
     data = tmp_path / "data" / "mine.npz"
     args = vtab.parse_args(["--source=npz", f"--task={data}"])
     config = vtab.task_config(args, str(data))
@@ -277,6 +277,10 @@ def test_own_data_takes_quickstart_and_writes_under_the_workdir(tmp_path):
     out = vtab.task_workdir(tmp_path / "runs", str(data))
     assert out == tmp_path / "runs" / "mine.npz" and out != data
     assert vtab.task_workdir(tmp_path, "dtd") == tmp_path / "dtd"
+    # a relative path names the folder it resolves to ("." gave the workdir itself)
+    data.parent.mkdir()
+    monkeypatch.chdir(data.parent)
+    assert vtab.task_workdir(tmp_path / "runs", ".") == tmp_path / "runs" / "data"
 
 
 def test_a_checkpoint_that_cannot_apply_is_refused(tmp_path):
@@ -439,3 +443,15 @@ def test_rounds_update_compares_leaf_dtypes() -> None:
     assert pipeline.rounds_update(bf16, f32) and not pipeline.rounds_update(f32, f32)
     with pytest.raises(ValueError):  # trees of different sizes
         pipeline.rounds_update({"a": jnp.zeros(2)}, f32)
+
+
+def test_a_small_test_split_is_warned_about(tmp_path, caplog):
+    images = np.random.default_rng(0).integers(0, 255, (1004, 8, 8, 3), np.uint8)
+    np.savez(tmp_path / "small.npz", images=images, labels=np.arange(1004) % 2)
+    config = override(quickstart(), ["data.source=npz", f"data.task={tmp_path / 'small.npz'}"])
+    with caplog.at_level("WARNING", logger="experiments.pipeline"):
+        splits = pipeline.load_splits(config)
+    assert len(splits.test) == 4
+    assert (
+        "the test split holds 4 images: its accuracy moves in steps of 25.0 points" in caplog.text
+    )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,13 +32,24 @@ def open_npz_split(
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"no npz file at {path}")
-    with np.load(path) as arrays:
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:  # a CSV, a pickle, a torn file
+        raise ValueError(f"{path} is not an .npz archive of arrays: {e}") from e
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} holds one array, not an .npz archive with images and labels")
+    with loaded as arrays:
         missing = {"images", "labels"} - set(arrays.files)
         if missing:
             raise ValueError(f"{path} lacks arrays {sorted(missing)} (has {arrays.files})")
-        images, labels = arrays["images"], arrays["labels"]
-        stored_classes = arrays["num_classes"] if "num_classes" in arrays.files else None
-        stored_seed = arrays[SPLIT_SEED_KEY] if SPLIT_SEED_KEY in arrays.files else None
+        try:
+            images, labels = arrays["images"], arrays["labels"]
+            stored_classes = _scalar(arrays, "num_classes", path)
+            stored_seed = _scalar(arrays, SPLIT_SEED_KEY, path)
+        except ValueError as e:
+            if "allow_pickle" not in str(e):
+                raise
+            raise ValueError(f"{path}: images and labels must be numeric arrays: {e}") from e
     if stored_seed is not None and int(stored_seed) != seed:
         raise ValueError(
             f"{path} was packed for split seed {int(stored_seed)}, not {seed}: with another seed "
@@ -47,10 +59,21 @@ def open_npz_split(
     if images.ndim == 4 and images.shape[-1] not in (1, 3):
         raise ValueError(f"{path}: images must have 1 or 3 channels, got {images.shape}")
     source = ArraySource(images, labels)  # validates dtypes and shapes
-    num_classes = int(labels.max()) + 1 if stored_classes is None else int(stored_classes)
+    num_classes = int(labels.max()) + 1 if stored_classes is None else stored_classes
     check_labels(labels, num_classes, where=str(path))
     indices = split_indices(split, labels=labels, num_classes=num_classes, seed=seed)
     return ArraySource(source.images[indices], source.labels[indices]), num_classes
+
+
+def _scalar(arrays: Any, key: str, path: Path) -> int | None:
+    """The integer scalar ``arrays[key]``, None when absent; ValueError naming key and file
+    for another shape or dtype."""
+    if key not in arrays.files:
+        return None
+    value = arrays[key]
+    if value.shape != () or not np.issubdtype(value.dtype, np.integer):
+        raise ValueError(f"{path}: {key} must be an integer scalar, got {value.dtype}{value.shape}")
+    return int(value)
 
 
 def class_folders(root: Path) -> list[Path]:

@@ -40,6 +40,7 @@ from experiments.backbones import Backbone, load_backbone, with_bias_grad
 from experiments.config import ExperimentConfig, as_dict, config_changes
 from experiments.data import load_task
 from experiments.data.base import SplitArrays
+from experiments.data.folder import class_folders
 from experiments.data.load import DEFAULT_SPLIT_SEED, split_seed_of
 from experiments.data.pipeline import TrainBatches
 from experiments.methods import Method, bias_grad_for, build_method
@@ -107,6 +108,14 @@ def load_split(config: ExperimentConfig, split: str) -> SplitArrays:
         image_size=config.backbone.image_size, seed=data.split_seed, version=data.version,
         cache_dir=data.cache_dir,
     )  # fmt: skip
+
+
+def class_names(config: ExperimentConfig) -> list[str] | None:
+    """The label -> class name map of a folder-per-class task (label i: the i-th folder by
+    name), so the merged model's outputs can be named; None for other sources."""
+    if config.data.source != "folder":
+        return None
+    return [folder.name for folder in class_folders(pathlib.Path(config.data.task))]
 
 
 def load_splits(config: ExperimentConfig) -> Splits:
@@ -302,6 +311,7 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
         "wall_seconds": time.perf_counter() - started,
         "stage_seconds": clock.seconds,
         "num_test": len(splits.test),
+        "class_names": class_names(config),
         "devices": [str(d) for d in jax.devices()],
     }
     if is_main_process():

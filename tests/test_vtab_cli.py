@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
 from experiments import pipeline, vtab
 from experiments.backbones import BackboneConfig, load_backbone
@@ -304,8 +305,6 @@ def test_missing_vtab_data_and_checkpoint_fail_clearly(tmp_path):
 
 def write_noah_task(root, task: str, num_classes: int, sizes: dict[str, int], seed: int) -> None:
     """NOAH's vtab-1k layout with random 16x16 JPEGs: <root>/<task>/<split>.txt + images."""
-    from PIL import Image
-
     rng = np.random.default_rng(seed)
     folder = root / task / "images"
     folder.mkdir(parents=True)
@@ -455,3 +454,19 @@ def test_a_small_test_split_is_warned_about(tmp_path, caplog):
     assert (
         "the test split holds 4 images: its accuracy moves in steps of 25.0 points" in caplog.text
     )
+
+
+@pytest.mark.slow
+def test_a_folder_task_records_its_class_names(tmp_path):
+    """result.json names each label's class folder: the merged model's outputs are indices."""
+    rng = np.random.default_rng(0)
+    for index in range(1050):
+        folder = tmp_path / "data" / ("zebra", "ant", "moth")[index % 3]
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 255, (16, 16, 3), np.uint8)
+        Image.fromarray(pixels).save(folder / f"{index:04d}.png")
+    argv = ["--adapter=bitfit", f"--workdir={tmp_path / 'runs'}", "--source=folder",
+            f"--task={tmp_path / 'data'}", *TINY[1:]]  # fmt: skip
+    assert vtab.main(argv) == 0
+    result = json.loads((tmp_path / "runs" / "data" / "result.json").read_text())
+    assert result["class_names"] == ["ant", "moth", "zebra"]  # label i: the i-th folder by name

@@ -185,3 +185,13 @@ def test_a_file_that_is_no_npz_archive_is_named(tmp_path: Path, write: Any, matc
     write(path)
     with pytest.raises(ValueError, match=match):
         load_task(str(path), source="npz")
+
+
+def test_sub_folders_of_a_class_are_warned_about(tmp_path: Path, caplog: Any):
+    """Images under <class>/<sub>/ were dropped without a word."""
+    _classes(tmp_path)
+    (tmp_path / "class_0" / "more").mkdir()
+    Image.new("L", (3, 2), 0).save(tmp_path / "class_0" / "more" / "x.png")
+    with caplog.at_level("WARNING", logger="experiments.data.folder"):
+        load_task(str(tmp_path), source="folder", split="val200")
+    assert "class_0 has sub-folders ['more']: their images are not read" in caplog.text

@@ -12,6 +12,7 @@ Both are split by a seeded permutation (experiments.data.splits), test = the res
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ import numpy as np
 
 from experiments.data.base import ArraySource, DataNotFoundError, ImageFileSource, check_labels
 from experiments.data.splits import split_indices
+
+log = logging.getLogger(__name__)
 
 SPLIT_SEED_KEY = "split_seed"
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
@@ -105,6 +108,11 @@ def open_folder_split(
         )
         if not files:
             raise ValueError(f"class folder {folder} holds no images ({sorted(IMAGE_SUFFIXES)})")
+        nested = sorted(f.name for f in folder.iterdir() if f.is_dir() and f.name[0] != ".")
+        if nested:
+            log.warning(
+                "class folder %s has sub-folders %s: their images are not read", folder, nested
+            )
         paths.extend(files)
         labels.extend([label] * len(files))
     label_array = np.asarray(labels, np.int32)

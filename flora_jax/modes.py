@@ -90,10 +90,8 @@ def _explicit_ranks(
                 f"int per Tucker mode of {layer.kernel_path} (sizes {sizes})"
             )
         ranks = tuple(ranks)
-        fits = (
-            len(ranks) == len(sizes)
-            and all(positive_int(r) for r in ranks)
-            and all(1 <= r <= s for r, s in zip(ranks, sizes, strict=True))
+        fits = len(ranks) == len(sizes) and all(
+            positive_int(r) and r <= s for r, s in zip(ranks, sizes, strict=True)
         )
         if not fits:
             raise ValueError(

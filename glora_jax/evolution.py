@@ -66,7 +66,8 @@ class SearchSpace(Protocol):
     def num_params(self, cfg: Config) -> Any: ...
 
 
-_SPACE_METHODS = ("to_genes", "from_genes", "sample", "mutate", "crossover", "num_params")
+#: The methods ``SearchSpace`` declares (what ``evolutionary_search`` checks a space for).
+_SPACE_METHODS = tuple(n for n, v in vars(SearchSpace).items() if callable(v) and n[0] != "_")
 
 
 @dataclasses.dataclass(frozen=True)

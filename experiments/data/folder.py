@@ -79,15 +79,16 @@ def _scalar(arrays: Any, key: str, path: Path) -> int | None:
     return int(value)
 
 
+def _hidden(path: Path) -> bool:
+    """Dot files and folders (``.ipynb_checkpoints``, macOS ``._*``) and ``__MACOSX``: not data."""
+    return path.name.startswith(".") or path.name == "__MACOSX"
+
+
 def class_folders(root: Path) -> list[Path]:
     """The class folders of ``root``, sorted by name (their index is the label)."""
     if not root.is_dir():
         raise DataNotFoundError(f"no image folder at {root}")
-    folders = sorted(
-        child
-        for child in root.iterdir()
-        if child.is_dir() and not child.name.startswith(".") and child.name != "__MACOSX"
-    )
+    folders = sorted(child for child in root.iterdir() if child.is_dir() and not _hidden(child))
     if not folders:
         raise ValueError(f"{root} has no class folders (expected <root>/<class>/<image>)")
     return folders
@@ -101,14 +102,11 @@ def open_folder_split(
     paths: list[Path] = []
     labels: list[int] = []
     for label, folder in enumerate(folders):
-        files = sorted(
-            f
-            for f in folder.iterdir()
-            if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
-        )
+        entries = [f for f in folder.iterdir() if not _hidden(f)]
+        files = sorted(f for f in entries if f.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise ValueError(f"class folder {folder} holds no images ({sorted(IMAGE_SUFFIXES)})")
-        nested = sorted(f.name for f in folder.iterdir() if f.is_dir() and f.name[0] != ".")
+        nested = sorted(f.name for f in entries if f.is_dir())
         if nested:
             log.warning(
                 "class folder %s has sub-folders %s: their images are not read", folder, nested

@@ -70,6 +70,11 @@ def load_task(
     example_source, num_classes, location, files = _open(
         name, source=source, split=split, data_dir=data_dir, seed=split_seed, version=version
     )
+    if num_classes < 2:  # a user's npz or folder: one label, or one class folder
+        raise ValueError(
+            f"{name} holds {num_classes} class: a classifier needs at least 2 (check its labels "
+            "or class folders)"
+        )
     key = {
         "source": source,
         "name": name,
@@ -125,18 +130,9 @@ def _open(
         return arrays, num_classes, str(Path(data_dir).resolve()), files
     if source == "npz":
         examples, num_classes = open_npz_split(name, split, seed=seed)
-        own: tuple[ExampleSource, int, str, tuple[Path, ...]] = (
-            examples, num_classes, str(Path(name).resolve()), (Path(name),)
-        )  # fmt: skip
-    else:
-        folder, num_classes = open_folder_split(name, split, seed=seed)
-        own = (folder, num_classes, str(Path(name).resolve()), folder.paths)
-    if num_classes < 2:
-        raise ValueError(
-            f"{name} holds {num_classes} class: a classifier needs at least 2 (check its labels "
-            "or class folders)"
-        )
-    return own
+        return examples, num_classes, str(Path(name).resolve()), (Path(name),)
+    folder, num_classes = open_folder_split(name, split, seed=seed)
+    return folder, num_classes, str(Path(name).resolve()), folder.paths
 
 
 def _stamp(files: Iterable[Path]) -> str:

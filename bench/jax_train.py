@@ -49,6 +49,11 @@ ACTIVATION_SPACE = (
     "activation-space grads (dU = x^T (dy V^T), dV = (xU)^T dy, no dL/dW) on layer calls wide "
     "enough with enough rows (grads='auto': every ViT-B/16 layer from batch 42 up)"
 )
+#: grads="pallas": "auto"'s taps, each reading the wider of x and dy once (peft_core.one_read).
+ONE_READ = (
+    "as lora-r8 / flora-r8, each tap's products of the wider of x and dy from one read of it "
+    "(grads='pallas': a Pallas/Triton kernel, peft_core.one_read)"
+)
 #: The conv rows ("auto"): the pointwise (dense) kernels wide enough, on enough rows, are tapped
 #: (ConvNeXt-T's last stage from batch 168 up), the rest and every convolution train in weight
 #: space.
@@ -95,6 +100,8 @@ VIT_CASES = (
     TrainCase("flora-r8", MethodConfig("flora", rank=8), note=ACTIVATION_SPACE),
     TrainCase("lora-r8-weight", MethodConfig("lora", rank=8, grads="weight"), note=WEIGHT_SPACE),
     TrainCase("flora-r8-weight", MethodConfig("flora", rank=8, grads="weight"), note=WEIGHT_SPACE),
+    TrainCase("lora-r8-pallas", MethodConfig("lora", rank=8, grads="pallas"), note=ONE_READ),
+    TrainCase("flora-r8-pallas", MethodConfig("flora", rank=8, grads="pallas"), note=ONE_READ),
     TrainCase(
         "glora-supernet-k1", MethodConfig("glora", space="large"), num_configs=1,
         note=f"random subnet per step; {WEIGHT_SPACE}",

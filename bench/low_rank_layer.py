@@ -120,9 +120,7 @@ def relative_errors(got: Sequence[jax.Array], want: Sequence[jax.Array]) -> list
     ]
 
 
-def _rotating(
-    fn: Callable[..., Any], sets: Sequence[tuple[jax.Array, ...]]
-) -> Callable[[int], Any]:
+def rotating(fn: Callable[..., Any], sets: Sequence[tuple[jax.Array, ...]]) -> Callable[[int], Any]:
     """Call i runs ``fn`` on input set i mod len(sets)."""
     return lambda i: fn(*sets[i % len(sets)])
 
@@ -140,7 +138,7 @@ def run(
                 trains = name != "frozen"
                 fn = gradient_fn(form, train_factors=trains)
                 errors = relative_errors(fn(*sets[0]), reference) if trains else []
-                t = time_calls(_rotating(fn, sets), sync=jax.block_until_ready, settings=settings)
+                t = time_calls(rotating(fn, sets), sync=jax.block_until_ready, settings=settings)
                 row = dict(tokens=m, fan_in=fan_in, fan_out=fan_out, form=name,
                            ms=t.median_s * 1e3, grad_rel_errors=errors)  # fmt: skip
                 rows.append(row)

@@ -19,7 +19,8 @@ The tap needs each layer's input, so the model runs inside ``flax.linen.intercep
 a tap on its output (``held`` says which layers). Which tap is decided per call, when the
 layer's rows are known (``taps_activations``): ``gradient_tap`` above, or
 ``weight_gradient_tap``, zero as well, whose VJP forms the layer's weight gradient G = xᵀ dy
-once and gives dU = G Vᵀ, dV = Uᵀ G, the weight-space gradient. Only the train step uses this
+once and gives dU = G Vᵀ, dV = Uᵀ G, the weight-space gradient; with grads "pallas",
+``one_read_tap`` in place of ``gradient_tap``. Only the train step uses this
 view (``Adapter.train``); evaluation, search and merge keep the weight-space ``apply``.
 """
 
@@ -34,13 +35,16 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from peft_core import one_read
 from peft_core.layers import Layer
 from peft_core.paths import Params, flatten, unflatten
 
 #: How a train step forms low-rank factors' gradients (``held``, ``taps_activations``): "auto"
 #: (the activation tap where it pays: wide layers, calls with many rows), "activation" (the
-#: activation tap on every dense kernel), "weight" (autodiff through the weight-space apply).
-GRADS = ("auto", "activation", "weight")
+#: activation tap on every dense kernel), "weight" (autodiff through the weight-space apply),
+#: "pallas" ("auto"'s layers and calls, each activation tap reading the wider of x and dy once:
+#: ``one_read_tap``; GPU or CPU, not TPU).
+GRADS = ("auto", "activation", "weight", "pallas")
 
 #: "auto" holds a dense layer when its weight gradient xᵀ dy, 2 M fan_in fan_out FLOPs over
 #: 2 M (fan_in + fan_out) bytes of bf16 x and dy, has at least this many FLOPs per byte: the
@@ -95,8 +99,9 @@ def tappable(layer: Layer) -> bool:
 
 def held(grads: str, layer: Layer) -> bool:
     """Whether a train view with ``grads`` (``GRADS``) holds ``layer`` (stop_gradient(W_eff),
-    U and V beside it, a tap on each call): "activation" every tappable layer, "auto" those whose
-    weight-gradient GEMM reaches ``MIN_TAP_INTENSITY`` FLOPs per byte, "weight" none. The layers
+    U and V beside it, a tap on each call): "activation" every tappable layer, "auto" (and
+    "pallas") those whose weight-gradient GEMM reaches ``MIN_TAP_INTENSITY`` FLOPs per byte,
+    "weight" none. The layers
     not held train in weight space by autodiff through ``apply``."""
     if grads == "weight" or not tappable(layer):
         return False
@@ -107,7 +112,7 @@ def held(grads: str, layer: Layer) -> bool:
 def taps_activations(grads: str, rows: int) -> bool:
     """Whether a call of a held layer on ``rows`` rows per device forms its factor gradients
     from activations (``gradient_tap``) rather than from its weight gradient
-    (``weight_gradient_tap``): always with grads "activation", with "auto" from
+    (``weight_gradient_tap``): always with grads "activation", with "auto" and "pallas" from
     ``MIN_TAP_ROWS`` rows up."""
     return grads == "activation" or rows >= MIN_TAP_ROWS
 
@@ -142,8 +147,11 @@ def _tap_fwd(
     return _tap_output(x, v), (x, u, v, offset)
 
 
-def _tap_bwd(res: tuple[Any, ...], dy: jax.Array) -> tuple[None, jax.Array, jax.Array, None]:
-    x, u, v, offset = res
+def factor_grads(
+    x: jax.Array, u: jax.Array, v: jax.Array, offset: jax.Array | None, dy: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """``gradient_tap``'s (dU, dV) for output gradient dy (M, fan_out): four XLA dots, h = x U,
+    g = dy Vᵀ, dU = xᵀ g, dV = hᵀ dy, so x and dy are each read twice."""
     f32, dtype = jnp.promote_types(x.dtype, jnp.float32), x.dtype
     dy = dy.astype(dtype)
     h = jnp.dot(x, u.astype(dtype), preferred_element_type=f32)  # (M, r)
@@ -153,7 +161,12 @@ def _tap_bwd(res: tuple[Any, ...], dy: jax.Array) -> tuple[None, jax.Array, jax.
         h = h + jnp.dot(offset.astype(f32), u.astype(f32))
         du = du + jnp.outer(offset.astype(f32), jnp.sum(g, axis=0, dtype=f32))
     dv = jnp.einsum("mr,mo->ro", h.astype(dtype), dy, preferred_element_type=f32)
-    return None, du.astype(u.dtype), dv.astype(v.dtype), None
+    return du.astype(u.dtype), dv.astype(v.dtype)
+
+
+def _tap_bwd(res: tuple[Any, ...], dy: jax.Array) -> tuple[None, jax.Array, jax.Array, None]:
+    x, u, v, offset = res
+    return None, *factor_grads(x, u, v, offset, dy), None
 
 
 gradient_tap.defvjp(_tap_fwd, _tap_bwd)
@@ -183,6 +196,51 @@ def _weight_tap_bwd(res: tuple[Any, ...], dy: jax.Array) -> tuple[None, jax.Arra
 
 
 weight_gradient_tap.defvjp(_tap_fwd, _weight_tap_bwd)
+
+
+@jax.custom_vjp
+def one_read_tap(x: jax.Array, u: jax.Array, v: jax.Array, offset: jax.Array | None) -> jax.Array:
+    """Zeros like ``gradient_tap``'s, with its gradients, the wider of x and dy read once: where
+    fan_out >= fan_in, h = x U by XLA and (g, dVᵀ) = (dy Vᵀ, dyᵀ h) from one read of dy
+    (``one_read.products``), then dU = xᵀ g; else g = dy Vᵀ by XLA and (h, dU) = (x U, xᵀ g)
+    from one read of x, then dV = hᵀ dy."""
+    return _tap_output(x, v)
+
+
+def one_read_factor_grads(
+    x: jax.Array, u: jax.Array, v: jax.Array, offset: jax.Array | None, dy: jax.Array,
+    tiles: one_read.Tiles | None = None,
+) -> tuple[jax.Array, jax.Array]:  # fmt: skip
+    """``factor_grads`` with the wider of x and dy read once (``one_read_tap``; the kernel's
+    ``tiles``, default ``one_read.TILES``)."""
+    f32, dtype = jnp.promote_types(x.dtype, jnp.float32), x.dtype
+    dy, uc, vt = dy.astype(dtype), u.astype(dtype), v.astype(dtype).T
+    shift = None if offset is None else jnp.dot(offset.astype(f32), u.astype(f32))  # offset U
+    if dy.shape[1] >= x.shape[1]:
+        h = jnp.dot(x, uc, preferred_element_type=f32)
+        h = h if shift is None else h + shift
+        g, dvt = one_read.products(dy, vt, h.astype(dtype), tiles)
+        g = g.astype(dtype)
+        du = jnp.einsum("mi,mr->ir", x, g, preferred_element_type=f32)
+        dv = dvt.T
+    else:
+        g = jnp.dot(dy, vt, preferred_element_type=f32).astype(dtype)
+        h, du = one_read.products(x, uc, g, tiles)
+        h = h if shift is None else h + shift
+        dv = jnp.einsum("mr,mo->ro", h.astype(dtype), dy, preferred_element_type=f32)
+    if offset is not None:
+        du = du + jnp.outer(offset.astype(f32), jnp.sum(g, axis=0, dtype=f32))
+    return du.astype(u.dtype), dv.astype(v.dtype)
+
+
+def _one_read_tap_bwd(
+    res: tuple[Any, ...], dy: jax.Array
+) -> tuple[None, jax.Array, jax.Array, None]:
+    x, u, v, offset = res
+    return None, *one_read_factor_grads(x, u, v, offset, dy), None
+
+
+one_read_tap.defvjp(_tap_fwd, _one_read_tap_bwd)
 
 
 def _dense_input(module: nn.Module, args: Any, kwargs: Any) -> jax.Array:
@@ -239,7 +297,17 @@ def _add_tap(
     if offset is not None:
         offset = offset.reshape(fan_in)
     rows = tokens // jax.device_count()
-    tap = gradient_tap if taps_activations(grads, rows) else weight_gradient_tap
+    if not taps_activations(grads, rows):
+        tap = weight_gradient_tap
+    elif grads == "pallas":
+        if jax.device_count() > 1:
+            raise ValueError(
+                f"grads='pallas' runs on one device ({jax.device_count()} here): its kernel is "
+                "not partitioned over a data-parallel batch; use grads='auto'"
+            )
+        tap = one_read_tap
+    else:
+        tap = gradient_tap
     return y + tap(x.reshape(tokens, fan_in).astype(y.dtype), u, v, offset).reshape(y.shape)
 
 
@@ -249,8 +317,8 @@ def tapped(forward: ForwardFn, grads: str = "activation") -> ForwardFn:
     A module holding U and V that the forward never calls through ``__call__`` (a kernel used
     by another method, or by its parent) would get no gradient at all: that is a ValueError
     when the forward is traced."""
-    if grads not in ("auto", "activation"):
-        raise ValueError(f"tapped takes grads 'auto' or 'activation', got {grads!r}")
+    if grads not in ("auto", "activation", "pallas"):
+        raise ValueError(f"tapped takes grads 'auto', 'activation' or 'pallas', got {grads!r}")
 
     def run(params: Params, images: jax.Array, **kwargs: Any) -> jax.Array:
         seen: set[str] = set()

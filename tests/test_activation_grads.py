@@ -19,11 +19,13 @@ import peft_core
 from experiments.models.vit import vit
 from experiments.training.state import create_state
 from experiments.training.step import make_train_step
+from peft_core import one_read
 from peft_core.activation_grads import (
     MIN_TAP_INTENSITY,
     MIN_TAP_ROWS,
     gradient_tap,
     held,
+    one_read_tap,
     tapped,
     taps_activations,
     weight_gradient_tap,
@@ -32,13 +34,18 @@ from peft_core.paths import flatten, unflatten
 from peft_core.targets import DENSE_TARGETS, SCANNED
 
 
-@pytest.mark.parametrize("tap", [gradient_tap, weight_gradient_tap])
+@pytest.mark.parametrize("tap", [gradient_tap, weight_gradient_tap, one_read_tap])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 @pytest.mark.parametrize("with_offset", [False, True])
+# one_read_tap's kernel (16-row blocks, 16 columns a step here) reads dy once where fan_out >=
+# fan_in, x once where not, and leaves (24, 12, 10) to XLA (too few rows, 12 and 10 columns)
+@pytest.mark.parametrize(("m", "fan_in", "fan_out"), [(24, 12, 10), (80, 32, 48), (80, 48, 32)])
 def test_tap_is_zero_and_its_vjp_is_the_low_rank_gradient(
-    tap: Any, dtype: Any, with_offset: bool
-) -> None:
-    m, fan_in, fan_out, r = 24, 12, 10, 3
+    tap: Any, dtype: Any, with_offset: bool, m: int, fan_in: int, fan_out: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setattr(one_read, "TILES", one_read.Tiles(rows=16, blocks=2, cols=16))
+    r = 3
     k = jax.random.split(jax.random.key(0), 5)
     x = jax.random.normal(k[0], (m, fan_in)).astype(dtype)
     u = jax.random.normal(k[1], (fan_in, r))
@@ -46,6 +53,8 @@ def test_tap_is_zero_and_its_vjp_is_the_low_rank_gradient(
     dy = jax.random.normal(k[3], (m, fan_out)).astype(dtype)
     offset = jax.random.normal(k[4], (fan_in,)) if with_offset else None
     out, vjp = jax.vjp(lambda x, u, v: tap(x, u, v, offset), x, u, v)
+    kernel = "pallas_call" in str(jax.make_jaxpr(vjp)(dy))
+    assert kernel is (tap is one_read_tap and m == 80)
     chex.assert_shape(out, (m, fan_out))
     assert out.dtype == dtype and not np.any(np.asarray(out, np.float32))
     dx, du, dv = vjp(dy)
@@ -83,6 +92,8 @@ MODELS = {
         lambda: vit("Ti", patch=8, depth=2, num_classes=5, scan=True), 16, DENSE_TARGETS, SCANNED
     ),
     "conv_then_dense": (lambda: ConvThenDense(), 8, (r"conv/kernel", r"dense/kernel"), None),
+    # 3 x 17 tokens: one 32-row program of the one-read kernel (below) and 19 rows by XLA
+    "vit_p4": (lambda: vit("Ti", patch=4, depth=1, num_classes=5), 16, DENSE_TARGETS, None),
 }  # fmt: skip
 
 
@@ -97,13 +108,24 @@ ADAPTERS = {
 
 #: FLoRA "nd": q/k/v (D, H, Dh) factor through the input mode's rank, out (H, Dh, D) through
 #: the output's; "matrix" on the conv model: its conv keeps all modes, in weight space.
-CASES = [(m, "lora") for m in sorted(MODELS)] + [
-    ("vit", "flora_nd"), ("vit_scanned", "flora_nd"), ("conv_then_dense", "flora_matrix")
+#: "pallas": "auto" with every layer and call tapped here (thresholds 0), each tap's products
+#: of the wider of x and dy from the one-read kernel in 16-row blocks.
+CASES = [(m, "lora", "activation") for m in sorted(MODELS)] + [
+    ("vit", "flora_nd", "activation"), ("vit_scanned", "flora_nd", "activation"),
+    ("conv_then_dense", "flora_matrix", "activation"),
+    ("vit_p4", "lora", "pallas"), ("vit_p4", "flora_nd", "pallas"),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("model_name", "adapter_name"), CASES)
-def test_activation_grads_equal_weight_space_grads(model_name: str, adapter_name: str) -> None:
+@pytest.mark.parametrize(("model_name", "adapter_name", "grads"), CASES)
+def test_activation_grads_equal_weight_space_grads(
+    model_name: str, adapter_name: str, grads: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import peft_core.activation_grads as ag
+
+    for name, value in (("MIN_TAP_ROWS", 0), ("MIN_TAP_INTENSITY", 0)):
+        monkeypatch.setattr(ag, name, value)
+    monkeypatch.setattr(one_read, "TILES", one_read.Tiles(rows=16, blocks=2, cols=16))
     make, size, targets, stacked = MODELS[model_name]
     make_adapter, scale = ADAPTERS[adapter_name]
     model = make()
@@ -119,18 +141,22 @@ def test_activation_grads_equal_weight_space_grads(model_name: str, adapter_name
         return model.apply({"params": p}, x)
 
     adapters = {g: make_adapter(g, targets=targets, stacked=stacked)
-                for g in ("weight", "activation")}  # fmt: skip
-    assert adapters["weight"].train is None and adapters["activation"].train is not None
+                for g in ("weight", grads)}  # fmt: skip
+    assert adapters["weight"].train is None and adapters[grads].train is not None
     aparams = _random(adapters["weight"].init(jax.random.key(2), params), 3, scale)
 
     def loss(ap: Any, head: Any, apply: Any, fwd: Any) -> jax.Array:
         logits = fwd(apply({**params, "head": head}, ap), images)
         return jnp.sum(jnp.sin(logits))
 
-    view = adapters["activation"].train
+    view = adapters[grads].train
     assert view is not None
     grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)), static_argnums=(2, 3))
     args = (aparams, params["head"])
+    traced = jax.make_jaxpr(jax.grad(loss), static_argnums=(2, 3))
+    assert ("pallas_call" in str(traced(*args, view.apply, view.wrap_forward(forward)))) is (
+        grads == "pallas"
+    )
     got_loss, got = grad(*args, view.apply, view.wrap_forward(forward))
     want_loss, want = grad(*args, adapters["weight"].apply, forward)
     chex.assert_trees_all_close(got_loss, want_loss, rtol=1e-6)
@@ -394,8 +420,11 @@ def test_auto_leaves_a_narrow_one_d_convolution_in_weight_space() -> None:
 
 @pytest.mark.parametrize(
     ("grads", "rows", "want"),
-    [("activation", 1, True), ("auto", MIN_TAP_ROWS, True), ("auto", MIN_TAP_ROWS - 1, False)],
-)
+    [
+        ("activation", 1, True), ("auto", MIN_TAP_ROWS, True), ("auto", MIN_TAP_ROWS - 1, False),
+        ("pallas", MIN_TAP_ROWS, True), ("pallas", MIN_TAP_ROWS - 1, False),
+    ],
+)  # fmt: skip
 def test_auto_taps_activations_on_calls_with_many_rows(grads: str, rows: int, want: bool) -> None:
     assert taps_activations(grads, rows) is want
 
@@ -410,7 +439,7 @@ def test_auto_holds_the_dense_layers_whose_weight_gradient_is_compute_bound(make
         "conv": {"kernel": jnp.zeros((3, 3, 512, 512))},
     }
     assert MIN_TAP_INTENSITY == 640 * 640 / 1280
-    want = {"auto": {"wide"}, "activation": {"wide", "narrow"}, "weight": set()}
+    want = {"auto": {"wide"}, "pallas": {"wide"}, "activation": {"wide", "narrow"}, "weight": set()}
     for grads, modules in want.items():
         layers = peft_core.find_layers(params, r".*/kernel")
         assert {layer.name for layer in layers if held(grads, layer)} == modules
@@ -483,3 +512,16 @@ def test_combined_adapters_keep_their_train_views() -> None:
         flora_jax.flora(2, targets="d1/kernel", grads="auto"),
     )
     assert mixed.train is None
+
+
+def test_pallas_grads_refuse_several_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the kernel is not partitioned: under a data-parallel jit XLA would gather x and dy
+    import peft_core.activation_grads as ag
+
+    model, x = Twice(), jax.random.normal(jax.random.key(0), (16, 640))
+    params = model.init(jax.random.key(1), x)["params"]
+    adapter = peft_core.lora(2, targets=r"wide/kernel", grads="pallas")
+    monkeypatch.setattr(ag, "MIN_TAP_ROWS", 0)
+    monkeypatch.setattr(jax, "device_count", lambda: 2)
+    with pytest.raises(ValueError, match=r"grads='pallas' runs on one device \(2 here\)"):
+        _train_view_and_weight_space_grads(model, adapter, params, x, jnp.sum)

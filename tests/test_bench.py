@@ -24,6 +24,7 @@ from bench import (
     jax_train,
     low_rank_layer,
     run,
+    tap_backward,
     timing,
     torch_peers,
     xla_flags,
@@ -421,6 +422,44 @@ def test_low_rank_layer_forms_agree_and_are_timed(tmp_path: Path) -> None:
         chex.assert_trees_all_close(got, want, atol=1e-4, rtol=1e-4)
 
 
+def test_tap_backward_forms_agree_and_are_timed(tmp_path: Path) -> None:
+    """The one-read tap's dU, dV (Pallas interpreted, both sides: dy read once on 32x64, x on
+    64x32) equal the XLA tap's, and the CLI writes a timed row per (shape, form)."""
+    out = tmp_path / "tap.json"
+    argv = ["--tokens", "80", "--shapes", "32x64", "64x32", "--tiles", "16,2,16,4,2",
+            "--repeats", "2", "--json", str(out)]  # fmt: skip
+    assert tap_backward.main(argv) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["fan_in"], r["form"]) for r in rows] == [
+        (i, f) for i in (32, 64) for f in ("xla", "one-read 16,2,16,4,2")
+    ]
+    for r in rows:
+        assert r["ms"] > 0 and r["min_gb_per_s"] > 0
+        assert all(e < 1e-5 for e in r["grad_rel_errors"]), r
+    with pytest.raises(SystemExit):
+        tap_backward.main(["--tiles", "16,2,16"])
+
+
+def test_tap_backward_records_tiles_that_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiles Triton cannot compile give a row with the error; the other forms are timed."""
+    real = tap_backward.backward
+
+    def failing(*_: Any) -> Any:
+        raise RuntimeError("out of resource: shared memory")
+
+    monkeypatch.setattr(
+        tap_backward, "backward", lambda t: failing if t and t.warps == 3 else real(t)
+    )
+    tiles = [tap_backward.parse_tiles(t) for t in ("16,2,16,3,2", "16,2,16,4,2")]
+    settings = timing.TimingSettings(warmup=1, repeats=1)
+    rows = tap_backward.run([64], [(32, 64)], tiles, settings)
+    assert [(r["form"], "ms" in r, r.get("error")) for r in rows] == [
+        ("one-read 16,2,16,3,2", False, "RuntimeError: out of resource: shared memory"),
+        ("xla", True, None),
+        ("one-read 16,2,16,4,2", True, None),
+    ]
+
+
 def test_train_row_with_a_non_finite_loss_raises() -> None:
     """A step that computes NaN is reported, not timed as a result."""
     size = SIZES["tiny"]
@@ -636,8 +675,8 @@ def test_run_isolates_the_training_suites_only_when_asked(isolate: bool) -> None
     [
         "bench.autotune_log", "bench.count_flops", "bench.end_to_end", "bench.hlo_kernels",
         "bench.jax_suite", "bench.low_rank_layer", "bench.profile", "bench.profile_diff",
-        "bench.report", "bench.run", "bench.torch_peers", "bench.weight_side", "bench.xla_flags",
-        "experiments.models.convnext_checkpoint",
+        "bench.report", "bench.run", "bench.tap_backward", "bench.torch_peers",
+        "bench.weight_side", "bench.xla_flags", "experiments.models.convnext_checkpoint",
     ],
 )  # fmt: skip
 def test_cli_usage_names_the_module(module: str, capsys: pytest.CaptureFixture[str]) -> None:

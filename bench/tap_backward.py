@@ -1,0 +1,138 @@
+"""The activation tap's backward on one layer: XLA's four rank-8 dots against the one-read kernel.
+
+    python -m bench.tap_backward [--tokens 50432] [--shapes 768x768 768x3072 3072x768]
+        [--tiles 128,4,64,8,3 ...] [--json out.json]
+
+Per layer shape (fan_in, fan_out) of ViT-B/16 (q, k, v and out 768x768, fc1 768x3072, fc2
+3072x768) and M tokens (256 images: 50432), bf16 x (M, fan_in) and dy (M, fan_out), f32
+factors U (fan_in, 8), V (8, fan_out); dU and dV from
+
+    xla            ``activation_grads.factor_grads``: h = x U, g = dy Vᵀ, dU = xᵀ g,
+                   dV = hᵀ dy, four XLA dots, so x and dy are each read twice
+    one-read T     ``activation_grads.one_read_factor_grads`` with the kernel's tiles T
+                   (rows,blocks,cols,warps,stages): the wider of x and dy read once
+
+timed in turn (``bench.timing.time_interleaved``: windows of 5 calls on 3 rotating input
+sets, medians), with the bandwidth each would need to read x and dy once in that time
+(``min_GB/s``; the H200's HBM: 4.8 TB/s). Each one-read row's dU, dV are checked against
+xla's (relative error, printed) before timing; tiles that fail to compile give a row with the
+error instead of a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from bench.low_rank_layer import RANK, relative_errors, rotating
+from bench.timing import TimingSettings, time_interleaved
+from peft_core import activation_grads
+from peft_core.one_read import Tiles
+
+SHAPES = ((768, 768), (768, 3072), (3072, 768))
+TILES = (
+    "128,4,64,8,2",
+    "64,8,64,4,2",
+    "128,2,64,8,3",
+    "128,4,128,8,2",
+    "256,2,64,8,2",
+    "64,4,64,4,3",
+)
+Backward = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+
+
+def parse_tiles(text: str) -> Tiles:
+    """ "rows,blocks,cols,warps,stages" -> Tiles."""
+    parts = text.split(",")
+    if len(parts) != len(Tiles._fields) or not all(p.isdigit() for p in parts):
+        raise ValueError(f"tiles are {','.join(Tiles._fields)} as integers, got {text!r}")
+    return Tiles(*map(int, parts))
+
+
+def backward(tiles: Tiles | None) -> Backward:
+    """jit((x, U, V, dy) -> (dU, dV)): the XLA tap's (None) or the one-read tap's with
+    ``tiles``."""
+    if tiles is None:
+        return jax.jit(lambda x, u, v, dy: activation_grads.factor_grads(x, u, v, None, dy))
+    return jax.jit(
+        lambda x, u, v, dy: activation_grads.one_read_factor_grads(x, u, v, None, dy, tiles)
+    )
+
+
+def inputs(tokens: int, fan_in: int, fan_out: int, seed: int) -> tuple[jax.Array, ...]:
+    """(x bf16, U, V, dy bf16), fresh random values."""
+    k = jax.random.split(jax.random.key(seed), 4)
+    x = jax.random.normal(k[0], (tokens, fan_in), jnp.bfloat16)
+    u = jax.random.normal(k[1], (fan_in, RANK)) / fan_in**0.5
+    v = jax.random.normal(k[2], (RANK, fan_out)) * 0.1
+    return x, u, v, jax.random.normal(k[3], (tokens, fan_out), jnp.bfloat16)
+
+
+def run(
+    tokens: Sequence[int], shapes: Sequence[tuple[int, int]], tiles: Sequence[Tiles],
+    settings: TimingSettings,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """A row per (tokens, shape, form): ms per backward, the bandwidth reading x and dy once
+    in that time would take, and the gradients' errors against the XLA form."""
+    rows: list[dict[str, Any]] = []
+    for m in tokens:
+        for fan_in, fan_out in shapes:
+            sets = [inputs(m, fan_in, fan_out, seed) for seed in range(settings.input_sets)]
+            forms = {"xla": backward(None)} | {f"one-read {','.join(map(str, t))}": backward(t)
+                                               for t in tiles}  # fmt: skip
+            reference = forms["xla"](*sets[0])
+            errors: dict[str, list[float]] = {}
+            for name, fn in list(forms.items()):
+                try:  # a tile shape Triton cannot compile (shared memory, registers) is a row
+                    errors[name] = relative_errors(fn(*sets[0]), reference)
+                except Exception as e:  # noqa: BLE001 (recorded, the other forms go on)
+                    del forms[name]
+                    rows.append(dict(tokens=m, fan_in=fan_in, fan_out=fan_out, form=name,
+                                     error=f"{type(e).__name__}: {e}"[:2000]))  # fmt: skip
+                    print(f"M={m} {fan_in}x{fan_out} {name:24s} failed: {rows[-1]['error'][:300]}")
+            calls = {name: rotating(fn, sets) for name, fn in forms.items()}
+            timings = time_interleaved(calls, sync=jax.block_until_ready, settings=settings)
+            once = m * (fan_in + fan_out) * 2  # bytes of bf16 x and dy
+            for name, t in timings.items():
+                row = dict(tokens=m, fan_in=fan_in, fan_out=fan_out, form=name,
+                           ms=t.median_s * 1e3, p10_ms=t.p10_s * 1e3, p90_ms=t.p90_s * 1e3,
+                           min_gb_per_s=once / t.median_s / 1e9,
+                           grad_rel_errors=errors[name])  # fmt: skip
+                rows.append(row)
+                print(f"M={m} {fan_in}x{fan_out} {name:24s} {row['ms']:8.3f} ms  "
+                      f"min_GB/s {row['min_gb_per_s']:7.0f}  rel. err. dU/dV vs xla: "
+                      f"{errors[name]}", flush=True)  # fmt: skip
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.tap_backward", description=(__doc__ or "").splitlines()[0]
+    )
+    p.add_argument("--tokens", type=int, nargs="+", default=[50432])
+    p.add_argument("--shapes", nargs="+", default=[f"{i}x{o}" for i, o in SHAPES])
+    p.add_argument("--tiles", nargs="+", default=list(TILES))
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args(argv)
+    shapes = [tuple(int(n) for n in s.split("x")) for s in args.shapes]
+    settings = TimingSettings(warmup=3, repeats=args.repeats, input_sets=3, window=5)
+    try:
+        tiles = [parse_tiles(t) for t in args.tiles]
+    except ValueError as e:
+        p.error(str(e))
+    rows = run(args.tokens, shapes, tiles, settings)  # type: ignore[arg-type]
+    if args.json is not None:
+        args.json.write_text(json.dumps({"device": str(jax.devices()[0]), "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

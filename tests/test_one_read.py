@@ -1,0 +1,90 @@
+"""The one-read kernel (peft_core.one_read, Pallas' interpreter on the CPU) against numpy: both
+products, the rows and shapes it leaves to XLA, and its errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from peft_core import one_read
+from peft_core.one_read import Tiles
+
+
+def uses_kernel(fn: Any, *args: Any) -> bool:
+    """Whether tracing ``fn(*args)`` (afresh: not from jit's cache) emits a Pallas call."""
+    return "pallas_call" in str(jax.make_jaxpr(lambda *xs: fn(*xs))(*args))
+
+
+@pytest.mark.parametrize(
+    ("m", "n", "r", "tiles", "kernel"),
+    [
+        (200, 64, 8, Tiles(rows=16, blocks=4, cols=16), True),  # 3 programs + 8 rows by XLA
+        (128, 48, 3, Tiles(rows=16, blocks=2, cols=16), True),  # r padded to 16
+        (64, 32, 16, Tiles(rows=32, blocks=1, cols=32), True),
+        (64, 32, 20, Tiles(rows=16, blocks=1, cols=16), True),  # r padded to 32
+        (40, 48, 8, Tiles(rows=16, blocks=4, cols=16), False),  # fewer rows than a program's
+        (128, 40, 8, Tiles(rows=16, blocks=2, cols=16), False),  # 16 columns do not divide 40
+    ],
+)
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_products_match_numpy(
+    m: int, n: int, r: int, tiles: Tiles, kernel: bool, dtype: Any
+) -> None:
+    k = jax.random.split(jax.random.key(m + n + r), 3)
+    a = jax.random.normal(k[0], (m, n)).astype(dtype)
+    f = jax.random.normal(k[1], (n, r)).astype(dtype)
+    w = jax.random.normal(k[2], (m, r)).astype(dtype)
+    run = lambda a, f, w: one_read.products(a, f, w, tiles)  # noqa: E731
+    assert uses_kernel(run, a, f, w) is kernel
+    af, atw = run(a, f, w)
+    an, fn, wn = (np.asarray(t, np.float64) for t in (a, f, w))
+    # the operands' products are exact in float32, so only float32 summation separates them
+    for got, want in ((af, an @ fn), (atw, an.T @ wn)):
+        assert got.dtype == jnp.float32 and got.shape == want.shape
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-4)
+
+
+def test_products_accumulate_float64_in_float64() -> None:
+    with jax.enable_x64(True):
+        a = jax.random.normal(jax.random.key(0), (64, 32), jnp.float64)
+        f = jax.random.normal(jax.random.key(1), (32, 4), jnp.float64)
+        w = jax.random.normal(jax.random.key(2), (64, 4), jnp.float64)
+        tiles = Tiles(rows=16, blocks=2, cols=16)
+        af, atw = one_read.products(a, f, w, tiles)
+        assert af.dtype == atw.dtype == jnp.float64
+        np.testing.assert_allclose(np.asarray(af), np.asarray(a) @ np.asarray(f), rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(atw), np.asarray(a).T @ np.asarray(w), rtol=1e-12)
+
+
+def test_products_use_the_default_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    a, f, w = jnp.ones((64, 32)), jnp.ones((32, 2)), jnp.ones((64, 2))
+    assert not uses_kernel(one_read.products, a, f, w)  # 64 rows < 128 x 4
+    monkeypatch.setattr(one_read, "TILES", Tiles(rows=16, blocks=4, cols=32))
+    assert uses_kernel(one_read.products, a, f, w)
+
+
+@pytest.mark.parametrize(
+    ("shapes", "tiles", "error"),
+    [
+        (((64, 32), (16, 2), (64, 2)), Tiles(), r"a \(M, L\), f \(L, r\), w \(M, r\)"),
+        (((64, 32), (32, 2), (63, 2)), Tiles(), r"a \(M, L\), f \(L, r\), w \(M, r\)"),
+        (((64, 32), (32, 2), (64, 2)), Tiles(rows=24), "powers of two >= 16"),
+        (((64, 32), (32, 2), (64, 2)), Tiles(cols=8), "powers of two >= 16"),
+        (((64, 32), (32, 2), (64, 2)), Tiles(blocks=0), "blocks >= 1"),
+    ],
+)
+def test_products_refuse_bad_input(shapes: Any, tiles: Tiles, error: str) -> None:
+    a, f, w = (jnp.ones(s) for s in shapes)
+    with pytest.raises(ValueError, match=error):
+        one_read.products(a, f, w, tiles)
+
+
+def test_products_refuse_tpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+    a, f, w = jnp.ones((64, 32)), jnp.ones((32, 2)), jnp.ones((64, 2))
+    with pytest.raises(ValueError, match="not on 'tpu': use grads='auto'"):
+        one_read.products(a, f, w, Tiles(rows=16, blocks=1, cols=16))

@@ -195,3 +195,54 @@ def test_sub_folders_of_a_class_are_warned_about(tmp_path: Path, caplog: Any):
     with caplog.at_level("WARNING", logger="experiments.data.folder"):
         load_task(str(tmp_path), source="folder", split="val200")
     assert "class_0 has sub-folders ['more']: their images are not read" in caplog.text
+
+
+def test_files_not_named_as_images_are_counted(tmp_path: Path, caplog: Any):
+    """.heic (Pillow cannot read it) and notes were skipped without a word; .jfif is a JPEG."""
+    _classes(tmp_path)
+    for name in ("a.heic", "b.heic", "notes.txt", "README"):
+        (tmp_path / "class_0" / name).write_bytes(b"x")
+    Image.new("RGB", (3, 2), (9, 9, 9)).save(tmp_path / "class_1" / "photo.jfif", "JPEG")
+    with caplog.at_level("WARNING", logger="experiments.data.folder"):
+        arrays = load_task(str(tmp_path), source="folder", split="train800val200")
+    assert "4 files skipped, not named as images (.heic x2, .txt x1, README x1)" in caplog.text
+    assert len(arrays) == 1000
+    # 1010 PNGs and the JPEG: 11 test images
+    assert len(load_task(str(tmp_path), source="folder", split="test")) == 11
+
+
+def test_images_are_turned_upright_by_their_exif_orientation(tmp_path: Path):
+    """A phone photo stored landscape with orientation 6 (rotate 90 degrees clockwise to view)
+    is read portrait, as viewers show it."""
+    paths = _classes(tmp_path)
+    stored = np.zeros((2, 3, 3), np.uint8)
+    stored[0, 0] = 255  # top-left pixel white
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    for path in paths:
+        Image.fromarray(stored).save(path, exif=exif)
+    arrays = load_task(str(tmp_path), source="folder", split="val200")
+    # clockwise: the stored top-left corner ends at the top-right of a (3, 2) image
+    chex.assert_shape(arrays.images, (200, 3, 2, 3))
+    np.testing.assert_array_equal(arrays.images[:, 0, 1], 255)
+    np.testing.assert_array_equal(arrays.images[:, 0, 0], 0)
+
+
+@pytest.mark.parametrize(
+    ("labels", "stored", "message"),
+    [
+        (np.arange(1010) % 3 + 1, {}, "classes [0] of 4 (max(labels) + 1) have no examples; "
+         "labels numbered from 1? relabel them from 0"),
+        (np.arange(1010) % 3, {"num_classes": 5}, "classes [3, 4] of 5 (its stored num_classes) "
+         "have no examples"),
+    ],
+)  # fmt: skip
+def test_npz_classes_without_examples_are_warned_about(
+    tmp_path: Path, caplog: Any, labels: np.ndarray, stored: dict[str, int], message: str
+):
+    """Labels 1..N made an empty class 0 without a word."""
+    path = tmp_path / "mine.npz"
+    np.savez(path, images=_tagged(1010, (3, 3)), labels=labels, **stored)
+    with caplog.at_level("WARNING", logger="experiments.data.folder"):
+        load_task(str(path), source="npz", split="val200")
+    assert message in caplog.text

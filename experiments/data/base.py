@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 #: One decoded example: an image (H, W), (H, W, 1) or (H, W, 3) uint8 and its integer label.
 Example = tuple[np.ndarray, int]
@@ -79,7 +79,8 @@ _WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8; ValueError naming the file it cannot decode or would clip."""
+    """(H, W, 3) uint8, upright by its EXIF orientation (as photo viewers show it); ValueError
+    naming the file it cannot decode or would clip."""
     try:
         with Image.open(path) as image:
             if image.mode in _WIDE_MODES:
@@ -87,7 +88,8 @@ def _read_rgb(path: Path) -> np.ndarray:
                     f"{path} is a {image.mode} image (16-bit or float): convert it to 8 bits per "
                     "channel, as converting to RGB here would clip it"
                 )
-            return np.asarray(image.convert("RGB"))
+            upright = ImageOps.exif_transpose(image)  # a phone photo's orientation tag
+            return np.asarray(upright.convert("RGB"))
     except OSError as e:  # PIL's UnidentifiedImageError, a truncated file, an unreadable one
         raise ValueError(f"cannot decode image {path}: {e} (fix or remove the file)") from e
 

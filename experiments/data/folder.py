@@ -5,7 +5,8 @@
   the only seed its splits are meant for, as a pack of experiments.suite_data records; another
   seed is an error, since its train800 would hold the intended test images).
 - folder: ``<root>/<class name>/<image file>``; classes are the sorted folder names, label =
-  position in that order; images are every file with a common image suffix, sorted.
+  position in that order; images are every file with a common image suffix, sorted (other
+  files are counted in a warning), turned upright by their EXIF orientation.
 
 Both are split by a seeded permutation (experiments.data.splits), test = the rest (<= 10k).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,9 @@ from experiments.data.splits import split_indices
 log = logging.getLogger(__name__)
 
 SPLIT_SEED_KEY = "split_seed"
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+)
 
 
 def open_npz_split(
@@ -64,8 +68,22 @@ def open_npz_split(
     source = ArraySource(images, labels)  # validates dtypes and shapes
     num_classes = int(labels.max()) + 1 if stored_classes is None else stored_classes
     check_labels(labels, num_classes, where=str(path))
+    _warn_empty_classes(labels, num_classes, path, guessed=stored_classes is None)
     indices = split_indices(split, labels=labels, num_classes=num_classes, seed=seed)
     return ArraySource(source.images[indices], source.labels[indices]), num_classes
+
+
+def _warn_empty_classes(labels: np.ndarray, num_classes: int, path: Path, *, guessed: bool) -> None:
+    """Log a warning naming the classes in [0, num_classes) without an example: labels
+    numbered from 1 leave class 0 empty when num_classes is guessed as max(labels) + 1."""
+    empty = np.flatnonzero(np.bincount(labels, minlength=num_classes) == 0).tolist()
+    if not empty:
+        return
+    how = "max(labels) + 1" if guessed else "its stored num_classes"
+    log.warning(
+        "%s: classes %s of %d (%s) have no examples%s", path, empty[:10], num_classes, how,
+        "; labels numbered from 1? relabel them from 0" if guessed and empty[0] == 0 else "",
+    )  # fmt: skip
 
 
 def _scalar(arrays: Any, key: str, path: Path) -> int | None:
@@ -77,6 +95,10 @@ def _scalar(arrays: Any, key: str, path: Path) -> int | None:
     if value.shape != () or not np.issubdtype(value.dtype, np.integer):
         raise ValueError(f"{path}: {key} must be an integer scalar, got {value.dtype}{value.shape}")
     return int(value)
+
+
+def _most_first(item: tuple[str, int]) -> tuple[int, str]:
+    return -item[1], item[0]
 
 
 def _hidden(path: Path) -> bool:
@@ -101,9 +123,12 @@ def open_folder_split(
     folders = class_folders(Path(root))
     paths: list[Path] = []
     labels: list[int] = []
+    skipped: Counter[str] = Counter()  # files of other suffixes, by suffix
     for label, folder in enumerate(folders):
         entries = [f for f in folder.iterdir() if not _hidden(f)]
         files = sorted(f for f in entries if f.suffix.lower() in IMAGE_SUFFIXES)
+        skipped.update(f.suffix.lower() or f.name for f in entries
+                       if f.is_file() and f.suffix.lower() not in IMAGE_SUFFIXES)  # fmt: skip
         if not files:
             raise ValueError(f"class folder {folder} holds no images ({sorted(IMAGE_SUFFIXES)})")
         nested = sorted(f.name for f in entries if f.is_dir())
@@ -113,6 +138,12 @@ def open_folder_split(
             )
         paths.extend(files)
         labels.extend([label] * len(files))
+    if skipped:
+        counts = ", ".join(f"{k} x{n}" for k, n in sorted(skipped.items(), key=_most_first)[:10])
+        log.warning(
+            "%s: %d files skipped, not named as images (%s); read: %s",
+            root, sum(skipped.values()), counts, sorted(IMAGE_SUFFIXES),
+        )  # fmt: skip
     label_array = np.asarray(labels, np.int32)
     indices = split_indices(split, labels=label_array, num_classes=len(folders), seed=seed)
     return ImageFileSource(tuple(paths[i] for i in indices), label_array[indices]), len(folders)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from experiments.data.base import ExampleSource, SplitArrays
+from experiments.data.base import ExampleSource, ImageFileSource, SplitArrays
 from experiments.data.folder import open_folder_split, open_npz_split
 from experiments.data.materialize import materialize_cached
 from experiments.data.noah import open_noah_split, split_list_path
@@ -84,6 +84,8 @@ def load_task(
         "version": version,
         "files": _stamp(files),
     }
+    if isinstance(example_source, ImageFileSource):  # decoded upright since EXIF was applied
+        key["decoding"] = "exif-upright"
     images, labels = materialize_cached(
         example_source,
         key=key,

@@ -1,11 +1,11 @@
 """The activation tap's backward on one layer: XLA's four rank-8 dots against the one-read kernel.
 
-    python -m bench.tap_backward [--tokens 50432] [--shapes 768x768 768x3072 3072x768]
+    python -m bench.tap_backward [--tokens 50688] [--shapes 768x768 768x3072 3072x768]
         [--tiles 128,4,64,8,3 ...] [--json out.json]
 
 Per layer shape (fan_in, fan_out) of ViT-B/16 (q, k, v and out 768x768, fc1 768x3072, fc2
-3072x768) and M tokens (256 images: 50432), bf16 x (M, fan_in) and dy (M, fan_out), f32
-factors U (fan_in, 8), V (8, fan_out); dU and dV from
+3072x768) and M tokens (256 images of 198 tokens, the model's padding: 50688), bf16 x
+(M, fan_in) and dy (M, fan_out), f32 factors U (fan_in, 8), V (8, fan_out); dU and dV from
 
     xla            ``activation_grads.factor_grads``: h = x U, g = dy Vᵀ, dU = xᵀ g,
                    dV = hᵀ dy, four XLA dots, so x and dy are each read twice
@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bench.tap_backward", description=(__doc__ or "").splitlines()[0]
     )
-    p.add_argument("--tokens", type=int, nargs="+", default=[50432])
+    p.add_argument("--tokens", type=int, nargs="+", default=[50688])
     p.add_argument("--shapes", nargs="+", default=[f"{i}x{o}" for i, o in SHAPES])
     p.add_argument("--tiles", nargs="+", default=list(TILES))
     p.add_argument("--repeats", type=int, default=30)

@@ -9,8 +9,12 @@ bound by memory bandwidth (docs/benchmarks.md, calls 101-105). This kernel forms
 one read of a: program p takes ``Tiles.rows · Tiles.blocks`` rows of a and walks their columns
 ``Tiles.cols`` at a time; each step's tile t (rows, cols) adds t f_cols to the rows' a f
 (accumulated in registers over the walk) and writes t_colsᵀ w_rows, the program's part of
-aᵀ w for those columns, which XLA then sums over programs. Rows beyond the last whole program
-(fewer than ``rows · blocks``) and shapes the tiles do not fit are formed by XLA dots.
+aᵀ w for those columns, which XLA then sums over programs. Triton's dots are at least 16
+wide, so r is padded to a power of two rp and, where rp < 16, each step packs 16 / rp column
+tiles' parts side by side in one (cols, 16) block (w placed at lane offset q·rp for tile q):
+the partial sums cost programs · L · rp floats, not programs · L · 16. Rows beyond the last
+whole program (fewer than ``rows · blocks``) and shapes the tiles do not fit are formed by XLA
+dots.
 
 Backends: Triton on GPU, Pallas' interpreter on CPU (for tests: slow), none on TPU (a
 ValueError). Numerics: operands in a's dtype, accumulation in float32 (a's dtype where wider),
@@ -35,7 +39,7 @@ class Tiles(NamedTuple):
     """The kernel's shape: a program reads ``blocks`` sub-blocks of ``rows`` rows of a (rows
     and cols powers of two, at least 16), ``cols`` columns at a time, with Triton's
     ``warps`` and pipeline ``stages``. More rows per program mean fewer partial sums of aᵀ w
-    to write and add (programs · L · r floats) but fewer programs to fill the GPU."""
+    to write and add (programs · L · rp floats) but fewer programs to fill the GPU."""
 
     rows: int = 128
     blocks: int = 4
@@ -44,9 +48,23 @@ class Tiles(NamedTuple):
     stages: int = 2
 
 
-#: The tiles ``products`` uses when none are given (read when a call is traced: set it before
-#: jitting, as ``bench.one_read`` does to compare them).
+#: The tiles ``products`` uses when none are given (read when a call is traced).
 TILES = Tiles()
+
+
+class _Lanes(NamedTuple):
+    """How r columns sit in the kernel's dots: r padded to ``rp`` (a power of two), ``lanes``
+    = max(16, rp) wide, ``pack`` = lanes / rp column tiles' parts per block."""
+
+    rp: int
+    lanes: int
+    pack: int
+
+
+def _lanes(r: int) -> _Lanes:
+    rp = 1 << (r - 1).bit_length()
+    lanes = max(MIN_DOT, rp)
+    return _Lanes(rp, lanes, lanes // rp)
 
 
 def _pow2(n: int) -> bool:
@@ -56,33 +74,37 @@ def _pow2(n: int) -> bool:
 def _kernel(
     tiles: Tiles,
     steps: int,
+    pack: int,
     a_ref: jax.Array,
     f_ref: jax.Array,
     w_ref: jax.Array,
     af_ref: jax.Array,
     part_ref: jax.Array,
 ) -> None:
-    """Program p: a f for its rows (af_ref rows) and Σ_rows a[row, cols]ᵀ w[row] for every
-    column step (part_ref[p])."""
+    """Program p: a f for its rows (af_ref rows) and, per step j, Σ_rows a[row, tile]ᵀ w[row]
+    for its ``pack`` column tiles, tile q in lanes [q·rp, (q + 1)·rp) (part_ref[p], rows
+    j·cols ...)."""
     p = pl.program_id(0)
-    f32 = part_ref.dtype
+    acc_dtype, lanes = part_ref.dtype, f_ref.shape[1]
     starts = [(p * tiles.blocks + b) * tiles.rows for b in range(tiles.blocks)]
-    ws = [w_ref[pl.ds(r0, tiles.rows), :] for r0 in starts]
-    width = f_ref.shape[1]
+    ws = [[w_ref[q, pl.ds(r0, tiles.rows), :] for q in range(pack)] for r0 in starts]
 
     def step(j: jax.Array, accs: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
-        c0 = j * tiles.cols
-        f = f_ref[pl.ds(c0, tiles.cols), :]
-        part = jnp.zeros((tiles.cols, width), f32)
-        out = []
-        for acc, r0, w in zip(accs, starts, ws, strict=True):
-            t = a_ref[pl.ds(r0, tiles.rows), pl.ds(c0, tiles.cols)]
-            out.append(acc + jnp.dot(t, f, preferred_element_type=f32))
-            part += jax.lax.dot_general(t, w, (((0,), (0,)), ((), ())), preferred_element_type=f32)
-        part_ref[p, pl.ds(c0, tiles.cols), :] = part
+        part = jnp.zeros((tiles.cols, lanes), acc_dtype)
+        out = list(accs)
+        for q in range(pack):
+            c0 = (j * pack + q) * tiles.cols
+            f = f_ref[pl.ds(c0, tiles.cols), :]
+            for b, r0 in enumerate(starts):
+                t = a_ref[pl.ds(r0, tiles.rows), pl.ds(c0, tiles.cols)]
+                out[b] += jnp.dot(t, f, preferred_element_type=acc_dtype)
+                part += jax.lax.dot_general(
+                    t, ws[b][q], (((0,), (0,)), ((), ())), preferred_element_type=acc_dtype
+                )
+        part_ref[p, pl.ds(j * tiles.cols, tiles.cols), :] = part
         return tuple(out)
 
-    zeros = tuple(jnp.zeros((tiles.rows, width), f32) for _ in starts)
+    zeros = tuple(jnp.zeros((tiles.rows, lanes), acc_dtype) for _ in starts)
     accs = jax.lax.fori_loop(0, steps, step, zeros)
     for acc, r0 in zip(accs, starts, strict=True):
         af_ref[pl.ds(r0, tiles.rows), :] = acc
@@ -94,10 +116,10 @@ def _accumulator(dtype: jnp.dtype) -> jnp.dtype:
 
 
 def _xla(a: jax.Array, f: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
-    f32 = _accumulator(a.dtype)
+    acc_dtype = _accumulator(a.dtype)
     return (
-        jnp.dot(a, f, preferred_element_type=f32),
-        jnp.einsum("ml,mr->lr", a, w, preferred_element_type=f32),
+        jnp.dot(a, f, preferred_element_type=acc_dtype),
+        jnp.einsum("ml,mr->lr", a, w, preferred_element_type=acc_dtype),
     )
 
 
@@ -114,10 +136,11 @@ def _compile_options(tiles: Tiles) -> tuple[bool, plt.CompilerParams | None]:
     )
 
 
-def fits(m: int, width: int, tiles: Tiles) -> bool:
-    """Whether the kernel serves an (m, width) matrix: at least one program's rows, and
-    ``tiles.cols`` dividing width (else ``products`` uses XLA's dots)."""
-    return m >= tiles.rows * tiles.blocks and width % tiles.cols == 0
+def fits(m: int, width: int, r: int, tiles: Tiles) -> bool:
+    """Whether the kernel serves an (m, width) matrix with rank r: at least one program's rows,
+    and a step's ``tiles.cols`` times its packed tiles dividing width (else ``products`` uses
+    XLA's dots)."""
+    return m >= tiles.rows * tiles.blocks and width % (tiles.cols * _lanes(r).pack) == 0
 
 
 def products(
@@ -136,26 +159,30 @@ def products(
         raise ValueError(
             f"tiles need rows and cols powers of two >= {MIN_DOT}, blocks >= 1: {tiles}"
         )
-    if not fits(m, n, tiles):
+    if not fits(m, n, r, tiles):
         return _xla(a, f, w)
-    (interpret, params), acc = _compile_options(tiles), _accumulator(a.dtype)
-    width = max(MIN_DOT, 1 << (r - 1).bit_length())
+    (interpret, params), acc_dtype = _compile_options(tiles), _accumulator(a.dtype)
+    rp, lanes, pack = _lanes(r)
     per_program = tiles.rows * tiles.blocks
     programs, done = m // per_program, m // per_program * per_program
-    fp = jnp.pad(f.astype(a.dtype), ((0, 0), (0, width - r)))
-    wp = jnp.pad(w[:done].astype(a.dtype), ((0, 0), (0, width - r)))
+    steps = n // (tiles.cols * pack)
+    fp = jnp.pad(f.astype(a.dtype), ((0, 0), (0, lanes - r)))
+    w_done = w[:done].astype(a.dtype)
+    wp = jnp.stack([jnp.pad(w_done, ((0, 0), (q * rp, lanes - q * rp - r))) for q in range(pack)])
     af, parts = pl.pallas_call(
-        functools.partial(_kernel, tiles, n // tiles.cols),
+        functools.partial(_kernel, tiles, steps, pack),
         grid=(programs,),
         out_shape=(
-            jax.ShapeDtypeStruct((done, width), acc),
-            jax.ShapeDtypeStruct((programs, n, width), acc),
+            jax.ShapeDtypeStruct((done, lanes), acc_dtype),
+            jax.ShapeDtypeStruct((programs, n // pack, lanes), acc_dtype),
         ),
         name="one_read_products",
         interpret=interpret,
         compiler_params=params,
     )(a, fp, wp)
-    af, atw = af[:, :r], parts.sum(0)[:, :r]
+    # part rows j·cols + i, lanes q·rp + k hold column (j·pack + q)·cols + i, rank k
+    atw = parts.sum(0).reshape(steps, tiles.cols, pack, rp)[..., :r]
+    af, atw = af[:, :r], atw.transpose(0, 2, 1, 3).reshape(n, r)
     if done < m:
         rest_af, rest_atw = _xla(a[done:], f.astype(a.dtype), w[done:].astype(a.dtype))
         af, atw = jnp.concatenate([af, rest_af]), atw + rest_atw

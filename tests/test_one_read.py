@@ -22,12 +22,14 @@ def uses_kernel(fn: Any, *args: Any) -> bool:
 @pytest.mark.parametrize(
     ("m", "n", "r", "tiles", "kernel"),
     [
-        (200, 64, 8, Tiles(rows=16, blocks=4, cols=16), True),  # 3 programs + 8 rows by XLA
-        (128, 48, 3, Tiles(rows=16, blocks=2, cols=16), True),  # r padded to 16
-        (64, 32, 16, Tiles(rows=32, blocks=1, cols=32), True),
+        # r = 8: two 16-column tiles' parts packed per step; 3 programs + 8 rows by XLA
+        (200, 64, 8, Tiles(rows=16, blocks=4, cols=16), True),
+        (128, 64, 3, Tiles(rows=16, blocks=2, cols=16), True),  # rp = 4: four tiles packed
+        (96, 96, 5, Tiles(rows=32, blocks=1, cols=16), True),  # rp = 8, 3 steps
+        (64, 32, 16, Tiles(rows=32, blocks=1, cols=32), True),  # 16 lanes, nothing packed
         (64, 32, 20, Tiles(rows=16, blocks=1, cols=16), True),  # r padded to 32
-        (40, 48, 8, Tiles(rows=16, blocks=4, cols=16), False),  # fewer rows than a program's
-        (128, 40, 8, Tiles(rows=16, blocks=2, cols=16), False),  # 16 columns do not divide 40
+        (40, 64, 8, Tiles(rows=16, blocks=4, cols=16), False),  # fewer rows than a program's
+        (128, 48, 8, Tiles(rows=16, blocks=2, cols=16), False),  # 2 x 16 columns do not divide 48
     ],
 )
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
@@ -61,7 +63,7 @@ def test_products_accumulate_float64_in_float64() -> None:
 
 
 def test_products_use_the_default_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
-    a, f, w = jnp.ones((64, 32)), jnp.ones((32, 2)), jnp.ones((64, 2))
+    a, f, w = jnp.ones((64, 64)), jnp.ones((64, 8)), jnp.ones((64, 8))
     assert not uses_kernel(one_read.products, a, f, w)  # 64 rows < 128 x 4
     monkeypatch.setattr(one_read, "TILES", Tiles(rows=16, blocks=4, cols=32))
     assert uses_kernel(one_read.products, a, f, w)
@@ -85,7 +87,7 @@ def test_products_refuse_bad_input(shapes: Any, tiles: Tiles, error: str) -> Non
 
 def test_products_refuse_tpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
-    a, f, w = jnp.ones((64, 32)), jnp.ones((32, 2)), jnp.ones((64, 2))
+    a, f, w = jnp.ones((64, 32)), jnp.ones((32, 8)), jnp.ones((64, 8))
     with pytest.raises(ValueError, match="not on 'tpu': use grads='auto'"):
         one_read.products(a, f, w, Tiles(rows=16, blocks=1, cols=16))
 
@@ -93,7 +95,8 @@ def test_products_refuse_tpu(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("tiles", [one_read.TILES, Tiles(rows=64, blocks=8, cols=128, warps=4)])
 def test_products_lower_to_triton_for_cuda(tiles: Tiles, monkeypatch: pytest.MonkeyPatch) -> None:
     # Pallas lowers the kernel to Triton's dialect on this CPU machine when exported for CUDA
-    # (ViT-B/16's fc1 output gradient at batch 256): what a GPU compiles, less Triton's own passes
+    # (ViT-B/16's fc1 output gradient at batch 256): what a GPU compiles, less Triton's own
+    # passes; rank 8 packs two column tiles' partial sums in 16 lanes
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     m, n, r = 50432, 3072, 8
     args = [jax.ShapeDtypeStruct(s, jnp.bfloat16) for s in ((m, n), (n, r), (m, r))]
@@ -106,6 +109,7 @@ def test_products_lower_to_triton_for_cuda(tiles: Tiles, monkeypatch: pytest.Mon
     calls = [line for line in exported.mlir_module().splitlines() if triton in line]
     assert len(calls) == 1
     programs = m // (tiles.rows * tiles.blocks)
-    for field in (f"grid_x = {programs} ", f"num_warps = {tiles.warps} ",
-                  f"num_stages = {tiles.stages} ", f"tensor<{programs}x{n}x16xf32>"):  # fmt: skip
+    fields = [f"grid_x = {programs} ", f"num_warps = {tiles.warps} ",
+              f"num_stages = {tiles.stages} ", f"tensor<{programs}x{n // 2}x16xf32>"]  # fmt: skip
+    for field in fields:
         assert field in calls[0]

@@ -39,11 +39,13 @@ class Tiles(NamedTuple):
     """The kernel's shape: a program reads ``blocks`` sub-blocks of ``rows`` rows of a (rows
     and cols powers of two, at least 16), ``cols`` columns at a time, with Triton's
     ``warps`` and pipeline ``stages``. More rows per program mean fewer partial sums of aᵀ w
-    to write and add (programs · L · rp floats) but fewer programs to fill the GPU."""
+    to write and add (programs · L · rp floats) but fewer programs to fill the GPU. A step
+    loads blocks · pack tiles (rows, cols), each pipeline stage a buffer of them in shared
+    memory: the default's 8 bf16 tiles of (128, 32) at rank 8 are 64 KiB a stage."""
 
     rows: int = 128
     blocks: int = 4
-    cols: int = 64
+    cols: int = 32
     warps: int = 8
     stages: int = 2
 

@@ -15,7 +15,7 @@ through W0 + dW, which forms each layer's full (fan_in, fan_out) weight gradient
 (default): activation space on the dense layers wide enough for it to pay
 (``activation_grads.held``) in calls with enough rows (``activation_grads.taps_activations``),
 the weight gradient elsewhere. "pallas": as "auto", each tap reading the wider of x and dy once
-(``peft_core.one_read``; GPU or CPU, one device). Equal gradients.
+(``peft_core.one_read``; GPU or CPU, not TPU). Equal gradients.
 
 Omitted on purpose: the reference's dropout (p = 0.01) on the input of the delta path. It
 drops activations x in s * dropout(x) @ dW, which no weight transform can express, and it is

@@ -300,11 +300,6 @@ def _add_tap(
     if not taps_activations(grads, rows):
         tap = weight_gradient_tap
     elif grads == "pallas":
-        if jax.device_count() > 1:
-            raise ValueError(
-                f"grads='pallas' runs on one device ({jax.device_count()} here): its kernel is "
-                "not partitioned over a data-parallel batch; use grads='auto'"
-            )
         tap = one_read_tap
     else:
         tap = gradient_tap

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plt
+from jax.sharding import PartitionSpec as P
 
 #: Triton's dot needs every dimension of at least this; narrower factors are zero-padded.
 MIN_DOT = 16
@@ -150,7 +151,13 @@ def products(
 ) -> tuple[jax.Array, jax.Array]:
     """(a f (M, r), aᵀ w (L, r)) in float32 (a's dtype where wider) for a (M, L), f (L, r),
     w (M, r), reading a once (module docstring) with ``tiles`` (default ``TILES``); XLA's dots
-    where ``fits`` is false."""
+    where ``fits`` is false.
+
+    Under a mesh of several devices (the context's, ``jax.sharding.get_abstract_mesh``: the
+    trainer's step sets it) a's and w's rows are split over every mesh axis, the kernel runs on
+    each device's rows and aᵀ w is summed over the devices; rows that do not split evenly go to
+    XLA's dots. Traced with several devices and no mesh it is a ValueError: XLA cannot
+    partition the kernel, it would gather a on every device."""
     tiles = TILES if tiles is None else tiles
     (m, n), r = a.shape, f.shape[1]
     if f.shape != (n, r) or w.shape != (m, r):
@@ -161,6 +168,34 @@ def products(
         raise ValueError(
             f"tiles need rows and cols powers of two >= {MIN_DOT}, blocks >= 1: {tiles}"
         )
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty and jax.device_count() > 1:
+        raise ValueError(
+            f"the one-read kernel (grads='pallas') on {jax.device_count()} devices needs the "
+            "mesh that splits its rows: trace the step under jax.set_mesh(mesh) or "
+            "jax.sharding.use_abstract_mesh(mesh.abstract_mesh) (experiments' trainer does)"
+        )
+    if mesh.empty or mesh.size == 1:
+        return _local_products(a, f, w, tiles)
+    if m % mesh.size:
+        return _xla(a, f, w)
+    rows = P(mesh.axis_names)
+
+    def per_device(a: jax.Array, f: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
+        af, atw = _local_products(a, f, w, tiles)
+        return af, jax.lax.psum(atw, mesh.axis_names)
+
+    return jax.shard_map(  # type: ignore[no-any-return]
+        per_device, mesh=mesh, in_specs=(rows, P(), rows), out_specs=(rows, P()),
+        check_vma=False,
+    )(a, f, w)  # fmt: skip
+
+
+def _local_products(
+    a: jax.Array, f: jax.Array, w: jax.Array, tiles: Tiles
+) -> tuple[jax.Array, jax.Array]:
+    """``products`` on one device's rows."""
+    (m, n), r = a.shape, f.shape[1]
     if not fits(m, n, r, tiles):
         return _xla(a, f, w)
     (interpret, params), acc_dtype = _compile_options(tiles), _accumulator(a.dtype)

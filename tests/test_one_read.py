@@ -113,3 +113,14 @@ def test_products_lower_to_triton_for_cuda(tiles: Tiles, monkeypatch: pytest.Mon
               f"num_stages = {tiles.stages} ", f"tensor<{programs}x{n // 2}x16xf32>"]  # fmt: skip
     for field in fields:
         assert field in calls[0]
+
+
+def test_products_on_several_devices_need_a_mesh(monkeypatch: pytest.MonkeyPatch) -> None:
+    a, f, w = jnp.ones((64, 32)), jnp.ones((32, 8)), jnp.ones((64, 8))
+    tiles = Tiles(rows=16, blocks=1, cols=16)
+    monkeypatch.setattr(jax, "device_count", lambda: 2)
+    with pytest.raises(ValueError, match="on 2 devices needs the mesh that splits its rows"):
+        one_read.products(a, f, w, tiles)
+    mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("data",))
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):  # one device's rows: no shard_map
+        assert uses_kernel(lambda *args: one_read.products(*args, tiles), a, f, w)

@@ -59,8 +59,10 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def run_on_devices(num_devices: int, tmp_path: pathlib.Path) -> dict[str, np.ndarray]:
-    """Run SCRIPT in a fresh process with ``num_devices`` host devices; its saved arrays."""
+def run_on_devices(
+    num_devices: int, tmp_path: pathlib.Path, script: str = SCRIPT
+) -> dict[str, np.ndarray]:
+    """Run ``script`` in a fresh process with ``num_devices`` host devices; its saved arrays."""
     env = dict(os.environ)
     flags = f"--xla_force_host_platform_device_count={num_devices}"
     env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flags}".strip()  # keeps conftest's
@@ -68,7 +70,7 @@ def run_on_devices(num_devices: int, tmp_path: pathlib.Path) -> dict[str, np.nda
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), env.get("PYTHONPATH", "")])
     out = tmp_path / f"devices{num_devices}.npz"
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(out)], env=env, capture_output=True, text=True
+        [sys.executable, "-c", script, str(out)], env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return dict(np.load(out))
@@ -92,3 +94,80 @@ def test_put_global_places_batches_and_replicas() -> None:
     assert put_global(x, replicated(mesh)).sharding.is_fully_replicated
     stacked = put_global(x.reshape(2, 4, 3), batch_sharded(mesh, batch_axis=1))
     assert stacked.sharding.spec == PartitionSpec(None, "data")
+
+
+# One LoRA step with grads="pallas" (the one-read kernel, interpreted) and grads="weight" on the
+# devices of the process, the trainer's jitted step on a "data" mesh over all of them; saves both
+# trainable trees to argv[1] and checks that the kernel ran, inside a shard_map on 2 devices.
+PALLAS_SCRIPT = textwrap.dedent(
+    """
+    import sys
+
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    import peft_core
+    import peft_core.activation_grads as ag
+    from experiments.training.sharding import (
+        batch_sharded, data_mesh, jit_train_step, put_global, replicated,
+    )
+    from experiments.training.state import create_state
+    from experiments.training.step import make_train_step
+    from peft_core import one_read
+
+    ag.MIN_TAP_ROWS, ag.MIN_TAP_INTENSITY = 0, 0  # tap every layer and call
+    one_read.TILES = one_read.Tiles(rows=16, blocks=2, cols=16)  # 32 rows: one program a device
+
+
+    class Tokens(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.gelu(nn.Dense(64, name="dense_0")(x))  # dy read once (64 >= 16)
+            x = nn.gelu(nn.Dense(32, name="dense_1")(x))  # x read once (64 > 32)
+            return nn.Dense(4, name="head")(jnp.mean(x, axis=1))
+
+
+    model, mesh = Tokens(), data_mesh()
+    x = jax.random.normal(jax.random.key(0), (8, 8, 16))  # 64 rows: 32 a device on 2
+    labels = jnp.arange(8) % 4
+    params = model.init(jax.random.key(1), x)["params"]
+    backbone = put_global({k: v for k, v in params.items() if k != "head"}, replicated(mesh))
+    forward = lambda p, inputs, *, train, rng: model.apply({"params": p}, inputs)
+    out = {}
+    for grads in ("weight", "pallas"):
+        adapter = peft_core.lora(8, targets=r"dense_\\d/kernel", grads=grads)
+        keys = iter(jax.random.split(jax.random.key(3), 8))
+        aparams = jax.tree.map(lambda a: 0.1 * jax.random.normal(next(keys), a.shape),
+                               adapter.init(jax.random.key(2), params))
+        trainable = {"adapter": aparams, "head": {"head": params["head"]}}
+        optimizer = optax.sgd(0.5)
+        step = make_train_step(forward=forward, adapter=adapter, optimizer=optimizer,
+                               schedule=lambda s: 0.5)
+        state = put_global(create_state(trainable, optimizer, jax.random.key(5)), replicated(mesh))
+        jitted = jit_train_step(step, mesh, state)
+        packed = jitted.pack(state)
+        batch = (put_global(x, batch_sharded(mesh)), put_global(labels, batch_sharded(mesh)))
+        jaxpr = str(jitted.step.trace(packed, backbone, *batch).jaxpr)
+        assert ("pallas_call" in jaxpr) is (grads == "pallas"), grads
+        assert ("shard_map" in jaxpr) is (grads == "pallas" and jax.device_count() > 1), grads
+        packed, _ = jitted.step(packed, backbone, *batch)
+        for key, leaf in enumerate(jax.tree.leaves(jitted.unpack(packed).trainable)):
+            out[f"{grads}/{key}"] = np.asarray(leaf)
+    np.savez(sys.argv[1], devices=jax.device_count(), **out)
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("num_devices", [1, 2])
+def test_pallas_grads_train_on_a_data_mesh(num_devices: int, tmp_path: pathlib.Path) -> None:
+    """The one-read kernel runs on each device's rows (shard_map, aᵀw summed over devices):
+    one step on 1 and 2 devices equals weight-space LoRA's."""
+    saved = run_on_devices(num_devices, tmp_path, PALLAS_SCRIPT)
+    assert int(saved.pop("devices")) == num_devices
+    for key in [k for k in saved if k.startswith("pallas/")]:
+        want = saved[key.replace("pallas/", "weight/")]
+        np.testing.assert_allclose(saved[key], want, rtol=1e-4, atol=1e-5, err_msg=key)

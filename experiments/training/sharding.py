@@ -104,7 +104,10 @@ def jit_train_step(step: TrainStep, mesh: Mesh, state: TrainState) -> JittedStep
     def packed_step(
         packed: Packed, backbone: Params, images: jax.Array, labels: jax.Array
     ) -> tuple[Packed, Metrics]:
-        next_state, metrics = step(packing.unpack(packed), backbone, images, labels)
+        # the mesh in context tells kernels XLA cannot partition how the batch is split
+        # (peft_core.one_read); the step's own ops are partitioned from the shardings alone
+        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+            next_state, metrics = step(packing.unpack(packed), backbone, images, labels)
         return packing.pack(next_state), metrics
 
     return JittedStep(

@@ -80,7 +80,7 @@ def flora(
     decomposes every kernel axis, "matrix" flattens non-conv kernels to (fan_in, fan_out)
     (paper parity for DenseGeneral attention kernels).
     ``layer_ranks``: {kernel-path regex: per-mode ranks} overriding the defaults. ``grads``:
-    "auto", "activation" or "weight" (module docstring).
+    "auto", "activation", "weight" or "pallas" (module docstring).
     """
     if not (positive_int(rank) and positive_int(kernel_rank)):
         raise ValueError(

@@ -14,7 +14,8 @@ Per layer shape (fan_in, fan_out) of ViT-B/16 (q, k, v and out 768x768, fc1 768x
 
 timed in turn (``bench.timing.time_interleaved``: windows of 5 calls on 3 rotating input
 sets, medians), with the bandwidth each would need to read x and dy once in that time
-(``min_GB/s``; the H200's HBM: 4.8 TB/s). Each one-read row's dU, dV are checked against
+(``min_GB/s``; the H200's HBM: 4.8 TB/s), and a row that only reads x and dy once (their
+column sums: the floor for any form). Each one-read row's dU, dV are checked against
 xla's (relative error, printed) before timing; tiles that fail to compile give a row with the
 error instead of a time.
 """
@@ -49,7 +50,7 @@ Backward = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], tuple[jax.Arra
 
 
 def parse_tiles(text: str) -> Tiles:
-    """ "rows,blocks,cols,warps,stages" -> Tiles."""
+    """Tiles from their text "rows,blocks,cols,warps,stages"."""
     parts = text.split(",")
     if len(parts) != len(Tiles._fields) or not all(p.isdigit() for p in parts):
         raise ValueError(f"tiles are {','.join(Tiles._fields)} as integers, got {text!r}")
@@ -64,6 +65,16 @@ def backward(tiles: Tiles | None) -> Backward:
     return jax.jit(
         lambda x, u, v, dy: activation_grads.one_read_factor_grads(x, u, v, None, dy, tiles)
     )
+
+
+#: The row that only reads x and dy once (XLA's column sums of each): the floor for any form.
+BOUND = "bound: read x, dy once"
+
+
+@jax.jit
+def read_once(x: jax.Array, u: jax.Array, v: jax.Array, dy: jax.Array) -> tuple[jax.Array, ...]:
+    """Column sums of x and dy in f32: one read of each, nothing else."""
+    return jnp.sum(x, axis=0, dtype=jnp.float32), jnp.sum(dy, axis=0, dtype=jnp.float32)
 
 
 def inputs(tokens: int, fan_in: int, fan_out: int, seed: int) -> tuple[jax.Array, ...]:
@@ -98,6 +109,8 @@ def run(
                                      error=f"{type(e).__name__}: {e}"[:2000]))  # fmt: skip
                     print(f"M={m} {fan_in}x{fan_out} {name:24s} failed: {rows[-1]['error'][:300]}")
             calls = {name: rotating(fn, sets) for name, fn in forms.items()}
+            calls[BOUND] = rotating(read_once, sets)
+            errors[BOUND] = []
             timings = time_interleaved(calls, sync=jax.block_until_ready, settings=settings)
             once = m * (fan_in + fan_out) * 2  # bytes of bf16 x and dy
             for name, t in timings.items():

@@ -430,11 +430,11 @@ def test_tap_backward_forms_agree_and_are_timed(tmp_path: Path) -> None:
             "--repeats", "2", "--json", str(out)]  # fmt: skip
     assert tap_backward.main(argv) == 0
     rows = json.loads(out.read_text())["rows"]
-    assert [(r["fan_in"], r["form"]) for r in rows] == [
-        (i, f) for i in (32, 64) for f in ("xla", "one-read 16,2,16,4,2")
-    ]
+    forms = ("xla", "one-read 16,2,16,4,2", tap_backward.BOUND)
+    assert [(r["fan_in"], r["form"]) for r in rows] == [(i, f) for i in (32, 64) for f in forms]
     for r in rows:
         assert r["ms"] > 0 and r["min_gb_per_s"] > 0
+        assert len(r["grad_rel_errors"]) == (0 if r["form"] == tap_backward.BOUND else 2)
         assert all(e < 1e-5 for e in r["grad_rel_errors"]), r
     with pytest.raises(SystemExit):
         tap_backward.main(["--tiles", "16,2,16"])
@@ -457,6 +457,7 @@ def test_tap_backward_records_tiles_that_fail(monkeypatch: pytest.MonkeyPatch) -
         ("one-read 16,2,16,3,2", False, "RuntimeError: out of resource: shared memory"),
         ("xla", True, None),
         ("one-read 16,2,16,4,2", True, None),
+        (tap_backward.BOUND, True, None),
     ]
 
 

@@ -39,12 +39,12 @@ from peft_core.one_read import Tiles
 
 SHAPES = ((768, 768), (768, 3072), (3072, 768))
 TILES = (
+    "128,2,32,8,3",
+    "64,4,32,4,3",
+    "128,4,32,8,3",
+    "128,2,64,8,2",
     "128,4,32,8,2",
     "64,8,32,4,2",
-    "128,2,64,8,2",
-    "128,4,64,8,1",
-    "256,2,32,8,2",
-    "64,4,32,4,3",
 )
 Backward = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 

@@ -18,7 +18,7 @@ dots.
 
 Backends: Triton on GPU, Pallas' interpreter on CPU (for tests: slow), none on TPU (a
 ValueError). Numerics: operands in a's dtype, accumulation in float32 (a's dtype where wider),
-as the XLA dots the activation tap uses.
+as the XLA dots the activation tap uses; Triton multiplies float32 operands as TF32.
 """
 
 from __future__ import annotations
@@ -40,15 +40,22 @@ class Tiles(NamedTuple):
     """The kernel's shape: a program reads ``blocks`` sub-blocks of ``rows`` rows of a (rows
     and cols powers of two, at least 16), ``cols`` columns at a time, with Triton's
     ``warps`` and pipeline ``stages``. More rows per program mean fewer partial sums of aᵀ w
-    to write and add (programs · L · rp floats) but fewer programs to fill the GPU. A step
-    loads blocks · pack tiles (rows, cols), each pipeline stage a buffer of them in shared
-    memory: the default's 8 bf16 tiles of (128, 32) at rank 8 are 64 KiB a stage."""
+    to write and add (programs · L · rp floats) but fewer programs to fill the GPU: the
+    default's 256 rows make 198 programs of ViT-B/16's 50688 rows at batch 256, two resident
+    per SM (each 88-90 KiB of shared memory, ``shared_memory_bytes``, and 106 registers a
+    thread compiled for sm_90 by Triton 3.5.1: bench/runs/2026-12-02-h200/cpu-triton/); stages
+    3 keep one step's loads in flight while the last one is used (with columns under 64 Triton
+    buffers stages - 1 steps)."""
 
     rows: int = 128
-    blocks: int = 4
+    blocks: int = 2
     cols: int = 32
     warps: int = 8
-    stages: int = 2
+    stages: int = 3
+
+
+#: Shared memory one CUDA block may use on H100 and H200 (227 KiB).
+SHARED_MEMORY = 232_448
 
 
 #: The tiles ``products`` uses when none are given (read when a call is traced).
@@ -68,6 +75,22 @@ def _lanes(r: int) -> _Lanes:
     rp = 1 << (r - 1).bit_length()
     lanes = max(MIN_DOT, rp)
     return _Lanes(rp, lanes, lanes // rp)
+
+
+def shared_memory_bytes(tiles: Tiles, r: int, itemsize: int = 2) -> int:
+    """About the shared memory Triton gives the kernel at rank r for a of ``itemsize`` bytes:
+    per step's blocks · pack tiles (rows, cols), stages - 1 buffers (stages where cols >= 64,
+    which Hopper pipelines one deeper), plus f's tiles, the w blocks and the partial sums. It
+    equals what Triton 3.9.0 allocated compiling this kernel for sm_90 at rank 8 for every
+    tile shape ``bench.tap_backward`` sweeps (3.5.1: up to 1 KiB less; compiled on the CPU
+    machine, bench/runs/2026-12-02-h200/cpu-triton/); with stages 1 nothing is pipelined and
+    it is an upper bound."""
+    _, lanes, pack = _lanes(r)
+    buffers = tiles.stages if tiles.cols >= 64 else tiles.stages - 1
+    a_tiles = tiles.blocks * pack * tiles.rows * tiles.cols * itemsize * max(buffers, 1)
+    f_tiles = pack * tiles.stages * tiles.cols * lanes * itemsize
+    w_blocks = tiles.blocks * pack * tiles.rows * lanes * itemsize
+    return a_tiles + f_tiles + w_blocks + tiles.cols * lanes * 4
 
 
 def _pow2(n: int) -> bool:
@@ -167,6 +190,11 @@ def products(
     if not (_pow2(tiles.rows) and _pow2(tiles.cols)) or tiles.blocks < 1:
         raise ValueError(
             f"tiles need rows and cols powers of two >= {MIN_DOT}, blocks >= 1: {tiles}"
+        )
+    if (need := shared_memory_bytes(tiles, r, a.dtype.itemsize)) > SHARED_MEMORY:
+        raise ValueError(
+            f"{tiles} need about {need:,} bytes of shared memory at rank {r}, over the "
+            f"{SHARED_MEMORY:,} a CUDA block has on H100/H200: use fewer rows, blocks or stages"
         )
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty and jax.device_count() > 1:

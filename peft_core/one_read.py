@@ -191,11 +191,6 @@ def products(
         raise ValueError(
             f"tiles need rows and cols powers of two >= {MIN_DOT}, blocks >= 1: {tiles}"
         )
-    if (need := shared_memory_bytes(tiles, r, a.dtype.itemsize)) > SHARED_MEMORY:
-        raise ValueError(
-            f"{tiles} need about {need:,} bytes of shared memory at rank {r}, over the "
-            f"{SHARED_MEMORY:,} a CUDA block has on H100/H200: use fewer rows, blocks or stages"
-        )
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty and jax.device_count() > 1:
         raise ValueError(
@@ -227,6 +222,12 @@ def _local_products(
     if not fits(m, n, r, tiles):
         return _xla(a, f, w)
     (interpret, params), acc_dtype = _compile_options(tiles), _accumulator(a.dtype)
+    need = shared_memory_bytes(tiles, r, a.dtype.itemsize)
+    if not interpret and need > SHARED_MEMORY:
+        raise ValueError(
+            f"{tiles} need about {need:,} bytes of shared memory at rank {r}, over the "
+            f"{SHARED_MEMORY:,} a CUDA block has on H100/H200: use fewer rows, blocks or stages"
+        )
     rp, lanes, pack = _lanes(r)
     per_program = tiles.rows * tiles.blocks
     programs, done = m // per_program, m // per_program * per_program

@@ -34,12 +34,15 @@ from peft_core.paths import flatten, unflatten
 from peft_core.targets import DENSE_TARGETS, SCANNED
 
 
-@pytest.mark.parametrize("tap", [gradient_tap, weight_gradient_tap, one_read_tap])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 @pytest.mark.parametrize("with_offset", [False, True])
 # one_read_tap's kernel (16-row blocks, rank 3 in 4 lanes: four 16-column tiles a step here)
 # reads dy once where fan_out >= fan_in, x once where not, and leaves (24, 12, 10) to XLA
-@pytest.mark.parametrize(("m", "fan_in", "fan_out"), [(24, 12, 10), (80, 64, 128), (80, 128, 64)])
+@pytest.mark.parametrize(
+    ("tap", "m", "fan_in", "fan_out"),
+    [(gradient_tap, 24, 12, 10), (weight_gradient_tap, 24, 12, 10), (one_read_tap, 24, 12, 10),
+     (one_read_tap, 80, 64, 128), (one_read_tap, 80, 128, 64)],
+)  # fmt: skip
 def test_tap_is_zero_and_its_vjp_is_the_low_rank_gradient(
     tap: Any, dtype: Any, with_offset: bool, m: int, fan_in: int, fan_out: int,
     monkeypatch: pytest.MonkeyPatch,

@@ -174,8 +174,7 @@ def evolutionary_search(
     if lacking:
         raise TypeError(
             f"evolutionary_search needs a SearchSpace (such as GLoRA's adapter.space(params)); "
-            f"a {type(space).__name__} has no {', '.join(lacking)} (a combined adapter's "
-            "CombinedSpace cannot be searched)"
+            f"a {type(space).__name__} has no {', '.join(lacking)}"
         )
     genes_shape = space.to_genes(space.sample(jax.random.key(0))).shape
     knobs = {

@@ -13,8 +13,10 @@ compiled function serves every subnet. ``space(params)`` returns that search spa
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 import jax
@@ -207,9 +209,13 @@ def no_config(name: str, cfg: Config) -> None:
         raise ValueError(f"{name} has no search space: cfg must be None, got {type(cfg).__name__}")
 
 
-class CombinedSpace(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class CombinedSpace:
     """The search spaces of combined adapters (None where one has none); a config is the tuple
-    of theirs."""
+    of theirs, None for an adapter without a space. It is searchable
+    (``glora_jax.evolution.SearchSpace``) when its spaces' genes have one width (GLoRA's: 5):
+    its genes are theirs stacked in order, (*batch, G1 + G2 + ..., width); mutation and
+    crossover act on each space's rows by its own rules, and num_params is their sum."""
 
     spaces: tuple[Any, ...]
 
@@ -220,6 +226,79 @@ class CombinedSpace(NamedTuple):
             None if s is None else s.sample(k, batch_shape)
             for s, k in zip(self.spaces, keys, strict=True)
         )
+
+    def to_genes(self, cfg: tuple[Config, ...]) -> np.ndarray:
+        """(*batch, G, width): each space's genes of its config, stacked in order."""
+        return self._join(
+            s.to_genes(c) for s, c in zip(self.spaces, self._configs(cfg), strict=True) if s
+        )
+
+    def from_genes(self, genes: np.ndarray) -> tuple[Config, ...]:
+        """The config tuple of ``genes``; each space checks its own rows."""
+        return tuple(
+            None if s is None else s.from_genes(part)
+            for s, part in zip(self.spaces, self._split(genes), strict=True)
+        )
+
+    def mutate(self, rng: np.random.Generator, genes: np.ndarray, prob: float) -> np.ndarray:
+        return self._join(
+            s.mutate(rng, part, prob)
+            for s, part in zip(self.spaces, self._split(genes), strict=True) if s
+        )  # fmt: skip
+
+    def crossover(
+        self, rng: np.random.Generator, genes_a: np.ndarray, genes_b: np.ndarray
+    ) -> np.ndarray:
+        parts = zip(self.spaces, self._split(genes_a), self._split(genes_b), strict=True)
+        return self._join(s.crossover(rng, a, b) for s, a, b in parts if s)
+
+    def num_params(self, cfg: tuple[Config, ...]) -> Any:
+        """The sum of each space's count (with the configs' batch shape)."""
+        counts = [
+            s.num_params(c) for s, c in zip(self.spaces, self._configs(cfg), strict=True) if s
+        ]
+        return sum(counts[1:], start=counts[0])
+
+    def decode(self, cfg: tuple[Config, ...]) -> list[Any]:
+        """Each space's readable config of one subnet (None for adapters without a space)."""
+        return [
+            None if s is None else s.decode(c)
+            for s, c in zip(self.spaces, self._configs(cfg), strict=True)
+        ]
+
+    @functools.cached_property
+    def _rows(self) -> tuple[int, ...]:
+        """Gene rows per space (0 without one); ValueError for spaces of different widths."""
+        rows, widths = [], set()
+        for s in self.spaces:
+            if s is None:
+                rows.append(0)
+                continue
+            shape = np.shape(s.to_genes(s.sample(jax.random.key(0))))
+            rows.append(shape[-2])
+            widths.add(shape[-1])
+        if len(widths) != 1:
+            raise ValueError(f"combined spaces have genes of different widths {sorted(widths)}")
+        return tuple(rows)
+
+    def _configs(self, cfg: tuple[Config, ...]) -> tuple[Config, ...]:
+        if not isinstance(cfg, tuple) or len(cfg) != len(self.spaces):
+            raise ValueError(f"a combined cfg is a tuple of {len(self.spaces)} configs")
+        return cfg
+
+    def _split(self, genes: np.ndarray) -> list[np.ndarray]:
+        genes = np.asarray(genes)
+        bounds = np.cumsum([0, *self._rows])
+        if genes.ndim < 2 or genes.shape[-2] != bounds[-1]:
+            raise ValueError(
+                f"combined genes have {bounds[-1]} rows ({', '.join(map(str, self._rows))} per "
+                f"adapter), got shape {genes.shape}"
+            )
+        return [genes[..., lo:hi, :] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    @staticmethod
+    def _join(parts: Iterable[np.ndarray]) -> np.ndarray:
+        return np.concatenate([np.asarray(p) for p in parts], axis=-2)
 
 
 def combine(*adapters: Adapter) -> Adapter:

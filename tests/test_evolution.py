@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any
 
 import chex
 import jax
@@ -508,7 +509,87 @@ def test_layer_grid_reads_in_forward_order():
 
 
 def test_a_space_that_cannot_be_searched_is_named():
-    params = {"fc": {"kernel": jnp.ones((6, 5)), "bias": jnp.zeros(5)}}
-    combined = peft_core.combine(glora_jax.glora(2, targets="fc/kernel", fuse=None)).space(params)
-    with pytest.raises(TypeError, match="CombinedSpace has no to_genes, from_genes, mutate"):
-        evolutionary_search(combined, lambda cfgs: np.zeros(1), param_budget=100)
+    with pytest.raises(TypeError, match="a dict has no to_genes, from_genes, sample, mutate"):
+        evolutionary_search({}, lambda cfgs: np.zeros(1), param_budget=100)
+
+
+def _combined_space() -> tuple[Any, Any]:
+    """(CombinedSpace, params): GLoRA of rank 2 on "attn", of ranks 4 and 2 on "mlp", LoRA on
+    "proj" (no space)."""
+    params = {
+        "attn": {"kernel": jnp.ones((8, 8)), "bias": jnp.zeros(8)},
+        "mlp": {"kernel": jnp.ones((8, 16)), "bias": jnp.zeros(16)},
+        "proj": {"kernel": jnp.ones((16, 8))},
+    }
+    combined = peft_core.combine(
+        glora_jax.glora(2, targets="attn/kernel", fuse=None),
+        glora_jax.glora((4, 2), targets="mlp/kernel", fuse=None),
+        peft_core.lora(2, targets="proj/kernel"),
+    )
+    return combined.space(params), params
+
+
+def test_a_combined_space_stacks_its_spaces_genes():
+    space, _ = _combined_space()
+    attn, mlp, lora = space.spaces
+    assert lora is None
+    cfg = space.sample(jax.random.key(0), (3,))
+    genes = space.to_genes(cfg)
+    chex.assert_shape(genes, (3, 2, 5))  # one slice per GLoRA layer, A..E
+    np.testing.assert_array_equal(genes[:, :1], attn.to_genes(cfg[0]))
+    np.testing.assert_array_equal(genes[:, 1:], mlp.to_genes(cfg[1]))
+    back = space.from_genes(genes)
+    assert back[2] is None
+    chex.assert_trees_all_equal(back[:2], jax.tree.map(np.asarray, cfg[:2]))
+    np.testing.assert_array_equal(
+        space.num_params(cfg), attn.num_params(cfg[0]) + mlp.num_params(cfg[1])
+    )
+    rng = np.random.default_rng(0)
+    mutated = space.mutate(rng, genes, 1.0)
+    space.from_genes(mutated)  # each space's rows stay legal in that space
+    assert not np.array_equal(mutated, genes)
+    child = space.crossover(rng, genes, mutated)
+    assert np.all((child == genes) | (child == mutated))
+    one = jax.tree.map(lambda x: x[0], cfg[:2]) + (None,)
+    assert space.decode(one) == [attn.decode(one[0]), mlp.decode(one[1]), None]
+
+
+def test_a_combined_space_refuses_bad_genes_and_mixed_widths():
+    space, _ = _combined_space()
+    with pytest.raises(ValueError, match=r"2 rows \(1, 1, 0 per adapter\), got shape \(3, 5\)"):
+        space.from_genes(np.zeros((3, 5), np.int32))
+    with pytest.raises(ValueError, match="a combined cfg is a tuple of 3 configs"):
+        space.to_genes(space.sample(jax.random.key(0))[:2])
+    mixed = peft_core.adapter.CombinedSpace((space.spaces[0], SPACE))  # genes 5 and 5 wide
+    assert mixed.to_genes(mixed.sample(jax.random.key(1))).shape == (1 + len(LAYERS), 5)
+
+    class Narrow(FakeSpace):
+        def to_genes(self, cfg):
+            return super().to_genes(cfg)[..., :3]
+
+    with pytest.raises(ValueError, match=r"genes of different widths \[3, 5\]"):
+        peft_core.adapter.CombinedSpace((space.spaces[0], Narrow())).from_genes(np.zeros((9, 5)))
+
+
+def test_search_on_a_combined_space(tmp_path):
+    """GLoRA on two layer groups (different ranks) and LoRA, searched as one; resumable."""
+    space, _ = _combined_space()
+    target = space.to_genes(space.sample(jax.random.key(3)))
+    budget = int(space.num_params(space.from_genes(target))) + 10
+
+    def score(cfgs):
+        return (space.to_genes(cfgs) == target).sum(axis=(-2, -1)).astype(np.float64)
+
+    settings = dict(param_budget=budget, population=12, top_k=4, num_mutations=6,
+                    num_crossovers=6, progress=False,
+                    checkpoint_dir=tmp_path / "search")  # fmt: skip
+    first = evolutionary_search(space, score, generations=2, **settings)
+    r = evolutionary_search(space, score, generations=4, **settings)  # resumes after 2
+    assert r.candidates_evaluated > first.candidates_evaluated
+    costs = [int(space.num_params(space.from_genes(g))) for g in r.evaluated_genes]
+    np.testing.assert_array_equal(r.evaluated_num_params, costs)
+    assert max(costs) <= budget
+    assert r.best_cfg[2] is None and r.best_score == max(r.evaluated_scores)
+    save_result_json(r, space, tmp_path / "subnet.json")
+    saved = json.loads((tmp_path / "subnet.json").read_text())
+    assert saved["config"][2] is None and saved["config"][:2] == space.decode(r.best_cfg)[:2]

@@ -20,6 +20,7 @@ from test_training import (
     toy_task,
 )
 
+import peft_core
 from experiments.training import (
     OptimConfig,
     classification_loss,
@@ -48,6 +49,14 @@ def space_of(adapter: Adapter, params: Any) -> Any:
 
 
 ADAPTERS: dict[str, Callable[[], Adapter]] = {"switch": switch_adapter, "glora": glora_toy}
+
+
+def glora_and_lora_toy() -> Adapter:
+    """GLoRA (rank 2) on the first hidden layer, LoRA on the second: a CombinedSpace."""
+    return peft_core.combine(
+        glora((2,), targets=r"hidden_0/kernel", fuse=None),
+        peft_core.lora(2, targets=r"hidden_1/kernel"),
+    )
 
 
 def recording(adapter: Adapter, log: list[dict[str, np.ndarray]]) -> Adapter:
@@ -153,10 +162,10 @@ def test_deal_shares_interleaves_and_checks_divisibility() -> None:
         deal_shares(jnp.asarray(x), 5)
 
 
-@pytest.mark.parametrize("name", list(ADAPTERS))
+@pytest.mark.parametrize("name", [*ADAPTERS, "glora_and_lora"])
 def test_config_scorer_equals_numpy_loop_over_configs(name: str) -> None:
     params = toy_params(seed=4)
-    adapter = ADAPTERS[name]()
+    adapter = glora_and_lora_toy() if name == "glora_and_lora" else ADAPTERS[name]()
     noise = np.random.default_rng(0)
     aparams = jax.tree.map(
         lambda x: x + noise.normal(scale=0.5, size=x.shape).astype(np.float32),

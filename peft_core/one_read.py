@@ -42,7 +42,7 @@ class Tiles(NamedTuple):
     ``warps`` and pipeline ``stages``. More rows per program mean fewer partial sums of aᵀ w
     to write and add (programs · L · rp floats) but fewer programs to fill the GPU: the
     default's 256 rows make 198 programs of ViT-B/16's 50688 rows at batch 256, two resident
-    per SM (each 88-90 KiB of shared memory, ``shared_memory_bytes``, and 106 registers a
+    per SM (each 87-88 KiB of shared memory, ``shared_memory_bytes``, and 106 registers a
     thread compiled for sm_90 by Triton 3.5.1: bench/runs/2026-12-02-h200/cpu-triton/); stages
     3 keep one step's loads in flight while the last one is used (with columns under 64 Triton
     buffers stages - 1 steps)."""

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.config import ExperimentConfig, override
+from experiments.methods import check_knobs
 
 Results = Mapping[str, Mapping[str, Any]]
 #: (study, task, backbone, method, shots): runs that share one lr choice.
@@ -256,7 +257,7 @@ def overrides(run: Run, settings: SuiteSettings, assets: Assets, cache_dir: Path
         f"backbone.image_size={settings.image_size}",
         f"backbone.scan={run.backbone != 'efficientnet-lite0'}",
         f"method.name={run.method}",
-        f"method.space={settings.glora_space}",
+        *([f"method.space={settings.glora_space}"] if run.method == "glora" else []),
         f"train.optim.learning_rate={run.lr!r}",
         f"train.optim.warmup_epochs={settings.warmup_epochs!r}",
         f"train.epochs={settings.epochs}",
@@ -280,7 +281,10 @@ def overrides(run: Run, settings: SuiteSettings, assets: Assets, cache_dir: Path
 def run_config(
     run: Run, settings: SuiteSettings, assets: Assets, cache_dir: Path
 ) -> ExperimentConfig:
-    config: ExperimentConfig = override(
-        ExperimentConfig(), overrides(run, settings, assets, cache_dir)
+    items = overrides(run, settings, assets, cache_dir)
+    # the method knobs set must be ones the run's method reads, as the CLI requires
+    check_knobs(
+        run.method, [i.split("=")[0][len("method.") :] for i in items if i.startswith("method.")]
     )
+    config: ExperimentConfig = override(ExperimentConfig(), items)
     return config

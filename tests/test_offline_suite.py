@@ -220,6 +220,17 @@ def test_run_config_applies_the_settings(tmp_path: Path) -> None:
     assert config.backbone.image_size == TINY.image_size and config.backbone.scan
 
 
+@pytest.mark.parametrize(("method", "space"), [("glora", "small"), ("lora", "large")])
+def test_run_config_sets_only_the_knobs_its_method_reads(
+    tmp_path: Path, method: str, space: str
+) -> None:
+    # a LoRA run's config.json recorded the suite's GLoRA space, which LoRA never reads
+    settings = dataclasses.replace(TINY, glora_space="small")
+    run = Run("vtab", "digits", "dinov2-s14", method, 1e-3, 0)
+    config = run_config(run, settings, Assets(tmp_path / "a", tmp_path / "d"), tmp_path / "cache")
+    assert (config.method.name, config.method.space) == (method, space)
+
+
 # ----------------------------------------------------------------------------- executor
 
 

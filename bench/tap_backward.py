@@ -31,6 +31,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
 
 from bench.low_rank_layer import RANK, relative_errors, rotating
 from bench.timing import TimingSettings, time_interleaved
@@ -58,13 +60,22 @@ def parse_tiles(text: str) -> Tiles:
 
 
 def backward(tiles: Tiles | None) -> Backward:
-    """jit((x, U, V, dy) -> (dU, dV)): the XLA tap's (None) or the one-read tap's with
-    ``tiles``."""
+    """jit((x, U, V, dy) -> (dU, dV)) on the first device: the XLA tap's (None) or the one-read
+    tap's with ``tiles``, traced under a mesh of that device (the kernel runs on a mesh's
+    devices' rows: on a host of several GPUs it needs one)."""
     if tiles is None:
-        return jax.jit(lambda x, u, v, dy: activation_grads.factor_grads(x, u, v, None, dy))
-    return jax.jit(
-        lambda x, u, v, dy: activation_grads.one_read_factor_grads(x, u, v, None, dy, tiles)
-    )
+        jitted = jax.jit(lambda x, u, v, dy: activation_grads.factor_grads(x, u, v, None, dy))
+    else:
+        jitted = jax.jit(
+            lambda x, u, v, dy: activation_grads.one_read_factor_grads(x, u, v, None, dy, tiles)
+        )
+    mesh = Mesh(np.asarray(jax.devices()[:1]), ("data",))
+
+    def run(x: jax.Array, u: jax.Array, v: jax.Array, dy: jax.Array) -> tuple[jax.Array, jax.Array]:
+        with jax.set_mesh(mesh):
+            return jitted(x, u, v, dy)  # type: ignore[no-any-return]
+
+    return run
 
 
 #: The row that only reads x and dy once (XLA's column sums of each): the floor for any form.

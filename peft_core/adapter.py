@@ -209,7 +209,7 @@ def no_config(name: str, cfg: Config) -> None:
         raise ValueError(f"{name} has no search space: cfg must be None, got {type(cfg).__name__}")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class CombinedSpace:
     """The search spaces of combined adapters (None where one has none); a config is the tuple
     of theirs, None for an adapter without a space. It is searchable
@@ -218,6 +218,13 @@ class CombinedSpace:
     crossover act on each space's rows by its own rules, and num_params is their sum."""
 
     spaces: tuple[Any, ...]
+
+    def __repr__(self) -> str:
+        """Its spaces' reprs where they are dataclasses, else their class names: the same text
+        in every process for the same spaces (what a search checkpoint's fingerprint hashes)."""
+        names = (repr(s) if s is None or dataclasses.is_dataclass(s) else type(s).__qualname__
+                 for s in self.spaces)  # fmt: skip
+        return f"CombinedSpace(({', '.join(names)},))"
 
     def sample(self, rng: jax.Array, batch_shape: tuple[int, ...] = ()) -> tuple[Config, ...]:
         """One independent draw per space (None for adapters without one)."""
@@ -230,8 +237,9 @@ class CombinedSpace:
     def to_genes(self, cfg: tuple[Config, ...]) -> np.ndarray:
         """(*batch, G, width): each space's genes of its config, stacked in order."""
         return self._join(
-            s.to_genes(c) for s, c in zip(self.spaces, self._configs(cfg), strict=True) if s
-        )
+            s.to_genes(c)
+            for s, c in zip(self.spaces, self._configs(cfg), strict=True) if s is not None
+        )  # fmt: skip
 
     def from_genes(self, genes: np.ndarray) -> tuple[Config, ...]:
         """The config tuple of ``genes``; each space checks its own rows."""
@@ -243,21 +251,19 @@ class CombinedSpace:
     def mutate(self, rng: np.random.Generator, genes: np.ndarray, prob: float) -> np.ndarray:
         return self._join(
             s.mutate(rng, part, prob)
-            for s, part in zip(self.spaces, self._split(genes), strict=True) if s
+            for s, part in zip(self.spaces, self._split(genes), strict=True) if s is not None
         )  # fmt: skip
 
     def crossover(
         self, rng: np.random.Generator, genes_a: np.ndarray, genes_b: np.ndarray
     ) -> np.ndarray:
         parts = zip(self.spaces, self._split(genes_a), self._split(genes_b), strict=True)
-        return self._join(s.crossover(rng, a, b) for s, a, b in parts if s)
+        return self._join(s.crossover(rng, a, b) for s, a, b in parts if s is not None)
 
     def num_params(self, cfg: tuple[Config, ...]) -> Any:
         """The sum of each space's count (with the configs' batch shape)."""
-        counts = [
-            s.num_params(c) for s, c in zip(self.spaces, self._configs(cfg), strict=True) if s
-        ]
-        return sum(counts[1:], start=counts[0])
+        configs = zip(self.spaces, self._configs(cfg), strict=True)
+        return sum(s.num_params(c) for s, c in configs if s is not None)
 
     def decode(self, cfg: tuple[Config, ...]) -> list[Any]:
         """Each space's readable config of one subnet (None for adapters without a space)."""
@@ -277,7 +283,9 @@ class CombinedSpace:
             shape = np.shape(s.to_genes(s.sample(jax.random.key(0))))
             rows.append(shape[-2])
             widths.add(shape[-1])
-        if len(widths) != 1:
+        if not widths:
+            raise ValueError("none of the combined adapters has a search space")
+        if len(widths) > 1:
             raise ValueError(f"combined spaces have genes of different widths {sorted(widths)}")
         return tuple(rows)
 

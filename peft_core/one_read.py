@@ -42,7 +42,7 @@ class Tiles(NamedTuple):
     ``warps`` and pipeline ``stages``. More rows per program mean fewer partial sums of aᵀ w
     to write and add (programs · L · rp floats) but fewer programs to fill the GPU: the
     default's 256 rows make 198 programs of ViT-B/16's 50688 rows at batch 256, two resident
-    per SM (each 87-88 KiB of shared memory, ``shared_memory_bytes``, and 106 registers a
+    per SM in bf16 (each 87-88 KiB of shared memory, ``shared_memory_bytes``, and 106 registers a
     thread compiled for sm_90 by Triton 3.5.1: bench/runs/2026-12-02-h200/cpu-triton/); stages
     3 keep one step's loads in flight while the last one is used (with columns under 64 Triton
     buffers stages - 1 steps)."""
@@ -64,28 +64,35 @@ TILES = Tiles()
 
 class _Lanes(NamedTuple):
     """How r columns sit in the kernel's dots: r padded to ``rp`` (a power of two), ``lanes``
-    = max(16, rp) wide, ``pack`` = lanes / rp column tiles' parts per block."""
+    = max(16, rp) wide, ``pack`` column tiles' parts side by side per block (at most
+    lanes / rp; 0: the kernel cannot serve the width)."""
 
     rp: int
     lanes: int
     pack: int
 
 
-def _lanes(r: int) -> _Lanes:
+def _lanes(r: int, width: int | None = None, cols: int = 1) -> _Lanes:
+    """The layout for rank r; with ``width``, ``pack`` is the largest power of two up to
+    lanes / rp whose ``pack · cols`` columns divide width."""
     rp = 1 << (r - 1).bit_length()
     lanes = max(MIN_DOT, rp)
-    return _Lanes(rp, lanes, lanes // rp)
+    pack = lanes // rp
+    while width is not None and pack and width % (cols * pack):
+        pack //= 2
+    return _Lanes(rp, lanes, pack)
 
 
-def shared_memory_bytes(tiles: Tiles, r: int, itemsize: int = 2) -> int:
-    """About the shared memory Triton gives the kernel at rank r for a of ``itemsize`` bytes:
+def shared_memory_bytes(tiles: Tiles, r: int, itemsize: int = 2, width: int | None = None) -> int:
+    """About the shared memory Triton gives the kernel at rank r for a of ``itemsize`` bytes
+    (``width`` columns: their packing, ``_lanes``; None: the most packed, an upper bound):
     per step's blocks · pack tiles (rows, cols), stages - 1 buffers (stages where cols >= 64,
     which Hopper pipelines one deeper), plus f's tiles, the w blocks and the partial sums. It
     equals what Triton 3.9.0 allocated compiling this kernel for sm_90 at rank 8 for every
     tile shape ``bench.tap_backward`` sweeps (3.5.1: up to 1 KiB less; compiled on the CPU
     machine, bench/runs/2026-12-02-h200/cpu-triton/); with stages 1 nothing is pipelined and
     it is an upper bound."""
-    _, lanes, pack = _lanes(r)
+    _, lanes, pack = _lanes(r, width, tiles.cols)
     buffers = tiles.stages if tiles.cols >= 64 else tiles.stages - 1
     a_tiles = tiles.blocks * pack * tiles.rows * tiles.cols * itemsize * max(buffers, 1)
     f_tiles = pack * tiles.stages * tiles.cols * lanes * itemsize
@@ -93,7 +100,8 @@ def shared_memory_bytes(tiles: Tiles, r: int, itemsize: int = 2) -> int:
     return a_tiles + f_tiles + w_blocks + tiles.cols * lanes * 4
 
 
-def _pow2(n: int) -> bool:
+def _tile_size(n: int) -> bool:
+    """Whether ``n`` can be a tile's rows or columns: a power of two of at least 16."""
     return n >= MIN_DOT and n & (n - 1) == 0
 
 
@@ -149,24 +157,23 @@ def _xla(a: jax.Array, f: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array
     )
 
 
-def _compile_options(tiles: Tiles) -> tuple[bool, plt.CompilerParams | None]:
-    """(interpret, Triton's compiler params) for the default backend."""
+def _interpreted() -> bool:
+    """Whether the kernel runs in Pallas' interpreter (CPU) rather than Triton (GPU); a
+    ValueError on any other backend."""
     backend = jax.default_backend()
-    if backend == "cpu":
-        return True, None
-    if backend == "gpu":
-        return False, plt.CompilerParams(num_warps=tiles.warps, num_stages=tiles.stages)
-    raise ValueError(
-        f"the one-read kernel (grads='pallas') runs on GPU (Triton) or CPU (interpreted), not "
-        f"on {backend!r}: use grads='auto'"
-    )
+    if backend not in ("cpu", "gpu"):
+        raise ValueError(
+            f"the one-read kernel (grads='pallas') runs on GPU (Triton) or CPU (interpreted), "
+            f"not on {backend!r}: use grads='auto'"
+        )
+    return backend == "cpu"
 
 
 def fits(m: int, width: int, r: int, tiles: Tiles) -> bool:
     """Whether the kernel serves an (m, width) matrix with rank r: at least one program's rows,
-    and a step's ``tiles.cols`` times its packed tiles dividing width (else ``products`` uses
+    and ``tiles.cols`` times a packing of column tiles dividing width (else ``products`` uses
     XLA's dots)."""
-    return m >= tiles.rows * tiles.blocks and width % (tiles.cols * _lanes(r).pack) == 0
+    return m >= tiles.rows * tiles.blocks and _lanes(r, width, tiles.cols).pack > 0
 
 
 def products(
@@ -174,38 +181,42 @@ def products(
 ) -> tuple[jax.Array, jax.Array]:
     """(a f (M, r), aᵀ w (L, r)) in float32 (a's dtype where wider) for a (M, L), f (L, r),
     w (M, r), reading a once (module docstring) with ``tiles`` (default ``TILES``); XLA's dots
-    where ``fits`` is false.
+    where ``fits`` is false, and where the default tiles need more shared memory than a CUDA
+    block has (float64; tiles given are then a ValueError).
 
     Under a mesh of several devices (the context's, ``jax.sharding.get_abstract_mesh``: the
     trainer's step sets it) a's and w's rows are split over every mesh axis, the kernel runs on
-    each device's rows and aᵀ w is summed over the devices; rows that do not split evenly go to
-    XLA's dots. Traced with several devices and no mesh it is a ValueError: XLA cannot
-    partition the kernel, it would gather a on every device."""
-    tiles = TILES if tiles is None else tiles
+    each device's rows and aᵀ w is summed over the devices; a product whose rows do not split
+    evenly goes to XLA's dots. Traced with several devices and no mesh, where the kernel would
+    run, it is a ValueError: XLA cannot partition the kernel, it would gather a on every
+    device."""
+    given, tiles = tiles is not None, TILES if tiles is None else tiles
     (m, n), r = a.shape, f.shape[1]
     if f.shape != (n, r) or w.shape != (m, r):
         raise ValueError(
             f"products takes a (M, L), f (L, r), w (M, r); got {a.shape}, {f.shape}, {w.shape}"
         )
-    if not (_pow2(tiles.rows) and _pow2(tiles.cols)) or tiles.blocks < 1:
+    if not (_tile_size(tiles.rows) and _tile_size(tiles.cols)) or tiles.blocks < 1:
         raise ValueError(
             f"tiles need rows and cols powers of two >= {MIN_DOT}, blocks >= 1: {tiles}"
         )
+    _interpreted()  # refuses a TPU whatever the shapes
     mesh = jax.sharding.get_abstract_mesh()
+    devices = 1 if mesh.empty else mesh.size
+    if m % devices or not fits(m // devices, n, r, tiles):
+        return _xla(a, f, w)
     if mesh.empty and jax.device_count() > 1:
         raise ValueError(
             f"the one-read kernel (grads='pallas') on {jax.device_count()} devices needs the "
-            "mesh that splits its rows: trace the step under jax.set_mesh(mesh) or "
-            "jax.sharding.use_abstract_mesh(mesh.abstract_mesh) (experiments' trainer does)"
+            "mesh that splits its rows: trace the step under jax.set_mesh(mesh), its inputs "
+            "placed on that mesh (experiments' trainer does)"
         )
-    if mesh.empty or mesh.size == 1:
-        return _local_products(a, f, w, tiles)
-    if m % mesh.size:
-        return _xla(a, f, w)
+    if devices == 1:
+        return _local_products(a, f, w, tiles, given)
     rows = P(mesh.axis_names)
 
     def per_device(a: jax.Array, f: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
-        af, atw = _local_products(a, f, w, tiles)
+        af, atw = _local_products(a, f, w, tiles, given)
         return af, jax.lax.psum(atw, mesh.axis_names)
 
     return jax.shard_map(  # type: ignore[no-any-return]
@@ -215,20 +226,24 @@ def products(
 
 
 def _local_products(
-    a: jax.Array, f: jax.Array, w: jax.Array, tiles: Tiles
+    a: jax.Array, f: jax.Array, w: jax.Array, tiles: Tiles, given: bool
 ) -> tuple[jax.Array, jax.Array]:
-    """``products`` on one device's rows."""
+    """``products`` on one device's rows (which ``fits``); tiles over a CUDA block's shared
+    memory are a ValueError if ``given``, else XLA's dots."""
     (m, n), r = a.shape, f.shape[1]
-    if not fits(m, n, r, tiles):
-        return _xla(a, f, w)
-    (interpret, params), acc_dtype = _compile_options(tiles), _accumulator(a.dtype)
-    need = shared_memory_bytes(tiles, r, a.dtype.itemsize)
+    interpret, acc_dtype = _interpreted(), _accumulator(a.dtype)
+    need = shared_memory_bytes(tiles, r, a.dtype.itemsize, n)
     if not interpret and need > SHARED_MEMORY:
+        if not given:
+            return _xla(a, f, w)
         raise ValueError(
             f"{tiles} need about {need:,} bytes of shared memory at rank {r}, over the "
             f"{SHARED_MEMORY:,} a CUDA block has on H100/H200: use fewer rows, blocks or stages"
         )
-    rp, lanes, pack = _lanes(r)
+    params = (
+        None if interpret else plt.CompilerParams(num_warps=tiles.warps, num_stages=tiles.stages)
+    )
+    rp, lanes, pack = _lanes(r, n, tiles.cols)
     per_program = tiles.rows * tiles.blocks
     programs, done = m // per_program, m // per_program * per_program
     steps = n // (tiles.cols * pack)
@@ -247,7 +262,7 @@ def _local_products(
         compiler_params=params,
     )(a, fp, wp)
     # part rows j·cols + i, lanes q·rp + k hold column (j·pack + q)·cols + i, rank k
-    atw = parts.sum(0).reshape(steps, tiles.cols, pack, rp)[..., :r]
+    atw = parts.sum(0)[:, : pack * rp].reshape(steps, tiles.cols, pack, rp)[..., :r]
     af, atw = af[:, :r], atw.transpose(0, 2, 1, 3).reshape(n, r)
     if done < m:
         rest_af, rest_atw = _xla(a[done:], f.astype(a.dtype), w[done:].astype(a.dtype))

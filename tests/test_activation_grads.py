@@ -528,6 +528,7 @@ def test_pallas_grads_need_the_mesh_on_several_devices(monkeypatch: pytest.Monke
     params = model.init(jax.random.key(1), x)["params"]
     adapter = peft_core.lora(2, targets=r"wide/kernel", grads="pallas")
     monkeypatch.setattr(ag, "MIN_TAP_ROWS", 0)
+    monkeypatch.setattr(one_read, "TILES", one_read.Tiles(rows=16, blocks=1, cols=16))
     monkeypatch.setattr(jax, "device_count", lambda: 2)
     with pytest.raises(ValueError, match=r"on 2 devices needs the mesh that splits its rows"):
         _train_view_and_weight_space_grads(model, adapter, params, x, jnp.sum)

@@ -112,3 +112,23 @@ def test_scale_suite_on_two_cpu_devices(tmp_path: Path) -> None:
         [sys.executable, "-c", check], check=True, env=env, capture_output=True, text=True
     ).stdout  # fmt: skip
     assert placed.strip() == "{1}"
+
+
+def test_tap_backward_on_a_host_of_two_devices(tmp_path: Path) -> None:
+    """The one-read rows run on the first device of a host with several (they hit the kernel's
+    mesh refusal before their trace had a mesh of that device)."""
+    out = tmp_path / "tap.json"
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2",
+    }
+    command = [sys.executable, "-m", "bench.tap_backward", "--tokens", "80", "--shapes", "32x64",
+               "--tiles", "16,2,16,4,2", "--repeats", "2", "--json", str(out)]  # fmt: skip
+    subprocess.run(command, check=True, env=env, timeout=300, capture_output=True)
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["form"] for r in rows if "error" not in r] == [
+        "xla",
+        "one-read 16,2,16,4,2",
+        "bound: read x, dy once",
+    ]

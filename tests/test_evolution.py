@@ -560,8 +560,12 @@ def test_a_combined_space_refuses_bad_genes_and_mixed_widths():
         space.from_genes(np.zeros((3, 5), np.int32))
     with pytest.raises(ValueError, match="a combined cfg is a tuple of 3 configs"):
         space.to_genes(space.sample(jax.random.key(0))[:2])
-    mixed = peft_core.adapter.CombinedSpace((space.spaces[0], SPACE))  # genes 5 and 5 wide
-    assert mixed.to_genes(mixed.sample(jax.random.key(1))).shape == (1 + len(LAYERS), 5)
+    with_fake = peft_core.adapter.CombinedSpace((space.spaces[0], SPACE))  # genes 5 and 5 wide
+    assert with_fake.to_genes(with_fake.sample(jax.random.key(1))).shape == (1 + len(LAYERS), 5)
+    # the same text for equal spaces (a search checkpoint's fingerprint), not an address
+    assert repr(with_fake) == repr(peft_core.adapter.CombinedSpace((space.spaces[0], FakeSpace())))
+    with pytest.raises(ValueError, match="none of the combined adapters has a search space"):
+        peft_core.adapter.CombinedSpace((None,)).from_genes(np.zeros((1, 5)))
 
     class Narrow(FakeSpace):
         def to_genes(self, cfg):

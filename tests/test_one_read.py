@@ -28,8 +28,11 @@ def uses_kernel(fn: Any, *args: Any) -> bool:
         (96, 96, 5, Tiles(rows=32, blocks=1, cols=16), True),  # rp = 8, 3 steps
         (64, 32, 16, Tiles(rows=32, blocks=1, cols=32), True),  # 16 lanes, nothing packed
         (64, 32, 20, Tiles(rows=16, blocks=1, cols=16), True),  # r padded to 32
+        (128, 48, 8, Tiles(rows=16, blocks=2, cols=16), True),  # 2 x 16 columns do not divide
+        # 48: one tile a step
+        (64, 96, 1, Tiles(rows=16, blocks=2, cols=16), True),  # rank 1: 2 (not 16) tiles a step
         (40, 64, 8, Tiles(rows=16, blocks=4, cols=16), False),  # fewer rows than a program's
-        (128, 48, 8, Tiles(rows=16, blocks=2, cols=16), False),  # 2 x 16 columns do not divide 48
+        (128, 40, 8, Tiles(rows=16, blocks=2, cols=16), False),  # 16 columns do not divide 40
     ],
 )
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
@@ -64,7 +67,7 @@ def test_products_accumulate_float64_in_float64() -> None:
 
 def test_products_use_the_default_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
     a, f, w = jnp.ones((64, 64)), jnp.ones((64, 8)), jnp.ones((64, 8))
-    assert not uses_kernel(one_read.products, a, f, w)  # 64 rows < 128 x 4
+    assert not uses_kernel(one_read.products, a, f, w)  # 64 rows < 128 x 2
     monkeypatch.setattr(one_read, "TILES", Tiles(rows=16, blocks=4, cols=32))
     assert uses_kernel(one_read.products, a, f, w)
 
@@ -113,11 +116,19 @@ def test_products_refuse_tiles_over_a_blocks_shared_memory(
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     with pytest.raises(ValueError, match="need about 239,616 bytes of shared memory at rank 8"):
         one_read.products(a, f, w, too_deep)
+    # the default tiles take XLA's dots where they do not fit (float64: 354,304 bytes)
+    with jax.enable_x64(True):
+        wide = (a.astype(jnp.float64), f.astype(jnp.float64), w.astype(jnp.float64))
+        assert one_read.shared_memory_bytes(one_read.TILES, 8, 8) > one_read.SHARED_MEMORY
+        assert not uses_kernel(one_read.products, *wide)
+        monkeypatch.setattr(one_read, "TILES", too_deep._replace(stages=2, blocks=1))
+        assert uses_kernel(one_read.products, *wide)
 
 
-def test_products_refuse_tpu(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("m", [64, 8])  # the kernel's shape, and one it would leave to XLA
+def test_products_refuse_tpu(monkeypatch: pytest.MonkeyPatch, m: int) -> None:
     monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
-    a, f, w = jnp.ones((64, 32)), jnp.ones((32, 8)), jnp.ones((64, 8))
+    a, f, w = jnp.ones((m, 32)), jnp.ones((32, 8)), jnp.ones((m, 8))
     with pytest.raises(ValueError, match="not on 'tpu': use grads='auto'"):
         one_read.products(a, f, w, Tiles(rows=16, blocks=1, cols=16))
 
@@ -156,6 +167,8 @@ def test_products_on_several_devices_need_a_mesh(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(jax, "device_count", lambda: 2)
     with pytest.raises(ValueError, match="on 2 devices needs the mesh that splits its rows"):
         one_read.products(a, f, w, tiles)
+    # a shape the kernel would leave to XLA needs no mesh
+    assert not uses_kernel(lambda *args: one_read.products(*args, tiles), a[:8], f, w[:8])
     mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("data",))
     with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):  # one device's rows: no shard_map
         assert uses_kernel(lambda *args: one_read.products(*args, tiles), a, f, w)

@@ -98,6 +98,7 @@ def _scalar(arrays: Any, key: str, path: Path) -> int | None:
 
 
 def _most_first(item: tuple[str, int]) -> tuple[int, str]:
+    """Sort key of (suffix, count): the most frequent first, ties by name."""
     return -item[1], item[0]
 
 

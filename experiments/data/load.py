@@ -84,7 +84,7 @@ def load_task(
         "version": version,
         "files": _stamp(files),
     }
-    if isinstance(example_source, ImageFileSource):  # decoded upright since EXIF was applied
+    if isinstance(example_source, ImageFileSource):  # folder / NOAH files: read upright by EXIF
         key["decoding"] = "exif-upright"
     images, labels = materialize_cached(
         example_source,

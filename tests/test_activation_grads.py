@@ -98,6 +98,9 @@ MODELS = {
     # 3 x 17 tokens: one 32-row program of the one-read kernel (below) and 19 rows by XLA in
     # the first block (the last one's MLP runs on the class tokens alone)
     "vit_p4": (lambda: vit("Ti", patch=4, depth=2, num_classes=5), 16, DENSE_TARGETS, None),
+    "vit_scanned_p4": (
+        lambda: vit("Ti", patch=4, depth=2, num_classes=5, scan=True), 16, DENSE_TARGETS, SCANNED
+    ),
 }  # fmt: skip
 
 
@@ -115,10 +118,11 @@ ADAPTERS = {
 #: "pallas": "auto" with every layer and call tapped here (thresholds 0), each tap's products
 #: of the wider of x and dy from the one-read kernel in 16-row blocks: rank 2 packs eight
 #: 16-column tiles a step, so it serves fc1's 768-wide dy and fc2's 768-wide x, not the 192s.
-CASES = [(m, "lora", "activation") for m in sorted(MODELS) if m != "vit_p4"] + [
+CASES = [(m, "lora", "activation") for m in sorted(MODELS) if not m.endswith("_p4")] + [
     ("vit", "flora_nd", "activation"), ("vit_scanned", "flora_nd", "activation"),
     ("conv_then_dense", "flora_matrix", "activation"),
     ("vit_p4", "lora", "pallas"), ("vit_p4", "flora_nd", "pallas"),
+    ("vit_scanned_p4", "lora", "pallas"),  # the kernel inside nn.scan (the experiments' default)
 ]  # fmt: skip
 
 

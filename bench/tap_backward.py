@@ -23,6 +23,7 @@ error instead of a time.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -34,7 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from bench.low_rank_layer import RANK, relative_errors, rotating
+from bench import low_rank_layer
+from bench.low_rank_layer import relative_errors, rotating
 from bench.timing import TimingSettings, time_interleaved
 from peft_core import activation_grads
 from peft_core.one_read import Tiles
@@ -63,12 +65,11 @@ def backward(tiles: Tiles | None) -> Backward:
     """jit((x, U, V, dy) -> (dU, dV)) on the first device: the XLA tap's (None) or the one-read
     tap's with ``tiles``, traced under a mesh of that device (the kernel runs on a mesh's
     devices' rows: on a host of several GPUs it needs one)."""
-    if tiles is None:
-        jitted = jax.jit(lambda x, u, v, dy: activation_grads.factor_grads(x, u, v, None, dy))
-    else:
-        jitted = jax.jit(
-            lambda x, u, v, dy: activation_grads.one_read_factor_grads(x, u, v, None, dy, tiles)
-        )
+    grads = (
+        activation_grads.factor_grads if tiles is None
+        else functools.partial(activation_grads.one_read_factor_grads, tiles=tiles)
+    )  # fmt: skip
+    jitted = jax.jit(lambda x, u, v, dy: grads(x, u, v, None, dy))
     mesh = Mesh(np.asarray(jax.devices()[:1]), ("data",))
 
     def run(x: jax.Array, u: jax.Array, v: jax.Array, dy: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -89,12 +90,9 @@ def read_once(x: jax.Array, u: jax.Array, v: jax.Array, dy: jax.Array) -> tuple[
 
 
 def inputs(tokens: int, fan_in: int, fan_out: int, seed: int) -> tuple[jax.Array, ...]:
-    """(x bf16, U, V, dy bf16), fresh random values."""
-    k = jax.random.split(jax.random.key(seed), 4)
-    x = jax.random.normal(k[0], (tokens, fan_in), jnp.bfloat16)
-    u = jax.random.normal(k[1], (fan_in, RANK)) / fan_in**0.5
-    v = jax.random.normal(k[2], (RANK, fan_out)) * 0.1
-    return x, u, v, jax.random.normal(k[3], (tokens, fan_out), jnp.bfloat16)
+    """(x bf16, U, V, dy bf16): ``low_rank_layer.inputs``' x, A, B and its c as dy."""
+    x, a, b, _, c = low_rank_layer.inputs(tokens, fan_in, fan_out, seed)
+    return x, a, b, c.astype(jnp.bfloat16)
 
 
 def run(

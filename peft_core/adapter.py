@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 import jax
@@ -236,10 +236,7 @@ class CombinedSpace:
 
     def to_genes(self, cfg: tuple[Config, ...]) -> np.ndarray:
         """(*batch, G, width): each space's genes of its config, stacked in order."""
-        return self._join(
-            s.to_genes(c)
-            for s, c in zip(self.spaces, self._configs(cfg), strict=True) if s is not None
-        )  # fmt: skip
+        return self._join(s.to_genes(c) for s, c in self._searched(self._configs(cfg)))
 
     def from_genes(self, genes: np.ndarray) -> tuple[Config, ...]:
         """The config tuple of ``genes``; each space checks its own rows."""
@@ -250,20 +247,18 @@ class CombinedSpace:
 
     def mutate(self, rng: np.random.Generator, genes: np.ndarray, prob: float) -> np.ndarray:
         return self._join(
-            s.mutate(rng, part, prob)
-            for s, part in zip(self.spaces, self._split(genes), strict=True) if s is not None
-        )  # fmt: skip
+            s.mutate(rng, part, prob) for s, part in self._searched(self._split(genes))
+        )
 
     def crossover(
         self, rng: np.random.Generator, genes_a: np.ndarray, genes_b: np.ndarray
     ) -> np.ndarray:
-        parts = zip(self.spaces, self._split(genes_a), self._split(genes_b), strict=True)
-        return self._join(s.crossover(rng, a, b) for s, a, b in parts if s is not None)
+        parts = self._searched(self._split(genes_a), self._split(genes_b))
+        return self._join(s.crossover(rng, a, b) for s, a, b in parts)
 
     def num_params(self, cfg: tuple[Config, ...]) -> Any:
         """The sum of each space's count (with the configs' batch shape)."""
-        configs = zip(self.spaces, self._configs(cfg), strict=True)
-        return sum(s.num_params(c) for s, c in configs if s is not None)
+        return sum(s.num_params(c) for s, c in self._searched(self._configs(cfg)))
 
     def decode(self, cfg: tuple[Config, ...]) -> list[Any]:
         """Each space's readable config of one subnet (None for adapters without a space)."""
@@ -288,6 +283,12 @@ class CombinedSpace:
         if len(widths) > 1:
             raise ValueError(f"combined spaces have genes of different widths {sorted(widths)}")
         return tuple(rows)
+
+    def _searched(self, *per_space: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+        """(space, its item of each of ``per_space``) for the spaces that are not None."""
+        for items in zip(self.spaces, *per_space, strict=True):
+            if items[0] is not None:
+                yield items
 
     def _configs(self, cfg: tuple[Config, ...]) -> tuple[Config, ...]:
         if not isinstance(cfg, tuple) or len(cfg) != len(self.spaces):

@@ -5,7 +5,9 @@ method, batch, shapes, dtypes), lowered here for the CPU backend because the GPU
 cost model reported no FLOPs (``bench.xla_stats``). Nothing is compiled or run, only traced.
 XLA's cost model counts a while loop's body once, so the scanned ViT's rows (``nn.scan`` over
 the blocks) get the count of the unscanned twin, whose math is the same, instead of their own
-(which misses all blocks but one).
+(which misses all blocks but one). Likewise the one-read kernel's rows (``-pallas``: a Pallas
+call, which the cost model cannot see into, formed on the CPU by its interpreter's loops) get the
+count of the same method with the XLA tap, which forms the same products.
 Attention is lowered as XLA einsums, so its matmuls are counted too (on the GPU they ran as one
 cuDNN call). The search row's count is the forward's per-image FLOPs x images x subnets scored
 per generation (the per-subnet merges, tiny next to the forward, are left out).
@@ -29,6 +31,9 @@ from bench.jax_serve import INFER_VARIANTS
 from bench.models import convnext_backbone, vit_backbone
 from bench.sizes import SIZES, BenchSize
 
+#: Suffix of the training rows whose taps run the one-read kernel (``grads="pallas"``).
+ONE_READ_SUFFIX = "-pallas"
+
 SOURCE = "XLA cost_analysis of the lowered HLO (CPU lowering, attention as XLA einsums)"
 
 
@@ -44,8 +49,8 @@ def lowered_flops(lowered: jax.stages.Lowered) -> float:
 
 def counted_step(key: str) -> str | None:
     """The training step whose count serves row ``key``: its own, a scanned row's unscanned
-    twin (module docstring), a scaling row's one-device step at its per-device batch; None for
-    the inference and search rows (always counted)."""
+    twin or a one-read row's XLA-tap twin (module docstring), a scaling row's one-device step
+    at its per-device batch; None for the inference and search rows (always counted)."""
     name, _, batch = key.rpartition("@")
     scaled = scaling.parse_name(name)
     if scaled is not None:
@@ -53,15 +58,18 @@ def counted_step(key: str) -> str | None:
         return f"{jax_train.VIT_PREFIX}/{case}@{int(batch) // devices}"
     if name.startswith(jax_train.SCAN_PREFIX + "/"):
         return jax_train.VIT_PREFIX + key[len(jax_train.SCAN_PREFIX) :]
+    if name.startswith("jax/train") and name.endswith(ONE_READ_SUFFIX):
+        return f"{name.removesuffix(ONE_READ_SUFFIX)}@{batch}"
     return key if name.startswith("jax/train") else None
 
 
 def count_all(size: BenchSize, keys: Collection[str] | None = None) -> dict[str, float]:
     """{row key "name@batch": FLOPs of one call} for the inference and search rows and the
-    training rows of ``keys`` (any batch; scanned and scaling rows through ``counted_step``), or
-    without ``keys`` every training row of ``size``."""
+    training rows of ``keys`` (any batch; scanned, one-read and scaling rows through
+    ``counted_step``), or without ``keys`` every training row of ``size``."""
     counts: dict[str, float] = {}
     steps = None if keys is None else {s for s in map(counted_step, keys) if s is not None}
+    asked = list(keys or ())
     vit = vit_backbone(size, attention="xla")
     backbones = {"train": vit, "conv": convnext_backbone(size)}
     for suite, backbone in backbones.items():
@@ -69,7 +77,8 @@ def count_all(size: BenchSize, keys: Collection[str] | None = None) -> dict[str,
         bench = jax_train.training_bench(backbone, size, suite, None)
         by_label = {case.label: case for case in cases}
         planned = [f"{bench.prefix}/{c.label}@{b}" for b in batches for c in cases]
-        for key in planned if steps is None else sorted(steps):
+        asked += planned if keys is None else []
+        for key in sorted({counted_step(k) for k in planned} if steps is None else steps):
             prefix, _, row = key.rpartition("/")
             label, _, examples = row.partition("@")
             if prefix != bench.prefix:
@@ -86,6 +95,9 @@ def count_all(size: BenchSize, keys: Collection[str] | None = None) -> dict[str,
         prefix, _, row = key.rpartition("/")
         if prefix == jax_train.VIT_PREFIX and row.partition("@")[0] in scanned:
             counts[f"{jax_train.SCAN_PREFIX}/{row}"] = counts[key]
+    for key in asked:  # the XLA-tap twin's count (module docstring)
+        if key.rpartition("@")[0].endswith(ONE_READ_SUFFIX) and key.startswith("jax/train"):
+            counts[key] = counts[str(counted_step(key))]
     forward = jax.jit(lambda p, x: vit.forward(p, x, train=False))
     for batch in size.infer_batches:
         ((images, _),) = random_batches(

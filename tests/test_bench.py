@@ -496,15 +496,19 @@ def test_xla_counts_a_scanned_models_blocks_once() -> None:
 def test_count_all_on_the_tiny_size() -> None:
     size = SIZES["tiny"]
     (batch,) = size.train_batches
-    # the rows a GPU run left without FLOPs: a scanned row, and a scaling row whose one-device
-    # step runs at a batch the size does not list (as with bench.run --train-batches)
-    keys = [f"jax/train-scan/lora-r8@{batch}", f"jax/scale/lora-r8/2dev@{4 * batch}"]
+    # the rows a GPU run left without FLOPs: a scanned row, a one-read row (its Pallas call is
+    # opaque to the cost model), and a scaling row whose one-device step runs at a batch the
+    # size does not list (as with bench.run --train-batches)
+    keys = [f"jax/train-scan/lora-r8@{batch}", f"jax/train/lora-r8-pallas@{batch}",
+            f"jax/scale/lora-r8/2dev@{4 * batch}"]  # fmt: skip
     counts = count_flops.count_all(size, keys=keys)
     assert {k for k in counts if "/train" in k} == {
         f"jax/train/lora-r8@{batch}", f"jax/train-scan/lora-r8@{batch}",
+        f"jax/train/lora-r8-pallas@{batch}",
         f"jax/train/lora-r8@{2 * batch}", f"jax/train-scan/lora-r8@{2 * batch}",
     }  # fmt: skip
     assert counts[f"jax/train-scan/lora-r8@{batch}"] == counts[f"jax/train/lora-r8@{batch}"] > 0
+    assert counts[f"jax/train/lora-r8-pallas@{batch}"] == counts[f"jax/train/lora-r8@{batch}"]
     assert counts[f"jax/train/lora-r8@{2 * batch}"] > counts[f"jax/train/lora-r8@{batch}"]
     scale_row = Row("jax/scale/lora-r8/2dev", 4 * batch, 1.0, unit="img")
     (filled,) = with_flops([scale_row], counts, source="cpu", peak=None)

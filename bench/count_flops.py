@@ -78,7 +78,8 @@ def count_all(size: BenchSize, keys: Collection[str] | None = None) -> dict[str,
         by_label = {case.label: case for case in cases}
         planned = [f"{bench.prefix}/{c.label}@{b}" for b in batches for c in cases]
         asked += planned if keys is None else []
-        for key in sorted({counted_step(k) for k in planned} if steps is None else steps):
+        todo = steps if steps is not None else {s for s in map(counted_step, planned) if s}
+        for key in sorted(todo):
             prefix, _, row = key.rpartition("/")
             label, _, examples = row.partition("@")
             if prefix != bench.prefix:

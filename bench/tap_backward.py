@@ -42,13 +42,16 @@ from peft_core import activation_grads
 from peft_core.one_read import Tiles
 
 SHAPES = ((768, 768), (768, 3072), (3072, 768))
+#: One-read tile shapes timed by default: the default (``one_read.TILES``), the one before it,
+#: 64-column tiles (both dots on wgmma; 32-column tiles compile aᵀ w to mma.sync) and 32-row
+#: blocks (twice the programs); on an H100 (call 106) four others were slower on every shape.
 TILES = (
     "64,4,32,4,3",
     "128,2,32,8,3",
-    "128,4,32,8,3",
     "128,2,64,8,2",
-    "128,4,32,8,2",
-    "64,8,32,4,2",
+    "64,2,64,4,3",
+    "64,4,64,4,3",
+    "32,8,32,4,3",
 )
 Backward = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 

@@ -92,7 +92,8 @@ def shared_memory_bytes(tiles: Tiles, r: int, itemsize: int = 2, width: int | No
     equals what Triton 3.9.0 allocated compiling this kernel for sm_90 at rank 8 for every
     tile shape ``bench.tap_backward`` sweeps (3.5.1: up to 1 KiB less; compiled on the CPU
     machine, bench/runs/2026-12-02-h200/cpu-triton/); with stages 1 nothing is pipelined and
-    it is an upper bound."""
+    it is an upper bound, as it is for 32-row blocks, which Triton does not pipeline
+    (24,576 B at 32 x 8 rows, 32 cols, 3 stages)."""
     _, lanes, pack = _lanes(r, width, tiles.cols)
     buffers = tiles.stages if tiles.cols >= 64 else tiles.stages - 1
     a_tiles = tiles.blocks * pack * tiles.rows * tiles.cols * itemsize * max(buffers, 1)

@@ -98,6 +98,10 @@ def test_products_refuse_bad_input(shapes: Any, tiles: Tiles, error: str) -> Non
         (Tiles(128, 4, 32, 8, 3), 172_032),
         (Tiles(64, 8, 32, 4, 2), 104_448),
         (Tiles(128, 4, 32, 8, 4), 239_616),  # over the 232,448 bytes of a CUDA block
+        (Tiles(64, 4, 32, 4, 4), 124_928),
+        (Tiles(64, 2, 32, 4, 3), 49_152),
+        (Tiles(64, 2, 64, 4, 3), 122_880),
+        (Tiles(64, 4, 64, 4, 3), 229_376),
     ],
 )
 def test_shared_memory_matches_what_triton_allocated(tiles: Tiles, expected: int) -> None:

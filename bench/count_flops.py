@@ -47,6 +47,14 @@ def lowered_flops(lowered: jax.stages.Lowered) -> float:
     return float(cost["flops"])
 
 
+def _one_read_twin(key: str) -> str | None:
+    """The XLA-tap twin's key of a one-read training row (``-pallas``), else None."""
+    name, _, batch = key.rpartition("@")
+    if name.startswith("jax/train") and name.endswith(ONE_READ_SUFFIX):
+        return f"{name.removesuffix(ONE_READ_SUFFIX)}@{batch}"
+    return None
+
+
 def counted_step(key: str) -> str | None:
     """The training step whose count serves row ``key``: its own, a scanned row's unscanned
     twin or a one-read row's XLA-tap twin (module docstring), a scaling row's one-device step
@@ -58,8 +66,8 @@ def counted_step(key: str) -> str | None:
         return f"{jax_train.VIT_PREFIX}/{case}@{int(batch) // devices}"
     if name.startswith(jax_train.SCAN_PREFIX + "/"):
         return jax_train.VIT_PREFIX + key[len(jax_train.SCAN_PREFIX) :]
-    if name.startswith("jax/train") and name.endswith(ONE_READ_SUFFIX):
-        return f"{name.removesuffix(ONE_READ_SUFFIX)}@{batch}"
+    if (twin := _one_read_twin(key)) is not None:
+        return twin
     return key if name.startswith("jax/train") else None
 
 
@@ -69,7 +77,7 @@ def count_all(size: BenchSize, keys: Collection[str] | None = None) -> dict[str,
     ``counted_step``), or without ``keys`` every training row of ``size``."""
     counts: dict[str, float] = {}
     steps = None if keys is None else {s for s in map(counted_step, keys) if s is not None}
-    asked = list(keys or ())
+    every_planned: list[str] = []
     vit = vit_backbone(size, attention="xla")
     backbones = {"train": vit, "conv": convnext_backbone(size)}
     for suite, backbone in backbones.items():
@@ -77,7 +85,7 @@ def count_all(size: BenchSize, keys: Collection[str] | None = None) -> dict[str,
         bench = jax_train.training_bench(backbone, size, suite, None)
         by_label = {case.label: case for case in cases}
         planned = [f"{bench.prefix}/{c.label}@{b}" for b in batches for c in cases]
-        asked += planned if keys is None else []
+        every_planned += planned
         todo = steps if steps is not None else {s for s in map(counted_step, planned) if s}
         for key in sorted(todo):
             prefix, _, row = key.rpartition("/")
@@ -96,9 +104,9 @@ def count_all(size: BenchSize, keys: Collection[str] | None = None) -> dict[str,
         prefix, _, row = key.rpartition("/")
         if prefix == jax_train.VIT_PREFIX and row.partition("@")[0] in scanned:
             counts[f"{jax_train.SCAN_PREFIX}/{row}"] = counts[key]
-    for key in asked:  # the XLA-tap twin's count (module docstring)
-        if key.rpartition("@")[0].endswith(ONE_READ_SUFFIX) and key.startswith("jax/train"):
-            counts[key] = counts[str(counted_step(key))]
+    for key in every_planned if keys is None else keys:  # module docstring
+        if (twin := _one_read_twin(key)) is not None:
+            counts[key] = counts[twin]
     forward = jax.jit(lambda p, x: vit.forward(p, x, train=False))
     for batch in size.infer_batches:
         ((images, _),) = random_batches(

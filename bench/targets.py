@@ -32,7 +32,7 @@ class Target:
 TARGETS = (
     Target("jax/train/lora-r8", "torch/train/lora-r8-compile", min_ratio=1.5),
     Target("jax/train/flora-r8", "torch/train/lora-r8-compile", min_ratio=1.5),
-    # the same with grads="pallas" (peft_core.one_read), which "auto" would become if it wins
+    # the same with grads="pallas" (peft_core.one_read; slower than "auto" in calls 106-107)
     Target("jax/train/lora-r8-pallas", "torch/train/lora-r8-compile", min_ratio=1.5),
     Target("jax/train/flora-r8-pallas", "torch/train/lora-r8-compile", min_ratio=1.5),
     Target("jax/train/glora-supernet-k1", "torch/train/glora-r8-compile", min_ratio=1.3),

@@ -43,16 +43,17 @@ from peft_core.one_read import Tiles
 
 SHAPES = ((768, 768), (768, 3072), (3072, 768))
 #: One-read tile shapes timed by default: the default (``one_read.TILES``), the one before it,
-#: 64-column tiles (both dots on wgmma; 32-column tiles compile aᵀ w to mma.sync) and one more
-#: pipeline stage; on an H100 (call 106) four others were slower on every shape. (32-row
-#: blocks are left out: Triton 3.5.1 and 3.9.0 compile them for sm_90 without cp.async, so
-#: nothing is pipelined: bench/runs/2026-12-02-h200/cpu-triton/report.txt.)
+#: the other 64-column tiles (both dots on wgmma; 32-column tiles compile aᵀ w to mma.sync) and
+#: the rest of call 108's sweep on an H200 (the 64-column shapes fastest on fc1 and fc2); on an
+#: H100 (call 106) four others were slower on every shape. (32-row blocks are left out: Triton
+#: 3.5.1 and 3.9.0 compile them for sm_90 without cp.async, so nothing is pipelined:
+#: bench/runs/2026-12-02-h200/cpu-triton/report.txt.)
 TILES = (
-    "64,4,32,4,3",
-    "128,2,32,8,3",
-    "128,2,64,8,2",
     "64,2,64,4,3",
+    "64,4,32,4,3",
     "64,4,64,4,3",
+    "128,2,64,8,2",
+    "128,2,32,8,3",
     "64,4,32,4,4",
 )
 Backward = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]

@@ -41,16 +41,18 @@ class Tiles(NamedTuple):
     and cols powers of two, at least 16), ``cols`` columns at a time, with Triton's
     ``warps`` and pipeline ``stages``. More rows per program mean fewer partial sums of aᵀ w
     to write and add (programs · L · rp floats) but fewer programs to fill the GPU: the
-    default's 4 x 64 rows make 198 programs of ViT-B/16's 50688 rows at batch 256, two
-    resident per SM in bf16 (each 88 KiB of shared memory, ``shared_memory_bytes``, and 174
+    default's 2 x 64 rows make 396 programs of ViT-B/16's 50688 rows at batch 256, one
+    resident per SM in bf16 (each 120 KiB of shared memory, ``shared_memory_bytes``, and 72
     registers a thread compiled for sm_90 by Triton 3.5.1: bench/runs/2026-12-02-h200/cpu-triton/);
+    64 columns put both dots on Hopper's wgmma (with fewer, aᵀ w compiles to mma.sync), and
     stages 3 keep one step's loads in flight while the last one is used (with columns under 64
-    Triton buffers stages - 1 steps). Of the six shapes timed on an H100 (call 106,
-    bench/runs/2026-12-05-h100/) it was the fastest on each of ViT-B's layer shapes."""
+    Triton buffers stages - 1 steps). Of the six shapes timed on an H200 (call 108,
+    docs/benchmarks.md) it was the fastest on fc1 and fc2, and its training step beat the XLA
+    tap's (call 109), which the default before it, 64,4,32,4,3, did not (calls 107-108)."""
 
     rows: int = 64
-    blocks: int = 4
-    cols: int = 32
+    blocks: int = 2
+    cols: int = 64
     warps: int = 4
     stages: int = 3
 

@@ -43,8 +43,9 @@ from peft_core.paths import Params, flatten, unflatten
 #: (the activation tap where it pays: wide layers, calls with many rows), "activation" (the
 #: activation tap on every dense kernel), "weight" (autodiff through the weight-space apply),
 #: "pallas" ("auto"'s layers and calls, each activation tap reading the wider of x and dy once:
-#: ``one_read_tap``; GPU or CPU, not TPU; slower than "auto" on an H200: docs/benchmarks.md,
-#: calls 106-107).
+#: ``one_read_tap``; GPU or CPU, not TPU; on an H200 1.7% faster than "auto" for LoRA at 256
+#: with the default tiles, one run, slower with the tiles before: docs/benchmarks.md, calls
+#: 106-109).
 GRADS = ("auto", "activation", "weight", "pallas")
 
 #: "auto" holds a dense layer when its weight gradient xᵀ dy, 2 M fan_in fan_out FLOPs over

@@ -43,9 +43,8 @@ from peft_core.paths import Params, flatten, unflatten
 #: (the activation tap where it pays: wide layers, calls with many rows), "activation" (the
 #: activation tap on every dense kernel), "weight" (autodiff through the weight-space apply),
 #: "pallas" ("auto"'s layers and calls, each activation tap reading the wider of x and dy once:
-#: ``one_read_tap``; GPU or CPU, not TPU; on an H200 1.7% faster than "auto" for LoRA at 256
-#: with the default tiles, one run, slower with the tiles before: docs/benchmarks.md, calls
-#: 106-109).
+#: ``one_read_tap``, which "auto" itself uses where it was timed faster, ``reads_once``; GPU
+#: or CPU, not TPU).
 GRADS = ("auto", "activation", "weight", "pallas")
 
 #: "auto" holds a dense layer when its weight gradient xᵀ dy, 2 M fan_in fan_out FLOPs over
@@ -64,6 +63,18 @@ MIN_TAP_INTENSITY = 320
 #: 64, 12,672 rows: +0.3%; at 256, 50,688 rows: +11%; H200, calls 51-60). With the weight
 #: tap below it, ConvNeXt-T at batch 128 trains within 0.5% of weight space (calls 76-78).
 MIN_TAP_ROWS = 8192
+
+#: ... and on these GPUs (``jax.Device.device_kind``) forms an activation tap's products with
+#: the one-read kernel (``one_read_tap``) from ``MIN_ONE_READ_ROWS`` rows per device up: on an
+#: H200 with the default ``one_read.TILES`` ViT-B/16's LoRA step at batch 256 (50688 rows a
+#: call) ran 0.86 and 0.97 ms (1.7%, 1.9%) faster so than with the XLA tap, on two machines,
+#: FLoRA's 0.38 ms (docs/benchmarks.md, calls 109-110). Not the H100: its step was not timed
+#: with those tiles (with earlier ones the kernel lost there, call 106).
+ONE_READ_DEVICES = ("NVIDIA H200",)
+
+#: Two programs of the default tiles (2 x 64 rows) per SM of an H200's 132: fewer rows leave
+#: SMs idle (ViT-B/16 at batch 64, 12672 rows: 99 programs), where the kernel was not timed.
+MIN_ONE_READ_ROWS = 2 * 132 * 128
 
 U_KEY = "lowrank_u"
 V_KEY = "lowrank_v"
@@ -117,6 +128,21 @@ def taps_activations(grads: str, rows: int) -> bool:
     (``weight_gradient_tap``): always with grads "activation", with "auto" and "pallas" from
     ``MIN_TAP_ROWS`` rows up."""
     return grads == "activation" or rows >= MIN_TAP_ROWS
+
+
+def reads_once(grads: str, rows: int) -> bool:
+    """Whether an activation tap of a call with ``rows`` rows per device reads the wider of x
+    and dy once (``one_read_tap``) rather than twice (``gradient_tap``): always with grads
+    "pallas"; with "auto" on a device of ``ONE_READ_DEVICES`` from ``MIN_ONE_READ_ROWS`` rows up,
+    where the kernel can run: one device, or several under the step's mesh (the trainer's,
+    ``one_read.products``)."""
+    if grads == "pallas":
+        return True
+    if grads != "auto" or rows < MIN_ONE_READ_ROWS:
+        return False
+    if jax.device_count() > 1 and jax.sharding.get_abstract_mesh().empty:
+        return False
+    return jax.devices()[0].device_kind in ONE_READ_DEVICES
 
 
 class TrainView(NamedTuple):
@@ -276,10 +302,11 @@ def _add_tap(
     grads: str, seen: set[str], next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any
 ) -> Any:
     """flax interceptor: y + tap(x, U, V, offset) for every module call holding U and V, the tap
-    chosen by ``taps_activations`` (rows per device: the traced rows over ``jax.device_count()``,
-    the trainer's data parallelism); offset is the call's ``input_offset`` keyword
-    (``experiments.models.dense.Dense``) or None. Only dense modules are served
-    (``_dense_input``); each tapped module's path goes into ``seen`` for ``tapped``'s check."""
+    chosen by ``taps_activations`` and ``reads_once`` (rows per device: the traced rows over
+    ``jax.device_count()``, the trainer's data parallelism); offset is the call's
+    ``input_offset`` keyword (``experiments.models.dense.Dense``) or None. Only dense modules
+    are served (``_dense_input``); each tapped module's path goes into ``seen`` for
+    ``tapped``'s check."""
     y = next_fun(*args, **kwargs)
     module = context.module
     if context.method_name != "__call__" or not module.has_variable("params", U_KEY):
@@ -301,7 +328,7 @@ def _add_tap(
     rows = tokens // jax.device_count()
     if not taps_activations(grads, rows):
         tap = weight_gradient_tap
-    elif grads == "pallas":
+    elif reads_once(grads, rows):
         tap = one_read_tap
     else:
         tap = gradient_tap

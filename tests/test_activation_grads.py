@@ -26,6 +26,7 @@ from peft_core.activation_grads import (
     gradient_tap,
     held,
     one_read_tap,
+    reads_once,
     tapped,
     taps_activations,
     weight_gradient_tap,
@@ -118,11 +119,14 @@ ADAPTERS = {
 #: "pallas": "auto" with every layer and call tapped here (thresholds 0), each tap's products
 #: of the wider of x and dy from the one-read kernel in 16-row blocks: rank 2 packs eight
 #: 16-column tiles a step, so it serves fc1's 768-wide dy and fc2's 768-wide x, not the 192s.
+#: "auto" here runs on a device of ONE_READ_DEVICES (the test adds this machine's), so its taps
+#: read once as "pallas"'s do.
 CASES = [(m, "lora", "activation") for m in sorted(MODELS) if not m.endswith("_p4")] + [
     ("vit", "flora_nd", "activation"), ("vit_scanned", "flora_nd", "activation"),
     ("conv_then_dense", "flora_matrix", "activation"),
     ("vit_p4", "lora", "pallas"), ("vit_p4", "flora_nd", "pallas"),
     ("vit_scanned_p4", "lora", "pallas"),  # the kernel inside nn.scan (the experiments' default)
+    ("vit_p4", "lora", "auto"), ("vit_p4", "flora_nd", "auto"),
 ]  # fmt: skip
 
 
@@ -132,8 +136,9 @@ def test_activation_grads_equal_weight_space_grads(
 ) -> None:
     import peft_core.activation_grads as ag
 
-    for name, value in (("MIN_TAP_ROWS", 0), ("MIN_TAP_INTENSITY", 0)):
+    for name, value in (("MIN_TAP_ROWS", 0), ("MIN_TAP_INTENSITY", 0), ("MIN_ONE_READ_ROWS", 0)):
         monkeypatch.setattr(ag, name, value)
+    monkeypatch.setattr(ag, "ONE_READ_DEVICES", (jax.devices()[0].device_kind,))
     monkeypatch.setattr(one_read, "TILES", one_read.Tiles(rows=16, blocks=2, cols=16))
     make, size, targets, stacked = MODELS[model_name]
     make_adapter, scale = ADAPTERS[adapter_name]
@@ -164,7 +169,7 @@ def test_activation_grads_equal_weight_space_grads(
     args = (aparams, params["head"])
     traced = jax.make_jaxpr(jax.grad(loss), static_argnums=(2, 3))
     assert ("pallas_call" in str(traced(*args, view.apply, view.wrap_forward(forward)))) is (
-        grads == "pallas"
+        grads in ("pallas", "auto")
     )
     got_loss, got = grad(*args, view.apply, view.wrap_forward(forward))
     want_loss, want = grad(*args, adapters["weight"].apply, forward)
@@ -436,6 +441,36 @@ def test_auto_leaves_a_narrow_one_d_convolution_in_weight_space() -> None:
 )  # fmt: skip
 def test_auto_taps_activations_on_calls_with_many_rows(grads: str, rows: int, want: bool) -> None:
     assert taps_activations(grads, rows) is want
+
+
+@pytest.mark.parametrize(
+    ("grads", "kind", "rows", "devices", "mesh", "want"),
+    [
+        ("pallas", "cpu", 1, 1, False, True),  # always, wherever it runs
+        ("activation", "NVIDIA H200", 50688, 1, False, False),
+        ("auto", "NVIDIA H200", 50688, 1, False, True),  # ViT-B/16 at 256 (calls 109-110)
+        ("auto", "NVIDIA H200", 2 * 132 * 128 - 1, 1, False, False),  # too few rows
+        ("auto", "NVIDIA H100 80GB HBM3", 50688, 1, False, False),  # not timed there
+        ("auto", "cpu", 50688, 1, False, False),
+        ("auto", "NVIDIA H200", 50688, 2, False, False),  # several devices: only under a mesh
+        ("auto", "NVIDIA H200", 50688, 2, True, True),
+    ],
+)  # fmt: skip
+def test_auto_reads_once_where_the_kernel_was_timed_faster(
+    grads: str, kind: str, rows: int, devices: int, mesh: bool, want: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    class Device:
+        device_kind = kind
+
+    monkeypatch.setattr(jax, "devices", lambda *_: [Device()] * devices)
+    monkeypatch.setattr(jax, "device_count", lambda *_: devices)
+    if not mesh:
+        assert reads_once(grads, rows) is want
+        return
+    cpu = np.array(jax.local_devices(backend="cpu")[:1])
+    with jax.sharding.use_abstract_mesh(jax.sharding.Mesh(cpu, ("data",)).abstract_mesh):
+        assert reads_once(grads, rows) is want
 
 
 @pytest.mark.parametrize("make", [peft_core.lora, flora_jax.flora])

@@ -65,9 +65,9 @@ MIN_TAP_INTENSITY = 320
 MIN_TAP_ROWS = 8192
 
 #: ... and on these GPUs (``jax.Device.device_kind``) forms an activation tap's products with
-#: the one-read kernel (``one_read_tap``) from ``MIN_ONE_READ_ROWS`` rows per device up: on an
-#: H200 with the default ``one_read.TILES`` ViT-B/16's LoRA step at batch 256 (50688 rows a
-#: call) ran 0.86 and 0.97 ms (1.7%, 1.9%) faster so than with the XLA tap, on two machines,
+#: the one-read kernel (``one_read_tap``) from ``MIN_ONE_READ_ROWS`` rows per device up: with
+#: the default ``one_read.TILES`` ViT-B/16's LoRA step at batch 256 (50688 rows a
+#: call) ran 0.86 and 0.97 ms (1.7%, 1.9%) faster with it than with the XLA tap, on two H200s,
 #: FLoRA's 0.38 ms (docs/benchmarks.md, calls 109-110). Not the H100: its step was not timed
 #: with those tiles (with earlier ones the kernel lost there, call 106).
 ONE_READ_DEVICES = ("NVIDIA H200",)

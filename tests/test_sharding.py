@@ -97,8 +97,9 @@ def test_put_global_places_batches_and_replicas() -> None:
 
 
 # One LoRA step with grads="pallas" (the one-read kernel, interpreted) and grads="weight" on the
-# devices of the process, the trainer's jitted step on a "data" mesh over all of them; saves both
-# trainable trees to argv[1] and checks that the kernel ran, inside a shard_map on 2 devices.
+# devices of the process, the trainer's jitted step on a "data" mesh over all of them, and with
+# "auto" on a device kind it reads once on (this one's, added); saves the trainable trees to
+# argv[1] and checks that the kernel ran, inside a shard_map on 2 devices.
 PALLAS_SCRIPT = textwrap.dedent(
     """
     import sys
@@ -119,6 +120,7 @@ PALLAS_SCRIPT = textwrap.dedent(
     from peft_core import one_read
 
     ag.MIN_TAP_ROWS, ag.MIN_TAP_INTENSITY = 0, 0  # tap every layer and call
+    ag.MIN_ONE_READ_ROWS, ag.ONE_READ_DEVICES = 0, (jax.devices()[0].device_kind,)
     one_read.TILES = one_read.Tiles(rows=16, blocks=2, cols=16)  # 32 rows: one program a device
 
 
@@ -137,7 +139,7 @@ PALLAS_SCRIPT = textwrap.dedent(
     backbone = put_global({k: v for k, v in params.items() if k != "head"}, replicated(mesh))
     forward = lambda p, inputs, *, train, rng: model.apply({"params": p}, inputs)
     out = {}
-    for grads in ("weight", "pallas"):
+    for grads in ("weight", "pallas", "auto"):
         adapter = peft_core.lora(8, targets=r"dense_\\d/kernel", grads=grads)
         keys = iter(jax.random.split(jax.random.key(3), 8))
         aparams = jax.tree.map(lambda a: 0.1 * jax.random.normal(next(keys), a.shape),
@@ -151,8 +153,9 @@ PALLAS_SCRIPT = textwrap.dedent(
         packed = jitted.pack(state)
         batch = (put_global(x, batch_sharded(mesh)), put_global(labels, batch_sharded(mesh)))
         jaxpr = str(jitted.step.trace(packed, backbone, *batch).jaxpr)
-        assert ("pallas_call" in jaxpr) is (grads == "pallas"), grads
-        assert ("shard_map" in jaxpr) is (grads == "pallas" and jax.device_count() > 1), grads
+        kernel = grads != "weight"
+        assert ("pallas_call" in jaxpr) is kernel, grads
+        assert ("shard_map" in jaxpr) is (kernel and jax.device_count() > 1), grads
         packed, _ = jitted.step(packed, backbone, *batch)
         for key, leaf in enumerate(jax.tree.leaves(jitted.unpack(packed).trainable)):
             out[f"{grads}/{key}"] = np.asarray(leaf)
@@ -165,9 +168,11 @@ PALLAS_SCRIPT = textwrap.dedent(
 @pytest.mark.parametrize("num_devices", [1, 2])
 def test_pallas_grads_train_on_a_data_mesh(num_devices: int, tmp_path: pathlib.Path) -> None:
     """The one-read kernel runs on each device's rows (shard_map, aᵀw summed over devices):
-    one step on 1 and 2 devices equals weight-space LoRA's."""
+    one step on 1 and 2 devices equals weight-space LoRA's, with grads "pallas" and with "auto"
+    where it reads once."""
     saved = run_on_devices(num_devices, tmp_path, PALLAS_SCRIPT)
     assert int(saved.pop("devices")) == num_devices
-    for key in [k for k in saved if k.startswith("pallas/")]:
-        want = saved[key.replace("pallas/", "weight/")]
+    assert any(k.startswith("auto/") for k in saved)
+    for key in [k for k in saved if not k.startswith("weight/")]:
+        want = saved["weight/" + key.split("/", 1)[1]]
         np.testing.assert_allclose(saved[key], want, rtol=1e-4, atol=1e-5, err_msg=key)

@@ -72,9 +72,12 @@ MIN_TAP_ROWS = 8192
 #: with those tiles (with earlier ones the kernel lost there, call 106).
 ONE_READ_DEVICES = ("NVIDIA H200",)
 
-#: Two programs of the default tiles (2 x 64 rows) per SM of an H200's 132: fewer rows leave
-#: SMs idle (ViT-B/16 at batch 64, 12672 rows: 99 programs), where the kernel was not timed.
-MIN_ONE_READ_ROWS = 2 * 132 * 128
+#: Streaming multiprocessors of an H200.
+H200_SMS = 132
+
+#: Two programs of the default tiles (2 x 64 rows) per SM of an H200: fewer rows leave SMs idle
+#: (ViT-B/16 at batch 64, 12672 rows: 99 programs), where the kernel was not timed.
+MIN_ONE_READ_ROWS = 2 * H200_SMS * one_read.TILES.rows * one_read.TILES.blocks
 
 U_KEY = "lowrank_u"
 V_KEY = "lowrank_v"
@@ -134,15 +137,13 @@ def reads_once(grads: str, rows: int) -> bool:
     """Whether an activation tap of a call with ``rows`` rows per device reads the wider of x
     and dy once (``one_read_tap``) rather than twice (``gradient_tap``): always with grads
     "pallas"; with "auto" on a device of ``ONE_READ_DEVICES`` from ``MIN_ONE_READ_ROWS`` rows up,
-    where the kernel can run: one device, or several under the step's mesh (the trainer's,
-    ``one_read.products``)."""
+    where the kernel can run (``one_read.partitioned``: one device, or several under the
+    step's mesh, which the trainer sets)."""
     if grads == "pallas":
         return True
     if grads != "auto" or rows < MIN_ONE_READ_ROWS:
         return False
-    if jax.device_count() > 1 and jax.sharding.get_abstract_mesh().empty:
-        return False
-    return jax.devices()[0].device_kind in ONE_READ_DEVICES
+    return one_read.partitioned() and jax.devices()[0].device_kind in ONE_READ_DEVICES
 
 
 class TrainView(NamedTuple):

@@ -180,6 +180,12 @@ def fits(m: int, width: int, r: int, tiles: Tiles) -> bool:
     return m >= tiles.rows * tiles.blocks and _lanes(r, width, tiles.cols).pack > 0
 
 
+def partitioned() -> bool:
+    """Whether the kernel can run on this trace's rows: one device, or several under a mesh in
+    context (``jax.sharding.get_abstract_mesh``), which splits them (``products``)."""
+    return jax.device_count() == 1 or not jax.sharding.get_abstract_mesh().empty
+
+
 def products(
     a: jax.Array, f: jax.Array, w: jax.Array, tiles: Tiles | None = None
 ) -> tuple[jax.Array, jax.Array]:
@@ -209,7 +215,7 @@ def products(
     devices = 1 if mesh.empty else mesh.size
     if m % devices or not fits(m // devices, n, r, tiles):
         return _xla(a, f, w)
-    if mesh.empty and jax.device_count() > 1:
+    if not partitioned():
         raise ValueError(
             f"the one-read kernel (grads='pallas') on {jax.device_count()} devices needs the "
             "mesh that splits its rows: trace the step under jax.set_mesh(mesh), its inputs "

@@ -6,8 +6,10 @@ step serves every subnet. With ``num_configs = K`` the batch of B examples is de
 
     L = (1 / K) * sum_k  L_k(trainable; cfg_k, share_k)
 
-computed with one ``jax.vmap`` over (cfg_k, share_k). The interleaved deal keeps every share spread
-over all devices when the batch is sharded in contiguous blocks.
+computed with one ``jax.vmap`` over (cfg_k, share_k); with K = 1 the one subnet's loss is called
+directly on the whole batch (the same draws, no vmap of size one around the model). The
+interleaved deal keeps every share spread over all devices when the batch is sharded in
+contiguous blocks.
 """
 
 from __future__ import annotations
@@ -66,13 +68,18 @@ def supernet_loss(
     ) -> tuple[jax.Array, dict[str, Any]]:
         cfg_rng, model_rng = jax.random.split(rng)
         cfgs = space.sample(cfg_rng, (num_configs,))
+        model_rngs = jax.random.split(model_rng, num_configs)
+        if num_configs == 1:  # the same draws, without a vmap of size one around the whole model
+            first = jax.tree.map(lambda c: c[0], cfgs)
+            value, metrics = config_loss(trainable, images, labels, first, model_rngs[0])
+            return value, {**metrics, "configs": cfgs}
         per_config = jax.vmap(config_loss, in_axes=(None, 1, 1, 0, 0), axis_name=CONFIG_AXIS)
         losses, metrics = per_config(
             trainable,
             deal_shares(images, num_configs),
             deal_shares(labels, num_configs),
             cfgs,
-            jax.random.split(model_rng, num_configs),
+            model_rngs,
         )
         mean_metrics: dict[str, Any] = jax.tree.map(jnp.mean, metrics)
         return jnp.mean(losses), {**mean_metrics, "configs": cfgs}

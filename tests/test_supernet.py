@@ -34,7 +34,7 @@ from experiments.training import (
 from experiments.training.partition import init_trainable
 from experiments.training.state import create_state
 from glora_jax import glora
-from glora_jax.supernet import deal_shares, supernet_loss
+from glora_jax.supernet import CONFIG_AXIS, deal_shares, supernet_loss
 from peft_core import Adapter
 
 
@@ -117,7 +117,7 @@ def test_fresh_subnet_every_step_with_one_compile(name: str, num_configs: int) -
     assert set(log[0]) == set(HIDDEN_LAYERS)
 
 
-@pytest.mark.parametrize(("name", "num_configs"), [("switch", 4), ("glora", 2)])
+@pytest.mark.parametrize(("name", "num_configs"), [("switch", 4), ("glora", 2), ("glora", 1)])
 def test_k_config_loss_is_mean_of_per_share_losses(name: str, num_configs: int) -> None:
     params = toy_params()
     adapter = ADAPTERS[name]()
@@ -150,6 +150,26 @@ def test_k_config_loss_is_mean_of_per_share_losses(name: str, num_configs: int) 
     np.testing.assert_allclose(loss, np.mean(losses), rtol=1e-6)
     mean_grad = jax.tree.map(lambda *g: np.mean(np.stack(g), axis=0), *share_grads)
     chex.assert_trees_all_close(grads, mean_grad, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("num_configs", [1, 3])
+def test_one_config_runs_its_loss_without_a_vmap(num_configs: int) -> None:
+    seen: list[tuple[tuple[int, ...], bool]] = []  # (image shape, under the config vmap)
+
+    def config_loss(t: Any, x: jax.Array, y: jax.Array, cfg: Any, rng: jax.Array) -> Any:
+        try:
+            batched = jax.lax.axis_size(CONFIG_AXIS) > 0
+        except NameError:
+            batched = False
+        seen.append((x.shape, batched))
+        return jnp.sum(x) * t, {}
+
+    space = space_of(ADAPTERS["glora"](), toy_params())
+    images, labels = toy_task(12)
+    jax.jit(supernet_loss(config_loss, space, num_configs=num_configs))(
+        jnp.float32(1.0), images, labels, jax.random.key(0)
+    )
+    assert seen == [((12 // num_configs, *images.shape[1:]), num_configs > 1)]
 
 
 def test_deal_shares_interleaves_and_checks_divisibility() -> None:

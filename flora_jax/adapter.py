@@ -26,7 +26,7 @@ absent at evaluation, so ``apply`` and ``merge`` match the reference's eval-mode
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -70,6 +70,7 @@ def flora(
     targets: Patterns = DENSE_TARGETS,
     exclude: Patterns | None = None,
     stacked: Patterns | None = None,
+    out_axes: Mapping[str, int] | None = None,
     dtype: Any = jnp.float32,
     grads: str = "auto",
 ) -> Adapter:
@@ -81,7 +82,8 @@ def flora(
     decomposes every kernel axis, "matrix" flattens non-conv kernels to (fan_in, fan_out)
     (paper parity for DenseGeneral attention kernels).
     ``layer_ranks``: {kernel-path regex: per-mode ranks} overriding the defaults. ``grads``:
-    "auto", "activation", "weight" or "pallas" (module docstring).
+    "auto", "activation", "weight" or "pallas" (module docstring). ``stacked``, ``out_axes``:
+    how to read the kernels (``peft_core.layers.find_layers``).
     """
     if not (positive_int(rank) and positive_int(kernel_rank)):
         raise ValueError(
@@ -94,7 +96,7 @@ def flora(
     check_float_dtype(dtype, what="FLoRA dtype")
 
     def layers(params: Params) -> list[tuple[Layer, TuckerModes]]:
-        found = find_layers(params, targets, exclude=exclude, stacked=stacked)
+        found = find_layers(params, targets, exclude=exclude, stacked=stacked, out_axes=out_axes)
         if layer_ranks:
             try:
                 select([layer.kernel_path for layer in found], tuple(layer_ranks))

@@ -84,6 +84,7 @@ def glora_layers(
     exclude: Patterns | None,
     stacked: Patterns | None,
     fuse: FusePatterns | None,
+    out_axes: Mapping[str, int] | None = None,
 ) -> list[GLoRALayer]:
     """Targeted kernels grouped into GLoRA layers, sorted by name with numbers compared as numbers
     (block 2 before block 10), so the order does not depend on the params' dict order.
@@ -92,7 +93,7 @@ def glora_layers(
     template (``re.Match.expand``); a group of one keeps the kernel's own name. A fuse pattern
     matching no target is not an error (QKV_FUSE is the default for every model).
     """
-    found = find_layers(params, targets, exclude=exclude, stacked=stacked)
+    found = find_layers(params, targets, exclude=exclude, stacked=stacked, out_axes=out_axes)
     if not found:
         raise ValueError(f"GLoRA targets {targets!r} select no layers: a supernet needs one")
     groups: dict[str, list[Layer]] = {}
@@ -158,6 +159,7 @@ def glora(
     exclude: Patterns | None = None,
     stacked: Patterns | None = None,
     fuse: FusePatterns | None = QKV_FUSE,
+    out_axes: Mapping[str, int] | None = None,
     dtype: Any = jnp.float32,
     update_dtype: Any = None,
 ) -> Adapter:
@@ -166,7 +168,9 @@ def glora(
 
     ``stacked``: patterns of kernels with a leading nn.scan axis (one config row and one set of
     support tensors per slice). ``fuse``: (regex, template) pairs fusing sibling kernels into one
-    layer (default: ViT q/k/v); None fuses nothing. ``dtype``: the support tensors' dtype.
+    layer (default: ViT q/k/v); None fuses nothing. ``out_axes``: {kernel regex: n}, the last n
+    kernel axes are fan_out (``peft_core.layers.find_layers``). ``dtype``: the support tensors'
+    dtype.
     ``update_dtype``: what ``apply`` computes W0 + W0 ⊙ A + B and b0 + b0 ⊙ D + E + C W0 in (so
     also their gradients) and returns the updated kernels and biases in; None: computed in f32
     at least, returned in each param's dtype. A model that computes in bf16 rounds the effective
@@ -185,7 +189,12 @@ def glora(
     if update_dtype is not None:
         check_float_dtype(update_dtype, what="GLoRA update_dtype")
     find = functools.partial(
-        glora_layers, targets=targets, exclude=exclude, stacked=stacked, fuse=fuse
+        glora_layers,
+        targets=targets,
+        exclude=exclude,
+        stacked=stacked,
+        fuse=fuse,
+        out_axes=out_axes,
     )
 
     def space(params: Params) -> GLoRASpace:

@@ -6,7 +6,8 @@ A kernel of shape ``stack + in_shape + out_shape`` is viewed as a matrix (fan_in
 - ``in_shape``: the rest. Dense (in, out); DenseGeneral q/k/v (D, H, Dh) with bias (H, Dh);
   attention out (H, Dh, D); conv HWIO (kh, kw, in/groups, out) with in_shape (kh, kw, in/groups).
 A bias-less kernel of 3 or more axes reads as a conv's (last axis out): a bias-less q/k/v
-DenseGeneral (D, H, Dh) becomes (D·H, Dh), not (D, H·Dh); its shape alone cannot tell.
+DenseGeneral (D, H, Dh) would become (D·H, Dh), not (D, H·Dh), as its shape alone cannot tell;
+``out_axes={r".*/(query|key|value)/kernel": 2}`` says how many trailing axes are out_shape.
 """
 
 from __future__ import annotations
@@ -67,14 +68,18 @@ def find_layers(
     *,
     exclude: Patterns | None = None,
     stacked: Patterns | None = None,
+    out_axes: Mapping[str, int] | None = None,
 ) -> list[Layer]:
     """Every kernel whose path matches ``targets`` (regexes over '/'-joined paths).
 
     ``stacked``: patterns of kernel paths that carry one leading ``nn.scan`` layer axis.
-    Raises ValueError for targets None, a pattern (target, exclude or stacked) that matches no
-    param path, targets that ``exclude`` removes entirely, a param key holding '/', a matched
-    leaf that is not a float kernel-like array (ndim < 2 once the stack axis is removed), or two
-    matched leaves of one module (they would share its name).
+    ``out_axes``: {kernel-path regex: n}, the kernel's last n axes are its out_shape (default:
+    its bias's shape, or the last axis without a bias). Raises ValueError for targets None, a
+    pattern (target, exclude, stacked or out_axes) that matches no param path (an out_axes one:
+    no targeted kernel), targets that ``exclude`` removes entirely, a param key holding '/', a
+    matched leaf that is not a float kernel-like array (ndim < 2 once the stack axis is removed),
+    two matched leaves of one module (they would share its name), an out_axes n that leaves no
+    in_shape, two out_axes patterns giving one kernel different n, or a bias of another shape.
     """
     flat = flatten(params)
     if targets is None:
@@ -86,7 +91,11 @@ def find_layers(
         )
     _check_keys(params)
     check_patterns(stacked, list(flat), what="stacked")
-    layers = [_layer(path, flat, n_stack=1 if matches(path, stacked) else 0) for path in paths]
+    n_out = _out_axes(out_axes, paths)
+    layers = [
+        _layer(path, flat, n_stack=1 if matches(path, stacked) else 0, n_out=n_out.get(path))
+        for path in paths
+    ]
     names: dict[str, str] = {}
     for layer in layers:
         if (other := names.setdefault(layer.name, layer.kernel_path)) != layer.kernel_path:
@@ -96,6 +105,22 @@ def find_layers(
                 "kernel per module"
             )
     return layers
+
+
+def _out_axes(out_axes: Mapping[str, int] | None, paths: list[str]) -> dict[str, int]:
+    """{kernel path: n} from ``out_axes``' patterns, checked against the targeted ``paths``."""
+    out_axes = dict(out_axes or {})
+    check_patterns(tuple(out_axes), paths, what="out_axes")
+    found: dict[str, int] = {}
+    for pattern, n in out_axes.items():
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"out_axes[{pattern!r}] must be an int >= 1, got {n!r}")
+        for path in paths:
+            if matches(path, pattern) and found.setdefault(path, n) != n:
+                raise ValueError(
+                    f"out_axes patterns give {path!r} both {found[path]} and {n} output axes"
+                )
+    return found
 
 
 def _check_keys(tree: Params, prefix: str = "") -> None:
@@ -111,7 +136,7 @@ def _check_keys(tree: Params, prefix: str = "") -> None:
             _check_keys(value, f"{prefix}{key}/")
 
 
-def _layer(path: str, flat: Mapping[str, Any], n_stack: int) -> Layer:
+def _layer(path: str, flat: Mapping[str, Any], n_stack: int, n_out: int | None) -> Layer:
     shape = tuple(flat[path].shape)
     if not jnp.issubdtype(flat[path].dtype, jnp.floating):
         raise ValueError(
@@ -124,17 +149,28 @@ def _layer(path: str, flat: Mapping[str, Any], n_stack: int) -> Layer:
             f"target {path!r} has shape {shape}: adapters need a kernel of at least 2 dims "
             "(after the stacked-layer axis); did the pattern match a bias or a norm scale?"
         )
+    if n_out is not None and n_out >= len(rest):
+        raise ValueError(
+            f"out_axes gives {path!r} {n_out} output axes of its {len(rest)} "
+            f"(shape {shape}{', after the stacked-layer axis' if n_stack else ''}): none is left "
+            "for in_shape"
+        )
     bias_path = path.rsplit("/", 1)[0] + "/bias" if "/" in path else "bias"
     if bias_path not in flat:
-        return Layer(path, None, stack, rest[:-1], rest[-1:])
+        n = n_out or 1
+        return Layer(path, None, stack, rest[:-n], rest[-n:])
     bias_shape = tuple(flat[bias_path].shape)
     if bias_shape[:n_stack] != stack:
         raise ValueError(f"bias {bias_path!r} {bias_shape} does not share the stack axis {stack}")
     out = bias_shape[n_stack:]
-    n_out = len(out)
-    if n_out == 0 or n_out >= len(rest) or rest[-n_out:] != out:
+    if n_out is not None and n_out != len(out):
+        raise ValueError(
+            f"out_axes gives {path!r} {shape} {n_out} output axes, its bias {bias_path!r} has "
+            f"{len(out)} {out}: drop the out_axes pattern, the bias says it"
+        )
+    if not out or len(out) >= len(rest) or rest[-len(out) :] != out:
         raise ValueError(
             f"kernel {path!r} {shape} does not end with its bias shape {bias_shape[n_stack:]}"
             + ("" if n_stack else " (a stack of layers, e.g. nn.scan's? name it in stacked=)")
         )
-    return Layer(path, bias_path, stack, rest[:-n_out], out)
+    return Layer(path, bias_path, stack, rest[: -len(out)], out)

@@ -19,7 +19,7 @@ Equal gradients.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -50,10 +50,13 @@ def lora(
     targets: Patterns = DENSE_TARGETS,
     exclude: Patterns | None = None,
     stacked: Patterns | None = None,
+    out_axes: Mapping[str, int] | None = None,
     dtype: Any = jnp.float32,
     grads: str = "auto",
 ) -> Adapter:
-    """LoRA of ``rank`` on every kernel matched by ``targets``, scaled by alpha/rank (default 1)."""
+    """LoRA of ``rank`` on every kernel matched by ``targets``, scaled by alpha/rank (default 1).
+
+    ``stacked``, ``out_axes``: how to read the kernels (``peft_core.layers.find_layers``)."""
     if not positive_int(rank):
         raise ValueError(f"LoRA rank must be an int >= 1, got {rank!r}")
     if alpha is not None and not alpha:
@@ -62,7 +65,7 @@ def lora(
     scale = (rank if alpha is None else alpha) / rank
 
     def layers(params: Params) -> list[Layer]:
-        found = find_layers(params, targets, exclude=exclude, stacked=stacked)
+        found = find_layers(params, targets, exclude=exclude, stacked=stacked, out_axes=out_axes)
         names = {layer.name for layer in found}
         for layer in found:
             for key in (f"{layer.name}/a", f"{layer.name}/b"):

@@ -86,6 +86,75 @@ def test_find_layers_errors():
         find_layers(two, r"glu/.*")
 
 
+BIASLESS_QKV = tree(**{"att.query.kernel": (8, 2, 3), "att.key.kernel": (8, 2, 3)})
+
+
+def test_out_axes_reads_a_biasless_dense_general_as_such():
+    # without a bias a (D, H, Dh) kernel reads as a conv's, last axis out
+    assert [(x.fan_in, x.fan_out) for x in find_layers(BIASLESS_QKV, r".*kernel")] == [(16, 3)] * 2
+    found = find_layers(BIASLESS_QKV, r".*kernel", out_axes={r".*/query/kernel": 2})
+    assert [(x.in_shape, x.out_shape) for x in found] == [((8,), (2, 3)), ((8, 2), (3,))]
+    # where a bias says it, out_axes must agree
+    assert find_layers(PARAMS, r"q/kernel", out_axes={r"q/kernel": 2})[0].fan_out == 6
+
+
+@pytest.mark.parametrize(
+    ("out_axes", "match"),
+    [
+        ({r".*/value/kernel": 2}, "out_axes pattern .* matches no param path"),
+        ({r".*/query/kernel": 3}, "3 output axes of its 3 .* none is left for in_shape"),
+        ({r".*/query/kernel": 0}, r"must be an int >= 1, got 0"),
+        ({r".*/query/kernel": 2, r"att/.*": 1}, "both 2 and 1 output axes"),
+    ],
+)
+def test_out_axes_errors(out_axes, match):
+    with pytest.raises(ValueError, match=match):
+        find_layers(BIASLESS_QKV, r".*kernel", out_axes=out_axes)
+
+
+def test_out_axes_against_a_bias_is_an_error():
+    with pytest.raises(ValueError, match=r"its bias 'q/bias' has 2 \(2, 3\)"):
+        find_layers(PARAMS, r"q/kernel", out_axes={r"q/kernel": 1})
+
+
+def test_lora_with_out_axes_factors_the_projection():
+    """LoRA of a bias-less q (D, H, Dh) with out_axes=2: W + A B on the (D, H·Dh) matrix."""
+    ad = peft_core.lora(2, targets=r".*/query/kernel", out_axes={r".*/query/kernel": 2})
+    ap = ad.init(jax.random.key(0), BIASLESS_QKV)
+    chex.assert_shape([ap["att"]["query"]["a"], ap["att"]["query"]["b"]], [(8, 2), (2, 6)])
+    rng = np.random.default_rng(3)
+    ap = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape), jnp.float32), ap)
+    w = np.asarray(BIASLESS_QKV["att"]["query"]["kernel"])
+    a, b = np.asarray(ap["att"]["query"]["a"]), np.asarray(ap["att"]["query"]["b"])
+    expected = (w.reshape(8, 6) + a @ b).reshape(w.shape)  # scale alpha / rank = 1
+    got = ad.apply(BIASLESS_QKV, ap)["att"]["query"]["kernel"]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["lora", "flora", "glora"])
+def test_adapters_pass_out_axes_on(method):
+    """Each adapter sees the bias-less q/k kernels (8, 2, 3) as (8, 6) matrices with out_axes."""
+    import flora_jax
+    import glora_jax
+
+    out_axes = {r".*/(query|key)/kernel": 2}
+    if method == "lora":
+        ap = peft_core.lora(2, out_axes=out_axes, targets=r".*kernel").init(
+            jax.random.key(0), BIASLESS_QKV
+        )
+        chex.assert_shape(ap["att"]["key"]["b"], (2, 6))
+    elif method == "flora":
+        ad = flora_jax.flora(2, tucker="matrix", out_axes=out_axes, targets=r".*kernel")
+        ap = ad.init(jax.random.key(0), BIASLESS_QKV)
+        chex.assert_shape([ap["att/key"]["u0"], ap["att/key"]["u1"]], [(8, 2), (6, 2)])
+    else:
+        space = glora_jax.glora(2, out_axes=out_axes, targets=r".*kernel").space(BIASLESS_QKV)
+        assert [(x.name, x.fan_in, x.fan_out) for x in space.specs] == [
+            ("att/key", 8, 6),
+            ("att/query", 8, 6),
+        ]
+
+
 def test_select_exclude_and_order():
     paths = ["a/kernel", "b/kernel", "head/kernel"]
     assert peft_core.select(paths, r".*kernel", exclude=r"head/.*") == ["a/kernel", "b/kernel"]

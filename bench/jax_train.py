@@ -48,7 +48,7 @@ WEIGHT_SPACE = "weight-space dW: full dL/dW_eff per adapted kernel, as in full F
 ACTIVATION_SPACE = (
     "activation-space grads (dU = x^T (dy V^T), dV = (xU)^T dy, no dL/dW) on layer calls wide "
     "enough with enough rows (grads='auto': every ViT-B/16 layer from batch 42 up; on an H200 "
-    "from batch 171 up each tap reads x or dy once, as lora-r8-pallas)"
+    "or H100 from batch 171 up each tap reads x or dy once, as lora-r8-pallas)"
 )
 #: grads="pallas": "auto"'s taps, each reading the wider of x and dy once (peft_core.one_read).
 ONE_READ = (

@@ -32,8 +32,8 @@ class Target:
 TARGETS = (
     Target("jax/train/lora-r8", "torch/train/lora-r8-compile", min_ratio=1.5),
     Target("jax/train/flora-r8", "torch/train/lora-r8-compile", min_ratio=1.5),
-    # the same with grads="pallas" (peft_core.one_read; faster than "auto" on an H200 with its
-    # default tiles, call 109; slower with the tiles before, calls 106-108)
+    # the same with grads="pallas" (peft_core.one_read; what "auto" runs on an H200 or H100
+    # with its default tiles, calls 109-112; slower with the tiles before, calls 106-108)
     Target("jax/train/lora-r8-pallas", "torch/train/lora-r8-compile", min_ratio=1.5),
     Target("jax/train/flora-r8-pallas", "torch/train/lora-r8-compile", min_ratio=1.5),
     Target("jax/train/glora-supernet-k1", "torch/train/glora-r8-compile", min_ratio=1.3),

@@ -14,8 +14,8 @@ the core and factors through them; convolutions stay in weight space. "weight": 
 through W0 + dW, which forms each layer's full (fan_in, fan_out) weight gradient. "auto"
 (default): activation space on the dense layers wide enough for it to pay
 (``activation_grads.held``) in calls with enough rows (``activation_grads.taps_activations``),
-the weight gradient elsewhere, each tap reading the wider of x and dy once on an H200 with many
-rows (``activation_grads.reads_once``). "pallas": as "auto", each tap reading it once
+the weight gradient elsewhere, each tap reading the wider of x and dy once on an H200 or H100 with
+many rows (``activation_grads.reads_once``). "pallas": as "auto", each tap reading it once
 (``peft_core.one_read``; GPU or CPU, not TPU). Equal gradients.
 
 Omitted on purpose: the reference's dropout (p = 0.01) on the input of the delta path. It

@@ -66,18 +66,18 @@ MIN_TAP_ROWS = 8192
 
 #: ... and on these GPUs (``jax.Device.device_kind``) forms an activation tap's products with
 #: the one-read kernel (``one_read_tap``) from ``MIN_ONE_READ_ROWS`` rows per device up: with
-#: the default ``one_read.TILES`` ViT-B/16's LoRA step at batch 256 (50688 rows a
-#: call) ran 0.86 and 0.97 ms (1.7%, 1.9%) faster with it than with the XLA tap, on two H200s,
-#: FLoRA's 0.38 ms (docs/benchmarks.md, calls 109-110). Not the H100: its step was not timed
-#: with those tiles (with earlier ones the kernel lost there, call 106).
-ONE_READ_DEVICES = ("NVIDIA H200",)
+#: the default ``one_read.TILES`` ViT-B/16's LoRA step at batch 256 (50688 rows a call) ran
+#: 0.86 and 0.97 ms (1.7%, 1.9%) faster with it than with the XLA tap on two H200s, FLoRA's
+#: 0.38 ms (calls 109-110), and on an H100 SXM LoRA's 1.52 ms (2.6%), FLoRA's 2.05 ms (3.4%;
+#: call 112; docs/benchmarks.md). Not the H100 PCIe (114 SMs, slower HBM): never timed.
+ONE_READ_DEVICES = ("NVIDIA H200", "NVIDIA H100 80GB HBM3")
 
-#: Streaming multiprocessors of an H200.
-H200_SMS = 132
+#: Streaming multiprocessors of an H200 or an H100 SXM.
+HOPPER_SMS = 132
 
-#: Two programs of the default tiles (2 x 64 rows) per SM of an H200: fewer rows leave SMs idle
+#: Two programs of the default tiles (2 x 64 rows) per SM: fewer rows leave SMs idle
 #: (ViT-B/16 at batch 64, 12672 rows: 99 programs), where the kernel was not timed.
-MIN_ONE_READ_ROWS = 2 * H200_SMS * one_read.TILES.rows * one_read.TILES.blocks
+MIN_ONE_READ_ROWS = 2 * HOPPER_SMS * one_read.TILES.rows * one_read.TILES.blocks
 
 U_KEY = "lowrank_u"
 V_KEY = "lowrank_v"

@@ -12,8 +12,8 @@ dA = s xᵀ (dy Bᵀ), dB = s (x A)ᵀ dy (``peft_core.activation_grads``), neve
 W_eff = W0 + s A B, which forms the full dL/dW_eff. "auto" (default): activation space on the
 dense layers wide enough for it to pay (``activation_grads.held``) in calls with enough rows
 (``activation_grads.taps_activations``), the weight gradient elsewhere, each tap reading the
-wider of x and dy once on an H200 with many rows (``activation_grads.reads_once``). "pallas":
-as "auto", each tap reading it once (``peft_core.one_read``; GPU or CPU, not TPU).
+wider of x and dy once on an H200 or H100 with many rows (``activation_grads.reads_once``).
+"pallas": as "auto", each tap reading it once (``peft_core.one_read``; GPU or CPU, not TPU).
 Equal gradients.
 """
 

@@ -453,7 +453,8 @@ def test_auto_taps_activations_on_calls_with_many_rows(grads: str, rows: int, wa
         ("activation", "NVIDIA H200", 50688, 1, False, False),
         ("auto", "NVIDIA H200", 50688, 1, False, True),  # ViT-B/16 at 256 (calls 109-110)
         ("auto", "NVIDIA H200", 2 * 132 * 128 - 1, 1, False, False),  # too few rows
-        ("auto", "NVIDIA H100 80GB HBM3", 50688, 1, False, False),  # not timed there
+        ("auto", "NVIDIA H100 80GB HBM3", 50688, 1, False, True),  # call 112
+        ("auto", "NVIDIA H100 PCIe", 50688, 1, False, False),  # not timed there
         ("auto", "cpu", 50688, 1, False, False),
         ("auto", "NVIDIA H200", 50688, 2, False, False),  # several devices: only under a mesh
         ("auto", "NVIDIA H200", 50688, 2, True, True),

@@ -321,7 +321,8 @@ def _add_tap(
         raise ValueError(
             f"activation-space gradients need a dense layer, x (..., {fan_in}) -> y (..., "
             f"{fan_out}) with U {u.shape}; {'/'.join(module.path)} maps {x.shape} to {y.shape} "
-            "(use grads='weight' for convolutions)"
+            "(use grads='weight' for convolutions; a bias-less DenseGeneral with several output "
+            "axes needs the adapter's out_axes=)"
         )
     offset = kwargs.get("input_offset")  # the layer's input is x + offset (Dense)
     if offset is not None:

@@ -369,6 +369,33 @@ def test_dense_general_is_tapped_over_trailing_axes_only() -> None:
         run(eff, x)
 
 
+class Heads(nn.Module):
+    """A bias-less q-like projection: (2, 7, 4) -> (2, 7, 2 heads, 3), kernel (4, 2, 3)."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return nn.DenseGeneral((2, 3), use_bias=False, name="q")(x)
+
+
+@pytest.mark.parametrize("make", [peft_core.lora, flora_jax.flora])
+def test_a_biasless_dense_general_is_tapped_with_out_axes(make: Any) -> None:
+    x = jax.random.normal(jax.random.key(0), (2, 7, 4))
+    model = Heads()
+    params = model.init(jax.random.key(1), x)["params"]
+    adapter = make(2, targets=r"q/kernel", grads="activation", out_axes={r"q/kernel": 2})
+    got, want = _train_view_and_weight_space_grads(
+        model, adapter, params, x, lambda y: jnp.sum(jnp.sin(y))
+    )
+    chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-5)
+    assert all(float(jnp.max(jnp.abs(g))) > 0 for g in jax.tree.leaves(got))
+    # without out_axes the kernel reads as (4·2, 3), which x · kernel over x's last axis is not
+    adapter = make(2, targets=r"q/kernel", grads="activation")
+    assert adapter.train is not None
+    eff = adapter.train.apply(params, adapter.init(jax.random.key(1), params))
+    with pytest.raises(ValueError, match=r"q maps \(2, 7, 4\) .* needs the adapter's out_axes"):
+        tapped(lambda p, inputs: model.apply({"params": p}, inputs))(eff, x)
+
+
 class Registered(nn.Module):
     """A custom dense layer, x · kernel + bias, called with its input as a keyword."""
 

@@ -136,14 +136,14 @@ def taps_activations(grads: str, rows: int) -> bool:
 def reads_once(grads: str, rows: int) -> bool:
     """Whether an activation tap of a call with ``rows`` rows per device reads the wider of x
     and dy once (``one_read_tap``) rather than twice (``gradient_tap``): always with grads
-    "pallas"; with "auto" on a device of ``ONE_READ_DEVICES`` from ``MIN_ONE_READ_ROWS`` rows up,
-    where the kernel can run (``one_read.partitioned``: one device, or several under the
-    step's mesh, which the trainer sets)."""
+    "pallas"; with "auto" where every device is of ``ONE_READ_DEVICES``, from
+    ``MIN_ONE_READ_ROWS`` rows up, where the kernel can run (``one_read.partitioned``: one
+    device, or several under the step's mesh, which the trainer sets)."""
     if grads == "pallas":
         return True
     if grads != "auto" or rows < MIN_ONE_READ_ROWS:
         return False
-    return one_read.partitioned() and jax.devices()[0].device_kind in ONE_READ_DEVICES
+    return one_read.partitioned() and all(d.device_kind in ONE_READ_DEVICES for d in jax.devices())
 
 
 class TrainView(NamedTuple):

@@ -485,16 +485,16 @@ def test_auto_taps_activations_on_calls_with_many_rows(grads: str, rows: int, wa
         ("auto", "cpu", 50688, 1, False, False),
         ("auto", "NVIDIA H200", 50688, 2, False, False),  # several devices: only under a mesh
         ("auto", "NVIDIA H200", 50688, 2, True, True),
+        ("auto", ("NVIDIA H200", "NVIDIA H100 PCIe"), 50688, 2, True, False),  # every device's
     ],
 )  # fmt: skip
 def test_auto_reads_once_where_the_kernel_was_timed_faster(
-    grads: str, kind: str, rows: int, devices: int, mesh: bool, want: bool,
+    grads: str, kind: str | tuple[str, ...], rows: int, devices: int, mesh: bool, want: bool,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    class Device:
-        device_kind = kind
-
-    monkeypatch.setattr(jax, "devices", lambda *_: [Device()] * devices)
+    kinds = kind if isinstance(kind, tuple) else (kind,) * devices
+    fake = [type("Device", (), {"device_kind": k})() for k in kinds]
+    monkeypatch.setattr(jax, "devices", lambda *_: fake)
     monkeypatch.setattr(jax, "device_count", lambda *_: devices)
     if not mesh:
         assert reads_once(grads, rows) is want

@@ -84,7 +84,7 @@ def glora_layers(
     exclude: Patterns | None,
     stacked: Patterns | None,
     fuse: FusePatterns | None,
-    out_axes: Mapping[str, int] | None = None,
+    out_axes: Mapping[str, int] | None,
 ) -> list[GLoRALayer]:
     """Targeted kernels grouped into GLoRA layers, sorted by name with numbers compared as numbers
     (block 2 before block 10), so the order does not depend on the params' dict order.

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from jaxprs import equations
 
+import flora_jax
+import glora_jax
 import peft_core
 from peft_core import find_layers
 
@@ -134,9 +136,6 @@ def test_lora_with_out_axes_factors_the_projection():
 @pytest.mark.parametrize("method", ["lora", "flora", "glora"])
 def test_adapters_pass_out_axes_on(method):
     """Each adapter sees the bias-less q/k kernels (8, 2, 3) as (8, 6) matrices with out_axes."""
-    import flora_jax
-    import glora_jax
-
     out_axes = {r".*/(query|key)/kernel": 2}
     if method == "lora":
         ap = peft_core.lora(2, out_axes=out_axes, targets=r".*kernel").init(

@@ -469,7 +469,7 @@ def test_same_shaped_layers_are_updated_as_one_batch_and_match_reference():
     )
     cfg = space.encode(readable)
     layers = glora_jax.adapter.glora_layers(
-        params, targets=r".*/kernel", exclude=None, stacked=None, fuse=None
+        params, targets=r".*/kernel", exclude=None, stacked=None, fuse=None, out_axes=None
     )
 
     def batches(cfg):

@@ -65,19 +65,15 @@ MIN_TAP_INTENSITY = 320
 MIN_TAP_ROWS = 8192
 
 #: ... and on these GPUs (``jax.Device.device_kind``) forms an activation tap's products with
-#: the one-read kernel (``one_read_tap``) from ``MIN_ONE_READ_ROWS`` rows per device up: with
-#: the default ``one_read.TILES`` ViT-B/16's LoRA step at batch 256 (50688 rows a call) ran
-#: 0.86 and 0.97 ms (1.7%, 1.9%) faster with it than with the XLA tap on two H200s, FLoRA's
-#: 0.38 ms (calls 109-110), and on an H100 SXM LoRA's 1.52 ms (2.6%), FLoRA's 2.05 ms (3.4%;
-#: call 112; docs/benchmarks.md). Not the H100 PCIe (114 SMs, slower HBM): never timed.
-ONE_READ_DEVICES = ("NVIDIA H200", "NVIDIA H100 80GB HBM3")
-
-#: Streaming multiprocessors of an H200 or an H100 SXM.
-HOPPER_SMS = 132
-
-#: Two programs of the default tiles (2 x 64 rows) per SM: fewer rows leave SMs idle
-#: (ViT-B/16 at batch 64, 12672 rows: 99 programs), where the kernel was not timed.
-MIN_ONE_READ_ROWS = 2 * HOPPER_SMS * one_read.TILES.rows * one_read.TILES.blocks
+#: the one-read kernel (``one_read_tap``) from this many rows per device up. H200: ViT-B/16's
+#: LoRA step at batch 256 (50688 rows a call) 0.86 and 0.97 ms (1.7%, 1.9%) faster than with
+#: the XLA tap on two H200s, FLoRA's 0.38 ms (calls 109-110); not timed below, so from two
+#: programs of the default tiles (2 x 64 rows) per SM (132): 33792 rows. H100 SXM: at 256 LoRA
+#: 1.52 ms (2.6%), FLoRA 2.05 ms (3.4%; call 112), at batch 64 (12672 rows) LoRA 1.12 ms (6%;
+#: calls 119-120), FLoRA 1.33 ms (call 120), though one layer's backward alone was no faster
+#: there (call 120); not timed below. docs/benchmarks.md has the runs. Not the H100 PCIe (114
+#: SMs, slower HBM): never timed.
+ONE_READ_MIN_ROWS: Mapping[str, int] = {"NVIDIA H200": 33_792, "NVIDIA H100 80GB HBM3": 12_672}
 
 U_KEY = "lowrank_u"
 V_KEY = "lowrank_v"
@@ -136,14 +132,17 @@ def taps_activations(grads: str, rows: int) -> bool:
 def reads_once(grads: str, rows: int) -> bool:
     """Whether an activation tap of a call with ``rows`` rows per device reads the wider of x
     and dy once (``one_read_tap``) rather than twice (``gradient_tap``): always with grads
-    "pallas"; with "auto" where every device is of ``ONE_READ_DEVICES``, from
-    ``MIN_ONE_READ_ROWS`` rows up, where the kernel can run (``one_read.partitioned``: one
+    "pallas"; with "auto" where every device's kind is in ``ONE_READ_MIN_ROWS``, from the
+    largest of their thresholds up, where the kernel can run (``one_read.partitioned``: one
     device, or several under the step's mesh, which the trainer sets)."""
     if grads == "pallas":
         return True
-    if grads != "auto" or rows < MIN_ONE_READ_ROWS:
+    if grads != "auto":
         return False
-    return one_read.partitioned() and all(d.device_kind in ONE_READ_DEVICES for d in jax.devices())
+    kinds = {d.device_kind for d in jax.devices()}
+    if not kinds <= ONE_READ_MIN_ROWS.keys():
+        return False
+    return rows >= max(ONE_READ_MIN_ROWS[k] for k in kinds) and one_read.partitioned()
 
 
 class TrainView(NamedTuple):

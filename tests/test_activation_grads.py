@@ -119,7 +119,7 @@ ADAPTERS = {
 #: "pallas": "auto" with every layer and call tapped here (thresholds 0), each tap's products
 #: of the wider of x and dy from the one-read kernel in 16-row blocks: rank 2 packs eight
 #: 16-column tiles a step, so it serves fc1's 768-wide dy and fc2's 768-wide x, not the 192s.
-#: "auto" here runs on a device of ONE_READ_DEVICES (the test adds this machine's), so its taps
+#: "auto" here runs on a device of ONE_READ_MIN_ROWS (the test adds this machine's), so its taps
 #: read once as "pallas"'s do.
 CASES = [(m, "lora", "activation") for m in sorted(MODELS) if not m.endswith("_p4")] + [
     ("vit", "flora_nd", "activation"), ("vit_scanned", "flora_nd", "activation"),
@@ -136,9 +136,9 @@ def test_activation_grads_equal_weight_space_grads(
 ) -> None:
     import peft_core.activation_grads as ag
 
-    for name, value in (("MIN_TAP_ROWS", 0), ("MIN_TAP_INTENSITY", 0), ("MIN_ONE_READ_ROWS", 0)):
+    for name, value in (("MIN_TAP_ROWS", 0), ("MIN_TAP_INTENSITY", 0)):
         monkeypatch.setattr(ag, name, value)
-    monkeypatch.setattr(ag, "ONE_READ_DEVICES", (jax.devices()[0].device_kind,))
+    monkeypatch.setattr(ag, "ONE_READ_MIN_ROWS", {jax.devices()[0].device_kind: 0})
     monkeypatch.setattr(one_read, "TILES", one_read.Tiles(rows=16, blocks=2, cols=16))
     make, size, targets, stacked = MODELS[model_name]
     make_adapter, scale = ADAPTERS[adapter_name]
@@ -479,13 +479,20 @@ def test_auto_taps_activations_on_calls_with_many_rows(grads: str, rows: int, wa
         ("pallas", "cpu", 1, 1, False, True),  # always, wherever it runs
         ("activation", "NVIDIA H200", 50688, 1, False, False),
         ("auto", "NVIDIA H200", 50688, 1, False, True),  # ViT-B/16 at 256 (calls 109-110)
+        ("auto", "NVIDIA H200", 2 * 132 * 128, 1, False, True),  # two programs per SM
         ("auto", "NVIDIA H200", 2 * 132 * 128 - 1, 1, False, False),  # too few rows
+        ("auto", "NVIDIA H200", 12672, 1, False, False),  # batch 64: not timed on an H200
         ("auto", "NVIDIA H100 80GB HBM3", 50688, 1, False, True),  # call 112
+        ("auto", "NVIDIA H100 80GB HBM3", 12672, 1, False, True),  # batch 64 (calls 119-120)
+        ("auto", "NVIDIA H100 80GB HBM3", 12671, 1, False, False),  # fewer: not timed
         ("auto", "NVIDIA H100 PCIe", 50688, 1, False, False),  # not timed there
         ("auto", "cpu", 50688, 1, False, False),
         ("auto", "NVIDIA H200", 50688, 2, False, False),  # several devices: only under a mesh
         ("auto", "NVIDIA H200", 50688, 2, True, True),
         ("auto", ("NVIDIA H200", "NVIDIA H100 PCIe"), 50688, 2, True, False),  # every device's
+        # kinds with other thresholds: the largest of theirs
+        ("auto", ("NVIDIA H200", "NVIDIA H100 80GB HBM3"), 12672, 2, True, False),
+        ("auto", ("NVIDIA H200", "NVIDIA H100 80GB HBM3"), 33792, 2, True, True),
     ],
 )  # fmt: skip
 def test_auto_reads_once_where_the_kernel_was_timed_faster(

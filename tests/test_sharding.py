@@ -120,7 +120,7 @@ PALLAS_SCRIPT = textwrap.dedent(
     from peft_core import one_read
 
     ag.MIN_TAP_ROWS, ag.MIN_TAP_INTENSITY = 0, 0  # tap every layer and call
-    ag.MIN_ONE_READ_ROWS, ag.ONE_READ_DEVICES = 0, (jax.devices()[0].device_kind,)
+    ag.ONE_READ_MIN_ROWS = {jax.devices()[0].device_kind: 0}
     one_read.TILES = one_read.Tiles(rows=16, blocks=2, cols=16)  # 32 rows: one program a device
 
 

@@ -59,7 +59,7 @@ def torch_command(
         "--train-batches", *map(str, train_batches),
         "--infer-batches", *map(str, size.infer_batches),
         "--warmup", str(t.warmup), "--repeats", str(t.repeats), "--input-sets", str(t.input_sets),
-        "--window", str(t.window),
+        "--window", str(t.window), "--min-window-ms", str(t.min_window_s * 1e3),
     ]  # fmt: skip
     if size.torch_depth is not None:
         command += ["--depth", str(size.torch_depth)]

@@ -62,7 +62,7 @@ SIZES: dict[str, BenchSize] = {
         train_batches=(64, 256),
         infer_batches=(1, 64, 256),
         conv_batches=(128,),
-        timing=TimingSettings(warmup=5, repeats=10, input_sets=3, window=5),
+        timing=TimingSettings(warmup=5, repeats=10, input_sets=3, window=5, min_window_s=0.05),
         val_size=200,
         eval_batch=100,
         search=SearchConfig(),

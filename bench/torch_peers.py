@@ -55,15 +55,22 @@ class PeerSettings:
     only: str | None = None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    settings = PeerSettings(
+def peer_settings(args: argparse.Namespace) -> PeerSettings:
+    """The settings of this command line's parsed ``args``."""
+    return PeerSettings(
         model=args.model, depth=args.depth, image_size=args.image_size,
         num_classes=args.num_classes, train_batches=tuple(args.train_batches),
         infer_batches=tuple(args.infer_batches), compile=args.compile,
-        timing=TimingSettings(args.warmup, args.repeats, args.input_sets, args.window),
+        timing=TimingSettings(
+            args.warmup, args.repeats, args.input_sets, args.window, args.min_window_ms / 1e3
+        ),
         only=args.only,
     )  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = peer_settings(args)
     out = Path(args.json)
     try:
         import peft
@@ -278,7 +285,7 @@ def _timed_row(
     )
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench.torch_peers", description=__doc__.splitlines()[0]
     )
@@ -296,6 +303,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--input-sets", type=int, default=3)
     p.add_argument("--window", type=int, default=1, help="calls per timed sample (bench.timing)")
+    p.add_argument(
+        "--min-window-ms", type=float, default=0.0,
+        help="more calls per sample where --window calls take less (bench.timing)",
+    )  # fmt: skip
     p.add_argument("--only", default=None, help="regex over row keys name@batch")
     return p
 

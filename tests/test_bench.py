@@ -120,6 +120,60 @@ def test_time_interleaved_takes_the_windows_in_turn_and_cancels_a_drift(
     assert result["a"].median_s == pytest.approx(float(np.median(a_samples)))
 
 
+@pytest.mark.parametrize(
+    "costs,window,min_window,want",
+    [
+        ({"a": 1.0, "b": 2.0}, 2, 10.0, 10),  # the fastest call's 1 s a call: 10 calls
+        ({"a": 3.0, "b": 2.0}, 2, 9.0, 5),  # 2 s a call: ceil(4.5)
+        ({"a": 1.0}, 4, 2.0, 4),  # window calls already last long enough
+        ({"a": 1.0}, 3, 0.0, 3),  # off
+    ],
+)  # fmt: skip
+def test_time_interleaved_sizes_windows_to_last_min_window_s(
+    monkeypatch: pytest.MonkeyPatch, costs: dict[str, float], window: int, min_window: float,
+    want: int,
+) -> None:  # fmt: skip
+    clock = FakeClock()
+    monkeypatch.setattr(timing.time, "perf_counter", clock)
+    calls: dict[str, list[int]] = {label: [] for label in costs}
+
+    def make(label: str) -> Any:
+        def call(i: int) -> int:
+            calls[label].append(i)
+            clock.now += costs[label]
+            return i
+
+        return call
+
+    settings = timing.TimingSettings(
+        warmup=1, repeats=3, input_sets=1, window=window, min_window_s=min_window
+    )
+    synced: list[int] = []
+    result = timing.time_interleaved(
+        {label: make(label) for label in costs}, sync=synced.append, settings=settings
+    )
+    sizing = window if min_window else 0  # one untimed window of each call sizes the rest
+    for label, cost in costs.items():
+        assert len(calls[label]) == 1 + sizing + 3 * want
+        assert result[label].median_s == pytest.approx(cost)
+    # per call: warm-up 1, sizing window 1 (if on), then one sync per timed window
+    assert len(synced) == len(costs) * (1 + bool(min_window) + 3)
+
+
+def test_timing_settings_describe_the_windows() -> None:
+    assert timing.TimingSettings(repeats=7).describe() == "median of 7 calls, each timed alone"
+    assert (
+        timing.TimingSettings(repeats=10, window=5).describe()
+        == "median of 10 windows of 5 calls launched back to back"
+    )
+    assert (
+        timing.TimingSettings(repeats=10, window=5, min_window_s=0.05).describe()
+        == "median of 10 windows of 5 or more calls, at least 50 ms, launched back to back"
+    )
+    with pytest.raises(ValueError, match="min_window_s"):
+        timing.TimingSettings(min_window_s=-1.0)
+
+
 @pytest.mark.parametrize("bad", [{"warmup": 0}, {"repeats": 0}, {"input_sets": 0}, {"window": 0}])
 def test_timing_settings_refuse_zero(bad: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="must be >= 1"):
@@ -255,6 +309,15 @@ def test_torch_peers_plan_only_the_rows_matching_only(only: str, expected: list[
 def test_torch_peers_refuse_a_bad_only_regex() -> None:
     with pytest.raises(ValueError, match="invalid --only regex"):
         torch_peers.planned_rows(_peer_settings("lora("), ["lora-r8"])
+
+
+@pytest.mark.parametrize("size_name", ["tiny", "full"])
+def test_run_times_the_torch_process_as_the_jax_rows(size_name: str) -> None:
+    size = SIZES[size_name]
+    command = run.torch_command(size, Path("t.json"), train_batches=[4], only=None)
+    assert command[1:3] == ["-m", "bench.torch_peers"]
+    settings = torch_peers.peer_settings(torch_peers.parser().parse_args(command[3:]))
+    assert settings.timing == size.timing
 
 
 def test_run_passes_only_to_the_torch_process() -> None:

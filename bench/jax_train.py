@@ -47,8 +47,9 @@ WEIGHT_SPACE = "weight-space dW: full dL/dW_eff per adapted kernel, as in full F
 #: stop_gradient(W_eff) and the update's factors U, V (dW = U V) get their gradients from x, dy.
 ACTIVATION_SPACE = (
     "activation-space grads (dU = x^T (dy V^T), dV = (xU)^T dy, no dL/dW) on layer calls wide "
-    "enough with enough rows (grads='auto': every ViT-B/16 layer from batch 42 up; on an H200 "
-    "or H100 from batch 171 up each tap reads x or dy once, as lora-r8-pallas)"
+    "enough with enough rows (grads='auto': every ViT-B/16 layer from batch 42 up; each tap "
+    "reads x or dy once, as lora-r8-pallas, on an H100 SXM from batch 64 up, on an H200 from "
+    "171 up)"
 )
 #: grads="pallas": "auto"'s taps, each reading the wider of x and dy once (peft_core.one_read).
 ONE_READ = (

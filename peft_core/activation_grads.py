@@ -29,15 +29,16 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from peft_core import one_read
+from peft_core.adapter import ForwardFn, TrainView, add_delta
 from peft_core.layers import Layer
-from peft_core.paths import Params, flatten, unflatten
+from peft_core.paths import Params, flatten, get_leaf, unflatten
 
 #: How a train step forms low-rank factors' gradients (``held``, ``taps_activations``): "auto"
 #: (the activation tap where it pays: wide layers, calls with many rows), "activation" (the
@@ -98,8 +99,6 @@ def register_dense(cls: type[nn.Module]) -> type[nn.Module]:
 FactorsFn = Callable[
     [Params, Any, Callable[[Layer], bool]], Mapping[str, tuple[jax.Array, jax.Array]]
 ]
-#: A model ``forward(params, images, *, train, rng) -> logits``.
-ForwardFn = Callable[..., jax.Array]
 
 
 def tappable(layer: Layer) -> bool:
@@ -143,15 +142,6 @@ def reads_once(grads: str, rows: int) -> bool:
     if not kinds <= ONE_READ_MIN_ROWS.keys():
         return False
     return rows >= max(ONE_READ_MIN_ROWS[k] for k in kinds) and one_read.partitioned()
-
-
-class TrainView(NamedTuple):
-    """How the train step runs an adapter: ``apply(params, aparams, cfg)`` -> params for
-    ``wrap_forward(forward)``; gradients with respect to aparams equal those of the adapter's
-    weight-space ``apply`` with ``forward``."""
-
-    apply: Callable[..., Params]
-    wrap_forward: Callable[[ForwardFn], ForwardFn]
 
 
 def _tap_output(x: jax.Array, v: jax.Array) -> jax.Array:
@@ -376,9 +366,11 @@ def activation_train_view(
 ) -> TrainView:
     """The train view of a weight-space ``apply`` whose update on each kernel that ``factors``
     returns for ``held(grads, layer)`` is U V. aparams must mirror the param tree (each layer's
-    leaves under its module path, as LoRA's): those of the held layers are held (stop_gradient)
-    in the kernels and reach the loss through U and V beside them (``tapped(forward, grads)``
-    picks each call's tap); any other layer stays in weight space."""
+    leaves under its module path, as LoRA's): the held kernels run as stop_gradient(W0 + U V),
+    formed from the same U and V (one rank-r product per layer; ``weight_apply``'s own form of
+    them, e.g. FLoRA's Tucker product, is left out), and their leaves reach the loss through U
+    and V beside the kernels (``tapped(forward, grads)`` picks each call's tap); any other layer
+    stays in weight space, as ``weight_apply`` forms it."""
 
     def apply(params: Params, aparams: Any, cfg: Any = None) -> Params:
         pairs = factors(params, aparams, functools.partial(held, grads))
@@ -390,6 +382,9 @@ def activation_train_view(
         eff = flatten(weight_apply(params, unflatten(held_params), cfg))
         for kernel_path, (u, v) in pairs.items():
             module = kernel_path.rsplit("/", 1)[0]
+            w0 = get_leaf(params, kernel_path)
+            product = jax.lax.stop_gradient(u) @ jax.lax.stop_gradient(v)
+            eff[kernel_path] = add_delta(w0, product.reshape(w0.shape))
             eff[f"{module}/{U_KEY}"], eff[f"{module}/{V_KEY}"] = u, v
         return unflatten(eff)
 

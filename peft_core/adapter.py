@@ -23,7 +23,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from peft_core.activation_grads import TrainView
 from peft_core.paths import Params, flatten, unflatten
 
 AParams = Any
@@ -37,6 +36,19 @@ class InitFn(Protocol):
 
 class ApplyFn(Protocol):
     def __call__(self, params: Params, aparams: AParams, cfg: Config = None) -> Params: ...
+
+
+#: A model ``forward(params, images, *, train, rng) -> logits``.
+ForwardFn = Callable[..., jax.Array]
+
+
+class TrainView(NamedTuple):
+    """How the train step runs an adapter: ``apply(params, aparams, cfg)`` -> params for
+    ``wrap_forward(forward)``; gradients with respect to aparams equal those of the adapter's
+    weight-space ``apply`` with ``forward`` (``peft_core.activation_grads``)."""
+
+    apply: Callable[..., Params]
+    wrap_forward: Callable[[ForwardFn], ForwardFn]
 
 
 class Adapter(NamedTuple):

@@ -176,8 +176,18 @@ def test_activation_grads_equal_weight_space_grads(
         assert jaxpr == str(traced(*args, pallas.apply, pallas.wrap_forward(forward)))
     got_loss, got = grad(*args, view.apply, view.wrap_forward(forward))
     want_loss, want = grad(*args, adapters["weight"].apply, forward)
-    chex.assert_trees_all_close(got_loss, want_loss, rtol=1e-6)
-    chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-4)
+    # the held kernels are W0 + U V: weight space's kernels to float32 rounding (relative to the
+    # update), which this random model amplifies to ~1e-5 in its loss (float64: below)
+    held_kernels, weight_kernels = (
+        flatten(a(params, aparams)) for a in (view.apply, adapters["weight"].apply)
+    )
+    for path, w in weight_kernels.items():
+        update = float(jnp.max(jnp.abs(w - flatten(params)[path])))
+        assert float(jnp.max(jnp.abs(held_kernels[path] - w))) <= 1e-6 * update, path
+    chex.assert_trees_all_close(got_loss, want_loss, rtol=1e-4, atol=1e-5)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):  # per leaf: at
+        # most 3e-5 of its largest here, where a wrong tap is off by its whole size
+        assert float(jnp.max(jnp.abs(g - w))) <= 1e-4 * float(jnp.max(jnp.abs(w)))
     assert all(float(jnp.max(jnp.abs(g))) > 0 for g in jax.tree.leaves(got[0]))
     tapped_layers = view.apply(params, aparams)
     n_taps = sum(k.endswith("/lowrank_u") for k in flatten(tapped_layers))

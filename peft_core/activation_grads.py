@@ -133,7 +133,8 @@ def reads_once(grads: str, rows: int) -> bool:
     and dy once (``one_read_tap``) rather than twice (``gradient_tap``): always with grads
     "pallas"; with "auto" where every device's kind is in ``ONE_READ_MIN_ROWS``, from the
     largest of their thresholds up, where the kernel can run (``one_read.partitioned``: one
-    device, or several under the step's mesh, which the trainer sets)."""
+    device, or several under the step's mesh, which the trainer sets; and where this JAX still
+    has Pallas' Triton backend, ``one_read.triton_available``)."""
     if grads == "pallas":
         return True
     if grads != "auto":
@@ -141,7 +142,9 @@ def reads_once(grads: str, rows: int) -> bool:
     kinds = {d.device_kind for d in jax.devices()}
     if not kinds <= ONE_READ_MIN_ROWS.keys():
         return False
-    return rows >= max(ONE_READ_MIN_ROWS[k] for k in kinds) and one_read.partitioned()
+    if rows < max(ONE_READ_MIN_ROWS[k] for k in kinds):
+        return False
+    return one_read.partitioned() and one_read.triton_available()
 
 
 def _tap_output(x: jax.Array, v: jax.Array) -> jax.Array:

@@ -24,13 +24,18 @@ as the XLA dots the activation tap uses; Triton multiplies float32 operands as T
 from __future__ import annotations
 
 import functools
+import importlib
+import importlib.util
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
-from jax.experimental.pallas import triton as plt
 from jax.sharding import PartitionSpec as P
+
+#: Pallas' Triton backend, which the kernel compiles with on GPUs: deprecated in jax 0.11 (a
+#: DeprecationWarning when a kernel is lowered), to be removed in a later JAX.
+TRITON_MODULE = "jax.experimental.pallas.triton"
 
 #: Triton's dot needs every dimension of at least this; narrower factors are zero-padded.
 MIN_DOT = 16
@@ -163,14 +168,26 @@ def _xla(a: jax.Array, f: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array
     )
 
 
+@functools.cache
+def triton_available() -> bool:
+    """Whether this JAX has Pallas' Triton backend (``TRITON_MODULE``): the kernel's GPU form
+    needs it, and "auto" reads once only where it is there (``activation_grads.reads_once``)."""
+    return importlib.util.find_spec(TRITON_MODULE) is not None
+
+
 def _interpreted() -> bool:
     """Whether the kernel runs in Pallas' interpreter (CPU) rather than Triton (GPU); a
-    ValueError on any other backend."""
+    ValueError on any other backend, and on a GPU when this JAX has no Triton backend."""
     backend = jax.default_backend()
     if backend not in ("cpu", "gpu"):
         raise ValueError(
             f"the one-read kernel (grads='pallas') runs on GPU (Triton) or CPU (interpreted), "
             f"not on {backend!r}: use grads='auto'"
+        )
+    if backend == "gpu" and not triton_available():
+        raise ValueError(
+            f"the one-read kernel (grads='pallas') compiles with Pallas' Triton backend, which "
+            f"this JAX ({jax.__version__}) no longer has ({TRITON_MODULE}): use grads='auto'"
         )
     return backend == "cpu"
 
@@ -252,9 +269,10 @@ def _local_products(
             f"{tiles} need about {need:,} bytes of shared memory at rank {r}, over the "
             f"{SHARED_MEMORY:,} a CUDA block has on H100/H200: use fewer rows, blocks or stages"
         )
-    params = (
-        None if interpret else plt.CompilerParams(num_warps=tiles.warps, num_stages=tiles.stages)
-    )
+    params = None
+    if not interpret:
+        triton = importlib.import_module(TRITON_MODULE)
+        params = triton.CompilerParams(num_warps=tiles.warps, num_stages=tiles.stages)
     rp, lanes, pack = _lanes(r, n, tiles.cols)
     per_program = tiles.rows * tiles.blocks
     programs, done = m // per_program, m // per_program * per_program

@@ -521,6 +521,18 @@ def test_auto_reads_once_where_the_kernel_was_timed_faster(
         assert reads_once(grads, rows) is want
 
 
+def test_auto_reads_once_only_where_jax_has_the_triton_backend(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = [type("Device", (), {"device_kind": "NVIDIA H100 80GB HBM3"})()]
+    monkeypatch.setattr(jax, "devices", lambda *_: fake)
+    monkeypatch.setattr(jax, "device_count", lambda *_: 1)
+    assert reads_once("auto", 50688)
+    monkeypatch.setattr(one_read, "triton_available", lambda: False)
+    assert not reads_once("auto", 50688)  # XLA's dots instead (jax 0.11 deprecates Triton)
+    assert reads_once("pallas", 50688)  # asked for: the kernel's own error says why it cannot
+
+
 @pytest.mark.parametrize("make", [peft_core.lora, flora_jax.flora])
 def test_auto_holds_the_dense_layers_whose_weight_gradient_is_compute_bound(make: Any) -> None:
     # fan_in fan_out / (fan_in + fan_out): 640 x 640 -> 320 (held), 64 x 256 -> 51.2 (not);

@@ -137,6 +137,17 @@ def test_products_refuse_tpu(monkeypatch: pytest.MonkeyPatch, m: int) -> None:
         one_read.products(a, f, w, Tiles(rows=16, blocks=1, cols=16))
 
 
+def test_products_on_a_gpu_need_the_triton_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    # jax 0.11 deprecates Pallas' Triton backend; a JAX without it gets a clear error, not an
+    # ImportError from inside the lowering
+    assert one_read.triton_available()  # this JAX (pinned below 0.12) has it
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(one_read, "triton_available", lambda: False)
+    a, f, w = jnp.ones((64, 32)), jnp.ones((32, 8)), jnp.ones((64, 8))
+    with pytest.raises(ValueError, match=r"no longer has \(jax.experimental.pallas.triton\)"):
+        one_read.products(a, f, w, Tiles(rows=16, blocks=1, cols=16))
+
+
 @pytest.mark.parametrize("tiles", [one_read.TILES, Tiles(rows=64, blocks=4, cols=64, warps=4)])
 def test_products_lower_to_triton_for_cuda(tiles: Tiles, monkeypatch: pytest.MonkeyPatch) -> None:
     # Pallas lowers the kernel to Triton's dialect on this CPU machine when exported for CUDA

@@ -377,12 +377,9 @@ def activation_train_view(
 
     def apply(params: Params, aparams: Any, cfg: Any = None) -> Params:
         pairs = factors(params, aparams, functools.partial(held, grads))
-        modules = {path.rsplit("/", 1)[0] for path in pairs}
-        held_params = {
-            k: jax.lax.stop_gradient(v) if k.rsplit("/", 1)[0] in modules else v
-            for k, v in flatten(aparams).items()
-        }
-        eff = flatten(weight_apply(params, unflatten(held_params), cfg))
+        # weight_apply's held kernels are replaced below: unused, they carry no gradient and
+        # XLA drops their computation
+        eff = flatten(weight_apply(params, aparams, cfg))
         for kernel_path, (u, v) in pairs.items():
             module = kernel_path.rsplit("/", 1)[0]
             w0 = get_leaf(params, kernel_path)

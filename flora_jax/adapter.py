@@ -25,6 +25,7 @@ absent at evaluation, so ``apply`` and ``merge`` match the reference's eval-mode
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -147,13 +148,7 @@ def flora(
 
         deltas = over_layers(
             delta_fn,
-            [
-                (
-                    flat[f"{layer.name}/{_CORE}"],
-                    *(flat[f"{layer.name}/{_factor_key(n)}"] for n in range(len(modes.sizes))),
-                )
-                for layer, modes in found
-            ],
+            [_layer_params(flat, layer, modes) for layer, modes in found],
             [len(layer.stack_shape) for layer, _ in found],
         )
         for (layer, _), delta in zip(found, deltas, strict=True):
@@ -164,20 +159,39 @@ def flora(
     def factors(
         params: Params, aparams: AParams, keep: Callable[[Layer], bool]
     ) -> dict[str, tuple[jax.Array, jax.Array]]:
+        """(scale * U, V) per kept kernel, batched over same-shaped layers (``over_layers``):
+        one small product per layer and its two in the backward would be ~3 launches a layer."""
         flat = checked(params, aparams)
-        out = {}
-        for layer, modes in layers(params):
-            if not keep(layer):
-                continue
-            core = flat[f"{layer.name}/{_CORE}"]
-            us = [flat[f"{layer.name}/{_factor_key(n)}"] for n in range(len(modes.sizes))]
-            # modes: the kernel's axes ("nd", input axes first) or its (fan_in, fan_out) matrix
-            num_in = len(layer.in_shape) if len(modes.sizes) > 2 else 1
-            u, v = matrix_factors(core, us, num_in)
-            out[layer.kernel_path] = (scale * u, v)
-        return out
+        kept = [(layer, modes) for layer, modes in layers(params) if keep(layer)]
+        # modes: the kernel's axes ("nd", input axes first) or its (fan_in, fan_out) matrix
+        num_ins = [len(layer.in_shape) if len(modes.sizes) > 2 else 1 for layer, modes in kept]
+        pairs: list[Any] = [None] * len(kept)
+        for num_in in set(num_ins):
+            group = [i for i, n in enumerate(num_ins) if n == num_in]
+            batched = over_layers(
+                functools.partial(_scaled_matrix_factors, scale, num_in),
+                [_layer_params(flat, *kept[i]) for i in group],
+                [len(kept[i][0].stack_shape) for i in group],
+            )
+            for i, pair in zip(group, batched, strict=True):
+                pairs[i] = pair
+        return {layer.kernel_path: pair for (layer, _), pair in zip(kept, pairs, strict=True)}
 
     return Adapter(init, apply, apply, train=train_view(grads, apply, factors, what="FLoRA"))
+
+
+def _layer_params(flat: Mapping[str, jax.Array], layer: Layer, modes: TuckerModes) -> tuple:
+    """(G, U1, ..., UN) of one layer from the flat adapter params."""
+    keys = [_CORE, *(_factor_key(n) for n in range(len(modes.sizes)))]
+    return tuple(flat[f"{layer.name}/{key}"] for key in keys)
+
+
+def _scaled_matrix_factors(
+    scale: float, num_in: int, core: jax.Array, *factors: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """(scale * U, V) of ``matrix_factors``: scale * U @ V is the layer's update."""
+    u, v = matrix_factors(core, factors, num_in)
+    return scale * u, v
 
 
 def _standard_normals(rng: jax.Array, shapes: list[tuple[int, ...]]) -> list[jax.Array]:

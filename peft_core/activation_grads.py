@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from peft_core import one_read
-from peft_core.adapter import ForwardFn, TrainView, add_delta, over_layers
+from peft_core.adapter import ForwardFn, TrainView, add_delta
 from peft_core.layers import Layer
 from peft_core.paths import Params, flatten, get_leaf, unflatten
 
@@ -370,22 +370,20 @@ def activation_train_view(
     """The train view of a weight-space ``apply`` whose update on each kernel that ``factors``
     returns for ``held(grads, layer)`` is U V. aparams must mirror the param tree (each layer's
     leaves under its module path, as LoRA's): the held kernels run as stop_gradient(W0 + U V),
-    formed from the same U and V (one batched product per group of same-shaped layers;
-    ``weight_apply``'s own form of them, e.g. FLoRA's Tucker product, is left out), and their
-    leaves reach the loss through U and V beside the kernels (``tapped(forward, grads)`` picks
-    each call's tap); any other layer stays in weight space, as ``weight_apply`` forms it."""
+    formed from the same U and V (one rank-r product per layer; ``weight_apply``'s own form of
+    them, e.g. FLoRA's Tucker product, is left out), and their leaves reach the loss through U
+    and V beside the kernels (``tapped(forward, grads)`` picks each call's tap); any other layer
+    stays in weight space, as ``weight_apply`` forms it."""
 
     def apply(params: Params, aparams: Any, cfg: Any = None) -> Params:
         pairs = factors(params, aparams, functools.partial(held, grads))
         # weight_apply's held kernels are replaced below: unused, they carry no gradient and
         # XLA drops their computation
         eff = flatten(weight_apply(params, aparams, cfg))
-        # one batched U V per group of same-shaped layers (a small GEMM per layer is a launch)
-        held_pairs = [jax.tree.map(jax.lax.stop_gradient, pair) for pair in pairs.values()]
-        products = over_layers(jnp.matmul, held_pairs, [0] * len(held_pairs))
-        for (kernel_path, (u, v)), product in zip(pairs.items(), products, strict=True):
+        for kernel_path, (u, v) in pairs.items():
             module = kernel_path.rsplit("/", 1)[0]
             w0 = get_leaf(params, kernel_path)
+            product = jax.lax.stop_gradient(u) @ jax.lax.stop_gradient(v)
             eff[kernel_path] = add_delta(w0, product.reshape(w0.shape))
             eff[f"{module}/{U_KEY}"], eff[f"{module}/{V_KEY}"] = u, v
         return unflatten(eff)

@@ -4,7 +4,6 @@ whose convolution stays in weight space), the train step, the FLOPs saved, and e
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import chex
@@ -24,8 +23,6 @@ from peft_core import one_read
 from peft_core.activation_grads import (
     MIN_TAP_INTENSITY,
     MIN_TAP_ROWS,
-    U_KEY,
-    V_KEY,
     gradient_tap,
     held,
     one_read_tap,
@@ -362,48 +359,6 @@ class General(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         return nn.DenseGeneral(4, axis=self.axis, name="dg")(x)
-
-
-class FourNarrowOneWide(nn.Module):
-    """Four 8 -> 8 dense layers (one shape group) and one 8 -> 16 layer."""
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        for i in range(4):
-            x = nn.Dense(8, name=f"narrow{i}")(x)
-        return nn.Dense(16, name="wide")(x)
-
-
-@pytest.mark.parametrize(
-    ("make", "products"),
-    [
-        # held kernels' U V: (4, 8, 8) and (1, 8, 16)
-        (peft_core.lora, ["1x8x16", "4x8x8"]),
-        # and FLoRA's V = G B^T (r = 2, fan_out)
-        (flora_jax.flora, ["1x2x16", "1x8x16", "4x2x8", "4x8x8"]),
-    ],
-)
-def test_train_view_products_are_batched_over_same_shaped_layers(
-    make: Any, products: list[str]
-) -> None:
-    # one product per group of same-shaped layers, not one per layer (on a GPU each small
-    # product is a launch, and its backward two more), with the same values
-    model = FourNarrowOneWide()
-    params = model.init(jax.random.key(0), jnp.ones((2, 8)))["params"]
-    adapter = make(2, targets=r".*/kernel", grads="activation")
-    assert adapter.train is not None
-    aparams = _random(adapter.init(jax.random.key(1), params), 2, 0.5)
-    view = flatten(jax.jit(adapter.train.apply)(params, aparams))
-    weight = flatten(adapter.apply(params, aparams))
-    for name in ("narrow0", "narrow3", "wide"):
-        kernel = f"{name}/kernel"
-        update = np.asarray(weight[kernel]) - np.asarray(params[name]["kernel"])
-        u_v = np.asarray(view[f"{name}/{U_KEY}"], np.float64) @ np.asarray(view[f"{name}/{V_KEY}"])
-        np.testing.assert_allclose(u_v, update, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(view[kernel], weight[kernel], rtol=1e-6, atol=1e-6)
-    text = jax.jit(adapter.train.apply).lower(params, aparams).as_text()
-    shapes = re.findall(r"stablehlo.dot_general.*-> tensor<([0-9x]+)xf32>", text)
-    assert sorted(shapes) == products
 
 
 def test_dense_general_is_tapped_over_trailing_axes_only() -> None:

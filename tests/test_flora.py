@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import cast
 
 import chex
@@ -17,6 +18,7 @@ from experiments.models.convnext import convnext_for_tests
 from experiments.models.efficientnet import EfficientNetLite
 from flora_jax import CONV_TARGETS, flora, tucker_product
 from flora_jax.tucker import matrix_factors
+from peft_core.activation_grads import U_KEY, V_KEY
 
 # ---------------------------------------------------------------- independent numpy references
 
@@ -412,6 +414,34 @@ def test_jit_vmap_and_bf16(tiny_params):
     chex.assert_trees_all_close(
         jax.tree.map(lambda x: x.astype(jnp.float32), merged), f32, rtol=2e-2, atol=2e-2
     )
+
+
+class FourNarrowOneWide(nn.Module):
+    """Four 8 -> 8 dense layers (one shape group) and one 8 -> 16 layer."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for i in range(4):
+            x = nn.Dense(8, name=f"narrow{i}")(x)
+        return nn.Dense(16, name="wide")(x)
+
+
+def test_train_view_factors_are_the_update_batched_over_same_shaped_layers():
+    model = FourNarrowOneWide()
+    params = model.init(jax.random.key(0), jnp.ones((2, 8)))["params"]
+    adapter = flora(2, targets=r".*/kernel", scale=0.5, grads="activation")
+    assert adapter.train is not None
+    aparams = randomize(adapter.init(jax.random.key(1), params))
+    eff = peft_core.flatten(jax.jit(adapter.train.apply)(params, aparams))
+    for name in ("narrow0", "narrow3", "wide"):
+        want = np_delta(aparams[name], params[name]["kernel"].shape, 0.5)
+        got = np.asarray(eff[f"{name}/{U_KEY}"], np.float64) @ np.asarray(eff[f"{name}/{V_KEY}"])
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # one rank-r product per group of same-shaped layers, not one per layer (three launches a
+    # layer on a GPU, forward and backward): the held kernels' own W0 + U V stay per layer
+    text = jax.jit(adapter.train.apply).lower(params, aparams).as_text()
+    shapes = re.findall(r"stablehlo.dot_general.*-> tensor<([0-9x]+)xf32>", text)
+    assert sorted(s for s in shapes if s.count("x") == 2) == ["1x2x16", "4x2x8"], shapes
 
 
 # ------------------------------------------------------------------------------------- errors

@@ -1,6 +1,6 @@
 """A/B record (not project code): the train view's held kernels W0 + U V with U V batched over
-same-shaped layers (the code since this session's commit) against one product per layer (the
-code before), each a process.
+same-shaped layers (commit d2a2594) against one product per layer (the code before and after:
+a wash in call 125, so d2a2594 was reverted), each a process.
 
     HELD_PRODUCTS=per-layer python bench/runs/2026-12-05-h100/scripts/ab/held_products_ab.py \\
         --json a.json --suites train --train-batches 64 256 \\

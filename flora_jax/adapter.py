@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flora_jax.modes import TUCKER_VIEWS, LayerRanks, TuckerModes, tucker_modes
-from flora_jax.tucker import matrix_factors, tucker_product
+from flora_jax.tucker import core_on_input, core_side, kronecker_side, tucker_product
 from peft_core.activation_grads import train_view
 from peft_core.adapter import (
     Adapter,
@@ -159,39 +159,51 @@ def flora(
     def factors(
         params: Params, aparams: AParams, keep: Callable[[Layer], bool]
     ) -> dict[str, tuple[jax.Array, jax.Array]]:
-        """(scale * U, V) per kept kernel, batched over same-shaped layers (``over_layers``):
-        one small product per layer and its two in the backward would be ~3 launches a layer."""
+        """(U, V) per kept kernel, U V = its update (``matrix_factors``, the core's side times
+        scale). The core's side is a product (on ViT-B: G Bᵀ, (r, r) x (r, fan_out)), formed
+        batched over same-shaped layers (``over_layers``): per layer it would be one launch
+        and two more in the backward; the other side, a factor or a Kronecker product of
+        factors, is formed per layer (batching it would stack its gradients for nothing)."""
         flat = checked(params, aparams)
         kept = [(layer, modes) for layer, modes in layers(params) if keep(layer)]
-        # modes: the kernel's axes ("nd", input axes first) or its (fan_in, fan_out) matrix
-        num_ins = [len(layer.in_shape) if len(modes.sizes) > 2 else 1 for layer, modes in kept]
-        pairs: list[Any] = [None] * len(kept)
-        for num_in in set(num_ins):
-            group = [i for i, n in enumerate(num_ins) if n == num_in]
+        sides = []
+        for layer, modes in kept:
+            core, *us = _layer_params(flat, layer, modes)
+            # modes: the kernel's axes ("nd", input axes first) or its (fan_in, fan_out) matrix
+            num_in = len(layer.in_shape) if len(modes.sizes) > 2 else 1
+            on_input = core_on_input(modes.ranks, num_in)
+            ins, outs = us[:num_in], us[num_in:]
+            core_us, plain_us = (ins, outs) if on_input else (outs, ins)
+            sides.append((on_input, (core, *core_us), kronecker_side(plain_us, output=on_input)))
+        cores: list[Any] = [None] * len(kept)
+        for on_input in {on_input for on_input, _, _ in sides}:
+            group = [i for i, side in enumerate(sides) if side[0] == on_input]
             batched = over_layers(
-                functools.partial(_scaled_matrix_factors, scale, num_in),
-                [_layer_params(flat, *kept[i]) for i in group],
+                functools.partial(_scaled_core_side, scale, on_input),
+                [sides[i][1] for i in group],
                 [len(kept[i][0].stack_shape) for i in group],
             )
-            for i, pair in zip(group, batched, strict=True):
-                pairs[i] = pair
-        return {layer.kernel_path: pair for (layer, _), pair in zip(kept, pairs, strict=True)}
+            for i, side in zip(group, batched, strict=True):
+                cores[i] = side
+        return {
+            layer.kernel_path: (core, plain) if on_input else (plain, core)
+            for (layer, _), (on_input, _, plain), core in zip(kept, sides, cores, strict=True)
+        }
 
     return Adapter(init, apply, apply, train=train_view(grads, apply, factors, what="FLoRA"))
+
+
+def _scaled_core_side(
+    scale: float, on_input: bool, core: jax.Array, *factors: jax.Array
+) -> jax.Array:
+    """scale times ``core_side``: the update's scale rides on the core's side of U V."""
+    return scale * core_side(core, factors, on_input)
 
 
 def _layer_params(flat: Mapping[str, jax.Array], layer: Layer, modes: TuckerModes) -> tuple:
     """(G, U1, ..., UN) of one layer from the flat adapter params."""
     keys = [_CORE, *(_factor_key(n) for n in range(len(modes.sizes)))]
     return tuple(flat[f"{layer.name}/{key}"] for key in keys)
-
-
-def _scaled_matrix_factors(
-    scale: float, num_in: int, core: jax.Array, *factors: jax.Array
-) -> tuple[jax.Array, jax.Array]:
-    """(scale * U, V) of ``matrix_factors``: scale * U @ V is the layer's update."""
-    u, v = matrix_factors(core, factors, num_in)
-    return scale * u, v
 
 
 def _standard_normals(rng: jax.Array, shapes: list[tuple[int, ...]]) -> list[jax.Array]:

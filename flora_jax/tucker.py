@@ -60,30 +60,52 @@ def matrix_factors(
 
     with the core's unfolding between them. Leading axes shared by the core (*stack, r...) and
     every factor (*stack, dim, r) are stack axes: U (*stack, fan_in, R), V (*stack, R, fan_out).
+    The two sides are ``core_side`` and ``kronecker_side``; ``core_on_input`` says which is U.
     """
     order = len(factors)
-    stack = core.shape[: core.ndim - order]
-    _check_shapes(core.shape[len(stack) :], [f.shape[len(stack) :] for f in factors])
+    n_stack = core.ndim - order
+    _check_shapes(core.shape[n_stack:], [f.shape[n_stack:] for f in factors])
     if not 1 <= num_in < order:
         raise ValueError(f"num_in must be in [1, {order - 1}] for order {order}, got {num_in}")
+    ins, outs = factors[:num_in], factors[num_in:]
+    if core_on_input(core.shape[n_stack:], num_in):
+        return core_side(core, ins, True), kronecker_side(outs, output=True)
+    return kronecker_side(ins, output=False), core_side(core, outs, False)
+
+
+def core_on_input(ranks: Sequence[int], num_in: int) -> bool:
+    """Whether ``matrix_factors`` puts the core into U: R_in = r_1 ... r_k > R_out."""
+    return math.prod(ranks[:num_in]) > math.prod(ranks[num_in:])
+
+
+def core_side(core: jax.Array, factors: Sequence[jax.Array], on_input: bool) -> jax.Array:
+    """The matrix view's factor that holds the core, from the factors of its side's modes.
+
+    on_input:  G ×1 U_1 ... ×k U_k unfolded to (*stack, fan_in, R_out), ``factors`` U_1 ... U_k;
+    else:      G ×k+1 U_k+1 ... ×N U_N unfolded to (*stack, R_in, fan_out), ``factors`` the rest.
+    """
+    order = core.ndim - (factors[0].ndim - 2)
     ranks = string.ascii_lowercase[:order]
     dims = string.ascii_uppercase[:order]
-    spec = [f"...{d}{r}" for d, r in zip(dims, ranks, strict=True)]
-    fan_in = math.prod(f.shape[-2] for f in factors[:num_in])
-    fan_out = math.prod(f.shape[-2] for f in factors[num_in:])
-    r_in = math.prod(core.shape[len(stack) : len(stack) + num_in])
-    r_out = math.prod(core.shape[len(stack) + num_in :])
-    i_dims, o_dims, i_ranks, o_ranks = dims[:num_in], dims[num_in:], ranks[:num_in], ranks[num_in:]
-    if r_in <= r_out:
-        u = jnp.einsum(f"{','.join(spec[:num_in])}->...{i_dims}{i_ranks}", *factors[:num_in])
-        v = jnp.einsum(
-            f"...{ranks},{','.join(spec[num_in:])}->...{i_ranks}{o_dims}", core, *factors[num_in:]
-        )
-        inner = r_in
-    else:
-        u = jnp.einsum(
-            f"...{ranks},{','.join(spec[:num_in])}->...{i_dims}{o_ranks}", core, *factors[:num_in]
-        )
-        v = jnp.einsum(f"{','.join(spec[num_in:])}->...{o_ranks}{o_dims}", *factors[num_in:])
-        inner = r_out
-    return u.reshape(*stack, fan_in, inner), v.reshape(*stack, inner, fan_out)
+    k = len(factors) if on_input else order - len(factors)
+    side = range(k) if on_input else range(k, order)
+    spec = ",".join(f"...{dims[n]}{ranks[n]}" for n in side)
+    out = f"...{dims[:k]}{ranks[k:]}" if on_input else f"...{ranks[:k]}{dims[k:]}"
+    x = jnp.einsum(f"...{ranks},{spec}->{out}", core, *factors)
+    stack = x.shape[: x.ndim - order]
+    fan = math.prod(f.shape[-2] for f in factors)
+    inner = math.prod(x.shape[len(stack) :]) // fan
+    return x.reshape(*stack, fan, inner) if on_input else x.reshape(*stack, inner, fan)
+
+
+def kronecker_side(factors: Sequence[jax.Array], *, output: bool) -> jax.Array:
+    """U_1 ⊗ ... ⊗ U_m of (*stack, dim_n, r_n) factors: (*stack, prod dims, prod ranks), or
+    its transpose (*stack, prod ranks, prod dims) for the output side."""
+    m = len(factors)
+    ranks, dims = string.ascii_lowercase[:m], string.ascii_uppercase[:m]
+    spec = ",".join(f"...{d}{r}" for d, r in zip(dims, ranks, strict=True))
+    x = jnp.einsum(f"{spec}->...{ranks + dims if output else dims + ranks}", *factors)
+    stack = x.shape[: x.ndim - 2 * m]
+    fan = math.prod(f.shape[-2] for f in factors)
+    inner = math.prod(f.shape[-1] for f in factors)
+    return x.reshape(*stack, inner, fan) if output else x.reshape(*stack, fan, inner)

@@ -437,6 +437,9 @@ def test_train_view_factors_are_the_update_batched_over_same_shaped_layers():
         want = np_delta(aparams[name], params[name]["kernel"].shape, 0.5)
         got = np.asarray(eff[f"{name}/{U_KEY}"], np.float64) @ np.asarray(eff[f"{name}/{V_KEY}"])
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        # U is the input factor itself: only the core's side (scale G B^T) is a product, so
+        # only it is batched (a batched U would stack its gradients for nothing)
+        np.testing.assert_array_equal(eff[f"{name}/{U_KEY}"], aparams[name]["u0"])
     # one rank-r product per group of same-shaped layers, not one per layer (three launches a
     # layer on a GPU, forward and backward): the held kernels' own W0 + U V stay per layer
     text = jax.jit(adapter.train.apply).lower(params, aparams).as_text()

@@ -1,6 +1,6 @@
 """A/B record (not project code): FLoRA's tap factors (scale * U, V) batched over same-shaped
-layers (the code since this session's commit) against one small product per layer (the code
-before), each a process.
+layers (d8e10bb: every product; since 1cfd178: the core's side only) against one small
+product per layer (the code before d8e10bb), each a process.
 
     FLORA_FACTORS=per-layer python bench/runs/2026-12-05-h100/scripts/ab/flora_factors_ab.py \\
         --json a.json --suites train --train-batches 64 256 --only '^jax/train/flora-r8@(64|256)$'

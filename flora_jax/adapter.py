@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -166,31 +166,43 @@ def flora(
         factors, is formed per layer (batching it would stack its gradients for nothing)."""
         flat = checked(params, aparams)
         kept = [(layer, modes) for layer, modes in layers(params) if keep(layer)]
-        sides = []
-        for layer, modes in kept:
-            core, *us = _layer_params(flat, layer, modes)
-            # modes: the kernel's axes ("nd", input axes first) or its (fan_in, fan_out) matrix
-            num_in = len(layer.in_shape) if len(modes.sizes) > 2 else 1
-            on_input = core_on_input(modes.ranks, num_in)
-            ins, outs = us[:num_in], us[num_in:]
-            core_us, plain_us = (ins, outs) if on_input else (outs, ins)
-            sides.append((on_input, (core, *core_us), kronecker_side(plain_us, output=on_input)))
+        sides = [_matrix_sides(flat, layer, modes) for layer, modes in kept]
         cores: list[Any] = [None] * len(kept)
-        for on_input in {on_input for on_input, _, _ in sides}:
-            group = [i for i, side in enumerate(sides) if side[0] == on_input]
+        for on_input in {side.on_input for side in sides}:
+            group = [i for i, side in enumerate(sides) if side.on_input == on_input]
             batched = over_layers(
                 functools.partial(_scaled_core_side, scale, on_input),
-                [sides[i][1] for i in group],
+                [sides[i].core_args for i in group],
                 [len(kept[i][0].stack_shape) for i in group],
             )
-            for i, side in zip(group, batched, strict=True):
-                cores[i] = side
+            for i, core in zip(group, batched, strict=True):
+                cores[i] = core
         return {
-            layer.kernel_path: (core, plain) if on_input else (plain, core)
-            for (layer, _), (on_input, _, plain), core in zip(kept, sides, cores, strict=True)
+            layer.kernel_path: (core, side.plain) if side.on_input else (side.plain, core)
+            for (layer, _), side, core in zip(kept, sides, cores, strict=True)
         }
 
     return Adapter(init, apply, apply, train=train_view(grads, apply, factors, what="FLoRA"))
+
+
+class _MatrixSides(NamedTuple):
+    """One layer's U V split (``flora_jax.tucker.matrix_factors``): whether the core is on the
+    input side, the core's side's arguments (G, its side's factors) for ``core_side``, and the
+    other side (``kronecker_side``), formed."""
+
+    on_input: bool
+    core_args: tuple[jax.Array, ...]
+    plain: jax.Array
+
+
+def _matrix_sides(flat: Mapping[str, jax.Array], layer: Layer, modes: TuckerModes) -> _MatrixSides:
+    core, *us = _layer_params(flat, layer, modes)
+    # modes: the kernel's axes ("nd", input axes first) or its (fan_in, fan_out) matrix
+    num_in = len(layer.in_shape) if len(modes.sizes) > 2 else 1
+    on_input = core_on_input(modes.ranks, num_in)
+    ins, outs = us[:num_in], us[num_in:]
+    core_us, plain_us = (ins, outs) if on_input else (outs, ins)
+    return _MatrixSides(on_input, (core, *core_us), kronecker_side(plain_us, output=on_input))
 
 
 def _scaled_core_side(

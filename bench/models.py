@@ -16,7 +16,7 @@ from bench.sizes import BenchSize
 from experiments.backbones import Backbone, BackboneConfig, load_backbone
 from experiments.data.preprocess import normalize
 from experiments.models import convnext
-from experiments.models.attention import masked_dot_product_attention, pad_tokens, resolve_pad_to
+from experiments.models.attention import masked_dot_product_attention, pad_tokens, padded_length
 from experiments.models.vit import vit
 from flora_jax import CONV_TARGETS
 from peft_core.paths import Params
@@ -31,8 +31,8 @@ _ATTENTION_TOLERANCE = 2e-2
 def choose_attention(requested: str) -> tuple[str | None, str]:
     """(ViT attention implementation, note). "auto": cuDNN on a GPU if it runs and matches.
 
-    The cuDNN path (tokens padded as the ViT pads them, 197 -> 198, padded keys masked) is
-    checked against XLA's attention on fresh random bf16 inputs; on an error or a mismatch "xla"
+    The cuDNN path (tokens padded as the ViT pads them, 197 -> 198 and -> 200, padded keys masked)
+    is checked against XLA's attention on fresh random bf16 inputs; on an error or a mismatch "xla"
     is used and the note says why. "none" is the plain einsum attention; "xla" / "cudnn" force
     that kernel.
     """
@@ -42,25 +42,28 @@ def choose_attention(requested: str) -> tuple[str | None, str]:
         return None, "attention: einsum"
     if requested == "xla" or (requested == "auto" and jax.default_backend() != "gpu"):
         return "xla", "attention: XLA"
+    length = _ATTENTION_CHECK_SHAPE[1]
+    # the lengths the ViT's cuDNN default pads to: shortest even, and with 64 rows per device
+    lengths = sorted({padded_length(length, "cudnn", None, b) for b in (1, 64)})
     try:
-        error = _cudnn_attention_error()
+        error = max(_cudnn_attention_error(padded) for padded in lengths)
     except Exception as e:  # noqa: BLE001 - any failure of the fused kernel means: fall back
         return "xla", f"attention: XLA (cuDNN failed: {type(e).__name__}: {str(e)[:200]})"
     if error > _ATTENTION_TOLERANCE:
         return "xla", f"attention: XLA (cuDNN relative error {error:.2e} vs XLA)"
-    length = _ATTENTION_CHECK_SHAPE[1]
-    padded = length + -length % resolve_pad_to("cudnn", None)
-    return "cudnn", f"attention: cuDNN, padded {length}->{padded} (rel. err. vs XLA {error:.1e})"
+    padded = "/".join(map(str, lengths))
+    return "cudnn", f"attention: cuDNN (checked padded {length}->{padded}: rel. err. {error:.1e})"
 
 
-def _cudnn_attention_error() -> float:
-    """‖cudnn - xla‖ / ‖xla‖ of padded attention on random bf16 q, k, v (float32 norms)."""
+def _cudnn_attention_error(padded: int) -> float:
+    """‖cudnn - xla‖ / ‖xla‖ of attention on random bf16 q, k, v, padded to ``padded`` tokens for
+    cuDNN as the ViT pads them (float32 norms)."""
     keys = jax.random.split(jax.random.key(int(np.random.default_rng().integers(2**31))), 3)
     q, k, v = (jax.random.normal(key, _ATTENTION_CHECK_SHAPE, jnp.bfloat16) for key in keys)
     length = q.shape[1]
-    padded = (pad_tokens(t, resolve_pad_to("cudnn", None)) for t in (q, k, v))  # as the ViT does
-    fused = masked_dot_product_attention(*padded, num_keys=length, implementation="cudnn")
-    fused = fused[:, :length]
+    fused = masked_dot_product_attention(
+        *(pad_tokens(t, padded) for t in (q, k, v)), num_keys=length, implementation="cudnn"
+    )[:, :length]
     plain = masked_dot_product_attention(q, k, v, implementation="xla")
     diff = jnp.linalg.norm((fused - plain).astype(jnp.float32))
     return float(diff / jnp.linalg.norm(plain.astype(jnp.float32)))

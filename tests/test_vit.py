@@ -12,12 +12,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import AbstractMesh, AxisType
 
 from experiments.models.attention import (
+    ROW_MULTIPLE,
     MultiHeadDotProductAttention,
+    local_batch,
     masked_dot_product_attention,
     pad_tokens,
-    resolve_pad_to,
+    padded_length,
 )
 from experiments.models.vit import drop_path, vit
 from experiments.models.vit_checkpoint import (
@@ -298,16 +301,54 @@ def test_attention_matches_softmax_reference_with_a_key_bias(options):
 
 
 @pytest.mark.parametrize(
-    ("tokens", "cudnn_length"), [(197, 198), (257, 258), (198, 198), (50, 50)]
-)  # ViT-B/16 and DINOv2-S/14 at 224
-def test_cudnn_padding_is_the_smallest_even_length(tokens, cudnn_length):
-    """cuDNN trains only on even lengths; every padded row costs matmul time, so pad at most one."""
-    x = jnp.ones((1, tokens, 4))
-    chex.assert_shape(pad_tokens(x, resolve_pad_to("cudnn", None)), (1, cudnn_length, 4))
-    chex.assert_shape(pad_tokens(x, resolve_pad_to("xla", None)), (1, tokens, 4))
-    chex.assert_shape(pad_tokens(x, resolve_pad_to("cudnn", 16)), (1, -(-tokens // 16) * 16, 4))
-    with pytest.raises(ValueError, match="pad_to must be >= 1"):
-        resolve_pad_to("cudnn", 0)
+    ("tokens", "batch", "cudnn_length"),
+    [
+        (197, 1, 198), (197, 32, 198), (197, 256, 198), (197, 512, 198),  # ViT-B/16 at 224
+        (197, 64, 200), (197, 128, 200), (197, 192, 200),  # 64 x 200 = 25 x 512 rows
+        (257, 64, 258), (257, 1024, 258),  # DINOv2-S/14: 260 and 262 fit no better at 64
+        (198, 64, 200), (198, 256, 198), (50, 64, 50), (49, 1, 50),
+    ],
+)  # fmt: skip
+def test_cudnn_padding_is_even_and_fills_row_multiples(tokens, batch, cudnn_length):
+    """cuDNN trains only on even lengths; every padded row costs matmul time, so the default pads
+    to the shortest even length, or further (at most 2%) where that makes the device's rows a
+    multiple of 512 (XLA's split-K pads them otherwise)."""
+    length = padded_length(tokens, "cudnn", None, batch)
+    assert length == cudnn_length
+    assert length % 2 == 0 and length <= tokens * 1.02 + 1
+    if length > tokens + tokens % 2:
+        assert batch * length % ROW_MULTIPLE == 0
+    chex.assert_shape(pad_tokens(jnp.ones((1, tokens, 4)), length), (1, cudnn_length, 4))
+    assert padded_length(tokens, "xla", None, batch) == tokens
+    assert padded_length(tokens, None, None, batch) == tokens
+    assert padded_length(tokens, "cudnn", 16, batch) == -(-tokens // 16) * 16  # given: kept
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        ((197, "cudnn", 0, 1), "pad_to must be >= 1"),
+        ((0, "cudnn", None, 1), "num_tokens and local_batch >= 1"),
+        ((197, "cudnn", None, 0), "num_tokens and local_batch >= 1"),
+    ],
+)
+def test_padded_length_refuses_bad_input(args, error):
+    with pytest.raises(ValueError, match=error):
+        padded_length(*args)
+    with pytest.raises(ValueError, match="cannot pad 5 tokens to 4"):
+        pad_tokens(jnp.ones((1, 5, 2)), 4)
+
+
+@pytest.mark.parametrize(("shards", "batch", "local"), [(1, 256, 256), (4, 256, 64), (3, 256, 256)])
+def test_local_batch_splits_over_the_mesh_in_context(shards, batch, local):
+    """The trainer's step is traced under its data mesh: a device holds batch / mesh size
+    examples (whole where the mesh does not divide the batch), and that sets the padding."""
+    assert local_batch(batch) == batch  # no mesh in context
+    mesh = AbstractMesh((shards,), ("data",), axis_types=(AxisType.Explicit,))
+    with jax.sharding.use_abstract_mesh(mesh):
+        assert local_batch(batch) == local
+        want = 200 if local == 64 else 198
+        assert padded_length(197, "cudnn", None, local_batch(batch)) == want
 
 
 def test_attention_with_fewer_queries_is_their_rows_of_self_attention():

@@ -8,7 +8,8 @@ the original ViT checkpoints put them::
 
 cuDNN flash attention needs bf16/fp16 inputs and, for training, an even sequence length (jax
 0.11.2's refuses 197 = 1 + 14*14), so the model pads its token sequence ONCE,
-before the first block, to a multiple of ``pad_to`` (``pad_tokens``; 2 for cuDNN: 197 -> 198),
+before the first block (``padded_length``, ``pad_tokens``; 197 -> 198 for cuDNN, or 200 where
+that makes the rows a multiple of ``ROW_MULTIPLE``, below),
 runs every block on the padded sequence and slices the padding off after the last one. Each
 attention call masks the padded keys (``key_value_seq_lengths``), so the real tokens never see
 the padded ones and the result equals unpadded attention; the padded rows themselves are real
@@ -16,6 +17,13 @@ the padded ones and the result equals unpadded attention; the padded rows themse
 removes a pad of q, k, v and a slice of the output per block and their gradients; every matmul
 then runs on the padded rows, so the pad is as small as cuDNN allows: LoRA r=8 on ViT-B/16 at
 batch 256 on an H200 trains 3.7% faster padded to 198 than to 208 (docs/benchmarks.md, call 29).
+The one exception is the row count: XLA's split-K GEMMs over the B x N token rows (the weight
+gradients of low-rank factors, xᵀg) pad their operands to a multiple of 512 rows unless they
+already are one, a pad pass per layer and direction. At batch 64 a device's 64 x 198 = 12672
+rows are not, 64 x 200 are: LoRA r=8 trains 4.5% faster on 200 tokens there (H100, call 129),
+while at batch 256 (50688 = 99 x 512 rows) 198 stays the faster (3933 against 3873 img/s, call
+29). So the cuDNN default takes the shortest even length whose rows per device are a multiple
+of ``ROW_MULTIPLE``, if it adds at most ``ROW_PAD_LIMIT`` of the tokens; else the shortest even.
 
 Two of the three q/k/v biases (params that checkpoints carry) are not added where a textbook
 layer adds them, which saves a pass over the keys and one over the values per block, forward
@@ -37,6 +45,7 @@ query lengths it accepts.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import flax.linen as nn
@@ -50,24 +59,58 @@ AttentionImpl = Literal["xla", "cudnn"] | None
 #: sequence multiple used for ``implementation="cudnn"`` when ``pad_to`` is not given.
 CUDNN_SEQ_MULTIPLE = 2
 
+#: rows (a device's batch x tokens) that XLA's split-K GEMMs over the rows take without a pad.
+ROW_MULTIPLE = 512
+
+#: the most the cuDNN default lengthens a sequence to reach ``ROW_MULTIPLE`` rows, as a fraction
+#: of its tokens (197 -> 200 at batch 64, 1.5%).
+ROW_PAD_LIMIT = 0.02
+
 _CUDNN_DTYPES = (jnp.bfloat16, jnp.float16)
 
 
-def resolve_pad_to(implementation: AttentionImpl, pad_to: int | None) -> int:
-    """Sequence multiple to pad to: ``pad_to`` if given, else 2 for cuDNN (even lengths), else 1."""
+def padded_length(
+    num_tokens: int, implementation: AttentionImpl, pad_to: int | None, local_batch: int = 1
+) -> int:
+    """Tokens after the model's one pad (module docstring).
+
+    ``pad_to`` given: the next multiple of it. Else for cuDNN: the shortest even length L with
+    ``local_batch`` x L a multiple of ``ROW_MULTIPLE``, if L <= num_tokens (1 + ROW_PAD_LIMIT),
+    else the shortest even length (197 -> 200 at 64 examples per device, 198 at 256 or 32).
+    Else ``num_tokens``: XLA's attention takes any length.
+    """
+    if num_tokens < 1 or local_batch < 1:
+        raise ValueError(f"need num_tokens and local_batch >= 1, got {num_tokens}, {local_batch}")
     if pad_to is not None:
         if pad_to < 1:
             raise ValueError(f"attention pad_to must be >= 1, got {pad_to}")
-        return pad_to
-    return CUDNN_SEQ_MULTIPLE if implementation == "cudnn" else 1
+        return num_tokens + -num_tokens % pad_to
+    if implementation != "cudnn":
+        return num_tokens
+    even = num_tokens + -num_tokens % CUDNN_SEQ_MULTIPLE
+    longest = math.floor(num_tokens * (1 + ROW_PAD_LIMIT))
+    for length in range(even, longest + 1, CUDNN_SEQ_MULTIPLE):
+        if local_batch * length % ROW_MULTIPLE == 0:
+            return length
+    return even
 
 
-def pad_tokens(x: jax.Array, multiple: int) -> jax.Array:
-    """(B, N, ...) -> (B, N', ...) with N' the next multiple of ``multiple``, zeros appended."""
-    pad = -x.shape[1] % multiple
-    if pad == 0:
+def local_batch(batch: int) -> int:
+    """Examples of a global ``batch`` on one device: split over every axis of the mesh in
+    context (``jax.sharding.get_abstract_mesh``; the trainer's step sets it), whole without one
+    or where the mesh does not divide it."""
+    mesh = jax.sharding.get_abstract_mesh()
+    shards = 1 if mesh.empty else mesh.size
+    return batch if batch % shards else batch // shards
+
+
+def pad_tokens(x: jax.Array, length: int) -> jax.Array:
+    """(B, N, ...) -> (B, length, ...), zeros appended; length >= N."""
+    if length < x.shape[1]:
+        raise ValueError(f"cannot pad {x.shape[1]} tokens to {length}")
+    if length == x.shape[1]:
         return x
-    return jnp.pad(x, ((0, 0), (0, pad)) + ((0, 0),) * (x.ndim - 2))
+    return jnp.pad(x, ((0, 0), (0, length - x.shape[1])) + ((0, 0),) * (x.ndim - 2))
 
 
 def masked_dot_product_attention(

@@ -42,8 +42,9 @@ from experiments.models.activations import gelu
 from experiments.models.attention import (
     AttentionImpl,
     MultiHeadDotProductAttention,
+    local_batch,
     pad_tokens,
-    resolve_pad_to,
+    padded_length,
 )
 from experiments.models.dense import BiasGrad, Dense, check_bias_grad
 from experiments.models.patch_conv import PatchConv
@@ -77,8 +78,10 @@ class ViTConfig:
     ViT / big_vision, False for DINOv2. ``dtype`` is the compute dtype, ``param_dtype`` the
     storage dtype.
     ``attn_pad_to``: the token sequence is padded once, before the first block, to a multiple of
-    it (default: 2 for cuDNN, none otherwise); attention masks the padding. ``bias_grad``: how
-    every dense layer forms its bias gradient ("reduce" or "gemv", ``experiments.models.dense``).
+    it (default: for cuDNN an even length, 200 for 197 tokens where that makes a device's rows a
+    multiple of 512, ``attention.padded_length``; none otherwise); attention masks the padding.
+    ``bias_grad``: how every dense layer forms its bias gradient ("reduce" or "gemv",
+    ``experiments.models.dense``).
     """
 
     width: int
@@ -285,7 +288,10 @@ class ViT(nn.Module):
         )
         x = x + jnp.asarray(pos, cfg.dtype)
         num_tokens = x.shape[1]
-        x = pad_tokens(x, resolve_pad_to(cfg.attn_implementation, cfg.attn_pad_to))
+        length = padded_length(
+            num_tokens, cfg.attn_implementation, cfg.attn_pad_to, local_batch(batch)
+        )
+        x = pad_tokens(x, length)
         padded = x.shape[1] > num_tokens
         out_tokens = 1 if cfg.pool == "tok" else None  # only the class token is read
         encoder = Encoder(cfg, num_tokens if padded else None, out_tokens, name="Transformer")

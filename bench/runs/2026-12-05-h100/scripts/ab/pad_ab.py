@@ -1,0 +1,20 @@
+"""A/B record (not project code): bench.jax_suite with the ViT's token padding for cuDNN set by
+``PAD_TO`` (the code: 2, i.e. 197 -> 198; 8 gives 200). At batch 64, 64 x 198 = 12672 rows is
+not a multiple of XLA's split-K tiling for the LoRA factor gradients xᵀg (call 127's HLO pads
+those operands to 12800 rows, 64 x 200, in every block); 200 tokens would need no such pad.
+
+    PAD_TO=8 python bench/runs/2026-12-05-h100/scripts/ab/pad_ab.py --json out.json \\
+        --suites train --train-batches 64 --only '^jax/train/(lora-r8|flora-r8)@64$'
+"""
+import os
+import sys
+
+from bench import jax_suite
+from experiments.models import vit
+
+PAD_TO = int(os.environ.get("PAD_TO", "2"))
+vit.resolve_pad_to = lambda implementation, pad_to: PAD_TO if implementation == "cudnn" else 1
+
+if __name__ == "__main__":
+    print(f"PAD_TO={PAD_TO}", flush=True)
+    sys.exit(jax_suite.main(sys.argv[1:]))

@@ -1,4 +1,4 @@
-# call 127 (prepared in the thirty-second session, not yet run): 1cfd178's FLoRA factors (only the core's side batched) against one product per layer (A/B, each form a process, per-layer first and last: call 124 measured d8e10bb's batched form -0.43 ms at 64 this way), then FLoRA and LoRA profiled at 64 (is call 124's 0.39 ms Adam fusion gone?)
+# call 127 (prepared in the thirty-second session, run in the thirty-third on machine CA): 1cfd178's FLoRA factors (only the core's side batched) against one product per layer (A/B, each form a process, per-layer first and last: call 124 measured d8e10bb's batched form -0.43 ms at 64 this way), then FLoRA and LoRA profiled at 64 (is call 124's 0.39 ms Adam fusion gone?)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl 2>/dev/null
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 R=/tmp/res127; mkdir -p $R; END=${END:-580}

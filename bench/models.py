@@ -43,8 +43,8 @@ def choose_attention(requested: str) -> tuple[str | None, str]:
     if requested == "xla" or (requested == "auto" and jax.default_backend() != "gpu"):
         return "xla", "attention: XLA"
     length = _ATTENTION_CHECK_SHAPE[1]
-    # the lengths the ViT's cuDNN default pads to: shortest even, and with 64 rows per device
-    lengths = sorted({padded_length(length, "cudnn", None, b) for b in (1, 64)})
+    # the lengths the ViT's cuDNN default pads to: shortest even, and training 64 per device
+    lengths = sorted({padded_length(length, "cudnn", None, b) for b in (None, 64)})
     try:
         error = max(_cudnn_attention_error(padded) for padded in lengths)
     except Exception as e:  # noqa: BLE001 - any failure of the fused kernel means: fall back

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from jax.sharding import AbstractMesh, AxisType
 
+from experiments.models import attention
 from experiments.models.attention import (
     ROW_MULTIPLE,
     MultiHeadDotProductAttention,
@@ -307,17 +308,18 @@ def test_attention_matches_softmax_reference_with_a_key_bias(options):
         (197, 64, 200), (197, 128, 200), (197, 192, 200),  # 64 x 200 = 25 x 512 rows
         (257, 64, 258), (257, 1024, 258),  # DINOv2-S/14: 260 and 262 fit no better at 64
         (198, 64, 200), (198, 256, 198), (50, 64, 50), (49, 1, 50),
+        (197, None, 198), (198, None, 198), (257, None, 258),  # no training step: no row rule
     ],
 )  # fmt: skip
 def test_cudnn_padding_is_even_and_fills_row_multiples(tokens, batch, cudnn_length):
     """cuDNN trains only on even lengths; every padded row costs matmul time, so the default pads
-    to the shortest even length, or further (at most 2%) where that makes the device's rows a
-    multiple of 512 (XLA's split-K pads them otherwise)."""
+    to the shortest even length, or in a training step further (at most 2%) where that makes the
+    device's rows a multiple of 512 (its split-K weight-gradient GEMMs pad them otherwise)."""
     length = padded_length(tokens, "cudnn", None, batch)
     assert length == cudnn_length
     assert length % 2 == 0 and length <= tokens * 1.02 + 1
     if length > tokens + tokens % 2:
-        assert batch * length % ROW_MULTIPLE == 0
+        assert batch is not None and batch * length % ROW_MULTIPLE == 0
     chex.assert_shape(pad_tokens(jnp.ones((1, tokens, 4)), length), (1, cudnn_length, 4))
     assert padded_length(tokens, "xla", None, batch) == tokens
     assert padded_length(tokens, None, None, batch) == tokens
@@ -394,6 +396,30 @@ def test_vit_with_padded_tokens_equals_unpadded(pool, scan):
         return jax.jit(jax.grad(lambda p: jnp.sum(apply(model, p, x) ** 2)))(params)
 
     chex.assert_trees_all_close(grads(padded), grads(plain), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("batch", "train", "length"), [(64, True, 200), (64, False, 198), (32, True, 198)]
+)
+def test_vit_pads_a_training_step_to_row_multiples(monkeypatch, batch, train, length):
+    """With cuDNN's default padding a training step at 64 examples runs on 200 tokens (64 x 200
+    rows, a multiple of 512), inference and batch 32 on 198; the logits are the same. cuDNN
+    does not run on the CPU: its calls run XLA's kernel on the same padded, masked tokens."""
+    xla = attention.masked_dot_product_attention
+    monkeypatch.setattr(
+        attention, "masked_dot_product_attention",
+        lambda *args, implementation=None, **kw: xla(*args, implementation="xla", **kw),
+    )  # fmt: skip
+    x = images(224, batch=batch)  # 196 patches + cls = 197 tokens
+    padded = vit("Ti", patch=PATCH, depth=2, num_classes=3, attn_implementation="cudnn")
+    params = random_params(vit("Ti", patch=PATCH, depth=2, num_classes=3), x[:1])
+    logits, state = padded.apply(
+        {"params": params}, x, train=train, capture_intermediates=True, mutable=["intermediates"]
+    )
+    mlp_input = state["intermediates"]["Transformer"]["encoderblock_0"]["MlpBlock_0"]["__call__"]
+    chex.assert_shape(mlp_input[0], (batch, length, 192))
+    plain = vit("Ti", patch=PATCH, depth=2, num_classes=3)
+    chex.assert_trees_all_close(logits, apply(plain, params, x), atol=1e-4, rtol=1e-4)
 
 
 def test_cudnn_needs_half_precision():

@@ -22,8 +22,9 @@ gradients of low-rank factors, xᵀg) pad their operands to a multiple of 512 ro
 already are one, a pad pass per layer and direction. At batch 64 a device's 64 x 198 = 12672
 rows are not, 64 x 200 are: LoRA r=8 trains 4.5% faster on 200 tokens there (H100, call 129),
 while at batch 256 (50688 = 99 x 512 rows) 198 stays the faster (3933 against 3873 img/s, call
-29). So the cuDNN default takes the shortest even length whose rows per device are a multiple
-of ``ROW_MULTIPLE``, if it adds at most ``ROW_PAD_LIMIT`` of the tokens; else the shortest even.
+29). So in a training step the cuDNN default takes the shortest even length whose rows per
+device are a multiple of ``ROW_MULTIPLE``, if it adds at most ``ROW_PAD_LIMIT`` of the tokens;
+else, and without gradients (``train=False``: no such GEMMs), the shortest even length.
 
 Two of the three q/k/v biases (params that checkpoints carry) are not added where a textbook
 layer adds them, which saves a pass over the keys and one over the values per block, forward
@@ -70,16 +71,20 @@ _CUDNN_DTYPES = (jnp.bfloat16, jnp.float16)
 
 
 def padded_length(
-    num_tokens: int, implementation: AttentionImpl, pad_to: int | None, local_batch: int = 1
+    num_tokens: int,
+    implementation: AttentionImpl,
+    pad_to: int | None,
+    local_batch: int | None = None,
 ) -> int:
     """Tokens after the model's one pad (module docstring).
 
-    ``pad_to`` given: the next multiple of it. Else for cuDNN: the shortest even length L with
-    ``local_batch`` x L a multiple of ``ROW_MULTIPLE``, if L <= num_tokens (1 + ROW_PAD_LIMIT),
-    else the shortest even length (197 -> 200 at 64 examples per device, 198 at 256 or 32).
-    Else ``num_tokens``: XLA's attention takes any length.
+    ``pad_to`` given: the next multiple of it. Else for cuDNN: the shortest even length, or for
+    a training step (``local_batch``: its examples per device; the split-K GEMMs are its weight
+    gradients') the shortest even length L with local_batch x L a multiple of ``ROW_MULTIPLE``
+    if L <= num_tokens (1 + ROW_PAD_LIMIT) (197 -> 200 at 64 examples per device, 198 at 256 or
+    32). Else ``num_tokens``: XLA's attention takes any length.
     """
-    if num_tokens < 1 or local_batch < 1:
+    if num_tokens < 1 or (local_batch is not None and local_batch < 1):
         raise ValueError(f"need num_tokens and local_batch >= 1, got {num_tokens}, {local_batch}")
     if pad_to is not None:
         if pad_to < 1:
@@ -88,6 +93,8 @@ def padded_length(
     if implementation != "cudnn":
         return num_tokens
     even = num_tokens + -num_tokens % CUDNN_SEQ_MULTIPLE
+    if local_batch is None:
+        return even
     longest = math.floor(num_tokens * (1 + ROW_PAD_LIMIT))
     for length in range(even, longest + 1, CUDNN_SEQ_MULTIPLE):
         if local_batch * length % ROW_MULTIPLE == 0:

@@ -78,8 +78,9 @@ class ViTConfig:
     ViT / big_vision, False for DINOv2. ``dtype`` is the compute dtype, ``param_dtype`` the
     storage dtype.
     ``attn_pad_to``: the token sequence is padded once, before the first block, to a multiple of
-    it (default: for cuDNN an even length, 200 for 197 tokens where that makes a device's rows a
-    multiple of 512, ``attention.padded_length``; none otherwise); attention masks the padding.
+    it (default: for cuDNN an even length, with ``train`` 200 for 197 tokens where that makes a
+    device's rows a multiple of 512, ``attention.padded_length``; none otherwise); attention
+    masks the padding.
     ``bias_grad``: how every dense layer forms its bias gradient ("reduce" or "gemv",
     ``experiments.models.dense``).
     """
@@ -288,9 +289,8 @@ class ViT(nn.Module):
         )
         x = x + jnp.asarray(pos, cfg.dtype)
         num_tokens = x.shape[1]
-        length = padded_length(
-            num_tokens, cfg.attn_implementation, cfg.attn_pad_to, local_batch(batch)
-        )
+        train_batch = local_batch(batch) if train else None  # sets the padding for its grads
+        length = padded_length(num_tokens, cfg.attn_implementation, cfg.attn_pad_to, train_batch)
         x = pad_tokens(x, length)
         padded = x.shape[1] > num_tokens
         out_tokens = 1 if cfg.pool == "tok" else None  # only the class token is read

@@ -18,13 +18,15 @@ removes a pad of q, k, v and a slice of the output per block and their gradients
 then runs on the padded rows, so the pad is as small as cuDNN allows: LoRA r=8 on ViT-B/16 at
 batch 256 on an H200 trains 3.7% faster padded to 198 than to 208 (docs/benchmarks.md, call 29).
 The one exception is the row count: XLA's split-K GEMMs over the B x N token rows (the weight
-gradients of low-rank factors, xᵀg) pad their operands to a multiple of 512 rows unless they
-already are one, a pad pass per layer and direction. At batch 64 a device's 64 x 198 = 12672
-rows are not, 64 x 200 are: LoRA r=8 trains 4.5% faster on 200 tokens there (H100, call 129),
-while at batch 256 (50688 = 99 x 512 rows) 198 stays the faster (3933 against 3873 img/s, call
-29). So in a training step the cuDNN default takes the shortest even length whose rows per
-device are a multiple of ``ROW_MULTIPLE``, if it adds at most ``ROW_PAD_LIMIT`` of the tokens;
-else, and without gradients (``train=False``: no such GEMMs), the shortest even length.
+gradients of low-rank factors, xᵀg) pad their operands' rows to whole slices of whole K tiles,
+a pad pass per layer and operand: at batch 64 a device's 64 x 198 = 12672 rows went to 12800
+(32 slices of 400), 90 pads a step (call 127). On 200 tokens, 12800 rows, LoRA r=8 trains 4.5%
+faster there (H100, call 129); at batch 256 (50688 = 99 x 512 rows, no pad) 198 stays the
+faster (3933 against 3873 img/s, call 29), at 128 the two are level (calls 130-131). 512 rows
+is the measured rule, not XLA's: the slicing is its autotuner's choice. So in a training
+step the cuDNN default takes the shortest even length whose rows per device are a multiple of
+``ROW_MULTIPLE``, if it adds at most ``ROW_PAD_LIMIT`` of the tokens; else, and without
+gradients (``train=False``: no such GEMMs), the shortest even length.
 
 Two of the three q/k/v biases (params that checkpoints carry) are not added where a textbook
 layer adds them, which saves a pass over the keys and one over the values per block, forward
@@ -60,7 +62,8 @@ AttentionImpl = Literal["xla", "cudnn"] | None
 #: sequence multiple used for ``implementation="cudnn"`` when ``pad_to`` is not given.
 CUDNN_SEQ_MULTIPLE = 2
 
-#: rows (a device's batch x tokens) that XLA's split-K GEMMs over the rows take without a pad.
+#: a device's rows (batch x tokens) in multiples of which XLA's split-K GEMMs needed no pad
+#: (12800 and 50688 rows; 12672 got one: module docstring).
 ROW_MULTIPLE = 512
 
 #: the most the cuDNN default lengthens a sequence to reach ``ROW_MULTIPLE`` rows, as a fraction

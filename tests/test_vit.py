@@ -4,6 +4,7 @@ pos-embedding resampling, errors)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 
@@ -399,25 +400,29 @@ def test_vit_with_padded_tokens_equals_unpadded(pool, scan):
 
 
 @pytest.mark.parametrize(
-    ("batch", "train", "length"), [(64, True, 200), (64, False, 198), (32, True, 198)]
+    ("shards", "train", "length"), [(None, True, 200), (None, False, 198), (2, True, 198)]
 )
-def test_vit_pads_a_training_step_to_row_multiples(monkeypatch, batch, train, length):
-    """With cuDNN's default padding a training step at 64 examples runs on 200 tokens (64 x 200
-    rows, a multiple of 512), inference and batch 32 on 198; the logits are the same. cuDNN
-    does not run on the CPU: its calls run XLA's kernel on the same padded, masked tokens."""
+def test_vit_pads_a_training_step_to_row_multiples(monkeypatch, shards, train, length):
+    """With cuDNN's default padding a training step of 64 examples on one device runs on 200
+    tokens (64 x 200 rows, a multiple of 512); inference, and 32 examples per device under a
+    2-device data mesh (the trainer's context), on 198; the logits are the same. cuDNN does not
+    run on the CPU: its calls run XLA's kernel on the same padded, masked tokens."""
     xla = attention.masked_dot_product_attention
     monkeypatch.setattr(
         attention, "masked_dot_product_attention",
         lambda *args, implementation=None, **kw: xla(*args, implementation="xla", **kw),
     )  # fmt: skip
-    x = images(224, batch=batch)  # 196 patches + cls = 197 tokens
+    x = images(224, batch=64)  # 196 patches + cls = 197 tokens
     padded = vit("Ti", patch=PATCH, depth=2, num_classes=3, attn_implementation="cudnn")
     params = random_params(vit("Ti", patch=PATCH, depth=2, num_classes=3), x[:1])
-    logits, state = padded.apply(
-        {"params": params}, x, train=train, capture_intermediates=True, mutable=["intermediates"]
-    )
+    mesh = AbstractMesh((shards,), ("data",), axis_types=(AxisType.Auto,)) if shards else None
+    with jax.sharding.use_abstract_mesh(mesh) if mesh else contextlib.nullcontext():
+        logits, state = padded.apply(
+            {"params": params}, x, train=train, capture_intermediates=True,
+            mutable=["intermediates"],
+        )  # fmt: skip
     mlp_input = state["intermediates"]["Transformer"]["encoderblock_0"]["MlpBlock_0"]["__call__"]
-    chex.assert_shape(mlp_input[0], (batch, length, 192))
+    chex.assert_shape(mlp_input[0], (64, length, 192))
     plain = vit("Ti", patch=PATCH, depth=2, num_classes=3)
     chex.assert_trees_all_close(logits, apply(plain, params, x), atol=1e-4, rtol=1e-4)
 

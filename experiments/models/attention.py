@@ -22,8 +22,8 @@ gradients of low-rank factors, xᵀg) pad their operands' rows to whole slices o
 a pad pass per layer and operand: at batch 64 a device's 64 x 198 = 12672 rows went to 12800
 (32 slices of 400), 90 pads a step (call 127). On 200 tokens, 12800 rows, LoRA r=8 trains 4.5%
 faster there (H100, call 129); at batch 256 (50688 = 99 x 512 rows, no pad) 198 stays the
-faster (3933 against 3873 img/s, call 29), at 128 the two are level (calls 130-131). 512 rows
-is the measured rule, not XLA's: the slicing is its autotuner's choice. So in a training
+faster (3933 against 3873 img/s, call 29); 128 was not timed against 198. 512 rows is the
+measured rule, not XLA's: the slicing is its autotuner's choice. So in a training
 step the cuDNN default takes the shortest even length whose rows per device are a multiple of
 ``ROW_MULTIPLE``, if it adds at most ``ROW_PAD_LIMIT`` of the tokens; else, and without
 gradients (``train=False``: no such GEMMs), the shortest even length.

@@ -5,6 +5,10 @@ those operands to 12800 rows, 64 x 200, in every block); 200 tokens would need n
 
     PAD_TO=8 python bench/runs/2026-12-05-h100/scripts/ab/pad_ab.py --json out.json \\
         --suites train --train-batches 64 --only '^jax/train/(lora-r8|flora-r8)@64$'
+
+It patches ``vit.resolve_pad_to``, which the ViT calls up to d472b13 (call 129). b91cebb
+removed it: in calls 130-131 (at b91cebb) ``PAD_TO`` changed nothing and every row ran the
+code's padding (200 tokens at 64 and 128). ``pad_length_ab.py`` is the form for b91cebb on.
 """
 import os
 import sys

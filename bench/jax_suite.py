@@ -13,7 +13,6 @@ raises is listed under "failed" and the run goes on.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import re
 import shlex
@@ -33,9 +32,10 @@ from bench.end_to_end import E2E_ROW, bench_end_to_end
 from bench.jax_search import bench_search
 from bench.jax_serve import INFER_VARIANTS, bench_inference
 from bench.models import choose_attention, convnext_backbone, vit_backbone
+from bench.options import add_size_options, chosen_size
 from bench.peaks import peak_flops
 from bench.results import Row, key_filter, load_rows, save_rows
-from bench.sizes import SIZES, BenchSize
+from bench.sizes import BenchSize
 from bench.xla_flags import environ_with_xla_flags
 from experiments.training import data_mesh
 
@@ -254,26 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m bench.jax_suite", description=__doc__.splitlines()[0]
     )
     p.add_argument("--json", required=True)
-    p.add_argument("--size", choices=sorted(SIZES), default="full")
     p.add_argument("--suites", nargs="+", choices=JAX_SUITES, default=list(JAX_SUITES))
-    p.add_argument("--attention", default="auto", help="auto, cudnn, xla or none")
-    p.add_argument("--only", default=None, help="regex over row keys name@batch")
-    p.add_argument("--train-batches", type=int, nargs="+", default=None)
-    p.add_argument("--window", type=int, default=None, help="calls per timed sample")
-    p.add_argument(
-        "--isolate", action="store_true",
-        help="each training row in a fresh process (suites train, scan, conv only)",
-    )  # fmt: skip
-    p.add_argument(
-        "--autotune-logs", type=Path, default=None,
-        help="with --isolate: a folder for each row's XLA autotuning dumps and their report",
-    )  # fmt: skip
+    add_size_options(p)
     args = p.parse_args(argv)
-    if args.autotune_logs is not None and not args.isolate:
-        p.error("--autotune-logs needs --isolate (XLA reads its dump flags when a process starts)")
-    size = SIZES[args.size].with_window(args.window)
-    if args.train_batches:
-        size = dataclasses.replace(size, train_batches=tuple(args.train_batches))
+    size = chosen_size(p, args)
     if args.isolate:
         others = [s for s in args.suites if s not in jax_train.TRAINING_SUITES]
         if others:

@@ -26,10 +26,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.jax_train import TRAINING_SUITES
+from bench.options import add_size_options, chosen_size
 from bench.peaks import peak_flops
 from bench.report import merge_runs, render, with_flops
 from bench.results import Row, save_rows
-from bench.sizes import SIZES, BenchSize
+from bench.sizes import BenchSize
 from bench.targets import evaluate_targets, judged
 
 SUITES = ("train", "scan", "infer", "search", "conv", "e2e", "scale", "torch")
@@ -98,11 +99,9 @@ def jax_commands(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.autotune_logs is not None and not args.isolate:
-        parser.error("--autotune-logs needs --isolate")
-    size = SIZES[args.size].with_window(args.window)
+    size = chosen_size(parser, args)
     suites = parse_suites(args.suite)
-    train_batches = args.train_batches or list(size.train_batches)
+    train_batches = list(size.train_batches)
     torch_batches = args.torch_train_batches or [max(train_batches)]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -167,24 +166,8 @@ def _part(out: Path, framework: str) -> Path:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     p.add_argument("--suite", default="all", help=f"'all' or a comma list of {SUITES}")
-    p.add_argument("--size", choices=sorted(SIZES), default="full")
     p.add_argument("--out", default="bench-results.json", help="JSON file to write")
-    p.add_argument("--attention", default="auto", help="ViT attention: auto, cudnn, xla, none")
-    p.add_argument("--only", default=None, help="regex over row keys name@batch (torch and JAX)")
-    p.add_argument("--train-batches", type=int, nargs="+", default=None)
-    p.add_argument(
-        "--window", type=int, default=None,
-        help="calls per timed sample, launched back to back (default: the size's; 1 = each "
-        "call timed alone)",
-    )  # fmt: skip
-    p.add_argument(
-        "--isolate", action="store_true",
-        help="each JAX training row in a fresh process (bench.jax_suite --isolate)",
-    )  # fmt: skip
-    p.add_argument(
-        "--autotune-logs", type=Path, default=None,
-        help="with --isolate: a folder for each training row's XLA autotuning dumps and report",
-    )  # fmt: skip
+    add_size_options(p)
     p.add_argument(
         "--torch-train-batches", type=int, nargs="+", default=None,
         help="default: the largest JAX train batch (torch.compile per batch is slow)",

@@ -46,11 +46,10 @@ class Killed(Exception):
 
 
 @dataclasses.dataclass(frozen=True)
-class DyingBatches:
-    """Batches of ``data`` that kill the run when batch ``die_at`` is asked for."""
+class WrappedBatches:
+    """``data``'s epoch length and digest; subclasses change what ``batch`` returns."""
 
     data: ToyBatches
-    die_at: int
 
     @property
     def steps_per_epoch(self) -> int:
@@ -59,6 +58,13 @@ class DyingBatches:
     @property
     def digest(self) -> str:
         return self.data.digest
+
+
+@dataclasses.dataclass(frozen=True)
+class DyingBatches(WrappedBatches):
+    """Batches of ``data`` that kill the run when batch ``die_at`` is asked for."""
+
+    die_at: int
 
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         if step == self.die_at:
@@ -67,19 +73,10 @@ class DyingBatches:
 
 
 @dataclasses.dataclass(frozen=True)
-class NaNBatches:
+class NaNBatches(WrappedBatches):
     """Batches of ``data`` with NaN images from batch ``nan_at`` on."""
 
-    data: ToyBatches
     nan_at: int
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.data.steps_per_epoch
-
-    @property
-    def digest(self) -> str:
-        return self.data.digest
 
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         images, labels = self.data.batch(step)
@@ -234,19 +231,10 @@ def _poisoned_forward(params: Params, images: jax.Array, *, train: bool, rng: ja
 
 
 @dataclasses.dataclass(frozen=True)
-class PoisonBatches:
+class PoisonBatches(WrappedBatches):
     """Batches of ``data`` whose batch ``at`` makes ``_poisoned_forward``'s gradient NaN."""
 
-    data: ToyBatches
     at: int
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.data.steps_per_epoch
-
-    @property
-    def digest(self) -> str:
-        return self.data.digest
 
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         images, labels = self.data.batch(step)

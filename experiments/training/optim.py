@@ -8,6 +8,16 @@ epoch late):
     t >= W: lr = lr_min + (lr_0 - lr_min) * (1 + cos(pi * t / T)) / 2
 
 W warm-up epochs, T total epochs, lr_w the warm-up start, lr_0 the peak, lr_min the floor.
+
+Every trainable tensor is updated on every step, also a GLoRA support tensor that the step's
+subnet leaves unused (its gradient is zero; AdamW still moves it by its moments and decays it).
+The reference does the same: it pins torch 1.10 (its ``environment.yml``), whose
+``zero_grad()`` zero-fills gradients (``set_to_none=False``), so its AdamW steps every tensor
+used once before. (torch >= 2.0's default, ``None`` gradients, would skip unused tensors.) What
+differs is a tensor's time before its first use: torch leaves it alone and counts its steps
+from that use, optax decays it and counts every step in the bias correction, so a tensor first
+used at step 3 takes a first update 0.64x torch's (bias corrections alone, same moments), its
+sixth 0.95x, and from then on between 0.95x and 1.024x.
 """
 
 from __future__ import annotations

@@ -89,9 +89,3 @@ def timed_row(
         compile_s=stats.compile_s,
         note=note,
     )
-
-
-def process_peak_bytes() -> int | None:
-    """``peak_bytes_in_use`` of the first local device since the process started (GPU only)."""
-    stats = jax.local_devices()[0].memory_stats()
-    return None if not stats else int(stats.get("peak_bytes_in_use", 0))

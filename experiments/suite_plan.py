@@ -106,11 +106,6 @@ class Run:
     def group(self) -> Group:
         return (self.study, self.task, self.backbone, self.method, self.shots)
 
-    @property
-    def arm(self) -> tuple[Group, int | None]:
-        """A table row: the group and the GLoRA budget."""
-        return (self.group, self.budget)
-
 
 @dataclasses.dataclass(frozen=True)
 class Assets:

@@ -57,10 +57,6 @@ class Layer:
     def fan_out(self) -> int:
         return math.prod(self.out_shape)
 
-    @property
-    def num_stacked(self) -> int:
-        return math.prod(self.stack_shape)
-
 
 def find_layers(
     params: Params,

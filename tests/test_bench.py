@@ -337,7 +337,7 @@ def test_torch_peers_run_at_the_largest_train_batch(
         return subprocess.CompletedProcess(command, 1)
 
     monkeypatch.setattr(run.subprocess, "run", no_run)
-    argv = ["--suite=torch", "--size=tiny", "--train-batches", "8", "4", "--out"]
+    argv = ["--suite=torch", "--size=tiny", "--train-batches", "4", "8", "2", "--out"]
     assert run.main([*argv, str(tmp_path / "b.json")]) == 0
     ((torch,),) = [[c for c in commands if "bench.torch_peers" in c]]
     assert torch[torch.index("--train-batches") + 1 :][:2] == ["8", "--infer-batches"]

@@ -253,10 +253,21 @@ def _block_loss(block: ConvNeXtBlock, size: int) -> tuple[Any, Any, jax.Array]:
     return lambda p, x: jnp.sum(block.apply({"params": p}, x) * weights), params, x
 
 
-@pytest.mark.parametrize("size", [1, 5, 7, 8, 9])
+def test_dwconv_padding_adds_rows_only_to_maps_up_to_the_kernel_size():
+    """kernel // 2 a side, plus zeros at the high end up to an output of kernel + 1."""
+    pads = {s: convnext_module.depthwise_padding((s, s), 7) for s in (1, 5, 7, 8, 9, 14)}
+    assert pads == {
+        1: [(3, 10)] * 2, 5: [(3, 6)] * 2, 7: [(3, 4)] * 2, 8: [(3, 3)] * 2, 9: [(3, 3)] * 2,
+        14: [(3, 3)] * 2,
+    }  # fmt: skip
+    assert convnext_module.depthwise_padding((2, 9), 3) == [(1, 3), (1, 1)]
+
+
+@pytest.mark.parametrize("size", [1, 5, 7])
 def test_dwconv_padding_keeps_values_and_gradients(size, monkeypatch):
     """The block's depthwise conv with extra output rows cut off (``depthwise_padding``, on maps
     up to 7 wide) gives the loss and gradients of the plain padding-3 conv."""
+    assert convnext_module.depthwise_padding((size, size), 7) != [(3, 3)] * 2  # a real A/B
     loss, params, x = _block_loss(ConvNeXtBlock(version=1, layer_scale_init=1.0), size)
     got = jax.value_and_grad(loss, argnums=(0, 1))(params, x)
     monkeypatch.setattr(

@@ -184,6 +184,7 @@ def test_bf16_compute_and_training_noise():
     bf16 = _apply(EfficientNetLite(**{**_fields(TINY), "dtype": jnp.bfloat16}), params, x)
     assert bf16.dtype == jnp.float32
     chex.assert_trees_all_close(bf16, expected, atol=0.05 * np.abs(expected).max())
+    assert not np.allclose(bf16, expected, atol=1e-5)  # it really computed in bf16
     noisy = EfficientNetLite(**{**_fields(TINY), "dropout_rate": 0.5, "drop_path_rate": 0.5})
     trained = _apply(noisy, params, x, train=True, rngs={"dropout": jax.random.key(0)})
     assert not np.allclose(trained, expected, atol=1e-3)

@@ -94,8 +94,18 @@ def test_with_bias_grad_changes_the_vit_not_its_params_or_function() -> None:
 @pytest.mark.parametrize("name", ["lora", "flora"])
 @pytest.mark.parametrize("grads", ["auto", "activation", "weight"])
 def test_low_rank_method_forms_its_gradients_as_configured(name: str, grads: str) -> None:
-    method = build_method(MethodConfig(name, rank=2, grads=grads), targets=DENSE_TARGETS)
-    assert (method.adapter.train is None) == (grads == "weight")
+    # "auto" taps the dense layers wide enough to pay (640 x 640), "activation" every one,
+    # "weight" none (autodiff through apply: no train view).
+    params = {"wide": {"kernel": jnp.zeros((640, 640))}, "narrow": {"kernel": jnp.zeros((64, 256))}}
+    method = build_method(MethodConfig(name, rank=2, grads=grads), targets=r".*/kernel")
+    view = method.adapter.train
+    if grads == "weight":
+        assert view is None
+        return
+    assert view is not None
+    eff = view.apply(params, method.adapter.init(jax.random.key(0), params))
+    tapped = {k.split("/")[0] for k in peft_core.flatten(eff) if k.endswith("/lowrank_u")}
+    assert tapped == {"auto": {"wide"}, "activation": {"wide", "narrow"}}[grads]
 
 
 def test_method_config_rejects_unknown_grads() -> None:

@@ -590,7 +590,15 @@ def test_search_on_a_combined_space(tmp_path):
     first = evolutionary_search(space, score, generations=2, **settings)
     r = evolutionary_search(space, score, generations=4, **settings)  # resumes after 2
     assert r.candidates_evaluated > first.candidates_evaluated
-    costs = [int(space.num_params(space.from_genes(g))) for g in r.evaluated_genes]
+    assert_same_search(r, evolutionary_search(space, score, generations=4, **{
+        **settings, "checkpoint_dir": None
+    }))  # fmt: skip
+    # every candidate's cost, from each part's own count, within the budget
+    parts = space.spaces
+    costs = [
+        sum(int(s.num_params(c)) for s, c in zip(parts, space.from_genes(g), strict=True) if s)
+        for g in r.evaluated_genes
+    ]
     np.testing.assert_array_equal(r.evaluated_num_params, costs)
     assert max(costs) <= budget
     assert r.best_cfg[2] is None and r.best_score == max(r.evaluated_scores)

@@ -398,6 +398,9 @@ def test_execute_starts_nothing_after_the_deadline(tmp_path: Path) -> None:
     assets = prepared_assets(tmp_path)
     runner = fake_runner({1e-4: 0.6, 1e-3: 0.7}, calls)
     assert execute(TINY, assets, tmp_path / "runs", runner=runner, deadline_s=0.0) == []
+    assert calls == []
+    runs = tmp_path / "runs"
+    assert not runs.exists() or not any(runs.iterdir())
 
 
 # ----------------------------------------------------------------------------- report

@@ -33,6 +33,12 @@ class DataConfig:
     cache_dir: str | None = None
     test_limit: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.test_limit is not None and self.test_limit < 1:
+            raise ValueError(f"data.test_limit must be >= 1 or None, got {self.test_limit}")
+        if self.split_seed is not None and self.split_seed < 0:
+            raise ValueError(f"data.split_seed must be >= 0 or None, got {self.split_seed}")
+
 
 @dataclasses.dataclass(frozen=True)
 class SearchConfig:
@@ -53,6 +59,10 @@ class SearchConfig:
     configs_per_call: int = 8
     retrain: bool = False
 
+    def __post_init__(self) -> None:
+        if self.configs_per_call < 1:
+            raise ValueError(f"search.configs_per_call must be >= 1, got {self.configs_per_call}")
+
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
@@ -62,6 +72,13 @@ class ExperimentConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     search: SearchConfig = dataclasses.field(default_factory=SearchConfig)
     eval_batch_size: int = 100
+
+    def __post_init__(self) -> None:
+        if self.eval_batch_size < 1:
+            raise ValueError(
+                f"eval_batch_size (test and search; train.eval_batch_size is training's) must be "
+                f">= 1, got {self.eval_batch_size}"
+            )
 
 
 class _Changes(dict[str, Any]):

@@ -90,6 +90,15 @@ def task_config(args: argparse.Namespace, task: str) -> ExperimentConfig:
         backbone = dataclasses.replace(backbone, checkpoint=args.checkpoint)
     config = dataclasses.replace(config, data=data, backbone=backbone)
     config = override(config, args.overrides)
+    for key, value, flag in (
+        ("data.task", config.data.task, f"--task={task}"),
+        ("method.name", config.method.name, f"--adapter={args.adapter}"),
+    ):
+        if value != flag.partition("=")[2]:
+            raise ValueError(
+                f"--set {key}={value} disagrees with {flag}, which names the run's results "
+                f"folder and table row: choose it with {flag.partition('=')[0]}"
+            )
     keys = [a.partition("=")[0].strip() for a in args.overrides]
     check_knobs(
         config.method.name, [k.removeprefix("method.") for k in keys if k.startswith("method.")]

@@ -92,8 +92,11 @@ def flora(
         )
     if tucker not in TUCKER_VIEWS:
         raise ValueError(f"tucker must be one of {TUCKER_VIEWS}, got {tucker!r}")
-    if not scale:
-        raise ValueError("FLoRA scale must be non-zero: 0 makes every update and gradient zero")
+    if not (scale and math.isfinite(scale)):
+        raise ValueError(
+            f"FLoRA scale must be finite and non-zero, got {scale}: 0 makes every update and "
+            "gradient zero, NaN or inf every kernel non-finite"
+        )
     check_float_dtype(dtype, what="FLoRA dtype")
 
     def layers(params: Params) -> list[tuple[Layer, TuckerModes]]:

@@ -19,6 +19,7 @@ Equal gradients.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -59,8 +60,11 @@ def lora(
     ``stacked``, ``out_axes``: how to read the kernels (``peft_core.layers.find_layers``)."""
     if not positive_int(rank):
         raise ValueError(f"LoRA rank must be an int >= 1, got {rank!r}")
-    if alpha is not None and not alpha:
-        raise ValueError("LoRA alpha must be non-zero (or None: rank): 0 makes every update zero")
+    if alpha is not None and not (alpha and math.isfinite(alpha)):
+        raise ValueError(
+            f"LoRA alpha must be finite and non-zero (or None: rank), got {alpha}: 0 makes every "
+            "update zero, NaN or inf every kernel non-finite"
+        )
     check_float_dtype(dtype, what="LoRA dtype")
     scale = (rank if alpha is None else alpha) / rank
 

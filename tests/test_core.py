@@ -396,7 +396,17 @@ def _init_lora(**kwargs):
             ValueError,
             "'fc/kernel' is int8: adapters train float kernels",
         ),
-        (lambda: peft_core.lora(2, alpha=0), ValueError, "alpha must be non-zero"),
+        (lambda: peft_core.lora(2, alpha=0), ValueError, "alpha must be finite and non-zero"),
+        (
+            lambda: peft_core.lora(2, alpha=float("nan")),
+            ValueError,
+            r"non-zero \(or None: rank\), got nan",
+        ),
+        (
+            lambda: peft_core.lora(2, alpha=float("-inf")),
+            ValueError,
+            r"non-zero \(or None: rank\), got -inf",
+        ),
         (lambda: peft_core.lora(2, dtype=jnp.int32), ValueError, "LoRA dtype must be a floating"),
         (
             lambda: peft_core.combine(peft_core.lora(2), peft_core.lora),

@@ -166,7 +166,10 @@ def test_presets_and_overrides():
         (["--adapter=bitfit", "--set", "method.grads=weight"], "bitfit reads none of them"),
         (["--adapter=lora", "--set", "method.space=huge"], "unknown GLoRA space size 'huge'"),
         (["--adapter=lora", "--set", "method.rank=4", "--set", "method.grads=weight"], None),
-        (["--set", "method.name=flora", "--set", "method.tucker=nd"], None),
+        (["--adapter=flora", "--set", "method.name=flora", "--set", "method.tucker=nd"], None),
+        (["--adapter=lora", "--set", "method.name=flora"],
+         "--set method.name=flora disagrees with --adapter=lora"),
+        (["--set", "data.task=mnist5k"], "--set data.task=mnist5k disagrees with --task=digits"),
     ],
 )  # fmt: skip
 def test_method_knobs_the_method_does_not_read_are_refused(argv: list[str], error: str | None):
@@ -207,6 +210,27 @@ def test_overrides_take_the_field_type(assignment: str, want: object) -> None:
     ],
 )
 def test_overrides_of_the_wrong_type_fail_naming_the_key(assignment: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        override(quickstart(), [assignment])
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("data.test_limit=-5", "data.test_limit must be >= 1 or None, got -5"),  # was [:-5]
+        ("data.test_limit=0", "data.test_limit must be >= 1 or None, got 0"),
+        ("data.split_seed=-1", "data.split_seed must be >= 0 or None, got -1"),
+        ("eval_batch_size=0", "eval_batch_size (test and search; train.eval_batch_size is"),
+        ("search.configs_per_call=0", "search.configs_per_call must be >= 1, got 0"),
+        ("train.optim.b1=1.0", "b1 must be in [0, 1), got 1.0"),
+        ("train.optim.b2=-0.1", "b2 must be in [0, 1), got -0.1"),
+        ("train.optim.learning_rate=1e-6", "min_lr 1e-05 exceeds learning_rate 1e-06"),
+        ("train.optim.warmup_start_lr=1e-3", "warmup_start_lr 0.001 exceeds learning_rate"),
+    ],
+)
+def test_settings_out_of_range_fail_when_the_config_is_built(assignment: str, message: str):
+    """Each failed only after training (a batch size of 0), or not at all: a negative test limit
+    dropped test images, a min_lr above the peak made the cosine schedule climb."""
     with pytest.raises(ValueError, match=re.escape(message)):
         override(quickstart(), [assignment])
 

@@ -35,6 +35,15 @@ class OptimConfig:
     def __post_init__(self) -> None:
         _check_positive(self, "learning_rate", "eps")
         _check_non_negative(self, "weight_decay", "warmup_epochs", "warmup_start_lr", "min_lr")
+        for name in ("b1", "b2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        for name in ("min_lr", "warmup_start_lr"):
+            if getattr(self, name) > self.learning_rate:
+                raise ValueError(
+                    f"{name} {getattr(self, name)} exceeds learning_rate {self.learning_rate}: "
+                    f"the schedule would climb above its peak (lower {name} with it)"
+                )
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
             raise ValueError(f"clip_grad_norm must be > 0 or None, got {self.clip_grad_norm}")
 

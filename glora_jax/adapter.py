@@ -180,8 +180,8 @@ def glora(
 
     A cfg holds option indices of one space (``space.decode`` names them): a cfg of another
     space (other ranks) reads as other options. ``apply`` checks a concrete cfg's layers, shapes
-    and indices; under ``jax.jit`` only layers, dtype and shapes (an out-of-range index reads as
-    none).
+    and indices; under ``jax.jit`` only layers, dtype and shapes (an out-of-range index, negative
+    too, reads as none).
     """
     ranks = (ranks,) if isinstance(ranks, int | np.integer) else tuple(ranks)
     check_ranks(ranks)

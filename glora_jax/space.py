@@ -128,10 +128,13 @@ class GLoRASpace:
         """Trainable scalars of the subnet(s) in ``cfg``, int32 with the cfg's batch shape.
 
         Per layer slice: lora_r r·(fan_in + fan_out) for A/B, r·fan_in + r for C; vector
-        fan_out for A/B/D/E, fan_in for C; scalar 1; none 0. A gather and a sum: jit/vmap-able.
+        fan_out for A/B/D/E, fan_in for C; scalar 1; none 0, as is an index out of range
+        (negative too: as ``apply`` reads it). A gather and a sum: jit/vmap-able.
         """
         genes = self._join_genes(cfg, jnp)
-        return _per_gene(jnp.asarray(self._gene_costs, jnp.int32), genes).sum((-2, -1))
+        inside = (genes >= 0) & (genes < self._gene_costs.shape[-1])
+        costs = _per_gene(jnp.asarray(self._gene_costs, jnp.int32), jnp.where(inside, genes, 0))
+        return jnp.where(inside, costs, 0).sum((-2, -1))
 
     @functools.cached_property
     def max_params(self) -> int:

@@ -694,6 +694,22 @@ def _bad_inputs() -> list[tuple[str, Callable[[], Any], str]]:
     ]
 
 
+@pytest.mark.parametrize("index", [-1, -5, 5, 99])
+def test_traced_out_of_range_index_reads_as_none(index: int) -> None:
+    """Under jit a cfg's values cannot be checked: an index outside [0, n) reads as "none" in
+    apply and num_params alike (a negative one wrapped around to lora_r)."""
+    params, kw, _ = _kind("dense")
+    adapter = glora_jax.glora((3, 2), **kw)
+    space = space_of(adapter, params)
+    aparams = _random_aparams(adapter, params)
+    none = space.encode({"fc": dict.fromkeys("ABCDE", "none")})
+    odd = {"fc": np.full(5, index, np.int32)}
+    apply, count = jax.jit(adapter.apply), jax.jit(space.num_params)
+    chex.assert_trees_all_equal(apply(params, aparams, odd), apply(params, aparams, none))
+    chex.assert_trees_all_equal(apply(params, aparams, none), params)
+    assert int(count(odd)) == int(count(none)) == 0
+
+
 @pytest.mark.parametrize("case", _bad_inputs(), ids=lambda c: c[0])
 def test_bad_input_raises(case):
     _, fn, match = case

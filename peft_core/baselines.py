@@ -31,6 +31,11 @@ def full(*, targets: Patterns = r".*", exclude: Patterns | None = None) -> Adapt
         del rng
         flat = flatten(params)
         chosen = select(flat, targets, exclude=exclude)
+        if fixed := [f"{p} ({flat[p].dtype})" for p in chosen if not _floating(flat[p])]:
+            raise ValueError(
+                f"full fine-tuning targets {len(fixed)} non-float leaves, which a delta cannot "
+                f"change (it would round away): {fixed[:5]}; leave them out with exclude="
+            )
         return unflatten({p: jnp.zeros_like(flat[p], update_dtype(flat[p].dtype)) for p in chosen})
 
     def apply(params: Params, aparams: AParams, cfg: Config = None) -> Params:
@@ -42,6 +47,10 @@ def full(*, targets: Patterns = r".*", exclude: Patterns | None = None) -> Adapt
         )
 
     return Adapter(init, apply, apply)
+
+
+def _floating(leaf: jax.Array) -> bool:
+    return bool(jnp.issubdtype(leaf.dtype, jnp.floating))
 
 
 def linear_probe() -> Adapter:

@@ -322,6 +322,10 @@ def test_full_and_linear_probe():
     eff = full.apply(PARAMS, ap)
     np.testing.assert_allclose(eff["q"]["bias"], np.asarray(PARAMS["q"]["bias"]) + 2.0)
     chex.assert_trees_all_equal(eff["norm"]["scale"], PARAMS["norm"]["scale"])
+    with_ids = {**PARAMS, "ids": jnp.arange(4)}  # a delta would round away on ints
+    with pytest.raises(ValueError, match=r"non-float leaves.*\['ids \(int32\)'\]; leave them"):
+        peft_core.full().init(jax.random.key(0), with_ids)
+    assert "ids" not in peft_core.full(exclude="ids").init(jax.random.key(0), with_ids)
     probe = peft_core.linear_probe()
     assert probe.init(jax.random.key(0), PARAMS) == {}
     assert probe.apply(PARAMS, {}) is PARAMS

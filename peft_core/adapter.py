@@ -227,16 +227,18 @@ class CombinedSpace:
     of theirs, None for an adapter without a space. It is searchable
     (``glora_jax.evolution.SearchSpace``) when its spaces' genes have one width (GLoRA's: 5):
     its genes are theirs stacked in order, (*batch, G1 + G2 + ..., width); mutation and
-    crossover act on each space's rows by its own rules, and num_params is their sum."""
+    crossover act on each space's rows by its own rules. num_params is their sum plus
+    ``fixed_params``, the scalars the adapters without a space train in every subnet."""
 
     spaces: tuple[Any, ...]
+    fixed_params: int = 0
 
     def __repr__(self) -> str:
         """Its spaces' reprs where they are dataclasses, else their class names: the same text
         in every process for the same spaces (what a search checkpoint's fingerprint hashes)."""
         names = (repr(s) if s is None or dataclasses.is_dataclass(s) else type(s).__qualname__
                  for s in self.spaces)  # fmt: skip
-        return f"CombinedSpace(({', '.join(names)},))"
+        return f"CombinedSpace(({', '.join(names)},), fixed_params={self.fixed_params})"
 
     def sample(self, rng: jax.Array, batch_shape: tuple[int, ...] = ()) -> tuple[Config, ...]:
         """One independent draw per space (None for adapters without one)."""
@@ -269,8 +271,9 @@ class CombinedSpace:
         return self._join(s.crossover(rng, a, b) for s, a, b in parts)
 
     def num_params(self, cfg: tuple[Config, ...]) -> Any:
-        """The sum of each space's count (with the configs' batch shape)."""
-        return sum(s.num_params(c) for s, c in self._searched(self._configs(cfg)))
+        """Each space's count (with the configs' batch shape), summed, plus ``fixed_params``."""
+        counts = [s.num_params(c) for s, c in self._searched(self._configs(cfg))]
+        return sum(counts) + self.fixed_params
 
     def decode(self, cfg: tuple[Config, ...]) -> list[Any]:
         """Each space's readable config of one subnet (None for adapters without a space)."""
@@ -370,7 +373,12 @@ def combine(*adapters: Adapter) -> Adapter:
         return run
 
     def space(params: Params) -> CombinedSpace:
-        return CombinedSpace(tuple(a.space(params) if a.space else None for a in adapters))
+        fixed = sum(
+            param_count(jax.eval_shape(a.init, jax.random.key(0), params))
+            for a in adapters
+            if a.space is None
+        )
+        return CombinedSpace(tuple(a.space(params) if a.space else None for a in adapters), fixed)
 
     # The adapters' train views run under one forward wrapper when they share it (the same
     # grads); the others apply in weight space inside it. Views of several wrappers (grads

@@ -513,6 +513,10 @@ def test_a_space_that_cannot_be_searched_is_named():
         evolutionary_search({}, lambda cfgs: np.zeros(1), param_budget=100)
 
 
+#: The parameters of _combined_space's LoRA: rank 2 on a (16, 8) kernel.
+LORA_PROJ = 48
+
+
 def _combined_space() -> tuple[Any, Any]:
     """(CombinedSpace, params): GLoRA of rank 2 on "attn", of ranks 4 and 2 on "mlp", LoRA on
     "proj" (no space)."""
@@ -541,8 +545,9 @@ def test_a_combined_space_stacks_its_spaces_genes():
     back = space.from_genes(genes)
     assert back[2] is None
     chex.assert_trees_all_equal(back[:2], jax.tree.map(np.asarray, cfg[:2]))
+    assert space.fixed_params == LORA_PROJ == 2 * (16 + 8)  # the LoRA trains in every subnet
     np.testing.assert_array_equal(
-        space.num_params(cfg), attn.num_params(cfg[0]) + mlp.num_params(cfg[1])
+        space.num_params(cfg), attn.num_params(cfg[0]) + mlp.num_params(cfg[1]) + LORA_PROJ
     )
     rng = np.random.default_rng(0)
     mutated = space.mutate(rng, genes, 1.0)
@@ -593,10 +598,11 @@ def test_search_on_a_combined_space(tmp_path):
     assert_same_search(r, evolutionary_search(space, score, generations=4, **{
         **settings, "checkpoint_dir": None
     }))  # fmt: skip
-    # every candidate's cost, from each part's own count, within the budget
+    # every candidate's cost, from each part's own count and the LoRA's, within the budget
     parts = space.spaces
     costs = [
         sum(int(s.num_params(c)) for s, c in zip(parts, space.from_genes(g), strict=True) if s)
+        + LORA_PROJ
         for g in r.evaluated_genes
     ]
     np.testing.assert_array_equal(r.evaluated_num_params, costs)

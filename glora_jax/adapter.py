@@ -19,12 +19,11 @@ import dataclasses
 import functools
 import itertools
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from glora_jax.space import Config, GLoRASpace, LayerSpec, check_ranks
 from glora_jax.support import glora_delta, init_supports, static_none, support_shapes
@@ -183,8 +182,12 @@ def glora(
     and indices; under ``jax.jit`` only layers, dtype and shapes (an out-of-range index, negative
     too, reads as none).
     """
-    ranks = (ranks,) if isinstance(ranks, int | np.integer) else tuple(ranks)
-    check_ranks(ranks)
+    rank_tuple: tuple[int, ...] = (
+        tuple(ranks)
+        if isinstance(ranks, Iterable) and not isinstance(ranks, str)
+        else (ranks,)  # type: ignore[assignment]  # an int, or a wrong type check_ranks names
+    )
+    check_ranks(rank_tuple)
     check_float_dtype(dtype, what="GLoRA dtype")
     if update_dtype is not None:
         check_float_dtype(update_dtype, what="GLoRA update_dtype")
@@ -201,7 +204,7 @@ def glora(
         return space_of(find(params))
 
     def space_of(layers: Sequence[GLoRALayer]) -> GLoRASpace:
-        return GLoRASpace(ranks, tuple(layer.spec for layer in layers))
+        return GLoRASpace(rank_tuple, tuple(layer.spec for layer in layers))
 
     def shapes(the_space: GLoRASpace) -> dict[str, dict[str, tuple[int, ...]]]:
         return {
@@ -209,7 +212,7 @@ def glora(
                 stack_shape=s.stack_shape,
                 fan_in=s.fan_in,
                 fan_out=s.fan_out,
-                rmax=max(ranks),
+                rmax=max(rank_tuple),
                 has_bias=s.has_bias,
             )
             for s in the_space.specs

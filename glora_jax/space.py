@@ -115,11 +115,13 @@ class GLoRASpace:
 
     # ---- configs as arrays (jit / vmap friendly) --------------------------------------------
 
-    def sample(self, rng: jax.Array, batch_shape: Sequence[int] = ()) -> Config:
+    def sample(self, rng: jax.Array, batch_shape: int | Sequence[int] = ()) -> Config:
         """A random cfg: every slice and tensor uniform over its legal options (the reference).
 
-        Leaves are int32 (*batch_shape, *stack_shape, 5). Works under jit.
+        Leaves are int32 (*batch_shape, *stack_shape, 5) (an int n: (n, ...)). Works under jit.
         """
+        if isinstance(batch_shape, int | np.integer):
+            batch_shape = (int(batch_shape),)
         legal_idx, n_legal = self._gene_tables
         pick = jax.random.randint(rng, (*batch_shape, *n_legal.shape), 0, jnp.asarray(n_legal))
         return self._split_genes(_per_gene(jnp.asarray(legal_idx), pick))

@@ -9,7 +9,7 @@ from typing import Any
 from flax import traverse_util
 
 Params = Mapping[str, Any]
-Patterns = str | Sequence[str]
+Patterns = str | re.Pattern[str] | Sequence[str | re.Pattern[str]]
 
 
 def flatten(tree: Params) -> dict[str, Any]:
@@ -29,9 +29,15 @@ def _to_dict(tree: Params) -> dict[str, Any]:
 
 
 def as_patterns(patterns: Patterns | None) -> tuple[str, ...]:
+    """One regex or several as a tuple of regex strings (a compiled ``re.Pattern`` gives its
+    text); TypeError for anything else."""
     if patterns is None:
         return ()
-    return (patterns,) if isinstance(patterns, str) else tuple(patterns)
+    many = (patterns,) if isinstance(patterns, str | bytes | re.Pattern) else patterns
+    out = tuple(p.pattern if isinstance(p, re.Pattern) else p for p in many)
+    if bad := [p for p in out if not isinstance(p, str)]:
+        raise TypeError(f"path patterns must be regex strings, got {bad!r} in {patterns!r}")
+    return out
 
 
 def matches(path: str, patterns: Patterns | None) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import chex
 import flax.linen as nn
 import jax
@@ -435,11 +437,32 @@ def _init_lora(**kwargs):
             r"keep each leaf's shape: \['fc1/kernel: \(6, 5\) -> \(2, 2\)'\]",
         ),
         (lambda: peft_core.paths.select("fc1/kernel", "f.*"), TypeError, "not one path string"),
+        (
+            lambda: peft_core.lora(2, targets=b"fc1/kernel").init(_KEY, _DENSE),
+            TypeError,
+            r"path patterns must be regex strings, got \[b'fc1/kernel'\]",
+        ),
+        (
+            lambda: peft_core.lora(2, targets=["fc1/kernel", 3]).init(_KEY, _DENSE),
+            TypeError,
+            r"must be regex strings, got \[3\]",
+        ),
+        (lambda: glora_jax.glora(8.0), ValueError, r"positive ints, got \(8.0,\)"),
+        (lambda: glora_jax.glora("8"), ValueError, r"positive ints, got \('8',\)"),
     ],
 )
 def test_bad_adapter_input_names_the_problem(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+def test_compiled_patterns_and_an_int_batch_shape_are_taken() -> None:
+    fc1 = re.compile(r"fc1/kernel")
+    assert list(peft_core.lora(2, targets=fc1).init(_KEY, _DENSE)) == ["fc1"]
+    assert peft_core.paths.as_patterns([fc1, "x"]) == ("fc1/kernel", "x")
+    space = glora_jax.glora(2, targets=fc1).space(_DENSE)
+    chex.assert_shape(space.sample(_KEY, 3)["fc1"], (3, 5))
+    chex.assert_trees_all_equal(space.sample(_KEY, 3), space.sample(_KEY, (3,)))
 
 
 @pytest.mark.parametrize("grads", ["activation", "weight"])

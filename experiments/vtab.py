@@ -103,7 +103,17 @@ def task_config(args: argparse.Namespace, task: str) -> ExperimentConfig:
     check_knobs(
         config.method.name, [k.removeprefix("method.") for k in keys if k.startswith("method.")]
     )
+    supernet_only = [k for k in keys if k.startswith("search.") or k in SUPERNET_KEYS]
+    if config.method.name != "glora" and supernet_only:
+        raise ValueError(
+            f"{', '.join(supernet_only)} would be ignored: only glora trains a supernet and "
+            f"searches it, {config.method.name} does neither"
+        )
     return config
+
+
+#: Training knobs read only for a supernet (with ``search.*``: GLoRA's alone).
+SUPERNET_KEYS = ("train.num_configs", "train.eval_configs")
 
 
 def task_workdir(workdir: pathlib.Path, task: str) -> pathlib.Path:

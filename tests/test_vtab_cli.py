@@ -170,6 +170,10 @@ def test_presets_and_overrides():
         (["--adapter=lora", "--set", "method.name=flora"],
          "--set method.name=flora disagrees with --adapter=lora"),
         (["--set", "data.task=mnist5k"], "--set data.task=mnist5k disagrees with --task=digits"),
+        (["--adapter=lora", "--set", "search.generations=3", "--set", "train.num_configs=2"],
+         "search.generations, train.num_configs would be ignored: only glora trains a supernet"),
+        (["--adapter=bitfit", "--set", "train.eval_configs=2"], "bitfit does neither"),
+        (["--set", "search.generations=3", "--set", "train.num_configs=2"], None),
     ],
 )  # fmt: skip
 def test_method_knobs_the_method_does_not_read_are_refused(argv: list[str], error: str | None):

@@ -45,7 +45,10 @@ ForwardFn = Callable[..., jax.Array]
 class TrainView(NamedTuple):
     """How the train step runs an adapter: ``apply(params, aparams, cfg)`` -> params for
     ``wrap_forward(forward)``; gradients with respect to aparams equal those of the adapter's
-    weight-space ``apply`` with ``forward`` (``peft_core.activation_grads``)."""
+    weight-space ``apply`` with ``forward`` (``peft_core.activation_grads``). Only together: a
+    plain forward on ``apply``'s params gives the same outputs and no gradient to aparams (their
+    factors beside the kernels reach the loss through ``wrap_forward``'s taps alone, and Flax
+    ignores params no module reads), which nothing can detect."""
 
     apply: Callable[..., Params]
     wrap_forward: Callable[[ForwardFn], ForwardFn]

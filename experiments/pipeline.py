@@ -195,6 +195,11 @@ def check_merged_agrees(
 def rounds_update(adapted: Any, merged: Any) -> bool:
     """Whether the adapted params (``apply``) hold any leaf in another dtype than the merged
     ones (``merge``): GLoRA's update formed in the model's compute dtype."""
+    if jax.tree.structure(adapted) != jax.tree.structure(merged):
+        raise ValueError(
+            f"adapted and merged params differ in structure: {jax.tree.structure(adapted)} "
+            f"against {jax.tree.structure(merged)}"
+        )
     pairs = zip(jax.tree.leaves(adapted), jax.tree.leaves(merged), strict=True)
     return any(a.dtype != m.dtype for a, m in pairs)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -427,13 +428,28 @@ def test_xla_flag_variant_refuses_bad_names(bad: str) -> None:
         xla_flags.parse_variant(bad)
 
 
-def test_xla_flags_runs_each_variant_in_its_own_process(tmp_path: Path) -> None:
+def test_xla_flags_runs_each_variant_in_its_own_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "flags.json"
     argv = [
         "--size=tiny", "--only", "^jax/train/linear@4$", "--out", str(out),
         "--variant", "plain=", "--variant", "opt0=--xla_backend_optimization_level=0",
     ]  # fmt: skip
+    started: list[tuple[list[str], str]] = []
+    run = subprocess.run
+
+    def recorded(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        started.append((command, kwargs["env"]["XLA_FLAGS"]))
+        return run(command, **kwargs)
+
+    monkeypatch.setattr(xla_flags.subprocess, "run", recorded)
     assert xla_flags.main(argv) == 0
+    inherited = os.environ.get("XLA_FLAGS", "").strip()  # e.g. conftest's
+    assert [flags for _, flags in started] == [
+        inherited, f"{inherited} --xla_backend_optimization_level=0".strip()
+    ]  # fmt: skip
+    assert all(command[1:3] == ["-m", "bench.jax_suite"] for command, _ in started)
     rows, info = load_rows(out)
     assert sorted(r.key for r in rows) == ["jax/train/linear[opt0]@4", "jax/train/linear[plain]@4"]
     assert info["variants"] == {"plain": "", "opt0": "--xla_backend_optimization_level=0"}

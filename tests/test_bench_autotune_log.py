@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 from pathlib import Path
 
 import pytest
@@ -31,9 +32,16 @@ def test_parse_text_proto_nests_repeats_and_unescapes():
     assert message == {"a": [{"b": ["1", "2"], "c": [{"d": ['x "y"']}]}, {}], "e": ["ENUM"]}
 
 
-@pytest.mark.parametrize("text", ["a { b: 1", "a { } }", "a b c"])
-def test_parse_text_proto_rejects_malformed_text(text):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("a { b: 1", "unbalanced '{': the message ends inside a field"),
+        ("a { } }", "unbalanced '}' at character 7"),
+        ("a b c", "not protobuf text format at character 0: 'a b c'"),
+    ],
+)
+def test_parse_text_proto_rejects_malformed_text(text, match):
+    with pytest.raises(ValueError, match=re.escape(match)):
         autotune_log.parse_text_proto(text)
 
 

@@ -51,7 +51,10 @@ def test_npz_num_classes_can_be_stored(tmp_path: Path):
             {"images": np.zeros((1010, 3, 3, 2), np.uint8), "labels": np.zeros(1010, int)},
             "1 or 3 channels",
         ),
-        ({"images": np.zeros((1010, 3, 3), np.uint8), "labels": np.zeros(1009, int)}, "labels"),
+        (
+            {"images": np.zeros((1010, 3, 3), np.uint8), "labels": np.zeros(1009, int)},
+            r"labels must be \(1010,\) to match images \(1010, 3, 3\), got \(1009,\)",
+        ),
         ({"images": np.zeros((1010, 3, 3), np.uint8)}, "lacks arrays"),
         (
             {

@@ -209,8 +209,12 @@ def test_multilinear_rank_of_delta_is_the_clipped_rank(name, tucker, core, facto
     assert tuple(ranks) == core
 
 
-@pytest.mark.parametrize("name", ["dense", "query", "conv", "dwconv"])
-@pytest.mark.parametrize("tucker", ["nd", "matrix"])
+@pytest.mark.parametrize(
+    ("name", "tucker"),
+    # "nd" and "matrix" read dense kernels and convs alike (SHAPES); DenseGeneral's differ
+    [("dense", "nd"), ("query", "nd"), ("query", "matrix"), ("out", "nd"), ("out", "matrix"),
+     ("conv", "nd"), ("dwconv", "nd")],
+)  # fmt: skip
 @pytest.mark.parametrize("scale", [0.04, 4.0])
 def test_apply_is_w0_plus_scaled_numpy_tucker(name, tucker, scale):
     params = layer_params(name)

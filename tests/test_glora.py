@@ -652,7 +652,7 @@ def _bad_inputs() -> list[tuple[str, Callable[[], Any], str]]:
             lambda: glora_jax.glora((6,), **kw).init(jax.random.key(0), dense),
             "exceeds min",
         ),
-        ("rank_zero", lambda: glora_jax.glora((0,)), "positive"),
+        ("rank_zero", lambda: glora_jax.glora((0,)), r"positive ints, got \(0,\)"),
         ("ranks_repeated", lambda: glora_jax.glora((2, 2)), "distinct"),
         (
             "no_match",
@@ -660,9 +660,17 @@ def _bad_inputs() -> list[tuple[str, Callable[[], Any], str]]:
             "matches no param",
         ),
         ("no_cfg", lambda: ad.apply(dense, ap), "needs a cfg"),
-        ("cfg_missing_layer", lambda: ad.apply(dense, ap, {}), "missing"),
-        ("cfg_extra_layer", lambda: ad.apply(dense, ap, {**good, "x": good["fc"]}), "unknown"),
-        ("cfg_wrong_shape", lambda: ad.apply(dense, ap, {"fc": good["fc"][:4]}), "shape"),
+        ("cfg_missing_layer", lambda: ad.apply(dense, ap, {}), r"missing: \['fc'\]; unknown: \[\]"),
+        (
+            "cfg_extra_layer",
+            lambda: ad.apply(dense, ap, {**good, "x": good["fc"]}),
+            r"missing: \[\]; unknown: \['x'\]",
+        ),
+        (
+            "cfg_wrong_shape",
+            lambda: ad.apply(dense, ap, {"fc": good["fc"][:4]}),
+            r"cfg\['fc'\] has shape \(4,\); expected",
+        ),
         ("cfg_float", lambda: ad.apply(dense, ap, {"fc": good["fc"] * 1.0}), "int array"),
         (
             "cfg_batched",
@@ -679,7 +687,7 @@ def _bad_inputs() -> list[tuple[str, Callable[[], Any], str]]:
             lambda: ad.apply(dense, {"fc": {**ap["fc"], "d": jnp.zeros(4)}}, good),
             "mis-shaped",
         ),
-        ("aparams_missing", lambda: ad.apply(dense, {}, good), "missing"),
+        ("aparams_missing", lambda: ad.apply(dense, {}, good), "missing: fc/a_in, fc/a_out"),
         ("illegal_option_no_bias", lambda: nb.apply(nobias, ap_nb, bad_nb), "without a bias"),
         (
             "fuse_mismatch",

@@ -301,14 +301,22 @@ def _genes(space, good):
 BAD_CALLS = [
     ("not_a_dict", lambda space, good: space.check([1, 2]), "must be a dict"),
     ("float", lambda space, good: space.check({**good, "l1": good["l1"] * 1.0}), "int array"),
-    ("shape", lambda space, good: space.check({**good, "st": good["st"][0]}), "shape"),
+    (
+        "shape",
+        lambda space, good: space.check({**good, "st": good["st"][0]}),
+        r"cfg\['st'\] has shape \(5,\); expected \(\*batch, \*\(2, 5\)\)",
+    ),
     (
         "batches",
         lambda space, good: space.check({**good, "l1": np.stack([good["l1"]] * 2)}),
         "disagree on the batch shape",
     ),
     ("illegal", lambda space, good: space.check({**good, "nb": np.zeros(5, int)}), "'nb'.*bias"),
-    ("range", lambda space, good: space.check({**good, "l1": np.array([7, 0, 0, 0, 0])}), "range"),
+    (
+        "range",
+        lambda space, good: space.check({**good, "l1": np.array([7, 0, 0, 0, 0])}),
+        "'l1': option index 7 out of range for A",
+    ),
     (
         "decode_batch",
         lambda space, good: space.decode(space.from_genes(np.stack([_genes(space, good)] * 2))),
@@ -322,7 +330,7 @@ BAD_CALLS = [
     (
         "genes_float",
         lambda space, good: space.mutate(np.random.default_rng(), np.zeros((4, 5)), 0.1),
-        "int",
+        r"genes must be an int array \(\*batch, 4, 5\), got float64",
     ),
     (
         "genes_illegal",

@@ -59,17 +59,19 @@ def test_packing_of_shapes_equals_packing_of_arrays() -> None:
 
 
 @pytest.mark.parametrize(
-    "change",
+    ("change", "match"),
     [
-        lambda t: {**t, "extra": jnp.zeros(())},
-        lambda t: {**t, "moments": [jnp.zeros((2, 2, 3))]},
-        lambda t: {**t, "moments": [jnp.zeros((2, 2, 2), jnp.bfloat16)]},
+        (lambda t: {**t, "extra": jnp.zeros(())}, r"cannot pack a tree of structure .*'extra'"),
+        (lambda t: {**t, "moments": [jnp.zeros((2, 2, 3))]},
+         r"leaf of shape \(2, 2, 3\) where \(2, 2, 2\) was packed"),
+        (lambda t: {**t, "moments": [jnp.zeros((2, 2, 2), jnp.bfloat16)]},
+         "leaf of dtype bfloat16 where float32 was packed"),
     ],
     ids=["structure", "shape", "dtype"],
-)
-def test_pack_of_a_different_tree_is_an_error(change: Any) -> None:
+)  # fmt: skip
+def test_pack_of_a_different_tree_is_an_error(change: Any, match: str) -> None:
     tree = _tree()
-    with pytest.raises(ValueError, match="structure|shape|dtype"):
+    with pytest.raises(ValueError, match=match):
         Packing.of(tree).pack(change(tree))
 
 

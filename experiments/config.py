@@ -164,8 +164,12 @@ def config_changes(
     """Lines "key: saved -> now" for each dotted key outside ``ignore`` in which ``config``
     differs from ``saved`` (a config as its config.json holds it). Keys ``saved`` lacks are
     options added since it was written (it ran with their defaults' behaviour): not changes."""
-    now = _dotted(json.loads(json.dumps(as_dict(config), default=str)))
-    return setting_changes(_dotted(saved), now, ignore=ignore)
+    return setting_changes(_dotted(saved), dotted_settings(config), ignore=ignore)
+
+
+def dotted_settings(config: Any) -> dict[str, Any]:
+    """{"a.b": value} of every field of ``config``, each as its config.json holds it."""
+    return _dotted(json.loads(json.dumps(as_dict(config), default=str)))
 
 
 def _dotted(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

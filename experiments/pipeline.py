@@ -37,7 +37,7 @@ import numpy as np
 
 from experiments.atomic_files import write_npz, write_text
 from experiments.backbones import Backbone, load_backbone, with_bias_grad
-from experiments.config import ExperimentConfig, as_dict, config_changes
+from experiments.config import ExperimentConfig, as_dict, config_changes, dotted_settings
 from experiments.data import load_task
 from experiments.data.base import SplitArrays
 from experiments.data.folder import class_folders
@@ -158,7 +158,19 @@ def train_on(
         workdir=workdir,
         eval_data=None if eval_split is None else (eval_split.images, eval_split.labels),
         cfg=cfg,
+        run=checkpointed_settings(config),
     )
+
+
+def checkpointed_settings(config: ExperimentConfig) -> dict[str, Any]:
+    """The method's and backbone's settings outside ``RESUMABLE_KEYS``, stored with each training
+    checkpoint: a resume with another LoRA alpha, FLoRA scale or backbone checkpoint is refused
+    even where no config.json says so (``check_same_experiment``)."""
+    return {
+        k: v
+        for k, v in dotted_settings(config).items()
+        if k.startswith(("method.", "backbone.")) and k not in RESUMABLE_KEYS
+    }
 
 
 def merge_tolerance(num_test: int, *, rounded_update: bool = False) -> int:
@@ -195,7 +207,7 @@ def check_merged_agrees(
 def rounds_update(adapted: Any, merged: Any) -> bool:
     """Whether the adapted params (``apply``) hold any leaf in another dtype than the merged
     ones (``merge``): GLoRA's update formed in the model's compute dtype."""
-    if jax.tree.structure(adapted) != jax.tree.structure(merged):
+    if jax.tree.structure(adapted) != jax.tree.structure(merged):  # type: ignore[operator]
         raise ValueError(
             f"adapted and merged params differ in structure: {jax.tree.structure(adapted)} "
             f"against {jax.tree.structure(merged)}"

@@ -104,11 +104,11 @@ def task_config(args: argparse.Namespace, task: str) -> ExperimentConfig:
         config.method.name, [k.removeprefix("method.") for k in keys if k.startswith("method.")]
     )
     supernet_only = [k for k in keys if k.startswith("search.") or k in SUPERNET_KEYS]
-    if config.method.name != "glora" and supernet_only:
-        raise ValueError(
-            f"{', '.join(supernet_only)} would be ignored: only glora trains a supernet and "
-            f"searches it, {config.method.name} does neither"
-        )
+    if config.method.name != "glora" and supernet_only:  # a warning: one --set list may serve
+        logging.getLogger(__name__).warning(  # every method of a sweep
+            "%s ignored: only glora trains a supernet and searches it, %s does neither",
+            ", ".join(supernet_only), config.method.name,
+        )  # fmt: skip
     return config
 
 

@@ -172,6 +172,25 @@ def test_checkpoint_of_other_run_settings_is_refused(
         run(config, data=other)
 
 
+def test_caller_run_settings_are_checkpointed_and_compared(tmp_path: pathlib.Path) -> None:
+    """Knobs the trainer cannot see (a LoRA alpha changes no shape) resume only unchanged."""
+    config = quick_config(total_steps=4, checkpoint_every=2)
+
+    def run(settings: dict) -> object:
+        return train(
+            config, forward=toy_forward, params=toy_params(), adapter=switch_adapter(),
+            train_data=toy_batches(), workdir=tmp_path, run=settings,
+        )  # fmt: skip
+
+    first = run({"method.alpha": 8.0})
+    again = run({"method.alpha": 8.0})  # resumes at the end: the same final state
+    chex.assert_trees_all_equal(again.state, first.state)
+    with pytest.raises(CheckpointMismatchError, match=re.escape("method.alpha: 8.0 -> 16.0")):
+        run({"method.alpha": 16.0})
+    with pytest.raises(ValueError, match=r"run settings \['seed'\] would replace the trainer's"):
+        run({"seed": 1})
+
+
 def test_checkpoint_of_other_dtypes_is_refused(tmp_path: pathlib.Path) -> None:
     adapter = lora(2, targets="hidden_0/kernel")
     state = _toy_state(adapter)

@@ -170,10 +170,6 @@ def test_presets_and_overrides():
         (["--adapter=lora", "--set", "method.name=flora"],
          "--set method.name=flora disagrees with --adapter=lora"),
         (["--set", "data.task=mnist5k"], "--set data.task=mnist5k disagrees with --task=digits"),
-        (["--adapter=lora", "--set", "search.generations=3", "--set", "train.num_configs=2"],
-         "search.generations, train.num_configs would be ignored: only glora trains a supernet"),
-        (["--adapter=bitfit", "--set", "train.eval_configs=2"], "bitfit does neither"),
-        (["--set", "search.generations=3", "--set", "train.num_configs=2"], None),
     ],
 )  # fmt: skip
 def test_method_knobs_the_method_does_not_read_are_refused(argv: list[str], error: str | None):
@@ -184,6 +180,27 @@ def test_method_knobs_the_method_does_not_read_are_refused(argv: list[str], erro
     else:
         with pytest.raises(ValueError, match=re.escape(error)):
             vtab.task_config(args, "digits")
+
+
+@pytest.mark.parametrize(
+    ("argv", "warning"),
+    [
+        (["--adapter=lora", "--set", "search.generations=3", "--set", "train.num_configs=2"],
+         "search.generations, train.num_configs ignored: only glora trains a supernet"),
+        (["--adapter=bitfit", "--set", "train.eval_configs=2"], "bitfit does neither"),
+        (["--set", "search.generations=3", "--set", "train.num_configs=2"], None),
+    ],
+)  # fmt: skip
+def test_supernet_knobs_of_a_method_without_one_are_warned_about(argv, warning, caplog):
+    """Ignored without a word before; a warning, not an error: one --set list may serve a sweep
+    over methods."""
+    with caplog.at_level(logging.WARNING, logger="experiments.vtab"):
+        vtab.task_config(vtab.parse_args(["--task=digits", *argv]), "digits")
+    said = [r.getMessage() for r in caplog.records if r.name == "experiments.vtab"]
+    if warning is None:
+        assert said == []
+    else:
+        assert len(said) == 1 and warning in said[0]
 
 
 @pytest.mark.parametrize(
@@ -450,6 +467,14 @@ def test_merged_check_tolerates_flipped_near_ties(
     # float comparison it replaced rejected (0.0097 - 0.0096 > 1 / 10000 in float64).
     # (0.75, 0.7475, 797): the tiny GLoRA bf16 run, 2 images flipped (update rounded in bf16).
     pipeline.check_merged_agrees(adapted, served, num_test=num_test, rounded_update=rounded)
+
+
+def test_training_checkpoints_hold_the_method_and_backbone_settings() -> None:
+    config = override(quickstart(), ["method.name=lora", "method.alpha=16.0"])
+    settings = pipeline.checkpointed_settings(config)
+    assert settings["method.alpha"] == 16.0 and settings["backbone.name"] == "dinov2-s14"
+    assert not any(k.startswith(("train.", "data.", "search.")) for k in settings)  # the trainer's
+    assert not set(settings) & pipeline.RESUMABLE_KEYS  # method.grads, backbone.attention, ...
 
 
 @pytest.mark.parametrize(

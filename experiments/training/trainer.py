@@ -13,6 +13,7 @@ import hashlib
 import logging
 import pathlib
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -79,6 +80,7 @@ def train(
     workdir: str | pathlib.Path,
     eval_data: tuple[Any, Any] | None = None,
     cfg: Any = None,
+    run: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Fine-tune ``adapter`` on ``params``; resumes from ``workdir`` when it holds a checkpoint.
 
@@ -88,6 +90,9 @@ def train(
     without sampling K shares of one cfg would give the same loss, so K is then 1).
     eval_data: (images (N, ...), labels (N,)) of a small split (val200; kept on device),
     evaluated every ``config.eval_every`` steps and at the end.
+    run: JSON-ready settings the trainer cannot see that also make the run ({"method.alpha":
+    16.0, ...}: an adapter's or backbone's knobs that change no shape), stored with each
+    checkpoint beside ``run_settings`` and compared like them on resume.
     Multi-host runs call ``sharding.initialize_distributed`` before anything else.
     """
     started = time.perf_counter()
@@ -129,13 +134,16 @@ def train(
         evaluate = _evaluator(forward, adapter, backbone, batches, space, cfg, config)
 
     is_main = is_main_process()
+    settings = run_settings(
+        config, steps_per_epoch=train_data.steps_per_epoch, cfg=cfg, data=train_data.digest
+    )
+    if clash := sorted(set(run or {}) & set(settings)):
+        raise ValueError(f"train's run settings {clash} would replace the trainer's own")
     checkpointer = Checkpointer(
         pathlib.Path(workdir) / CHECKPOINT_DIR,
         every=config.checkpoint_every,
         keep=config.keep_checkpoints,
-        run=run_settings(
-            config, steps_per_epoch=train_data.steps_per_epoch, cfg=cfg, data=train_data.digest
-        ),
+        run=settings | dict(run or {}),
     )
     try:
         if checkpointer.latest_step() is not None:

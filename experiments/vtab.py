@@ -11,7 +11,8 @@ your own data (``--source=npz|folder``) the CPU-sized "quickstart"; ``--preset=q
 VTAB-1k task (from tfds) with that recipe too (``--preset=paper`` takes VTAB-1k tasks only: its
 learning rates are the paper's per task).
 Results: <workdir>/<task>/result.json (a path's last part for your own data), plots,
-merged.npz, and with several tasks <workdir>/vtab_table.md beside the paper's rows.
+merged.npz, and with VTAB-1k tasks (one is enough) <workdir>/vtab_table.md beside the paper's
+rows.
 """
 
 from __future__ import annotations

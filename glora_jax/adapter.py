@@ -182,11 +182,11 @@ def glora(
     and indices; under ``jax.jit`` only layers, dtype and shapes (an out-of-range index, negative
     too, reads as none).
     """
-    rank_tuple: tuple[int, ...] = (
-        tuple(ranks)
-        if isinstance(ranks, Iterable) and not isinstance(ranks, str)
-        else (ranks,)  # type: ignore[assignment]  # an int, or a wrong type check_ranks names
-    )
+    rank_tuple: tuple[int, ...]
+    if isinstance(ranks, Iterable) and not isinstance(ranks, str):
+        rank_tuple = tuple(ranks)
+    else:  # an int, or a wrong type that check_ranks names
+        rank_tuple = (ranks,)  # type: ignore[assignment]
     check_ranks(rank_tuple)
     check_float_dtype(dtype, what="GLoRA dtype")
     if update_dtype is not None:

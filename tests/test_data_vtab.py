@@ -339,6 +339,22 @@ def test_resize_normalise_and_cache(tfds_dir: Path, tmp_path: Path):
     chex.assert_trees_all_close(normalised.images, first.images / 127.5 - 1.0, atol=1e-6)
 
 
+def test_a_rebuilt_dataset_is_not_read_from_the_old_cache(tmp_path: Path):
+    """The cache key holds the prepared version's files: rebuilding the data in place (or a
+    newer version appearing) reads the new records, not the arrays cached from the old ones."""
+    data, cache = tmp_path / "tfds", tmp_path / "cache"
+    rows = {"train": [_cifar(i) for i in range(2000)], "test": [_cifar(i) for i in range(30)]}
+    _prepare(data, "cifar100", rows)
+    kwargs: dict[str, Any] = {"source": "tfds", "split": "val200", "data_dir": data}
+    first = load_task("cifar", **kwargs, cache_dir=cache)
+    shutil.rmtree(data / "cifar100")
+    relabelled = [{**row, "label": (row["label"] + 7) % 100} for row in rows["train"]]
+    _prepare(data, "cifar100", {**rows, "train": relabelled})
+    again = load_task("cifar", **kwargs, cache_dir=cache)
+    np.testing.assert_array_equal(again.labels, (first.labels + 7) % 100)
+    np.testing.assert_array_equal(again.labels, load_task("cifar", **kwargs).labels)
+
+
 # Real TFDS split sizes; every string below was computed by hand from them.
 _REAL_SPLITS = {
     "cifar": (50000, "train[45000:45200]", "test"),

@@ -110,12 +110,14 @@ def _open(
     version: str | None,
 ) -> tuple[ExampleSource, int, str, tuple[Path, ...]]:
     """(examples, num_classes, absolute data location, the user's files the split is read
-    from) for the cache key; versioned TFDS data and offline sets read from the package that
-    ships them name no files (from a ``data_dir``: every file in it)."""
-    if source == "tfds":
+    from) for the cache key: for TFDS every file of the prepared version read (its info and
+    ArrayRecord shards); offline sets read from the package that ships them name none (from a
+    ``data_dir``: every file in it)."""
+    if source == "tfds":  # the files of the version read: a rebuild or a newer version is new
         records = open_vtab_split(name, split, data_dir=data_dir, version=version)
         location = str(resolve_tfds_data_dir(data_dir).resolve())
-        return records, records.task.num_classes, location, ()
+        files = tuple(sorted(p for p in records.version_dir.iterdir() if p.is_file()))
+        return records, records.task.num_classes, location, files
     if source == "noah":
         if data_dir is None:
             raise ValueError("source 'noah' needs data_dir= the vtab-1k root folder")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -27,6 +28,8 @@ import numpy as np
 
 from experiments.data.base import DataNotFoundError, Example
 from experiments.data.splits import TRAIN_SIZE, VAL_SIZE, check_vtab1k_split
+
+log = logging.getLogger(__name__)
 
 LabelFn = Callable[[Mapping[str, Any]], int]
 
@@ -208,10 +211,12 @@ def tfds_splits(task: VtabTask, num_train: int) -> dict[str, str]:
 
 @dataclasses.dataclass(frozen=True)
 class TfdsSource:
-    """ExampleSource over a tfds data source: decoded records -> (image, task label)."""
+    """ExampleSource over a tfds data source: decoded records -> (image, task label);
+    ``version_dir`` is the prepared version's folder it reads (``builder.data_dir``)."""
 
     records: Sequence[Mapping[str, Any]]
     task: VtabTask
+    version_dir: Path
 
     def __len__(self) -> int:
         return len(self.records)
@@ -279,7 +284,8 @@ def open_vtab_split(
             f"{task.tfds_name} at {builder.data_dir}: {split} = {split_string!r} has "
             f"{len(records)} examples, VTAB-1k needs {expected[split]}"
         )
-    return TfdsSource(records, task)
+    log.info("%s %s: %s from %s", name, split, split_string, builder.data_dir)
+    return TfdsSource(records, task, Path(builder.data_dir))
 
 
 def _not_prepared_message(task: VtabTask, root: Path, reason: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import chex
@@ -64,15 +65,40 @@ def test_list_parsing_keeps_spaces_and_rejects_bad_lines(tmp_path: Path):
     path.write_text("ok.jpg 1\nno_label.jpg\n")
     with pytest.raises(ValueError, match=r"list.txt:2"):
         read_split_list(path)
+    path.write_text("\ufeffa.jpg 3\n", encoding="utf-8")  # a byte-order mark (Windows editors)
+    assert read_split_list(path)[0] == (tmp_path / "a.jpg",)
+    path.write_text("a.jpg 3\n", encoding="utf-16")
+    with pytest.raises(ValueError, match=r"list.txt is not UTF-8 text .*save the list as UTF-8"):
+        read_split_list(path)
 
 
 def test_missing_list_or_image_says_what_to_fetch(tmp_path: Path):
-    with pytest.raises(DataNotFoundError, match=r"cifar/val200\.txt.*NOAH"):
+    with pytest.raises(
+        DataNotFoundError, match=r"cifar/val200\.txt.*NOAH.*<task>/val200\.txt exists"
+    ):
         open_noah_split("cifar", "val200", root=tmp_path)
     _write_split(tmp_path, "cifar", "val200", [1, 2])
     (tmp_path / "cifar" / "images" / "val200" / "1 file.jpg").unlink()
     with pytest.raises(DataNotFoundError, match="1 missing images"):
         open_noah_split("cifar", "val200", root=tmp_path)
+
+
+def test_a_test_list_holding_training_images_is_refused(tmp_path: Path):
+    _write_split(tmp_path, "dtd", "train800val200", [1, 2, 3])
+    (tmp_path / "dtd" / "test.txt").write_text(
+        (tmp_path / "dtd" / "train800val200.txt").read_text()
+    )
+    with pytest.raises(ValueError, match=r"test.txt lists 3 images of .*train800val200.txt"):
+        open_noah_split("dtd", "test", root=tmp_path)
+
+
+def test_a_list_of_another_size_than_vtab_1k_is_warned_about(tmp_path: Path, caplog):
+    _write_split(tmp_path, "dtd", "val200", [1, 2])
+    with caplog.at_level(logging.WARNING, logger="experiments.data.noah"):
+        open_noah_split("dtd", "val200", root=tmp_path)
+    assert [r.getMessage().rsplit("/", 1)[1] for r in caplog.records] == [
+        "val200.txt lists 2 images; VTAB-1k's val200 has 200"
+    ]
 
 
 def test_labels_outside_the_task_are_errors(tmp_path: Path):

@@ -246,7 +246,7 @@ def _imagenet_samples() -> tuple[np.ndarray, np.ndarray]:
         image = image.crop((left, top, left + side, top + side)).resize(
             (224, 224), Image.Resampling.BICUBIC
         )
-        images.append(np.asarray(image, np.float32))
+        images.append(np.asarray(image, np.uint8))
         label = re.fullmatch(r"imagenet_\d+_(\d+)\.jpg", f.name)
         assert label, f"unexpected sample name {f.name}"
         labels.append(int(label[1]))
@@ -261,3 +261,5 @@ def test_real_weights_classify_imagenet_samples():
     logits = _apply(EfficientNetLite(), load_efficientnet_lite0_params(), normalize(images))
     correct = int((np.asarray(logits.argmax(-1)) == labels).sum())
     assert correct >= 17, f"top-1 {correct}/20 (measured 18/20 when written)"
+    with pytest.raises(ValueError, match="normalize expects uint8 images, got float32"):
+        normalize(images.astype(np.float32))  # already normalised data would be scaled twice

@@ -83,7 +83,10 @@ LITE0_STAGES: tuple[Stage, ...] = (
 
 
 def normalize(images: jax.Array | np.ndarray) -> jax.Array:
-    """(N, H, W, 3) RGB pixels in [0, 255] -> the network's input scale."""
+    """(N, H, W, 3) uint8 RGB pixels -> the network's input scale (float input would be
+    normalised twice where the data pipeline already normalised it: refused, as by the ViTs')."""
+    if images.dtype != np.uint8:
+        raise ValueError(f"normalize expects uint8 images, got {images.dtype}")
     mean = jnp.asarray(INPUT_MEAN, jnp.float32)
     std = jnp.asarray(INPUT_STD, jnp.float32)
     return (jnp.asarray(images, jnp.float32) - mean) / std

@@ -443,6 +443,13 @@ def test_missing_dataset_says_what_to_build_and_where(tmp_path: Path):
     assert str(tmp_path) in message and "internet" in message
 
 
+def test_a_split_the_prepared_copy_lacks_is_named(tmp_path: Path):
+    _prepare(tmp_path, "cifar100", {"train": [_cifar(i) for i in range(2000)]})
+    named = r"cifar100:3\.\*\.\* at .* cannot give VTAB-1k's test: .*\{'train': 2000\}\)"
+    with pytest.raises(DataNotFoundError, match=named):
+        open_vtab_split("cifar", "test", data_dir=tmp_path)
+
+
 def test_missing_dataset_uses_tfds_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
     with pytest.raises(DataNotFoundError, match="dsprites:2"):

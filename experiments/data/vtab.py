@@ -276,8 +276,15 @@ def open_vtab_split(
             "--out_file_format=array_record --out_dir=<NEW_DIR>` and use that copy (or rebuild "
             "it with --file_format=array_record)."
         )
-    split_string = tfds_splits(task, builder.info.splits["train"].num_examples)[split]
-    records = builder.as_data_source(split=split_string)
+    try:
+        split_string = tfds_splits(task, builder.info.splits["train"].num_examples)[split]
+        records = builder.as_data_source(split=split_string)
+    except (KeyError, ValueError) as error:  # a split the prepared copy lacks, or too small
+        prepared = {name: info.num_examples for name, info in builder.info.splits.items()}
+        raise DataNotFoundError(
+            f"{task.tfds_name} at {builder.data_dir} cannot give VTAB-1k's {split}: {error} "
+            f"(its prepared splits: {prepared})"
+        ) from error
     expected = {"train800": TRAIN_SIZE, "val200": VAL_SIZE, "train800val200": TRAIN_SIZE + VAL_SIZE}
     if split in expected and len(records) != expected[split]:
         raise ValueError(

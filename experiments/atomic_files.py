@@ -23,12 +23,33 @@ def replacing(path: str | os.PathLike[str]) -> Iterator[Path]:
     the block ends without an exception and deletes it otherwise."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.partial")
+    host = socket.gethostname()
+    _remove_dead_partials(path, host)
+    partial = path.with_name(f".{path.name}.{host}.{os.getpid()}.partial")
     try:
         yield partial
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _remove_dead_partials(path: Path, host: str) -> None:
+    """Delete partial files of ``path`` left by killed processes of this host (a SIGKILL skips
+    the cleanup; a ViT-B merged.npz leaves 330 MB)."""
+    for partial in path.parent.glob(f".{path.name}.{host}.*.partial"):
+        pid = partial.name.removesuffix(".partial").rpartition(".")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            partial.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def write_npz(

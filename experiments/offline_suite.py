@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 from experiments.config import override
+from experiments.interrupts import exit_on_sigterm
 from experiments.suite_plan import (
     BACKBONE_OF_STUDY,
     Assets,
@@ -203,4 +204,5 @@ def write_report(
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     sys.exit(main())

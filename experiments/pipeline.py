@@ -271,6 +271,9 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
     # only a config that got this far is the workdir's: a typo that failed above leaves none
     if is_main_process():
         write_text(workdir / "config.json", json.dumps(as_dict(config), indent=2, default=str))
+        # an earlier run's result stands no longer: a kill before the new one is written would
+        # leave it beside this run's subnet.json and merged.npz (a longer search, a retrain)
+        (workdir / "result.json").unlink(missing_ok=True)
     fixed = method.fixed_cfg(backbone.params)
     trained = train_on(
         config, backbone, method, splits.train, workdir / "train", cfg=fixed, eval_split=splits.val

@@ -29,6 +29,7 @@ from experiments.atomic_files import write_text
 from experiments.config import ExperimentConfig, override
 from experiments.configs import PRESETS, preset
 from experiments.data.offline import OFFLINE_TASKS
+from experiments.interrupts import exit_on_sigterm
 from experiments.methods import METHODS, check_knobs
 from experiments.training.sharding import initialize_distributed, is_main_process
 from experiments.vtab_table import TASKS, markdown_table
@@ -157,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     try:
         sys.exit(main())
     except (ValueError, OSError) as error:  # bad input, unreadable files: the message only

@@ -28,17 +28,21 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import logging
 import numbers
 import os
 import pathlib
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import jax
 import numpy as np
 from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
 
 Config = Any
 Genes = np.ndarray
@@ -188,6 +192,7 @@ def evolutionary_search(
     path = pathlib.Path(checkpoint_dir) / STATE_FILE if checkpoint_dir is not None else None
     if path is not None and path.exists():
         state = _load_state(path, settings, space)
+        log.info("resuming the search after generation %d from %s", state.generation, path)
         if state.generation > generations:
             raise ValueError(
                 f"search state in {path} already has {state.generation} generations, more than "
@@ -497,9 +502,15 @@ def _save_state(path: pathlib.Path, state: _State, settings: _Settings) -> None:
 def _load_state(path: pathlib.Path, settings: _Settings, space: SearchSpace) -> _State:
     """The state saved in ``path``; ValueError unless it was saved with these ``settings`` (the
     space included) and holds legal genes of ``space``."""
-    with np.load(path, allow_pickle=False) as data:
-        meta = json.loads(str(data["meta"]))
-        arrays = {k: data[k] for k in ("genes", "scores", "num_params", "born", "top_k")}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            arrays = {k: data[k] for k in ("genes", "scores", "num_params", "born", "top_k")}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise ValueError(
+            f"{path} is not a readable search state ({type(error).__name__}: {error}); delete it "
+            "to start the search over"
+        ) from error
     saved = meta["settings"] | {"genes_shape": tuple(meta["settings"]["genes_shape"])}
     current = dataclasses.asdict(settings)
     differ = {k: (saved.get(k), current[k]) for k in current if saved.get(k) != current[k]}

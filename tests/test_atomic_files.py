@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +72,20 @@ def test_writers_of_several_hosts_use_partial_files_of_their_own(tmp_path: Path,
             partial.write_bytes(host.encode())
     assert partials[0] != partials[1] and all(p.parent == tmp_path for p in partials)
     assert (tmp_path / "w.npz").read_bytes() == b"host-b"
+
+
+def test_partials_of_killed_writers_are_removed_by_the_next_write(tmp_path: Path) -> None:
+    """A SIGKILL skips the cleanup; the next writer of the file deletes this host's partials of
+    dead processes and keeps a live one's (another writer's in progress)."""
+    host = socket.gethostname()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    stale = tmp_path / f".w.npz.{host}.{int(dead.stdout)}.partial"
+    live = tmp_path / f".w.npz.{host}.{os.getppid()}.partial"
+    other_host = tmp_path / f".w.npz.elsewhere.{int(dead.stdout)}.partial"
+    for partial in (stale, live, other_host):
+        partial.write_bytes(b"half")
+    write_npz(tmp_path / "w.npz", {"a": np.ones(2)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [live.name, other_host.name, "w.npz"]
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from typing import Any
 
 import chex
@@ -611,3 +612,16 @@ def test_search_on_a_combined_space(tmp_path):
     save_result_json(r, space, tmp_path / "subnet.json")
     saved = json.loads((tmp_path / "subnet.json").read_text())
     assert saved["config"][2] is None and saved["config"][:2] == space.decode(r.best_cfg)[:2]
+
+
+def test_an_unreadable_search_state_is_named_and_a_resume_logged(tmp_path, caplog):
+    search(generations=1, seed=3, checkpoint_dir=tmp_path)
+    with caplog.at_level(logging.INFO, logger="glora_jax.evolution"):
+        search(generations=2, seed=3, checkpoint_dir=tmp_path)
+    assert any("resuming the search after generation 1 from" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+    state = tmp_path / "evolution_state.npz"
+    state.write_bytes(state.read_bytes()[:100])  # torn (a copy cut short, a full disk)
+    with pytest.raises(ValueError, match=r"evolution_state.npz is not a readable search state "
+                       r"\(BadZipFile: .*\); delete it to start the search over"):  # fmt: skip
+        search(generations=3, seed=3, checkpoint_dir=tmp_path)

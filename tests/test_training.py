@@ -41,6 +41,7 @@ from experiments.training.metrics import (
     FIRST_STEP_S,
     STEPS_PER_SEC,
     TENSORBOARD_DIR,
+    MetricWriter,
     latest,
     steady_rate,
 )
@@ -421,6 +422,20 @@ def test_train_writes_csv_and_tensorboard_and_evaluates(tmp_path: pathlib.Path) 
     assert list((tmp_path / TENSORBOARD_DIR).glob("events.out.tfevents.*"))
     expected = np.mean(np.argmax(numpy_forward(result.params, images), 1) == labels)
     assert result.eval_accuracy == pytest.approx(expected)
+
+
+def test_a_resume_drops_later_and_torn_csv_rows_and_rewrites_the_csv_whole(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A kill can tear the last appended row ("10,train/lo"): the resume skips it (it crashed on
+    it) and rewrites the csv through a partial file, never truncating it in place."""
+    (tmp_path / CSV_NAME).write_text("step,name,value\n4,a,1.5\n8,a,2.5\n10,train/lo")
+    with MetricWriter(tmp_path, start_step=5) as writer:
+        writer.write(6, {"a": 3.5})
+    assert writer.history == {"a": [(4, 1.5), (6, 3.5)]}
+    assert (tmp_path / CSV_NAME).read_text().splitlines() == ["step,name,value", "4,a,1.5",
+                                                            "6,a,3.5"]  # fmt: skip
+    assert not list(tmp_path.glob(".*.partial"))
 
 
 def test_train_with_the_pipeline_train_batches(tmp_path: pathlib.Path) -> None:

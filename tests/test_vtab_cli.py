@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -254,6 +255,40 @@ def test_settings_out_of_range_fail_when_the_config_is_built(assignment: str, me
     dropped test images, a min_lr above the peak made the cosine schedule climb."""
     with pytest.raises(ValueError, match=re.escape(message)):
         override(quickstart(), [assignment])
+
+
+def test_a_restarted_run_removes_the_earlier_result_until_it_writes_its_own(tmp_path, monkeypatch):
+    """A kill between a restarted run's new subnet.json / merged.npz and its result.json left
+    the earlier run's result.json beside them, as if it described them."""
+    out = tmp_path / "digits"
+    out.mkdir()
+    (out / "result.json").write_text('{"test_accuracy": 0.5}')
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "train_on", killed)
+    with pytest.raises(KeyboardInterrupt):
+        vtab.main([f"--workdir={tmp_path}", *TINY])
+    assert (out / "config.json").exists() and not (out / "result.json").exists()
+
+
+def test_sigterm_unwinds_like_ctrl_c(tmp_path):
+    """A preempted VM's SIGTERM ran no finally block: a checkpoint being saved was lost."""
+    marker = tmp_path / "finally-ran"
+    code = (
+        "import os, signal, sys, time\n"
+        "from experiments.interrupts import exit_on_sigterm\n"
+        "exit_on_sigterm()\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(30)\n"
+        "finally:\n"
+        f"    open({str(marker)!r}, 'w').close()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"})  # fmt: skip
+    assert done.returncode == 128 + signal.SIGTERM and marker.exists()
 
 
 def test_search_settings_are_checked_before_training(tmp_path):

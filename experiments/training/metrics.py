@@ -14,6 +14,8 @@ from types import TracebackType
 
 from tensorboardX import SummaryWriter
 
+from experiments.atomic_files import replacing
+
 History = dict[str, list[tuple[int, float]]]
 
 #: Steps per second of each logged window (``experiments.training.loop``).
@@ -49,14 +51,21 @@ class MetricWriter:
         )
 
     def _kept_rows(self, start_step: int) -> list[tuple[int, str, float]]:
+        """The csv's rows up to ``start_step``; a row a kill tore mid-append is left out."""
         if not self._csv_path.exists():
             return []
+        rows = []
         with self._csv_path.open(newline="") as f:
-            rows = [(int(r["step"]), r["name"], float(r["value"])) for r in csv.DictReader(f)]
+            for r in csv.DictReader(f):
+                try:
+                    rows.append((int(r["step"]), r["name"], float(r["value"])))
+                except (TypeError, ValueError):  # a torn last row: "10,train/lo"
+                    continue
         return [r for r in rows if r[0] <= start_step]
 
     def _rewrite_csv(self) -> None:
-        with self._csv_path.open("w", newline="") as f:
+        """The kept history as the csv, atomically (a kill here keeps the old file)."""
+        with replacing(self._csv_path) as partial, partial.open("w", newline="") as f:
             out = csv.writer(f)
             out.writerow(["step", "name", "value"])
             rows = sorted((s, n, v) for n, points in self.history.items() for s, v in points)

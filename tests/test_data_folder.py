@@ -46,7 +46,14 @@ def test_npz_num_classes_can_be_stored(tmp_path: Path):
 @pytest.mark.parametrize(
     ("arrays", "match"),
     [
-        ({"images": np.zeros((1010, 3, 3), np.float32), "labels": np.zeros(1010, int)}, "uint8"),
+        (
+            {"images": np.zeros((1010, 3, 3), np.float32), "labels": np.zeros(1010, int)},
+            r"bad.npz: images must be uint8, got float32 \(float pixels in \[0, 1\]: np.round",
+        ),
+        (
+            {"images": np.zeros((1010, 3, 3), np.uint8), "labels": np.zeros(1010, np.float32)},
+            "bad.npz: labels must be integers, got float32",
+        ),
         (
             {"images": np.zeros((1010, 3, 3, 2), np.uint8), "labels": np.zeros(1010, int)},
             "1 or 3 channels",
@@ -123,7 +130,12 @@ def test_folder_errors(tmp_path: Path):
     with pytest.raises(ValueError, match="no class folders"):
         load_task(str(tmp_path), source="folder")
     (tmp_path / "empty_class").mkdir()
-    with pytest.raises(ValueError, match="holds no images"):
+    with pytest.raises(ValueError, match=r"empty_class holds no images \(\["):
+        load_task(str(tmp_path), source="folder")
+    (tmp_path / "empty_class" / "nested").mkdir()
+    (tmp_path / "empty_class" / "a.pgm").write_bytes(b"P5")
+    with pytest.raises(ValueError, match=r"holds sub-folders \['nested'\] \(only a class "
+                       r"folder's own files are read\) and other files \{'.pgm': 1\}"):  # fmt: skip
         load_task(str(tmp_path), source="folder")
     with pytest.raises(ValueError, match="takes its path as name"):
         load_task(str(tmp_path), source="folder", data_dir=tmp_path)

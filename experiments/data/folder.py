@@ -65,7 +65,13 @@ def open_npz_split(
         )
     if images.ndim == 4 and images.shape[-1] not in (1, 3):
         raise ValueError(f"{path}: images must have 1 or 3 channels, got {images.shape}")
-    source = ArraySource(images, labels)  # validates dtypes and shapes
+    try:
+        source = ArraySource(images, labels)  # validates dtypes and shapes
+    except ValueError as e:
+        hint = ""
+        if np.issubdtype(images.dtype, np.floating):
+            hint = " (float pixels in [0, 1]: np.round(images * 255).astype(np.uint8))"
+        raise ValueError(f"{path}: {e}{hint}") from e
     num_classes = int(labels.max()) + 1 if stored_classes is None else stored_classes
     check_labels(labels, num_classes, where=str(path))
     _warn_empty_classes(labels, num_classes, path, guessed=stored_classes is None)
@@ -130,9 +136,18 @@ def open_folder_split(
         files = sorted(f for f in entries if f.suffix.lower() in IMAGE_SUFFIXES)
         skipped.update(f.suffix.lower() or f.name for f in entries
                        if f.is_file() and f.suffix.lower() not in IMAGE_SUFFIXES)  # fmt: skip
-        if not files:
-            raise ValueError(f"class folder {folder} holds no images ({sorted(IMAGE_SUFFIXES)})")
         nested = sorted(f.name for f in entries if f.is_dir())
+        if not files:
+            others = Counter(f.suffix.lower() or f.name for f in entries if f.is_file())
+            found = []
+            if nested:
+                found.append(f"sub-folders {nested[:5]} (only a class folder's own files are read)")
+            if others:
+                found.append(f"other files {dict(others.most_common(5))}")
+            raise ValueError(
+                f"class folder {folder} holds no images ({sorted(IMAGE_SUFFIXES)})"
+                + (f"; it holds {' and '.join(found)}" if found else "")
+            )
         if nested:
             log.warning(
                 "class folder %s has sub-folders %s: their images are not read", folder, nested

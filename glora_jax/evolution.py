@@ -36,7 +36,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import jax
 import numpy as np
@@ -480,19 +480,29 @@ def _save_state(path: pathlib.Path, state: _State, settings: _Settings) -> None:
         "history": [dataclasses.asdict(h) for h in state.history],
         "rng": state.rng.bit_generator.state,
     }
+
+    def write(f: IO[bytes]) -> None:
+        np.savez(
+            f,
+            meta=np.asarray(json.dumps(meta)),
+            genes=np.stack(state.genes),
+            scores=np.asarray(state.scores, np.float64),
+            num_params=np.asarray(state.num_params, np.int64),
+            born=np.asarray(state.born, np.int32),
+            top_k=np.asarray(state.top_k, np.int64),
+        )
+
+    write_atomically(path, write)
+
+
+def write_atomically(path: pathlib.Path, write: Callable[[IO[bytes]], object]) -> None:
+    """``write(f)`` into a temporary file beside ``path`` (parents created), renamed onto it: a
+    reader or a restart after a kill finds the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                meta=np.asarray(json.dumps(meta)),
-                genes=np.stack(state.genes),
-                scores=np.asarray(state.scores, np.float64),
-                num_params=np.asarray(state.num_params, np.int64),
-                born=np.asarray(state.born, np.int32),
-                top_k=np.asarray(state.top_k, np.int64),
-            )
+            write(f)
         os.replace(tmp, path)
     except BaseException:
         pathlib.Path(tmp).unlink(missing_ok=True)
@@ -555,6 +565,5 @@ def save_result_json(result: SearchResult, space: Any, path: str | os.PathLike[s
         },
         "history": [dataclasses.asdict(h) for h in result.history],
     }
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    text = json.dumps(record, indent=2) + "\n"
+    write_atomically(pathlib.Path(path), lambda f: f.write(text.encode()))

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import EngFormatter, MaxNLocator
 
-from glora_jax.evolution import SearchResult
+from glora_jax.evolution import SearchResult, write_atomically
 from glora_jax.support import NONE, TENSORS
 
 #: Option kinds in legend order, with their grid colours.
@@ -211,8 +211,8 @@ def _short_names(names: list[str]) -> list[str]:
 
 
 def _save(fig: Figure, path: PathLike) -> pathlib.Path:
+    """``fig`` as a PNG at ``path``, written atomically (``evolution.write_atomically``)."""
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    write_atomically(path, lambda f: fig.savefig(f, dpi=120, format="png"))
     return path

@@ -625,3 +625,19 @@ def test_an_unreadable_search_state_is_named_and_a_resume_logged(tmp_path, caplo
     with pytest.raises(ValueError, match=r"evolution_state.npz is not a readable search state "
                        r"\(BadZipFile: .*\); delete it to start the search over"):  # fmt: skip
         search(generations=3, seed=3, checkpoint_dir=tmp_path)
+
+
+def test_an_interrupted_write_of_the_search_files_keeps_the_old_one(tmp_path):
+    """subnet.json, the plots and the search state go through write_atomically: a kill or an
+    error mid-write leaves the previous file whole and no temporary file."""
+    path = tmp_path / "subnet.json"
+    glora_jax.evolution.write_atomically(path, lambda f: f.write(b'{"old": 1}'))
+
+    def torn(f):
+        f.write(b'{"ne')
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        glora_jax.evolution.write_atomically(path, torn)
+    assert [p.name for p in tmp_path.iterdir()] == ["subnet.json"]
+    assert path.read_text() == '{"old": 1}'

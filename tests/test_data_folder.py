@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,22 @@ def test_folder_errors(tmp_path: Path):
         load_task(str(tmp_path), source="folder")
     with pytest.raises(ValueError, match="takes its path as name"):
         load_task(str(tmp_path), source="folder", data_dir=tmp_path)
+
+
+def test_a_broken_link_among_the_images_is_named(tmp_path: Path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for index in range(505):
+            Image.new("L", (3, 2), 9).save(tmp_path / name / f"{index:04d}.png")
+    (tmp_path / "a" / "zz.png").symlink_to(tmp_path / "moved.png")  # the image was moved
+    errors = []
+    for split in ("train800val200", "test"):  # the link is in one of them
+        try:
+            load_task(str(tmp_path), source="folder", split=split)
+        except DataNotFoundError as error:
+            errors.append(str(error))
+    (error,) = errors
+    assert re.search(r"a/zz.png is a broken link \(to .*moved.png\): fix or remove it", error)
 
 
 def _classes(root: Path, count: int = 1010, classes: int = 2) -> list[Path]:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from experiments.data.base import ExampleSource, ImageFileSource, SplitArrays
+from experiments.data.base import DataNotFoundError, ExampleSource, ImageFileSource, SplitArrays
 from experiments.data.folder import open_folder_split, open_npz_split
 from experiments.data.materialize import materialize_cached
 from experiments.data.noah import open_noah_split, split_list_path
@@ -144,6 +144,10 @@ def _stamp(files: Iterable[Path]) -> str:
     same name gives a new cache key instead of the old arrays."""
     digest = hashlib.sha256()
     for path in files:
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except FileNotFoundError as error:
+            what = f"a broken link (to {os.readlink(path)})" if path.is_symlink() else "gone"
+            raise DataNotFoundError(f"{path} is {what}: fix or remove it") from error
         digest.update(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:20]

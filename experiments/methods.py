@@ -53,7 +53,7 @@ def check_knobs(method: str, knobs: Iterable[str]) -> None:
 class MethodConfig:
     """Knobs of the methods; each method reads only its own.
 
-    rank/alpha: LoRA (scale alpha/rank; alpha None -> 1). rank/kernel_rank/scale/tucker: FLoRA
+    rank/alpha: LoRA (scale alpha/rank; alpha None: scale 1). rank/kernel_rank/scale/tucker: FLoRA
     (channel-mode rank, conv spatial-mode rank, s, "nd" or "matrix"). grads: how LoRA and FLoRA
     train, "auto", "activation", "weight" or "pallas" (``peft_core.activation_grads``). space: GLoRA
     search space size "small" (ranks 2), "medium" (4, 2) or "large" (8, 4), as in the GLoRA paper.

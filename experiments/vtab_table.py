@@ -97,6 +97,8 @@ METHOD_NOTES = {
     "patch embedding's too (102,912).",
     "ssf": "ssf (ours) scales and shifts the outputs of the adapted layers only (165,888 scalars "
     "on ViT-B/16); the paper's SSF row also after LayerNorms and the patch embedding (0.24M).",
+    "lora": "lora (ours) adapts q, k, v, out, fc1 and fc2 (1,327,104 scalars on ViT-B/16 at rank "
+    "8, scale 1); the paper's LoRA row (from NOAH) adapts q and v only (0.29M).",
 }
 
 

@@ -8,9 +8,11 @@
 
 A GLoRA layer is one targeted kernel, or several sibling kernels fused along fan_out by ``fuse``
 (ViT's query/key/value -> one qkv layer of fan_out 3·D, as torch's fused qkv Linear and the
-paper's parameter counts have it). ``merge`` is ``apply`` in f32 (``apply`` may compute in
-``update_dtype``): both compute W_uni and b_uni from the original W0; ``merge`` returns plain
-arrays in the params' dtypes.
+paper's parameter counts have it; its members in path order, key, query, value, where torch's
+are q, k, v: the same options up to a permutation of output channels, except that a scalar
+option shares the first channel's weight, key's here and query's there). ``merge`` is
+``apply`` in f32 (``apply`` may compute in ``update_dtype``): both compute W_uni and b_uni from
+the original W0; ``merge`` returns plain arrays in the params' dtypes.
 """
 
 from __future__ import annotations

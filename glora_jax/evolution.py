@@ -13,7 +13,10 @@ A candidate is legal when its parameter count is <= ``param_budget`` and it was 
 before (a visited set keyed by the genes' bytes), so every candidate is scored exactly once.
 Each operator (mutation, crossover, random fill) makes at most ``max_tries`` proposals per
 generation (the reference: 10 x the number wanted, 250, for mutation and crossover; random
-sampling unbounded). Where the random population cannot be filled, it raises ValueError.
+sampling unbounded). Where generation 0's random population cannot be filled, it raises
+ValueError; a later generation's random fill stops after ``max_tries`` proposals and the
+generation scores the candidates it has (on ViT-B/16's large space about half of all random
+subnets fit 1M parameters, so the fill completes there).
 One deliberate difference: the reference breeds and scores one more generation after its last
 ranking and never ranks it; here ``generations`` rounds are scored and all of them are ranked.
 

@@ -113,7 +113,7 @@ def test_method_config_rejects_unknown_grads() -> None:
         MethodConfig("lora", grads="fused")
 
 
-def test_bitfit_and_ssf_counts_on_vit_b16_are_the_ones_the_table_notes_state() -> None:
+def test_bitfit_ssf_and_lora_counts_on_vit_b16_are_the_ones_the_table_notes_state() -> None:
     # experiments.vtab_table.METHOD_NOTES: ours tune the adapted layers; the papers' every bias
     shapes = jax.eval_shape(
         vit("B", patch=16, num_classes=100).init, jax.random.key(0), jnp.zeros((1, 224, 224, 3))
@@ -128,3 +128,8 @@ def test_bitfit_and_ssf_counts_on_vit_b16_are_the_ones_the_table_notes_state() -
     for name, count in counts.items():
         assert f"{count:,}" in METHOD_NOTES[name]
     assert f"{every_bias:,}" in METHOD_NOTES["bitfit"]
+    lora = build_method(MethodConfig("lora", rank=8), targets=DENSE_TARGETS)
+    count = peft_core.param_count(jax.eval_shape(lora.adapter.init, jax.random.key(0), shapes))
+    # per block, rank 8 x (fan_in + fan_out): q, k, v and out 768 x 768, fc1 and fc2 768 x 3072
+    assert count == 12 * 8 * (4 * (768 + 768) + 2 * (768 + 3072)) == 1_327_104
+    assert f"{count:,}" in METHOD_NOTES["lora"]

@@ -21,6 +21,8 @@ many rows (``activation_grads.reads_once``). "pallas": as "auto", each tap readi
 Omitted on purpose: the reference's dropout (p = 0.01) on the input of the delta path. It
 drops activations x in s * dropout(x) @ dW, which no weight transform can express, and it is
 absent at evaluation, so ``apply`` and ``merge`` match the reference's eval-mode forward.
+Each targeted kernel is its own layer: a Flax ViT's q, k and v are three (GLoRA fuses them into
+torch's one qkv layer for the paper's parameter counts; FLoRA has no published ViT counts).
 """
 
 from __future__ import annotations

@@ -311,6 +311,9 @@ class ViT(nn.Module):
             )(x)
             x = jnp.tanh(x)
         if cfg.num_classes > 0:
+            # zero-initialised, as big_vision's fine-tuning head (timm's reset_classifier, which
+            # the reference calls, draws U(+-1/sqrt(D))): on the first step only the head moves,
+            # the adapter's gradients are zero
             x = Dense(
                 cfg.num_classes,
                 dtype=cfg.dtype,

@@ -40,6 +40,8 @@ def test_partial_rows_and_errors():
     assert "GLoRA 0.86M (paper)" in markdown_table({"ours": (0.3, accs)})
     bitfit = markdown_table({"bitfit (ours)": (0.08, accs)}, method="bitfit").splitlines()
     assert bitfit[-1] == METHOD_NOTES["bitfit"] and "LayerNorm" in bitfit[-1]
-    assert markdown_table({"x": (0.1, accs)}, method="lora").endswith("|")
+    lora = markdown_table({"lora (ours)": (1.33, accs)}, method="lora").splitlines()
+    assert lora[-1] == METHOD_NOTES["lora"] and "q and v only" in lora[-1]
+    assert markdown_table({"x": (0.1, accs)}, method="flora").endswith("|")  # no note
     with pytest.raises(ValueError, match="unknown VTAB tasks"):
         markdown_table({"bad": (0.1, {"imagenet": 1.0})})

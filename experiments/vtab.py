@@ -78,6 +78,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 OWN_DATA_SOURCES = ("npz", "folder")
 
 
+#: Training knobs read only for a supernet (with ``search.*``: GLoRA's alone).
+SUPERNET_KEYS = ("train.num_configs", "train.eval_configs")
+
+
 def task_config(args: argparse.Namespace, task: str) -> ExperimentConfig:
     own = task in OFFLINE_TASKS or args.source in OWN_DATA_SOURCES
     name = args.preset or ("quickstart" if own else "paper")
@@ -92,14 +96,14 @@ def task_config(args: argparse.Namespace, task: str) -> ExperimentConfig:
         backbone = dataclasses.replace(backbone, checkpoint=args.checkpoint)
     config = dataclasses.replace(config, data=data, backbone=backbone)
     config = override(config, args.overrides)
-    for key, value, flag in (
-        ("data.task", config.data.task, f"--task={task}"),
-        ("method.name", config.method.name, f"--adapter={args.adapter}"),
+    for key, value, flag, given in (
+        ("data.task", config.data.task, "--task", task),
+        ("method.name", config.method.name, "--adapter", args.adapter),
     ):
-        if value != flag.partition("=")[2]:
+        if value != given:
             raise ValueError(
-                f"--set {key}={value} disagrees with {flag}, which names the run's results "
-                f"folder and table row: choose it with {flag.partition('=')[0]}"
+                f"--set {key}={value} disagrees with {flag}={given}, which names the run's "
+                f"results folder and table row: choose it with {flag}"
             )
     keys = [a.partition("=")[0].strip() for a in args.overrides]
     check_knobs(
@@ -112,10 +116,6 @@ def task_config(args: argparse.Namespace, task: str) -> ExperimentConfig:
             ", ".join(supernet_only), config.method.name,
         )  # fmt: skip
     return config
-
-
-#: Training knobs read only for a supernet (with ``search.*``: GLoRA's alone).
-SUPERNET_KEYS = ("train.num_configs", "train.eval_configs")
 
 
 def task_workdir(workdir: pathlib.Path, task: str) -> pathlib.Path:

@@ -15,9 +15,10 @@ Kernel axes (after any nn.scan stack axes) are read from a ``peft_core.Layer``:
   this way too (give their ranks with ``layer_ranks`` if that is not what you want).
 
 Default ranks are clipped to the mode size, so a head axis of 12 at rank 16 gets rank 12 and a
-size-1 mode rank 1; only a dense kernel's matrix (its matrix view, or a 2-D kernel in either
-view), whose two modes are the whole (fan_in, fan_out), refuses a ``rank`` above min(fan_in,
-fan_out), as LoRA does: clipped, it would train a full-size update.
+size-1 mode rank 1; a dense kernel's matrix (its matrix view, or a 2-D kernel in either view),
+whose two modes are the whole (fan_in, fan_out), refuses a ``rank`` above min(fan_in, fan_out),
+as LoRA does: clipped, it would train a full-size update; any kernel refuses a ``rank`` above
+all its channel modes (a 1x1 conv's (1, 1, 8, 8) at 16) for the same reason.
 ``layer_ranks`` maps a regex over kernel paths to explicit per-mode ranks (first match wins);
 those are checked, never clipped.
 """
@@ -71,6 +72,13 @@ def tucker_modes(
         raise ValueError(
             f"FLoRA rank {rank} exceeds min(fan_in, fan_out) = {min(sizes)} of "
             f"{layer.kernel_path} {layer.kernel_shape} (its matrix view {sizes})"
+        )
+    channels = sizes[n_spatial:]
+    if rank > max(channels):
+        raise ValueError(
+            f"FLoRA rank {rank} exceeds every channel mode of {layer.kernel_path} "
+            f"{layer.kernel_shape} (sizes {channels}): clipped to them, its core would be as "
+            "large as the kernel"
         )
     ranks = tuple(
         min(kernel_rank if axis < n_spatial else rank, size) for axis, size in enumerate(sizes)

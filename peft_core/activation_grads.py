@@ -38,7 +38,7 @@ import jax.numpy as jnp
 from peft_core import one_read
 from peft_core.adapter import ForwardFn, TrainView, add_delta
 from peft_core.layers import Layer
-from peft_core.paths import Params, flatten, get_leaf, unflatten
+from peft_core.paths import Params, child, flatten, get_leaf, unflatten
 
 #: How a train step forms low-rank factors' gradients (``held``, ``taps_activations``): "auto"
 #: (the activation tap where it pays: wide layers, calls with many rows), "activation" (the
@@ -342,10 +342,8 @@ def tapped(forward: ForwardFn, grads: str = "activation") -> ForwardFn:
         seen: set[str] = set()
         with nn.intercept_methods(functools.partial(_add_tap, grads, seen)):
             out = forward(params, images, **kwargs)
-        suffix = "/" + U_KEY
-        holding = {
-            k.removeprefix("params/")[: -len(suffix)] for k in flatten(params) if k.endswith(suffix)
-        }
+        paths = (k.removeprefix("params/").rpartition("/") for k in flatten(params))
+        holding = {module for module, _, key in paths if key == U_KEY}
         if missed := sorted(holding - seen):
             raise ValueError(
                 f"{len(missed)} layer(s) hold low-rank factors but were never called as a dense "
@@ -381,11 +379,11 @@ def activation_train_view(
         # XLA drops their computation
         eff = flatten(weight_apply(params, aparams, cfg))
         for kernel_path, (u, v) in pairs.items():
-            module = kernel_path.rsplit("/", 1)[0]
+            module = kernel_path.rpartition("/")[0]  # "" for a kernel at the tree's root
             w0 = get_leaf(params, kernel_path)
             product = jax.lax.stop_gradient(u) @ jax.lax.stop_gradient(v)
             eff[kernel_path] = add_delta(w0, product.reshape(w0.shape))
-            eff[f"{module}/{U_KEY}"], eff[f"{module}/{V_KEY}"] = u, v
+            eff[child(module, U_KEY)], eff[child(module, V_KEY)] = u, v
         return unflatten(eff)
 
     return TrainView(apply, tapping(grads))

@@ -189,8 +189,9 @@ def over_layers(
 
 def add_delta(w: jax.Array, delta: jax.Array, dtype: Any = None) -> jax.Array:
     """``w + delta`` computed and returned in ``dtype``; None: computed in f32 at least and
-    returned in ``w``'s dtype. ``delta`` must have ``w``'s shape (no broadcasting: a wrong-
-    shaped update would change the param's shape)."""
+    returned in ``w``'s dtype (a bf16 ``w`` keeps only the part of a small ``delta`` its 8-bit
+    mantissa holds). ``delta`` must have ``w``'s shape (no broadcasting: a wrong-shaped update
+    would change the param's shape)."""
     if jnp.shape(delta) != jnp.shape(w):
         raise ValueError(f"update of shape {jnp.shape(delta)} for a param of shape {w.shape}")
     out = w.dtype if dtype is None else dtype

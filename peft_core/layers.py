@@ -5,9 +5,11 @@ A kernel of shape ``stack + in_shape + out_shape`` is viewed as a matrix (fan_in
 - ``out_shape``: the bias shape when there is a bias, else the last axis;
 - ``in_shape``: the rest. Dense (in, out); DenseGeneral q/k/v (D, H, Dh) with bias (H, Dh);
   attention out (H, Dh, D); conv HWIO (kh, kw, in/groups, out) with in_shape (kh, kw, in/groups).
-A bias-less kernel of 3 or more axes reads as a conv's (last axis out): a bias-less q/k/v
-DenseGeneral (D, H, Dh) would become (D·H, Dh), not (D, H·Dh), as its shape alone cannot tell;
-``out_axes={r".*/(query|key|value)/kernel": 2}`` says how many trailing axes are out_shape.
+A bias-less kernel of 3 or more axes reads as a conv's (last axis out), except a 3-axis one
+of a module named query, key or value (``ATTENTION_QKV``), read as nn.MultiHeadDotProductAttention's
+(D, H, Dh) -> out (H, Dh); ``out_axes={pattern: n}`` says how many trailing axes are out_shape
+where neither fits. A transposed conv's kernel with ``transpose_kernel=True`` (kh, kw, out, in)
+has its out axis before its in axis: no reading fits it.
 """
 
 from __future__ import annotations
@@ -24,10 +26,15 @@ from peft_core.paths import (
     Patterns,
     as_patterns,
     check_patterns,
+    child,
     flatten,
     matches,
     select,
 )
+
+#: Module names of nn.MultiHeadDotProductAttention's input projections, DenseGeneral kernels
+#: (D, H, Dh) whose out_shape is (H, Dh) with or without a bias.
+ATTENTION_QKV = ("query", "key", "value")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,9 +158,11 @@ def _layer(path: str, flat: Mapping[str, Any], n_stack: int, n_out: int | None) 
             f"(shape {shape}{', after the stacked-layer axis' if n_stack else ''}): none is left "
             "for in_shape"
         )
-    bias_path = path.rsplit("/", 1)[0] + "/bias" if "/" in path else "bias"
+    module = path.rpartition("/")[0]
+    bias_path = child(module, "bias")
     if bias_path not in flat:
-        n = n_out or 1
+        qkv = len(rest) == 3 and module.rpartition("/")[2] in ATTENTION_QKV
+        n = n_out or (2 if qkv else 1)
         return Layer(path, None, stack, rest[:-n], rest[-n:])
     bias_shape = tuple(flat[bias_path].shape)
     if bias_shape[:n_stack] != stack:
@@ -168,5 +177,13 @@ def _layer(path: str, flat: Mapping[str, Any], n_stack: int, n_out: int | None) 
         raise ValueError(
             f"kernel {path!r} {shape} does not end with its bias shape {bias_shape[n_stack:]}"
             + ("" if n_stack else " (a stack of layers, e.g. nn.scan's? name it in stacked=)")
+            + " (a transposed conv's transpose_kernel=True kernel (kh, kw, out, in) is not read)"
+        )
+    if not n_stack and n_out is None and len(out) >= 2 and shape[0] == out[0]:
+        raise ValueError(
+            f"kernel {path!r} {shape} with bias {bias_shape} reads two ways: one layer "
+            f"{rest[: -len(out)]} -> {out}, or a stack of {shape[0]} layers {shape[1 : -len(out)]}"
+            f" -> {out[1:]} (nn.scan's): name it in stacked= if it is a stack, else confirm the "
+            f"one layer with out_axes={{pattern: {len(out)}}}"
         )
     return Layer(path, bias_path, stack, rest[: -len(out)], out)

@@ -22,10 +22,25 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     return traverse_util.unflatten_dict(dict(flat), sep="/")
 
 
-def _to_dict(tree: Params) -> dict[str, Any]:
+def child(module: str, key: str) -> str:
+    """The path of ``key`` under the '/'-joined ``module`` path ("" is the tree's root)."""
+    return f"{module}/{key}" if module else key
+
+
+def _to_dict(tree: Params, prefix: str = "") -> dict[str, Any]:
+    """Plain nested dicts of ``tree``; TypeError for a non-mapping tree or a non-str key."""
     if not isinstance(tree, Mapping):
         raise TypeError(f"expected a nested mapping of params, got {type(tree).__name__}")
-    return {k: _to_dict(v) if isinstance(v, Mapping) else v for k, v in tree.items()}
+    if bad := [k for k in tree if not isinstance(k, str)]:
+        raise TypeError(
+            f"param keys must be strings (paths are '/'-joined); {prefix or 'the root'!r} has "
+            f"key {bad[0]!r} of type {type(bad[0]).__name__}: give a list of layers (an NNX "
+            "model's state has int keys for them) str keys before the adapter, the int keys "
+            "back after merge"
+        )
+    return {
+        k: _to_dict(v, child(prefix, k)) if isinstance(v, Mapping) else v for k, v in tree.items()
+    }
 
 
 def as_patterns(patterns: Patterns | None) -> tuple[str, ...]:

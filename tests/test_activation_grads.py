@@ -408,6 +408,34 @@ def test_a_biasless_dense_general_is_tapped_with_out_axes(make: Any) -> None:
         tapped(lambda p, inputs: model.apply({"params": p}, inputs))(eff, x)
 
 
+@pytest.mark.parametrize("make", [peft_core.lora, flora_jax.flora])
+def test_a_kernel_at_the_root_of_the_tree_is_tapped(make: Any) -> None:
+    """A bare nn.Dense's params {kernel, bias}: U and V go to the root beside them."""
+    x = jax.random.normal(jax.random.key(0), (2, 7, 4))
+    model = nn.Dense(6)
+    params = model.init(jax.random.key(1), x)["params"]
+    adapter = make(2, targets="kernel", grads="activation")
+    got, want = _train_view_and_weight_space_grads(
+        model, adapter, params, x, lambda y: jnp.sum(jnp.sin(y))
+    )
+    chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-5)
+    assert all(float(jnp.max(jnp.abs(g))) > 0 for g in jax.tree.leaves(got))
+
+
+@pytest.mark.parametrize("make", [peft_core.lora, flora_jax.flora])
+def test_biasless_flax_attention_is_read_and_tapped_without_out_axes(make: Any) -> None:
+    """nn.MultiHeadDotProductAttention(use_bias=False): q/k/v (4, 2, 3) read as (4, 6)."""
+    x = jax.random.normal(jax.random.key(0), (2, 7, 4))
+    model = nn.MultiHeadDotProductAttention(num_heads=2, qkv_features=6, use_bias=False)
+    params = model.init(jax.random.key(1), x)["params"]
+    adapter = make(2, targets=r"(query|key|value|out)/kernel", grads="activation")
+    got, want = _train_view_and_weight_space_grads(
+        model, adapter, params, x, lambda y: jnp.sum(jnp.sin(y))
+    )
+    chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-5)
+    assert all(float(jnp.max(jnp.abs(g))) > 0 for g in jax.tree.leaves(got))
+
+
 class Registered(nn.Module):
     """A custom dense layer, x · kernel + bias, called with its input as a keyword."""
 

@@ -88,16 +88,28 @@ def test_find_layers_errors():
     two = tree(**{"glu.wi_0": (4, 5), "glu.wi_1": (4, 5)})
     with pytest.raises(ValueError, match="two leaves of module 'glu'"):
         find_layers(two, r"glu/.*")
+    # 4 scanned layers of width 4 -> 5 read as one layer 4 -> (4, 5) too: stacked= or out_axes=
+    # says which
+    both = tree(**{"blocks.kernel": (4, 4, 5), "blocks.bias": (4, 5)})
+    with pytest.raises(ValueError, match=r"reads two ways: one layer \(4,\) -> \(4, 5\), or a "):
+        find_layers(both, r"blocks/kernel")
+    assert find_layers(both, r"blocks/kernel", stacked=r"blocks/.*")[0].stack_shape == (4,)
+    assert find_layers(both, r"blocks/kernel", out_axes={r"blocks/kernel": 2})[0].fan_out == 20
+    with pytest.raises(TypeError, match=r"'blocks' has key 0 of type int: give a list of layers"):
+        find_layers({"blocks": {0: PARAMS["q"]}}, r".*kernel")
 
 
 BIASLESS_QKV = tree(**{"att.query.kernel": (8, 2, 3), "att.key.kernel": (8, 2, 3)})
 
 
 def test_out_axes_reads_a_biasless_dense_general_as_such():
-    # without a bias a (D, H, Dh) kernel reads as a conv's, last axis out
-    assert [(x.fan_in, x.fan_out) for x in find_layers(BIASLESS_QKV, r".*kernel")] == [(16, 3)] * 2
-    found = find_layers(BIASLESS_QKV, r".*kernel", out_axes={r".*/query/kernel": 2})
-    assert [(x.in_shape, x.out_shape) for x in found] == [((8,), (2, 3)), ((8, 2), (3,))]
+    # without a bias a 3-D kernel reads as a conv's, last axis out, unless its module is an
+    # attention projection's (query, key, value): (D, H, Dh) -> out (H, Dh), as with a bias
+    renamed = {"att": {"q": BIASLESS_QKV["att"]["query"], "key": BIASLESS_QKV["att"]["key"]}}
+    found = find_layers(renamed, r".*kernel")
+    assert [(x.in_shape, x.out_shape) for x in found] == [((8, 2), (3,)), ((8,), (2, 3))]
+    found = find_layers(BIASLESS_QKV, r".*kernel", out_axes={r".*/query/kernel": 1})
+    assert [(x.in_shape, x.out_shape) for x in found] == [((8, 2), (3,)), ((8,), (2, 3))]
     # where a bias says it, out_axes must agree
     assert find_layers(PARAMS, r"q/kernel", out_axes={r"q/kernel": 2})[0].fan_out == 6
 

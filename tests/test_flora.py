@@ -487,6 +487,12 @@ def test_bad_targets_and_layer_ranks_raise():
         assert flora(5, targets="dense/kernel", tucker=tucker).init(key, dense)["dense"][
             "core"
         ].shape == (5, 5)
+    # nor can any kernel a rank above all its channel modes: a 1x1 conv (4 -> 6) at 7, a q/k/v
+    # (8, 2, 4) at 9; at 6 and 8 the larger mode still holds the rank
+    for name, too_big in (("conv1x1", 7), ("query", 9)):
+        with pytest.raises(ValueError, match=rf"rank {too_big} exceeds every channel mode"):
+            flora(too_big, targets=f"{name}/kernel").init(key, layer_params(name))
+        flora(too_big - 1, targets=f"{name}/kernel").init(key, layer_params(name))
 
 
 def test_aparams_that_do_not_fit_raise():

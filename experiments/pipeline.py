@@ -51,7 +51,7 @@ from experiments.training.evaluate import (
     stack_eval_batches,
 )
 from experiments.training.metrics import FIRST_STEP_S, latest, steady_rate
-from experiments.training.sharding import data_mesh, is_main_process
+from experiments.training.sharding import check_batch_split, data_mesh, is_main_process
 from experiments.training.trainer import cfg_digest
 from glora_jax import search_plots
 from glora_jax.evolution import (
@@ -268,6 +268,8 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
     )  # fmt: skip
     if method.searchable:
         check_settings(**search_settings(config))  # before training, not after it
+    num_configs = config.train.num_configs if method.searchable else 1
+    check_batch_split(config.train.batch_size, data_mesh(), num_configs=num_configs)
     # only a config that got this far is the workdir's: a typo that failed above leaves none
     if is_main_process():
         write_text(workdir / "config.json", json.dumps(as_dict(config), indent=2, default=str))

@@ -120,6 +120,16 @@ def held(grads: str, layer: Layer) -> bool:
     return grads == "activation" or intensity >= MIN_TAP_INTENSITY
 
 
+def per_device(n: int) -> int:
+    """Rows (or examples) of a global batch of ``n`` on one device: split over the mesh in
+    context (``jax.sharding.get_abstract_mesh``; the trainer's step sets it), else over every
+    device (data parallelism over all, as the trainer runs); whole where the split does not
+    divide ``n``."""
+    mesh = jax.sharding.get_abstract_mesh()
+    shards = jax.device_count() if mesh.empty else mesh.size
+    return n // shards if n % shards == 0 else n
+
+
 def taps_activations(grads: str, rows: int) -> bool:
     """Whether a call of a held layer on ``rows`` rows per device forms its factor gradients
     from activations (``gradient_tap``) rather than from its weight gradient
@@ -295,11 +305,10 @@ def _add_tap(
     grads: str, seen: set[str], next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any
 ) -> Any:
     """flax interceptor: y + tap(x, U, V, offset) for every module call holding U and V, the tap
-    chosen by ``taps_activations`` and ``reads_once`` (rows per device: the traced rows over
-    ``jax.device_count()``, the trainer's data parallelism); offset is the call's
-    ``input_offset`` keyword (``experiments.models.dense.Dense``) or None. Only dense modules
-    are served (``_dense_input``); each tapped module's path goes into ``seen`` for
-    ``tapped``'s check."""
+    chosen by ``taps_activations`` and ``reads_once`` on the call's ``per_device`` rows; offset
+    is the call's ``input_offset`` keyword (``experiments.models.dense.Dense``) or None. Only
+    dense modules are served (``_dense_input``); each tapped module's path goes into ``seen``
+    for ``tapped``'s check."""
     y = next_fun(*args, **kwargs)
     module = context.module
     if context.method_name != "__call__" or not module.has_variable("params", U_KEY):
@@ -319,7 +328,7 @@ def _add_tap(
     offset = kwargs.get("input_offset")  # the layer's input is x + offset (Dense)
     if offset is not None:
         offset = offset.reshape(fan_in)
-    rows = tokens // jax.device_count()
+    rows = per_device(tokens)
     if not taps_activations(grads, rows):
         tap = weight_gradient_tap
     elif reads_once(grads, rows):

@@ -26,6 +26,7 @@ from peft_core.activation_grads import (
     gradient_tap,
     held,
     one_read_tap,
+    per_device,
     reads_once,
     tapped,
     taps_activations,
@@ -549,6 +550,17 @@ def test_auto_reads_once_where_the_kernel_was_timed_faster(
     cpu = np.array(jax.local_devices(backend="cpu")[:1])
     with jax.sharding.use_abstract_mesh(jax.sharding.Mesh(cpu, ("data",)).abstract_mesh):
         assert reads_once(grads, rows) is want
+
+
+def test_per_device_counts_the_mesh_in_context_else_every_device(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(jax, "device_count", lambda *_: 4)
+    assert per_device(8192) == 2048  # no mesh: data parallel over all 4 devices
+    assert per_device(8190) == 8190  # a split that does not divide: whole
+    cpu = np.array(jax.local_devices(backend="cpu")[:1])
+    with jax.sharding.use_abstract_mesh(jax.sharding.Mesh(cpu, ("data",)).abstract_mesh):
+        assert per_device(8192) == 8192  # a one-device mesh, e.g. a bench row on a 4-GPU host
 
 
 def test_auto_reads_once_only_where_jax_has_the_triton_backend(

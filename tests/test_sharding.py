@@ -29,15 +29,20 @@ SCRIPT = textwrap.dedent(
     )
 
     from experiments.training import train
-    from experiments.training.sharding import check_divisible, data_mesh
+    from experiments.training.sharding import check_batch_split, data_mesh
 
     out, devices = {}, jax.device_count()
+    check_batch_split(16, data_mesh(), num_configs=4)
     if devices == 2:
-        try:
-            check_divisible(15, data_mesh(), what="batch size")
-            raise AssertionError("an odd batch on 2 devices was accepted")
-        except ValueError as err:
-            assert "batch size 15 is not divisible by the 2 devices" in str(err), err
+        for batch, k, error in (
+            (15, 1, "batch size 15 is not divisible by the 2 devices"),
+            (12, 4, "its 3 groups of 4 examples do not split over the 2 devices"),
+        ):
+            try:
+                check_batch_split(batch, data_mesh(), num_configs=k)
+                raise AssertionError(f"batch {batch} with {k} subnets on 2 devices was accepted")
+            except ValueError as err:
+                assert error in str(err), err
     eval_data = toy_task(37, seed=3)
     result = train(
         quick_config(total_steps=5, num_configs=2, eval_batch_size=7),  # 8 on 2 devices

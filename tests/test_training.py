@@ -36,6 +36,7 @@ from experiments.training import (
     stack_eval_batches,
     train,
 )
+from experiments.training.checkpoint import Checkpointer
 from experiments.training.metrics import (
     CSV_NAME,
     FIRST_STEP_S,
@@ -505,3 +506,48 @@ def test_params_accuracy_scores_two_models_with_one_compile(
     expected = [np.mean(np.argmax(numpy_forward(p, images), 1) == labels) for p in models]
     assert got == pytest.approx(expected)
     assert got[0] != got[1]  # two different models, so the check can tell them apart
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveBytesBatches(ToyBatches):
+    """ToyBatches that record the bytes of every live device array when a batch is drawn."""
+
+    live: list[int] = dataclasses.field(default_factory=list)
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        self.live.append(sum(x.nbytes for x in jax.live_arrays()))
+        return super().batch(step)
+
+
+def test_one_copy_of_the_state_lives_on_the_device_between_checkpoints(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Full fine-tuning, a checkpoint every 2 steps: at each step the device holds the backbone
+    and one (packed) state, not also the initial state or the last checkpoint's unpacked one.
+    Each save is waited for: an asynchronous save holds its state until written."""
+    save = Checkpointer.save
+
+    def save_and_wait(self: Checkpointer, state: Any) -> None:
+        save(self, state)
+        self._manager.wait_until_finished()
+
+    monkeypatch.setattr(Checkpointer, "save", save_and_wait)
+    params = toy_params()
+    data = LiveBytesBatches(*toy_task(), batch_size=16)
+    before = sum(x.nbytes for x in jax.live_arrays())
+    config = quick_config(total_steps=8, checkpoint_every=2)
+    result = train(
+        config,
+        forward=toy_forward,
+        params=params,
+        adapter=full(exclude=r"head/.*"),
+        train_data=data,
+        workdir=tmp_path,
+    )
+    state_bytes = sum(x.nbytes for x in jax.tree.leaves(result.state))
+    params_bytes = sum(x.nbytes for x in jax.tree.leaves(params))
+    assert len(data.live) == 8
+    # the backbone's copy of the params and the packed state: 1.33 states here; each extra
+    # state (the initial one, an unpacked one) would add 1
+    extra = [(n - before - params_bytes) / state_bytes for n in data.live]
+    assert max(extra) < 1.5, extra

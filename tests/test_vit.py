@@ -19,7 +19,6 @@ from experiments.models import attention
 from experiments.models.attention import (
     ROW_MULTIPLE,
     MultiHeadDotProductAttention,
-    local_batch,
     masked_dot_product_attention,
     pad_tokens,
     padded_length,
@@ -34,6 +33,7 @@ from experiments.models.vit_checkpoint import (
     save_npz,
     stack_blocks,
 )
+from peft_core.activation_grads import per_device
 from peft_core.paths import flatten, unflatten
 
 PATCH = 16
@@ -343,15 +343,15 @@ def test_padded_length_refuses_bad_input(args, error):
 
 
 @pytest.mark.parametrize(("shards", "batch", "local"), [(1, 256, 256), (4, 256, 64), (3, 256, 256)])
-def test_local_batch_splits_over_the_mesh_in_context(shards, batch, local):
+def test_per_device_splits_over_the_mesh_in_context(shards, batch, local):
     """The trainer's step is traced under its data mesh: a device holds batch / mesh size
     examples (whole where the mesh does not divide the batch), and that sets the padding."""
-    assert local_batch(batch) == batch  # no mesh in context
+    assert per_device(batch) == batch  # no mesh in context (one CPU device)
     mesh = AbstractMesh((shards,), ("data",), axis_types=(AxisType.Explicit,))
     with jax.sharding.use_abstract_mesh(mesh):
-        assert local_batch(batch) == local
+        assert per_device(batch) == local
         want = 200 if local == 64 else 198
-        assert padded_length(197, "cudnn", None, local_batch(batch)) == want
+        assert padded_length(197, "cudnn", None, per_device(batch)) == want
 
 
 def test_attention_with_fewer_queries_is_their_rows_of_self_attention():
@@ -425,6 +425,28 @@ def test_vit_pads_a_training_step_to_row_multiples(monkeypatch, shards, train, l
     chex.assert_shape(mlp_input[0], (64, length, 192))
     plain = vit("Ti", patch=PATCH, depth=2, num_classes=3)
     chex.assert_trees_all_close(logits, apply(plain, params, x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("num_keys", [None, 13])
+def test_cudnn_attention_traces_under_vmap_over_weights(monkeypatch, num_keys):
+    """The search vmaps over subnets' weights alone: keys and values of a bias-less projection
+    carry the mapped axis after (B, N), where cuDNN's batching rule refuses it, and its padding
+    lengths must be mapped too. cuDNN does not run on the CPU: its checks are patched to trace."""
+    from jax._src.cudnn import fused_attention_stablehlo as fused
+
+    monkeypatch.setattr(fused, "check_cudnn_version", lambda *args, **kwargs: None)
+    monkeypatch.setattr(fused, "check_compute_capability", lambda *args, **kwargs: True)
+    x = jnp.ones((2, 14, 16), jnp.bfloat16)
+
+    def attend(w: jax.Array) -> jax.Array:
+        q, k, v = (jnp.einsum("bnd,dhe->bnhe", x, w * i) for i in (1, 2, 3))
+        return attention.masked_dot_product_attention(
+            q, k, v, num_keys=num_keys, implementation="cudnn"
+        )
+
+    weights = jnp.ones((3, 16, 2, 8), jnp.bfloat16)
+    assert "dot_product_attention" in str(jax.make_jaxpr(jax.vmap(attend))(weights))
+    chex.assert_shape(jax.eval_shape(jax.vmap(attend), weights), (3, 2, 14, 2, 8))
 
 
 def test_cudnn_needs_half_precision():

@@ -291,6 +291,26 @@ def test_sigterm_unwinds_like_ctrl_c(tmp_path):
     assert done.returncode == 128 + signal.SIGTERM and marker.exists()
 
 
+@pytest.mark.parametrize(
+    ("batch", "num_configs", "error"),
+    [
+        (99, 1, "batch size 99 is not divisible by the 2 devices"),
+        (12, 4, "its 3 groups of 4 examples do not split over the 2 devices"),
+    ],
+)
+def test_a_batch_the_devices_cannot_split_is_refused_before_the_workdir_is_taken(
+    tmp_path, monkeypatch, batch, num_configs, error
+):
+    # two devices; a config.json left behind would refuse the corrected run's workdir
+    mesh = jax.sharding.AbstractMesh((2,), ("data",))
+    monkeypatch.setattr(pipeline, "data_mesh", lambda: mesh)
+    argv = ["--adapter=glora", f"--workdir={tmp_path}", *TINY, "--set",
+            f"train.batch_size={batch}", "--set", f"train.num_configs={num_configs}"]  # fmt: skip
+    with pytest.raises(ValueError, match=error):
+        vtab.main(argv)
+    assert not list(tmp_path.rglob("config.json"))
+
+
 def test_search_settings_are_checked_before_training(tmp_path):
     # a search the evolution would refuse fails in seconds, not after the supernet trained
     with pytest.raises(ValueError, match="population must be >= top_k"):

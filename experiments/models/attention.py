@@ -82,8 +82,9 @@ def padded_length(
     """Tokens after the model's one pad (module docstring).
 
     ``pad_to`` given: the next multiple of it. Else for cuDNN: the shortest even length, or for
-    a training step (``local_batch``: its examples per device; the split-K GEMMs are its weight
-    gradients') the shortest even length L with local_batch x L a multiple of ``ROW_MULTIPLE``
+    a training step (``local_batch``: its examples per device, ``activation_grads.per_device``;
+    the split-K GEMMs are its weight gradients') the shortest even length L with local_batch x
+    L a multiple of ``ROW_MULTIPLE``
     if L <= num_tokens (1 + ROW_PAD_LIMIT) (197 -> 200 at 64 examples per device, 198 at 256 or
     32). Else ``num_tokens``: XLA's attention takes any length.
     """
@@ -103,15 +104,6 @@ def padded_length(
         if local_batch * length % ROW_MULTIPLE == 0:
             return length
     return even
-
-
-def local_batch(batch: int) -> int:
-    """Examples of a global ``batch`` on one device: split over every axis of the mesh in
-    context (``jax.sharding.get_abstract_mesh``; the trainer's step sets it), whole without one
-    or where the mesh does not divide it."""
-    mesh = jax.sharding.get_abstract_mesh()
-    shards = 1 if mesh.empty else mesh.size
-    return batch if batch % shards else batch // shards
 
 
 def pad_tokens(x: jax.Array, length: int) -> jax.Array:
@@ -138,15 +130,33 @@ def masked_dot_product_attention(
             f"attention implementation='cudnn' needs bfloat16/float16 inputs, got {query.dtype}; "
             "set the model dtype to bfloat16 or use implementation=None/'xla'"
         )
+    if implementation == "cudnn":
+        query, key, value = (_mapped_axis_first(t) for t in (query, key, value))
     batch, length = key.shape[:2]
     if num_keys is None or num_keys == length:
         return jax.nn.dot_product_attention(query, key, value, implementation=implementation)
     if not 0 < num_keys < length:
         raise ValueError(f"num_keys must be in [1, {length}], got {num_keys}")
-    lengths = jnp.full((batch,), num_keys, dtype=jnp.int32)
+    if implementation != "cudnn":
+        lengths = jnp.full((batch,), num_keys, dtype=jnp.int32)
+        return jax.nn.dot_product_attention(
+            query, key, value, key_value_seq_lengths=lengths, implementation=implementation
+        )
+    # cuDNN's batching rule reshapes both lengths with q, k and v: under vmap they must be
+    # mapped too, so they are read off the (first-mapped) keys; XLA folds the zeros
+    zeros = key[:, 0, 0, 0].astype(jnp.int32) * 0
     return jax.nn.dot_product_attention(
-        query, key, value, key_value_seq_lengths=lengths, implementation=implementation
-    )
+        query, key, value, query_seq_lengths=zeros + query.shape[1],
+        key_value_seq_lengths=zeros + num_keys, implementation=implementation,
+    )  # fmt: skip
+
+
+def _mapped_axis_first(x: jax.Array) -> jax.Array:
+    """``x`` unchanged; under ``vmap`` with its mapped axis first, the only place cuDNN's
+    batching rule takes it. The search vmaps over subnets' weights alone: a projection without
+    a bias (key, value) leaves the mapped axis where dot_general put it, after (B, N). A
+    reshape's batching rule moves it first; outside vmap the two reshapes are free."""
+    return x.reshape(-1, *x.shape[2:]).reshape(x.shape)
 
 
 class MultiHeadDotProductAttention(nn.Module):

@@ -42,12 +42,12 @@ from experiments.models.activations import gelu
 from experiments.models.attention import (
     AttentionImpl,
     MultiHeadDotProductAttention,
-    local_batch,
     pad_tokens,
     padded_length,
 )
 from experiments.models.dense import BiasGrad, Dense, check_bias_grad
 from experiments.models.patch_conv import PatchConv
+from peft_core.activation_grads import per_device
 
 Pool = Literal["tok", "gap", "none"]
 
@@ -289,7 +289,7 @@ class ViT(nn.Module):
         )
         x = x + jnp.asarray(pos, cfg.dtype)
         num_tokens = x.shape[1]
-        train_batch = local_batch(batch) if train else None  # sets the padding for its grads
+        train_batch = per_device(batch) if train else None  # sets the padding for its grads
         length = padded_length(num_tokens, cfg.attn_implementation, cfg.attn_pad_to, train_batch)
         x = pad_tokens(x, length)
         padded = x.shape[1] > num_tokens

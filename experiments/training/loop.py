@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from experiments.training.checkpoint import Checkpointer
 from experiments.training.metrics import FIRST_STEP_S, STEPS_PER_SEC, MetricWriter
+from experiments.training.packing import Packed
 from experiments.training.sharding import JittedStep, put_global
 from experiments.training.state import TrainState
 from peft_core.paths import Params
@@ -63,8 +64,9 @@ Evaluate = Callable[[TrainState], dict[str, float]]
 
 
 def run_steps(
-    state: TrainState,
+    packed: Packed,
     *,
+    start: int,
     step_fn: JittedStep,
     backbone: Params,
     train_data: BatchSource,
@@ -75,13 +77,16 @@ def run_steps(
     evaluate: Evaluate | None = None,
     show_progress: bool = True,
 ) -> tuple[TrainState, dict[str, float] | None]:
-    """Train from ``state.step`` to ``settings.total_steps``; the final state is checkpointed.
-    Between steps the state stays packed (``step_fn.pack``: a few buffers instead of one per
-    leaf); it is unpacked only to be checkpointed, evaluated or returned. Returns the final
-    state and its evaluation (None when no step ran or there is no ``evaluate``)."""
-    start = int(state.step)
+    """Train the ``packed`` state (``step_fn.pack``: a few buffers instead of one per leaf),
+    at step ``start``, to ``settings.total_steps``; the final state is checkpointed. Each step
+    donates the packed state; it is unpacked only to be checkpointed, evaluated or returned,
+    and that copy is dropped once used (the caller drops the unpacked state it packed: one
+    copy of the state lives on the device between checkpoints). Returns the final state and
+    its evaluation (None without ``evaluate``); needs start < total_steps."""
+    if start >= settings.total_steps:
+        raise ValueError(f"no step to run: start {start} >= total_steps {settings.total_steps}")
     final_eval = None
-    packed = step_fn.pack(state)
+    state = None
     pending: list[tuple[int, dict[str, jax.Array]]] = []
     window_start = time.perf_counter()
     run_start = window_start
@@ -117,14 +122,17 @@ def run_steps(
             due = last or _every(done, settings.eval_every)
             evaluate_now = evaluate if due else None
             if save or evaluate_now is not None:
-                state = step_fn.unpack(packed)
-            if save:
-                checkpointer.save(state)
-            if evaluate_now is not None:
-                scores = evaluate_now(state)
-                writer.write(done, scores)
-                final_eval = scores if last else None
-    return state, final_eval  # the last step always saves, so this is its unpacked state
+                unpacked = step_fn.unpack(packed)
+                if save:
+                    checkpointer.save(unpacked)
+                if evaluate_now is not None:
+                    scores = evaluate_now(unpacked)
+                    writer.write(done, scores)
+                    final_eval = scores if last else None
+                state = unpacked if last else None
+                del unpacked
+    assert state is not None  # the last step always saves: its unpacked state
+    return state, final_eval
 
 
 def _every(step: int, period: int) -> bool:

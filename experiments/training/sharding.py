@@ -75,11 +75,20 @@ def put_global(tree: Any, sharding: NamedSharding) -> Any:
     return jax.tree.map(put, tree)
 
 
-def check_divisible(batch_size: int, mesh: Mesh, *, what: str) -> None:
-    """ValueError unless ``batch_size`` splits evenly over the "data" axis."""
+def check_batch_split(batch_size: int, mesh: Mesh, *, num_configs: int = 1) -> None:
+    """ValueError unless the batch splits evenly over the "data" axis and, with K > 1 subnets
+    per step, so do its batch / K groups of K examples (``glora_jax.supernet.deal_shares``):
+    else XLA gathers the whole batch onto every device and the step runs unsplit."""
     devices = mesh.shape[DATA_AXIS]
     if batch_size % devices:
-        raise ValueError(f"{what} {batch_size} is not divisible by the {devices} devices")
+        raise ValueError(f"batch size {batch_size} is not divisible by the {devices} devices")
+    if num_configs > 1 and batch_size // num_configs % devices:
+        raise ValueError(
+            f"batch size {batch_size} with {num_configs} subnets per step: its "
+            f"{batch_size // num_configs} groups of {num_configs} examples do not split over "
+            f"the {devices} devices (each would compute the whole batch); use a multiple of "
+            f"{num_configs * devices}"
+        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,7 +33,7 @@ from experiments.training.optim import lr_schedule, make_optimizer
 from experiments.training.partition import init_trainable, join_head
 from experiments.training.sharding import (
     batch_sharded,
-    check_divisible,
+    check_batch_split,
     data_mesh,
     is_main_process,
     jit_train_step,
@@ -97,7 +97,6 @@ def train(
     """
     started = time.perf_counter()
     mesh = data_mesh()
-    check_divisible(config.batch_size, mesh, what="batch size")
     total_steps = config.num_steps(train_data.steps_per_epoch)
     schedule = lr_schedule(
         config.optim, steps_per_epoch=train_data.steps_per_epoch, total_steps=total_steps
@@ -106,6 +105,8 @@ def train(
     space: ConfigSpace | None = None
     if cfg is None and adapter.space is not None:
         space = adapter.space(params)
+    num_configs = config.num_configs if space is not None else 1
+    check_batch_split(config.batch_size, mesh, num_configs=num_configs)
 
     init_rng, state_rng = jax.random.split(jax.random.key(config.seed))
     backbone, trainable = init_trainable(
@@ -115,6 +116,7 @@ def train(
     state = jax.jit(lambda t, rng: create_state(t, optimizer, rng), out_shardings=replicated(mesh))(
         put_global(trainable, replicated(mesh)), put_global(state_rng, replicated(mesh))
     )
+    del trainable  # the state holds its own copy
     step_fn = jit_train_step(
         make_train_step(
             forward=forward,
@@ -122,7 +124,7 @@ def train(
             optimizer=optimizer,
             schedule=schedule,
             space=space,
-            num_configs=config.num_configs if space is not None else 1,
+            num_configs=num_configs,
             cfg=cfg,
         ),
         mesh,
@@ -149,24 +151,29 @@ def train(
         if checkpointer.latest_step() is not None:
             state = checkpointer.restore(state)
             logger.info("resuming at step %d from %s", int(state.step), checkpointer.directory)
-        with MetricWriter(workdir, start_step=int(state.step), enabled=is_main) as writer:
-            state, final_eval = run_steps(
-                state,
-                step_fn=step_fn,
-                backbone=backbone,
-                train_data=train_data,
-                batch_sharding=batch_sharded(mesh),
-                checkpointer=checkpointer,
-                writer=writer,
-                settings=LoopSettings(
-                    total_steps=total_steps,
-                    batch_size=config.batch_size,
-                    log_every=config.log_every,
-                    eval_every=config.eval_every,
-                ),
-                evaluate=evaluate,
-                show_progress=is_main,
-            )
+        start, final_eval = int(state.step), None
+        with MetricWriter(workdir, start_step=start, enabled=is_main) as writer:
+            if start < total_steps:  # else a finished run resumed: its state as restored
+                packed = step_fn.pack(state)
+                del state  # the packed copy alone stays on the device (each step donates it)
+                state, final_eval = run_steps(
+                    packed,
+                    start=start,
+                    step_fn=step_fn,
+                    backbone=backbone,
+                    train_data=train_data,
+                    batch_sharding=batch_sharded(mesh),
+                    checkpointer=checkpointer,
+                    writer=writer,
+                    settings=LoopSettings(
+                        total_steps=total_steps,
+                        batch_size=config.batch_size,
+                        log_every=config.log_every,
+                        eval_every=config.eval_every,
+                    ),
+                    evaluate=evaluate,
+                    show_progress=is_main,
+                )
             history = writer.history
     finally:
         checkpointer.close()

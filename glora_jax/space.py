@@ -118,25 +118,30 @@ class GLoRASpace:
     def sample(self, rng: jax.Array, batch_shape: int | Sequence[int] = ()) -> Config:
         """A random cfg: every slice and tensor uniform over its legal options (the reference).
 
-        Leaves are int32 (*batch_shape, *stack_shape, 5) (an int n: (n, ...)). Works under jit.
+        Leaves are int32 (*batch_shape, *stack_shape, 5) (an int n: (n, ...)). One jitted
+        function per batch shape (eagerly, its ops would compile one by one); works under jit.
         """
         if isinstance(batch_shape, int | np.integer):
             batch_shape = (int(batch_shape),)
-        legal_idx, n_legal = self._gene_tables
-        pick = jax.random.randint(rng, (*batch_shape, *n_legal.shape), 0, jnp.asarray(n_legal))
-        return self._split_genes(_per_gene(jnp.asarray(legal_idx), pick))
+        shape = tuple(int(n) for n in batch_shape)
+        if shape not in self._samplers:
+            self._samplers[shape] = jax.jit(functools.partial(self._draw, shape))
+        return self._samplers[shape](rng)
 
-    def num_params(self, cfg: Config) -> jax.Array:
-        """Trainable scalars of the subnet(s) in ``cfg``, int32 with the cfg's batch shape.
+    def num_params(self, cfg: Config) -> Any:
+        """Trainable scalars of the subnet(s) in ``cfg``, int32 with the cfg's batch shape: a
+        numpy array for a cfg of numpy arrays (the search's genes), else a jax one.
 
         Per layer slice: lora_r r·(fan_in + fan_out) for A/B, r·fan_in + r for C; vector
         fan_out for A/B/D/E, fan_in for C; scalar 1; none 0, as is an index out of range
         (negative too: as ``apply`` reads it). A gather and a sum: jit/vmap-able.
         """
-        genes = self._join_genes(cfg, jnp)
+        on_device = any(isinstance(x, jax.Array) for x in jax.tree.leaves(cfg))
+        xp: Any = jnp if on_device else np
+        genes = self._join_genes(cfg, xp)
         inside = (genes >= 0) & (genes < self._gene_costs.shape[-1])
-        costs = _per_gene(jnp.asarray(self._gene_costs, jnp.int32), jnp.where(inside, genes, 0))
-        return jnp.where(inside, costs, 0).sum((-2, -1))
+        costs = _per_gene(xp.asarray(self._gene_costs, np.int32), xp.where(inside, genes, 0))
+        return xp.where(inside, costs, 0).sum((-2, -1)).astype(np.int32)
 
     @functools.cached_property
     def max_params(self) -> int:
@@ -249,6 +254,16 @@ class GLoRASpace:
         return np.where(rng.random(a.shape) < 0.5, a, b).astype(np.int32)
 
     # ---- internals ---------------------------------------------------------------------------
+
+    @functools.cached_property
+    def _samplers(self) -> dict[tuple[int, ...], Any]:
+        """``sample``'s jitted draw per batch shape."""
+        return {}
+
+    def _draw(self, batch_shape: tuple[int, ...], rng: jax.Array) -> Config:
+        legal_idx, n_legal = self._gene_tables
+        pick = jax.random.randint(rng, (*batch_shape, *n_legal.shape), 0, jnp.asarray(n_legal))
+        return self._split_genes(_per_gene(jnp.asarray(legal_idx), pick))
 
     def _join_genes(self, cfg: Config, xp: Any) -> Any:
         """cfg -> (*batch, G, 5) with ``xp`` = np or jnp, after ``check``."""

@@ -120,6 +120,10 @@ def test_num_params_keeps_batch_axes_and_jits_and_vmaps():
     np.testing.assert_array_equal(counts, by_hand)
     np.testing.assert_array_equal(jax.vmap(jax.vmap(space.num_params))(cfgs), by_hand)
     assert len(set(np.ravel(by_hand))) > 6, "samples should differ in size"
+    # numpy configs (the search's genes) are counted in numpy, with no device op to compile
+    on_host = space.num_params(cfgs)
+    assert type(on_host) is np.ndarray and on_host.dtype == np.int32
+    np.testing.assert_array_equal(on_host, by_hand)
 
 
 def _at(tree, *index):
@@ -175,6 +179,14 @@ def test_sample_under_jit_matches_eager_and_depends_on_the_key():
     chex.assert_trees_all_equal(_jit_sample((3, 4))(jax.random.key(3)), eager)
     other = _jit_sample((3, 4))(jax.random.key(4))
     assert any((np.asarray(eager[k]) != np.asarray(other[k])).any() for k in eager)
+
+
+def test_sample_compiles_once_per_batch_shape():
+    space = _space()
+    for seed in range(3):
+        space.sample(jax.random.key(seed), (3, 4))
+        space.sample(jax.random.key(seed), 5)
+    assert [space._samplers[shape]._cache_size() for shape in [(3, 4), (5,)]] == [1, 1]
 
 
 # ---- readable configs ------------------------------------------------------------------------

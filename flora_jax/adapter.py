@@ -46,6 +46,7 @@ from peft_core.adapter import (
     add_delta,
     check_float_dtype,
     check_tree,
+    finite_nonzero,
     no_config,
     over_layers,
     positive_int,
@@ -94,10 +95,10 @@ def flora(
         )
     if tucker not in TUCKER_VIEWS:
         raise ValueError(f"tucker must be one of {TUCKER_VIEWS}, got {tucker!r}")
-    if not (scale and math.isfinite(scale)):
+    if not finite_nonzero(scale):
         raise ValueError(
-            f"FLoRA scale must be finite and non-zero, got {scale}: 0 makes every update and "
-            "gradient zero, NaN or inf every kernel non-finite"
+            f"FLoRA scale must be a finite non-zero number, got {scale!r}: 0 makes every update "
+            "and gradient zero, NaN or inf every kernel non-finite"
         )
     check_float_dtype(dtype, what="FLoRA dtype")
 

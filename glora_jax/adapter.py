@@ -278,8 +278,16 @@ def glora(
                 updates |= _unfused(params, layer.members, dw, db, compute)
         return replace_leaves(params, updates)
 
-    apply = functools.partial(updated, compute=update_dtype)
-    return Adapter(init, apply, updated, space)
+    def apply(params: Params, aparams: AParams, cfg: Config | None = None) -> Params:
+        """params with each targeted kernel W0 + W0⊙A + B and bias b0 + b0⊙D + E + W0ᵀC, formed
+        and returned in ``update_dtype`` (None: formed in f32 at least, in each param's dtype)."""
+        return updated(params, aparams, cfg, compute=update_dtype)
+
+    def merge(params: Params, aparams: AParams, cfg: Config | None = None) -> Params:
+        """``apply``'s params with the update formed in f32 at least, in each param's dtype."""
+        return updated(params, aparams, cfg)
+
+    return Adapter(init, apply, merge, space)
 
 
 def batch_key(

@@ -8,7 +8,8 @@
 ``train.apply`` and ``train.wrap_forward(forward)``, with the same gradients as ``apply``.
 
 ``cfg`` is ``None`` for adapters without a search space; GLoRA's is a pytree of int arrays, so one
-compiled function serves every subnet. ``space(params)`` returns that search space (or None).
+compiled function serves every subnet. ``space(params)`` returns that search space; ``space`` is
+None for adapters without one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import numbers
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, TypeVar
 
@@ -218,6 +220,12 @@ def check_float_dtype(dtype: Any, *, what: str) -> None:
 def positive_int(value: Any) -> bool:
     """Whether ``value`` is an int (Python or numpy, not a bool) >= 1: what a rank must be."""
     return isinstance(value, int | np.integer) and not isinstance(value, bool) and bool(value >= 1)
+
+
+def finite_nonzero(value: Any) -> bool:
+    """Whether ``value`` is a real number (not a bool), finite and non-zero: a scale's rule."""
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return real and bool(value) and math.isfinite(value)
 
 
 def no_config(name: str, cfg: Config) -> None:

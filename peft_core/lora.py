@@ -19,7 +19,6 @@ Equal gradients.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -34,6 +33,7 @@ from peft_core.adapter import (
     add_delta,
     check_float_dtype,
     check_tree,
+    finite_nonzero,
     no_config,
     over_stack,
     positive_int,
@@ -60,10 +60,10 @@ def lora(
     ``stacked``, ``out_axes``: how to read the kernels (``peft_core.layers.find_layers``)."""
     if not positive_int(rank):
         raise ValueError(f"LoRA rank must be an int >= 1, got {rank!r}")
-    if alpha is not None and not (alpha and math.isfinite(alpha)):
+    if alpha is not None and not finite_nonzero(alpha):
         raise ValueError(
-            f"LoRA alpha must be finite and non-zero (or None: rank), got {alpha}: 0 makes every "
-            "update zero, NaN or inf every kernel non-finite"
+            f"LoRA alpha must be a finite non-zero number (or None: rank), got {alpha!r}: 0 makes "
+            "every update zero, NaN or inf every kernel non-finite"
         )
     check_float_dtype(dtype, what="LoRA dtype")
     scale = (rank if alpha is None else alpha) / rank

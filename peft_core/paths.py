@@ -70,6 +70,8 @@ def select(
     """
     if isinstance(paths, str):
         raise TypeError(f"select takes an iterable of paths, not one path string {paths!r}")
+    if patterns is None:
+        raise ValueError("target patterns are None: give patterns of the leaves (() for none)")
     paths = list(paths)
     check_patterns(patterns, paths, what="target")
     check_patterns(exclude, paths, what="exclude")

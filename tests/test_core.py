@@ -414,16 +414,22 @@ def _init_lora(**kwargs):
             ValueError,
             "'fc/kernel' is int8: adapters train float kernels",
         ),
-        (lambda: peft_core.lora(2, alpha=0), ValueError, "alpha must be finite and non-zero"),
+        (lambda: peft_core.lora(2, alpha=0), ValueError, "alpha must be a finite non-zero number"),
+        (lambda: peft_core.lora(2, alpha="8"), ValueError, r"number \(or None: rank\), got '8'"),
+        (
+            lambda: peft_core.full(targets=None).init(_KEY, _DENSE),
+            ValueError,
+            "target patterns are None",
+        ),
         (
             lambda: peft_core.lora(2, alpha=float("nan")),
             ValueError,
-            r"non-zero \(or None: rank\), got nan",
+            r"number \(or None: rank\), got nan",
         ),
         (
             lambda: peft_core.lora(2, alpha=float("-inf")),
             ValueError,
-            r"non-zero \(or None: rank\), got -inf",
+            r"number \(or None: rank\), got -inf",
         ),
         (lambda: peft_core.lora(2, dtype=jnp.int32), ValueError, "LoRA dtype must be a floating"),
         (

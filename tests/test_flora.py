@@ -570,9 +570,10 @@ def test_convnext_merged_kernels_are_w0_plus_numpy_tucker():
             r"layer_ranks\['dense/kernel'\] = 2: give a sequence",
         ),
         ({"layer_ranks": {"dense/kernel": (2.0, 2.0)}}, r"give 2 ranks, each in \[1, mode size\]"),
-        ({"scale": 0.0}, "scale must be finite and non-zero, got 0.0"),
-        ({"scale": float("nan")}, "scale must be finite and non-zero, got nan"),
-        ({"scale": float("inf")}, "scale must be finite and non-zero, got inf"),
+        ({"scale": 0.0}, "scale must be a finite non-zero number, got 0.0"),
+        ({"scale": float("nan")}, "scale must be a finite non-zero number, got nan"),
+        ({"scale": float("inf")}, "scale must be a finite non-zero number, got inf"),
+        ({"scale": "4"}, "scale must be a finite non-zero number, got '4'"),
         ({"dtype": jnp.int32}, "FLoRA dtype must be a floating dtype"),
     ],
 )

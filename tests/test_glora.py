@@ -373,6 +373,8 @@ def test_update_dtype_bf16_computes_apply_in_bf16_and_merge_in_f32(kind):
     chex.assert_trees_all_equal(
         jax.jit(bf16.merge)(params, aparams, cfg), jax.jit(f32.merge)(params, aparams, cfg)
     )
+    with pytest.raises(TypeError, match="compute"):  # no knob to merge in another dtype
+        bf16.merge(params, aparams, cfg, compute=jnp.float16)  # type: ignore[call-arg]
     f32_apply = jax.jit(f32.apply)(params, aparams, cfg)
     chex.assert_trees_all_close(f32_apply, want, rtol=1e-5, atol=1e-5)
 

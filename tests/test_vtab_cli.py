@@ -105,9 +105,10 @@ def test_methods_end_to_end(tmp_path, method, dtype):
     assert vtab.main([*argv, *sets]) == 0
     result = json.loads((tmp_path / "digits" / "result.json").read_text())
     adapted, served, n = result["test_accuracy"], result["merged_test_accuracy"], result["num_test"]
-    if dtype == "float32":  # apply and merge: the same function in f32
-        assert adapted == served
-    else:  # GLoRA's apply forms its update in bf16, merge in f32
+    if dtype == "float32":  # apply and merge: the same arrays in f32, scored once
+        assert adapted == served and result["merged_same_arrays"]
+    else:  # GLoRA's apply forms its update in bf16, merge in f32: the merged model scored
+        assert not result["merged_same_arrays"]
         differ = pipeline.images_apart(adapted, served, num_test=n)
         assert differ <= pipeline.merge_tolerance(n, rounded_update=True)
     assert adapted > 0.1  # above chance: 10 classes
@@ -550,6 +551,13 @@ def test_rounds_update_compares_leaf_dtypes() -> None:
     assert pipeline.rounds_update(bf16, f32) and not pipeline.rounds_update(f32, f32)
     with pytest.raises(ValueError, match="adapted and merged params differ in structure"):
         pipeline.rounds_update({"a": jnp.zeros(2)}, f32)
+
+
+def test_same_arrays_compares_dtypes_and_every_value() -> None:
+    f32 = {"a": jnp.zeros(2), "b": {"k": jnp.zeros((2, 2))}}
+    assert pipeline.same_arrays(f32, jax.tree.map(jnp.copy, f32))
+    assert not pipeline.same_arrays(f32, {"a": jnp.zeros(2), "b": {"k": jnp.eye(2)}})
+    assert not pipeline.same_arrays(f32, jax.tree.map(lambda x: x.astype(jnp.bfloat16), f32))
 
 
 def test_a_small_test_split_is_warned_about(tmp_path, caplog):

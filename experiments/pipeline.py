@@ -36,7 +36,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.atomic_files import write_npz, write_text
 from experiments.backbones import Backbone, load_backbone, with_bias_grad
 from experiments.config import ExperimentConfig, as_dict, config_changes, dotted_settings
 from experiments.data import load_task
@@ -62,6 +61,7 @@ from glora_jax.evolution import (
     save_result_json,
 )
 from peft_core import flatten
+from peft_core.atomic_files import write_npz, write_text
 
 log = logging.getLogger(__name__)
 
@@ -207,8 +207,10 @@ def check_merged_agrees(
 
 def same_arrays(adapted: Any, merged: Any) -> bool:
     """Whether the adapted and merged params hold the same arrays: equal dtypes and values."""
-    pairs = zip(jax.tree.leaves(adapted), jax.tree.leaves(merged), strict=True)
-    return all(a.dtype == m.dtype and bool(jnp.array_equal(a, m)) for a, m in pairs)
+    pairs = list(zip(jax.tree.leaves(adapted), jax.tree.leaves(merged), strict=True))
+    if any(a.dtype != m.dtype for a, m in pairs):
+        return False
+    return all(jax.device_get([jnp.array_equal(a, m) for a, m in pairs]))  # one transfer
 
 
 def rounds_update(adapted: Any, merged: Any) -> bool:

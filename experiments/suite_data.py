@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.atomic_files import write_npz
 from experiments.data.folder import SPLIT_SEED_KEY, open_npz_split
 from experiments.data.offline import open_offline_split
 from experiments.data.splits import TEST_CAP, TRAIN_SIZE, VAL_SIZE, split_indices
+from peft_core.atomic_files import write_npz
 
 Arrays = tuple[np.ndarray, np.ndarray]
 

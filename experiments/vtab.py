@@ -25,7 +25,6 @@ import pathlib
 import sys
 
 from experiments import pipeline
-from experiments.atomic_files import write_text
 from experiments.config import ExperimentConfig, override
 from experiments.configs import PRESETS, preset
 from experiments.data.offline import OFFLINE_TASKS
@@ -33,6 +32,7 @@ from experiments.interrupts import exit_on_sigterm
 from experiments.methods import METHODS, check_knobs
 from experiments.training.sharding import initialize_distributed, is_main_process
 from experiments.vtab_table import TASKS, markdown_table
+from peft_core.atomic_files import write_text
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

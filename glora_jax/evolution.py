@@ -35,15 +35,16 @@ import logging
 import numbers
 import os
 import pathlib
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Sequence
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 import jax
 import numpy as np
 from tqdm.auto import tqdm
+
+from peft_core.atomic_files import replacing
 
 log = logging.getLogger(__name__)
 
@@ -475,7 +476,7 @@ def _result(space: SearchSpace, state: _State, param_budget: int) -> SearchResul
 
 
 def _save_state(path: pathlib.Path, state: _State, settings: _Settings) -> None:
-    """Write the state to ``path`` atomically (a temporary file in the same folder, renamed)."""
+    """Write the state to ``path`` atomically (``peft_core.atomic_files.replacing``)."""
     meta = {
         "settings": dataclasses.asdict(settings),
         "generation": state.generation,
@@ -484,7 +485,7 @@ def _save_state(path: pathlib.Path, state: _State, settings: _Settings) -> None:
         "rng": state.rng.bit_generator.state,
     }
 
-    def write(f: IO[bytes]) -> None:
+    with replacing(path) as partial, partial.open("wb") as f:
         np.savez(
             f,
             meta=np.asarray(json.dumps(meta)),
@@ -494,22 +495,6 @@ def _save_state(path: pathlib.Path, state: _State, settings: _Settings) -> None:
             born=np.asarray(state.born, np.int32),
             top_k=np.asarray(state.top_k, np.int64),
         )
-
-    write_atomically(path, write)
-
-
-def write_atomically(path: pathlib.Path, write: Callable[[IO[bytes]], object]) -> None:
-    """``write(f)`` into a temporary file beside ``path`` (parents created), renamed onto it: a
-    reader or a restart after a kill finds the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _load_state(path: pathlib.Path, settings: _Settings, space: SearchSpace) -> _State:
@@ -568,5 +553,5 @@ def save_result_json(result: SearchResult, space: Any, path: str | os.PathLike[s
         },
         "history": [dataclasses.asdict(h) for h in result.history],
     }
-    text = json.dumps(record, indent=2) + "\n"
-    write_atomically(pathlib.Path(path), lambda f: f.write(text.encode()))
+    with replacing(path) as partial:
+        partial.write_text(json.dumps(record, indent=2) + "\n")

@@ -20,8 +20,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import EngFormatter, MaxNLocator
 
-from glora_jax.evolution import SearchResult, write_atomically
+from glora_jax.evolution import SearchResult
 from glora_jax.support import NONE, TENSORS
+from peft_core.atomic_files import replacing
 
 #: Option kinds in legend order, with their grid colours.
 KIND_COLORS = {
@@ -211,8 +212,9 @@ def _short_names(names: list[str]) -> list[str]:
 
 
 def _save(fig: Figure, path: PathLike) -> pathlib.Path:
-    """``fig`` as a PNG at ``path``, written atomically (``evolution.write_atomically``)."""
+    """``fig`` as a PNG at ``path``, written atomically (``peft_core.atomic_files``)."""
     path = pathlib.Path(path)
     fig.tight_layout()
-    write_atomically(path, lambda f: fig.savefig(f, dpi=120, format="png"))
+    with replacing(path) as partial:
+        fig.savefig(partial, dpi=120, format="png")
     return path

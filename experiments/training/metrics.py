@@ -14,7 +14,7 @@ from types import TracebackType
 
 from tensorboardX import SummaryWriter
 
-from experiments.atomic_files import replacing
+from peft_core.atomic_files import replacing
 
 History = dict[str, list[tuple[int, float]]]
 

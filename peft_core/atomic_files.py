@@ -3,6 +3,8 @@
 Each writer fills a partial file named after its host and process beside the target, then moves
 it into place with ``os.replace``: readers see the old file, or none, or the whole new one, and
 processes of several hosts writing to one shared folder never write into the same partial file.
+Every file the libraries and the experiments write goes through ``replacing`` (the search state,
+subnet.json and plots of ``glora_jax``; checkpoint exports, caches, metrics and results).
 """
 
 from __future__ import annotations

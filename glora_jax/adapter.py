@@ -94,6 +94,8 @@ def glora_layers(
     template (``re.Match.expand``); a group of one keeps the kernel's own name. A fuse pattern
     matching no target is not an error (QKV_FUSE is the default for every model).
     """
+    if targets is None:
+        raise ValueError("GLoRA targets is None: give patterns of the kernels to adapt")
     found = find_layers(params, targets, exclude=exclude, stacked=stacked, out_axes=out_axes)
     if not found:
         raise ValueError(f"GLoRA targets {targets!r} select no layers: a supernet needs one")

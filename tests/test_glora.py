@@ -805,6 +805,8 @@ def test_glora_takes_one_rank_as_an_int_and_refuses_bad_options():
     assert (one.ranks, one.specs) == (tupled.ranks, tupled.specs) == ((4,), one.specs)
     with pytest.raises(ValueError, match="GLoRA targets .* select no layers"):
         glora_jax.glora(4, targets=(), fuse=None).space(params)
+    with pytest.raises(ValueError, match="GLoRA targets is None: give patterns"):
+        glora_jax.glora(4, targets=None, fuse=None).space(params)
     with pytest.raises(ValueError, match="GLoRA dtype must be a floating dtype"):
         glora_jax.glora(4, dtype=jnp.int32)
     with pytest.raises(ValueError, match="GLoRA update_dtype 'bf16' is not a dtype"):

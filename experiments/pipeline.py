@@ -16,8 +16,8 @@ arrays of merged.npz, ``adapter.merge``: the update in f32; checked to agree wit
 val_accuracy_supernet_mean (val200 accuracy after training; for a GLoRA supernet, the mean over
 a few random subnets), trainable_params (adapter scalars the chosen subnet uses, head excluded)
 and head_params, train_seconds, train_first_step_seconds (the training step's compilation plus
-one step) and train_steps_per_sec (the median rate of the log windows that hold no
-compilation, i.e. no run's or resumed run's first step; None if there are none), search
+one step) and train_steps_per_sec (the median rate of the log windows, which leave out each
+run's or resumed run's first step, checkpoints and evaluations; None if none was logged), search
 (candidates_evaluated, seconds, the chosen subnet's val_accuracy), wall_seconds,
 stage_seconds (wall seconds per stage of this process, in order: data, backbone, train, search
 and retrain where they ran, test (adapted and merged), save (merged.npz)), num_test, devices.

@@ -6,6 +6,9 @@ import dataclasses
 import functools
 import pathlib
 import re
+import time
+from collections.abc import Callable
+from typing import Any
 
 import chex
 import jax
@@ -33,11 +36,13 @@ from experiments.training import (
     TrainState,
     train,
 )
+from experiments.training import trainer as trainer_module
 from experiments.training.checkpoint import signature
+from experiments.training.metrics import CSV_NAME
 from experiments.training.partition import init_trainable
 from experiments.training.state import create_state
 from experiments.training.trainer import CHECKPOINT_DIR
-from peft_core import Adapter, lora
+from peft_core import Adapter, linear_probe, lora
 from peft_core.paths import Params
 
 
@@ -69,6 +74,19 @@ class DyingBatches(WrappedBatches):
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         if step == self.die_at:
             raise Killed(f"killed before step {step}")
+        return self.data.batch(step)
+
+
+@dataclasses.dataclass(frozen=True)
+class SlowBatches(WrappedBatches):
+    """Batches of ``data``; batch ``at`` takes ``seconds`` longer."""
+
+    at: int
+    seconds: float
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        if step == self.at:
+            time.sleep(self.seconds)
         return self.data.batch(step)
 
 
@@ -107,6 +125,56 @@ def test_killed_run_resumes_to_the_same_final_state(tmp_path: pathlib.Path) -> N
     # Each start of the loop (the killed run's, the resumed one's) logs its first step's time.
     assert [s for s, _ in resumed.history["train/first_step_s"]] == [1, 4]
     np.testing.assert_allclose(losses, [v for _, v in straight.history["train/loss"]], rtol=1e-6)
+
+
+def test_resumed_wall_time_goes_on_from_the_checkpoint(tmp_path: pathlib.Path) -> None:
+    """The killed run spends 2 s on batch 1, before its checkpoint at step 2: the resumed run's
+    wall times start from that checkpoint's, so the logs' wall time never goes back."""
+    run = functools.partial(
+        train, quick_config(total_steps=6, checkpoint_every=2), forward=toy_forward,
+        params=toy_params(), adapter=linear_probe(), workdir=tmp_path,
+    )  # fmt: skip
+    with pytest.raises(Killed):
+        run(train_data=DyingBatches(SlowBatches(toy_batches(), at=1, seconds=2.0), die_at=3))
+    saved = Checkpointer(tmp_path / CHECKPOINT_DIR, every=2, keep=2).wall_time_s(2)
+    assert saved >= 2.0
+    resumed = run(train_data=toy_batches())
+    steps, wall = zip(*resumed.history["train/wall_time_s"], strict=True)
+    assert steps == tuple(range(1, 7))
+    assert list(wall) == sorted(wall) and wall[2] >= saved  # step 3 is the resumed run's first
+
+
+def test_final_evaluation_lost_to_a_kill_is_logged_on_resume(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after the final checkpoint, during the final evaluation: the rerun has no step
+    left, evaluates the restored state and logs it once; a further rerun logs nothing new."""
+    make_evaluator = trainer_module._evaluator
+
+    def dying_evaluator(*args: Any) -> Callable[[Any], dict[str, float]]:
+        def die(state: Any) -> dict[str, float]:
+            raise Killed("killed during the final evaluation")
+
+        return die
+
+    run = functools.partial(
+        train, quick_config(total_steps=4, checkpoint_every=2), forward=toy_forward,
+        params=toy_params(), adapter=linear_probe(), train_data=toy_batches(), workdir=tmp_path,
+        eval_data=toy_task(32, seed=1),
+    )  # fmt: skip
+    monkeypatch.setattr(trainer_module, "_evaluator", dying_evaluator)
+    with pytest.raises(Killed):
+        run()
+    assert Checkpointer(tmp_path / CHECKPOINT_DIR, every=2, keep=2).latest_step() == 4
+    monkeypatch.setattr(trainer_module, "_evaluator", make_evaluator)
+    resumed = run()
+    assert resumed.history["eval/accuracy"] == [(4, resumed.eval_accuracy)]
+    csv_rows = (tmp_path / CSV_NAME).read_text().splitlines()
+    expected_row = f"4,eval/accuracy,{resumed.eval_accuracy}"
+    assert [r for r in csv_rows if ",eval/accuracy," in r] == [expected_row]
+    again = run()
+    assert again.history["eval/accuracy"] == [(4, resumed.eval_accuracy)]
+    assert (tmp_path / CSV_NAME).read_text().count("eval/accuracy") == 1
 
 
 def test_checkpoint_of_another_model_or_adapter_is_refused(tmp_path: pathlib.Path) -> None:

@@ -11,6 +11,8 @@ import functools
 import logging
 import math
 import pathlib
+import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import chex
@@ -36,6 +38,7 @@ from experiments.training import (
     stack_eval_batches,
     train,
 )
+from experiments.training import trainer as trainer_module
 from experiments.training.checkpoint import Checkpointer
 from experiments.training.metrics import (
     CSV_NAME,
@@ -378,25 +381,68 @@ def test_train_reduces_loss_and_trains_only_trainable(name: str, tmp_path: pathl
 
 @pytest.mark.parametrize(
     "rates, expected",
-    [([], None), ([0.5], None), ([0.5, 10.0], 10.0), ([0.5, 10.0, 2.0, 12.0], 10.0),
-     ([0.5, 9.0, 11.0], 10.0)],
-)  # fmt: skip
-def test_steady_rate_is_the_median_after_the_first_window(
-    rates: list[float], expected: float | None
-) -> None:
+    [([], None), ([0.5], 0.5), ([0.5, 10.0, 2.0, 12.0], 6.0), ([9.0, 1.0, 11.0], 9.0)],
+)
+def test_steady_rate_is_the_median_window(rates: list[float], expected: float | None) -> None:
     windows = [(4 * (i + 1), r) for i, r in enumerate(rates)]
-    assert steady_rate({STEPS_PER_SEC: windows, "x": [(4, 1e9)]}) == expected  # no first steps
     assert steady_rate({STEPS_PER_SEC: windows, FIRST_STEP_S: [(1, 30.0)]}) == expected
 
 
-def test_steady_rate_leaves_out_the_window_of_each_resumed_start() -> None:
-    # Windows end at steps 4, 8, 12, 16; the run started at step 0 (first step logged at 1) and
-    # was resumed from a checkpoint at 8 (first step logged at 9): windows 1 and 3 hold compiles.
-    history = {
-        STEPS_PER_SEC: [(4, 0.1), (8, 10.0), (12, 0.2), (16, 12.0)],
-        FIRST_STEP_S: [(1, 30.0), (9, 31.0)],
-    }
-    assert steady_rate(history) == 11.0
+@dataclasses.dataclass(frozen=True)
+class SlowFirstBatch:
+    """``data`` whose batch ``at`` takes ``seconds`` longer to fetch."""
+
+    data: ToyBatches
+    at: int
+    seconds: float
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.data.steps_per_epoch
+
+    @property
+    def digest(self) -> str:
+        return self.data.digest
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        if step == self.at:
+            time.sleep(self.seconds)
+        return self.data.batch(step)
+
+
+def test_window_rates_leave_out_the_first_step_and_evaluations(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 1.5 s first step and 1.5 s evaluations would bring a window of 3-4 toy steps (a few ms
+    each) under 3 steps/s; the windows leave both out."""
+    make_evaluator = trainer_module._evaluator
+
+    def slow_evaluator(*args: Any) -> Callable[[Any], dict[str, float]]:
+        evaluate = make_evaluator(*args)
+
+        def slowly(state: Any) -> dict[str, float]:
+            time.sleep(1.5)
+            return evaluate(state)
+
+        return slowly
+
+    monkeypatch.setattr(trainer_module, "_evaluator", slow_evaluator)
+    result = train(
+        quick_config(log_every=4, eval_every=4),
+        forward=toy_forward,
+        params=toy_params(),
+        adapter=linear_probe(),
+        train_data=SlowFirstBatch(toy_batches(), at=0, seconds=1.5),
+        workdir=tmp_path,
+        eval_data=toy_task(32, seed=1),
+    )
+    assert [s for s, _ in result.history["eval/accuracy"]] == [4, 8, 12]
+    ((_, first_s),) = result.history[FIRST_STEP_S]
+    assert first_s >= 1.5
+    windows = result.history[STEPS_PER_SEC]
+    assert [s for s, _ in windows] == [4, 8, 12] and min(r for _, r in windows) > 3.0
+    wall = [t for _, t in result.history["train/wall_time_s"]]
+    assert wall == sorted(wall) and wall[-1] >= 1.5 + 2 * 1.5  # the pauses count as wall time
 
 
 def test_train_writes_csv_and_tensorboard_and_evaluates(tmp_path: pathlib.Path) -> None:
@@ -527,8 +573,8 @@ def test_one_copy_of_the_state_lives_on_the_device_between_checkpoints(
     Each save is waited for: an asynchronous save holds its state until written."""
     save = Checkpointer.save
 
-    def save_and_wait(self: Checkpointer, state: Any) -> None:
-        save(self, state)
+    def save_and_wait(self: Checkpointer, state: Any, **kwargs: Any) -> None:
+        save(self, state, **kwargs)
         self._manager.wait_until_finished()
 
     monkeypatch.setattr(Checkpointer, "save", save_and_wait)

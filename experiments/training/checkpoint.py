@@ -5,7 +5,8 @@ Each checkpoint step holds two items:
 - "meta":  JSON with "signature" {leaf path: [shape, dtype]} of that state and "run", what
   the trainer says makes the run (its settings), both compared with the current ones before
   anything is restored: a checkpoint of another model, adapter, optimiser, dtype or run is
-  refused with the mismatching leaves or settings named.
+  refused with the mismatching leaves or settings named; and "wall_time_s", the run's
+  training seconds up to that step (a resumed run's wall time goes on from it).
 """
 
 from __future__ import annotations
@@ -132,20 +133,28 @@ class Checkpointer:
         """Whether the periodic schedule saves at ``step``."""
         return self.every > 0 and step % self.every == 0
 
-    def save(self, state: TrainState) -> None:
-        """Write ``state`` under its step (asynchronously; ``close`` waits for it)."""
+    def save(self, state: TrainState, *, wall_time_s: float = 0.0) -> None:
+        """Write ``state`` under its step (asynchronously; ``close`` waits for it), with the
+        run's training seconds up to it."""
         storable = _storable(state)
         step = int(state.step)
+        meta = {
+            "signature": _to_json(signature(storable)),
+            "run": self.run,
+            "wall_time_s": float(wall_time_s),
+        }
         self._manager.save(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(storable),
-                meta=ocp.args.JsonSave(
-                    {"signature": _to_json(signature(storable)), "run": self.run}
-                ),
+                state=ocp.args.StandardSave(storable), meta=ocp.args.JsonSave(meta)
             ),
             force=True,
         )
+
+    def wall_time_s(self, step: int) -> float:
+        """The run's training seconds up to checkpoint ``step`` (0.0 if it did not record them)."""
+        saved = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        return float(saved.meta.get("wall_time_s", 0.0))
 
     def restore(self, template: TrainState, step: int | None = None) -> TrainState:
         """The state saved at ``step`` (default: the latest), laid out like ``template``.

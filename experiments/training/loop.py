@@ -2,7 +2,12 @@
 
 Losses stay on device between log points (no per-step host sync), except after the first step
 of a run (or resumed run), which is waited for once to log how long it took: its compilation
-plus one step (``train/first_step_s``). At every log point and before
+plus one step (``train/first_step_s``). Each log point logs ``train/steps_per_sec``, the steps
+since the previous one (the first step excluded) over the seconds they took on the device,
+checkpoints and evaluations excluded, and ``train/wall_time_s``, the seconds since the run's
+first step started, summed over resumes (a resume adds the time up to its checkpoint, as the
+checkpoint recorded it: the time a killed run spent after its last checkpoint is not counted,
+as its steps are not). At every log point and before
 every checkpoint they are fetched and checked: a non-finite loss or gradient norm raises
 NonFiniteLossError naming the first bad step, before any checkpoint of a state after it is
 written.
@@ -76,9 +81,11 @@ def run_steps(
     settings: LoopSettings,
     evaluate: Evaluate | None = None,
     show_progress: bool = True,
+    wall_time_s: float = 0.0,
 ) -> tuple[TrainState, dict[str, float] | None]:
     """Train the ``packed`` state (``step_fn.pack``: a few buffers instead of one per leaf),
-    at step ``start``, to ``settings.total_steps``; the final state is checkpointed. Each step
+    at step ``start``, to ``settings.total_steps``; the final state is checkpointed with the
+    run's wall time (``wall_time_s``: the seconds of the steps before ``start``). Each step
     donates the packed state; it is unpacked only to be checkpointed, evaluated or returned,
     and that copy is dropped once used (the caller drops the unpacked state it packed: one
     copy of the state lives on the device between checkpoints). Returns the final state and
@@ -88,8 +95,8 @@ def run_steps(
     final_eval = None
     state = None
     pending: list[tuple[int, dict[str, jax.Array]]] = []
-    window_start = time.perf_counter()
-    run_start = window_start
+    run_start = time.perf_counter() - wall_time_s  # as if the run had started here
+    window_start, window_steps = time.perf_counter(), 0
     with tqdm(total=settings.total_steps, initial=start, disable=not show_progress) as bar:
         for step in range(start, settings.total_steps):
             images, labels = train_data.batch(step)
@@ -105,32 +112,40 @@ def run_steps(
             done = step + 1
             if step == start:
                 jax.block_until_ready(metrics)
-                writer.write(done, {FIRST_STEP_S: time.perf_counter() - run_start})
+                first_done = time.perf_counter()
+                writer.write(done, {FIRST_STEP_S: first_done - window_start})
+                window_start = first_done
+            else:
+                window_steps += 1
             last = done == settings.total_steps
             save = checkpointer.due(done) or last
             if save or done % settings.log_every == 0:
+                scalars = _summarise(pending)  # waits for the window's steps
                 now = time.perf_counter()
-                scalars = _summarise(pending)
-                scalars[STEPS_PER_SEC] = len(pending) / (now - window_start)
+                if window_steps:
+                    scalars[STEPS_PER_SEC] = window_steps / (now - window_start)
                 scalars["train/wall_time_s"] = now - run_start
                 writer.write(done, scalars)
                 bar.set_postfix(
                     loss=f"{scalars['train/loss']:.4f}", lr=f"{scalars['train/lr']:.2e}"
                 )
-                pending, window_start = [], now
+                pending, window_start, window_steps = [], now, 0
             bar.update(1)
             due = last or _every(done, settings.eval_every)
             evaluate_now = evaluate if due else None
             if save or evaluate_now is not None:
+                jax.block_until_ready(packed)  # the steps before the pause count as steps
+                paused = time.perf_counter()
                 unpacked = step_fn.unpack(packed)
                 if save:
-                    checkpointer.save(unpacked)
+                    checkpointer.save(unpacked, wall_time_s=paused - run_start)
                 if evaluate_now is not None:
                     scores = evaluate_now(unpacked)
                     writer.write(done, scores)
                     final_eval = scores if last else None
                 state = unpacked if last else None
                 del unpacked
+                window_start += time.perf_counter() - paused
     assert state is not None  # the last step always saves: its unpacked state
     return state, final_eval
 

@@ -18,7 +18,8 @@ from peft_core.atomic_files import replacing
 
 History = dict[str, list[tuple[int, float]]]
 
-#: Steps per second of each logged window (``experiments.training.loop``).
+#: Steps per second of each logged window, its steps over their seconds, the first step of a
+#: run and the pauses for checkpoints and evaluations left out (``experiments.training.loop``).
 STEPS_PER_SEC = "train/steps_per_sec"
 #: Seconds from a run's (or resumed run's) start of the loop to its first step's result: the
 #: step's compilation plus one step, logged at that step.
@@ -105,18 +106,7 @@ def latest(history: History, name: str) -> float | None:
 
 
 def steady_rate(history: History, name: str = STEPS_PER_SEC) -> float | None:
-    """Median of a logged window rate over the windows that hold no first step of a run or
-    resumed run (``FIRST_STEP_S``: those hold the step's compilation; without that record, the
-    first window is left out); None if no window is left. A window logged at step s covers the
-    steps after the previous window's up to s."""
-    windows = history.get(name, [])
-    firsts = [step for step, _ in history.get(FIRST_STEP_S, [])]
-    if windows and not firsts:
-        firsts = [windows[0][0]]
-    values: list[float] = []
-    previous = -1
-    for end, value in windows:
-        if not any(previous < first <= end for first in firsts):
-            values.append(value)
-        previous = end
+    """Median of a logged window rate (None if none was logged). The loop's windows leave out
+    each run's first step (its compilation: ``FIRST_STEP_S``), checkpoints and evaluations."""
+    values = [value for _, value in history.get(name, [])]
     return statistics.median(values) if values else None

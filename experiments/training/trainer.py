@@ -148,8 +148,10 @@ def train(
         run=settings | dict(run or {}),
     )
     try:
+        wall_time_s = 0.0
         if checkpointer.latest_step() is not None:
             state = checkpointer.restore(state)
+            wall_time_s = checkpointer.wall_time_s(int(state.step))
             logger.info("resuming at step %d from %s", int(state.step), checkpointer.directory)
         start, final_eval = int(state.step), None
         with MetricWriter(workdir, start_step=start, enabled=is_main) as writer:
@@ -173,14 +175,17 @@ def train(
                     ),
                     evaluate=evaluate,
                     show_progress=is_main,
+                    wall_time_s=wall_time_s,
                 )
+            elif evaluate is not None:  # every process evaluates (a collective)
+                final_eval = evaluate(state)
+                if not _logged(writer.history, final_eval, step=start):  # killed before the log
+                    writer.write(start, final_eval)
             history = writer.history
     finally:
         checkpointer.close()
 
-    final = None
-    if evaluate is not None:  # every process evaluates (a collective), or reuses the loop's
-        final = (final_eval or evaluate(state))["eval/accuracy"]
+    final = None if final_eval is None else final_eval["eval/accuracy"]
     return TrainResult(
         params=join_head(backbone, state.trainable["head"]),
         aparams=state.trainable["adapter"],
@@ -190,6 +195,11 @@ def train(
         num_trainable=param_count(state.trainable),
         eval_accuracy=final,
     )
+
+
+def _logged(history: History, scalars: Mapping[str, float], *, step: int) -> bool:
+    """Whether ``history`` holds every one of ``scalars``' names at ``step``."""
+    return all(any(s == step for s, _ in history.get(name, [])) for name in scalars)
 
 
 def run_settings(

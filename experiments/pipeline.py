@@ -69,6 +69,9 @@ log = logging.getLogger(__name__)
 #: val200 take leaves a handful).
 FEW_TEST_IMAGES = 100
 
+#: A task's results, in its workdir.
+RESULT_NAME = "result.json"
+
 #: Config keys a resumed run may change: they do not alter what training and search compute.
 RESUMABLE_KEYS = frozenset({
     "data.data_dir", "data.cache_dir", "data.test_limit", "eval_batch_size",
@@ -284,7 +287,7 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
         write_text(workdir / "config.json", json.dumps(as_dict(config), indent=2, default=str))
         # an earlier run's result stands no longer: a kill before the new one is written would
         # leave it beside this run's subnet.json and merged.npz (a longer search, a retrain)
-        (workdir / "result.json").unlink(missing_ok=True)
+        (workdir / RESULT_NAME).unlink(missing_ok=True)
     fixed = method.fixed_cfg(backbone.params)
     trained = train_on(
         config, backbone, method, splits.train, workdir / "train", cfg=fixed, eval_split=splits.val
@@ -350,7 +353,7 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
         "devices": [str(d) for d in jax.devices()],
     }
     if is_main_process():
-        write_text(workdir / "result.json", json.dumps(result_json, indent=2))
+        write_text(workdir / RESULT_NAME, json.dumps(result_json, indent=2))
     return result_json
 
 

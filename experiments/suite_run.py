@@ -20,6 +20,7 @@ from typing import Any
 
 from experiments.config import ExperimentConfig, config_changes
 from experiments.data import load_task
+from experiments.pipeline import RESULT_NAME
 from experiments.suite_data import few_shot_pack, full_precision_copy, pack_seed
 from experiments.suite_plan import (
     Assets,
@@ -36,7 +37,6 @@ from experiments.training.trainer import CHECKPOINT_DIR
 
 log = logging.getLogger(__name__)
 Runner = Callable[[ExperimentConfig, Path], dict[str, Any]]
-RESULT = "result.json"
 FAILURE = "failure.json"
 TRAIN_DIR = "train"
 
@@ -51,7 +51,7 @@ def finished(runs: Path) -> dict[str, dict[str, Any]]:
     failure.json (the result wins when both exist). A file another process is still writing
     (not valid JSON yet) counts as absent."""
     found: dict[str, dict[str, Any]] = {}
-    for name in (FAILURE, RESULT):
+    for name in (FAILURE, RESULT_NAME):
         for path in sorted(runs.glob(f"*/{name}")):
             try:
                 found[path.parent.name] = json.loads(path.read_text())

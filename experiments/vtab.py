@@ -12,7 +12,8 @@ VTAB-1k task (from tfds) with that recipe too (``--preset=paper`` takes VTAB-1k 
 learning rates are the paper's per task).
 Results: <workdir>/<task>/result.json (a path's last part for your own data), plots,
 merged.npz, and with VTAB-1k tasks (one is enough) <workdir>/vtab_table.md beside the paper's
-rows.
+rows: every VTAB-1k task finished in the workdir, by this command or an earlier one, a row per
+method.
 """
 
 from __future__ import annotations
@@ -146,15 +147,39 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {task}: {args.adapter} on {config.backbone.name} -> {out}")
         results[task] = pipeline.run(config, out)
         print(json.dumps(results[task], indent=2))
-    vtab = {t: r for t, r in results.items() if t in TASKS}
-    if vtab:
-        params_m = sum(r["trainable_params"] for r in vtab.values()) / len(vtab) / 1e6
-        row = {t: 100.0 * r["test_accuracy"] for t, r in vtab.items()}
-        table = markdown_table({f"{args.adapter} (ours)": (params_m, row)}, method=args.adapter)
+    if any(task in TASKS for task in results):
+        vtab = saved_vtab_results(workdir) | {t: r for t, r in results.items() if t in TASKS}
+        table = markdown_table(table_rows(vtab), method=args.adapter)
         if is_main_process():
             write_text(workdir / "vtab_table.md", table + "\n")
         print(table)
     return 0
+
+
+def saved_vtab_results(workdir: pathlib.Path) -> dict[str, dict]:
+    """{VTAB-1k task: its result.json} of every task finished in ``workdir`` (by this command
+    or an earlier one: the table grows as tasks are run one at a time)."""
+    found = {}
+    for task in TASKS:
+        path = task_workdir(workdir, task) / pipeline.RESULT_NAME
+        if path.is_file():
+            found[task] = json.loads(path.read_text())
+    return found
+
+
+def table_rows(results: dict[str, dict]) -> dict[str, tuple[float, dict[str, float]]]:
+    """One table row per method among ``results`` ({task: result.json}): "<method> (ours)" ->
+    (mean trainable parameters in millions, {task: test top-1 %})."""
+    by_method: dict[str, dict[str, dict]] = {}
+    for task, result in results.items():
+        by_method.setdefault(result["method"], {})[task] = result
+    return {
+        f"{method} (ours)": (
+            sum(r["trainable_params"] for r in runs.values()) / len(runs) / 1e6,
+            {t: 100.0 * r["test_accuracy"] for t, r in runs.items()},
+        )
+        for method, runs in sorted(by_method.items())
+    }
 
 
 if __name__ == "__main__":

@@ -109,7 +109,8 @@ def markdown_table(
     method: str | None = None,
 ) -> str:
     """Rows (name -> (params in M, {task: top-1 %})) as a markdown table in the paper's layout;
-    with the paper's rows, ``method``'s entry of ``METHOD_NOTES`` under it."""
+    with the paper's rows, ``method``'s entry of ``METHOD_NOTES`` under it. A group mean (or
+    average) over only some of its tasks gets a '*' and ``PARTIAL_NOTE`` under the table."""
     for name, (_, accs) in ours.items():
         unknown = set(accs) - set(TASKS)
         if unknown:
@@ -120,12 +121,28 @@ def markdown_table(
     rows = dict(ours)
     if with_paper:
         rows |= {f"{k} (paper)": v for k, v in PAPER_ROWS.items()}
+    partial = False
     for name, (params_m, accs) in rows.items():
         means = group_means(accs)
+        complete = {g: all(t in accs for t in tasks) for g, tasks in GROUPS.items()}
+        complete["average"] = all(complete.values())
         cells = [name, f"{params_m:.2f}"]
         cells += [f"{accs[t]:.1f}" if t in accs else "-" for t in TASKS]
-        keys = ("natural", "specialized", "structured", "average")
-        cells += [f"{means[k]:.1f}" if k in means else "-" for k in keys]
+        for key in ("natural", "specialized", "structured", "average"):
+            if key not in means:
+                cells.append("-")
+            else:
+                cells.append(f"{means[key]:.1f}" + ("" if complete[key] else "*"))
+                partial |= not complete[key]
         lines.append("| " + " | ".join(cells) + " |")
+    notes = [PARTIAL_NOTE] if partial else []
     note = METHOD_NOTES.get(method or "") if with_paper else None
-    return "\n".join([*lines, *(["", note] if note else [])])
+    notes += [note] if note else []
+    return "\n".join([*lines, *(["", *notes] if notes else [])])
+
+
+#: Under a table with a group mean over only some of the group's tasks.
+PARTIAL_NOTE = (
+    "\\* a mean over the group's tasks that were run, not all of them: not comparable with the "
+    "paper's means."
+)

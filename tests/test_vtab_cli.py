@@ -22,7 +22,7 @@ from experiments.backbones import BackboneConfig, load_backbone
 from experiments.config import ExperimentConfig, as_dict, override
 from experiments.configs import paper, quickstart
 from experiments.training import trainer
-from experiments.vtab_table import PAPER_LR
+from experiments.vtab_table import PAPER_LR, PARTIAL_NOTE
 
 pytest.importorskip("sklearn")  # the digits task
 
@@ -586,3 +586,32 @@ def test_a_folder_task_records_its_class_names(tmp_path):
     assert vtab.main(argv) == 0
     result = json.loads((tmp_path / "runs" / "data" / "result.json").read_text())
     assert result["class_names"] == ["ant", "moth", "zebra"]  # label i: the i-th folder by name
+
+
+def test_vtab_table_keeps_the_tasks_of_earlier_commands(tmp_path, monkeypatch):
+    """Tasks run one command at a time into one workdir: the table holds every finished one,
+    a row per method, and marks group means over only some of a group's tasks."""
+    accuracy = {"dtd": 0.5, "cifar": 0.7, "eurosat": 0.9}
+
+    def fake_run(config, out):  # writes result.json as pipeline.run does
+        method = config.method.name
+        result = {"method": method, "test_accuracy": accuracy[config.data.task],
+                  "trainable_params": 300_000 if method == "lora" else 500_000}  # fmt: skip
+        out.mkdir(parents=True)
+        (out / pipeline.RESULT_NAME).write_text(json.dumps(result))
+        return result
+
+    monkeypatch.setattr(pipeline, "run", fake_run)
+    for argv in (["--task=dtd"], ["--task=cifar"], ["--task=eurosat", "--adapter=flora"]):
+        adapter = [] if "--adapter=flora" in argv else ["--adapter=lora"]
+        assert vtab.main([*argv, *adapter, f"--workdir={tmp_path}", "--source=noah"]) == 0
+    table = (tmp_path / "vtab_table.md").read_text().splitlines()
+    rows = {line.split(" | ")[0].lstrip("| "): line.strip("|").split("|") for line in table
+            if "(ours)" in line}  # fmt: skip
+    assert list(rows) == ["flora (ours)", "lora (ours)"]
+    lora = [c.strip() for c in rows["lora (ours)"]]
+    assert lora[1] == "0.30" and (lora[2], lora[4]) == ("70.0", "50.0")  # CIFAR-100, DTD
+    assert lora[2 + 19] == "60.0*" and lora[-1] == "60.0*" and lora[-3] == "-"  # partial means
+    flora = [c.strip() for c in rows["flora (ours)"]]
+    assert flora[1] == "0.50" and flora[2 + 8] == "90.0" and flora[2] == "-"  # EuroSAT only
+    assert PARTIAL_NOTE in table

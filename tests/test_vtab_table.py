@@ -6,6 +6,7 @@ from experiments.vtab_table import (
     GROUPS,
     METHOD_NOTES,
     PAPER_ROWS,
+    PARTIAL_NOTE,
     TASKS,
     group_means,
     markdown_table,
@@ -42,6 +43,11 @@ def test_partial_rows_and_errors():
     assert bitfit[-1] == METHOD_NOTES["bitfit"] and "LayerNorm" in bitfit[-1]
     lora = markdown_table({"lora (ours)": (1.33, accs)}, method="lora").splitlines()
     assert lora[-1] == METHOD_NOTES["lora"] and "q and v only" in lora[-1]
-    assert markdown_table({"x": (0.1, accs)}, method="flora").endswith("|")  # no note
+    assert markdown_table({"x": (0.1, accs)}, method="flora").endswith(PARTIAL_NOTE)  # no note
+    # Means over only some of a group's tasks are starred; the paper's full rows are not.
+    assert row[-4:] == ["60.0*", "90.0*", "-", "75.0* |"]
+    full = markdown_table({"all": (0.3, dict.fromkeys(TASKS, 80.0))}, with_paper=True)
+    assert "*" not in full and PARTIAL_NOTE not in full
+    assert full.splitlines()[2].endswith("| 80.0 | 80.0 | 80.0 | 80.0 |")
     with pytest.raises(ValueError, match="unknown VTAB tasks"):
         markdown_table({"bad": (0.1, {"imagenet": 1.0})})

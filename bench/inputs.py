@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from experiments.training.sharding import batch_sharded, data_mesh, put_global
+from experiments.placement import put_global
+from experiments.training.sharding import batch_sharded, data_mesh
 
 
 def one_device_mesh() -> Mesh:

@@ -24,6 +24,7 @@ from bench.timing import TimingSettings, time_calls
 from bench.xla_stats import compile_with_stats, timed_row
 from experiments.backbones import Backbone, with_bias_grad
 from experiments.methods import MethodConfig, bias_grad_for, build_method
+from experiments.placement import put_global
 from experiments.training import (
     HEAD_PATTERN,
     OptimConfig,
@@ -33,7 +34,7 @@ from experiments.training import (
 )
 from experiments.training.packing import Packed
 from experiments.training.partition import init_trainable
-from experiments.training.sharding import jit_train_step, put_global, replicated
+from experiments.training.sharding import jit_train_step, replicated
 from experiments.training.state import create_state
 from experiments.training.step import Forward
 from peft_core import Adapter, full

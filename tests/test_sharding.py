@@ -8,11 +8,14 @@ import subprocess
 import sys
 import textwrap
 
+import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
 
-from experiments.training.sharding import batch_sharded, data_mesh, put_global, replicated
+from experiments.data.pipeline import TrainBatches
+from experiments.placement import put_global
+from experiments.training.sharding import batch_sharded, data_mesh, replicated
 
 TESTS_DIR = pathlib.Path(__file__).parent
 
@@ -117,8 +120,9 @@ PALLAS_SCRIPT = textwrap.dedent(
 
     import peft_core
     import peft_core.activation_grads as ag
+    from experiments.placement import put_global
     from experiments.training.sharding import (
-        batch_sharded, data_mesh, jit_train_step, put_global, replicated,
+        batch_sharded, data_mesh, jit_train_step, replicated,
     )
     from experiments.training.state import create_state
     from experiments.training.step import make_train_step
@@ -181,3 +185,31 @@ def test_pallas_grads_train_on_a_data_mesh(num_devices: int, tmp_path: pathlib.P
     for key in [k for k in saved if not k.startswith("weight/")]:
         want = saved["weight/" + key.split("/", 1)[1]]
         np.testing.assert_allclose(saved[key], want, rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+@pytest.mark.parametrize("num_processes", [1, 2])
+def test_train_batches_fill_each_device_from_its_process_copy(
+    num_processes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With several processes the split is placed by slices of the process's own copy
+    (``jax.make_array_from_callback``), not by ``jax.device_put`` of the whole host array,
+    which checks and gathers every process's copy on every device; the batches are the same."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (12, 4, 4, 3), dtype=np.uint8)
+    labels = rng.integers(0, 3, 12).astype(np.int32)
+    expected = TrainBatches(images, labels, batch_size=4, seed=1, mesh=data_mesh())
+    calls: list[tuple[int, ...]] = []
+    make = jax.make_array_from_callback
+
+    def counting(shape: tuple[int, ...], *args: object, **kwargs: object) -> jax.Array:
+        calls.append(shape)
+        return make(shape, *args, **kwargs)
+
+    monkeypatch.setattr(jax, "process_count", lambda: num_processes)
+    monkeypatch.setattr(jax, "make_array_from_callback", counting)
+    batches = TrainBatches(images, labels, batch_size=4, seed=1, mesh=data_mesh())
+    assert calls == ([] if num_processes == 1 else [images.shape, labels.shape])
+    for step in range(5):
+        for got, want in zip(batches.batch(step), expected.batch(step), strict=True):
+            np.testing.assert_array_equal(got, want)
+            assert got.sharding == want.sharding

@@ -32,6 +32,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from experiments.data.preprocess import Normalization, check_normalization, normalize
+from experiments.placement import put_global
 
 T = TypeVar("T")
 
@@ -109,8 +110,10 @@ class TrainBatches:
         if mesh is not None:
             self.sharding = _batch_sharding(mesh, data_axis, batch_size)
             images, labels = _pad_to_multiple(images, labels, mesh.shape[data_axis])
-        self.images = jax.device_put(images, self.sharding)
-        self.labels = jax.device_put(labels, self.sharding)
+        if self.sharding is None:
+            self.images, self.labels = jax.device_put((images, labels))
+        else:  # with several processes, each device filled from its own process's copy
+            self.images, self.labels = put_global((images, labels), self.sharding)
         self.normalization = normalization
 
     def batch_indices(self, step: int) -> tuple[int, np.ndarray]:
@@ -203,7 +206,7 @@ def padded_batches(
 
 
 def prefetch_to_device(
-    batches: Iterable[T], *, size: int = 2, sharding: jax.sharding.Sharding | None = None
+    batches: Iterable[T], *, size: int = 2, sharding: NamedSharding | None = None
 ) -> Iterator[T]:
     """Iterate ``batches`` in a background thread, each put on device ``size`` items ahead."""
     if size < 1:
@@ -224,7 +227,8 @@ def prefetch_to_device(
             for batch in batches:
                 if stop.is_set():
                     return
-                put("item", jax.device_put(batch, sharding))
+                placed = jax.device_put(batch) if sharding is None else put_global(batch, sharding)
+                put("item", placed)
             put("end", None)
         except BaseException as error:  # re-raised in the consumer
             put("error", error)
@@ -251,7 +255,7 @@ def eval_batches(
     batch_size: int,
     normalization: Normalization | None = None,
     prefetch: int = 2,
-    sharding: jax.sharding.Sharding | None = None,
+    sharding: NamedSharding | None = None,
 ) -> Iterator[EvalBatch]:
     """``padded_batches`` prepared in a background thread and prefetched onto device."""
     host = padded_batches(images, labels, batch_size=batch_size, normalization=normalization)

@@ -22,7 +22,8 @@ import numpy as np
 from jax.sharding import Mesh
 
 from experiments.data.pipeline import EvalBatch, padded_batches
-from experiments.training.sharding import DATA_AXIS, batch_sharded, data_mesh, put_global
+from experiments.placement import put_global
+from experiments.training.sharding import DATA_AXIS, batch_sharded, data_mesh
 from experiments.training.step import Forward
 from peft_core import Adapter
 from peft_core.paths import Params

@@ -26,10 +26,11 @@ import numpy as np
 from jax.sharding import NamedSharding
 from tqdm import tqdm
 
+from experiments.placement import put_global
 from experiments.training.checkpoint import Checkpointer
 from experiments.training.metrics import FIRST_STEP_S, STEPS_PER_SEC, MetricWriter
 from experiments.training.packing import Packed
-from experiments.training.sharding import JittedStep, put_global
+from experiments.training.sharding import JittedStep
 from experiments.training.state import TrainState
 from peft_core.paths import Params
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import jax
 import numpy as np
@@ -52,27 +51,6 @@ def batch_sharded(mesh: Mesh, *, batch_axis: int = 0) -> NamedSharding:
 def is_main_process() -> bool:
     """Whether this is process 0, the one that writes a run's shared files (logs, results)."""
     return jax.process_index() == 0
-
-
-def put_global(tree: Any, sharding: NamedSharding) -> Any:
-    """Every leaf (the full global array, identical on every process) placed with ``sharding``.
-
-    One process: ``jax.device_put`` (a no-op for arrays already laid out so). Several: arrays
-    already spanning processes are resharded by ``jax.device_put``; for the others each device
-    is filled with its slice of the process's copy (``jax.make_array_from_callback``).
-    """
-    if jax.process_count() == 1:
-        return jax.device_put(tree, sharding)
-
-    def put(x: Any) -> jax.Array:
-        if isinstance(x, jax.Array) and not x.is_fully_addressable:
-            return jax.device_put(x, sharding)
-        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            return jax.random.wrap_key_data(put(jax.random.key_data(x)))
-        host = np.asarray(x)
-        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
-
-    return jax.tree.map(put, tree)
 
 
 def check_batch_split(batch_size: int, mesh: Mesh, *, num_configs: int = 1) -> None:

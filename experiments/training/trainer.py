@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 from experiments.data.pipeline import EvalBatch
+from experiments.placement import put_global
 from experiments.training.checkpoint import Checkpointer
 from experiments.training.config import TrainConfig
 from experiments.training.evaluate import (
@@ -37,7 +38,6 @@ from experiments.training.sharding import (
     data_mesh,
     is_main_process,
     jit_train_step,
-    put_global,
     replicated,
 )
 from experiments.training.state import TrainState, create_state

@@ -377,8 +377,9 @@ def _search(
         configs_per_call=config.search.configs_per_call,
     )  # fmt: skip
     result = evolutionary_search(
-        space, scorer, checkpoint_dir=workdir / "search", **search_settings(config)
-    )
+        space, scorer, checkpoint_dir=workdir / "search", progress=is_main_process(),
+        **search_settings(config),
+    )  # fmt: skip
     if is_main_process():
         save_result_json(result, space, workdir / "subnet.json")
         plots = workdir / "plots"

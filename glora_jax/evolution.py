@@ -42,6 +42,7 @@ from typing import Any, Protocol
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from peft_core.atomic_files import replacing
@@ -176,7 +177,11 @@ def evolutionary_search(
     padded with copies whose scores are dropped, so a jitted ``score_fn`` compiles once.
     With ``checkpoint_dir`` the state is saved after every generation and a later call with the
     same directory and settings resumes from it (a larger ``generations`` extends the search).
-    ``on_generation(stats)`` runs after each generation's checkpoint.
+    On several processes (``jax.process_count() > 1``: each calls this with the same arguments,
+    ``score_fn`` a collective) process 0 writes the state, ``checkpoint_dir`` must be shared,
+    and a resume that finds another generation on some process raises instead of mixing two
+    searches' candidates in one collective. ``on_generation(stats)`` runs after each
+    generation's checkpoint.
     """
     lacking = [m for m in _SPACE_METHODS if not callable(getattr(space, m, None))]
     if lacking:
@@ -204,6 +209,13 @@ def evolutionary_search(
             )
     else:
         state = _State(rng=np.random.default_rng(seed))
+    if jax.process_count() > 1:
+        multihost_utils.assert_equal(
+            np.int64(state.generation),
+            f"processes would resume the search at different generations: checkpoint_dir "
+            f"{checkpoint_dir} must be one folder that every process reads",
+        )
+    writes_state = path is not None and jax.process_index() == 0
     ops = _FixedWidth(space, width=max(population, num_mutations, num_crossovers))
     started = time.perf_counter() - state.seconds
     with tqdm(
@@ -223,10 +235,13 @@ def evolutionary_search(
             state.seconds = time.perf_counter() - started
             stats = _stats(state)
             state.history.append(stats)
-            if path is not None:
+            if writes_state:
+                assert path is not None
                 _save_state(path, state, settings)
+            bar.set_postfix(
+                best=f"{stats.best_score:.4f}", evaluated=stats.candidates_evaluated, refresh=False
+            )
             bar.update(1)
-            bar.set_postfix(best=f"{stats.best_score:.4f}", evaluated=stats.candidates_evaluated)
             if on_generation is not None:
                 on_generation(stats)
     return _result(space, state, settings.param_budget)

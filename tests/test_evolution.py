@@ -275,6 +275,29 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["evolution_state.npz"]
 
 
+def test_on_several_processes_process_0_writes_and_all_resume_one_generation(tmp_path, monkeypatch):
+    """Process 1 of 2 reads the shared state but writes none; every start checks that all
+    processes are at one generation (``multihost_utils.assert_equal``, here recorded)."""
+    checked = []
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(
+        glora_jax.evolution.multihost_utils, "assert_equal",
+        lambda value, message: checked.append((int(value), message)),
+    )  # fmt: skip
+    monkeypatch.setattr(jax, "process_index", lambda: 1)
+    search(generations=2, seed=6, checkpoint_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == [] and [g for g, _ in checked] == [0]
+    monkeypatch.setattr(jax, "process_index", lambda: 0)
+    search(generations=2, seed=6, checkpoint_dir=tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["evolution_state.npz"]
+    saved = (tmp_path / "evolution_state.npz").read_bytes()
+    monkeypatch.setattr(jax, "process_index", lambda: 1)
+    extended = search(generations=3, seed=6, checkpoint_dir=tmp_path)  # resumes, writes nothing
+    assert [g for g, _ in checked] == [0, 0, 2] and "must be one folder" in checked[-1][1]
+    assert len(extended.history) == 3
+    assert (tmp_path / "evolution_state.npz").read_bytes() == saved
+
+
 def test_finished_search_extends_with_more_generations(tmp_path):
     search(generations=2, seed=4, checkpoint_dir=tmp_path)
     extended = search(generations=5, seed=4, checkpoint_dir=tmp_path)

@@ -67,7 +67,7 @@ class Recorder:
             self.failed.append({"name": key, "error": f"{type(e).__name__}: {e}"[:2000]})
             rows = []
         for r in rows:
-            print(f"{r.key}: {r.items_per_s:.1f} {r.unit}/s ({r.step_s * 1e3:.2f} ms)", flush=True)
+            print(f"{r.key}: {r.rate} ({r.step_s * 1e3:.2f} ms)", flush=True)
         print(f"  [{key} took {time.perf_counter() - started:.1f}s]", flush=True)
         self.rows.extend(rows)
         save_rows(self.rows, self.out, failed=self.failed, **self.extra)

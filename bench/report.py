@@ -29,17 +29,30 @@ def render(
     skipped: Sequence[str],
     failed: Sequence[dict[str, Any]],
     size: str | None = None,
+    devices: Sequence[str] = (),
+    unrecorded: Sequence[str] = (),
 ) -> str:
-    """The table, the target checks, the scaling efficiencies, then skipped and failed rows, as
-    printed text. ``size``: the rows' bench size (None: not recorded); the targets are judged
-    only at "full" (the ratios of other sizes are printed without a verdict)."""
+    """The devices, the table, the target checks, the scaling efficiencies, then skipped and
+    failed rows, as printed text. ``size``: the rows' bench size (None: not recorded);
+    ``devices``: the distinct devices the files recorded, ``unrecorded``: files that name none.
+    The targets are judged only at "full" on one H100 (``bench.targets.judged``: other ratios
+    are printed without a verdict)."""
     checks, unchecked = evaluate_targets(rows)
     scaling = efficiencies(rows)
+    verdicts = judged(size, devices)
     lines = [
+        f"Device: {devices[0]}" if len(devices) == 1 else "Devices: " + "; ".join(devices),
+        *(
+            ["Rows of several devices: their ratios are not one-machine ratios."]
+            if len(devices) > 1
+            else []
+        ),
+        *([f"No device recorded in: {', '.join(unrecorded)}"] if unrecorded else []),
+        "",
         format_table(rows),
         "",
         "Targets (issue #5; stated for --size full on one H100, no verdict elsewhere):",
-        *(c.line(judged=judged(size)) for c in checks),
+        *(c.line(judged=verdicts) for c in checks),
         *(f"n/a  {m}" for m in unchecked),
         *(["", "Data-parallel scaling (per-device batch fixed):"] if scaling else []),
         *(e.line() for e in scaling),
@@ -50,12 +63,18 @@ def render(
 
 
 def merge_runs(paths: Sequence[Path]) -> tuple[list[Row], dict[str, Any]]:
-    """Rows of all files (later files win per key) and their merged extra entries."""
+    """Rows of all files (later files win per key) and their merged extra entries: "device" the
+    first file's, "devices" every distinct one, "unrecorded" the files that name none."""
     by_key: dict[str, Row] = {}
     info: dict[str, Any] = {"skipped": [], "failed": [], "sources": [str(p) for p in paths]}
+    info |= {"devices": [], "unrecorded": []}
     for path in paths:
         rows, extra = load_rows(path)
         by_key.update({r.key: r for r in rows})
+        if "device" not in extra:
+            info["unrecorded"].append(str(path))
+        elif extra["device"] not in info["devices"]:
+            info["devices"].append(extra["device"])
         for key, value in extra.items():
             if key in ("skipped", "failed", "timing"):
                 value = [value] if isinstance(value, str) else value
@@ -95,16 +114,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--flops", type=Path, default=None, help="JSON of bench.count_flops")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
-    rows, info = merge_runs(args.runs)
+    try:
+        rows, info = merge_runs(args.runs)
+    except ValueError as e:
+        p.error(str(e))
     if args.flops is not None:
         counted = json.loads(args.flops.read_text())
         peak = peak_flops(str(info.get("device", "")))
         rows = with_flops(rows, counted["flops"], source=counted["source"], peak=peak)
     size = info.get("size")
-    print(render(rows, skipped=info["skipped"], failed=info["failed"], size=size))
+    print(render(rows, skipped=info["skipped"], failed=info["failed"], size=size,
+                 devices=info["devices"], unrecorded=info["unrecorded"]))  # fmt: skip
     if args.out is not None:
         checks, unchecked = evaluate_targets(rows)
-        lines = [c.line(judged=judged(size)) for c in checks]
+        lines = [c.line(judged=judged(size, info["devices"])) for c in checks]
         save_rows(rows, args.out, **info, checks=lines, unchecked=unchecked)
     return 0
 

@@ -47,6 +47,12 @@ class Row:
     def items_per_s(self) -> float:
         return self.batch / self.step_s
 
+    @property
+    def rate(self) -> str:
+        """``items_per_s`` as printed: "3872.2 img/s", "0.00373 task/s" (3 digits below 10)."""
+        x = self.items_per_s
+        return f"{x:.1f} {self.unit}/s" if x >= 10 else f"{x:.3g} {self.unit}/s"
+
 
 def key_filter(only: str | None) -> Callable[[str], bool]:
     """Whether a row key ``name@batch`` is selected by ``only``, a regex that must ``re.search``
@@ -80,9 +86,23 @@ def save_rows(rows: Iterable[Row], path: Path, **extra: Any) -> None:
 
 
 def load_rows(path: Path) -> tuple[list[Row], dict[str, Any]]:
-    """(rows, the other top-level entries) of a file written by ``save_rows``."""
-    payload = json.loads(path.read_text())
-    rows = [row_from_json(r) for r in payload.pop("rows")]
+    """(rows, the other top-level entries) of a file written by ``save_rows``; ValueError
+    naming the file when it is missing, not JSON, or holds no bench rows."""
+    what = "the --json output of bench.run, bench.jax_suite or bench.torch_peers"
+    try:
+        payload = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file (give {what})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not JSON ({e}): give {what}") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("rows"), list):
+        raise ValueError(f"{path} holds no bench rows (no top-level 'rows' list): give {what}")
+    rows = []
+    for i, data in enumerate(payload.pop("rows")):
+        try:
+            rows.append(row_from_json(data))
+        except (TypeError, AttributeError) as e:
+            raise ValueError(f"{path}: rows[{i}] is not a bench row ({e})") from None
     return rows, payload
 
 
@@ -102,6 +122,6 @@ def format_table(rows: Sequence[Row]) -> str:
         compile_s = "-" if r.compile_s is None else f"{r.compile_s:.1f}"
         lines.append(
             f"| {r.name} | {r.batch} | {r.step_s * 1e3:.2f} ({spread}) | "
-            f"{r.items_per_s:.1f} {r.unit}/s | {mem} | {gflop} | {mfu} | {compile_s} | {r.note} |"
+            f"{r.rate} | {mem} | {gflop} | {mfu} | {compile_s} | {r.note} |"
         )
     return "\n".join(lines)

@@ -131,9 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(r.name.startswith(counted) and r.flops is None for r in rows):
         rows = _count_flops_on_cpu(rows, size, out, device=str(info.get("device", "")))
     info["size"] = args.size
-    print(render(rows, skipped=info["skipped"], failed=info["failed"], size=args.size))
+    print(render(rows, skipped=info["skipped"], failed=info["failed"], size=args.size,
+                 devices=info["devices"], unrecorded=info["unrecorded"]))  # fmt: skip
     checks, unchecked = evaluate_targets(rows)
-    lines = [c.line(judged=judged(args.size)) for c in checks]
+    lines = [c.line(judged=judged(args.size, info["devices"])) for c in checks]
     save_rows(
         rows, out, **info, checks=lines, unchecked=unchecked,
         command="python -m bench.run " + shlex.join(sys.argv[1:] if argv is None else argv),

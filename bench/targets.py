@@ -47,10 +47,12 @@ TARGETS = (
 )
 
 
-def judged(size: str | None) -> bool:
-    """Whether rows of bench size ``size`` get a verdict: the targets are stated for "full"
-    (None: a file of a version that did not record its size)."""
-    return size in (None, "full")
+def judged(size: str | None, devices: Sequence[str] = ()) -> bool:
+    """Whether rows of bench size ``size`` measured on ``devices`` (the distinct devices the
+    files recorded) get a verdict: the targets are stated for "full" (None: a file of a version
+    that did not record its size) on one H100, so every file that names its device must name
+    the same H100 (rows of two machines' kinds make no one-machine ratio)."""
+    return size in (None, "full") and len(set(devices)) <= 1 and all("H100" in d for d in devices)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -84,9 +84,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows, skipped, failed = run_peers(settings, out=out, versions=versions)
     save_rows(
         rows, out, skipped=skipped, failed=failed, versions=versions,
-        timing=settings.timing.describe(),
+        timing=settings.timing.describe(), device=torch_device(),
     )  # fmt: skip
     return 0
+
+
+def torch_device() -> str:
+    """The device the rows ran on, named as ``bench.jax_suite`` names it ("gpu: NVIDIA H100
+    80GB HBM3 x1"), so that ``bench.report`` can tell one machine kind's files from two."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu: cpu x1"  # as jax names its one CPU device
+    return f"gpu: {torch.cuda.get_device_name()} x{torch.cuda.device_count()}"
 
 
 def run_peers(
@@ -116,7 +126,7 @@ def run_peers(
             traceback.print_exc()
         save_rows(
             rows, out, skipped=skipped, failed=failed, versions=versions,
-            timing=settings.timing.describe(),
+            timing=settings.timing.describe(), device=torch_device(),
         )  # fmt: skip
 
     for name, batch, kind, compiled in planned_rows(settings, kinds):

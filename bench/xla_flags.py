@@ -79,7 +79,7 @@ def ratios(rows: Sequence[Row], baseline: str) -> list[str]:
         plain = r.key.replace(r.name[r.name.index("[") :], "")
         if plain in base and suffix not in r.name:
             ratio = r.items_per_s / base[plain].items_per_s
-            lines.append(f"{r.key}: {r.items_per_s:.1f} {r.unit}/s = {ratio:.3f}x {baseline}")
+            lines.append(f"{r.key}: {r.rate} = {ratio:.3f}x {baseline}")
     return lines
 
 

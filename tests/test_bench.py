@@ -24,6 +24,7 @@ from bench import (
     jax_suite,
     jax_train,
     low_rank_layer,
+    report,
     run,
     tap_backward,
     timing,
@@ -221,6 +222,10 @@ def test_targets_ratio_time_and_missing() -> None:
     assert checks[0].line().startswith("PASS jax/a@256 / torch/b@256 = 2.00x")
     assert checks[1].line(judged=False).startswith("n/a  jax/a@256 / torch/b@256 = 2.00x")
     assert [judged(s) for s in ("full", None, "tiny", "mixed")] == [True, True, False, False]
+    h100, h200 = "gpu: NVIDIA H100 80GB HBM3 x1", "gpu: NVIDIA H200 x1"
+    assert [judged("full", d) for d in ([h100], [h200], [h100, h200], [h100, h100])] == [
+        True, False, False, True
+    ]  # fmt: skip
     with pytest.raises(ValueError, match="either a reference or max_seconds"):
         Target("x")
 
@@ -247,6 +252,54 @@ def test_rows_round_trip_and_table(tmp_path: Path) -> None:
     assert len(table) == 4
     assert "| 3413.3 img/s | - | 27000.0 | 36.0% | 41.3 |" in table[2]
     assert "| 1.00 | - | - | - |" in table[3]
+    task = _row("jax/e2e/task", 1, 268.1, unit="task")
+    assert task.rate == "0.00373 task/s" and "| 0.00373 task/s |" in format_table([task])
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (None, "no such file"),
+        ("not json", "is not JSON"),
+        ('{"device": "cuda:0"}', "holds no bench rows"),
+        ('{"rows": [{"name": "x"}]}', r"rows\[0\] is not a bench row"),
+    ],
+)
+def test_report_refuses_files_that_are_not_bench_output(
+    tmp_path: Path, content: str | None, match: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "run.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ValueError, match=match):
+        load_rows(path)
+    with pytest.raises(SystemExit) as exit_info:
+        report.main([str(path)])
+    assert exit_info.value.code == 2 and str(path) in capsys.readouterr().err
+
+
+def test_report_names_devices_and_judges_one_h100_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    h100, h200 = "gpu: NVIDIA H100 80GB HBM3 x1", "gpu: NVIDIA H200 x1"
+    ours, peers = [_row("jax/search/evolution", 1000, 20.0, unit="cand")], [_row("torch/x", 8, 1.0)]
+
+    def printed(*files: tuple[str, list[Row], str | None]) -> str:
+        paths = []
+        for name, rows, device in files:
+            paths.append(tmp_path / name)
+            save_rows(rows, paths[-1], **({} if device is None else {"device": device}))
+        assert report.main([str(p) for p in paths]) == 0
+        return capsys.readouterr().out
+
+    one = printed(("jax.json", ours, h100), ("torch.json", peers, h100))
+    assert one.startswith(f"Device: {h100}\n") and "PASS jax/search/evolution: 20.0 s" in one
+    two = printed(("jax.json", ours, h200), ("torch.json", peers, h100))
+    assert two.startswith(f"Devices: {h200}; {h100}\nRows of several devices")
+    assert "n/a  jax/search/evolution: 20.0 s" in two
+    assert "n/a  jax/search" in printed(("jax.json", ours, h200))
+    old = printed(("jax.json", ours, h100), ("torch.json", peers, None))
+    assert f"No device recorded in: {tmp_path / 'torch.json'}" in old and "PASS jax/search" in old
 
 
 def test_report_merges_later_runs_and_fills_flops(tmp_path: Path) -> None:

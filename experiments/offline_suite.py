@@ -20,14 +20,13 @@ just runs again; finished runs made with other settings are refused (use another
 from __future__ import annotations
 
 import argparse
-import logging
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from experiments.command_line import run_main
 from experiments.config import override
-from experiments.interrupts import exit_on_sigterm
 from experiments.suite_plan import (
     BACKBONE_OF_STUDY,
     Assets,
@@ -120,9 +119,6 @@ _SHOWN = {"data.task", "backbone.image_size", "train.epochs", "search.param_budg
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     args = parse_args(argv)
     settings: SuiteSettings = override(SuiteSettings(), args.overrides)
     assets = Assets(args.assets, args.runs / "derived")
@@ -204,5 +200,8 @@ def write_report(
 
 
 if __name__ == "__main__":
-    exit_on_sigterm()
-    sys.exit(main())
+    run_main(
+        main, timestamps=True,
+        resume_hint="rerun the same command to go on (finished runs are kept, a stopped run "
+        "resumes from its checkpoints)",
+    )  # fmt: skip

@@ -23,13 +23,12 @@ import dataclasses
 import json
 import logging
 import pathlib
-import sys
 
 from experiments import pipeline
+from experiments.command_line import run_main
 from experiments.config import ExperimentConfig, override
 from experiments.configs import PRESETS, preset
 from experiments.data.offline import OFFLINE_TASKS
-from experiments.interrupts import exit_on_sigterm
 from experiments.methods import METHODS, check_knobs
 from experiments.training.sharding import initialize_distributed, is_main_process
 from experiments.vtab_table import TASKS, markdown_table
@@ -127,8 +126,6 @@ def task_workdir(workdir: pathlib.Path, task: str) -> pathlib.Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger().setLevel(logging.INFO)  # basicConfig is a no-op once absl (orbax) set up
     args = parse_args(argv)
     initialize_distributed(args.distributed)
     tasks = list(TASKS) if args.tasks == "all" else args.tasks.split(",")
@@ -183,8 +180,4 @@ def table_rows(results: dict[str, dict]) -> dict[str, tuple[float, dict[str, flo
 
 
 if __name__ == "__main__":
-    exit_on_sigterm()
-    try:
-        sys.exit(main())
-    except (ValueError, OSError) as error:  # bad input, unreadable files: the message only
-        sys.exit(f"error: {type(error).__name__}: {error}")
+    run_main(main, resume_hint="rerun the same command (the same --workdir) to resume")

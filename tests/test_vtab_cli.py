@@ -279,7 +279,7 @@ def test_sigterm_unwinds_like_ctrl_c(tmp_path):
     marker = tmp_path / "finally-ran"
     code = (
         "import os, signal, sys, time\n"
-        "from experiments.interrupts import exit_on_sigterm\n"
+        "from experiments.command_line import exit_on_sigterm\n"
         "exit_on_sigterm()\n"
         "try:\n"
         "    os.kill(os.getpid(), signal.SIGTERM)\n"
@@ -290,6 +290,51 @@ def test_sigterm_unwinds_like_ctrl_c(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60,
                           env={**os.environ, "JAX_PLATFORMS": "cpu"})  # fmt: skip
     assert done.returncode == 128 + signal.SIGTERM and marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "stderr"),
+    [
+        ("raise KeyboardInterrupt", 130, "interrupted: rerun to resume\n"),
+        ("os.kill(os.getpid(), signal.SIGTERM); time.sleep(30)", 143,
+         "stopped by SIGTERM: rerun to resume\n"),
+        ("raise ValueError('bad --set')", 1, "error: ValueError: bad --set\n"),
+        ("return 0", 0, ""),
+    ],
+)  # fmt: skip
+def test_a_command_stops_with_a_resume_hint_or_the_error_alone(body, status, stderr):
+    """Ctrl-C printed a KeyboardInterrupt traceback and neither signal said how to go on."""
+    code = (
+        "import logging, os, signal, time\n"
+        "import orbax.checkpoint\n"
+        "from experiments.command_line import run_main\n"
+        "def main():\n"
+        "    logging.getLogger('absl').info('Finished saving checkpoint')  # Orbax's chatter\n"
+        "    logging.getLogger('jax._src.xla_bridge').info('Unable to initialize backend')\n"
+        f"    {body}\n"
+        "run_main(main, resume_hint='rerun to resume')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "JAX_PLATFORMS": "cpu"})  # fmt: skip
+    assert (done.returncode, done.stderr) == (status, stderr)
+
+
+def test_command_logging_keeps_project_lines_and_drops_orbax_chatter():
+    code = (
+        "import logging\n"
+        "import orbax.checkpoint  # installs a root handler of its own format\n"
+        "from experiments.command_line import setup_logging\n"
+        "setup_logging()\n"
+        "logging.getLogger('absl').info('Finished saving checkpoint')\n"
+        "logging.getLogger('absl').warning('a real problem')\n"
+        "logging.getLogger('experiments.training.trainer').info('resuming at step 5')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "JAX_PLATFORMS": "cpu"})  # fmt: skip
+    assert done.stderr.splitlines() == [
+        "WARNING absl: a real problem",
+        "INFO experiments.training.trainer: resuming at step 5",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,51 @@
+"""How the command-line entry points run: their logging, signals and error messages."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+#: Loggers whose INFO lines are chatter to a user of the commands: Orbax's (through absl: about
+#: 40 lines a checkpoint) and jax's backend probing ("Unable to initialize backend 'tpu'").
+QUIET_LOGGERS = ("absl", "jax._src.xla_bridge")
+
+
+def setup_logging(*, timestamps: bool = False) -> None:
+    """INFO lines as "INFO name: message" (after the time with ``timestamps``) on stderr,
+    replacing a handler an import installed; ``QUIET_LOGGERS`` from WARNING up only."""
+    fmt = ("%(asctime)s " if timestamps else "") + "%(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=logging.INFO, format=fmt, force=True)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def exit_on_sigterm(hint: str = "") -> None:
+    """Make SIGTERM (a preempted VM's notice) unwind like Ctrl-C: ``finally`` blocks run, so a
+    checkpoint being written is finished (the default action killed it mid-save); the exit
+    status is 128 + 15, as a shell reports a process that SIGTERM ended. ``hint``, if any, is
+    printed to stderr first (how to go on)."""
+
+    def stop(signum: int, frame: object) -> None:
+        if hint:
+            print(f"stopped by SIGTERM: {hint}", file=sys.stderr, flush=True)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+def run_main(main: Callable[[], int], *, resume_hint: str, timestamps: bool = False) -> NoReturn:
+    """``sys.exit(main())`` as a command: ``setup_logging``; SIGTERM and Ctrl-C stop with
+    ``resume_hint`` on stderr (exit status 143 and 130); a ValueError or OSError (bad input,
+    unreadable files) exits with status 1 and its message alone, without a traceback."""
+    setup_logging(timestamps=timestamps)
+    exit_on_sigterm(resume_hint)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print(f"interrupted: {resume_hint}", file=sys.stderr, flush=True)
+        sys.exit(128 + signal.SIGINT)
+    except (ValueError, OSError) as error:
+        sys.exit(f"error: {type(error).__name__}: {error}")

@@ -19,7 +19,7 @@ from experiments.backbones import Backbone, BackboneConfig, load_backbone
 from experiments.methods import MethodConfig, build_method
 from experiments.training import (
     HEAD_PATTERN,
-    make_multi_config_accuracy_fn,
+    make_multi_config_count_fn,
     make_optimizer,
     make_train_step,
     stack_eval_batches,
@@ -60,7 +60,7 @@ def test_the_search_scorer_traces() -> None:
     images = np.zeros((8, IMAGE, IMAGE, 3), np.uint8)
     batches = stack_eval_batches(images, np.zeros(8, np.int32), batch_size=4)
     scores = jax.eval_shape(
-        make_multi_config_accuracy_fn(forward=backbone.forward, adapter=adapter),
+        make_multi_config_count_fn(forward=backbone.forward, adapter=adapter),
         backbone.params, aparams, cfgs, batches,
     )  # fmt: skip
     assert scores.shape == (3,)

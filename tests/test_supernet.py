@@ -208,6 +208,8 @@ def test_config_scorer_equals_numpy_loop_over_configs(name: str) -> None:
         for cfg in (jax.tree.map(lambda c, i=i: c[i], cfgs) for i in range(7))
     ]
     np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert got.dtype == np.float64
+    assert got.tolist() == [round(g * 37) / 37 for g in got]  # exact k / 37, no float32 noise
     assert len(set(np.round(expected, 6))) > 1  # the configs really differ
     with pytest.raises(ValueError, match="leading"):
         score(SwitchSpace().sample(jax.random.key(0)))

@@ -12,7 +12,7 @@ from experiments.training.config import HEAD_PATTERN, OptimConfig, TrainConfig
 from experiments.training.evaluate import (
     make_accuracy_fn,
     make_config_scorer,
-    make_multi_config_accuracy_fn,
+    make_multi_config_count_fn,
     make_params_accuracy_fn,
     stack_eval_batches,
 )
@@ -43,7 +43,7 @@ __all__ = [
     "lr_schedule",
     "make_accuracy_fn",
     "make_config_scorer",
-    "make_multi_config_accuracy_fn",
+    "make_multi_config_count_fn",
     "make_params_accuracy_fn",
     "make_optimizer",
     "make_train_step",

@@ -32,8 +32,8 @@ from peft_core.paths import Params
 AccuracyFn = Callable[[Params, Any, Any, EvalBatch], float]
 #: (plain params, stacked batches) -> accuracy in [0, 1]
 ParamsAccuracyFn = Callable[[Params, EvalBatch], float]
-#: (params, aparams, cfgs stacked (B, ...), stacked batches) -> accuracies (B,)
-MultiConfigAccuracyFn = Callable[[Params, Any, Any, EvalBatch], jax.Array]
+#: (params, aparams, cfgs stacked (B, ...), stacked batches) -> correct examples (B,) int32
+MultiConfigCountFn = Callable[[Params, Any, Any, EvalBatch], jax.Array]
 #: cfgs stacked on a leading axis (B, ...) -> accuracies (B,)
 ConfigScorer = Callable[[Any], np.ndarray]
 
@@ -56,6 +56,15 @@ def stack_eval_batches(
     stacked = EvalBatch(*(np.stack(parts) for parts in zip(*batches, strict=True)))
     placed: EvalBatch = put_global(stacked, batch_sharded(mesh, batch_axis=1))
     return placed
+
+
+def num_scored(batches: EvalBatch) -> int:
+    """The unpadded examples of stacked batches (what an accuracy divides by); ValueError if
+    none."""
+    total = int(np.sum(jax.device_get(batches.mask)))
+    if total == 0:
+        raise ValueError("cannot evaluate on an empty split")
+    return total
 
 
 def count_correct(forward: Forward, eff: Params, batch: EvalBatch) -> jax.Array:
@@ -108,12 +117,13 @@ def make_accuracy_fn(*, forward: Forward, adapter: Adapter) -> AccuracyFn:
     return accuracy
 
 
-def make_multi_config_accuracy_fn(*, forward: Forward, adapter: Adapter) -> MultiConfigAccuracyFn:
-    """Jitted ``(params, aparams, cfgs, stacked batches) -> accuracies (B,)`` for B cfgs."""
+def make_multi_config_count_fn(*, forward: Forward, adapter: Adapter) -> MultiConfigCountFn:
+    """Jitted ``(params, aparams, cfgs, stacked batches) -> correct examples (B,)`` for B cfgs
+    (int32; over ``num_scored(batches)``, the accuracies, exact in float64 on the host)."""
 
     def one(params: Params, aparams: Any, cfg: Any, batches: EvalBatch) -> jax.Array:
         eff = adapter.apply(params, aparams, cfg)
-        return count_correct_stacked(forward, eff, batches) / jnp.sum(batches.mask)
+        return count_correct_stacked(forward, eff, batches)
 
     return jax.jit(jax.vmap(one, in_axes=(None, None, 0, None)))
 
@@ -136,7 +146,8 @@ def make_config_scorer(
     """
     if configs_per_call < 1:
         raise ValueError(f"configs_per_call must be >= 1, got {configs_per_call}")
-    per_chunk = make_multi_config_accuracy_fn(forward=forward, adapter=adapter)
+    per_chunk = make_multi_config_count_fn(forward=forward, adapter=adapter)
+    total = num_scored(batches)
 
     def score(cfgs: Any) -> np.ndarray:
         sizes = {np.shape(x)[:1] for x in jax.tree.leaves(cfgs)}
@@ -149,6 +160,6 @@ def make_config_scorer(
             per_chunk(params, aparams, jax.tree.map(lambda x, ix=ix: x[ix], cfgs), batches)
             for ix in index.reshape(num_chunks, configs_per_call)
         ]
-        return np.concatenate(jax.device_get(scores))[:num_cfgs]
+        return np.concatenate(jax.device_get(scores))[:num_cfgs] / total
 
     return score

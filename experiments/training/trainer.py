@@ -25,7 +25,8 @@ from experiments.training.checkpoint import Checkpointer
 from experiments.training.config import TrainConfig
 from experiments.training.evaluate import (
     make_accuracy_fn,
-    make_multi_config_accuracy_fn,
+    make_multi_config_count_fn,
+    num_scored,
     stack_eval_batches,
 )
 from experiments.training.loop import BatchSource, Evaluate, LoopSettings, run_steps
@@ -250,12 +251,13 @@ def _evaluator(
             return {"eval/accuracy": accuracy(params, aparams, cfg, batches)}
 
         return evaluate_fixed
-    accuracies = make_multi_config_accuracy_fn(forward=forward, adapter=adapter)
+    counts = make_multi_config_count_fn(forward=forward, adapter=adapter)
     cfgs = space.sample(jax.random.key(config.seed), (config.eval_configs,))
+    total = num_scored(batches)
 
     def evaluate_subnets(state: TrainState) -> dict[str, float]:
         params = join_head(backbone, state.trainable["head"])
-        scores = accuracies(params, state.trainable["adapter"], cfgs, batches)
-        return {"eval/accuracy": float(scores.mean())}
+        correct = counts(params, state.trainable["adapter"], cfgs, batches)
+        return {"eval/accuracy": int(np.sum(correct)) / (total * len(correct))}
 
     return evaluate_subnets

@@ -6,7 +6,6 @@ import dataclasses
 import functools
 import pathlib
 import re
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 import optax
 import pytest
 from test_training import (
+    SlowBatches,
     ToyBatches,
     dropout_forward,
     quick_config,
@@ -74,19 +74,6 @@ class DyingBatches(WrappedBatches):
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         if step == self.die_at:
             raise Killed(f"killed before step {step}")
-        return self.data.batch(step)
-
-
-@dataclasses.dataclass(frozen=True)
-class SlowBatches(WrappedBatches):
-    """Batches of ``data``; batch ``at`` takes ``seconds`` longer."""
-
-    at: int
-    seconds: float
-
-    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
-        if step == self.at:
-            time.sleep(self.seconds)
         return self.data.batch(step)
 
 

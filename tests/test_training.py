@@ -389,10 +389,10 @@ def test_steady_rate_is_the_median_window(rates: list[float], expected: float | 
 
 
 @dataclasses.dataclass(frozen=True)
-class SlowFirstBatch:
+class SlowBatches:
     """``data`` whose batch ``at`` takes ``seconds`` longer to fetch."""
 
-    data: ToyBatches
+    data: Any
     at: int
     seconds: float
 
@@ -432,7 +432,7 @@ def test_window_rates_leave_out_the_first_step_and_evaluations(
         forward=toy_forward,
         params=toy_params(),
         adapter=linear_probe(),
-        train_data=SlowFirstBatch(toy_batches(), at=0, seconds=1.5),
+        train_data=SlowBatches(toy_batches(), at=0, seconds=1.5),
         workdir=tmp_path,
         eval_data=toy_task(32, seed=1),
     )

@@ -262,7 +262,6 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
     """Run every stage for one task; returns (and writes) the result json."""
     started = time.perf_counter()
     workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     check_same_experiment(config, workdir)
     clock = StageClock()
     splits = load_splits(config)
@@ -283,6 +282,7 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
     num_configs = config.train.num_configs if method.searchable else 1
     check_batch_split(config.train.batch_size, data_mesh(), num_configs=num_configs)
     # only a config that got this far is the workdir's: a typo that failed above leaves none
+    workdir.mkdir(parents=True, exist_ok=True)
     if is_main_process():
         write_text(workdir / "config.json", json.dumps(as_dict(config), indent=2, default=str))
         # an earlier run's result stands no longer: a kill before the new one is written would

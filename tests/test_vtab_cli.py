@@ -361,8 +361,7 @@ def test_search_settings_are_checked_before_training(tmp_path):
     # a search the evolution would refuse fails in seconds, not after the supernet trained
     with pytest.raises(ValueError, match="population must be >= top_k"):
         vtab.main(["--set", "search.top_k=100", f"--workdir={tmp_path}"])
-    assert not (tmp_path / "fashion_mnist" / "train").exists()
-    assert not (tmp_path / "fashion_mnist" / "config.json").exists()  # the fixed run may go on
+    assert not (tmp_path / "fashion_mnist").exists()  # nothing left behind: the fixed run goes on
 
 
 def test_the_command_line_reports_bad_input_without_a_traceback(tmp_path):

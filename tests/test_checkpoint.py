@@ -17,7 +17,7 @@ import optax
 import pytest
 from test_training import (
     SlowBatches,
-    ToyBatches,
+    WrappedBatches,
     dropout_forward,
     quick_config,
     switch_adapter,
@@ -48,21 +48,6 @@ from peft_core.paths import Params
 
 class Killed(Exception):
     """Stands for the process dying."""
-
-
-@dataclasses.dataclass(frozen=True)
-class WrappedBatches:
-    """``data``'s epoch length and digest; subclasses change what ``batch`` returns."""
-
-    data: ToyBatches
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.data.steps_per_epoch
-
-    @property
-    def digest(self) -> str:
-        return self.data.digest
 
 
 @dataclasses.dataclass(frozen=True)

@@ -389,20 +389,26 @@ def test_steady_rate_is_the_median_window(rates: list[float], expected: float | 
 
 
 @dataclasses.dataclass(frozen=True)
-class SlowBatches:
-    """``data`` whose batch ``at`` takes ``seconds`` longer to fetch."""
+class WrappedBatches:
+    """``data``'s epoch length and digest; subclasses change what ``batch`` returns."""
 
     data: Any
-    at: int
-    seconds: float
 
     @property
     def steps_per_epoch(self) -> int:
-        return self.data.steps_per_epoch
+        return int(self.data.steps_per_epoch)
 
     @property
     def digest(self) -> str:
-        return self.data.digest
+        return str(self.data.digest)
+
+
+@dataclasses.dataclass(frozen=True)
+class SlowBatches(WrappedBatches):
+    """``data`` whose batch ``at`` takes ``seconds`` longer to fetch."""
+
+    at: int
+    seconds: float
 
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         if step == self.at:

@@ -215,7 +215,7 @@ def evolutionary_search(
             f"processes would resume the search at different generations: checkpoint_dir "
             f"{checkpoint_dir} must be one folder that every process reads",
         )
-    writes_state = path is not None and jax.process_index() == 0
+    save_to = path if jax.process_index() == 0 else None  # process 0 writes the shared state
     ops = _FixedWidth(space, width=max(population, num_mutations, num_crossovers))
     started = time.perf_counter() - state.seconds
     with tqdm(
@@ -235,9 +235,8 @@ def evolutionary_search(
             state.seconds = time.perf_counter() - started
             stats = _stats(state)
             state.history.append(stats)
-            if writes_state:
-                assert path is not None
-                _save_state(path, state, settings)
+            if save_to is not None:
+                _save_state(save_to, state, settings)
             bar.set_postfix(
                 best=f"{stats.best_score:.4f}", evaluated=stats.candidates_evaluated, refresh=False
             )

@@ -86,7 +86,9 @@ class BackboneConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Backbone:
-    """A model with its pretrained params (fresh zero head), input scaling and adapter targets."""
+    """A model with its pretrained params and a fresh head (zeros for the ViTs, as big_vision and
+    the GLoRA code start theirs; flax's default init for EfficientNet-Lite0), input scaling and
+    adapter targets."""
 
     model: nn.Module
     params: Params

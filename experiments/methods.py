@@ -9,7 +9,8 @@
 | ssf    | glora(ranks=(1,))               | fixed: A vector + E vector (scale and shift)   |
 | full   | full() on every non-head leaf   | -                                              |
 | linear | linear_probe()                  | -                                              |
-The task head always trains; trainable counts below exclude it, as in the papers' tables.
+The task head always trains; the methods' trainable counts (``Method.num_adapter_params``)
+exclude it, as in the papers' tables.
 """
 
 from __future__ import annotations

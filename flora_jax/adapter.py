@@ -85,9 +85,11 @@ def flora(
     view, refuses a rank above min(fan_in, fan_out), as LoRA does). ``tucker``: "nd"
     decomposes every kernel axis, "matrix" flattens non-conv kernels to (fan_in, fan_out)
     (paper parity for DenseGeneral attention kernels).
+    ``scale``: s in dW = s · G ×1 U1 … ×N UN (non-zero, finite).
     ``layer_ranks``: {kernel-path regex: per-mode ranks} overriding the defaults. ``grads``:
-    "auto", "activation", "weight" or "pallas" (module docstring). ``stacked``, ``out_axes``:
-    how to read the kernels (``peft_core.layers.find_layers``).
+    "auto", "activation", "weight" or "pallas" (module docstring). ``exclude``: patterns of
+    kernels that ``targets`` matches but that stay frozen. ``stacked``, ``out_axes``: how to read
+    the kernels (``peft_core.layers.find_layers``). ``dtype``: the core's and factors' dtype.
     """
     if not (positive_int(rank) and positive_int(kernel_rank)):
         raise ValueError(

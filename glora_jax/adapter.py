@@ -169,6 +169,7 @@ def glora(
     """GLoRA on every kernel matched by ``targets`` with lora options of the given ``ranks``
     (an int: one rank).
 
+    ``exclude``: patterns of kernels that ``targets`` matches but that stay frozen.
     ``stacked``: patterns of kernels with a leading nn.scan axis (one config row and one set of
     support tensors per slice). ``fuse``: (regex, template) pairs fusing sibling kernels into one
     layer (default: ViT q/k/v); None fuses nothing. ``out_axes``: {kernel regex: n}, the last n

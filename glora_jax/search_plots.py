@@ -22,7 +22,7 @@ from matplotlib.ticker import EngFormatter, MaxNLocator
 
 from glora_jax.evolution import SearchResult
 from glora_jax.support import NONE, TENSORS
-from peft_core.atomic_files import replacing
+from peft_core.atomic_files import write_png
 
 #: Option kinds in legend order, with their grid colours.
 KIND_COLORS = {
@@ -213,8 +213,5 @@ def _short_names(names: list[str]) -> list[str]:
 
 def _save(fig: Figure, path: PathLike) -> pathlib.Path:
     """``fig`` as a PNG at ``path``, written atomically (``peft_core.atomic_files``)."""
-    path = pathlib.Path(path)
     fig.tight_layout()
-    with replacing(path) as partial:
-        fig.savefig(partial, dpi=120, format="png")
-    return path
+    return write_png(path, fig)

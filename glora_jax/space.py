@@ -133,8 +133,9 @@ class GLoRASpace:
         numpy array for a cfg of numpy arrays (the search's genes), else a jax one.
 
         Per layer slice: lora_r r·(fan_in + fan_out) for A/B, r·fan_in + r for C; vector
-        fan_out for A/B/D/E, fan_in for C; scalar 1; none 0, as is an index out of range
-        (negative too: as ``apply`` reads it). A gather and a sum: jit/vmap-able.
+        fan_out for A/B/D/E, fan_in for C; scalar 1; none 0. A concrete cfg is checked (an index
+        out of range is a ValueError); under jit an index out of range, negative too, counts 0,
+        as ``apply`` reads it as none. A gather and a sum: jit/vmap-able.
         """
         on_device = any(isinstance(x, jax.Array) for x in jax.tree.leaves(cfg))
         xp: Any = jnp if on_device else np

@@ -4,7 +4,9 @@ Each writer fills a partial file named after its host and process beside the tar
 it into place with ``os.replace``: readers see the old file, or none, or the whole new one, and
 processes of several hosts writing to one shared folder never write into the same partial file.
 Every file the libraries and the experiments write goes through ``replacing`` (the search state,
-subnet.json and plots of ``glora_jax``; checkpoint exports, caches, metrics and results).
+subnet.json and plots of ``glora_jax``; checkpoint exports, caches, results and reports), but
+``metrics.csv``, which a run appends to row by row (its reader skips a torn last row), and the
+checkpoints, which Orbax writes atomically itself.
 """
 
 from __future__ import annotations
@@ -67,4 +69,11 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
     """``text`` (UTF-8) to ``path``, atomically."""
     with replacing(path) as partial:
         partial.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_png(path: str | os.PathLike[str], figure: Any, *, dpi: int = 120) -> Path:
+    """A matplotlib ``figure`` (anything with ``savefig``) as a PNG at ``path``, atomically."""
+    with replacing(path) as partial:
+        figure.savefig(partial, dpi=dpi, format="png")
     return Path(path)

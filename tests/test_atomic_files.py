@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from peft_core.atomic_files import replacing, write_npz, write_text
+from peft_core.atomic_files import replacing, write_npz, write_png, write_text
 
 
 def _interrupted_savez(f: Any, **arrays: Any) -> None:
@@ -60,6 +60,28 @@ def test_text_round_trip_and_an_interrupted_write(tmp_path: Path, monkeypatch) -
         write_text(path, '{"x": 2}\n')
     assert [p.name for p in path.parent.iterdir()] == ["r.json"]
     assert path.read_bytes() == b'{"x": 1}\n'
+
+
+def test_png_round_trip_and_an_interrupted_write(tmp_path: Path) -> None:
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    figure = Figure(figsize=(2, 1))
+    figure.subplots().plot([0, 1], [1, 0])
+    path = write_png(tmp_path / "p" / "f.png", figure, dpi=50)
+    with Image.open(path) as image:
+        assert (image.format, image.size) == ("PNG", (100, 50))
+
+    class Interrupted:
+        def savefig(self, target: Path, **kwargs: Any) -> None:
+            Path(target).write_bytes(b"\x89PNG half")
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_png(path, Interrupted())
+    assert [p.name for p in path.parent.iterdir()] == ["f.png"]
+    with Image.open(path) as image:
+        assert image.size == (100, 50)
 
 
 def test_writers_of_several_hosts_use_partial_files_of_their_own(tmp_path: Path, monkeypatch):

@@ -59,6 +59,7 @@ def load_task(
         splits are fixed, so a seed there is an error.
     version: TFDS version pattern overriding the task's pinned one (source "tfds" only).
     cache_dir: keep the decoded, resized uint8 split there and memory-map it on later calls.
+    num_workers: threads decoding and resizing images (default min(16, CPU count)).
     """
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")

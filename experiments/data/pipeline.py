@@ -75,8 +75,9 @@ def _gather_batch(
 class TrainBatches:
     """Shuffled, drop-last training batches gathered on device (see the module docstring).
 
-    images: (N, H, W, 3), uint8 when ``normalization`` is set (normalised after the gather),
-    else already float. mesh / data_axis: shard the stored split and every batch along the
+    images: (N, H, W, 3), uint8 when ``normalization`` is set (normalised to float32 after the
+    gather), else any dtype, batched as given (the pipeline passes uint8 and its backbone's
+    forward normalises). mesh / data_axis: shard the stored split and every batch along the
     batch axis over that mesh axis (B must divide by its size; N is padded, never sampled).
     """
 
@@ -123,7 +124,8 @@ class TrainBatches:
         return epoch, order[position * self.batch_size : (position + 1) * self.batch_size]
 
     def batch(self, step: int | jax.Array) -> tuple[jax.Array, jax.Array]:
-        """(images (B, H, W, 3) float32, labels (B,)) at ``step``, on device."""
+        """(images (B, H, W, 3), labels (B,)) at ``step``, on device: float32 images when
+        ``normalization`` is set, else in the stored dtype."""
         return _gather_batch(
             self.images,
             self.labels,

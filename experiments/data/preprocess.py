@@ -1,7 +1,8 @@
 """Per-image preprocessing as the published VTAB-1k numbers did it.
 
-Resizing is PIL bicubic on uint8 images (what torchvision's ``Resize(224, interpolation=3)``
-does on PIL images), done once on the host. Normalisation maps uint8 x to float32
+Resizing is PIL bicubic on uint8 images to size x size, the aspect ratio not kept (what
+torchvision's ``Resize((224, 224), interpolation=3)`` does on PIL images), done once on the
+host. Normalisation maps uint8 x to float32
 
     imagenet: (x / 255 - mean) / std, mean = (0.485, 0.456, 0.406), std = (0.229, 0.224, 0.225)
     minus1_1: x / 127.5 - 1   (the range of the ViT i21k checkpoints)

@@ -32,7 +32,8 @@ Param tree (s = stage 0..3, b = block in stage, d = dims[s]; depths from ``CONVN
     head/kernel                 (d3, num_classes)    head/bias (num_classes,)
 Conv kernels are HWIO (4-D): stem_conv, downsample{s}_conv, dwconv. pwconv1/pwconv2 are the
 official model's nn.Linear layers, so their kernels are 2-D (in, out). The FLoRA pattern
-``.*(Conv|conv|dwconv|pwconv)[^/]*/kernel`` selects exactly all of these and never the head.
+``flora_jax.CONV_TARGETS`` (``.*[Cc]onv[^/]*/kernel``) selects exactly all of these and never
+the head.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ import numpy as np
 from experiments.models.convnext import ConvNeXt
 from experiments.models.torch_zip import load_torch_file
 from peft_core.adapter import check_tree
+from peft_core.atomic_files import write_npz
 from peft_core.paths import flatten, unflatten
 
 Array = np.ndarray
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     check_against(flat, model)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, Any] = {p: v.astype(np.float32) for p, v in flat.items()}
-    np.savez(args.out, **arrays)
+    write_npz(args.out, arrays)
     print(
         f"wrote {args.out}: ConvNeXt V{model.version} depths={model.depths} dims={model.dims} "
         f"num_classes={model.num_classes}"

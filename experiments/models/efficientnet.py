@@ -27,8 +27,9 @@ Param tree (i = block 0..15, as ``_blocks.{i}`` in torch; e·C the expanded chan
     block{i}/project_conv/kernel     (1, 1, e·C_in, C_out)  + bias
     head_conv/kernel                 (1, 1, 320, 1280)      head_conv/bias (1280,)
     head/kernel                      (1280, num_classes)    head/bias (num_classes,)
-All conv kernels are HWIO; ``.*(Conv|conv|dwconv|pwconv)[^/]*/kernel`` selects all of them
-(stem_conv, expand_conv, depthwise_conv, project_conv, head_conv) and not the classifier head.
+All conv kernels are HWIO; ``flora_jax.CONV_TARGETS`` (``.*[Cc]onv[^/]*/kernel``) selects all
+of them (stem_conv, expand_conv, depthwise_conv, project_conv, head_conv) and not the
+classifier head.
 
 Input: (N, 224, 224, 3) RGB scaled as ``normalize`` does: (pixel − 127) / 128, the
 EfficientNet-Lite preprocessing (see ``INPUT_MEAN``).

@@ -55,8 +55,9 @@ class TrainConfig:
     total_steps: overrides ``epochs * steps_per_epoch`` when set.
     num_configs: K random subnets per step, each on batch_size / K examples (only when a
     supernet samples its subnets; a fixed or no cfg trains on the whole batch).
-    checkpoint_every / log_every / eval_every: in steps; 0 disables the periodic action (a
-    checkpoint and an evaluation are still made at the end).
+    checkpoint_every / log_every / eval_every: in steps; for checkpoint_every and eval_every 0
+    disables the periodic action (a checkpoint and an evaluation are still made at the end);
+    log_every must be >= 1.
     eval_configs: for a supernet without a fixed cfg, how many random subnets (fixed seed) the
     periodic evaluation averages.
     """

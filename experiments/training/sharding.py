@@ -92,8 +92,8 @@ def jit_train_step(step: TrainStep, mesh: Mesh, state: TrainState) -> JittedStep
         packed: Packed, backbone: Params, images: jax.Array, labels: jax.Array
     ) -> tuple[Packed, Metrics]:
         # the mesh in context tells kernels XLA cannot partition how the batch is split
-        # (peft_core.one_read), and the ViT its rows per device (its cuDNN token padding,
-        # experiments.models.attention.local_batch); the step's own ops are partitioned from
+        # (peft_core.one_read), and the ViT its rows per device (its token padding,
+        # peft_core.activation_grads.per_device); the step's own ops are partitioned from
         # the shardings alone
         with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
             next_state, metrics = step(packing.unpack(packed), backbone, images, labels)

@@ -189,6 +189,11 @@ def write_report(
     from experiments.suite_run import check_results_fit, finished
 
     results = finished(runs)
+    if not results:  # a wrong --runs (or a report before any run) would blank the doc's section
+        raise ValueError(
+            f"no finished runs under {runs}: give the --runs of `python -m "
+            "experiments.offline_suite run`, or run it first"
+        )
     check_results_fit(settings, assets, runs, results)
     rows = summarize(settings, results)
     figures.mkdir(parents=True, exist_ok=True)

@@ -370,6 +370,15 @@ def test_workers_killed_by_a_signal_fail_the_launch(
     assert offline_suite.launch_workers(args) == 1
 
 
+def test_report_without_runs_is_an_error_and_writes_nothing(tmp_path: Path) -> None:
+    doc, figures = tmp_path / "doc.md", tmp_path / "figures"
+    argv = ["report", "--runs", str(tmp_path / "runs"), "--assets", str(tmp_path / "assets"),
+            "--doc", str(doc), "--figures", str(figures)]  # fmt: skip
+    with pytest.raises(ValueError, match="no finished runs under .*runs: give the --runs"):
+        offline_suite.main(argv)
+    assert not doc.exists() and not figures.exists()
+
+
 def test_execute_skips_runs_claimed_by_another_process(tmp_path: Path) -> None:
     calls: list[str] = []
     runner = fake_runner({1e-4: 0.6, 1e-3: 0.7}, calls)

@@ -44,6 +44,7 @@ from experiments.data.folder import class_folders
 from experiments.data.load import DEFAULT_SPLIT_SEED, split_seed_of
 from experiments.data.pipeline import TrainBatches
 from experiments.methods import Method, bias_grad_for, build_method
+from experiments.search_log import SearchLog
 from experiments.training import TrainResult, train
 from experiments.training.evaluate import (
     make_config_scorer,
@@ -376,15 +377,18 @@ def _search(
         ),
         configs_per_call=config.search.configs_per_call,
     )  # fmt: skip
-    result = evolutionary_search(
-        space, scorer, checkpoint_dir=workdir / "search", progress=is_main_process(),
-        **search_settings(config),
-    )  # fmt: skip
+    with SearchLog(workdir / "search", enabled=is_main_process()) as log:
+        result = evolutionary_search(
+            space, scorer, checkpoint_dir=workdir / "search", progress=is_main_process(),
+            on_generation=log, **search_settings(config),
+        )  # fmt: skip
+        log.finish(result.history)
     if is_main_process():
         save_result_json(result, space, workdir / "subnet.json")
         plots = workdir / "plots"
         plots.mkdir(exist_ok=True)
         search_plots.plot_score_vs_params(result, plots / "search_accuracy_vs_params.png")
+        search_plots.plot_search_progress(result, plots / "search_progress.png")
         search_plots.plot_layer_config(space, result.best_cfg, plots / "subnet_layers.png")
         search_plots.plot_params_per_layer_type(
             space, result.best_cfg, plots / "params_per_type.png"

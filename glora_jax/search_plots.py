@@ -1,4 +1,5 @@
-"""Figures of a GLoRA search: the candidates, the chosen per-layer config, its parameters by type.
+"""Figures of a GLoRA search: the candidates with their accuracy-vs-parameters front, the search's
+progress per generation, the chosen per-layer config, its parameters by type.
 
 Every function writes one PNG and returns its path. Figures are made without pyplot (on the Agg
 canvas of ``Figure.savefig``), so importing this module leaves the user's backend alone. The
@@ -59,7 +60,8 @@ def plot_score_vs_params(
 ) -> pathlib.Path:
     """Every evaluated candidate: score vs. parameters, coloured by generation.
 
-    Marks the parameter budget (dashed line) and the chosen candidate (star).
+    Marks the front (:func:`pareto_front`, a step line: the best score at each size), the
+    parameter budget (dashed line) and the chosen candidate (star).
     """
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
@@ -75,6 +77,15 @@ def plot_score_vs_params(
         alpha=0.7,
     )
     fig.colorbar(points, ax=ax, label="generation", ticks=MaxNLocator(integer=True))
+    front = pareto_front(result.evaluated_num_params, result.evaluated_scores)
+    ax.step(
+        np.append(result.evaluated_num_params[front], result.param_budget),
+        np.append(result.evaluated_scores[front], result.evaluated_scores[front[-1]]),
+        where="post",
+        color="tab:red",
+        lw=1,
+        label="front: best score at each size",
+    )
     ax.axvline(result.param_budget, color="black", ls="--", lw=1, label="parameter budget")
     ax.scatter(
         [result.best_num_params],
@@ -91,6 +102,47 @@ def plot_score_vs_params(
     ax.set_ylabel(score_label)
     ax.set_title(f"Evolutionary search: {result.candidates_evaluated} candidates")
     ax.legend(loc="best", fontsize=8)
+    return _save(fig, path)
+
+
+def pareto_front(num_params: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Indices of the candidates that no other beats, by parameters ascending: each scores higher
+    than every candidate of as many parameters or fewer (of equal ones, the first scored)."""
+    num_params, scores = np.asarray(num_params), np.asarray(scores)
+    if num_params.shape != scores.shape or num_params.ndim != 1 or not num_params.size:
+        raise ValueError(
+            f"need one score per candidate, got {num_params.shape} params, {scores.shape} scores"
+        )
+    order = np.lexsort((np.arange(scores.size), -scores, num_params))
+    front, best = [], -np.inf
+    for i in order:
+        if scores[i] > best:
+            front.append(i)
+            best = scores[i]
+    return np.array(front, dtype=np.int64)
+
+
+def plot_search_progress(
+    result: SearchResult, path: PathLike, *, score_label: str = "val accuracy"
+) -> pathlib.Path:
+    """The best and the mean top-k score after each generation (``result.history``)."""
+    history = result.history
+    if not history:
+        raise ValueError("the search result has no generations to plot")
+    generations = [h.generation for h in history]
+    fig = Figure(figsize=(6, 3.8))
+    ax = fig.subplots()
+    ax.plot(generations, [h.best_score for h in history], "o-", ms=3, label="best")
+    ax.plot(generations, [h.mean_top_k_score for h in history], "s--", ms=3, label="mean top-k")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("generation")
+    ax.set_ylabel(score_label)
+    ax.set_title(
+        f"Search progress: {history[-1].candidates_evaluated} candidates in "
+        f"{history[-1].seconds:.0f} s"
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
     return _save(fig, path)
 
 

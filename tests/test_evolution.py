@@ -384,6 +384,7 @@ def test_result_json_is_readable(tmp_path, target_result):
 def test_plots_write_pngs(tmp_path, target_result):
     paths = [
         search_plots.plot_score_vs_params(target_result, tmp_path / "scatter.png"),
+        search_plots.plot_search_progress(target_result, tmp_path / "progress.png"),
         search_plots.plot_layer_config(SPACE, target_result.best_cfg, tmp_path / "grid.png"),
         search_plots.plot_params_per_layer_type(
             SPACE, target_result.best_cfg, tmp_path / "types.png"
@@ -392,6 +393,64 @@ def test_plots_write_pngs(tmp_path, target_result):
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert path.stat().st_size > 5000
+
+
+def brute_force_front(num_params: np.ndarray, scores: np.ndarray) -> list[int]:
+    """Candidates that every candidate of as many params or fewer scores below (an equal one
+    scored earlier wins), by params."""
+    front = [
+        i
+        for i in range(len(scores))
+        if all(
+            scores[j] < scores[i]
+            or (scores[j] == scores[i] and j > i and num_params[j] == num_params[i])
+            for j in range(len(scores))
+            if j != i and num_params[j] <= num_params[i]
+        )
+    ]
+    return sorted(front, key=lambda i: (num_params[i], i))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pareto_front_matches_brute_force(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    num_params = rng.integers(0, 12, size=40)  # many ties in params and in scores
+    scores = rng.integers(0, 6, size=40) / 5
+    front = search_plots.pareto_front(num_params, scores)
+    assert front.tolist() == brute_force_front(num_params, scores)
+    assert np.all(np.diff(num_params[front]) > 0) and np.all(np.diff(scores[front]) > 0)
+
+
+def test_pareto_front_of_a_search_holds_its_best(target_result) -> None:
+    r = target_result
+    front = search_plots.pareto_front(r.evaluated_num_params, r.evaluated_scores)
+    assert r.evaluated_scores[front[-1]] == r.best_score
+    assert r.evaluated_num_params[front[-1]] == r.best_num_params
+
+
+@pytest.mark.parametrize(
+    ("params", "scores"), [([1, 2], [0.5]), ([], []), ([[1, 2]], [[0.1, 0.2]])]
+)
+def test_pareto_front_refuses_mismatched_or_empty_input(params, scores) -> None:
+    with pytest.raises(ValueError, match="one score per candidate"):
+        search_plots.pareto_front(np.array(params), np.array(scores))
+
+
+def test_progress_plot_draws_each_generation(tmp_path, monkeypatch) -> None:
+    figures = []
+    monkeypatch.setattr(
+        search_plots, "Figure", lambda **kw: figures.append(Figure(**kw)) or figures[-1]
+    )
+    result = search(seed=1, generations=3)
+    search_plots.plot_search_progress(result, tmp_path / "progress.png")
+    best, top_k = figures[0].axes[0].get_lines()
+    np.testing.assert_array_equal(best.get_xdata(), [0, 1, 2])
+    np.testing.assert_array_equal(best.get_ydata(), [h.best_score for h in result.history])
+    np.testing.assert_array_equal(top_k.get_ydata(), [h.mean_top_k_score for h in result.history])
+    with pytest.raises(ValueError, match="no generations"):
+        search_plots.plot_search_progress(
+            dataclasses.replace(result, history=[]), tmp_path / "none.png"
+        )
 
 
 @pytest.mark.parametrize("generations", [1, 3])
@@ -407,6 +466,11 @@ def test_score_plot_colours_whole_generations_from_zero(tmp_path, monkeypatch, g
     ticks = [t for t in colorbar.get_yticks() if low <= t <= high]
     assert (low, high) == (0, max(1, generations - 1))
     assert ticks and all(float(t).is_integer() for t in ticks)
+    (step,) = [line for line in figures[0].axes[0].get_lines() if line.get_drawstyle() != "default"]
+    front = search_plots.pareto_front(result.evaluated_num_params, result.evaluated_scores)
+    np.testing.assert_array_equal(
+        step.get_xdata(), [*result.evaluated_num_params[front], result.param_budget]
+    )
 
 
 def test_tensor_params_match_cost_table():

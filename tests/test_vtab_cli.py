@@ -68,8 +68,12 @@ def test_glora_end_to_end_with_retrain_and_resume(tmp_path, caplog):
     assert result["bias_grad"] == "reduce"  # "auto" off a GPU
     subnet = json.loads((out / "subnet.json").read_text())
     assert subnet["num_params"] == result["trainable_params"]
-    for png in ("search_accuracy_vs_params", "subnet_layers", "params_per_type"):
+    for png in ("search_accuracy_vs_params", "search_progress", "subnet_layers", "params_per_type"):
         assert (out / "plots" / f"{png}.png").stat().st_size > 1000
+    best = [line for line in (out / "search" / "metrics.csv").read_text().splitlines()
+            if ",search/best_val_accuracy," in line]  # fmt: skip
+    assert [int(line.split(",")[0]) for line in best] == [0, 1]
+    assert float(best[-1].split(",")[2]) == subnet["score"]
     assert "train/loss" in (out / "train" / "metrics.csv").read_text()
     merged = np.load(out / "merged.npz")
     assert "head/kernel" in merged.files
@@ -127,12 +131,15 @@ def test_processes_other_than_the_first_write_none_of_the_runs_files(tmp_path, m
     out = tmp_path / "digits"
     assert sorted(p.name for p in out.iterdir()) == ["search", "train"]  # checkpoints only
     assert not (out / "train" / "metrics.csv").exists()
+    assert not (out / "search" / "metrics.csv").exists()
     assert list(tmp_path.iterdir()) == [out]  # no vtab_table.md
     for module in (pipeline, trainer, vtab):
         monkeypatch.setattr(module, "is_main_process", lambda: True)
     assert vtab.main(argv) == 0  # process 0 resumes from the checkpoints and writes them
     written = {p.name for p in out.iterdir()}
     assert {"config.json", "merged.npz", "plots", "result.json", "subnet.json"} <= written
+    # the search, finished before, is logged whole now
+    assert ",search/best_val_accuracy," in (out / "search" / "metrics.csv").read_text()
 
 
 def test_presets_and_overrides():

@@ -25,6 +25,7 @@ and retrain where they ran, test (adapted and merged), save (merged.npz)), num_t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -377,7 +378,7 @@ def _search(
         ),
         configs_per_call=config.search.configs_per_call,
     )  # fmt: skip
-    with SearchLog(workdir / "search", enabled=is_main_process()) as log:
+    with contextlib.closing(SearchLog(workdir / "search", enabled=is_main_process())) as log:
         result = evolutionary_search(
             space, scorer, checkpoint_dir=workdir / "search", progress=is_main_process(),
             on_generation=log, **search_settings(config),

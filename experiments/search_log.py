@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import pathlib
 from collections.abc import Sequence
-from types import TracebackType
 
 from experiments.training.metrics import MetricWriter
 from glora_jax.evolution import GenerationStats
@@ -29,7 +28,8 @@ def scalars(stats: GenerationStats) -> dict[str, float]:
 
 
 class SearchLog:
-    """``on_generation`` for ``glora_jax.evolutionary_search``, then ``finish(result.history)``.
+    """``on_generation`` for ``glora_jax.evolutionary_search``, then ``finish(result.history)``
+    and ``close()`` (``contextlib.closing``).
 
     The files open at the first generation this search runs, keeping the rows of the generations
     a resumed search loaded; ``finish`` writes those of the history still missing (a kill between
@@ -57,14 +57,6 @@ class SearchLog:
             if stats.generation not in logged:
                 writer.write(stats.generation, scalars(stats))
 
-    def __enter__(self) -> SearchLog:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         if self._writer is not None:
             self._writer.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def expected(generations: range) -> dict[str, list[tuple[int, float]]]:
 
 
 def test_a_search_logs_each_generation_once(tmp_path: Path) -> None:
-    with SearchLog(tmp_path) as log:
+    with contextlib.closing(SearchLog(tmp_path)) as log:
         for g in range(3):
             log(stats(g))
             assert rows(tmp_path)[BEST][-1] == (g, stats(g).best_score)  # written as it goes
@@ -55,10 +56,10 @@ def test_a_resumed_search_keeps_loaded_rows_and_fills_the_one_a_kill_lost(
 ) -> None:
     """The first run saved the state of generations 0..3 but was killed before writing row 3
     (rows_written=3) or after it (4); the resumed one runs 4 and 5."""
-    with SearchLog(tmp_path) as log:
+    with contextlib.closing(SearchLog(tmp_path)) as log:
         for g in range(rows_written):
             log(stats(g))
-    with SearchLog(tmp_path) as log:
+    with contextlib.closing(SearchLog(tmp_path)) as log:
         for g in (4, 5):
             log(stats(g))
         log.finish([stats(g) for g in range(6)])
@@ -66,15 +67,15 @@ def test_a_resumed_search_keeps_loaded_rows_and_fills_the_one_a_kill_lost(
 
 
 def test_a_finished_search_started_again_writes_what_is_missing(tmp_path: Path) -> None:
-    with SearchLog(tmp_path) as log:
+    with contextlib.closing(SearchLog(tmp_path)) as log:
         log.finish([stats(g) for g in range(2)])  # no log existed: all of it
-    with SearchLog(tmp_path) as log:
+    with contextlib.closing(SearchLog(tmp_path)) as log:
         log.finish([stats(g) for g in range(2)])  # nothing new
     assert rows(tmp_path) == expected(range(2))
 
 
 def test_other_processes_write_no_files(tmp_path: Path) -> None:
-    with SearchLog(tmp_path / "search", enabled=False) as log:
+    with contextlib.closing(SearchLog(tmp_path / "search", enabled=False)) as log:
         log(stats(0))
         log.finish([stats(0)])
     assert not (tmp_path / "search").exists()

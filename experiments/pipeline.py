@@ -1,9 +1,10 @@
 """One task end to end: data -> backbone -> train (supernet) -> search -> test -> merge -> report.
 
 Everything lands in ``workdir``: train/ (checkpoints, metrics.csv, TensorBoard events; with
-``search.retrain`` also retrain/<digest of the chosen subnet>/),
-search/ (resumable state), subnet.json (GLoRA's chosen config, readable, with its parameter
-count), merged.npz (adapter-free params the plain backbone serves), plots/*.png, result.json.
+``search.retrain`` also retrain/<digest of the chosen subnet>/), search/ (resumable state,
+metrics.csv and TensorBoard events per generation: ``experiments.search_log``), subnet.json
+(GLoRA's chosen config, readable, with its parameter count), merged.npz (adapter-free params
+the plain backbone serves), plots/*.png, result.json.
 A killed run started again with the same workdir resumes training and search where they stopped;
 a workdir is refused to a config that differs from its config.json in anything but
 ``RESUMABLE_KEYS`` (knobs of logging, checkpoints, evaluation batches, data location, the test

@@ -32,8 +32,9 @@ class SearchLog:
     and ``close()`` (``contextlib.closing``).
 
     The files open at the first generation this search runs, keeping the rows of the generations
-    a resumed search loaded; ``finish`` writes those of the history still missing (a kill between
-    the search's saved state and its row, or a search finished before the log existed).
+    a resumed search loaded. Where they then do not hold exactly the search's history, in order
+    (a kill between the search's saved state and its rows, rows of a search started over, a
+    search finished before the log existed), ``finish`` writes them again from it.
     enabled=False (processes other than 0) writes no files.
     """
 
@@ -51,11 +52,17 @@ class SearchLog:
         self._open(stats.generation - 1).write(stats.generation, scalars(stats))
 
     def finish(self, history: Sequence[GenerationStats]) -> None:
-        writer = self._open(history[-1].generation if history else -1)
-        logged = {step for step, _ in writer.history.get(BEST, [])}
+        expected: dict[str, list[tuple[int, float]]] = {}
         for stats in history:
-            if stats.generation not in logged:
-                writer.write(stats.generation, scalars(stats))
+            for name, value in scalars(stats).items():
+                expected.setdefault(name, []).append((stats.generation, float(value)))
+        writer = self._open(history[-1].generation if history else -1)
+        if writer.history == expected:
+            return
+        writer.close()
+        self._writer = MetricWriter(self._folder, start_step=-1, enabled=self._enabled)
+        for stats in history:
+            self._writer.write(stats.generation, scalars(stats))
 
     def close(self) -> None:
         if self._writer is not None:

@@ -1,10 +1,11 @@
 """Figures of a GLoRA search: the candidates with their accuracy-vs-parameters front, the search's
 progress per generation, the chosen per-layer config, its parameters by type.
 
-Every function writes one PNG and returns its path. Figures are made without pyplot (on the Agg
-canvas of ``Figure.savefig``), so importing this module leaves the user's backend alone. The
-space is used through ``decode`` ({slice: {"A": option, ...}}), ``options`` ({tensor: option
-names}), ``from_genes`` / ``to_genes`` and ``num_params``, as ``GLoRASpace`` has them."""
+Every ``plot_*`` function writes one PNG and returns its path. Figures are made without pyplot
+(on the Agg canvas of ``Figure.savefig``), so importing this module leaves the user's backend
+alone. The space is used through ``decode`` ({slice: {"A": option, ...}}), ``options``
+({tensor: option names}), ``from_genes`` / ``to_genes`` and ``num_params``, as ``GLoRASpace``
+has them."""
 
 from __future__ import annotations
 

@@ -482,8 +482,9 @@ def test_torch_zip_reader_refuses_foreign_globals(tmp_path):
         load_torch_file(tmp_path / "evil.pth")
 
 
-@pytest.mark.parametrize("source", ["pth", "npz"])
-def test_cli_converts_and_loader_reads_result(tmp_path, monkeypatch, capsys, source):
+@pytest.mark.parametrize(("source", "out_name"), [("pth", "convnext.npz"), ("npz", "convnext")])
+def test_cli_converts_and_loader_reads_result(tmp_path, monkeypatch, capsys, source, out_name):
+    """The output is named as np.savez names it: ".npz" added where missing."""
     sd = official_to_timm(official_state_dict(2)) if source == "npz" else official_state_dict(2)
     src = tmp_path / f"in.{source}"
     if source == "pth":
@@ -491,11 +492,12 @@ def test_cli_converts_and_loader_reads_result(tmp_path, monkeypatch, capsys, sou
         monkeypatch.delitem(sys.modules, "torch")
     else:
         np.savez(src, **sd)
-    ckpt.main([str(src), str(tmp_path / "out" / "convnext.npz")])
+    ckpt.main([str(src), str(tmp_path / "out" / out_name)])
     assert (
-        "ConvNeXt V2 depths=(1, 1, 2, 1) dims=(8, 16, 32, 64) num_classes=10"
-        in capsys.readouterr().out
+        f"wrote {tmp_path / 'out' / 'convnext.npz'}: ConvNeXt V2 depths=(1, 1, 2, 1) "
+        "dims=(8, 16, 32, 64) num_classes=10" in capsys.readouterr().out
     )
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["convnext.npz"]
     model = convnext_for_tests(version=2)
     from_cli = ckpt.load_convnext_params(tmp_path / "out" / "convnext.npz", model)
     chex.assert_trees_all_equal(from_cli, ckpt.convert(official_state_dict(2), model))

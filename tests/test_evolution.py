@@ -424,8 +424,8 @@ def test_pareto_front_matches_brute_force(seed: int) -> None:
 def test_pareto_front_of_a_search_holds_its_best(target_result) -> None:
     r = target_result
     front = search_plots.pareto_front(r.evaluated_num_params, r.evaluated_scores)
-    assert r.evaluated_scores[front[-1]] == r.best_score
-    assert r.evaluated_num_params[front[-1]] == r.best_num_params
+    assert r.evaluated_scores[front[-1]] == r.best_score  # the best score at the fewest params
+    assert r.evaluated_num_params[front[-1]] <= r.best_num_params
 
 
 @pytest.mark.parametrize(

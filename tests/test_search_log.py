@@ -1,37 +1,69 @@
-"""The search's metrics.csv: one row per generation and metric, whole after a kill and resume."""
+"""The search's metrics: one row and one TensorBoard point per generation and metric, in order,
+whole after a kill and resume."""
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import struct
+import time
 from pathlib import Path
 
 import pytest
+from tensorboardX.proto.event_pb2 import Event
 
 from experiments.search_log import BEST, SearchLog
 from glora_jax.evolution import GenerationStats
 
+Points = dict[str, list[tuple[int, float]]]
 
-def stats(generation: int) -> GenerationStats:
+
+def stats(generation: int, *, run: int = 0) -> GenerationStats:
     return GenerationStats(
         generation=generation,
-        best_score=0.5 + generation / 100,
+        best_score=0.5 + generation / 100 + run / 1000,
         mean_top_k_score=0.4 + generation / 100,
         candidates_evaluated=10 * (generation + 1),
         seconds=3.0 * (generation + 1),
     )
 
 
-def rows(folder: Path) -> dict[str, list[tuple[int, float]]]:
-    out: dict[str, list[tuple[int, float]]] = {}
+def csv_points(folder: Path) -> Points:
+    """The csv's rows per metric, in file order."""
+    out: Points = {}
     with (folder / "metrics.csv").open(newline="") as f:
         for r in csv.DictReader(f):
             out.setdefault(r["name"], []).append((int(r["step"]), float(r["value"])))
-    return {name: sorted(points) for name, points in out.items()}
+    return out
 
 
-def expected(generations: range) -> dict[str, list[tuple[int, float]]]:
-    history = [stats(g) for g in generations]
+def tensorboard_points(folder: Path) -> Points:
+    """The scalars of the event files as TensorBoard reads them: in file order, a purge (a
+    session start at step s) dropping the points before it at steps >= s."""
+    out: Points = {}
+    for path in sorted((folder / "tensorboard").glob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        while data:  # TFRecord: length (u64), its crc, the record, its crc
+            (length,) = struct.unpack("<Q", data[:8])
+            event = Event.FromString(data[12 : 12 + length])
+            data = data[16 + length :]
+            if event.HasField("session_log"):
+                out = {n: [p for p in ps if p[0] < event.step] for n, ps in out.items()}
+            for value in event.summary.value:
+                out.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return out
+
+
+def tensorboard_eventually(folder: Path, want: Points, timeout_s: float = 10.0) -> Points:
+    """The event files' points once they equal ``want`` (tensorboardX writes from a thread and
+    flushes within ``TENSORBOARD_FLUSH_S``), or as they are after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while (got := tensorboard_points(folder)) != want and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return got
+
+
+def expected(*history: GenerationStats) -> Points:
     return {
         BEST: [(h.generation, h.best_score) for h in history],
         "search/mean_top_k_val_accuracy": [(h.generation, h.mean_top_k_score) for h in history],
@@ -40,22 +72,30 @@ def expected(generations: range) -> dict[str, list[tuple[int, float]]]:
     }
 
 
-def test_a_search_logs_each_generation_once(tmp_path: Path) -> None:
+def approx(points: Points) -> Points:
+    """TensorBoard keeps float32."""
+    return {n: [(s, pytest.approx(v, rel=1e-6)) for s, v in ps] for n, ps in points.items()}
+
+
+def test_a_search_logs_each_generation_once_as_it_goes(tmp_path: Path) -> None:
     with contextlib.closing(SearchLog(tmp_path)) as log:
         for g in range(3):
             log(stats(g))
-            assert rows(tmp_path)[BEST][-1] == (g, stats(g).best_score)  # written as it goes
+            # on disk before the log closes: a kill now loses nothing of this generation
+            want = expected(*map(stats, range(g + 1)))
+            assert csv_points(tmp_path) == want
+            assert tensorboard_eventually(tmp_path, approx(want)) == approx(want)
         log.finish([stats(g) for g in range(3)])
-    assert rows(tmp_path) == expected(range(3))
-    assert any((tmp_path / "tensorboard").iterdir())
+    assert csv_points(tmp_path) == expected(*map(stats, range(3)))
+    assert tensorboard_points(tmp_path) == approx(expected(*map(stats, range(3))))
 
 
 @pytest.mark.parametrize("rows_written", [3, 4])
-def test_a_resumed_search_keeps_loaded_rows_and_fills_the_one_a_kill_lost(
+def test_a_resumed_search_keeps_loaded_rows_and_restores_the_ones_a_kill_lost(
     tmp_path: Path, rows_written: int
 ) -> None:
-    """The first run saved the state of generations 0..3 but was killed before writing row 3
-    (rows_written=3) or after it (4); the resumed one runs 4 and 5."""
+    """The first run saved the search state of generations 0..3 but was killed before logging
+    generation 3 (rows_written=3) or after it (4); the resumed one runs 4 and 5."""
     with contextlib.closing(SearchLog(tmp_path)) as log:
         for g in range(rows_written):
             log(stats(g))
@@ -63,7 +103,21 @@ def test_a_resumed_search_keeps_loaded_rows_and_fills_the_one_a_kill_lost(
         for g in (4, 5):
             log(stats(g))
         log.finish([stats(g) for g in range(6)])
-    assert rows(tmp_path) == expected(range(6))
+    assert csv_points(tmp_path) == expected(*map(stats, range(6)))  # in order
+    assert tensorboard_points(tmp_path) == approx(expected(*map(stats, range(6))))
+
+
+def test_rows_of_a_search_started_over_are_replaced(tmp_path: Path) -> None:
+    """Search 0 logged generations 0..2; its state was removed and search 1 killed after saving
+    generation 0, before logging it; the resumed search 1 runs generation 1 only."""
+    with contextlib.closing(SearchLog(tmp_path)) as log:
+        for g in range(3):
+            log(stats(g))
+    with contextlib.closing(SearchLog(tmp_path)) as log:
+        log(stats(1, run=1))
+        log.finish([stats(0, run=1), stats(1, run=1)])
+    assert csv_points(tmp_path) == expected(stats(0, run=1), stats(1, run=1))
+    assert tensorboard_points(tmp_path) == approx(expected(stats(0, run=1), stats(1, run=1)))
 
 
 def test_a_finished_search_started_again_writes_what_is_missing(tmp_path: Path) -> None:
@@ -71,7 +125,8 @@ def test_a_finished_search_started_again_writes_what_is_missing(tmp_path: Path) 
         log.finish([stats(g) for g in range(2)])  # no log existed: all of it
     with contextlib.closing(SearchLog(tmp_path)) as log:
         log.finish([stats(g) for g in range(2)])  # nothing new
-    assert rows(tmp_path) == expected(range(2))
+    assert csv_points(tmp_path) == expected(stats(0), stats(1))
+    assert tensorboard_points(tmp_path) == approx(expected(stats(0), stats(1)))
 
 
 def test_other_processes_write_no_files(tmp_path: Path) -> None:

@@ -256,14 +256,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("out", type=Path, help="npz to write, keyed by Flax param paths")
     args = parser.parse_args(argv)
+    out = args.out if args.out.suffix == ".npz" else args.out.with_name(args.out.name + ".npz")
     flat = rename_state_dict(read_state_dict(args.source))
     model = infer_model(flat)
     check_against(flat, model)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, Any] = {p: v.astype(np.float32) for p, v in flat.items()}
-    write_npz(args.out, arrays)
+    write_npz(out, arrays)  # as np.savez names it: ".npz" added where missing
     print(
-        f"wrote {args.out}: ConvNeXt V{model.version} depths={model.depths} dims={model.dims} "
+        f"wrote {out}: ConvNeXt V{model.version} depths={model.depths} dims={model.dims} "
         f"num_classes={model.num_classes}"
     )
 

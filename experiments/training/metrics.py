@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import pathlib
 import statistics
+import time
 from collections.abc import Mapping
 from types import TracebackType
 
@@ -27,6 +28,9 @@ FIRST_STEP_S = "train/first_step_s"
 
 CSV_NAME = "metrics.csv"
 TENSORBOARD_DIR = "tensorboard"
+#: tensorboardX's writer thread writes events as they come and flushes its file at most this
+#: often (its default, 120 s, would let a kill lose the last two minutes' points)
+TENSORBOARD_FLUSH_S = 1
 
 
 class MetricWriter:
@@ -48,7 +52,12 @@ class MetricWriter:
             self.history.setdefault(name, []).append((step, value))
         self._rewrite_csv()
         self._tb = SummaryWriter(
-            str(self._csv_path.parent / TENSORBOARD_DIR), purge_step=start_step + 1
+            str(self._csv_path.parent / TENSORBOARD_DIR),
+            purge_step=start_step + 1,
+            flush_secs=TENSORBOARD_FLUSH_S,
+            # its file name holds the second it was made: a writer started in the same second
+            # (a quick resume) would truncate the earlier one's; the suffix orders the two
+            filename_suffix=f".{time.time_ns()}",
         )
 
     def _kept_rows(self, start_step: int) -> list[tuple[int, str, float]]:

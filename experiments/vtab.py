@@ -23,6 +23,7 @@ import dataclasses
 import json
 import logging
 import pathlib
+from typing import Any
 
 from experiments import pipeline
 from experiments.command_line import run_main
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         config = task_config(args, task)
         print(f"== {task}: {args.adapter} on {config.backbone.name} -> {out}")
         results[task] = pipeline.run(config, out)
-        print(json.dumps(results[task], indent=2))
+        print(summary(results[task], out / pipeline.RESULT_NAME))
     if any(task in TASKS for task in results):
         vtab = saved_vtab_results(workdir) | {t: r for t, r in results.items() if t in TASKS}
         table = markdown_table(table_rows(vtab), method=args.adapter)
@@ -151,6 +152,21 @@ def main(argv: list[str] | None = None) -> int:
             write_text(workdir / "vtab_table.md", table + "\n")
         print(table)
     return 0
+
+
+def summary(result: dict[str, Any], path: pathlib.Path) -> str:
+    """Two lines on a finished task: accuracies, parameters, the searched subnet's val200 score,
+    wall time per stage, and where ``result`` (the whole of it) was written."""
+    r = result
+    line = (
+        f"{r['task']}: {r['method']} on {r['backbone']}: test {100 * r['test_accuracy']:.2f}% "
+        f"(merged model {100 * r['merged_test_accuracy']:.2f}%, {r['num_test']:,} images), "
+        f"{r['trainable_params']:,} trainable parameters + {r['head_params']:,} in the head"
+    )
+    if r.get("search"):
+        line += f"; the searched subnet's val200 {100 * r['search']['val_accuracy']:.2f}%"
+    stages = ", ".join(f"{k} {v:.0f} s" for k, v in r["stage_seconds"].items())
+    return f"{line}\n  {r['wall_seconds']:.0f} s ({stages}) -> {path}"
 
 
 def saved_vtab_results(workdir: pathlib.Path) -> dict[str, dict]:

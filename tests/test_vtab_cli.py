@@ -47,13 +47,19 @@ TINY = [
 
 
 @pytest.mark.slow
-def test_glora_end_to_end_with_retrain_and_resume(tmp_path, caplog):
+def test_glora_end_to_end_with_retrain_and_resume(tmp_path, caplog, capsys):
     workdir = tmp_path / "runs"
     argv = ["--adapter=glora", f"--workdir={workdir}", *TINY, "--set", "search.retrain=True"]
     assert vtab.main(argv) == 0
     out = workdir / "digits"
     result = json.loads((out / "result.json").read_text())
     assert result["test_accuracy"] == result["merged_test_accuracy"]
+    printed = capsys.readouterr().out  # a summary of the task, not the whole result.json
+    percent = f"{100 * result['test_accuracy']:.2f}%"
+    assert f"digits: glora on vit-ti16-random: test {percent} (merged model {percent}" in printed
+    assert f"{result['trainable_params']:,} trainable parameters" in printed
+    assert f"val200 {100 * result['search']['val_accuracy']:.2f}%" in printed
+    assert f"-> {out / 'result.json'}" in printed and '"stage_seconds"' not in printed
     stages = result["stage_seconds"]
     assert list(stages) == ["data", "backbone", "train", "search", "retrain", "test", "save"]
     # The retrain ran the chosen subnet on 1000 images (train800val200), 2 epochs of batch 100.
@@ -645,8 +651,12 @@ def test_vtab_table_keeps_the_tasks_of_earlier_commands(tmp_path, monkeypatch):
 
     def fake_run(config, out):  # writes result.json as pipeline.run does
         method = config.method.name
-        result = {"method": method, "test_accuracy": accuracy[config.data.task],
-                  "trainable_params": 300_000 if method == "lora" else 500_000}  # fmt: skip
+        result = {"task": config.data.task, "method": method, "backbone": config.backbone.name,
+                  "test_accuracy": accuracy[config.data.task],
+                  "merged_test_accuracy": accuracy[config.data.task], "num_test": 1000,
+                  "trainable_params": 300_000 if method == "lora" else 500_000,
+                  "head_params": 7_690, "search": {}, "stage_seconds": {"train": 1.0},
+                  "wall_seconds": 1.0}  # fmt: skip
         out.mkdir(parents=True)
         (out / pipeline.RESULT_NAME).write_text(json.dumps(result))
         return result

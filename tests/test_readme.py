@@ -20,7 +20,7 @@ def readme_python() -> str:
     return block
 
 
-def test_readme_api_example_runs_and_merges_to_the_adapted_model() -> None:
+def test_readme_api_example_runs_as_written() -> None:
     model = vit("Ti", patch=4, num_classes=3, depth=2)
     images = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3))
     params = model.init(jax.random.key(1), images)["params"]

@@ -70,8 +70,9 @@ def train_summary(result: dict[str, Any]) -> str:
 
 def stage_summary(result: dict[str, Any]) -> str:
     """'stages: data 3 s, backbone 1 s, train 229 s, ...' from ``stage_seconds`` (in order)."""
-    stages = result.get("stage_seconds") or {}
-    return "stages: " + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items())
+    from experiments.pipeline import stage_text  # heavy: jax, models
+
+    return "stages: " + stage_text(result.get("stage_seconds") or {})
 
 
 #: The end-to-end row's name: one GLoRA task, the paper's recipe, VTAB-1k's split sizes.

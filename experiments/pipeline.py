@@ -100,6 +100,11 @@ class StageClock:
         self._last = now
 
 
+def stage_text(stage_seconds: dict[str, float]) -> str:
+    """ "data 3 s, backbone 1 s, train 229 s, ...": a result's ``stage_seconds``, in order."""
+    return ", ".join(f"{k} {v:.0f} s" for k, v in stage_seconds.items())
+
+
 @dataclasses.dataclass(frozen=True)
 class Splits:
     train: SplitArrays

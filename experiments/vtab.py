@@ -165,7 +165,7 @@ def summary(result: dict[str, Any], path: pathlib.Path) -> str:
     )
     if r.get("search"):
         line += f"; the searched subnet's val200 {100 * r['search']['val_accuracy']:.2f}%"
-    stages = ", ".join(f"{k} {v:.0f} s" for k, v in r["stage_seconds"].items())
+    stages = pipeline.stage_text(r["stage_seconds"])
     return f"{line}\n  {r['wall_seconds']:.0f} s ({stages}) -> {path}"
 
 

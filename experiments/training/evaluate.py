@@ -58,10 +58,15 @@ def stack_eval_batches(
     return placed
 
 
+@jax.jit
+def _count_mask(mask: jax.Array) -> jax.Array:
+    return jnp.sum(mask, dtype=jnp.int32)
+
+
 def num_scored(batches: EvalBatch) -> int:
     """The unpadded examples of stacked batches (what an accuracy divides by); ValueError if
-    none."""
-    total = int(np.sum(jax.device_get(batches.mask)))
+    none. Summed on the devices: a mask spread over several processes has no host copy."""
+    total = int(_count_mask(batches.mask))
     if total == 0:
         raise ValueError("cannot evaluate on an empty split")
     return total
@@ -91,15 +96,12 @@ def make_params_accuracy_fn(*, forward: Forward) -> ParamsAccuracyFn:
     share it."""
 
     @jax.jit
-    def count(eff: Params, batches: EvalBatch) -> tuple[jax.Array, jax.Array]:
-        correct = count_correct_stacked(forward, eff, batches)
-        return correct, jnp.sum(batches.mask, dtype=jnp.int32)
+    def count(eff: Params, batches: EvalBatch) -> jax.Array:
+        return count_correct_stacked(forward, eff, batches)
 
     def accuracy(eff: Params, batches: EvalBatch) -> float:
-        correct, total = count(eff, batches)
-        if int(total) == 0:
-            raise ValueError("cannot evaluate on an empty split")
-        return int(correct) / int(total)
+        total = num_scored(batches)
+        return int(count(eff, batches)) / total
 
     return accuracy
 

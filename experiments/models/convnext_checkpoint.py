@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.models.convnext import ConvNeXt
+from experiments.models.torch_layout import conv_kernel_from_torch, conv_kernel_to_torch
 from experiments.models.torch_zip import load_torch_file
 from peft_core.adapter import check_tree
 from peft_core.atomic_files import write_npz
@@ -58,7 +59,7 @@ def _same(x: Array) -> Array:
 
 _BIAS = _Leaf("bias", _same, _same)
 _CONV = {
-    "weight": _Leaf("kernel", lambda w: w.transpose(2, 3, 1, 0), lambda k: k.transpose(3, 2, 0, 1)),
+    "weight": _Leaf("kernel", conv_kernel_from_torch, conv_kernel_to_torch),
     "bias": _BIAS,
 }
 _LINEAR = {"weight": _Leaf("kernel", lambda w: w.T, lambda k: k.T), "bias": _BIAS}

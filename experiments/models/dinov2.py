@@ -29,6 +29,7 @@ import numpy as np
 from experiments.assets import asset_path
 from experiments.data.preprocess import NORMALIZATIONS
 from experiments.models.host_init import init_on_host
+from experiments.models.torch_layout import conv_kernel_from_torch
 from experiments.models.vit import VARIANTS, ViT, vit
 from experiments.models.vit_checkpoint import load_npz, load_params, resample_posemb, save_npz
 
@@ -119,9 +120,9 @@ def to_vit_layout(tensors: dict[str, np.ndarray], *, image_size: int) -> dict[st
         axis=1,
     )
     flat = {
-        "embedding/kernel": take(
-            "backbone.embeddings.patch_embeddings.projection.weight"
-        ).transpose(2, 3, 1, 0),
+        "embedding/kernel": conv_kernel_from_torch(
+            take("backbone.embeddings.patch_embeddings.projection.weight")
+        ),
         "embedding/bias": take("backbone.embeddings.patch_embeddings.projection.bias"),
         "cls": take("backbone.embeddings.cls_token"),
         "pos_embedding": resample_posemb(

@@ -47,6 +47,7 @@ import numpy as np
 
 from experiments.assets import asset_path
 from experiments.models.convnext import DropPath
+from experiments.models.torch_layout import conv_kernel_from_torch
 from experiments.models.torch_zip import load_torch_file
 from peft_core.adapter import check_tree
 from peft_core.atomic_files import write_npz
@@ -186,7 +187,7 @@ def _fold(state_dict: dict[str, np.ndarray], conv: str, bn: str) -> dict[str, np
             f"{conv}.weight {weight.shape} does not fit {bn} with {gamma.shape[0]} channels"
         )
     scale = gamma / np.sqrt(var + BATCH_NORM_EPS)
-    kernel = weight.transpose(2, 3, 1, 0) * scale
+    kernel = conv_kernel_from_torch(weight) * scale
     return {"kernel": kernel.astype(np.float32), "bias": (beta - mean * scale).astype(np.float32)}
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from einops import rearrange
 
 from experiments.models.dense import BiasGrad, Initializer, add_bias
 
@@ -37,15 +38,13 @@ class PatchConv(nn.Module):
 
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:
-        batch, height, width, channels = images.shape
+        _, height, width, channels = images.shape
         p = self.patch
         shape = (p, p, channels, self.features)
         kernel = self.param("kernel", self.kernel_init, shape, self.param_dtype)
         bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
         x, kernel, bias = nn.dtypes.promote_dtype(images, kernel, bias, dtype=self.dtype)
-        gh, gw = height // p, width // p
-        x = x[:, : gh * p, : gw * p]
-        patches = x.reshape(batch, gh, p, gw, p, channels).transpose(0, 1, 3, 2, 4, 5)
-        patches = patches.reshape(batch, gh, gw, p * p * channels)
-        y = patches @ kernel.reshape(p * p * channels, self.features)
+        x = x[:, : height // p * p, : width // p * p]
+        patches = rearrange(x, "b (gh p) (gw q) c -> b gh gw (p q c)", p=p, q=p)
+        y = patches @ rearrange(kernel, "p q c d -> (p q c) d")
         return add_bias(y, bias, self.bias_grad)

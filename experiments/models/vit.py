@@ -37,6 +37,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from einops import rearrange
 
 from experiments.models.activations import gelu
 from experiments.models.attention import (
@@ -275,8 +276,8 @@ class ViT(nn.Module):
             cfg.width, patch, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
             bias_grad=cfg.bias_grad, name="embedding",
         )(images)  # fmt: skip
-        batch, gh, gw, width = x.shape
-        x = x.reshape(batch, gh * gw, width)
+        x = rearrange(x, "b gh gw d -> b (gh gw) d")
+        batch, _, width = x.shape
         if cfg.class_token:
             cls = self.param("cls", nn.initializers.zeros, (1, 1, width), cfg.param_dtype)
             cls = jnp.broadcast_to(jnp.asarray(cls, cfg.dtype), (batch, 1, width))

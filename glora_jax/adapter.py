@@ -334,17 +334,18 @@ def _unfused(
     compute: Any,
 ) -> dict[str, jax.Array]:
     """Updated member leaves: W0 + ΔW and b0 + Δb (added in ``compute``, see ``add_delta``) split
-    back along fan_out and reshaped; a None update leaves those leaves out (they stay the params'
-    own arrays)."""
+    back along fan_out and reshaped. A None update (statically none) leaves those leaves the
+    params' own arrays, cast to ``compute`` when given: a subnet's leaves get one dtype whether
+    its cfg is concrete or traced."""
     ends = list(itertools.accumulate(m.fan_out for m in members))[:-1]
+    kernels = [m.kernel_path for m in members]
+    biases = [str(m.bias_path) for m in members if m.bias_path is not None]
     out = {}
-    if dw is not None:
-        for m, dw_m in zip(members, jnp.split(dw, ends, axis=-1), strict=True):
-            out[m.kernel_path] = add_delta(
-                get_leaf(params, m.kernel_path), dw_m.reshape(m.kernel_shape), compute
-            )
-    if db is not None:
-        for m, db_m in zip(members, jnp.split(db, ends, axis=-1), strict=True):
-            bias = get_leaf(params, str(m.bias_path))
-            out[str(m.bias_path)] = add_delta(bias, db_m.reshape(bias.shape), compute)
+    for update, paths in ((dw, kernels), (db, biases)):
+        if update is not None:
+            for path, part in zip(paths, jnp.split(update, ends, axis=-1), strict=True):
+                leaf = get_leaf(params, path)
+                out[path] = add_delta(leaf, part.reshape(leaf.shape), compute)
+        elif compute is not None:
+            out |= {path: get_leaf(params, path).astype(compute) for path in paths}
     return out

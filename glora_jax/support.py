@@ -216,8 +216,8 @@ def _bias_tensor(x: jax.Array, idx: jax.Array, options: tuple[str, ...]) -> jax.
 def _rank_mask(rmax: int, idx: jax.Array, options: tuple[str, ...]) -> jax.Array:
     """(rmax,) bool: arange(rmax) < r, r = 0 for the non-lora options."""
     ranks = jnp.asarray([option_rank(o) for o in options])
-    rank = jnp.take(ranks, idx, mode="fill", fill_value=0)  # negative indices would wrap:
-    rank = jnp.where(idx < 0, 0, rank)
+    known = (idx >= 0) & (idx < len(options))  # an out-of-range index reads as none
+    rank = jnp.where(known, ranks[jnp.clip(idx, 0, len(options) - 1)], 0)
     return jnp.arange(rmax) < rank
 
 

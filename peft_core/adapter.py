@@ -207,6 +207,13 @@ def update_dtype(param_dtype: Any, dtype: Any = None) -> Any:
     return jnp.promote_types(param_dtype, jnp.float32) if dtype is None else jnp.dtype(dtype)
 
 
+def trainable_float(dtype: Any) -> bool:
+    """Whether a param of ``dtype`` can take an update: a float of 16 bits or more (an 8-bit
+    float, like an int, would round a small update away)."""
+    dtype = jnp.dtype(dtype)
+    return bool(jnp.issubdtype(dtype, jnp.floating)) and dtype.itemsize >= 2
+
+
 def check_float_dtype(dtype: Any, *, what: str) -> None:
     """ValueError unless ``dtype`` names a floating dtype (trainable tensors must be float)."""
     try:

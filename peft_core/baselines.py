@@ -19,6 +19,7 @@ from peft_core.adapter import (
     check_tree,
     no_config,
     replace_leaves,
+    trainable_float,
     update_dtype,
 )
 from peft_core.paths import Params, Patterns, flatten, select, unflatten
@@ -31,10 +32,11 @@ def full(*, targets: Patterns = r".*", exclude: Patterns | None = None) -> Adapt
         del rng
         flat = flatten(params)
         chosen = select(flat, targets, exclude=exclude)
-        if fixed := [f"{p} ({flat[p].dtype})" for p in chosen if not _floating(flat[p])]:
+        if fixed := [f"{p} ({_kind(flat[p])})" for p in chosen if not _trainable(flat[p])]:
             raise ValueError(
-                f"full fine-tuning targets {len(fixed)} non-float leaves, which a delta cannot "
-                f"change (it would round away): {fixed[:5]}; leave them out with exclude="
+                f"full fine-tuning targets {len(fixed)} leaves that are not float arrays of 16 "
+                f"bits or more, which a delta cannot change (it would round away): {fixed[:5]}; "
+                "leave them out with exclude="
             )
         return unflatten({p: jnp.zeros_like(flat[p], update_dtype(flat[p].dtype)) for p in chosen})
 
@@ -49,8 +51,13 @@ def full(*, targets: Patterns = r".*", exclude: Patterns | None = None) -> Adapt
     return Adapter(init, apply, apply)
 
 
-def _floating(leaf: jax.Array) -> bool:
-    return bool(jnp.issubdtype(leaf.dtype, jnp.floating))
+def _trainable(leaf: object) -> bool:
+    return hasattr(leaf, "dtype") and trainable_float(leaf.dtype)
+
+
+def _kind(leaf: object) -> str:
+    """A leaf's dtype, or a Python number's type name."""
+    return str(getattr(leaf, "dtype", type(leaf).__name__))
 
 
 def linear_probe() -> Adapter:

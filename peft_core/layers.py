@@ -19,8 +19,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import jax.numpy as jnp
-
+from peft_core.adapter import trainable_float
 from peft_core.paths import (
     Params,
     Patterns,
@@ -141,10 +140,11 @@ def _check_keys(tree: Params, prefix: str = "") -> None:
 
 def _layer(path: str, flat: Mapping[str, Any], n_stack: int, n_out: int | None) -> Layer:
     shape = tuple(flat[path].shape)
-    if not jnp.issubdtype(flat[path].dtype, jnp.floating):
+    if not trainable_float(flat[path].dtype):
         raise ValueError(
-            f"target {path!r} is {flat[path].dtype}: adapters train float kernels (an update "
-            "would be rounded away and its gradient zero); dequantize it or exclude it"
+            f"target {path!r} is {flat[path].dtype}: adapters train float kernels of 16 bits or "
+            "more (an update would be rounded away); cast or dequantize it to bfloat16 or float32, "
+            "or exclude it"
         )
     stack, rest = shape[:n_stack], shape[n_stack:]
     if len(rest) < 2:

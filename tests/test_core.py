@@ -337,9 +337,13 @@ def test_full_and_linear_probe():
     np.testing.assert_allclose(eff["q"]["bias"], np.asarray(PARAMS["q"]["bias"]) + 2.0)
     chex.assert_trees_all_equal(eff["norm"]["scale"], PARAMS["norm"]["scale"])
     with_ids = {**PARAMS, "ids": jnp.arange(4)}  # a delta would round away on ints
-    with pytest.raises(ValueError, match=r"non-float leaves.*\['ids \(int32\)'\]; leave them"):
+    with pytest.raises(ValueError, match=r"not float arrays.*\['ids \(int32\)'\]; leave them"):
         peft_core.full().init(jax.random.key(0), with_ids)
     assert "ids" not in peft_core.full(exclude="ids").init(jax.random.key(0), with_ids)
+    fp8 = jnp.ones(3, jnp.float8_e4m3fn)
+    for leaf, kind in [(3, "int"), (0.5, "float"), (fp8, "float8_e4m3fn")]:
+        with pytest.raises(ValueError, match=rf"\['step \({kind}\)'\]; leave them"):
+            peft_core.full().init(jax.random.key(0), {**PARAMS, "step": leaf})
     probe = peft_core.linear_probe()
     assert probe.init(jax.random.key(0), PARAMS) == {}
     assert probe.apply(PARAMS, {}) is PARAMS
@@ -413,6 +417,13 @@ def _init_lora(**kwargs):
             ),
             ValueError,
             "'fc/kernel' is int8: adapters train float kernels",
+        ),
+        (
+            lambda: peft_core.lora(2, targets="fc/kernel").init(
+                _KEY, {"fc": {"kernel": jnp.ones((4, 5), jnp.float8_e4m3fn)}}
+            ),
+            ValueError,
+            "'fc/kernel' is float8_e4m3fn: adapters train float kernels of 16 bits or more",
         ),
         (lambda: peft_core.lora(2, alpha=0), ValueError, "alpha must be a finite non-zero number"),
         (lambda: peft_core.lora(2, alpha="8"), ValueError, r"number \(or None: rank\), got '8'"),

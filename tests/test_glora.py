@@ -720,6 +720,39 @@ def test_traced_out_of_range_index_reads_as_none(index: int) -> None:
     assert int(count(odd)) == int(count(none)) == 0
 
 
+@pytest.mark.parametrize("index", [2**32, 2**32 + 1, -(2**32)])
+def test_traced_int64_index_past_int32_reads_as_none(index: int) -> None:
+    """With x64 on, an int64 index that an index lookup would wrap modulo 2**32 onto a LoRA
+    option still reads as none, as num_params counts it."""
+    params, kw, _ = _kind("dense")
+    adapter = glora_jax.glora((3, 2), **kw)
+    space = space_of(adapter, params)
+    aparams = _random_aparams(adapter, params)
+    with jax.enable_x64(True):
+        odd = {"fc": np.full(5, index, np.int64)}
+        none = {
+            "fc": np.asarray(space.encode({"fc": dict.fromkeys("ABCDE", "none")})["fc"], np.int64)
+        }
+        apply = jax.jit(adapter.apply)
+        chex.assert_trees_all_equal(apply(params, aparams, odd), apply(params, aparams, none))
+        assert int(jax.jit(space.num_params)(odd)) == 0
+
+
+def test_update_dtype_gives_a_subnet_one_dtype_concrete_or_traced() -> None:
+    """A kernel whose A, B and C are all none is left out of the update when the cfg is known
+    at trace time; with update_dtype it still comes back in that dtype, as under a traced cfg."""
+    params, kw, _ = _kind("dense")
+    adapter = glora_jax.glora((3, 2), update_dtype=jnp.bfloat16, **kw)
+    space = space_of(adapter, params)
+    aparams = _random_aparams(adapter, params)
+    cfg = space.encode({"fc": {**dict.fromkeys("ABCE", "none"), "D": "vector"}})
+    concrete = adapter.apply(params, aparams, cfg)
+    traced = jax.jit(adapter.apply)(params, aparams, cfg)
+    chex.assert_trees_all_equal_dtypes(concrete, traced)
+    chex.assert_trees_all_equal(concrete, traced)
+    assert concrete["fc"]["kernel"].dtype == jnp.bfloat16
+
+
 @pytest.mark.parametrize("case", _bad_inputs(), ids=lambda c: c[0])
 def test_bad_input_raises(case):
     _, fn, match = case

@@ -45,6 +45,7 @@ from experiments.data.base import SplitArrays
 from experiments.data.folder import class_folders
 from experiments.data.load import DEFAULT_SPLIT_SEED, split_seed_of
 from experiments.data.pipeline import TrainBatches
+from experiments.local_files import local_path
 from experiments.methods import Method, bias_grad_for, build_method
 from experiments.search_log import SearchLog
 from experiments.training import TrainResult, train
@@ -246,6 +247,23 @@ def search_settings(config: ExperimentConfig) -> dict[str, Any]:
     )  # fmt: skip
 
 
+def check_runs_here(config: ExperimentConfig, workdir: str | pathlib.Path) -> pathlib.Path:
+    """``workdir`` as a local Path; ValueError, before any work, for a URL as the workdir, data
+    dir or checkpoint (``experiments.local_files``) or cuDNN attention off an NVIDIA GPU."""
+    for what, path in (
+        ("data.data_dir", config.data.data_dir),
+        ("backbone.checkpoint", config.backbone.checkpoint),
+    ):
+        if path is not None:
+            local_path(path, what=what)
+    if config.backbone.attention == "cudnn" and jax.default_backend() != "gpu":
+        raise ValueError(
+            f"backbone.attention='cudnn' needs an NVIDIA GPU, and JAX's backend here is "
+            f"{jax.default_backend()!r}: leave backbone.attention unset (XLA's attention)"
+        )
+    return local_path(workdir, what="workdir")
+
+
 def check_same_experiment(config: ExperimentConfig, workdir: pathlib.Path) -> None:
     """ValueError naming each key outside ``RESUMABLE_KEYS`` in which ``config`` differs from
     the one ``workdir/config.json`` records (none recorded: a new workdir)."""
@@ -269,7 +287,7 @@ def check_same_experiment(config: ExperimentConfig, workdir: pathlib.Path) -> No
 def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]:
     """Run every stage for one task; returns (and writes) the result json."""
     started = time.perf_counter()
-    workdir = pathlib.Path(workdir)
+    workdir = check_runs_here(config, workdir)
     check_same_experiment(config, workdir)
     clock = StageClock()
     splits = load_splits(config)

@@ -25,11 +25,14 @@ import logging
 import pathlib
 from typing import Any
 
+import jax
+
 from experiments import pipeline
 from experiments.command_line import run_main
 from experiments.config import ExperimentConfig, override
 from experiments.configs import PRESETS, preset
 from experiments.data.offline import OFFLINE_TASKS
+from experiments.local_files import local_path
 from experiments.methods import METHODS, check_knobs
 from experiments.training.sharding import initialize_distributed, is_main_process
 from experiments.vtab_table import TASKS, markdown_table
@@ -129,8 +132,9 @@ def task_workdir(workdir: pathlib.Path, task: str) -> pathlib.Path:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     initialize_distributed(args.distributed)
+    logging.getLogger(__name__).info(devices_line())
     tasks = list(TASKS) if args.tasks == "all" else args.tasks.split(",")
-    workdir = pathlib.Path(args.workdir)
+    workdir = local_path(args.workdir, what="--workdir")
     outs = [task_workdir(workdir, task) for task in tasks]
     shared = sorted({str(out) for out in outs if outs.count(out) > 1})
     if shared:
@@ -152,6 +156,22 @@ def main(argv: list[str] | None = None) -> int:
             write_text(workdir / "vtab_table.md", table + "\n")
         print(table)
     return 0
+
+
+def devices_line() -> str:
+    """What this run computes on; on the CPU, how to make a GPU or TPU that JAX could not open
+    (another process may hold it) an error instead of a quiet fallback."""
+    kinds = sorted({d.device_kind for d in jax.devices()})
+    line = (
+        f"devices: {jax.device_count()} x {', '.join(kinds)} ({jax.default_backend()} backend, "
+        f"{jax.process_count()} process{'es' if jax.process_count() > 1 else ''})"
+    )
+    if jax.default_backend() == "cpu":
+        line += (
+            "; JAX falls back to the CPU when it cannot open a GPU or TPU (e.g. one another "
+            "process holds): JAX_PLATFORMS=tpu (or cuda) makes that an error"
+        )
+    return line
 
 
 def summary(result: dict[str, Any], path: pathlib.Path) -> str:

@@ -458,6 +458,15 @@ def test_missing_dataset_uses_tfds_data_dir(tmp_path: Path, monkeypatch: pytest.
         open_vtab_split("dsprites_ori", "test")
 
 
+def test_a_bucket_url_for_the_data_is_refused(monkeypatch: pytest.MonkeyPatch):
+    # pathlib would read gs://bucket/tfds as the local folder gs:/bucket/tfds
+    with pytest.raises(ValueError, match="data_dir 'gs://bucket/tfds' is a URL.*gcsfuse"):
+        open_vtab_split("dsprites_ori", "test", data_dir="gs://bucket/tfds")
+    monkeypatch.setenv("TFDS_DATA_DIR", "gs://bucket/tfds")
+    with pytest.raises(ValueError, match=r"\$TFDS_DATA_DIR 'gs://bucket/tfds' is a URL"):
+        open_vtab_split("dsprites_ori", "test")
+
+
 def test_manual_datasets_say_so(tmp_path: Path):
     for task in ("resisc45", "diabetic_retinopathy"):
         with pytest.raises(DataNotFoundError, match="manual download"):

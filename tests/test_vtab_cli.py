@@ -370,6 +370,37 @@ def test_a_batch_the_devices_cannot_split_is_refused_before_the_workdir_is_taken
     assert not list(tmp_path.rglob("config.json"))
 
 
+@pytest.mark.parametrize(
+    ("flags", "what"),
+    [
+        (["--workdir=gs://bucket/runs"], "--workdir 'gs://bucket/runs'"),
+        (["--data_dir=gs://bucket/tfds"], "data.data_dir 'gs://bucket/tfds'"),
+        (
+            ["--checkpoint=s3://b/ViT-B_16.npz", "--set", "backbone.name=vit-b16"],
+            "backbone.checkpoint 's3://b/ViT-B_16.npz'",
+        ),
+    ],
+)
+def test_a_url_for_a_path_is_refused_before_any_work(tmp_path, monkeypatch, flags, what):
+    # pathlib would make gs://bucket/runs the local folder gs:/bucket/runs without a word
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=re.escape(what) + " is a URL.*mount the bucket"):
+        vtab.main(["--adapter=lora", "--workdir=w", *TINY, *flags])
+    assert not any(tmp_path.rglob("*"))
+
+
+def test_cudnn_attention_off_a_gpu_is_refused_before_the_workdir_is_taken(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    with pytest.raises(ValueError, match="attention='cudnn' needs an NVIDIA GPU.*'cpu'"):
+        vtab.main([f"--workdir={tmp_path}", *TINY, "--set", "backbone.attention=cudnn"])
+    assert not any(tmp_path.rglob("*"))
+    # the run said what it computes on, with the way to refuse a quiet CPU fallback
+    assert any(
+        "devices: 1 x cpu (cpu backend, 1 process)" in r.message and "JAX_PLATFORMS" in r.message
+        for r in caplog.records
+    )
+
+
 def test_search_settings_are_checked_before_training(tmp_path):
     # a search the evolution would refuse fails in seconds, not after the supernet trained
     with pytest.raises(ValueError, match="population must be >= top_k"):

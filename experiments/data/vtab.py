@@ -28,6 +28,7 @@ import numpy as np
 
 from experiments.data.base import DataNotFoundError, Example
 from experiments.data.splits import TRAIN_SIZE, VAL_SIZE, check_vtab1k_split
+from experiments.local_files import local_path
 
 log = logging.getLogger(__name__)
 
@@ -235,10 +236,13 @@ class TfdsSource:
 
 
 def resolve_tfds_data_dir(data_dir: str | os.PathLike[str] | None) -> Path:
-    """data_dir, else $TFDS_DATA_DIR, else tfds' default ~/tensorflow_datasets."""
+    """data_dir, else $TFDS_DATA_DIR, else tfds' default ~/tensorflow_datasets (a local path:
+    ``experiments.local_files``)."""
     if data_dir is not None:
-        return Path(data_dir)
-    return Path(os.environ.get("TFDS_DATA_DIR", Path.home() / "tensorflow_datasets"))
+        return local_path(data_dir, what="data_dir")
+    if "TFDS_DATA_DIR" in os.environ:
+        return local_path(os.environ["TFDS_DATA_DIR"], what="$TFDS_DATA_DIR")
+    return Path.home() / "tensorflow_datasets"
 
 
 def open_vtab_split(

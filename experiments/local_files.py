@@ -1,0 +1,27 @@
+"""Paths the experiments read and write are local filesystem paths.
+
+A bucket mounted with gcsfuse (or NFS, Filestore) is one. A URL such as ``gs://bucket/runs`` is
+refused: ``pathlib`` would turn it into the local folder ``gs:/bucket/runs`` without a word (each
+host of a pod writing its own), and the atomic renames that checkpoints and results rely on
+exist only on a filesystem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def local_path(path: str | os.PathLike[str], *, what: str) -> Path:
+    """``path`` as a Path; ValueError naming ``what`` if it is a URL (scheme://...)."""
+    text = os.fspath(path)
+    if _URL.match(text):
+        raise ValueError(
+            f"{what} {text!r} is a URL, and this code reads and writes local paths only: mount "
+            "the bucket (e.g. gcsfuse, on every host of a pod) and pass the mounted path, or "
+            "copy the files to a local disk"
+        )
+    return Path(text)

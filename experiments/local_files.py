@@ -12,11 +12,14 @@ import os
 import re
 from pathlib import Path
 
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+#: scheme:// and, for a Path made of a URL, scheme:/ (pathlib collapses the "//"); a scheme has
+#: 2 characters or more, so a drive letter (C:/runs) is a path.
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")
 
 
 def local_path(path: str | os.PathLike[str], *, what: str) -> Path:
-    """``path`` as a Path; ValueError naming ``what`` if it is a URL (scheme://...)."""
+    """``path`` as a Path; ValueError naming ``what`` if it is a URL (scheme://..., or a Path
+    that pathlib made of one, scheme:/...)."""
     text = os.fspath(path)
     if _URL.match(text):
         raise ValueError(

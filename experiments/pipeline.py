@@ -258,7 +258,7 @@ def check_runs_here(config: ExperimentConfig, workdir: str | pathlib.Path) -> pa
             local_path(path, what=what)
     if config.backbone.attention == "cudnn" and jax.default_backend() != "gpu":
         raise ValueError(
-            f"backbone.attention='cudnn' needs an NVIDIA GPU, and JAX's backend here is "
+            f"backbone.attention='cudnn' runs on NVIDIA GPUs only, and JAX's backend here is "
             f"{jax.default_backend()!r}: leave backbone.attention unset (XLA's attention)"
         )
     return local_path(workdir, what="workdir")

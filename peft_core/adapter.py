@@ -215,13 +215,16 @@ def trainable_float(dtype: Any) -> bool:
 
 
 def check_float_dtype(dtype: Any, *, what: str) -> None:
-    """ValueError unless ``dtype`` names a floating dtype (trainable tensors must be float)."""
+    """ValueError unless ``dtype`` names a floating dtype of 16 bits or more (trainable tensors
+    and updates: ``trainable_float``)."""
     try:
-        ok = jnp.issubdtype(jnp.dtype(dtype), jnp.floating)
+        ok = trainable_float(dtype)
     except TypeError as e:
         raise ValueError(f"{what} {dtype!r} is not a dtype: {e}") from e
     if not ok:
-        raise ValueError(f"{what} must be a floating dtype, got {jnp.dtype(dtype)}")
+        raise ValueError(
+            f"{what} must be a floating dtype of 16 bits or more, got {jnp.dtype(dtype)}"
+        )
 
 
 def positive_int(value: Any) -> bool:

@@ -139,6 +139,11 @@ def _check_keys(tree: Params, prefix: str = "") -> None:
 
 
 def _layer(path: str, flat: Mapping[str, Any], n_stack: int, n_out: int | None) -> Layer:
+    if not hasattr(flat[path], "shape"):
+        raise ValueError(
+            f"target {path!r} is a Python {type(flat[path]).__name__}, not an array: adapters "
+            "train kernels; did the pattern match a non-array leaf?"
+        )
     shape = tuple(flat[path].shape)
     if not trainable_float(flat[path].dtype):
         raise ValueError(

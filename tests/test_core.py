@@ -444,6 +444,11 @@ def _init_lora(**kwargs):
         ),
         (lambda: peft_core.lora(2, dtype=jnp.int32), ValueError, "LoRA dtype must be a floating"),
         (
+            lambda: peft_core.lora(2, dtype=jnp.float8_e5m2),
+            ValueError,
+            "LoRA dtype must be a floating dtype of 16 bits or more, got float8_e5m2",
+        ),
+        (
             lambda: peft_core.combine(peft_core.lora(2), peft_core.lora),
             TypeError,
             "argument 1 is a function",

@@ -1,7 +1,8 @@
 """PyTorch's convolution kernel layout and Flax's, named by einops patterns.
 
 A torch ``nn.Conv2d`` weight is (out, in, kh, kw) ("OIHW"); a Flax ``nn.Conv`` kernel is
-(kh, kw, in, out) ("HWIO"). Both functions re-lay out numpy or JAX arrays, never copy values.
+(kh, kw, in, out) ("HWIO"). Both functions transpose numpy or JAX arrays (no arithmetic on the
+values).
 """
 
 from __future__ import annotations

@@ -249,9 +249,12 @@ def search_settings(config: ExperimentConfig) -> dict[str, Any]:
 
 def check_runs_here(config: ExperimentConfig, workdir: str | pathlib.Path) -> pathlib.Path:
     """``workdir`` as a local Path; ValueError, before any work, for a URL as the workdir, data
-    dir or checkpoint (``experiments.local_files``) or cuDNN attention off an NVIDIA GPU."""
+    dir, own data's path or checkpoint (``experiments.local_files``) or cuDNN attention off an
+    NVIDIA GPU."""
+    own_data = config.data.task if config.data.source in ("npz", "folder") else None
     for what, path in (
         ("data.data_dir", config.data.data_dir),
+        ("data.task", own_data),  # the npz file or the class folders' root
         ("backbone.checkpoint", config.backbone.checkpoint),
     ):
         if path is not None:

@@ -379,6 +379,7 @@ def test_a_batch_the_devices_cannot_split_is_refused_before_the_workdir_is_taken
             ["--checkpoint=s3://b/ViT-B_16.npz", "--set", "backbone.name=vit-b16"],
             "backbone.checkpoint 's3://b/ViT-B_16.npz'",
         ),
+        (["--source=npz", "--task=gs://bucket/data.npz"], "data.task 'gs://bucket/data.npz'"),
     ],
 )
 def test_a_url_for_a_path_is_refused_before_any_work(tmp_path, monkeypatch, flags, what):

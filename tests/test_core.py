@@ -419,6 +419,11 @@ def _init_lora(**kwargs):
             "'fc/kernel' is int8: adapters train float kernels",
         ),
         (
+            lambda: peft_core.lora(2, targets="fc/kernel").init(_KEY, {"fc": {"kernel": 0.5}}),
+            ValueError,
+            "target 'fc/kernel' is a Python float, not an array",
+        ),
+        (
             lambda: peft_core.lora(2, targets="fc/kernel").init(
                 _KEY, {"fc": {"kernel": jnp.ones((4, 5), jnp.float8_e4m3fn)}}
             ),

@@ -115,12 +115,9 @@ def pareto_front(num_params: np.ndarray, scores: np.ndarray) -> np.ndarray:
             f"need one score per candidate, got {num_params.shape} params, {scores.shape} scores"
         )
     order = np.lexsort((np.arange(scores.size), -scores, num_params))
-    front, best = [], -np.inf
-    for i in order:
-        if scores[i] > best:
-            front.append(i)
-            best = scores[i]
-    return np.array(front, dtype=np.int64)
+    ordered = scores[order]
+    best_before = np.concatenate([[-np.inf], np.maximum.accumulate(ordered)[:-1]])
+    return order[ordered > best_before].astype(np.int64)
 
 
 def plot_search_progress(

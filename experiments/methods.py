@@ -76,14 +76,18 @@ class MethodConfig:
             raise ValueError(f"unknown grads {self.grads!r}; choose from {peft_core.GRADS}")
         glora_jax.presets.ranks(self.space)  # type: ignore[arg-type]  # a known size
 
+    @property
+    def searchable(self) -> bool:
+        """A GLoRA supernet, searched after training: known before any data or weights load."""
+        return self.name == "glora"
+
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    """adapter; searchable: a GLoRA supernet to search; fixed_choice: GLoRA preset subnet."""
+    """adapter; fixed_choice: GLoRA preset subnet."""
 
     config: MethodConfig
     adapter: peft_core.Adapter
-    searchable: bool = False
     fixed_choice: dict[str, str] | None = None
 
     def fixed_cfg(self, params: Params) -> Any:
@@ -118,7 +122,7 @@ def build_method(
     )
     if name == "glora":
         ranks = glora_jax.presets.ranks(config.space)  # type: ignore[arg-type]
-        return Method(config, glora(ranks), searchable=True)
+        return Method(config, glora(ranks))
     if name in ("bitfit", "ssf"):
         choice = glora_jax.presets.bitfit() if name == "bitfit" else glora_jax.presets.ssf()
         return Method(config, glora((1,)), fixed_choice=choice)

@@ -292,6 +292,11 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
     started = time.perf_counter()
     workdir = check_runs_here(config, workdir)
     check_same_experiment(config, workdir)
+    # settings that would fail later fail before any data or weights load
+    if config.method.searchable:
+        check_settings(**search_settings(config))
+    num_configs = config.train.num_configs if config.method.searchable else 1
+    check_batch_split(config.train.batch_size, data_mesh(), num_configs=num_configs)
     clock = StageClock()
     splits = load_splits(config)
     clock.lap("data")
@@ -306,10 +311,6 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
         config.method, targets=backbone.targets, stacked=backbone.stacked,
         head_pattern=config.train.head_pattern, compute_dtype=backbone.compute_dtype,
     )  # fmt: skip
-    if method.searchable:
-        check_settings(**search_settings(config))  # before training, not after it
-    num_configs = config.train.num_configs if method.searchable else 1
-    check_batch_split(config.train.batch_size, data_mesh(), num_configs=num_configs)
     # only a config that got this far is the workdir's: a typo that failed above leaves none
     workdir.mkdir(parents=True, exist_ok=True)
     if is_main_process():
@@ -324,7 +325,7 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
     params, aparams, cfg = trained.params, trained.aparams, fixed
     clock.lap("train", (params, aparams))
     search: dict[str, Any] = {}
-    if method.searchable:
+    if config.method.searchable:
         result = _search(config, backbone, method, params, aparams, splits, workdir)
         clock.lap("search")
         cfg = result.best_cfg

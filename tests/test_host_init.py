@@ -34,12 +34,13 @@ def test_matches_jitted_init(model):
 
 
 def test_cudnn_vit_initialises_without_a_gpu():
-    """cuDNN attention has no CPU kernel; its params are those of the same ViT with XLA's."""
+    """cuDNN attention has no CPU kernel; its params are those of the same ViT with XLA's.
+
+    (A jitted init of it on the CPU raises "cuDNN is not detected" where jaxlib has no CUDA
+    plugin; with one, as jax 0.11.2 on a GPU machine under JAX_PLATFORMS=cpu, it traces and
+    the unused attention is pruned: JAX's behaviour, not asserted here.)"""
     rng = jax.random.key(4)
     cudnn = _tiny_vit(attn_implementation="cudnn")
-    if jax.default_backend() == "cpu":
-        with pytest.raises(RuntimeError, match="cuDNN"):  # what init_on_host avoids
-            jax.jit(cudnn.init)(rng, IMAGES)
     params = init_on_host(cudnn, rng, IMAGES)
     expected = jax.jit(_tiny_vit().init)(rng, IMAGES)["params"]
     chex.assert_trees_all_close(params, expected, atol=1e-7, rtol=0)

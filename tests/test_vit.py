@@ -594,9 +594,10 @@ def test_bicubic_matches_onnx_resize(sizes):
         [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
         [h.make_tensor("sizes", onnx.TensorProto.INT64, [4], [1, 3, n_out, n_out])],
     )
-    session = ort.InferenceSession(
-        h.make_model(graph, opset_imports=[h.make_opsetid("", 14)]).SerializeToString()
-    )
+    # the IR version opset 14 needs, not onnx's newest (onnxruntime 1.30 refuses onnx 1.23's 14)
+    opsets = [h.make_opsetid("", 14)]
+    model = h.make_model(graph, opset_imports=opsets, ir_version=h.find_min_ir_version_for(opsets))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     want = session.run(None, {"x": grid.transpose(2, 0, 1)[None]})[0][0].transpose(1, 2, 0)
     got = resample_grid(grid, (n_out, n_out), method="bicubic")
     np.testing.assert_allclose(got, want, atol=1e-5)

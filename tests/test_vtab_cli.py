@@ -46,6 +46,16 @@ TINY = [
 ]  # fmt: skip
 
 
+@pytest.fixture
+def no_data_loads(monkeypatch):
+    """Config errors must fail before the data loads (let alone the backbone or training)."""
+
+    def load_splits(config):
+        raise AssertionError("the data loaded before the config's error was found")
+
+    monkeypatch.setattr(pipeline, "load_splits", load_splits)
+
+
 @pytest.mark.slow
 def test_glora_end_to_end_with_retrain_and_resume(tmp_path, caplog, capsys):
     workdir = tmp_path / "runs"
@@ -357,8 +367,8 @@ def test_command_logging_keeps_project_lines_and_drops_orbax_chatter():
         (12, 4, "its 3 groups of 4 examples do not split over the 2 devices"),
     ],
 )
-def test_a_batch_the_devices_cannot_split_is_refused_before_the_workdir_is_taken(
-    tmp_path, monkeypatch, batch, num_configs, error
+def test_a_batch_the_devices_cannot_split_is_refused_before_the_data_loads(
+    tmp_path, monkeypatch, no_data_loads, batch, num_configs, error
 ):
     # two devices; a config.json left behind would refuse the corrected run's workdir
     mesh = jax.sharding.AbstractMesh((2,), ("data",))
@@ -403,7 +413,7 @@ def test_cudnn_attention_off_a_gpu_is_refused_before_the_workdir_is_taken(tmp_pa
     )
 
 
-def test_search_settings_are_checked_before_training(tmp_path):
+def test_search_settings_are_checked_before_the_data_loads(tmp_path, no_data_loads):
     # a search the evolution would refuse fails in seconds, not after the supernet trained
     with pytest.raises(ValueError, match="population must be >= top_k"):
         vtab.main(["--set", "search.top_k=100", f"--workdir={tmp_path}"])

@@ -43,7 +43,10 @@ def lowered_flops(lowered: jax.stages.Lowered) -> float:
     if isinstance(cost, list):
         cost = cost[0] if cost else {}
     if not cost or not cost.get("flops"):
-        raise ValueError(f"XLA reported no FLOPs on backend {jax.default_backend()!r}")
+        raise ValueError(
+            f"XLA reported no FLOPs for this lowering (backend {jax.default_backend()!r}); its "
+            "cost model counts on the CPU: run with JAX_PLATFORMS=cpu"
+        )
     return float(cost["flops"])
 
 
@@ -138,6 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
+    # the GPU backend's cost model reports no FLOPs (module docstring): count on the CPU even
+    # on a GPU machine (no backend has started yet: importing this module starts none)
+    jax.config.update("jax_platforms", "cpu")
     counts = count_all(SIZES[args.size], keys=args.keys)
     Path(args.out).write_text(json.dumps({"source": SOURCE, "flops": counts}, indent=2))
     print(f"wrote {len(counts)} counts to {args.out}", flush=True)

@@ -612,6 +612,13 @@ def test_train_row_with_a_non_finite_loss_raises() -> None:
         jax_train.bench_train_step(bench, case, batch=2)
 
 
+#: bench.count_flops counts on the CPU backend (its main selects it; XLA's GPU cost model has none)
+counts_here = pytest.mark.skipif(
+    jax.default_backend() != "cpu", reason="XLA's cost model counts FLOPs on the CPU backend only"
+)
+
+
+@counts_here
 def test_xla_counts_a_scanned_models_blocks_once() -> None:
     # Why count_flops gives the scanned rows their unscanned twin's count: XLA's cost model counts
     # a while loop's body once (if this starts failing, the scanned rows can be counted as is).
@@ -625,6 +632,7 @@ def test_xla_counts_a_scanned_models_blocks_once() -> None:
     assert forward_flops(scan=True) < 0.6 * forward_flops(scan=False)
 
 
+@counts_here
 def test_count_all_on_the_tiny_size() -> None:
     size = SIZES["tiny"]
     (batch,) = size.train_batches

@@ -444,7 +444,8 @@ def test_bitfit_cfg_leaves_kernels_untouched_and_forms_no_weight_gradient():
         p = adapter.apply(params, ap, cfg)["fc"]
         return jnp.sum((x @ p["kernel"] + p["bias"]) ** 2)
 
-    def flops(fn, *args):
+    def flops(fn, *args):  # lowered for the CPU: XLA's GPU cost model counts no FLOPs
+        args = jax.device_put(args, jax.local_devices(backend="cpu")[0])
         cost = jax.jit(fn).lower(*args).cost_analysis()
         return (cost[0] if isinstance(cost, list) else cost)["flops"]
 

@@ -116,7 +116,8 @@ def test_products_refuse_tiles_over_a_blocks_shared_memory(
     # only where Triton compiles it: the interpreter (CPU) has no shared memory to run out of
     a, f, w = jnp.ones((1024, 64), jnp.bfloat16), jnp.ones((64, 8)), jnp.ones((1024, 8))
     too_deep = Tiles(128, 4, 32, 8, 4)
-    assert uses_kernel(lambda *args: one_read.products(*args, too_deep), a, f, w)
+    if jax.default_backend() == "cpu":
+        assert uses_kernel(lambda *args: one_read.products(*args, too_deep), a, f, w)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     with pytest.raises(ValueError, match="need about 239,616 bytes of shared memory at rank 8"):
         one_read.products(a, f, w, too_deep)

@@ -124,7 +124,22 @@ def with_bias_grad(backbone: Backbone, bias_grad: BiasGrad) -> Backbone:
     return dataclasses.replace(backbone, model=model.clone(config=config))
 
 
+def check_weights(config: BackboneConfig) -> None:
+    """FileNotFoundError, before anything loads, for a checkpoint file that is not there or
+    that the backbone needs and was not given."""
+    if config.checkpoint:
+        if not Path(config.checkpoint).is_file():
+            raise FileNotFoundError(f"no {config.name} checkpoint at {config.checkpoint}")
+    elif config.name == "vit-b16":
+        raise FileNotFoundError(
+            "vit-b16 needs the ImageNet-21k checkpoint ViT-B_16.npz (the GLoRA paper's): "
+            "download https://storage.googleapis.com/vit_models/imagenet21k/ViT-B_16.npz on "
+            "a machine with internet and pass --checkpoint=/path/to/ViT-B_16.npz"
+        )
+
+
 def _load(config: BackboneConfig, *, num_classes: int, seed: int) -> Backbone:
+    check_weights(config)
     rng = jax.random.key(seed)
     size = config.image_size
     dtype = DTYPES[config.dtype]
@@ -149,12 +164,6 @@ def _load(config: BackboneConfig, *, num_classes: int, seed: int) -> Backbone:
             **vit_options,
         )  # fmt: skip
         return Backbone(dino, dino_params, _scaler("imagenet"), DENSE_TARGETS, stacked, dtype)
-    if name == "vit-b16" and not config.checkpoint:
-        raise FileNotFoundError(
-            "vit-b16 needs the ImageNet-21k checkpoint ViT-B_16.npz (the GLoRA paper's): "
-            "download https://storage.googleapis.com/vit_models/imagenet21k/ViT-B_16.npz on "
-            "a machine with internet and pass --checkpoint=/path/to/ViT-B_16.npz"
-        )
     variant = {"vit-b16": "B", "vit-ti16-random": "Ti", "vit-s16-random": "S"}.get(name, "B")
     model = vit(variant, patch=16, num_classes=num_classes, **vit_options)
     params: Params = _init(model, rng, size)
@@ -172,10 +181,9 @@ def _scaler(normalization: Any) -> Callable[[jax.Array], jax.Array]:
 
 
 def _cached(config: BackboneConfig, name: str) -> Path:
-    """The backbone's npz: --checkpoint, else the weights cache (exported on first use)."""
+    """The backbone's npz: --checkpoint (``check_weights``), else the weights cache (exported
+    on first use)."""
     if config.checkpoint:
-        if not Path(config.checkpoint).is_file():
-            raise FileNotFoundError(f"no {name} checkpoint at {config.checkpoint}")
         return Path(config.checkpoint)
     path = default_weights_path(name)
     if not path.exists():

@@ -75,6 +75,7 @@ class MethodConfig:
         if self.grads not in peft_core.GRADS:
             raise ValueError(f"unknown grads {self.grads!r}; choose from {peft_core.GRADS}")
         glora_jax.presets.ranks(self.space)  # type: ignore[arg-type]  # a known size
+        build_method(self, targets=())  # the adapter's own checks (ranks, alpha, scale, tucker)
 
     @property
     def searchable(self) -> bool:

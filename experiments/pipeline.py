@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.backbones import Backbone, load_backbone, with_bias_grad
+from experiments.backbones import Backbone, check_weights, load_backbone, with_bias_grad
 from experiments.config import ExperimentConfig, as_dict, config_changes, dotted_settings
 from experiments.data import load_task
 from experiments.data.base import SplitArrays
@@ -55,6 +55,7 @@ from experiments.training.evaluate import (
     stack_eval_batches,
 )
 from experiments.training.metrics import FIRST_STEP_S, latest, steady_rate
+from experiments.training.partition import check_head, split_head
 from experiments.training.sharding import check_batch_split, data_mesh, is_main_process
 from experiments.training.trainer import cfg_digest
 from glora_jax import search_plots
@@ -64,7 +65,7 @@ from glora_jax.evolution import (
     evolutionary_search,
     save_result_json,
 )
-from peft_core import flatten
+from peft_core import adapted_paths, flatten, param_count
 from peft_core.atomic_files import write_npz, write_text
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ class Splits:
     train: SplitArrays
     val: SplitArrays
     test: SplitArrays
+    retrain: SplitArrays | None = None  # train800val200, for a search's retrain
 
 
 def load_split(config: ExperimentConfig, split: str) -> SplitArrays:
@@ -132,7 +134,9 @@ def class_names(config: ExperimentConfig) -> list[str] | None:
 
 
 def load_splits(config: ExperimentConfig) -> Splits:
-    """train800 / val200 / test (the first ``data.test_limit`` test images if set)."""
+    """train800 / val200 / test (the first ``data.test_limit`` test images if set), and
+    train800val200 when a search's retrain will need it (missing, it fails now, not after the
+    training and the search)."""
     test = load_split(config, "test")
     limit = config.data.test_limit
     if limit is not None and len(test) > limit:
@@ -142,7 +146,11 @@ def load_splits(config: ExperimentConfig) -> Splits:
             "the test split holds %d images: its accuracy moves in steps of %.1f points",
             len(test), 100 / len(test),
         )  # fmt: skip
-    return Splits(load_split(config, "train800"), load_split(config, "val200"), test)
+    retrain = config.method.searchable and config.search.retrain
+    return Splits(
+        load_split(config, "train800"), load_split(config, "val200"), test,
+        retrain=load_split(config, "train800val200") if retrain else None,
+    )  # fmt: skip
 
 
 def train_on(
@@ -249,16 +257,19 @@ def search_settings(config: ExperimentConfig) -> dict[str, Any]:
 
 def check_runs_here(config: ExperimentConfig, workdir: str | pathlib.Path) -> pathlib.Path:
     """``workdir`` as a local Path; ValueError, before any work, for a URL as the workdir, data
-    dir, own data's path or checkpoint (``experiments.local_files``) or cuDNN attention off an
-    NVIDIA GPU."""
+    dir, cache dir, own data's path or checkpoint (``experiments.local_files``), or cuDNN
+    attention off an NVIDIA GPU; FileNotFoundError for a checkpoint that is missing or needed
+    (``backbones.check_weights``)."""
     own_data = config.data.task if config.data.source in ("npz", "folder") else None
     for what, path in (
         ("data.data_dir", config.data.data_dir),
+        ("data.cache_dir", config.data.cache_dir),
         ("data.task", own_data),  # the npz file or the class folders' root
         ("backbone.checkpoint", config.backbone.checkpoint),
     ):
         if path is not None:
             local_path(path, what=what)
+    check_weights(config.backbone)
     if config.backbone.attention == "cudnn" and jax.default_backend() != "gpu":
         raise ValueError(
             f"backbone.attention='cudnn' runs on NVIDIA GPUs only, and JAX's backend here is "
@@ -311,6 +322,14 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
         config.method, targets=backbone.targets, stacked=backbone.stacked,
         head_pattern=config.train.head_pattern, compute_dtype=backbone.compute_dtype,
     )  # fmt: skip
+    # what needs the model's params, checked before training: the head, the search's budget
+    check_head(
+        backbone.params, config.train.head_pattern,
+        adapted=adapted_paths(method.adapter, backbone.params),
+    )  # fmt: skip
+    if method.adapter.space is not None and config.method.searchable:
+        # generation 0 drawn as the search will draw it: enough random subnets fit the budget
+        check_settings(**search_settings(config), space=method.adapter.space(backbone.params))
     # only a config that got this far is the workdir's: a typo that failed above leaves none
     workdir.mkdir(parents=True, exist_ok=True)
     if is_main_process():
@@ -334,10 +353,9 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
             "seconds": result.seconds,
             "val_accuracy": result.best_score,
         }
-        if config.search.retrain:
-            both = load_split(config, "train800val200")
+        if splits.retrain is not None:
             retrain_dir = workdir / "retrain" / cfg_digest(cfg)  # a longer search may pick anew
-            retrained = train_on(config, backbone, method, both, retrain_dir, cfg=cfg)
+            retrained = train_on(config, backbone, method, splits.retrain, retrain_dir, cfg=cfg)
             params, aparams = retrained.params, retrained.aparams
             clock.lap("retrain", (params, aparams))
 
@@ -371,7 +389,7 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
         "merged_same_arrays": same,
         "val_accuracy_supernet_mean": trained.eval_accuracy,
         "trainable_params": method.num_adapter_params(params, aparams, cfg),
-        "head_params": int(sum(np.size(x) for x in jax.tree.leaves(params["head"]))),
+        "head_params": param_count(split_head(params, config.train.head_pattern)[1]),
         "train_seconds": trained.wall_time_s,
         "train_first_step_seconds": latest(trained.history, FIRST_STEP_S),
         "train_steps_per_sec": steady_rate(trained.history),

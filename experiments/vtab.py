@@ -143,9 +143,9 @@ def main(argv: list[str] | None = None) -> int:
             "each task once, and give data files or folders different names (or run them with "
             "separate --workdir)"
         )
+    configs = [task_config(args, task) for task in tasks]  # every task's errors before any runs
     results = {}
-    for task, out in zip(tasks, outs, strict=True):
-        config = task_config(args, task)
+    for task, out, config in zip(tasks, outs, configs, strict=True):
         print(f"== {task}: {args.adapter} on {config.backbone.name} -> {out}")
         results[task] = pipeline.run(config, out)
         print(summary(results[task], out / pipeline.RESULT_NAME))

@@ -189,13 +189,12 @@ def evolutionary_search(
             f"evolutionary_search needs a SearchSpace (such as GLoRA's adapter.space(params)); "
             f"a {type(space).__name__} has no {', '.join(lacking)}"
         )
-    genes_shape = space.to_genes(space.sample(jax.random.key(0))).shape
     knobs = {
         "param_budget": param_budget, "seed": seed, "population": population, "top_k": top_k,
         "num_mutations": num_mutations, "mutation_prob": mutation_prob,
         "num_crossovers": num_crossovers, "max_tries": max_tries,
     }  # fmt: skip
-    settings = _settings(knobs, genes_shape=tuple(genes_shape), space=_fingerprint(space))
+    settings = _space_settings(space, knobs)
     batch_size = settings.population if batch_size is None else batch_size
     _validate(settings, generations=generations, batch_size=batch_size)
     path = pathlib.Path(checkpoint_dir) / STATE_FILE if checkpoint_dir is not None else None
@@ -216,7 +215,7 @@ def evolutionary_search(
             f"{checkpoint_dir} must be one folder that every process reads",
         )
     save_to = path if jax.process_index() == 0 else None  # process 0 writes the shared state
-    ops = _FixedWidth(space, width=max(population, num_mutations, num_crossovers))
+    ops = _FixedWidth.of(space, settings)
     started = time.perf_counter() - state.seconds
     with tqdm(
         total=generations, initial=state.generation, disable=not progress, desc="evolution"
@@ -253,12 +252,31 @@ def _fingerprint(space: SearchSpace) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def check_settings(*, generations: int = 20, batch_size: int | None = None, **knobs: Any) -> None:
+def check_settings(
+    *,
+    generations: int = 20,
+    batch_size: int | None = None,
+    space: SearchSpace | None = None,
+    **knobs: Any,
+) -> None:
     """The ValueError ``evolutionary_search`` would raise for these keyword settings
-    (param_budget, seed, population, ...), without a space: to refuse them before costly work."""
+    (param_budget, seed, population, ...), to refuse them before costly work. Without a
+    ``space`` the settings alone are checked; with one, generation 0 is also drawn as the
+    search draws it (the same seed), so a ``param_budget`` that too few random configs fit
+    fails here and not after the supernet trained (about a second for ViT-B)."""
     settings = _settings(knobs, genes_shape=(1, 1), space="")
     batch_size = settings.population if batch_size is None else batch_size
     _validate(settings, generations=generations, batch_size=batch_size)
+    if space is not None:
+        settings = _space_settings(space, knobs)
+        first = _State(rng=np.random.default_rng(settings.seed))
+        _next_generation(_FixedWidth.of(space, settings), first, settings)
+
+
+def _space_settings(space: SearchSpace, knobs: dict[str, Any]) -> _Settings:
+    """``_settings`` for ``space``: its genes' shape and fingerprint."""
+    genes_shape = space.to_genes(space.sample(jax.random.key(0))).shape
+    return _settings(knobs, genes_shape=tuple(genes_shape), space=_fingerprint(space))
 
 
 def _settings(knobs: dict[str, Any], *, genes_shape: tuple[int, ...], space: str) -> _Settings:
@@ -437,6 +455,11 @@ class _FixedWidth:
     def __init__(self, space: SearchSpace, width: int) -> None:
         self.space = space
         self.width = width
+
+    @classmethod
+    def of(cls, space: SearchSpace, settings: _Settings) -> _FixedWidth:
+        """The width of the search's widest proposal batch."""
+        return cls(space, max(settings.population, settings.num_mutations, settings.num_crossovers))
 
     def sample_genes(self, key: jax.Array) -> list[Genes]:
         """``width`` random gene matrices from one key."""

@@ -6,6 +6,7 @@ The adapter protocol, target selection by path patterns, LoRA and the baselines.
 from peft_core.activation_grads import GRADS, register_dense
 from peft_core.adapter import (
     Adapter,
+    adapted_paths,
     add_delta,
     check_tree,
     combine,
@@ -22,6 +23,7 @@ __all__ = [
     "GRADS",
     "Adapter",
     "Layer",
+    "adapted_paths",
     "add_delta",
     "check_tree",
     "combine",

@@ -420,6 +420,12 @@ def combine(*adapters: Adapter) -> Adapter:
     )
 
 
+def adapted_paths(adapter: Adapter, params: Params) -> list[str]:
+    """The param paths ``adapter`` may rewrite on ``params``, found by tracing its ``init`` and
+    ``apply`` with abstract values (nothing is computed)."""
+    return _changed_paths(params, adapter, jax.eval_shape(adapter.init, jax.random.key(0), params))
+
+
 def _changed_paths(params: Params, adapter: Adapter, aparams: AParams) -> list[str]:
     """Param paths the adapter may rewrite: leaves of its output, traced with an abstract
     config (so no option is decided by a draw), that are not its input's."""

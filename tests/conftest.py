@@ -1,11 +1,17 @@
-"""Test-session setting: XLA's CPU backend compiles at LLVM -O0.
+"""Test-session settings, made before any test starts JAX's backend, so every xdist worker and
+every subprocess that inherits the environment gets them.
 
-The tests check numbers, shapes and errors on tiny models, and their time goes mostly to XLA
-compiling; ``--xla_backend_optimization_level=0`` (unless XLA_FLAGS already sets a level) cuts a
-219-test subset from 163 to 107 s on 2 cores. Only the generated code changes: results may differ
-from -O2's in the last bits (other summation orders), which every test's tolerance covers. Set
-here, before any test starts JAX's backend, so every xdist worker and every subprocess that
-inherits the environment gets it.
+- XLA's CPU backend compiles at LLVM -O0. The tests check numbers, shapes and errors on tiny
+  models, and their time goes mostly to XLA compiling; ``--xla_backend_optimization_level=0``
+  (unless XLA_FLAGS already sets a level) cuts a 219-test subset from 163 to 107 s on 2 cores.
+  Only the generated code changes: results may differ from -O2's in the last bits (other
+  summation orders), which every test's tolerance covers.
+- On a GPU (each unless already set): float32 matmuls and convolutions at full precision
+  (``JAX_DEFAULT_MATMUL_PRECISION=highest``; by default an H100 runs them in TF32, which the
+  tests' numpy references would not match; on the CPU the results are the same bits either
+  way), no preallocation of 75% of the card per process (xdist workers and the subprocesses
+  share it), and one card: the tests run one device in process, the multi-device ones in CPU
+  subprocesses (``CUDA_VISIBLE_DEVICES=0``).
 """
 
 import os
@@ -13,3 +19,6 @@ import os
 _LEVEL = "--xla_backend_optimization_level"
 if _LEVEL not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_LEVEL}=0".strip()
+os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "0")

@@ -442,6 +442,9 @@ def test_run_all_tiny_on_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     # XLA_FLAGS, which the suite's processes inherit), and compile a step that another row
     # already compiled only once (JAX's persistent cache: on the tiny model grads="auto" taps no
     # layer, so e.g. lora-r8 and lora-r8-weight are one program; -15% of this test's time).
+    # its processes (the JAX suite's parts, the torch peers) run on the CPU on a GPU machine too
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax-cache"))
     monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
@@ -674,6 +677,7 @@ def test_isolate_runs_each_training_row_in_a_process_of_its_own(
         return real_run(command, **kwargs)
 
     monkeypatch.setattr(jax_suite.subprocess, "run", run_and_record)
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")  # the rows' processes, on a GPU machine too
     out = tmp_path / "iso.json"
     argv = ["--json", str(out), "--size=tiny", "--suites", "conv", "--isolate",
             "--only", "/(full|flora-r8)@", "--window", "1"]  # fmt: skip

@@ -216,11 +216,9 @@ def test_parse_hlo_of_a_cpu_compile_resolves_operand_bytes_and_dot_flops() -> No
     import jax
     import jax.numpy as jnp
 
-    compiled = (
-        jax.jit(lambda x, w: jnp.tanh(x @ w))
-        .lower(jnp.ones((64, 32), jnp.float32), jnp.ones((32, 48), jnp.float32))
-        .compile()
-    )
+    cpu = jax.local_devices(backend="cpu")[0]  # a GPU compile may call cuBLAS: no dot opcode
+    x, w = jax.device_put((jnp.ones((64, 32), jnp.float32), jnp.ones((32, 48), jnp.float32)), cpu)
+    compiled = jax.jit(lambda x, w: jnp.tanh(x @ w)).lower(x, w).compile()
     table = hlo_kernels.parse_hlo(compiled.as_text())
     # the instruction computing x @ w reads both inputs (8192 + 6144 bytes), writes 64*48 f32
     assert any(

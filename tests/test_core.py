@@ -383,6 +383,19 @@ def test_combine_disjoint_and_overlap():
         )
 
 
+def test_adapted_paths_are_the_leaves_each_adapter_rewrites():
+    lora = peft_core.lora(2, targets=(r"dense/kernel", r"conv/kernel"))
+    assert sorted(peft_core.adapted_paths(lora, PARAMS)) == ["conv/kernel", "dense/kernel"]
+    full = peft_core.full(exclude=r"(dense|conv|nobias)/.*")
+    kept = sorted(
+        p for p in peft_core.flatten(PARAMS) if not p.startswith(("dense/", "conv/", "nobias/"))
+    )
+    assert len(kept) > 2 and sorted(peft_core.adapted_paths(full, PARAMS)) == kept
+    assert peft_core.adapted_paths(peft_core.linear_probe(), PARAMS) == []
+    glora = glora_jax.glora((2,), targets=r"dense/kernel")  # the kernel and its bias
+    assert sorted(peft_core.adapted_paths(glora, PARAMS)) == ["dense/bias", "dense/kernel"]
+
+
 def test_param_count():
     ad = peft_core.lora(2, targets=(r"dense/kernel", r"conv/kernel"))
     ap = ad.init(jax.random.key(0), PARAMS)

@@ -17,7 +17,12 @@ from matplotlib.figure import Figure
 import glora_jax
 import peft_core
 from glora_jax import search_plots
-from glora_jax.evolution import SearchResult, evolutionary_search, save_result_json
+from glora_jax.evolution import (
+    SearchResult,
+    check_settings,
+    evolutionary_search,
+    save_result_json,
+)
 from peft_core.atomic_files import replacing
 
 TENSORS = "ABCDE"
@@ -356,6 +361,27 @@ def test_numpy_integer_settings_are_saved_as_ints(tmp_path):
 def test_bad_settings_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         search(**kwargs)
+
+
+def test_check_settings_with_a_space_refuses_a_budget_as_the_searchs_generation_0_would():
+    # run before training, it must fail exactly when (and as) the search would after it
+    def error(fn: Any) -> str | None:
+        try:
+            fn()
+        except ValueError as e:
+            return str(e)
+        return None
+
+    outcomes = []
+    for budget in (0, 150, 300, 450, TARGET_BUDGET):
+        knobs = {"param_budget": budget, "seed": 4, "population": 20, "top_k": 4, "max_tries": 40}
+        searched = error(lambda knobs=knobs: search(generations=1, **knobs))
+        checked = error(lambda knobs=knobs: check_settings(space=SPACE, generations=1, **knobs))
+        assert checked == searched, budget
+        outcomes.append(checked)
+    assert outcomes[0] is not None and "fit param_budget=0" in outcomes[0]
+    assert outcomes[-1] is None
+    assert check_settings(param_budget=0) is None  # without a space, settings alone
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,12 @@ from experiments.models.vit import vit
 IMAGES = np.zeros((1, 32, 32, 3), np.float32)
 
 
+def assert_same_draws(params, expected):
+    """The same numbers; on a backend other than the host's, up to its rounding of the draws."""
+    rtol = 0 if jax.default_backend() == "cpu" else 1e-6
+    chex.assert_trees_all_close(params, expected, atol=1e-7, rtol=rtol)
+
+
 def _tiny_vit(**options):
     return vit("Ti", patch=16, depth=2, num_classes=5, dtype=jnp.bfloat16, **options)
 
@@ -27,7 +33,7 @@ def test_matches_jitted_init(model):
     inputs = IMAGES if not isinstance(model, nn.Dense) else np.ones((2, 3), np.float32)
     expected = jax.jit(model.init)(rng, inputs)["params"]
     params = init_on_host(model, rng, inputs)
-    chex.assert_trees_all_close(params, expected, atol=1e-7, rtol=0)
+    assert_same_draws(params, expected)
     chex.assert_trees_all_equal_shapes_and_dtypes(params, expected)
     for leaf in jax.tree.leaves(params):
         assert leaf.devices() == {jax.devices()[0]}
@@ -43,7 +49,7 @@ def test_cudnn_vit_initialises_without_a_gpu():
     cudnn = _tiny_vit(attn_implementation="cudnn")
     params = init_on_host(cudnn, rng, IMAGES)
     expected = jax.jit(_tiny_vit().init)(rng, IMAGES)["params"]
-    chex.assert_trees_all_close(params, expected, atol=1e-7, rtol=0)
+    assert_same_draws(params, expected)
 
 
 def test_without_a_cpu_backend_inits_where_jax_runs(monkeypatch):

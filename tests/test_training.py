@@ -49,10 +49,10 @@ from experiments.training.metrics import (
     latest,
     steady_rate,
 )
-from experiments.training.partition import init_trainable
+from experiments.training.partition import check_head, init_trainable
 from experiments.training.state import create_state
 from glora_jax import glora
-from peft_core import Adapter, flatten, full, linear_probe, lora, param_count
+from peft_core import Adapter, adapted_paths, flatten, full, linear_probe, lora, param_count
 
 DIM, HIDDEN, CLASSES = 8, 16, 3
 HIDDEN_LAYERS = ("hidden_0", "hidden_1")
@@ -264,6 +264,39 @@ def test_split_head_and_join_round_trip() -> None:
         split_head(params, r"classifier/.*")
     with pytest.raises(ValueError, match="both hold"):
         join_head(params, head)
+
+
+@pytest.mark.parametrize(
+    ("adapter", "head_pattern", "error"),
+    [
+        (lora(2, targets=r"hidden_.*/kernel"), r"head/.*", None),
+        (lora(2, targets=r"hidden_.*/kernel"), r"head/.*|hidden_.*/bias", None),  # bias too
+        (full(exclude=r"head/.*|hidden_0/.*"), r"head/.*|hidden_0/.*", None),
+        (linear_probe(), r".*", None),
+        (lora(2, targets=r"hidden_.*/kernel"), r"head/kernel", r"leaves out .*'head/bias'"),
+        (lora(2, targets=r"hidden_.*/kernel"), r"hidden_0/.*", r"leaves out .*'head/kernel'"),
+        (lora(2, targets=r"hidden_.*/kernel"), r".*", r"targets \(hidden_0/kernel, hidden_1"),
+        (full(exclude=r"head/.*"), r"head/.*|hidden_1/bias", r"targets \(hidden_1/bias\)"),
+    ],
+)
+def test_head_pattern_must_take_the_classifier_and_nothing_adapted(
+    adapter: Adapter, head_pattern: str, error: str | None
+) -> None:
+    params = toy_params()
+    adapted = adapted_paths(adapter, params)
+    if error is None:
+        check_head(params, head_pattern, adapted=adapted)
+    else:
+        with pytest.raises(ValueError, match=error):
+            check_head(params, head_pattern, adapted=adapted)
+
+
+def test_a_warm_up_as_long_as_the_run_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    config = OptimConfig(learning_rate=1e-3, warmup_epochs=10.0)
+    lr_schedule(config, steps_per_epoch=4, total_steps=41)
+    assert not caplog.records
+    lr_schedule(config, steps_per_epoch=4, total_steps=40)
+    assert "lasts the whole run (40 steps)" in caplog.text and "peak 0.001" in caplog.text
 
 
 @pytest.mark.parametrize("name", ["lora", "full", "linear_probe"])

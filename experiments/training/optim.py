@@ -22,12 +22,15 @@ sixth 0.95x, and from then on between 0.95x and 1.024x.
 
 from __future__ import annotations
 
+import logging
 import math
 
 import jax.numpy as jnp
 import optax
 
 from experiments.training.config import OptimConfig
+
+log = logging.getLogger(__name__)
 
 
 def lr_schedule(config: OptimConfig, *, steps_per_epoch: int, total_steps: int) -> optax.Schedule:
@@ -37,6 +40,12 @@ def lr_schedule(config: OptimConfig, *, steps_per_epoch: int, total_steps: int) 
             f"steps_per_epoch ({steps_per_epoch}) and total_steps ({total_steps}) must be >= 1"
         )
     warmup_steps = config.warmup_epochs * steps_per_epoch
+    if warmup_steps >= total_steps:
+        log.warning(
+            "the warm-up (%g epochs, %g steps) lasts the whole run (%d steps): the learning rate "
+            "never reaches its peak %g nor its cosine; lower train.optim.warmup_epochs",
+            config.warmup_epochs, warmup_steps, total_steps, config.learning_rate,
+        )  # fmt: skip
     peak, start, floor = config.learning_rate, config.warmup_start_lr, config.min_lr
 
     def schedule(step: jnp.ndarray | int) -> jnp.ndarray:

@@ -7,12 +7,16 @@ effective params = adapter.apply(join(backbone, head), aparams, cfg)
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import jax
 
 from peft_core import Adapter, flatten, select, unflatten
 from peft_core.paths import Params
+
+#: The models' new classifier: every leaf under it is zero- or randomly-initialised for the task.
+CLASSIFIER = "head/"
 
 Trainable = dict[str, Any]
 
@@ -27,6 +31,26 @@ def split_head(params: Params, head_pattern: str) -> tuple[dict[str, Any], dict[
     backbone = {p: v for p, v in flat.items() if p not in head_paths}
     head = {p: v for p, v in flat.items() if p in head_paths}
     return unflatten(backbone), unflatten(head)
+
+
+def check_head(params: Params, head_pattern: str, *, adapted: Collection[str]) -> None:
+    """ValueError unless ``head_pattern`` takes in the new classifier (every leaf under
+    ``head/``: left out, it would stay at its initialisation) and none of the ``adapted`` paths
+    (``peft_core.adapted_paths``: trained both ways, and counted as head)."""
+    flat = flatten(params)
+    head = set(select(flat, head_pattern))
+    if left := sorted(p for p in flat if p.startswith(CLASSIFIER) and p not in head):
+        raise ValueError(
+            f"head_pattern {head_pattern!r} leaves out the new classifier's {left}: it would "
+            "stay at its initialisation (the default pattern is 'head/.*')"
+        )
+    if both := sorted(head.intersection(adapted)):
+        shown = ", ".join(both[:4]) + (f" and {len(both) - 4} more" if len(both) > 4 else "")
+        raise ValueError(
+            f"head_pattern {head_pattern!r} takes in layers the adapter targets ({shown}): "
+            "they would train fully and be counted as head; match the classifier (and other "
+            "untargeted leaves) only"
+        )
 
 
 def join_head(backbone: Params, head: Params) -> dict[str, Any]:

@@ -38,6 +38,10 @@ BACKBONES = (
     "dinov2-s14", "vit-b16", "vit-ti16-random", "vit-s16-random", "vit-b16-random",
     "efficientnet-lite0",
 )  # fmt: skip
+#: The ViT backbones' patch sizes: an image side must be a multiple.
+PATCH = {
+    name: 14 if name == "dinov2-s14" else 16 for name in BACKBONES if name != "efficientnet-lite0"
+}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
@@ -82,6 +86,23 @@ class BackboneConfig:
             check_normalization(self.normalization)
         if self.dtype not in DTYPES:
             raise ValueError(f"unknown dtype {self.dtype!r}; choose from {sorted(DTYPES)}")
+        size = self.image_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"image_size must be an int >= 1, got {size!r}")
+        if (patch := PATCH.get(self.name)) is not None:
+            if size % patch:
+                raise ValueError(
+                    f"image_size {size} is no multiple of {self.name}'s {patch}-pixel patches "
+                    f"(e.g. {max(patch, size // patch * patch)})"
+                )
+            vit("Ti", patch=patch, **self.vit_options())  # ViTConfig's checks of the options
+
+    def vit_options(self) -> dict[str, Any]:
+        """The ViTConfig options this config sets (the ViT backbones)."""
+        return {
+            "dtype": DTYPES[self.dtype], "drop_path_rate": self.drop_path, "scan": self.scan,
+            "remat": self.remat, "attn_implementation": self.attention,
+        }  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,10 +174,7 @@ def _load(config: BackboneConfig, *, num_classes: int, seed: int) -> Backbone:
         pretrained["head"] = init["head"]
         return Backbone(convnet, pretrained, efficientnet.normalize, CONV_TARGETS, None, dtype)
 
-    vit_options: dict[str, Any] = {
-        "dtype": dtype, "drop_path_rate": config.drop_path, "scan": config.scan,
-        "remat": config.remat, "attn_implementation": config.attention,
-    }  # fmt: skip
+    vit_options = config.vit_options()
     stacked = SCANNED if config.scan else None
     if name == "dinov2-s14":
         dino, dino_params = load_dinov2_s14(
@@ -165,7 +183,7 @@ def _load(config: BackboneConfig, *, num_classes: int, seed: int) -> Backbone:
         )  # fmt: skip
         return Backbone(dino, dino_params, _scaler("imagenet"), DENSE_TARGETS, stacked, dtype)
     variant = {"vit-b16": "B", "vit-ti16-random": "Ti", "vit-s16-random": "S"}.get(name, "B")
-    model = vit(variant, patch=16, num_classes=num_classes, **vit_options)
+    model = vit(variant, patch=PATCH[name], num_classes=num_classes, **vit_options)
     params: Params = _init(model, rng, size)
     if name == "vit-b16":
         params = load_params(str(config.checkpoint), params, drop_head=True)

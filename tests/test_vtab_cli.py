@@ -486,11 +486,28 @@ def test_own_data_takes_quickstart_and_writes_under_the_workdir(tmp_path, monkey
     assert vtab.task_workdir(tmp_path / "runs", ".") == tmp_path / "runs" / "data"
 
 
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"name": "vit-ti16-random", "image_size": 24},
+         r"image_size 24 is no multiple of vit-ti16-random's 16-pixel patches \(e.g. 16\)"),
+        ({"name": "dinov2-s14", "image_size": 32}, r"14-pixel patches \(e.g. 28\)"),
+        ({"name": "vit-ti16-random", "image_size": 0}, "image_size must be an int >= 1, got 0"),
+        ({"name": "vit-b16-random", "drop_path": 1.5}, r"drop_path_rate must be in \[0, 1\)"),
+        ({"name": "vit-b16-random", "attention": "flash"}, "attn_implementation must be None"),
+    ],
+)  # fmt: skip
+def test_backbone_options_are_checked_with_the_config(options, error):
+    with pytest.raises(ValueError, match=error):
+        BackboneConfig(**options)
+    assert BackboneConfig(name="efficientnet-lite0", image_size=24).image_size == 24  # any size
+
+
 def test_a_checkpoint_that_cannot_apply_is_refused(tmp_path):
     with pytest.raises(ValueError, match="starts from random weights"):
         BackboneConfig(name="vit-ti16-random", checkpoint=str(tmp_path / "w.npz"))
     for name in ("efficientnet-lite0", "dinov2-s14"):
-        config = BackboneConfig(name=name, image_size=32, checkpoint=str(tmp_path / "x.npz"))
+        config = BackboneConfig(name=name, image_size=28, checkpoint=str(tmp_path / "x.npz"))
         with pytest.raises(FileNotFoundError, match=f"no {name} checkpoint at .*x.npz"):
             load_backbone(config, num_classes=3)
 
@@ -504,6 +521,7 @@ def test_a_checkpoint_that_cannot_apply_is_refused(tmp_path):
         (["--tasks=digits,nosuch"], "'nosuch' is not a VTAB-1k task"),  # before digits runs
         (["--adapter=lora", "--set", "method.rank=0"], "LoRA rank must be an int >= 1, got 0"),
         (["--adapter=flora", "--set", "method.tucker=cp"], "tucker must be one of"),
+        (["--set", "backbone.image_size=24"], "image_size 24 is no multiple"),
     ],
 )  # fmt: skip
 def test_config_errors_fail_before_the_data_loads(tmp_path, no_data_loads, flags, error):
@@ -555,7 +573,7 @@ def test_missing_vtab_data_and_checkpoint_fail_clearly(tmp_path):
     with pytest.raises(FileNotFoundError, match="ViT-B_16.npz"):
         vtab.main(
             ["--task=digits", "--preset=quickstart", "--set", "backbone.name=vit-b16",
-             f"--workdir={tmp_path}/w2"]
+             "--set", "backbone.image_size=64", f"--workdir={tmp_path}/w2"]
         )  # fmt: skip
 
 

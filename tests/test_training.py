@@ -216,6 +216,12 @@ def test_config_from_mapping_nested_and_unknown_keys() -> None:
         TrainConfig.from_mapping({"optim": {"lr": 1.0}})
     with pytest.raises(ValueError, match="not divisible by num_configs 3"):
         TrainConfig(batch_size=64, num_configs=3)
+    for bad in (float("inf"), float("nan"), -1e-3):
+        for knob in ("learning_rate", "eps", "clip_grad_norm"):
+            with pytest.raises(ValueError, match=f"{knob} must be > 0 and finite, got {bad}"):
+                OptimConfig(**{knob: bad})
+        with pytest.raises(ValueError, match=f"weight_decay must be >= 0 and finite, got {bad}"):
+            OptimConfig(weight_decay=bad)
     with pytest.raises(ValueError, match="clip_grad_norm"):
         OptimConfig(clip_grad_norm=0.0)
     with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*31\), got 2147483648"):

@@ -9,6 +9,7 @@ from a plain mapping (e.g. an ``ml_collections.ConfigDict.to_dict()``) with ``fr
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,8 +45,8 @@ class OptimConfig:
                     f"{name} {getattr(self, name)} exceeds learning_rate {self.learning_rate}: "
                     f"the schedule would climb above its peak (lower {name} with it)"
                 )
-        if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
-            raise ValueError(f"clip_grad_norm must be > 0 or None, got {self.clip_grad_norm}")
+        if self.clip_grad_norm is not None:
+            _check_positive(self, "clip_grad_norm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,12 +121,17 @@ def _check_known(cls: type, values: Mapping[str, Any], what: str) -> None:
 
 
 def _check_positive(obj: object, *names: str) -> None:
+    """ValueError unless each field is finite and > 0 (NaN and inf fail every comparison's
+    purpose: an inf learning rate or NaN eps would only show as a non-finite loss)."""
     for name in names:
-        if getattr(obj, name) <= 0:
-            raise ValueError(f"{name} must be > 0, got {getattr(obj, name)}")
+        value = getattr(obj, name)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be > 0 and finite, got {value}")
 
 
 def _check_non_negative(obj: object, *names: str) -> None:
+    """ValueError unless each field is finite and >= 0."""
     for name in names:
-        if getattr(obj, name) < 0:
-            raise ValueError(f"{name} must be >= 0, got {getattr(obj, name)}")
+        value = getattr(obj, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be >= 0 and finite, got {value}")

@@ -44,7 +44,9 @@ class DataConfig:
 class SearchConfig:
     """The GLoRA paper's evolutionary search (reference defaults); budget excludes the head.
 
-    configs_per_call: subnets scored per vmapped eval call on val200.
+    configs_per_call: subnets scored per vmapped eval call on val200; 10 divides the population
+    (50) and its 25 mutations and 25 crossovers, so no call is padded (8 scored 56 subnets a
+    generation for 50), and is what docs/benchmarks.md's search rows ran.
     retrain: retrain the chosen subnet on train800val200 instead of inheriting supernet weights.
     """
 
@@ -56,7 +58,7 @@ class SearchConfig:
     num_crossovers: int = 25
     generations: int = 20
     max_tries: int = 250
-    configs_per_call: int = 8
+    configs_per_call: int = 10
     retrain: bool = False
 
     def __post_init__(self) -> None:

@@ -96,6 +96,11 @@ class BackboneConfig:
                     f"(e.g. {max(patch, size // patch * patch)})"
                 )
             vit("Ti", patch=patch, **self.vit_options())  # ViTConfig's checks of the options
+        elif ignored := [k for k in ("scan", "remat", "attention") if getattr(self, k)]:
+            raise ValueError(
+                f"{', '.join(f'backbone.{k}' for k in ignored)} would be ignored: "
+                f"{self.name} has no transformer blocks (they apply to the ViT backbones)"
+            )
 
     def vit_options(self) -> dict[str, Any]:
         """The ViTConfig options this config sets (the ViT backbones)."""

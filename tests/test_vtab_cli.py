@@ -495,6 +495,8 @@ def test_own_data_takes_quickstart_and_writes_under_the_workdir(tmp_path, monkey
         ({"name": "vit-ti16-random", "image_size": 0}, "image_size must be an int >= 1, got 0"),
         ({"name": "vit-b16-random", "drop_path": 1.5}, r"drop_path_rate must be in \[0, 1\)"),
         ({"name": "vit-b16-random", "attention": "flash"}, "attn_implementation must be None"),
+        ({"name": "efficientnet-lite0", "scan": True, "attention": "xla"},
+         "backbone.scan, backbone.attention would be ignored: efficientnet-lite0 has no"),
     ],
 )  # fmt: skip
 def test_backbone_options_are_checked_with_the_config(options, error):

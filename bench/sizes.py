@@ -99,6 +99,7 @@ SIZES: dict[str, BenchSize] = {
             "backbone.image_size=32",
             "backbone.scan=true",
             "train.total_steps=2",
+            "train.optim.warmup_epochs=0",  # two steps: no warm-up
             "search.population=4",
             "search.top_k=2",
             "search.num_mutations=2",

@@ -25,7 +25,7 @@ import numpy as np
 from experiments.data.preprocess import check_normalization, normalize
 from experiments.models import efficientnet
 from experiments.models.dense import BiasGrad, check_bias_grad
-from experiments.models.dinov2 import load_dinov2_s14
+from experiments.models.dinov2 import PATCH_SIZE, load_dinov2_s14
 from experiments.models.host_init import init_on_host
 from experiments.models.vit import ViT, vit
 from experiments.models.vit_checkpoint import load_params
@@ -40,7 +40,9 @@ BACKBONES = (
 )  # fmt: skip
 #: The ViT backbones' patch sizes: an image side must be a multiple.
 PATCH = {
-    name: 14 if name == "dinov2-s14" else 16 for name in BACKBONES if name != "efficientnet-lite0"
+    name: PATCH_SIZE if name == "dinov2-s14" else 16
+    for name in BACKBONES
+    if name != "efficientnet-lite0"
 }
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 

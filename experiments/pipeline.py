@@ -14,14 +14,16 @@ result.json: test_accuracy (the adapted model as it was trained and searched, ``
 GLoRA's update in a bf16 model's dtype) and merged_test_accuracy (the plain backbone on the
 arrays of merged.npz, ``adapter.merge``: the update in f32; checked to agree within
 ``merge_tolerance`` images),
-val_accuracy_supernet_mean (val200 accuracy after training; for a GLoRA supernet, the mean over
-a few random subnets), trainable_params (adapter scalars the chosen subnet uses, head excluded)
-and head_params, train_seconds, train_first_step_seconds (the training step's compilation plus
-one step) and train_steps_per_sec (the median rate of the log windows, which leave out each
-run's or resumed run's first step, checkpoints and evaluations; None if none was logged), search
-(candidates_evaluated, seconds, the chosen subnet's val_accuracy), wall_seconds,
-stage_seconds (wall seconds per stage of this process, in order: data, backbone, train, search
-and retrain where they ran, test (adapted and merged), save (merged.npz)), num_test, devices.
+val_accuracy_supernet_mean (val200 accuracy after training; for a GLoRA supernet, the mean over a
+few random subnets), trainable_params (adapter scalars the chosen subnet uses, head excluded) and
+head_params (every leaf train.head_pattern trains), train_seconds, train_first_step_seconds (the
+training step's compilation plus one step) and train_steps_per_sec (the median rate of the log
+windows, which leave out each run's or resumed run's first step, checkpoints and evaluations; None
+if none was logged), search (candidates_evaluated, seconds, the chosen subnet's val_accuracy),
+wall_seconds, stage_seconds (wall seconds per stage of this process, in order: data (the retrain
+split with it), backbone (with the checks on its params: head pattern, the search's generation 0),
+train, search and retrain where they ran, test (adapted and merged), save (merged.npz)), num_test,
+devices.
 """
 
 from __future__ import annotations
@@ -317,7 +319,6 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
         config.method, num_configs=config.train.num_configs, requested=config.backbone.bias_grad
     )
     backbone = with_bias_grad(backbone, bias_grad)
-    clock.lap("backbone", backbone.params)
     method = build_method(
         config.method, targets=backbone.targets, stacked=backbone.stacked,
         head_pattern=config.train.head_pattern, compute_dtype=backbone.compute_dtype,
@@ -330,6 +331,7 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
     if method.adapter.space is not None and config.method.searchable:
         # generation 0 drawn as the search will draw it: enough random subnets fit the budget
         check_settings(**search_settings(config), space=method.adapter.space(backbone.params))
+    clock.lap("backbone", backbone.params)  # the checks' second or so counted with the backbone
     # only a config that got this far is the workdir's: a typo that failed above leaves none
     workdir.mkdir(parents=True, exist_ok=True)
     if is_main_process():

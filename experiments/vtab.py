@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             "separate --workdir)"
         )
     configs = [task_config(args, task) for task in tasks]  # every task's errors before any runs
+    for config, out in zip(configs, outs, strict=True):
+        pipeline.check_runs_here(config, out)
     results = {}
     for task, out, config in zip(tasks, outs, configs, strict=True):
         print(f"== {task}: {args.adapter} on {config.backbone.name} -> {out}")

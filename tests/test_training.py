@@ -224,6 +224,8 @@ def test_config_from_mapping_nested_and_unknown_keys() -> None:
             OptimConfig(weight_decay=bad)
     with pytest.raises(ValueError, match="clip_grad_norm"):
         OptimConfig(clip_grad_norm=0.0)
+    with pytest.raises(ValueError, match=r"head_pattern 'head/\(' is no regex"):
+        TrainConfig(head_pattern="head/(")
     with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*31\), got 2147483648"):
         TrainConfig(seed=2**31)
 
@@ -281,8 +283,8 @@ def test_split_head_and_join_round_trip() -> None:
         (linear_probe(), r".*", None),
         (lora(2, targets=r"hidden_.*/kernel"), r"head/kernel", r"leaves out .*'head/bias'"),
         (lora(2, targets=r"hidden_.*/kernel"), r"hidden_0/.*", r"leaves out .*'head/kernel'"),
-        (lora(2, targets=r"hidden_.*/kernel"), r".*", r"targets \(hidden_0/kernel, hidden_1"),
-        (full(exclude=r"head/.*"), r"head/.*|hidden_1/bias", r"targets \(hidden_1/bias\)"),
+        (lora(2, targets=r"hidden_.*/kernel"), r".*", r"rewrites \(hidden_0/kernel, hidden_1"),
+        (full(exclude=r"head/.*"), r"head/.*|hidden_1/bias", r"rewrites \(hidden_1/bias\)"),
     ],
 )
 def test_head_pattern_must_take_the_classifier_and_nothing_adapted(

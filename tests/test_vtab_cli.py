@@ -521,6 +521,7 @@ def test_a_checkpoint_that_cannot_apply_is_refused(tmp_path):
         (["--checkpoint=/nowhere/ViT-B_16.npz", "--set", "backbone.name=vit-b16"],
          "no vit-b16 checkpoint at /nowhere/ViT-B_16.npz"),
         (["--tasks=digits,nosuch"], "'nosuch' is not a VTAB-1k task"),  # before digits runs
+        (["--source=npz", "--tasks=/data/a.npz,gs://b/c.npz"], "data.task 'gs://b/c.npz'"),
         (["--adapter=lora", "--set", "method.rank=0"], "LoRA rank must be an int >= 1, got 0"),
         (["--adapter=flora", "--set", "method.tucker=cp"], "tucker must be one of"),
         (["--set", "backbone.image_size=24"], "image_size 24 is no multiple"),
@@ -536,7 +537,7 @@ def test_config_errors_fail_before_the_data_loads(tmp_path, no_data_loads, flags
     ("flags", "error"),
     [
         (["--adapter=lora", "--set", "train.head_pattern=.*"],
-         r"takes in layers the adapter targets \(Transformer/"),
+         r"takes in leaves the adapter rewrites \(Transformer/"),
         (["--adapter=lora", "--set", "train.head_pattern=Transformer/encoder_norm/.*"],
          "leaves out the new classifier's"),
         (["--adapter=glora", "--set", "search.param_budget=10"],

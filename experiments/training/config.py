@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -90,6 +91,10 @@ class TrainConfig:
         )
         _check_non_negative(self, "checkpoint_every", "eval_every")
         check_seed(self.seed)
+        try:
+            re.compile(self.head_pattern)
+        except re.error as e:
+            raise ValueError(f"head_pattern {self.head_pattern!r} is no regex: {e}") from e
         if self.total_steps is not None and self.total_steps < 1:
             raise ValueError(f"total_steps must be >= 1 or None, got {self.total_steps}")
         if self.batch_size % self.num_configs:

@@ -12,6 +12,7 @@ from typing import Any
 
 import jax
 
+from experiments.training.config import HEAD_PATTERN
 from peft_core import Adapter, flatten, select, unflatten
 from peft_core.paths import Params
 
@@ -42,14 +43,14 @@ def check_head(params: Params, head_pattern: str, *, adapted: Collection[str]) -
     if left := sorted(p for p in flat if p.startswith(CLASSIFIER) and p not in head):
         raise ValueError(
             f"head_pattern {head_pattern!r} leaves out the new classifier's {left}: it would "
-            "stay at its initialisation (the default pattern is 'head/.*')"
+            f"stay at its initialisation (the default pattern is {HEAD_PATTERN!r})"
         )
     if both := sorted(head.intersection(adapted)):
         shown = ", ".join(both[:4]) + (f" and {len(both) - 4} more" if len(both) > 4 else "")
         raise ValueError(
-            f"head_pattern {head_pattern!r} takes in layers the adapter targets ({shown}): "
+            f"head_pattern {head_pattern!r} takes in leaves the adapter rewrites ({shown}): "
             "they would train fully and be counted as head; match the classifier (and other "
-            "untargeted leaves) only"
+            "leaves no adapter rewrites) only"
         )
 
 

@@ -782,9 +782,12 @@ def test_vtab_table_keeps_the_tasks_of_earlier_commands(tmp_path, monkeypatch):
         return result
 
     monkeypatch.setattr(pipeline, "run", fake_run)
+    checkpoint = tmp_path / "ViT-B_16.npz"  # the paper's backbone: checked before any task runs
+    checkpoint.touch()
+    flags = [f"--workdir={tmp_path}", "--source=noah", f"--checkpoint={checkpoint}"]
     for argv in (["--task=dtd"], ["--task=cifar"], ["--task=eurosat", "--adapter=flora"]):
         adapter = [] if "--adapter=flora" in argv else ["--adapter=lora"]
-        assert vtab.main([*argv, *adapter, f"--workdir={tmp_path}", "--source=noah"]) == 0
+        assert vtab.main([*argv, *adapter, *flags]) == 0
     table = (tmp_path / "vtab_table.md").read_text().splitlines()
     rows = {line.split(" | ")[0].lstrip("| "): line.strip("|").split("|") for line in table
             if "(ours)" in line}  # fmt: skip

@@ -323,7 +323,13 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
         config.method, targets=backbone.targets, stacked=backbone.stacked,
         head_pattern=config.train.head_pattern, compute_dtype=backbone.compute_dtype,
     )  # fmt: skip
-    # what needs the model's params, checked before training: the head, the search's budget
+    # what needs the data or the model's params, checked before the workdir is taken: the
+    # batch, the head, the adapter's ranks (adapted_paths traces its init), the search's budget
+    if config.train.batch_size > len(splits.train):
+        raise ValueError(
+            f"train.batch_size {config.train.batch_size} is more than the task's "
+            f"{len(splits.train)} training examples"
+        )
     check_head(
         backbone.params, config.train.head_pattern,
         adapted=adapted_paths(method.adapter, backbone.params),

@@ -542,12 +542,17 @@ def test_config_errors_fail_before_the_data_loads(tmp_path, no_data_loads, flags
          "leaves out the new classifier's"),
         (["--adapter=glora", "--set", "search.param_budget=10"],
          "only 0 of 6 random configs drawn in 250 tries fit param_budget=10"),
+        (["--adapter=lora", "--set", "method.rank=1000"],
+         r"LoRA rank 1000 exceeds min\(fan_in, fan_out\) = 192"),
+        (["--adapter=lora", "--set", "train.batch_size=900"],
+         "train.batch_size 900 is more than the task's 800 training examples"),
     ],
 )  # fmt: skip
-def test_errors_found_on_the_models_params_fail_before_training(tmp_path, flags, error):
+def test_errors_of_the_data_or_params_fail_before_the_workdir_is_taken(tmp_path, flags, error):
     with pytest.raises(ValueError, match=error):
         vtab.main([f"--workdir={tmp_path}", *TINY, *flags])
-    assert not any(tmp_path.rglob("config.json"))  # the workdir was not taken: nothing trained
+    # no config.json: the corrected run may use the same workdir (nothing trained)
+    assert not any(tmp_path.rglob("config.json"))
 
 
 def test_the_retrain_split_loads_with_the_others(monkeypatch):

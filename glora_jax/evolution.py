@@ -264,11 +264,13 @@ def check_settings(
     ``space`` the settings alone are checked; with one, generation 0 is also drawn as the
     search draws it (the same seed), so a ``param_budget`` that too few random configs fit
     fails here and not after the supernet trained (about a second for ViT-B)."""
-    settings = _settings(knobs, genes_shape=(1, 1), space="")
+    if space is None:
+        settings = _settings(knobs, genes_shape=(1, 1), space="")
+    else:
+        settings = _space_settings(space, knobs)
     batch_size = settings.population if batch_size is None else batch_size
     _validate(settings, generations=generations, batch_size=batch_size)
     if space is not None:
-        settings = _space_settings(space, knobs)
         first = _State(rng=np.random.default_rng(settings.seed))
         _next_generation(_FixedWidth.of(space, settings), first, settings)
 

@@ -34,6 +34,7 @@ from experiments.training import (
     make_optimizer,
     make_params_accuracy_fn,
     make_train_step,
+    split_batch_size,
     split_head,
     stack_eval_batches,
     train,
@@ -582,6 +583,39 @@ def test_accuracy_matches_numpy_with_padding(n: int, batch_size: int) -> None:
     ) @ np.asarray(aparams["hidden_0"]["b"])
     expected = np.mean(np.argmax(numpy_forward(eff, images), 1) == labels)
     assert got == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "num_examples, batch_size, devices",
+    [(200, 512, 1), (200, 256, 1), (200, 200, 1), (200, 100, 1), (300, 256, 1), (37, 8, 1),
+     (1, 64, 1), (200, 256, 8), (300, 256, 8), (200, 100, 8), (37, 7, 2), (5, 1, 4)],
+)  # fmt: skip
+def test_split_batch_size_is_the_smallest_that_keeps_the_fewest_batches(
+    num_examples: int, batch_size: int, devices: int
+) -> None:
+    """Brute force: of the multiples of ``devices`` up to ``batch_size`` rounded up to one, the
+    smallest that needs no more batches than the largest does."""
+    sizes = range(devices, batch_size + devices, devices)
+    cap = [b for b in sizes if b >= batch_size][0]
+    fewest = -(-num_examples // cap)
+    want = min(b for b in sizes if -(-num_examples // b) == fewest)
+    got = split_batch_size(num_examples, batch_size, devices)
+    assert got == want and got % devices == 0 and got <= cap
+
+
+@pytest.mark.parametrize(
+    "num_examples, batch_size, shape",
+    [(200, 512, (1, 200)), (200, 256, (1, 200)), (300, 256, (2, 150)), (37, 8, (5, 8))],
+)
+def test_a_split_is_not_padded_past_its_size(
+    num_examples: int, batch_size: int, shape: tuple[int, int]
+) -> None:
+    images, labels = toy_task(num_examples, seed=2)
+    batches = stack_eval_batches(images, labels, batch_size=batch_size)
+    chex.assert_shape(batches.mask, shape)
+    assert int(np.sum(np.asarray(batches.mask))) == num_examples
+    with pytest.raises(ValueError, match="empty split"):
+        stack_eval_batches(images[:0], labels[:0], batch_size=batch_size)
 
 
 def test_params_accuracy_scores_two_models_with_one_compile(

@@ -14,6 +14,7 @@ from experiments.training.evaluate import (
     make_config_scorer,
     make_multi_config_count_fn,
     make_params_accuracy_fn,
+    split_batch_size,
     stack_eval_batches,
 )
 from experiments.training.loop import BatchSource, NonFiniteLossError
@@ -47,6 +48,7 @@ __all__ = [
     "make_params_accuracy_fn",
     "make_optimizer",
     "make_train_step",
+    "split_batch_size",
     "split_head",
     "stack_eval_batches",
     "train",

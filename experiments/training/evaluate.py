@@ -43,19 +43,32 @@ def stack_eval_batches(
 ) -> EvalBatch:
     """A whole split as padded batches stacked (num_batches, B, ...), on the devices.
 
-    Each batch is split over the mesh's "data" axis: B is ``batch_size`` rounded up to a
-    multiple of its size (padding is masked out of every count), so any batch size serves any
-    number of devices.
+    Each batch is split over the mesh's "data" axis, so B is a multiple of its size (padding is
+    masked out of every count) and any batch size serves any number of devices. B is
+    :func:`split_batch_size`: at most ``batch_size``, evened out over the fewest batches, so
+    200 examples at batch size 256 are one batch of 200, not 256, and 300 are two of 150.
     """
     mesh = data_mesh() if mesh is None else mesh
-    devices = mesh.shape[DATA_AXIS]
-    batch_size = -(-batch_size // devices) * devices
+    batch_size = split_batch_size(len(labels), batch_size, mesh.shape[DATA_AXIS])
     batches = list(padded_batches(np.asarray(images), np.asarray(labels), batch_size=batch_size))
-    if not batches:
-        raise ValueError("cannot evaluate on an empty split")
     stacked = EvalBatch(*(np.stack(parts) for parts in zip(*batches, strict=True)))
     placed: EvalBatch = put_global(stacked, batch_sharded(mesh, batch_axis=1))
     return placed
+
+
+def split_batch_size(num_examples: int, batch_size: int, devices: int) -> int:
+    """The batch size :func:`stack_eval_batches` gives a split: the smallest multiple of
+    ``devices`` that covers ``num_examples`` in as few batches as ``batch_size`` (rounded up to
+    that multiple) would. ValueError for an empty split."""
+    if num_examples <= 0:
+        raise ValueError("cannot evaluate on an empty split")
+    cap = _ceil_div(batch_size, devices) * devices
+    num_batches = _ceil_div(num_examples, cap)
+    return _ceil_div(_ceil_div(num_examples, num_batches), devices) * devices
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 @jax.jit

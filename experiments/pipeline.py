@@ -8,7 +8,8 @@ the plain backbone serves), plots/*.png, result.json.
 A killed run started again with the same workdir resumes training and search where they stopped;
 a workdir is refused to a config that differs from its config.json in anything but
 ``RESUMABLE_KEYS`` (knobs of logging, checkpoints, evaluation batches, data location, the test
-limit, a longer search, retraining).
+limit, the search's length (a longer one goes on, a shorter one is its first generations),
+retraining).
 
 result.json: test_accuracy (the adapted model as it was trained and searched, ``adapter.apply``:
 GLoRA's update in a bf16 model's dtype) and merged_test_accuracy (the plain backbone on the

@@ -176,7 +176,10 @@ def evolutionary_search(
     called with ``B == batch_size`` (default ``population``): the last batch of a generation is
     padded with copies whose scores are dropped, so a jitted ``score_fn`` compiles once.
     With ``checkpoint_dir`` the state is saved after every generation and a later call with the
-    same directory and settings resumes from it (a larger ``generations`` extends the search).
+    same directory and settings resumes from it: a larger ``generations`` extends the search, a
+    smaller one returns the result of its first ``generations`` (each generation draws from
+    the ones before it only, so that is exactly the shorter search) and leaves the state as it
+    is.
     On several processes (``jax.process_count() > 1``: each calls this with the same arguments,
     ``score_fn`` a collective) process 0 writes the state, ``checkpoint_dir`` must be shared,
     and a resume that finds another generation on some process raises instead of mixing two
@@ -201,11 +204,6 @@ def evolutionary_search(
     if path is not None and path.exists():
         state = _load_state(path, settings, space)
         log.info("resuming the search after generation %d from %s", state.generation, path)
-        if state.generation > generations:
-            raise ValueError(
-                f"search state in {path} already has {state.generation} generations, more than "
-                f"generations={generations}"
-            )
     else:
         state = _State(rng=np.random.default_rng(seed))
     if jax.process_count() > 1:
@@ -214,6 +212,10 @@ def evolutionary_search(
             f"processes would resume the search at different generations: checkpoint_dir "
             f"{checkpoint_dir} must be one folder that every process reads",
         )
+    if state.generation > generations:
+        log.info("the saved search is longer: its first %d generations are the result", generations)
+        state = _first_generations(state, generations, settings.top_k)
+        return _result(space, state, settings.param_budget)
     save_to = path if jax.process_index() == 0 else None  # process 0 writes the shared state
     ops = _FixedWidth.of(space, settings)
     started = time.perf_counter() - state.seconds
@@ -494,6 +496,25 @@ def _stats(state: _State) -> GenerationStats:
         mean_top_k_score=float(np.mean(top)),
         candidates_evaluated=len(state.scores),
         seconds=state.seconds,
+    )
+
+
+def _first_generations(state: _State, generations: int, top_k: int) -> _State:
+    """The state after ``generations`` (>= 1) of a longer search's: its candidates (added in
+    generation order) and history cut there, the top-k rebuilt by the same stable sort (the
+    candidates it keeps are the first k of all by score, earlier first on ties)."""
+    n = sum(1 for born in state.born if born < generations)
+    return dataclasses.replace(
+        state,
+        generation=generations,
+        genes=state.genes[:n],
+        scores=state.scores[:n],
+        num_params=state.num_params[:n],
+        born=state.born[:n],
+        top_k=sorted(range(n), key=lambda i: -state.scores[i])[:top_k],
+        history=state.history[:generations],
+        seconds=state.history[generations - 1].seconds,
+        index={genes.tobytes(): i for i, genes in enumerate(state.genes[:n])},
     )
 
 

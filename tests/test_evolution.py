@@ -315,8 +315,29 @@ def test_resume_with_other_settings_raises(tmp_path):
         search(generations=3, seed=5, top_k=5, checkpoint_dir=tmp_path)
     with pytest.raises(ValueError, match="param_budget"):
         search(generations=3, seed=5, param_budget=TARGET_BUDGET + 1, checkpoint_dir=tmp_path)
-    with pytest.raises(ValueError, match="already has 2 generations"):
-        search(generations=1, seed=5, checkpoint_dir=tmp_path)
+
+
+def coarse_target(cfgs) -> np.ndarray:
+    """matches_target in steps of 8: many ties, so the top-k's tie order matters."""
+    return np.floor(matches_target(cfgs) / 8)
+
+
+@pytest.mark.parametrize("score_fn", [matches_target, separable_value, coarse_target])
+def test_resume_with_fewer_generations_is_the_shorter_search(tmp_path, score_fn):
+    """A saved 4-generation search asked for 1 or 3 returns exactly that shorter search without
+    scoring anything or touching the state, which a later call still extends."""
+    search(score_fn, generations=4, seed=5, checkpoint_dir=tmp_path)
+    saved = (tmp_path / "evolution_state.npz").read_bytes()
+
+    def unused(cfgs):
+        raise AssertionError("a shorter search scored a candidate")
+
+    for generations in (1, 3):
+        shorter = search(unused, generations=generations, seed=5, checkpoint_dir=tmp_path)
+        assert_same_search(shorter, search(score_fn, generations=generations, seed=5))
+    assert (tmp_path / "evolution_state.npz").read_bytes() == saved
+    extended = search(score_fn, generations=5, seed=5, checkpoint_dir=tmp_path)
+    assert_same_search(extended, search(score_fn, generations=5, seed=5))
 
 
 def test_resume_with_another_space_raises(tmp_path):

@@ -112,6 +112,14 @@ def test_glora_end_to_end_with_retrain_and_resume(tmp_path, caplog, capsys):
     assert longer["search"]["candidates_evaluated"] == result["search"]["candidates_evaluated"] + 6
     folders = set((out / "retrain").iterdir())  # the first subnet's, and the new one's if new
     assert retrain_dir in folders and len(folders) <= 2
+    # a shorter one is the saved search's first generations: its subnet, its log
+    assert vtab.main([*argv, "--set", "search.generations=1"]) == 0
+    shorter = json.loads((out / "result.json").read_text())
+    assert shorter["search"]["candidates_evaluated"] == 6
+    best = [line for line in (out / "search" / "metrics.csv").read_text().splitlines()
+            if ",search/best_val_accuracy," in line]  # fmt: skip
+    assert [int(line.split(",")[0]) for line in best] == [0]
+    assert float(best[0].split(",")[2]) == shorter["search"]["val_accuracy"]
 
 
 @pytest.mark.slow

@@ -38,11 +38,14 @@ BACKBONES = (
     "dinov2-s14", "vit-b16", "vit-ti16-random", "vit-s16-random", "vit-b16-random",
     "efficientnet-lite0",
 )  # fmt: skip
+#: The backbones whose adapted layers are convolutions (flora_jax.CONV_TARGETS); the others, the
+#: ViTs, adapt dense kernels only (peft_core.targets.DENSE_TARGETS: no patch embedding).
+CONV_BACKBONES = ("efficientnet-lite0",)
 #: The ViT backbones' patch sizes: an image side must be a multiple.
 PATCH = {
     name: PATCH_SIZE if name == "dinov2-s14" else 16
     for name in BACKBONES
-    if name != "efficientnet-lite0"
+    if name not in CONV_BACKBONES
 }
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -166,6 +169,11 @@ def check_weights(config: BackboneConfig) -> None:
         )
 
 
+def adapted_targets(name: str) -> Patterns:
+    """The adapter target patterns of backbone ``name``: its convolutions or dense kernels."""
+    return CONV_TARGETS if name in CONV_BACKBONES else DENSE_TARGETS
+
+
 def _load(config: BackboneConfig, *, num_classes: int, seed: int) -> Backbone:
     check_weights(config)
     rng = jax.random.key(seed)
@@ -179,7 +187,9 @@ def _load(config: BackboneConfig, *, num_classes: int, seed: int) -> Backbone:
         init = _init(convnet, rng, size)
         pretrained = efficientnet.load_efficientnet_lite0_params(_cached(config, name))
         pretrained["head"] = init["head"]
-        return Backbone(convnet, pretrained, efficientnet.normalize, CONV_TARGETS, None, dtype)
+        return Backbone(
+            convnet, pretrained, efficientnet.normalize, adapted_targets(name), None, dtype
+        )
 
     vit_options = config.vit_options()
     stacked = SCANNED if config.scan else None
@@ -188,13 +198,15 @@ def _load(config: BackboneConfig, *, num_classes: int, seed: int) -> Backbone:
             image_size=size, num_classes=num_classes, npz_path=_cached(config, name), rng=rng,
             **vit_options,
         )  # fmt: skip
-        return Backbone(dino, dino_params, _scaler("imagenet"), DENSE_TARGETS, stacked, dtype)
+        return Backbone(
+            dino, dino_params, _scaler("imagenet"), adapted_targets(name), stacked, dtype
+        )
     variant = {"vit-b16": "B", "vit-ti16-random": "Ti", "vit-s16-random": "S"}.get(name, "B")
     model = vit(variant, patch=PATCH[name], num_classes=num_classes, **vit_options)
     params: Params = _init(model, rng, size)
     if name == "vit-b16":
         params = load_params(str(config.checkpoint), params, drop_head=True)
-    return Backbone(model, params, _scaler("minus1_1"), DENSE_TARGETS, stacked, dtype)
+    return Backbone(model, params, _scaler("minus1_1"), adapted_targets(name), stacked, dtype)
 
 
 def _init(model: nn.Module, rng: jax.Array, size: int) -> Params:

@@ -14,8 +14,8 @@ import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, Union
 
-from experiments.backbones import BackboneConfig
-from experiments.methods import MethodConfig
+from experiments.backbones import CONV_BACKBONES, BackboneConfig
+from experiments.methods import METHOD_KNOBS, MethodConfig
 from experiments.training.checkpoint import setting_changes
 from experiments.training.config import TrainConfig
 
@@ -81,6 +81,32 @@ class ExperimentConfig:
                 f"eval_batch_size (test and search; train.eval_batch_size is training's) must be "
                 f">= 1, got {self.eval_batch_size}"
             )
+        _check_method_fits_backbone(self.method, self.backbone.name)
+
+
+def _check_method_fits_backbone(method: MethodConfig, backbone: str) -> None:
+    """ValueError for a method knob, set off its default, that no layer ``backbone`` adapts
+    uses: kernel_rank (a conv kernel's spatial modes) on a ViT, whose adapted layers are dense
+    kernels; tucker="nd" (a DenseGeneral kernel's axes as modes) or activation-space grads
+    (dense kernels only) on efficientnet-lite0, whose adapted layers are convolutions."""
+    if backbone in CONV_BACKBONES:
+        unused = {
+            "tucker": method.tucker == "nd",
+            "grads": method.grads in ("activation", "pallas"),
+        }
+        kind = "convolutions, which keep every axis as a mode and train in weight space"
+    else:
+        unused = {"kernel_rank": method.kernel_rank != _METHOD_DEFAULTS.kernel_rank}
+        kind = "dense kernels (the patch embedding is not adapted), which have no spatial modes"
+    ignored = [k for k, off in unused.items() if off and k in METHOD_KNOBS[method.name]]
+    if ignored:
+        raise ValueError(
+            f"{', '.join(f'method.{k}={getattr(method, k)!r}' for k in ignored)} would be "
+            f"ignored: the layers {method.name} adapts in {backbone} are {kind}"
+        )
+
+
+_METHOD_DEFAULTS = MethodConfig()
 
 
 class _Changes(dict[str, Any]):

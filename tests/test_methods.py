@@ -10,11 +10,24 @@ import numpy as np
 import pytest
 
 import peft_core
-from experiments.backbones import Backbone, BackboneConfig, load_backbone, with_bias_grad
+from experiments.backbones import (
+    BACKBONES,
+    CONV_BACKBONES,
+    Backbone,
+    BackboneConfig,
+    adapted_targets,
+    load_backbone,
+    with_bias_grad,
+)
 from experiments.methods import MethodConfig, bias_grad_for, build_method
+from experiments.models.dinov2 import dinov2_s14
+from experiments.models.efficientnet import EfficientNetLite
 from experiments.models.vit import vit
 from experiments.vtab_table import METHOD_NOTES
-from peft_core.targets import DENSE_TARGETS
+from flora_jax.modes import num_spatial_axes
+from peft_core.activation_grads import tappable
+from peft_core.layers import find_layers
+from peft_core.targets import DENSE_TARGETS, SCANNED
 
 
 @pytest.mark.parametrize("name", ["glora", "ssf"])
@@ -134,3 +147,41 @@ def test_bitfit_ssf_and_lora_counts_on_vit_b16_are_the_ones_the_table_notes_stat
     # per block, rank 8 x (fan_in + fan_out): q, k, v and out 768 x 768, fc1 and fc2 768 x 3072
     assert count == 12 * 8 * (4 * (768 + 768) + 2 * (768 + 3072)) == 1_327_104
     assert f"{count:,}" in METHOD_NOTES["lora"]
+
+
+BACKBONE_MODELS = {  # each backbone's model, weights unneeded (shapes only, 112 px)
+    "dinov2-s14": lambda scan: dinov2_s14(num_classes=3, scan=scan),
+    "vit-b16": lambda scan: vit("B", patch=16, num_classes=3, scan=scan),
+    "vit-b16-random": lambda scan: vit("B", patch=16, num_classes=3, scan=scan),
+    "vit-s16-random": lambda scan: vit("S", patch=16, num_classes=3, scan=scan),
+    "vit-ti16-random": lambda scan: vit("Ti", patch=16, num_classes=3, scan=scan),
+    "efficientnet-lite0": lambda scan: EfficientNetLite(num_classes=3),
+}
+
+
+@pytest.mark.parametrize("scan", [False, True])
+@pytest.mark.parametrize("name", BACKBONES)
+def test_conv_backbones_are_the_ones_whose_adapted_layers_have_spatial_modes(name, scan):
+    """The table config.py's knob check reads: kernel_rank acts on a layer only where
+    CONV_BACKBONES says, tucker and activation-space grads only off it."""
+    assert set(BACKBONE_MODELS) == set(BACKBONES)
+    if scan and name in CONV_BACKBONES:
+        pytest.skip("a convnet has no scanned blocks")
+    model = BACKBONE_MODELS[name](scan)
+    images = np.zeros((1, 112, 112, 3), np.float32)  # 16- and 14-pixel patches
+    params = jax.eval_shape(lambda: model.init(jax.random.key(0), images)["params"])
+    stacked = SCANNED if scan else None
+    layers = find_layers(params, adapted_targets(name), stacked=stacked)
+    assert layers
+    conv = name in CONV_BACKBONES
+    assert {num_spatial_axes(layer) > 0 for layer in layers} == {conv}
+    assert {tappable(layer) for layer in layers} == {not conv}
+
+    def count(**knobs):
+        flora = build_method(MethodConfig("flora", **knobs), targets=adapted_targets(name),
+                             stacked=stacked).adapter  # fmt: skip
+        shapes = jax.eval_shape(flora.init, jax.random.key(0), params)
+        return sum(x.size for x in jax.tree.leaves(shapes))
+
+    assert (count(kernel_rank=1) != count(kernel_rank=3)) == conv
+    assert (count(tucker="nd") != count(tucker="matrix")) == (not conv)

@@ -190,6 +190,9 @@ def test_presets_and_overrides():
     assert vtab.task_config(args, "cifar").data == quickstart("cifar").data
 
 
+EFFICIENTNET = ["--set", "backbone.name=efficientnet-lite0", "--set", "backbone.scan=False"]
+
+
 @pytest.mark.parametrize(
     ("argv", "error"),
     [
@@ -201,6 +204,15 @@ def test_presets_and_overrides():
         (["--adapter=lora", "--set", "method.space=huge"], "unknown GLoRA space size 'huge'"),
         (["--adapter=lora", "--set", "method.rank=4", "--set", "method.grads=weight"], None),
         (["--adapter=flora", "--set", "method.name=flora", "--set", "method.tucker=nd"], None),
+        (["--adapter=flora", "--set", "method.kernel_rank=3"],  # a ViT adapts no convolution
+         "method.kernel_rank=3 would be ignored: the layers flora adapts in dinov2-s14 are dense"),
+        (["--adapter=flora", "--set", "method.kernel_rank=3", *EFFICIENTNET], None),
+        (["--adapter=flora", "--set", "method.tucker=nd", *EFFICIENTNET],
+         "method.tucker='nd' would be ignored: the layers flora adapts in efficientnet-lite0 are "
+         "convolutions"),
+        (["--adapter=lora", "--set", "method.grads=activation", *EFFICIENTNET],
+         "method.grads='activation' would be ignored"),
+        (["--adapter=lora", "--set", "method.grads=weight", *EFFICIENTNET], None),
         (["--adapter=lora", "--set", "method.name=flora"],
          "--set method.name=flora disagrees with --adapter=lora"),
         (["--set", "data.task=mnist5k"], "--set data.task=mnist5k disagrees with --task=digits"),

@@ -52,6 +52,7 @@ from experiments.local_files import local_path
 from experiments.methods import Method, bias_grad_for, build_method
 from experiments.search_log import SearchLog
 from experiments.training import TrainResult, train
+from experiments.training.checkpoint import saved_steps
 from experiments.training.evaluate import (
     make_config_scorer,
     make_params_accuracy_fn,
@@ -63,6 +64,7 @@ from experiments.training.sharding import check_batch_split, data_mesh, is_main_
 from experiments.training.trainer import cfg_digest
 from glora_jax import search_plots
 from glora_jax.evolution import (
+    STATE_FILE,
     SearchResult,
     check_settings,
     evolutionary_search,
@@ -283,7 +285,9 @@ def check_runs_here(config: ExperimentConfig, workdir: str | pathlib.Path) -> pa
 
 def check_same_experiment(config: ExperimentConfig, workdir: pathlib.Path) -> None:
     """ValueError naming each key outside ``RESUMABLE_KEYS`` in which ``config`` differs from
-    the one ``workdir/config.json`` records (none recorded: a new workdir)."""
+    the one ``workdir/config.json`` records (none recorded: a new workdir). A config.json that
+    no checkpoint or search state was saved under (a run that failed or was killed before its
+    first checkpoint) gives way to ``config`` with a warning: nothing of it would be resumed."""
     path = workdir / "config.json"
     if not path.exists():
         return
@@ -294,11 +298,23 @@ def check_same_experiment(config: ExperimentConfig, workdir: pathlib.Path) -> No
     seed = split_seed_of(config.data.source, config.data.split_seed)
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, split_seed=seed))
     changed = config_changes(saved, config, ignore=RESUMABLE_KEYS)
-    if changed:
+    if changed and not _holds_saved_state(workdir):
+        log.warning(
+            "%s was written by a run that saved no checkpoint or search state: this run starts "
+            "over with its own config (%s)", path, "; ".join(changed),
+        )  # fmt: skip
+    elif changed:
         raise ValueError(
             f"{workdir} holds a run of another config ({'; '.join(changed)}); resuming would mix "
             f"the two: use another --workdir, or the config in {path}"
         )
+
+
+def _holds_saved_state(workdir: pathlib.Path) -> bool:
+    """Whether ``workdir`` holds what a resumed run would build on: a finished training
+    checkpoint (train/, retrain/<digest>/) or a search state."""
+    folders = [workdir / "train", *(workdir / "retrain").glob("*")]
+    return (workdir / "search" / STATE_FILE).exists() or any(saved_steps(f) for f in folders)
 
 
 def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import os
+import pathlib
 import re
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
@@ -465,10 +467,18 @@ def test_tasks_sharing_a_results_folder_are_refused(tmp_path):
         vtab.main(["--tasks=digits,digits", f"--workdir={tmp_path / 'w'}"])
 
 
+def save_a_checkpoint(folder: pathlib.Path, step: int) -> None:
+    manager = ocp.CheckpointManager(folder, options=ocp.CheckpointManagerOptions(create=True))
+    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave({"w": np.ones(2)})))
+    manager.wait_until_finished()
+    manager.close()
+
+
 def test_a_workdir_refuses_another_config(tmp_path):
     config = override(quickstart("digits"), ["train.epochs=2"])
     pipeline.check_same_experiment(config, tmp_path)  # a new workdir takes any config
     (tmp_path / "config.json").write_text(json.dumps(as_dict(config), default=str))
+    save_a_checkpoint(tmp_path / "train", 4)  # what a resume would build on
     assert config.data.split_seed is None  # the default seed, 0
     resumable = ["train.log_every=1", "eval_batch_size=64", "search.generations=40"]
     pipeline.check_same_experiment(override(config, [*resumable, "data.split_seed=0"]), tmp_path)
@@ -490,6 +500,28 @@ def test_a_workdir_refuses_another_config(tmp_path):
     seeded = override(config, ["data.split_seed=0"])
     (tmp_path / "config.json").write_text(json.dumps(as_dict(seeded), default=str))
     pipeline.check_same_experiment(config, tmp_path)
+
+
+@pytest.mark.parametrize("state", ["train", "retrain", "search"])
+def test_a_config_json_without_saved_state_gives_way_with_a_warning(tmp_path, caplog, state):
+    """A run that failed before its first checkpoint (say, out of memory at the first step) left
+    config.json alone: a run with another batch size may start over there."""
+    config = override(quickstart("digits"), ["train.batch_size=128"])
+    (tmp_path / "config.json").write_text(json.dumps(as_dict(config), default=str))
+    (tmp_path / "train" / "7.orbax-checkpoint-tmp-1").mkdir(parents=True)  # a save cut short
+    (tmp_path / "train" / "metrics.csv").write_text("step,name,value\n")
+    smaller = override(config, ["train.batch_size=64"])
+    with caplog.at_level(logging.WARNING, logger="experiments.pipeline"):
+        pipeline.check_same_experiment(smaller, tmp_path)
+    assert "saved no checkpoint or search state" in caplog.text
+    assert "train.batch_size: 128 -> 64" in caplog.text
+    if state == "search":
+        (tmp_path / "search").mkdir()
+        (tmp_path / "search" / "evolution_state.npz").write_bytes(b"")
+    else:
+        save_a_checkpoint(tmp_path / ("train" if state == "train" else "retrain/ab12"), 3)
+    with pytest.raises(ValueError, match=re.escape("train.batch_size: 128 -> 64")):
+        pipeline.check_same_experiment(smaller, tmp_path)
 
 
 def test_own_data_takes_quickstart_and_writes_under_the_workdir(tmp_path, monkeypatch):

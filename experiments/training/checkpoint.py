@@ -103,6 +103,13 @@ def _storable(state: TrainState) -> TrainState:
     return state._replace(rng=jax.random.key_data(state.rng))
 
 
+def saved_steps(directory: str | pathlib.Path) -> list[int]:
+    """The steps of the finished checkpoints in ``directory``, ascending ([] for none, or no
+    folder); an interrupted save's temporary folder is none."""
+    path = pathlib.Path(directory)
+    return sorted(ocp.utils.checkpoint_steps(path)) if path.is_dir() else []
+
+
 class Checkpointer:
     """Save every ``every`` steps (and when forced), keep the last ``keep``, restore with checks.
 

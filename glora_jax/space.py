@@ -119,14 +119,15 @@ class GLoRASpace:
         """A random cfg: every slice and tensor uniform over its legal options (the reference).
 
         Leaves are int32 (*batch_shape, *stack_shape, 5) (an int n: (n, ...)). One jitted
-        function per batch shape (eagerly, its ops would compile one by one); works under jit.
+        draw (eagerly, its ops would compile one by one) that takes the option tables as
+        arguments: compiled once per batch shape and layer layout, for every space of those
+        (the trainer's, the search's and its checks' spaces of one model); works under jit.
         """
         if isinstance(batch_shape, int | np.integer):
             batch_shape = (int(batch_shape),)
         shape = tuple(int(n) for n in batch_shape)
-        if shape not in self._samplers:
-            self._samplers[shape] = jax.jit(functools.partial(self._draw, shape))
-        return self._samplers[shape](rng)
+        legal_idx, n_legal = self._gene_tables
+        return _draw(legal_idx, n_legal, rng, batch_shape=shape, layout=self._layout)
 
     def num_params(self, cfg: Config) -> Any:
         """Trainable scalars of the subnet(s) in ``cfg``, int32 with the cfg's batch shape: a
@@ -257,14 +258,8 @@ class GLoRASpace:
     # ---- internals ---------------------------------------------------------------------------
 
     @functools.cached_property
-    def _samplers(self) -> dict[tuple[int, ...], Any]:
-        """``sample``'s jitted draw per batch shape."""
-        return {}
-
-    def _draw(self, batch_shape: tuple[int, ...], rng: jax.Array) -> Config:
-        legal_idx, n_legal = self._gene_tables
-        pick = jax.random.randint(rng, (*batch_shape, *n_legal.shape), 0, jnp.asarray(n_legal))
-        return self._split_genes(_per_gene(jnp.asarray(legal_idx), pick))
+    def _layout(self) -> _Layout:
+        return tuple((s.name, s.stack_shape) for s in self.specs)
 
     def _join_genes(self, cfg: Config, xp: Any) -> Any:
         """cfg -> (*batch, G, 5) with ``xp`` = np or jnp, after ``check``."""
@@ -278,12 +273,7 @@ class GLoRASpace:
 
     def _split_genes(self, genes: Any) -> Config:
         """(*batch, G, 5) -> cfg, the inverse of ``_join_genes`` (np or jnp arrays)."""
-        batch = genes.shape[:-2]
-        bounds = np.cumsum([0] + [s.num_slices for s in self.specs])
-        return {
-            s.name: genes[..., lo:hi, :].reshape(*batch, *s.stack_shape, len(TENSORS))
-            for s, lo, hi in zip(self.specs, bounds[:-1], bounds[1:], strict=True)
-        }
+        return _split(genes, self._layout)
 
     def _spec(self, layer: str) -> LayerSpec:
         for s in self.specs:
@@ -412,6 +402,35 @@ def _check_keys(got: set[str], expected: set[str], *, what: str) -> None:
     missing, extra = sorted(expected - got), sorted(got - expected)
     if missing or extra:
         raise ValueError(f"{what} do not fit the space; missing: {missing}; unknown: {extra}")
+
+
+#: Each layer's name and stack shape, in gene order: what ``_split`` needs of a space.
+_Layout = tuple[tuple[str, tuple[int, ...]], ...]
+
+
+def _split(genes: Any, layout: _Layout) -> Config:
+    """(*batch, G, 5) -> {layer: (*batch, *stack_shape, 5)} (np or jnp arrays)."""
+    batch = genes.shape[:-2]
+    sizes = [math.prod(stack_shape) for _, stack_shape in layout]
+    bounds = np.cumsum([0, *sizes])
+    return {
+        name: genes[..., lo:hi, :].reshape(*batch, *stack_shape, len(TENSORS))
+        for (name, stack_shape), lo, hi in zip(layout, bounds[:-1], bounds[1:], strict=True)
+    }
+
+
+@functools.partial(jax.jit, static_argnames=("batch_shape", "layout"))
+def _draw(
+    legal_idx: jax.Array,
+    n_legal: jax.Array,
+    rng: jax.Array,
+    *,
+    batch_shape: tuple[int, ...],
+    layout: _Layout,
+) -> Config:
+    """Uniform legal options: ``legal_idx`` (G, 5, n) at a draw below ``n_legal`` (G, 5)."""
+    pick = jax.random.randint(rng, (*batch_shape, *n_legal.shape), 0, n_legal)
+    return _split(_per_gene(legal_idx, pick), layout)
 
 
 def _per_gene(table: Any, genes: Any) -> Any:

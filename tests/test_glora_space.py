@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import logging
 
 import chex
 import jax
@@ -181,12 +182,20 @@ def test_sample_under_jit_matches_eager_and_depends_on_the_key():
     assert any((np.asarray(eager[k]) != np.asarray(other[k])).any() for k in eager)
 
 
-def test_sample_compiles_once_per_batch_shape():
-    space = _space()
-    for seed in range(3):
-        space.sample(jax.random.key(seed), (3, 4))
-        space.sample(jax.random.key(seed), 5)
-    assert [space._samplers[shape]._cache_size() for shape in [(3, 4), (5,)]] == [1, 1]
+def test_sample_compiles_once_per_batch_shape_for_every_space_of_one_layout(caplog):
+    """The trainer, the search and its checks each build a space of one model: their draws
+    share one compile per batch shape (shapes no other test draws, so the cache starts cold)."""
+    spaces = [GLoRASpace((3, 2), LAYERS) for _ in range(3)]
+    with jax.log_compiles(True), caplog.at_level(logging.DEBUG):
+        draws = [
+            (space.sample(jax.random.key(seed), (13, 3)), space.sample(jax.random.key(seed), 17))
+            for seed, space in enumerate(spaces)
+        ]
+    compiles = [r for r in caplog.records if "Compiling jit(_draw)" in r.getMessage()]
+    assert len(compiles) == 2
+    chex.assert_trees_all_equal(draws[0][0], _space().sample(jax.random.key(0), (13, 3)))
+    first, second = draws[0][1], draws[1][1]  # other keys, other draws
+    assert any((np.asarray(first[k]) != np.asarray(second[k])).any() for k in first)
 
 
 # ---- readable configs ------------------------------------------------------------------------

@@ -235,7 +235,13 @@ def same_arrays(adapted: Any, merged: Any) -> bool:
     pairs = list(zip(jax.tree.leaves(adapted), jax.tree.leaves(merged), strict=True))
     if any(a.dtype != m.dtype for a, m in pairs):
         return False
-    return all(jax.device_get([jnp.array_equal(a, m) for a, m in pairs]))  # one transfer
+    return bool(_all_equal(adapted, merged))  # one compiled comparison, one transfer
+
+
+@jax.jit
+def _all_equal(a: Any, b: Any) -> jax.Array:
+    pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    return jnp.all(jnp.stack([jnp.array_equal(x, y) for x, y in pairs]))
 
 
 def rounds_update(adapted: Any, merged: Any) -> bool:

@@ -47,6 +47,9 @@ PATCH = {
     for name in BACKBONES
     if name not in CONV_BACKBONES
 }
+#: The ViT backbones' own input scaling (``normalization="native"``) by its other name;
+#: efficientnet-lite0's, (x - 127) / 128, has none.
+NATIVE_NORMALIZATION = {name: "imagenet" if name == "dinov2-s14" else "minus1_1" for name in PATCH}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
@@ -180,6 +183,7 @@ def _load(config: BackboneConfig, *, num_classes: int, seed: int) -> Backbone:
     size = config.image_size
     dtype = DTYPES[config.dtype]
     name = config.name
+    targets = adapted_targets(name)
     if name == "efficientnet-lite0":
         convnet = efficientnet.EfficientNetLite(
             num_classes=num_classes, drop_path_rate=config.drop_path, dtype=dtype
@@ -187,26 +191,23 @@ def _load(config: BackboneConfig, *, num_classes: int, seed: int) -> Backbone:
         init = _init(convnet, rng, size)
         pretrained = efficientnet.load_efficientnet_lite0_params(_cached(config, name))
         pretrained["head"] = init["head"]
-        return Backbone(
-            convnet, pretrained, efficientnet.normalize, adapted_targets(name), None, dtype
-        )
+        return Backbone(convnet, pretrained, efficientnet.normalize, targets, None, dtype)
 
     vit_options = config.vit_options()
     stacked = SCANNED if config.scan else None
+    scale = _scaler(NATIVE_NORMALIZATION[name])
     if name == "dinov2-s14":
         dino, dino_params = load_dinov2_s14(
             image_size=size, num_classes=num_classes, npz_path=_cached(config, name), rng=rng,
             **vit_options,
         )  # fmt: skip
-        return Backbone(
-            dino, dino_params, _scaler("imagenet"), adapted_targets(name), stacked, dtype
-        )
+        return Backbone(dino, dino_params, scale, targets, stacked, dtype)
     variant = {"vit-b16": "B", "vit-ti16-random": "Ti", "vit-s16-random": "S"}.get(name, "B")
     model = vit(variant, patch=PATCH[name], num_classes=num_classes, **vit_options)
     params: Params = _init(model, rng, size)
     if name == "vit-b16":
         params = load_params(str(config.checkpoint), params, drop_head=True)
-    return Backbone(model, params, _scaler("minus1_1"), adapted_targets(name), stacked, dtype)
+    return Backbone(model, params, scale, targets, stacked, dtype)
 
 
 def _init(model: nn.Module, rng: jax.Array, size: int) -> Params:

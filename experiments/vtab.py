@@ -28,6 +28,7 @@ from typing import Any
 import jax
 
 from experiments import pipeline
+from experiments.backbones import NATIVE_NORMALIZATION
 from experiments.command_line import run_main
 from experiments.config import ExperimentConfig, override
 from experiments.configs import PRESETS, preset
@@ -98,7 +99,7 @@ def task_config(args: argparse.Namespace, task: str) -> ExperimentConfig:
     backbone = config.backbone
     if args.checkpoint:
         backbone = dataclasses.replace(backbone, checkpoint=args.checkpoint)
-    config = dataclasses.replace(config, data=data, backbone=backbone)
+    preset_config = config = dataclasses.replace(config, data=data, backbone=backbone)
     config = override(config, args.overrides)
     for key, value, flag, given in (
         ("data.task", config.data.task, "--task", task),
@@ -109,7 +110,15 @@ def task_config(args: argparse.Namespace, task: str) -> ExperimentConfig:
                 f"--set {key}={value} disagrees with {flag}={given}, which names the run's "
                 f"results folder and table row: choose it with {flag}"
             )
+    for key, value, flag, given in (
+        ("data.source", config.data.source, "--source", args.source),
+        ("data.data_dir", config.data.data_dir, "--data_dir", args.data_dir),
+        ("backbone.checkpoint", config.backbone.checkpoint, "--checkpoint", args.checkpoint),
+    ):
+        if given and value != given:
+            raise ValueError(f"--set {key}={value} disagrees with {flag}={given}: give it once")
     keys = [a.partition("=")[0].strip() for a in args.overrides]
+    check_set_keys_apply(preset_config, config, keys)
     check_knobs(
         config.method.name, [k.removeprefix("method.") for k in keys if k.startswith("method.")]
     )
@@ -120,6 +129,34 @@ def task_config(args: argparse.Namespace, task: str) -> ExperimentConfig:
             ", ".join(supernet_only), config.method.name,
         )  # fmt: skip
     return config
+
+
+def check_set_keys_apply(
+    preset: ExperimentConfig, config: ExperimentConfig, keys: list[str]
+) -> None:
+    """ValueError for a --set key the run would ignore, or one that leaves a preset's setting
+    meant for another value in force: train.epochs beside train.total_steps, a warm-up start
+    without warm-up, and a backbone other than the preset's fed the preset's input scaling."""
+    if "train.epochs" in keys and config.train.total_steps is not None:
+        raise ValueError(
+            f"train.epochs would be ignored: train.total_steps={config.train.total_steps} sets "
+            "the run's length"
+        )
+    if "train.optim.warmup_start_lr" in keys and config.train.optim.warmup_epochs == 0:
+        raise ValueError(
+            "train.optim.warmup_start_lr would be ignored: train.optim.warmup_epochs is 0"
+        )
+    scaling, name = preset.backbone.normalization, config.backbone.name
+    if (
+        "backbone.normalization" not in keys
+        and name != preset.backbone.name
+        and scaling not in ("native", NATIVE_NORMALIZATION.get(name))
+    ):
+        raise ValueError(
+            f"backbone.normalization={scaling!r} is the preset's input scaling for "
+            f"{preset.backbone.name}, not {name}'s own: set backbone.normalization=native for "
+            f"{name}'s, or ={scaling} to keep it"
+        )
 
 
 def task_workdir(workdir: pathlib.Path, task: str) -> pathlib.Path:

@@ -524,6 +524,44 @@ def test_a_config_json_without_saved_state_gives_way_with_a_warning(tmp_path, ca
         pipeline.check_same_experiment(smaller, tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["--task=cifar", "--set", "backbone.name=efficientnet-lite0"],
+         "backbone.normalization='imagenet' is the preset's input scaling for vit-b16, not "
+         "efficientnet-lite0's own"),
+        (["--task=cifar", "--set", "backbone.name=vit-s16-random"], "not vit-s16-random's own"),
+        (["--task=cifar", "--set", "backbone.name=efficientnet-lite0",
+          "--set", "backbone.normalization=native"], None),
+        (["--task=cifar", "--set", "backbone.name=efficientnet-lite0",
+          "--set", "backbone.normalization=imagenet"], None),
+        (["--task=cifar", "--set", "backbone.name=dinov2-s14"], None),  # its own is ImageNet's
+        (["--task=cifar", "--source=noah", "--data_dir=/v", "--set", "data.source=tfds"],
+         "--set data.source=tfds disagrees with --source=noah: give it once"),
+        (["--task=cifar", "--data_dir=/v", "--set", "data.data_dir=/w"],
+         "--set data.data_dir=/w disagrees with --data_dir=/v"),
+        (["--task=cifar", "--data_dir=/v", "--set", "data.data_dir=/v"], None),
+        (["--task=cifar", "--checkpoint=/a.npz", "--set", "backbone.checkpoint=/b.npz"],
+         "--set backbone.checkpoint=/b.npz disagrees with --checkpoint=/a.npz"),
+        (["--task=digits", "--set", "train.epochs=3", "--set", "train.total_steps=10"],
+         "train.epochs would be ignored: train.total_steps=10 sets the run's length"),
+        (["--task=digits", "--set", "train.optim.warmup_start_lr=1e-5",
+          "--set", "train.optim.warmup_epochs=0"],
+         "train.optim.warmup_start_lr would be ignored: train.optim.warmup_epochs is 0"),
+        (["--task=digits", "--set", "train.optim.warmup_start_lr=1e-5"], None),
+    ],
+)  # fmt: skip
+def test_set_keys_the_run_would_ignore_or_misread_are_refused(argv, error):
+    """--set backbone.name=efficientnet-lite0 on a VTAB task fed the net the paper preset's
+    ImageNet mean/std inputs; --set data.source=tfds silently beat --source=noah."""
+    args = vtab.parse_args(argv)
+    if error is None:
+        vtab.task_config(args, args.tasks)
+    else:
+        with pytest.raises(ValueError, match=re.escape(error)):
+            vtab.task_config(args, args.tasks)
+
+
 def test_own_data_takes_quickstart_and_writes_under_the_workdir(tmp_path, monkeypatch):
     data = tmp_path / "data" / "mine.npz"
     args = vtab.parse_args(["--source=npz", f"--task={data}"])

@@ -17,7 +17,7 @@ from experiments.config import DataConfig, ExperimentConfig, SearchConfig
 from experiments.data.offline import OFFLINE_TASKS
 from experiments.methods import MethodConfig
 from experiments.training.config import OptimConfig, TrainConfig
-from experiments.vtab_table import PAPER_LR
+from experiments.vtab_table import PAPER_BACKBONE, PAPER_LR
 
 PRESETS = ("paper", "quickstart")
 
@@ -32,7 +32,7 @@ def paper(task: str, *, method: str = "glora", source: str = "tfds") -> Experime
     return ExperimentConfig(
         data=DataConfig(task=task, source=source),
         backbone=BackboneConfig(
-            name="vit-b16", image_size=224, normalization="imagenet", drop_path=0.1
+            name=PAPER_BACKBONE, image_size=224, normalization="imagenet", drop_path=0.1
         ),
         method=MethodConfig(name=method),
         train=TrainConfig(optim=OptimConfig(learning_rate=PAPER_LR[task])),

@@ -23,8 +23,8 @@ windows, which leave out each run's or resumed run's first step, checkpoints and
 if none was logged), search (candidates_evaluated, seconds, the chosen subnet's val_accuracy),
 wall_seconds, stage_seconds (wall seconds per stage of this process, in order: data (the retrain
 split with it), backbone (with the checks on its params: head pattern, the search's generation 0),
-train, search and retrain where they ran, test (adapted and merged), save (merged.npz)), num_test,
-devices.
+train, search and retrain where they ran, test (adapted and merged), save (merged.npz)), num_test
+(the test images scored) and num_test_available (the task's, before ``data.test_limit``), devices.
 """
 
 from __future__ import annotations
@@ -118,6 +118,7 @@ class Splits:
     val: SplitArrays
     test: SplitArrays
     retrain: SplitArrays | None = None  # train800val200, for a search's retrain
+    test_available: int | None = None  # the task's test images before data.test_limit
 
 
 def load_split(config: ExperimentConfig, split: str) -> SplitArrays:
@@ -143,8 +144,12 @@ def load_splits(config: ExperimentConfig) -> Splits:
     train800val200 when a search's retrain will need it (missing, it fails now, not after the
     training and the search)."""
     test = load_split(config, "test")
-    limit = config.data.test_limit
-    if limit is not None and len(test) > limit:
+    available, limit = len(test), config.data.test_limit
+    if limit is not None and available > limit:
+        log.warning(
+            "testing on the first %d of the task's %d test images (data.test_limit=%d; "
+            "data.test_limit=None tests on all)", limit, available, limit,
+        )  # fmt: skip
         test = dataclasses.replace(test, images=test.images[:limit], labels=test.labels[:limit])
     if len(test) < FEW_TEST_IMAGES:
         log.warning(
@@ -155,6 +160,7 @@ def load_splits(config: ExperimentConfig) -> Splits:
     return Splits(
         load_split(config, "train800"), load_split(config, "val200"), test,
         retrain=load_split(config, "train800val200") if retrain else None,
+        test_available=available,
     )  # fmt: skip
 
 
@@ -428,6 +434,7 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
         "wall_seconds": time.perf_counter() - started,
         "stage_seconds": clock.seconds,
         "num_test": len(splits.test),
+        "num_test_available": splits.test_available,
         "class_names": class_names(config),
         "devices": [str(d) for d in jax.devices()],
     }

@@ -36,7 +36,7 @@ from experiments.data.offline import OFFLINE_TASKS
 from experiments.local_files import local_path
 from experiments.methods import METHODS, check_knobs
 from experiments.training.sharding import initialize_distributed, is_main_process
-from experiments.vtab_table import TASKS, markdown_table
+from experiments.vtab_table import PAPER_BACKBONE, TASKS, markdown_table
 from peft_core.atomic_files import write_text
 
 
@@ -240,18 +240,32 @@ def saved_vtab_results(workdir: pathlib.Path) -> dict[str, dict]:
 
 
 def table_rows(results: dict[str, dict]) -> dict[str, tuple[float, dict[str, float]]]:
-    """One table row per method among ``results`` ({task: result.json}): "<method> (ours)" ->
-    (mean trainable parameters in millions, {task: test top-1 %})."""
-    by_method: dict[str, dict[str, dict]] = {}
+    """One table row per method, backbone and whole-or-cut test split among ``results``
+    ({task: result.json}) -> (mean trainable parameters in millions, {task: test top-1 %}).
+
+    A row is "<method> (ours)" on the paper's backbone (vit-b16) tested on whole test splits,
+    else it says what differs from the paper's rows beside it: "<method> on <backbone> (ours)",
+    "..., first <n> test images" where ``data.test_limit`` cut a split."""
+    rows: dict[str, dict[str, dict]] = {}
     for task, result in results.items():
-        by_method.setdefault(result["method"], {})[task] = result
+        rows.setdefault(row_name(result), {})[task] = result
     return {
-        f"{method} (ours)": (
+        name: (
             sum(r["trainable_params"] for r in runs.values()) / len(runs) / 1e6,
             {t: 100.0 * r["test_accuracy"] for t, r in runs.items()},
         )
-        for method, runs in sorted(by_method.items())
+        for name, runs in sorted(rows.items())
     }
+
+
+def row_name(result: dict[str, Any]) -> str:
+    """``result``'s row in the VTAB-1k table (:func:`table_rows`)."""
+    name = result["method"]
+    if result["backbone"] != PAPER_BACKBONE:
+        name += f" on {result['backbone']}"
+    if result.get("num_test_available", result["num_test"]) > result["num_test"]:
+        return f"{name} (ours, first {result['num_test']:,} test images)"
+    return f"{name} (ours)"
 
 
 if __name__ == "__main__":

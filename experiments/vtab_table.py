@@ -61,6 +61,9 @@ def _row(params_m: float, accs: str) -> tuple[float, dict[str, float]]:
     return params_m, dict(zip(TASKS, values, strict=True))
 
 
+#: The backbone of PAPER_ROWS (and of configs.paper): ViT-B/16, ImageNet-21k.
+PAPER_BACKBONE = "vit-b16"
+
 # Table 1 of the GLoRA paper: (trainable params in M, per-task top-1 %).
 PAPER_ROWS: dict[str, tuple[float, dict[str, float]]] = {
     "Full": _row(85.8, "68.9 87.7 64.3 97.2 86.9 87.4 38.8 79.7 95.7 84.2 73.9 56.3 58.6 41.7 65.5 57.5 46.7 25.7 29.1"),

@@ -562,6 +562,41 @@ def test_set_keys_the_run_would_ignore_or_misread_are_refused(argv, error):
             vtab.task_config(args, args.tasks)
 
 
+def test_table_rows_keep_other_backbones_and_cut_test_splits_apart():
+    """A vit-b16 run, a DINOv2 run and a run on 1,000 of a task's test images in one workdir
+    were one "lora (ours)" row beside the paper's ViT-B rows."""
+
+    def result(task, accuracy, backbone="vit-b16", num_test=500, available=None):
+        return {"task": task, "method": "lora", "backbone": backbone, "num_test": num_test,
+                "num_test_available": available or num_test, "test_accuracy": accuracy,
+                "trainable_params": 300_000}  # fmt: skip
+
+    rows = vtab.table_rows({
+        "cifar": result("cifar", 0.7), "dtd": result("dtd", 0.5),
+        "eurosat": result("eurosat", 0.9, backbone="dinov2-s14"),
+        "svhn": result("svhn", 0.8, num_test=1000, available=26032),
+        "kitti": {k: v for k, v in result("kitti", 0.6).items() if k != "num_test_available"},
+    })  # fmt: skip
+    assert rows == {
+        "lora (ours)": (0.3, {"cifar": 70.0, "dtd": 50.0, "kitti": 60.0}),  # an older result.json
+        "lora (ours, first 1,000 test images)": (0.3, {"svhn": 80.0}),
+        "lora on dinov2-s14 (ours)": (0.3, {"eurosat": 90.0}),
+    }
+
+
+def test_a_cut_test_split_is_warned_about(caplog, monkeypatch):
+    images = np.zeros((5, 8, 8, 3), np.uint8)
+    labels = (np.arange(5) % 2).astype(np.int32)
+    monkeypatch.setattr(
+        pipeline, "load_split", lambda config, split: SplitArrays(images, labels, 2, "t", split)
+    )
+    config = override(quickstart("digits"), ["data.test_limit=3"])
+    with caplog.at_level(logging.WARNING, logger="experiments.pipeline"):
+        splits = pipeline.load_splits(config)
+    assert (len(splits.test), splits.test_available) == (3, 5)
+    assert "testing on the first 3 of the task's 5 test images" in caplog.text
+
+
 def test_own_data_takes_quickstart_and_writes_under_the_workdir(tmp_path, monkeypatch):
     data = tmp_path / "data" / "mine.npz"
     args = vtab.parse_args(["--source=npz", f"--task={data}"])
@@ -709,7 +744,7 @@ def test_several_vtab_tasks_from_noah_layout_write_the_table(tmp_path):
     ]
     assert vtab.main(argv) == 0
     table = (tmp_path / "runs" / "vtab_table.md").read_text().splitlines()
-    ours = next(line for line in table if line.startswith("| lora (ours)"))
+    ours = next(line for line in table if line.startswith("| lora on vit-ti16-random (ours)"))
     cells = [c.strip() for c in ours.strip("|").split("|")]
     results = {t: json.loads((tmp_path / "runs" / t / "result.json").read_text())
                for t in ("eurosat", "patch_camelyon")}  # fmt: skip

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Union
 
 from experiments.backbones import CONV_BACKBONES, BackboneConfig
+from experiments.data.load import check_task_options
 from experiments.methods import METHOD_KNOBS, MethodConfig
 from experiments.training.checkpoint import setting_changes
 from experiments.training.config import TrainConfig
@@ -38,6 +39,10 @@ class DataConfig:
             raise ValueError(f"data.test_limit must be >= 1 or None, got {self.test_limit}")
         if self.split_seed is not None and self.split_seed < 0:
             raise ValueError(f"data.split_seed must be >= 0 or None, got {self.split_seed}")
+        check_task_options(
+            self.task, source=self.source, data_dir=self.data_dir, version=self.version,
+            seed=self.split_seed,
+        )  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

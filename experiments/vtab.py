@@ -90,16 +90,13 @@ SUPERNET_KEYS = ("train.num_configs", "train.eval_configs")
 def task_config(args: argparse.Namespace, task: str) -> ExperimentConfig:
     own = task in OFFLINE_TASKS or args.source in OWN_DATA_SOURCES
     name = args.preset or ("quickstart" if own else "paper")
-    config = preset(name, task, method=args.adapter)
-    data = config.data
-    if args.source:
-        data = dataclasses.replace(data, source=args.source)
-    if args.data_dir:
-        data = dataclasses.replace(data, data_dir=args.data_dir)
-    backbone = config.backbone
+    config = preset(
+        name, task, method=args.adapter, source=args.source, data_dir=args.data_dir or None
+    )
     if args.checkpoint:
-        backbone = dataclasses.replace(backbone, checkpoint=args.checkpoint)
-    preset_config = config = dataclasses.replace(config, data=data, backbone=backbone)
+        backbone = dataclasses.replace(config.backbone, checkpoint=args.checkpoint)
+        config = dataclasses.replace(config, backbone=backbone)
+    preset_config = config
     config = override(config, args.overrides)
     for key, value, flag, given in (
         ("data.task", config.data.task, "--task", task),

@@ -407,7 +407,10 @@ def test_a_batch_the_devices_cannot_split_is_refused_before_the_data_loads(
     ("flags", "what"),
     [
         (["--workdir=gs://bucket/runs"], "--workdir 'gs://bucket/runs'"),
-        (["--data_dir=gs://bucket/tfds"], "data.data_dir 'gs://bucket/tfds'"),
+        (
+            ["--task=fashion_mnist", "--data_dir=gs://bucket/tfds"],
+            "data.data_dir 'gs://bucket/tfds'",
+        ),
         (
             ["--checkpoint=s3://b/ViT-B_16.npz", "--set", "backbone.name=vit-b16"],
             "backbone.checkpoint 's3://b/ViT-B_16.npz'",
@@ -435,6 +438,27 @@ def test_cudnn_attention_off_a_gpu_is_refused_before_the_workdir_is_taken(tmp_pa
         "devices: 1 x cpu (cpu backend, 1 process)" in r.message and "JAX_PLATFORMS" in r.message
         for r in caplog.records
     )
+
+
+@pytest.mark.parametrize(
+    ("flags", "error"),
+    [
+        (
+            ["--tasks=fashion_mnist,mnist5kk", "--preset=quickstart"],
+            "unknown offline task 'mnist5kk'",
+        ),
+        (["--tasks=fashion_mnist,digits", "--data_dir=/data"], "digits ships inside scikit"),
+        (["--task=cifar", "--source=noah"], "source 'noah' needs data_dir"),
+        (["--task=dtd", "--set", "data.split_seed=1"], "source 'tfds' has fixed splits"),
+        (["--set", "data.version=3.*"], "version applies to source 'tfds' only"),
+        (["--source=npz", "--task=mine.npz", "--data_dir=/data"], "takes its path as name"),
+    ],
+)
+def test_data_options_are_checked_before_any_task_runs(tmp_path, no_data_loads, flags, error):
+    """--tasks=fashion_mnist,mnist5kk failed only once fashion_mnist had run."""
+    with pytest.raises(ValueError, match=re.escape(error)):
+        vtab.main([f"--workdir={tmp_path}", *flags])
+    assert not any(tmp_path.rglob("*"))
 
 
 def test_search_settings_are_checked_before_the_data_loads(tmp_path, no_data_loads):
@@ -485,7 +509,7 @@ def test_a_workdir_refuses_another_config(tmp_path):
     for change, named in [
         ("train.epochs=3", "train.epochs: 2 -> 3"),
         ("data.split_seed=1", "data.split_seed: 0 -> 1"),
-        ("data.task=/elsewhere/digits", "data.task: 'digits' -> '/elsewhere/digits'"),
+        ("data.task=mnist5k", "data.task: 'digits' -> 'mnist5k'"),
         ("backbone.dtype=bfloat16", "backbone.dtype: 'float32' -> 'bfloat16'"),
         ("method.space=small", "method.space: 'medium' -> 'small'"),
     ]:
@@ -914,7 +938,8 @@ def test_vtab_table_keeps_the_tasks_of_earlier_commands(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "run", fake_run)
     checkpoint = tmp_path / "ViT-B_16.npz"  # the paper's backbone: checked before any task runs
     checkpoint.touch()
-    flags = [f"--workdir={tmp_path}", "--source=noah", f"--checkpoint={checkpoint}"]
+    flags = [f"--workdir={tmp_path}", "--source=noah", f"--data_dir={tmp_path / 'vtab-1k'}",
+             f"--checkpoint={checkpoint}"]  # fmt: skip
     for argv in (["--task=dtd"], ["--task=cifar"], ["--task=eurosat", "--adapter=flora"]):
         adapter = [] if "--adapter=flora" in argv else ["--adapter=lora"]
         assert vtab.main([*argv, *adapter, *flags]) == 0

@@ -12,7 +12,7 @@ from experiments.data.base import DataNotFoundError, ExampleSource, ImageFileSou
 from experiments.data.folder import open_folder_split, open_npz_split
 from experiments.data.materialize import materialize_cached
 from experiments.data.noah import open_noah_split, split_list_path
-from experiments.data.offline import open_offline_split
+from experiments.data.offline import check_offline_task, open_offline_split
 from experiments.data.preprocess import Normalization, check_normalization, normalize
 from experiments.data.vtab import open_vtab_split, resolve_tfds_data_dir, vtab_task
 
@@ -29,6 +29,33 @@ def split_seed_of(source: str, seed: int | None) -> int:
     if seed is not None and source in _FIXED_SPLIT_SOURCES:
         raise ValueError(f"source {source!r} has fixed splits; seed must be None")
     return DEFAULT_SPLIT_SEED if seed is None else seed
+
+
+def check_task_options(
+    name: str,
+    *,
+    source: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    version: str | None = None,
+    seed: int | None = None,
+) -> None:
+    """ValueError for what :func:`load_task` refuses whatever the files hold: an unknown source
+    or task (a VTAB-1k task for tfds and noah, an offline one), a version off tfds, a seed for
+    fixed splits, noah without its root folder, a data_dir where the task names the path (npz,
+    folder) or no folder holds it (digits)."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
+    if source in _FIXED_SPLIT_SOURCES:
+        vtab_task(name)
+    if version is not None and source != "tfds":
+        raise ValueError(f"version applies to source 'tfds' only, not {source!r}")
+    split_seed_of(source, seed)
+    if source == "noah" and data_dir is None:
+        raise ValueError("source 'noah' needs data_dir= the vtab-1k root folder")
+    if data_dir is not None and source in ("npz", "folder"):
+        raise ValueError(f"source {source!r} takes its path as name; leave data_dir unset")
+    if source == "offline":
+        check_offline_task(name, data_dir=data_dir)
 
 
 def load_task(
@@ -61,12 +88,9 @@ def load_task(
     cache_dir: keep the decoded, resized uint8 split there and memory-map it on later calls.
     num_workers: threads decoding and resizing images (default min(16, CPU count)).
     """
-    if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
+    check_task_options(name, source=source, data_dir=data_dir, version=version, seed=seed)
     if normalization is not None:
         check_normalization(normalization)
-    if version is not None and source != "tfds":
-        raise ValueError(f"version applies to source 'tfds' only, not {source!r}")
     split_seed = split_seed_of(source, seed)
     example_source, num_classes, location, files = _open(
         name, source=source, split=split, data_dir=data_dir, seed=split_seed, version=version
@@ -120,13 +144,10 @@ def _open(
         files = tuple(sorted(p for p in records.version_dir.iterdir() if p.is_file()))
         return records, records.task.num_classes, location, files
     if source == "noah":
-        if data_dir is None:
-            raise ValueError("source 'noah' needs data_dir= the vtab-1k root folder")
+        assert data_dir is not None  # check_task_options
         images = open_noah_split(name, split, root=data_dir)
         files = (split_list_path(data_dir, name, split), *images.paths)
         return images, vtab_task(name).num_classes, str(Path(data_dir).resolve()), files
-    if data_dir is not None and source in ("npz", "folder"):
-        raise ValueError(f"source {source!r} takes its path as name; leave data_dir unset")
     if source == "offline":
         arrays, num_classes = open_offline_split(name, split, seed=seed, data_dir=data_dir)
         if data_dir is None:

@@ -127,16 +127,21 @@ def digits() -> OfflinePool:
     return OfflinePool(images=images, labels=bunch.target.astype(np.int32), num_classes=10)
 
 
+def check_offline_task(name: str, *, data_dir: str | os.PathLike[str] | None = None) -> None:
+    """ValueError for an unknown offline task, or a data_dir for one no folder holds."""
+    if name not in OFFLINE_TASKS:
+        raise ValueError(f"unknown offline task {name!r}; expected one of {OFFLINE_TASKS}")
+    if name == "digits" and data_dir is not None:
+        raise ValueError("digits ships inside scikit-learn; leave data_dir unset")
+
+
 def offline_pool(name: str, *, data_dir: str | os.PathLike[str] | None = None) -> OfflinePool:
+    check_offline_task(name, data_dir=data_dir)
     if name == "fashion_mnist":
         return fashion_mnist(data_dir)
     if name == "mnist5k":
         return mnist5k(data_dir)
-    if name == "digits":
-        if data_dir is not None:
-            raise ValueError("digits ships inside scikit-learn; leave data_dir unset")
-        return digits()
-    raise ValueError(f"unknown offline task {name!r}; expected one of {OFFLINE_TASKS}")
+    return digits()
 
 
 def open_offline_split(

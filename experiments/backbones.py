@@ -104,6 +104,11 @@ class BackboneConfig:
                     f"(e.g. {max(patch, size // patch * patch)})"
                 )
             vit("Ti", patch=patch, **self.vit_options())  # ViTConfig's checks of the options
+            if self.attention == "cudnn" and self.dtype != "bfloat16":
+                raise ValueError(
+                    f"backbone.attention='cudnn' needs backbone.dtype='bfloat16' (cuDNN's fused "
+                    f"attention takes half precision), got {self.dtype!r}"
+                )
         elif ignored := [k for k in ("scan", "remat", "attention") if getattr(self, k)]:
             raise ValueError(
                 f"{', '.join(f'backbone.{k}' for k in ignored)} would be ignored: "

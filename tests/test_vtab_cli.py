@@ -431,7 +431,8 @@ def test_a_url_for_a_path_is_refused_before_any_work(tmp_path, monkeypatch, flag
 def test_cudnn_attention_off_a_gpu_is_refused_before_the_workdir_is_taken(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     with pytest.raises(ValueError, match="attention='cudnn' runs on NVIDIA GPUs only.*'cpu'"):
-        vtab.main([f"--workdir={tmp_path}", *TINY, "--set", "backbone.attention=cudnn"])
+        vtab.main([f"--workdir={tmp_path}", *TINY, "--set", "backbone.attention=cudnn",
+                   "--set", "backbone.dtype=bfloat16"])  # fmt: skip
     assert not any(tmp_path.rglob("*"))
     # the run said what it computes on, with the way to refuse a quiet CPU fallback
     assert any(
@@ -644,6 +645,8 @@ def test_own_data_takes_quickstart_and_writes_under_the_workdir(tmp_path, monkey
         ({"name": "vit-ti16-random", "image_size": 0}, "image_size must be an int >= 1, got 0"),
         ({"name": "vit-b16-random", "drop_path": 1.5}, r"drop_path_rate must be in \[0, 1\)"),
         ({"name": "vit-b16-random", "attention": "flash"}, "attn_implementation must be None"),
+        ({"name": "vit-b16-random", "attention": "cudnn"},
+         "backbone.attention='cudnn' needs backbone.dtype='bfloat16'"),
         ({"name": "efficientnet-lite0", "scan": True, "attention": "xla"},
          "backbone.scan, backbone.attention would be ignored: efficientnet-lite0 has no"),
     ],

@@ -36,6 +36,7 @@ import numbers
 import os
 import pathlib
 import time
+import warnings
 import zipfile
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -342,6 +343,14 @@ def _validate(settings: _Settings, *, generations: int, batch_size: int) -> None
         raise ValueError(f"evolutionary_search: {'; '.join(failed)} (got {got})")
     if len(s.genes_shape) != 2:
         raise ValueError(f"space.to_genes must return (layers, tensors) genes, got {s.genes_shape}")
+    bred = s.num_mutations + s.num_crossovers
+    if generations > 1 and bred > s.population:
+        warnings.warn(
+            f"population={s.population} sizes generation 0 only: each later generation breeds "
+            f"num_mutations + num_crossovers = {bred} candidates (the random fill tops a "
+            "generation up to population, it cuts none)",
+            stacklevel=3,
+        )
 
 
 def _next_generation(

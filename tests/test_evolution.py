@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import warnings
 from typing import Any
 
 import chex
@@ -315,6 +316,17 @@ def test_resume_with_other_settings_raises(tmp_path):
         search(generations=3, seed=5, top_k=5, checkpoint_dir=tmp_path)
     with pytest.raises(ValueError, match="param_budget"):
         search(generations=3, seed=5, param_budget=TARGET_BUDGET + 1, checkpoint_dir=tmp_path)
+
+
+def test_a_population_below_what_a_generation_breeds_is_warned_about():
+    """population=4 beside 3 mutations and 3 crossovers: later generations score 6, not 4."""
+    with pytest.warns(UserWarning, match="population=4 sizes generation 0 only.*= 6 candidates"):
+        result = search(generations=2, population=4, top_k=2, num_mutations=3, num_crossovers=3)
+    assert [h.candidates_evaluated for h in result.history] == [4, 10]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        search(generations=2, population=6, top_k=2, num_mutations=3, num_crossovers=3)
+        search(generations=1, population=4, top_k=2, num_mutations=3, num_crossovers=3)
 
 
 def coarse_target(cfgs) -> np.ndarray:

@@ -95,20 +95,29 @@ def _check_method_fits_backbone(method: MethodConfig, backbone: str) -> None:
     kernels; tucker="nd" (a DenseGeneral kernel's axes as modes) or activation-space grads
     (dense kernels only) on efficientnet-lite0, whose adapted layers are convolutions."""
     if backbone in CONV_BACKBONES:
+        kind = "convolutions"
         unused = {
-            "tucker": method.tucker == "nd",
-            "grads": method.grads in ("activation", "pallas"),
+            "tucker": (method.tucker == "nd", "a convolution keeps every axis as a mode anyway"),
+            "grads": (
+                method.grads in ("activation", "pallas"),
+                "activation-space gradients serve dense kernels: convolutions train in weight "
+                "space",
+            ),
         }
-        kind = "convolutions, which keep every axis as a mode and train in weight space"
     else:
-        unused = {"kernel_rank": method.kernel_rank != _METHOD_DEFAULTS.kernel_rank}
-        kind = "dense kernels (the patch embedding is not adapted), which have no spatial modes"
-    ignored = [k for k, off in unused.items() if off and k in METHOD_KNOBS[method.name]]
-    if ignored:
-        raise ValueError(
-            f"{', '.join(f'method.{k}={getattr(method, k)!r}' for k in ignored)} would be "
-            f"ignored: the layers {method.name} adapts in {backbone} are {kind}"
-        )
+        kind = "dense kernels (the patch embedding is not adapted)"
+        unused = {
+            "kernel_rank": (
+                method.kernel_rank != _METHOD_DEFAULTS.kernel_rank,
+                "it ranks a convolution's spatial modes",
+            ),
+        }
+    for knob, (off, why) in unused.items():
+        if off and knob in METHOD_KNOBS[method.name]:
+            raise ValueError(
+                f"method.{knob}={getattr(method, knob)!r} would be ignored: the layers "
+                f"{method.name} adapts in {backbone} are {kind}, and {why}"
+            )
 
 
 _METHOD_DEFAULTS = MethodConfig()
@@ -175,6 +184,17 @@ def _typed(value: Any, hint: Any, *, full: str) -> Any:
 
 def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def set_values(assignments: Iterable[str]) -> dict[str, Any]:
+    """{"a.b.c": value} of the "a.b.c=value" among ``assignments``, parsed as ``override``
+    parses them (the last of a key wins; malformed ones are left to ``override`` to refuse)."""
+    values = {}
+    for assignment in assignments:
+        path, sep, raw = assignment.partition("=")
+        if sep:
+            values[path.strip()] = _parse(raw.strip())
+    return values
 
 
 def _parse(raw: str) -> Any:

@@ -8,8 +8,8 @@ the plain backbone serves), plots/*.png, result.json.
 A killed run started again with the same workdir resumes training and search where they stopped;
 a workdir is refused to a config that differs from its config.json in anything but
 ``RESUMABLE_KEYS`` (knobs of logging, checkpoints, evaluation batches, data location, the test
-limit, the search's length (a longer one goes on, a shorter one is its first generations),
-retraining).
+limit, the search's length (a longer one goes on, a shorter one is its first generations, and
+search/metrics.csv shows those until a longer one runs), retraining).
 
 result.json: test_accuracy (the adapted model as it was trained and searched, ``adapter.apply``:
 GLoRA's update in a bf16 model's dtype) and merged_test_accuracy (the plain backbone on the
@@ -24,7 +24,8 @@ if none was logged), search (candidates_evaluated, seconds, the chosen subnet's 
 wall_seconds, stage_seconds (wall seconds per stage of this process, in order: data (the retrain
 split with it), backbone (with the checks on its params: head pattern, the search's generation 0),
 train, search and retrain where they ran, test (adapted and merged), save (merged.npz)), num_test
-(the test images scored) and num_test_available (the task's, before ``data.test_limit``), devices.
+(the test images scored), num_test_available (the task's, before ``data.test_limit``) and
+test_limit, devices.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from experiments.config import ExperimentConfig, as_dict, config_changes, dotted
 from experiments.data import load_task
 from experiments.data.base import SplitArrays
 from experiments.data.folder import class_folders
-from experiments.data.load import DEFAULT_SPLIT_SEED, split_seed_of
+from experiments.data.load import DEFAULT_SPLIT_SEED
 from experiments.data.pipeline import TrainBatches
 from experiments.local_files import local_path
 from experiments.methods import Method, bias_grad_for, build_method
@@ -61,7 +62,7 @@ from experiments.training.evaluate import (
 from experiments.training.metrics import FIRST_STEP_S, latest, steady_rate
 from experiments.training.partition import check_head, split_head
 from experiments.training.sharding import check_batch_split, data_mesh, is_main_process
-from experiments.training.trainer import cfg_digest
+from experiments.training.trainer import CHECKPOINT_DIR, cfg_digest
 from glora_jax import search_plots
 from glora_jax.evolution import (
     STATE_FILE,
@@ -305,10 +306,11 @@ def check_same_experiment(config: ExperimentConfig, workdir: pathlib.Path) -> No
         return
     saved = json.loads(path.read_text())
     # a split seed of None is the default one: None -> 0 (and back) is no change
-    if saved.get("data", {}).get("split_seed", DEFAULT_SPLIT_SEED) is None:
-        saved["data"]["split_seed"] = DEFAULT_SPLIT_SEED
-    seed = split_seed_of(config.data.source, config.data.split_seed)
-    config = dataclasses.replace(config, data=dataclasses.replace(config.data, split_seed=seed))
+    saved_data = saved.get("data", {})
+    if "split_seed" in saved_data:
+        seeds = (saved_data["split_seed"], config.data.split_seed)
+        same = len({DEFAULT_SPLIT_SEED if s is None else s for s in seeds}) == 1
+        saved_data["split_seed"] = seeds[1] if same else seeds[0] or DEFAULT_SPLIT_SEED
     changed = config_changes(saved, config, ignore=RESUMABLE_KEYS)
     if changed and not _holds_saved_state(workdir):
         log.warning(
@@ -324,9 +326,11 @@ def check_same_experiment(config: ExperimentConfig, workdir: pathlib.Path) -> No
 
 def _holds_saved_state(workdir: pathlib.Path) -> bool:
     """Whether ``workdir`` holds what a resumed run would build on: a finished training
-    checkpoint (train/, retrain/<digest>/) or a search state."""
-    folders = [workdir / "train", *(workdir / "retrain").glob("*")]
-    return (workdir / "search" / STATE_FILE).exists() or any(saved_steps(f) for f in folders)
+    checkpoint (train/checkpoints/, retrain/<digest>/checkpoints/) or a search state."""
+    runs = [workdir / "train", *(workdir / "retrain").glob("*")]
+    return (workdir / "search" / STATE_FILE).exists() or any(
+        saved_steps(run / CHECKPOINT_DIR) for run in runs
+    )
 
 
 def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]:
@@ -435,6 +439,7 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
         "stage_seconds": clock.seconds,
         "num_test": len(splits.test),
         "num_test_available": splits.test_available,
+        "test_limit": config.data.test_limit,
         "class_names": class_names(config),
         "devices": [str(d) for d in jax.devices()],
     }

@@ -13,7 +13,7 @@ learning rates are the paper's per task).
 Results: <workdir>/<task>/result.json (a path's last part for your own data), plots,
 merged.npz, and with VTAB-1k tasks (one is enough) <workdir>/vtab_table.md beside the paper's
 rows: every VTAB-1k task finished in the workdir, by this command or an earlier one, a row per
-method.
+method, backbone and test limit.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import jax
 from experiments import pipeline
 from experiments.backbones import NATIVE_NORMALIZATION
 from experiments.command_line import run_main
-from experiments.config import ExperimentConfig, override
+from experiments.config import ExperimentConfig, override, set_values
 from experiments.configs import PRESETS, preset
 from experiments.data.offline import OFFLINE_TASKS
 from experiments.local_files import local_path
@@ -88,11 +88,12 @@ SUPERNET_KEYS = ("train.num_configs", "train.eval_configs")
 
 
 def task_config(args: argparse.Namespace, task: str) -> ExperimentConfig:
-    own = task in OFFLINE_TASKS or args.source in OWN_DATA_SOURCES
+    sets = set_values(args.overrides)  # the data's source and folder, checked with the preset's
+    source = args.source or sets.get("data.source")
+    own = task in OFFLINE_TASKS or source in OWN_DATA_SOURCES
     name = args.preset or ("quickstart" if own else "paper")
-    config = preset(
-        name, task, method=args.adapter, source=args.source, data_dir=args.data_dir or None
-    )
+    data_dir = args.data_dir or sets.get("data.data_dir")
+    config = preset(name, task, method=args.adapter, source=source, data_dir=data_dir)
     if args.checkpoint:
         backbone = dataclasses.replace(config.backbone, checkpoint=args.checkpoint)
         config = dataclasses.replace(config, backbone=backbone)
@@ -227,22 +228,26 @@ def summary(result: dict[str, Any], path: pathlib.Path) -> str:
 
 def saved_vtab_results(workdir: pathlib.Path) -> dict[str, dict]:
     """{VTAB-1k task: its result.json} of every task finished in ``workdir`` (by this command
-    or an earlier one: the table grows as tasks are run one at a time)."""
+    or an earlier one: the table grows as tasks are run one at a time); an older result.json
+    without ``test_limit`` takes its config.json's."""
     found = {}
     for task in TASKS:
         path = task_workdir(workdir, task) / pipeline.RESULT_NAME
         if path.is_file():
-            found[task] = json.loads(path.read_text())
+            found[task] = result = json.loads(path.read_text())
+            config = path.parent / "config.json"
+            if "test_limit" not in result and config.is_file():  # older: its config's
+                result["test_limit"] = json.loads(config.read_text())["data"].get("test_limit")
     return found
 
 
 def table_rows(results: dict[str, dict]) -> dict[str, tuple[float, dict[str, float]]]:
-    """One table row per method, backbone and whole-or-cut test split among ``results``
-    ({task: result.json}) -> (mean trainable parameters in millions, {task: test top-1 %}).
+    """One table row per method, backbone and ``data.test_limit`` among ``results`` ({task:
+    result.json}) -> (mean trainable parameters in millions, {task: test top-1 %}).
 
     A row is "<method> (ours)" on the paper's backbone (vit-b16) tested on whole test splits,
     else it says what differs from the paper's rows beside it: "<method> on <backbone> (ours)",
-    "..., first <n> test images" where ``data.test_limit`` cut a split."""
+    "(ours, at most <n> test images)" for runs with ``data.test_limit`` n."""
     rows: dict[str, dict[str, dict]] = {}
     for task, result in results.items():
         rows.setdefault(row_name(result), {})[task] = result
@@ -260,8 +265,8 @@ def row_name(result: dict[str, Any]) -> str:
     name = result["method"]
     if result["backbone"] != PAPER_BACKBONE:
         name += f" on {result['backbone']}"
-    if result.get("num_test_available", result["num_test"]) > result["num_test"]:
-        return f"{name} (ours, first {result['num_test']:,} test images)"
+    if result.get("test_limit") is not None:
+        return f"{name} (ours, at most {result['test_limit']:,} test images)"
     return f"{name} (ours)"
 
 

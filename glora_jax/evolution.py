@@ -180,7 +180,8 @@ def evolutionary_search(
     same directory and settings resumes from it: a larger ``generations`` extends the search, a
     smaller one returns the result of its first ``generations`` (each generation draws from
     the ones before it only, so that is exactly the shorter search) and leaves the state as it
-    is.
+    is. A population below num_mutations + num_crossovers is warned about: it sizes generation
+    0 only.
     On several processes (``jax.process_count() > 1``: each calls this with the same arguments,
     ``score_fn`` a collective) process 0 writes the state, ``checkpoint_dir`` must be shared,
     and a resume that finds another generation on some process raises instead of mixing two
@@ -217,6 +218,14 @@ def evolutionary_search(
         log.info("the saved search is longer: its first %d generations are the result", generations)
         state = _first_generations(state, generations, settings.top_k)
         return _result(space, state, settings.param_budget)
+    bred = settings.num_mutations + settings.num_crossovers
+    if generations > max(state.generation, 1) and bred > settings.population:
+        warnings.warn(
+            f"population={settings.population} sizes generation 0 only: each later generation "
+            f"breeds num_mutations + num_crossovers = {bred} candidates (the random fill tops a "
+            "generation up to population, it cuts none)",
+            stacklevel=2,
+        )
     save_to = path if jax.process_index() == 0 else None  # process 0 writes the shared state
     ops = _FixedWidth.of(space, settings)
     started = time.perf_counter() - state.seconds
@@ -343,14 +352,6 @@ def _validate(settings: _Settings, *, generations: int, batch_size: int) -> None
         raise ValueError(f"evolutionary_search: {'; '.join(failed)} (got {got})")
     if len(s.genes_shape) != 2:
         raise ValueError(f"space.to_genes must return (layers, tensors) genes, got {s.genes_shape}")
-    bred = s.num_mutations + s.num_crossovers
-    if generations > 1 and bred > s.population:
-        warnings.warn(
-            f"population={s.population} sizes generation 0 only: each later generation breeds "
-            f"num_mutations + num_crossovers = {bred} candidates (the random fill tops a "
-            "generation up to population, it cuts none)",
-            stacklevel=3,
-        )
 
 
 def _next_generation(

@@ -25,6 +25,7 @@ from experiments.config import ExperimentConfig, as_dict, override
 from experiments.configs import paper, quickstart
 from experiments.data.base import SplitArrays
 from experiments.training import trainer
+from experiments.training.trainer import CHECKPOINT_DIR
 from experiments.vtab_table import PAPER_LR, PARTIAL_NOTE
 
 pytest.importorskip("sklearn")  # the digits task
@@ -503,7 +504,7 @@ def test_a_workdir_refuses_another_config(tmp_path):
     config = override(quickstart("digits"), ["train.epochs=2"])
     pipeline.check_same_experiment(config, tmp_path)  # a new workdir takes any config
     (tmp_path / "config.json").write_text(json.dumps(as_dict(config), default=str))
-    save_a_checkpoint(tmp_path / "train", 4)  # what a resume would build on
+    save_a_checkpoint(tmp_path / "train" / CHECKPOINT_DIR, 4)  # what a resume would build on
     assert config.data.split_seed is None  # the default seed, 0
     resumable = ["train.log_every=1", "eval_batch_size=64", "search.generations=40"]
     pipeline.check_same_experiment(override(config, [*resumable, "data.split_seed=0"]), tmp_path)
@@ -527,13 +528,24 @@ def test_a_workdir_refuses_another_config(tmp_path):
     pipeline.check_same_experiment(config, tmp_path)
 
 
+def test_a_tfds_workdir_resumes_with_its_own_config(tmp_path):
+    """A fixed-split source's seed stays None: checking it rebuilt the data config with the
+    seed 0, which a tfds task refuses, so every tfds workdir failed to resume."""
+    config = paper("cifar")
+    (tmp_path / "config.json").write_text(json.dumps(as_dict(config), default=str))
+    save_a_checkpoint(tmp_path / "train" / CHECKPOINT_DIR, 4)
+    pipeline.check_same_experiment(config, tmp_path)
+    with pytest.raises(ValueError, match=re.escape("train.epochs: 500 -> 3")):
+        pipeline.check_same_experiment(override(config, ["train.epochs=3"]), tmp_path)
+
+
 @pytest.mark.parametrize("state", ["train", "retrain", "search"])
 def test_a_config_json_without_saved_state_gives_way_with_a_warning(tmp_path, caplog, state):
     """A run that failed before its first checkpoint (say, out of memory at the first step) left
     config.json alone: a run with another batch size may start over there."""
     config = override(quickstart("digits"), ["train.batch_size=128"])
     (tmp_path / "config.json").write_text(json.dumps(as_dict(config), default=str))
-    (tmp_path / "train" / "7.orbax-checkpoint-tmp-1").mkdir(parents=True)  # a save cut short
+    (tmp_path / "train" / CHECKPOINT_DIR / "7.orbax-checkpoint-tmp-1").mkdir(parents=True)
     (tmp_path / "train" / "metrics.csv").write_text("step,name,value\n")
     smaller = override(config, ["train.batch_size=64"])
     with caplog.at_level(logging.WARNING, logger="experiments.pipeline"):
@@ -544,7 +556,8 @@ def test_a_config_json_without_saved_state_gives_way_with_a_warning(tmp_path, ca
         (tmp_path / "search").mkdir()
         (tmp_path / "search" / "evolution_state.npz").write_bytes(b"")
     else:
-        save_a_checkpoint(tmp_path / ("train" if state == "train" else "retrain/ab12"), 3)
+        run = tmp_path / ("train" if state == "train" else "retrain/ab12")
+        save_a_checkpoint(run / CHECKPOINT_DIR, 3)  # where the trainer saves
     with pytest.raises(ValueError, match=re.escape("train.batch_size: 128 -> 64")):
         pipeline.check_same_experiment(smaller, tmp_path)
 
@@ -566,6 +579,9 @@ def test_a_config_json_without_saved_state_gives_way_with_a_warning(tmp_path, ca
         (["--task=cifar", "--data_dir=/v", "--set", "data.data_dir=/w"],
          "--set data.data_dir=/w disagrees with --data_dir=/v"),
         (["--task=cifar", "--data_dir=/v", "--set", "data.data_dir=/v"], None),
+        (["--task=cifar", "--source=noah", "--set", "data.data_dir=/v"], None),
+        (["--task=cifar", "--set", "data.source=noah", "--set", "data.data_dir=/v"], None),
+        (["--task=mine.npz", "--set", "data.source=npz"], None),  # own data: the quickstart
         (["--task=cifar", "--checkpoint=/a.npz", "--set", "backbone.checkpoint=/b.npz"],
          "--set backbone.checkpoint=/b.npz disagrees with --checkpoint=/a.npz"),
         (["--task=digits", "--set", "train.epochs=3", "--set", "train.total_steps=10"],
@@ -591,22 +607,34 @@ def test_table_rows_keep_other_backbones_and_cut_test_splits_apart():
     """A vit-b16 run, a DINOv2 run and a run on 1,000 of a task's test images in one workdir
     were one "lora (ours)" row beside the paper's ViT-B rows."""
 
-    def result(task, accuracy, backbone="vit-b16", num_test=500, available=None):
-        return {"task": task, "method": "lora", "backbone": backbone, "num_test": num_test,
-                "num_test_available": available or num_test, "test_accuracy": accuracy,
-                "trainable_params": 300_000}  # fmt: skip
+    def result(task, accuracy, backbone="vit-b16", test_limit=None):
+        return {"task": task, "method": "lora", "backbone": backbone, "test_limit": test_limit,
+                "test_accuracy": accuracy, "trainable_params": 300_000}  # fmt: skip
 
     rows = vtab.table_rows({
         "cifar": result("cifar", 0.7), "dtd": result("dtd", 0.5),
         "eurosat": result("eurosat", 0.9, backbone="dinov2-s14"),
-        "svhn": result("svhn", 0.8, num_test=1000, available=26032),
-        "kitti": {k: v for k, v in result("kitti", 0.6).items() if k != "num_test_available"},
+        "svhn": result("svhn", 0.8, test_limit=1000),
+        "kitti": result("kitti", 0.6, test_limit=1000),  # 711 test images: none cut, same run
     })  # fmt: skip
     assert rows == {
-        "lora (ours)": (0.3, {"cifar": 70.0, "dtd": 50.0, "kitti": 60.0}),  # an older result.json
-        "lora (ours, first 1,000 test images)": (0.3, {"svhn": 80.0}),
+        "lora (ours)": (0.3, {"cifar": 70.0, "dtd": 50.0}),
+        "lora (ours, at most 1,000 test images)": (0.3, {"svhn": 80.0, "kitti": 60.0}),
         "lora on dinov2-s14 (ours)": (0.3, {"eurosat": 90.0}),
     }
+
+
+def test_an_older_result_json_takes_its_config_jsons_test_limit(tmp_path):
+    out = tmp_path / "dtd"
+    out.mkdir()
+    result = {"task": "dtd", "method": "lora", "backbone": "vit-b16", "test_accuracy": 0.5,
+              "trainable_params": 300_000}  # fmt: skip
+    (out / "result.json").write_text(json.dumps(result))
+    config = override(quickstart("dtd"), ["backbone.name=vit-b16", "backbone.image_size=224"])
+    (out / "config.json").write_text(json.dumps(as_dict(config), default=str))
+    saved = vtab.saved_vtab_results(tmp_path)
+    assert saved["dtd"]["test_limit"] == 1000
+    assert list(vtab.table_rows(saved)) == ["lora (ours, at most 1,000 test images)"]
 
 
 def test_a_cut_test_split_is_warned_about(caplog, monkeypatch):
@@ -771,7 +799,10 @@ def test_several_vtab_tasks_from_noah_layout_write_the_table(tmp_path):
     ]
     assert vtab.main(argv) == 0
     table = (tmp_path / "runs" / "vtab_table.md").read_text().splitlines()
-    ours = next(line for line in table if line.startswith("| lora on vit-ti16-random (ours)"))
+    ours = next(  # the quickstart's test limit (these splits hold fewer)
+        line for line in table
+        if line.startswith("| lora on vit-ti16-random (ours, at most 1,000 test images)")
+    )  # fmt: skip
     cells = [c.strip() for c in ours.strip("|").split("|")]
     results = {t: json.loads((tmp_path / "runs" / t / "result.json").read_text())
                for t in ("eurosat", "patch_camelyon")}  # fmt: skip

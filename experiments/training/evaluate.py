@@ -6,7 +6,7 @@ one zero-padded with ``mask`` False there, so that
     accuracy = sum(mask * (argmax forward(eff, images) == labels)) / sum(mask),
     eff      = adapter.apply(params, aparams, cfg).
 
-A split lives on the devices stacked (num_batches, batch_size, ...) (``stack_eval_batches``) and
+A split lives on the devices stacked (num_batches, B, ...) (``stack_eval_batches``) and
 is scored by one jitted ``lax.scan`` over its batches: ``make_accuracy_fn`` for one cfg (the test
 split), the config scorer for many configs at once (val200, one ``jax.vmap`` over configs).
 """

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -384,6 +385,8 @@ def activation_train_view(
 
     def apply(params: Params, aparams: Any, cfg: Any = None) -> Params:
         pairs = factors(params, aparams, functools.partial(held, grads))
+        if not pairs and grads != "auto":  # "auto" holds layers only where the tap pays
+            warnings.warn(_HOLDS_NONE[grads], stacklevel=2)
         # weight_apply's held kernels are replaced below: unused, they carry no gradient and
         # XLA drops their computation
         eff = flatten(weight_apply(params, aparams, cfg))
@@ -396,6 +399,16 @@ def activation_train_view(
         return unflatten(eff)
 
     return TrainView(apply, tapping(grads))
+
+
+_HOLDS_NONE = {
+    "activation": "grads='activation' holds no adapted layer: none is a dense kernel the "
+    "activation tap serves (convolutions are not), so every one trains in weight space, as "
+    "with grads='weight'",
+    "pallas": f"grads='pallas' holds no adapted layer: it holds 'auto''s, dense kernels whose "
+    f"weight-gradient GEMM reaches {MIN_TAP_INTENSITY} FLOPs per byte, and none does, so every "
+    "one trains in weight space, as with grads='weight' (grads='activation' taps them all)",
+}
 
 
 def train_view(

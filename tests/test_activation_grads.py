@@ -4,6 +4,7 @@ whose convolution stays in weight space), the train step, the FLOPs saved, and e
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import chex
@@ -352,6 +353,27 @@ def test_tap_refuses_a_layer_it_cannot_serve(model: nn.Module, target: str, erro
     run = tapped(lambda p, inputs: model.apply({"params": p}, inputs))
     with pytest.raises(ValueError, match=error):
         run(eff, x)
+
+
+@pytest.mark.parametrize(
+    "target, grads, warned",
+    [(r"dense/kernel", "pallas", "grads='pallas' holds no adapted layer"),
+     (r"dense/kernel", "activation", None), (r"dense/kernel", "auto", None),
+     (r"conv/kernel", "activation", "grads='activation' holds no adapted layer"),
+     (r"conv/kernel", "auto", None)],
+)  # fmt: skip
+def test_a_grads_form_that_holds_no_layer_is_warned_about(target, grads, warned):
+    """grads='pallas' on a model whose layers are all narrower than the tap's threshold (the
+    default DINOv2 ViT-S/14) trained in weight space without a word."""
+    params = ConvThenDense().init(jax.random.key(0), jnp.ones((1, 8, 8, 3)))["params"]
+    adapter = peft_core.lora(2, targets=target, grads=grads)
+    assert adapter.train is not None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        adapter.train.apply(params, adapter.init(jax.random.key(1), params))
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == (warned is not None)
+    assert warned is None or warned in messages[0]
 
 
 class General(nn.Module):

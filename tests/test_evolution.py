@@ -233,6 +233,7 @@ def test_score_fn_sees_constant_batches_and_each_candidate_once(batch_size):
     assert set().union(*distinct) == {g.tobytes() for g in r.evaluated_genes}
 
 
+@pytest.mark.filterwarnings("ignore:population=50 sizes generation 0 only")  # (40, 40): meant
 @pytest.mark.parametrize(("num_mutations", "num_crossovers"), [(0, 25), (25, 0), (0, 0), (40, 40)])
 def test_generation_is_children_then_random_fill(num_mutations, num_crossovers):
     r = search(generations=3, num_mutations=num_mutations, num_crossovers=num_crossovers)
@@ -352,6 +353,7 @@ def test_resume_with_fewer_generations_is_the_shorter_search(tmp_path, score_fn)
     assert_same_search(extended, search(score_fn, generations=5, seed=5))
 
 
+@pytest.mark.filterwarnings("ignore:population=8 sizes generation 0 only")
 def test_resume_with_another_space_raises(tmp_path):
     # the same layers with other ranks: gene k would mean another option (lora_8 -> lora_4)
     from glora_jax.space import GLoRASpace, LayerSpec

@@ -12,9 +12,21 @@ every subprocess that inherits the environment gets them.
   way), no preallocation of 75% of the card per process (xdist workers and the subprocesses
   share it), and one card: the tests run one device in process, the multi-device ones in CPU
   subprocesses (``CUDA_VISIBLE_DEVICES=0``).
+- One JAX persistent compilation cache for the session (unless JAX_COMPILATION_CACHE_DIR is
+  set): the end-to-end tests and their subprocesses compile many of the same programs, and
+  each is compiled once (the controller, which sets it up before the workers start, removes
+  it at exit). JAX logs "Compiling ..." before it looks in the cache, so tests that count
+  compiles count the same.
+- The slow tests run first, so that none starts late and leaves the other worker idle at the
+  end.
 """
 
+import atexit
 import os
+import shutil
+import tempfile
+
+import pytest
 
 _LEVEL = "--xla_backend_optimization_level"
 if _LEVEL not in os.environ.get("XLA_FLAGS", ""):
@@ -22,3 +34,15 @@ if _LEVEL not in os.environ.get("XLA_FLAGS", ""):
 os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "0")
+
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _CACHE = tempfile.mkdtemp(prefix="jax-test-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first (a stable sort: the same order on every xdist worker)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

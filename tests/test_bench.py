@@ -439,15 +439,12 @@ def test_biases_only_case_trains_every_non_head_bias_and_nothing_else() -> None:
 @pytest.mark.slow
 def test_run_all_tiny_on_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The smoke run measures nothing worth optimising: compile fast (-O0, from conftest.py's
-    # XLA_FLAGS, which the suite's processes inherit), and compile a step that another row
-    # already compiled only once (JAX's persistent cache: on the tiny model grads="auto" taps no
-    # layer, so e.g. lora-r8 and lora-r8-weight are one program; -15% of this test's time).
+    # XLA_FLAGS, which the suite's processes inherit), and compile a step that another row or
+    # test already compiled only once (conftest.py's persistent cache: on the tiny model
+    # grads="auto" taps no layer, so e.g. lora-r8 and lora-r8-weight are one program).
     # its processes (the JAX suite's parts, the torch peers) run on the CPU on a GPU machine too
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax-cache"))
-    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
     out = tmp_path / "bench.json"
     assert run.main(["--suite=all", "--size=tiny", "--out", str(out)]) == 0
     rows, info = load_rows(out)

@@ -63,7 +63,8 @@ def no_data_loads(monkeypatch):
 @pytest.mark.slow
 def test_glora_end_to_end_with_retrain_and_resume(tmp_path, caplog, capsys):
     workdir = tmp_path / "runs"
-    argv = ["--adapter=glora", f"--workdir={workdir}", *TINY, "--set", "search.retrain=True"]
+    argv = ["--adapter=glora", f"--workdir={workdir}", *TINY, "--set", "search.retrain=True",
+            "--set", "backbone.scan=true"]  # fmt: skip
     assert vtab.main(argv) == 0
     out = workdir / "digits"
     result = json.loads((out / "result.json").read_text())
@@ -154,7 +155,8 @@ def test_processes_other_than_the_first_write_none_of_the_runs_files(tmp_path, m
     others rewrote config.json while a resuming process read it)."""
     for module in (pipeline, trainer, vtab):
         monkeypatch.setattr(module, "is_main_process", lambda: False)
-    argv = ["--adapter=glora", f"--workdir={tmp_path}", *TINY, "--set", "search.generations=1"]
+    argv = ["--adapter=glora", f"--workdir={tmp_path}", *TINY, "--set", "search.generations=1",
+            "--set", "backbone.scan=true"]  # fmt: skip
     assert vtab.main(argv) == 0
     out = tmp_path / "digits"
     assert sorted(p.name for p in out.iterdir()) == ["search", "train"]  # checkpoints only

@@ -118,8 +118,8 @@ class Splits:
     train: SplitArrays
     val: SplitArrays
     test: SplitArrays
+    test_available: int  # the task's test images before data.test_limit
     retrain: SplitArrays | None = None  # train800val200, for a search's retrain
-    test_available: int | None = None  # the task's test images before data.test_limit
 
 
 def load_split(config: ExperimentConfig, split: str) -> SplitArrays:
@@ -159,9 +159,8 @@ def load_splits(config: ExperimentConfig) -> Splits:
         )  # fmt: skip
     retrain = config.method.searchable and config.search.retrain
     return Splits(
-        load_split(config, "train800"), load_split(config, "val200"), test,
+        load_split(config, "train800"), load_split(config, "val200"), test, available,
         retrain=load_split(config, "train800val200") if retrain else None,
-        test_available=available,
     )  # fmt: skip
 
 
@@ -308,9 +307,11 @@ def check_same_experiment(config: ExperimentConfig, workdir: pathlib.Path) -> No
     # a split seed of None is the default one: None -> 0 (and back) is no change
     saved_data = saved.get("data", {})
     if "split_seed" in saved_data:
-        seeds = (saved_data["split_seed"], config.data.split_seed)
-        same = len({DEFAULT_SPLIT_SEED if s is None else s for s in seeds}) == 1
-        saved_data["split_seed"] = seeds[1] if same else seeds[0] or DEFAULT_SPLIT_SEED
+        before, now = (
+            DEFAULT_SPLIT_SEED if s is None else s
+            for s in (saved_data["split_seed"], config.data.split_seed)
+        )
+        saved_data["split_seed"] = config.data.split_seed if before == now else before
     changed = config_changes(saved, config, ignore=RESUMABLE_KEYS)
     if changed and not _holds_saved_state(workdir):
         log.warning(

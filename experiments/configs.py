@@ -55,7 +55,9 @@ def quickstart(
     return ExperimentConfig(
         data=DataConfig(task=task, source=source, data_dir=data_dir, test_limit=1000),
         backbone=BackboneConfig(name="dinov2-s14", image_size=56, scan=True),
-        method=MethodConfig(name=method, space="medium"),
+        method=MethodConfig(name=method, space="medium")
+        if method == "glora"
+        else MethodConfig(method),
         train=TrainConfig(
             optim=OptimConfig(learning_rate=5e-4, warmup_epochs=1.0),
             epochs=6,

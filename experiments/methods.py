@@ -39,6 +39,13 @@ METHOD_KNOBS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
+def unread_knobs(method: str) -> tuple[str, ...]:
+    """The ``MethodConfig`` knobs ``method`` does not read, as config keys "method.<knob>": two
+    configs that differ only in them run the same experiment."""
+    fields = (f.name for f in dataclasses.fields(MethodConfig))
+    return tuple(f"method.{k}" for k in fields if k != "name" and k not in METHOD_KNOBS[method])
+
+
 def check_knobs(method: str, knobs: Iterable[str]) -> None:
     """ValueError for a knob among ``knobs`` (``MethodConfig`` fields a user set) that
     ``method`` does not read: it would be ignored without a word."""
@@ -52,7 +59,8 @@ def check_knobs(method: str, knobs: Iterable[str]) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class MethodConfig:
-    """Knobs of the methods; each method reads only its own.
+    """Knobs of the methods; each method reads only its own (``METHOD_KNOBS``), and another
+    method's knob set to other than its default is a ValueError, not silently ignored.
 
     rank/alpha: LoRA (scale alpha/rank; alpha None: scale 1). rank/kernel_rank/scale/tucker: FLoRA
     (channel-mode rank, conv spatial-mode rank, s, "nd" or "matrix"). grads: how LoRA and FLoRA
@@ -75,6 +83,10 @@ class MethodConfig:
         if self.grads not in peft_core.GRADS:
             raise ValueError(f"unknown grads {self.grads!r}; choose from {peft_core.GRADS}")
         glora_jax.presets.ranks(self.space)  # type: ignore[arg-type]  # a known size
+        check_knobs(
+            self.name,
+            [f.name for f in dataclasses.fields(self) if getattr(self, f.name) != f.default],
+        )
         build_method(self, targets=())  # the adapter's own checks (ranks, alpha, scale, tucker)
 
     @property

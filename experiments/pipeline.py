@@ -50,7 +50,7 @@ from experiments.data.folder import class_folders
 from experiments.data.load import DEFAULT_SPLIT_SEED
 from experiments.data.pipeline import TrainBatches
 from experiments.local_files import local_path
-from experiments.methods import Method, bias_grad_for, build_method
+from experiments.methods import Method, bias_grad_for, build_method, unread_knobs
 from experiments.search_log import SearchLog
 from experiments.training import TrainResult, train
 from experiments.training.checkpoint import saved_steps
@@ -195,13 +195,14 @@ def train_on(
 
 
 def checkpointed_settings(config: ExperimentConfig) -> dict[str, Any]:
-    """The method's and backbone's settings outside ``RESUMABLE_KEYS``, stored with each training
-    checkpoint: a resume with another LoRA alpha, FLoRA scale or backbone checkpoint is refused
-    even where no config.json says so (``check_same_experiment``)."""
+    """The method's and backbone's settings outside ``RESUMABLE_KEYS`` and the method's unread
+    knobs, stored with each training checkpoint: a resume with another LoRA alpha, FLoRA scale or
+    backbone checkpoint is refused even where no config.json says so (``check_same_experiment``)."""
+    skip = RESUMABLE_KEYS | set(unread_knobs(config.method.name))
     return {
         k: v
         for k, v in dotted_settings(config).items()
-        if k.startswith(("method.", "backbone.")) and k not in RESUMABLE_KEYS
+        if k.startswith(("method.", "backbone.")) and k not in skip
     }
 
 
@@ -296,10 +297,11 @@ def check_runs_here(config: ExperimentConfig, workdir: str | pathlib.Path) -> pa
 
 
 def check_same_experiment(config: ExperimentConfig, workdir: pathlib.Path) -> None:
-    """ValueError naming each key outside ``RESUMABLE_KEYS`` in which ``config`` differs from
-    the one ``workdir/config.json`` records (none recorded: a new workdir). A config.json that
-    no checkpoint or search state was saved under (a run that failed or was killed before its
-    first checkpoint) gives way to ``config`` with a warning: nothing of it would be resumed."""
+    """ValueError naming each key outside ``RESUMABLE_KEYS`` and the method's unread knobs in
+    which ``config`` differs from the one ``workdir/config.json`` records (none recorded: a new
+    workdir). A config.json that no checkpoint or search state was saved under (a run that
+    failed or was killed before its first checkpoint) gives way to ``config`` with a warning:
+    nothing of it would be resumed."""
     path = workdir / "config.json"
     if not path.exists():
         return
@@ -312,7 +314,10 @@ def check_same_experiment(config: ExperimentConfig, workdir: pathlib.Path) -> No
             for s in (saved_data["split_seed"], config.data.split_seed)
         )
         saved_data["split_seed"] = config.data.split_seed if before == now else before
-    changed = config_changes(saved, config, ignore=RESUMABLE_KEYS)
+    # knobs the method does not read change nothing (an older quickstart's LoRA method.space)
+    changed = config_changes(
+        saved, config, ignore=RESUMABLE_KEYS | set(unread_knobs(config.method.name))
+    )
     if changed and not _holds_saved_state(workdir):
         log.warning(
             "%s was written by a run that saved no checkpoint or search state: this run starts "

@@ -227,6 +227,16 @@ def test_caller_run_settings_are_checkpointed_and_compared(tmp_path: pathlib.Pat
     chex.assert_trees_all_equal(again.state, first.state)
     with pytest.raises(CheckpointMismatchError, match=re.escape("method.alpha: 8.0 -> 16.0")):
         run({"method.alpha": 16.0})
+    # a setting saved that no longer makes the run (a knob its method does not read) is no change
+    older = tmp_path / "older"
+    run_in = functools.partial(
+        train, config, forward=toy_forward, params=toy_params(), adapter=switch_adapter(),
+        train_data=toy_batches(), workdir=older,
+    )  # fmt: skip
+    saved = run_in(run={"method.alpha": 8.0, "method.space": "medium"})
+    chex.assert_trees_all_equal(run_in(run={"method.alpha": 8.0}).state, saved.state)
+    with pytest.raises(CheckpointMismatchError, match=re.escape("method.alpha: 8.0 -> 4.0")):
+        run_in(run={"method.alpha": 4.0})
     with pytest.raises(ValueError, match=r"run settings \['seed'\] would replace the trainer's"):
         run({"seed": 1})
 

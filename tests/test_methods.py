@@ -3,6 +3,9 @@ form chosen per method and applied to a loaded backbone."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -19,7 +22,7 @@ from experiments.backbones import (
     load_backbone,
     with_bias_grad,
 )
-from experiments.methods import MethodConfig, bias_grad_for, build_method
+from experiments.methods import METHOD_KNOBS, METHODS, MethodConfig, bias_grad_for, build_method
 from experiments.models.dinov2 import dinov2_s14
 from experiments.models.efficientnet import EfficientNetLite
 from experiments.models.vit import vit
@@ -125,6 +128,31 @@ def test_low_rank_method_forms_its_gradients_as_configured(name: str, grads: str
 def test_method_config_rejects_unknown_grads() -> None:
     with pytest.raises(ValueError, match="unknown grads 'fused'"):
         MethodConfig("lora", grads="fused")
+
+
+@pytest.mark.parametrize(
+    "knobs, message",
+    [({"name": "lora", "space": "small"},
+      "method.space would be ignored: lora reads method.rank, method.alpha, method.grads"),
+     ({"name": "glora", "rank": 4}, "method.rank would be ignored: glora reads method.space"),
+     ({"name": "flora", "alpha": 16.0}, "method.alpha would be ignored: flora reads"),
+     ({"name": "bitfit", "grads": "weight"}, "method.grads would be ignored: bitfit reads none"),
+     ({"name": "full", "rank": 4, "scale": 2.0}, "method.rank, method.scale would be ignored")],
+)  # fmt: skip
+def test_method_config_refuses_another_methods_knob(knobs: dict, message: str) -> None:
+    """Built in Python as on the command line: a knob the method never reads is an error."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        MethodConfig(**knobs)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_method_config_takes_its_own_knobs_and_others_at_their_defaults(name: str) -> None:
+    own = {"rank": 4, "alpha": 8.0, "kernel_rank": 1, "scale": 2.0, "tucker": "nd",
+           "space": "small", "grads": "weight"}  # fmt: skip
+    config = MethodConfig(name, **{k: own[k] for k in METHOD_KNOBS[name]})
+    assert all(getattr(config, k) == own[k] for k in METHOD_KNOBS[name])
+    defaults = {f.name: f.default for f in dataclasses.fields(MethodConfig) if f.name != "name"}
+    assert MethodConfig(name, **defaults) == MethodConfig(name)  # a default is no setting
 
 
 def test_bitfit_ssf_and_lora_counts_on_vit_b16_are_the_ones_the_table_notes_state() -> None:

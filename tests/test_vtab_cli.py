@@ -528,6 +528,15 @@ def test_a_workdir_refuses_another_config(tmp_path):
     seeded = override(config, ["data.split_seed=0"])
     (tmp_path / "config.json").write_text(json.dumps(as_dict(seeded), default=str))
     pipeline.check_same_experiment(config, tmp_path)
+    # a knob the method does not read changes nothing (the quickstart set a LoRA run's space)
+    lora = quickstart("digits", method="lora")
+    assert lora.method.space == "large"  # the quickstart sets the space of glora only
+    older = as_dict(lora)
+    older["method"]["space"] = "medium"
+    (tmp_path / "config.json").write_text(json.dumps(older, default=str))
+    pipeline.check_same_experiment(lora, tmp_path)
+    with pytest.raises(ValueError, match=re.escape("method.rank: 8 -> 4")):
+        pipeline.check_same_experiment(override(lora, ["method.rank=4"]), tmp_path)
 
 
 def test_a_tfds_workdir_resumes_with_its_own_config(tmp_path):
@@ -892,9 +901,10 @@ def test_merged_check_tolerates_flipped_near_ties(
 
 
 def test_training_checkpoints_hold_the_method_and_backbone_settings() -> None:
-    config = override(quickstart(), ["method.name=lora", "method.alpha=16.0"])
+    config = override(quickstart(method="lora"), ["method.alpha=16.0"])
     settings = pipeline.checkpointed_settings(config)
     assert settings["method.alpha"] == 16.0 and settings["backbone.name"] == "dinov2-s14"
+    assert "method.space" not in settings and "method.scale" not in settings  # lora reads neither
     assert not any(k.startswith(("train.", "data.", "search.")) for k in settings)  # the trainer's
     assert not set(settings) & pipeline.RESUMABLE_KEYS  # method.grads, backbone.attention, ...
 

@@ -76,14 +76,14 @@ def _check_fits(
 def setting_changes(
     saved: Mapping[str, Any], current: Mapping[str, Any], *, ignore: Iterable[str] = ()
 ) -> list[str]:
-    """Lines "key: saved -> now" for each key of ``saved`` outside ``ignore`` whose value
-    ``current`` changes (keys ``saved`` lacks were added since: it ran with their defaults'
-    behaviour, so they are no change)."""
+    """Lines "key: saved -> now" for each key of both outside ``ignore`` whose value ``current``
+    changes. Keys ``saved`` lacks were added since (it ran with their defaults' behaviour), keys
+    ``current`` lacks no longer make the run (a knob its method does not read): no change."""
     skip = set(ignore)
     return [
-        f"{k}: {value!r} -> {current.get(k)!r}"
+        f"{k}: {value!r} -> {current[k]!r}"
         for k, value in sorted(saved.items())
-        if k not in skip and value != current.get(k)
+        if k not in skip and k in current and value != current[k]
     ]
 
 

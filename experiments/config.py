@@ -197,6 +197,22 @@ def set_values(assignments: Iterable[str]) -> dict[str, Any]:
     return values
 
 
+def as_assignments(config: Any, prefix: str = "") -> list[str]:
+    """ "a.b.c=value" for every field of ``config`` (nested frozen dataclasses), as ``--set`` and
+    ``override`` take them: ``override(c, as_assignments(config)) == config`` for any ``c`` of
+    its type. A string is written bare unless that would parse as something else."""
+    lines = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        key = f"{prefix}{field.name}"
+        if dataclasses.is_dataclass(value):
+            lines += as_assignments(value, f"{key}.")
+        else:
+            bare = isinstance(value, str) and _parse(value.strip()) == value
+            lines.append(f"{key}={value if bare else repr(value)}")
+    return lines
+
+
 def _parse(raw: str) -> Any:
     if raw in ("None", "none", "null"):
         return None

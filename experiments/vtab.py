@@ -5,6 +5,7 @@
     python -m experiments.vtab --adapter=glora --tasks=all --data_dir=$TFDS_DATA_DIR \\
         --checkpoint=ViT-B_16.npz                            # the GLoRA paper's VTAB-1k runs
     python -m experiments.vtab --set train.epochs=100 --set search.param_budget=500000
+    python -m experiments.vtab --adapter=lora --task=cifar --dry_run   # every setting, no run
 
 The preset follows the task: VTAB-1k tasks get the paper's recipe ("paper"), offline tasks and
 your own data (``--source=npz|folder``) the CPU-sized "quickstart"; ``--preset=quickstart`` runs a
@@ -30,11 +31,17 @@ import jax
 from experiments import pipeline
 from experiments.backbones import NATIVE_NORMALIZATION
 from experiments.command_line import run_main
-from experiments.config import ExperimentConfig, override, set_values
+from experiments.config import (
+    ExperimentConfig,
+    as_assignments,
+    dotted_settings,
+    override,
+    set_values,
+)
 from experiments.configs import PRESETS, preset
 from experiments.data.offline import OFFLINE_TASKS
 from experiments.local_files import local_path
-from experiments.methods import METHODS, check_knobs
+from experiments.methods import METHODS, check_knobs, unread_knobs
 from experiments.training.sharding import initialize_distributed, is_main_process
 from experiments.vtab_table import PAPER_BACKBONE, TASKS, markdown_table
 from peft_core.atomic_files import write_text
@@ -69,6 +76,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         metavar="KEY=VALUE",
         help="override any config field (repeatable)",
+    )
+    parser.add_argument(
+        "--dry_run",
+        action="store_true",
+        help="check every task's config and workdir, print each setting as --set takes it, "
+        "and stop before any data or weights load",
     )
     parser.add_argument(
         "--distributed",
@@ -181,6 +194,16 @@ def main(argv: list[str] | None = None) -> int:
     configs = [task_config(args, task) for task in tasks]  # every task's errors before any runs
     for config, out in zip(configs, outs, strict=True):
         pipeline.check_runs_here(config, out)
+    if args.dry_run:
+        for task, out, config in zip(tasks, outs, configs, strict=True):
+            pipeline.check_same_experiment(config, out)  # a workdir of another config: refused
+            print(f"== {task}: {args.adapter} on {config.backbone.name} -> {out}")
+            unread = unread_settings(config)
+            lines = [a for a in as_assignments(config) if a.partition("=")[0] not in unread]
+            print("\n".join(f"  {line}" for line in lines))
+            if unread:
+                print(f"  ({len(unread)} settings {args.adapter} does not read left out)")
+        return 0
     results = {}
     for task, out, config in zip(tasks, outs, configs, strict=True):
         print(f"== {task}: {args.adapter} on {config.backbone.name} -> {out}")
@@ -193,6 +216,16 @@ def main(argv: list[str] | None = None) -> int:
             write_text(workdir / "vtab_table.md", table + "\n")
         print(table)
     return 0
+
+
+def unread_settings(config: ExperimentConfig) -> set[str]:
+    """The config keys ``config``'s method never reads: knobs of other methods and, but for a
+    GLoRA supernet, the supernet's and the search's settings."""
+    unread = set(unread_knobs(config.method.name))
+    if not config.method.searchable:
+        unread |= set(SUPERNET_KEYS)
+        unread |= {k for k in dotted_settings(config) if k.startswith("search.")}
+    return unread
 
 
 def devices_line() -> str:

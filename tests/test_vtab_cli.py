@@ -21,7 +21,7 @@ from PIL import Image
 
 from experiments import pipeline, vtab
 from experiments.backbones import BackboneConfig, load_backbone
-from experiments.config import ExperimentConfig, as_dict, override
+from experiments.config import ExperimentConfig, as_assignments, as_dict, override
 from experiments.configs import paper, quickstart
 from experiments.data.base import SplitArrays
 from experiments.training import trainer
@@ -898,6 +898,43 @@ def test_merged_check_tolerates_flipped_near_ties(
     # float comparison it replaced rejected (0.0097 - 0.0096 > 1 / 10000 in float64).
     # (0.75, 0.7475, 797): the tiny GLoRA bf16 run, 2 images flipped (update rounded in bf16).
     pipeline.check_merged_agrees(adapted, served, num_test=num_test, rounded_update=rounded)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [paper("cifar", method="flora"),
+     override(quickstart("digits", method="lora"), ["method.alpha=16.0", "data.split_seed=3"]),
+     override(quickstart("digits"), ["data.source=npz", "train.optim.clip_grad_norm=1.0"])],
+)  # fmt: skip
+def test_settings_as_assignments_rebuild_the_config(config: ExperimentConfig) -> None:
+    """Every line --dry_run prints, given back to --set on another preset, makes the same run."""
+    if config.data.source == "npz":  # strings that would not parse back as themselves
+        data = dataclasses.replace(config.data, task=" my 1e-3.npz")
+        train = dataclasses.replace(config.train, head_pattern="None")
+        config = dataclasses.replace(config, data=data, train=train)
+    lines = as_assignments(config)
+    assert override(paper("dtd", method="ssf"), lines) == config
+
+
+def test_dry_run_prints_the_settings_the_method_reads_and_runs_nothing(tmp_path, capsys):
+    workdir = tmp_path / "w"
+    argv = ["--task=digits", "--adapter=lora", f"--workdir={workdir}", "--dry_run"]
+    assert vtab.main([*argv, "--set", "train.epochs=2"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == f"== digits: lora on dinov2-s14 -> {workdir / 'digits'}"
+    settings = [line.strip() for line in printed[1:-1]]
+    assert "train.epochs=2" in settings and "method.rank=8" in settings
+    assert not [k for k in settings if k.startswith(("search.", "method.space", "train.num_"))]
+    assert printed[-1] == "  (16 settings lora does not read left out)"
+    config = vtab.task_config(vtab.parse_args([*argv, "--set", "train.epochs=2"]), "digits")
+    assert override(quickstart("digits", method="lora"), settings) == config
+    assert not workdir.exists()  # nothing ran
+    # a workdir of another config is refused as the run would refuse it
+    (workdir / "digits" / "train" / CHECKPOINT_DIR).mkdir(parents=True)
+    (workdir / "digits" / "config.json").write_text(json.dumps(as_dict(config), default=str))
+    save_a_checkpoint(workdir / "digits" / "train" / CHECKPOINT_DIR, 4)
+    with pytest.raises(ValueError, match=re.escape("train.epochs: 2 -> 3")):
+        vtab.main([*argv, "--set", "train.epochs=3"])
 
 
 def test_training_checkpoints_hold_the_method_and_backbone_settings() -> None:

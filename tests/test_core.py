@@ -173,6 +173,32 @@ def test_select_exclude_and_order():
     assert peft_core.select(paths, r".*kernel", exclude=r"head/.*") == ["a/kernel", "b/kernel"]
 
 
+def test_patterns_match_whole_paths():
+    """A pattern is anchored at both ends: neither a longer path nor an alternative's prefix
+    is adapted."""
+    assert peft_core.paths.matches("fc/kernel", r"fc/kernel")
+    assert not peft_core.paths.matches("fc/kernel_extra", r"fc/kernel")
+    assert not peft_core.paths.matches("block/fc/kernel", r"fc/kernel")
+    assert peft_core.select(["a/kernel", "b/kernel"], r"a/kernel|b") == ["a/kernel"]
+    paths = ["a/kernel", "ab/kernel"]
+    assert peft_core.select(paths, r".*/kernel", exclude=r"a/kernel|x") == ["ab/kernel"]
+
+
+@pytest.mark.parametrize("stack", [(), (4,)])
+def test_lora_init_is_kaiming_uniform_a_and_zero_b(stack):
+    """As HF PEFT: A ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform_, a=sqrt(5)), B = 0."""
+    fan_in, fan_out, rank = 2000, 300, 4
+    params = {"fc": {"kernel": jnp.zeros((*stack, fan_in, fan_out))}}
+    adapter = peft_core.lora(rank, targets=r"fc/kernel", stacked=r"fc/.*" if stack else None)
+    aparams = adapter.init(jax.random.key(0), params)
+    a, b = np.asarray(aparams["fc"]["a"]), np.asarray(aparams["fc"]["b"])
+    chex.assert_shape([a, b], [(*stack, fan_in, rank), (*stack, rank, fan_out)])
+    assert not b.any()
+    bound = fan_in**-0.5
+    assert np.abs(a).max() <= bound and np.abs(a).max() > 0.99 * bound
+    np.testing.assert_allclose(a.std(), bound / 3**0.5, rtol=0.05)
+
+
 def np_lora(w, a, b, scale):
     """Reference: W + scale * A B on the (fan_in, fan_out) view."""
     return w + scale * (a.reshape(a.shape[0], -1) @ b).reshape(w.shape)

@@ -194,6 +194,23 @@ def test_near_knapsack_optimum_under_binding_budget():
     assert r.best_score > random_best(separable_value, 1000, KNAPSACK_BUDGET, 1) + 0.1 * optimum
 
 
+class FlatCostSpace(FakeSpace):
+    """Every config costs 100 parameters."""
+
+    def num_params(self, cfg):
+        return jnp.full(np.shape(cfg["A"])[:-1], 100)
+
+
+def test_a_candidate_at_exactly_the_budget_is_legal():
+    """Legal means num_params <= param_budget: at 100 every candidate is, at 99 none."""
+    kwargs = {"generations": 2, "population": 10, "top_k": 4, "progress": False}
+    kwargs |= {"num_mutations": 4, "num_crossovers": 4}
+    r = evolutionary_search(FlatCostSpace(), matches_target, param_budget=100, **kwargs)
+    assert r.candidates_evaluated == 20 and set(r.evaluated_num_params) == {100}
+    with pytest.raises(ValueError, match="param_budget=99"):
+        evolutionary_search(FlatCostSpace(), matches_target, param_budget=99, **kwargs)
+
+
 def test_every_candidate_legal_new_and_recorded(target_result):
     r = target_result
     counts = np.array([cost_of(g) for g in r.evaluated_genes])

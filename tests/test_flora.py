@@ -157,6 +157,8 @@ SHAPES = [
         ((3, 4, 6), (3, 2, 2), 2, (), 2),  # out (H, Dh, D): through the output's rank 2 < 6
         ((5, 7), (2, 3), 1, (2,), 2),  # a matrix, one stack axis
         ((3, 4, 6), (1, 2, 5), 2, (2, 3), 2),  # two stack axes
+        ((8, 3, 4), (7, 2, 3), 1, (), 6),  # through two output modes of unequal ranks 2 x 3
+        ((3, 4, 8), (3, 2, 7), 2, (), 6),  # through two input modes of unequal ranks 3 x 2
     ],
 )
 def test_matrix_factors_multiply_to_the_unfolded_tucker(dims, ranks, num_in, stack, inner):

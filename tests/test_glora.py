@@ -272,6 +272,20 @@ def test_init_shapes_and_distributions():
     assert not np.allclose(sup["a_in"][0], sup["a_in"][1]), "stack slices share an init"
 
 
+@pytest.mark.parametrize("stack", [(), (256,), (16, 16)])
+def test_xavier_bound_is_the_trailing_matrix_s_whatever_the_stack(stack):
+    """torch's xavier_uniform_ on each (rows, cols) slice: U(-b, b), b = sqrt(6 / (rows + cols)),
+    so std b / sqrt(3); the stack axes of scanned blocks must not shrink it."""
+    rows, cols = 24, 8
+    (supports,) = glora_jax.support.init_supports(
+        jax.random.key(0), [{"a_in": (*stack, rows, cols)}], dtype=jnp.float32
+    )
+    x = np.asarray(supports["a_in"])
+    bound = (6 / (rows + cols)) ** 0.5
+    assert np.abs(x).max() <= bound
+    np.testing.assert_allclose(x.std(), bound / 3**0.5, rtol=0.1)
+
+
 # ---- identity at init, merge, a tiny model ---------------------------------------------------
 
 

@@ -269,6 +269,13 @@ def test_mutate():
         [[len(space.legal(n.split("[")[0])[t]) for t in TENSORS] for n in space.slice_names]
     )
     np.testing.assert_allclose(changed, 0.2 * (1 - 1 / n_legal), atol=0.03)
+    # ... and independently: two entries (of one slice's five or of two slices) both change
+    # with the product of their probabilities, not with one of them (a coin per slice)
+    flips = (some != batch).reshape(len(batch), -1)[:, n_legal.ravel() > 1].astype(float)
+    p = flips.mean(axis=0)
+    both = flips.T @ flips / len(batch)
+    off_diagonal = ~np.eye(len(p), dtype=bool)
+    np.testing.assert_allclose(both[off_diagonal], np.outer(p, p)[off_diagonal], atol=0.012)
 
 
 def test_crossover():
@@ -281,7 +288,13 @@ def test_crossover():
     )
     assert ((kids == a) | (kids == b)).all()
     differ = a != b
-    np.testing.assert_allclose((kids == a)[:, differ].mean(axis=0), 0.5, atol=0.05)
+    from_a = (kids == a)[:, differ].astype(float)
+    np.testing.assert_allclose(from_a.mean(axis=0), 0.5, atol=0.05)
+    # each entry its own coin: two entries both from parent a a quarter of the time
+    both = from_a.T @ from_a / len(kids)
+    off_diagonal = ~np.eye(len(both), dtype=bool)
+    assert (differ.sum(axis=-1) >= 2).any()  # pairs within one slice too
+    np.testing.assert_allclose(both[off_diagonal], 0.25, atol=0.05)
 
 
 # ---- bad input -------------------------------------------------------------------------------

@@ -198,9 +198,9 @@ def set_values(assignments: Iterable[str]) -> dict[str, Any]:
 
 
 def as_assignments(config: Any, prefix: str = "") -> list[str]:
-    """ "a.b.c=value" for every field of ``config`` (nested frozen dataclasses), as ``--set`` and
-    ``override`` take them: ``override(c, as_assignments(config)) == config`` for any ``c`` of
-    its type. A string is written bare unless that would parse as something else."""
+    """Every field of ``config`` (nested frozen dataclasses) as an "a.b.c=value" line, the form
+    ``--set`` and ``override`` take: ``override(c, as_assignments(config)) == config`` for any
+    ``c`` of its type. A string is written bare unless that would parse as something else."""
     lines = []
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)

@@ -52,12 +52,11 @@ def quickstart(
     """Every stage on a CPU in minutes: DINOv2 ViT-S/14 at 56x56 on an offline task (by default;
     a VTAB-1k task from tfds, or ``source``'s)."""
     source = source or ("tfds" if task in PAPER_LR else "offline")
+    space = "medium" if method == "glora" else MethodConfig.space  # a knob of GLoRA's alone
     return ExperimentConfig(
         data=DataConfig(task=task, source=source, data_dir=data_dir, test_limit=1000),
         backbone=BackboneConfig(name="dinov2-s14", image_size=56, scan=True),
-        method=MethodConfig(name=method, space="medium")
-        if method == "glora"
-        else MethodConfig(method),
+        method=MethodConfig(name=method, space=space),
         train=TrainConfig(
             optim=OptimConfig(learning_rate=5e-4, warmup_epochs=1.0),
             epochs=6,

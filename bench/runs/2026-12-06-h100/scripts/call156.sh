@@ -6,6 +6,6 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site:$PWD
 R=$OUT
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv > $R/device.txt
 cat scratch_dev/commit.txt > $R/commit.txt
-timeout 185 python3 -m bench.jax_suite --json $R/1-train.json --suites scan train --train-batches 256 --only 'glora-supernet-k1@256' > $R/1-train.log 2>&1; echo "exit $?"
+timeout 300 python3 -m bench.jax_suite --json $R/1-train.json --suites scan train --train-batches 256 --only 'glora-supernet-k1@256' > $R/1-train.log 2>&1; echo "exit $?"
 grep -vE "it/s\]|s/it\]" $R/1-train.log | tail -6
 

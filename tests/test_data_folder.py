@@ -125,6 +125,27 @@ def test_folder_per_class(tmp_path: Path):
     np.testing.assert_array_equal(np.bincount(few.labels), [2, 2, 2])
 
 
+def test_folder_splits_follow_sorted_file_names_whatever_the_directory_order(tmp_path: Path):
+    """The same seed gives the same split on every filesystem: files are read in sorted order
+    (class folders, then names), then split as an npz of that order is."""
+    rng = np.random.default_rng(0)
+    names = {"a_dog": 600, "b_cat": 500}
+    images, labels = [], []
+    for label, (name, count) in enumerate(names.items()):
+        (tmp_path / "tree" / name).mkdir(parents=True)
+        tagged = _tagged(count, (2, 3, 3)) + np.uint8(100 * label)  # file number, class
+        for index in rng.permutation(count):  # created out of order
+            Image.fromarray(tagged[index]).save(tmp_path / "tree" / name / f"{index:04d}.png")
+        images.append(tagged)
+        labels.append(np.full(count, label))
+    np.savez(tmp_path / "sorted.npz", images=np.concatenate(images), labels=np.concatenate(labels))
+    for split in ("train800val200", "test", "3shot"):
+        got = load_task(str(tmp_path / "tree"), source="folder", split=split, seed=7)
+        want = load_task(str(tmp_path / "sorted.npz"), source="npz", split=split, seed=7)
+        np.testing.assert_array_equal(got.images, want.images)
+        np.testing.assert_array_equal(got.labels, want.labels)
+
+
 def test_folder_errors(tmp_path: Path):
     with pytest.raises(DataNotFoundError, match="no image folder"):
         load_task(str(tmp_path / "nowhere"), source="folder")

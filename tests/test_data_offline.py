@@ -205,6 +205,16 @@ def test_single_pool_splits_are_disjoint_and_sized(num_examples: int):
     assert len(np.unique(together)) == len(together)
 
 
+def test_few_shot_pool_goes_on_past_the_capped_test_part():
+    """Without an official test set the pool is perm[:1000] then perm[11000:]: examples beyond
+    the test part's 10,000 still serve the few-shot sets."""
+    labels = np.zeros(11_200, int)
+    perm = np.random.default_rng(3).permutation(11_200)
+    labels[perm[11_100]] = 1  # class 1's one example lies past the test part
+    shots = split_indices("1shot", labels=labels, num_classes=2, seed=3)
+    np.testing.assert_array_equal(shots, [perm[0], perm[11_100]])  # pool order
+
+
 def test_official_test_is_capped_and_kept_out_of_training():
     labels = np.arange(23_000) % 10
     official = np.arange(1000, 12_500)

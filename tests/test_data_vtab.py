@@ -394,6 +394,16 @@ def test_split_strings_from_real_sizes(task: str):
     }
 
 
+@pytest.mark.parametrize(("task", "num_train", "test"), [
+    ("eurosat", 1004, "train[802:]"),  # 602 + 200: each percentage floored on its own
+    ("resisc45", 1003, "train[801:]"),  # 601 + 200
+    ("dsprites_loc", 1006, "train[904:]"),  # 804 + 100
+])  # fmt: skip
+def test_held_out_test_starts_after_each_floored_percentage(task: str, num_train: int, test: str):
+    """task_adaptation's split: train[pT*N//100 + pV*N//100:], not train[(pT + pV)*N//100:]."""
+    assert tfds_splits(VTAB_TASKS[task], num_train)["test"] == test
+
+
 @pytest.mark.parametrize(("depth", "label"), CLEVR_DEPTHS)
 def test_clevr_distance_by_hand(depth: float, label: int):
     coords = np.array([[0.0, 0.0, depth + 3.0], [0.0, 0.0, depth]], np.float32)

@@ -26,6 +26,7 @@ from experiments.data.pipeline import TrainBatches, data_digest
 from experiments.training import (
     OptimConfig,
     TrainConfig,
+    TrainResult,
     classification_loss,
     data_mesh,
     join_head,
@@ -517,6 +518,28 @@ def test_train_writes_csv_and_tensorboard_and_evaluates(tmp_path: pathlib.Path) 
     assert list((tmp_path / TENSORBOARD_DIR).glob("events.out.tfevents.*"))
     expected = np.mean(np.argmax(numpy_forward(result.params, images), 1) == labels)
     assert result.eval_accuracy == pytest.approx(expected)
+
+
+def test_a_logging_window_holds_the_mean_of_its_steps_and_its_last_lr(
+    tmp_path: pathlib.Path,
+) -> None:
+    """log_every=4 logs what log_every=1 would have, summarised: each window's mean loss and
+    gradient norm, and the learning rate of its last step (the schedule moves every step)."""
+
+    def run(every: int) -> TrainResult:
+        return train(
+            quick_config(log_every=every), forward=toy_forward, params=toy_params(),
+            adapter=linear_probe(), train_data=toy_batches(), workdir=tmp_path / str(every),
+        )  # fmt: skip
+
+    each, windows = run(1), run(4)
+    for name in ("train/loss", "train/grad_norm"):
+        per_step = dict(each.history[name])
+        want = [(s, np.mean([per_step[t] for t in range(s - 3, s + 1)])) for s in (4, 8, 12)]
+        np.testing.assert_allclose(windows.history[name], want, rtol=1e-6)
+    lr = dict(each.history["train/lr"])
+    assert len(set(lr.values())) == 12  # a cosine over 12 steps: every step's lr differs
+    assert windows.history["train/lr"] == [(s, lr[s]) for s in (4, 8, 12)]
 
 
 def test_a_resume_drops_later_and_torn_csv_rows_and_rewrites_the_csv_whole(

@@ -135,8 +135,12 @@ def test_methods_end_to_end(tmp_path, method, dtype):
     # The GLoRA run asks for the GPU's bias-gradient form (the GEMV) explicitly.
     bias_grad = "gemv" if method == "glora" else "auto"
     sets = ["--set", f"backbone.dtype={dtype}", "--set", f"backbone.bias_grad={bias_grad}"]
+    limit = 500 if method == "flora" else 1000  # the flora run tests on part of the split
+    sets += ["--set", f"data.test_limit={limit}"]
     assert vtab.main([*argv, *sets]) == 0
     result = json.loads((tmp_path / "digits" / "result.json").read_text())
+    assert (result["num_test"], result["num_test_available"]) == (min(limit, 797), 797)
+    assert result["test_limit"] == limit
     adapted, served, n = result["test_accuracy"], result["merged_test_accuracy"], result["num_test"]
     if dtype == "float32":  # apply and merge: the same arrays in f32, scored once
         assert adapted == served and result["merged_same_arrays"]
@@ -649,8 +653,8 @@ def test_an_older_result_json_takes_its_config_jsons_test_limit(tmp_path):
 
 
 def test_a_cut_test_split_is_warned_about(caplog, monkeypatch):
-    images = np.zeros((5, 8, 8, 3), np.uint8)
-    labels = (np.arange(5) % 2).astype(np.int32)
+    images = np.arange(5, dtype=np.uint8)[:, None, None, None] * np.ones((8, 8, 3), np.uint8)
+    labels = np.array([0, 1, 1, 0, 1], np.int32)
     monkeypatch.setattr(
         pipeline, "load_split", lambda config, split: SplitArrays(images, labels, 2, "t", split)
     )
@@ -659,6 +663,8 @@ def test_a_cut_test_split_is_warned_about(caplog, monkeypatch):
         splits = pipeline.load_splits(config)
     assert (len(splits.test), splits.test_available) == (3, 5)
     assert "testing on the first 3 of the task's 5 test images" in caplog.text
+    np.testing.assert_array_equal(splits.test.images, images[:3])  # the first, as it says
+    np.testing.assert_array_equal(splits.test.labels, labels[:3])
 
 
 def test_own_data_takes_quickstart_and_writes_under_the_workdir(tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ import functools
 import logging
 import math
 import pathlib
+import struct
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -554,6 +555,31 @@ def test_a_resume_drops_later_and_torn_csv_rows_and_rewrites_the_csv_whole(
     assert (tmp_path / CSV_NAME).read_text().splitlines() == ["step,name,value", "4,a,1.5",
                                                             "6,a,3.5"]  # fmt: skip
     assert not list(tmp_path.glob(".*.partial"))
+
+
+def tensorboard_events(path: pathlib.Path) -> list[Any]:
+    """The Event protos of a TensorBoard events file (TFRecords: length, its crc, data, crc)."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    data, events, at = path.read_bytes(), [], 0
+    while at < len(data):
+        (length,) = struct.unpack("<Q", data[at : at + 8])
+        events.append(Event.FromString(data[at + 12 : at + 12 + length]))
+        at += 12 + length + 4
+    return events
+
+
+def test_a_resumed_writer_has_tensorboard_drop_only_the_steps_after_its_checkpoint(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A run resumed at step 8 starts its events file with a SessionLog START at step 9, from
+    which TensorBoard discards the earlier files' points: those of steps 9 on, logged after the
+    checkpoint and logged again now, not step 8's (the csv keeps step 8 too)."""
+    with MetricWriter(tmp_path, start_step=8) as writer:
+        writer.write(9, {"a": 1.0})
+    (events_file,) = (tmp_path / TENSORBOARD_DIR).glob("events.out.tfevents.*")
+    starts = [e.step for e in tensorboard_events(events_file) if e.HasField("session_log")]
+    assert starts == [9]
 
 
 def test_train_with_the_pipeline_train_batches(tmp_path: pathlib.Path) -> None:

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jaxprs import equations
+from module_calls import calls_of
 from scipy.special import erf
 
 from experiments.models import convnext as convnext_module
@@ -315,6 +316,18 @@ def test_drop_path_zeroes_or_rescales_whole_samples(rate):
     if rate:
         assert 10 < (per_sample[:, 0] == 0).sum() < 54
     chex.assert_trees_all_equal(DropPath(rate).apply({}, x, deterministic=True), x)
+
+
+def test_drop_path_rates_rise_linearly_over_all_blocks():
+    """timm's stochastic depth: linspace(0, rate, number of blocks) across the stages."""
+    model = ConvNeXt(depths=DEPTHS, dims=DIMS, num_classes=NUM_CLASSES, drop_path_rate=0.4)
+    params = ckpt.convert(official_state_dict(1), model)
+    rates = calls_of(
+        DropPath, lambda module, args: module.rate,
+        lambda: model.apply({"params": params}, _images(), train=True,
+                            rngs={"dropout": jax.random.key(0)}),
+    )  # fmt: skip
+    np.testing.assert_allclose(rates, [0.0, 0.1, 0.2, 0.3, 0.4], rtol=1e-6)  # 5 blocks
 
 
 def test_drop_path_rate_acts_in_training():

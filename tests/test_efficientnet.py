@@ -12,12 +12,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from module_calls import calls_of
 
 from experiments.assets import asset_available, asset_path
 from experiments.models.efficientnet import (
     WEIGHTS_FILE,
     WHEEL,
     EfficientNetLite,
+    MBConv,
     Stage,
     convert_state_dict,
     load_efficientnet_lite0_params,
@@ -188,6 +190,32 @@ def test_bf16_compute_and_training_noise():
     noisy = EfficientNetLite(**{**_fields(TINY), "dropout_rate": 0.5, "drop_path_rate": 0.5})
     trained = _apply(noisy, params, x, train=True, rngs={"dropout": jax.random.key(0)})
     assert not np.allclose(trained, expected, atol=1e-3)
+
+
+def test_drop_path_rises_with_the_block_and_dropout_guards_the_head():
+    """timm's EfficientNet: block i of n drops at rate * i / n; dropout before the head, in
+    training only."""
+    params = convert_state_dict(tiny_state_dict(), TINY)
+    x = np.random.default_rng(3).normal(size=(8, 16, 16, 3)).astype(np.float32)
+    noisy = EfficientNetLite(**{**_fields(TINY), "drop_path_rate": 0.6})
+    rngs = {"dropout": jax.random.key(0)}
+    rates = calls_of(
+        MBConv, lambda block, args: block.drop_path,
+        lambda: noisy.apply({"params": params}, x, train=True, rngs=rngs),
+    )  # fmt: skip
+    np.testing.assert_allclose(rates, [0.0, 0.2, 0.4], rtol=1e-6)
+    quiet = EfficientNetLite(**{**_fields(TINY), "dropout_rate": 0.0})
+    evaluated = _apply(quiet, params, x)
+    chex.assert_trees_all_close(_apply(quiet, params, x, train=True, rngs=rngs), evaluated)
+    dropout = EfficientNetLite(**{**_fields(TINY), "dropout_rate": 0.5})
+    trained = _apply(dropout, params, x, train=True, rngs=rngs)
+    assert not np.allclose(trained, evaluated, atol=1e-3)
+
+
+def test_normalize_is_tf_lite_s_pixel_scale():
+    """(pixel - 127) / 128 on every channel, as the TF EfficientNet-Lite models expect."""
+    pixels = np.array([0, 127, 255], np.uint8).reshape(1, 1, 3, 1).repeat(3, axis=-1)
+    np.testing.assert_array_equal(normalize(pixels)[0, 0, :, 0], [-127 / 128, 0.0, 1.0])
 
 
 def _fields(model: EfficientNetLite) -> dict:

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import AbstractMesh, AxisType
+from module_calls import calls_of
 
 from experiments.models import attention
 from experiments.models.attention import (
@@ -23,7 +24,7 @@ from experiments.models.attention import (
     pad_tokens,
     padded_length,
 )
-from experiments.models.vit import drop_path, vit
+from experiments.models.vit import Encoder1DBlock, drop_path, vit
 from experiments.models.vit_checkpoint import (
     CheckpointMismatchError,
     load_npz,
@@ -238,6 +239,18 @@ def test_drop_path_function():
     assert 0.68 < kept.mean() < 0.82
 
 
+def test_drop_path_rates_rise_linearly_from_the_first_block():
+    """timm's stochastic depth: block i of n drops at rate max_rate * i / (n - 1)."""
+    x = images(32)
+    model = vit("Ti", patch=PATCH, depth=4, num_classes=4, drop_path_rate=0.3)
+    params = random_params(model, x)
+    rates = calls_of(
+        Encoder1DBlock, lambda block, args: float(args[1]),
+        lambda: model.apply({"params": params}, x, train=True, rngs={"dropout": RNG}),
+    )  # fmt: skip
+    np.testing.assert_allclose(rates, [0.0, 0.1, 0.2, 0.3], rtol=1e-6)
+
+
 @pytest.mark.parametrize("scan", [False, True])
 def test_drop_path_train_only(scan):
     x = images(32)
@@ -279,6 +292,27 @@ def test_attention_ignores_padded_keys():
     # junk in the padded rows changes nothing in the real ones
     junk = padded.at[:, 13:].set(7.0)
     chex.assert_trees_all_close(masked.apply(params, junk)[:, :13], out[:, :13], atol=1e-5)
+
+
+def test_cudnn_path_passes_the_real_key_count(monkeypatch):
+    """The cuDNN call, run here through XLA's kernel with the very same arguments (cuDNN needs
+    a GPU): every query attends to the first ``num_keys`` keys only, never to the padding."""
+    real = jax.nn.dot_product_attention
+
+    def through_xla(*args, implementation=None, **kwargs):
+        assert implementation == "cudnn"
+        return real(*args, implementation="xla", **kwargs)
+
+    monkeypatch.setattr(jax.nn, "dot_product_attention", through_xla)
+    q, k, v = (jax.random.normal(key, (2, 16, 3, 8)) for key in jax.random.split(RNG, 3))
+    q, k, v = (t.astype(jnp.bfloat16) for t in (q, k, v))
+    out = masked_dot_product_attention(q, k, v, num_keys=13, implementation="cudnn")
+    qf, kf, vf = (np.asarray(t, np.float64) for t in (q, k, v))
+    logits = np.einsum("bqhd,bkhd->bhqk", qf, kf[:, :13]) / np.sqrt(8)
+    weights = np.exp(logits - logits.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    want = np.einsum("bhqk,bkhd->bqhd", weights, vf[:, :13])
+    np.testing.assert_allclose(np.asarray(out, np.float64), want, atol=3e-2)
 
 
 @pytest.mark.parametrize(

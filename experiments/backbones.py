@@ -29,7 +29,7 @@ from experiments.models.dinov2 import PATCH_SIZE, load_dinov2_s14
 from experiments.models.host_init import init_on_host
 from experiments.models.vit import ViT, vit
 from experiments.models.vit_checkpoint import load_params
-from experiments.weights import default_weights_path, export
+from experiments.weights import cached
 from flora_jax import CONV_TARGETS
 from peft_core.paths import Params, Patterns
 from peft_core.targets import DENSE_TARGETS, SCANNED
@@ -228,7 +228,4 @@ def _cached(config: BackboneConfig, name: str) -> Path:
     on first use)."""
     if config.checkpoint:
         return Path(config.checkpoint)
-    path = default_weights_path(name)
-    if not path.exists():
-        export(name, path)
-    return path
+    return cached(name)

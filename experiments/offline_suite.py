@@ -85,7 +85,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def pack_assets(settings: SuiteSettings, assets: Assets) -> None:
     """Offline tasks as checked packs, backbone weights as float16 copies."""
     from experiments.suite_data import check_pack, half_precision_copy, offline_pack
-    from experiments.weights import default_weights_path, export
+    from experiments.weights import cached
 
     for task in dict.fromkeys((*settings.tasks, *settings.conv_tasks, settings.fewshot_task)):
         path = offline_pack(task, assets.pack(task), seed=settings.split_seed)
@@ -93,10 +93,7 @@ def pack_assets(settings: SuiteSettings, assets: Assets) -> None:
         check_pack(path, task, seed=settings.split_seed, shots=shots)
         print(f"packed {task} -> {path} ({path.stat().st_size / 1e6:.1f} MB, splits checked)")
     for backbone in sorted(set(BACKBONE_OF_STUDY.values())):
-        source = default_weights_path(backbone)
-        if not source.exists():
-            export(backbone, source)
-        half = half_precision_copy(source, assets.half_weights(backbone))
+        half = half_precision_copy(cached(backbone), assets.half_weights(backbone))
         print(f"{backbone}: float16 copy {half} ({half.stat().st_size / 1e6:.1f} MB)")
 
 

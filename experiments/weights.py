@@ -11,6 +11,7 @@ wheel prints the exact command). Default output: ``$GLORA_FLORA_CACHE/<NAME>.npz
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -19,12 +20,22 @@ from pathlib import Path
 from experiments.assets import AssetNotFoundError
 
 CACHE_ENV = "GLORA_FLORA_CACHE"
+log = logging.getLogger(__name__)
 
 
 def _export_dinov2_s14(out: Path) -> Path:
     from experiments.models.dinov2 import export_npz
 
     return Path(export_npz(out))
+
+
+def _dinov2_s14_is_current(path: Path) -> bool:
+    """Exports before the native grid baked the pos embedding for 224 px: a load at another
+    size resampled it twice (37 -> 16 -> n), about a quarter of its norm off."""
+    from experiments.models.dinov2 import NATIVE_IMAGE_SIZE
+    from experiments.models.vit_checkpoint import npz_metadata
+
+    return bool(npz_metadata(path).get("image_size") == NATIVE_IMAGE_SIZE)
 
 
 def _export_efficientnet_lite0(out: Path) -> Path:
@@ -54,6 +65,20 @@ def default_weights_path(name: str) -> Path:
     if name not in EXPORTERS:
         raise ValueError(f"unknown weights {name!r}; choose from {sorted(EXPORTERS)}")
     return cache_dir() / f"{name}.npz"
+
+
+#: name -> whether a cached export is what the exporter writes now (absent: always).
+CURRENT: dict[str, Callable[[Path], bool]] = {"dinov2-s14": _dinov2_s14_is_current}
+
+
+def cached(name: str) -> Path:
+    """The cache's npz of ``name``, exported first where it is missing or an older export."""
+    path = default_weights_path(name)
+    if path.exists() and not CURRENT.get(name, lambda _: True)(path):
+        log.warning("%s is an older export of %s: exporting it again", path, name)
+    elif path.exists():
+        return path
+    return export(name, path)
 
 
 def export(name: str, out: Path | None = None) -> Path:

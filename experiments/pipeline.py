@@ -194,11 +194,17 @@ def train_on(
     )
 
 
+def unchecked_keys(config: ExperimentConfig) -> frozenset[str]:
+    """Config keys a resume may change: ``RESUMABLE_KEYS`` and the method's unread knobs (an
+    older quickstart's LoRA method.space changes nothing)."""
+    return RESUMABLE_KEYS | set(unread_knobs(config.method.name))
+
+
 def checkpointed_settings(config: ExperimentConfig) -> dict[str, Any]:
     """The method's and backbone's settings outside ``RESUMABLE_KEYS`` and the method's unread
     knobs, stored with each training checkpoint: a resume with another LoRA alpha, FLoRA scale or
     backbone checkpoint is refused even where no config.json says so (``check_same_experiment``)."""
-    skip = RESUMABLE_KEYS | set(unread_knobs(config.method.name))
+    skip = unchecked_keys(config)
     return {
         k: v
         for k, v in dotted_settings(config).items()
@@ -314,10 +320,7 @@ def check_same_experiment(config: ExperimentConfig, workdir: pathlib.Path) -> No
             for s in (saved_data["split_seed"], config.data.split_seed)
         )
         saved_data["split_seed"] = config.data.split_seed if before == now else before
-    # knobs the method does not read change nothing (an older quickstart's LoRA method.space)
-    changed = config_changes(
-        saved, config, ignore=RESUMABLE_KEYS | set(unread_knobs(config.method.name))
-    )
+    changed = config_changes(saved, config, ignore=unchecked_keys(config))
     if changed and not _holds_saved_state(workdir):
         log.warning(
             "%s was written by a run that saved no checkpoint or search state: this run starts "

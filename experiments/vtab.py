@@ -100,6 +100,11 @@ OWN_DATA_SOURCES = ("npz", "folder")
 SUPERNET_KEYS = ("train.num_configs", "train.eval_configs")
 
 
+def supernet_only(key: str) -> bool:
+    """Whether config key ``key`` is read for a GLoRA supernet alone (and its search)."""
+    return key.startswith("search.") or key in SUPERNET_KEYS
+
+
 def task_config(args: argparse.Namespace, task: str) -> ExperimentConfig:
     sets = set_values(args.overrides)  # the data's source and folder, checked with the preset's
     source = args.source or sets.get("data.source")
@@ -133,11 +138,11 @@ def task_config(args: argparse.Namespace, task: str) -> ExperimentConfig:
     check_knobs(
         config.method.name, [k.removeprefix("method.") for k in keys if k.startswith("method.")]
     )
-    supernet_only = [k for k in keys if k.startswith("search.") or k in SUPERNET_KEYS]
-    if config.method.name != "glora" and supernet_only:  # a warning: one --set list may serve
+    supernet_keys = [k for k in keys if supernet_only(k)]
+    if not config.method.searchable and supernet_keys:  # a warning: one --set list may serve
         logging.getLogger(__name__).warning(  # every method of a sweep
             "%s ignored: only glora trains a supernet and searches it, %s does neither",
-            ", ".join(supernet_only), config.method.name,
+            ", ".join(supernet_keys), config.method.name,
         )  # fmt: skip
     return config
 
@@ -223,8 +228,7 @@ def unread_settings(config: ExperimentConfig) -> set[str]:
     GLoRA supernet, the supernet's and the search's settings."""
     unread = set(unread_knobs(config.method.name))
     if not config.method.searchable:
-        unread |= set(SUPERNET_KEYS)
-        unread |= {k for k in dotted_settings(config) if k.startswith("search.")}
+        unread |= {k for k in dotted_settings(config) if supernet_only(k)}
     return unread
 
 

@@ -74,10 +74,10 @@ CURRENT: dict[str, Callable[[Path], bool]] = {"dinov2-s14": _dinov2_s14_is_curre
 def cached(name: str) -> Path:
     """The cache's npz of ``name``, exported first where it is missing or an older export."""
     path = default_weights_path(name)
-    if path.exists() and not CURRENT.get(name, lambda _: True)(path):
+    if path.exists():
+        if CURRENT.get(name, lambda _: True)(path):
+            return path
         log.warning("%s is an older export of %s: exporting it again", path, name)
-    elif path.exists():
-        return path
     return export(name, path)
 
 

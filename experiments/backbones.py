@@ -59,7 +59,8 @@ class BackboneConfig:
     normalization: "native" (the table above), or "imagenet" / "minus1_1" for any backbone (the
     GLoRA paper feeds its [-1, 1] ViT-B checkpoint ImageNet mean/std inputs).
     dtype: compute dtype (params stay float32). attention: None/"xla"/"cudnn" (ViT).
-    scan/remat: nn.scan over ViT blocks / rematerialise them (memory for big batches).
+    scan/remat: nn.scan over ViT blocks / rematerialise them (memory for big batches);
+    remat_policy: what a rematerialised block keeps (``experiments.models.vit.REMAT_POLICIES``).
     bias_grad: how the ViT's dense layers form bias gradients, "reduce" or "gemv"
     (``experiments.models.dense``), or "auto": by method (``experiments.methods.bias_grad_for``,
     applied with :func:`with_bias_grad`)."""
@@ -73,6 +74,7 @@ class BackboneConfig:
     attention: str | None = None
     scan: bool = False
     remat: bool = False
+    remat_policy: str | None = None
     bias_grad: str = "auto"
 
     def __post_init__(self) -> None:
@@ -109,7 +111,9 @@ class BackboneConfig:
                     f"backbone.attention='cudnn' needs backbone.dtype='bfloat16' (cuDNN's fused "
                     f"attention takes half precision), got {self.dtype!r}"
                 )
-        elif ignored := [k for k in ("scan", "remat", "attention") if getattr(self, k)]:
+        elif ignored := [
+            k for k in ("scan", "remat", "remat_policy", "attention") if getattr(self, k)
+        ]:
             raise ValueError(
                 f"{', '.join(f'backbone.{k}' for k in ignored)} would be ignored: "
                 f"{self.name} has no transformer blocks (they apply to the ViT backbones)"
@@ -119,7 +123,8 @@ class BackboneConfig:
         """The ViTConfig options this config sets (the ViT backbones)."""
         return {
             "dtype": DTYPES[self.dtype], "drop_path_rate": self.drop_path, "scan": self.scan,
-            "remat": self.remat, "attn_implementation": self.attention,
+            "remat": self.remat, "remat_policy": self.remat_policy,
+            "attn_implementation": self.attention,
         }  # fmt: skip
 
 

@@ -89,7 +89,7 @@ RESUMABLE_KEYS = frozenset({
     "train.log_every", "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints",
     "train.eval_batch_size", "train.eval_configs", "search.configs_per_call",
     "search.generations", "search.retrain", "backbone.attention", "backbone.remat",
-    "backbone.bias_grad", "method.grads",
+    "backbone.remat_policy", "backbone.bias_grad", "method.grads",
 })  # fmt: skip
 
 

@@ -53,6 +53,12 @@ from peft_core.activation_grads import per_device
 Pool = Literal["tok", "gap", "none"]
 
 
+#: ``jax.checkpoint_policies`` a rematerialised block may use: what it keeps from the forward
+#: pass (nothing; every matmul output; the outputs of matmuls without batch dimensions, i.e.
+#: the dense layers' and not attention's).
+REMAT_POLICIES = ("nothing_saveable", "dots_saveable", "dots_with_no_batch_dims_saveable")
+
+
 class VariantSpec(NamedTuple):
     width: int
     depth: int
@@ -84,6 +90,10 @@ class ViTConfig:
     masks the padding.
     ``bias_grad``: how every dense layer forms its bias gradient ("reduce" or "gemv",
     ``experiments.models.dense``).
+    ``remat``: rematerialise each block in the backward pass; ``remat_policy`` (with ``remat``)
+    names what it may keep instead of recomputing, one of ``REMAT_POLICIES`` (default: nothing,
+    flax's ``nn.remat``): "dots_with_no_batch_dims_saveable" keeps the dense layers' outputs
+    and recomputes the norms, GELU and attention.
     """
 
     width: int
@@ -103,6 +113,7 @@ class ViTConfig:
     param_dtype: Any = jnp.float32
     scan: bool = False
     remat: bool = False
+    remat_policy: str | None = None
     attn_implementation: AttentionImpl = None
     attn_pad_to: int | None = None
     bias_grad: BiasGrad = "reduce"
@@ -122,6 +133,15 @@ class ViTConfig:
                 f"attn_implementation must be None, 'xla' or 'cudnn', "
                 f"got {self.attn_implementation!r}"
             )
+        if self.remat_policy is not None:
+            if self.remat_policy not in REMAT_POLICIES:
+                raise ValueError(
+                    f"unknown remat_policy {self.remat_policy!r}; choose from {REMAT_POLICIES}"
+                )
+            if not self.remat:
+                raise ValueError(
+                    f"remat_policy {self.remat_policy!r} would be ignored: it needs remat=True"
+                )
         for name in ("width", "depth", "mlp_dim", "num_heads", "patch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -232,7 +252,8 @@ class Encoder(nn.Module):
         block: Any = Encoder1DBlock
         if cfg.remat:
             # static_argnums counts the module as 0: (self, x, drop_rate, deterministic).
-            block = nn.remat(block, prevent_cse=not cfg.scan, static_argnums=(3,))
+            policy = getattr(jax.checkpoint_policies, cfg.remat_policy or "nothing_saveable")
+            block = nn.remat(block, prevent_cse=not cfg.scan, static_argnums=(3,), policy=policy)
         if cfg.scan:
             stack = nn.scan(
                 block,

@@ -2,7 +2,8 @@
 scanned with each rematerialisation policy (calls 157-, forty-second session): the scanned step
 saved every block's float32 norm intermediates as loop outputs, 1.5x the unrolled step's time.
 
-    python3 bench/runs/2026-12-06-h100/scripts/remat_rows.py OUT.json CASE@BATCH ... [--tiny]
+    python3 bench/runs/2026-12-06-h100/scripts/remat_rows.py OUT.json CASE@BATCH ... \
+        [--tiny] [--variants=unrolled,scan,...]
 """
 
 from __future__ import annotations
@@ -31,14 +32,15 @@ VARIANTS = {
 }  # fmt: skip
 
 
-def main(out: Path, keys: list[str], tiny: bool) -> None:
+def main(out: Path, keys: list[str], tiny: bool, variants: list[str]) -> None:
     size = SIZES["tiny" if tiny else "full"]
     size = dataclasses.replace(size, image_size=32) if tiny else size
     impl, note = choose_attention("auto" if tiny else "cudnn")
     print("attention:", note, flush=True)
     peak = peak_flops(jax.devices()[0].device_kind)
     rows = []
-    for variant, options in VARIANTS.items():
+    for variant in variants:
+        options = VARIANTS[variant]
         config = BackboneConfig(
             name="vit-b16-random", image_size=size.image_size, dtype="bfloat16",
             attention=impl, **options,
@@ -59,5 +61,7 @@ def main(out: Path, keys: list[str], tiny: bool) -> None:
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--tiny"]
-    main(Path(args[0]), args[1:], "--tiny" in sys.argv)
+    flags = [a for a in sys.argv[1:] if a.startswith("--")]
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    chosen = [f.split("=", 1)[1].split(",") for f in flags if f.startswith("--variants=")]
+    main(Path(args[0]), args[1:], "--tiny" in flags, chosen[0] if chosen else list(VARIANTS))

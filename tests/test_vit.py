@@ -24,7 +24,7 @@ from experiments.models.attention import (
     pad_tokens,
     padded_length,
 )
-from experiments.models.vit import Encoder1DBlock, drop_path, vit
+from experiments.models.vit import REMAT_POLICIES, Encoder1DBlock, drop_path, vit
 from experiments.models.vit_checkpoint import (
     CheckpointMismatchError,
     load_npz,
@@ -204,15 +204,49 @@ def test_bad_inputs_raise():
 # ------------------------------------------------------------------- scan, dtype, drop path
 
 
-@pytest.mark.parametrize("remat", [False, True])
-def test_scan_equals_unscanned(remat):
+REMATS = [(False, None), (True, None), *((True, policy) for policy in REMAT_POLICIES)]
+
+
+@pytest.mark.parametrize(("remat", "policy"), REMATS)
+def test_scan_equals_unscanned(remat, policy):
     x = images(32)
     plain = tiny(num_classes=4, layer_scale=0.3)
     params = random_params(plain, x)
-    scanned = tiny(num_classes=4, layer_scale=0.3, scan=True, remat=remat)
+    scanned = tiny(num_classes=4, layer_scale=0.3, scan=True, remat=remat, remat_policy=policy)
     stacked = unflatten(stack_blocks(flatten(params)))
     chex.assert_trees_all_equal_shapes(stacked, random_params(scanned, x))
     chex.assert_trees_all_close(apply(scanned, stacked, x), apply(plain, params, x), atol=1e-5)
+
+    def grads(model, p):
+        return jax.grad(lambda q: jnp.sum(apply(model, q, x) ** 2))(p)
+
+    want = unflatten(stack_blocks(flatten(grads(plain, params))))
+    chex.assert_trees_all_close(grads(scanned, stacked), want, atol=1e-4, rtol=1e-4)
+
+
+def test_remat_policies_keep_what_they_name():
+    """The backward pass's residuals (the leaves of ``jax.vjp``'s function): full remat keeps the
+    fewest bytes, the dense layers' outputs more, every matmul's (attention's too) more still,
+    and no remat the most."""
+    x = images(32)
+
+    def residual_bytes(remat, policy):
+        model = tiny(num_classes=4, scan=True, remat=remat, remat_policy=policy)
+        _, vjp = jax.vjp(lambda p: apply(model, p, x), random_params(model, x))
+        return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(vjp))
+
+    order = [(True, "nothing_saveable"), (True, "dots_with_no_batch_dims_saveable"),
+             (True, "dots_saveable"), (False, None)]  # fmt: skip
+    sizes = [residual_bytes(*remat) for remat in order]
+    assert sizes == sorted(set(sizes)), sizes  # strictly rising
+    assert residual_bytes(True, None) == sizes[0]  # no policy: nn.remat's, keep nothing
+
+
+def test_remat_policy_is_checked():
+    with pytest.raises(ValueError, match=r"unknown remat_policy 'dots'; choose from \("):
+        tiny(scan=True, remat=True, remat_policy="dots")
+    with pytest.raises(ValueError, match="remat_policy 'dots_saveable' would be ignored: it needs"):
+        tiny(scan=True, remat_policy="dots_saveable")
 
 
 def test_bf16_compute_with_f32_params():

@@ -694,6 +694,10 @@ def test_own_data_takes_quickstart_and_writes_under_the_workdir(tmp_path, monkey
          "backbone.attention='cudnn' needs backbone.dtype='bfloat16'"),
         ({"name": "efficientnet-lite0", "scan": True, "attention": "xla"},
          "backbone.scan, backbone.attention would be ignored: efficientnet-lite0 has no"),
+        ({"name": "efficientnet-lite0", "remat": True, "remat_policy": "dots_saveable"},
+         "backbone.remat, backbone.remat_policy would be ignored: efficientnet-lite0 has no"),
+        ({"name": "vit-b16-random", "remat_policy": "dots_saveable"},
+         "remat_policy 'dots_saveable' would be ignored: it needs remat=True"),
     ],
 )  # fmt: skip
 def test_backbone_options_are_checked_with_the_config(options, error):

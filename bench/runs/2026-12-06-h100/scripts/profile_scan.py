@@ -1,0 +1,52 @@
+"""Profile (``bench.profile``) the GLoRA K=1 step on the unrolled ViT-B/16 and on the scanned one
+with remat keeping the dense layers' outputs (call 160, forty-second session): where the scanned
+step's extra 0.3x goes. ``bench.profile`` builds its ViT with ``bench.models.vit_backbone``; this
+script swaps in ``experiments.backbones.load_backbone`` with the variant's options.
+
+    python3 bench/runs/2026-12-06-h100/scripts/profile_scan.py OUT_DIR BATCH [--tiny]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench import models
+from bench.profile import profile_cases, render
+from bench.sizes import BenchSize
+from experiments.backbones import Backbone, BackboneConfig, load_backbone
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "unrolled": {},
+    "scan-remat-dots-nb": {
+        "scan": True, "remat": True, "remat_policy": "dots_with_no_batch_dims_saveable",
+    },
+}  # fmt: skip
+
+
+def main(out: Path, batch: int, tiny: bool) -> None:
+    for variant, options in VARIANTS.items():
+
+        def backbone(size: BenchSize, *, attention: str | None, **_: Any) -> Backbone:
+            config = BackboneConfig(
+                name="vit-ti16-random" if tiny else "vit-b16-random", image_size=size.image_size,
+                dtype="bfloat16", attention=attention, **options,  # noqa: B023 (called at once)
+            )  # fmt: skip
+            return load_backbone(config, num_classes=size.num_classes)
+
+        models.vit_backbone = backbone  # type: ignore[assignment]
+        folder = out / variant
+        folder.mkdir(parents=True, exist_ok=True)
+        for result in profile_cases(
+            ["glora-supernet-k1"], size_name="tiny" if tiny else "full", batch=batch, steps=5,
+            out=folder, attention="auto" if tiny else "cudnn",
+        ):  # fmt: skip
+            (folder / f"{result['case']}.json").write_text(json.dumps(result, indent=2))
+            print(f"== {variant}", render(result), sep="\n", flush=True)
+
+
+if __name__ == "__main__":
+    args = [a for a in sys.argv[1:] if a != "--tiny"]
+    main(Path(args[0]), int(args[1]), "--tiny" in sys.argv)

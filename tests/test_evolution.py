@@ -441,6 +441,8 @@ def test_check_settings_with_a_space_refuses_a_budget_as_the_searchs_generation_
     [
         (lambda cfgs: np.zeros(3), "one value per config"),
         (lambda cfgs: np.full(len(cfgs["A"]), np.nan), "non-finite"),
+        (lambda cfgs: np.full(len(cfgs["A"]), np.inf), "non-finite"),
+        (lambda cfgs: -np.full(len(cfgs["A"]), np.inf), "non-finite"),
     ],
 )
 def test_bad_scores_raise(score_fn, match):
@@ -456,6 +458,9 @@ def test_result_json_is_readable(tmp_path, target_result):
     assert record["config"][LAYERS[0][0]]["A"] in OPTIONS["A"]
     assert record["num_params"] == cost_of(target_result.best_genes)
     assert record["search"]["candidates_evaluated"] == 1000
+    assert record["search"]["generations"] == 20
+    assert record["score"] == target_result.best_score
+    assert record["param_budget"] == TARGET_BUDGET
     assert len(record["history"]) == 20
 
 
@@ -525,6 +530,7 @@ def test_progress_plot_draws_each_generation(tmp_path, monkeypatch) -> None:
     np.testing.assert_array_equal(best.get_xdata(), [0, 1, 2])
     np.testing.assert_array_equal(best.get_ydata(), [h.best_score for h in result.history])
     np.testing.assert_array_equal(top_k.get_ydata(), [h.mean_top_k_score for h in result.history])
+    assert figures[0].axes[0].get_title().startswith("Search progress: 150 candidates in ")
     with pytest.raises(ValueError, match="no generations"):
         search_plots.plot_search_progress(
             dataclasses.replace(result, history=[]), tmp_path / "none.png"
@@ -548,6 +554,10 @@ def test_score_plot_colours_whole_generations_from_zero(tmp_path, monkeypatch, g
     front = search_plots.pareto_front(result.evaluated_num_params, result.evaluated_scores)
     np.testing.assert_array_equal(
         step.get_xdata(), [*result.evaluated_num_params[front], result.param_budget]
+    )
+    # the front's best score (the search's) runs on to the budget line
+    np.testing.assert_array_equal(
+        step.get_ydata(), [*result.evaluated_scores[front], result.evaluated_scores.max()]
     )
 
 
@@ -805,3 +815,105 @@ def test_an_interrupted_write_of_the_search_files_keeps_the_old_one(tmp_path):
         raise KeyboardInterrupt
     assert [p.name for p in tmp_path.iterdir()] == ["subnet.json"]
     assert path.read_text() == '{"old": 1}'
+
+
+#: A budget every config fits: each tensor at its costliest option.
+ALL_LEGAL = int(SPACE.cost.max(-1).sum())
+
+
+class TenSecondClock:
+    """``time`` for glora_jax.evolution: each perf_counter reading is 10 s after the last."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        self.now += 10.0
+        return self.now
+
+
+def test_search_seconds_run_on_over_a_resume(tmp_path, monkeypatch):
+    """``seconds`` is the wall time since the search began, the part before a resume included,
+    so it grows from generation to generation across the resume; a result's seconds are its
+    last generation's, a shorter one read from a longer state included. The clock reads 10 s
+    later at every look, so every generation takes time."""
+    monkeypatch.setattr(glora_jax.evolution, "time", TenSecondClock())
+    search(generations=2, seed=2, checkpoint_dir=tmp_path)
+    monkeypatch.setattr(glora_jax.evolution, "time", TenSecondClock())  # a new process
+    resumed = search(generations=4, seed=2, checkpoint_dir=tmp_path)
+    seconds = [h.seconds for h in resumed.history]
+    assert np.all(np.diff(seconds) > 0), seconds
+    assert resumed.seconds == seconds[-1]
+    shorter = search(generations=3, seed=2, checkpoint_dir=tmp_path)
+    assert shorter.seconds == shorter.history[-1].seconds == seconds[2]
+
+
+class CountingMutations(FakeSpace):
+    def __init__(self) -> None:
+        super().__init__()
+        self.mutations = 0
+
+    def mutate(self, rng, genes, prob):
+        self.mutations += 1
+        return super().mutate(rng, genes, prob)
+
+
+@pytest.mark.parametrize("max_tries", [50, 60, 74])
+def test_an_operator_makes_at_most_max_tries_proposals_a_generation(max_tries):
+    """mutation_prob=0: every child is its parent, seen before, so mutation spends exactly its
+    max_tries proposals in generation 1 (chunks of 25, the last cut short) and the random fill
+    makes the whole generation."""
+    space = CountingMutations()
+    r = evolutionary_search(
+        space, matches_target, param_budget=ALL_LEGAL, generations=2, population=50,
+        num_mutations=25, num_crossovers=0, mutation_prob=0.0, max_tries=max_tries,
+        progress=False,
+    )  # fmt: skip
+    assert space.mutations == max_tries
+    np.testing.assert_array_equal(np.bincount(r.evaluated_generation), [50, 50])
+
+
+def test_a_state_that_did_not_record_its_space_is_refused(tmp_path):
+    search(generations=1, seed=2, checkpoint_dir=tmp_path)
+    state = tmp_path / "evolution_state.npz"
+    with np.load(state) as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(str(arrays["meta"]))
+    del meta["settings"]["space"]  # as an older glora_jax wrote it
+    arrays["meta"] = np.asarray(json.dumps(meta))
+    np.savez(state, **arrays)
+    with pytest.raises(ValueError, match="a version of glora_jax that did not record the space"):
+        search(generations=2, seed=2, checkpoint_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"population": 10, "top_k": 10}, {"population": 20, "max_tries": 20}]
+)
+def test_settings_at_their_bounds_are_accepted(kwargs):
+    """population == top_k and max_tries == population are legal (the rules say >=)."""
+    check_settings(param_budget=ALL_LEGAL, **kwargs)
+    r = search(generations=2, param_budget=ALL_LEGAL, num_mutations=5, num_crossovers=5, **kwargs)
+    assert r.candidates_evaluated == 2 * kwargs["population"]
+
+
+@pytest.mark.parametrize(
+    ("names", "short"),
+    [
+        (["T/block_0/qkv", "T/block_0/out"], ["qkv", "out"]),
+        (["T/block_0/qkv", "T/block_1/qkv"], ["block_0/qkv", "block_1/qkv"]),
+        (["T/block_0/qkv", "T/head"], ["block_0/qkv", "head"]),
+        (["T/block_0/qkv"], ["qkv"]),  # one layer: its own name stays
+        (["qkv", "out"], ["qkv", "out"]),
+    ],
+)
+def test_grid_labels_drop_the_prefix_all_layers_share(names, short):
+    assert search_plots._short_names(names) == short
+
+
+def test_an_integral_float_top_k_searches_as_its_int():
+    # top_k=3.0 passes the settings check (integral floats are counts); the search once sliced
+    # its top-k by the float itself and raised a TypeError after generation 0.
+    check_settings(param_budget=TARGET_BUDGET, top_k=3.0)  # accepted
+    assert_same_search(
+        search(generations=2, seed=1, top_k=3.0), search(generations=2, seed=1, top_k=3)
+    )

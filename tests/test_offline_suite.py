@@ -5,20 +5,25 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
+import types
 from pathlib import Path
 from typing import Any
 
 import chex
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
-from experiments import offline_suite
+from experiments import offline_suite, suite_report, suite_run
 from experiments.config import ExperimentConfig, as_dict, override
 from experiments.data.folder import open_npz_split
+from experiments.data.splits import TEST_CAP
 from experiments.suite_data import (
     few_shot_pack,
     full_precision_copy,
     half_precision_copy,
+    pack_positions,
     pack_seed,
     write_pack,
 )
@@ -31,14 +36,17 @@ from experiments.suite_plan import (
     parse_part,
     plan,
     run_config,
+    val_accuracy,
     waiting_groups,
 )
 from experiments.suite_report import (
     BEGIN,
     END,
+    Row,
     markdown,
     millions,
     not_run,
+    percent,
     plot_accuracy_vs_params,
     plot_few_shot,
     summarize,
@@ -113,10 +121,26 @@ def test_pack_refuses_another_split_seed(tmp_path: Path) -> None:
     assert len(open_npz_split(tmp_path / "own.npz", "val200", seed=1)[0]) == 200
 
 
-def test_pack_refuses_wrong_sizes(tmp_path: Path) -> None:
-    small = synthetic(10, num_classes=2, seed=0)
-    with pytest.raises(ValueError, match="train must hold 800"):
-        write_pack(tmp_path / "p.npz", train=small, val=small, test=small, num_classes=2, seed=0)
+@pytest.mark.parametrize(
+    ("wrong", "match"), [("train", "train must hold 800"), ("val", "val must hold 200")]
+)
+def test_pack_refuses_wrong_sizes(tmp_path: Path, wrong: str, match: str) -> None:
+    parts = {
+        "train": synthetic(800, num_classes=2, seed=0),
+        "val": synthetic(200, num_classes=2, seed=1),
+    }
+    parts[wrong] = synthetic(10, num_classes=2, seed=2)
+    small = synthetic(10, num_classes=2, seed=3)
+    with pytest.raises(ValueError, match=match):
+        write_pack(tmp_path / "p.npz", **parts, test=small, num_classes=2, seed=0)
+
+
+def test_a_pack_holds_one_to_test_cap_test_examples() -> None:
+    positions = pack_positions(TEST_CAP, seed=0)  # every slot of the pack, each once
+    np.testing.assert_array_equal(np.sort(positions), np.arange(800 + 200 + TEST_CAP))
+    for num_test in (0, TEST_CAP + 1):
+        with pytest.raises(ValueError, match=f"a pack holds 1 to {TEST_CAP} test examples"):
+            pack_positions(num_test, seed=0)
 
 
 @pytest.mark.parametrize("shots", [1, 4])
@@ -131,14 +155,24 @@ def test_few_shot_pack_tiles_the_first_k_of_each_class(tmp_path: Path, shots: in
     keep.sort()
     got, _ = open_npz_split(few, "train800", seed=5)
     np.testing.assert_array_equal(got.images, np.tile(train[0][keep], (800 // (10 * shots), 1, 1)))
+    np.testing.assert_array_equal(got.labels, np.tile(train[1][keep], 800 // (10 * shots)))
     np.testing.assert_array_equal(np.bincount(got.labels), np.full(10, 80))
     for name, (images, _) in {"val200": val, "test": test}.items():
         np.testing.assert_array_equal(open_npz_split(few, name, seed=5)[0].images, images)
 
 
+def test_few_shot_sets_that_do_not_tile_train800_are_refused(tmp_path: Path) -> None:
+    parts = {"train": (800, 1), "val": (200, 2), "test": (50, 3)}
+    data = {k: synthetic(n, num_classes=10, seed=s) for k, (n, s) in parts.items()}
+    pack = write_pack(tmp_path / "p.npz", **data, num_classes=10, seed=0)
+    with pytest.raises(ValueError, match="3 shots x 10 classes = 30 does not divide 800"):
+        few_shot_pack(pack, 3, tmp_path / "few.npz", seed=0)
+
+
 def test_precision_copies_round_floats_only(tmp_path: Path) -> None:
     weights = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
-    np.savez(tmp_path / "w.npz", w=weights, meta=np.array("{}"), steps=np.arange(3))
+    wide = np.random.default_rng(1).normal(size=5)  # float64: neither copy touches it
+    np.savez(tmp_path / "w.npz", w=weights, meta=np.array("{}"), steps=np.arange(3), wide=wide)
     half = half_precision_copy(tmp_path / "w.npz", tmp_path / "w16.npz")
     full = full_precision_copy(half, tmp_path / "w32.npz")
     with np.load(half) as h, np.load(full) as f:
@@ -146,6 +180,9 @@ def test_precision_copies_round_floats_only(tmp_path: Path) -> None:
         chex.assert_trees_all_close(f["w"], weights.astype(np.float16).astype(np.float32))
         assert str(f["meta"]) == "{}"
         np.testing.assert_array_equal(f["steps"], np.arange(3))
+        for copy in (h, f):
+            assert copy["wide"].dtype == np.float64
+            np.testing.assert_array_equal(copy["wide"], wide)
 
 
 # ----------------------------------------------------------------------------- plan
@@ -207,6 +244,55 @@ def test_parts_split_the_plan_without_overlap() -> None:
 def test_parse_part_refuses_bad_parts(text: str) -> None:
     with pytest.raises(ValueError, match="--part"):
         parse_part(text)
+
+
+@pytest.mark.parametrize(("text", "part"), [("1/1", (1, 1)), ("2/2", (2, 2)), ("3/4", (3, 4))])
+def test_parse_part_reads_good_parts(text: str, part: tuple[int, int]) -> None:
+    assert parse_part(text) == part
+
+
+@pytest.mark.parametrize(
+    ("result", "want"),
+    [
+        (fake_result(val=0.3, test=0.9), 0.3),
+        (fake_result(val=0.7, test=0.9, search=True), 0.7),  # the subnet's, not the supernet's
+        ({"failed": "NonFiniteLossError: nan"}, -math.inf),
+    ],
+)
+def test_a_run_is_judged_by_its_val200_accuracy(result: dict, want: float) -> None:
+    assert val_accuracy(result) == want
+
+
+def test_glora_lr_is_chosen_by_its_searched_subnets_accuracy() -> None:
+    results = phase_one_results((0.5, 0.6), (0.1, 0.2))  # supernet means 0.0 at both lrs
+    assert choose_lr(TINY, ("main", "digits", "dinov2-s14", "glora", None), results) == 1e-3
+
+
+def test_a_failed_lr_loses_even_to_zero_accuracy() -> None:
+    results = phase_one_results((0.9, 0.0), (0.1, 0.2))
+    results[Run("main", "digits", "dinov2-s14", "linear", 1e-4, 0).run_id] = {"failed": "nan"}
+    assert choose_lr(TINY, ("main", "digits", "dinov2-s14", "linear", None), results) == 1e-3
+
+
+def test_few_shot_glora_runs_at_the_first_budget_only() -> None:
+    settings = dataclasses.replace(TINY, fewshot_methods=("linear", "glora"))
+    results = phase_one_results((0.5, 0.6), (0.8, 0.2))
+    few = {(r.budget, r.seed, r.lr, r.shots) for r in plan(settings, results)
+           if r.study == "fewshot" and r.method == "glora"}  # fmt: skip
+    assert few == {(100_000, s, 1e-4, 2) for s in TINY.seeds}
+
+
+def test_run_config_applies_the_search_and_split_settings(tmp_path: Path) -> None:
+    settings = dataclasses.replace(
+        TINY, split_seed=3, test_limit=50, population=12, top_k=3, num_mutations=4,
+        num_crossovers=5, generations=2,
+    )  # fmt: skip
+    run = Run("main", "digits", "dinov2-s14", "glora", 1e-3, 1, budget=200_000)
+    config = run_config(run, settings, Assets(tmp_path / "a", tmp_path / "d"), tmp_path / "cache")
+    assert (config.data.split_seed, config.data.test_limit) == (3, 50)
+    s = config.search
+    assert (s.param_budget, s.population, s.top_k, s.num_mutations, s.num_crossovers,
+            s.generations) == (200_000, 12, 3, 4, 5, 2)  # fmt: skip
 
 
 def test_run_config_applies_the_settings(tmp_path: Path) -> None:
@@ -402,6 +488,66 @@ def test_finished_ignores_a_result_being_written(tmp_path: Path) -> None:
     assert finished(tmp_path) == {"a": {"test_accuracy": 0.5}}
 
 
+def test_finished_prefers_a_result_to_a_failure(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / FAILURE).write_text('{"failed": "an earlier try"}')
+    (tmp_path / "a" / "result.json").write_text('{"test_accuracy": 0.5}')
+    assert finished(tmp_path) == {"a": {"test_accuracy": 0.5}}
+
+
+def test_a_pack_without_a_recorded_split_seed_is_accepted(tmp_path: Path) -> None:
+    assets = prepared_assets(tmp_path)
+    with assets.pack("digits").open("wb") as file:  # a user's own npz: any seed splits it
+        np.savez(file, images=np.zeros((3, 2, 2), np.uint8), labels=np.zeros(3, np.int32))
+    check_prepared(TINY, assets)
+
+
+def test_execute_refuses_missing_inputs_before_any_run(tmp_path: Path) -> None:
+    calls: list[str] = []
+    runner = fake_runner({1e-4: 0.6, 1e-3: 0.7}, calls)
+    with pytest.raises(FileNotFoundError, match="missing inputs"):
+        execute(TINY, Assets(tmp_path / "a", tmp_path / "d"), tmp_path / "runs", runner=runner)
+    assert calls == []
+
+
+def test_a_later_budget_waits_for_its_first_budgets_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process has claimed seed 1's first-budget run: this one runs all else, then waits
+    (polls), and starts the later budget's seed 1 only once that supernet's result is there."""
+    calls: list[str] = []
+    runner = fake_runner({1e-4: 0.6, 1e-3: 0.7}, calls)
+    source = Run("main", "digits", "dinov2-s14", "glora", 1e-4, 1, budget=100_000)
+    (tmp_path / "claims").mkdir()
+    (tmp_path / "claims" / source.run_id).touch()
+    assets, runs = prepared_assets(tmp_path), tmp_path / "runs"
+    ran_before_waiting: list[str] = []
+
+    def other_process_finishes(seconds: float) -> None:
+        if not ran_before_waiting:
+            ran_before_waiting.extend(calls)
+            runner(run_config(source, TINY, assets, runs / "cache"), runs / source.run_id)
+
+    clock = types.SimpleNamespace(monotonic=time.monotonic, sleep=other_process_finishes)
+    monkeypatch.setattr(suite_run, "time", clock)
+    execute(TINY, assets, runs, runner=runner, poll_s=0.0, claims=tmp_path / "claims")
+    later = [f"main-digits-dinov2-s14-glora-b200000-lr0.0001-s{s}" for s in TINY.seeds]
+    assert [run in ran_before_waiting for run in later] == [True, False, True]
+    assert calls[-2:] == [source.run_id, later[1]]
+
+
+def test_a_started_later_budget_run_keeps_its_own_checkpoints(tmp_path: Path) -> None:
+    later = Run("main", "digits", "dinov2-s14", "glora", 1e-4, 0, budget=200_000)
+    own = tmp_path / "runs" / later.run_id / "train" / "checkpoints"
+    own.mkdir(parents=True)
+    (own / "step_7").touch()  # an execute that was killed had started it
+    calls: list[str] = []
+    runner = fake_runner({1e-4: 0.6, 1e-3: 0.7}, calls)
+    execute(TINY, prepared_assets(tmp_path), tmp_path / "runs", runner=runner, poll_s=0.0)
+    assert later.run_id in calls
+    assert [p.name for p in own.iterdir()] == ["step_7"]
+
+
 def test_execute_starts_nothing_after_the_deadline(tmp_path: Path) -> None:
     calls: list[str] = []
     assets = prepared_assets(tmp_path)
@@ -498,3 +644,156 @@ def test_settings_refuse_a_value_given_twice(field: str) -> None:
 )  # fmt: skip
 def test_budget_labels_name_the_budget_exactly(count: int, label: str) -> None:
     assert millions(count) == label
+
+
+def glora_id(budget: int, seed: int) -> str:
+    return Run("main", "digits", "dinov2-s14", "glora", 1e-4, seed, budget=budget).run_id
+
+
+def test_rows_take_train_time_from_their_supernet_and_search_time_from_every_seed() -> None:
+    results = full_results()
+    results[glora_id(100_000, 0)]["train_seconds"] = 100.0  # also the 0.20M row's supernet
+    results[glora_id(100_000, 1)]["search"]["seconds"] = 4.0
+    rows = {r.label: r for r in summarize(TINY, results) if r.study == "main"}
+    assert rows["GLoRA ≤0.20M"].train_s == 100.0
+    assert rows["GLoRA ≤0.10M"].train_s == np.mean([100.0, 3.0])
+    assert rows["GLoRA ≤0.10M"].search_s == np.mean([2.0, 4.0])
+
+
+def test_a_row_whose_seeds_all_failed_is_reported_failed() -> None:
+    results = full_results()
+    results[glora_id(200_000, 0)] = {"failed": "NonFiniteLossError: inf"}
+    rows = summarize(TINY, results)
+    (row,) = [r for r in rows if r.label == "GLoRA ≤0.20M"]
+    assert (row.seeds, row.test, row.failed) == ((), (), ("NonFiniteLossError: inf",))
+    assert percent(row) == "failed"
+    assert "| GLoRA ≤0.20M | failed |" in markdown(TINY, rows, results)
+
+
+def test_the_accuracy_matrix_orders_tasks_as_the_settings_do() -> None:
+    settings = dataclasses.replace(TINY, tasks=("mnist5k", "digits"))
+    rows = [
+        Row("main", task, "dinov2-s14", "linear", None, None, 1e-3, (0,), (acc,), 10.0, 7, 3.0,
+            0.0, ())
+        for task, acc in (("digits", 0.5), ("mnist5k", 0.25))
+    ]  # fmt: skip
+    text = markdown(settings, rows, {})
+    assert "| method | mnist5k | digits |" in text
+    assert "| linear probe | 25.0 (n=1) | 50.0 (n=1) |" in text
+
+
+def test_accuracy_plot_leaves_out_rows_without_a_finished_seed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    figures: list[Figure] = []
+    monkeypatch.setattr(
+        suite_report, "Figure", lambda **kw: figures.append(Figure(**kw)) or figures[-1]
+    )
+    results = full_results()
+    results[glora_id(200_000, 0)] = {"failed": "NonFiniteLossError: inf"}
+    plot_accuracy_vs_params(summarize(TINY, results), tmp_path / "acc.png")
+    legend = figures[0].axes[0].get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == ["linear probe", "GLoRA ≤0.10M"]
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def test_pack_assets_checks_the_few_shot_sets_of_the_few_shot_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import experiments.suite_data
+    import experiments.weights
+
+    def touch(path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+        return path
+
+    checked: dict[str, tuple[int, ...]] = {}
+    monkeypatch.setattr(
+        experiments.suite_data, "offline_pack", lambda task, path, *, seed: touch(path)
+    )
+    monkeypatch.setattr(
+        experiments.suite_data, "check_pack",
+        lambda path, task, *, seed, shots: checked.__setitem__(task, shots),
+    )  # fmt: skip
+    monkeypatch.setattr(experiments.suite_data, "half_precision_copy", lambda src, dst: touch(dst))
+    monkeypatch.setattr(experiments.weights, "cached", lambda backbone: tmp_path / backbone)
+    settings = dataclasses.replace(TINY, tasks=("digits", "mnist5k"), shots=(2, 4))
+    offline_suite.pack_assets(settings, Assets(tmp_path / "a", tmp_path / "d"))
+    assert checked == {"digits": (2, 4), "mnist5k": ()}
+
+
+#: ``--set`` options that make ``SuiteSettings()`` into TINY.
+TINY_SETS = [
+    "tasks=('digits',)", "methods=('linear', 'glora')", "conv_tasks=()", "conv_methods=()",
+    "fewshot_task=digits", "shots=(2,)", "fewshot_methods=('linear',)",
+    "learning_rates=(0.0001, 0.001)", "budgets=(100000, 200000)",
+]  # fmt: skip
+
+
+def test_dry_run_marks_finished_runs_and_reads_derived_packs_under_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert override(SuiteSettings(), TINY_SETS) == TINY
+    runs = tmp_path / "runs"
+    results = phase_one_results((0.5, 0.6), (0.8, 0.2))
+    for run_id, result in results.items():
+        (runs / run_id).mkdir(parents=True)
+        (runs / run_id / "result.json").write_text(json.dumps(result))
+    argv = ["run", "--dry-run", "--runs", str(runs), "--assets", str(tmp_path / "a"),
+            *(f"--set={item}" for item in TINY_SETS)]  # fmt: skip
+    assert offline_suite.main(argv) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    status = {line[1]: line[0] for line in lines if line[0] != "#"}
+    assert status == {
+        r.run_id: "done" if r.run_id in results else "todo" for r in plan(TINY, results)
+    }
+    assert sorted(k for k, v in status.items() if v == "done") == sorted(results)
+    few = [line for line in lines if line[1].startswith("fewshot-")]
+    pack = runs / "derived" / "data" / "digits-2shot.npz"
+    assert few and all(f"data.task={pack}" in line for line in few)
+
+
+def test_workers_each_run_one_process_of_the_part_on_fresh_claims(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commands: list[list[str]] = []
+
+    class Worker:
+        def __init__(self, command: list[str], **kwargs: Any) -> None:
+            commands.append(command)
+
+        def wait(self) -> int:
+            return 0
+
+    monkeypatch.setattr(offline_suite.subprocess, "Popen", Worker)
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    (claims / "a-run-of-an-earlier-launch").touch()
+    args = offline_suite.parse_args(
+        ["run", "--workers", "3", "--runs", str(tmp_path / "runs"), "--claims", str(claims),
+         "--part", "2/3", "--set", "epochs=2", "--deadline-s", "60"]
+    )  # fmt: skip
+    assert offline_suite.launch_workers(args) == 0
+    assert len(commands) == 3 and all(command == commands[0] for command in commands)
+    command = commands[0]
+    after = {flag: command[command.index(flag) + 1] for flag in ("--workers", "--claims", "--part")}
+    assert after == {"--workers": "1", "--claims": str(claims), "--part": "2/3"}
+    assert "--set=epochs=2" in command and "60.0" in command
+    assert not claims.exists() or not any(claims.iterdir())
+    logs = sorted(p.name for p in (tmp_path / "runs" / "logs").iterdir())
+    assert logs == ["worker0.log", "worker1.log", "worker2.log"]
+
+
+def test_report_refuses_runs_of_other_settings_and_writes_nothing(tmp_path: Path) -> None:
+    assets, runs = prepared_assets(tmp_path), tmp_path / "runs"
+    smoke = dataclasses.replace(TINY, epochs=2, seeds=(0,))
+    execute(smoke, assets, runs, runner=fake_runner({1e-4: 0.6, 1e-3: 0.7}, []), poll_s=0.0)
+    doc, figures = tmp_path / "doc.md", tmp_path / "figures"
+    with pytest.raises(ValueError, match="made with other settings"):
+        offline_suite.write_report(TINY, assets, runs, doc=doc, figures=figures)
+    assert not doc.exists() and not figures.exists()
+    offline_suite.write_report(smoke, assets, runs, doc=doc, figures=figures)
+    assert doc.read_text().count(BEGIN) == 1

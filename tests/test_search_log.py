@@ -129,8 +129,22 @@ def test_a_finished_search_started_again_writes_what_is_missing(tmp_path: Path) 
     assert tensorboard_points(tmp_path) == approx(expected(stats(0), stats(1)))
 
 
-def test_other_processes_write_no_files(tmp_path: Path) -> None:
+@pytest.mark.parametrize("logged", [[0], [2]])
+def test_other_processes_write_no_files(tmp_path: Path, logged: list[int]) -> None:
+    """logged=[2]: a resumed search whose finish restores generations 0 and 1 (on process 0)."""
     with contextlib.closing(SearchLog(tmp_path / "search", enabled=False)) as log:
-        log(stats(0))
-        log.finish([stats(0)])
+        for g in logged:
+            log(stats(g))
+        log.finish([stats(g) for g in range(max(logged) + 1)])
     assert not (tmp_path / "search").exists()
+
+
+def test_a_kill_before_finish_leaves_one_row_per_generation(tmp_path: Path) -> None:
+    """Search 0 logged generations 0..2; search 1, started over and resumed after its generation
+    0, logs generation 1 and is killed before finish: generation 1 is search 1's row alone."""
+    with contextlib.closing(SearchLog(tmp_path)) as log:
+        for g in range(3):
+            log(stats(g))
+    with contextlib.closing(SearchLog(tmp_path)) as log:
+        log(stats(1, run=1))
+        assert csv_points(tmp_path) == expected(stats(0), stats(1, run=1))

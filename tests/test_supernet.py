@@ -182,6 +182,48 @@ def test_deal_shares_interleaves_and_checks_divisibility() -> None:
         deal_shares(jnp.asarray(x), 5)
 
 
+@pytest.mark.parametrize("num_configs", [1, 2, 3])
+def test_subnets_draw_their_configs_and_model_keys_as_documented(num_configs: int) -> None:
+    """rng -> (config key, model key); configs = space.sample(config key, (K,)); subnet k's
+    model rng is key k of split(model key, K), K = 1 included (the same draws without a vmap)."""
+
+    def config_loss(t: Any, x: jax.Array, y: jax.Array, cfg: Any, rng: jax.Array) -> Any:
+        return jax.random.uniform(rng, ()), {}
+
+    space = SwitchSpace()
+    images, labels = toy_task(12)
+    rng = jax.random.key(5)
+    loss, aux = jax.jit(supernet_loss(config_loss, space, num_configs=num_configs))(
+        jnp.float32(0.0), images, labels, rng
+    )
+    config_key, model_key = jax.random.split(rng)
+    chex.assert_trees_all_equal(aux["configs"], space.sample(config_key, (num_configs,)))
+    draws = [jax.random.uniform(k, ()) for k in jax.random.split(model_key, num_configs)]
+    np.testing.assert_allclose(loss, np.mean(draws), rtol=1e-6)
+
+
+@pytest.mark.parametrize("num_configs", [2, 3])
+def test_metrics_are_the_mean_over_subnets(num_configs: int) -> None:
+    def config_loss(t: Any, x: jax.Array, y: jax.Array, cfg: Any, rng: jax.Array) -> Any:
+        return jnp.float32(0.0), {"share_sum": jnp.sum(x), "label_max": jnp.max(y)}
+
+    images = jnp.arange(12 * 2, dtype=jnp.float32).reshape(12, 2)
+    labels = jnp.arange(12)
+    _, aux = supernet_loss(config_loss, SwitchSpace(), num_configs=num_configs)(
+        jnp.float32(0.0), images, labels, jax.random.key(0)
+    )
+    x, y = np.asarray(images), np.asarray(labels)
+    shares = range(num_configs)  # share k: examples k, k + K, ...
+    np.testing.assert_allclose(aux["share_sum"], np.mean([x[k::num_configs].sum() for k in shares]))
+    np.testing.assert_allclose(aux["label_max"], np.mean([y[k::num_configs].max() for k in shares]))
+
+
+@pytest.mark.parametrize("num_configs", [0, -1])
+def test_fewer_than_one_config_is_refused_up_front(num_configs: int) -> None:
+    with pytest.raises(ValueError, match=f"num_configs must be >= 1, got {num_configs}"):
+        supernet_loss(lambda *args: (0.0, {}), SwitchSpace(), num_configs=num_configs)
+
+
 @pytest.mark.parametrize("name", [*ADAPTERS, "glora_and_lora"])
 def test_config_scorer_equals_numpy_loop_over_configs(name: str) -> None:
     params = toy_params(seed=4)

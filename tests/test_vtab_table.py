@@ -51,3 +51,17 @@ def test_partial_rows_and_errors():
     assert full.splitlines()[2].endswith("| 80.0 | 80.0 | 80.0 | 80.0 |")
     with pytest.raises(ValueError, match="unknown VTAB tasks"):
         markdown_table({"bad": (0.1, {"imagenet": 1.0})})
+
+
+def test_an_average_over_one_complete_group_and_one_partial_group_is_starred():
+    accs = dict.fromkeys(GROUPS["natural"], 70.0) | {"eurosat": 90.0}
+    row = markdown_table({"ours": (0.3, accs)}, with_paper=False).splitlines()[2].split(" | ")
+    assert row[-4:] == ["70.0", "90.0*", "-", "80.0* |"]
+
+
+@pytest.mark.parametrize("method", sorted(METHOD_NOTES))
+def test_method_notes_come_with_the_paper_rows_only(method):
+    accs = dict.fromkeys(TASKS, 80.0)
+    assert markdown_table({"ours": (0.3, accs)}, method=method).endswith(METHOD_NOTES[method])
+    alone = markdown_table({"ours": (0.3, accs)}, with_paper=False, method=method)
+    assert METHOD_NOTES[method] not in alone and len(alone.splitlines()) == 3

@@ -1,7 +1,8 @@
 """Device peaks: dense bf16 FLOP/s for MFU (no sparsity), HBM bytes/s for bandwidth.
 
 Datasheet numbers per JAX device (a GPU, or a TPU chip: v4 and later show one device per chip).
-H100 SXM5 and H200 share the GH100 chip: 989.4 TFLOP/s dense bf16 at boost clock; measured on
+H100 SXM5 and H200 share the GH100 chip: 989.4 TFLOP/s dense bf16 at boost clock (the H100 PCIe
+card 756 TFLOP/s and 2.0 TB/s, the H100 NVL 835 and 3.9, at lower clocks); measured on
 these machines (KINDS.md), an 8192^3 bf16 matmul runs at about 790-800 TFLOP/s, so an MFU of
 ~80% is the practical ceiling there. A100: 312 TFLOP/s. Cloud TPU (device kinds as JAX names
 them): v4 275 TFLOP/s and 1.2 TB/s, v5e ("TPU v5 lite") 197 and 0.819, v5p ("TPU v5") 459 and
@@ -16,14 +17,15 @@ from __future__ import annotations
 
 #: (marker in the device name, dense bf16 FLOP/s)
 BF16_PEAKS: tuple[tuple[str, float], ...] = (
-    ("H100", 989.4e12), ("H200", 989.4e12), ("A100", 312e12),
+    ("H100", 989.4e12), ("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H200", 989.4e12),
+    ("A100", 312e12),
     ("TPU v4", 275e12), ("TPU v5 lite", 197e12), ("TPU v5e", 197e12), ("TPU v5", 459e12),
     ("TPU v5p", 459e12), ("TPU v6 lite", 918e12), ("TPU v6e", 918e12),
 )  # fmt: skip
 
 #: (marker in the device name, HBM bandwidth in bytes/s)
 HBM_PEAKS: tuple[tuple[str, float], ...] = (
-    ("H100", 3.35e12), ("H200", 4.8e12),
+    ("H100", 3.35e12), ("H100 PCIe", 2.0e12), ("H100 NVL", 3.9e12), ("H200", 4.8e12),
     ("A100-SXM4-80GB", 2.039e12), ("A100 80GB PCIe", 1.935e12), ("A100-SXM4-40GB", 1.555e12),
     ("A100-PCIE-40GB", 1.555e12),
     ("TPU v4", 1.2e12), ("TPU v5 lite", 0.819e12), ("TPU v5e", 0.819e12), ("TPU v5", 2.765e12),

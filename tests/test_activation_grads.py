@@ -4,6 +4,7 @@ whose convolution stays in weight space), the train step, the FLOPs saved, and e
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Any
 
@@ -697,3 +698,33 @@ def test_pallas_grads_need_the_mesh_on_several_devices(monkeypatch: pytest.Monke
     monkeypatch.setattr(jax, "device_count", lambda: 2)
     with pytest.raises(ValueError, match=r"on 2 devices needs the mesh that splits its rows"):
         _train_view_and_weight_space_grads(model, adapter, params, x, jnp.sum)
+
+
+@pytest.mark.parametrize(
+    ("mesh", "want"),
+    [(False, ["weight_gradient_tap", "weight_gradient_tap"]),  # 1 and 8 rows on each of 2
+     (True, ["weight_gradient_tap", "gradient_tap"])],  # a one-device mesh: 2 and 16 rows
+)  # fmt: skip
+def test_each_call_gets_its_tap_by_its_rows_per_device(
+    mesh: bool, want: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With MIN_TAP_ROWS = 16 on two devices and no mesh in context, the 16-row call runs 8 rows
+    # on each device: "auto" serves it with the weight-gradient tap; under a one-device mesh
+    # it keeps its 16 rows and gets the activation tap
+    import peft_core.activation_grads as ag
+
+    monkeypatch.setattr(ag, "MIN_TAP_ROWS", 16)
+    monkeypatch.setattr(jax, "device_count", lambda *_: 2)
+    calls: list[str] = []
+    for name in ("gradient_tap", "weight_gradient_tap"):
+        tap = getattr(ag, name)
+        monkeypatch.setattr(ag, name, lambda *a, _t=tap, _n=name: calls.append(_n) or _t(*a))
+    model, x = Twice(), jax.random.normal(jax.random.key(0), (16, 640))
+    params = model.init(jax.random.key(1), x)["params"]
+    adapter = peft_core.lora(2, targets=r"wide/kernel", grads="auto")
+    cpu = np.array(jax.local_devices(backend="cpu")[:1])
+    one_device = jax.sharding.Mesh(cpu, ("data",)).abstract_mesh
+    with jax.sharding.use_abstract_mesh(one_device) if mesh else contextlib.nullcontext():
+        got, want_grads = _train_view_and_weight_space_grads(model, adapter, params, x, jnp.sum)
+    assert calls == want
+    chex.assert_trees_all_close(got, want_grads, rtol=1e-4, atol=1e-5)

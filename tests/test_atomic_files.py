@@ -111,3 +111,19 @@ def test_partials_of_killed_writers_are_removed_by_the_next_write(tmp_path: Path
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [live.name, other_host.name, "w.npz"]
     )
+
+
+@pytest.mark.parametrize("write", ["text", "npz"])
+def test_a_reader_of_the_old_file_keeps_reading_it_whole(tmp_path: Path, write: str) -> None:
+    """The new file is moved into place, not written over the old one: a reader that opened the
+    old file before the write reads the old file, whole, after it."""
+    path = tmp_path / "f"
+    old, new = b"old contents " * 100, b"new"
+    path.write_bytes(old)
+    with path.open("rb") as reader:
+        if write == "text":
+            write_text(path, new.decode())
+        else:
+            write_npz(path, {"a": np.ones(3)})
+        assert reader.read() == old
+    assert path.read_bytes() != old

@@ -256,6 +256,8 @@ def test_hlo_kernels_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     [
         ("NVIDIA H200", 4.8e12),
         ("NVIDIA H100 80GB HBM3", 3.35e12),
+        ("NVIDIA H100 PCIe", 2.0e12),
+        ("NVIDIA H100 NVL", 3.9e12),
         ("cpu", None),
         ("NVIDIA A100-SXM4-80GB", 2.039e12),
         ("NVIDIA A100-SXM4-40GB", 1.555e12),

@@ -132,3 +132,14 @@ def test_tap_backward_on_a_host_of_two_devices(tmp_path: Path) -> None:
         "one-read 16,2,16,4,2",
         "bound: read x, dy once",
     ]
+
+
+def test_a_scaling_row_whose_batch_does_not_split_gets_no_count() -> None:
+    counts = {"jax/train/lora-r8@4": 1e9}
+    even = _row("jax/scale/lora-r8/2dev", 8, 0.01)
+    assert scaling.one_device_count(even, counts, "jax/train") == 1e9
+    # 9 images on 2 devices: no one-device step at a per-device batch of 4 makes that row
+    uneven = _row("jax/scale/lora-r8/2dev", 9, 0.01)
+    assert scaling.one_device_count(uneven, counts, "jax/train") is None
+    (filled,) = with_flops([uneven], counts, source="counted", peak=1e12)
+    assert filled.flops is None and filled.mfu is None

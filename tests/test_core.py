@@ -554,3 +554,23 @@ def test_aparams_missing_or_not_floating_are_named_in_apply_and_train(grads):
         ints = jax.tree.map(lambda a: a.astype(jnp.int32), aparams)
         with pytest.raises(ValueError, match="not floating: fc1/a: int32"):
             apply(_DENSE, ints)
+
+
+@pytest.mark.parametrize("bias", [(2, 5), (5,)])
+def test_a_stacked_kernels_bias_must_share_its_stack_axis(bias):
+    """3 scanned layers 4 -> 5 with a bias of 2 slices (or of none) is no scanned Dense: refused,
+    not read as one with another module's bias."""
+    params = tree(**{"blocks.kernel": (3, 4, 5), "blocks.bias": bias})
+    with pytest.raises(ValueError, match=r"(share the stack axis \(3,\)|end with its bias shape)"):
+        find_layers(params, r"blocks/kernel", stacked=r"blocks/.*")
+
+
+@pytest.mark.parametrize("pattern", [r"kernel", r"a/", r".*/ker"])
+def test_a_pattern_matching_only_part_of_every_path_is_refused(pattern):
+    """A pattern must match a whole path: one that only finds a substring selects nothing, and
+    is refused as such rather than silently adapting no layer."""
+    assert peft_core.paths.matches("a/kernel", r".*kernel")
+    with pytest.raises(ValueError, match=f"target pattern {re.escape(repr(pattern))} matches no"):
+        peft_core.select(["a/kernel", "b/kernel"], pattern)
+    with pytest.raises(ValueError, match="matches no param path"):
+        find_layers(PARAMS, pattern)

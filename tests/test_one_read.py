@@ -31,6 +31,7 @@ def uses_kernel(fn: Any, *args: Any) -> bool:
         (128, 48, 8, Tiles(rows=16, blocks=2, cols=16), True),  # 2 x 16 columns do not divide
         # 48: one tile a step
         (64, 96, 1, Tiles(rows=16, blocks=2, cols=16), True),  # rank 1: 2 (not 16) tiles a step
+        (65, 32, 4, Tiles(rows=16, blocks=2, cols=16), True),  # 2 programs + 1 row by XLA
         (40, 64, 8, Tiles(rows=16, blocks=4, cols=16), False),  # fewer rows than a program's
         (128, 40, 8, Tiles(rows=16, blocks=2, cols=16), False),  # 16 columns do not divide 40
     ],
@@ -188,3 +189,16 @@ def test_products_on_several_devices_need_a_mesh(monkeypatch: pytest.MonkeyPatch
     mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("data",))
     with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):  # one device's rows: no shard_map
         assert uses_kernel(lambda *args: one_read.products(*args, tiles), a, f, w)
+
+
+@pytest.mark.parametrize(
+    ("m", "kernel"),
+    [(64, True), (66, True), (65, False)],  # 32 and 33 rows a device; 65 does not split in two
+)
+def test_products_under_a_mesh_split_only_rows_that_divide(m: int, kernel: bool) -> None:
+    # a mesh of two devices (abstract: traced, not run) splits a's rows between them; rows that
+    # do not split evenly go to XLA's dots, which XLA partitions itself
+    a, f, w = jnp.ones((m, 32)), jnp.ones((32, 8)), jnp.ones((m, 8))
+    tiles = Tiles(rows=16, blocks=1, cols=16)
+    with jax.sharding.use_abstract_mesh(jax.sharding.AbstractMesh((2,), ("data",))):
+        assert uses_kernel(lambda *args: one_read.products(*args, tiles), a, f, w) is kernel

@@ -1,8 +1,11 @@
 """Write files atomically, so an interrupted or concurrent writer never leaves a torn one.
 
-Each writer fills a partial file named after its host and process beside the target, then moves
-it into place with ``os.replace``: readers see the old file, or none, or the whole new one, and
-processes of several hosts writing to one shared folder never write into the same partial file.
+Each writer fills a partial file named after its host and process beside the target, syncs it to
+disk, then moves it into place with ``os.replace`` and syncs the folder: readers see the old
+file, or none, or the whole new one, also after a power loss or an OS crash (where the
+filesystem syncs folders; some network filesystems refuse, and then only the file is synced),
+and processes of several hosts writing to one shared folder never write into the same partial
+file.
 Every file the libraries and the experiments write goes through ``replacing`` (the search state,
 subnet.json and plots of ``glora_jax``; checkpoint exports, caches, results and reports), but
 ``metrics.csv``, which a run appends to row by row (its reader skips a torn last row), and the
@@ -32,9 +35,27 @@ def replacing(path: str | os.PathLike[str]) -> Iterator[Path]:
     partial = path.with_name(f".{path.name}.{host}.{os.getpid()}.partial")
     try:
         yield partial
+        _sync(partial)
         os.replace(partial, path)
+        _sync_folder(path.parent)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _sync(path: Path) -> None:
+    """fsync ``path``'s data and metadata (its writer has closed it)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_folder(folder: Path) -> None:
+    """fsync ``folder``, so that a rename into it is on disk; skipped where the filesystem refuses
+    to sync a folder (EINVAL on some network filesystems)."""
+    with contextlib.suppress(OSError):
+        _sync(folder)
 
 
 def _remove_dead_partials(path: Path, host: str) -> None:

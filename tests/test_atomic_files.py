@@ -127,3 +127,34 @@ def test_a_reader_of_the_old_file_keeps_reading_it_whole(tmp_path: Path, write: 
             write_npz(path, {"a": np.ones(3)})
         assert reader.read() == old
     assert path.read_bytes() != old
+
+
+@pytest.mark.parametrize("folder_syncs", [True, False])
+def test_the_file_is_synced_before_it_replaces_the_old_one_and_its_folder_after(
+    tmp_path: Path, monkeypatch, folder_syncs: bool
+) -> None:
+    """Durable across a power loss: fsync(partial), then the rename, then fsync(folder); a folder
+    its filesystem will not sync (EINVAL on some network filesystems) still gets the file."""
+    target = tmp_path / "sub" / "a.txt"
+    target.parent.mkdir()
+    folder = os.stat(target.parent).st_ino
+    events: list[tuple[str, int]] = []
+    fsync, replace = os.fsync, os.replace
+
+    def recording_fsync(fd: int) -> None:
+        inode = os.fstat(fd).st_ino
+        events.append(("fsync", inode))
+        if inode == folder and not folder_syncs:
+            raise OSError(22, "Invalid argument")
+        fsync(fd)
+
+    def recording_replace(src: Any, dst: Any) -> None:
+        events.append(("replace", os.stat(src).st_ino))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "replace", recording_replace)
+    write_text(target, "new")
+    file = os.stat(target).st_ino
+    assert events == [("fsync", file), ("replace", file), ("fsync", folder)]
+    assert target.read_text() == "new"

@@ -241,9 +241,8 @@ def evolutionary_search(
                 for (g, n), s in zip(candidates, scores, strict=True)
             ]
             # Stable sort: on equal scores the earlier candidate stays ahead, as in the reference.
-            state.top_k = sorted(state.top_k + new, key=lambda i: -state.scores[i])[
-                : settings.top_k
-            ]
+            ranked = sorted(state.top_k + new, key=lambda i: -state.scores[i])
+            state.top_k = ranked[: settings.top_k]
             state.generation += 1
             state.seconds = time.perf_counter() - started
             stats = _stats(state)

@@ -560,6 +560,17 @@ def trained_tiny():
     return model, params, {k: np.asarray(v) for k, v in flatten(params).items()}, x
 
 
+def test_pre_logits_is_a_tanh_dense_layer_before_the_head(trained_tiny):
+    """logits = tanh(f W_p + b_p) W_h + b_h, f the pooled, normed features (big_vision's
+    pre_logits), in numpy from the features model's output."""
+    model, params, flat, x = trained_tiny
+    features = {k: v for k, v in params.items() if k not in ("pre_logits", "head")}
+    f = np.asarray(apply(tiny(num_classes=0), features, x), np.float64)
+    hidden = np.tanh(f @ flat["pre_logits/kernel"] + flat["pre_logits/bias"])
+    want = hidden @ flat["head/kernel"] + flat["head/bias"]
+    np.testing.assert_allclose(np.asarray(apply(model, params, x)), want, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("layout", ["ours", "linen", "pre-linen", "ours-scanned"])
 @pytest.mark.parametrize("scan", [False, True])
 def test_npz_round_trip(tmp_path, trained_tiny, layout, scan):

@@ -4,10 +4,11 @@ The count is XLA's cost model on the lowered HLO of exactly the step the GPU row
 method, batch, shapes, dtypes), lowered here for the CPU backend because the GPU backend's
 cost model reported no FLOPs (``bench.xla_stats``). Nothing is compiled or run, only traced.
 XLA's cost model counts a while loop's body once, so the scanned ViT's rows (``nn.scan`` over
-the blocks) get the count of the unscanned twin, whose math is the same, instead of their own
-(which misses all blocks but one). Likewise the one-read kernel's rows (``-pallas``: a Pallas
-call, which the cost model cannot see into, formed on the CPU by its interpreter's loops) get the
-count of the same method with the XLA tap, which forms the same products.
+the blocks, rematerialised or not) get the count of the unscanned twin, whose math is the same,
+instead of their own (which misses all blocks but one); a rematerialised row's MFU thus counts
+the model's FLOPs, not the recomputation's. Likewise the one-read kernel's rows (``-pallas``: a
+Pallas call, which the cost model cannot see into, formed on the CPU by its interpreter's loops)
+get the count of the same method with the XLA tap, which forms the same products.
 Attention is lowered as XLA einsums, so its matmuls are counted too (on the GPU they ran as one
 cuDNN call). The search row's count is the forward's per-image FLOPs x images x subnets scored
 per generation (the per-subnet merges, tiny next to the forward, are left out).
@@ -65,8 +66,9 @@ def counted_step(key: str) -> str | None:
     if scaled is not None:
         case, devices = scaled
         return f"{jax_train.VIT_PREFIX}/{case}@{int(batch) // devices}"
-    if name.startswith(jax_train.SCAN_PREFIX + "/"):
-        return jax_train.VIT_PREFIX + key[len(jax_train.SCAN_PREFIX) :]
+    for scanned in (jax_train.SCAN_PREFIX, jax_train.SCAN_REMAT_PREFIX):
+        if name.startswith(scanned + "/"):
+            return jax_train.VIT_PREFIX + key[len(scanned) :]
     if (twin := _one_read_twin(key)) is not None:
         return twin
     return key if name.startswith("jax/train") else None
@@ -104,7 +106,8 @@ def count_all(size: BenchSize, keys: Collection[str] | None = None) -> dict[str,
     for key in list(counts):  # the unscanned twin's count (module docstring)
         prefix, _, row = key.rpartition("/")
         if prefix == jax_train.VIT_PREFIX and row.partition("@")[0] in scanned:
-            counts[f"{jax_train.SCAN_PREFIX}/{row}"] = counts[key]
+            for scanned_prefix in (jax_train.SCAN_PREFIX, jax_train.SCAN_REMAT_PREFIX):
+                counts[f"{scanned_prefix}/{row}"] = counts[key]
     for key in every_planned if keys is None else keys:  # module docstring
         if (twin := _one_read_twin(key)) is not None:
             counts[key] = counts[twin]

@@ -1,7 +1,8 @@
 """The JAX rows, in their own process: ``python -m bench.jax_suite --json out.json [options]``.
 
 Suites, run in the order given: "train" (ViT training steps of every method), "scan" (some of
-them again on the ViT with its blocks in one ``nn.scan``), "infer" (plain vs merged), "search"
+them again on the ViT with its blocks in one ``nn.scan``), "scan-remat" (the same with each block
+rematerialised, keeping the dense layers' outputs), "infer" (plain vs merged), "search"
 (candidates/s and the whole evolutionary search), "conv" (ConvNeXt training steps), "e2e" (a
 whole GLoRA VTAB-1k-shaped task through ``pipeline.run``, ``bench.end_to_end``), "scale" (LoRA
 and the GLoRA supernet data-parallel over 1, 2, 4, ... devices at the largest train batch per
@@ -39,7 +40,7 @@ from bench.sizes import BenchSize
 from bench.xla_flags import environ_with_xla_flags
 from experiments.training import data_mesh
 
-JAX_SUITES = ("train", "scan", "infer", "search", "conv", "e2e", "scale")
+JAX_SUITES = ("train", "scan", "scan-remat", "infer", "search", "conv", "e2e", "scale")
 
 
 class Recorder:
@@ -80,7 +81,7 @@ def run_suites(
     """Measure the requested suites in the order given (search uses infer's FLOPs if run)."""
     peak = peak_flops(jax.devices()[0].device_kind)
     vit, impl = None, None
-    if {"train", "scan", "infer", "search", "e2e", "scale"} & set(suites):
+    if {"train", "scan", "scan-remat", "infer", "search", "e2e", "scale"} & set(suites):
         impl, note = choose_attention(attention)
         recorder.extra["attention"] = note
         print(note, flush=True)
@@ -92,10 +93,11 @@ def run_suites(
     for suite in suites:
         if suite == "train" and vit_bench is not None:
             _train_rows(recorder, vit_bench, size, suite)
-        elif suite in ("scan", "conv"):
+        elif suite in ("scan", "scan-remat", "conv"):
             backbone = (
-                vit_backbone(size, attention=impl, scan=True) if suite == "scan"
-                else convnext_backbone(size)
+                convnext_backbone(size) if suite == "conv"
+                else vit_backbone(size, attention=impl, scan=True, remat_policy=(
+                    jax_train.SCAN_REMAT_POLICY if suite == "scan-remat" else None))
             )  # fmt: skip
             _train_rows(
                 recorder, jax_train.training_bench(backbone, size, suite, peak), size, suite

@@ -119,12 +119,17 @@ VIT_CASES = (
     ),
 )  # fmt: skip
 
-#: Row names of the plain and the scanned ViT's training rows.
-VIT_PREFIX, SCAN_PREFIX = "jax/train", "jax/train-scan"
+#: Row names of the plain and the scanned ViT's training rows, and of the scanned ViT's with
+#: each block rematerialised, keeping ``SCAN_REMAT_POLICY``'s values (the dense layers' outputs).
+VIT_PREFIX, SCAN_PREFIX, SCAN_REMAT_PREFIX = "jax/train", "jax/train-scan", "jax/train-scan-remat"
+SCAN_REMAT_POLICY = "dots_with_no_batch_dims_saveable"
 
 #: Rows repeated on the scanned ViT (``nn.scan`` over blocks, params stacked): each adapter then
 #: builds all 12 blocks' updates in one batched computation instead of 12 small ones per layer
-#: type, which shows how much of a row's time is per-kernel launch overhead.
+#: type, which shows how much of a row's time is per-kernel launch overhead. The loop hands its
+#: backward every residual as a stacked output (float32 norm values included, which the unrolled
+#: ViT fuses away), so on a GPU a scanned step is slower unless its blocks are rematerialised
+#: ("scan-remat" suite; docs/benchmarks.md, calls 156-159).
 SCAN_CASES = tuple(
     c for c in VIT_CASES
     if c.label in ("biases-only", "lora-r8", "flora-r8", "glora-supernet-k1", "glora-fixed")
@@ -151,7 +156,7 @@ CONV_CASES = (
 
 
 #: The suites of ``bench.jax_suite`` whose rows are all training steps of this module.
-TRAINING_SUITES = ("train", "scan", "conv")
+TRAINING_SUITES = ("train", "scan", "scan-remat", "conv")
 
 
 def training_suite(
@@ -162,6 +167,8 @@ def training_suite(
         return VIT_PREFIX, VIT_CASES, size.train_batches
     if suite == "scan":
         return SCAN_PREFIX, SCAN_CASES, size.train_batches
+    if suite == "scan-remat":
+        return SCAN_REMAT_PREFIX, SCAN_CASES, size.train_batches
     if suite == "conv":
         return f"jax/train-convnext-{size.convnext}", CONV_CASES, size.conv_batches
     raise ValueError(f"{suite!r} is not a training suite; expected one of {TRAINING_SUITES}")

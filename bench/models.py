@@ -69,22 +69,27 @@ def _cudnn_attention_error(padded: int) -> float:
     return float(diff / jnp.linalg.norm(plain.astype(jnp.float32)))
 
 
-def vit_backbone(size: BenchSize, *, attention: str | None, scan: bool = False) -> Backbone:
+def vit_backbone(
+    size: BenchSize, *, attention: str | None, scan: bool = False, remat_policy: str | None = None
+) -> Backbone:
     """The size's ViT with random weights, bf16 compute, a fresh ``num_classes`` head.
 
     ``size.vit == "test"``: a one-block ViT-Ti/16 (CPU smoke runs; compiles in about a second),
     else a named backbone of ``experiments.backbones``. ``scan``: the blocks as one ``nn.scan``
     (params stacked along a leading axis, so adapters compute every block's update at once).
+    ``remat_policy``: rematerialise each block, keeping what the policy names
+    (``experiments.models.vit.REMAT_POLICIES``).
     """
+    remat = remat_policy is not None
     if size.vit != "test":
         config = BackboneConfig(
             name=size.vit, image_size=size.image_size, dtype="bfloat16", attention=attention,
-            scan=scan,
+            scan=scan, remat=remat, remat_policy=remat_policy,
         )  # fmt: skip
         return load_backbone(config, num_classes=size.num_classes)
     model = vit(
         "Ti", patch=16, depth=1, num_classes=size.num_classes, dtype=jnp.bfloat16,
-        attn_implementation=attention, scan=scan,
+        attn_implementation=attention, scan=scan, remat=remat, remat_policy=remat_policy,
     )  # fmt: skip
     params = _init(model, size.image_size, seed=0)
     return Backbone(

@@ -33,7 +33,7 @@ from bench.results import Row, save_rows
 from bench.sizes import BenchSize
 from bench.targets import evaluate_targets, judged
 
-SUITES = ("train", "scan", "infer", "search", "conv", "e2e", "scale", "torch")
+SUITES = ("train", "scan", "scan-remat", "infer", "search", "conv", "e2e", "scale", "torch")
 
 
 def parse_suites(text: str) -> list[str]:

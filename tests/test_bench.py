@@ -455,6 +455,7 @@ def test_run_all_tiny_on_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     expected = {
         *(f"jax/train/{c.label}@{b}" for c in VIT_CASES for b in size.train_batches),
         *(f"jax/train-scan/{c.label}@{b}" for c in SCAN_CASES for b in size.train_batches),
+        *(f"jax/train-scan-remat/{c.label}@{b}" for c in SCAN_CASES for b in size.train_batches),
         *(f"jax/infer/{v}@{b}" for v in ("plain", "merged-glora") for b in size.infer_batches),
         f"jax/search/score-val{size.val_size}@{size.search.population}",
         *(f"jax/train-convnext-test/{c.label}@{b}" for c in CONV_CASES for b in size.conv_batches),
@@ -645,15 +646,18 @@ def test_count_all_on_the_tiny_size() -> None:
     # the rows a GPU run left without FLOPs: a scanned row, a one-read row (its Pallas call is
     # opaque to the cost model), and a scaling row whose one-device step runs at a batch the
     # size does not list (as with bench.run --train-batches)
-    keys = [f"jax/train-scan/lora-r8@{batch}", f"jax/train/lora-r8-pallas@{batch}",
-            f"jax/scale/lora-r8/2dev@{4 * batch}"]  # fmt: skip
+    keys = [f"jax/train-scan/lora-r8@{batch}", f"jax/train-scan-remat/lora-r8@{batch}",
+            f"jax/train/lora-r8-pallas@{batch}", f"jax/scale/lora-r8/2dev@{4 * batch}"]  # fmt: skip
     counts = count_flops.count_all(size, keys=keys)
     assert {k for k in counts if "/train" in k} == {
         f"jax/train/lora-r8@{batch}", f"jax/train-scan/lora-r8@{batch}",
-        f"jax/train/lora-r8-pallas@{batch}",
+        f"jax/train-scan-remat/lora-r8@{batch}", f"jax/train/lora-r8-pallas@{batch}",
         f"jax/train/lora-r8@{2 * batch}", f"jax/train-scan/lora-r8@{2 * batch}",
+        f"jax/train-scan-remat/lora-r8@{2 * batch}",
     }  # fmt: skip
     assert counts[f"jax/train-scan/lora-r8@{batch}"] == counts[f"jax/train/lora-r8@{batch}"] > 0
+    # a rematerialised row counts the model's FLOPs, not the recomputation's
+    assert counts[f"jax/train-scan-remat/lora-r8@{batch}"] == counts[f"jax/train/lora-r8@{batch}"]
     assert counts[f"jax/train/lora-r8-pallas@{batch}"] == counts[f"jax/train/lora-r8@{batch}"]
     assert counts[f"jax/train/lora-r8@{2 * batch}"] > counts[f"jax/train/lora-r8@{batch}"]
     scale_row = Row("jax/scale/lora-r8/2dev", 4 * batch, 1.0, unit="img")
@@ -779,6 +783,26 @@ def test_isolate_refuses_suites_that_are_not_training_rows(
     with pytest.raises(SystemExit):
         jax_suite.main(["--json", "x.json", "--suites", "conv", "infer", "--isolate"])
     assert "not ['infer']" in capsys.readouterr().err
+
+
+def test_the_scanned_suites_build_their_vits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "scan": blocks in one nn.scan; "scan-remat": the same, rematerialised with the suite's
+    policy (rows named by their suite's prefix)."""
+    built: dict[str, tuple[str, bool, bool, str | None]] = {}
+
+    def record(recorder: Any, bench: jax_train.TrainBench, size: Any, suite: str) -> None:
+        config = bench.backbone.model.config
+        built[suite] = (bench.prefix, config.scan, config.remat, config.remat_policy)
+
+    monkeypatch.setattr(jax_suite, "_train_rows", record)
+    recorder = jax_suite.Recorder(tmp_path / "rows.json", None, {})
+    jax_suite.run_suites(SIZES["tiny"], ["scan", "scan-remat"], attention="none", recorder=recorder)
+    assert built == {
+        "scan": ("jax/train-scan", True, False, None),
+        "scan-remat": ("jax/train-scan-remat", True, True, "dots_with_no_batch_dims_saveable"),
+    }
 
 
 @pytest.mark.parametrize("suite", jax_train.TRAINING_SUITES)

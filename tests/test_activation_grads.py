@@ -646,6 +646,16 @@ def test_each_call_gets_its_tap_by_its_rows(
     import peft_core.activation_grads as ag
 
     monkeypatch.setattr(ag, "MIN_TAP_ROWS", 8)
+    _assert_taps_and_grads(monkeypatch, grads, want)
+
+
+def _assert_taps_and_grads(
+    monkeypatch: pytest.MonkeyPatch, grads: str, want: list[str], mesh: Any = None
+) -> None:
+    """LoRA (grads=``grads``) on ``Twice``'s 2- and 16-row calls: the taps called, in order, are
+    ``want``, and the gradients equal weight-space LoRA's (under ``mesh``, an abstract mesh)."""
+    import peft_core.activation_grads as ag
+
     calls: list[str] = []
     for name in ("gradient_tap", "weight_gradient_tap"):
         tap = getattr(ag, name)
@@ -653,7 +663,8 @@ def test_each_call_gets_its_tap_by_its_rows(
     model, x = Twice(), jax.random.normal(jax.random.key(0), (16, 640))
     params = model.init(jax.random.key(1), x)["params"]
     adapter = peft_core.lora(2, targets=r"wide/kernel", grads=grads)
-    got, want_grads = _train_view_and_weight_space_grads(model, adapter, params, x, jnp.sum)
+    with jax.sharding.use_abstract_mesh(mesh) if mesh is not None else contextlib.nullcontext():
+        got, want_grads = _train_view_and_weight_space_grads(model, adapter, params, x, jnp.sum)
     assert calls == want
     chex.assert_trees_all_close(got, want_grads, rtol=1e-4, atol=1e-5)
 
@@ -715,16 +726,6 @@ def test_each_call_gets_its_tap_by_its_rows_per_device(
 
     monkeypatch.setattr(ag, "MIN_TAP_ROWS", 16)
     monkeypatch.setattr(jax, "device_count", lambda *_: 2)
-    calls: list[str] = []
-    for name in ("gradient_tap", "weight_gradient_tap"):
-        tap = getattr(ag, name)
-        monkeypatch.setattr(ag, name, lambda *a, _t=tap, _n=name: calls.append(_n) or _t(*a))
-    model, x = Twice(), jax.random.normal(jax.random.key(0), (16, 640))
-    params = model.init(jax.random.key(1), x)["params"]
-    adapter = peft_core.lora(2, targets=r"wide/kernel", grads="auto")
     cpu = np.array(jax.local_devices(backend="cpu")[:1])
     one_device = jax.sharding.Mesh(cpu, ("data",)).abstract_mesh
-    with jax.sharding.use_abstract_mesh(one_device) if mesh else contextlib.nullcontext():
-        got, want_grads = _train_view_and_weight_space_grads(model, adapter, params, x, jnp.sum)
-    assert calls == want
-    chex.assert_trees_all_close(got, want_grads, rtol=1e-4, atol=1e-5)
+    _assert_taps_and_grads(monkeypatch, "auto", want, one_device if mesh else None)

@@ -4,11 +4,13 @@ The count is XLA's cost model on the lowered HLO of exactly the step the GPU row
 method, batch, shapes, dtypes), lowered here for the CPU backend because the GPU backend's
 cost model reported no FLOPs (``bench.xla_stats``). Nothing is compiled or run, only traced.
 XLA's cost model counts a while loop's body once, so the scanned ViT's rows (``nn.scan`` over
-the blocks, rematerialised or not) get the count of the unscanned twin, whose math is the same,
-instead of their own (which misses all blocks but one); a rematerialised row's MFU thus counts
-the model's FLOPs, not the recomputation's. Likewise the one-read kernel's rows (``-pallas``: a
-Pallas call, which the cost model cannot see into, formed on the CPU by its interpreter's loops)
-get the count of the same method with the XLA tap, which forms the same products.
+the blocks, rematerialised or not) get the count of the unscanned twin instead of their own
+(which misses all blocks but one): the same math but for the twin's last block, which computes
+only the class token's rows (about 7% fewer FLOPs than the loop's), so a scanned row's MFU is
+slightly low; a rematerialised row's counts the model's FLOPs, not the recomputation's.
+Likewise the one-read kernel's rows (``-pallas``: a Pallas call, which the cost model cannot see
+into, formed on the CPU by its interpreter's loops) get the count of the same method with the
+XLA tap, which forms the same products.
 Attention is lowered as XLA einsums, so its matmuls are counted too (on the GPU they ran as one
 cuDNN call). The search row's count is the forward's per-image FLOPs x images x subnets scored
 per generation (the per-subnet merges, tiny next to the forward, are left out).

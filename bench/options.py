@@ -22,7 +22,7 @@ def add_size_options(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--isolate", action="store_true",
-        help="each JAX training row (suites train, scan, conv) in a fresh process",
+        help="each JAX training row (suites train, scan, scan-remat, conv) in a fresh process",
     )  # fmt: skip
     p.add_argument(
         "--autotune-logs", type=Path, default=None,

@@ -207,7 +207,7 @@ def evolutionary_search(
         state = _load_state(path, settings, space)
         log.info("resuming the search after generation %d from %s", state.generation, path)
     else:
-        state = _State(rng=np.random.default_rng(seed))
+        state = _State(rng=np.random.default_rng(settings.seed))
     if jax.process_count() > 1:
         multihost_utils.assert_equal(
             np.int64(state.generation),

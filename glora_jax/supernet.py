@@ -56,8 +56,10 @@ def supernet_loss(
 ) -> SupernetLoss:
     """The mean over ``num_configs`` random subnets of ``config_loss``, each on its own share.
 
-    The returned function splits its rng into a config key (``space.sample(key, (K,))``) and K
-    model keys, one per share. Its metrics are ``config_loss``'s averaged over subnets, plus
+    The returned function splits its rng into a config key and a model key
+    (``jax.random.split(rng)``), samples ``space.sample(config key, (K,))`` and gives share k
+    the k-th of ``jax.random.split(model key, K)`` (K = 1 too): a seed reproduces its subnets.
+    Its metrics are ``config_loss``'s averaged over subnets, plus
     ``"configs"``: the K sampled configs (leading axis K), e.g. for logging or testing.
     """
     if num_configs < 1:

@@ -2,8 +2,9 @@
 
 Each writer fills a partial file named after its host and process beside the target, syncs it to
 disk, then moves it into place with ``os.replace`` and syncs the folder: readers see the old
-file, or none, or the whole new one, also after a power loss or an OS crash (where the
-filesystem syncs folders; some network filesystems refuse, and then only the file is synced),
+file, or none, or the whole new one, also after a power loss or an OS crash on Linux (where
+the filesystem syncs folders; some network filesystems refuse, and then only the file is synced;
+macOS's fsync leaves data in the drive's cache, which only ``F_FULLFSYNC`` flushes),
 and processes of several hosts writing to one shared folder never write into the same partial
 file.
 Every file the libraries and the experiments write goes through ``replacing`` (the search state,
@@ -15,6 +16,7 @@ checkpoints, which Orbax writes atomically itself.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
 from collections.abc import Iterator, Mapping
@@ -42,20 +44,29 @@ def replacing(path: str | os.PathLike[str]) -> Iterator[Path]:
         partial.unlink(missing_ok=True)
 
 
-def _sync(path: Path) -> None:
-    """fsync ``path``'s data and metadata (its writer has closed it)."""
-    fd = os.open(path, os.O_RDONLY)
+def _sync(path: Path, flags: int = os.O_RDWR) -> None:
+    """fsync ``path``'s data and metadata (its writer has closed it), opened with ``flags``."""
+    fd = os.open(path, flags)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
+#: errno values of a folder its filesystem or OS will not sync (network filesystems; Windows
+#: opens no folder): the rename stands, unsynced. Any other error (EIO) is raised.
+_UNSYNCABLE_FOLDER = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EACCES, errno.EPERM,
+                                errno.EBADF, errno.EISDIR})  # fmt: skip
+
+
 def _sync_folder(folder: Path) -> None:
     """fsync ``folder``, so that a rename into it is on disk; skipped where the filesystem refuses
-    to sync a folder (EINVAL on some network filesystems)."""
-    with contextlib.suppress(OSError):
-        _sync(folder)
+    to sync a folder (``_UNSYNCABLE_FOLDER``)."""
+    try:
+        _sync(folder, os.O_RDONLY)
+    except OSError as e:
+        if e.errno not in _UNSYNCABLE_FOLDER:
+            raise
 
 
 def _remove_dead_partials(path: Path, host: str) -> None:

@@ -158,3 +158,17 @@ def test_the_file_is_synced_before_it_replaces_the_old_one_and_its_folder_after(
     file = os.stat(target).st_ino
     assert events == [("fsync", file), ("replace", file), ("fsync", folder)]
     assert target.read_text() == "new"
+
+
+def test_a_folder_sync_that_fails_with_an_io_error_is_raised(tmp_path: Path, monkeypatch) -> None:
+    folder = os.stat(tmp_path).st_ino
+    fsync = os.fsync
+
+    def failing_fsync(fd: int) -> None:
+        if os.fstat(fd).st_ino == folder:
+            raise OSError(5, "Input/output error")
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="Input/output error"):
+        write_text(tmp_path / "a.txt", "new")

@@ -910,10 +910,12 @@ def test_grid_labels_drop_the_prefix_all_layers_share(names, short):
     assert search_plots._short_names(names) == short
 
 
-def test_an_integral_float_top_k_searches_as_its_int():
-    # top_k=3.0 passes the settings check (integral floats are counts); the search once sliced
-    # its top-k by the float itself and raised a TypeError after generation 0.
-    check_settings(param_budget=TARGET_BUDGET, top_k=3.0)  # accepted
+@pytest.mark.parametrize("knobs", [{"top_k": 3.0}, {"seed": 1.0}])
+def test_integral_float_counts_search_as_their_ints(knobs):
+    # Integral floats pass the settings check as counts; the search once sliced its top-k by
+    # top_k=3.0 itself (a TypeError after generation 0) and seeded numpy with seed=1.0.
+    check_settings(param_budget=TARGET_BUDGET, **knobs)  # accepted
+    ints = {k: int(v) for k, v in knobs.items()}
     assert_same_search(
-        search(generations=2, seed=1, top_k=3.0), search(generations=2, seed=1, top_k=3)
+        search(generations=2, **{"seed": 1, **knobs}), search(generations=2, **{"seed": 1, **ints})
     )

@@ -55,7 +55,8 @@ Pool = Literal["tok", "gap", "none"]
 
 #: ``jax.checkpoint_policies`` a rematerialised block may use: what it keeps from the forward
 #: pass (nothing; every matmul output; the outputs of matmuls without batch dimensions, i.e.
-#: the dense layers' and not attention's).
+#: the dense layers' and not attention's: under a vmap, e.g. GLoRA's K > 1 subnets per step,
+#: the dense layers' matmuls get a batch dimension too and are recomputed).
 REMAT_POLICIES = ("nothing_saveable", "dots_saveable", "dots_with_no_batch_dims_saveable")
 
 
@@ -93,7 +94,7 @@ class ViTConfig:
     ``remat``: rematerialise each block in the backward pass; ``remat_policy`` (with ``remat``)
     names what it may keep instead of recomputing, one of ``REMAT_POLICIES`` (default: nothing,
     flax's ``nn.remat``): "dots_with_no_batch_dims_saveable" keeps the dense layers' outputs
-    and recomputes the norms, GELU and attention.
+    (not under a vmap, see ``REMAT_POLICIES``) and recomputes the norms, GELU and attention.
     """
 
     width: int

@@ -36,7 +36,7 @@ def main(out: Path, keys: list[str], tiny: bool, variants: list[str]) -> None:
     size = SIZES["tiny" if tiny else "full"]
     size = dataclasses.replace(size, image_size=32) if tiny else size
     impl, note = choose_attention("auto" if tiny else "cudnn")
-    print("attention:", note, flush=True)
+    print(note, flush=True)
     peak = peak_flops(jax.devices()[0].device_kind)
     rows = []
     for variant in variants:

@@ -1,5 +1,6 @@
-"""CPU: the loop-carried values of a scanned GLoRA supernet step's backward loop (4-block ViT-S,
-64 px, batch 16, bf16): the result types of the lowered program's largest ``stablehlo.while``.
+"""CPU: the values a scanned GLoRA supernet step's widest loop returns (4-block ViT-S, 64 px,
+batch 16, bf16; the forward loop, whose stacked outputs the backward reads): the result types of
+the lowered program's largest ``stablehlo.while``.
 
     JAX_PLATFORMS=cpu PYTHONPATH=. python bench/runs/2026-12-06-h100/scripts/scan_residuals.py
 """

@@ -68,7 +68,7 @@ def counted_step(key: str) -> str | None:
     if scaled is not None:
         case, devices = scaled
         return f"{jax_train.VIT_PREFIX}/{case}@{int(batch) // devices}"
-    for scanned in (jax_train.SCAN_PREFIX, jax_train.SCAN_REMAT_PREFIX):
+    for scanned, _ in jax_train.SCANNED_SUITES.values():
         if name.startswith(scanned + "/"):
             return jax_train.VIT_PREFIX + key[len(scanned) :]
     if (twin := _one_read_twin(key)) is not None:
@@ -108,7 +108,7 @@ def count_all(size: BenchSize, keys: Collection[str] | None = None) -> dict[str,
     for key in list(counts):  # the unscanned twin's count (module docstring)
         prefix, _, row = key.rpartition("/")
         if prefix == jax_train.VIT_PREFIX and row.partition("@")[0] in scanned:
-            for scanned_prefix in (jax_train.SCAN_PREFIX, jax_train.SCAN_REMAT_PREFIX):
+            for scanned_prefix, _ in jax_train.SCANNED_SUITES.values():
                 counts[f"{scanned_prefix}/{row}"] = counts[key]
     for key in every_planned if keys is None else keys:  # module docstring
         if (twin := _one_read_twin(key)) is not None:

@@ -93,12 +93,12 @@ def run_suites(
     for suite in suites:
         if suite == "train" and vit_bench is not None:
             _train_rows(recorder, vit_bench, size, suite)
-        elif suite in ("scan", "scan-remat", "conv"):
-            backbone = (
-                convnext_backbone(size) if suite == "conv"
-                else vit_backbone(size, attention=impl, scan=True, remat_policy=(
-                    jax_train.SCAN_REMAT_POLICY if suite == "scan-remat" else None))
-            )  # fmt: skip
+        elif suite in (*jax_train.SCANNED_SUITES, "conv"):
+            if suite == "conv":
+                backbone = convnext_backbone(size)
+            else:
+                _, policy = jax_train.SCANNED_SUITES[suite]
+                backbone = vit_backbone(size, attention=impl, scan=True, remat_policy=policy)
             _train_rows(
                 recorder, jax_train.training_bench(backbone, size, suite, peak), size, suite
             )

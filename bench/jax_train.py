@@ -123,6 +123,10 @@ VIT_CASES = (
 #: each block rematerialised, keeping ``SCAN_REMAT_POLICY``'s values (the dense layers' outputs).
 VIT_PREFIX, SCAN_PREFIX, SCAN_REMAT_PREFIX = "jax/train", "jax/train-scan", "jax/train-scan-remat"
 SCAN_REMAT_POLICY = "dots_with_no_batch_dims_saveable"
+#: The scanned ViT's suites: their row prefix and remat policy (None: no remat).
+SCANNED_SUITES: dict[str, tuple[str, str | None]] = {
+    "scan": (SCAN_PREFIX, None), "scan-remat": (SCAN_REMAT_PREFIX, SCAN_REMAT_POLICY),
+}  # fmt: skip
 
 #: Rows repeated on the scanned ViT (``nn.scan`` over blocks, params stacked): each adapter then
 #: builds all 12 blocks' updates in one batched computation instead of 12 small ones per layer
@@ -165,10 +169,8 @@ def training_suite(
     """(row-name prefix, cases, batches) of one of ``TRAINING_SUITES`` at ``size``."""
     if suite == "train":
         return VIT_PREFIX, VIT_CASES, size.train_batches
-    if suite == "scan":
-        return SCAN_PREFIX, SCAN_CASES, size.train_batches
-    if suite == "scan-remat":
-        return SCAN_REMAT_PREFIX, SCAN_CASES, size.train_batches
+    if suite in SCANNED_SUITES:
+        return SCANNED_SUITES[suite][0], SCAN_CASES, size.train_batches
     if suite == "conv":
         return f"jax/train-convnext-{size.convnext}", CONV_CASES, size.conv_batches
     raise ValueError(f"{suite!r} is not a training suite; expected one of {TRAINING_SUITES}")

@@ -1,9 +1,9 @@
-# call 160 (forty-second session, 2026-12-06): profiles of the GLoRA K=1 step at 256, unrolled and
+# call 160 (written in the forty-second session, run in the forty-third, 2026-12-06): profiles of the GLoRA K=1 step at 256, unrolled and
 # scanned + remat (dots without batch dims): where the scanned step's extra time goes
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/ml_collections-*.whl .whl/tensorboardx-*.whl 2>/dev/null
 export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site:$PWD
 R=$OUT
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv > $R/device.txt
+nvidia-smi --query-gpu=name,uuid,memory.total,driver_version,clocks.max.sm --format=csv > $R/device.txt
 cat scratch_dev/commit.txt > $R/commit.txt
 timeout 270 python3 bench/runs/2026-12-06-h100/scripts/profile_scan.py /tmp/prof 256 > $R/profile.log 2>&1; echo "exit $?"
 for v in unrolled scan-remat-dots-nb; do mkdir -p $R/$v; cp /tmp/prof/$v/*.json $R/$v/ 2>/dev/null; done

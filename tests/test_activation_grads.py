@@ -729,3 +729,30 @@ def test_each_call_gets_its_tap_by_its_rows_per_device(
     cpu = np.array(jax.local_devices(backend="cpu")[:1])
     one_device = jax.sharding.Mesh(cpu, ("data",)).abstract_mesh
     _assert_taps_and_grads(monkeypatch, "auto", want, one_device if mesh else None)
+
+
+@pytest.mark.parametrize("with_offset", [False, True])
+@pytest.mark.parametrize(
+    ("tap", "fan_in", "fan_out"),
+    [(gradient_tap, 12, 10), (weight_gradient_tap, 12, 10), (one_read_tap, 10, 12),
+     (one_read_tap, 12, 10)],
+)  # fmt: skip
+def test_each_tap_accumulates_float64_in_float64(
+    tap: Any, fan_in: int, fan_out: int, with_offset: bool
+) -> None:
+    # float64 x and factors: every product (x U, dy Vᵀ, xᵀ g, hᵀ dy, the offset's terms) in
+    # float64, whichever of x and dy the one-read tap reads once (float32 anywhere: ~1e-8)
+    with jax.enable_x64(True):
+        k = jax.random.split(jax.random.key(0), 5)
+        x = jax.random.normal(k[0], (24, fan_in), jnp.float64)
+        u = jax.random.normal(k[1], (fan_in, 3), jnp.float64)
+        v = jax.random.normal(k[2], (3, fan_out), jnp.float64)
+        dy = jax.random.normal(k[3], (24, fan_out), jnp.float64)
+        offset = jax.random.normal(k[4], (fan_in,), jnp.float64) if with_offset else None
+        _, vjp = jax.vjp(lambda x, u, v: tap(x, u, v, offset), x, u, v)
+        _, du, dv = vjp(dy)
+        xn = np.asarray(x) + (np.asarray(offset) if with_offset else 0.0)
+        un, vn, dyn = np.asarray(u), np.asarray(v), np.asarray(dy)
+        assert du.dtype == dv.dtype == jnp.float64
+        np.testing.assert_allclose(du, xn.T @ dyn @ vn.T, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(dv, un.T @ xn.T @ dyn, rtol=1e-12, atol=1e-12)

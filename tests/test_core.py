@@ -505,6 +505,14 @@ def _init_lora(**kwargs):
             "factors at 'blk/a', the path of targeted module 'blk/a'",
         ),
         (
+            lambda: peft_core.lora(2, targets=r"blk(/a/inner)?/kernel").init(
+                _KEY,
+                {"blk": {"kernel": jnp.ones((4, 4)), "a": {"inner": {"kernel": jnp.ones((4, 4))}}}},
+            ),
+            ValueError,
+            "factors at 'blk/a', the path of targeted module 'blk/a/inner'",
+        ),
+        (
             lambda: peft_core.adapter.add_delta(jnp.ones((4, 1)), jnp.ones((4, 5))),
             ValueError,
             r"update of shape \(4, 5\) for a param of shape \(4, 1\)",

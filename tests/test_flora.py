@@ -582,3 +582,109 @@ def test_convnext_merged_kernels_are_w0_plus_numpy_tucker():
 def test_bad_flora_options_are_named(kwargs: dict, match: str):
     with pytest.raises(ValueError, match=match):
         flora(2, targets="dense/kernel", **kwargs).init(jax.random.key(0), layer_params("dense"))
+
+
+# ------------------------------------------------------- audit: boundaries and per-mode rules
+
+
+def test_tucker_product_takes_every_order_up_to_the_alphabet():
+    # order 26 (one einsum letter per mode) is the largest; 27 is refused by name
+    rng = np.random.default_rng(0)
+    dims = (2, 1, 3) + (1,) * 23
+    core = rng.normal(size=(1,) * 26).astype(np.float32)
+    factors = [rng.normal(size=(d, 1)).astype(np.float32) for d in dims]
+    out = tucker_product(jnp.asarray(core), [jnp.asarray(u) for u in factors])
+    chex.assert_shape(out, dims)
+    np.testing.assert_allclose(out, np_tucker(core, factors), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"Tucker order must be in \[1, 26\], got 27"):
+        tucker_product(jnp.ones((1,) * 27), [jnp.ones((1, 1))] * 27)
+
+
+@pytest.mark.parametrize(
+    ("tucker", "core", "factors"),
+    [
+        # DenseGeneral over two input axes to two output axes (bias (2, 5)): no spatial modes,
+        # every axis a channel mode at rank 3 (clipped to 2), not a conv at kernel_rank 1
+        ("nd", (3, 3, 2, 3), [(4, 3), (3, 3), (2, 2), (5, 3)]),
+        ("matrix", (3, 3), [(12, 3), (10, 3)]),
+    ],
+)
+def test_a_four_axis_kernel_with_two_output_axes_is_not_a_conv(tucker, core, factors):
+    params = tree(**{"proj.kernel": (4, 3, 2, 5), "proj.bias": (2, 5)})
+    adapter = flora(3, kernel_rank=1, tucker=tucker, targets="proj/kernel")
+    aparams = randomize(adapter.init(jax.random.key(0), params))
+    entry = aparams["proj"]
+    chex.assert_shape(entry["core"], core)
+    chex.assert_shape([entry[f"u{n}"] for n in range(len(factors))], factors)
+    kernel = np.asarray(params["proj"]["kernel"])
+    expected = kernel + np_delta(entry, kernel.shape, 4.0)
+    out = adapter.apply(params, aparams)["proj"]["kernel"]
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_layer_ranks_first_matching_pattern_wins():
+    params = tree(**{"conv.kernel": (3, 3, 4, 6), "dense.kernel": (6, 5)})
+    layer_ranks = {
+        r"conv/.*": (3, 1, 4, 2),
+        r"dense/.*": (2, 4),
+        r"c.*": (1, 1, 1, 1),
+        r"d.*": (1, 1),
+    }
+    adapter = flora(3, targets=r".*/kernel", layer_ranks=layer_ranks)
+    aparams = jax.eval_shape(adapter.init, jax.random.key(0), params)
+    chex.assert_shape([aparams["conv"]["core"], aparams["dense"]["core"]], [(3, 1, 4, 2), (2, 4)])
+
+
+def test_layer_ranks_with_too_many_modes_are_named():
+    with pytest.raises(ValueError, match=r"give 4 ranks, each in \[1, mode size\]"):
+        flora(2, targets="conv/kernel", layer_ranks={"conv/kernel": (2, 2, 2, 2, 2)}).init(
+            jax.random.key(0), layer_params("conv")
+        )
+
+
+def test_a_rank_above_every_channel_mode_is_refused_whatever_the_spatial_size():
+    # a 3x3 conv of 2 -> 2 channels: rank 3 fits its spatial modes, but no channel mode holds it
+    params = tree(**{"conv.kernel": (3, 3, 2, 2)})
+    with pytest.raises(
+        ValueError, match=r"rank 3 exceeds every channel mode .* \(sizes \(2, 2\)\)"
+    ):
+        flora(3, targets="conv/kernel").init(jax.random.key(0), params)
+    flora(2, targets="conv/kernel").init(jax.random.key(0), params)
+
+
+def test_init_std_of_each_factor_follows_its_own_rank():
+    # torch's kaiming_normal_(a=sqrt(3)) per (dim_n, r_n) factor: std 1 / sqrt(2 r_n)
+    params = tree(big=(2000, 1000))
+    adapter = flora(8, targets="big", layer_ranks={"big": (2, 8)})
+    entry = adapter.init(jax.random.key(0), params)["big"]
+    for n, r in ((0, 2), (1, 8)):
+        np.testing.assert_allclose(
+            np.asarray(entry[f"u{n}"]).std(), 1 / math.sqrt(2 * r), rtol=0.05
+        )
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_init_holds_the_core_and_factors_in_the_adapter_dtype(dtype):
+    params = layer_params("query")
+    adapter = flora(3, targets="query/kernel", dtype=dtype)
+    aparams = adapter.init(jax.random.key(0), params)
+    assert {leaf.dtype for leaf in jax.tree.leaves(aparams)} == {jnp.dtype(dtype)}
+    out = adapter.apply(params, randomize(aparams))
+    assert out["query"]["kernel"].dtype == jnp.float32
+
+
+@pytest.mark.parametrize(
+    ("name", "tucker"), [("query", "nd"), ("query", "matrix"), ("out", "nd"), ("out", "matrix")]
+)
+def test_train_view_factors_of_dense_general_kernels_are_the_update(name, tucker):
+    # the activation-space U V of a DenseGeneral kernel, in either view, is its Tucker update
+    params = layer_params(name)
+    adapter = flora(3, scale=0.5, tucker=tucker, targets=f"{name}/kernel", grads="activation")
+    assert adapter.train is not None
+    aparams = randomize(adapter.init(jax.random.key(1), params))
+    eff = adapter.train.apply(params, aparams)
+    kernel = np.asarray(params[name]["kernel"])
+    fan_out = KERNELS[name][1][0] if name == "out" else math.prod(KERNELS[name][1])
+    want = np_delta(aparams[name], kernel.shape, 0.5).reshape(-1, fan_out)
+    got = np.asarray(eff[name][U_KEY], np.float64) @ np.asarray(eff[name][V_KEY], np.float64)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

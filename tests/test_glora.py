@@ -873,3 +873,20 @@ def test_fuse_templates_that_break_are_refused():
         glora_jax.glora(2, targets=targets, fuse=[(r"(.*)/(?:query|key)/kernel", r"\2")]).space(
             blocks
         )
+
+
+def test_kernels_that_differ_in_bias_presence_do_not_fuse():
+    qkv, _, _ = _kind("qkv")
+    flat = flatten(qkv)
+    del flat["blk/MultiHeadDotProductAttention_0/value/bias"]  # same in_shape, no bias
+    with pytest.raises(ValueError, match=r"cannot fuse .*value/kernel \(8, 2, 3\) \(bias: False\)"):
+        space_of(glora_jax.glora(targets=r".*/kernel"), unflatten(flat))
+
+
+def test_a_fuse_pattern_must_match_the_whole_kernel_path():
+    params, _, _ = _kind("qkv")
+    prefix_only = [(r"(.*)/(query|key|value)", r"\1/qkv")]  # matches no path whole
+    space = space_of(glora_jax.glora((3,), targets=r".*/kernel", fuse=prefix_only), params)
+    assert space.layers == tuple(
+        f"blk/MultiHeadDotProductAttention_0/{n}" for n in ("key", "query", "value")
+    )

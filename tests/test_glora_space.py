@@ -404,3 +404,34 @@ def test_space_from_the_adapter_matches_the_params():
     space = glora_jax.glora((3, 2), targets=r".*/kernel", stacked=r"st/.*").space(params)
     assert space.specs == LAYERS
     assert space.max_params == _space().max_params
+
+
+def test_max_params_takes_each_tensors_costliest_option_whatever_the_rank_order():
+    # ranks (2, 3): option 0 is lora_2, not the costliest lora_3
+    space = GLoRASpace((2, 3), LAYERS)
+    assert space.options["A"][:2] == ("lora_2", "lora_3")
+    assert space.max_params == _space().max_params == 307
+
+
+def test_an_option_index_just_past_the_widest_list_is_out_of_range():
+    space = _space()
+    good = space.encode(HAND_READABLE)
+    width = len(space.options["A"])  # 5
+    with pytest.raises(ValueError, match=f"'l1': option index {width} out of range for A"):
+        space.check({**good, "l1": np.array([width, 0, 0, 0, 0])})
+    with pytest.raises(ValueError, match=f"option index {width} out of range for D"):
+        space.from_genes(np.where(np.arange(5) == 3, width, space.to_genes(good)))
+
+
+@pytest.mark.parametrize(
+    "choice, match",
+    [
+        ({**_none(), "A": "matrix"}, "unknown option A='matrix'"),
+        ({**_none(), "E": "lora_2"}, "E has no lora option"),
+    ],
+)
+def test_fixed_fallback_none_still_refuses_unknown_options(choice, match):
+    # fallback_none replaces only options that exist but are illegal on a layer (C, D, E
+    # without a bias), never a typo
+    with pytest.raises(ValueError, match=match):
+        _space().fixed(choice, fallback_none=True)

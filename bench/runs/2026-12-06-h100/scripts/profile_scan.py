@@ -4,6 +4,10 @@ step's extra 0.3x goes. ``bench.profile`` builds its ViT with ``bench.models.vit
 script swaps in ``experiments.backbones.load_backbone`` with the variant's options.
 
     python3 bench/runs/2026-12-06-h100/scripts/profile_scan.py OUT_DIR BATCH [--tiny]
+        [--variant NAME] [--no-command-buffers]
+
+``--variant`` profiles one variant only; ``--no-command-buffers`` (call 162) runs without XLA's
+CUDA graphs, so that every kernel is given to its HLO instruction (``ops`` in the json).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import models
-from bench.profile import profile_cases, render
+from bench.profile import disable_command_buffers, profile_cases, render
 from bench.sizes import BenchSize
 from experiments.backbones import Backbone, BackboneConfig, load_backbone
 
@@ -26,8 +30,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-def main(out: Path, batch: int, tiny: bool) -> None:
+def main(out: Path, batch: int, tiny: bool, variants: list[str]) -> None:
     for variant, options in VARIANTS.items():
+        if variant not in variants:
+            continue
 
         def backbone(size: BenchSize, *, attention: str | None, **_: Any) -> Backbone:
             config = BackboneConfig(
@@ -48,5 +54,9 @@ def main(out: Path, batch: int, tiny: bool) -> None:
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--tiny"]
-    main(Path(args[0]), int(args[1]), "--tiny" in sys.argv)
+    flags = {"--tiny", "--no-command-buffers"}
+    args = [a for a in sys.argv[1:] if a not in flags]
+    if "--no-command-buffers" in sys.argv:
+        disable_command_buffers()
+    chosen = [args[3]] if len(args) > 3 and args[2] == "--variant" else list(VARIANTS)
+    main(Path(args[0]), int(args[1]), "--tiny" in sys.argv, chosen)

@@ -214,3 +214,35 @@ def test_conv_backbones_are_the_ones_whose_adapted_layers_have_spatial_modes(nam
 
     assert (count(kernel_rank=1) != count(kernel_rank=3)) == conv
     assert (count(tucker="nd") != count(tucker="matrix")) == (not conv)
+
+
+@pytest.mark.parametrize(
+    "name, knobs, factor",
+    [("lora", {"alpha": 6.0}, 3.0),  # scale alpha / rank = 6 / 2; without alpha 1
+     ("flora", {"scale": 1.0}, 0.25)],  # dW = scale * G x U x V; the default scale is 4
+)  # fmt: skip
+def test_low_rank_methods_scale_their_update_by_their_knob(name, knobs, factor) -> None:
+    params = {"fc": {"kernel": np.random.default_rng(0).normal(size=(6, 5)).astype(np.float32)}}
+
+    def delta(**knobs):
+        adapter = build_method(MethodConfig(name, rank=2, **knobs), targets=r"fc/kernel").adapter
+        shapes = jax.eval_shape(adapter.init, jax.random.key(0), params)
+        rng = np.random.default_rng(1)  # the same factors for every config
+        aparams = jax.tree.map(lambda s: rng.normal(size=s.shape).astype(np.float32), shapes)
+        return adapter.apply(params, aparams)["fc"]["kernel"] - params["fc"]["kernel"]
+
+    assert not np.allclose(delta(), 0.0)
+    chex.assert_trees_all_close(delta(**knobs), factor * delta(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("head_pattern", [r"head/.*", r"classifier/.*"])
+def test_full_fine_tuning_trains_every_leaf_but_the_head(head_pattern: str) -> None:
+    head = head_pattern.split("/")[0]
+    params = {
+        "block": {"kernel": np.zeros((4, 3), np.float32), "bias": np.zeros(3, np.float32)},
+        head: {"kernel": np.zeros((3, 2), np.float32), "bias": np.zeros(2, np.float32)},
+    }
+    method = build_method(MethodConfig("full"), targets=DENSE_TARGETS, head_pattern=head_pattern)
+    aparams = method.adapter.init(jax.random.key(0), params)
+    assert set(peft_core.flatten(aparams)) == {"block/kernel", "block/bias"}
+    assert method.num_adapter_params(params, aparams) == 4 * 3 + 3  # the head excluded

@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import time
 import types
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ from experiments.suite_report import (
     BEGIN,
     END,
     Row,
+    lr_sweep,
     markdown,
     millions,
     not_run,
@@ -183,6 +186,9 @@ def test_precision_copies_round_floats_only(tmp_path: Path) -> None:
         for copy in (h, f):
             assert copy["wide"].dtype == np.float64
             np.testing.assert_array_equal(copy["wide"], wide)
+    for path, kind in ((half, zipfile.ZIP_DEFLATED), (full, zipfile.ZIP_STORED)):
+        with zipfile.ZipFile(path) as archive:  # what travels is deflated
+            assert {entry.compress_type for entry in archive.infolist()} == {kind}
 
 
 # ----------------------------------------------------------------------------- plan
@@ -207,6 +213,15 @@ def phase_one_results(linear_val: tuple[float, float], glora_val: tuple[float, f
         run = Run("main", "digits", "dinov2-s14", "glora", lr, 0, budget=100_000)
         results[run.run_id] = fake_result(val=val, test=val, search=True)
     return results
+
+
+def test_plan_runs_the_main_studys_lr_grid_before_the_conv_studys() -> None:
+    settings = dataclasses.replace(TINY, conv_tasks=("digits",), conv_methods=("linear",))
+    runs = plan(settings, {})
+    assert [(r.study, r.backbone, r.method) for r in runs] == [
+        *[("main", "dinov2-s14", "linear")] * 2, *[("main", "dinov2-s14", "glora")] * 2,
+        *[("conv", "efficientnet-lite0", "linear")] * 2,
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -363,7 +378,10 @@ def test_prepare_derives_weights_few_shot_packs_and_cache(tmp_path: Path) -> Non
     # a few-shot pack left by another split seed is rebuilt, not read with the wrong seed
     other_seed = write_pack(tmp_path / "seed1.npz", **data, num_classes=10, seed=1)
     few_shot_pack(other_seed, 2, assets.pack("digits", 2), seed=1)
+    assets.half_weights("dinov2-s14").unlink()  # float32 weights made: the copy is not needed
     prepare(settings, assets, tmp_path / "runs")
+    with np.load(assets.weights("dinov2-s14")) as full:
+        chex.assert_trees_all_close(full["w"], weights.astype(np.float16).astype(np.float32))
     assert pack_seed(assets.pack("digits", 2)) == 0
     np.testing.assert_array_equal(
         open_npz_split(assets.pack("digits", 2), "train800", seed=0)[0].images, got.images
@@ -401,6 +419,7 @@ def test_execute_runs_everything_once_and_resumes(tmp_path: Path) -> None:
     assert not [r for r in plan(TINY, results) if r.run_id not in results]
     failed = [k for k, v in results.items() if "failed" in v]
     assert failed == ["main-digits-dinov2-s14-glora-b100000-lr0.001-s0"]
+    assert results[failed[0]] == {"failed": "FloatingPointError: training loss is nan at step 3"}
     assert (tmp_path / "runs" / failed[0] / FAILURE).is_file()
     # glora's second budget (lr 1e-4 chosen: 1e-3 failed) starts from the first one's supernet
     for s in TINY.seeds:
@@ -422,12 +441,42 @@ def test_finished_runs_of_other_settings_are_refused(tmp_path: Path) -> None:
     check_results_fit(smoke, Assets(tmp_path / "elsewhere", tmp_path / "d2"), runs, finished(runs))
 
 
+def test_a_seed_run_of_other_settings_is_refused(tmp_path: Path) -> None:
+    """Every planned run is checked, not only the lr grid's: here a later seed's config.json."""
+    assets, runs = prepared_assets(tmp_path), tmp_path / "runs"
+    execute(TINY, assets, runs, runner=fake_runner({1e-4: 0.6, 1e-3: 0.7}, []), poll_s=0.0)
+    seed_run = Run("main", "digits", "dinov2-s14", "linear", 1e-3, 2)
+    config = override(run_config(seed_run, TINY, assets, runs / "cache"), ["train.epochs=2"])
+    (runs / seed_run.run_id / "config.json").write_text(json.dumps(as_dict(config), default=str))
+    with pytest.raises(ValueError, match=rf"1 runs .* e\.g\. {seed_run.run_id} \(train\.epochs"):
+        check_results_fit(TINY, assets, runs, finished(runs))
+
+
 def test_overrides_are_checked_together_in_any_order() -> None:
     together = ["tasks=('digits',)", "fewshot_task=digits"]  # the first alone is refused
     for order in (together, together[::-1]):
         assert override(SuiteSettings(), order).fewshot_task == "digits"
     with pytest.raises(ValueError, match="few-shot runs take the lr chosen"):
         override(SuiteSettings(), together[:1])
+
+
+def test_tuple_settings_take_lists_and_their_items_the_items_type() -> None:
+    settings = override(SuiteSettings(), ["shots=[1, 2]", "learning_rates=(1, 0.5)"])
+    assert type(settings.shots) is tuple and settings.shots == (1, 2)
+    assert [type(lr) for lr in settings.learning_rates] == [float, float]  # 1 -> 1.0
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [("shots=(1, 2.5)", "config key 'shots' takes tuple[int, ...], got (1, 2.5)"),
+     ("seeds=(0, True)", "config key 'seeds' takes tuple[int, ...], got (0, True)"),
+     ("learning_rates=(0.0001, 'big')",  # failed at the plan's run ids: "Unknown format code"
+      "config key 'learning_rates' takes tuple[float, ...], got (0.0001, 'big')"),
+     ("tasks=['digits', None]", "config key 'tasks' takes tuple[str, ...], got ['digits', None]")],
+)  # fmt: skip
+def test_tuple_settings_refuse_items_of_another_type(assignment: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        override(SuiteSettings(), [assignment])
 
 
 @pytest.mark.parametrize(
@@ -495,6 +544,13 @@ def test_finished_prefers_a_result_to_a_failure(tmp_path: Path) -> None:
     assert finished(tmp_path) == {"a": {"test_accuracy": 0.5}}
 
 
+def test_a_missing_pack_is_named_before_any_run(tmp_path: Path) -> None:
+    assets = prepared_assets(tmp_path)
+    assets.pack("digits", 2).unlink()  # the weights and the full pack are there
+    with pytest.raises(FileNotFoundError, match=r"missing inputs \['[^']*digits-2shot.npz'\]"):
+        check_prepared(TINY, assets)
+
+
 def test_a_pack_without_a_recorded_split_seed_is_accepted(tmp_path: Path) -> None:
     assets = prepared_assets(tmp_path)
     with assets.pack("digits").open("wb") as file:  # a user's own npz: any seed splits it
@@ -534,6 +590,30 @@ def test_a_later_budget_waits_for_its_first_budgets_run(
     later = [f"main-digits-dinov2-s14-glora-b200000-lr0.0001-s{s}" for s in TINY.seeds]
     assert [run in ran_before_waiting for run in later] == [True, False, True]
     assert calls[-2:] == [source.run_id, later[1]]
+
+
+def test_a_part_without_runs_of_its_own_yet_waits_for_the_lr_grids_of_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Part 2/3 holds none of the lr grid, but a seed run at the lr it picks: it polls until
+    the other parts finish the grid, then runs that seed (it stopped at once, leaving it)."""
+    settings = dataclasses.replace(TINY, methods=("linear",))
+    calls: list[str] = []
+    runner = fake_runner({1e-4: 0.7, 1e-3: 0.6}, calls)
+    assets, runs = prepared_assets(tmp_path), tmp_path / "runs"
+    seed_run = Run("main", "digits", "dinov2-s14", "linear", 1e-4, 1)
+    assert in_part(seed_run, (2, 3)) and not [r for r in plan(settings, {}) if in_part(r, (2, 3))]
+
+    def other_parts_run(seconds: float) -> None:
+        results = finished(runs)
+        for run in plan(settings, results):
+            if not in_part(run, (2, 3)) and run.run_id not in results:
+                runner(run_config(run, settings, assets, runs / "cache"), runs / run.run_id)
+
+    clock = types.SimpleNamespace(monotonic=time.monotonic, sleep=other_parts_run)
+    monkeypatch.setattr(suite_run, "time", clock)
+    done = execute(settings, assets, runs, part=(2, 3), runner=runner, poll_s=0.0)
+    assert done == [seed_run.run_id]
 
 
 def test_a_started_later_budget_run_keeps_its_own_checkpoints(tmp_path: Path) -> None:
@@ -582,7 +662,7 @@ def full_results() -> dict:
 def test_summarize_means_and_sample_std() -> None:
     rows = {(r.study, r.label): r for r in summarize(TINY, full_results())}
     linear = rows[("main", "linear probe")]
-    assert linear.lr == 1e-3 and linear.seeds == (0, 1, 2)
+    assert linear.lr == 1e-3 and linear.seeds == (0, 1, 2) and linear.head_params == 7
     chex.assert_trees_all_close(
         (linear.mean, linear.std), (np.mean([0.80, 0.84, 0.83]), np.std([0.80, 0.84, 0.83], ddof=1))
     )
@@ -616,6 +696,30 @@ def test_markdown_section_and_plots(tmp_path: Path) -> None:
         assert path.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_rows_and_the_lr_sweep_hold_only_arms_that_ran() -> None:
+    """Before any seed run: a row for each arm whose seed-0 run is its lr grid's; the later
+    budget and the few-shot arm have no run yet, and few-shot groups have no lr grid."""
+    results = phase_one_results((0.5, 0.6), (0.7, 0.2))
+    rows = summarize(TINY, results)
+    assert [(r.study, r.label, r.seeds) for r in rows] == [
+        ("main", "linear probe", (0,)), ("main", "GLoRA ≤0.10M", (0,))
+    ]  # fmt: skip
+    assert lr_sweep(TINY, results) == [
+        ("main | digits | dinov2-s14 | linear probe", {1e-4: "50.0", 1e-3: "60.0*"}),
+        ("main | digits | dinov2-s14 | GLoRA", {1e-4: "70.0*", 1e-3: "20.0"}),
+    ]
+
+
+def test_detail_rows_say_the_shots_and_search_time_of_each_arm() -> None:
+    text = markdown(TINY, summarize(TINY, full_results()), full_results()).splitlines()
+    for line in (
+        "| digits | linear probe | 800 | 0.001 | 82.3 ± 2.1 (n=3) | 0,1,2 | 10 | 3.0 | – |",
+        "| digits | GLoRA ≤0.10M | 800 | 0.0001 | 80.0 ± 14.1 (n=2) | 0,1 | 50,005 | 3.0 | 2.0 |",
+        "| digits | linear probe | 2/class | 0.001 | 35.0 ± 7.1 (n=2) | 0,1 | 10 | 3.0 | – |",
+    ):
+        assert line in text
+
+
 def test_not_run_lists_missing_runs_and_waiting_groups() -> None:
     lines = not_run(TINY, {})
     assert len(lines) == len(plan(TINY, {})) + 3  # 4 lr-grid runs, then 3 groups waiting
@@ -623,6 +727,12 @@ def test_not_run_lists_missing_runs_and_waiting_groups() -> None:
         "- fewshot digits dinov2-s14 linear 2-shot: lr not chosen yet (lr grid unfinished), "
         "seeds not planned"
     )
+
+
+@pytest.mark.parametrize("field", ["learning_rates", "seeds", "budgets"])
+def test_settings_refuse_an_empty_grid(field: str) -> None:
+    with pytest.raises(ValueError, match="learning_rates, seeds and budgets must each hold"):
+        dataclasses.replace(TINY, **{field: ()})
 
 
 def test_settings_refuse_seeds_not_starting_at_zero() -> None:

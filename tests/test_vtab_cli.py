@@ -19,9 +19,15 @@ import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
-from experiments import pipeline, vtab
-from experiments.backbones import BackboneConfig, load_backbone
-from experiments.config import ExperimentConfig, as_assignments, as_dict, override
+from experiments import backbones, pipeline, vtab
+from experiments.backbones import BackboneConfig, check_weights, load_backbone
+from experiments.config import (
+    ExperimentConfig,
+    as_assignments,
+    as_dict,
+    config_changes,
+    override,
+)
 from experiments.configs import paper, quickstart
 from experiments.data.base import SplitArrays
 from experiments.training import trainer
@@ -215,12 +221,16 @@ EFFICIENTNET = ["--set", "backbone.name=efficientnet-lite0", "--set", "backbone.
         (["--adapter=flora", "--set", "method.name=flora", "--set", "method.tucker=nd"], None),
         (["--adapter=flora", "--set", "method.kernel_rank=3"],  # a ViT adapts no convolution
          "method.kernel_rank=3 would be ignored: the layers flora adapts in dinov2-s14 are dense"),
+        (["--adapter=flora", "--set", "method.kernel_rank=1"],  # below the default too
+         "method.kernel_rank=1 would be ignored: the layers flora adapts in dinov2-s14 are dense"),
         (["--adapter=flora", "--set", "method.kernel_rank=3", *EFFICIENTNET], None),
         (["--adapter=flora", "--set", "method.tucker=nd", *EFFICIENTNET],
          "method.tucker='nd' would be ignored: the layers flora adapts in efficientnet-lite0 are "
          "convolutions"),
         (["--adapter=lora", "--set", "method.grads=activation", *EFFICIENTNET],
          "method.grads='activation' would be ignored"),
+        (["--adapter=flora", "--set", "method.grads=pallas", *EFFICIENTNET],
+         "method.grads='pallas' would be ignored: the layers flora adapts in efficientnet-lite0"),
         (["--adapter=lora", "--set", "method.grads=weight", *EFFICIENTNET], None),
         (["--adapter=lora", "--set", "method.name=flora"],
          "--set method.name=flora disagrees with --adapter=lora"),
@@ -266,6 +276,7 @@ def test_supernet_knobs_of_a_method_without_one_are_warned_about(argv, warning, 
         ("data.split_seed=3", 3),
         ("search.retrain=True", True),
         ("backbone.scan=false", False),
+        ("backbone.scan=TRUE", True),  # "true" / "false" in any case
     ],
 )
 def test_overrides_take_the_field_type(assignment: str, want: object) -> None:
@@ -283,11 +294,37 @@ def test_overrides_take_the_field_type(assignment: str, want: object) -> None:
         ("search.population=2.5", "'search.population' takes int, got 2.5"),
         ("search.retrain=1", "'search.retrain' takes bool, got 1"),
         ("data.task=3", "'data.task' takes str, got 3"),
+        ("train.epochs=True", "'train.epochs' takes int, got True"),  # a bool is no int here
+        ("train.optim.learning_rate=False", "'train.optim.learning_rate' takes float, got False"),
     ],
 )
 def test_overrides_of_the_wrong_type_fail_naming_the_key(assignment: str, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         override(quickstart(), [assignment])
+
+
+def test_overrides_may_space_the_key_and_value() -> None:
+    config = override(
+        quickstart(), [" train.epochs = 3 ", "data.test_limit= none", "data.task = digits"]
+    )
+    assert (config.train.epochs, config.data.test_limit, config.data.task) == (3, None, "digits")
+
+
+def test_the_last_set_of_a_key_wins_also_where_it_picks_the_preset() -> None:
+    """override applies a key's last --set; the source that picks the preset must be that one."""
+    argv = ["--task=cifar", "--set", "data.source=npz", "--set", "data.source=tfds"]
+    assert vtab.task_config(vtab.parse_args(argv), "cifar") == paper("cifar")
+
+
+def test_config_changes_name_each_setting_by_its_whole_dotted_key() -> None:
+    saved = as_dict(quickstart())  # as config.json holds it
+    config = override(quickstart(), ["train.optim.learning_rate=1e-3", "train.epochs=3"])
+    assert config_changes(saved, config) == [
+        "train.epochs: 6 -> 3",
+        "train.optim.learning_rate: 0.0005 -> 0.001",
+    ]
+    ignored = config_changes(saved, config, ignore=["train.optim.learning_rate"])
+    assert ignored == ["train.epochs: 6 -> 3"]
 
 
 @pytest.mark.parametrize(
@@ -352,6 +389,7 @@ def test_sigterm_unwinds_like_ctrl_c(tmp_path):
         ("os.kill(os.getpid(), signal.SIGTERM); time.sleep(30)", 143,
          "stopped by SIGTERM: rerun to resume\n"),
         ("raise ValueError('bad --set')", 1, "error: ValueError: bad --set\n"),
+        ("raise FileNotFoundError('no w.npz')", 1, "error: FileNotFoundError: no w.npz\n"),
         ("return 0", 0, ""),
     ],
 )  # fmt: skip
@@ -388,6 +426,19 @@ def test_command_logging_keeps_project_lines_and_drops_orbax_chatter():
         "WARNING absl: a real problem",
         "INFO experiments.training.trainer: resuming at step 5",
     ]
+
+
+def test_timestamped_command_logging_starts_each_line_with_the_time():
+    code = (
+        "import logging\n"
+        "from experiments.command_line import setup_logging\n"
+        "setup_logging(timestamps=True)\n"
+        "logging.getLogger('experiments.suite_run').info('run a')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "JAX_PLATFORMS": "cpu"})  # fmt: skip
+    line = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO experiments.suite_run: run a\n"
+    assert re.fullmatch(line, done.stderr)
 
 
 @pytest.mark.parametrize(
@@ -650,6 +701,11 @@ def test_an_older_result_json_takes_its_config_jsons_test_limit(tmp_path):
     saved = vtab.saved_vtab_results(tmp_path)
     assert saved["dtd"]["test_limit"] == 1000
     assert list(vtab.table_rows(saved)) == ["lora (ours, at most 1,000 test images)"]
+    # a result.json that records its test limit (None: the whole split) keeps its own
+    (out / "result.json").write_text(json.dumps(result | {"test_limit": None}))
+    saved = vtab.saved_vtab_results(tmp_path)
+    assert saved["dtd"]["test_limit"] is None
+    assert list(vtab.table_rows(saved)) == ["lora (ours)"]
 
 
 def test_a_cut_test_split_is_warned_about(caplog, monkeypatch):
@@ -687,6 +743,7 @@ def test_own_data_takes_quickstart_and_writes_under_the_workdir(tmp_path, monkey
         ({"name": "vit-ti16-random", "image_size": 24},
          r"image_size 24 is no multiple of vit-ti16-random's 16-pixel patches \(e.g. 16\)"),
         ({"name": "dinov2-s14", "image_size": 32}, r"14-pixel patches \(e.g. 28\)"),
+        ({"name": "vit-ti16-random", "image_size": 8}, r"16-pixel patches \(e.g. 16\)"),
         ({"name": "vit-ti16-random", "image_size": 0}, "image_size must be an int >= 1, got 0"),
         ({"name": "vit-b16-random", "drop_path": 1.5}, r"drop_path_rate must be in \[0, 1\)"),
         ({"name": "vit-b16-random", "attention": "flash"}, "attn_implementation must be None"),
@@ -713,6 +770,25 @@ def test_a_checkpoint_that_cannot_apply_is_refused(tmp_path):
         config = BackboneConfig(name=name, image_size=28, checkpoint=str(tmp_path / "x.npz"))
         with pytest.raises(FileNotFoundError, match=f"no {name} checkpoint at .*x.npz"):
             load_backbone(config, num_classes=3)
+        folder = BackboneConfig(name=name, image_size=28, checkpoint=str(tmp_path))
+        with pytest.raises(FileNotFoundError, match=f"no {name} checkpoint at {tmp_path}$"):
+            check_weights(folder)  # a folder is no checkpoint file
+
+
+def test_a_given_checkpoint_is_read_instead_of_the_weights_cache(tmp_path, monkeypatch):
+    read = []
+
+    def load_dinov2_s14(*, npz_path, **options):
+        read.append(npz_path)
+        return None, {}
+
+    monkeypatch.setattr(backbones, "load_dinov2_s14", load_dinov2_s14)
+    monkeypatch.setattr(backbones, "cached", lambda name: tmp_path / "cache" / f"{name}.npz")
+    checkpoint = tmp_path / "dinov2.npz"
+    checkpoint.touch()
+    load_backbone(BackboneConfig(image_size=28, checkpoint=str(checkpoint)), num_classes=3)
+    load_backbone(BackboneConfig(image_size=28), num_classes=3)
+    assert read == [checkpoint, tmp_path / "cache" / "dinov2-s14.npz"]
 
 
 @pytest.mark.parametrize(
@@ -947,6 +1023,16 @@ def test_dry_run_prints_the_settings_the_method_reads_and_runs_nothing(tmp_path,
         vtab.main([*argv, "--set", "train.epochs=3"])
 
 
+def test_dry_run_of_glora_prints_its_supernet_and_search_settings(tmp_path, capsys):
+    argv = ["--task=digits", "--adapter=glora", f"--workdir={tmp_path / 'w'}", "--dry_run"]
+    assert vtab.main(argv) == 0
+    printed = capsys.readouterr().out.splitlines()
+    settings = [line.strip() for line in printed[1:-1]]
+    assert "search.param_budget=300000" in settings and "train.num_configs=1" in settings
+    assert printed[-1] == "  (6 settings glora does not read left out)"  # the other knobs
+    assert override(ExperimentConfig(), settings) == quickstart("digits")
+
+
 def test_training_checkpoints_hold_the_method_and_backbone_settings() -> None:
     config = override(quickstart(method="lora"), ["method.alpha=16.0"])
     settings = pipeline.checkpointed_settings(config)
@@ -1009,6 +1095,27 @@ def test_a_folder_task_records_its_class_names(tmp_path):
     assert vtab.main(argv) == 0
     result = json.loads((tmp_path / "runs" / "data" / "result.json").read_text())
     assert result["class_names"] == ["ant", "moth", "zebra"]  # label i: the i-th folder by name
+
+
+def test_a_vtab_task_run_beside_an_offline_task_writes_the_table(tmp_path, monkeypatch):
+    def fake_run(config, out):  # writes result.json as pipeline.run does
+        result = {"task": config.data.task, "method": "lora", "backbone": config.backbone.name,
+                  "test_accuracy": 0.5, "merged_test_accuracy": 0.5, "num_test": 1000,
+                  "trainable_params": 300_000, "head_params": 7_690, "search": {},
+                  "stage_seconds": {"train": 1.0}, "wall_seconds": 1.0}  # fmt: skip
+        out.mkdir(parents=True)
+        (out / pipeline.RESULT_NAME).write_text(json.dumps(result))
+        return result
+
+    monkeypatch.setattr(pipeline, "run", fake_run)
+    argv = ["--tasks=dtd,digits", "--adapter=lora", "--preset=quickstart", f"--workdir={tmp_path}"]
+    assert vtab.main(argv) == 0
+    (row,) = [line for line in (tmp_path / "vtab_table.md").read_text().splitlines()
+              if line.startswith("| lora")]  # fmt: skip
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    dtd = 2 + vtab.TASKS.index("dtd")  # columns: method, params, the 19 tasks, ...
+    assert cells[0] == "lora on dinov2-s14 (ours)" and cells[dtd] == "50.0"
+    assert cells[2:dtd] == ["-"] * (dtd - 2)  # no other task, digits none of them
 
 
 def test_vtab_table_keeps_the_tasks_of_earlier_commands(tmp_path, monkeypatch):

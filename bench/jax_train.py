@@ -131,9 +131,10 @@ SCANNED_SUITES: dict[str, tuple[str, str | None]] = {
 #: Rows repeated on the scanned ViT (``nn.scan`` over blocks, params stacked): each adapter then
 #: builds all 12 blocks' updates in one batched computation instead of 12 small ones per layer
 #: type, which shows how much of a row's time is per-kernel launch overhead. The loop keeps its
-#: residuals in stacked buffers, zero-filled and then written by a copy of each block's GEMM
-#: outputs: on an H100 a scanned step ran at 0.67x the unrolled one, 0.74-0.78x with its blocks
-#: rematerialised ("scan-remat" suite; docs/benchmarks.md, calls 156-163).
+#: residuals (the GEMM outputs and each block's input) in stacked buffers, zero-filled and then
+#: written by a copy of each block's GEMM outputs: on an H100 a scanned step ran at 0.67x the
+#: unrolled one, 0.74-0.78x with its blocks rematerialised ("scan-remat" suite;
+#: docs/benchmarks.md, calls 156-163).
 SCAN_CASES = tuple(
     c for c in VIT_CASES
     if c.label in ("biases-only", "lora-r8", "flora-r8", "glora-supernet-k1", "glora-fixed")

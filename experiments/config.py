@@ -163,8 +163,9 @@ def _apply(node: Any, changes: _Changes) -> Any:
 def _typed(value: Any, hint: Any, *, full: str) -> Any:
     """``value`` as field type ``hint`` (an int where a float is due becomes a float, a list a
     tuple, "true" / "false" in any case a bool); ValueError naming the key when it is not one:
-    int, float, bool, str, None, tuples (a ``tuple[T, ...]``'s every item as T) and their unions
-    are checked, other types (dataclasses, modules) refused."""
+    int, float, bool, str, None, tuples (``tuple[T, ...]``: every item as T; ``tuple[A, B]``: its
+    length and each item as its position's type) and their unions are checked, other types
+    (dataclasses, modules) refused."""
     options = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else ()
     for option in options or (hint,):
         if option is type(None) and value is None:
@@ -179,17 +180,19 @@ def _typed(value: Any, hint: Any, *, full: str) -> Any:
             return value
         if typing.get_origin(option) is tuple and isinstance(value, list | tuple):
             items = typing.get_args(option)
-            if len(items) != 2 or items[1] is not Ellipsis:
-                return tuple(value)
+            kinds = [items[0]] * len(value) if items[1:] == (Ellipsis,) else list(items)
+            if len(kinds) != len(value):
+                continue
             try:
-                return tuple(_typed(item, items[0], full=full) for item in value)
+                pairs = zip(value, kinds, strict=True)
+                return tuple(_typed(v, kind, full=full) for v, kind in pairs)
             except ValueError:
-                continue  # an item of another type: the error names the whole tuple's
+                continue  # an item of another type: the error below quotes the whole value
     raise ValueError(f"config key {full!r} takes {_type_name(hint)}, got {value!r}")
 
 
 def _type_name(hint: Any) -> str:
-    if typing.get_origin(hint) is not None:  # tuple[int, ...], int | None
+    if typing.get_origin(hint) is not None:  # tuple[int, ...]: its __name__ is "tuple"
         return str(hint).replace("typing.", "")
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 

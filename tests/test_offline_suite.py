@@ -479,6 +479,27 @@ def test_tuple_settings_refuse_items_of_another_type(assignment: str, message: s
         override(SuiteSettings(), [assignment])
 
 
+@dataclasses.dataclass(frozen=True)
+class _Pair:
+    pair: tuple[int, float] = (0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("value", "want"),
+    [("(1, 2)", (1, 2.0)), ("[3, 0.5]", (3, 0.5)), ("(1,)", None), ("(1, 2, 3)", None),
+     ("(1.5, 2)", None), ("(True, 2)", None), ("('a', 2)", None)],
+)  # fmt: skip
+def test_a_fixed_length_tuple_setting_checks_its_length_and_each_positions_type(
+    value: str, want: tuple | None
+) -> None:
+    if want is None:
+        with pytest.raises(ValueError, match=r"config key 'pair' takes tuple\[int, float\]"):
+            override(_Pair(), [f"pair={value}"])
+    else:
+        got = override(_Pair(), [f"pair={value}"]).pair
+        assert got == want and [type(v) for v in got] == [int, float]
+
+
 @pytest.mark.parametrize(
     "change", [{"tasks": ("mnist5k",)}, {"methods": ("glora",)}, {"fewshot_task": "mnist5k"}]
 )
@@ -604,7 +625,12 @@ def test_a_part_without_runs_of_its_own_yet_waits_for_the_lr_grids_of_the_others
     seed_run = Run("main", "digits", "dinov2-s14", "linear", 1e-4, 1)
     assert in_part(seed_run, (2, 3)) and not [r for r in plan(settings, {}) if in_part(r, (2, 3))]
 
+    sleeps: list[float] = []
+
     def other_parts_run(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) > 5:  # a part that polls on after the grid is done would hang the test
+            raise AssertionError("still polling after the other parts finished the lr grid")
         results = finished(runs)
         for run in plan(settings, results):
             if not in_part(run, (2, 3)) and run.run_id not in results:

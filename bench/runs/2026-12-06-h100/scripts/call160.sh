@@ -1,5 +1,6 @@
-# call 160 (written in the forty-second session, run in the forty-third, 2026-12-06): profiles of the GLoRA K=1 step at 256, unrolled and
-# scanned + remat (dots without batch dims): where the scanned step's extra time goes
+# call 160 (written in the forty-second session, run in the forty-third, 2026-12-06): profiles
+# of the GLoRA K=1 step at 256, unrolled and scanned + remat (dots without batch dims): where the
+# scanned step's extra time goes
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/ml_collections-*.whl .whl/tensorboardx-*.whl 2>/dev/null
 export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site:$PWD
 R=$OUT

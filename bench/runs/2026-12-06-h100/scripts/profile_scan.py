@@ -12,8 +12,8 @@ CUDA graphs, so that every kernel is given to its HLO instruction (``ops`` in th
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +54,13 @@ def main(out: Path, batch: int, tiny: bool, variants: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    flags = {"--tiny", "--no-command-buffers"}
-    args = [a for a in sys.argv[1:] if a not in flags]
-    if "--no-command-buffers" in sys.argv:
+    parser = argparse.ArgumentParser(description="profile the GLoRA K=1 step, unrolled and scanned")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("batch", type=int)
+    parser.add_argument("--tiny", action="store_true", help="ViT-Ti/16 (a CPU check)")
+    parser.add_argument("--variant", choices=list(VARIANTS), action="append")
+    parser.add_argument("--no-command-buffers", action="store_true")
+    args = parser.parse_args()
+    if args.no_command_buffers:
         disable_command_buffers()
-    chosen = [args[3]] if len(args) > 3 and args[2] == "--variant" else list(VARIANTS)
-    main(Path(args[0]), int(args[1]), "--tiny" in sys.argv, chosen)
+    main(args.out, args.batch, args.tiny, args.variant or list(VARIANTS))

@@ -364,6 +364,12 @@ def test_a_restarted_run_removes_the_earlier_result_until_it_writes_its_own(tmp_
     assert (out / "config.json").exists() and not (out / "result.json").exists()
 
 
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run by a fresh CPU-only Python process, its output captured as text."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "JAX_PLATFORMS": "cpu"})  # fmt: skip
+
+
 def test_sigterm_unwinds_like_ctrl_c(tmp_path):
     """A preempted VM's SIGTERM ran no finally block: a checkpoint being saved was lost."""
     marker = tmp_path / "finally-ran"
@@ -377,8 +383,7 @@ def test_sigterm_unwinds_like_ctrl_c(tmp_path):
         "finally:\n"
         f"    open({str(marker)!r}, 'w').close()\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60,
-                          env={**os.environ, "JAX_PLATFORMS": "cpu"})  # fmt: skip
+    done = run_python(code)
     assert done.returncode == 128 + signal.SIGTERM and marker.exists()
 
 
@@ -405,8 +410,7 @@ def test_a_command_stops_with_a_resume_hint_or_the_error_alone(body, status, std
         f"    {body}\n"
         "run_main(main, resume_hint='rerun to resume')\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "JAX_PLATFORMS": "cpu"})  # fmt: skip
+    done = run_python(code)
     assert (done.returncode, done.stderr) == (status, stderr)
 
 
@@ -420,8 +424,7 @@ def test_command_logging_keeps_project_lines_and_drops_orbax_chatter():
         "logging.getLogger('absl').warning('a real problem')\n"
         "logging.getLogger('experiments.training.trainer').info('resuming at step 5')\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "JAX_PLATFORMS": "cpu"})  # fmt: skip
+    done = run_python(code)
     assert done.stderr.splitlines() == [
         "WARNING absl: a real problem",
         "INFO experiments.training.trainer: resuming at step 5",
@@ -435,8 +438,7 @@ def test_timestamped_command_logging_starts_each_line_with_the_time():
         "setup_logging(timestamps=True)\n"
         "logging.getLogger('experiments.suite_run').info('run a')\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "JAX_PLATFORMS": "cpu"})  # fmt: skip
+    done = run_python(code)
     line = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO experiments.suite_run: run a\n"
     assert re.fullmatch(line, done.stderr)
 

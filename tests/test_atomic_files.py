@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import subprocess
@@ -96,6 +97,32 @@ def test_writers_of_several_hosts_use_partial_files_of_their_own(tmp_path: Path,
     assert (tmp_path / "w.npz").read_bytes() == b"host-b"
 
 
+def test_writers_of_one_host_use_partial_files_of_their_own(tmp_path: Path, monkeypatch):
+    """Two processes of one host writing one file at once never write into one partial file."""
+    partials = []
+    for pid in (4001, 4002):
+        monkeypatch.setattr(os, "getpid", lambda pid=pid: pid)
+        with replacing(tmp_path / "w.npz") as partial:
+            partials.append(partial)
+            partial.write_bytes(str(pid).encode())
+    assert partials[0] != partials[1] and all(p.parent == tmp_path for p in partials)
+    assert (tmp_path / "w.npz").read_bytes() == b"4002"
+
+
+def test_a_partial_of_another_users_live_process_is_kept(tmp_path: Path, monkeypatch) -> None:
+    """os.kill(pid, 0) on another user's live process raises PermissionError: alive, kept."""
+    other = tmp_path / f".w.npz.{socket.gethostname()}.4242.partial"
+    other.write_bytes(b"half")
+
+    def kill(pid: int, signal: int) -> None:
+        if pid == 4242:
+            raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "kill", kill)
+    write_npz(tmp_path / "w.npz", {"a": np.ones(2)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, "w.npz"])
+
+
 def test_partials_of_killed_writers_are_removed_by_the_next_write(tmp_path: Path) -> None:
     """A SIGKILL skips the cleanup; the next writer of the file deletes this host's partials of
     dead processes and keeps a live one's (another writer's in progress)."""
@@ -129,12 +156,15 @@ def test_a_reader_of_the_old_file_keeps_reading_it_whole(tmp_path: Path, write: 
     assert path.read_bytes() != old
 
 
-@pytest.mark.parametrize("folder_syncs", [True, False])
+@pytest.mark.parametrize(
+    ("folder_syncs", "refusal"), [(True, 0), (False, errno.EINVAL), (False, errno.EISDIR)]
+)
 def test_the_file_is_synced_before_it_replaces_the_old_one_and_its_folder_after(
-    tmp_path: Path, monkeypatch, folder_syncs: bool
+    tmp_path: Path, monkeypatch, folder_syncs: bool, refusal: int
 ) -> None:
     """Durable across a power loss: fsync(partial), then the rename, then fsync(folder); a folder
-    its filesystem will not sync (EINVAL on some network filesystems) still gets the file."""
+    its filesystem will not sync (EINVAL on some network filesystems, EISDIR where a folder
+    cannot be opened for syncing) still gets the file."""
     target = tmp_path / "sub" / "a.txt"
     target.parent.mkdir()
     folder = os.stat(target.parent).st_ino
@@ -145,7 +175,7 @@ def test_the_file_is_synced_before_it_replaces_the_old_one_and_its_folder_after(
         inode = os.fstat(fd).st_ino
         events.append(("fsync", inode))
         if inode == folder and not folder_syncs:
-            raise OSError(22, "Invalid argument")
+            raise OSError(refusal, os.strerror(refusal))
         fsync(fd)
 
     def recording_replace(src: Any, dst: Any) -> None:

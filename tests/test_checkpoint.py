@@ -16,6 +16,7 @@ import numpy as np
 import optax
 import pytest
 from test_training import (
+    HIDDEN_LAYERS,
     SlowBatches,
     WrappedBatches,
     dropout_forward,
@@ -116,37 +117,46 @@ def test_resumed_wall_time_goes_on_from_the_checkpoint(tmp_path: pathlib.Path) -
     assert list(wall) == sorted(wall) and wall[2] >= saved  # step 3 is the resumed run's first
 
 
+@pytest.mark.parametrize("eval_every", [0, 2])
 def test_final_evaluation_lost_to_a_kill_is_logged_on_resume(
-    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, eval_every: int
 ) -> None:
     """Killed after the final checkpoint, during the final evaluation: the rerun has no step
-    left, evaluates the restored state and logs it once; a further rerun logs nothing new."""
+    left, evaluates the restored state and logs it once; a further rerun logs nothing new.
+    eval_every=2: the evaluation logged at step 2 is not the final one's."""
     make_evaluator = trainer_module._evaluator
 
     def dying_evaluator(*args: Any) -> Callable[[Any], dict[str, float]]:
-        def die(state: Any) -> dict[str, float]:
-            raise Killed("killed during the final evaluation")
+        evaluate = make_evaluator(*args)
 
-        return die
+        def die_at_the_end(state: Any) -> dict[str, float]:
+            if int(state.step) == 4:
+                raise Killed("killed during the final evaluation")
+            return evaluate(state)
+
+        return die_at_the_end
 
     run = functools.partial(
-        train, quick_config(total_steps=4, checkpoint_every=2), forward=toy_forward,
-        params=toy_params(), adapter=linear_probe(), train_data=toy_batches(), workdir=tmp_path,
-        eval_data=toy_task(32, seed=1),
+        train, quick_config(total_steps=4, checkpoint_every=2, eval_every=eval_every),
+        forward=toy_forward, params=toy_params(), adapter=linear_probe(),
+        train_data=toy_batches(), workdir=tmp_path, eval_data=toy_task(32, seed=1),
     )  # fmt: skip
     monkeypatch.setattr(trainer_module, "_evaluator", dying_evaluator)
     with pytest.raises(Killed):
         run()
     assert Checkpointer(tmp_path / CHECKPOINT_DIR, every=2, keep=2).latest_step() == 4
+    earlier = (tmp_path / CSV_NAME).read_text().count("eval/accuracy")
+    assert earlier == (1 if eval_every else 0)  # step 2's
     monkeypatch.setattr(trainer_module, "_evaluator", make_evaluator)
     resumed = run()
-    assert resumed.history["eval/accuracy"] == [(4, resumed.eval_accuracy)]
+    assert resumed.history["eval/accuracy"][earlier:] == [(4, resumed.eval_accuracy)]
+    assert [s for s, _ in resumed.history["eval/accuracy"]] == [2, 4][1 - earlier :]
     csv_rows = (tmp_path / CSV_NAME).read_text().splitlines()
     expected_row = f"4,eval/accuracy,{resumed.eval_accuracy}"
-    assert [r for r in csv_rows if ",eval/accuracy," in r] == [expected_row]
+    assert [r for r in csv_rows if r.startswith("4,eval/accuracy,")] == [expected_row]
     again = run()
-    assert again.history["eval/accuracy"] == [(4, resumed.eval_accuracy)]
-    assert (tmp_path / CSV_NAME).read_text().count("eval/accuracy") == 1
+    assert again.history["eval/accuracy"] == resumed.history["eval/accuracy"]
+    assert (tmp_path / CSV_NAME).read_text().count("eval/accuracy") == earlier + 1
 
 
 def test_checkpoint_of_another_model_or_adapter_is_refused(tmp_path: pathlib.Path) -> None:
@@ -180,6 +190,7 @@ def test_checkpoint_of_another_model_or_adapter_is_refused(tmp_path: pathlib.Pat
         ({"total_steps": 6}, "total_steps: 4 -> 6"),
         ({"batch_size": 8}, "batch_size: 16 -> 8"),
         ({"seed": 3}, "seed: 0 -> 3"),
+        ({"num_configs": 2}, "num_configs: 1 -> 2"),  # a supernet's subnets per step
         ({"optim": OptimConfig(learning_rate=1e-2, warmup_epochs=0, min_lr=0.0)},
          "optim.learning_rate: 0.05 -> 0.01"),
     ],
@@ -239,6 +250,38 @@ def test_caller_run_settings_are_checkpointed_and_compared(tmp_path: pathlib.Pat
         run_in(run={"method.alpha": 4.0})
     with pytest.raises(ValueError, match=r"run settings \['seed'\] would replace the trainer's"):
         run({"seed": 1})
+
+
+def test_checkpoint_of_another_optimiser_state_is_refused(tmp_path: pathlib.Path) -> None:
+    """The trainable tree fits, the optimiser state does not (gradient clipping adds a stage):
+    refused naming the optimiser state's leaves, not restored into a foreign tree."""
+    state = _toy_state(lora(2, targets="hidden_0/kernel"))
+    checkpointer = Checkpointer(tmp_path, every=1, keep=1)
+    checkpointer.save(state)
+    checkpointer.close()
+    clipped = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-3, weight_decay=1e-4))
+    template = create_state(state.trainable, clipped, state.rng)
+    checkpointer = Checkpointer(tmp_path, every=1, keep=1)
+    with pytest.raises(CheckpointMismatchError, match=r"refusing to restore: .*\.opt_state"):
+        checkpointer.restore(template)
+    checkpointer.close()
+
+
+def test_checkpoint_of_another_optimiser_state_dtype_is_refused(tmp_path: pathlib.Path) -> None:
+    """AdamW keeping its first moment in bf16: the same tree as the f32 checkpoint, other dtypes,
+    refused rather than cast on restore."""
+    state = _toy_state(lora(2, targets="hidden_0/kernel"))
+    checkpointer = Checkpointer(tmp_path, every=1, keep=1)
+    checkpointer.save(state)
+    checkpointer.close()
+    bf16_mu = optax.adamw(lambda s: 1e-3, weight_decay=1e-4, mu_dtype=jnp.bfloat16)
+    template = create_state(state.trainable, bf16_mu, state.rng)
+    checkpointer = Checkpointer(tmp_path, every=1, keep=1)
+    with pytest.raises(
+        CheckpointMismatchError, match=r"\.opt_state.*mu.*float32 saved, bfloat16 now"
+    ):
+        checkpointer.restore(template)
+    checkpointer.close()
 
 
 def test_checkpoint_of_other_dtypes_is_refused(tmp_path: pathlib.Path) -> None:
@@ -350,6 +393,7 @@ def test_checkpointer_round_trip_and_keep_last(tmp_path: pathlib.Path) -> None:
     checkpointer.close()
     checkpointer = Checkpointer(tmp_path, every=5, keep=2)
     assert checkpointer.latest_step() == 15
+    assert int(checkpointer.restore(_toy_state(switch_adapter())).step) == 15  # the latest
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.isdigit()) == ["10", "15"]
     restored = checkpointer.restore(_toy_state(switch_adapter()), step=10)
     assert int(restored.step) == 10
@@ -372,3 +416,48 @@ def test_run_settings_added_since_a_checkpoint_are_not_changes(tmp_path: pathlib
     with pytest.raises(CheckpointMismatchError, match="batch_size: 16 -> 8"):
         other.restore(state)
     other.close()
+
+
+def test_run_settings_of_any_json_type_resume_unchanged(tmp_path: pathlib.Path) -> None:
+    """Settings compare as they read back from the checkpoint's JSON: a tuple (read back as a
+    list), a nested mapping and None resume; a changed item of the tuple is refused."""
+    state = _toy_state(lora(2, targets="hidden_0/kernel"))
+    run = {"method.ranks": (8, 4), "backbone.extra": {"a": None, "b": [1.5]}}
+    checkpointer = Checkpointer(tmp_path, every=1, keep=1, run=run)
+    checkpointer.save(state)
+    checkpointer.close()
+    again = Checkpointer(tmp_path, every=1, keep=1, run=run)
+    chex.assert_trees_all_equal(again.restore(state).trainable, state.trainable)
+    again.close()
+    other = Checkpointer(tmp_path, every=1, keep=1, run=run | {"method.ranks": (8, 2)})
+    with pytest.raises(CheckpointMismatchError, match=re.escape("method.ranks: [8, 4] -> [8, 2]")):
+        other.restore(state)
+    other.close()
+
+
+def test_checkpoint_of_another_fixed_subnet_is_refused(tmp_path: pathlib.Path) -> None:
+    """Two fixed subnets of the switch space that differ in the last layer's choice only: the
+    same trees and settings but for the subnet, so only its digest tells them apart."""
+
+    def run(choices: tuple[int, int]) -> None:
+        cfg = {
+            name: jnp.asarray(c, jnp.int32) for name, c in zip(HIDDEN_LAYERS, choices, strict=True)
+        }
+        train(
+            quick_config(total_steps=2, checkpoint_every=2), forward=toy_forward,
+            params=toy_params(), adapter=switch_adapter(), train_data=toy_batches(),
+            workdir=tmp_path, cfg=cfg,
+        )  # fmt: skip
+
+    run((0, 0))
+    run((0, 0))  # the same subnet resumes
+    with pytest.raises(CheckpointMismatchError, match=r"cfg: '[0-9a-f]{16}' -> '[0-9a-f]{16}'"):
+        run((0, 1))
+
+
+def test_restoring_from_a_folder_without_checkpoints_says_so(tmp_path: pathlib.Path) -> None:
+    checkpointer = Checkpointer(tmp_path, every=1, keep=1)
+    assert checkpointer.latest_step() is None
+    with pytest.raises(FileNotFoundError, match=re.escape(f"no checkpoint in {tmp_path}")):
+        checkpointer.restore(_toy_state(linear_probe()))
+    checkpointer.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import pathlib
 import warnings
 from typing import Any
 
@@ -24,6 +25,7 @@ from glora_jax.evolution import (
     evolutionary_search,
     save_result_json,
 )
+from glora_jax.space import GLoRASpace, LayerSpec
 from peft_core.atomic_files import replacing
 
 TENSORS = "ABCDE"
@@ -386,6 +388,29 @@ def test_resume_with_another_space_raises(tmp_path):
     evolutionary_search(spaces[0], score, generations=2, checkpoint_dir=tmp_path, **kwargs)
     with pytest.raises(ValueError, match="another search space"):
         evolutionary_search(spaces[1], score, generations=3, checkpoint_dir=tmp_path, **kwargs)
+
+
+@pytest.mark.filterwarnings("ignore:population=8 sizes generation 0 only")
+def test_a_state_holding_an_illegal_candidate_is_refused_on_resume(tmp_path):
+    """A state whose genes name an option the space lacks (a hand-edited or damaged file) is
+    refused when loaded, also where the candidate is no parent, so nothing would touch it."""
+    space = GLoRASpace(
+        (8, 4), (LayerSpec("a", (), 16, 16, True), LayerSpec("b", (), 16, 32, False))
+    )
+
+    def score(cfgs):
+        return -np.asarray(space.num_params(cfgs), np.float64)
+
+    kwargs = {"param_budget": 10**6, "population": 8, "top_k": 2, "progress": False}
+    evolutionary_search(space, score, generations=1, checkpoint_dir=tmp_path, **kwargs)
+    state = tmp_path / "evolution_state.npz"
+    with np.load(state) as data:
+        arrays = {k: data[k] for k in data.files}
+    (outside,) = sorted(set(range(8)) - set(arrays["top_k"].tolist()))[:1]
+    arrays["genes"][outside, 0, 0] = 99
+    np.savez(state, **arrays)
+    with pytest.raises(ValueError, match="option index 99 out of range"):
+        evolutionary_search(space, score, generations=2, checkpoint_dir=tmp_path, **kwargs)
 
 
 def test_numpy_integer_settings_are_saved_as_ints(tmp_path):
@@ -815,6 +840,42 @@ def test_an_interrupted_write_of_the_search_files_keeps_the_old_one(tmp_path):
         raise KeyboardInterrupt
     assert [p.name for p in tmp_path.iterdir()] == ["subnet.json"]
     assert path.read_text() == '{"old": 1}'
+
+
+def test_a_write_of_subnet_json_interrupted_by_a_kill_keeps_the_old_one(tmp_path, monkeypatch):
+    path = tmp_path / "subnet.json"
+    save_result_json(search(generations=1, seed=3), SPACE, path)
+    old = path.read_bytes()
+
+    def interrupted(self: Any, text: str, *args: Any, **kwargs: Any) -> int:
+        with open(self, "w") as f:
+            f.write(text[:5])
+        raise KeyboardInterrupt
+
+    shorter = search(generations=2, seed=3)
+    monkeypatch.setattr(pathlib.Path, "write_text", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_result_json(shorter, SPACE, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["subnet.json"]
+    assert path.read_bytes() == old
+
+
+def test_a_search_killed_while_saving_its_state_resumes_from_the_one_before(tmp_path, monkeypatch):
+    """Killed mid-write of generation 2's state: generation 1's stays whole, and the search
+    resumed from it ends as the uninterrupted one."""
+    search(generations=2, seed=7, checkpoint_dir=tmp_path)
+
+    def interrupted_savez(f: Any, **arrays: Any) -> None:
+        f.write(b"PK\x03\x04 half an archive")
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(np, "savez", interrupted_savez)
+        with pytest.raises(KeyboardInterrupt):
+            search(generations=4, seed=7, checkpoint_dir=tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["evolution_state.npz"]
+    resumed = search(generations=4, seed=7, checkpoint_dir=tmp_path)
+    assert_same_search(resumed, search(generations=4, seed=7))
 
 
 #: A budget every config fits: each tensor at its costliest option.

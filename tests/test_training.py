@@ -334,28 +334,39 @@ def test_frozen_params_get_no_optimizer_state(name: str) -> None:
     assert param_count(trainable["head"]) == HIDDEN * CLASSES + CLASSES
 
 
-def test_train_step_matches_numpy_linear_probe_adamw() -> None:
-    """One step: cross-entropy gradient of the head by hand, first AdamW update by hand."""
-    params = toy_params()
-    images, labels = toy_task(16)
-    config = OptimConfig(learning_rate=0.01, weight_decay=0.1, warmup_epochs=0)
-    schedule = lr_schedule(config, steps_per_epoch=1, total_steps=10)
+def linear_probe_adamw(config: OptimConfig, total_steps: int) -> tuple[Any, Any, Any]:
+    """The jitted train step of a linear probe of ``toy_params`` under AdamW, its frozen
+    backbone and its first state: (step, backbone, state)."""
+    schedule = lr_schedule(config, steps_per_epoch=1, total_steps=total_steps)
     optimizer = make_optimizer(config, schedule)
     backbone, trainable = init_trainable(
-        jax.random.key(0), params, linear_probe(), head_pattern=r"head/.*"
+        jax.random.key(0), toy_params(), linear_probe(), head_pattern=r"head/.*"
     )
     step = jax.jit(
         make_train_step(
             forward=toy_forward, adapter=linear_probe(), optimizer=optimizer, schedule=schedule
         )
     )
-    state, metrics = step(
-        create_state(trainable, optimizer, jax.random.key(0)), backbone, images, labels
-    )
+    return step, backbone, create_state(trainable, optimizer, jax.random.key(0))
 
+
+def toy_hidden(images: Any, params: dict) -> np.ndarray:
+    """The toy backbone's features by numpy: ReLU layers of ``HIDDEN_LAYERS`` in float64."""
     h = np.asarray(images, np.float64)
     for name in HIDDEN_LAYERS:
         h = np.maximum(h @ np.asarray(params[name]["kernel"]) + np.asarray(params[name]["bias"]), 0)
+    return h
+
+
+def test_train_step_matches_numpy_linear_probe_adamw() -> None:
+    """One step: cross-entropy gradient of the head by hand, first AdamW update by hand."""
+    params = toy_params()
+    images, labels = toy_task(16)
+    config = OptimConfig(learning_rate=0.01, weight_decay=0.1, warmup_epochs=0)
+    step, backbone, state = linear_probe_adamw(config, total_steps=10)
+    state, metrics = step(state, backbone, images, labels)
+
+    h = toy_hidden(images, params)
     w, b = np.asarray(params["head"]["kernel"], np.float64), np.asarray(params["head"]["bias"])
     logits = h @ w + b
     p = np.exp(logits - logits.max(1, keepdims=True))
@@ -374,6 +385,36 @@ def test_train_step_matches_numpy_linear_probe_adamw() -> None:
     np.testing.assert_allclose(metrics["grad_norm"], global_norm, rtol=1e-4)
     chex.assert_trees_all_close(state.trainable["head"]["head"], expected, rtol=1e-4, atol=1e-6)
     assert int(state.step) == 1
+
+
+def test_train_steps_carry_the_adamw_moments_like_numpy() -> None:
+    """Three steps on one batch against bias-corrected AdamW by hand: each step's update uses the
+    moments the steps before it left in the state (and the schedule's lr at its step)."""
+    params = toy_params()
+    images, labels = toy_task(16)
+    config = OptimConfig(learning_rate=0.01, weight_decay=0.1, warmup_epochs=0, min_lr=0.0)
+    step, backbone, state = linear_probe_adamw(config, total_steps=4)
+
+    h = toy_hidden(images, params)
+    head = {k: np.asarray(params["head"][k], np.float64) for k in ("kernel", "bias")}
+    mu = {k: np.zeros_like(v) for k, v in head.items()}
+    nu = {k: np.zeros_like(v) for k, v in head.items()}
+    for t in range(1, 4):
+        state, metrics = step(state, backbone, images, labels)
+        logits = h @ head["kernel"] + head["bias"]
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        dlogits = (p - np.eye(CLASSES)[labels]) / 16
+        grads = {"kernel": h.T @ dlogits, "bias": dlogits.sum(0)}
+        lr = 0.5 * 0.01 * (1 + math.cos(math.pi * (t - 1) / 4))
+        for k, g in grads.items():
+            mu[k] = 0.9 * mu[k] + 0.1 * g
+            nu[k] = 0.999 * nu[k] + 0.001 * g**2
+            adam = (mu[k] / (1 - 0.9**t)) / (np.sqrt(nu[k] / (1 - 0.999**t)) + 1e-8)
+            head[k] = head[k] - lr * (adam + 0.1 * head[k])
+        np.testing.assert_allclose(metrics["lr"], lr, rtol=1e-6)
+        chex.assert_trees_all_close(state.trainable["head"]["head"], head, rtol=1e-4, atol=1e-6)
+    assert int(state.step) == 3
 
 
 def test_classification_loss_matches_numpy() -> None:
@@ -421,6 +462,14 @@ def test_train_reduces_loss_and_trains_only_trainable(name: str, tmp_path: pathl
         assert np.array_equal(a, b) == scales_zero_bias, jax.tree_util.keystr(key_path)
     assert result.num_trainable == param_count(result.aparams) + HIDDEN * CLASSES + CLASSES
     assert result.wall_time_s > 0 and result.eval_accuracy is None
+
+
+def test_latest_is_the_last_logged_value() -> None:
+    """A resumed run logs its first step's time again: the result reports the latest run's."""
+    history = {FIRST_STEP_S: [(1, 30.0), (5, 12.0)], "eval/accuracy": [(4, 0.5)]}
+    assert latest(history, FIRST_STEP_S) == 12.0
+    assert latest(history, "eval/accuracy") == 0.5
+    assert latest(history, "no/such") is None
 
 
 @pytest.mark.parametrize(
@@ -548,9 +597,12 @@ def test_a_resume_drops_later_and_torn_csv_rows_and_rewrites_the_csv_whole(
 ) -> None:
     """A kill can tear the last appended row ("10,train/lo"): the resume skips it (it crashed on
     it) and rewrites the csv through a partial file, never truncating it in place."""
-    (tmp_path / CSV_NAME).write_text("step,name,value\n4,a,1.5\n8,a,2.5\n10,train/lo")
-    with MetricWriter(tmp_path, start_step=5) as writer:
-        writer.write(6, {"a": 3.5})
+    old = "step,name,value\n4,a,1.5\n8,a,2.5\n10,train/lo"
+    (tmp_path / CSV_NAME).write_text(old)
+    with (tmp_path / CSV_NAME).open() as reader:  # opened before the rewrite
+        with MetricWriter(tmp_path, start_step=5) as writer:
+            writer.write(6, {"a": 3.5})
+        assert reader.read() == old  # moved into place, not truncated and written over
     assert writer.history == {"a": [(4, 1.5), (6, 3.5)]}
     assert (tmp_path / CSV_NAME).read_text().splitlines() == ["step,name,value", "4,a,1.5",
                                                             "6,a,3.5"]  # fmt: skip
@@ -580,6 +632,28 @@ def test_a_resumed_writer_has_tensorboard_drop_only_the_steps_after_its_checkpoi
     (events_file,) = (tmp_path / TENSORBOARD_DIR).glob("events.out.tfevents.*")
     starts = [e.step for e in tensorboard_events(events_file) if e.HasField("session_log")]
     assert starts == [9]
+
+
+def test_a_supernet_is_evaluated_as_the_mean_of_its_fixed_random_subnets(
+    tmp_path: pathlib.Path,
+) -> None:
+    """eval_accuracy of a supernet without a fixed cfg: the mean accuracy of
+    ``config.eval_configs`` subnets drawn with the run's seed, each scored by numpy."""
+    images, labels = toy_task(40, seed=1)
+    config = quick_config(total_steps=4, eval_configs=3, eval_batch_size=16, seed=2)
+    adapter = switch_adapter()
+    result = train(
+        config, forward=toy_forward, params=toy_params(), adapter=adapter,
+        train_data=toy_batches(), workdir=tmp_path, eval_data=(images, labels),
+    )  # fmt: skip
+    cfgs = SwitchSpace().sample(jax.random.key(2), (3,))
+    accuracies = [
+        np.mean(np.argmax(numpy_forward(adapter.apply(result.params, result.aparams, cfg), images),
+                          1) == labels)
+        for cfg in (jax.tree.map(lambda c, i=i: c[i], cfgs) for i in range(3))
+    ]  # fmt: skip
+    assert len(set(accuracies)) > 1  # the subnets differ, so the mean is not any one of them
+    assert result.eval_accuracy == pytest.approx(np.mean(accuracies))
 
 
 def test_train_with_the_pipeline_train_batches(tmp_path: pathlib.Path) -> None:

@@ -30,7 +30,7 @@ from experiments.config import (
 )
 from experiments.configs import paper, quickstart
 from experiments.data.base import SplitArrays
-from experiments.training import trainer
+from experiments.training import TrainResult, trainer
 from experiments.training.trainer import CHECKPOINT_DIR
 from experiments.vtab_table import PAPER_LR, PARTIAL_NOTE
 
@@ -364,6 +364,33 @@ def test_a_restarted_run_removes_the_earlier_result_until_it_writes_its_own(tmp_
     assert (out / "config.json").exists() and not (out / "result.json").exists()
 
 
+def test_a_kill_while_result_json_is_written_leaves_none_torn(tmp_path, monkeypatch):
+    """result.json is written whole or not at all: a kill mid-write (here, the first 10
+    characters written) leaves no file that a table or a rerun's reader would half-parse.
+    Training is stood in for by the untrained adapter: the test stage and the writes run."""
+
+    def untrained(config, backbone, method, split, workdir, *, cfg=None, eval_split=None):
+        aparams = method.adapter.init(jax.random.key(0), backbone.params)
+        return TrainResult(params=backbone.params, aparams=aparams, state=None, history={},
+                           wall_time_s=0.0, num_trainable=0, eval_accuracy=None)  # fmt: skip
+
+    write_text = pathlib.Path.write_text
+
+    def killed_in_result_json(self: pathlib.Path, text: str, *args: object, **kw: object) -> int:
+        if "result.json" not in self.name:
+            return write_text(self, text, *args, **kw)  # type: ignore[arg-type]
+        write_text(self, text[:10])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "train_on", untrained)
+    monkeypatch.setattr(pathlib.Path, "write_text", killed_in_result_json)
+    with pytest.raises(KeyboardInterrupt):
+        vtab.main(["--adapter=lora", f"--workdir={tmp_path}", *TINY])
+    out = tmp_path / "digits"
+    assert (out / "merged.npz").exists()  # the run got as far as the result
+    assert not [p.name for p in out.iterdir() if "result.json" in p.name]
+
+
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
     """``code`` run by a fresh CPU-only Python process, its output captured as text."""
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -565,13 +592,16 @@ def test_a_workdir_refuses_another_config(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(as_dict(config), default=str))
     save_a_checkpoint(tmp_path / "train" / CHECKPOINT_DIR, 4)  # what a resume would build on
     assert config.data.split_seed is None  # the default seed, 0
-    resumable = ["train.log_every=1", "eval_batch_size=64", "search.generations=40"]
+    resumable = ["train.log_every=1", "eval_batch_size=64", "search.generations=40",
+                 "train.checkpoint_every=5", "train.keep_checkpoints=3", "train.eval_every=10",
+                 "data.test_limit=500", "search.retrain=true"]  # fmt: skip
     pipeline.check_same_experiment(override(config, [*resumable, "data.split_seed=0"]), tmp_path)
     for change, named in [
         ("train.epochs=3", "train.epochs: 2 -> 3"),
         ("data.split_seed=1", "data.split_seed: 0 -> 1"),
         ("data.task=mnist5k", "data.task: 'digits' -> 'mnist5k'"),
         ("backbone.dtype=bfloat16", "backbone.dtype: 'float32' -> 'bfloat16'"),
+        ("backbone.drop_path=0.1", "backbone.drop_path: 0.0 -> 0.1"),  # trains another model
         ("method.space=small", "method.space: 'medium' -> 'small'"),
     ]:
         with pytest.raises(ValueError, match=re.escape(named)):
@@ -594,6 +624,17 @@ def test_a_workdir_refuses_another_config(tmp_path):
     pipeline.check_same_experiment(lora, tmp_path)
     with pytest.raises(ValueError, match=re.escape("method.rank: 8 -> 4")):
         pipeline.check_same_experiment(override(lora, ["method.rank=4"]), tmp_path)
+
+
+def test_a_run_refuses_a_workdir_of_another_config_before_the_data_loads(tmp_path, no_data_loads):
+    """pipeline.run itself (not only the command line) refuses, and keeps the workdir's config."""
+    config = vtab.task_config(vtab.parse_args(["--adapter=lora", *TINY]), "digits")
+    saved = json.dumps(as_dict(config), default=str)
+    (tmp_path / "config.json").write_text(saved)
+    save_a_checkpoint(tmp_path / "train" / CHECKPOINT_DIR, 4)
+    with pytest.raises(ValueError, match=re.escape("train.epochs: 2 -> 3")):
+        pipeline.run(override(config, ["train.epochs=3"]), tmp_path)
+    assert (tmp_path / "config.json").read_text() == saved
 
 
 def test_a_tfds_workdir_resumes_with_its_own_config(tmp_path):

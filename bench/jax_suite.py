@@ -40,7 +40,7 @@ from bench.sizes import BenchSize
 from bench.xla_flags import environ_with_xla_flags
 from experiments.training import data_mesh
 
-JAX_SUITES = ("train", "scan", "scan-remat", "infer", "search", "conv", "e2e", "scale")
+JAX_SUITES = ("train", *jax_train.SCANNED_SUITES, "infer", "search", "conv", "e2e", "scale")
 
 
 class Recorder:
@@ -81,7 +81,7 @@ def run_suites(
     """Measure the requested suites in the order given (search uses infer's FLOPs if run)."""
     peak = peak_flops(jax.devices()[0].device_kind)
     vit, impl = None, None
-    if {"train", "scan", "scan-remat", "infer", "search", "e2e", "scale"} & set(suites):
+    if {"train", *jax_train.SCANNED_SUITES, "infer", "search", "e2e", "scale"} & set(suites):
         impl, note = choose_attention(attention)
         recorder.extra["attention"] = note
         print(note, flush=True)

@@ -161,7 +161,7 @@ CONV_CASES = (
 
 
 #: The suites of ``bench.jax_suite`` whose rows are all training steps of this module.
-TRAINING_SUITES = ("train", "scan", "scan-remat", "conv")
+TRAINING_SUITES = ("train", *SCANNED_SUITES, "conv")
 
 
 def training_suite(

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.jax_train import TRAINING_SUITES
+from bench.jax_train import SCANNED_SUITES, TRAINING_SUITES
 from bench.options import add_size_options, chosen_size
 from bench.peaks import peak_flops
 from bench.report import merge_runs, render, with_flops
@@ -33,7 +33,7 @@ from bench.results import Row, save_rows
 from bench.sizes import BenchSize
 from bench.targets import evaluate_targets, judged
 
-SUITES = ("train", "scan", "scan-remat", "infer", "search", "conv", "e2e", "scale", "torch")
+SUITES = ("train", *SCANNED_SUITES, "infer", "search", "conv", "e2e", "scale", "torch")
 
 
 def parse_suites(text: str) -> list[str]:

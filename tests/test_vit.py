@@ -13,7 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax._src.cudnn import fused_attention_stablehlo
 from jax.sharding import AbstractMesh, AxisType
+from jaxprs import equations
 from module_calls import calls_of
 
 from experiments.models import attention
@@ -240,6 +242,33 @@ def test_remat_policies_keep_what_they_name():
     sizes = [residual_bytes(*remat) for remat in order]
     assert sizes == sorted(set(sizes)), sizes  # strictly rising
     assert residual_bytes(True, None) == sizes[0]  # no policy: nn.remat's, keep nothing
+
+
+@pytest.mark.parametrize("scan", [False, True])
+def test_attention_policy_runs_the_fused_forward_once(monkeypatch, scan):
+    """cuDNN attention's kernels in a rematerialised step's gradient, traced (not run: the CPU has
+    no cuDNN, whose version jax reads only to choose a kernel, so a stand-in lets it trace). Keeping
+    only the dense layers' outputs runs each fused forward again in the backward pass; keeping the
+    attention's results too runs it once per backward kernel."""
+    monkeypatch.setattr(fused_attention_stablehlo, "check_cudnn_version", lambda: 90100)
+    x = images(32)
+
+    def kernels(policy):
+        model = tiny(
+            num_classes=4, dtype=jnp.bfloat16, attn_implementation="cudnn", scan=scan,
+            remat=True, remat_policy=policy,
+        )  # fmt: skip
+        params = random_params(model, x)
+        jaxpr = jax.make_jaxpr(jax.grad(lambda p: jnp.sum(apply(model, p, x))))(params)
+        names = [eqn.primitive.name for eqn in equations(jaxpr.jaxpr)]
+        return (
+            names.count("dot_product_attention_fwd_wrapper"),
+            names.count("dot_product_attention_bwd_wrapper"),
+        )
+
+    forward, backward = kernels("dots_with_no_batch_dims_saveable")
+    assert backward >= 1 and forward == 2 * backward
+    assert kernels("dots_with_no_batch_dims_and_attention_saveable") == (backward, backward)
 
 
 def test_remat_policy_is_checked():

@@ -43,6 +43,7 @@ from experiments.models.activations import gelu
 from experiments.models.attention import (
     AttentionImpl,
     MultiHeadDotProductAttention,
+    fused_attention_saveable,
     pad_tokens,
     padded_length,
 )
@@ -53,11 +54,27 @@ from peft_core.activation_grads import per_device
 Pool = Literal["tok", "gap", "none"]
 
 
-#: ``jax.checkpoint_policies`` a rematerialised block may use: what it keeps from the forward
-#: pass (nothing; every matmul output; the outputs of matmuls without batch dimensions, i.e.
-#: the dense layers' and not attention's: under a vmap, e.g. GLoRA's K > 1 subnets per step,
-#: the dense layers' matmuls get a batch dimension too and are recomputed).
-REMAT_POLICIES = ("nothing_saveable", "dots_saveable", "dots_with_no_batch_dims_saveable")
+#: What a rematerialised block may keep from the forward pass (``checkpoint_policy``): nothing;
+#: every matmul output; the outputs of matmuls without batch dimensions, i.e. the dense layers'
+#: and not attention's (under a vmap, e.g. GLoRA's K > 1 subnets per step, the dense layers'
+#: matmuls get a batch dimension too and are recomputed); those and the fused (cuDNN)
+#: attention's output and softmax statistics, so that its forward kernel runs once.
+REMAT_POLICIES = (
+    "nothing_saveable",
+    "dots_saveable",
+    "dots_with_no_batch_dims_saveable",
+    "dots_with_no_batch_dims_and_attention_saveable",
+)
+
+
+def checkpoint_policy(name: str | None) -> Any:
+    """The ``jax.checkpoint`` policy of a name in ``REMAT_POLICIES`` (None: keep nothing)."""
+    policies = jax.checkpoint_policies
+    if name == "dots_with_no_batch_dims_and_attention_saveable":
+        return policies.save_from_both_policies(
+            policies.dots_with_no_batch_dims_saveable, fused_attention_saveable
+        )
+    return getattr(policies, name or "nothing_saveable")
 
 
 class VariantSpec(NamedTuple):
@@ -94,7 +111,8 @@ class ViTConfig:
     ``remat``: rematerialise each block in the backward pass; ``remat_policy`` (with ``remat``)
     names what it may keep instead of recomputing, one of ``REMAT_POLICIES`` (default: nothing,
     flax's ``nn.remat``): "dots_with_no_batch_dims_saveable" keeps the dense layers' outputs
-    (not under a vmap, see ``REMAT_POLICIES``) and recomputes the norms, GELU and attention.
+    (not under a vmap, see ``REMAT_POLICIES``) and recomputes the norms, GELU and attention;
+    "dots_with_no_batch_dims_and_attention_saveable" keeps cuDNN attention's results too.
     """
 
     width: int
@@ -253,7 +271,7 @@ class Encoder(nn.Module):
         block: Any = Encoder1DBlock
         if cfg.remat:
             # static_argnums counts the module as 0: (self, x, drop_rate, deterministic).
-            policy = getattr(jax.checkpoint_policies, cfg.remat_policy or "nothing_saveable")
+            policy = checkpoint_policy(cfg.remat_policy)
             block = nn.remat(block, prevent_cse=not cfg.scan, static_argnums=(3,), policy=policy)
         if cfg.scan:
             stack = nn.scan(

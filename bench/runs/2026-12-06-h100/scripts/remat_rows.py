@@ -3,7 +3,7 @@ scanned with each rematerialisation policy (calls 157-, forty-second session): t
 saved every block's float32 norm intermediates as loop outputs, 1.5x the unrolled step's time.
 
     python3 bench/runs/2026-12-06-h100/scripts/remat_rows.py OUT.json CASE@BATCH ... \
-        [--tiny] [--variants=unrolled,scan,...]
+        [--tiny] [--variants=unrolled,scan,...]  (default: DEFAULT_VARIANTS)
 """
 
 from __future__ import annotations
@@ -29,7 +29,14 @@ VARIANTS = {
     "scan-remat-dots-nb": {
         "scan": True, "remat": True, "remat_policy": "dots_with_no_batch_dims_saveable",
     },
+    # added for call 165 (forty-fourth session); only with --variants, so that call 157's
+    # command still runs the five above
+    "scan-remat-attn": {
+        "scan": True, "remat": True,
+        "remat_policy": "dots_with_no_batch_dims_and_attention_saveable",
+    },
 }  # fmt: skip
+DEFAULT_VARIANTS = ["unrolled", "scan", "scan-remat", "scan-remat-dots", "scan-remat-dots-nb"]
 
 
 def main(out: Path, keys: list[str], tiny: bool, variants: list[str]) -> None:
@@ -64,4 +71,4 @@ if __name__ == "__main__":
     flags = [a for a in sys.argv[1:] if a.startswith("--")]
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     chosen = [f.split("=", 1)[1].split(",") for f in flags if f.startswith("--variants=")]
-    main(Path(args[0]), args[1:], "--tiny" in flags, chosen[0] if chosen else list(VARIANTS))
+    main(Path(args[0]), args[1:], "--tiny" in flags, chosen[0] if chosen else DEFAULT_VARIANTS)

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from experiments.data import DataNotFoundError, load_task
+from experiments.data.folder import open_folder_split
 
 
 def _tagged(count: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -262,6 +263,23 @@ def test_files_not_named_as_images_are_counted(tmp_path: Path, caplog: Any):
     assert len(arrays) == 1000
     # 1010 PNGs and the JPEG: 11 test images
     assert len(load_task(str(tmp_path), source="folder", split="test")) == 11
+
+
+def test_image_suffixes_are_matched_in_any_case(tmp_path: Path):
+    """Cameras name their files IMG_0001.JPG: upper- and mixed-case suffixes are images too."""
+    suffixes = (".JPG", ".PNG", ".Jpeg", ".png", ".TIF")
+    every = []
+    for index in range(1010):  # listing and splitting read no pixels: empty files will do
+        folder = tmp_path / f"class_{index % 2}"
+        folder.mkdir(exist_ok=True)
+        every.append((folder / f"{index:04d}{suffixes[index % len(suffixes)]}", index % 2))
+        every[-1][0].touch()
+    read = []
+    for split in ("train800val200", "test"):
+        source, num_classes = open_folder_split(tmp_path, split, seed=0)
+        read += list(zip(source.paths, source.labels.tolist(), strict=True))
+    assert num_classes == 2
+    assert sorted(read) == sorted(every)
 
 
 def test_images_are_turned_upright_by_their_exif_orientation(tmp_path: Path):

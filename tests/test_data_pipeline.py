@@ -12,9 +12,11 @@ import chex
 import jax
 import numpy as np
 import pytest
+from jax.sharding import Mesh, PartitionSpec
 
 from experiments.data.pipeline import (
     TrainBatches,
+    data_digest,
     epoch_permutation,
     eval_batches,
     padded_batches,
@@ -32,7 +34,7 @@ def _split(count: int) -> tuple[np.ndarray, np.ndarray]:
     return images, np.arange(count, dtype=np.int32)
 
 
-@pytest.mark.parametrize(("count", "batch_size"), [(800, 64), (10, 3)])
+@pytest.mark.parametrize(("count", "batch_size"), [(800, 64), (10, 3), (10, 10)])
 def test_every_epoch_visits_each_example_at_most_once_drop_last(count: int, batch_size: int):
     images, labels = _split(count)
     batches = TrainBatches(images, labels, batch_size=batch_size, seed=0)
@@ -97,10 +99,13 @@ def test_float_images_pass_through_without_normalization():
         ({"batch_size": 0}, "batch_size"),
         ({"batch_size": 2, "normalization": "imagenet", "floats": True}, "uint8"),
         ({"batch_size": 2, "normalization": "unit"}, "unknown normalization"),
+        ({"batch_size": 2, "num_images": 9}, "^9 images but 10 labels$"),
+        ({"batch_size": 2, "num_images": 11}, "^11 images but 10 labels$"),
     ],
 )
 def test_train_batches_errors(kwargs: dict, match: str):
     images, labels = _split(10)
+    images = _split(kwargs.pop("num_images", 10))[0]
     if kwargs.pop("floats", False):
         images = images.astype(np.float32)
     with pytest.raises(ValueError, match=match):
@@ -119,6 +124,7 @@ _SHARDED = textwrap.dedent("""
     import jax, numpy as np
     from jax.sharding import Mesh, PartitionSpec
     from experiments.data.pipeline import TrainBatches, eval_batches
+    from experiments.placement import put_global
     mesh = Mesh(np.array(jax.devices()), ("data",))
     images = np.arange(10 * 2 * 2 * 3, dtype=np.uint8).reshape(10, 2, 2, 3)
     labels = np.arange(10, dtype=np.int32)
@@ -141,8 +147,26 @@ _SHARDED = textwrap.dedent("""
     sharding = jax.sharding.NamedSharding(mesh, PartitionSpec("data"))
     got = [b.labels for b in eval_batches(images, labels, batch_size=8, sharding=sharding)]
     assert got[1].sharding == sharding
+    # several processes: each device takes its own slice of the process's copy
+    jax.process_count = lambda: 2
+    placed = put_global(images[:8], sharding)
+    assert len(placed.addressable_shards) == 4
+    for shard in placed.addressable_shards:
+        np.testing.assert_array_equal(shard.data, images[:8][shard.index])
+    multi = TrainBatches(images, labels, batch_size=4, seed=1, mesh=mesh)
+    for step in range(3):
+        np.testing.assert_array_equal(multi.batch(step)[0], single.batch(step)[0])
     print("ok")
 """)
+
+
+def test_a_mesh_without_the_data_axis_is_named():
+    images, labels = _split(4)
+    mesh = Mesh(np.array(jax.devices()[:1]), ("batch",))
+    with pytest.raises(ValueError, match=r"mesh has axes \('batch',\), not 'data'"):
+        TrainBatches(images, labels, batch_size=2, seed=0, mesh=mesh)
+    on_batch = TrainBatches(images, labels, batch_size=2, seed=0, mesh=mesh, data_axis="batch")
+    assert on_batch.batch(1)[0].sharding.spec == PartitionSpec("batch")
 
 
 def test_sharded_over_a_data_axis_matches_unsharded():
@@ -160,9 +184,11 @@ def test_sharded_over_a_data_axis_matches_unsharded():
 @pytest.mark.parametrize(("count", "batch_size", "num_batches"), [(10, 4, 3), (8, 4, 2), (3, 5, 1)])
 def test_padded_batches_mask_only_real_examples(count: int, batch_size: int, num_batches: int):
     images, labels = _split(count)
-    batches = list(padded_batches(images, labels, batch_size=batch_size, normalization="minus1_1"))
+    batches = list(padded_batches(images, labels.astype(np.int64), batch_size=batch_size,
+                                  normalization="minus1_1"))  # fmt: skip
     assert len(batches) == num_batches
     for batch in batches:
+        assert batch.labels.dtype == np.int32 and batch.mask.dtype == bool
         chex.assert_shape(
             [batch.images, batch.labels, batch.mask],
             [(batch_size, 2, 2, 3), (batch_size,), (batch_size,)],
@@ -175,6 +201,26 @@ def test_padded_batches_mask_only_real_examples(count: int, batch_size: int, num
     chex.assert_trees_all_close(real_images, images / 127.5 - 1.0, atol=1e-6)
     padding = np.concatenate([b.images for b in batches])[~mask]
     assert not padding.any()
+
+
+def test_data_digest_names_dtypes_shapes_and_bytes():
+    """Each change of the split (even one keeping every byte) gives another digest."""
+    images, labels = _split(4)
+    changed_byte = images.copy()
+    changed_byte[3, 1, 1, 2] ^= 1
+    variants = [
+        (images, labels),
+        (changed_byte, labels),
+        (images.reshape(4, 4, 3), labels),  # same bytes, other shape
+        (images.view(np.int8), labels),  # same bytes, other dtype
+        (images, labels.view(np.float32)),
+        (images, labels[::-1]),
+        (images[:3], labels[:3]),
+    ]
+    digests = [data_digest(*variant) for variant in variants]
+    assert len(set(digests)) == len(variants)
+    assert all(len(d) == 20 and int(d, 16) >= 0 for d in digests)
+    assert data_digest(jax.device_put(images), labels.copy()) == digests[0]
 
 
 def test_eval_batches_on_device_equal_host_batches():

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from experiments.data import load_task
-from experiments.data.base import ArraySource, SplitArrays
+from experiments.data.base import ArraySource, SplitArrays, check_labels
 from experiments.data.materialize import materialize, materialize_cached
 from experiments.data.preprocess import normalize, resize_bicubic, to_rgb
 
@@ -69,6 +69,16 @@ def test_resize_is_pil_bicubic():
     np.testing.assert_array_equal(resize_bicubic(image[:7, :7], 7), image[:7, :7])
 
 
+@pytest.mark.parametrize("shape", [(6, 9, 3), (9, 6, 3), (4, 5, 3), (6, 6, 3)])
+def test_resize_makes_a_square_whichever_side_has_the_size(shape: tuple[int, int, int]):
+    """Aspect ratio not kept: a (6, 9) image resized to 6 becomes (6, 6), as PIL resizes it."""
+    image = np.random.default_rng(3).integers(0, 256, shape, dtype=np.uint8)
+    resized = resize_bicubic(image, 6)
+    chex.assert_shape(resized, (6, 6, 3))
+    pil = Image.fromarray(image).resize((6, 6), Image.Resampling.BICUBIC)
+    np.testing.assert_array_equal(resized, np.asarray(pil))
+
+
 def test_split_arrays_validate():
     images = np.zeros((3, 2, 2, 3), np.uint8)
     with pytest.raises(ValueError, match=r"\[0, 2\)"):
@@ -77,6 +87,23 @@ def test_split_arrays_validate():
         SplitArrays(images, np.array([0, 1, 1]), num_classes=2, name="t", split="s")
     with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
         SplitArrays(images[..., 0], np.zeros(3, np.int32), num_classes=2, name="t", split="s")
+
+
+@pytest.mark.parametrize("channels", [1, 4])
+def test_split_arrays_refuse_images_of_other_than_3_channels(channels: int):
+    images = np.zeros((3, 2, 2, channels), np.uint8)
+    with pytest.raises(ValueError, match=r"t/s: images must be \(N, H, W, 3\)"):
+        SplitArrays(images, np.zeros(3, np.int32), num_classes=2, name="t", split="s")
+
+
+@pytest.mark.parametrize("labels", [[0, 1, 1], [1, 1], [], [0, 2], [-1, 0, 1], [-3]])
+def test_check_labels_refuses_exactly_the_labels_outside_the_classes(labels: list[int]):
+    array = np.asarray(labels, np.int32)
+    if ((array < 0) | (array >= 2)).any():
+        with pytest.raises(ValueError, match=r"^where: labels must lie in \[0, 2\)"):
+            check_labels(array, 2, where="where")
+    else:
+        check_labels(array, 2, where="where")
 
 
 def _source(count: int) -> ArraySource:
@@ -126,3 +153,48 @@ def test_cache_is_reused_and_checked(tmp_path: Path):
         materialize_cached(_source(21), key=key, cache_dir=tmp_path, image_size=None)
     other, _ = materialize_cached(source, key=key, cache_dir=tmp_path, image_size=3)
     chex.assert_shape(other, (20, 3, 3, 3))
+
+
+def test_a_cache_entry_without_its_labels_file_is_rebuilt(tmp_path: Path):
+    """The labels file is written last and marks a complete entry: after a crash that left
+    only the images file, the next load decodes the split again."""
+    source = _source(20)
+    materialize_cached(source, key={"name": "x"}, cache_dir=tmp_path, image_size=None)
+    (labels_file,) = tmp_path.glob("*.labels.npy")
+    labels_file.unlink()
+    images, labels = materialize_cached(source, key={"name": "x"}, cache_dir=tmp_path,
+                                        image_size=None)  # fmt: skip
+    np.testing.assert_array_equal(images, np.stack([to_rgb(i) for i in source.images]))
+    np.testing.assert_array_equal(labels, source.labels)
+    assert labels_file.is_file()
+
+
+def test_an_empty_split_is_named():
+    source = ArraySource(np.zeros((0, 4, 4), np.uint8), np.zeros(0, np.int64))
+    with pytest.raises(ValueError, match="the split is empty"):
+        materialize(source, image_size=None)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({"split": "val200", "seed": 1}, {"split": "val200", "seed": 2}),
+        ({"split": "val200", "seed": 1}, {"split": "train800", "seed": 1}),
+    ],
+    ids=["seed", "split"],
+)
+def test_cache_entries_of_other_splits_and_seeds_are_apart(tmp_path: Path, first, second):
+    """One cache folder for every load: each (split, seed) reads its own examples."""
+    count = 1010
+    tags = np.arange(count)
+    images = np.zeros((count, 2, 2), np.uint8)
+    images[:, 0, 0], images[:, 0, 1] = tags % 256, tags // 256
+    np.savez(tmp_path / "data.npz", images=images, labels=tags % 2)
+    for kwargs in (first, second):
+        arrays = load_task(
+            str(tmp_path / "data.npz"), source="npz", cache_dir=tmp_path / "cache", **kwargs
+        )
+        permutation = np.random.default_rng(kwargs["seed"]).permutation(count)
+        want = {"train800": permutation[:800], "val200": permutation[800:1000]}[kwargs["split"]]
+        got = arrays.images[:, 0, 0, 0] + 256 * arrays.images[:, 0, 1, 0].astype(int)
+        np.testing.assert_array_equal(got, want)

@@ -27,6 +27,7 @@ from experiments.configs import paper
 from experiments.data import DataNotFoundError, load_task
 from experiments.data.vtab import (
     VTAB_TASKS,
+    TfdsSource,
     binned_label,
     clevr_count,
     clevr_distance,
@@ -404,6 +405,18 @@ def test_held_out_test_starts_after_each_floored_percentage(task: str, num_train
     assert tfds_splits(VTAB_TASKS[task], num_train)["test"] == test
 
 
+@pytest.mark.parametrize(
+    ("task", "num_train"),
+    [("cifar", 1004), ("oxford_iiit_pet", 1002), ("eurosat", 1003), ("dsprites_ori", 1007)],
+)
+def test_validation_from_train_starts_at_the_floored_percentage(task: str, num_train: int):
+    """val200 = train[pT*N//100 : +200]: floored, also where pT*N/100 lies nearer the ceiling."""
+    percent = VTAB_TASKS[task].train_percent
+    assert percent is not None and (percent * num_train) % 100 > 50  # round() would differ
+    start = percent * num_train // 100
+    assert tfds_splits(VTAB_TASKS[task], num_train)["val200"] == f"train[{start}:{start + 200}]"
+
+
 @pytest.mark.parametrize(("depth", "label"), CLEVR_DEPTHS)
 def test_clevr_distance_by_hand(depth: float, label: int):
     coords = np.array([[0.0, 0.0, depth + 3.0], [0.0, 0.0, depth]], np.float32)
@@ -443,6 +456,31 @@ def test_kitti_closest_vehicle_by_hand(types: list[int], depths: list[float], la
 def test_dsprites_bins_by_hand(value: int, num_original: int, label: int):
     example = {"key": np.int64(value)}
     assert binned_label(example, key="key", num_original=num_original, num_classes=16) == label
+
+
+class _Records(list):
+    """A stand-in for a tfds data source: random access by a list of indices."""
+
+    def __getitems__(self, indices: list[int]) -> list[Any]:
+        return [self[i] for i in indices]
+
+
+@pytest.mark.parametrize(("task", "pixel"), [("dsprites_loc", 0), ("dsprites_loc", 1),
+                                             ("dsprites_ori", 255), ("cifar", 255)])  # fmt: skip
+def test_only_dsprites_pixels_are_scaled_and_must_be_0_or_1(task: str, pixel: int):
+    image = np.zeros((4, 4, 1), np.uint8)
+    image[1, 2] = pixel
+    records = _Records([{"image": image, "label": 0, "label_x_position": 0,
+                         "label_orientation": 0}])  # fmt: skip
+    source = TfdsSource(records, VTAB_TASKS[task], Path())
+    scale = VTAB_TASKS[task].pixel_scale
+    if pixel > 1 and scale != 1:
+        with pytest.raises(ValueError, match=f"{task}: expected 0/1 pixels, found {pixel}"):
+            source.read([0])
+        return
+    ((got, label),) = source.read([0])
+    np.testing.assert_array_equal(got, image.astype(np.int64) * scale)
+    assert label == 0
 
 
 def test_missing_dataset_says_what_to_build_and_where(tmp_path: Path):

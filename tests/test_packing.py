@@ -102,3 +102,21 @@ def test_jitted_step_on_the_packed_state_equals_the_step_on_the_tree() -> None:
         (want_state.step, want_state.trainable, want_state.opt_state),
         rtol=1e-6,
     )
+
+
+def test_the_jitted_step_donates_the_packed_state() -> None:
+    """The step reuses the state's buffers (donated): the packed state it was given is gone."""
+
+    def step(
+        state: TrainState, backbone: Any, images: jax.Array, labels: jax.Array
+    ) -> tuple[TrainState, dict[str, jax.Array]]:
+        trainable = jax.tree.map(lambda w: w * 2, state.trainable)
+        return state._replace(step=state.step + 1, trainable=trainable), {"loss": images.sum()}
+
+    tree = _tree()["adapter"]
+    state = TrainState(jnp.asarray(0, jnp.int32), tree, tree, jax.random.key(0))
+    jitted = jit_train_step(step, data_mesh(), state)
+    packed = jitted.pack(state)
+    new, _ = jitted.step(packed, {}, jnp.ones((2, 3)), jnp.arange(2))
+    assert all(buffer.is_deleted() for buffer in packed.buffers.values())
+    chex.assert_trees_all_equal(jitted.unpack(new).trainable, jax.tree.map(lambda w: w * 2, tree))

@@ -7,6 +7,7 @@ import pathlib
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import jax
 import numpy as np
@@ -15,7 +16,7 @@ from jax.sharding import PartitionSpec
 
 from experiments.data.pipeline import TrainBatches
 from experiments.placement import put_global
-from experiments.training.sharding import batch_sharded, data_mesh, replicated
+from experiments.training.sharding import batch_sharded, data_mesh, is_main_process, replicated
 
 TESTS_DIR = pathlib.Path(__file__).parent
 
@@ -102,6 +103,36 @@ def test_put_global_places_batches_and_replicas() -> None:
     assert put_global(x, replicated(mesh)).sharding.is_fully_replicated
     stacked = put_global(x.reshape(2, 4, 3), batch_sharded(mesh, batch_axis=1))
     assert stacked.sharding.spec == PartitionSpec(None, "data")
+
+
+@pytest.mark.parametrize("index", [0, 1, 3])
+def test_only_process_0_is_the_main_process(index: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jax, "process_index", lambda: index)
+    assert is_main_process() is (index == 0)
+
+
+@pytest.mark.parametrize("impl", ["threefry2x32", "rbg"])
+def test_put_global_fills_device_arrays_and_keys_from_the_process_copy(
+    impl: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With several processes, process-local jax arrays and PRNG keys (the train state's) are
+    placed slice by slice like numpy arrays, keys as their key data (of their own
+    implementation, not the default one), and come back equal."""
+    x, key = jax.numpy.arange(8.0).reshape(4, 2), jax.random.key(5, impl=impl)
+    calls: list[tuple[int, ...]] = []
+    make = jax.make_array_from_callback
+
+    def counting(shape: tuple[int, ...], *args: Any, **kwargs: Any) -> jax.Array:
+        calls.append(shape)
+        return make(shape, *args, **kwargs)
+
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(jax, "make_array_from_callback", counting)
+    placed = put_global({"x": x, "key": key}, replicated(data_mesh()))
+    assert sorted(calls) == sorted([x.shape, jax.random.key_data(key).shape])
+    np.testing.assert_array_equal(placed["x"], x)
+    assert placed["key"].dtype == key.dtype
+    np.testing.assert_array_equal(jax.random.key_data(placed["key"]), jax.random.key_data(key))
 
 
 # One LoRA step with grads="pallas" (the one-read kernel, interpreted) and grads="weight" on the

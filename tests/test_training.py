@@ -310,6 +310,13 @@ def test_a_warm_up_as_long_as_the_run_is_logged(caplog: pytest.LogCaptureFixture
     assert "lasts the whole run (40 steps)" in caplog.text and "peak 0.001" in caplog.text
 
 
+@pytest.mark.parametrize(("steps_per_epoch", "total_steps"), [(0, 10), (4, 0), (-1, -1)])
+def test_lr_schedule_needs_a_step_per_epoch_and_a_step(steps_per_epoch: int, total_steps: int):
+    """No epoch of steps would skip the warm-up; no step would make the cosine 0 / 0."""
+    with pytest.raises(ValueError, match=r"\) must be >= 1$"):
+        lr_schedule(OptimConfig(), steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+
+
 @pytest.mark.parametrize("name", ["lora", "full", "linear_probe"])
 def test_frozen_params_get_no_optimizer_state(name: str) -> None:
     params = toy_params()

@@ -27,6 +27,7 @@ from experiments.models import convnext as convnext_module
 from experiments.models import convnext_checkpoint as ckpt
 from experiments.models.convnext import (
     DWCONV_SIZE,
+    GRN,
     ConvNeXt,
     ConvNeXtBlock,
     DropPath,
@@ -318,6 +319,29 @@ def test_drop_path_zeroes_or_rescales_whole_samples(rate):
     chex.assert_trees_all_equal(DropPath(rate).apply({}, x, deterministic=True), x)
 
 
+def test_drop_path_at_rate_zero_is_the_identity_and_needs_no_rng():
+    """The first block's rate is 0: a training forward without a 'dropout' rng must run."""
+    x = jnp.ones((4, 2, 2, 3))
+    chex.assert_trees_all_equal(DropPath(0.0).apply({}, x, deterministic=False), x)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-6])
+def test_grn_is_the_official_formula(scale):
+    """ConvNeXt V2's GRN: Gx = ||x||_2 over (H, W) per channel, Nx = Gx / (mean_C Gx + 1e-6),
+    out = gamma (x Nx) + beta + x. At scale 1e-6 the 1e-6 is a large part of the denominator,
+    so a norm taken another way (an RMS over H and W) shows."""
+    rng = np.random.default_rng(0)
+    x = (scale * rng.normal(size=(2, 3, 4, 5))).astype(np.float32)
+    gamma = rng.normal(size=5).astype(np.float32)
+    beta = (scale * rng.normal(size=5)).astype(np.float32)
+    out = GRN().apply({"params": {"gamma": gamma, "beta": beta}}, x)
+    x64 = x.astype(np.float64)
+    gx = np.sqrt((x64**2).sum(axis=(1, 2), keepdims=True))
+    nx = gx / (gx.mean(-1, keepdims=True) + 1e-6)
+    want = gamma * (x64 * nx) + beta + x64
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5 * scale)
+
+
 def test_drop_path_rates_rise_linearly_over_all_blocks():
     """timm's stochastic depth: linspace(0, rate, number of blocks) across the stages."""
     model = ConvNeXt(depths=DEPTHS, dims=DIMS, num_classes=NUM_CLASSES, drop_path_rate=0.4)
@@ -381,6 +405,37 @@ def test_conv_kernels_are_relaid_out_not_copied():
     assert (
         params["stage0_block0"]["pwconv1"]["kernel"][2, 7] == sd["stages.0.0.pwconv1.weight"][7, 2]
     )
+
+
+def test_half_precision_checkpoints_convert_to_float32():
+    model = convnext_for_tests(version=2)
+    half = {k: v.astype(np.float16) for k, v in official_state_dict(2).items()}
+    params = ckpt.convert(half, model)
+    assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {np.dtype(np.float32)}
+    widened = {k: v.astype(np.float32) for k, v in half.items()}
+    chex.assert_trees_all_equal(params, ckpt.convert(widened, model))
+
+
+def test_block_and_stage_indices_of_several_digits_convert_both_ways():
+    """ConvNeXt-S/B/L have 27 blocks in stage 2: block 26's official and timm names."""
+    w = np.arange(5 * 7 * 7, dtype=np.float32).reshape(5, 1, 7, 7)
+    for key in ("stages.2.26.dwconv.weight", "stages.2.blocks.26.conv_dw.weight"):
+        flat = ckpt.rename_state_dict({key: w})
+        assert list(flat) == ["stage2_block26/dwconv/kernel"]
+        np.testing.assert_array_equal(flat["stage2_block26/dwconv/kernel"], w.transpose(2, 3, 1, 0))
+    back = ckpt.to_torch_state_dict(
+        {"stage2_block26": {"dwconv": {"kernel": w.transpose(2, 3, 1, 0)}}}
+    )
+    assert list(back) == ["stages.2.26.dwconv.weight"]
+    np.testing.assert_array_equal(back["stages.2.26.dwconv.weight"], w)
+
+
+def test_two_names_for_one_leaf_are_refused():
+    """The official and the timm name of the stem conv in one state dict: neither may win."""
+    sd = official_state_dict(1)
+    both = {**sd, "stem.0.weight": sd["downsample_layers.0.0.weight"] + 1}
+    with pytest.raises(ValueError, match=r"same Flax leaf \(1\):\n +stem\.0\.weight -> stem_conv/"):
+        ckpt.rename_state_dict(both)
 
 
 def test_errors_list_missing_unexpected_and_misshaped_keys():
@@ -517,6 +572,15 @@ def test_cli_converts_and_loader_reads_result(tmp_path, monkeypatch, capsys, sou
     chex.assert_trees_all_equal(ckpt.load_convnext_params(src, model), from_cli)
     with pytest.raises(ValueError, match="does not fit"):
         ckpt.load_convnext_params(tmp_path / "out" / "convnext.npz", convnext_for_tests(version=1))
+
+
+@pytest.mark.parametrize("wrapper", ["model", "state_dict"])
+def test_wrapped_state_dicts_are_unwrapped(tmp_path, monkeypatch, wrapper):
+    """Training checkpoints hold the weights under "model" or "state_dict", beside the rest."""
+    sd = official_state_dict(1)
+    write_torch_zip(tmp_path / "w.pth", {wrapper: sd, "epoch": 3}, monkeypatch)
+    monkeypatch.delitem(sys.modules, "torch")
+    chex.assert_trees_all_equal(ckpt.read_state_dict(tmp_path / "w.pth"), sd)
 
 
 def test_unknown_suffix_and_missing_file_raise(tmp_path):

@@ -25,6 +25,7 @@ from experiments.models.efficientnet import (
     load_efficientnet_lite0_params,
     normalize,
 )
+from experiments.models.torch_layout import conv_kernel_to_torch
 from peft_core.paths import flatten
 
 FLORA_CONV_PATTERN = r".*(Conv|conv|dwconv|pwconv)[^/]*/kernel"
@@ -210,6 +211,48 @@ def test_drop_path_rises_with_the_block_and_dropout_guards_the_head():
     dropout = EfficientNetLite(**{**_fields(TINY), "dropout_rate": 0.5})
     trained = _apply(dropout, params, x, train=True, rngs=rngs)
     assert not np.allclose(trained, evaluated, atol=1e-3)
+
+
+def _block_params(block: MBConv, x: np.ndarray) -> dict:
+    """The block's param tree with N(0, 0.3²) values (non-zero biases)."""
+    shapes = jax.eval_shape(block.init, jax.random.key(0), x)["params"]
+    rng = np.random.default_rng(4)
+    return jax.tree.map(lambda s: rng.normal(0.0, 0.3, s.shape).astype(np.float32), shapes)
+
+
+def test_a_strided_block_keeps_no_residual_even_with_as_many_channels():
+    """The residual joins stride-1 blocks that keep the channel count only: a stride-2 block
+    with C_in == C_out (a custom stage) is its depthwise conv, relu6 and projection alone."""
+    block = MBConv(features=8, kernel=3, stride=2, expand=1)
+    x = np.random.default_rng(0).normal(size=(2, 6, 6, 8)).astype(np.float32)
+    params = _block_params(block, x)
+    out = jax.jit(block.apply)({"params": params}, x)
+    dw, pw = params["depthwise_conv"], params["project_conv"]
+    y = np_conv_tf_same(x.transpose(0, 3, 1, 2), conv_kernel_to_torch(dw["kernel"]), 2, 8)
+    y = np.clip(y + dw["bias"][:, None, None], 0, 6)
+    y = np_conv_tf_same(y, conv_kernel_to_torch(pw["kernel"]), 1, 1) + pw["bias"][:, None, None]
+    chex.assert_trees_all_close(out, y.transpose(0, 2, 3, 1).astype(np.float32), atol=1e-5)
+
+
+def test_a_residual_block_drops_its_branch_per_sample_in_training():
+    """Drop-path ("drop connect") at rate 0.5: each sample's branch is zeroed or doubled."""
+    block = MBConv(features=8, kernel=3, stride=1, expand=2, drop_path=0.5)
+    x = np.random.default_rng(1).normal(size=(16, 4, 4, 8)).astype(np.float32)
+    params = {"params": _block_params(block, x)}
+    branch = np.asarray(jax.jit(block.apply)(params, x)) - x
+    train = jax.jit(functools.partial(block.apply, train=True))
+    trained = np.asarray(train(params, x, rngs={"dropout": jax.random.key(2)})) - x
+    kept = np.abs(trained).reshape(16, -1).max(axis=1) > 0
+    assert 0 < kept.sum() < 16
+    np.testing.assert_allclose(trained[kept], 2 * branch[kept], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(trained[~kept], 0.0)
+
+
+def test_an_npz_that_is_not_lite0_is_refused(tmp_path):
+    path = tmp_path / "lite0.npz"
+    np.savez(path, **{"head/kernel": np.zeros((1280, 10), np.float32)})
+    with pytest.raises(ValueError, match=r"EfficientNet-Lite0 npz .* does not fit.*missing"):
+        load_efficientnet_lite0_params(path)
 
 
 def test_normalize_is_tf_lite_s_pixel_scale():

@@ -37,6 +37,7 @@ def test_matches_jitted_init(model):
     chex.assert_trees_all_equal_shapes_and_dtypes(params, expected)
     for leaf in jax.tree.leaves(params):
         assert leaf.devices() == {jax.devices()[0]}
+        assert not leaf.committed  # jit places it with its other inputs, on any device
 
 
 def test_cudnn_vit_initialises_without_a_gpu():

@@ -19,6 +19,7 @@ from jaxprs import equations
 from module_calls import calls_of
 
 from experiments.models import attention
+from experiments.models import vit as vit_module
 from experiments.models.attention import (
     ROW_MULTIPLE,
     MultiHeadDotProductAttention,
@@ -35,6 +36,7 @@ from experiments.models.vit_checkpoint import (
     resample_grid,
     save_npz,
     stack_blocks,
+    unstack_blocks,
 )
 from peft_core.activation_grads import per_device
 from peft_core.paths import flatten, unflatten
@@ -93,8 +95,8 @@ def np_attention(x, p, num_queries=None, num_keys=None):
     return np.einsum("bqhk,hkd->bqd", o, p["o"]["kernel"]) + p["o"]["bias"]
 
 
-def np_vit(params, x, *, pool, gelu_approximate):
-    """Reference forward in float64 from the textbook formulas."""
+def np_vit(params, x, *, pool, gelu_approximate, eps=1e-6):
+    """Reference forward in float64 from the textbook formulas, every LayerNorm's epsilon eps."""
     p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
     b, h, w, c = x.shape
     gh, gw = h // PATCH, w // PATCH
@@ -104,16 +106,17 @@ def np_vit(params, x, *, pool, gelu_approximate):
     t = np.concatenate([np.broadcast_to(p["cls"], (b, 1, t.shape[-1])), t], axis=1)
     t = t + p["pos_embedding"]
     enc = p["Transformer"]
-    for i in range(2):
+    for i in range(sum(name.startswith("encoderblock_") for name in enc)):
         blk = enc[f"encoderblock_{i}"]
         a = blk["MultiHeadDotProductAttention_0"]
         attn = {"q": a["query"], "k": a["key"], "v": a["value"], "o": a["out"]}
-        t = t + blk["ls1"] * np_attention(np_layer_norm(t, blk["LayerNorm_0"]), attn)
+        t = t + blk["ls1"] * np_attention(np_layer_norm(t, blk["LayerNorm_0"], eps), attn)
         m = blk["MlpBlock_0"]
-        y = np_layer_norm(t, blk["LayerNorm_1"]) @ m["Dense_0"]["kernel"] + m["Dense_0"]["bias"]
+        y = np_layer_norm(t, blk["LayerNorm_1"], eps)
+        y = y @ m["Dense_0"]["kernel"] + m["Dense_0"]["bias"]
         y = np_gelu(y, gelu_approximate) @ m["Dense_1"]["kernel"] + m["Dense_1"]["bias"]
         t = t + blk["ls2"] * y
-    t = np_layer_norm(t, enc["encoder_norm"])
+    t = np_layer_norm(t, enc["encoder_norm"], eps)
     t = t[:, 0] if pool == "tok" else t[:, 1:].mean(1)
     return t @ p["head"]["kernel"] + p["head"]["bias"]
 
@@ -127,6 +130,38 @@ def test_forward_matches_numpy_reference(pool, gelu_approximate):
     got = apply(model, params, x)
     want = np_vit(params, x.astype(np.float64), pool=pool, gelu_approximate=gelu_approximate)
     chex.assert_trees_all_close(got, want.astype(np.float32), atol=2e-4, rtol=2e-4)
+
+
+def test_layer_norm_eps_is_every_norms_epsilon():
+    """``layer_norm_eps`` reaches the blocks' norms and the encoder's: a large one (0.5, far from
+    flax's 1e-6 default) against the reference with that epsilon."""
+    model = vit("Ti", patch=PATCH, depth=1, num_classes=5, layer_scale=0.5, layer_norm_eps=0.5)
+    x = images(16)
+    params = random_params(model, x)
+    want = np_vit(params, x.astype(np.float64), pool="tok", gelu_approximate=True, eps=0.5)
+    got = jax.jit(model.apply)({"params": params}, x)
+    chex.assert_trees_all_close(got, want.astype(np.float32), atol=2e-4)
+
+
+def test_gap_without_class_token_averages_every_patch_token():
+    """pool="gap" with no class token is the mean over all tokens of pool="none"'s output."""
+    x = images(32)  # 4 patch tokens
+    gap = vit("Ti", patch=PATCH, depth=1, pool="gap", class_token=False)
+    every = vit("Ti", patch=PATCH, depth=1, pool="none", class_token=False)
+    params = {"params": random_params(gap, x)}
+    tokens = np.asarray(jax.jit(every.apply)(params, x), np.float64)
+    chex.assert_shape(tokens, (2, 4, 192))
+    got = jax.jit(gap.apply)(params, x)
+    chex.assert_trees_all_close(got, tokens.mean(1).astype(np.float32), atol=1e-5)
+
+
+def test_fresh_init_has_a_zero_head_and_layer_scales_at_their_value():
+    """big_vision's fine-tuning head starts at zero; LayerScale vectors at ``layer_scale``."""
+    model = vit("Ti", patch=PATCH, depth=1, num_classes=3, layer_scale=0.3)
+    params = jax.jit(model.init)(RNG, jnp.zeros((1, 16, 16, 3)))["params"]
+    chex.assert_trees_all_equal(params["head"]["kernel"], jnp.zeros((192, 3)))
+    block = params["Transformer"]["encoderblock_0"]
+    chex.assert_trees_all_close((block["ls1"], block["ls2"]), (jnp.full(192, 0.3),) * 2)
 
 
 # ------------------------------------------------------------------------ shapes and trees
@@ -197,6 +232,10 @@ def test_b16_param_tree(scan):
 def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="multiples of patch 16"):
         random_params(tiny(), jnp.zeros((1, 40, 32, 3)))
+    with pytest.raises(ValueError, match="multiples of patch 16"):
+        random_params(tiny(), jnp.zeros((1, 32, 40, 3)))  # the width too
+    with pytest.raises(ValueError, match=r"drop_path_rate must be in \[0, 1\)"):
+        tiny(drop_path_rate=1.0)  # the last block would divide by 1 - 1
     with pytest.raises(ValueError, match="pool='tok' needs class_token"):
         tiny(class_token=False)
     with pytest.raises(ValueError, match="unknown ViT variant 'XL'"):
@@ -312,6 +351,29 @@ def test_drop_path_rates_rise_linearly_from_the_first_block():
         lambda: model.apply({"params": params}, x, train=True, rngs={"dropout": RNG}),
     )  # fmt: skip
     np.testing.assert_allclose(rates, [0.0, 0.1, 0.2, 0.3], rtol=1e-6)
+
+
+@pytest.mark.parametrize("scan", [False, True])
+def test_each_block_drops_at_its_rate_with_its_own_rng(monkeypatch, scan):
+    """Scanned or not, block i's two branches drop at rate max_rate * i / (depth - 1), each
+    with its own dropout key (blocks sharing one would drop the same samples everywhere)."""
+    seen = []
+    real = vit_module.drop_path
+
+    def spy(x, rate, *, rng):
+        key = jax.random.key_data(rng) if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng
+        record = lambda r, k: seen.append((float(r), tuple(np.asarray(k).ravel().tolist())))
+        jax.debug.callback(record, rate, key, ordered=True)
+        return real(x, rate, rng=rng)
+
+    monkeypatch.setattr(vit_module, "drop_path", spy)
+    model = tiny(num_classes=2, drop_path_rate=0.4, scan=scan)
+    x = images(16)
+    train = jax.jit(lambda p: model.apply(p, x, train=True, rngs={"dropout": RNG}))
+    jax.block_until_ready(train({"params": random_params(model, x)}))
+    jax.effects_barrier()
+    np.testing.assert_allclose([r for r, _ in seen], [0.0, 0.0, 0.4, 0.4], rtol=1e-6)
+    assert len({k for _, k in seen}) == 4
 
 
 @pytest.mark.parametrize("scan", [False, True])
@@ -468,6 +530,24 @@ def test_attention_with_fewer_queries_is_their_rows_of_self_attention():
     for bad in (0, 17):
         with pytest.raises(ValueError, match="num_queries must be in"):
             MultiHeadDotProductAttention(num_heads=3, num_queries=bad).apply(params, x)
+
+
+def test_attention_takes_every_key_and_every_query_at_the_boundaries():
+    """num_keys = N and num_queries = N are in their ranges [1, N]: plain self-attention. A
+    width that the heads do not divide is refused."""
+    q, k, v = np.random.default_rng(0).normal(size=(3, 2, 6, 3, 4)).astype(np.float32)
+    chex.assert_trees_all_close(
+        masked_dot_product_attention(q, k, v, num_keys=6), masked_dot_product_attention(q, k, v)
+    )
+    x = np.random.default_rng(1).normal(size=(2, 6, 24)).astype(np.float32)
+    plain = MultiHeadDotProductAttention(num_heads=3)
+    params = {"params": random_params(plain, x)}
+    want = jax.jit(plain.apply)(params, x)
+    for options in (dict(implementation="xla", num_keys=6), dict(num_queries=6)):
+        module = MultiHeadDotProductAttention(num_heads=3, **options)
+        chex.assert_trees_all_close(jax.jit(module.apply)(params, x), want, atol=1e-6)
+    with pytest.raises(ValueError, match="width 24 is not divisible by num_heads 5"):
+        jax.eval_shape(MultiHeadDotProductAttention(num_heads=5).init, RNG, x)
 
 
 def test_masked_attention_rejects_bad_key_count():
@@ -642,6 +722,7 @@ def test_head_replacement(trained_tiny):
     np.testing.assert_array_equal(kept["head"]["kernel"], flat["head/kernel"])
     dropped = load_params(flat, init_same, drop_head=True)
     chex.assert_trees_all_equal(dropped["head"], init_same["head"])
+    np.testing.assert_array_equal(dropped["pre_logits"]["kernel"], flat["pre_logits/kernel"])
     headless = load_params(
         flat, random_params(tiny(), x)
     )  # features model ignores head and pre_logits
@@ -677,6 +758,15 @@ def test_bilinear_matches_scipy_zoom(sizes):
     want = ndimage.zoom(grid, (n_out / n_in, n_out / n_in, 1), order=1)
     got = resample_grid(grid, (n_out, n_out), method="bilinear")
     np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize(("shape", "new_shape"), [((3, 5), (6, 4)), ((4, 2), (2, 7))])
+def test_bilinear_resamples_each_axis_to_its_own_size(shape, new_shape):
+    ndimage = pytest.importorskip("scipy.ndimage")
+    grid = np.random.default_rng(0).normal(size=(*shape, 4)).astype(np.float32)
+    zoom = (new_shape[0] / shape[0], new_shape[1] / shape[1], 1)
+    got = resample_grid(grid, new_shape, method="bilinear")
+    np.testing.assert_allclose(got, ndimage.zoom(grid, zoom, order=1), atol=1e-6)
 
 
 @pytest.mark.parametrize("sizes", [(37, 16), (16, 24), (7, 12), (5, 5)])
@@ -726,6 +816,41 @@ def test_loader_lists_missing_unexpected_and_misshaped(trained_tiny):
     layer_scale = tiny(num_classes=3, representation_size=8, layer_scale=1.0)
     with pytest.raises(CheckpointMismatchError, match="encoderblock_0/ls1"):
         load_params(flat, random_params(layer_scale, x))
+
+
+def test_an_unexpected_key_alone_is_a_mismatch(trained_tiny):
+    """LayerScale weights (a DINOv2 checkpoint's) for a model without LayerScale."""
+    _, _, flat, x = trained_tiny
+    extra = {**flat, "Transformer/encoderblock_0/ls1": np.ones(192, np.float32)}
+    with pytest.raises(CheckpointMismatchError, match=r"unexpected \(1\): .*encoderblock_0/ls1"):
+        load_params(extra, random_params(tiny(num_classes=3, representation_size=8), x))
+
+
+def test_a_model_with_a_class_token_refuses_a_checkpoint_without_one(trained_tiny):
+    _, _, flat, x = trained_tiny
+    no_cls = {k: v for k, v in flat.items() if k != "cls"}
+    no_cls["pos_embedding"] = flat["pos_embedding"][:, 1:]
+    with pytest.raises(CheckpointMismatchError, match=r"missing \(1\): cls"):
+        load_params(no_cls, random_params(tiny(num_classes=3, representation_size=8), x))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64])
+def test_loaded_params_take_the_models_dtypes(trained_tiny, dtype):
+    _, params, flat, x = trained_tiny
+    cast = {k: v.astype(dtype) for k, v in flat.items()}
+    loaded = load_params(cast, random_params(tiny(num_classes=3, representation_size=8), x))
+    assert {leaf.dtype for leaf in jax.tree.leaves(loaded)} == {np.dtype(np.float32)}
+    chex.assert_trees_all_close(loaded, params, atol=1e-3, rtol=1e-3)
+
+
+def test_stack_blocks_orders_by_block_index_not_by_key_order():
+    """ViT-B's 12 blocks listed in string order (a sorted npz's: _10 and _11 before _2)."""
+    flat = {f"Transformer/encoderblock_{i}/ls1": np.full(2, i) for i in sorted(range(12), key=str)}
+    stacked = stack_blocks(flat)
+    np.testing.assert_array_equal(stacked["Transformer/encoderblock/ls1"][:, 0], np.arange(12))
+    chex.assert_trees_all_equal(unstack_blocks(stacked), flat)
+    with pytest.raises(ValueError, match=r"cannot stack 'ls1': block indices \[0, 2\]"):
+        stack_blocks({f"Transformer/encoderblock_{i}/ls1": np.zeros(2) for i in (0, 2)})
 
 
 def test_loader_rejects_colliding_layouts(trained_tiny):

@@ -36,8 +36,12 @@ def test_list_names_every_export_and_its_default_path(capsys, cache_in_tmp):
         assert f"{name}" in out and str(cache_in_tmp / f"{name}.npz") in out
 
 
-def test_default_path_falls_back_to_home_cache(monkeypatch, tmp_path):
-    monkeypatch.delenv(weights.CACHE_ENV)
+@pytest.mark.parametrize("unset", [True, False], ids=["unset", "empty"])
+def test_default_path_falls_back_to_home_cache(monkeypatch, tmp_path, unset):
+    if unset:
+        monkeypatch.delenv(weights.CACHE_ENV)
+    else:
+        monkeypatch.setenv(weights.CACHE_ENV, "")  # `GLORA_FLORA_CACHE= cmd`: not the cwd
     monkeypatch.setenv("HOME", str(tmp_path))
     expected = tmp_path / ".cache" / "glora_flora_jax" / "efficientnet-lite0.npz"
     assert weights.default_weights_path("efficientnet-lite0") == expected
@@ -119,6 +123,21 @@ def test_dinov2_export_when_installed(tmp_path):
     want, _ = dinov2_flat_params(image_size=NATIVE_IMAGE_SIZE)
     assert len(want) > 100  # 12 blocks
     chex.assert_trees_all_equal(dict(load_npz(out)), dict(want))
+
+
+def test_a_cached_export_is_exported_once_and_then_reused(monkeypatch, cache_in_tmp):
+    exported = []
+
+    def exporter(out: Path) -> Path:
+        exported.append(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(out, w=np.zeros(2))
+        return out
+
+    monkeypatch.setitem(weights.EXPORTERS, "efficientnet-lite0", ("stub", exporter))
+    path = cache_in_tmp / "efficientnet-lite0.npz"
+    assert weights.cached("efficientnet-lite0") == path and exported == [path]
+    assert weights.cached("efficientnet-lite0") == path and exported == [path]  # not again
 
 
 def test_an_older_dinov2_export_in_the_cache_is_exported_again(cache_in_tmp, caplog):

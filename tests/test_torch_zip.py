@@ -1,0 +1,144 @@
+"""experiments.models.torch_zip against files written the way torch.save writes them (zip and
+legacy layouts), without torch: every storage type's dtype and bits, empty tensors, views that
+share one storage, and a legacy storage record of the wrong size."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import sys
+import types
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from experiments.models.torch_zip import LEGACY_MAGIC_NUMBER, load_torch_file
+
+
+class Storage:
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+class Tensor:
+    """A view (offset, size, stride in elements) of the storage ``key``, pickled as torch
+    pickles a tensor: torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)."""
+
+    def __init__(self, key: str, offset: int, size: tuple[int, ...], stride: tuple[int, ...]):
+        self.key, self.offset, self.size, self.stride = key, offset, size, stride
+
+    def __reduce__(self):
+        rebuild = sys.modules["torch._utils"]._rebuild_tensor_v2
+        args = (Storage(self.key), self.offset, self.size, self.stride, False, OrderedDict())
+        return rebuild, args
+
+
+def save(
+    path: Path,
+    obj: object,
+    storages: dict[str, tuple[str, np.ndarray]],
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    legacy: bool,
+    numel_records: dict[str, int] | None = None,
+) -> None:
+    """Write ``obj`` (Tensor leaves) as torch.save does; ``storages``: key -> (torch storage
+    class name, its elements). ``numel_records`` overrides a legacy storage's size record."""
+    torch, utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
+
+    def _rebuild_tensor_v2(*args):
+        raise AssertionError("never called while saving")
+
+    _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = (
+        "torch._utils",
+        "_rebuild_tensor_v2",
+    )
+    vars(utils).update(_rebuild_tensor_v2=_rebuild_tensor_v2)
+    vars(torch).update(_utils=utils)
+    for name, _ in storages.values():
+        vars(torch).setdefault(name, type(name, (), {"__module__": "torch"}))
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "torch._utils", utils)
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, o):
+            if not isinstance(o, Storage):
+                return None
+            name, data = storages[o.key]
+            pid = ("storage", getattr(torch, name), o.key, "cpu", data.size)
+            return (*pid, None) if legacy else pid  # legacy: + view_metadata
+
+    def dumps(o: object) -> bytes:
+        out = io.BytesIO()
+        Pickler(out, protocol=2).dump(o)
+        return out.getvalue()
+
+    if legacy:
+        parts = [dumps(LEGACY_MAGIC_NUMBER), dumps(1001), dumps({"little_endian": True})]
+        parts += [dumps(obj), dumps(list(storages))]
+        for key, (_, data) in storages.items():
+            numel = (numel_records or {}).get(key, data.size)
+            parts += [np.array([numel], "<i8").tobytes(), data.tobytes()]
+        path.write_bytes(b"".join(parts))
+    else:
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("archive/data.pkl", dumps(obj))
+            for key, (_, data) in storages.items():
+                archive.writestr(f"archive/data/{key}", data.tobytes())
+    monkeypatch.delitem(sys.modules, "torch")  # the reader must not need it
+
+
+VALUES = [1.5, -2.25, 0.099609375, 3.0e4]  # exact in float16 and bfloat16 alike
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+@pytest.mark.parametrize(
+    ("storage", "dtype"),
+    [("FloatStorage", np.float32), ("HalfStorage", np.float16),
+     ("BFloat16Storage", ml_dtypes.bfloat16), ("DoubleStorage", np.float64),
+     ("LongStorage", np.int64)],
+)  # fmt: skip
+def test_each_storage_type_keeps_its_dtype_and_values(
+    tmp_path, monkeypatch, legacy, storage, dtype
+):
+    data = np.asarray(VALUES, np.float64).astype(dtype)
+    save(tmp_path / "w.pth", {"w": Tensor("0", 0, (2, 2), (2, 1))}, {"0": (storage, data)},
+         monkeypatch, legacy=legacy)  # fmt: skip
+    loaded = load_torch_file(tmp_path / "w.pth")["w"]
+    assert loaded.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(loaded, data.reshape(2, 2))
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_empty_tensors_load_as_empty_arrays(tmp_path, monkeypatch, legacy):
+    """torch.empty(3, 0) has strides (1, 1) and an empty storage."""
+    tensors = {"a": Tensor("0", 0, (0,), (1,)), "b": Tensor("0", 0, (3, 0), (1, 1))}
+    save(tmp_path / "w.pth", tensors, {"0": ("FloatStorage", np.zeros(0, np.float32))},
+         monkeypatch, legacy=legacy)  # fmt: skip
+    loaded = load_torch_file(tmp_path / "w.pth")
+    assert (loaded["a"].shape, loaded["b"].shape) == ((0,), (3, 0))
+    assert loaded["b"].dtype == np.float32
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_views_of_one_storage_read_its_elements(tmp_path, monkeypatch, legacy):
+    """Two tensors on one storage (a legacy file lists its buffer once, after the pickle): a
+    slice and a transposed view at an offset."""
+    data = 1000.0 + np.arange(6, dtype=np.float32)
+    tensors = {"a": Tensor("0", 0, (2,), (1,)), "b": Tensor("0", 2, (2, 2), (1, 2))}
+    save(tmp_path / "w.pth", tensors, {"0": ("FloatStorage", data)}, monkeypatch, legacy=legacy)
+    loaded = load_torch_file(tmp_path / "w.pth")
+    np.testing.assert_array_equal(loaded["a"], data[:2])
+    np.testing.assert_array_equal(loaded["b"], data[2:].reshape(2, 2).T)
+
+
+def test_a_legacy_storage_record_of_another_size_is_refused(tmp_path, monkeypatch):
+    data = np.arange(6, dtype=np.float32)
+    save(tmp_path / "w.pth", {"w": Tensor("0", 0, (5,), (1,))}, {"0": ("FloatStorage", data)},
+         monkeypatch, legacy=True, numel_records={"0": 5})  # fmt: skip
+    with pytest.raises(ValueError, match="storage 0 has 5 elements, not 6"):
+        load_torch_file(tmp_path / "w.pth")

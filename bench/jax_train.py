@@ -122,6 +122,9 @@ VIT_CASES = (
 #: Row names of the plain and the scanned ViT's training rows, and of the scanned ViT's with
 #: each block rematerialised, keeping ``SCAN_REMAT_POLICY``'s values (the dense layers' outputs).
 VIT_PREFIX, SCAN_PREFIX, SCAN_REMAT_PREFIX = "jax/train", "jax/train-scan", "jax/train-scan-remat"
+#: What the scan-remat suite's blocks keep. Keeping cuDNN attention's results as well
+#: ("dots_with_no_batch_dims_and_attention_saveable") gained 0.6-1.0% img/s for about 1 GiB
+#: more at 256 (docs/benchmarks.md, call 165).
 SCAN_REMAT_POLICY = "dots_with_no_batch_dims_saveable"
 #: The scanned ViT's suites: their row prefix and remat policy (None: no remat).
 SCANNED_SUITES: dict[str, tuple[str, str | None]] = {
@@ -133,8 +136,8 @@ SCANNED_SUITES: dict[str, tuple[str, str | None]] = {
 #: type, which shows how much of a row's time is per-kernel launch overhead. The loop keeps its
 #: residuals (the GEMM outputs and each block's input) in stacked buffers, zero-filled and then
 #: written by a copy of each block's GEMM outputs: on an H100 a scanned step ran at 0.67x the
-#: unrolled one, 0.74-0.78x with its blocks rematerialised ("scan-remat" suite;
-#: docs/benchmarks.md, calls 156-163).
+#: unrolled one, 0.74-0.81x with its blocks rematerialised ("scan-remat" suite;
+#: docs/benchmarks.md, calls 156-164).
 SCAN_CASES = tuple(
     c for c in VIT_CASES
     if c.label in ("biases-only", "lora-r8", "flora-r8", "glora-supernet-k1", "glora-fixed")

@@ -27,7 +27,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "scan-remat-dots-nb": {
         "scan": True, "remat": True, "remat_policy": "dots_with_no_batch_dims_saveable",
     },
+    # added for call 166 (forty-fourth session); only with --variant, so that call 160's
+    # command still profiles the two above
+    "scan-remat-attn": {
+        "scan": True, "remat": True,
+        "remat_policy": "dots_with_no_batch_dims_and_attention_saveable",
+    },
 }  # fmt: skip
+DEFAULT_VARIANTS = ["unrolled", "scan-remat-dots-nb"]
 
 
 def main(out: Path, batch: int, tiny: bool, variants: list[str]) -> None:
@@ -63,4 +70,4 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if args.no_command_buffers:
         disable_command_buffers()
-    main(args.out, args.batch, args.tiny, args.variant or list(VARIANTS))
+    main(args.out, args.batch, args.tiny, args.variant or DEFAULT_VARIANTS)

@@ -46,3 +46,14 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Slow tests first (a stable sort: the same order on every xdist worker)."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.fixture
+def cudnn_traces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """jax's cuDNN attention traceable on a CPU: the version and compute-capability checks of
+    jax's private ``jax._src.cudnn.fused_attention_stablehlo`` patched out for the test (a
+    rename there fails the patch, loudly). Only tracing works; running still needs a GPU."""
+    from jax._src.cudnn import fused_attention_stablehlo as fused
+
+    monkeypatch.setattr(fused, "check_cudnn_version", lambda *args, **kwargs: None)
+    monkeypatch.setattr(fused, "check_compute_capability", lambda *args, **kwargs: True)

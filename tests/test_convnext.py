@@ -8,7 +8,6 @@ import io
 import pickle
 import re
 import sys
-import types
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 from jaxprs import equations
 from module_calls import calls_of
 from scipy.special import erf
+from torch_stand_in import install_torch_stand_in
 
 from experiments.models import convnext as convnext_module
 from experiments.models import convnext_checkpoint as ckpt
@@ -469,24 +469,8 @@ def write_torch_zip(path: Path, obj: object, monkeypatch: pytest.MonkeyPatch) ->
     (torch._utils._rebuild_tensor_v2, torch.FloatStorage); every array is stored transposed in
     its storage, after an offset, to exercise strides.
     """
-    torch = types.ModuleType("torch")
-    utils = types.ModuleType("torch._utils")
-
-    class FloatStorage:
-        pass
-
-    def _rebuild_tensor_v2(*args):
-        raise AssertionError("never called while saving")
-
-    FloatStorage.__module__, FloatStorage.__qualname__ = "torch", "FloatStorage"
-    _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = (
-        "torch._utils",
-        "_rebuild_tensor_v2",
-    )
-    vars(torch).update(FloatStorage=FloatStorage, _utils=utils)
-    vars(utils).update(_rebuild_tensor_v2=_rebuild_tensor_v2)
-    monkeypatch.setitem(sys.modules, "torch", torch)
-    monkeypatch.setitem(sys.modules, "torch._utils", utils)
+    torch = install_torch_stand_in(monkeypatch, ["FloatStorage"])
+    FloatStorage, _rebuild_tensor_v2 = torch.FloatStorage, torch._utils._rebuild_tensor_v2
     storages: dict[str, bytes] = {}
 
     class Storage:

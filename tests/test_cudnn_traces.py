@@ -13,7 +13,6 @@ from typing import Any
 import jax
 import numpy as np
 import pytest
-from jax._src.cudnn import fused_attention_stablehlo as fused
 
 from experiments.backbones import Backbone, BackboneConfig, load_backbone
 from experiments.methods import MethodConfig, build_method
@@ -31,10 +30,7 @@ from experiments.training.state import create_state
 IMAGE = 32  # 4 patches + the class token: 5 tokens, padded to 6 and masked
 
 
-@pytest.fixture(autouse=True)
-def cudnn_traces(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fused, "check_cudnn_version", lambda *args, **kwargs: None)
-    monkeypatch.setattr(fused, "check_compute_capability", lambda *args, **kwargs: True)
+pytestmark = pytest.mark.usefixtures("cudnn_traces")  # tests/conftest.py
 
 
 def _backbone() -> Backbone:

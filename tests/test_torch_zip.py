@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import pickle
 import sys
-import types
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 import pytest
+from torch_stand_in import install_torch_stand_in
 
 from experiments.models.torch_zip import LEGACY_MAGIC_NUMBER, load_torch_file
 
@@ -48,21 +48,7 @@ def save(
 ) -> None:
     """Write ``obj`` (Tensor leaves) as torch.save does; ``storages``: key -> (torch storage
     class name, its elements). ``numel_records`` overrides a legacy storage's size record."""
-    torch, utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
-
-    def _rebuild_tensor_v2(*args):
-        raise AssertionError("never called while saving")
-
-    _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = (
-        "torch._utils",
-        "_rebuild_tensor_v2",
-    )
-    vars(utils).update(_rebuild_tensor_v2=_rebuild_tensor_v2)
-    vars(torch).update(_utils=utils)
-    for name, _ in storages.values():
-        vars(torch).setdefault(name, type(name, (), {"__module__": "torch"}))
-    monkeypatch.setitem(sys.modules, "torch", torch)
-    monkeypatch.setitem(sys.modules, "torch._utils", utils)
+    torch = install_torch_stand_in(monkeypatch, {name for name, _ in storages.values()})
 
     class Pickler(pickle.Pickler):
         def persistent_id(self, o):

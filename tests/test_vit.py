@@ -13,7 +13,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax._src.cudnn import fused_attention_stablehlo
 from jax.sharding import AbstractMesh, AxisType
 from jaxprs import equations
 from module_calls import calls_of
@@ -281,15 +280,18 @@ def test_remat_policies_keep_what_they_name():
     sizes = [residual_bytes(*remat) for remat in order]
     assert sizes == sorted(set(sizes)), sizes  # strictly rising
     assert residual_bytes(True, None) == sizes[0]  # no policy: nn.remat's, keep nothing
+    # XLA's attention is no fused kernel: the attention-keeping policy keeps the dense outputs only
+    attention = residual_bytes(True, "dots_with_no_batch_dims_and_attention_saveable")
+    assert attention == sizes[1]
 
 
 @pytest.mark.parametrize("scan", [False, True])
-def test_attention_policy_runs_the_fused_forward_once(monkeypatch, scan):
+def test_attention_policy_runs_the_fused_forward_once(cudnn_traces, scan):
     """cuDNN attention's kernels in a rematerialised step's gradient, traced (not run: the CPU has
-    no cuDNN, whose version jax reads only to choose a kernel, so a stand-in lets it trace). Keeping
-    only the dense layers' outputs runs each fused forward again in the backward pass; keeping the
-    attention's results too runs it once per backward kernel."""
-    monkeypatch.setattr(fused_attention_stablehlo, "check_cudnn_version", lambda: 90100)
+    no cuDNN; ``cudnn_traces`` in conftest.py). Keeping only the dense layers' outputs runs each
+    fused forward again in the backward pass; keeping the attention's results too runs it once
+    per backward kernel. The names counted are jax's (private) primitives', those the policy
+    matches: were they renamed, the count would be 0 and this test would fail."""
     x = images(32)
 
     def kernels(policy):

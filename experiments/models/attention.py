@@ -72,18 +72,19 @@ ROW_PAD_LIMIT = 0.02
 
 _CUDNN_DTYPES = (jnp.bfloat16, jnp.float16)
 
-#: jax's fused (cuDNN) attention forward primitives. jax's cuDNN attention is a custom VJP with
-#: no ``checkpoint_name`` inside, so a remat policy can keep its outputs (the attention output
-#: and the softmax statistics its backward reads) only by matching these primitives.
-FUSED_ATTENTION_FORWARD = frozenset(
-    {"dot_product_attention_fwd", "dot_product_attention_fwd_wrapper"}
-)
+#: The name of jax's fused (cuDNN) attention forward primitive, the one a traced program holds
+#: (jax-internal: ``jax._src.cudnn.fused_attention_stablehlo``; tests/test_vit.py fails if it is
+#: renamed). jax's cuDNN attention is a custom VJP with no ``checkpoint_name`` inside, so a remat
+#: policy can keep its outputs (the attention output and the softmax statistics its backward
+#: reads) only by matching this primitive. XLA's attention (``implementation="xla"``, e.g. on a
+#: TPU) has none: there the policy keeps nothing more.
+FUSED_ATTENTION_FORWARD = "dot_product_attention_fwd_wrapper"
 
 
 def fused_attention_saveable(prim: Any, *_: Any, **__: Any) -> bool:
     """A ``jax.checkpoint`` policy: keep the fused attention forward's outputs, so that a
     rematerialised block's backward pass does not run the forward kernel again."""
-    return prim.name in FUSED_ATTENTION_FORWARD
+    return prim.name == FUSED_ATTENTION_FORWARD
 
 
 def padded_length(

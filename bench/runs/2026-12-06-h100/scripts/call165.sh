@@ -1,4 +1,4 @@
-# call 165 (forty-fourth session, 2026-12-06): the remat policy that also keeps cuDNN attention's
+# call 165 (forty-fourth session, 2026-12-06; run 2026-12-07 UTC): the remat policy that also keeps cuDNN attention's
 # results (dots_with_no_batch_dims_and_attention_saveable) against the one the scan-remat suite
 # uses, with the unrolled rows in the same process for the ratios, batch 256, nvidia-h100-x1
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/ml_collections-*.whl .whl/tensorboardx-*.whl 2>/dev/null

@@ -51,8 +51,10 @@ def judged(size: str | None, devices: Sequence[str] = ()) -> bool:
     """Whether rows of bench size ``size`` measured on ``devices`` (the distinct devices the
     files recorded) get a verdict: the targets are stated for "full" (None: a file of a version
     that did not record its size) on one H100, so every file that names its device must name
-    the same H100 (rows of two machines' kinds make no one-machine ratio)."""
-    return size in (None, "full") and len(set(devices)) <= 1 and all("H100" in d for d in devices)
+    the same host of one H100 ("... H100 ... x1": rows of two machines' kinds make no one-machine
+    ratio, and a host of several GPUs is not the machine the targets are stated for)."""
+    one_h100 = all("H100" in d and d.endswith(" x1") for d in devices)
+    return size in (None, "full") and len(set(devices)) <= 1 and one_h100
 
 
 @dataclasses.dataclass(frozen=True)

@@ -226,9 +226,14 @@ def test_targets_ratio_time_and_missing() -> None:
     assert checks[1].line(judged=False).startswith("n/a  jax/a@256 / torch/b@256 = 2.00x")
     assert [judged(s) for s in ("full", None, "tiny", "mixed")] == [True, True, False, False]
     h100, h200 = "gpu: NVIDIA H100 80GB HBM3 x1", "gpu: NVIDIA H200 x1"
-    assert [judged("full", d) for d in ([h100], [h200], [h100, h200], [h100, h100])] == [
-        True, False, False, True
-    ]  # fmt: skip
+    h100_x2 = "gpu: NVIDIA H100 80GB HBM3 x2"  # a host of two: not the targets' one H100
+    assert [judged("full", d) for d in ([h100], [h200], [h100, h200], [h100, h100], [h100_x2])] == [
+        True,
+        False,
+        False,
+        True,
+        False,
+    ]
     with pytest.raises(ValueError, match="either a reference or max_seconds"):
         Target("x")
 

@@ -54,27 +54,21 @@ from peft_core.activation_grads import per_device
 Pool = Literal["tok", "gap", "none"]
 
 
-#: What a rematerialised block may keep from the forward pass (``checkpoint_policy``): nothing;
+#: What a rematerialised block may keep from the forward pass, by name: the ``jax.checkpoint``
+#: policies. Nothing;
 #: every matmul output; the outputs of matmuls without batch dimensions, i.e. the dense layers'
 #: and not attention's (under a vmap, e.g. GLoRA's K > 1 subnets per step, the dense layers'
 #: matmuls get a batch dimension too and are recomputed); those and the fused (cuDNN)
 #: attention's output and softmax statistics, so that its forward kernel runs once.
-REMAT_POLICIES = (
-    "nothing_saveable",
-    "dots_saveable",
-    "dots_with_no_batch_dims_saveable",
-    "dots_with_no_batch_dims_and_attention_saveable",
-)
-
-
-def checkpoint_policy(name: str | None) -> Any:
-    """The ``jax.checkpoint`` policy of a name in ``REMAT_POLICIES`` (None: keep nothing)."""
-    policies = jax.checkpoint_policies
-    if name == "dots_with_no_batch_dims_and_attention_saveable":
-        return policies.save_from_both_policies(
-            policies.dots_with_no_batch_dims_saveable, fused_attention_saveable
-        )
-    return getattr(policies, name or "nothing_saveable")
+_POLICIES = jax.checkpoint_policies
+REMAT_POLICIES: dict[str, Any] = {
+    "nothing_saveable": _POLICIES.nothing_saveable,
+    "dots_saveable": _POLICIES.dots_saveable,
+    "dots_with_no_batch_dims_saveable": _POLICIES.dots_with_no_batch_dims_saveable,
+    "dots_with_no_batch_dims_and_attention_saveable": _POLICIES.save_from_both_policies(
+        _POLICIES.dots_with_no_batch_dims_saveable, fused_attention_saveable
+    ),
+}
 
 
 class VariantSpec(NamedTuple):
@@ -154,8 +148,9 @@ class ViTConfig:
             )
         if self.remat_policy is not None:
             if self.remat_policy not in REMAT_POLICIES:
+                choices = tuple(REMAT_POLICIES)
                 raise ValueError(
-                    f"unknown remat_policy {self.remat_policy!r}; choose from {REMAT_POLICIES}"
+                    f"unknown remat_policy {self.remat_policy!r}; choose from {choices}"
                 )
             if not self.remat:
                 raise ValueError(
@@ -271,7 +266,7 @@ class Encoder(nn.Module):
         block: Any = Encoder1DBlock
         if cfg.remat:
             # static_argnums counts the module as 0: (self, x, drop_rate, deterministic).
-            policy = checkpoint_policy(cfg.remat_policy)
+            policy = REMAT_POLICIES[cfg.remat_policy or "nothing_saveable"]
             block = nn.remat(block, prevent_cse=not cfg.scan, static_argnums=(3,), policy=policy)
         if cfg.scan:
             stack = nn.scan(

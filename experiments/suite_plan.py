@@ -102,10 +102,6 @@ class Run:
         parts += [f"lr{self.lr:g}", f"s{self.seed}"]
         return "-".join(parts)
 
-    @property
-    def group(self) -> Group:
-        return (self.study, self.task, self.backbone, self.method, self.shots)
-
 
 @dataclasses.dataclass(frozen=True)
 class Assets:

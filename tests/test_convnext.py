@@ -305,6 +305,11 @@ def test_bad_inputs_raise():
         model.init(jax.random.key(0), jnp.zeros((1, 32, 32)))
     with pytest.raises(ValueError, match="version must be 1 or 2"):
         convnext_for_tests(version=3).init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+    uneven = ConvNeXt(depths=(1, 1), dims=(8, 16, 32))
+    with pytest.raises(
+        ValueError, match=r"depths \(1, 1\) and dims \(8, 16, 32\) differ in length"
+    ):
+        uneven.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
 
 
 @pytest.mark.parametrize("rate", [0.0, 0.5])
@@ -394,6 +399,22 @@ def test_round_trip_to_torch_layout_is_exact(version):
     back = ckpt.to_torch_state_dict(ckpt.convert(sd, convnext_for_tests(version=version)))
     assert back.keys() == sd.keys()
     chex.assert_trees_all_equal(back, sd)
+
+
+@pytest.mark.parametrize(
+    ("params", "path"),
+    [
+        ({"stage0_block0": {"dwconv": {"kernel": np.zeros((7, 7, 1, 8)), "lora_a": np.zeros(8)}}},
+         "stage0_block0/dwconv/lora_a"),
+        ({"decoder": {"kernel": np.zeros((8, 8))}}, "decoder/kernel"),
+        ({"stage0_block0": {"convolution": {"kernel": np.zeros((7, 7, 1, 8))}}},
+         "stage0_block0/convolution/kernel"),
+    ],
+    ids=["adapter-leaf", "other-module", "other-leaf-module"],
+)  # fmt: skip
+def test_params_outside_a_convnext_tree_have_no_torch_name(params: dict, path: str):
+    with pytest.raises(ValueError, match=f"^param '{path}' is not part of a ConvNeXt tree$"):
+        ckpt.to_torch_state_dict(params)
 
 
 def test_conv_kernels_are_relaid_out_not_copied():
@@ -558,6 +579,15 @@ def test_cli_converts_and_loader_reads_result(tmp_path, monkeypatch, capsys, sou
         ckpt.load_convnext_params(tmp_path / "out" / "convnext.npz", convnext_for_tests(version=1))
 
 
+def test_cli_refuses_a_checkpoint_without_convnext_blocks(tmp_path, capsys):
+    """A head alone (its names are ConvNeXt's) holds no stage to size the model by."""
+    head = {k: v for k, v in official_state_dict(1).items() if k.startswith(("head.", "norm."))}
+    np.savez(tmp_path / "head.npz", **head)
+    with pytest.raises(ValueError, match=r"^no stage\{s\}_block\{b\}/dwconv/kernel leaves: not a "):
+        ckpt.main([str(tmp_path / "head.npz"), str(tmp_path / "out.npz")])
+    assert not (tmp_path / "out.npz").exists() and not capsys.readouterr().out
+
+
 @pytest.mark.parametrize("wrapper", ["model", "state_dict"])
 def test_wrapped_state_dicts_are_unwrapped(tmp_path, monkeypatch, wrapper):
     """Training checkpoints hold the weights under "model" or "state_dict", beside the rest."""
@@ -565,6 +595,42 @@ def test_wrapped_state_dicts_are_unwrapped(tmp_path, monkeypatch, wrapper):
     write_torch_zip(tmp_path / "w.pth", {wrapper: sd, "epoch": 3}, monkeypatch)
     monkeypatch.delitem(sys.modules, "torch")
     chex.assert_trees_all_equal(ckpt.read_state_dict(tmp_path / "w.pth"), sd)
+
+
+@pytest.mark.parametrize(
+    ("stored", "match"),
+    [
+        ({"stem.0.weight": np.zeros(3), "epoch": 3, "arch": "convnext_tiny"},
+         r"entries that are not tensors: \['epoch', 'arch'\]$"),
+        ({"model": {"stem.0.weight": np.zeros(3), "ema": {"stem.0.weight": np.zeros(3)}}},
+         r"entries that are not tensors: \['ema'\]$"),
+        (np.zeros(3), r"expected a state dict \(names to tensors\), got ndarray$"),
+    ],
+    ids=["metadata", "nested-dict", "one-tensor"],
+)  # fmt: skip
+def test_checkpoints_holding_other_than_tensors_are_refused(tmp_path, monkeypatch, stored, match):
+    write_torch_zip(tmp_path / "w.pth", stored, monkeypatch)
+    monkeypatch.delitem(sys.modules, "torch")
+    with pytest.raises(ValueError, match=f"^{re.escape(str(tmp_path / 'w.pth'))}: {match}"):
+        ckpt.load_convnext_params(tmp_path / "w.pth", convnext_for_tests())
+
+
+def test_safetensors_checkpoints_load_like_the_state_dict(tmp_path):
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    sd = official_state_dict(2)
+    safetensors_numpy.save_file(sd, str(tmp_path / "w.safetensors"))
+    model = convnext_for_tests(version=2)
+    got = ckpt.load_convnext_params(tmp_path / "w.safetensors", model)
+    chex.assert_trees_all_equal(got, ckpt.convert(sd, model))
+
+
+def test_safetensors_without_the_package_says_what_to_install(tmp_path, monkeypatch):
+    (tmp_path / "w.safetensors").write_bytes(b"{}")
+    for module in ("safetensors", "safetensors.numpy"):  # each import fails, as uninstalled
+        monkeypatch.setitem(sys.modules, module, None)
+    hint = r"needs the optional 'safetensors' package \(pip install safetensors\), or convert"
+    with pytest.raises(ImportError, match=rf"w\.safetensors {hint} it to \.npz first$"):
+        ckpt.load_convnext_params(tmp_path / "w.safetensors", convnext_for_tests())
 
 
 def test_unknown_suffix_and_missing_file_raise(tmp_path):

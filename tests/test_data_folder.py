@@ -64,6 +64,14 @@ def test_npz_num_classes_can_be_stored(tmp_path: Path):
             {"images": np.zeros((1010, 3, 3), np.uint8), "labels": np.zeros(1009, int)},
             r"labels must be \(1010,\) to match images \(1010, 3, 3\), got \(1009,\)",
         ),
+        (
+            {"images": np.zeros((1010, 9), np.uint8), "labels": np.zeros(1010, int)},
+            r"bad.npz: images must be \(N, H, W\) or \(N, H, W, C\), got \(1010, 9\)",
+        ),
+        (
+            {"images": np.zeros((1010, 3, 3, 1, 1), np.uint8), "labels": np.zeros(1010, int)},
+            r"images must be \(N, H, W\) or \(N, H, W, C\), got \(1010, 3, 3, 1, 1\)",
+        ),
         ({"images": np.zeros((1010, 3, 3), np.uint8)}, "lacks arrays"),
         (
             {
@@ -145,6 +153,14 @@ def test_folder_splits_follow_sorted_file_names_whatever_the_directory_order(tmp
         want = load_task(str(tmp_path / "sorted.npz"), source="npz", split=split, seed=7)
         np.testing.assert_array_equal(got.images, want.images)
         np.testing.assert_array_equal(got.labels, want.labels)
+
+
+def test_a_missing_npz_is_not_found(tmp_path: Path):
+    with pytest.raises(DataNotFoundError, match=r"^no npz file at .*absent\.npz$"):
+        load_task(str(tmp_path / "absent.npz"), source="npz")
+    (tmp_path / "folder.npz").mkdir()  # a folder of that name is no npz file either
+    with pytest.raises(DataNotFoundError, match=r"^no npz file at .*folder\.npz$"):
+        load_task(str(tmp_path / "folder.npz"), source="npz")
 
 
 def test_folder_errors(tmp_path: Path):

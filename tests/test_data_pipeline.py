@@ -203,6 +203,24 @@ def test_padded_batches_mask_only_real_examples(count: int, batch_size: int, num
     assert not padding.any()
 
 
+@pytest.mark.parametrize(
+    ("count", "num_labels", "batch_size", "match"),
+    [
+        (4, 4, 0, "^batch_size must be positive, got 0$"),
+        (4, 4, -2, "^batch_size must be positive, got -2$"),
+        (4, 3, 2, "^4 images but 3 labels$"),
+        (3, 4, 2, "^3 images but 4 labels$"),
+    ],
+    ids=["batch-0", "batch-minus-2", "fewer-labels", "fewer-images"],
+)
+def test_padded_batches_errors(count: int, num_labels: int, batch_size: int, match: str):
+    images, labels = _split(count)[0], _split(num_labels)[1]
+    with pytest.raises(ValueError, match=match):
+        next(padded_batches(images, labels, batch_size=batch_size))
+    with pytest.raises(ValueError, match=match):  # and on device, through the prefetch thread
+        next(eval_batches(images, labels, batch_size=batch_size))
+
+
 def test_data_digest_names_dtypes_shapes_and_bytes():
     """Each change of the split (even one keeping every byte) gives another digest."""
     images, labels = _split(4)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from experiments.data import load_task
-from experiments.data.base import ArraySource, SplitArrays, check_labels
+from experiments.data.base import ArraySource, ImageFileSource, SplitArrays, check_labels
 from experiments.data.materialize import materialize, materialize_cached
 from experiments.data.preprocess import normalize, resize_bicubic, to_rgb
 
@@ -87,6 +87,20 @@ def test_split_arrays_validate():
         SplitArrays(images, np.array([0, 1, 1]), num_classes=2, name="t", split="s")
     with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
         SplitArrays(images[..., 0], np.zeros(3, np.int32), num_classes=2, name="t", split="s")
+
+
+@pytest.mark.parametrize(
+    ("labels", "shape"),
+    [(np.zeros(3, int), r"\(3,\)"), (np.zeros((2, 1), int), r"\(2, 1\)")],
+    ids=["3-labels", "2x1-labels"],
+)
+def test_an_image_file_source_takes_one_label_per_path(
+    tmp_path: Path, labels: np.ndarray, shape: str
+):
+    paths = (tmp_path / "a.png", tmp_path / "b.png")
+    assert len(ImageFileSource(paths, np.zeros(2, int))) == 2
+    with pytest.raises(ValueError, match=f"^2 paths but labels of shape {shape}$"):
+        ImageFileSource(paths, labels)
 
 
 @pytest.mark.parametrize("channels", [1, 4])

@@ -8,6 +8,7 @@ so a test can tell which example landed in which split and what its label must b
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import json
@@ -485,6 +486,60 @@ def test_only_dsprites_pixels_are_scaled_and_must_be_0_or_1(task: str, pixel: in
     assert label == 0
 
 
+@pytest.mark.parametrize(
+    ("task", "objects", "match"),
+    [
+        (
+            "clevr_dist",
+            {"pixel_coords": np.zeros((0, 3), np.float32)},
+            r"^clevr_dist needs at least one object \(pixel_coords is empty\)$",
+        ),
+        (  # depth 0 is not beyond clevr_dist's first threshold (0)
+            "clevr_dist",
+            {"pixel_coords": np.array([[1.0, 2.0, 3.0], [1.0, 2.0, 0.0]], np.float32)},
+            r"^value 0.0 is not above the first threshold 0.0$",
+        ),
+        (  # a vehicle at -100 m is not beyond kitti's first threshold (-100)
+            "kitti",
+            {"type": np.array([3, 0]), "location": np.array([[0, 0, -200], [0, 0, -100]], float)},
+            r"^value -100.0 is not above the first threshold -100.0$",
+        ),
+    ],
+    ids=["clevr-no-object", "clevr-depth-0", "kitti-vehicle-at-minus-100"],
+)
+def test_labels_of_impossible_scenes_are_refused(task: str, objects: dict, match: str):
+    records = _Records([{"image": np.zeros((2, 2, 3), np.uint8), "objects": objects}])
+    with pytest.raises(ValueError, match=match):
+        TfdsSource(records, VTAB_TASKS[task], Path()).read([0])
+
+
+@pytest.mark.parametrize(
+    ("task", "change", "match"),
+    [
+        ("cifar", {"train_percent": None}, r"^cifar: val_from='train' needs train_percent$"),
+        (
+            "eurosat",
+            {"val_from": "validation", "train_percent": None},
+            r"^eurosat: val_percent needs train_percent$",
+        ),
+    ],
+    ids=["val-from-train", "val-percent"],
+)
+def test_split_rules_from_train_need_its_percentage(task: str, change: dict, match: str):
+    with pytest.raises(ValueError, match=match):
+        tfds_splits(dataclasses.replace(VTAB_TASKS[task], **change), 2000)
+
+
+def test_a_prepared_train_split_too_small_for_vtab1k_is_named(tmp_path: Path):
+    """tfds refuses a slice past the split's end (train[:800] of 500 examples), so a split
+    string never yields fewer examples than VTAB-1k's sizes: open_vtab_split counts on it."""
+    _prepare(tmp_path, "cifar100", {"train": [_cifar(i) for i in range(500)]})
+    for split in ("train800", "val200"):  # train[:800], train[450:650]
+        named = rf"cifar100:3\.\*\.\* at .* cannot give VTAB-1k's {split}: .*\{{'train': 500\}}\)$"
+        with pytest.raises(DataNotFoundError, match=named):
+            open_vtab_split("cifar", split, data_dir=tmp_path)
+
+
 def test_missing_dataset_says_what_to_build_and_where(tmp_path: Path):
     with pytest.raises(DataNotFoundError) as error:
         open_vtab_split("cifar", "train800", data_dir=tmp_path)
@@ -506,6 +561,20 @@ def test_missing_dataset_uses_tfds_data_dir(tmp_path: Path, monkeypatch: pytest.
         open_vtab_split("dsprites_ori", "test")
     with pytest.raises(DataNotFoundError, match=str(tmp_path)):
         open_vtab_split("dsprites_ori", "test")
+
+
+def test_without_a_data_dir_the_home_folders_tensorflow_datasets_is_read(
+    tfds_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.delenv("TFDS_DATA_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # where Path.home() looks
+    (tmp_path / "tensorflow_datasets").symlink_to(tfds_dir)
+    source = open_vtab_split("cifar", "val200")
+    assert source.version_dir == tmp_path / "tensorflow_datasets" / "cifar100" / "3.0.2"
+    want = open_vtab_split("cifar", "val200", data_dir=tfds_dir)
+    assert [_tag(image) for image, _ in source.read(range(200))] == [
+        _tag(image) for image, _ in want.read(range(200))
+    ]
 
 
 def test_a_bucket_url_for_the_data_is_refused(monkeypatch: pytest.MonkeyPatch):
@@ -573,3 +642,5 @@ def test_unknown_task_and_split_are_errors(tfds_dir: Path):
         open_vtab_split("cifar", "16shot", data_dir=tfds_dir)
     with pytest.raises(ValueError, match="fixed splits"):
         load_task("cifar", source="tfds", data_dir=tfds_dir, seed=1)
+    with pytest.raises(ValueError, match=r"^unknown source 'tfsd'; expected one of \('tfds', "):
+        load_task("cifar", source="tfsd", data_dir=tfds_dir)  # type: ignore[arg-type]

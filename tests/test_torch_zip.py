@@ -1,6 +1,7 @@
 """experiments.models.torch_zip against files written the way torch.save writes them (zip and
 legacy layouts), without torch: every storage type's dtype and bits, empty tensors, views that
-share one storage, and a legacy storage record of the wrong size."""
+share one storage, parameters and tensors in lists and tuples, a legacy storage record of the
+wrong size, and malformed files."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import pickle
 import sys
 import zipfile
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -37,6 +40,17 @@ class Tensor:
         return rebuild, args
 
 
+class Parameter:
+    """An nn.Parameter, pickled as torch pickles one (without hooks or extra state):
+    torch._utils._rebuild_parameter(data, requires_grad, backward_hooks)."""
+
+    def __init__(self, data: Tensor) -> None:
+        self.data = data
+
+    def __reduce__(self):
+        return sys.modules["torch._utils"]._rebuild_parameter, (self.data, True, OrderedDict())
+
+
 def save(
     path: Path,
     obj: object,
@@ -45,9 +59,12 @@ def save(
     *,
     legacy: bool,
     numel_records: dict[str, int] | None = None,
+    edit_pid: Callable[[tuple], object] = lambda pid: pid,
+    system_info: object = None,
 ) -> None:
     """Write ``obj`` (Tensor leaves) as torch.save does; ``storages``: key -> (torch storage
-    class name, its elements). ``numel_records`` overrides a legacy storage's size record."""
+    class name, its elements). ``numel_records`` overrides a legacy storage's size record,
+    ``edit_pid`` rewrites each persistent id, ``system_info`` replaces a legacy file's."""
     torch = install_torch_stand_in(monkeypatch, {name for name, _ in storages.values()})
 
     class Pickler(pickle.Pickler):
@@ -56,7 +73,7 @@ def save(
                 return None
             name, data = storages[o.key]
             pid = ("storage", getattr(torch, name), o.key, "cpu", data.size)
-            return (*pid, None) if legacy else pid  # legacy: + view_metadata
+            return edit_pid((*pid, None) if legacy else pid)  # legacy: + view_metadata
 
     def dumps(o: object) -> bytes:
         out = io.BytesIO()
@@ -64,7 +81,8 @@ def save(
         return out.getvalue()
 
     if legacy:
-        parts = [dumps(LEGACY_MAGIC_NUMBER), dumps(1001), dumps({"little_endian": True})]
+        info = {"little_endian": True} if system_info is None else system_info
+        parts = [dumps(LEGACY_MAGIC_NUMBER), dumps(1001), dumps(info)]
         parts += [dumps(obj), dumps(list(storages))]
         for key, (_, data) in storages.items():
             numel = (numel_records or {}).get(key, data.size)
@@ -127,4 +145,85 @@ def test_a_legacy_storage_record_of_another_size_is_refused(tmp_path, monkeypatc
     save(tmp_path / "w.pth", {"w": Tensor("0", 0, (5,), (1,))}, {"0": ("FloatStorage", data)},
          monkeypatch, legacy=True, numel_records={"0": 5})  # fmt: skip
     with pytest.raises(ValueError, match="storage 0 has 5 elements, not 6"):
+        load_torch_file(tmp_path / "w.pth")
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_parameters_lists_and_tuples_of_tensors_load_as_arrays_of_their_own(
+    tmp_path, monkeypatch, legacy
+):
+    """A pickled nn.Parameter (torch.save(dict(model.named_parameters())), or of
+    list(model.parameters())) is rebuilt as its data; tensors in lists and tuples are copied out
+    of their storage."""
+    data = 10.0 + np.arange(6, dtype=np.float32)
+    obj = {
+        "w": Parameter(Tensor("0", 0, (2, 3), (3, 1))),
+        "layers": [Tensor("0", 0, (2,), (1,)), Parameter(Tensor("0", 4, (2,), (1,)))],
+        "pair": (Tensor("0", 1, (3,), (2,)), 7),
+    }
+    save(tmp_path / "w.pth", obj, {"0": ("FloatStorage", data)}, monkeypatch, legacy=legacy)
+    loaded = load_torch_file(tmp_path / "w.pth")
+    np.testing.assert_array_equal(loaded["w"], data.reshape(2, 3))
+    assert isinstance(loaded["layers"], list) and isinstance(loaded["pair"], tuple)
+    np.testing.assert_array_equal(loaded["layers"][0], data[:2])
+    np.testing.assert_array_equal(loaded["layers"][1], data[4:])
+    np.testing.assert_array_equal(loaded["pair"][0], data[1::2])
+    assert loaded["pair"][1] == 7
+    arrays = [loaded["w"], *loaded["layers"], loaded["pair"][0]]
+    assert all(a.flags.owndata and a.flags.c_contiguous and a.flags.writeable for a in arrays)
+
+
+def _two_pickles(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        for root in ("b", "a"):
+            archive.writestr(f"{root}/data.pkl", pickle.dumps({}, protocol=2))
+
+
+def _no_pickle(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/version", "3\n")
+
+
+def _saved(*, legacy: bool, offset: int = 0, info_tensor: bool = False, **options: Any):
+    """A writer of one (2, 2) tensor at ``offset`` of a 6-float storage (also in a legacy
+    file's system info for ``info_tensor``) with save()'s ``options``."""
+
+    def write(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tensor = Tensor("0", offset, (2, 2), (2, 1))
+        info = {"little_endian": True, "x": tensor} if info_tensor else None
+        storages = {"0": ("FloatStorage", np.zeros(6, np.float32))}
+        save(path, {"w": tensor}, storages, monkeypatch, legacy=legacy, system_info=info,
+             **options)  # fmt: skip
+
+    return write
+
+
+@pytest.mark.parametrize(
+    ("write", "error", "match"),
+    [
+        (_saved(legacy=False, offset=3), ValueError,
+         r"tensor of size \(2, 2\), stride \(2, 1\), offset 3 overruns its storage of 6 elements"),
+        (_saved(legacy=False, edit_pid=lambda pid: ("module", *pid[1:])),
+         pickle.UnpicklingError, r"^unsupported persistent id \('module', "),
+        (_saved(legacy=False, edit_pid=lambda pid: ("storage", OrderedDict, *pid[2:])),
+         pickle.UnpicklingError, r"^unsupported persistent id \('storage', "),
+        (_saved(legacy=False, edit_pid=lambda pid: "0"),
+         pickle.UnpicklingError, r"^unsupported persistent id '0'$"),
+        (_saved(legacy=True, edit_pid=lambda pid: (*pid[:5], ("1", 2, 4))), pickle.UnpicklingError,
+         r"^storage views are not supported: \('storage', .*\('1', 2, 4\)\)$"),
+        (_saved(legacy=True, info_tensor=True),
+         pickle.UnpicklingError, r"^storage 0 referenced outside the tensor pickle$"),
+        (_two_pickles, ValueError,
+         r"expected one data.pkl in the zip, found \['b/data.pkl', 'a/data.pkl'\]$"),
+        (_no_pickle, ValueError, r"expected one data.pkl in the zip, found \[\]$"),
+        (lambda path, _: path.write_bytes(pickle.dumps({"w": 1.0})), ValueError,
+         r"w.pth: neither a zip nor a legacy torch file$"),
+        (lambda path, _: None, FileNotFoundError, r"^no torch checkpoint at .*w.pth$"),
+    ],
+    ids=["overrun", "other-kind", "other-class", "not-a-tuple", "storage-view", "outside",
+         "two-pickles", "no-pickle", "plain-pickle", "missing"],
+)  # fmt: skip
+def test_malformed_files_are_refused(tmp_path, monkeypatch, write, error, match):
+    write(tmp_path / "w.pth", monkeypatch)
+    with pytest.raises(error, match=match):
         load_torch_file(tmp_path / "w.pth")

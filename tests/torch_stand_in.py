@@ -15,15 +15,17 @@ def install_torch_stand_in(
     monkeypatch: pytest.MonkeyPatch, storage_names: Iterable[str]
 ) -> types.ModuleType:
     """Put ``torch`` and ``torch._utils`` stand-ins in ``sys.modules`` (for the test's duration)
-    with ``_rebuild_tensor_v2`` and a class per storage name; returns the ``torch`` one."""
+    with ``_rebuild_tensor_v2``, ``_rebuild_parameter`` and a class per storage name; returns
+    the ``torch`` one."""
     torch, utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
 
-    def _rebuild_tensor_v2(*args: object) -> None:
-        raise AssertionError("never called while saving")
+    for name in ("_rebuild_tensor_v2", "_rebuild_parameter"):
 
-    _rebuild_tensor_v2.__module__ = "torch._utils"
-    _rebuild_tensor_v2.__qualname__ = "_rebuild_tensor_v2"
-    vars(utils).update(_rebuild_tensor_v2=_rebuild_tensor_v2)
+        def rebuild(*args: object) -> None:
+            raise AssertionError("never called while saving")
+
+        rebuild.__module__, rebuild.__name__, rebuild.__qualname__ = "torch._utils", name, name
+        vars(utils)[name] = rebuild
     vars(torch).update(_utils=utils)
     for name in storage_names:
         vars(torch)[name] = type(name, (), {"__module__": "torch"})

@@ -230,6 +230,10 @@ def read_state_dict(path: str | Path) -> dict[str, Array]:
     for wrapper in ("model", "state_dict"):
         if isinstance(loaded, Mapping) and isinstance(loaded.get(wrapper), Mapping):
             loaded = loaded[wrapper]
+    if not isinstance(loaded, Mapping):  # torch.save of one tensor, a list, ...
+        raise ValueError(
+            f"{path}: expected a state dict (names to tensors), got {type(loaded).__name__}"
+        )
     bad = [k for k, v in loaded.items() if not isinstance(v, np.ndarray)]
     if bad:
         raise ValueError(f"{path}: entries that are not tensors: {bad[:10]}")

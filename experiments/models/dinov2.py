@@ -73,7 +73,7 @@ def default_onnx_path() -> Path:
 def graph_image_size(model: Any) -> int:
     """Square input size declared by the graph's ``input_image`` (B, 3, S, S)."""
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-    if len(dims) != 4 or dims[2] != dims[3] or dims[2] == 0:
+    if len(dims) != 4 or dims[1] != 3 or dims[2] != dims[3] or dims[2] == 0:
         raise ValueError(f"expected a square (B, 3, S, S) graph input, got dims {dims}")
     return dims[2]
 

@@ -114,6 +114,8 @@ class _TorchUnpickler(pickle.Unpickler):
             ) from None
 
     def persistent_load(self, pid: Any) -> np.ndarray:
+        if not isinstance(pid, tuple) or len(pid) < 5:  # torch's are 5- or 6-tuples
+            raise pickle.UnpicklingError(f"unsupported persistent id {pid!r}")
         kind, storage_type, key, _location, numel, *view = pid
         if kind != "storage" or not isinstance(storage_type, _StorageType):
             raise pickle.UnpicklingError(f"unsupported persistent id {pid!r}")

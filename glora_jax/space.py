@@ -221,7 +221,9 @@ class GLoRASpace:
         """
         out = {}
         for spec in self.specs:
-            layer_choice = self._fallback_none(spec, choice) if fallback_none else choice
+            # a choice that is no dict reaches _encode_choice as it is, which names it
+            fill = fallback_none and isinstance(choice, Mapping)
+            layer_choice = self._fallback_none(spec, choice) if fill else choice
             row = self._encode_choice(spec, layer_choice, where=spec.name)
             out[spec.name] = np.broadcast_to(row, (*spec.stack_shape, len(TENSORS))).copy()
         return out

@@ -271,6 +271,13 @@ def test_unknown_grads_raise(make: Any) -> None:
         make(2, grads="fused")
 
 
+@pytest.mark.parametrize("grads", ["weight", "fused"])
+def test_tapped_refuses_grads_that_tap_no_layer(grads: str) -> None:
+    error = f"tapped takes grads 'auto', 'activation' or 'pallas', got '{grads}'"
+    with pytest.raises(ValueError, match=error):
+        tapped(lambda p, inputs: inputs, grads)
+
+
 def _train_view_and_weight_space_grads(
     model: nn.Module, adapter: Any, params: Any, x: jax.Array, reduce: Any
 ) -> tuple[Any, Any]:
@@ -647,6 +654,28 @@ def test_each_call_gets_its_tap_by_its_rows(
 
     monkeypatch.setattr(ag, "MIN_TAP_ROWS", 8)
     _assert_taps_and_grads(monkeypatch, grads, want)
+
+
+# "activation": gradient_tap on both calls; "auto" on 2 and 16 < MIN_TAP_ROWS rows:
+# weight_gradient_tap on both
+@pytest.mark.parametrize("grads", ["activation", "auto"])
+def test_a_train_views_forward_outside_differentiation_is_the_weight_space_forward(
+    grads: str,
+) -> None:
+    # not under jax.grad each tap runs its primal (not its VJP's forward): zeros all the same
+    rng = np.random.default_rng(0)  # numpy values: no compiles of random ops
+    model, x = Twice(), rng.normal(size=(16, 640)).astype(np.float32)
+    params = {"wide": {"kernel": rng.normal(scale=0.05, size=(640, 640)).astype(np.float32)}}
+    adapter = peft_core.lora(2, targets=r"wide/kernel", grads=grads)
+    assert adapter.train is not None
+    aparams = jax.tree.map(
+        lambda a: rng.normal(scale=0.1, size=a.shape).astype(np.float32),
+        jax.eval_shape(adapter.init, jax.random.key(0), params),
+    )
+    run = adapter.train.wrap_forward(lambda p, inputs: model.apply({"params": p}, inputs))
+    got = run(adapter.train.apply(params, aparams), x)
+    want = model.apply({"params": adapter.apply(params, aparams)}, x)
+    chex.assert_trees_all_close(got, want, rtol=1e-6)
 
 
 def _assert_taps_and_grads(

@@ -438,6 +438,34 @@ def _init_lora(**kwargs):
     return lambda: peft_core.lora(2, targets=r"fc\d/kernel", **kwargs).init(_KEY, _DENSE)
 
 
+def _lora_on(layer):
+    return peft_core.lora(2, targets=f"{layer}/kernel")
+
+
+def _apply_combined(*layers, cfg=None):
+    """combine() of LoRA on fc1 and on fc2 applied with the aparams of the LoRAs on ``layers``
+    (one layer: its aparams alone, not in a tuple) and ``cfg``."""
+
+    def apply():
+        both = peft_core.combine(_lora_on("fc1"), _lora_on("fc2"))
+        aparams = tuple(_lora_on(layer).init(_KEY, _DENSE) for layer in layers)
+        return both.apply(_DENSE, aparams[0] if len(aparams) == 1 else aparams, cfg)
+
+    return apply
+
+
+class _Pair:
+    """A pytree node whose key path entries are plain strings (no DictKey, GetAttrKey, ...)."""
+
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+
+
+jax.tree_util.register_pytree_with_keys(
+    _Pair, lambda p: ((("a", p.a), ("b", p.b)), None), lambda _, children: _Pair(*children)
+)
+
+
 @pytest.mark.parametrize(
     ("make", "error", "match"),
     [
@@ -535,6 +563,43 @@ def _init_lora(**kwargs):
         ),
         (lambda: glora_jax.glora(8.0), ValueError, r"positive ints, got \(8.0,\)"),
         (lambda: glora_jax.glora("8"), ValueError, r"positive ints, got \('8',\)"),
+        (lambda: peft_core.combine(), ValueError, r"combine\(\) needs at least one adapter"),
+        (
+            _apply_combined("fc1"),  # the first adapter's aparams, not a tuple
+            ValueError,
+            "combined aparams must be a tuple of 2 trees",
+        ),
+        (
+            _apply_combined("fc1", "fc2", cfg=(None,)),
+            ValueError,
+            "combined cfg must be a tuple of 2 configs or None",
+        ),
+        (
+            lambda: peft_core.replace_leaves(_DENSE, {"fc3/kernel": jnp.ones((6, 5))}),
+            KeyError,
+            r"no such param paths: \['fc3/kernel'\]",
+        ),
+        (
+            lambda: peft_core.lora(2, targets="fc1/kernel").init(_KEY, [_DENSE]),
+            TypeError,
+            "expected a nested mapping of params, got list",
+        ),
+        (lambda: peft_core.get_leaf(_DENSE, "fc3/kernel"), KeyError, "no param at 'fc3/kernel'"),
+        (
+            lambda: peft_core.get_leaf(_DENSE, "fc1/kernel/0"),  # below a leaf
+            KeyError,
+            "no param at 'fc1/kernel/0'",
+        ),
+        (
+            lambda: peft_core.check_tree(
+                {"fc1": {"a": jnp.ones((6, 2)), "b": jnp.ones((2, 5))}},
+                {"fc1": _Pair(jnp.ones((6, 2)), jnp.ones((3, 5)))},  # its paths: fc1/a, fc1/b
+                what="LoRA params",
+            ),
+            ValueError,
+            r"^LoRA params does not fit the params; mis-shaped: fc1/b: expected \(2, 5\), got "
+            r"\(3, 5\)$",
+        ),
     ],
 )
 def test_bad_adapter_input_names_the_problem(make, error, match):

@@ -164,6 +164,14 @@ def test_tiny_param_tree_paths():
     }
 
 
+@pytest.mark.parametrize("shape", [(2, 16, 16), (16, 16, 3), (2, 16, 16, 1), (2, 3, 16, 16)])
+def test_images_other_than_nhwc_rgb_are_refused(shape):
+    params = convert_state_dict(tiny_state_dict(), TINY)
+    error = re.escape(f"expected (N, H, W, 3) images, got shape {shape}")
+    with pytest.raises(ValueError, match=error):
+        TINY.apply({"params": params}, np.zeros(shape, np.float32))
+
+
 def test_lite0_tree_has_49_conv_kernels_selected_by_the_flora_pattern():
     params = jax.eval_shape(EfficientNetLite().init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
     shapes = {p: v.shape for p, v in flatten(params["params"]).items()}

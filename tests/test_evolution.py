@@ -429,6 +429,7 @@ def test_numpy_integer_settings_are_saved_as_ints(tmp_path):
         ({"population": 5, "top_k": 10}, "population must be >= top_k"),
         ({"top_k": 0}, "top_k must be >= 1"),
         ({"mutation_prob": 1.5}, "mutation_prob"),
+        ({"mutation_prob": "0.2"}, "mutation_prob must be a number, got '0.2'"),
         ({"generations": 0}, "generations"),
         ({"batch_size": 0}, "batch_size"),
         ({"param_budget": -1}, "param_budget must be >= 0"),
@@ -438,6 +439,49 @@ def test_numpy_integer_settings_are_saved_as_ints(tmp_path):
 def test_bad_settings_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         search(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"param_budget": 100, "popsize": 20}, r"unknown search settings \['popsize'\]; known: \["),
+        ({"population": 20}, "evolutionary_search needs a param_budget"),
+    ],
+)
+def test_check_settings_refuses_settings_the_search_does_not_take(kwargs, match):
+    # keyword settings (e.g. a config's fields): a misspelt or missing one is named, not ignored
+    with pytest.raises(ValueError, match=match):
+        check_settings(**kwargs)
+
+
+class FlatGenesSpace(FakeSpace):
+    """Genes of one axis (layers x tensors flattened): not the search's (layers, tensors)."""
+
+    def to_genes(self, cfg):
+        genes = super().to_genes(cfg)
+        return genes.reshape(*genes.shape[:-2], -1)
+
+
+class ShortMutantSpace(FakeSpace):
+    """Mutants one layer short."""
+
+    def mutate(self, rng, genes, prob):
+        return super().mutate(rng, genes, prob)[:-1]
+
+
+@pytest.mark.parametrize(
+    ("space", "match"),
+    [
+        (FlatGenesSpace(), r"space.to_genes must return \(layers, tensors\) genes, got \(40,\)"),
+        (ShortMutantSpace(), r"space returned genes of shape \(7, 5\), expected \(8, 5\)"),
+    ],
+    ids=["flat_genes", "short_mutants"],
+)
+def test_a_space_whose_genes_are_not_layers_by_tensors_is_refused(space, match):
+    with pytest.raises(ValueError, match=match):
+        evolutionary_search(
+            space, matches_target, param_budget=TARGET_BUDGET, generations=2, progress=False
+        )
 
 
 def test_check_settings_with_a_space_refuses_a_budget_as_the_searchs_generation_0_would():

@@ -319,6 +319,11 @@ BAD_ENCODE = [
     ("unknown_layer", {"st[2]": HAND_READABLE["st[0]"]}, r"unknown: \['st\[2\]'\]"),
     ("missing_tensor", {"l1": {"A": "none", "B": "none", "C": "none", "D": "none"}}, "missing"),
     ("extra_tensor", {"l1": {**HAND_READABLE["l1"], "F": "none"}}, r"unknown: \['F'\]"),
+    (
+        "choice_not_a_dict",
+        {"l1": "none"},
+        r"l1: expected a dict \{'A': option, \.\.\.\}, got 'none'",
+    ),
 ]
 
 
@@ -372,6 +377,13 @@ BAD_CALLS = [
             np.random.default_rng(), _genes(space, good), np.zeros((4, 5), np.int32)
         ),
         "without a bias",
+    ),
+    (
+        "crossover_shapes",
+        lambda space, good: space.crossover(
+            np.random.default_rng(), _genes(space, good), np.stack([_genes(space, good)] * 2)
+        ),
+        r"crossover parents differ in shape: \(4, 5\) vs \(2, 4, 5\)",
     ),
     ("fixed_illegal", lambda space, good: space.fixed(presets.bitfit()), "without a bias"),
     ("rank_too_big", lambda space, good: GLoRASpace((5,), LAYERS), "exceeds min"),
@@ -428,6 +440,7 @@ def test_an_option_index_just_past_the_widest_list_is_out_of_range():
     [
         ({**_none(), "A": "matrix"}, "unknown option A='matrix'"),
         ({**_none(), "E": "lora_2"}, "E has no lora option"),
+        ("none", r"l1: expected a dict \{'A': option, \.\.\.\}, got 'none'"),  # was AttributeError
     ],
 )
 def test_fixed_fallback_none_still_refuses_unknown_options(choice, match):

@@ -125,9 +125,14 @@ def test_low_rank_method_forms_its_gradients_as_configured(name: str, grads: str
     assert tapped == {"auto": {"wide"}, "activation": {"wide", "narrow"}}[grads]
 
 
-def test_method_config_rejects_unknown_grads() -> None:
-    with pytest.raises(ValueError, match="unknown grads 'fused'"):
-        MethodConfig("lora", grads="fused")
+@pytest.mark.parametrize(
+    "knobs, message",
+    [({"name": "lora", "grads": "fused"}, "unknown grads 'fused'"),
+     ({"name": "dora"}, "unknown method 'dora'; choose from ('glora', 'flora', 'lora', ")],
+)  # fmt: skip
+def test_method_config_rejects_unknown_methods_and_grads(knobs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        MethodConfig(**knobs)
 
 
 @pytest.mark.parametrize(

@@ -117,6 +117,25 @@ def test_fresh_subnet_every_step_with_one_compile(name: str, num_configs: int) -
     assert set(log[0]) == set(HIDDEN_LAYERS)
 
 
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [(lambda space: {"space": space, "cfg": space.sample(jax.random.key(0))},
+      "give either a search space to sample from or a fixed cfg, not both"),
+     (lambda space: {"num_configs": 2}, r"num_configs=2 needs a search space \(space=\.\.\.\)")],
+    ids=["space_and_cfg", "configs_without_space"],
+)  # fmt: skip
+def test_a_train_step_samples_from_a_space_or_takes_one_cfg(options: Any, error: str) -> None:
+    optimizer = make_optimizer(OptimConfig(), lambda step: 1e-3)
+    with pytest.raises(ValueError, match=error):
+        make_train_step(
+            forward=toy_forward,
+            adapter=switch_adapter(),
+            optimizer=optimizer,
+            schedule=lambda step: 1e-3,
+            **options(SwitchSpace()),
+        )
+
+
 @pytest.mark.parametrize(("name", "num_configs"), [("switch", 4), ("glora", 2), ("glora", 1)])
 def test_k_config_loss_is_mean_of_per_share_losses(name: str, num_configs: int) -> None:
     params = toy_params()
@@ -222,6 +241,30 @@ def test_metrics_are_the_mean_over_subnets(num_configs: int) -> None:
 def test_fewer_than_one_config_is_refused_up_front(num_configs: int) -> None:
     with pytest.raises(ValueError, match=f"num_configs must be >= 1, got {num_configs}"):
         supernet_loss(lambda *args: (0.0, {}), SwitchSpace(), num_configs=num_configs)
+
+
+@pytest.mark.parametrize(
+    ("configs_per_call", "padding_only", "error"),
+    [(0, False, "configs_per_call must be >= 1, got 0"),
+     (3, True, "cannot evaluate on an empty split")],
+    ids=["no_configs_per_call", "padding_only"],
+)  # fmt: skip
+def test_config_scorer_needs_a_config_per_call_and_an_example_to_score(
+    configs_per_call: int, padding_only: bool, error: str
+) -> None:
+    params, adapter = toy_params(), switch_adapter()
+    batches = stack_eval_batches(*toy_task(8), batch_size=8)
+    if padding_only:  # batches built by hand, every row masked out
+        batches = batches._replace(mask=jnp.zeros_like(batches.mask))
+    with pytest.raises(ValueError, match=error):
+        make_config_scorer(
+            forward=toy_forward,
+            adapter=adapter,
+            params=params,
+            aparams=adapter.init(jax.random.key(0), params),
+            batches=batches,
+            configs_per_call=configs_per_call,
+        )
 
 
 @pytest.mark.parametrize("name", [*ADAPTERS, "glora_and_lora"])

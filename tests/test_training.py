@@ -231,6 +231,8 @@ def test_config_from_mapping_nested_and_unknown_keys() -> None:
         TrainConfig(head_pattern="head/(")
     with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*31\), got 2147483648"):
         TrainConfig(seed=2**31)
+    with pytest.raises(ValueError, match="total_steps must be >= 1 or None, got 0"):
+        TrainConfig(total_steps=0)
 
 
 # ---- schedule and optimiser ------------------------------------------------------------------
@@ -683,14 +685,23 @@ def test_train_with_the_pipeline_train_batches(tmp_path: pathlib.Path) -> None:
     np.testing.assert_allclose(result.history["train/loss"][0][1], first_loss, rtol=1e-5)
 
 
-def test_train_rejects_wrong_batch_size(tmp_path: pathlib.Path) -> None:
-    with pytest.raises(ValueError, match=r"leading batch axis of 16 \(config.batch_size\)"):
+@pytest.mark.parametrize(
+    ("batch_size", "n", "error"),
+    [
+        (8, 128, r"leading batch axis of 16 \(config.batch_size\)"),
+        (16, 8, "steps_per_epoch must be >= 1, got 0"),  # 8 examples hold no batch of 16
+    ],
+)
+def test_train_rejects_wrong_batch_size(
+    batch_size: int, n: int, error: str, tmp_path: pathlib.Path
+) -> None:
+    with pytest.raises(ValueError, match=error):
         train(
             quick_config(),
             forward=toy_forward,
             params=toy_params(),
             adapter=linear_probe(),
-            train_data=toy_batches(batch_size=8),
+            train_data=toy_batches(batch_size=batch_size, n=n),
             workdir=tmp_path,
         )
 

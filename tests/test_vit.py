@@ -26,7 +26,7 @@ from experiments.models.attention import (
     pad_tokens,
     padded_length,
 )
-from experiments.models.vit import REMAT_POLICIES, Encoder1DBlock, drop_path, vit
+from experiments.models.vit import REMAT_POLICIES, Encoder1DBlock, ViTConfig, drop_path, vit
 from experiments.models.vit_checkpoint import (
     CheckpointMismatchError,
     load_npz,
@@ -239,6 +239,23 @@ def test_bad_inputs_raise():
         tiny(class_token=False)
     with pytest.raises(ValueError, match="unknown ViT variant 'XL'"):
         vit("XL", patch=16)
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"pool": "max"}, "pool must be 'tok', 'gap' or 'none', got 'max'"),
+        ({"width": 10}, "width 10 not divisible by num_heads 3"),
+        ({"num_heads": 0}, "num_heads must be >= 1, got 0"),  # was a ZeroDivisionError
+        ({"depth": 0}, "depth must be >= 1, got 0"),
+        ({"patch_size": -1}, "patch_size must be >= 1, got -1"),
+    ],
+)
+def test_bad_config_sizes_raise(options, error):
+    sizes = {"width": 12, "depth": 1, "mlp_dim": 4, "num_heads": 3, "patch_size": 4}
+    ViTConfig(**sizes)  # legal: the options alone make it fail
+    with pytest.raises(ValueError, match=error):
+        ViTConfig(**{**sizes, **options})
 
 
 # ------------------------------------------------------------------- scan, dtype, drop path
@@ -818,6 +835,33 @@ def test_loader_lists_missing_unexpected_and_misshaped(trained_tiny):
     layer_scale = tiny(num_classes=3, representation_size=8, layer_scale=1.0)
     with pytest.raises(CheckpointMismatchError, match="encoderblock_0/ls1"):
         load_params(flat, random_params(layer_scale, x))
+
+
+@pytest.mark.parametrize(
+    ("source", "size", "options", "error", "match"),
+    [
+        (lambda flat, tmp: tmp / "absent.npz", (32, 32), {}, FileNotFoundError,
+         r"no checkpoint at .*absent\.npz; download e\.g\. ViT-B_16\.npz"),
+        # 64 pixels: the checkpoint's 2 x 2 grid is resampled to 4 x 4
+        (lambda flat, tmp: flat, (64, 64), {"posemb_method": "nearest"}, ValueError,
+         "posemb method must be 'bilinear' or 'bicubic', got 'nearest'"),
+        # 32 pixels: the grid is already 2 x 2, and the method is still checked
+        (lambda flat, tmp: flat, (32, 32), {"posemb_method": "nearest"}, ValueError,
+         "posemb method must be 'bilinear' or 'bicubic', got 'nearest'"),
+        (lambda flat, tmp: {**flat, "pos_embedding": flat["pos_embedding"][:, :4]}, (32, 32), {},
+         ValueError, "checkpoint pos_embedding has 3 patch positions, not a square grid"),
+        (lambda flat, tmp: flat, (32, 48), {}, ValueError,
+         "model pos_embedding has 6 patch positions, not a square grid"),
+    ],
+    ids=["missing_file", "posemb_method", "posemb_method_unused", "checkpoint_grid", "model_grid"],
+)  # fmt: skip
+def test_loader_refuses_a_missing_file_an_unknown_resampling_and_a_non_square_grid(
+    trained_tiny, tmp_path, source, size, options, error, match
+):
+    model = tiny(num_classes=3, representation_size=8)
+    init = jax.eval_shape(model.init, RNG, jnp.zeros((1, *size, 3)))["params"]
+    with pytest.raises(error, match=match):
+        load_params(source(trained_tiny[2], tmp_path), init, **options)
 
 
 def test_an_unexpected_key_alone_is_a_mismatch(trained_tiny):

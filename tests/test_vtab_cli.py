@@ -28,7 +28,7 @@ from experiments.config import (
     config_changes,
     override,
 )
-from experiments.configs import paper, quickstart
+from experiments.configs import paper, preset, quickstart
 from experiments.data.base import SplitArrays
 from experiments.training import TrainResult, trainer
 from experiments.training.trainer import CHECKPOINT_DIR
@@ -198,6 +198,8 @@ def test_presets_and_overrides():
         override(ExperimentConfig(), ["backbone.name=resnet"])
     with pytest.raises(ValueError, match="not a VTAB-1k task.*'fashion_mnist'.*'quickstart'"):
         paper("imagenet")
+    with pytest.raises(ValueError, match=r"unknown preset 'fast'; choose from \('paper', 'quick"):
+        preset("fast", "digits", method="glora")  # from Python: the CLI offers only the two
     # the quickstart recipe on a VTAB-1k task reads tfds (it read "offline", which has no cifar)
     assert quickstart("cifar").data.source == "tfds"
     assert quickstart("digits").data.source == "offline"
@@ -296,6 +298,7 @@ def test_overrides_take_the_field_type(assignment: str, want: object) -> None:
         ("data.task=3", "'data.task' takes str, got 3"),
         ("train.epochs=True", "'train.epochs' takes int, got True"),  # a bool is no int here
         ("train.optim.learning_rate=False", "'train.optim.learning_rate' takes float, got False"),
+        ("train.epochs.max=3", "cannot set 'train.epochs.max': int has no fields"),
     ],
 )
 def test_overrides_of_the_wrong_type_fail_naming_the_key(assignment: str, message: str) -> None:
@@ -579,6 +582,17 @@ def test_tasks_sharing_a_results_folder_are_refused(tmp_path):
         vtab.main(["--tasks=digits,digits", f"--workdir={tmp_path / 'w'}"])
 
 
+@pytest.mark.parametrize("distributed", [False, True])
+def test_distributed_initializes_jax_first_and_only_when_asked(distributed, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda: calls.append("initialize"))
+    monkeypatch.setattr(vtab, "devices_line", lambda: calls.append("devices") or "")
+    flags = ["--distributed"] if distributed else []
+    with pytest.raises(SystemExit, match="share the results folder"):  # stops before any run
+        vtab.main(["--tasks=digits,digits", f"--workdir={tmp_path / 'w'}", *flags])
+    assert calls == (["initialize", "devices"] if distributed else ["devices"])
+
+
 def save_a_checkpoint(folder: pathlib.Path, step: int) -> None:
     manager = ocp.CheckpointManager(folder, options=ocp.CheckpointManagerOptions(create=True))
     manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave({"w": np.ones(2)})))
@@ -788,6 +802,8 @@ def test_own_data_takes_quickstart_and_writes_under_the_workdir(tmp_path, monkey
         ({"name": "dinov2-s14", "image_size": 32}, r"14-pixel patches \(e.g. 28\)"),
         ({"name": "vit-ti16-random", "image_size": 8}, r"16-pixel patches \(e.g. 16\)"),
         ({"name": "vit-ti16-random", "image_size": 0}, "image_size must be an int >= 1, got 0"),
+        ({"name": "vit-ti16-random", "dtype": "float16"},
+         r"unknown dtype 'float16'; choose from \['bfloat16', 'float32'\]"),
         ({"name": "vit-b16-random", "drop_path": 1.5}, r"drop_path_rate must be in \[0, 1\)"),
         ({"name": "vit-b16-random", "attention": "flash"}, "attn_implementation must be None"),
         ({"name": "vit-b16-random", "attention": "cudnn"},

@@ -133,6 +133,9 @@ class ViTConfig:
 
     def __post_init__(self) -> None:
         check_bias_grad(self.bias_grad)
+        for name in ("width", "depth", "mlp_dim", "num_heads", "patch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.pool not in ("tok", "gap", "none"):
             raise ValueError(f"pool must be 'tok', 'gap' or 'none', got {self.pool!r}")
         if self.pool == "tok" and not self.class_token:
@@ -156,9 +159,6 @@ class ViTConfig:
                 raise ValueError(
                     f"remat_policy {self.remat_policy!r} would be ignored: it needs remat=True"
                 )
-        for name in ("width", "depth", "mlp_dim", "num_heads", "patch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     @property
     def num_prefix_tokens(self) -> int:

@@ -30,7 +30,7 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -203,13 +203,17 @@ def resample_grid(
     grid: np.ndarray, new_shape: tuple[int, int], *, method: PosembMethod
 ) -> np.ndarray:
     """Resize a (h, w, D) grid to (H, W, D) with separable interpolation matrices."""
-    if method not in ("bilinear", "bicubic"):
-        raise ValueError(f"posemb method must be 'bilinear' or 'bicubic', got {method!r}")
+    check_posemb_method(method)
     make = bilinear_matrix if method == "bilinear" else bicubic_matrix
     rows = make(grid.shape[0], new_shape[0])
     cols = make(grid.shape[1], new_shape[1])
     out = np.einsum("Hh,Ww,hwd->HWd", rows, cols, grid.astype(np.float64))
     return out.astype(grid.dtype)
+
+
+def check_posemb_method(method: str) -> None:
+    if method not in get_args(PosembMethod):
+        raise ValueError(f"posemb method must be 'bilinear' or 'bicubic', got {method!r}")
 
 
 def square_grid_side(num_tokens: int, *, what: str) -> int:
@@ -253,6 +257,7 @@ def load_params(
     replaced). Returns a nested dict of numpy arrays with the init params' dtypes, stacked if the
     model is scanned.
     """
+    check_posemb_method(posemb_method)  # also when the grid needs no resampling
     raw = load_npz(source) if isinstance(source, str | Path) else dict(source)
     ckpt = canonical_flat(raw)
     init_flat = flatten(init_params)

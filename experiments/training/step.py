@@ -71,7 +71,7 @@ def make_train_step(
     if space is not None and cfg is not None:
         raise ValueError("give either a search space to sample from or a fixed cfg, not both")
     if space is None and num_configs != 1:
-        raise ValueError(f"num_configs={num_configs} needs an adapter with a search space")
+        raise ValueError(f"num_configs={num_configs} needs a search space (space=...)")
     if adapter.train is not None:
         forward = adapter.train.wrap_forward(forward)
         adapter = adapter._replace(apply=adapter.train.apply)

@@ -32,9 +32,9 @@ def choose_attention(requested: str) -> tuple[str | None, str]:
     """(ViT attention implementation, note). "auto": cuDNN on a GPU if it runs and matches.
 
     The cuDNN path (tokens padded as the ViT pads them, 197 -> 198 and -> 200, padded keys masked)
-    is checked against XLA's attention on fresh random bf16 inputs; on an error or a mismatch "xla"
-    is used and the note says why. "none" is the plain einsum attention; "xla" / "cudnn" force
-    that kernel.
+    is checked against XLA's attention on fresh random bf16 inputs; on an error or a mismatch
+    "auto" uses "xla" and the note says why, and "cudnn" (on any backend) raises. "none" is the
+    plain einsum attention; "xla" forces XLA's kernel.
     """
     if requested not in ("auto", "cudnn", "xla", "none"):
         raise ValueError(f"attention must be auto, cudnn, xla or none, got {requested!r}")
@@ -48,11 +48,16 @@ def choose_attention(requested: str) -> tuple[str | None, str]:
     try:
         error = max(_cudnn_attention_error(padded) for padded in lengths)
     except Exception as e:  # noqa: BLE001 - any failure of the fused kernel means: fall back
-        return "xla", f"attention: XLA (cuDNN failed: {type(e).__name__}: {str(e)[:200]})"
-    if error > _ATTENTION_TOLERANCE:
-        return "xla", f"attention: XLA (cuDNN relative error {error:.2e} vs XLA)"
-    padded = "/".join(map(str, lengths))
-    return "cudnn", f"attention: cuDNN (checked padded {length}->{padded}: rel. err. {error:.1e})"
+        failure = f"cuDNN failed: {type(e).__name__}: {str(e)[:200]}"
+    else:
+        if error <= _ATTENTION_TOLERANCE:
+            padded = "/".join(map(str, lengths))
+            checked = f"checked padded {length}->{padded}: rel. err. {error:.1e}"
+            return "cudnn", f"attention: cuDNN ({checked})"
+        failure = f"cuDNN relative error {error:.2e} vs XLA"
+    if requested == "cudnn":
+        raise RuntimeError(f"--attention cudnn: {failure}; --attention auto falls back to XLA")
+    return "xla", f"attention: XLA ({failure})"
 
 
 def _cudnn_attention_error(padded: int) -> float:

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import json
 import math
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from bench import (
     jax_suite,
     jax_train,
     low_rank_layer,
+    models,
     report,
     run,
     tap_backward,
@@ -34,6 +37,7 @@ from bench import (
     xla_stats,
 )
 from bench.end_to_end import E2E_ROW
+from bench.jax_serve import INFER_VARIANTS
 from bench.jax_train import CONV_CASES, SCALE_CASES, SCAN_CASES, VIT_CASES
 from bench.models import vit_backbone
 from bench.peaks import mfu, peak_flops
@@ -41,9 +45,10 @@ from bench.report import merge_runs, with_flops
 from bench.results import Row, format_table, load_rows, save_rows
 from bench.sizes import SIZES
 from bench.targets import Target, evaluate_targets, judged
-from experiments.backbones import Backbone
+from experiments.backbones import Backbone, BackboneConfig
 from experiments.data.preprocess import normalize
 from experiments.models.vit import vit
+from flora_jax import CONV_TARGETS
 from peft_core import flatten, full
 from peft_core.targets import DENSE_TARGETS
 
@@ -405,6 +410,82 @@ def test_torch_peers_run_at_the_largest_train_batch(
     assert torch[torch.index("--train-batches") + 1 :][:2] == ["8", "--infer-batches"]
 
 
+def _gpu_suite_and_cpu_count(
+    rows: list[Row], counts: dict[str, float], calls: list[tuple[list[str], dict[str, Any]]]
+) -> Any:
+    """A ``subprocess.run`` for ``bench.run``: the JAX suite's process leaves ``rows`` as a GPU
+    run does, ``bench.count_flops``'s writes ``counts``; each call is recorded."""
+
+    def fake_run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        calls.append((command, kwargs))
+        if command[1:3] == ["-m", "bench.jax_suite"]:
+            part = Path(command[command.index("--json") + 1])
+            save_rows(rows, part, device="gpu: NVIDIA H100 80GB HBM3 x1")
+        else:
+            out = Path(command[command.index("--out") + 1])
+            out.write_text(json.dumps({"source": "counted on the CPU", "flops": counts}))
+        return subprocess.CompletedProcess(command, 0)
+
+    return fake_run
+
+
+def test_rows_of_a_gpu_run_get_their_flops_counted_in_a_cpu_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [
+        _row("jax/train/lora-r8", 4, 0.01), _row("jax/train/full", 4, 0.02, flops=5e9),
+        _row("jax/infer/plain", 4, 0.002),
+    ]  # fmt: skip
+    counts = {"jax/train/lora-r8@4": 2e9, "jax/infer/plain@4": 1e9}
+    calls: list[tuple[list[str], dict[str, Any]]] = []
+    monkeypatch.setattr(run.subprocess, "run", _gpu_suite_and_cpu_count(rows, counts, calls))
+    monkeypatch.setenv("JAX_PLATFORMS", "cuda")
+    out = tmp_path / "b.json"
+    assert run.main(["--suite=train", "--size=tiny", "--out", str(out)]) == 0
+    (suite, _), (count, how) = calls
+    assert suite[1:3] == ["-m", "bench.jax_suite"]
+    assert count == [
+        sys.executable, "-m", "bench.count_flops", "--size", "tiny",
+        "--keys", "jax/train/lora-r8@4", "--out", str(tmp_path / "b.flops.json"),
+    ]  # fmt: skip
+    assert how["check"] is True
+    assert how["env"] == {**os.environ, "JAX_PLATFORMS": "cpu"}
+    assert "$ JAX_PLATFORMS=cpu " in capsys.readouterr().out
+    got = {r.key: (r.flops, r.flops_source, r.mfu) for r in load_rows(out)[0]}
+    h100 = 989.4e12  # dense bf16 FLOP/s
+    assert got == {
+        "jax/train/lora-r8@4": (2e9, "counted on the CPU", pytest.approx(2e9 / 0.01 / h100)),
+        "jax/train/full@4": (5e9, "", None),  # counted where it ran: kept
+        "jax/infer/plain@4": (1e9, "counted on the CPU", pytest.approx(1e9 / 0.002 / h100)),
+    }
+
+
+@pytest.mark.parametrize(
+    ("rows", "keys"),
+    [
+        # an inference row without FLOPs: counted (count_flops always counts those), no step
+        ([_row("jax/infer/plain", 4, 0.1), _row("jax/train/full", 4, 0.1, flops=1.0)], []),
+        ([_row("jax/scale/lora-r8/2dev", 8, 0.1), _row("jax/train-scan/lora-r8", 4, 0.1)],
+         ["jax/scale/lora-r8/2dev@8", "jax/train-scan/lora-r8@4"]),
+        # every counted row has its FLOPs (a CPU run): no process; rows it never counts
+        ([_row("jax/train/full", 4, 0.1, flops=1.0), _row("jax/search/evolution", 4, 0.1),
+          _row("torch/train/lora-r8", 4, 0.1)], None),
+    ],
+)  # fmt: skip
+def test_flops_are_counted_on_the_cpu_for_the_rows_left_without(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: list[Row], keys: list[str] | None
+) -> None:
+    calls: list[tuple[list[str], dict[str, Any]]] = []
+    monkeypatch.setattr(run.subprocess, "run", _gpu_suite_and_cpu_count(rows, {}, calls))
+    assert run.main(["--suite=train", "--size=tiny", "--out", str(tmp_path / "b.json")]) == 0
+    counted = [c for c, _ in calls if c[1:3] == ["-m", "bench.count_flops"]]
+    if keys is None:
+        assert counted == [] and len(calls) == 1
+    else:
+        ((command,),) = [counted]
+        assert command[command.index("--keys") + 1 : command.index("--out")] == keys
+
+
 def test_only_selects_rows_of_suites_measured_together(tmp_path: Path) -> None:
     recorder = jax_suite.Recorder(tmp_path / "r.json", r"^jax/infer/merged-glora@8$", {})
     rows = [_row("jax/infer/plain", 8, 1.0), _row("jax/infer/merged-glora", 8, 1.0)]
@@ -621,6 +702,137 @@ def test_train_row_with_a_non_finite_loss_raises() -> None:
         jax_train.bench_train_step(bench, case, batch=2)
 
 
+@pytest.mark.parametrize("bad", ["flash", "cuDNN", ""])
+def test_choose_attention_refuses_other_implementations(bad: str) -> None:
+    with pytest.raises(
+        ValueError, match=re.escape(f"attention must be auto, cudnn, xla or none, got {bad!r}")
+    ):
+        models.choose_attention(bad)
+
+
+@pytest.mark.parametrize(
+    ("backend", "errors", "want"),
+    [
+        ("cpu", {}, ("xla", "attention: XLA")),  # no GPU: cuDNN is not tried
+        ("gpu", {198: 1e-3, 200: 4e-3},
+         ("cudnn", "attention: cuDNN (checked padded 197->198/200: rel. err. 4.0e-03)")),
+        ("gpu", {198: 5e-2, 200: 1e-3},
+         ("xla", "attention: XLA (cuDNN relative error 5.00e-02 vs XLA)")),
+    ],
+)  # fmt: skip
+def test_auto_attention_takes_cudnn_where_it_matches_xla_at_every_padded_length(
+    monkeypatch: pytest.MonkeyPatch,
+    backend: str,
+    errors: dict[int, float],
+    want: tuple[str, str],
+) -> None:
+    """The ViT pads 197 tokens for cuDNN to 198 (inference, training at 256 or 32 per device)
+    and to 200 (training at 64 per device): both are checked, the worse error decides."""
+    monkeypatch.setattr(models.jax, "default_backend", lambda: backend)
+    checked: list[int] = []
+    monkeypatch.setattr(
+        models, "_cudnn_attention_error", lambda padded: checked.append(padded) or errors[padded]
+    )
+    assert models.choose_attention("auto") == want
+    assert checked == sorted(errors)
+
+
+def test_auto_attention_falls_back_to_xla_naming_cudnns_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def fails(padded: int) -> float:
+        raise RuntimeError("cuDNN " + "x" * 300)
+
+    monkeypatch.setattr(models.jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(models, "_cudnn_attention_error", fails)
+    impl, note = models.choose_attention("auto")
+    assert (impl, note) == (
+        "xla",
+        f"attention: XLA (cuDNN failed: RuntimeError: cuDNN {'x' * 194})",
+    )
+
+
+@pytest.mark.parametrize(
+    ("backend", "errors", "fails"),
+    [
+        ("gpu", {198: 1e-3, 200: 4e-3}, None),
+        ("gpu", {198: 5e-2, 200: 1e-3}, "cuDNN relative error 5.00e-02 vs XLA"),
+        ("cpu", {}, "cuDNN failed: KeyError: 198"),  # tried on any backend when asked for
+    ],
+)  # fmt: skip
+def test_cudnn_attention_asked_for_is_checked_and_never_replaced_by_xla(
+    monkeypatch: pytest.MonkeyPatch, backend: str, errors: dict[int, float], fails: str | None
+) -> None:
+    monkeypatch.setattr(models.jax, "default_backend", lambda: backend)
+    monkeypatch.setattr(models, "_cudnn_attention_error", lambda padded: errors[padded])
+    if fails is None:
+        assert models.choose_attention("cudnn")[0] == "cudnn"
+        return
+    want = f"--attention cudnn: {fails}; --attention auto falls back to XLA"
+    with pytest.raises(RuntimeError, match=re.escape(want)):
+        models.choose_attention("cudnn")
+
+
+def test_the_cudnn_check_compares_cudnns_call_on_padded_tokens_with_xla(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real check, its cuDNN calls run through XLA's kernel with the very same arguments
+    (cuDNN needs a GPU): the padded, masked tokens give XLA's attention of the unpadded ones
+    (a check that let the queries attend to the padding would see a 0.5-1% error). XLA's
+    kernel is jitted: one compile a shape, not one for each of its operations."""
+    xla = jax.jit(functools.partial(jax.nn.dot_product_attention, implementation="xla"))
+    calls: list[tuple[str | None, int]] = []
+
+    def through_xla(
+        query: jax.Array, *args: Any, implementation: str | None = None, **kw: Any
+    ) -> jax.Array:
+        calls.append((implementation, query.shape[1]))
+        return xla(query, *args, **kw)
+
+    monkeypatch.setattr(jax.nn, "dot_product_attention", through_xla)
+    monkeypatch.setattr(models.jax, "default_backend", lambda: "gpu")
+    impl, note = models.choose_attention("auto")
+    found = re.fullmatch(
+        r"attention: cuDNN \(checked padded 197->198/200: rel\. err\. (.+)\)", note
+    )
+    assert impl == "cudnn" and found, note
+    assert float(found[1]) < 1e-4
+    assert sorted(calls) == [("cudnn", 198), ("cudnn", 200), ("xla", 197), ("xla", 197)]
+
+
+@pytest.mark.parametrize("scan, remat_policy", [(False, None), (True, "nothing_saveable")])
+def test_a_named_vit_is_the_backbone_of_that_name_in_bf16(
+    monkeypatch: pytest.MonkeyPatch, scan: bool, remat_policy: str | None
+) -> None:
+    loaded: list[tuple[BackboneConfig, int]] = []
+    monkeypatch.setattr(
+        models, "load_backbone", lambda config, *, num_classes: loaded.append((config, num_classes))
+    )
+    full = SIZES["full"]
+    models.vit_backbone(full, attention="cudnn", scan=scan, remat_policy=remat_policy)
+    config = BackboneConfig(
+        name="vit-b16-random", image_size=224, dtype="bfloat16", attention="cudnn", scan=scan,
+        remat=remat_policy is not None, remat_policy=remat_policy,
+    )  # fmt: skip
+    assert loaded == [(config, 100)]
+
+
+def test_a_named_convnext_is_that_variant_in_bf16() -> None:
+    """ConvNeXt-T (the full size's) for 100 classes, traced, not run: 28,589,128 parameters
+    with ImageNet's 1000-class head (timm's convnext_tiny), 900 x (768 + 1) fewer."""
+    built: list[Backbone] = []
+
+    def params() -> Any:
+        built.append(models.convnext_backbone(SIZES["full"]))
+        return built[0].params
+
+    shapes = jax.eval_shape(params)
+    assert sum(math.prod(s.shape) for s in jax.tree.leaves(shapes)) == 28_589_128 - 900 * 769
+    ((backbone,),) = [built]
+    assert backbone.model.dtype == jnp.bfloat16 and backbone.compute_dtype == jnp.bfloat16
+    assert backbone.targets == CONV_TARGETS and backbone.stacked is None
+
+
 #: bench.count_flops counts on the CPU backend (its main selects it; XLA's GPU cost model has none)
 counts_here = pytest.mark.skipif(
     jax.default_backend() != "cpu", reason="XLA's cost model counts FLOPs on the CPU backend only"
@@ -678,6 +890,96 @@ def test_count_all_on_the_tiny_size() -> None:
     assert search == pytest.approx(plain / widest * size.val_size * 6)
 
 
+@pytest.mark.parametrize(
+    ("key", "step"),
+    [
+        ("jax/train/lora-r8@4", "jax/train/lora-r8@4"),
+        ("jax/train-convnext-test/full@4", "jax/train-convnext-test/full@4"),
+        ("jax/train-scan-remat/lora-r8@4", "jax/train/lora-r8@4"),
+        ("jax/train/flora-r8-pallas@4", "jax/train/flora-r8@4"),
+        ("jax/scale/lora-r8/4dev@16", "jax/train/lora-r8@4"),
+        ("jax/infer/plain@4", None),  # counted with the forward, always
+        ("jax/search/score-val8@4", None),
+    ],
+)
+def test_each_row_is_counted_by_its_own_step_or_its_twins(key: str, step: str | None) -> None:
+    assert count_flops.counted_step(key) == step
+
+
+class _Lowered:
+    """A lowering whose cost analysis is ``cost``."""
+
+    def __init__(self, cost: Any) -> None:
+        self.cost = cost
+
+    def cost_analysis(self) -> Any:
+        return self.cost
+
+
+@pytest.mark.parametrize("cost", [{"flops": 12.0}, [{"flops": 12.0}, {"flops": 5.0}]])
+def test_lowered_flops_reads_the_cost_or_the_first_of_a_list(cost: Any) -> None:
+    """jax's cost analysis has no fixed structure: older versions gave a list of dicts."""
+    assert count_flops.lowered_flops(_Lowered(cost)) == 12.0
+
+
+@pytest.mark.parametrize("cost", [[], [{}], {"flops": 0.0}])
+@pytest.mark.parametrize(
+    ("backend", "hint"), [("cpu", ""), ("gpu", ": count on the CPU, JAX_PLATFORMS=cpu")]
+)
+def test_lowered_flops_refuses_a_lowering_without_flops(
+    monkeypatch: pytest.MonkeyPatch, cost: Any, backend: str, hint: str
+) -> None:
+    monkeypatch.setattr(count_flops.jax, "default_backend", lambda: backend)
+    with pytest.raises(
+        ValueError, match=f"^XLA reported no FLOPs for this lowering{re.escape(hint)}$"
+    ):
+        count_flops.lowered_flops(_Lowered(cost))
+
+
+@pytest.fixture
+def platforms_set(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The values jax_platforms is set to, recorded and not set (this process's backend runs
+    already); every other jax config update goes through."""
+    update, platforms = jax.config.update, []
+
+    def record(name: str, value: Any) -> None:
+        if name == "jax_platforms":
+            platforms.append(value)
+        else:
+            update(name, value)
+
+    monkeypatch.setattr(jax.config, "update", record)
+    return platforms
+
+
+@counts_here
+def test_count_flops_writes_the_counts_of_the_keys_given(
+    tmp_path: Path, platforms_set: list[str]
+) -> None:
+    out, key, tiny = tmp_path / "flops.json", "jax/train/linear@4", SIZES["tiny"]
+    assert count_flops.main(["--size", "tiny", "--keys", key, "--out", str(out)]) == 0
+    assert platforms_set == ["cpu"]  # on a GPU machine too
+    written = json.loads(out.read_text())
+    assert written["source"] == count_flops.SOURCE
+    flops = written["flops"]
+    infer = {f"jax/infer/{v}@{b}" for v in INFER_VARIANTS for b in tiny.infer_batches}
+    search = f"jax/search/score-val{tiny.val_size}@{tiny.search.population}"
+    assert set(flops) == {key, *infer, search}
+    # a training step runs the forward of its batch, and more
+    assert flops[key] > flops["jax/infer/plain@4"] > 0
+
+
+def test_count_flops_refuses_a_row_of_no_training_case(
+    tmp_path: Path, platforms_set: list[str]
+) -> None:
+    out, labels = tmp_path / "flops.json", sorted(c.label for c in VIT_CASES)
+    with pytest.raises(
+        ValueError, match=re.escape(f"no training case 'lora-r9' in jax/train: {labels}")
+    ):
+        count_flops.main(["--size", "tiny", "--keys", "jax/train/lora-r9@4", "--out", str(out)])
+    assert not out.exists()
+
+
 def test_isolate_runs_each_training_row_in_a_process_of_its_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -704,12 +1006,17 @@ def test_isolate_runs_each_training_row_in_a_process_of_its_own(
     assert not (tmp_path / "iso.row.json").exists()
 
 
+@pytest.mark.parametrize("train_batches", [None, ["2", "6"]])
 def test_isolate_records_a_row_whose_process_died(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, train_batches: list[str] | None
 ) -> None:
-    monkeypatch.setattr(
-        jax_suite.subprocess, "run", lambda command, **kw: subprocess.CompletedProcess(command, -9)
-    )
+    commands: list[list[str]] = []
+
+    def died(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        commands.append(command)
+        return subprocess.CompletedProcess(command, -9)
+
+    monkeypatch.setattr(jax_suite.subprocess, "run", died)
 
     def no_backend_here() -> None:
         raise AssertionError("the isolating parent asked for devices (it would hold the GPU)")
@@ -717,13 +1024,46 @@ def test_isolate_records_a_row_whose_process_died(
     monkeypatch.setattr(jax_suite.jax, "devices", no_backend_here)
     out = tmp_path / "iso.json"
     argv = ["--json", str(out), "--size=tiny", "--suites", "train", "--isolate", "--only", "linear"]
-    assert jax_suite.main(argv) == 0
+    batches = ["--train-batches", *train_batches] if train_batches else []
+    assert jax_suite.main([*argv, *batches]) == 0
     rows, info = load_rows(out)
-    linear = [k for k in jax_train.training_keys(SIZES["tiny"], "train") if "linear" in k]
-    assert rows == [] and linear
+    linear = [
+        "jax/train/linear@" + b for b in train_batches or map(str, SIZES["tiny"].train_batches)
+    ]
+    assert rows == []
     assert info["failed"] == [
         {"name": k, "error": "its process exited -9 with no row"} for k in linear
     ]
+    # each row's process is given the batches (its key names one of them)
+    given = [
+        c[c.index("--train-batches") :][:3] if "--train-batches" in c else [] for c in commands
+    ]
+    assert given == [batches] * len(linear)
+
+
+def test_a_row_that_raises_is_recorded_failed_and_the_next_row_is_measured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    measured: list[str] = []
+
+    def bench_train_step(
+        bench: jax_train.TrainBench, case: jax_train.TrainCase, *, batch: int
+    ) -> Row:
+        measured.append(case.label)
+        if case.label == "full":
+            raise FloatingPointError("loss nan " + "x" * 3000)
+        return _row(f"{bench.prefix}/{case.label}", batch, 0.01)
+
+    monkeypatch.setattr(jax_suite.jax_train, "bench_train_step", bench_train_step)
+    out = tmp_path / "rows.json"
+    argv = ["--json", str(out), "--size=tiny", "--suites", "conv", "--only", "/(full|flora-r8)@"]
+    assert jax_suite.main(argv) == 0
+    assert measured == ["full", "flora-r8"]
+    rows, info = load_rows(out)
+    assert [r.key for r in rows] == ["jax/train-convnext-test/flora-r8@4"]
+    error = "FloatingPointError: loss nan " + "x" * 3000
+    assert info["failed"] == [{"name": "jax/train-convnext-test/full@4", "error": error[:2000]}]
+    assert "Traceback" in capsys.readouterr().err
 
 
 def test_isolate_dumps_each_rows_autotuning_and_reports_a_slower_pick(

@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 import time
 import types
 import zipfile
@@ -460,11 +463,19 @@ def fake_runner(val_of: dict[float, float], calls: list[str]) -> Any:
     return runner
 
 
-def test_execute_runs_everything_once_and_resumes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("given", [True, False])
+def test_execute_runs_everything_once_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: bool
+) -> None:
+    """With a runner given (the tests') or without: then each run is ``pipeline.run``'s."""
     calls: list[str] = []
     runner = fake_runner({1e-4: 0.6, 1e-3: 0.7}, calls)
+    if not given:
+        import experiments.pipeline
+
+        monkeypatch.setattr(experiments.pipeline, "run", runner)
     assets = prepared_assets(tmp_path)
-    done = execute(TINY, assets, tmp_path / "runs", runner=runner, poll_s=0.0)
+    done = execute(TINY, assets, tmp_path / "runs", runner=runner if given else None, poll_s=0.0)
     results = finished(tmp_path / "runs")
     assert sorted(done) == sorted(calls) == sorted(results)
     assert not [r for r in plan(TINY, results) if r.run_id not in results]
@@ -988,3 +999,106 @@ def test_report_refuses_runs_of_other_settings_and_writes_nothing(tmp_path: Path
     assert not doc.exists() and not figures.exists()
     offline_suite.write_report(smoke, assets, runs, doc=doc, figures=figures)
     assert doc.read_text().count(BEGIN) == 1
+
+
+def _argv(command: list[str], tmp_path: Path) -> list[str]:
+    """``command`` on TINY's settings, assets in tmp_path/a and runs in tmp_path/runs."""
+    paths = ["--assets", str(tmp_path / "a"), "--runs", str(tmp_path / "runs")]
+    return [*command, *paths, *(f"--set={item}" for item in TINY_SETS)]
+
+
+@pytest.mark.parametrize(
+    ("command", "called", "code"),
+    [
+        (["pack"], ["pack_assets"], 0),
+        (["prepare"], ["prepare"], 0),
+        (["run", "--workers", "3"], ["prepare", "launch_workers"], 7),  # the workers' code
+    ],
+)
+def test_each_command_runs_its_step_on_the_settings_of_its_set_options(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
+    called: list[str],
+    code: int,
+) -> None:
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(
+        offline_suite, "pack_assets", lambda *args: calls.append(("pack_assets", *args))
+    )
+    monkeypatch.setattr(suite_run, "prepare", lambda *args: calls.append(("prepare", *args)))
+
+    def launch_workers(args: Any) -> int:
+        calls.append(("launch_workers", args.workers, args.overrides))
+        return 7
+
+    monkeypatch.setattr(offline_suite, "launch_workers", launch_workers)
+    assert offline_suite.main(_argv(command, tmp_path)) == code
+    runs = tmp_path / "runs"
+    assets = Assets(tmp_path / "a", runs / "derived")
+    step = {
+        "pack_assets": ("pack_assets", TINY, assets),
+        "prepare": ("prepare", TINY, assets, runs),
+        "launch_workers": ("launch_workers", 3, TINY_SETS),
+    }
+    assert calls == [step[name] for name in called]
+
+
+@pytest.mark.parametrize(
+    ("options", "updates"),
+    [
+        ([], [("jax_default_matmul_precision", "highest")]),
+        (["--matmul-precision", "default", "--compile-cache", "/c", "--part", "2/3",
+          "--deadline-s", "60", "--claims", "/claims"],
+         [("jax_default_matmul_precision", "default"), ("jax_compilation_cache_dir", "/c")]),
+    ],
+)  # fmt: skip
+def test_run_executes_its_part_under_the_jax_settings_given(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    options: list[str],
+    updates: list[tuple[str, str]],
+) -> None:
+    import jax
+
+    update, made = jax.config.update, []
+
+    def record(name: str, value: Any) -> None:  # the two of the command: recorded, not made
+        if name in ("jax_default_matmul_precision", "jax_compilation_cache_dir"):
+            made.append((name, value))
+        else:
+            update(name, value)
+
+    monkeypatch.setattr(jax.config, "update", record)
+    executed: list[tuple[Any, ...]] = []
+
+    def execute(*args: Any, **kwargs: Any) -> list[str]:
+        executed.append((*args, kwargs))
+        return ["run-a", "run-b"]
+
+    monkeypatch.setattr(suite_run, "execute", execute)
+    assert offline_suite.main(_argv(["run", *options], tmp_path)) == 0
+    assert made == updates
+    runs = tmp_path / "runs"
+    given = {"part": (1, 1), "deadline_s": None, "claims": None}
+    if options:
+        given = {"part": (2, 3), "deadline_s": 60.0, "claims": Path("/claims")}
+    assert executed == [(TINY, Assets(tmp_path / "a", runs / "derived"), runs, given)]
+    part = "2/3" if options else "1/1"
+    assert capsys.readouterr().out == f"part {part} ran 2 runs\n"
+
+
+def test_the_module_command_reports_bad_input_without_a_traceback(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.offline_suite", "report", "--runs", str(runs),
+         "--doc", str(tmp_path / "doc.md")],
+        capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: ValueError: no finished runs under {runs}: give the --runs of `python -m "
+        "experiments.offline_suite run`, or run it first"
+    )
+    assert "Traceback" not in done.stderr and not (tmp_path / "doc.md").exists()

@@ -42,6 +42,8 @@ BACKBONES = (
 #: ViTs, adapt dense kernels only (peft_core.targets.DENSE_TARGETS: no patch embedding).
 CONV_BACKBONES = ("efficientnet-lite0",)
 #: The ViT backbones' patch sizes: an image side must be a multiple.
+#: BackboneConfig options that only the ViT backbones (those of PATCH) read.
+VIT_ONLY_OPTIONS = ("scan", "remat", "remat_policy", "attention")
 PATCH = {
     name: PATCH_SIZE if name == "dinov2-s14" else 16
     for name in BACKBONES
@@ -111,9 +113,7 @@ class BackboneConfig:
                     f"backbone.attention='cudnn' needs backbone.dtype='bfloat16' (cuDNN's fused "
                     f"attention takes half precision), got {self.dtype!r}"
                 )
-        elif ignored := [
-            k for k in ("scan", "remat", "remat_policy", "attention") if getattr(self, k)
-        ]:
+        elif ignored := [k for k in VIT_ONLY_OPTIONS if getattr(self, k)]:
             raise ValueError(
                 f"{', '.join(f'backbone.{k}' for k in ignored)} would be ignored: "
                 f"{self.name} has no transformer blocks (they apply to the ViT backbones)"

@@ -24,12 +24,13 @@ import dataclasses
 import json
 import logging
 import pathlib
+from collections.abc import Mapping
 from typing import Any
 
 import jax
 
 from experiments import pipeline
-from experiments.backbones import NATIVE_NORMALIZATION
+from experiments.backbones import NATIVE_NORMALIZATION, PATCH, VIT_ONLY_OPTIONS, BackboneConfig
 from experiments.command_line import run_main
 from experiments.config import (
     ExperimentConfig,
@@ -115,6 +116,8 @@ def task_config(args: argparse.Namespace, task: str) -> ExperimentConfig:
     if args.checkpoint:
         backbone = dataclasses.replace(config.backbone, checkpoint=args.checkpoint)
         config = dataclasses.replace(config, backbone=backbone)
+    if sets.get("backbone.name", config.backbone.name) not in PATCH:  # no transformer blocks
+        config = without_vit_options(config, keep=sets)
     preset_config = config
     config = override(config, args.overrides)
     for key, value, flag, given in (
@@ -145,6 +148,15 @@ def task_config(args: argparse.Namespace, task: str) -> ExperimentConfig:
             ", ".join(supernet_keys), config.method.name,
         )  # fmt: skip
     return config
+
+
+def without_vit_options(config: ExperimentConfig, keep: Mapping[str, Any]) -> ExperimentConfig:
+    """``config`` with the ViT-only backbone options (the quickstart's scan) at their defaults,
+    except those set in ``keep`` (--set): a preset's options for its ViT give way when --set picks
+    a backbone without transformer blocks; set by hand, BackboneConfig refuses them."""
+    defaults = BackboneConfig()
+    reset = {k: getattr(defaults, k) for k in VIT_ONLY_OPTIONS if f"backbone.{k}" not in keep}
+    return dataclasses.replace(config, backbone=dataclasses.replace(config.backbone, **reset))
 
 
 def check_set_keys_apply(

@@ -250,6 +250,30 @@ def test_method_knobs_the_method_does_not_read_are_refused(argv: list[str], erro
 
 
 @pytest.mark.parametrize(
+    ("sets", "scan"),
+    [
+        (["backbone.name=efficientnet-lite0"], False),  # the quickstart's scan is for its ViT
+        (["backbone.name=efficientnet-lite0", "backbone.remat=false"], False),
+        (["backbone.name=vit-s16-random", "backbone.image_size=64"], True),  # a ViT keeps it
+        (["backbone.image_size=42"], True),
+    ],
+)
+def test_the_presets_vit_options_give_way_to_a_backbone_without_blocks(
+    sets: list[str], scan: bool
+) -> None:
+    argv = [a for s in sets for a in ("--set", s)]
+    config = vtab.task_config(vtab.parse_args(argv), "fashion_mnist")
+    assert (config.backbone.scan, config.backbone.remat) == (scan, False)
+    assert config.backbone.name == vtab.set_values(sets).get("backbone.name", "dinov2-s14")
+
+
+def test_vit_options_set_by_hand_on_a_backbone_without_blocks_are_refused() -> None:
+    argv = ["--set", "backbone.name=efficientnet-lite0", "--set", "backbone.scan=true"]
+    with pytest.raises(ValueError, match=r"backbone\.scan would be ignored: efficientnet-lite0"):
+        vtab.task_config(vtab.parse_args(argv), "fashion_mnist")
+
+
+@pytest.mark.parametrize(
     ("argv", "warning"),
     [
         (["--adapter=lora", "--set", "search.generations=3", "--set", "train.num_configs=2"],

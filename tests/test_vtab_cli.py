@@ -901,6 +901,8 @@ def test_config_errors_fail_before_the_data_loads(tmp_path, no_data_loads, flags
          r"takes in leaves the adapter rewrites \(Transformer/"),
         (["--adapter=lora", "--set", "train.head_pattern=Transformer/encoder_norm/.*"],
          "leaves out the new classifier's"),
+        (["--adapter=lora", "--set", "train.head_pattern=classifier/.*"],  # matches nothing
+         r"head_pattern 'classifier/\.\*' leaves out the new classifier's \['head/bias'"),
         (["--adapter=glora", "--set", "search.param_budget=10"],
          "only 0 of 6 random configs drawn in 250 tries fit param_budget=10"),
         (["--adapter=lora", "--set", "method.rank=1000"],

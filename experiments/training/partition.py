@@ -14,7 +14,7 @@ import jax
 
 from experiments.training.config import HEAD_PATTERN
 from peft_core import Adapter, flatten, select, unflatten
-from peft_core.paths import Params
+from peft_core.paths import Params, matches
 
 #: The models' new classifier: every leaf under it is zero- or randomly-initialised for the task.
 CLASSIFIER = "head/"
@@ -39,7 +39,7 @@ def check_head(params: Params, head_pattern: str, *, adapted: Collection[str]) -
     ``head/``: left out, it would stay at its initialisation) and none of the ``adapted`` paths
     (``peft_core.adapted_paths``: trained both ways, and counted as head)."""
     flat = flatten(params)
-    head = set(select(flat, head_pattern))
+    head = {p for p in flat if matches(p, head_pattern)}  # matching nothing: the check below
     if left := sorted(p for p in flat if p.startswith(CLASSIFIER) and p not in head):
         raise ValueError(
             f"head_pattern {head_pattern!r} leaves out the new classifier's {left}: it would "

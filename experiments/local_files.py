@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import os
 import re
+import zipfile
 from pathlib import Path
+
+import numpy as np
 
 #: scheme:// and, for a Path made of a URL, scheme:/ (pathlib collapses the "//"); a scheme has
 #: 2 characters or more, so a drive letter (C:/runs) is a path.
@@ -28,3 +31,19 @@ def local_path(path: str | os.PathLike[str], *, what: str) -> Path:
             "copy the files to a local disk"
         )
     return Path(text)
+
+
+def open_npz(path: str | os.PathLike[str]) -> np.lib.npyio.NpzFile:
+    """``np.load(path)`` of an .npz archive of arrays (no pickles), to close (``with``);
+    ValueError naming ``path`` where it is not one: a truncated download, a text file, a single
+    .npy array."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:  # a torn zip, a pickle
+        raise ValueError(
+            f"{os.fspath(path)} is not a readable .npz archive of arrays (a truncated "
+            f"download?): {e}"
+        ) from e
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"{os.fspath(path)} holds one array, not an .npz archive of arrays")
+    return loaded

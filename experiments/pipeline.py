@@ -48,7 +48,7 @@ from experiments.data import load_task
 from experiments.data.base import SplitArrays
 from experiments.data.folder import class_folders
 from experiments.data.load import DEFAULT_SPLIT_SEED
-from experiments.data.pipeline import TrainBatches
+from experiments.data.pipeline import TrainBatches, data_digest
 from experiments.local_files import local_path
 from experiments.methods import Method, bias_grad_for, build_method, unread_knobs
 from experiments.search_log import SearchLog
@@ -62,7 +62,7 @@ from experiments.training.evaluate import (
 from experiments.training.metrics import FIRST_STEP_S, latest, steady_rate
 from experiments.training.partition import check_head, split_head
 from experiments.training.sharding import check_batch_split, data_mesh, is_main_process
-from experiments.training.trainer import CHECKPOINT_DIR, cfg_digest
+from experiments.training.trainer import CHECKPOINT_DIR, cfg_digest, check_resumes
 from glora_jax import search_plots
 from glora_jax.evolution import (
     STATE_FILE,
@@ -311,7 +311,15 @@ def check_same_experiment(config: ExperimentConfig, workdir: pathlib.Path) -> No
     path = workdir / "config.json"
     if not path.exists():
         return
-    saved = json.loads(path.read_text())
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(
+            f"{path} is not readable JSON ({err}): fix it, or move it away to start the workdir "
+            "over"
+        ) from err
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path} holds no JSON object (a config): fix it, or move it away")
     # a split seed of None is the default one: None -> 0 (and back) is no change
     saved_data = saved.get("data", {})
     if "split_seed" in saved_data:
@@ -379,15 +387,22 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
     if method.adapter.space is not None and config.method.searchable:
         # generation 0 drawn as the search will draw it: enough random subnets fit the budget
         check_settings(**search_settings(config), space=method.adapter.space(backbone.params))
+    fixed = method.fixed_cfg(backbone.params)
+    # a training checkpoint of other run settings or data is refused before the workdir changes
+    check_resumes(
+        config.train, workdir / "train", cfg=fixed, run=checkpointed_settings(config),
+        steps_per_epoch=len(splits.train) // config.train.batch_size,
+        data=data_digest(splits.train.images, splits.train.labels),
+    )  # fmt: skip
     clock.lap("backbone", backbone.params)  # the checks' second or so counted with the backbone
-    # only a config that got this far is the workdir's: a typo that failed above leaves none
+    # only a config that got this far is the workdir's: a typo or a refused resume that failed
+    # above leaves the workdir as it was (its config.json and result.json included)
     workdir.mkdir(parents=True, exist_ok=True)
     if is_main_process():
         write_text(workdir / "config.json", json.dumps(as_dict(config), indent=2, default=str))
         # an earlier run's result stands no longer: a kill before the new one is written would
         # leave it beside this run's subnet.json and merged.npz (a longer search, a retrain)
         (workdir / RESULT_NAME).unlink(missing_ok=True)
-    fixed = method.fixed_cfg(backbone.params)
     trained = train_on(
         config, backbone, method, splits.train, workdir / "train", cfg=fixed, eval_split=splits.val
     )

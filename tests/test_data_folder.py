@@ -245,7 +245,7 @@ def _write_npy(path: Path, array: np.ndarray) -> None:
 @pytest.mark.parametrize(
     ("write", "match"),
     [
-        (lambda p: p.write_text("image,label\n0,1\n"), "is not an .npz archive of arrays"),
+        (lambda p: p.write_text("image,label\n0,1\n"), "is not a readable .npz archive of arrays"),
         (lambda p: _write_npy(p, np.zeros((1010, 3, 3), np.uint8)), "holds one array"),
     ],
 )

@@ -1,10 +1,18 @@
-"""Local paths pass; URLs, and Paths pathlib made of URLs, are refused naming the setting."""
+"""Local paths pass; URLs, and Paths pathlib made of URLs, are refused naming the setting; an
+.npz that is none is refused naming its path."""
 
+import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
+from experiments.data import load_task
 from experiments.local_files import local_path
+from experiments.models.convnext_checkpoint import read_state_dict
+from experiments.models.vit_checkpoint import load_npz
 
 
 @pytest.mark.parametrize(
@@ -19,3 +27,30 @@ def test_a_url_is_refused_naming_the_setting(path: str | Path) -> None:
 def test_a_local_path_passes_unchanged(path: str) -> None:
     assert local_path(path, what="workdir") == Path(path)
     assert local_path(Path(path), what="workdir") == Path(path)
+
+
+def _truncated(path: Path) -> None:
+    """A real .npz cut in half: an interrupted download."""
+    np.savez(path, images=np.zeros((1010, 3, 3), np.uint8), labels=np.arange(1010) % 3)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize(
+    "write", [_truncated, lambda p: p.write_text("not an archive\n")], ids=["truncated", "text"]
+)
+@pytest.mark.parametrize(
+    "read",
+    [load_npz, read_state_dict, lambda p: load_task(str(p), source="npz")],
+    ids=["vit_checkpoint", "convnext_checkpoint", "own_data"],
+)
+def test_an_npz_that_cannot_be_read_is_named(
+    tmp_path: Path, write: Callable[[Path], Any], read: Callable[[Path], Any]
+) -> None:
+    """A truncated ViT-B_16.npz failed with a bare zipfile.BadZipFile naming no file."""
+    path = tmp_path / "ViT-B_16.npz"
+    write(path)
+    at = re.escape(str(path))
+    with pytest.raises(ValueError, match=f"^{at} is not a readable .npz archive") as refused:
+        read(path)
+    assert refused.type is ValueError

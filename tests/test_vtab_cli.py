@@ -31,6 +31,7 @@ from experiments.config import (
 from experiments.configs import paper, preset, quickstart
 from experiments.data.base import SplitArrays
 from experiments.training import TrainResult, trainer
+from experiments.training.checkpoint import CheckpointMismatchError
 from experiments.training.trainer import CHECKPOINT_DIR
 from experiments.vtab_table import PAPER_LR, PARTIAL_NOTE
 
@@ -673,6 +674,60 @@ def test_a_run_refuses_a_workdir_of_another_config_before_the_data_loads(tmp_pat
     with pytest.raises(ValueError, match=re.escape("train.epochs: 2 -> 3")):
         pipeline.run(override(config, ["train.epochs=3"]), tmp_path)
     assert (tmp_path / "config.json").read_text() == saved
+
+
+def files_of(folder: pathlib.Path) -> dict[str, bytes]:
+    """{path under ``folder``: bytes} of every file in it."""
+    return {str(f.relative_to(folder)): f.read_bytes() for f in folder.rglob("*") if f.is_file()}
+
+
+@pytest.mark.slow
+def test_a_refused_resume_leaves_the_workdir_as_it_was(tmp_path):
+    """The checkpoint's refusal (other data under the same file name; a batch size that a
+    config.json missing the key could not catch) came after config.json was rewritten and
+    result.json deleted: the finished results were gone and the original command refused."""
+    data, out = tmp_path / "own.npz", tmp_path / "run"
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (1040, 16, 16, 3), dtype=np.uint8)
+    np.savez(data, images=images, labels=np.arange(1040) % 4)
+    argv = ["--adapter=lora", "--source=npz", f"--task={data}", "--set", "train.total_steps=2",
+            "--set", "backbone.name=vit-ti16-random", "--set", "backbone.image_size=16",
+            "--set", "train.batch_size=50"]  # fmt: skip
+    config = vtab.task_config(vtab.parse_args(argv), str(data))
+    pipeline.run(config, out)
+    finished = files_of(out)
+    assert {"config.json", "result.json"} <= set(finished)
+    # (a) the npz rewritten: the data digest differs from the checkpoint's
+    np.savez(data, images=images, labels=(np.arange(1040) + 1) % 4)
+    with pytest.raises(CheckpointMismatchError, match="the training data changed since the "
+                       "checkpoint was written: .*train_data: "):  # fmt: skip
+        pipeline.run(config, out)
+    assert files_of(out) == finished
+    np.savez(data, images=images, labels=np.arange(1040) % 4)
+    assert pipeline.run(config, out)["num_test"] == 40  # the original run resumes
+    # (b) a config.json without train.batch_size: the checkpoint alone can tell
+    saved = json.loads((out / "config.json").read_text())
+    del saved["train"]["batch_size"]
+    (out / "config.json").write_text(json.dumps(saved))
+    before = files_of(out)
+    with pytest.raises(CheckpointMismatchError, match="batch_size: 50 -> 40") as refused:
+        pipeline.run(override(config, ["train.batch_size=40"]), out)
+    assert "training data changed" not in str(refused.value)
+    assert files_of(out) == before
+    assert "result.json" in before
+    assert pipeline.run(config, out)["num_test"] == 40
+
+
+@pytest.mark.parametrize("text", ['{"train": ', "[1, 2]", "\udcff"])
+def test_an_unreadable_config_json_is_named(tmp_path, no_data_loads, text):
+    """A torn config.json failed with a bare JSONDecodeError naming no file."""
+    path = tmp_path / "config.json"
+    path.write_text(text, errors="surrogateescape")
+    with pytest.raises(
+        ValueError, match=f"^{re.escape(str(path))} (is not readable JSON|holds no)"
+    ):
+        pipeline.run(quickstart("digits"), tmp_path)
+    assert path.read_text(errors="surrogateescape") == text
 
 
 def test_a_tfds_workdir_resumes_with_its_own_config(tmp_path):

@@ -23,6 +23,7 @@ import numpy as np
 
 from experiments.data.base import ArraySource, DataNotFoundError, ImageFileSource, check_labels
 from experiments.data.splits import split_indices
+from experiments.local_files import open_npz
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +40,7 @@ def open_npz_split(
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"no npz file at {path}")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:  # a CSV, a pickle, a torn file
-        raise ValueError(f"{path} is not an .npz archive of arrays: {e}") from e
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path} holds one array, not an .npz archive with images and labels")
-    with loaded as arrays:
+    with open_npz(path) as arrays:  # ValueError for a CSV, a pickle, a torn file, one array
         missing = {"images", "labels"} - set(arrays.files)
         if missing:
             raise ValueError(f"{path} lacks arrays {sorted(missing)} (has {arrays.files})")

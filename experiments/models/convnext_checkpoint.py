@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.local_files import open_npz
 from experiments.models.convnext import ConvNeXt
 from experiments.models.torch_layout import conv_kernel_from_torch, conv_kernel_to_torch
 from experiments.models.torch_zip import load_torch_file
@@ -212,7 +213,7 @@ def read_state_dict(path: str | Path) -> dict[str, Array]:
     if path.suffix in (".pth", ".pt", ".bin"):
         loaded = load_torch_file(path)
     elif path.suffix == ".npz":
-        with np.load(path) as npz:
+        with open_npz(path) as npz:
             loaded = {k: npz[k] for k in npz.files}
     elif path.suffix == ".safetensors":
         try:

@@ -34,6 +34,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from experiments.local_files import open_npz
 from peft_core.atomic_files import write_npz
 from peft_core.paths import flatten, unflatten
 
@@ -102,13 +103,13 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
             "gs://vit_models/imagenet21k/ or export DINOv2 with "
             "`python -m experiments.weights dinov2-s14`"
         )
-    with np.load(path, allow_pickle=False) as npz:
+    with open_npz(path) as npz:
         return {k: npz[k] for k in npz.files if k != METADATA_KEY}
 
 
 def npz_metadata(path: str | Path) -> dict[str, Any]:
     """The JSON metadata saved by :func:`save_npz` (empty dict when there is none)."""
-    with np.load(Path(path), allow_pickle=False) as npz:
+    with open_npz(path) as npz:
         return json.loads(str(npz[METADATA_KEY])) if METADATA_KEY in npz.files else {}
 
 

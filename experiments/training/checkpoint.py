@@ -87,15 +87,48 @@ def setting_changes(
     ]
 
 
+#: The run setting that names the training data (``trainer.run_settings``).
+DATA_SETTING = "train_data"
+
+
 def _check_same_run(current: Mapping[str, Any], saved: Mapping[str, Any], *, what: str) -> None:
-    """CheckpointMismatchError naming each setting in which ``saved`` differs from ``current``."""
+    """CheckpointMismatchError naming each setting in which ``saved`` differs from ``current``
+    (and saying so in words where the training data changed)."""
     changed = setting_changes(saved, current)
     if changed:
+        data = setting_changes(saved, current, ignore=set(saved) - {DATA_SETTING})
+        why = "the training data changed since the checkpoint was written: " if data else ""
         raise CheckpointMismatchError(
-            f"refusing to resume: {what} was written by a run with other settings ("
+            f"refusing to resume: {why}{what} was written by a run with other settings ("
             + "; ".join(changed)
             + "); resuming would splice two runs: use another workdir, or the saved settings"
         )
+
+
+def _saved_meta(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
+    """The "meta" item of checkpoint ``step``."""
+    saved = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    return dict(saved.meta)
+
+
+def check_saved_run(directory: str | pathlib.Path, run: Mapping[str, Any]) -> None:
+    """CheckpointMismatchError where the latest finished checkpoint in ``directory`` was written
+    by a run whose settings differ from ``run`` (what ``Checkpointer.restore`` would refuse for
+    its settings); nothing where there is none. Reads only: no folder or file is written."""
+    steps = saved_steps(directory)
+    if not steps or not run:
+        return
+    path = pathlib.Path(directory).absolute()
+    manager = ocp.CheckpointManager(
+        path, options=ocp.CheckpointManagerOptions(create=False, read_only=True)
+    )
+    try:
+        meta = _saved_meta(manager, steps[-1])
+    finally:
+        manager.close()
+    if "run" in meta:  # older checkpoints do not say
+        current = json.loads(json.dumps(dict(run)))  # as it reads back from JSON
+        _check_same_run(current, meta["run"], what=f"checkpoint {path / str(steps[-1])}")
 
 
 def _storable(state: TrainState) -> TrainState:
@@ -160,8 +193,7 @@ class Checkpointer:
 
     def wall_time_s(self, step: int) -> float:
         """The run's training seconds up to checkpoint ``step`` (0.0 if it did not record them)."""
-        saved = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-        return float(saved.meta.get("wall_time_s", 0.0))
+        return float(_saved_meta(self._manager, step).get("wall_time_s", 0.0))
 
     def restore(self, template: TrainState, step: int | None = None) -> TrainState:
         """The state saved at ``step`` (default: the latest), laid out like ``template``.
@@ -175,11 +207,11 @@ class Checkpointer:
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
         storable = _storable(template)
-        saved = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        meta = _saved_meta(self._manager, step)
         what = f"checkpoint {self.directory / str(step)}"
-        _check_fits(signature(storable), _from_json(saved.meta["signature"]), what=what)
-        if self.run and "run" in saved.meta:  # either side may not say (older checkpoints)
-            _check_same_run(self.run, saved.meta["run"], what=what)
+        _check_fits(signature(storable), _from_json(meta["signature"]), what=what)
+        if self.run and "run" in meta:  # either side may not say (older checkpoints)
+            _check_same_run(self.run, meta["run"], what=what)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, storable)
         restored = self._manager.restore(
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))

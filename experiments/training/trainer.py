@@ -21,7 +21,7 @@ import numpy as np
 
 from experiments.data.pipeline import EvalBatch
 from experiments.placement import put_global
-from experiments.training.checkpoint import Checkpointer
+from experiments.training.checkpoint import DATA_SETTING, Checkpointer, check_saved_run
 from experiments.training.config import TrainConfig
 from experiments.training.evaluate import (
     make_accuracy_fn,
@@ -137,16 +137,14 @@ def train(
         evaluate = _evaluator(forward, adapter, backbone, batches, space, cfg, config)
 
     is_main = is_main_process()
-    settings = run_settings(
-        config, steps_per_epoch=train_data.steps_per_epoch, cfg=cfg, data=train_data.digest
+    settings = _run(
+        config, steps_per_epoch=train_data.steps_per_epoch, data=train_data.digest, cfg=cfg, run=run
     )
-    if clash := sorted(set(run or {}) & set(settings)):
-        raise ValueError(f"train's run settings {clash} would replace the trainer's own")
     checkpointer = Checkpointer(
         pathlib.Path(workdir) / CHECKPOINT_DIR,
         every=config.checkpoint_every,
         keep=config.keep_checkpoints,
-        run=settings | dict(run or {}),
+        run=settings,
     )
     try:
         wall_time_s = 0.0
@@ -203,6 +201,32 @@ def _logged(history: History, scalars: Mapping[str, float], *, step: int) -> boo
     return all(any(s == step for s, _ in history.get(name, [])) for name in scalars)
 
 
+def check_resumes(
+    config: TrainConfig,
+    workdir: str | pathlib.Path,
+    *,
+    steps_per_epoch: int,
+    data: str,
+    cfg: Any = None,
+    run: Mapping[str, Any] | None = None,
+) -> None:
+    """CheckpointMismatchError where ``train`` (same arguments; ``data``: the training split's
+    ``data_digest``) would refuse to resume ``workdir``'s latest checkpoint for its run's
+    settings; reads, writes nothing: a caller checks before it touches the workdir."""
+    settings = _run(config, steps_per_epoch=steps_per_epoch, data=data, cfg=cfg, run=run)
+    check_saved_run(pathlib.Path(workdir) / CHECKPOINT_DIR, settings)
+
+
+def _run(
+    config: TrainConfig, *, steps_per_epoch: int, data: str, cfg: Any, run: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """``run_settings`` with the caller's ``run`` settings, stored with each checkpoint."""
+    settings = run_settings(config, steps_per_epoch=steps_per_epoch, cfg=cfg, data=data)
+    if clash := sorted(set(run or {}) & set(settings)):
+        raise ValueError(f"train's run settings {clash} would replace the trainer's own")
+    return settings | dict(run or {})
+
+
 def run_settings(
     config: TrainConfig, *, steps_per_epoch: int, cfg: Any, data: str | None = None
 ) -> dict[str, Any]:
@@ -219,7 +243,7 @@ def run_settings(
         "head_pattern": config.head_pattern,
         "num_configs": config.num_configs,
         "cfg": None if cfg is None else cfg_digest(cfg),
-        "train_data": data,
+        DATA_SETTING: data,
     }
 
 

@@ -17,8 +17,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from experiments.assets import AssetNotFoundError
-
 CACHE_ENV = "GLORA_FLORA_CACHE"
 log = logging.getLogger(__name__)
 
@@ -106,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give a weights NAME or --list")
     try:
         path = export(args.name, args.out)
-    except (AssetNotFoundError, ValueError) as e:
+    except (ValueError, OSError) as e:  # an AssetNotFoundError is a FileNotFoundError
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"wrote {args.name} weights to {path}")

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import pickle
 import re
+import subprocess
 import sys
 import zipfile
 from collections import OrderedDict
@@ -586,6 +588,18 @@ def test_cli_refuses_a_checkpoint_without_convnext_blocks(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"^no stage\{s\}_block\{b\}/dwconv/kernel leaves: not a "):
         ckpt.main([str(tmp_path / "head.npz"), str(tmp_path / "out.npz")])
     assert not (tmp_path / "out.npz").exists() and not capsys.readouterr().out
+
+
+def test_the_module_command_reports_bad_input_without_a_traceback(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.models.convnext_checkpoint",
+         str(tmp_path / "absent.pth"), str(tmp_path / "out.npz")],
+        capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: FileNotFoundError: no checkpoint at {tmp_path / 'absent.pth'}"
+    )
 
 
 @pytest.mark.parametrize("wrapper", ["model", "state_dict"])

@@ -84,6 +84,13 @@ def test_out_must_be_an_npz(tmp_path, capsys):
 
 
 @needs_efficientnet_wheel
+def test_an_out_path_under_a_file_is_an_error_message(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert weights.main(["efficientnet-lite0", "--out", str(tmp_path / "file" / "w.npz")]) == 1
+    assert capsys.readouterr().err.startswith(f"error: [Errno 17] File exists: '{tmp_path}/file'")
+
+
+@needs_efficientnet_wheel
 def test_efficientnet_export_to_cache_loads_back_identically(capsys, cache_in_tmp):
     assert weights.main(["efficientnet-lite0"]) == 0
     path = cache_in_tmp / "efficientnet-lite0.npz"

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.command_line import run_main
 from experiments.local_files import open_npz
 from experiments.models.convnext import ConvNeXt
 from experiments.models.torch_layout import conv_kernel_from_torch, conv_kernel_to_torch
@@ -253,7 +254,7 @@ def load_convnext_params(path: str | Path, model: ConvNeXt) -> dict[str, object]
     return convert(state_dict, model)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m experiments.models.convnext_checkpoint", description=__doc__.splitlines()[0]
     )
@@ -273,6 +274,7 @@ def main(argv: list[str] | None = None) -> None:
         f"wrote {out}: ConvNeXt V{model.version} depths={model.depths} dims={model.dims} "
         f"num_classes={model.num_classes}"
     )
+    return 0
 
 
 def _listing(title: str, items: list[str]) -> str:
@@ -285,4 +287,4 @@ def _listing(title: str, items: list[str]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, resume_hint="rerun the same command (the npz is written whole or not at all)")

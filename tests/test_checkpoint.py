@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import pathlib
 import re
+import shutil
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ from test_training import (
 from experiments.training import (
     Checkpointer,
     CheckpointMismatchError,
+    CheckpointUnreadableError,
     NonFiniteLossError,
     OptimConfig,
     TrainConfig,
@@ -401,6 +403,33 @@ def test_checkpointer_round_trip_and_keep_last(tmp_path: pathlib.Path) -> None:
     chex.assert_trees_all_equal(restored.opt_state, state.opt_state)
     np.testing.assert_array_equal(jax.random.key_data(restored.rng), jax.random.key_data(state.rng))
     assert signature(restored) == signature(state)
+    checkpointer.close()
+
+
+@pytest.mark.parametrize(
+    ("removed", "item"), [(("meta", "state"), "meta"), (("meta",), "meta"), (("state",), "state")]
+)
+def test_a_checkpoint_with_items_deleted_is_named_and_its_folder_can_go(
+    tmp_path: pathlib.Path, removed: tuple[str, ...], item: str
+) -> None:
+    state = _toy_state(switch_adapter())
+    checkpointer = Checkpointer(tmp_path, every=5, keep=2)
+    for step in (5, 10):
+        checkpointer.save(state._replace(step=jnp.asarray(step, jnp.int32)))
+    checkpointer.close()
+    for name in removed:
+        shutil.rmtree(tmp_path / "10" / name)
+    checkpointer = Checkpointer(tmp_path, every=5, keep=2)
+    unreadable = (
+        rf"^checkpoint {tmp_path}/10 cannot be read \(KeyError: .*Item \"{item}\" was not found"
+        r".*\): delete that folder to resume from the checkpoint before it \(or from the start\)$"
+    )
+    with pytest.raises(CheckpointUnreadableError, match=unreadable):
+        checkpointer.restore(_toy_state(switch_adapter()))
+    checkpointer.close()
+    shutil.rmtree(tmp_path / "10")  # as the message says
+    checkpointer = Checkpointer(tmp_path, every=5, keep=2)
+    assert int(checkpointer.restore(_toy_state(switch_adapter())).step) == 5
     checkpointer.close()
 
 

@@ -7,7 +7,11 @@ Evaluation helpers (``make_accuracy_fn``, ``make_params_accuracy_fn``, ``stack_e
 for the evolutionary search.
 """
 
-from experiments.training.checkpoint import Checkpointer, CheckpointMismatchError
+from experiments.training.checkpoint import (
+    Checkpointer,
+    CheckpointMismatchError,
+    CheckpointUnreadableError,
+)
 from experiments.training.config import HEAD_PATTERN, OptimConfig, TrainConfig
 from experiments.training.evaluate import (
     make_accuracy_fn,
@@ -29,6 +33,7 @@ __all__ = [
     "HEAD_PATTERN",
     "BatchSource",
     "CheckpointMismatchError",
+    "CheckpointUnreadableError",
     "Checkpointer",
     "Forward",
     "NonFiniteLossError",

@@ -29,6 +29,10 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint's tree does not fit the state it would be restored into."""
 
 
+class CheckpointUnreadableError(ValueError):
+    """A checkpoint folder whose saved items cannot be read (files deleted or torn)."""
+
+
 def signature(tree: Any) -> dict[str, jax.ShapeDtypeStruct]:
     """{keystr path: ShapeDtypeStruct} of every leaf."""
     return {
@@ -105,10 +109,22 @@ def _check_same_run(current: Mapping[str, Any], saved: Mapping[str, Any], *, wha
         )
 
 
+def _restore_items(manager: ocp.CheckpointManager, step: int, **items: Any) -> Any:
+    """``items`` (name -> Orbax restore args) of checkpoint ``step``; CheckpointUnreadableError
+    naming its folder where they cannot be read."""
+    try:
+        return manager.restore(step, args=ocp.args.Composite(**items))
+    except (KeyError, FileNotFoundError, ValueError) as err:
+        folder = pathlib.Path(manager.directory) / str(step)
+        raise CheckpointUnreadableError(
+            f"checkpoint {folder} cannot be read ({type(err).__name__}: {err}): delete that "
+            "folder to resume from the checkpoint before it (or from the start)"
+        ) from err
+
+
 def _saved_meta(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
     """The "meta" item of checkpoint ``step``."""
-    saved = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-    return dict(saved.meta)
+    return dict(_restore_items(manager, step, meta=ocp.args.JsonRestore()).meta)
 
 
 def check_saved_run(directory: str | pathlib.Path, run: Mapping[str, Any]) -> None:
@@ -213,8 +229,8 @@ class Checkpointer:
         if self.run and "run" in meta:  # either side may not say (older checkpoints)
             _check_same_run(self.run, meta["run"], what=what)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, storable)
-        restored = self._manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+        restored = _restore_items(
+            self._manager, step, state=ocp.args.StandardRestore(abstract)
         ).state
         return restored._replace(rng=jax.random.wrap_key_data(restored.rng))
 

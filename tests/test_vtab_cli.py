@@ -618,6 +618,17 @@ def test_distributed_initializes_jax_first_and_only_when_asked(distributed, tmp_
     assert calls == (["initialize", "devices"] if distributed else ["devices"])
 
 
+def test_distributed_without_a_cluster_says_to_leave_it_off(monkeypatch):
+    def no_cluster() -> None:
+        raise ValueError("coordinator_address should be defined.")
+
+    monkeypatch.setattr(jax.distributed, "initialize", no_cluster)
+    with pytest.raises(ValueError, match=r"^--distributed found no cluster \(coordinator_address"):
+        vtab.main(["--distributed", "--dry_run"])
+    with pytest.raises(ValueError, match="on one host leave it off$"):
+        vtab.main(["--distributed", "--dry_run"])
+
+
 def save_a_checkpoint(folder: pathlib.Path, step: int) -> None:
     manager = ocp.CheckpointManager(folder, options=ocp.CheckpointManagerOptions(create=True))
     manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave({"w": np.ones(2)})))

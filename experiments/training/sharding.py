@@ -28,10 +28,19 @@ DATA_AXIS = "data"
 def initialize_distributed(enabled: bool) -> None:
     """``jax.distributed.initialize()`` (cluster from the environment) when ``enabled``.
 
-    Must run before any other JAX call of the process, i.e. first thing in the driver.
+    Must run before any other JAX call of the process, i.e. first thing in the driver. Where
+    JAX finds no cluster (one host, no coordinator), its ValueError says to leave it off.
     """
-    if enabled:
+    if not enabled:
+        return
+    try:
         jax.distributed.initialize()
+    except ValueError as err:
+        raise ValueError(
+            f"--distributed found no cluster ({err}): it is for a run over several hosts, in "
+            "a cluster JAX detects (a Cloud TPU pod slice, SLURM, Open MPI, Kubernetes); on "
+            "one host leave it off"
+        ) from err
 
 
 def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:

@@ -12,7 +12,10 @@ from bench.sizes import SIZES, BenchSize
 def add_size_options(p: argparse.ArgumentParser) -> None:
     """--size, --attention, --only, --train-batches, --window, --isolate, --autotune-logs."""
     p.add_argument("--size", choices=sorted(SIZES), default="full")
-    p.add_argument("--attention", default="auto", help="ViT attention: auto, cudnn, xla, none")
+    p.add_argument(
+        "--attention", default="auto", choices=("auto", "cudnn", "xla", "none"),
+        help="ViT attention (checked here, not in each suite's process)",
+    )  # fmt: skip
     p.add_argument("--only", default=None, help="regex over row keys name@batch")
     p.add_argument("--train-batches", type=int, nargs="+", default=None)
     p.add_argument(

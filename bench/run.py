@@ -115,12 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         only=args.only, train_batches=train_batches, isolate=args.isolate,
         autotune_logs=args.autotune_logs,
     )  # fmt: skip
-    written, failed = [], []
+    written, failed, exits = [], [], []
     for command in parts:
         part = Path(command[command.index("--json") + 1])
         part.unlink(missing_ok=True)
         print("$ " + shlex.join(command), flush=True)
         code = subprocess.run(command, check=False).returncode
+        if code != 0:
+            exits.append(f"{command[2]} (exit {code})")
         if part.exists():
             written.append(part)
         else:
@@ -141,6 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )  # fmt: skip
     print(f"wrote {args.out}", flush=True)
+    if exits:  # the rows of the other parts are written, but the run is not complete
+        print(f"error: {len(exits)} parts failed: {', '.join(exits)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -49,6 +49,8 @@ def unread_knobs(method: str) -> tuple[str, ...]:
 def check_knobs(method: str, knobs: Iterable[str]) -> None:
     """ValueError for a knob among ``knobs`` (``MethodConfig`` fields a user set) that
     ``method`` does not read: it would be ignored without a word."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
     ignored = sorted(set(knobs) - set(METHOD_KNOBS[method]) - {"name"})
     if ignored:
         reads = ", ".join(f"method.{k}" for k in METHOD_KNOBS[method]) or "none of them"

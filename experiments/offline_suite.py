@@ -23,6 +23,7 @@ import argparse
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from experiments.command_line import run_main
@@ -31,6 +32,7 @@ from experiments.suite_plan import (
     BACKBONE_OF_STUDY,
     Assets,
     SuiteSettings,
+    check_configs,
     in_part,
     overrides,
     parse_part,
@@ -69,7 +71,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     run.add_argument(
         "--workers",
-        type=int,
+        type=_positive,
         default=1,
         help="N > 1: prepare, then N processes share this part through --claims "
         "(default <runs>/claims, emptied first); logs in <runs>/logs",
@@ -80,6 +82,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     report.add_argument("--doc", type=Path, default=Path("docs/results.md"))
     report.add_argument("--figures", type=Path, default=Path("docs"))
     return parser.parse_args(argv)
+
+
+def _positive(text: str) -> int:
+    """An int >= 1 (argparse's type: its message is kept)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
 
 
 def pack_assets(settings: SuiteSettings, assets: Assets) -> None:
@@ -119,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings: SuiteSettings = override(SuiteSettings(), args.overrides)
     assets = Assets(args.assets, args.runs / "derived")
+    from experiments.suite_run import cache_dir
+
+    # a run's config error, refused here: not by each worker that comes to that run
+    check_configs(settings, assets, cache_dir(args.runs))
     if args.command == "pack":
         pack_assets(settings, assets)
     elif args.command == "prepare":
@@ -148,10 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def launch_workers(args: argparse.Namespace) -> int:
+def launch_workers(args: argparse.Namespace, *, poll_s: float = 1.0) -> int:
     """Start ``args.workers`` processes of ``run`` on the same part and claims; wait for all.
-    Returns 0 if every worker succeeded, else the first failing one's code (1 if it was killed
-    by a signal)."""
+    Returns 0 if every worker succeeded. Once one fails, stops the others (which could wait on
+    its runs), prints the end of its log and returns its code (1 if killed by a signal)."""
     claims = args.claims or args.runs / "claims"
     shutil.rmtree(claims, ignore_errors=True)
     logs = args.runs / "logs"
@@ -165,12 +182,35 @@ def launch_workers(args: argparse.Namespace) -> int:
         *(["--compile-cache", args.compile_cache] if args.compile_cache else []),
         "--matmul-precision", args.matmul_precision,
     ]  # fmt: skip
-    processes = []
+    processes, starts = [], []
     for worker in range(args.workers):
-        with (logs / f"worker{worker}.log").open("a") as log_file:
+        path = logs / f"worker{worker}.log"
+        starts.append(path.stat().st_size if path.exists() else 0)  # the log is appended to
+        with path.open("a") as log_file:
             processes.append(subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT))
-    codes = [process.wait() for process in processes]  # a signal's is negative: still a failure
-    return next((code if code > 0 else 1 for code in codes if code != 0), 0)
+    print(f"{args.workers} workers started; logs in {logs}", flush=True)
+    while True:
+        codes = [process.poll() for process in processes]
+        failed = next((i for i, code in enumerate(codes) if code not in (None, 0)), None)
+        if failed is None and None not in codes:
+            return 0
+        if failed is not None:
+            break
+        time.sleep(poll_s)
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        process.wait()
+    code = codes[failed]
+    assert code is not None
+    path = logs / f"worker{failed}.log"
+    with path.open("rb") as log_file:
+        log_file.seek(starts[failed])
+        tail = log_file.read().decode(errors="replace").splitlines()[-20:]
+    print(f"worker {failed} failed (exit code {code}), the others were stopped; the end of "
+          f"{path}:", *tail, sep="\n", file=sys.stderr)  # fmt: skip
+    return code if code > 0 else 1  # a signal's is negative: still a failure
 
 
 def write_report(

@@ -15,6 +15,7 @@ the same method on the full train800 set of the same task (no separate grid).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import zlib
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.config import ExperimentConfig, override
+from experiments.data.offline import check_offline_task
 from experiments.methods import check_knobs
 
 Results = Mapping[str, Mapping[str, Any]]
@@ -64,6 +66,10 @@ class SuiteSettings:
             values = getattr(self, name)
             if len(set(values)) < len(values):
                 raise ValueError(f"{name} holds a value twice (one run, two rows): {values}")
+        for task in dict.fromkeys((*self.tasks, *self.conv_tasks, self.fewshot_task)):
+            check_offline_task(task)  # the suite packs offline tasks only
+        if min(self.budgets) < 1:
+            raise ValueError(f"budgets (GLoRA's parameter budgets) must be >= 1: {self.budgets}")
         if self.seeds[0] != 0:
             raise ValueError(
                 f"the lr is chosen at seed 0, so seeds must start with 0: {self.seeds}"
@@ -228,10 +234,10 @@ def in_part(run: Run, part: tuple[int, int]) -> bool:
 
 
 def parse_part(text: str) -> tuple[int, int]:
-    """'i/n' -> (i, n) with 1 <= i <= n."""
+    """'i/n' -> (i, n) with 1 <= i <= n (argparse's type: the error's message is shown)."""
     index, sep, count = text.partition("/")
     if not sep or not index.isdigit() or not count.isdigit() or not 1 <= int(index) <= int(count):
-        raise ValueError(f"--part must look like i/n with 1 <= i <= n, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected i/n with 1 <= i <= n, got {text!r}")
     return int(index), int(count)
 
 
@@ -267,6 +273,31 @@ def overrides(run: Run, settings: SuiteSettings, assets: Assets, cache_dir: Path
             f"search.generations={settings.generations}",
         ]
     return items
+
+
+def every_run(settings: SuiteSettings) -> list[Run]:
+    """Every run the plan may come to hold, whichever lr each group chooses."""
+    runs: dict[str, Run] = {}
+    for group in groups(settings):
+        for lr in settings.learning_rates:
+            for budget in arm_budgets(settings, group):
+                for seed in settings.seeds:
+                    run = Run(*group[:4], lr, seed, shots=group[4], budget=budget)  # type: ignore[misc]
+                    runs.setdefault(run.run_id, run)
+    return list(runs.values())
+
+
+def check_configs(settings: SuiteSettings, assets: Assets, cache_dir: Path) -> None:
+    """ValueError naming the first run of ``every_run`` whose ``run_config`` fails (e.g. a
+    learning rate <= 0, an unknown method or GLoRA space): refused before any run starts, not
+    by the worker that would come to it (whose part would stop there)."""
+    for run in every_run(settings):
+        try:
+            run_config(run, settings, assets, cache_dir)
+        except ValueError as error:
+            raise ValueError(
+                f"these settings give run {run.run_id} a bad config: {error}"
+            ) from error
 
 
 def run_config(

@@ -26,6 +26,7 @@ from experiments.suite_plan import (
     Assets,
     Run,
     SuiteSettings,
+    check_configs,
     groups,
     in_part,
     plan,
@@ -156,6 +157,7 @@ def execute(
     whoever first creates ``claims/<run id>`` (clear it before starting a new set of processes).
     """
     check_prepared(settings, assets)
+    check_configs(settings, assets, cache_dir(runs))
     check_results_fit(settings, assets, runs, finished(runs))
     if runner is None:
         from experiments import pipeline  # heavy (jax, models): only when really running
@@ -169,11 +171,10 @@ def execute(
         ready = [r for r in todo if _source_done(settings, r, results)]
         run = next((r for r in ready if _claim(claims, r)), None)
         if run is not None:
-            _copy_supernet(settings, run, runs)
-            config = run_config(run, settings, assets, cache_dir(runs))
             log.info("run %s (%d left in this part)", run.run_id, len(todo) - 1)
-            try:
-                runner(config, runs / run.run_id)
+            try:  # a config error too: a claimed run must end with a record others can see
+                _copy_supernet(settings, run, runs)
+                runner(run_config(run, settings, assets, cache_dir(runs)), runs / run.run_id)
             except Exception as error:  # recorded, reported, and the other runs go on
                 log.exception("run %s failed", run.run_id)
                 failure = {"failed": f"{type(error).__name__}: {error}"}

@@ -56,13 +56,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog="\n".join((__doc__ or "").splitlines()[1:]),
     )
     parser.add_argument("--adapter", default="glora", choices=METHODS)
-    parser.add_argument(
-        "--task",
-        "--tasks",
-        dest="tasks",
-        default="fashion_mnist",
-        help="a task, a comma-separated list, or 'all' (the 19 VTAB-1k tasks)",
-    )
+    which = parser.add_mutually_exclusive_group()  # one destination: the last would win
+    for flag in ("--task", "--tasks"):
+        which.add_argument(
+            flag,
+            dest="tasks",
+            default="fashion_mnist",
+            help="a task, a comma-separated list, or 'all' (the 19 VTAB-1k tasks)",
+        )
     parser.add_argument("--preset", choices=PRESETS, default=None)
     parser.add_argument(
         "--source", default=None, help="tfds | noah | offline | npz | folder (default: by preset)"
@@ -89,7 +90,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="call jax.distributed.initialize() first (multi-host pods)",
     )
-    return parser.parse_args(argv)  # fmt: skip
+    args = parser.parse_args(argv)
+    try:
+        task_names(args.tasks)
+    except ValueError as error:
+        parser.error(str(error))
+    return args
+
+
+def task_names(text: str) -> list[str]:
+    """--task/--tasks' value as a list of tasks ('all': the VTAB-1k tasks), items stripped;
+    ValueError for an empty item (which would read as a task named '')."""
+    if text.strip() == "all":
+        return list(TASKS)
+    tasks = [task.strip() for task in text.split(",")]
+    if not any(tasks):
+        raise ValueError(f"--task/--tasks names no task: {text!r}")
+    if not all(tasks):
+        raise ValueError(f"--task/--tasks holds an empty item (a stray comma?): {text!r}")
+    return tasks
 
 
 #: Sources that read the user's own files; like the offline tasks they default to "quickstart"
@@ -198,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     initialize_distributed(args.distributed)
     logging.getLogger(__name__).info(devices_line())
-    tasks = list(TASKS) if args.tasks == "all" else args.tasks.split(",")
+    tasks = task_names(args.tasks)
     workdir = local_path(args.workdir, what="--workdir")
     outs = [task_workdir(workdir, task) for task in tasks]
     shared = sorted({str(out) for out in outs if outs.count(out) > 1})

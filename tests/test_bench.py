@@ -405,9 +405,37 @@ def test_torch_peers_run_at_the_largest_train_batch(
 
     monkeypatch.setattr(run.subprocess, "run", no_run)
     argv = ["--suite=torch", "--size=tiny", "--train-batches", "4", "8", "2", "--out"]
-    assert run.main([*argv, str(tmp_path / "b.json")]) == 0
+    assert run.main([*argv, str(tmp_path / "b.json")]) == 1  # the process failed: see below
     ((torch,),) = [[c for c in commands if "bench.torch_peers" in c]]
     assert torch[torch.index("--train-batches") + 1 :][:2] == ["8", "--infer-batches"]
+
+
+def test_a_failed_part_fails_the_run_after_the_other_parts_rows_are_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def fake_run(command: list[str], check: bool) -> subprocess.CompletedProcess[str]:
+        if command[1:3] == ["-m", "bench.torch_peers"]:
+            return subprocess.CompletedProcess(command, 2)  # dies before writing its rows
+        save_rows([_row("jax/infer/plain", 4, 0.1, flops=1.0)],
+                  Path(command[command.index("--json") + 1]), device="cpu")  # fmt: skip
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(run.subprocess, "run", fake_run)
+    out = tmp_path / "b.json"
+    assert run.main(["--suite=torch,infer", "--size=tiny", "--out", str(out)]) == 1
+    rows, info = load_rows(out)
+    assert [r.key for r in rows] == ["jax/infer/plain@4"]
+    assert info["failed"] == [{"name": "bench.torch_peers", "error": "exit 2, no rows"}]
+    assert capsys.readouterr().err == "error: 1 parts failed: bench.torch_peers (exit 2)\n"
+
+
+def test_an_unknown_attention_is_refused_before_any_part_starts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(run.subprocess, "run", lambda *a, **k: pytest.fail("a part started"))
+    with pytest.raises(SystemExit):
+        run.main(["--attention", "fast", "--size=tiny"])
+    assert "argument --attention: invalid choice: 'fast'" in capsys.readouterr().err
 
 
 def _gpu_suite_and_cpu_count(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -305,10 +306,14 @@ def test_parts_split_the_plan_without_overlap() -> None:
     assert sorted(sum(parts, [])) == sorted(r.run_id for r in runs)
 
 
-@pytest.mark.parametrize("text", ["0/2", "3/2", "1-2", "a/b"])
-def test_parse_part_refuses_bad_parts(text: str) -> None:
-    with pytest.raises(ValueError, match="--part"):
+@pytest.mark.parametrize("text", ["0/2", "3/2", "1-2", "a/b", "5/4", "half"])
+def test_parse_part_refuses_bad_parts(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    message = f"expected i/n with 1 <= i <= n, got {text!r}"
+    with pytest.raises(argparse.ArgumentTypeError, match=re.escape(message)):
         parse_part(text)
+    with pytest.raises(SystemExit):  # the message argparse prints is this one, not its own
+        offline_suite.parse_args(["run", "--part", text])
+    assert f"error: argument --part: {message}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("text", "part"), [("1/1", (1, 1)), ("2/2", (2, 2)), ("3/4", (3, 4))])
@@ -580,12 +585,62 @@ def test_workers_killed_by_a_signal_fail_the_launch(
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             self.code = next(codes)
 
-        def wait(self) -> int:
+        def poll(self) -> int:
             return self.code
+
+        wait = poll
 
     monkeypatch.setattr(offline_suite.subprocess, "Popen", Worker)
     args = offline_suite.parse_args(["run", "--workers", "2", "--runs", str(tmp_path)])
-    assert offline_suite.launch_workers(args) == 1
+    assert offline_suite.launch_workers(args, poll_s=0.0) == 1
+
+
+def test_a_failed_worker_stops_the_others_and_its_log_tail_is_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The others could wait forever on a run the failed one claimed (and the launch with
+    them): they are terminated, and the failed one's code and last 20 log lines reported."""
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "worker1.log").write_text("an earlier launch's line\n")
+    workers: list[Any] = []
+
+    class Worker:
+        def __init__(self, command: list[str], *, stdout: Any, **kwargs: Any) -> None:
+            self.index, self.code, self.polls = len(workers), None, 0
+            workers.append(self)
+            if self.index == 1:  # fails at its second poll, after 30 lines of log
+                stdout.write("".join(f"line {i}\n" for i in range(30)))
+
+        def poll(self) -> int | None:
+            self.polls += 1
+            if self.index == 1 and self.polls > 1:
+                self.code = 3
+            return self.code
+
+        def terminate(self) -> None:
+            self.code = -15
+
+        def wait(self) -> int:
+            if self.code is None:
+                raise AssertionError("waited on a worker that never ends by itself")
+            return self.code
+
+    monkeypatch.setattr(offline_suite.subprocess, "Popen", Worker)
+    args = offline_suite.parse_args(["run", "--workers", "3", "--runs", str(tmp_path)])
+    assert offline_suite.launch_workers(args, poll_s=0.0) == 3
+    assert [w.code for w in workers] == [-15, 3, -15]
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"worker 1 failed (exit code 3), the others were stopped; the end of "
+        f"{tmp_path / 'logs' / 'worker1.log'}:",
+        *(f"line {i}" for i in range(10, 30)),
+    ]
+
+
+def test_workers_must_be_at_least_one(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        offline_suite.parse_args(["run", "--workers", "0"])
+    assert "--workers: expected an integer >= 1, got 0" in capsys.readouterr().err
 
 
 def test_report_without_runs_is_an_error_and_writes_nothing(tmp_path: Path) -> None:
@@ -832,6 +887,84 @@ def test_settings_refuse_seeds_not_starting_at_zero() -> None:
         dataclasses.replace(TINY, seeds=(1, 2))
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"tasks": ("cifar",), "shots": ()}, "unknown offline task 'cifar'"),
+     ({"conv_tasks": ("svhn",)}, "unknown offline task 'svhn'"),
+     ({"budgets": (0, 100)}, r"budgets \(GLoRA's parameter budgets\) must be >= 1")],
+)  # fmt: skip
+def test_settings_refuse_tasks_off_the_offline_ones_and_empty_budgets(
+    change: dict, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(TINY, **change)
+
+
+#: --set options that give some run a config error, and the error.
+BAD_CONFIG_SETS = [
+    ("learning_rates=(-1.0,)", "linear-lr-1-s0 a bad config: learning_rate must be > 0"),
+    ("learning_rates=(1e-6, 1e-3)", "min_lr 1e-05 exceeds learning_rate 1e-06"),
+    ("methods=('linear', 'glora', 'dora')", "dora-lr0.0001-s0 a bad config: unknown method 'dora'"),
+    ("glora_space=huge", "glora-b100000-lr0.0001-s0 a bad config: unknown GLoRA space size 'huge'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("assignment", "message"), BAD_CONFIG_SETS)
+@pytest.mark.parametrize("command", [["run", "--workers", "2"], ["run", "--dry-run"], ["run"]])
+def test_settings_that_give_a_run_a_bad_config_are_refused_before_any_step(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    assignment: str,
+    message: str,
+    command: list[str],
+) -> None:
+    """Not by the worker that comes to the run: its death left the others waiting forever."""
+    steps: list[str] = []
+    for module, name in [(suite_run, "prepare"), (offline_suite, "launch_workers"),
+                         (suite_run, "execute"), (offline_suite, "print_plan")]:  # fmt: skip
+        monkeypatch.setattr(module, name, lambda *a, name=name, **k: steps.append(name))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        offline_suite.main([*_argv(command, tmp_path), f"--set={assignment}"])
+    assert steps == []
+
+
+def test_execute_refuses_a_bad_config_before_any_run(tmp_path: Path) -> None:
+    calls: list[str] = []
+    settings = dataclasses.replace(TINY, learning_rates=(1e-3, -1.0))
+    with pytest.raises(ValueError, match="learning_rate must be > 0"):
+        execute(settings, prepared_assets(tmp_path), tmp_path / "runs",
+                runner=fake_runner({1e-3: 0.5}, calls), poll_s=0.0)  # fmt: skip
+    assert calls == [] and not (tmp_path / "runs").exists()
+
+
+def test_a_run_whose_config_fails_in_a_worker_is_recorded_failed_and_nobody_waits_on_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers on one claims folder: the first claims a run whose config fails (a check
+    the settings could not foresee); it records the failure and goes on, and the second finds
+    the plan complete instead of waiting (until its deadline) for the claimed run."""
+    bad = "main-digits-dinov2-s14-linear-lr0.0001-s0"
+    real = suite_run.run_config
+
+    def run_config(run: Run, *args: Any) -> ExperimentConfig:
+        if run.run_id == bad:
+            raise ValueError("a config error")
+        return real(run, *args)
+
+    monkeypatch.setattr(suite_run, "run_config", run_config)
+    assets, runs, claims = prepared_assets(tmp_path), tmp_path / "runs", tmp_path / "claims"
+    runner = fake_runner({1e-4: 0.6, 1e-3: 0.7}, [])
+    first = execute(TINY, assets, runs, runner=runner, poll_s=0.0, claims=claims)
+    assert bad in first
+    assert finished(runs)[bad] == {"failed": "ValueError: a config error"}
+    started = time.monotonic()
+    second = execute(TINY, assets, runs, runner=runner, poll_s=0.01, claims=claims,
+                     deadline_s=5.0)  # fmt: skip
+    assert second == [] and time.monotonic() - started < 4.0
+    results = finished(runs)
+    assert not [r for r in plan(TINY, results) if r.run_id not in results]
+
+
 @pytest.mark.parametrize("field", ["budgets", "learning_rates", "seeds", "tasks", "shots"])
 def test_settings_refuse_a_value_given_twice(field: str) -> None:
     values = getattr(TINY, field)
@@ -967,7 +1100,7 @@ def test_workers_each_run_one_process_of_the_part_on_fresh_claims(
         def __init__(self, command: list[str], **kwargs: Any) -> None:
             commands.append(command)
 
-        def wait(self) -> int:
+        def poll(self) -> int:
             return 0
 
     monkeypatch.setattr(offline_suite.subprocess, "Popen", Worker)
@@ -978,7 +1111,7 @@ def test_workers_each_run_one_process_of_the_part_on_fresh_claims(
         ["run", "--workers", "3", "--runs", str(tmp_path / "runs"), "--claims", str(claims),
          "--part", "2/3", "--set", "epochs=2", "--deadline-s", "60"]
     )  # fmt: skip
-    assert offline_suite.launch_workers(args) == 0
+    assert offline_suite.launch_workers(args, poll_s=0.0) == 0
     assert len(commands) == 3 and all(command == commands[0] for command in commands)
     command = commands[0]
     after = {flag: command[command.index(flag) + 1] for flag in ("--workers", "--claims", "--part")}
@@ -1102,3 +1235,22 @@ def test_the_module_command_reports_bad_input_without_a_traceback(tmp_path: Path
         "experiments.offline_suite run`, or run it first"
     )
     assert "Traceback" not in done.stderr and not (tmp_path / "doc.md").exists()
+
+
+def test_the_module_command_refuses_a_bad_learning_rate_before_starting_workers(
+    tmp_path: Path,
+) -> None:
+    """This command used to hang: a worker died on the run's config, the other waited on it."""
+    runs = tmp_path / "runs"
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.offline_suite", "run", "--workers", "2",
+         "--runs", str(runs), "--assets", str(tmp_path / "a"), "--set",
+         "learning_rates=(-1.0,)"],
+        capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: ValueError: these settings give run main-fashion_mnist-dinov2-s14-linear-lr-1-s0 "
+        "a bad config: learning_rate must be > 0 and finite, got -1.0"
+    )
+    assert "Traceback" not in done.stderr and not (runs / "logs").exists()

@@ -607,6 +607,33 @@ def test_tasks_sharing_a_results_folder_are_refused(tmp_path):
         vtab.main(["--tasks=digits,digits", f"--workdir={tmp_path / 'w'}"])
 
 
+@pytest.mark.parametrize(
+    "flags", [["--task=digits", "--tasks=mnist5k"], ["--tasks=mnist5k", "--task=digits"]]
+)
+def test_task_and_tasks_together_are_refused(flags, capsys):
+    """They share one destination: the last one silently won."""
+    with pytest.raises(SystemExit):
+        vtab.parse_args(flags)
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [("", "names no task: ''"), (" , ", "names no task: ' , '"),
+     ("digits,", "holds an empty item (a stray comma?): 'digits,'"),
+     ("digits,,mnist5k", "holds an empty item (a stray comma?): 'digits,,mnist5k'")],
+)  # fmt: skip
+def test_an_empty_task_list_or_item_is_refused_saying_so(value, error, capsys):
+    with pytest.raises(SystemExit):
+        vtab.parse_args([f"--tasks={value}"])
+    assert f"error: --task/--tasks {error}" in capsys.readouterr().err
+
+
+def test_task_items_are_stripped():
+    assert vtab.task_names(" digits , mnist5k") == ["digits", "mnist5k"]
+    assert vtab.task_names("all") == list(vtab.TASKS)
+
+
 @pytest.mark.parametrize("distributed", [False, True])
 def test_distributed_initializes_jax_first_and_only_when_asked(distributed, tmp_path, monkeypatch):
     calls = []
@@ -955,8 +982,9 @@ def test_a_given_checkpoint_is_read_instead_of_the_weights_cache(tmp_path, monke
     ],
 )  # fmt: skip
 def test_config_errors_fail_before_the_data_loads(tmp_path, no_data_loads, flags, error):
+    tiny = [f for f in TINY if f != "--task=digits"] if "--tasks" in str(flags) else TINY
     with pytest.raises((ValueError, FileNotFoundError, SystemExit), match=error):
-        vtab.main([f"--workdir={tmp_path}", *TINY, *flags])
+        vtab.main([f"--workdir={tmp_path}", *tiny, *flags])
     assert not any(tmp_path.rglob("*"))
 
 

@@ -47,7 +47,7 @@ from experiments.config import ExperimentConfig, as_dict, config_changes, dotted
 from experiments.data import load_task
 from experiments.data.base import SplitArrays
 from experiments.data.folder import class_folders
-from experiments.data.load import DEFAULT_SPLIT_SEED
+from experiments.data.load import DEFAULT_SPLIT_SEED, check_available
 from experiments.data.pipeline import TrainBatches, data_digest
 from experiments.local_files import local_path
 from experiments.methods import Method, bias_grad_for, build_method, unread_knobs
@@ -144,7 +144,8 @@ def load_splits(config: ExperimentConfig) -> Splits:
     """train800 / val200 / test (the first ``data.test_limit`` test images if set), and
     train800val200 when a search's retrain will need it (missing, it fails now, not after the
     training and the search)."""
-    test = load_split(config, "test")
+    loaded = {split: load_split(config, split) for split in run_splits(config)}
+    test = loaded["test"]
     available, limit = len(test), config.data.test_limit
     if limit is not None and available > limit:
         log.warning(
@@ -157,11 +158,16 @@ def load_splits(config: ExperimentConfig) -> Splits:
             "the test split holds %d images: its accuracy moves in steps of %.1f points",
             len(test), 100 / len(test),
         )  # fmt: skip
-    retrain = config.method.searchable and config.search.retrain
     return Splits(
-        load_split(config, "train800"), load_split(config, "val200"), test, available,
-        retrain=load_split(config, "train800val200") if retrain else None,
-    )  # fmt: skip
+        loaded["train800"], loaded["val200"], test, available, retrain=loaded.get("train800val200")
+    )
+
+
+def run_splits(config: ExperimentConfig) -> tuple[str, ...]:
+    """The splits a run of ``config`` loads, in order: test, train800, val200, and
+    train800val200 when a search's retrain will need it."""
+    retrain = config.method.searchable and config.search.retrain
+    return ("test", "train800", "val200") + (("train800val200",) if retrain else ())
 
 
 def train_on(
@@ -283,7 +289,9 @@ def check_runs_here(config: ExperimentConfig, workdir: str | pathlib.Path) -> pa
     """``workdir`` as a local Path; ValueError, before any work, for a URL as the workdir, data
     dir, cache dir, own data's path or checkpoint (``experiments.local_files``), or cuDNN
     attention off an NVIDIA GPU; FileNotFoundError for a checkpoint that is missing or needed
-    (``backbones.check_weights``)."""
+    (``backbones.check_weights``); DataNotFoundError for the task's data missing
+    (``experiments.data.load.check_available``: a missing later task of ``--tasks`` fails
+    before the first one trains)."""
     own_data = config.data.task if config.data.source in ("npz", "folder") else None
     for what, path in (
         ("data.data_dir", config.data.data_dir),
@@ -293,6 +301,11 @@ def check_runs_here(config: ExperimentConfig, workdir: str | pathlib.Path) -> pa
     ):
         if path is not None:
             local_path(path, what=what)
+    data = config.data
+    check_available(
+        data.task, source=data.source, splits=run_splits(config), data_dir=data.data_dir,
+        version=data.version,
+    )  # fmt: skip
     check_weights(config.backbone)
     if config.backbone.attention == "cudnn" and jax.default_backend() != "gpu":
         raise ValueError(

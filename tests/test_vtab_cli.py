@@ -975,7 +975,8 @@ def test_a_given_checkpoint_is_read_instead_of_the_weights_cache(tmp_path, monke
         (["--checkpoint=/nowhere/ViT-B_16.npz", "--set", "backbone.name=vit-b16"],
          "no vit-b16 checkpoint at /nowhere/ViT-B_16.npz"),
         (["--tasks=digits,nosuch"], "'nosuch' is not a VTAB-1k task"),  # before digits runs
-        (["--source=npz", "--tasks=/data/a.npz,gs://b/c.npz"], "data.task 'gs://b/c.npz'"),
+        # a file that is there (its missing data would be named first; it is never read)
+        (["--source=npz", f"--tasks={__file__},gs://b/c.npz"], "data.task 'gs://b/c.npz'"),
         (["--adapter=lora", "--set", "method.rank=0"], "LoRA rank must be an int >= 1, got 0"),
         (["--adapter=flora", "--set", "method.tucker=cp"], "tucker must be one of"),
         (["--set", "backbone.image_size=24"], "image_size 24 is no multiple"),
@@ -1290,6 +1291,7 @@ def test_a_vtab_task_run_beside_an_offline_task_writes_the_table(tmp_path, monke
         return result
 
     monkeypatch.setattr(pipeline, "run", fake_run)
+    monkeypatch.setattr(pipeline, "check_available", lambda *args, **kwargs: None)  # no data here
     argv = ["--tasks=dtd,digits", "--adapter=lora", "--preset=quickstart", f"--workdir={tmp_path}"]
     assert vtab.main(argv) == 0
     (row,) = [line for line in (tmp_path / "vtab_table.md").read_text().splitlines()
@@ -1319,6 +1321,7 @@ def test_vtab_table_keeps_the_tasks_of_earlier_commands(tmp_path, monkeypatch):
         return result
 
     monkeypatch.setattr(pipeline, "run", fake_run)
+    monkeypatch.setattr(pipeline, "check_available", lambda *args, **kwargs: None)  # no data here
     checkpoint = tmp_path / "ViT-B_16.npz"  # the paper's backbone: checked before any task runs
     checkpoint.touch()
     flags = [f"--workdir={tmp_path}", "--source=noah", f"--data_dir={tmp_path / 'vtab-1k'}",

@@ -33,13 +33,19 @@ IMAGE_SUFFIXES = frozenset(
 )
 
 
+def existing_npz(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a Path; DataNotFoundError when no file is there."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"no npz file at {path}")
+    return path
+
+
 def open_npz_split(
     path: str | os.PathLike[str], split: str, *, seed: int
 ) -> tuple[ArraySource, int]:
     """(examples of ``split``, num_classes) from an images + labels .npz file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError(f"no npz file at {path}")
+    path = existing_npz(path)
     with open_npz(path) as arrays:  # ValueError for a CSV, a pickle, a torn file, one array
         missing = {"images", "labels"} - set(arrays.files)
         if missing:

@@ -9,12 +9,18 @@ from pathlib import Path
 from typing import Literal
 
 from experiments.data.base import DataNotFoundError, ExampleSource, ImageFileSource, SplitArrays
-from experiments.data.folder import open_folder_split, open_npz_split
+from experiments.data.folder import class_folders, existing_npz, open_folder_split, open_npz_split
 from experiments.data.materialize import materialize_cached
-from experiments.data.noah import open_noah_split, split_list_path
-from experiments.data.offline import check_offline_task, open_offline_split
+from experiments.data.noah import existing_split_list, open_noah_split, split_list_path
+from experiments.data.offline import check_offline_files, check_offline_task, open_offline_split
 from experiments.data.preprocess import Normalization, check_normalization, normalize
-from experiments.data.vtab import open_vtab_split, resolve_tfds_data_dir, vtab_task
+from experiments.data.splits import check_vtab1k_split
+from experiments.data.vtab import (
+    open_vtab_split,
+    prepared_builder,
+    resolve_tfds_data_dir,
+    vtab_task,
+)
 
 Source = Literal["tfds", "noah", "offline", "npz", "folder"]
 SOURCES: tuple[str, ...] = ("tfds", "noah", "offline", "npz", "folder")
@@ -56,6 +62,42 @@ def check_task_options(
         raise ValueError(f"source {source!r} takes its path as name; leave data_dir unset")
     if source == "offline":
         check_offline_task(name, data_dir=data_dir)
+
+
+def check_available(
+    name: str,
+    *,
+    source: str,
+    splits: Iterable[str],
+    data_dir: str | os.PathLike[str] | None = None,
+    version: str | None = None,
+) -> None:
+    """The error :func:`load_task` would give, for one of ``splits``, when the task's data is
+    not on this machine (DataNotFoundError, saying what to fetch), found cheaply, before any
+    image is decoded: tfds' prepared ArrayRecord copy (from its metadata), NOAH's split lists
+    (not the images they name), the npz file, the class folders (a listing of the root), an
+    offline set's files (or scikit-learn). Plus the ValueErrors of :func:`check_task_options`.
+
+    ``cache_dir`` is no way around it: a cache entry's key holds a stamp of the source files
+    (``_stamp``), so a load needs them even when its split is cached.
+
+    Not checked (the load still finds them): what the files hold (a split too small or absent
+    in the prepared tfds copy, images a NOAH list names but lacks, unreadable files, too few
+    classes)."""
+    check_task_options(name, source=source, data_dir=data_dir, version=version)
+    if source == "tfds":
+        prepared_builder(vtab_task(name, version=version), data_dir=data_dir)
+    elif source == "noah":
+        assert data_dir is not None  # check_task_options
+        for split in splits:
+            check_vtab1k_split(split)
+            existing_split_list(data_dir, name, split)
+    elif source == "offline":
+        check_offline_files(name, data_dir=data_dir)
+    elif source == "npz":
+        existing_npz(name)
+    else:
+        class_folders(Path(name))
 
 
 def load_task(

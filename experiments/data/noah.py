@@ -29,6 +29,14 @@ def split_list_path(root: str | os.PathLike[str], name: str, split: str) -> Path
     return Path(root) / name / f"{split}.txt"
 
 
+def existing_split_list(root: str | os.PathLike[str], name: str, split: str) -> Path:
+    """``split_list_path``; DataNotFoundError, saying what to fetch, when no file is there."""
+    list_path = split_list_path(root, name, split)
+    if not list_path.is_file():
+        raise DataNotFoundError(f"no NOAH split list at {list_path}; {NOAH_HINT.format(split)}")
+    return list_path
+
+
 def read_split_list(path: Path) -> tuple[tuple[Path, ...], np.ndarray]:
     """Parse a NOAH list file -> (absolute image paths, labels (N,) int32)."""
     paths: list[Path] = []
@@ -52,9 +60,7 @@ def open_noah_split(name: str, split: str, *, root: str | os.PathLike[str]) -> I
     """The ``split`` list of VTAB-1k task ``name`` under ``root`` (NOAH's vtab-1k folder)."""
     task = vtab_task(name)
     check_vtab1k_split(split)
-    list_path = split_list_path(root, name, split)
-    if not list_path.is_file():
-        raise DataNotFoundError(f"no NOAH split list at {list_path}; {NOAH_HINT.format(split)}")
+    list_path = existing_split_list(root, name, split)
     paths, labels = read_split_list(list_path)
     missing = [path for path in paths if not path.is_file()]
     if missing:

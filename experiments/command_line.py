@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
+
+from experiments.local_files import local_path
 
 #: Loggers whose INFO lines are chatter to a user of the commands: Orbax's (through absl: about
 #: 40 lines a checkpoint) and jax's backend probing ("Unable to initialize backend 'tpu'").
@@ -49,3 +53,19 @@ def run_main(main: Callable[[], int], *, resume_hint: str, timestamps: bool = Fa
         sys.exit(128 + signal.SIGINT)
     except (ValueError, OSError) as error:
         sys.exit(f"error: {type(error).__name__}: {error}")
+
+
+def path_argument(text: str) -> Path:
+    """argparse ``type`` of a file or folder option: ``text`` as a Path, an empty one (which
+    would be the working directory) or a URL refused with ``local_path``'s message."""
+    try:
+        return local_path(text, what="this")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def spellings(flag: str) -> tuple[str, str]:
+    """``flag`` and its other spelling, for ``add_argument``: "--dry_run" -> ("--dry_run",
+    "--dry-run"); the first names the option's dest and help line."""
+    other = flag[:2] + (flag[2:].replace("_", "-") if "_" in flag else flag[2:].replace("-", "_"))
+    return flag, other

@@ -129,18 +129,19 @@ class _Changes(dict[str, Any]):
 
 def override(config: Any, assignments: Iterable[str]) -> Any:
     """``config`` with every "a.b.c=value" applied (nested frozen dataclasses), each dataclass
-    rebuilt, and so checked, once with all of its changes: their order does not matter."""
+    rebuilt, and so checked, once with all of its changes: their order does not matter, except
+    that of a key given twice the last wins (as absl's and argparse's flags do)."""
     changes = _Changes()
     for assignment in assignments:
         path, sep, raw = assignment.partition("=")
         if not sep:
             raise ValueError(f"override {assignment!r} is not of the form key.path=value")
-        _record(config, path.strip().split("."), _parse(raw.strip()), changes, full=path)
+        _record(config, path.strip().split("."), raw.strip(), changes, full=path.strip())
     return _apply(config, changes)
 
 
-def _record(node: Any, keys: list[str], value: Any, changes: _Changes, *, full: str) -> None:
-    """Check ``keys`` name a field of ``node`` and ``value`` its type; note it in ``changes``."""
+def _record(node: Any, keys: list[str], text: str, changes: _Changes, *, full: str) -> None:
+    """Check ``keys`` name a field of ``node`` and ``text`` its type; note it in ``changes``."""
     if not dataclasses.is_dataclass(node) or isinstance(node, type):
         raise ValueError(f"cannot set {full!r}: {type(node).__name__} has no fields")
     names = {f.name for f in dataclasses.fields(node)}
@@ -148,9 +149,10 @@ def _record(node: Any, keys: list[str], value: Any, changes: _Changes, *, full: 
         raise ValueError(f"unknown config key {full!r}: {keys[0]!r} is not one of {sorted(names)}")
     if len(keys) > 1:
         nested = changes.setdefault(keys[0], _Changes())
-        _record(getattr(node, keys[0]), keys[1:], value, nested, full=full)
+        _record(getattr(node, keys[0]), keys[1:], text, nested, full=full)
     else:
-        changes[keys[0]] = _typed(value, typing.get_type_hints(type(node))[keys[0]], full=full)
+        hint = typing.get_type_hints(type(node))[keys[0]]
+        changes[keys[0]] = _typed(_parse(text), hint, full=full, text=text)
 
 
 def _apply(node: Any, changes: _Changes) -> Any:
@@ -160,9 +162,10 @@ def _apply(node: Any, changes: _Changes) -> Any:
     return dataclasses.replace(node, **values) if values else node
 
 
-def _typed(value: Any, hint: Any, *, full: str) -> Any:
+def _typed(value: Any, hint: Any, *, full: str, text: str | None = None) -> Any:
     """``value`` as field type ``hint`` (an int where a float is due becomes a float, a list a
-    tuple, "true" / "false" in any case a bool); ValueError naming the key when it is not one:
+    tuple, "true" / "false" in any case a bool, a number where a string is due the ``text`` it
+    was parsed from: data.version=3.0 is "3.0"); ValueError naming the key when it is not one:
     int, float, bool, str, None, tuples (``tuple[T, ...]``: every item as T; ``tuple[A, B]``: its
     length and each item as its position's type) and their unions are checked, other types
     (dataclasses, modules) refused."""
@@ -178,6 +181,8 @@ def _typed(value: Any, hint: Any, *, full: str) -> Any:
             return value.lower() == "true"
         if option in (bool, str) and type(value) is option:
             return value
+        if option is str and text is not None and isinstance(value, int | float):
+            return text
         if typing.get_origin(option) is tuple and isinstance(value, list | tuple):
             items = typing.get_args(option)
             kinds = [items[0]] * len(value) if items[1:] == (Ellipsis,) else list(items)

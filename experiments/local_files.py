@@ -21,9 +21,11 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")
 
 
 def local_path(path: str | os.PathLike[str], *, what: str) -> Path:
-    """``path`` as a Path; ValueError naming ``what`` if it is a URL (scheme://..., or a Path
-    that pathlib made of one, scheme:/...)."""
+    """``path`` as a Path; ValueError naming ``what`` if it is empty (which would be the working
+    directory) or a URL (scheme://..., or a Path that pathlib made of one, scheme:/...)."""
     text = os.fspath(path)
+    if not text.strip():
+        raise ValueError(f"{what} is an empty path: give one ('.' is the working directory)")
     if _URL.match(text):
         raise ValueError(
             f"{what} {text!r} is a URL, and this code reads and writes local paths only: mount "
@@ -31,6 +33,15 @@ def local_path(path: str | os.PathLike[str], *, what: str) -> Path:
             "copy the files to a local disk"
         )
     return Path(text)
+
+
+def check_folder_path(folder: str | Path, *, what: str) -> None:
+    """ValueError where ``folder``, or the nearest of its parents that exists, is a file."""
+    path = Path(folder)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        where = "is a file" if existing == path else f"lies under the file {existing}"
+        raise ValueError(f"{what} {folder} {where}: give a folder's path")
 
 
 def open_npz(path: str | os.PathLike[str]) -> np.lib.npyio.NpzFile:

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.command_line import run_main
+from experiments.command_line import path_argument, run_main, spellings
 from experiments.config import override
 from experiments.suite_plan import (
     BACKBONE_OF_STUDY,
@@ -57,15 +57,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         sub.add_argument("--set", dest="overrides", action="append", default=[],
                          metavar="KEY=VALUE", help="override a SuiteSettings field")  # fmt: skip
     for sub in (pack, prepare, run, report):
-        sub.add_argument("--assets", type=Path, default=Path(".suite/assets"))
-        sub.add_argument("--runs", type=Path, default=Path(".suite/runs"))
+        sub.add_argument("--assets", type=path_argument, default=Path(".suite/assets"))
+        sub.add_argument("--runs", type=path_argument, default=Path(".suite/runs"))
     run.add_argument("--part", type=parse_part, default=(1, 1), help="i/n: this share of runs")
-    run.add_argument("--dry-run", action="store_true", help="print the plan and exit")
-    run.add_argument("--deadline-s", type=float, default=None,
+    run.add_argument(*spellings("--dry-run"), action="store_true", help="print the plan and exit")
+    run.add_argument(*spellings("--deadline-s"), type=float, default=None,
                      help="start no run after this many seconds")  # fmt: skip
-    run.add_argument("--compile-cache", default=None, help="JAX persistent compilation cache")
     run.add_argument(
-        "--matmul-precision", default="highest", choices=("default", "high", "highest"),
+        *spellings("--compile-cache"), default=None, help="JAX persistent compilation cache"
+    )
+    run.add_argument(
+        *spellings("--matmul-precision"), default="highest", choices=("default", "high", "highest"),
         help="jax_default_matmul_precision; 'highest' = true float32 on GPUs (the default "
         "would use TF32, whose rounding can fail the merged-model check)",
     )  # fmt: skip
@@ -76,11 +78,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="N > 1: prepare, then N processes share this part through --claims "
         "(default <runs>/claims, emptied first); logs in <runs>/logs",
     )
-    run.add_argument("--claims", type=Path, default=None,
+    run.add_argument("--claims", type=path_argument, default=None,
                      help="shared folder: parallel processes of one part take runs first come, "
                      "first served (empty it before starting them)")  # fmt: skip
-    report.add_argument("--doc", type=Path, default=Path("docs/results.md"))
-    report.add_argument("--figures", type=Path, default=Path("docs"))
+    report.add_argument("--doc", type=path_argument, default=Path("docs/results.md"))
+    report.add_argument("--figures", type=path_argument, default=Path("docs"))
     return parser.parse_args(argv)
 
 

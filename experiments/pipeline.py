@@ -49,7 +49,7 @@ from experiments.data.base import SplitArrays
 from experiments.data.folder import class_folders
 from experiments.data.load import DEFAULT_SPLIT_SEED, check_available
 from experiments.data.pipeline import TrainBatches, data_digest
-from experiments.local_files import local_path
+from experiments.local_files import check_folder_path, local_path
 from experiments.methods import Method, bias_grad_for, build_method, unread_knobs
 from experiments.search_log import SearchLog
 from experiments.training import TrainResult, train
@@ -321,15 +321,6 @@ def check_runs_here(config: ExperimentConfig, workdir: str | pathlib.Path) -> pa
             f"{jax.default_backend()!r}: leave backbone.attention unset (XLA's attention)"
         )
     return local_path(workdir, what="workdir")
-
-
-def check_folder_path(folder: str | pathlib.Path, *, what: str) -> None:
-    """ValueError where ``folder``, or the nearest of its parents that exists, is a file."""
-    path = pathlib.Path(folder)
-    existing = next((p for p in (path, *path.parents) if p.exists()), None)
-    if existing is not None and not existing.is_dir():
-        where = "is a file" if existing == path else f"lies under the file {existing}"
-        raise ValueError(f"{what} {folder} {where}: give a folder's path")
 
 
 def check_same_experiment(config: ExperimentConfig, workdir: pathlib.Path) -> None:

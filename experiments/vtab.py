@@ -31,7 +31,7 @@ import jax
 
 from experiments import pipeline
 from experiments.backbones import NATIVE_NORMALIZATION, PATCH, VIT_ONLY_OPTIONS, BackboneConfig
-from experiments.command_line import run_main
+from experiments.command_line import run_main, spellings
 from experiments.config import (
     ExperimentConfig,
     as_assignments,
@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--source", default=None, help="tfds | noah | offline | npz | folder (default: by preset)"
     )
-    parser.add_argument("--data_dir", default=None)
+    parser.add_argument(*spellings("--data_dir"), default=None)
     parser.add_argument("--checkpoint", default=None, help="backbone weights (.npz)")
     parser.add_argument("--workdir", default="runs/vtab")
     parser.add_argument(
@@ -80,7 +80,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="override any config field (repeatable)",
     )
     parser.add_argument(
-        "--dry_run",
+        *spellings("--dry_run"),
         action="store_true",
         help="check every task's config and workdir, print each setting as --set takes it, "
         "and stop before any data or weights load",
@@ -95,6 +95,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         task_names(args.tasks)
     except ValueError as error:
         parser.error(str(error))
+    for flag in ("source", "data_dir", "checkpoint", "workdir"):  # "" would read as not given
+        if getattr(args, flag) is not None and not getattr(args, flag).strip():
+            parser.error(f"--{flag} is empty: give a value, or leave the flag out")
     return args
 
 

@@ -29,6 +29,13 @@ def test_a_local_path_passes_unchanged(path: str) -> None:
     assert local_path(Path(path), what="workdir") == Path(path)
 
 
+@pytest.mark.parametrize("path", ["", " "])
+def test_an_empty_path_is_refused_naming_the_setting(path: str) -> None:
+    """Path("") is Path("."): an empty setting would read and write the working directory."""
+    with pytest.raises(ValueError, match=r"^workdir is an empty path: give one"):
+        local_path(path, what="workdir")
+
+
 def _truncated(path: Path) -> None:
     """A real .npz cut in half: an interrupted download."""
     np.savez(path, images=np.zeros((1010, 3, 3), np.uint8), labels=np.arange(1010) % 3)

@@ -316,6 +316,28 @@ def test_parse_part_refuses_bad_parts(text: str, capsys: pytest.CaptureFixture[s
     assert f"error: argument --part: {message}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag", ["--assets", "--runs", "--claims"])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("", "this is an empty path: give one"), ("gs://b/runs", "this 'gs://b/runs' is a URL")],
+)
+def test_path_flags_refuse_empty_paths_and_urls(
+    flag: str, value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Path("") is the working directory, Path("gs://b/runs") the local folder gs:/b/runs."""
+    with pytest.raises(SystemExit):
+        offline_suite.parse_args(["run", f"{flag}={value}"])
+    assert f"error: argument {flag}: {message}" in capsys.readouterr().err
+
+
+def test_run_flags_take_either_spelling() -> None:
+    """--dry_run, --deadline_s as experiments.vtab spells its flags."""
+    argv = ["--dry_run", "--deadline_s=5", "--compile_cache=c", "--matmul_precision=high"]
+    underscored = offline_suite.parse_args(["run", *argv])
+    assert underscored == offline_suite.parse_args(["run", *(a.replace("_", "-") for a in argv)])
+    assert underscored.dry_run and underscored.deadline_s == 5.0
+
+
 @pytest.mark.parametrize(("text", "part"), [("1/1", (1, 1)), ("2/2", (2, 2)), ("3/4", (3, 4))])
 def test_parse_part_reads_good_parts(text: str, part: tuple[int, int]) -> None:
     assert parse_part(text) == part

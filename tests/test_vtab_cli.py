@@ -304,6 +304,9 @@ def test_supernet_knobs_of_a_method_without_one_are_warned_about(argv, warning, 
         ("search.retrain=True", True),
         ("backbone.scan=false", False),
         ("backbone.scan=TRUE", True),  # "true" / "false" in any case
+        ("data.cache_dir=2026", "2026"),  # a string field takes the text, not an int
+        ("data.cache_dir=1e3", "1e3"),  # ... nor the float's repr ("1000.0")
+        ("data.cache_dir='1e3'", "1e3"),  # quoted: the same
     ],
 )
 def test_overrides_take_the_field_type(assignment: str, want: object) -> None:
@@ -320,7 +323,7 @@ def test_overrides_take_the_field_type(assignment: str, want: object) -> None:
         ("train.epochs=abc", "'train.epochs' takes int, got 'abc'"),
         ("search.population=2.5", "'search.population' takes int, got 2.5"),
         ("search.retrain=1", "'search.retrain' takes bool, got 1"),
-        ("data.task=3", "'data.task' takes str, got 3"),
+        ("data.task=[3]", "'data.task' takes str, got [3]"),
         ("train.epochs=True", "'train.epochs' takes int, got True"),  # a bool is no int here
         ("train.optim.learning_rate=False", "'train.optim.learning_rate' takes float, got False"),
         ("train.epochs.max=3", "cannot set 'train.epochs.max': int has no fields"),
@@ -329,6 +332,13 @@ def test_overrides_take_the_field_type(assignment: str, want: object) -> None:
 def test_overrides_of_the_wrong_type_fail_naming_the_key(assignment: str, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         override(quickstart(), [assignment])
+
+
+@pytest.mark.parametrize("version", ["3.0", "3.0.0", "'3.0'"])
+def test_a_tfds_version_is_taken_as_written(version: str) -> None:
+    """data.version=3.0 was parsed as the float 3.0 and refused ("takes str | None")."""
+    config = override(paper("cifar"), [f"data.version={version}"])
+    assert config.data.version == version.strip("'")
 
 
 def test_overrides_may_space_the_key_and_value() -> None:
@@ -540,6 +550,29 @@ def test_a_url_for_a_path_is_refused_before_any_work(tmp_path, monkeypatch, flag
     with pytest.raises(ValueError, match=re.escape(what) + " is a URL.*mount the bucket"):
         vtab.main(["--adapter=lora", "--workdir=w", *TINY, *flags])
     assert not any(tmp_path.rglob("*"))
+
+
+@pytest.mark.parametrize("flag", ["--source", "--data_dir", "--checkpoint", "--workdir"])
+def test_an_empty_flag_is_refused(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """--checkpoint= and --data_dir= read as not given (the default weights and data), and
+    --workdir= as the working directory."""
+    with pytest.raises(SystemExit):
+        vtab.parse_args([f"{flag}="])
+    assert f"error: {flag} is empty: give a value, or leave the flag out" in capsys.readouterr().err
+
+
+def test_an_empty_path_set_is_refused_before_any_work(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"^data\.cache_dir is an empty path: give one"):
+        vtab.main(["--adapter=lora", "--workdir=w", *TINY, "--set", "data.cache_dir="])
+    assert not any(tmp_path.rglob("*"))
+
+
+def test_flags_take_either_spelling() -> None:
+    """--dry-run and --data-dir as offline_suite and bench spell their flags."""
+    dashed = vtab.parse_args(["--dry-run", "--data-dir=d"])
+    assert dashed == vtab.parse_args(["--dry_run", "--data_dir=d"])
+    assert (dashed.dry_run, dashed.data_dir) == (True, "d")
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU's refusal and devices line")

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gzip
 import re
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from bench.hlo_kernels import read_text
+from experiments.command_line import exit_on_error
 
 #: The delay kernel's timeout (``delay_kernel_cuda.cu.cc``: 2e8 cycles, ~100 ms at 2 GHz).
 STALL_MS = 100.0
@@ -138,17 +139,10 @@ def instruction_key(hlo: str) -> Key:
     )
 
 
-def _read(path: Path) -> str:
-    if path.suffix == ".gz":
-        with gzip.open(path, "rt") as f:
-            return f.read()
-    return path.read_text()
-
-
 def read_profiles(path: Path) -> list[Profile]:
     """The instructions of a ``--xla_gpu_dump_autotune_logs_to`` dump."""
     profiles = []
-    for index, p in enumerate(parse_text_proto(_read(path)).get("instruction_profiles", [])):
+    for index, p in enumerate(parse_text_proto(read_text(path)).get("instruction_profiles", [])):
         times: dict[str, float] = {}
         for candidate in p.get("config_profiles", []):
             nanos = _first(_first(candidate, "run_time", {}), "nanos")
@@ -164,7 +158,7 @@ def read_picks(path: Path) -> dict[str, str]:
     """hlo fingerprint -> picked config (``config_name``) of a
     ``--xla_gpu_dump_autotune_results_to`` dump."""
     picks = {}
-    for entry in parse_text_proto(_read(path)).get("entries", []):
+    for entry in parse_text_proto(read_text(path)).get("entries", []):
         fingerprint = _first(_first(_first(entry, "key", {}), "target", {}), "hlo_fingerprint")
         config = _first(_first(entry, "value", {}), "optimal_config")
         if fingerprint is not None and config is not None:
@@ -306,4 +300,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_on_error(main)

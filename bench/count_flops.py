@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from bench.inputs import one_device_mesh, random_batches
 from bench.jax_serve import INFER_VARIANTS
 from bench.models import convnext_backbone, vit_backbone
 from bench.sizes import SIZES, BenchSize
+from experiments.command_line import exit_on_error
 
 #: Suffix of the training rows whose taps run the one-read kernel (``grads="pallas"``).
 ONE_READ_SUFFIX = "-pallas"
@@ -76,10 +76,42 @@ def counted_step(key: str) -> str | None:
     return key if name.startswith("jax/train") else None
 
 
+def check_keys(size: BenchSize, keys: Collection[str]) -> None:
+    """A ValueError when some of ``keys`` are no training row of ``size`` (at a batch >= 1) nor
+    a scaling row of a scaling case (at a batch its devices divide), naming them and the rows."""
+    names = {
+        f"{prefix}/{case.label}"
+        for suite in jax_train.TRAINING_SUITES
+        for prefix, cases, _ in [jax_train.training_suite(size, suite)]
+        for case in cases
+    }
+    scaled = sorted(case.label for case in jax_train.SCALE_CASES)
+
+    def known(key: str) -> bool:
+        name, _, batch = key.rpartition("@")
+        if not batch.isdigit() or int(batch) < 1:
+            return False
+        parsed = scaling.parse_name(name)
+        if parsed is None:
+            return name in names
+        return parsed[0] in scaled and int(batch) % parsed[1] == 0
+
+    unknown = [key for key in keys if not known(key)]
+    if unknown:
+        raise ValueError(
+            f"{unknown} name no training row of size {size.name!r}: the rows are NAME@BATCH with "
+            f"NAME one of {sorted(names)}, or {scaling.PREFIX}/CASE/Ndev@BATCH (N devices, "
+            f"BATCH a multiple of N) with CASE one of {scaled}"
+        )
+
+
 def count_all(size: BenchSize, keys: Collection[str] | None = None) -> dict[str, float]:
     """{row key "name@batch": FLOPs of one call} for the inference and search rows and the
     training rows of ``keys`` (any batch; scanned, one-read and scaling rows through
-    ``counted_step``), or without ``keys`` every training row of ``size``."""
+    ``counted_step``; ``check_keys`` first), or without ``keys`` every training row of
+    ``size``."""
+    if keys is not None:
+        check_keys(size, keys)
     counts: dict[str, float] = {}
     steps = None if keys is None else {s for s in map(counted_step, keys) if s is not None}
     every_planned: list[str] = []
@@ -97,10 +129,6 @@ def count_all(size: BenchSize, keys: Collection[str] | None = None) -> dict[str,
             label, _, examples = row.partition("@")
             if prefix != bench.prefix:
                 continue
-            if label not in by_label:
-                raise ValueError(
-                    f"no training case {label!r} in {bench.prefix}: {sorted(by_label)}"
-                )
             prepared = jax_train.prepare_train_step(bench, by_label[label], batch=int(examples))
             counts[key] = lowered_flops(prepared.lowered)
             print(f"{key}: {counts[key] / 1e9:.1f} GFLOP", flush=True)
@@ -144,6 +172,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
+    if args.keys is not None:
+        try:
+            check_keys(SIZES[args.size], args.keys)
+        except ValueError as e:
+            p.error(f"--keys {e}")
     # the GPU backend's cost model reports no FLOPs (module docstring): count on the CPU even
     # on a GPU machine (no backend has started yet: importing this module starts none)
     jax.config.update("jax_platforms", "cpu")
@@ -154,4 +187,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_on_error(main)

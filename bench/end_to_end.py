@@ -31,8 +31,11 @@ import numpy as np
 
 from bench.results import Row
 from bench.sizes import BenchSize
+from experiments.command_line import exit_on_error
 from experiments.config import DataConfig, ExperimentConfig, override
 from experiments.configs import paper
+from experiments.methods import METHODS
+from experiments.vtab_table import PAPER_LR
 
 
 def vtab_shaped_config(
@@ -128,13 +131,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m bench.end_to_end", description=(__doc__ or "").splitlines()[0]
     )
     p.add_argument("--task", required=True, help="images + labels npz (source npz)")
-    p.add_argument("--like", default="cifar", help="VTAB-1k task whose paper lr is used")
-    p.add_argument("--method", default="glora")
+    p.add_argument(
+        "--like", default="cifar", choices=sorted(PAPER_LR),
+        help="VTAB-1k task whose paper lr is used",
+    )  # fmt: skip
+    p.add_argument("--method", default="glora", choices=METHODS)
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--workdir", type=Path, default=Path("bench-e2e"))
     p.add_argument("--out", type=Path, default=Path("bench-e2e.json"))
     args = p.parse_args(argv)
+    if not Path(args.task).is_file():
+        p.error(f"--task {args.task}: no such file (give an images + labels npz)")
     config = vtab_shaped_config(args.task, like=args.like, method=args.method, sets=args.sets)
+    args.out.parent.mkdir(parents=True, exist_ok=True)  # fails here, not after the run
     result = run_end_to_end(config, args.workdir)
     command = "python -m bench.end_to_end " + " ".join(sys.argv[1:] if argv is None else argv)
     args.out.write_text(json.dumps({**result, "command": command}, indent=2, default=str))
@@ -150,4 +159,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_on_error(main)

@@ -20,14 +20,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gzip
-import json
 import math
 import re
-import sys
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from bench.results import read_records
+from experiments.command_line import count_or_zero, exit_on_error
 
 #: bytes per element of the HLO element types that occur in these programs
 ELEMENT_BYTES = {
@@ -294,11 +295,29 @@ def render(kernels: Sequence[dict[str, Any]], top: int = 30) -> Iterator[str]:
 
 
 def read_text(path: Path) -> str:
-    """A text file, gunzipped if its name ends in .gz."""
-    if path.suffix == ".gz":
-        with gzip.open(path, "rt") as f:
-            return f.read()
-    return path.read_text()
+    """A text file, gunzipped if its name ends in .gz; a ValueError naming it when it is not
+    (gzipped) text."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rt") as f:
+                return f.read()
+        return path.read_text()
+    except (gzip.BadGzipFile, EOFError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not {'gzipped ' * (path.suffix == '.gz')}text: {e}") from None
+
+
+def read_hlo(path: Path) -> dict[str, Instruction]:
+    """``parse_hlo`` of an HLO text file (``read_text``); a ValueError naming the file when it
+    holds no HLO instructions."""
+    what = "the step's optimised HLO text, as bench.profile writes it (<case>.hlo.txt.gz)"
+    text = read_text(path)
+    try:
+        table = parse_hlo(text)
+    except ValueError as e:
+        raise ValueError(f"{path} is not HLO text ({e}): give {what}") from None
+    if not table:
+        raise ValueError(f"{path} holds no HLO instructions: give {what}")
+    return table
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -310,14 +329,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("profile", type=Path, help="a case's JSON from bench.profile")
     p.add_argument("hlo", type=Path, help="the step's optimised HLO text (.txt or .txt.gz)")
     p.add_argument("--device", default="", help="device name for the HBM peak, e.g. H200")
-    p.add_argument("--top", type=int, default=30, help="kernels printed (0: all)")
+    p.add_argument("--top", type=count_or_zero, default=30, help="kernels printed (0: all)")
     args = p.parse_args(argv)
-    result = json.loads(args.profile.read_text())
-    table = parse_hlo(read_text(args.hlo))
-    kernels = annotate(result["kernels"], table, peak_bandwidth(args.device))
+    what = "a case's JSON from bench.profile"
+    kernels = read_records(args.profile, "kernels", ("name", "ms"), what)
+    kernels = annotate(kernels, read_hlo(args.hlo), peak_bandwidth(args.device))
     print("\n".join(render(kernels, args.top)))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_on_error(main)

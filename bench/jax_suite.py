@@ -38,6 +38,7 @@ from bench.peaks import peak_flops
 from bench.results import Row, key_filter, load_rows, save_rows
 from bench.sizes import BenchSize
 from bench.xla_flags import environ_with_xla_flags
+from experiments.command_line import exit_on_error
 from experiments.training import data_mesh
 
 JAX_SUITES = ("train", *jax_train.SCANNED_SUITES, "infer", "search", "conv", "e2e", "scale")
@@ -284,4 +285,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_on_error(main)

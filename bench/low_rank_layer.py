@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bench.arguments import layer_shape
 from bench.timing import TimingSettings, time_calls
+from experiments.command_line import exit_on_error, positive_int
 
 RANK = 8
 SHAPES = ((768, 768), (768, 3072), (3072, 768))
@@ -151,18 +152,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bench.low_rank_layer", description=(__doc__ or "").splitlines()[0]
     )
-    p.add_argument("--tokens", type=int, nargs="+", default=[50432, 12608])
-    p.add_argument("--shapes", nargs="+", default=[f"{i}x{o}" for i, o in SHAPES])
-    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--tokens", type=positive_int, nargs="+", default=[50432, 12608])
+    p.add_argument(
+        "--shapes", type=layer_shape, nargs="+", default=list(SHAPES), metavar="FAN_INxFAN_OUT"
+    )
+    p.add_argument("--repeats", type=positive_int, default=30)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
-    shapes = [tuple(int(n) for n in s.split("x")) for s in args.shapes]
     settings = TimingSettings(warmup=5, repeats=args.repeats, input_sets=3, window=5)
-    rows = run(args.tokens, shapes, settings)  # type: ignore[arg-type]
+    rows = run(args.tokens, args.shapes, settings)
     if args.json is not None:
         args.json.write_text(json.dumps({"device": str(jax.devices()[0]), "rows": rows}, indent=1))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_on_error(main)

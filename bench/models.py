@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bench.arguments import ATTENTIONS
 from bench.sizes import BenchSize
 from experiments.backbones import Backbone, BackboneConfig, load_backbone
 from experiments.data.preprocess import normalize
@@ -36,7 +37,7 @@ def choose_attention(requested: str) -> tuple[str | None, str]:
     "auto" uses "xla" and the note says why, and "cudnn" (on any backend) raises. "none" is the
     plain einsum attention; "xla" forces XLA's kernel.
     """
-    if requested not in ("auto", "cudnn", "xla", "none"):
+    if requested not in ATTENTIONS:
         raise ValueError(f"attention must be auto, cudnn, xla or none, got {requested!r}")
     if requested == "none":
         return None, "attention: einsum"

@@ -6,20 +6,22 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from bench.arguments import ATTENTIONS, row_regex
 from bench.sizes import SIZES, BenchSize
+from experiments.command_line import positive_int
 
 
 def add_size_options(p: argparse.ArgumentParser) -> None:
     """--size, --attention, --only, --train-batches, --window, --isolate, --autotune-logs."""
     p.add_argument("--size", choices=sorted(SIZES), default="full")
     p.add_argument(
-        "--attention", default="auto", choices=("auto", "cudnn", "xla", "none"),
+        "--attention", default="auto", choices=ATTENTIONS,
         help="ViT attention (checked here, not in each suite's process)",
     )  # fmt: skip
-    p.add_argument("--only", default=None, help="regex over row keys name@batch")
-    p.add_argument("--train-batches", type=int, nargs="+", default=None)
+    p.add_argument("--only", type=row_regex, default=None, help="regex over row keys name@batch")
+    p.add_argument("--train-batches", type=positive_int, nargs="+", default=None)
     p.add_argument(
-        "--window", type=int, default=None,
+        "--window", type=positive_int, default=None,
         help="calls per timed sample, launched back to back (default: the size's; 1 = each "
         "call timed alone)",
     )  # fmt: skip

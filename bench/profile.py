@@ -40,13 +40,17 @@ import collections
 import gzip
 import json
 import os
-import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import hlo_kernels
+from bench.arguments import ATTENTIONS
 from bench.peaks import peak_bandwidth
+from experiments.command_line import count_or_zero, exit_on_error, positive_int
+
+if TYPE_CHECKING:
+    from bench.jax_train import TrainCase
 
 #: The file ``profile_cases`` writes each case's optimised HLO to: ``<out>/<case>`` + this.
 HLO_SUFFIX = ".hlo.txt.gz"
@@ -206,25 +210,35 @@ def read_perfetto(trace_dir: Path) -> list[dict[str, Any]]:
 MODELS = ("vit", "convnext")
 
 
+def train_cases(model: str, labels: Sequence[str]) -> dict[str, TrainCase]:
+    """{label: ``jax_train.TrainCase``} of ``model``'s cases (``MODELS``: ViT,
+    ``jax_train.VIT_CASES``; ConvNeXt, ``CONV_CASES``); a ValueError naming an unknown model or
+    a label of ``labels`` that is no case of it."""
+    from bench import jax_train
+
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose from {MODELS}")
+    cases = {c.label: c for c in (jax_train.VIT_CASES if model == "vit" else jax_train.CONV_CASES)}
+    unknown = [label for label in labels if label not in cases]
+    if unknown:
+        raise ValueError(f"unknown {model} case {unknown[0]!r}; choose from {sorted(cases)}")
+    return cases
+
+
 def profile_cases(labels: Sequence[str], *, size_name: str, batch: int, steps: int, out: Path,
                   attention: str, top: int = 25,
                   model: str = "vit") -> Iterator[dict[str, Any]]:  # fmt: skip
     """Per case: compile its train step, warm it up, trace ``steps`` steps, summarize. Every
-    label is checked before anything is built; the model (``MODELS``: ViT with
-    ``jax_train.VIT_CASES``, ConvNeXt with ``CONV_CASES``) is built once for all cases."""
+    label is checked before anything is built (``train_cases``); the model is built once for
+    all cases."""
     import jax
 
     from bench import jax_train
     from bench.models import choose_attention, convnext_backbone, vit_backbone
     from bench.sizes import SIZES
 
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; choose from {MODELS}")
+    cases = train_cases(model, labels)
     vit = model == "vit"
-    cases = {c.label: c for c in (jax_train.VIT_CASES if vit else jax_train.CONV_CASES)}
-    unknown = [label for label in labels if label not in cases]
-    if unknown:
-        raise ValueError(f"unknown {model} case {unknown[0]!r}; choose from {sorted(cases)}")
     size = SIZES[size_name]
     impl, note = choose_attention(attention) if vit else (None, "no attention")
     backbone = vit_backbone(size, attention=impl) if vit else convnext_backbone(size)
@@ -294,17 +308,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--cases", nargs="+", default=["lora-r8", "glora-fixed", "biases-only"])
     p.add_argument("--model", default="vit", choices=MODELS, help="cases of which suite")
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--batch", type=positive_int, default=64)
+    p.add_argument("--steps", type=positive_int, default=5)
     p.add_argument("--size", default="full", choices=("full", "tiny"))
-    p.add_argument("--attention", default="auto")
+    p.add_argument("--attention", default="auto", choices=ATTENTIONS)
     p.add_argument("--out", type=Path, default=Path("bench-profile"))
-    p.add_argument("--top", type=int, default=25, help="kernels kept in the JSON (0: all)")
+    p.add_argument(
+        "--top", type=count_or_zero, default=25, help="kernels kept in the JSON (0: all)"
+    )
     p.add_argument(
         "--no-command-buffers", action="store_true",
         help="XLA without CUDA graphs, so that each kernel names its HLO instruction (ops view)",
     )  # fmt: skip
     args = p.parse_args(argv)
+    try:
+        train_cases(args.model, args.cases)
+    except ValueError as e:
+        p.error(str(e))
     if args.no_command_buffers:
         disable_command_buffers()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -319,4 +339,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_on_error(main)

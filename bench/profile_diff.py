@@ -25,13 +25,14 @@ import argparse
 import dataclasses
 import json
 import re
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.hlo_kernels import Instruction, operand_shape, parse_hlo, read_text
+from bench.hlo_kernels import Instruction, operand_shape, read_hlo
 from bench.profile import HLO_SUFFIX
+from bench.results import read_records
+from experiments.command_line import count_or_zero, exit_on_error
 
 #: instruction-name prefixes of GEMMs: cuBLAS custom-calls and XLA's Triton GEMM fusions
 GEMM_PREFIXES = ("custom-call", "gemm_fusion", "cublas")
@@ -113,17 +114,19 @@ def diff(
 
 def hlo_table(profile: Path) -> dict[str, Instruction]:
     """The parsed HLO next to a profile JSON (``<stem>`` + ``bench.profile.HLO_SUFFIX``, or
-    the same gunzipped), or {}."""
+    the same gunzipped; ``read_hlo``), or {}."""
     for suffix in (HLO_SUFFIX, HLO_SUFFIX.removesuffix(".gz")):
         path = profile.with_name(profile.stem + suffix)
         if path.exists():
-            return parse_hlo(read_text(path))
+            return read_hlo(path)
     return {}
 
 
 def load_ops(profile: Path) -> list[dict[str, Any]]:
-    """A profile JSON's ``ops``; a ValueError when it has none (profiled with CUDA graphs)."""
-    ops = json.loads(profile.read_text()).get("ops") or []
+    """A profile JSON's ``ops``; a ValueError naming the file when it is missing, not a case's
+    JSON of ``bench.profile``, or has no ops (profiled with CUDA graphs)."""
+    what = "a case's JSON from bench.profile --no-command-buffers"
+    ops = read_records(profile, "ops", ("hlo_op", "ms"), what)
     if not ops:
         raise ValueError(
             f"{profile} has no per-instruction times: profile with `python -m bench.profile "
@@ -153,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("a", type=Path, help="a case's JSON from bench.profile --no-command-buffers")
     p.add_argument("b", type=Path, help="the case to compare it with")
-    p.add_argument("--top", type=int, default=25, help="groups printed (0: all)")
+    p.add_argument("--top", type=count_or_zero, default=25, help="groups printed (0: all)")
     p.add_argument("--json", type=Path, default=None, help="write every group here")
     args = p.parse_args(argv)
     groups = diff(load_ops(args.a), load_ops(args.b), hlo_table(args.a), hlo_table(args.b))
@@ -170,4 +173,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_on_error(main)

@@ -4,23 +4,23 @@
 
 Rows of later files replace rows of earlier ones with the same key (name@batch). ``--flops``
 (from ``bench.count_flops``) sets the FLOPs of the rows it names and recomputes their MFU with
-the dense bf16 peak of the device named in the files.
+the dense bf16 peak of the device named in the files; a file that names none of the rows is an
+error (counted at another ``--size``, say).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from bench.peaks import mfu, peak_flops
-from bench.results import Row, format_table, load_rows, save_rows
+from bench.results import Row, format_table, load_rows, read_json, save_rows
 from bench.scaling import efficiencies, one_device_count, with_step_flops
 from bench.targets import evaluate_targets, judged
+from experiments.command_line import exit_on_error
 
 
 def render(
@@ -108,6 +108,38 @@ def with_flops(
     return out
 
 
+def read_counts(path: Path) -> tuple[dict[str, float], str]:
+    """(FLOPs per row key, how they were counted) of a ``bench.count_flops`` JSON; a ValueError
+    naming the file and what it lacks."""
+    what = "the --out of bench.count_flops"
+    payload = read_json(path, what)
+    counts = payload.get("flops") if isinstance(payload, dict) else None
+    if not isinstance(counts, dict) or not isinstance(payload.get("source"), str):
+        raise ValueError(f"{path} has no top-level 'flops' object and 'source' text: give {what}")
+    bad = [key for key, flops in counts.items() if not isinstance(flops, int | float)]
+    if bad:
+        raise ValueError(f"{path}: the FLOPs of {bad[:5]} are not numbers: give {what}")
+    return counts, payload["source"]
+
+
+def check_counted(rows: Sequence[Row], counts: dict[str, float], path: Path) -> None:
+    """A ValueError when no count of ``counts`` (read from ``path``) is of one of ``rows``
+    (``with_flops``: by key, or a scaling row's one-device step), naming some of both."""
+    if any(r.key in counts or one_device_count(r, counts, "jax/train") is not None for r in rows):
+        return
+    raise ValueError(
+        f"{path} counts none of the rows: it counts {_some(counts)}; the rows are "
+        f"{_some(r.key for r in rows)} (count at the runs' --size, or --keys of their rows)"
+    )
+
+
+def _some(keys: Iterable[str], shown: int = 5) -> str:
+    """The first ``shown`` of ``keys`` (sorted) and how many there are."""
+    ordered = sorted(keys)
+    more = f" ... ({len(ordered)} in all)" if len(ordered) > shown else ""
+    return ", ".join(ordered[:shown]) + more
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", type=Path, help="JSON files of bench.run / its parts")
@@ -116,12 +148,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         rows, info = merge_runs(args.runs)
+        if args.flops is not None:
+            counts, source = read_counts(args.flops)
+            check_counted(rows, counts, args.flops)
+            peak = peak_flops(str(info.get("device", "")))
+            rows = with_flops(rows, counts, source=source, peak=peak)
     except ValueError as e:
         p.error(str(e))
-    if args.flops is not None:
-        counted = json.loads(args.flops.read_text())
-        peak = peak_flops(str(info.get("device", "")))
-        rows = with_flops(rows, counted["flops"], source=counted["source"], peak=peak)
     size = info.get("size")
     print(render(rows, skipped=info["skipped"], failed=info["failed"], size=size,
                  devices=info["devices"], unrecorded=info["unrecorded"]))  # fmt: skip
@@ -133,4 +166,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_on_error(main)

@@ -85,16 +85,36 @@ def save_rows(rows: Iterable[Row], path: Path, **extra: Any) -> None:
     path.write_text(json.dumps(payload, indent=2, default=str))
 
 
-def load_rows(path: Path) -> tuple[list[Row], dict[str, Any]]:
-    """(rows, the other top-level entries) of a file written by ``save_rows``; ValueError
-    naming the file when it is missing, not JSON, or holds no bench rows."""
-    what = "the --json output of bench.run, bench.jax_suite or bench.torch_peers"
+def read_json(path: Path, what: str) -> Any:
+    """The JSON value in ``path``; a ValueError naming the file and ``what`` to give instead
+    when it is missing or not JSON."""
     try:
-        payload = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file (give {what})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path} is not JSON ({e}): give {what}") from None
+
+
+def read_records(path: Path, key: str, fields: Sequence[str], what: str) -> list[dict[str, Any]]:
+    """The list under ``key`` of the JSON object in ``path``, objects that each have ``fields``;
+    a ValueError naming the file, what it lacks and ``what`` to give instead otherwise."""
+    payload = read_json(path, what)
+    records = payload.get(key) if isinstance(payload, dict) else None
+    if not isinstance(records, list):
+        raise ValueError(f"{path} has no top-level '{key}' list: give {what}")
+    for i, record in enumerate(records):
+        missing = [f for f in fields if not isinstance(record, dict) or f not in record]
+        if missing:
+            raise ValueError(f"{path}: {key}[{i}] has no {', '.join(missing)}: give {what}")
+    return records
+
+
+def load_rows(path: Path) -> tuple[list[Row], dict[str, Any]]:
+    """(rows, the other top-level entries) of a file written by ``save_rows``; ValueError
+    naming the file when it is missing, not JSON, or holds no bench rows."""
+    what = "the --json output of bench.run, bench.jax_suite or bench.torch_peers"
+    payload = read_json(path, what)
     if not isinstance(payload, dict) or not isinstance(payload.get("rows"), list):
         raise ValueError(f"{path} holds no bench rows (no top-level 'rows' list): give {what}")
     rows = []

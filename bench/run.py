@@ -7,6 +7,8 @@ Each framework runs in its own process, one after the other, so neither holds de
 while the other measures (JAX preallocates most of the GPU) and torch is imported only by
 ``bench.torch_peers``. Output: the Markdown table, the target checks (issue #5), rows that were
 skipped or failed, and a JSON file (``--out``) with all of it plus the device and the command.
+The exit status is 1 when a row or a whole process failed (the JSON's ``failed`` list is not
+empty, or a process exited with an error), else 0.
 JAX rows measured on a GPU get their FLOPs from ``bench.count_flops`` (a CPU process run
 afterwards: the GPU backend's cost model reports none). Each process also leaves its rows
 beside ``--out`` (``<out stem>.torch.json`` / ``.jax.json``, written row by row, so a run cut
@@ -32,6 +34,7 @@ from bench.report import merge_runs, render, with_flops
 from bench.results import Row, save_rows
 from bench.sizes import BenchSize
 from bench.targets import evaluate_targets, judged
+from experiments.command_line import exit_on_error, positive_int
 
 SUITES = ("train", *SCANNED_SUITES, "infer", "search", "conv", "e2e", "scale", "torch")
 
@@ -100,7 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     size = chosen_size(parser, args)
-    suites = parse_suites(args.suite)
+    try:
+        suites = parse_suites(args.suite)
+    except ValueError as e:
+        parser.error(str(e))
     train_batches = list(size.train_batches)
     torch_batches = args.torch_train_batches or [max(train_batches)]
     out = Path(args.out)
@@ -143,10 +149,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )  # fmt: skip
     print(f"wrote {args.out}", flush=True)
-    if exits:  # the rows of the other parts are written, but the run is not complete
+    # the rows measured are written, but the run is not complete
+    if exits:
         print(f"error: {len(exits)} parts failed: {', '.join(exits)}", file=sys.stderr)
-        return 1
-    return 0
+    rows_failed = [
+        f"{f['name']}@{f['batch']}" if "batch" in f else f["name"]  # torch_peers' / jax_suite's
+        for f in info["failed"]
+        if f not in failed
+    ]
+    if rows_failed:
+        print(f"error: {len(rows_failed)} rows failed: {', '.join(rows_failed)}", file=sys.stderr)
+    return 1 if exits or info["failed"] else 0
 
 
 def _count_flops_on_cpu(rows: list[Row], size: BenchSize, out: Path, *, device: str) -> list[Row]:
@@ -175,11 +188,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="bench-results.json", help="JSON file to write")
     add_size_options(p)
     p.add_argument(
-        "--torch-train-batches", type=int, nargs="+", default=None,
+        "--torch-train-batches", type=positive_int, nargs="+", default=None,
         help="default: the largest JAX train batch (torch.compile per batch is slow)",
     )  # fmt: skip
     return p
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_on_error(main)

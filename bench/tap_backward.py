@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,8 +35,10 @@ import numpy as np
 from jax.sharding import Mesh
 
 from bench import low_rank_layer
+from bench.arguments import layer_shape
 from bench.low_rank_layer import relative_errors, rotating
 from bench.timing import TimingSettings, time_interleaved
+from experiments.command_line import exit_on_error, positive_int
 from peft_core import activation_grads
 from peft_core.one_read import Tiles
 
@@ -144,23 +145,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bench.tap_backward", description=(__doc__ or "").splitlines()[0]
     )
-    p.add_argument("--tokens", type=int, nargs="+", default=[50688])
-    p.add_argument("--shapes", nargs="+", default=[f"{i}x{o}" for i, o in SHAPES])
+    p.add_argument("--tokens", type=positive_int, nargs="+", default=[50688])
+    p.add_argument(
+        "--shapes", type=layer_shape, nargs="+", default=list(SHAPES), metavar="FAN_INxFAN_OUT"
+    )
     p.add_argument("--tiles", nargs="+", default=list(TILES))
-    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--repeats", type=positive_int, default=30)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
-    shapes = [tuple(int(n) for n in s.split("x")) for s in args.shapes]
     settings = TimingSettings(warmup=3, repeats=args.repeats, input_sets=3, window=5)
     try:
         tiles = [parse_tiles(t) for t in args.tiles]
     except ValueError as e:
         p.error(str(e))
-    rows = run(args.tokens, shapes, tiles, settings)  # type: ignore[arg-type]
+    rows = run(args.tokens, args.shapes, tiles, settings)
     if args.json is not None:
         args.json.write_text(json.dumps({"device": str(jax.devices()[0]), "rows": rows}, indent=1))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_on_error(main)

@@ -23,16 +23,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.arguments import row_regex
 from bench.peaks import mfu, peak_flops
 from bench.results import Row, key_filter, save_rows
 from bench.timing import TimingSettings, time_calls
+from experiments.command_line import exit_on_error, positive_int
 
 #: The ViT-B/16 kernels the JAX LoRA adapts: attention qkv and out projection, both MLP layers
 #: (a full-match regex, so timm's patch_embed.proj is not included).
@@ -301,25 +302,28 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", required=True, help="where to write the rows")
     p.add_argument("--model", default="vit_base_patch16_224")
-    p.add_argument("--depth", type=int, default=None)
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--num-classes", type=int, default=100)
+    p.add_argument("--depth", type=positive_int, default=None)
+    p.add_argument("--image-size", type=positive_int, default=224)
+    p.add_argument("--num-classes", type=positive_int, default=100)
     p.add_argument(
-        "--train-batches", type=int, nargs="*", default=[256], help="none: no training rows"
-    )
-    p.add_argument("--infer-batches", type=int, nargs="+", default=[1, 64, 256])
+        "--train-batches", type=positive_int, nargs="*", default=[256],
+        help="none: no training rows",
+    )  # fmt: skip
+    p.add_argument("--infer-batches", type=positive_int, nargs="+", default=[1, 64, 256])
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--input-sets", type=int, default=3)
-    p.add_argument("--window", type=int, default=1, help="calls per timed sample (bench.timing)")
+    p.add_argument("--warmup", type=positive_int, default=5)
+    p.add_argument("--repeats", type=positive_int, default=20)
+    p.add_argument("--input-sets", type=positive_int, default=3)
+    p.add_argument(
+        "--window", type=positive_int, default=1, help="calls per timed sample (bench.timing)"
+    )
     p.add_argument(
         "--min-window-ms", type=float, default=0.0,
         help="more calls per sample where --window calls take less (bench.timing)",
     )  # fmt: skip
-    p.add_argument("--only", default=None, help="regex over row keys name@batch")
+    p.add_argument("--only", type=row_regex, default=None, help="regex over row keys name@batch")
     return p
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_on_error(main)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,7 +25,8 @@ import jax.numpy as jnp
 from bench.models import vit_backbone
 from bench.sizes import SIZES
 from experiments.backbones import Backbone
-from experiments.methods import MethodConfig, build_method
+from experiments.command_line import exit_on_error
+from experiments.methods import METHODS, MethodConfig, build_method
 
 
 def weight_side_stats(backbone: Backbone, method: MethodConfig) -> dict[str, Any]:
@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m bench.weight_side", description=(__doc__ or "").splitlines()[0]
     )
     p.add_argument("--size", choices=sorted(SIZES), default="full")
-    p.add_argument("--methods", nargs="+", default=["lora", "flora", "glora"])
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=["lora", "flora", "glora"])
     p.add_argument("--scan", action="store_true", help="the ViT's blocks in one nn.scan")
     p.add_argument("--out", default=None, help="JSON file to write")
     args = p.parse_args(argv)
@@ -88,4 +88,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_on_error(main)

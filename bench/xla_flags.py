@@ -21,8 +21,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.arguments import row_regex
 from bench.results import Row, format_table, load_rows, save_rows
 from bench.sizes import SIZES
+from experiments.command_line import exit_on_error, positive_int
 
 #: (name, flags): XLA GPU options that decide how the step's GEMMs and launches are done.
 DEFAULT_VARIANTS: tuple[tuple[str, str], ...] = (
@@ -35,10 +37,11 @@ DEFAULT_VARIANTS: tuple[tuple[str, str], ...] = (
 
 
 def parse_variant(text: str) -> tuple[str, str]:
-    """ "name=flags" -> (name, flags); flags may be empty (the default settings)."""
+    """ "name=flags" -> (name, flags); flags may be empty (the default settings). An argparse
+    type: a bad variant is an ``argparse.ArgumentTypeError``."""
     name, sep, flags = text.partition("=")
     if not sep or not name or any(c in name for c in "[]@ "):
-        raise ValueError(f"a variant is NAME=FLAGS with a plain NAME, got {text!r}")
+        raise argparse.ArgumentTypeError(f"a variant is NAME=FLAGS with a plain NAME, got {text!r}")
     return name, flags
 
 
@@ -84,20 +87,25 @@ def ratios(rows: Sequence[Row], baseline: str) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from bench.jax_suite import JAX_SUITES  # it imports this module
+
     p = argparse.ArgumentParser(
         prog="python -m bench.xla_flags", description=__doc__.splitlines()[0]
     )
-    p.add_argument("--only", required=True, help="regex over row keys name@batch")
+    p.add_argument("--only", type=row_regex, required=True, help="regex over row keys name@batch")
     p.add_argument("--size", choices=sorted(SIZES), default="full")
-    p.add_argument("--suites", nargs="+", default=["train"])
-    p.add_argument("--window", type=int, default=None, help="calls per timed sample")
+    p.add_argument("--suites", nargs="+", choices=JAX_SUITES, default=["train"])
+    p.add_argument("--window", type=positive_int, default=None, help="calls per timed sample")
     p.add_argument(
-        "--variant", action="append", default=None, metavar="NAME=FLAGS",
+        "--variant", type=parse_variant, action="append", default=None, metavar="NAME=FLAGS",
         help="repeatable; default: " + ", ".join(n for n, _ in DEFAULT_VARIANTS),
     )  # fmt: skip
     p.add_argument("--out", default="xla-flags.json")
     args = p.parse_args(argv)
-    variants = [parse_variant(v) for v in args.variant] if args.variant else DEFAULT_VARIANTS
+    variants = args.variant or DEFAULT_VARIANTS
+    names = [name for name, _ in variants]
+    if len(set(names)) < len(names):
+        p.error(f"--variant names repeat: {names}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
@@ -114,4 +122,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_on_error(main)

@@ -40,19 +40,27 @@ def exit_on_sigterm(hint: str = "") -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
+def exit_on_error(main: Callable[[], int]) -> NoReturn:
+    """``sys.exit(main())``; a ValueError or OSError (bad input, unreadable files) exits with
+    status 1 and "error: <type>: <message>" on stderr, without a traceback."""
+    try:
+        status = main()
+    except (ValueError, OSError) as error:
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    sys.exit(status)
+
+
 def run_main(main: Callable[[], int], *, resume_hint: str, timestamps: bool = False) -> NoReturn:
-    """``sys.exit(main())`` as a command: ``setup_logging``; SIGTERM and Ctrl-C stop with
-    ``resume_hint`` on stderr (exit status 143 and 130); a ValueError or OSError (bad input,
-    unreadable files) exits with status 1 and its message alone, without a traceback."""
+    """``exit_on_error(main)`` as a command: ``setup_logging``; SIGTERM and Ctrl-C stop with
+    ``resume_hint`` on stderr (exit status 143 and 130)."""
     setup_logging(timestamps=timestamps)
     exit_on_sigterm(resume_hint)
     try:
-        sys.exit(main())
+        exit_on_error(main)
     except KeyboardInterrupt:
         print(f"interrupted: {resume_hint}", file=sys.stderr, flush=True)
         sys.exit(128 + signal.SIGINT)
-    except (ValueError, OSError) as error:
-        sys.exit(f"error: {type(error).__name__}: {error}")
 
 
 def path_argument(text: str) -> Path:
@@ -69,3 +77,23 @@ def spellings(flag: str) -> tuple[str, str]:
     "--dry-run"); the first names the option's dest and help line."""
     other = flag[:2] + (flag[2:].replace("_", "-") if "_" in flag else flag[2:].replace("-", "_"))
     return flag, other
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type``: an integer >= 1."""
+    return _int_at_least(text, 1)
+
+
+def count_or_zero(text: str) -> int:
+    """argparse ``type``: an integer >= 0 (how many to print or keep; 0: all)."""
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+    return value

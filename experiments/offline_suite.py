@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.command_line import path_argument, run_main, spellings
+from experiments.command_line import path_argument, positive_int, run_main, spellings
 from experiments.config import override
 from experiments.suite_plan import (
     BACKBONE_OF_STUDY,
@@ -73,7 +73,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     run.add_argument(
         "--workers",
-        type=_positive,
+        type=positive_int,
         default=1,
         help="N > 1: prepare, then N processes share this part through --claims "
         "(default <runs>/claims, emptied first); logs in <runs>/logs",
@@ -84,17 +84,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     report.add_argument("--doc", type=path_argument, default=Path("docs/results.md"))
     report.add_argument("--figures", type=path_argument, default=Path("docs"))
     return parser.parse_args(argv)
-
-
-def _positive(text: str) -> int:
-    """An int >= 1 (argparse's type: its message is kept)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
 
 
 def pack_assets(settings: SuiteSettings, assets: Assets) -> None:

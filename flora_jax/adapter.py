@@ -52,7 +52,7 @@ from peft_core.adapter import (
     positive_int,
     replace_leaves,
 )
-from peft_core.layers import Layer, find_layers
+from peft_core.layers import Layer, check_tensor_paths, find_layers
 from peft_core.paths import Params, Patterns, flatten, get_leaf, select
 from peft_core.targets import DENSE_TARGETS
 
@@ -111,7 +111,7 @@ def flora(
                 select([layer.kernel_path for layer in found], tuple(layer_ranks))
             except ValueError as e:
                 raise ValueError(f"layer_ranks: {e} (among the targeted kernels)") from e
-        return [
+        out = [
             (
                 layer,
                 tucker_modes(
@@ -124,6 +124,9 @@ def flora(
             )
             for layer in found
         ]
+        keys = {layer.name: _keys(modes) for layer, modes in out}
+        check_tensor_paths(keys, what="FLoRA")
+        return out
 
     def init(rng: jax.Array, params: Params) -> AParams:
         found = layers(params)
@@ -220,10 +223,14 @@ def _scaled_core_side(
     return scale * core_side(core, factors, on_input)
 
 
+def _keys(modes: TuckerModes) -> list[str]:
+    """A layer's param keys: its core's, then its factors' in mode order."""
+    return [_CORE, *(_factor_key(n) for n in range(len(modes.sizes)))]
+
+
 def _layer_params(flat: Mapping[str, jax.Array], layer: Layer, modes: TuckerModes) -> tuple:
     """(G, U1, ..., UN) of one layer from the flat adapter params."""
-    keys = [_CORE, *(_factor_key(n) for n in range(len(modes.sizes)))]
-    return tuple(flat[f"{layer.name}/{key}"] for key in keys)
+    return tuple(flat[f"{layer.name}/{key}"] for key in _keys(modes))
 
 
 def _standard_normals(rng: jax.Array, shapes: list[tuple[int, ...]]) -> list[jax.Array]:

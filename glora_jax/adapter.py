@@ -39,7 +39,7 @@ from peft_core.adapter import (
     over_layers,
     replace_leaves,
 )
-from peft_core.layers import Layer, find_layers
+from peft_core.layers import Layer, check_tensor_paths, find_layers
 from peft_core.paths import Params, Patterns, flatten, get_leaf, unflatten
 from peft_core.targets import DENSE_TARGETS
 
@@ -131,6 +131,24 @@ def _fused_name(kernel_path: str, fuse: FusePatterns | None) -> str:
     return kernel_path
 
 
+def _fuse_pairs(fuse: FusePatterns | None) -> tuple[tuple[str, str], ...] | None:
+    """``fuse`` as a tuple of (regex, template) string pairs (it is read once per kernel);
+    TypeError for anything else, such as one pair without the tuple around it."""
+    if fuse is None:
+        return None
+    many = isinstance(fuse, Iterable) and not isinstance(fuse, str | bytes | Mapping)
+    pairs = tuple(fuse) if many else None
+    if pairs is None or not all(
+        isinstance(p, tuple | list) and len(p) == 2 and all(isinstance(x, str) for x in p)
+        for p in pairs
+    ):
+        raise TypeError(
+            f"fuse must be a sequence of (kernel regex, layer-name template) string pairs, such "
+            f"as QKV_FUSE = {QKV_FUSE!r}, or None; got {fuse!r}"
+        )
+    return tuple((pattern, template) for pattern, template in pairs)
+
+
 def _check_fusable(layer: GLoRALayer) -> None:
     first = layer.members[0]
     parents = sorted({m.name.rpartition("/")[0] for m in layer.members})
@@ -193,6 +211,7 @@ def glora(
     else:  # an int, or a wrong type that check_ranks names
         rank_tuple = (ranks,)  # type: ignore[assignment]
     check_ranks(rank_tuple)
+    fuse = _fuse_pairs(fuse)
     check_float_dtype(dtype, what="GLoRA dtype")
     if update_dtype is not None:
         check_float_dtype(update_dtype, what="GLoRA update_dtype")
@@ -212,7 +231,7 @@ def glora(
         return GLoRASpace(rank_tuple, tuple(layer.spec for layer in layers))
 
     def shapes(the_space: GLoRASpace) -> dict[str, dict[str, tuple[int, ...]]]:
-        return {
+        out = {
             s.name: support_shapes(
                 stack_shape=s.stack_shape,
                 fan_in=s.fan_in,
@@ -222,6 +241,8 @@ def glora(
             )
             for s in the_space.specs
         }
+        check_tensor_paths(out, what="GLoRA")
+        return out
 
     def init(rng: jax.Array, params: Params) -> AParams:
         layers = shapes(space(params))

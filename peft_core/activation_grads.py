@@ -89,7 +89,14 @@ _DENSE_MODULES: list[type[nn.Module]] = [nn.Dense, nn.DenseGeneral]
 
 def register_dense(cls: type[nn.Module]) -> type[nn.Module]:
     """Let taps serve ``cls`` (a module whose ``__call__`` computes x · kernel + bias over x's
-    trailing axes); returns ``cls``, so it also works as a class decorator."""
+    trailing axes); returns ``cls``, so it also works as a class decorator. TypeError for
+    anything but a flax.linen Module class (an instance, a function, an NNX class)."""
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        name = type(cls).__name__
+        got = (
+            f"a {name} instance: pass the class {name}" if isinstance(cls, nn.Module) else repr(cls)
+        )
+        raise TypeError(f"register_dense takes a flax.linen Module class, got {got}")
     if cls not in _DENSE_MODULES:
         _DENSE_MODULES.append(cls)
     return cls

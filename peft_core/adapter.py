@@ -352,8 +352,10 @@ def combine(*adapters: Adapter) -> Adapter:
 
     Applied in order, each to the previous one's output. Overlapping targets raise at init: a
     target is any leaf the adapter may rewrite under some config (found by tracing ``apply``
-    with an abstract config, not by one draw). Its train view applies each adapter's own
-    (``Adapter.train``) where they share one forward wrapper, else it has none.
+    with an abstract config, not by one draw); ``apply`` and ``merge`` raise for a leaf two
+    adapters rewrite (aparams not made by this ``init``). Its train view applies each adapter's
+    own (``Adapter.train``) where they share one forward wrapper, else it has none; the leaves a
+    view adds (its factors beside the kernels) are kept from the adapters after it.
     """
     if not adapters:
         raise ValueError("combine() needs at least one adapter")
@@ -387,10 +389,25 @@ def combine(*adapters: Adapter) -> Adapter:
         def run(params: Params, aparams: AParams, cfg: Config = None) -> Params:
             if not isinstance(aparams, tuple) or len(aparams) != len(adapters):
                 raise ValueError(f"combined aparams must be a tuple of {len(adapters)} trees")
-            out = params
-            for a, ap, c in zip(adapters, aparams, cfgs(cfg), strict=True):
-                out = fn(a)(out, ap, c)
-            return out
+            out: Params = params
+            added: dict[str, Any] = {}
+            owner: dict[str, int] = {}  # each rewritten or added leaf's adapter
+            for i, (a, ap, c) in enumerate(zip(adapters, aparams, cfgs(cfg), strict=True)):
+                before, result = flatten(out), fn(a)(out, ap, c)
+                new = flatten(result)
+                for p, v in new.items():
+                    if p in before and v is before[p]:
+                        continue
+                    if p in owner:
+                        raise ValueError(
+                            f"adapters {owner[p]} and {i} both target {p!r}: combine adapters "
+                            "on disjoint targets (its init checks them)"
+                        )
+                    owner[p] = i
+                kept = {p: v for p, v in new.items() if p in before}
+                added |= {p: v for p, v in new.items() if p not in before}
+                out = result if len(kept) == len(new) else unflatten(kept)
+            return unflatten(flatten(out) | added) if added else out
 
         return run
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from peft_core.adapter import trainable_float
@@ -107,6 +107,24 @@ def find_layers(
                 "kernel per module"
             )
     return layers
+
+
+def check_tensor_paths(tensors: Mapping[str, Iterable[str]], *, what: str) -> None:
+    """ValueError where an adapter keeping each layer's tensors at ``{layer}/{key}``
+    (``tensors``: {layer name: keys}) would put one at the path of, or above, a targeted layer:
+    the two would collide in its params tree."""
+    below: dict[str, str] = {}  # each layer's path and every path above it -> that layer
+    for name in tensors:
+        parts = name.split("/")
+        for i in range(1, len(parts) + 1):
+            below.setdefault("/".join(parts[:i]), name)
+    for name, keys in tensors.items():
+        for key in keys:
+            if (clash := below.get(child(name, key))) is not None:
+                raise ValueError(
+                    f"{what} keeps {name}'s tensors at {child(name, key)!r}, the path of "
+                    f"targeted module {clash!r}: exclude one of the two"
+                )
 
 
 def _out_axes(out_axes: Mapping[str, int] | None, paths: list[str]) -> dict[str, int]:

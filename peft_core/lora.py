@@ -39,7 +39,7 @@ from peft_core.adapter import (
     positive_int,
     replace_leaves,
 )
-from peft_core.layers import Layer, find_layers
+from peft_core.layers import Layer, check_tensor_paths, find_layers
 from peft_core.paths import Params, Patterns, flatten, get_leaf, unflatten
 from peft_core.targets import DENSE_TARGETS
 
@@ -70,15 +70,8 @@ def lora(
 
     def layers(params: Params) -> list[Layer]:
         found = find_layers(params, targets, exclude=exclude, stacked=stacked, out_axes=out_axes)
-        names = {layer.name for layer in found}
+        check_tensor_paths({layer.name: ("a", "b") for layer in found}, what="LoRA")
         for layer in found:
-            for key in (f"{layer.name}/a", f"{layer.name}/b"):
-                clash = next((n for n in names if n == key or n.startswith(key + "/")), None)
-                if clash is not None:
-                    raise ValueError(
-                        f"LoRA keeps {layer.name}'s factors at {key!r}, the path of targeted "
-                        f"module {clash!r}: exclude one of the two"
-                    )
             if rank > min(layer.fan_in, layer.fan_out):
                 raise ValueError(
                     f"LoRA rank {rank} exceeds min(fan_in, fan_out) = "

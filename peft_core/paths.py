@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from flax import traverse_util
@@ -18,7 +18,15 @@ def flatten(tree: Params) -> dict[str, Any]:
 
 
 def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """{'a/b/kernel': leaf} -> nested dict."""
+    """{'a/b/kernel': leaf} -> nested dict; ValueError for a path below another path's leaf."""
+    for path in flat:
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            if (above := "/".join(parts[:i])) in flat:
+                raise ValueError(
+                    f"param paths {above!r} and {path!r} collide: {above!r} is a leaf, so "
+                    "nothing can sit below it"
+                )
     return traverse_util.unflatten_dict(dict(flat), sep="/")
 
 
@@ -45,10 +53,19 @@ def _to_dict(tree: Params, prefix: str = "") -> dict[str, Any]:
 
 def as_patterns(patterns: Patterns | None) -> tuple[str, ...]:
     """One regex or several as a tuple of regex strings (a compiled ``re.Pattern`` gives its
-    text); TypeError for anything else."""
+    text); TypeError for anything else, a one-shot iterator (a generator) too: the patterns
+    are read again on every call."""
     if patterns is None:
         return ()
-    many = (patterns,) if isinstance(patterns, str | bytes | re.Pattern) else patterns
+    if isinstance(patterns, str | bytes | re.Pattern):
+        many: Iterable[Any] = (patterns,)
+    elif isinstance(patterns, Iterable) and not isinstance(patterns, Iterator):
+        many = patterns
+    else:
+        raise TypeError(
+            f"path patterns must be a regex string or a sequence of them (a tuple, a list), got "
+            f"{type(patterns).__name__} {patterns!r}"
+        )
     out = tuple(p.pattern if isinstance(p, re.Pattern) else p for p in many)
     if bad := [p for p in out if not isinstance(p, str)]:
         raise TypeError(f"path patterns must be regex strings, got {bad!r} in {patterns!r}")

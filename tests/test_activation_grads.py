@@ -489,6 +489,13 @@ def test_registered_dense_modules_and_keyword_inputs_are_tapped() -> None:
     for _ in range(2):  # a class registered twice is listed once
         assert peft_core.register_dense(Registered) is Registered
     assert activation_grads._DENSE_MODULES.count(Registered) == 1
+    # an instance was listed, and the next tapped call of an unlisted module failed in
+    # isinstance ("arg 2 must be a type"), in every model of the process
+    with pytest.raises(TypeError, match="a Registered instance: pass the class Registered"):
+        peft_core.register_dense(Registered())
+    with pytest.raises(TypeError, match="takes a flax.linen Module class, got <function"):
+        peft_core.register_dense(lambda x: x)
+    assert activation_grads._DENSE_MODULES.count(Registered) == 1
     model = KeywordCalls()
     x = jax.random.normal(jax.random.key(0), (3, 640))
     params = model.init(jax.random.key(1), x)["params"]
@@ -725,6 +732,26 @@ def test_combined_adapters_keep_their_train_views() -> None:
         flora_jax.flora(2, targets="d1/kernel", grads="auto"),
     )
     assert mixed.train is None
+
+
+@pytest.mark.parametrize("grads", ["activation", "auto"])
+def test_a_combined_adapter_after_a_train_view_does_not_see_its_factors(grads: str) -> None:
+    """LoRA on the kernels, then full fine-tuning of everything else (the biases): the second
+    adapter's targets read the params without the first view's factors beside the kernels
+    (they were "missing" from its delta), and the gradients are weight space's."""
+    with jax.enable_x64(True):
+        model = TwoDense()
+        x = jax.random.normal(jax.random.key(0), (16, 640), jnp.float64)
+        params = model.init(jax.random.key(1), x)["params"]
+        both = peft_core.combine(
+            peft_core.lora(2, targets=r"d\d/kernel", grads=grads, dtype=jnp.float64),
+            peft_core.full(exclude=r".*/kernel"),
+        )
+        got, want = _train_view_and_weight_space_grads(
+            model, both, params, x, lambda y: jnp.sum(jnp.sin(y))
+        )
+        chex.assert_trees_all_close(got, want, rtol=1e-11, atol=1e-11)
+        assert set(flatten(got[1])) == {"d0/bias", "d1/bias"}
 
 
 def test_pallas_grads_need_the_mesh_on_several_devices(monkeypatch: pytest.MonkeyPatch) -> None:

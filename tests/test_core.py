@@ -403,10 +403,14 @@ def test_combine_disjoint_and_overlap():
     eff = both.apply(PARAMS, ap)
     chex.assert_trees_all_close(eff["dense"], a.apply(PARAMS, ap[0])["dense"])
     chex.assert_trees_all_close(eff["nobias"], b.apply(PARAMS, ap[1])["nobias"])
+    twice = peft_core.combine(a, peft_core.lora(1, targets=r"dense/kernel"))
     with pytest.raises(ValueError, match="both target 'dense/kernel'"):
-        peft_core.combine(a, peft_core.lora(1, targets=r"dense/kernel")).init(
-            jax.random.key(0), PARAMS
-        )
+        twice.init(jax.random.key(0), PARAMS)
+    # aparams not made by its init (restored, or each adapter's own): W0 + dW1 + dW2 was returned
+    separate = (ap[0], peft_core.lora(1, targets=r"dense/kernel").init(jax.random.key(1), PARAMS))
+    for fn in (twice.apply, twice.merge):
+        with pytest.raises(ValueError, match="adapters 0 and 1 both target 'dense/kernel'"):
+            fn(PARAMS, separate)
 
 
 def test_adapted_paths_are_the_leaves_each_adapter_rewrites():
@@ -530,7 +534,7 @@ jax.tree_util.register_pytree_with_keys(
                 _KEY, {"blk": {"kernel": jnp.ones((4, 4)), "a": {"kernel": jnp.ones((4, 4))}}}
             ),
             ValueError,
-            "factors at 'blk/a', the path of targeted module 'blk/a'",
+            "LoRA keeps blk's tensors at 'blk/a', the path of targeted module 'blk/a'",
         ),
         (
             lambda: peft_core.lora(2, targets=r"blk(/a/inner)?/kernel").init(
@@ -538,7 +542,38 @@ jax.tree_util.register_pytree_with_keys(
                 {"blk": {"kernel": jnp.ones((4, 4)), "a": {"inner": {"kernel": jnp.ones((4, 4))}}}},
             ),
             ValueError,
-            "factors at 'blk/a', the path of targeted module 'blk/a/inner'",
+            "tensors at 'blk/a', the path of targeted module 'blk/a/inner'",
+        ),
+        (
+            lambda: glora_jax.glora(2, targets=r"blk(/d)?/kernel").init(
+                _KEY,
+                {
+                    "blk": {
+                        "kernel": jnp.ones((4, 4)),
+                        "bias": jnp.zeros(4),
+                        "d": {"kernel": jnp.ones((4, 4)), "bias": jnp.zeros(4)},
+                    }
+                },
+            ),
+            ValueError,
+            "GLoRA keeps blk's tensors at 'blk/d', the path of targeted module 'blk/d'",
+        ),
+        (
+            lambda: flora_jax.flora(2, targets=r"blk(/u0)?/kernel").init(
+                _KEY, {"blk": {"kernel": jnp.ones((4, 4)), "u0": {"kernel": jnp.ones((4, 4))}}}
+            ),
+            ValueError,
+            "FLoRA keeps blk's tensors at 'blk/u0', the path of targeted module 'blk/u0'",
+        ),
+        (
+            lambda: peft_core.unflatten({"fc1/kernel/0": 1.0, "fc1/kernel": 2.0}),
+            ValueError,
+            "param paths 'fc1/kernel' and 'fc1/kernel/0' collide",
+        ),
+        (
+            lambda: peft_core.unflatten({"fc1/kernel": 2.0, "fc1/kernel/0": 1.0}),
+            ValueError,
+            "param paths 'fc1/kernel' and 'fc1/kernel/0' collide",
         ),
         (
             lambda: peft_core.adapter.add_delta(jnp.ones((4, 1)), jnp.ones((4, 5))),
@@ -560,6 +595,23 @@ jax.tree_util.register_pytree_with_keys(
             lambda: peft_core.lora(2, targets=["fc1/kernel", 3]).init(_KEY, _DENSE),
             TypeError,
             r"must be regex strings, got \[3\]",
+        ),
+        (  # a generator, read once, matched nothing after the check: nothing was adapted
+            lambda: peft_core.lora(2, targets=(p for p in [r"fc\d/kernel"])).init(_KEY, _DENSE),
+            TypeError,
+            "path patterns must be a regex string or a sequence of them .* got generator",
+        ),
+        (  # ... and here nothing was left out
+            lambda: peft_core.lora(2, targets=r"fc\d/kernel", exclude=iter(["fc2/kernel"])).init(
+                _KEY, _DENSE
+            ),
+            TypeError,
+            "got list_iterator",
+        ),
+        (
+            lambda: peft_core.lora(2, targets=5).init(_KEY, _DENSE),
+            TypeError,
+            "path patterns must be a regex string or a sequence of them .* got int 5",
         ),
         (lambda: glora_jax.glora(8.0), ValueError, r"positive ints, got \(8.0,\)"),
         (lambda: glora_jax.glora("8"), ValueError, r"positive ints, got \('8',\)"),

@@ -875,6 +875,29 @@ def test_fuse_templates_that_break_are_refused():
         )
 
 
+@pytest.mark.parametrize(
+    "fuse",
+    [
+        (r"(.*)/(query|key|value)/kernel", r"\1/qkv"),  # one pair, no tuple around it
+        {r"(.*)/(query|key|value)/kernel": r"\1/qkv"},
+        r"(.*)/(query|key|value)/kernel",
+        [(r"(.*)/(query|key|value)/kernel", 1)],
+    ],
+)
+def test_fuse_that_is_no_sequence_of_string_pairs_is_refused(fuse: Any) -> None:
+    # was "too many values to unpack (expected 2)" from deep inside the layer search
+    with pytest.raises(TypeError, match=r"fuse must be a sequence of \(kernel regex, layer-name"):
+        glora_jax.glora(2, targets=r".*/kernel", fuse=fuse)
+
+
+def test_fuse_pairs_from_a_generator_fuse_every_kernel() -> None:
+    # a generator was read up by the first kernel: key fused alone, query and value not at all
+    params, _, _ = _kind("qkv")
+    pairs = (pair for pair in QKV_FUSE)
+    fused = space_of(glora_jax.glora((3,), targets=r".*/kernel", fuse=pairs), params)
+    assert fused.layers == ("blk/MultiHeadDotProductAttention_0/qkv",)
+
+
 def test_kernels_that_differ_in_bias_presence_do_not_fuse():
     qkv, _, _ = _kind("qkv")
     flat = flatten(qkv)

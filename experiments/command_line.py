@@ -41,11 +41,12 @@ def exit_on_sigterm(hint: str = "") -> None:
 
 
 def exit_on_error(main: Callable[[], int]) -> NoReturn:
-    """``sys.exit(main())``; a ValueError or OSError (bad input, unreadable files) exits with
-    status 1 and "error: <type>: <message>" on stderr, without a traceback."""
+    """``sys.exit(main())``; a ValueError, OSError or FloatingPointError (bad input, unreadable
+    files, a loss that a learning rate too high made NaN) exits with status 1 and "error:
+    <type>: <message>" on stderr, without a traceback."""
     try:
         status = main()
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, FloatingPointError) as error:
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
         sys.exit(1)
     sys.exit(status)

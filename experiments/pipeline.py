@@ -32,10 +32,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
+import os
 import pathlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -287,9 +290,10 @@ def search_settings(config: ExperimentConfig) -> dict[str, Any]:
 
 def check_runs_here(config: ExperimentConfig, workdir: str | pathlib.Path) -> pathlib.Path:
     """``workdir`` as a local Path; ValueError, before any work, for a URL as the workdir, data
-    dir, cache dir, own data's path or checkpoint (``experiments.local_files``), a workdir or
-    cache dir in the place of a file, the search's settings (a GLoRA supernet), a batch that
-    does not split over the devices, or cuDNN attention off an NVIDIA GPU; FileNotFoundError
+    dir, cache dir, own data's path or checkpoint (``experiments.local_files``), a workdir in
+    its own data (``check_outside``), a workdir or cache dir in the place of a file, the
+    search's settings (a GLoRA supernet), a batch that does not split over the devices, or
+    cuDNN attention off an NVIDIA GPU; FileNotFoundError
     for a checkpoint that is missing or needed (``backbones.check_weights``); DataNotFoundError
     for the task's data missing (``experiments.data.load.check_available``: a missing later
     task of ``--tasks`` fails before the first one trains)."""
@@ -302,6 +306,8 @@ def check_runs_here(config: ExperimentConfig, workdir: str | pathlib.Path) -> pa
     ):
         if path is not None:
             local_path(path, what=what)
+    if own_data is not None:
+        check_outside(workdir, own_data)
     for what, folder in (("workdir", workdir), ("data.cache_dir", config.data.cache_dir)):
         if folder is not None:
             check_folder_path(folder, what=what)
@@ -321,6 +327,18 @@ def check_runs_here(config: ExperimentConfig, workdir: str | pathlib.Path) -> pa
             f"{jax.default_backend()!r}: leave backbone.attention unset (XLA's attention)"
         )
     return local_path(workdir, what="workdir")
+
+
+def check_outside(workdir: str | pathlib.Path, data: str | pathlib.Path) -> None:
+    """ValueError where a task's results folder ``workdir`` is its own data (an npz file, a
+    folder of class folders) or lies in it: its files would be read as data, a class folder of
+    checkpoints and plots, when the run resumes."""
+    out, own = pathlib.Path(workdir).resolve(), pathlib.Path(data).resolve()
+    if out == own or own in out.parents:
+        raise ValueError(
+            f"workdir {workdir} would put the run's results in its data {data}: give a "
+            "--workdir outside it"
+        )
 
 
 def check_same_experiment(config: ExperimentConfig, workdir: pathlib.Path) -> None:
@@ -360,6 +378,31 @@ def check_same_experiment(config: ExperimentConfig, workdir: pathlib.Path) -> No
             f"{workdir} holds a run of another config ({'; '.join(changed)}); resuming would mix "
             f"the two: use another --workdir, or the config in {path}"
         )
+
+
+@contextlib.contextmanager
+def only_run_in(workdir: pathlib.Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the folder ``workdir`` (process 0 of a pod; the others
+    share its run) while the block runs; ValueError where another run holds it: two runs
+    writing one workdir's checkpoints and search state break each other. On a filesystem
+    without locks the block runs unlocked, with a warning."""
+    if not is_main_process():
+        yield
+        return
+    folder = os.open(workdir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(
+                f"{workdir} is in use by another run: wait for it to end, or use another --workdir"
+            ) from None
+        except OSError as error:
+            log.warning("cannot lock %s (%s): a second run in it at once is not refused",
+                        workdir, error)  # fmt: skip
+        yield
+    finally:
+        os.close(folder)  # releases the lock
 
 
 def _holds_saved_state(workdir: pathlib.Path) -> bool:
@@ -414,78 +457,88 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
     # only a config that got this far is the workdir's: a typo or a refused resume that failed
     # above leaves the workdir as it was (its config.json and result.json included)
     workdir.mkdir(parents=True, exist_ok=True)
-    if is_main_process():
-        write_text(workdir / "config.json", json.dumps(as_dict(config), indent=2, default=str))
-        # an earlier run's result stands no longer: a kill before the new one is written would
-        # leave it beside this run's subnet.json and merged.npz (a longer search, a retrain)
-        (workdir / RESULT_NAME).unlink(missing_ok=True)
-    trained = train_on(
-        config, backbone, method, splits.train, workdir / "train", cfg=fixed, eval_split=splits.val
-    )
-    params, aparams, cfg = trained.params, trained.aparams, fixed
-    clock.lap("train", (params, aparams))
-    search: dict[str, Any] = {}
-    if config.method.searchable:
-        result = _search(config, backbone, method, params, aparams, splits, workdir)
-        clock.lap("search")
-        cfg = result.best_cfg
-        search = {
-            "candidates_evaluated": result.candidates_evaluated,
-            "seconds": result.seconds,
-            "val_accuracy": result.best_score,
+    with only_run_in(workdir):  # held to the end: a second run at once is refused
+        check_same_experiment(config, workdir)  # as another run may have left it since
+        if is_main_process():
+            write_text(workdir / "config.json", json.dumps(as_dict(config), indent=2, default=str))
+            # an earlier run's result stands no longer: a kill before the new one is written would
+            # leave it beside this run's subnet.json and merged.npz (a longer search, a retrain)
+            (workdir / RESULT_NAME).unlink(missing_ok=True)
+        trained = train_on(
+            config,
+            backbone,
+            method,
+            splits.train,
+            workdir / "train",
+            cfg=fixed,
+            eval_split=splits.val,
+        )
+        params, aparams, cfg = trained.params, trained.aparams, fixed
+        clock.lap("train", (params, aparams))
+        search: dict[str, Any] = {}
+        if config.method.searchable:
+            result = _search(config, backbone, method, params, aparams, splits, workdir)
+            clock.lap("search")
+            cfg = result.best_cfg
+            search = {
+                "candidates_evaluated": result.candidates_evaluated,
+                "seconds": result.seconds,
+                "val_accuracy": result.best_score,
+            }
+            if splits.retrain is not None:
+                retrain_dir = workdir / "retrain" / cfg_digest(cfg)  # a longer search may pick anew
+                retrained = train_on(config, backbone, method, splits.retrain, retrain_dir, cfg=cfg)
+                params, aparams = retrained.params, retrained.aparams
+                clock.lap("retrain", (params, aparams))
+
+        test_batches = stack_eval_batches(
+            splits.test.images, splits.test.labels, batch_size=config.eval_batch_size
+        )
+        # The adapted model as trained and searched (apply) and the plain backbone on the merged
+        # arrays that merged.npz keeps; both jitted (an eager merge compiles op by op).
+        accuracy = make_params_accuracy_fn(forward=backbone.forward)
+        effective = jax.jit(method.adapter.apply)(params, aparams, cfg)
+        adapted = accuracy(effective, test_batches)
+        merged = jax.jit(method.adapter.merge)(params, aparams, cfg)
+        # where apply and merge form the same arrays (an update in the params' dtype) the served
+        # model is the adapted one, bit for bit: its accuracy is not computed twice
+        rounded = rounds_update(effective, merged)  # checks the two trees' structure
+        same = not rounded and same_arrays(effective, merged)
+        served = adapted if same else accuracy(merged, test_batches)
+        check_merged_agrees(adapted, served, num_test=len(splits.test), rounded_update=rounded)
+        clock.lap("test")
+        if is_main_process():
+            write_npz(
+                workdir / "merged.npz", {k: np.asarray(v) for k, v in flatten(merged).items()}
+            )
+        clock.lap("save")
+
+        result_json = {
+            "task": config.data.task,
+            "method": config.method.name,
+            "backbone": config.backbone.name,
+            "bias_grad": bias_grad,
+            "test_accuracy": adapted,
+            "merged_test_accuracy": served,
+            "merged_same_arrays": same,
+            "val_accuracy_supernet_mean": trained.eval_accuracy,
+            "trainable_params": method.num_adapter_params(params, aparams, cfg),
+            "head_params": param_count(split_head(params, config.train.head_pattern)[1]),
+            "train_seconds": trained.wall_time_s,
+            "train_first_step_seconds": latest(trained.history, FIRST_STEP_S),
+            "train_steps_per_sec": steady_rate(trained.history),
+            "search": search,
+            "wall_seconds": time.perf_counter() - started,
+            "stage_seconds": clock.seconds,
+            "num_test": len(splits.test),
+            "num_test_available": splits.test_available,
+            "test_limit": config.data.test_limit,
+            "class_names": class_names(config),
+            "devices": [str(d) for d in jax.devices()],
         }
-        if splits.retrain is not None:
-            retrain_dir = workdir / "retrain" / cfg_digest(cfg)  # a longer search may pick anew
-            retrained = train_on(config, backbone, method, splits.retrain, retrain_dir, cfg=cfg)
-            params, aparams = retrained.params, retrained.aparams
-            clock.lap("retrain", (params, aparams))
-
-    test_batches = stack_eval_batches(
-        splits.test.images, splits.test.labels, batch_size=config.eval_batch_size
-    )
-    # The adapted model as trained and searched (apply) and the plain backbone on the merged
-    # arrays that merged.npz keeps; both jitted (an eager merge compiles op by op).
-    accuracy = make_params_accuracy_fn(forward=backbone.forward)
-    effective = jax.jit(method.adapter.apply)(params, aparams, cfg)
-    adapted = accuracy(effective, test_batches)
-    merged = jax.jit(method.adapter.merge)(params, aparams, cfg)
-    # where apply and merge form the same arrays (an update in the params' dtype) the served
-    # model is the adapted one, bit for bit: its accuracy is not computed twice
-    rounded = rounds_update(effective, merged)  # checks the two trees' structure
-    same = not rounded and same_arrays(effective, merged)
-    served = adapted if same else accuracy(merged, test_batches)
-    check_merged_agrees(adapted, served, num_test=len(splits.test), rounded_update=rounded)
-    clock.lap("test")
-    if is_main_process():
-        write_npz(workdir / "merged.npz", {k: np.asarray(v) for k, v in flatten(merged).items()})
-    clock.lap("save")
-
-    result_json = {
-        "task": config.data.task,
-        "method": config.method.name,
-        "backbone": config.backbone.name,
-        "bias_grad": bias_grad,
-        "test_accuracy": adapted,
-        "merged_test_accuracy": served,
-        "merged_same_arrays": same,
-        "val_accuracy_supernet_mean": trained.eval_accuracy,
-        "trainable_params": method.num_adapter_params(params, aparams, cfg),
-        "head_params": param_count(split_head(params, config.train.head_pattern)[1]),
-        "train_seconds": trained.wall_time_s,
-        "train_first_step_seconds": latest(trained.history, FIRST_STEP_S),
-        "train_steps_per_sec": steady_rate(trained.history),
-        "search": search,
-        "wall_seconds": time.perf_counter() - started,
-        "stage_seconds": clock.seconds,
-        "num_test": len(splits.test),
-        "num_test_available": splits.test_available,
-        "test_limit": config.data.test_limit,
-        "class_names": class_names(config),
-        "devices": [str(d) for d in jax.devices()],
-    }
-    if is_main_process():
-        write_text(workdir / RESULT_NAME, json.dumps(result_json, indent=2))
-    return result_json
+        if is_main_process():
+            write_text(workdir / RESULT_NAME, json.dumps(result_json, indent=2))
+        return result_json
 
 
 def _search(

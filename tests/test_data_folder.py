@@ -101,6 +101,23 @@ def test_npz_num_classes_can_be_stored(tmp_path: Path):
             {"images": np.empty(1010, object), "labels": np.zeros(1010, int)},
             "images and labels must be numeric arrays",
         ),
+        (  # class ids: a head of 2**40 outputs (a MemoryError traceback counting them)
+            {"images": np.zeros((1010, 3, 3), np.uint8), "labels": np.arange(1010) % 2 << 40},
+            r"bad.npz: 1099511627777 classes \(max\(labels\) \+ 1\) for 1010 examples: labels "
+            r"must number the classes 0, 1, 2, ... \(relabel them\)",
+        ),
+        (
+            {
+                "images": np.zeros((1010, 3, 3), np.uint8),
+                "labels": np.zeros(1010, int),
+                "num_classes": 1 << 40,
+            },
+            r"1099511627776 classes \(its stored num_classes\) for 1010 examples",
+        ),
+        (  # labels.max() of nothing: "zero-size array to reduction operation maximum"
+            {"images": np.zeros((0, 3, 3), np.uint8), "labels": np.zeros(0, int)},
+            "a VTAB-1k split needs more than 1000 examples .*, got 0",
+        ),
     ],
 )
 def test_npz_errors(tmp_path: Path, arrays: dict[str, Any], match: str):

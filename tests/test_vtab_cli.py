@@ -460,6 +460,9 @@ def test_sigterm_unwinds_like_ctrl_c(tmp_path):
          "stopped by SIGTERM: rerun to resume\n"),
         ("raise ValueError('bad --set')", 1, "error: ValueError: bad --set\n"),
         ("raise FileNotFoundError('no w.npz')", 1, "error: FileNotFoundError: no w.npz\n"),
+        ("from experiments.training import NonFiniteLossError\n"  # learning rate too high
+         "    raise NonFiniteLossError('training loss is nan at step 2')", 1,
+         "error: NonFiniteLossError: training loss is nan at step 2\n"),
         ("return 0", 0, ""),
     ],
 )  # fmt: skip
@@ -789,6 +792,19 @@ def test_a_refused_resume_leaves_the_workdir_as_it_was(tmp_path):
     assert pipeline.run(config, out)["num_test"] == 40
 
 
+def test_a_second_run_in_a_workdir_in_use_is_refused(tmp_path):
+    """Two runs at once in one workdir wrote over each other's checkpoints and each failed with
+    Orbax's tracebacks (or, of two configs, spliced them)."""
+    out = tmp_path / "digits"
+    out.mkdir()
+    with pipeline.only_run_in(out):  # the first run, still going
+        with pytest.raises(ValueError, match=f"^{re.escape(str(out))} is in use by another run"):
+            vtab.main(["--adapter=lora", f"--workdir={tmp_path}", *TINY])
+        assert not any(out.iterdir())
+    with pipeline.only_run_in(out):  # ended: the folder is free
+        pass
+
+
 @pytest.mark.parametrize("text", ['{"train": ', "[1, 2]", "\udcff"])
 def test_an_unreadable_config_json_is_named(tmp_path, no_data_loads, text):
     """A torn config.json failed with a bare JSONDecodeError naming no file."""
@@ -942,6 +958,27 @@ def test_own_data_takes_quickstart_and_writes_under_the_workdir(tmp_path, monkey
     data.parent.mkdir()
     monkeypatch.chdir(data.parent)
     assert vtab.task_workdir(tmp_path / "runs", ".") == tmp_path / "runs" / "data"
+
+
+@pytest.mark.parametrize(
+    ("source", "data", "workdir"),
+    [
+        ("folder", "flowers", "."),  # the results folder is the data's root
+        ("folder", "flowers", "flowers"),  # ... a new class folder in it
+        ("npz", "d.npz", "."),  # ... the npz file
+    ],
+)
+def test_a_workdir_in_its_own_data_is_refused(tmp_path, no_data_loads, source, data, workdir):
+    """Results written into a folder task's root were read back as a class folder ("train",
+    holding checkpoints) when the run resumed."""
+    (tmp_path / "flowers" / "ant").mkdir(parents=True)
+    (tmp_path / "d.npz").write_bytes(b"")
+    before = sorted(tmp_path.rglob("*"))
+    task, out = tmp_path / data, tmp_path / workdir
+    with pytest.raises(ValueError, match=f"workdir {re.escape(str(out / data))} would put the "
+                       "run's results in its data .*: give a --workdir outside it"):  # fmt: skip
+        vtab.main([f"--source={source}", f"--task={task}", f"--workdir={out}", *TINY[1:]])
+    assert sorted(tmp_path.rglob("*")) == before
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,9 @@
 """Bring your own images: an .npz of arrays or a folder per class, split the VTAB-1k way.
 
 - npz: ``images`` uint8 (N, H, W) or (N, H, W, C) with C in {1, 3}, ``labels`` int (N,),
-  optionally ``num_classes`` (a scalar; default max(labels) + 1) and ``split_seed`` (a scalar:
-  the only seed its splits are meant for, as a pack of experiments.suite_data records; another
-  seed is an error, since its train800 would hold the intended test images).
+  optionally ``num_classes`` (a scalar, at most N; default max(labels) + 1) and ``split_seed``
+  (a scalar: the only seed its splits are meant for, as a pack of experiments.suite_data
+  records; another seed is an error, since its train800 would hold the intended test images).
 - folder: ``<root>/<class name>/<image file>``; classes are the sorted folder names, label =
   position in that order; images are every file with a common image suffix, sorted (other
   files are counted in a warning), turned upright by their EXIF orientation.
@@ -73,7 +73,13 @@ def open_npz_split(
         if np.issubdtype(images.dtype, np.floating):
             hint = " (float pixels in [0, 1]: np.round(images * 255).astype(np.uint8))"
         raise ValueError(f"{path}: {e}{hint}") from e
-    num_classes = int(labels.max()) + 1 if stored_classes is None else stored_classes
+    num_classes = int(labels.max(initial=-1)) + 1 if stored_classes is None else stored_classes
+    if num_classes > len(labels):  # class ids, not indices: a head (and a count) that wide
+        how = "max(labels) + 1" if stored_classes is None else "its stored num_classes"
+        raise ValueError(
+            f"{path}: {num_classes} classes ({how}) for {len(labels)} examples: labels must "
+            "number the classes 0, 1, 2, ... (relabel them)"
+        )
     check_labels(labels, num_classes, where=str(path))
     _warn_empty_classes(labels, num_classes, path, guessed=stored_classes is None)
     indices = split_indices(split, labels=labels, num_classes=num_classes, seed=seed)

@@ -10,8 +10,9 @@ N = 1000 + len(test) a pack therefore stores
     images[perm[i]] = concat(train800, val200, test)[i]          for i < N
 
 so an offline task (Fashion-MNIST keeps its official test set) travels as a few MB at native
-28x28, and the few-shot sets ("<k>shot": the first k examples of each class in pool order, all
-inside train800val200 here) come out the same as the offline ones; ``check_pack`` proves it.
+28x28, and the few-shot sets ("<k>shot": the first k examples of each class in pool order,
+val200 left out, so all inside train800 here) come out the same as the offline ones wherever
+train800 holds k of each class; ``check_pack`` proves it.
 A few-shot pack keeps val200 and test and fills train800 with the k-shot set tiled 800 / (C k)
 times, so every shot count trains for the same number of optimiser steps.
 

@@ -200,8 +200,7 @@ def evolutionary_search(
         "num_crossovers": num_crossovers, "max_tries": max_tries,
     }  # fmt: skip
     settings = _space_settings(space, knobs)
-    batch_size = settings.population if batch_size is None else batch_size
-    _validate(settings, generations=generations, batch_size=batch_size)
+    generations, batch_size = _validate(settings, generations=generations, batch_size=batch_size)
     path = pathlib.Path(checkpoint_dir) / STATE_FILE if checkpoint_dir is not None else None
     if path is not None and path.exists():
         state = _load_state(path, settings, space)
@@ -281,7 +280,6 @@ def check_settings(
         settings = _settings(knobs, genes_shape=(1, 1), space="")
     else:
         settings = _space_settings(space, knobs)
-    batch_size = settings.population if batch_size is None else batch_size
     _validate(settings, generations=generations, batch_size=batch_size)
     if space is not None:
         first = _State(rng=np.random.default_rng(settings.seed))
@@ -329,8 +327,12 @@ def _integer(name: str, value: Any) -> int:
     raise ValueError(f"evolutionary_search: {name} must be an integer, got {value!r}")
 
 
-def _validate(settings: _Settings, *, generations: int, batch_size: int) -> None:
+def _validate(settings: _Settings, *, generations: Any, batch_size: Any) -> tuple[int, int]:
+    """``generations`` and ``batch_size`` (None: ``population``) as ints; ValueError for a
+    non-integer one or for settings out of their ranges."""
     s = settings
+    generations = _integer("generations", generations)
+    batch_size = s.population if batch_size is None else _integer("batch_size", batch_size)
     checks = {
         "param_budget must be >= 0": s.param_budget >= 0,
         "top_k must be >= 1": s.top_k >= 1,
@@ -353,6 +355,7 @@ def _validate(settings: _Settings, *, generations: int, batch_size: int) -> None
         raise ValueError(f"evolutionary_search: {'; '.join(failed)} (got {got})")
     if len(s.genes_shape) != 2:
         raise ValueError(f"space.to_genes must return (layers, tensors) genes, got {s.genes_shape}")
+    return generations, batch_size
 
 
 def _next_generation(
@@ -372,12 +375,21 @@ def _next_generation(
         return out
 
     if state.generation == 0:
-        candidates = collect(sample, settings.population)
+        drawn: list[Genes] = []  # every proposal, to say why too few were legal
+
+        def sample_recorded(n: int) -> list[Genes]:
+            drawn.extend(genes := sample(n))
+            return genes
+
+        candidates = collect(sample_recorded, settings.population)
         if len(candidates) < settings.population:
+            over = int(np.sum(ops.num_params(drawn) > settings.param_budget))
             raise ValueError(
                 f"only {len(candidates)} of {settings.population} random configs drawn in "
-                f"{settings.max_tries} tries fit param_budget={settings.param_budget}: raise "
-                "the budget or max_tries"
+                f"{settings.max_tries} tries fit param_budget={settings.param_budget} ({over} "
+                f"tries were over it, {len(drawn) - over - len(candidates)} repeated a config "
+                "drawn before): raise the budget or max_tries, or, where tries repeat (a space "
+                "of few configs), lower population"
             )
         return candidates
     parents = [state.genes[i] for i in state.top_k]

@@ -279,6 +279,24 @@ def test_few_shot_pool_goes_on_past_the_capped_test_part():
     np.testing.assert_array_equal(shots, [perm[0], perm[11_100]])  # pool order
 
 
+@pytest.mark.parametrize("official_test", [False, True])
+def test_few_shot_sets_never_take_val200(official_test: bool):
+    """Class 1 has one example in train800, one in val200 and one past them: its 2 shots are the
+    first and the last, so val200 stays a validation set the few-shot model never trained on."""
+    num_train = 12_000
+    labels = np.zeros(num_train + 50, int)
+    test = np.arange(num_train, num_train + 50) if official_test else None
+    pool_size = num_train if official_test else num_train + 50
+    perm = np.random.default_rng(3).permutation(pool_size)
+    ids = perm if test is None else np.arange(num_train)[perm]
+    past = 11_500 if test is None else 1500  # past val200 (and the carved test part)
+    labels[ids[[10, 900, past]]] = 1
+    shots = split_indices("2shot", labels=labels, num_classes=2, seed=3, test=test)
+    val = split_indices("val200", labels=labels, num_classes=2, seed=3, test=test)
+    assert not np.isin(shots, val).any()
+    np.testing.assert_array_equal(shots[labels[shots] == 1], ids[[10, past]])
+
+
 def test_official_test_is_capped_and_kept_out_of_training():
     labels = np.arange(23_000) % 10
     official = np.arange(1000, 12_500)

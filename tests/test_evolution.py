@@ -432,6 +432,10 @@ def test_numpy_integer_settings_are_saved_as_ints(tmp_path):
         ({"mutation_prob": "0.2"}, "mutation_prob must be a number, got '0.2'"),
         ({"generations": 0}, "generations"),
         ({"batch_size": 0}, "batch_size"),
+        # generations=2.5 ran 3 generations; batch_size=2.5 failed scoring with a TypeError
+        ({"generations": 2.5}, "generations must be an integer, got 2.5"),
+        ({"generations": True}, "generations must be an integer, got True"),
+        ({"batch_size": 2.5}, "batch_size must be an integer, got 2.5"),
         ({"param_budget": -1}, "param_budget must be >= 0"),
         ({"param_budget": 0}, "param_budget=0"),
     ],
@@ -446,6 +450,7 @@ def test_bad_settings_raise(kwargs, match):
     [
         ({"param_budget": 100, "popsize": 20}, r"unknown search settings \['popsize'\]; known: \["),
         ({"population": 20}, "evolutionary_search needs a param_budget"),
+        ({"param_budget": 100, "generations": 2.5}, "generations must be an integer, got 2.5"),
     ],
 )
 def test_check_settings_refuses_settings_the_search_does_not_take(kwargs, match):
@@ -503,6 +508,23 @@ def test_check_settings_with_a_space_refuses_a_budget_as_the_searchs_generation_
     assert outcomes[0] is not None and "fit param_budget=0" in outcomes[0]
     assert outcomes[-1] is None
     assert check_settings(param_budget=0) is None  # without a space, settings alone
+
+
+@pytest.mark.parametrize(
+    ("budget", "match"),
+    [
+        # every config fits: the space (one bias-free layer, rank 1: 4 x 4 configs) is too small
+        (10**6, r"only 16 of 20 .* \(0 tries were over it, 234 repeated a config drawn before\)"),
+        (0, r"only 1 of 20 .*param_budget=0 \(2\d\d tries were over it, \d+ repeated a config"),
+    ],
+)
+def test_a_generation_0_that_cannot_be_filled_says_whether_the_budget_or_the_space_is_short(
+    budget, match
+):
+    # It advised raising the budget or max_tries even where every config fit the budget.
+    space = GLoRASpace((1,), (LayerSpec("fc", (), 4, 4, has_bias=False),))
+    with pytest.raises(ValueError, match=match):
+        check_settings(space=space, param_budget=budget, population=20, top_k=4)
 
 
 @pytest.mark.parametrize(
@@ -1015,7 +1037,7 @@ def test_grid_labels_drop_the_prefix_all_layers_share(names, short):
     assert search_plots._short_names(names) == short
 
 
-@pytest.mark.parametrize("knobs", [{"top_k": 3.0}, {"seed": 1.0}])
+@pytest.mark.parametrize("knobs", [{"top_k": 3.0}, {"seed": 1.0}, {"batch_size": 7.0}])
 def test_integral_float_counts_search_as_their_ints(knobs):
     # Integral floats pass the settings check as counts; the search once sliced its top-k by
     # top_k=3.0 itself (a TypeError after generation 0) and seeded numpy with seed=1.0.

@@ -298,3 +298,24 @@ def test_config_scorer_equals_numpy_loop_over_configs(name: str) -> None:
     assert len(set(np.round(expected, 6))) > 1  # the configs really differ
     with pytest.raises(ValueError, match="leading"):
         score(SwitchSpace().sample(jax.random.key(0)))
+
+
+@pytest.mark.parametrize(
+    ("index", "match"),
+    [(9, r"option index 9 out of range for A"), (-1, r"option index -1 out of range for A")],
+)
+def test_config_scorer_refuses_options_its_vmap_would_read_as_none(index: int, match: str) -> None:
+    # In the scorer's vmap a cfg is traced: an index out of range would score the subnet
+    # without that tensor. The concrete cfgs are checked before they go in.
+    params, adapter = toy_params(), glora_toy()
+    score = make_config_scorer(
+        forward=toy_forward,
+        adapter=adapter,
+        params=params,
+        aparams=adapter.init(jax.random.key(0), params),
+        batches=stack_eval_batches(*toy_task(8), batch_size=8),
+    )
+    cfgs = jax.tree.map(np.array, space_of(adapter, params).sample(jax.random.key(1), (2,)))
+    cfgs["hidden_1"][1, 0] = index
+    with pytest.raises(ValueError, match=match):
+        score(cfgs)

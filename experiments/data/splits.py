@@ -8,7 +8,9 @@ Split names: ``train800``, ``val200``, ``train800val200``, ``test`` (VTAB-1k) an
 
 With an official test set, the permutation runs over the training examples only and ``test``
 is the official one (its first 10k). The few-shot sets take, for each class, the first k
-training-pool examples in permutation order, so a 2-shot set contains the 1-shot set.
+training-pool examples in permutation order, val200's left out (it stays a clean validation
+set: with 100 classes, 8 shots would otherwise train on a third of it), so a 2-shot set
+contains the 1-shot set and lies in train800 whenever train800 holds k of every class.
 """
 
 from __future__ import annotations
@@ -85,7 +87,8 @@ def split_indices(
         raise ValueError(
             f"unknown split {split!r}; expected one of {VTAB1K_SPLITS} or '<k>shot' (e.g. '16shot')"
         )
-    return _few_shot(pool, labels[pool], k=k, num_classes=num_classes)
+    shot_pool = np.concatenate([pool[:TRAIN_SIZE], pool[held:]])  # val200 left out
+    return _few_shot(shot_pool, labels[shot_pool], k=k, num_classes=num_classes)
 
 
 def _few_shot(pool: np.ndarray, pool_labels: np.ndarray, *, k: int, num_classes: int) -> np.ndarray:

@@ -157,17 +157,23 @@ def make_config_scorer(
     batches: from ``stack_eval_batches`` (e.g. val200). Configs run ``configs_per_call`` at a
     time through one compiled vmap (the last chunk padded with copies of the last config, their
     scores dropped). Each config in flight holds its own effective params: lower
-    ``configs_per_call`` to save memory.
+    ``configs_per_call`` to save memory. Where the adapter's space is searchable (``to_genes``,
+    as GLoRA's), the cfgs are checked against it first: in the vmap they are traced, and an
+    option index out of range (or illegal) would silently score the subnet without it.
     """
     if configs_per_call < 1:
         raise ValueError(f"configs_per_call must be >= 1, got {configs_per_call}")
     per_chunk = make_multi_config_count_fn(forward=forward, adapter=adapter)
     total = num_scored(batches)
+    space = None if adapter.space is None else adapter.space(params)
+    check = getattr(space, "to_genes", None)
 
     def score(cfgs: Any) -> np.ndarray:
         sizes = {np.shape(x)[:1] for x in jax.tree.leaves(cfgs)}
         if len(sizes) != 1 or () in sizes:
             raise ValueError(f"cfgs must share one leading (batch) axis, got sizes {sizes}")
+        if check is not None:
+            check(cfgs)  # raises ValueError naming a slice whose option does not fit the space
         ((num_cfgs,),) = sizes
         num_chunks = -(-num_cfgs // configs_per_call)
         index = np.minimum(np.arange(num_chunks * configs_per_call), num_cfgs - 1)

@@ -1135,6 +1135,15 @@ def test_missing_vtab_data_and_checkpoint_fail_clearly(tmp_path):
         )  # fmt: skip
 
 
+def test_a_tfds_task_without_tensorflow_datasets_says_what_to_install(tmp_path, monkeypatch):
+    """It was a ModuleNotFoundError traceback (call 168: the GPU machine has no tfds)."""
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # its import now fails
+    message = r"source 'tfds' needs tensorflow-datasets.*pip install.*--source=noah"
+    with pytest.raises(ValueError, match=message):
+        vtab.main(["--task=dtd", f"--data_dir={tmp_path}", f"--workdir={tmp_path}/w"])
+    assert not (tmp_path / "w").exists()
+
+
 def write_noah_task(root, task: str, num_classes: int, sizes: dict[str, int], seed: int) -> None:
     """NOAH's vtab-1k layout with random 16x16 JPEGs: <root>/<task>/<split>.txt + images."""
     rng = np.random.default_rng(seed)

@@ -281,8 +281,7 @@ def prepared_builder(task: VtabTask, *, data_dir: str | os.PathLike[str] | None)
     ``resolve_tfds_data_dir``), from its metadata only: no record is read. DataNotFoundError,
     saying how to prepare or convert it, when no such copy is there."""
     root = resolve_tfds_data_dir(data_dir)
-    import tensorflow_datasets as tfds  # heavy; only this source needs it
-
+    tfds = _tfds()
     try:
         builder = tfds.builder(task.tfds_name, data_dir=os.fspath(root))
     except (AssertionError, tfds.core.registered.DatasetNotFoundError) as error:
@@ -301,6 +300,20 @@ def prepared_builder(task: VtabTask, *, data_dir: str | os.PathLike[str] | None)
     return builder
 
 
+def _tfds() -> Any:
+    """The tensorflow_datasets module (heavy: imported only for this source); ValueError saying
+    what to install, or which source reads VTAB-1k without it, where it does not import."""
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as error:
+        raise ValueError(
+            f"source 'tfds' needs tensorflow-datasets, which does not import here ({error}): "
+            "pip install 'tensorflow-datasets>=4.9' (this package depends on it), or read the "
+            "VTAB-1k files of NOAH's release with --source=noah --data_dir=<its vtab-1k folder>"
+        ) from error
+    return tfds
+
+
 def _not_prepared_message(task: VtabTask, root: Path, reason: str) -> str:
     manual = (
         f"{task.builder} needs a manual download first: fetch the archive as the TFDS "
@@ -308,8 +321,7 @@ def _not_prepared_message(task: VtabTask, root: Path, reason: str) -> str:
         if task.manual_download
         else ""
     )
-    import tensorflow_datasets as tfds
-
+    tfds = _tfds()
     buildable = tfds.builder(task.builder, data_dir=os.fspath(root)).version
     version_hint = (
         ""

@@ -1440,3 +1440,24 @@ def test_vtab_table_keeps_the_tasks_of_earlier_commands(tmp_path, monkeypatch):
     flora = [c.strip() for c in rows["flora (ours)"]]
     assert flora[1] == "0.50" and flora[2 + 8] == "90.0" and flora[2] == "-"  # EuroSAT only
     assert PARTIAL_NOTE in table
+
+
+def test_table_rows_average_parameters_over_the_group_means_as_the_paper_does():
+    """The GLoRA paper's table 1: "Average accuracy and # params are averaged over group-wise
+    mean values". A searched subnet's size differs per task: 2M on the 7 natural tasks, 0.2M
+    on the other 12 is (2 + 0.2 + 0.2) / 3 = 0.8M, not the 19-task mean (0.863M)."""
+    from experiments.vtab_table import GROUPS
+
+    params = {t: 2_000_000 if g == "natural" else 200_000 for g, ts in GROUPS.items() for t in ts}
+    results = {
+        t: {"task": t, "method": "glora", "backbone": "vit-b16", "test_limit": None,
+            "test_accuracy": 0.5, "trainable_params": p}
+        for t, p in params.items()
+    }  # fmt: skip
+    ((name, (params_m, _)),) = vtab.table_rows(results).items()
+    per_group = [np.mean([params[t] for t in ts]) for ts in GROUPS.values()]
+    assert name == "glora (ours)"
+    assert params_m == pytest.approx(np.mean(per_group) / 1e6) and params_m == pytest.approx(0.8)
+    # a partial row: the means of the groups that were run
+    partial = {t: results[t] for t in ("cifar", "dtd", "eurosat")}
+    assert vtab.table_rows(partial)["glora (ours)"][0] == pytest.approx((2.0 + 0.2) / 2)

@@ -461,9 +461,6 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
         check_same_experiment(config, workdir)  # as another run may have left it since
         if is_main_process():
             write_text(workdir / "config.json", json.dumps(as_dict(config), indent=2, default=str))
-            # an earlier run's result stands no longer: a kill before the new one is written would
-            # leave it beside this run's subnet.json and merged.npz (a longer search, a retrain)
-            (workdir / RESULT_NAME).unlink(missing_ok=True)
         trained = train_on(
             config,
             backbone,
@@ -475,6 +472,12 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
         )
         params, aparams, cfg = trained.params, trained.aparams, fixed
         clock.lap("train", (params, aparams))
+        if is_main_process():
+            # an earlier run's result stands no longer: a kill before the new one is written
+            # would leave it beside this run's subnet.json and merged.npz (a longer search, a
+            # retrain). Training writes neither, so a run stopped in it (a checkpoint it cannot
+            # read, a kill) leaves the result beside the outputs it describes.
+            (workdir / RESULT_NAME).unlink(missing_ok=True)
         search: dict[str, Any] = {}
         if config.method.searchable:
             result = _search(config, backbone, method, params, aparams, splits, workdir)

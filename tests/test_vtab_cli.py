@@ -31,7 +31,7 @@ from experiments.config import (
 from experiments.configs import paper, preset, quickstart
 from experiments.data.base import SplitArrays
 from experiments.training import TrainResult, trainer
-from experiments.training.checkpoint import CheckpointMismatchError
+from experiments.training.checkpoint import CheckpointMismatchError, CheckpointUnreadableError
 from experiments.training.trainer import CHECKPOINT_DIR
 from experiments.vtab_table import PAPER_LR, PARTIAL_NOTE
 
@@ -386,6 +386,13 @@ def test_settings_out_of_range_fail_when_the_config_is_built(assignment: str, me
         override(quickstart(), [assignment])
 
 
+def _untrained(config, backbone, method, split, workdir, *, cfg=None, eval_split=None):
+    """Stands in for ``pipeline.train_on``: the untrained adapter, nothing written."""
+    aparams = method.adapter.init(jax.random.key(0), backbone.params)
+    return TrainResult(params=backbone.params, aparams=aparams, state=None, history={},
+                       wall_time_s=0.0, num_trainable=0, eval_accuracy=None)  # fmt: skip
+
+
 def test_a_restarted_run_removes_the_earlier_result_until_it_writes_its_own(tmp_path, monkeypatch):
     """A kill between a restarted run's new subnet.json / merged.npz and its result.json left
     the earlier run's result.json beside them, as if it described them."""
@@ -396,21 +403,33 @@ def test_a_restarted_run_removes_the_earlier_result_until_it_writes_its_own(tmp_
     def killed(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "train_on", killed)
+    monkeypatch.setattr(pipeline, "train_on", _untrained)
+    monkeypatch.setattr(pipeline, "write_npz", killed)  # merged.npz: after the test stage
     with pytest.raises(KeyboardInterrupt):
-        vtab.main([f"--workdir={tmp_path}", *TINY])
+        vtab.main(["--adapter=lora", f"--workdir={tmp_path}", *TINY])
     assert (out / "config.json").exists() and not (out / "result.json").exists()
+
+
+def test_a_run_stopped_in_training_keeps_the_earlier_result(tmp_path, monkeypatch):
+    """Training writes none of the outputs result.json describes: a checkpoint that cannot be
+    read (or a kill) there used to delete the finished run's result.json all the same."""
+    out = tmp_path / "digits"
+    out.mkdir()
+    (out / "result.json").write_text('{"test_accuracy": 0.5}')
+
+    def unreadable(*args: object, **kwargs: object) -> None:
+        raise CheckpointUnreadableError("checkpoint 10 cannot be read: delete that folder")
+
+    monkeypatch.setattr(pipeline, "train_on", unreadable)
+    with pytest.raises(CheckpointUnreadableError):
+        vtab.main([f"--workdir={tmp_path}", *TINY])
+    assert (out / "result.json").read_text() == '{"test_accuracy": 0.5}'
 
 
 def test_a_kill_while_result_json_is_written_leaves_none_torn(tmp_path, monkeypatch):
     """result.json is written whole or not at all: a kill mid-write (here, the first 10
     characters written) leaves no file that a table or a rerun's reader would half-parse.
     Training is stood in for by the untrained adapter: the test stage and the writes run."""
-
-    def untrained(config, backbone, method, split, workdir, *, cfg=None, eval_split=None):
-        aparams = method.adapter.init(jax.random.key(0), backbone.params)
-        return TrainResult(params=backbone.params, aparams=aparams, state=None, history={},
-                           wall_time_s=0.0, num_trainable=0, eval_accuracy=None)  # fmt: skip
 
     write_text = pathlib.Path.write_text
 
@@ -420,7 +439,7 @@ def test_a_kill_while_result_json_is_written_leaves_none_torn(tmp_path, monkeypa
         write_text(self, text[:10])
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "train_on", untrained)
+    monkeypatch.setattr(pipeline, "train_on", _untrained)
     monkeypatch.setattr(pathlib.Path, "write_text", killed_in_result_json)
     with pytest.raises(KeyboardInterrupt):
         vtab.main(["--adapter=lora", f"--workdir={tmp_path}", *TINY])

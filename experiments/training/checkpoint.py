@@ -100,7 +100,7 @@ def _check_same_run(current: Mapping[str, Any], saved: Mapping[str, Any], *, wha
     (and saying so in words where the training data changed)."""
     changed = setting_changes(saved, current)
     if changed:
-        data = setting_changes(saved, current, ignore=set(saved) - {DATA_SETTING})
+        data = any(line.startswith(f"{DATA_SETTING}: ") for line in changed)
         why = "the training data changed since the checkpoint was written: " if data else ""
         raise CheckpointMismatchError(
             f"refusing to resume: {why}{what} was written by a run with other settings ("

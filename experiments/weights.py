@@ -17,6 +17,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from experiments.command_line import path_argument
+from experiments.local_files import local_path
+
 CACHE_ENV = "GLORA_FLORA_CACHE"
 log = logging.getLogger(__name__)
 
@@ -53,9 +56,11 @@ EXPORTERS: dict[str, tuple[str, Callable[[Path], Path]]] = {
 
 
 def cache_dir() -> Path:
-    """``$GLORA_FLORA_CACHE`` if set, else ``~/.cache/glora_flora_jax``."""
+    """``$GLORA_FLORA_CACHE`` if set, else ``~/.cache/glora_flora_jax``; ValueError for a URL."""
     env = os.environ.get(CACHE_ENV)
-    return Path(env) if env else Path.home() / ".cache" / "glora_flora_jax"
+    if not env:
+        return Path.home() / ".cache" / "glora_flora_jax"
+    return local_path(env, what=f"${CACHE_ENV}")
 
 
 def default_weights_path(name: str) -> Path:
@@ -93,16 +98,18 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m experiments.weights", description=__doc__.splitlines()[0]
     )
     parser.add_argument("name", nargs="?", choices=sorted(EXPORTERS), help="weights to export")
-    parser.add_argument("--out", type=Path, help="npz to write (default: the cache directory)")
+    parser.add_argument(
+        "--out", type=path_argument, help="npz to write (default: the cache directory)"
+    )
     parser.add_argument("--list", action="store_true", help="list the available weights")
     args = parser.parse_args(argv)
-    if args.list:
-        for name, (about, _) in EXPORTERS.items():
-            print(f"{name:20s} {about}  -> {default_weights_path(name)}")
-        return 0
-    if args.name is None:
-        parser.error("give a weights NAME or --list")
     try:
+        if args.list:
+            for name, (about, _) in EXPORTERS.items():
+                print(f"{name:20s} {about}  -> {default_weights_path(name)}")
+            return 0
+        if args.name is None:
+            parser.error("give a weights NAME or --list")
         path = export(args.name, args.out)
     except (ValueError, OSError) as e:  # an AssetNotFoundError is a FileNotFoundError
         print(f"error: {e}", file=sys.stderr)

@@ -553,7 +553,7 @@ def test_torch_zip_reader_refuses_foreign_globals(tmp_path):
 
     with zipfile.ZipFile(tmp_path / "evil.pth", "w") as archive:
         archive.writestr("archive/data.pkl", pickle.dumps({"x": Evil()}, protocol=2))
-    with pytest.raises(pickle.UnpicklingError, match=r"refusing to unpickle global \w+\.print"):
+    with pytest.raises(ValueError, match=r"evil.pth: refusing to unpickle global \w+\.print"):
         load_torch_file(tmp_path / "evil.pth")
 
 
@@ -588,6 +588,16 @@ def test_cli_refuses_a_checkpoint_without_convnext_blocks(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"^no stage\{s\}_block\{b\}/dwconv/kernel leaves: not a "):
         ckpt.main([str(tmp_path / "head.npz"), str(tmp_path / "out.npz")])
     assert not (tmp_path / "out.npz").exists() and not capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args", [["in.pth", "gs://bucket/out.npz"], ["", "out.npz"]])
+def test_cli_refuses_url_and_empty_paths(tmp_path, monkeypatch, capsys, args):
+    """pathlib makes gs://bucket the local folder gs:/bucket; "" the working directory."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        ckpt.main(args)
+    assert exit_info.value.code == 2
+    assert re.search(r"this .*(is a URL|is an empty path)", capsys.readouterr().err)
 
 
 def test_the_module_command_reports_bad_input_without_a_traceback(tmp_path):

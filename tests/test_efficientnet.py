@@ -263,6 +263,36 @@ def test_an_npz_that_is_not_lite0_is_refused(tmp_path):
         load_efficientnet_lite0_params(path)
 
 
+@functools.cache
+def lite0_flat_params() -> dict[str, np.ndarray]:
+    """Lite0's flat param tree (1000 classes) filled with small float16 values."""
+    images = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
+    shapes = jax.eval_shape(EfficientNetLite().init, jax.random.key(0), images)["params"]
+    rng = np.random.default_rng(0)
+    return {k: rng.normal(0, 0.1, v.shape).astype(np.float16) for k, v in flatten(shapes).items()}
+
+
+@pytest.mark.parametrize("source", ["npz", "state_dict"])
+def test_half_precision_weights_load_as_float32(tmp_path, source):
+    """As the ViT and ConvNeXt loaders give them: the optimizer then updates float32 params."""
+    if source == "npz":
+        np.savez(tmp_path / "lite0.npz", **lite0_flat_params())
+        params = load_efficientnet_lite0_params(tmp_path / "lite0.npz")
+    else:
+        params = convert_state_dict(
+            {k: v.astype(np.float16) for k, v in tiny_state_dict().items()}, TINY
+        )
+    assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {np.dtype(np.float32)}
+
+
+def test_a_truncated_npz_is_a_clear_error(tmp_path):
+    path = tmp_path / "lite0.npz"
+    np.savez(path, **lite0_flat_params())
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=r"lite0\.npz is not a readable \.npz archive of arrays"):
+        load_efficientnet_lite0_params(path)
+
+
 def test_normalize_is_tf_lite_s_pixel_scale():
     """(pixel - 127) / 128 on every channel, as the TF EfficientNet-Lite models expect."""
     pixels = np.array([0, 127, 255], np.uint8).reshape(1, 1, 3, 1).repeat(3, axis=-1)

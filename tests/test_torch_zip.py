@@ -5,6 +5,7 @@ wrong size, and malformed files."""
 
 from __future__ import annotations
 
+import argparse
 import io
 import pickle
 import sys
@@ -198,30 +199,92 @@ def _saved(*, legacy: bool, offset: int = 0, info_tensor: bool = False, **option
     return write
 
 
+def _damaged(*, legacy: bool, damage: Callable[[bytes], bytes]):
+    """A writer of ``_saved(legacy=legacy)``'s file with ``damage`` applied to its bytes."""
+
+    def write(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        _saved(legacy=legacy)(path, monkeypatch)
+        path.write_bytes(damage(path.read_bytes()))
+
+    return write
+
+
+def _flip_storage_byte(raw: bytes) -> bytes:
+    """A zip whose storage member no longer matches its CRC (the storage holds zeros)."""
+    at = raw.index(bytes(24))
+    return raw[:at] + b"\xff" + raw[at + 1 :]
+
+
+def _without_storage(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _saved(legacy=False)(path, monkeypatch)
+    with zipfile.ZipFile(path) as archive:
+        pickled = archive.read("archive/data.pkl")
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", pickled)
+
+
+def _foreign_global(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A training checkpoint's argparse.Namespace beside its weights."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps({"args": argparse.Namespace()}))
+
+
+def _big_endian(*, legacy: bool):
+    """A writer of a file that says its storages are big-endian (torch.save on s390x)."""
+
+    def write(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        storages = {"0": ("FloatStorage", np.zeros(4, ">f4"))}
+        info = {"little_endian": False}
+        save(path, {"w": Tensor("0", 0, (4,), (1,))}, storages, monkeypatch, legacy=legacy,
+             system_info=info)  # fmt: skip
+        if not legacy:
+            with zipfile.ZipFile(path, "a") as archive:
+                archive.writestr("archive/byteorder", "big")
+
+    return write
+
+
 @pytest.mark.parametrize(
     ("write", "error", "match"),
     [
         (_saved(legacy=False, offset=3), ValueError,
-         r"tensor of size \(2, 2\), stride \(2, 1\), offset 3 overruns its storage of 6 elements"),
+         r"w.pth: tensor of size \(2, 2\), stride \(2, 1\), offset 3 overruns its storage of 6 "
+         "elements$"),
         (_saved(legacy=False, edit_pid=lambda pid: ("module", *pid[1:])),
-         pickle.UnpicklingError, r"^unsupported persistent id \('module', "),
+         ValueError, r"w.pth: unsupported persistent id \('module', "),
         (_saved(legacy=False, edit_pid=lambda pid: ("storage", OrderedDict, *pid[2:])),
-         pickle.UnpicklingError, r"^unsupported persistent id \('storage', "),
+         ValueError, r"w.pth: unsupported persistent id \('storage', "),
         (_saved(legacy=False, edit_pid=lambda pid: "0"),
-         pickle.UnpicklingError, r"^unsupported persistent id '0'$"),
-        (_saved(legacy=True, edit_pid=lambda pid: (*pid[:5], ("1", 2, 4))), pickle.UnpicklingError,
-         r"^storage views are not supported: \('storage', .*\('1', 2, 4\)\)$"),
+         ValueError, r"w.pth: unsupported persistent id '0'$"),
+        (_saved(legacy=True, edit_pid=lambda pid: (*pid[:5], ("1", 2, 4))), ValueError,
+         r"w.pth: storage views are not supported: \('storage', .*\('1', 2, 4\)\)$"),
         (_saved(legacy=True, info_tensor=True),
-         pickle.UnpicklingError, r"^storage 0 referenced outside the tensor pickle$"),
+         ValueError, r"w.pth: storage 0 referenced outside the tensor pickle$"),
         (_two_pickles, ValueError,
          r"expected one data.pkl in the zip, found \['b/data.pkl', 'a/data.pkl'\]$"),
         (_no_pickle, ValueError, r"expected one data.pkl in the zip, found \[\]$"),
         (lambda path, _: path.write_bytes(pickle.dumps({"w": 1.0})), ValueError,
          r"w.pth: neither a zip nor a legacy torch file$"),
         (lambda path, _: None, FileNotFoundError, r"^no torch checkpoint at .*w.pth$"),
+        (_damaged(legacy=True, damage=lambda raw: raw[:-4]), ValueError,
+         r"w.pth: the file ends inside storage 0: truncated\?$"),
+        (_damaged(legacy=True, damage=lambda raw: raw[:-28]), ValueError,
+         r"w.pth: the file ends inside the size of storage 0: truncated\?$"),
+        (_damaged(legacy=True, damage=lambda raw: raw[:40]), ValueError, r"w.pth: .*truncated"),
+        (_damaged(legacy=False, damage=_flip_storage_byte), ValueError,
+         r"w.pth: Bad CRC-32 for file 'archive/data/0'$"),
+        (_without_storage, ValueError, r"w.pth: the zip has no storage archive/data/0$"),
+        (_big_endian(legacy=False), ValueError,
+         r"w.pth: its storages are big-endian: save it again on a little-endian machine$"),
+        (_big_endian(legacy=True), ValueError,
+         r"w.pth: its storages are big-endian: save it again on a little-endian machine$"),
+        (_foreign_global, ValueError,
+         r"w.pth: refusing to unpickle global argparse.Namespace: only tensors, "),
     ],
     ids=["overrun", "other-kind", "other-class", "not-a-tuple", "storage-view", "outside",
-         "two-pickles", "no-pickle", "plain-pickle", "missing"],
+         "two-pickles", "no-pickle", "plain-pickle", "missing", "legacy-cut-storage",
+         "legacy-cut-size", "legacy-cut-pickle", "zip-bad-crc", "zip-no-storage",
+         "zip-big-endian", "legacy-big-endian", "foreign-global"],
 )  # fmt: skip
 def test_malformed_files_are_refused(tmp_path, monkeypatch, write, error, match):
     write(tmp_path / "w.pth", monkeypatch)

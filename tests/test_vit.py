@@ -11,6 +11,7 @@ import re
 import chex
 import jax
 import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
 import pytest
 from jax.sharding import AbstractMesh, AxisType
@@ -887,6 +888,22 @@ def test_loaded_params_take_the_models_dtypes(trained_tiny, dtype):
     loaded = load_params(cast, random_params(tiny(num_classes=3, representation_size=8), x))
     assert {leaf.dtype for leaf in jax.tree.leaves(loaded)} == {np.dtype(np.float32)}
     chex.assert_trees_all_close(loaded, params, atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "shown"),
+    [(np.int8, "int8"), (np.bool_, "bool"), (np.complex64, "complex64"),
+     (ml_dtypes.bfloat16, "|V2")],  # numpy stores bfloat16 as 2-byte voids
+)  # fmt: skip
+def test_a_checkpoint_array_that_is_not_floating_is_refused(tmp_path, trained_tiny, dtype, shown):
+    """Not cast to float32 as it comes (int8 or bool values, a complex one's real part)."""
+    _, _, flat, x = trained_tiny
+    path = tmp_path / "ckpt.npz"
+    np.savez(path, **{**flat, "embedding/bias": flat["embedding/bias"].astype(dtype)})
+    with pytest.raises(
+        CheckpointMismatchError, match=rf"not floating: embedding/bias \({re.escape(shown)}\)$"
+    ):
+        load_params(path, random_params(tiny(num_classes=3, representation_size=8), x))
 
 
 def test_stack_blocks_orders_by_block_index_not_by_key_order():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import logging
 import subprocess
@@ -81,6 +82,32 @@ def test_missing_wheel_prints_the_pip_command(monkeypatch, capsys):
 def test_out_must_be_an_npz(tmp_path, capsys):
     assert weights.main(["efficientnet-lite0", "--out", str(tmp_path / "w.bin")]) == 1
     assert "must end in .npz" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "cache", "status", "message"),
+    [
+        (["efficientnet-lite0", "--out", "gs://bucket/w.npz"], None, 2,
+         "argument --out: this 'gs://bucket/w.npz' is a URL"),
+        (["efficientnet-lite0", "--out", ""], None, 2, "argument --out: this is an empty path"),
+        (["efficientnet-lite0"], "gs://bucket/cache", 1,
+         "error: $GLORA_FLORA_CACHE 'gs://bucket/cache' is a URL"),
+        (["--list"], "gs://bucket/cache", 1,
+         "error: $GLORA_FLORA_CACHE 'gs://bucket/cache' is a URL"),
+    ],
+    ids=["out-url", "out-empty", "cache-url", "list-cache-url"],
+)  # fmt: skip
+def test_paths_that_are_urls_or_empty_are_refused_and_nothing_is_written(
+    tmp_path, monkeypatch, capsys, args, cache, status, message
+):
+    """pathlib makes gs://bucket the local folder gs:/bucket: the weights would land there."""
+    monkeypatch.chdir(tmp_path)
+    if cache is not None:
+        monkeypatch.setenv(weights.CACHE_ENV, cache)
+    with pytest.raises(SystemExit) if status == 2 else contextlib.nullcontext():
+        assert weights.main(args) == status
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 @needs_efficientnet_wheel

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.command_line import run_main
+from experiments.command_line import path_argument, run_main
 from experiments.local_files import open_npz
 from experiments.models.convnext import ConvNeXt
 from experiments.models.torch_layout import conv_kernel_from_torch, conv_kernel_to_torch
@@ -259,9 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m experiments.models.convnext_checkpoint", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
-        "source", type=Path, help="torch ConvNeXt weights: .pth, .npz, .safetensors"
+        "source", type=path_argument, help="torch ConvNeXt weights: .pth, .npz, .safetensors"
     )
-    parser.add_argument("out", type=Path, help="npz to write, keyed by Flax param paths")
+    parser.add_argument("out", type=path_argument, help="npz to write, keyed by Flax param paths")
     args = parser.parse_args(argv)
     out = args.out if args.out.suffix == ".npz" else args.out.with_name(args.out.name + ".npz")
     flat = rename_state_dict(read_state_dict(args.source))

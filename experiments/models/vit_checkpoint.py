@@ -18,8 +18,9 @@ Loading rules (:func:`load_params`):
 * position embedding: square patch grids are resampled when they differ — ``"bilinear"`` is
   big_vision's ``scipy.ndimage.zoom(order=1)`` (corner-aligned), ``"bicubic"`` is torch's
   ``F.interpolate(mode="bicubic", align_corners=False, antialias=False)`` used by DINOv2.
-* everything else must match key for key and shape for shape, else
-  :class:`CheckpointMismatchError` lists every missing, unexpected and mis-shaped key.
+* everything else must match key for key and shape for shape, and be floating (numpy stores
+  bfloat16 as 2-byte voids, ``|V2``), else :class:`CheckpointMismatchError` lists every missing,
+  unexpected, mis-shaped and not floating key.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+import jax.numpy as jnp
 import numpy as np
 
 from experiments.local_files import open_npz
@@ -60,7 +62,8 @@ _CUBIC_A = -0.75  # torch's bicubic coefficient
 
 
 class CheckpointMismatchError(ValueError):
-    """The checkpoint does not fit the model: lists missing, unexpected and mis-shaped keys."""
+    """The checkpoint does not fit the model: lists missing, unexpected, mis-shaped and not
+    floating keys."""
 
     def __init__(
         self,
@@ -68,8 +71,10 @@ class CheckpointMismatchError(ValueError):
         missing: list[str],
         unexpected: list[str],
         mis_shaped: list[tuple[str, tuple[int, ...], tuple[int, ...]]],
+        not_floating: list[tuple[str, np.dtype]],
     ) -> None:
         self.missing, self.unexpected, self.mis_shaped = missing, unexpected, mis_shaped
+        self.not_floating = not_floating
         lines = ["checkpoint does not match the model:"]
         if missing:
             lines.append(f"  missing ({len(missing)}): " + ", ".join(missing))
@@ -77,6 +82,8 @@ class CheckpointMismatchError(ValueError):
             lines.append(f"  unexpected ({len(unexpected)}): " + ", ".join(unexpected))
         for key, got, want in mis_shaped:
             lines.append(f"  mis-shaped: {key}: checkpoint {got}, model {want}")
+        for key, dtype in self.not_floating:
+            lines.append(f"  not floating: {key} ({dtype.str if dtype.kind == 'V' else dtype})")
         super().__init__("\n".join(lines))
 
 
@@ -284,6 +291,7 @@ def load_params(
     out: dict[str, Any] = {}
     missing: list[str] = []
     mis_shaped: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = []
+    not_floating: list[tuple[str, np.dtype]] = []
     for key, init_value in expected.items():
         want = tuple(init_value.shape)
         value = ckpt.get(key)
@@ -296,9 +304,13 @@ def load_params(
             missing.append(key)
         elif tuple(value.shape) != want:
             mis_shaped.append((key, tuple(value.shape), want))
+        elif not jnp.issubdtype(value.dtype, jnp.floating):
+            not_floating.append((key, np.dtype(value.dtype)))
         else:
             out[key] = np.asarray(value, dtype=init_value.dtype)
     unexpected = sorted(k for k in ckpt if k not in expected and not _is_head_key(k))
-    if missing or unexpected or mis_shaped:
-        raise CheckpointMismatchError(missing=missing, unexpected=unexpected, mis_shaped=mis_shaped)
+    if missing or unexpected or mis_shaped or not_floating:
+        raise CheckpointMismatchError(
+            missing=missing, unexpected=unexpected, mis_shaped=mis_shaped, not_floating=not_floating
+        )
     return unflatten(stack_blocks(out) if scanned else out)

@@ -224,11 +224,12 @@ def write_report(
         )
     check_results_fit(settings, assets, runs, results)
     rows = summarize(settings, results)
+    # the doc first: a doc that lost a marker of its section is refused before any figure
+    write_section(doc, markdown(settings, rows, results))
     figures.mkdir(parents=True, exist_ok=True)
     for study, name in (("main", "accuracy_vs_params"), ("conv", "conv_accuracy_vs_params")):
         plot_accuracy_vs_params(rows, figures / f"offline_suite_{name}.png", study=study)
     plot_few_shot(rows, figures / "offline_suite_few_shot.png")
-    write_section(doc, markdown(settings, rows, results))
     print(f"{len(results)} runs -> {len(rows)} rows in {doc}; figures in {figures}")
 
 

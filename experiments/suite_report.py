@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -157,12 +158,14 @@ def percent(row: Row) -> str:
 def markdown(settings: SuiteSettings, rows: Sequence[Row], results: Results) -> str:
     """The generated section: accuracy matrices, detail tables, lr sweep, failures."""
     out: list[str] = []
-    for study, title in (("main", "DINOv2 ViT-S/14"), ("conv", "EfficientNet-Lite0")):
+    studies = (("main", "DINOv2 ViT-S/14", settings.tasks),
+               ("conv", "EfficientNet-Lite0", settings.conv_tasks))  # fmt: skip
+    for study, title, order in studies:
         chosen = [r for r in rows if r.study == study]
         if not chosen:
             continue
-        tasks = sorted({r.task for r in chosen}, key=lambda t: settings.tasks.index(t)
-                       if t in settings.tasks else 0)  # fmt: skip
+        tasks = sorted(dict.fromkeys(r.task for r in chosen),
+                       key=lambda t: order.index(t) if t in order else len(order))  # fmt: skip
         labels = list(dict.fromkeys(r.label for r in chosen))
         out += [f"### {title}: test accuracy (%), mean ± std over seeds", ""]
         out += ["| method | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
@@ -229,8 +232,16 @@ def _detail(row: Row) -> str:
 
 
 def write_section(path: Path, section: str) -> None:
-    """Replace the text between BEGIN and END in ``path`` (append both when absent)."""
+    """Replace the text between BEGIN and END in ``path`` (append both when absent); ValueError,
+    ``path`` unchanged, where it holds them otherwise than once each in that order (a marker
+    lost in an edit: a section appended after it would reach over the text between)."""
     text = path.read_text() if path.exists() else ""
+    begins, ends = text.count(BEGIN), text.count(END)
+    if (begins, ends) not in ((0, 0), (1, 1)) or text.find(BEGIN) > text.find(END):
+        raise ValueError(
+            f"{path} holds {begins} begin and {ends} end markers of the generated section, not "
+            "one pair in order: restore the pair around it (or delete both) and report again"
+        )
     block = f"{BEGIN}\n{section}{END}"
     pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
     if pattern.search(text):
@@ -244,20 +255,23 @@ def plot_accuracy_vs_params(rows: Sequence[Row], path: Path, *, study: str = "ma
     """One panel per task: test accuracy (mean, std bars) against trainable params (symlog x)."""
     chosen = [r for r in rows if r.study == study and r.test]
     tasks = list(dict.fromkeys(r.task for r in chosen))
+    colors = {label: f"C{i % 10}" for i, label in enumerate(dict.fromkeys(r.label for r in chosen))}
+    handles: dict[str, Any] = {}  # one legend entry a method, whichever panel it is drawn in
     figure = Figure(figsize=(4.2 * max(len(tasks), 1), 3.6), layout="constrained")
     axes = figure.subplots(1, max(len(tasks), 1), squeeze=False)[0]
     for axis, task in zip(axes, tasks, strict=False):
         for row in (r for r in chosen if r.task == task):
             std = 0.0 if math.isnan(row.std) else 100 * row.std
-            axis.errorbar(row.params, 100 * row.mean, yerr=std, fmt="o", capsize=3,
-                          label=row.label)  # fmt: skip
+            handles[row.label] = axis.errorbar(row.params, 100 * row.mean, yerr=std, fmt="o",
+                                               capsize=3, color=colors[row.label],
+                                               label=row.label)  # fmt: skip
         axis.set_xscale("symlog", linthresh=1e4)
         axis.set_xlabel("trainable params (head excluded)")
         axis.set_ylabel("test accuracy (%)")
         axis.set_title(task)
         axis.grid(alpha=0.3)
     if tasks:
-        axes[0].legend(fontsize=7)
+        axes[0].legend([handles[label] for label in colors], list(colors), fontsize=7)
     return write_png(path, figure)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import chex
 import numpy as np
 import pytest
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 from experiments import offline_suite, suite_report, suite_run
@@ -861,6 +862,21 @@ def test_markdown_section_and_plots(tmp_path: Path) -> None:
         assert path.read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.parametrize(
+    "markers",
+    [BEGIN, END, f"{END}\nold\n{BEGIN}", f"{BEGIN}\n{END}\n{END}"],
+    ids=["begin", "end", "reversed", "two_ends"],
+)
+def test_a_doc_with_a_lost_section_marker_is_refused_and_kept(tmp_path: Path, markers: str) -> None:
+    """Not appended to: the next report would replace the hand-written text up to its END."""
+    doc = tmp_path / "results.md"
+    doc.write_text(f"# Results\n\n{markers}\nhand-written discussion\n")
+    before = doc.read_text()
+    with pytest.raises(ValueError, match="markers of the generated section"):
+        write_section(doc, "generated\n")
+    assert doc.read_text() == before
+
+
 def test_rows_and_the_lr_sweep_hold_only_arms_that_ran() -> None:
     """Before any seed run: a row for each arm whose seed-0 run is its lr grid's; the later
     budget and the few-shot arm have no run yet, and few-shot groups have no lr grid."""
@@ -1027,16 +1043,34 @@ def test_a_row_whose_seeds_all_failed_is_reported_failed() -> None:
     assert "| GLoRA ≤0.20M | failed |" in markdown(TINY, rows, results)
 
 
+def one_seed_row(study: str, task: str, method: str, accuracy: float = 0.5) -> Row:
+    """A report row of one finished seed."""
+    backbone = "efficientnet-lite0" if study == "conv" else "dinov2-s14"
+    return Row(
+        study, task, backbone, method, None, None, 1e-3, (0,), (accuracy,), 10.0, 7, 3.0, 0.0, ()
+    )
+
+
 def test_the_accuracy_matrix_orders_tasks_as_the_settings_do() -> None:
     settings = dataclasses.replace(TINY, tasks=("mnist5k", "digits"))
     rows = [
-        Row("main", task, "dinov2-s14", "linear", None, None, 1e-3, (0,), (acc,), 10.0, 7, 3.0,
-            0.0, ())
-        for task, acc in (("digits", 0.5), ("mnist5k", 0.25))
-    ]  # fmt: skip
+        one_seed_row("main", "digits", "linear", 0.5),
+        one_seed_row("main", "mnist5k", "linear", 0.25),
+    ]
     text = markdown(settings, rows, {})
     assert "| method | mnist5k | digits |" in text
     assert "| linear probe | 25.0 (n=1) | 50.0 (n=1) |" in text
+
+
+@pytest.mark.parametrize("main_tasks", [("digits", "mnist5k"), ("fashion_mnist",)])
+def test_the_conv_matrix_orders_tasks_as_conv_tasks_do(main_tasks: tuple[str, ...]) -> None:
+    """In conv_tasks' order, also for conv tasks outside the main study's (where a set's order,
+    which changes with the process's string hashing, set it before)."""
+    settings = dataclasses.replace(
+        TINY, tasks=main_tasks, conv_tasks=("mnist5k", "digits"), shots=()
+    )
+    rows = [one_seed_row("conv", task, "linear") for task in ("digits", "mnist5k")]
+    assert "| method | mnist5k | digits |" in markdown(settings, rows, {})
 
 
 def test_accuracy_plot_leaves_out_rows_without_a_finished_seed(
@@ -1051,6 +1085,27 @@ def test_accuracy_plot_leaves_out_rows_without_a_finished_seed(
     plot_accuracy_vs_params(summarize(TINY, results), tmp_path / "acc.png")
     legend = figures[0].axes[0].get_legend()
     assert [text.get_text() for text in legend.get_texts()] == ["linear probe", "GLoRA ≤0.10M"]
+
+
+def test_accuracy_plot_gives_each_method_one_colour_and_a_legend_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A method missing from the first task's panel keeps its colour in the others and is in
+    the legend."""
+    figures: list[Figure] = []
+    monkeypatch.setattr(
+        suite_report, "Figure", lambda **kw: figures.append(Figure(**kw)) or figures[-1]
+    )
+    panels = (("digits", "lora"), ("mnist5k", "linear"), ("mnist5k", "lora"))
+    rows = [one_seed_row("main", task, method) for task, method in panels]
+    plot_accuracy_vs_params(rows, tmp_path / "acc.png")
+    colours: dict[str, set[str]] = {}
+    for axis in figures[0].axes:
+        for bars in axis.containers:
+            colours.setdefault(bars.get_label(), set()).add(to_hex(bars.lines[0].get_color()))
+    assert list(map(len, colours.values())) == [1, 1] and len(set.union(*colours.values())) == 2
+    legend = figures[0].axes[0].get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == ["LoRA r=8", "linear probe"]
 
 
 # ----------------------------------------------------------------------------- command line
@@ -1144,7 +1199,8 @@ def test_workers_each_run_one_process_of_the_part_on_fresh_claims(
     assert logs == ["worker0.log", "worker1.log", "worker2.log"]
 
 
-def test_report_refuses_runs_of_other_settings_and_writes_nothing(tmp_path: Path) -> None:
+def test_a_refused_report_writes_nothing(tmp_path: Path) -> None:
+    """Neither for runs of other settings nor for a doc that lost a marker of its section."""
     assets, runs = prepared_assets(tmp_path), tmp_path / "runs"
     smoke = dataclasses.replace(TINY, epochs=2, seeds=(0,))
     execute(smoke, assets, runs, runner=fake_runner({1e-4: 0.6, 1e-3: 0.7}, []), poll_s=0.0)
@@ -1152,6 +1208,11 @@ def test_report_refuses_runs_of_other_settings_and_writes_nothing(tmp_path: Path
     with pytest.raises(ValueError, match="made with other settings"):
         offline_suite.write_report(TINY, assets, runs, doc=doc, figures=figures)
     assert not doc.exists() and not figures.exists()
+    doc.write_text(f"{BEGIN}\nhand-written\n")
+    with pytest.raises(ValueError, match="markers of the generated section"):
+        offline_suite.write_report(smoke, assets, runs, doc=doc, figures=figures)
+    assert doc.read_text() == f"{BEGIN}\nhand-written\n" and not figures.exists()
+    doc.unlink()
     offline_suite.write_report(smoke, assets, runs, doc=doc, figures=figures)
     assert doc.read_text().count(BEGIN) == 1
 

@@ -53,6 +53,7 @@ def parse_name(name: str) -> tuple[str, int] | None:
 class Efficiency:
     case: str
     devices: int
+    per_device_batch: int
     items_per_s: float
     one_device_items_per_s: float
 
@@ -62,20 +63,28 @@ class Efficiency:
 
     def line(self) -> str:
         return (
-            f"{self.case} on {self.devices} devices: {self.items_per_s:.1f} img/s = "
+            f"{self.case} on {self.devices} devices, {self.per_device_batch} images each: "
+            f"{self.items_per_s:.1f} img/s = "
             f"{self.value:.1%} of {self.devices} x {self.one_device_items_per_s:.1f}"
         )
 
 
 def efficiencies(rows: Sequence[Row]) -> list[Efficiency]:
-    """Every scaling row with more than one device whose case has a one-device row."""
+    """Every scaling row with more than one device whose case has a one-device row at its
+    per-device batch (weak scaling: runs at several per-device batches may be merged)."""
     parsed = [(parse_name(r.name), r) for r in rows]
-    one = {p[0]: r.items_per_s for p, r in parsed if p is not None and p[1] == 1}
-    return [
-        Efficiency(p[0], p[1], r.items_per_s, one[p[0]])
-        for p, r in parsed
-        if p is not None and p[1] > 1 and p[0] in one
-    ]
+    one = {(p[0], r.batch): r.items_per_s for p, r in parsed if p is not None and p[1] == 1}
+    found = []
+    for p, r in parsed:
+        if p is None or p[1] == 1 or r.batch % p[1]:
+            continue
+        case, devices = p
+        per_device = r.batch // devices
+        if (case, per_device) in one:
+            found.append(
+                Efficiency(case, devices, per_device, r.items_per_s, one[case, per_device])
+            )
+    return found
 
 
 def with_step_flops(row: Row, one_device_flops: float | None, peak: float | None) -> Row:

@@ -28,6 +28,13 @@ class Target:
         if self.reference is not None and self.min_ratio is None:
             raise ValueError(f"target on {self.row}: a reference needs min_ratio")
 
+    def met(self, value: float) -> bool:
+        """Whether ``value`` (the ratio, or the row's seconds) meets this target."""
+        if self.min_ratio is not None:
+            return value >= self.min_ratio
+        assert self.max_seconds is not None
+        return value <= self.max_seconds
+
 
 TARGETS = (
     Target("jax/train/lora-r8", "torch/train/lora-r8-compile", min_ratio=1.5),
@@ -72,11 +79,19 @@ class Check:
         t = self.target
         verdict = ("PASS" if self.passed else "MISS") if judged else "n/a "
         if t.reference is None:
-            return f"{verdict} {t.row}: {self.value:.1f} s (target <= {t.max_seconds:.0f} s)"
+            return f"{verdict} {t.row}: {self._shown(1)} s (target <= {t.max_seconds:.0f} s)"
         return (
-            f"{verdict} {t.row}@{self.batch} / {t.reference}@{self.batch} = {self.value:.2f}x "
+            f"{verdict} {t.row}@{self.batch} / {t.reference}@{self.batch} = {self._shown(2)}x "
             f"(target >= {t.min_ratio}x)"
         )
+
+    def _shown(self, digits: int) -> str:
+        """``value`` with ``digits`` decimals, or more where fewer would round it onto the other
+        side of the target than the verdict (a ratio of 0.898 missing 0.9 is not "0.90x")."""
+        for shown in (f"{self.value:.{d}f}" for d in range(digits, 17)):
+            if self.target.met(float(shown)) is self.passed:
+                return shown
+        return repr(self.value)
 
 
 def evaluate_targets(
@@ -90,13 +105,12 @@ def evaluate_targets(
         made = []
         for r in found:
             if t.max_seconds is not None:
-                made.append(Check(t, r.batch, r.step_s, r.step_s <= t.max_seconds))
+                made.append(Check(t, r.batch, r.step_s, t.met(r.step_s)))
                 continue
             ref = by_key.get(f"{t.reference}@{r.batch}")
             if ref is not None:
                 ratio = r.items_per_s / ref.items_per_s
-                assert t.min_ratio is not None
-                made.append(Check(t, r.batch, ratio, ratio >= t.min_ratio))
+                made.append(Check(t, r.batch, ratio, t.met(ratio)))
         if not made:
             missing.append(f"{t.row} vs {t.reference or f'{t.max_seconds} s'}: not measured")
         checks.extend(made)

@@ -11,8 +11,9 @@ the optimiser eager). Rows:
                                           this peft version has one (else a "skipped" entry)
     torch/infer/plain                     eval forward under ``torch.inference_mode``
 
-FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` over one eager forward+backward (matmuls,
-convolutions and SDPA; the compiled rows reuse the eager count). Memory:
+FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` over one eager forward+backward (the
+inference rows: forward; matmuls, convolutions and SDPA; the compiled rows reuse the eager
+count). Memory:
 ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` (per row).
 Usage: ``python -m bench.torch_peers --json out.json [options]``; without torch/timm/peft it
 writes no rows and a "skipped" reason. Only this module of ``bench`` imports torch.
@@ -39,6 +40,9 @@ from experiments.command_line import exit_on_error, positive_int
 #: (a full-match regex, so timm's patch_embed.proj is not included).
 TARGET_MODULES = r"blocks\.\d+\.(attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)"
 RANK = 8
+#: How a training row's and an inference row's FLOPs are counted.
+TRAIN_FLOPS_SOURCE = "torch FlopCounterMode (eager fwd+bwd)"
+INFER_FLOPS_SOURCE = "torch FlopCounterMode (eager fwd)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,8 +244,8 @@ def _train_row(
         return loss
 
     return _timed_row(
-        name, batch, step, device=device, settings=settings, flops=flops, peak=peak,
-        note=_train_note(kind, compiled, trainable),
+        name, batch, step, device=device, settings=settings, flops=flops,
+        flops_source=TRAIN_FLOPS_SOURCE, peak=peak, note=_train_note(kind, compiled, trainable),
     )  # fmt: skip
 
 
@@ -266,13 +270,14 @@ def _infer_row(settings: PeerSettings, *, batch: int, device: str, peak: float |
         forward(0)
     return _timed_row(
         "torch/infer/plain", batch, forward, device=device, settings=settings,
-        flops=float(counter.get_total_flops()), peak=peak, note="eager",
+        flops=float(counter.get_total_flops()), flops_source=INFER_FLOPS_SOURCE, peak=peak,
+        note="eager",
     )  # fmt: skip
 
 
 def _timed_row(
     name: str, batch: int, call: Callable[[int], Any], *, device: str, settings: PeerSettings,
-    flops: float, peak: float | None, note: str,
+    flops: float, flops_source: str, peak: float | None, note: str,
 ) -> Row:  # fmt: skip
     import torch
 
@@ -290,7 +295,7 @@ def _timed_row(
         peak_mem_bytes=memory,
         memory_source="torch.cuda.max_memory_allocated" if memory is not None else "",
         flops=flops,
-        flops_source="torch FlopCounterMode (eager fwd+bwd)",
+        flops_source=flops_source,
         mfu=mfu(flops, t.median_s, peak),
         note=note,
     )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import importlib
@@ -13,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -372,6 +374,42 @@ def test_torch_peers_plan_only_the_rows_matching_only(only: str, expected: list[
     plan = torch_peers.planned_rows(_peer_settings(only), kinds)
     assert [f"{name}@{batch}" for name, batch, _, _ in plan] == expected
     assert plan == [row for row in every if f"{row[0]}@{row[1]}" in expected]
+
+
+class _FakeFlopCounter:
+    """torch's FlopCounterMode, counting 7 FLOPs."""
+
+    def __init__(self, display: bool) -> None:
+        pass
+
+    def __enter__(self) -> _FakeFlopCounter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def get_total_flops(self) -> int:
+        return 7
+
+
+def test_torch_inference_rows_say_their_flops_are_of_the_forward_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a stand-in torch (none here): the row's code runs, its model is an identity
+    fake = types.ModuleType("torch")
+    fake.inference_mode = fake.autocast = lambda *a, **k: contextlib.nullcontext()  # type: ignore[attr-defined]
+    fake.bfloat16 = "bfloat16"  # type: ignore[attr-defined]
+    counter = types.ModuleType("torch.utils.flop_counter")
+    counter.FlopCounterMode = _FakeFlopCounter  # type: ignore[attr-defined]
+    modules = {"torch": fake, "torch.utils": types.ModuleType("torch.utils")}
+    for name, module in {**modules, "torch.utils.flop_counter": counter}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    model = types.SimpleNamespace(eval=lambda: lambda images: images)
+    monkeypatch.setattr(torch_peers, "_model", lambda settings, kind, device: model)
+    monkeypatch.setattr(torch_peers, "_inputs", lambda settings, batch, device: [(0, 0)])
+    row = torch_peers._infer_row(_peer_settings(None), batch=8, device="cpu", peak=None)
+    assert (row.name, row.flops) == ("torch/infer/plain", 7.0)
+    assert "fwd" in row.flops_source and "bwd" not in row.flops_source
 
 
 def test_torch_peers_refuse_a_bad_only_regex() -> None:
@@ -1297,6 +1335,33 @@ def test_a_target_met_exactly_passes(target: Target, passed: bool) -> None:
     (check,), missing = evaluate_targets(rows, [target])
     assert missing == [] and check.passed is passed
     assert check.line().startswith("PASS" if passed else "MISS")
+
+
+@pytest.mark.parametrize(
+    ("target", "value", "printed"),
+    [(Target("jax/a", "torch/b", min_ratio=0.9), 0.8979, "0.898x"),  # 2 digits: "0.90x"
+     (Target("jax/a", "torch/b", min_ratio=0.98), 0.97899, "0.979x"),
+     (Target("jax/a", "torch/b", min_ratio=1.5), 1.49996, "1.49996x"),
+     (Target("jax/a", "torch/b", min_ratio=1.5), 1.5211, "1.52x"),
+     (Target("jax/a", "torch/b", min_ratio=1.5), 1.50004, "1.50x"),
+     (Target("jax/search", max_seconds=60.0), 60.04, "60.04 s"),  # 1 digit: "60.0 s"
+     (Target("jax/search", max_seconds=60.0), 59.96, "60.0 s"),
+     (Target("jax/search", max_seconds=60.0), 27.82, "27.8 s")],
+)  # fmt: skip
+def test_a_check_prints_its_value_on_the_side_of_the_target_its_verdict_says(
+    target: Target, value: float, printed: str
+) -> None:
+    # ratio: row / reference throughput at one batch; seconds: the row's step
+    step = 1.0 / value if target.reference is not None else value
+    rows = [_row(target.row, 8, step), _row("torch/b", 8, 1.0)]
+    (check,), _ = evaluate_targets(rows, [target])
+    shown = re.search(r"= (\S+)x \(|: (\S+) s \(", check.line())
+    assert shown is not None and printed.rstrip("x s") in shown.groups()
+    number = float(printed.rstrip("x s"))
+    if target.min_ratio is not None:
+        assert (number >= target.min_ratio) is check.passed
+    else:
+        assert target.max_seconds is not None and (number <= target.max_seconds) is check.passed
 
 
 def test_target_with_a_reference_needs_min_ratio() -> None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import chex
 import pytest
 
 from bench import scaling
@@ -55,6 +56,25 @@ def test_efficiency_is_throughput_over_n_times_one_device() -> None:
     assert "80.0% of 2 x 100.0" in found[0].line()
     text = render(rows, skipped=[], failed=[])
     assert "Data-parallel scaling" in text and "lora-r8 on 4 devices" in text
+
+
+@pytest.mark.parametrize("one_device_first", [True, False])
+def test_efficiency_takes_the_one_device_row_at_the_same_per_device_batch(
+    one_device_first: bool,
+) -> None:
+    # runs at per-device batches 64 and 256 merged: each n-device row against its own batch's
+    ones = [
+        _row("jax/scale/lora-r8/1dev", 64, 0.04),  # 1600 img/s
+        _row("jax/scale/lora-r8/1dev", 256, 0.1),  # 2560 img/s
+    ]
+    scaled = [
+        _row("jax/scale/lora-r8/2dev", 128, 0.05),  # 2560 img/s
+        _row("jax/scale/lora-r8/2dev", 512, 0.25),  # 2048 img/s
+        _row("jax/scale/lora-r8/2dev", 6, 0.001),  # per-device batch 3: no one-device row
+    ]
+    rows = [*ones, *scaled] if one_device_first else [*scaled, *ones[::-1]]
+    found = {round(e.items_per_s): e.value for e in scaling.efficiencies(rows)}
+    chex.assert_trees_all_close(found, {2560: 2560 / (2 * 1600), 2048: 2048 / (2 * 2560)})
 
 
 def test_step_flops_are_n_one_device_steps_and_mfu_per_device() -> None:

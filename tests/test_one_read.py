@@ -197,8 +197,10 @@ def test_products_on_several_devices_need_a_mesh(monkeypatch: pytest.MonkeyPatch
 )
 def test_products_under_a_mesh_split_only_rows_that_divide(m: int, kernel: bool) -> None:
     # a mesh of two devices (abstract: traced, not run) splits a's rows between them; rows that
-    # do not split evenly go to XLA's dots, which XLA partitions itself
+    # do not split evenly go to XLA's dots, which XLA partitions itself. Its axis is Auto, as the
+    # trainer's jax.sharding.Mesh (AbstractMesh's default is Explicit from jax 0.11)
     a, f, w = jnp.ones((m, 32)), jnp.ones((32, 8)), jnp.ones((m, 8))
     tiles = Tiles(rows=16, blocks=1, cols=16)
-    with jax.sharding.use_abstract_mesh(jax.sharding.AbstractMesh((2,), ("data",))):
+    mesh = jax.sharding.AbstractMesh((2,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    with jax.sharding.use_abstract_mesh(mesh):
         assert uses_kernel(lambda *args: one_read.products(*args, tiles), a, f, w) is kernel

@@ -376,14 +376,22 @@ def test_drop_path_rates_rise_linearly_from_the_first_block():
 @pytest.mark.parametrize("scan", [False, True])
 def test_each_block_drops_at_its_rate_with_its_own_rng(monkeypatch, scan):
     """Scanned or not, block i's two branches drop at rate max_rate * i / (depth - 1), each
-    with its own dropout key (blocks sharing one would drop the same samples everywhere)."""
+    with its own dropout key (blocks sharing one would drop the same samples everywhere).
+    The spy sees them through a pure callback whose result the dropout uses (flax >= 0.12.10
+    refuses an effect, jax.debug.callback, in an nn.scan body that reads the scanned rates); it
+    reads the branch too, so the calls run in the blocks' order."""
     seen = []
     real = vit_module.drop_path
 
+    def record(rate, key, branch):
+        seen.append((float(rate), tuple(np.asarray(key).ravel().tolist())))
+        return key
+
     def spy(x, rate, *, rng):
-        key = jax.random.key_data(rng) if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng
-        record = lambda r, k: seen.append((float(r), tuple(np.asarray(k).ravel().tolist())))
-        jax.debug.callback(record, rate, key, ordered=True)
+        typed = jnp.issubdtype(rng.dtype, jax.dtypes.prng_key)
+        key = jax.random.key_data(rng) if typed else rng
+        key = jax.pure_callback(record, jax.ShapeDtypeStruct(key.shape, key.dtype), rate, key, x)
+        rng = jax.random.wrap_key_data(key, impl=jax.random.key_impl(rng)) if typed else key
         return real(x, rate, rng=rng)
 
     monkeypatch.setattr(vit_module, "drop_path", spy)
@@ -391,7 +399,6 @@ def test_each_block_drops_at_its_rate_with_its_own_rng(monkeypatch, scan):
     x = images(16)
     train = jax.jit(lambda p: model.apply(p, x, train=True, rngs={"dropout": RNG}))
     jax.block_until_ready(train({"params": random_params(model, x)}))
-    jax.effects_barrier()
     np.testing.assert_allclose([r for r, _ in seen], [0.0, 0.0, 0.4, 0.4], rtol=1e-6)
     assert len({k for _, k in seen}) == 4
 

@@ -2,7 +2,11 @@
 
 - ``full()``: aparams is a zero-initialised delta on every leaf matched (default: all), in the
   leaf's dtype promoted to f32 at least, so full fine-tuning trains exactly the same quantities
-  through the same trainer.
+  through the same trainer. One difference from AdamW on the weights themselves (torch): the
+  decoupled weight decay shrinks the delta, pulling W toward its pretrained W0, not toward 0.
+  Torch's decay would scale W by about 1 - wd * (sum of the lr over the run) more: by 1 - 1.5e-4
+  in the GLoRA recipe (wd 1e-4, 500 epochs of 12 steps, cosine from a peak lr of 5e-4), by less
+  than 2e-5 off 1 in docs/results.md's runs (30 epochs, lr <= 1e-3).
 - ``linear_probe()``: no adapter tensors; only the task head (handled by the trainer) trains.
 """
 

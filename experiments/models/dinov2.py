@@ -223,7 +223,7 @@ def load_dinov2_s14(
     Reads ``npz_path`` (from :func:`export_npz`; pos embedding resampled bicubically if its grid
     differs: from the original 37×37 grid for an export at ``NATIVE_IMAGE_SIZE``, the default)
     or, without it, the ONNX file directly (pos embedding resized from the original 37×37 grid).
-    A head (``num_classes > 0``) is freshly initialised from ``rng``.
+    A head (``num_classes > 0``) starts at zero (the ViT's head init), whatever ``rng``.
     """
     model = dinov2_s14(num_classes=num_classes, **options)
     dummy = np.zeros((1, image_size, image_size, 3), np.float32)

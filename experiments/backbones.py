@@ -41,9 +41,9 @@ BACKBONES = (
 #: The backbones whose adapted layers are convolutions (flora_jax.CONV_TARGETS); the others, the
 #: ViTs, adapt dense kernels only (peft_core.targets.DENSE_TARGETS: no patch embedding).
 CONV_BACKBONES = ("efficientnet-lite0",)
-#: The ViT backbones' patch sizes: an image side must be a multiple.
 #: BackboneConfig options that only the ViT backbones (those of PATCH) read.
 VIT_ONLY_OPTIONS = ("scan", "remat", "remat_policy", "attention")
+#: The ViT backbones' patch sizes: an image side must be a multiple.
 PATCH = {
     name: PATCH_SIZE if name == "dinov2-s14" else 16
     for name in BACKBONES
@@ -118,6 +118,8 @@ class BackboneConfig:
                 f"{', '.join(f'backbone.{k}' for k in ignored)} would be ignored: "
                 f"{self.name} has no transformer blocks (they apply to the ViT backbones)"
             )
+        else:  # EfficientNetLite's checks of the options
+            efficientnet.EfficientNetLite(drop_path_rate=self.drop_path)
 
     def vit_options(self) -> dict[str, Any]:
         """The ViTConfig options this config sets (the ViT backbones)."""

@@ -314,6 +314,20 @@ def test_bad_inputs_raise():
         uneven.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
 
 
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"drop_path_rate": 1.0}, r"drop_path_rate must be in \[0, 1\), got 1.0"),  # was NaN grads
+        ({"drop_path_rate": -0.1}, r"drop_path_rate must be in \[0, 1\), got -0.1"),
+        ({"num_classes": -1}, "num_classes must be >= 0, got -1"),
+    ],
+)
+def test_bad_options_raise(options, error):
+    model = ConvNeXt(depths=DEPTHS, dims=DIMS, **options)
+    with pytest.raises(ValueError, match=error):
+        jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+
+
 @pytest.mark.parametrize("rate", [0.0, 0.5])
 def test_drop_path_zeroes_or_rescales_whole_samples(rate):
     x = jnp.ones((64, 2, 2, 3))
@@ -347,6 +361,26 @@ def test_grn_is_the_official_formula(scale):
     nx = gx / (gx.mean(-1, keepdims=True) + 1e-6)
     want = gamma * (x64 * nx) + beta + x64
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5 * scale)
+
+
+def test_grn_gradient_is_torch_s_where_a_channel_is_zero():
+    """A channel whose map is zero (GELU of inputs below about -13 is exactly 0, e.g. on the
+    1x1 maps of 32-pixel images) has norm 0: its gradient there is 0, as torch.norm's, not
+    0 * inf = NaN. The reference differentiates the official formula in float64 by hand."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 3, 3, 4))
+    x[0, :, :, 1] = 0.0
+    gamma, cotangent = rng.normal(size=4), rng.normal(size=x.shape)
+    params = {"gamma": gamma.astype(np.float32), "beta": np.zeros(4, np.float32)}
+    loss = lambda v: jnp.sum(GRN().apply({"params": params}, v) * cotangent)  # noqa: E731
+    got = jax.grad(loss)(x.astype(np.float32))
+    gx = np.sqrt((x**2).sum(axis=(1, 2), keepdims=True))
+    denominator = gx.mean(-1, keepdims=True) + 1e-6
+    d_nx = (cotangent * gamma * x).sum(axis=(1, 2), keepdims=True)
+    d_gx = d_nx / denominator - (d_nx * gx).sum(-1, keepdims=True) / denominator**2 / x.shape[-1]
+    d_x_of_gx = np.divide(x, gx, out=np.zeros_like(x), where=gx > 0)
+    want = cotangent * (1 + gamma * gx / denominator) + d_gx * d_x_of_gx
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_drop_path_rates_rise_linearly_over_all_blocks():

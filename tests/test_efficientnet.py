@@ -201,6 +201,21 @@ def test_bf16_compute_and_training_noise():
     assert not np.allclose(trained, expected, atol=1e-3)
 
 
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"drop_path_rate": -0.5}, r"drop_path_rate must be in \[0, 1\), got -0.5"),
+        ({"drop_path_rate": 1.2}, r"drop_path_rate must be in \[0, 1\), got 1.2"),
+        ({"dropout_rate": -0.1}, r"dropout_rate must be in \[0, 1\), got -0.1"),
+        ({"num_classes": 0}, "num_classes must be >= 1, got 0"),
+    ],
+)
+def test_bad_options_raise(options, error):
+    """Rates outside [0, 1) scaled or zeroed the branches silently; no head was a ZeroDivision."""
+    with pytest.raises(ValueError, match=error):
+        EfficientNetLite(**{**_fields(TINY), **options})
+
+
 def test_drop_path_rises_with_the_block_and_dropout_guards_the_head():
     """timm's EfficientNet: block i of n drops at rate * i / n; dropout before the head, in
     training only."""

@@ -250,6 +250,8 @@ def test_bad_inputs_raise():
         ({"num_heads": 0}, "num_heads must be >= 1, got 0"),  # was a ZeroDivisionError
         ({"depth": 0}, "depth must be >= 1, got 0"),
         ({"patch_size": -1}, "patch_size must be >= 1, got -1"),
+        ({"num_classes": -1}, "num_classes must be >= 0, got -1"),  # was a headless model
+        ({"representation_size": 0}, "representation_size must be None or >= 1, got 0"),
     ],
 )
 def test_bad_config_sizes_raise(options, error):

@@ -1011,6 +1011,7 @@ def test_a_workdir_in_its_own_data_is_refused(tmp_path, no_data_loads, source, d
         ({"name": "vit-ti16-random", "dtype": "float16"},
          r"unknown dtype 'float16'; choose from \['bfloat16', 'float32'\]"),
         ({"name": "vit-b16-random", "drop_path": 1.5}, r"drop_path_rate must be in \[0, 1\)"),
+        ({"name": "efficientnet-lite0", "drop_path": -0.1}, r"drop_path_rate must be in \[0, 1\)"),
         ({"name": "vit-b16-random", "attention": "flash"}, "attn_implementation must be None"),
         ({"name": "vit-b16-random", "attention": "cudnn"},
          "backbone.attention='cudnn' needs backbone.dtype='bfloat16'"),

@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.models.activations import gelu
+from experiments.models.drop_path import DropPath, check_rate
 from experiments.models.patch_conv import PatchConv
 
 #: variant -> (blocks per stage, channels per stage), as in the official repositories.
@@ -81,22 +82,12 @@ def depthwise_padding(spatial: Sequence[int], kernel: int) -> list[tuple[int, in
     return [(half, half + max(0, kernel + 1 - size)) for size in spatial]
 
 
-class DropPath(nn.Module):
-    """Stochastic depth: zero a sample's residual branch with probability ``rate``, else scale
-    it by 1 / (1 - rate). Identity when ``deterministic`` or ``rate == 0``; uses the 'dropout'
-    rng."""
-
-    rate: float
-
-    @nn.compact
-    def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
-        if deterministic or self.rate == 0.0:
-            return x
-        keep = 1.0 - self.rate
-        mask = jax.random.bernoulli(
-            self.make_rng("dropout"), keep, (x.shape[0],) + (1,) * (x.ndim - 1)
-        )
-        return jnp.where(mask, x / keep, jnp.zeros_like(x))
+def _norm_of_map(x: jax.Array) -> jax.Array:
+    """||x||_2 over (H, W) of (N, H, W, C), (N, 1, 1, C); its gradient is 0 where the norm is 0
+    (torch.norm's), where sqrt's would make it 0 * inf = NaN."""
+    squares = jnp.sum(jnp.square(x), axis=(1, 2), keepdims=True)
+    positive = squares > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, squares, 1.0)), 0.0)
 
 
 class GRN(nn.Module):
@@ -110,7 +101,7 @@ class GRN(nn.Module):
         gamma = self.param("gamma", nn.initializers.zeros, (channels,), jnp.float32)
         beta = self.param("beta", nn.initializers.zeros, (channels,), jnp.float32)
         x32 = x.astype(jnp.float32)
-        gx = jnp.sqrt(jnp.sum(jnp.square(x32), axis=(1, 2), keepdims=True))
+        gx = _norm_of_map(x32)
         nx = gx / (jnp.mean(gx, axis=-1, keepdims=True) + GRN_EPS)
         return (x32 + gamma * (x32 * nx) + beta).astype(self.dtype)
 
@@ -155,8 +146,8 @@ class ConvNeXtBlock(nn.Module):
 class ConvNeXt(nn.Module):
     """ConvNeXt classifier: (N, H, W, 3) normalised images -> (N, num_classes) float32 logits.
 
-    ``version`` 1 has layer scale, 2 has GRN. ``drop_path_rate`` rises linearly from 0 at the
-    first block to this value at the last. H and W must be multiples of 32.
+    ``version`` 1 has layer scale, 2 has GRN. ``drop_path_rate`` (in [0, 1)) rises linearly from
+    0 at the first block to this value at the last. H and W must be multiples of 32.
     """
 
     depths: tuple[int, ...]
@@ -205,6 +196,9 @@ class ConvNeXt(nn.Module):
     def _check(self, images: jax.Array) -> None:
         if self.version not in (1, 2):
             raise ValueError(f"ConvNeXt version must be 1 or 2, got {self.version}")
+        check_rate("drop_path_rate", self.drop_path_rate)
+        if self.num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {self.num_classes}")
         if len(self.depths) != len(self.dims):
             raise ValueError(f"depths {self.depths} and dims {self.dims} differ in length")
         if images.ndim != 4 or images.shape[-1] != 3:

@@ -47,7 +47,7 @@ import numpy as np
 
 from experiments.assets import asset_path
 from experiments.local_files import open_npz
-from experiments.models.convnext import DropPath
+from experiments.models.drop_path import DropPath, check_rate
 from experiments.models.torch_layout import conv_kernel_from_torch
 from experiments.models.torch_zip import load_torch_file
 from peft_core.adapter import check_tree
@@ -132,7 +132,8 @@ class EfficientNetLite(nn.Module):
     """(N, H, W, 3) normalised images -> (N, num_classes) float32 logits.
 
     Dropout ``dropout_rate`` before the classifier and drop-path (the reference's "drop
-    connect", rate ``drop_path_rate · i / n_blocks`` for block i) act only when ``train``.
+    connect", rate ``drop_path_rate · i / n_blocks`` for block i) act only when ``train``; both
+    rates must be in [0, 1).
     """
 
     stages: tuple[Stage, ...] = LITE0_STAGES
@@ -142,6 +143,13 @@ class EfficientNetLite(nn.Module):
     dropout_rate: float = 0.2
     drop_path_rate: float = 0.0
     dtype: Any = jnp.float32
+
+    def __post_init__(self) -> None:
+        check_rate("dropout_rate", self.dropout_rate)
+        check_rate("drop_path_rate", self.drop_path_rate)
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
+        super().__post_init__()
 
     @nn.compact
     def __call__(self, images: jax.Array, *, train: bool = False) -> jax.Array:

@@ -48,6 +48,7 @@ from experiments.models.attention import (
     padded_length,
 )
 from experiments.models.dense import BiasGrad, Dense, check_bias_grad
+from experiments.models.drop_path import check_rate, drop_path
 from experiments.models.patch_conv import PatchConv
 from peft_core.activation_grads import per_device
 
@@ -142,8 +143,13 @@ class ViTConfig:
             raise ValueError("pool='tok' needs class_token=True")
         if self.width % self.num_heads:
             raise ValueError(f"width {self.width} not divisible by num_heads {self.num_heads}")
-        if not 0.0 <= self.drop_path_rate < 1.0:
-            raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+        check_rate("drop_path_rate", self.drop_path_rate)
+        if self.num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {self.num_classes}")
+        if self.representation_size is not None and self.representation_size < 1:
+            raise ValueError(
+                f"representation_size must be None or >= 1, got {self.representation_size}"
+            )
         if self.attn_implementation not in (None, "xla", "cudnn"):
             raise ValueError(
                 f"attn_implementation must be None, 'xla' or 'cudnn', "
@@ -169,13 +175,6 @@ class ViTConfig:
 def drop_path_rates(depth: int, max_rate: float) -> np.ndarray:
     """Per-block stochastic-depth rates: linspace(0, max_rate, depth)."""
     return np.linspace(0.0, max_rate, depth, dtype=np.float32)
-
-
-def drop_path(x: jax.Array, rate: jax.Array | float, *, rng: jax.Array) -> jax.Array:
-    """Keep each sample's x with prob 1 - rate, scaled by 1 / (1 - rate); else 0."""
-    keep = 1.0 - rate
-    mask = jax.random.bernoulli(rng, keep, (x.shape[0],) + (1,) * (x.ndim - 1))
-    return jnp.where(mask, x / keep, 0.0).astype(x.dtype)
 
 
 class MlpBlock(nn.Module):

@@ -18,6 +18,7 @@ import pytest
 
 import flora_jax
 import peft_core
+from experiments.models.dense import Dense
 from experiments.models.vit import vit
 from experiments.training.state import create_state
 from experiments.training.step import make_train_step
@@ -47,24 +48,25 @@ from peft_core.targets import DENSE_TARGETS, SCANNED
     [(gradient_tap, 24, 12, 10), (weight_gradient_tap, 24, 12, 10), (one_read_tap, 24, 12, 10),
      (one_read_tap, 80, 64, 128), (one_read_tap, 80, 128, 64)],
 )  # fmt: skip
-def test_tap_is_zero_and_its_vjp_is_the_low_rank_gradient(
+def test_tap_passes_y_through_and_its_vjp_is_the_low_rank_gradient(
     tap: Any, dtype: Any, with_offset: bool, m: int, fan_in: int, fan_out: int,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     monkeypatch.setattr(one_read, "TILES", one_read.Tiles(rows=16, blocks=2, cols=16))
     r = 3
-    k = jax.random.split(jax.random.key(0), 5)
+    k = jax.random.split(jax.random.key(0), 6)
     x = jax.random.normal(k[0], (m, fan_in)).astype(dtype)
     u = jax.random.normal(k[1], (fan_in, r))
     v = jax.random.normal(k[2], (r, fan_out))
     dy = jax.random.normal(k[3], (m, fan_out)).astype(dtype)
     offset = jax.random.normal(k[4], (fan_in,)) if with_offset else None
-    out, vjp = jax.vjp(lambda x, u, v: tap(x, u, v, offset), x, u, v)
+    y = jax.random.normal(k[5], (m, fan_out)).astype(dtype)
+    out, vjp = jax.vjp(lambda y, x, u, v: tap(y, x, u, v, offset), y, x, u, v)
     kernel = "pallas_call" in str(jax.make_jaxpr(vjp)(dy))
     assert kernel is (tap is one_read_tap and m == 80)
-    chex.assert_shape(out, (m, fan_out))
-    assert out.dtype == dtype and not np.any(np.asarray(out, np.float32))
-    dx, du, dv = vjp(dy)
+    chex.assert_trees_all_equal(out, y)
+    dy_y, dx, du, dv = vjp(dy)
+    chex.assert_trees_all_equal(dy_y, dy)
     # numpy: y = x' (W + u v), x' = x + offset, gives dL/du = x'ᵀ dy vᵀ and dL/dv = uᵀ x'ᵀ dy
     xn, dyn = np.asarray(x, np.float64), np.asarray(dy, np.float64)
     if with_offset:
@@ -671,7 +673,7 @@ def test_each_call_gets_its_tap_by_its_rows(
 def test_a_train_views_forward_outside_differentiation_is_the_weight_space_forward(
     grads: str,
 ) -> None:
-    # not under jax.grad each tap runs its primal (not its VJP's forward): zeros all the same
+    # not under jax.grad each tap runs its primal (not its VJP's forward): y all the same
     rng = np.random.default_rng(0)  # numpy values: no compiles of random ops
     model, x = Twice(), rng.normal(size=(16, 640)).astype(np.float32)
     params = {"wide": {"kernel": rng.normal(scale=0.05, size=(640, 640)).astype(np.float32)}}
@@ -732,6 +734,62 @@ def test_combined_adapters_keep_their_train_views() -> None:
         flora_jax.flora(2, targets="d1/kernel", grads="auto"),
     )
     assert mixed.train is None
+
+
+class OffsetTokens(nn.Module):
+    """Dense "d0" on (B, T, 16) tokens, then Dense "d1" on its GELU with an input offset (a
+    param, as the ViT's value bias; by keyword, or ``positional``), mean-pooled over the tokens."""
+
+    positional: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        offset = self.param("offset", nn.initializers.normal(1.0), (16,))
+        x, d1 = nn.gelu(Dense(16, name="d0")(x)), Dense(4, name="d1")
+        y = d1(x, offset) if self.positional else d1(x, input_offset=offset)
+        return jnp.mean(y, axis=1)
+
+
+# "activation": gradient_tap; "auto" (every layer held) on 32 < MIN_TAP_ROWS rows:
+# weight_gradient_tap; "pallas" (every call tapped): one_read_tap, reading x once in 16-row blocks
+@pytest.mark.parametrize("grads", ["activation", "auto", "pallas"])
+def test_a_train_view_under_vmap_gives_each_share_its_own_factor_gradients(
+    grads: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GLoRA's supernet runs its K > 1 subnets under jax.vmap, each on its share of the batch,
+    and LoRA combined with it trains through its taps there: a tap whose output did not vary
+    over the vmap had the shares' output gradients summed before its VJP met each share's x."""
+    import peft_core.activation_grads as ag
+
+    monkeypatch.setattr(ag, "MIN_TAP_INTENSITY", 0)
+    monkeypatch.setattr(ag, "MIN_TAP_ROWS", 0 if grads == "pallas" else MIN_TAP_ROWS)
+    monkeypatch.setattr(one_read, "TILES", one_read.Tiles(rows=16, blocks=2, cols=16))
+    model, x = OffsetTokens(), jax.random.normal(jax.random.key(0), (2, 2, 16, 16))
+    params = _random(model.init(jax.random.key(1), x[0])["params"], 4, 0.5)
+    adapter = peft_core.lora(2, targets=r"d\d/kernel", grads=grads)
+    view = adapter.train
+    assert view is not None
+    aparams = _random(adapter.init(jax.random.key(2), params), 3, 0.5)
+
+    def grad(apply: Any, forward: Any) -> Any:
+        def share_loss(ap: Any, share: jax.Array) -> jax.Array:
+            return jnp.sum(jnp.sin(forward({"params": apply(params, ap)}, share)))
+
+        shares = jax.vmap(share_loss, in_axes=(None, 0))
+        return jax.jit(jax.grad(lambda ap: jnp.sum(shares(ap, x))))(aparams)
+
+    got = grad(view.apply, view.wrap_forward(model.apply))
+    want = grad(adapter.apply, model.apply)
+    chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_an_input_offset_passed_positionally_reaches_the_tap() -> None:
+    # read from the keyword alone, it was missed: dU lacked offset ⊗ Σ g, dV (offset U)ᵀ dy
+    model, x = OffsetTokens(positional=True), jax.random.normal(jax.random.key(0), (2, 3, 16))
+    params = _random(model.init(jax.random.key(1), x)["params"], 4, 0.5)
+    adapter = peft_core.lora(2, targets=r"d1/kernel", grads="activation")
+    got, want = _train_view_and_weight_space_grads(model, adapter, params, x, jnp.sum)
+    chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("grads", ["activation", "auto"])
@@ -807,7 +865,7 @@ def test_each_tap_accumulates_float64_in_float64(
         v = jax.random.normal(k[2], (3, fan_out), jnp.float64)
         dy = jax.random.normal(k[3], (24, fan_out), jnp.float64)
         offset = jax.random.normal(k[4], (fan_in,), jnp.float64) if with_offset else None
-        _, vjp = jax.vjp(lambda x, u, v: tap(x, u, v, offset), x, u, v)
+        _, vjp = jax.vjp(lambda x, u, v: tap(jnp.zeros_like(dy), x, u, v, offset), x, u, v)
         _, du, dv = vjp(dy)
         xn = np.asarray(x) + (np.asarray(offset) if with_offset else 0.0)
         un, vn, dyn = np.asarray(u), np.asarray(v), np.asarray(dy)

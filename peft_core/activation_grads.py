@@ -4,21 +4,24 @@ An update dW = U V on a kernel's matrix view (U: (fan_in, r), V: (r, fan_out)) t
 weight space runs the model on W_eff = W0 + U V, so autodiff forms dL/dW_eff = xᵀ dy, a
 (fan_in, fan_out) weight gradient per layer as in full fine-tuning, and only then contracts it
 to U and V. Here the train step runs the model on stop_gradient(W_eff) (the same forward and
-input gradients) and adds to each adapted layer's output ``gradient_tap(x, U, V, offset)``:
-zero, with the VJP
+input gradients) and passes each adapted layer's output y through
+``gradient_tap(y, x, U, V, offset)``: y itself, dy on to y, and the VJP
 
     dU = xᵀ (dy Vᵀ),   dV = (x U)ᵀ dy        x: (M, fan_in), dy: (M, fan_out), M tokens
 
 rank-r products that read x and dy, never a (fan_in, fan_out) gradient (f32 accumulation, or
 x's dtype where wider); a layer whose input is x + offset for a vector offset (``Dense``'s
-``input_offset``) adds offset ⊗ Σ_m g_m to dU and offset U to every row of x U.
+``input_offset``) adds offset ⊗ Σ_m g_m to dU and offset U to every row of x U. The tap
+returns y, not a zero to add to it, so that under ``jax.vmap`` (GLoRA's K subnets, each on
+its share of the batch) its output is batched as y is: a zero output depends on nothing
+batched, and vmap would sum the K shares' dy before the VJP paired them with each share's x.
 
 The tap needs each layer's input, so the model runs inside ``flax.linen.intercept_methods``
 (the Flax model is not edited): the train-time apply puts U and V beside the kernel, under
 ``U_KEY`` / ``V_KEY`` (``nn.scan`` slices them with it), and every module that holds them gets
 a tap on its output (``held`` says which layers). Which tap is decided per call, when the
 layer's rows are known (``taps_activations``): ``gradient_tap`` above, or
-``weight_gradient_tap``, zero as well, whose VJP forms the layer's weight gradient G = xᵀ dy
+``weight_gradient_tap``, y as well, whose VJP forms the layer's weight gradient G = xᵀ dy
 once and gives dU = G Vᵀ, dV = Uᵀ G, the weight-space gradient; with grads "pallas",
 ``one_read_tap`` in place of ``gradient_tap``. Only the train step uses this
 view (``Adapter.train``); evaluation, search and merge keep the weight-space ``apply``.
@@ -165,25 +168,23 @@ def reads_once(grads: str, rows: int) -> bool:
     return one_read.partitioned() and one_read.triton_available()
 
 
-def _tap_output(x: jax.Array, v: jax.Array) -> jax.Array:
-    return jnp.zeros((x.shape[0], v.shape[1]), x.dtype)
-
-
 @jax.custom_vjp
-def gradient_tap(x: jax.Array, u: jax.Array, v: jax.Array, offset: jax.Array | None) -> jax.Array:
-    """Zeros (M, fan_out) in x's dtype for x (M, fan_in), u (fan_in, r), v (r, fan_out); its VJP
-    gives u and v the gradients of a layer y = (x + offset) (W + u v) (module docstring; offset
-    (fan_in,) or None for none), and x and offset none:
+def gradient_tap(
+    y: jax.Array, x: jax.Array, u: jax.Array, v: jax.Array, offset: jax.Array | None
+) -> jax.Array:
+    """y (M, fan_out), the output of a layer y = (x + offset) (W + u v) for x (M, fan_in),
+    u (fan_in, r), v (r, fan_out) (module docstring; offset (fan_in,) or None for none); its VJP
+    passes dy on to y and gives u and v their gradients, x and offset none:
 
         dU = (x + offset)ᵀ g = xᵀ g + offset ⊗ Σ_m g_m,   dV = (x U + offset U)ᵀ dy,   g = dy Vᵀ
     """
-    return _tap_output(x, v)
+    return y
 
 
 def _tap_fwd(
-    x: jax.Array, u: jax.Array, v: jax.Array, offset: jax.Array | None
+    y: jax.Array, x: jax.Array, u: jax.Array, v: jax.Array, offset: jax.Array | None
 ) -> tuple[jax.Array, tuple[Any, ...]]:
-    return _tap_output(x, v), (x, u, v, offset)
+    return y, (x, u, v, offset)
 
 
 def factor_grads(
@@ -203,9 +204,13 @@ def factor_grads(
     return du.astype(u.dtype), dv.astype(v.dtype)
 
 
-def _tap_bwd(res: tuple[Any, ...], dy: jax.Array) -> tuple[None, jax.Array, jax.Array, None]:
+#: A tap's VJP: (dy, None, dU, dV, None) for (y, x, u, v, offset).
+TapGrads = tuple[jax.Array, None, jax.Array, jax.Array, None]
+
+
+def _tap_bwd(res: tuple[Any, ...], dy: jax.Array) -> TapGrads:
     x, u, v, offset = res
-    return None, *factor_grads(x, u, v, offset, dy), None
+    return dy, None, *factor_grads(x, u, v, offset, dy), None
 
 
 gradient_tap.defvjp(_tap_fwd, _tap_bwd)
@@ -213,17 +218,17 @@ gradient_tap.defvjp(_tap_fwd, _tap_bwd)
 
 @jax.custom_vjp
 def weight_gradient_tap(
-    x: jax.Array, u: jax.Array, v: jax.Array, offset: jax.Array | None
+    y: jax.Array, x: jax.Array, u: jax.Array, v: jax.Array, offset: jax.Array | None
 ) -> jax.Array:
-    """Zeros like ``gradient_tap``'s, with the same gradients formed in weight space:
+    """y, as ``gradient_tap``, with the same gradients formed in weight space:
 
     G = (x + offset)ᵀ dy = xᵀ dy + offset ⊗ Σ_m dy_m   (fan_in, fan_out), f32,
     dU = G Vᵀ,   dV = Uᵀ G
     """
-    return _tap_output(x, v)
+    return y
 
 
-def _weight_tap_bwd(res: tuple[Any, ...], dy: jax.Array) -> tuple[None, jax.Array, jax.Array, None]:
+def _weight_tap_bwd(res: tuple[Any, ...], dy: jax.Array) -> TapGrads:
     x, u, v, offset = res
     f32 = jnp.promote_types(x.dtype, jnp.float32)
     g = jnp.einsum("mi,mo->io", x, dy.astype(x.dtype), preferred_element_type=f32)
@@ -231,19 +236,21 @@ def _weight_tap_bwd(res: tuple[Any, ...], dy: jax.Array) -> tuple[None, jax.Arra
         g = g + jnp.outer(offset.astype(f32), jnp.sum(dy, axis=0, dtype=f32))
     du = jnp.dot(g, v.astype(f32).T)
     dv = jnp.dot(u.astype(f32).T, g)
-    return None, du.astype(u.dtype), dv.astype(v.dtype), None
+    return dy, None, du.astype(u.dtype), dv.astype(v.dtype), None
 
 
 weight_gradient_tap.defvjp(_tap_fwd, _weight_tap_bwd)
 
 
 @jax.custom_vjp
-def one_read_tap(x: jax.Array, u: jax.Array, v: jax.Array, offset: jax.Array | None) -> jax.Array:
-    """Zeros like ``gradient_tap``'s, with its gradients, the wider of x and dy read once: where
+def one_read_tap(
+    y: jax.Array, x: jax.Array, u: jax.Array, v: jax.Array, offset: jax.Array | None
+) -> jax.Array:
+    """y, as ``gradient_tap``, with its gradients, the wider of x and dy read once: where
     fan_out >= fan_in, h = x U by XLA and (g, dVᵀ) = (dy Vᵀ, dyᵀ h) from one read of dy
     (``one_read.products``), then dU = xᵀ g; else g = dy Vᵀ by XLA and (h, dU) = (x U, xᵀ g)
     from one read of x, then dV = hᵀ dy."""
-    return _tap_output(x, v)
+    return y
 
 
 def one_read_factor_grads(
@@ -272,19 +279,18 @@ def one_read_factor_grads(
     return du.astype(u.dtype), dv.astype(v.dtype)
 
 
-def _one_read_tap_bwd(
-    res: tuple[Any, ...], dy: jax.Array
-) -> tuple[None, jax.Array, jax.Array, None]:
+def _one_read_tap_bwd(res: tuple[Any, ...], dy: jax.Array) -> TapGrads:
     x, u, v, offset = res
-    return None, *one_read_factor_grads(x, u, v, offset, dy), None
+    return dy, None, *one_read_factor_grads(x, u, v, offset, dy), None
 
 
 one_read_tap.defvjp(_tap_fwd, _one_read_tap_bwd)
 
 
-def _dense_input(module: nn.Module, args: Any, kwargs: Any) -> jax.Array:
-    """The input x of a dense module's ``__call__`` (positional or by its parameter's name);
-    ValueError unless the module computes x · kernel over x's trailing axes (``_DENSE_MODULES``)."""
+def _dense_call(module: nn.Module, args: Any, kwargs: Any) -> tuple[jax.Array, jax.Array | None]:
+    """The input x of a dense module's ``__call__`` and its ``input_offset`` (None where not
+    given), each positional or by name; ValueError unless the module computes x · kernel over
+    x's trailing axes (``_DENSE_MODULES``)."""
     path = "/".join(module.path)
     if not isinstance(module, tuple(_DENSE_MODULES)):
         raise ValueError(
@@ -292,11 +298,8 @@ def _dense_input(module: nn.Module, args: Any, kwargs: Any) -> jax.Array:
             f"{type(module).__name__}, not flax's Dense / DenseGeneral or a class registered with "
             "peft_core.register_dense (train it with grads='weight')"
         )
-    if args:
-        x = args[0]
-    else:
-        first = list(inspect.signature(type(module).__call__).parameters)[1]
-        x = kwargs[first]
+    arguments = inspect.signature(type(module).__call__).bind(module, *args, **kwargs).arguments
+    x = list(arguments.values())[1]
     if isinstance(module, nn.DenseGeneral):
         axes = tuple(module.axis) if isinstance(module.axis, Sequence) else (module.axis,)
         trailing = sorted(a % x.ndim for a in axes) == list(range(x.ndim - len(axes), x.ndim))
@@ -306,23 +309,23 @@ def _dense_input(module: nn.Module, args: Any, kwargs: Any) -> jax.Array:
                 f"contracts axis {module.axis} with batch_dims {module.batch_dims} (train it "
                 "with grads='weight')"
             )
-    return x
+    return x, arguments.get("input_offset")
 
 
 def _add_tap(
     grads: str, seen: set[str], next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any
 ) -> Any:
-    """flax interceptor: y + tap(x, U, V, offset) for every module call holding U and V, the tap
+    """flax interceptor: tap(y, x, U, V, offset) for every module call holding U and V, the tap
     chosen by ``taps_activations`` and ``reads_once`` on the call's ``per_device`` rows; offset
-    is the call's ``input_offset`` keyword (``experiments.models.dense.Dense``) or None. Only
-    dense modules are served (``_dense_input``); each tapped module's path goes into ``seen``
+    is the call's ``input_offset`` argument (``experiments.models.dense.Dense``) or None. Only
+    dense modules are served (``_dense_call``); each tapped module's path goes into ``seen``
     for ``tapped``'s check."""
     y = next_fun(*args, **kwargs)
     module = context.module
     if context.method_name != "__call__" or not module.has_variable("params", U_KEY):
         return y
     u, v = module.get_variable("params", U_KEY), module.get_variable("params", V_KEY)
-    x = _dense_input(module, args, kwargs)
+    x, offset = _dense_call(module, args, kwargs)  # the layer's input is x + offset (Dense)
     seen.add("/".join(module.path))
     fan_in, fan_out = u.shape[-2], v.shape[-1]
     tokens = x.size // fan_in
@@ -333,7 +336,6 @@ def _add_tap(
             "(use grads='weight' for convolutions; a bias-less DenseGeneral with several output "
             "axes needs the adapter's out_axes=)"
         )
-    offset = kwargs.get("input_offset")  # the layer's input is x + offset (Dense)
     if offset is not None:
         offset = offset.reshape(fan_in)
     rows = per_device(tokens)
@@ -343,7 +345,8 @@ def _add_tap(
         tap = one_read_tap
     else:
         tap = gradient_tap
-    return y + tap(x.reshape(tokens, fan_in).astype(y.dtype), u, v, offset).reshape(y.shape)
+    inputs = x.reshape(tokens, fan_in).astype(y.dtype)
+    return tap(y.reshape(tokens, fan_out), inputs, u, v, offset).reshape(y.shape)
 
 
 def tapped(forward: ForwardFn, grads: str = "activation") -> ForwardFn:

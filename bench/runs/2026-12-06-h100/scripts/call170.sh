@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Call 170 (forty-seventh session, 2026-12-07): (1) 37646c6's activation taps, which pass the
+# Call 170 (forty-seventh session, 2026-12-07): (1) the activation taps of the working tree (committed in 9395f15; scratch_dev/commit.txt said
+# 37646c6, which lacked peft_core/activation_grads.py), which pass the
 # layer's output through (tap(y, x, U, V, offset) -> y) instead of adding a zero to it, against
 # the earlier taps (scratch_dev/ab/activation_grads_452e316.py = `git show
 # 452e316:peft_core/activation_grads.py`, swapped in for peft_core/activation_grads.py), LoRA r=8

@@ -25,6 +25,11 @@ layer's rows are known (``taps_activations``): ``gradient_tap`` above, or
 once and gives dU = G Vᵀ, dV = Uᵀ G, the weight-space gradient; with grads "pallas",
 ``one_read_tap`` in place of ``gradient_tap``. Only the train step uses this
 view (``Adapter.train``); evaluation, search and merge keep the weight-space ``apply``.
+
+Limits: the view gives first derivatives only (a second one, e.g. grad of grad, misses U's and
+V's effect through stop_gradient(W_eff)); and it sees a held kernel's uses through its module's
+``__call__`` only: a kernel that a parent also reads directly gets no gradient from that read
+(train such a model with grads="weight").
 """
 
 from __future__ import annotations

@@ -44,9 +44,9 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
-from tqdm.auto import tqdm
 
 from peft_core.atomic_files import replacing
+from peft_core.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ def evolutionary_search(
     save_to = path if jax.process_index() == 0 else None  # process 0 writes the shared state
     ops = _FixedWidth.of(space, settings)
     started = time.perf_counter() - state.seconds
-    with tqdm(
+    with progress_bar(
         total=generations, initial=state.generation, disable=not progress, desc="evolution"
     ) as bar:
         while state.generation < generations:

@@ -76,6 +76,24 @@ class NaNBatches(WrappedBatches):
         return (np.full_like(images, np.nan) if step >= self.nan_at else images), labels
 
 
+def dying_evaluator(
+    make_evaluator: Callable[..., Callable[[Any], dict[str, float]]], *, at_step: int
+) -> Callable[..., Callable[[Any], dict[str, float]]]:
+    """``trainer._evaluator`` whose evaluations kill the run when they evaluate step ``at_step``."""
+
+    def make(*args: Any) -> Callable[[Any], dict[str, float]]:
+        evaluate = make_evaluator(*args)
+
+        def die_at(state: Any) -> dict[str, float]:
+            if int(state.step) == at_step:
+                raise Killed(f"killed during the evaluation at step {at_step}")
+            return evaluate(state)
+
+        return die_at
+
+    return make
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_same_final_state(tmp_path: pathlib.Path) -> None:
     """GLoRA-like supernet (K=2) with dropout: params, optimiser state, rng and data resume."""
@@ -127,23 +145,12 @@ def test_final_evaluation_lost_to_a_kill_is_logged_on_resume(
     left, evaluates the restored state and logs it once; a further rerun logs nothing new.
     eval_every=2: the evaluation logged at step 2 is not the final one's."""
     make_evaluator = trainer_module._evaluator
-
-    def dying_evaluator(*args: Any) -> Callable[[Any], dict[str, float]]:
-        evaluate = make_evaluator(*args)
-
-        def die_at_the_end(state: Any) -> dict[str, float]:
-            if int(state.step) == 4:
-                raise Killed("killed during the final evaluation")
-            return evaluate(state)
-
-        return die_at_the_end
-
     run = functools.partial(
         train, quick_config(total_steps=4, checkpoint_every=2, eval_every=eval_every),
         forward=toy_forward, params=toy_params(), adapter=linear_probe(),
         train_data=toy_batches(), workdir=tmp_path, eval_data=toy_task(32, seed=1),
     )  # fmt: skip
-    monkeypatch.setattr(trainer_module, "_evaluator", dying_evaluator)
+    monkeypatch.setattr(trainer_module, "_evaluator", dying_evaluator(make_evaluator, at_step=4))
     with pytest.raises(Killed):
         run()
     assert Checkpointer(tmp_path / CHECKPOINT_DIR, every=2, keep=2).latest_step() == 4
@@ -159,6 +166,30 @@ def test_final_evaluation_lost_to_a_kill_is_logged_on_resume(
     again = run()
     assert again.history["eval/accuracy"] == resumed.history["eval/accuracy"]
     assert (tmp_path / CSV_NAME).read_text().count("eval/accuracy") == earlier + 1
+
+
+def test_an_evaluation_lost_to_a_kill_after_its_checkpoint_is_logged_on_resume(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed during step 2's evaluation, after step 2's checkpoint: the resumed run, which goes
+    on at step 3, evaluates the restored state first, so the logs hold every evaluation once
+    with an uninterrupted run's values (before, step 2's was missing for good)."""
+    run = functools.partial(
+        train, quick_config(total_steps=4, checkpoint_every=2, eval_every=2),
+        forward=toy_forward, params=toy_params(), adapter=linear_probe(),
+        train_data=toy_batches(), eval_data=toy_task(32, seed=1),
+    )  # fmt: skip
+    straight = run(workdir=tmp_path / "straight")
+    make_evaluator = trainer_module._evaluator
+    monkeypatch.setattr(trainer_module, "_evaluator", dying_evaluator(make_evaluator, at_step=2))
+    with pytest.raises(Killed):
+        run(workdir=tmp_path / "killed")
+    assert Checkpointer(tmp_path / "killed" / CHECKPOINT_DIR, every=2, keep=2).latest_step() == 2
+    monkeypatch.setattr(trainer_module, "_evaluator", make_evaluator)
+    resumed = run(workdir=tmp_path / "killed")
+    assert resumed.history["eval/accuracy"] == straight.history["eval/accuracy"]
+    rows = (tmp_path / "killed" / CSV_NAME).read_text().splitlines()
+    assert [r.split(",")[0] for r in rows if ",eval/accuracy," in r] == ["2", "4"]
 
 
 def test_checkpoint_of_another_model_or_adapter_is_refused(tmp_path: pathlib.Path) -> None:

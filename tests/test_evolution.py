@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import pathlib
+import time
 import warnings
 from typing import Any
 
@@ -608,6 +609,20 @@ def test_pareto_front_of_a_search_holds_its_best(target_result) -> None:
 def test_pareto_front_refuses_mismatched_or_empty_input(params, scores) -> None:
     with pytest.raises(ValueError, match="one score per candidate"):
         search_plots.pareto_front(np.array(params), np.array(scores))
+
+
+def test_the_search_bar_written_to_a_log_is_drawn_at_its_start_and_end(capsys) -> None:
+    """stderr no terminal (a CI log keeps every redraw): generations of 0.15 s each (past
+    tqdm's 0.1 s terminal redraw interval) draw the bar at the start and at the end only."""
+
+    def slow_score(cfgs):
+        time.sleep(0.15)
+        return matches_target(cfgs)
+
+    kwargs = {"population": 8, "top_k": 2, "num_mutations": 4, "num_crossovers": 4}
+    search(slow_score, generations=5, progress=True, **kwargs)
+    bar = capsys.readouterr().err
+    assert bar.count("\r") <= 2 and "5/5" in bar
 
 
 def test_progress_plot_draws_each_generation(tmp_path, monkeypatch) -> None:

@@ -553,6 +553,19 @@ def test_window_rates_leave_out_the_first_step_and_evaluations(
     assert wall == sorted(wall) and wall[-1] >= 1.5 + 2 * 1.5  # the pauses count as wall time
 
 
+def test_a_progress_bar_written_to_a_log_is_drawn_at_its_start_and_end(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """stderr no terminal (a CI log keeps every redraw): a run logging each of its 12 steps
+    draws its bar at the start and at the end, not at each log point."""
+    train(
+        quick_config(log_every=1), forward=toy_forward, params=toy_params(),
+        adapter=linear_probe(), train_data=toy_batches(), workdir=tmp_path,
+    )  # fmt: skip
+    bar = capsys.readouterr().err
+    assert bar.count("\r") <= 2 and "12/12" in bar
+
+
 def test_train_writes_csv_and_tensorboard_and_evaluates(tmp_path: pathlib.Path) -> None:
     images, labels = toy_task(40, seed=1)
     result = train(

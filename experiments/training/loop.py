@@ -24,7 +24,6 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 from jax.sharding import NamedSharding
-from tqdm import tqdm
 
 from experiments.placement import put_global
 from experiments.training.checkpoint import Checkpointer
@@ -33,6 +32,7 @@ from experiments.training.packing import Packed
 from experiments.training.sharding import JittedStep
 from experiments.training.state import TrainState
 from peft_core.paths import Params
+from peft_core.progress import progress_bar
 
 
 class BatchSource(Protocol):
@@ -98,7 +98,7 @@ def run_steps(
     pending: list[tuple[int, dict[str, jax.Array]]] = []
     run_start = time.perf_counter() - wall_time_s  # as if the run had started here
     window_start, window_steps = time.perf_counter(), 0
-    with tqdm(total=settings.total_steps, initial=start, disable=not show_progress) as bar:
+    with progress_bar(total=settings.total_steps, initial=start, disable=not show_progress) as bar:
         for step in range(start, settings.total_steps):
             images, labels = train_data.batch(step)
             if step == start:
@@ -128,7 +128,9 @@ def run_steps(
                 scalars["train/wall_time_s"] = now - run_start
                 writer.write(done, scalars)
                 bar.set_postfix(
-                    loss=f"{scalars['train/loss']:.4f}", lr=f"{scalars['train/lr']:.2e}"
+                    loss=f"{scalars['train/loss']:.4f}",
+                    lr=f"{scalars['train/lr']:.2e}",
+                    refresh=False,  # the update below redraws (at most every mininterval)
                 )
                 pending, window_start, window_steps = [], now, 0
             bar.update(1)

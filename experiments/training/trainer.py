@@ -90,7 +90,8 @@ def train(
     with a search space, a fresh random subnet per step (``config.num_configs`` per step;
     without sampling K shares of one cfg would give the same loss, so K is then 1).
     eval_data: (images (N, ...), labels (N,)) of a small split (val200; kept on device),
-    evaluated every ``config.eval_every`` steps and at the end.
+    evaluated every ``config.eval_every`` steps and at the end (on resume, the restored step too
+    where one was due: a kill after its checkpoint may have lost its log).
     run: JSON-ready settings the trainer cannot see that also make the run ({"method.alpha":
     16.0, ...}: an adapter's or backbone's knobs that change no shape), stored with each
     checkpoint beside ``run_settings`` and compared like them on resume.
@@ -154,6 +155,9 @@ def train(
             logger.info("resuming at step %d from %s", int(state.step), checkpointer.directory)
         start, final_eval = int(state.step), None
         with MetricWriter(workdir, start_step=start, enabled=is_main) as writer:
+            if evaluate is not None and _due(start, total_steps, config.eval_every):
+                # the final evaluation where no step is left (else the loop's replaces it)
+                final_eval = _evaluate_restored(evaluate, state, writer, step=start)
             if start < total_steps:  # else a finished run resumed: its state as restored
                 packed = step_fn.pack(state)
                 del state  # the packed copy alone stays on the device (each step donates it)
@@ -176,10 +180,6 @@ def train(
                     show_progress=is_main,
                     wall_time_s=wall_time_s,
                 )
-            elif evaluate is not None:  # every process evaluates (a collective)
-                final_eval = evaluate(state)
-                if not _logged(writer.history, final_eval, step=start):  # killed before the log
-                    writer.write(start, final_eval)
             history = writer.history
     finally:
         checkpointer.close()
@@ -194,6 +194,23 @@ def train(
         num_trainable=param_count(state.trainable),
         eval_accuracy=final,
     )
+
+
+def _due(start: int, total_steps: int, eval_every: int) -> bool:
+    """Whether the loop evaluated the restored step ``start`` (0: a fresh run, none)."""
+    return start > 0 and (start == total_steps or (eval_every > 0 and start % eval_every == 0))
+
+
+def _evaluate_restored(
+    evaluate: Evaluate, state: TrainState, writer: MetricWriter, *, step: int
+) -> dict[str, float]:
+    """The restored state's evaluation, logged where the run that saved it was killed before
+    its log (a resumed loop starts after ``step``, so it would be missing for good). Every
+    process evaluates (a collective), as only process 0 reads the logs."""
+    scores = evaluate(state)
+    if not _logged(writer.history, scores, step=step):
+        writer.write(step, scores)
+    return scores
 
 
 def _logged(history: History, scalars: Mapping[str, float], *, step: int) -> bool:

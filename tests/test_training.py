@@ -12,6 +12,7 @@ import logging
 import math
 import pathlib
 import struct
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -56,6 +57,7 @@ from experiments.training.partition import check_head, init_trainable
 from experiments.training.state import create_state
 from glora_jax import glora
 from peft_core import Adapter, adapted_paths, flatten, full, linear_probe, lora, param_count
+from peft_core.progress import LOG_REDRAW_S, progress_bar
 
 DIM, HIDDEN, CLASSES = 8, 16, 3
 HIDDEN_LAYERS = ("hidden_0", "hidden_1")
@@ -564,6 +566,18 @@ def test_a_progress_bar_written_to_a_log_is_drawn_at_its_start_and_end(
     )  # fmt: skip
     bar = capsys.readouterr().err
     assert bar.count("\r") <= 2 and "12/12" in bar
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_a_progress_bar_in_a_log_waits_its_interval_between_redraws(
+    monkeypatch: pytest.MonkeyPatch, terminal: bool
+) -> None:
+    """tqdm's monitor thread redraws a bar that has not been drawn for ``maxinterval`` (10 s by
+    default) whatever ``mininterval`` says: in a log, both are LOG_REDRAW_S."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    with progress_bar(total=3) as bar:
+        want = (0.1, 10.0) if terminal else (LOG_REDRAW_S, LOG_REDRAW_S)
+        assert (bar.mininterval, bar.maxinterval) == want
 
 
 def test_train_writes_csv_and_tensorboard_and_evaluates(tmp_path: pathlib.Path) -> None:

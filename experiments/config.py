@@ -50,8 +50,9 @@ class SearchConfig:
     """The GLoRA paper's evolutionary search (reference defaults); budget excludes the head.
 
     configs_per_call: subnets scored per vmapped eval call on val200; 10 divides the population
-    (50) and its 25 mutations and 25 crossovers, so no call is padded (8 scored 56 subnets a
-    generation for 50), and is what docs/benchmarks.md's search rows ran.
+    (50), which is scored as one batch a generation (mutations and crossovers together), so no
+    call is padded (8 scored 56 subnets a generation for 50), and is what docs/benchmarks.md's
+    search rows ran.
     retrain: retrain the chosen subnet on train800val200 instead of inheriting supernet weights.
     """
 

@@ -320,6 +320,10 @@ def test_bad_inputs_raise():
         ({"drop_path_rate": 1.0}, r"drop_path_rate must be in \[0, 1\), got 1.0"),  # was NaN grads
         ({"drop_path_rate": -0.1}, r"drop_path_rate must be in \[0, 1\), got -0.1"),
         ({"num_classes": -1}, "num_classes must be >= 0, got -1"),
+        # V2 has no layer scale (was ignored); <= 0 zeroed every branch (the official code's
+        # "no layer scale", a param tree without it, is not offered)
+        ({"version": 2, "layer_scale_init": 0.1}, "V2 has no layer scale"),
+        ({"layer_scale_init": 0.0}, r"layer_scale_init must be > 0, got 0.0"),
     ],
 )
 def test_bad_options_raise(options, error):

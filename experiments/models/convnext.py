@@ -61,6 +61,7 @@ CONVNEXT_DEPTHS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
 LAYER_NORM_EPS = 1e-6
 DWCONV_SIZE = 7
 GRN_EPS = 1e-6
+LAYER_SCALE_INIT = 1e-6  # V1's layer scale starts here (the official default)
 _KERNEL_INIT = nn.initializers.truncated_normal(stddev=0.02)
 
 
@@ -111,7 +112,7 @@ class ConvNeXtBlock(nn.Module):
 
     version: int
     drop_path: float = 0.0
-    layer_scale_init: float = 1e-6
+    layer_scale_init: float = LAYER_SCALE_INIT
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -146,7 +147,8 @@ class ConvNeXtBlock(nn.Module):
 class ConvNeXt(nn.Module):
     """ConvNeXt classifier: (N, H, W, 3) normalised images -> (N, num_classes) float32 logits.
 
-    ``version`` 1 has layer scale, 2 has GRN. ``drop_path_rate`` (in [0, 1)) rises linearly from
+    ``version`` 1 has layer scale (from ``layer_scale_init`` > 0), 2 has GRN and no layer scale
+    (``layer_scale_init`` left at its default). ``drop_path_rate`` (in [0, 1)) rises linearly from
     0 at the first block to this value at the last. H and W must be multiples of 32.
     """
 
@@ -155,7 +157,7 @@ class ConvNeXt(nn.Module):
     version: int = 1
     num_classes: int = 1000
     drop_path_rate: float = 0.0
-    layer_scale_init: float = 1e-6
+    layer_scale_init: float = LAYER_SCALE_INIT
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -197,6 +199,13 @@ class ConvNeXt(nn.Module):
         if self.version not in (1, 2):
             raise ValueError(f"ConvNeXt version must be 1 or 2, got {self.version}")
         check_rate("drop_path_rate", self.drop_path_rate)
+        if self.version == 2 and self.layer_scale_init != LAYER_SCALE_INIT:
+            raise ValueError(
+                f"ConvNeXt V2 has no layer scale: layer_scale_init={self.layer_scale_init} "
+                "applies to version 1 only"
+            )
+        if self.layer_scale_init <= 0:
+            raise ValueError(f"layer_scale_init must be > 0, got {self.layer_scale_init}")
         if self.num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {self.num_classes}")
         if len(self.depths) != len(self.dims):

@@ -494,21 +494,9 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
                 params, aparams = retrained.params, retrained.aparams
                 clock.lap("retrain", (params, aparams))
 
-        test_batches = stack_eval_batches(
-            splits.test.images, splits.test.labels, batch_size=config.eval_batch_size
+        adapted, served, same, merged = _test(
+            config, backbone, method, params, aparams, cfg, splits.test
         )
-        # The adapted model as trained and searched (apply) and the plain backbone on the merged
-        # arrays that merged.npz keeps; both jitted (an eager merge compiles op by op).
-        accuracy = make_params_accuracy_fn(forward=backbone.forward)
-        effective = jax.jit(method.adapter.apply)(params, aparams, cfg)
-        adapted = accuracy(effective, test_batches)
-        merged = jax.jit(method.adapter.merge)(params, aparams, cfg)
-        # where apply and merge form the same arrays (an update in the params' dtype) the served
-        # model is the adapted one, bit for bit: its accuracy is not computed twice
-        rounded = rounds_update(effective, merged)  # checks the two trees' structure
-        same = not rounded and same_arrays(effective, merged)
-        served = adapted if same else accuracy(merged, test_batches)
-        check_merged_agrees(adapted, served, num_test=len(splits.test), rounded_update=rounded)
         clock.lap("test")
         if is_main_process():
             write_npz(
@@ -542,6 +530,32 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
         if is_main_process():
             write_text(workdir / RESULT_NAME, json.dumps(result_json, indent=2))
         return result_json
+
+
+def _test(
+    config: ExperimentConfig,
+    backbone: Backbone,
+    method: Method,
+    params: Any,
+    aparams: Any,
+    cfg: Any,
+    test: SplitArrays,
+) -> tuple[float, float, bool, Any]:
+    """(adapted accuracy, served accuracy, whether they are the same arrays, merged params) on
+    ``test``: the adapted model as trained and searched (apply) and the plain backbone on the
+    merged arrays that merged.npz keeps, both jitted (an eager merge compiles op by op); where
+    apply and merge form the same arrays (an update in the params' dtype) the served model is
+    the adapted one, bit for bit, and its accuracy is not computed twice."""
+    test_batches = stack_eval_batches(test.images, test.labels, batch_size=config.eval_batch_size)
+    accuracy = make_params_accuracy_fn(forward=backbone.forward)
+    effective = jax.jit(method.adapter.apply)(params, aparams, cfg)
+    adapted = accuracy(effective, test_batches)
+    merged = jax.jit(method.adapter.merge)(params, aparams, cfg)
+    rounded = rounds_update(effective, merged)  # checks the two trees' structure
+    same = not rounded and same_arrays(effective, merged)
+    served = adapted if same else accuracy(merged, test_batches)
+    check_merged_agrees(adapted, served, num_test=len(test), rounded_update=rounded)
+    return adapted, served, same, merged
 
 
 def _search(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import pathlib
 import re
 import shutil
@@ -462,6 +463,94 @@ def test_a_checkpoint_with_items_deleted_is_named_and_its_folder_can_go(
     checkpointer = Checkpointer(tmp_path, every=5, keep=2)
     assert int(checkpointer.restore(_toy_state(switch_adapter())).step) == 5
     checkpointer.close()
+
+
+def _saved_toy_checkpoints(directory: pathlib.Path, shift: float = 0.0) -> TrainState:
+    """Checkpoints at steps 5 and 10 of the toy state with ``shift`` added to its trainable."""
+    state = _toy_state(switch_adapter())
+    state = state._replace(trainable=jax.tree.map(lambda x: x + shift, state.trainable))
+    checkpointer = Checkpointer(directory, every=5, keep=2)
+    for step in (5, 10):
+        checkpointer.save(state._replace(step=jnp.asarray(step, jnp.int32)))
+    checkpointer.close()
+    return state
+
+
+def _restore_latest(directory: pathlib.Path) -> TrainState:
+    checkpointer = Checkpointer(directory, every=5, keep=2)
+    try:
+        return checkpointer.restore(_toy_state(switch_adapter()))
+    finally:
+        checkpointer.close()
+
+
+def test_a_checkpoint_whose_arrays_changed_after_the_save_is_refused(
+    tmp_path: pathlib.Path,
+) -> None:
+    _saved_toy_checkpoints(tmp_path / "a")
+    _saved_toy_checkpoints(tmp_path / "b", shift=0.25)  # same tree, other numbers
+    shutil.rmtree(tmp_path / "a" / "10" / "state")
+    shutil.copytree(tmp_path / "b" / "10" / "state", tmp_path / "a" / "10" / "state")
+    changed = (
+        rf"^checkpoint {tmp_path}/a/10 cannot be read \(its files changed after the save: the "
+        r"arrays read back differ from those saved at \.trainable\['adapter'\]\['hidden_\d'\]"
+        r".*\): delete that folder"
+    )
+    with pytest.raises(CheckpointUnreadableError, match=changed):
+        _restore_latest(tmp_path / "a")
+    shutil.rmtree(tmp_path / "a" / "10")  # as the message says
+    assert int(_restore_latest(tmp_path / "a").step) == 5
+
+
+def test_a_flipped_byte_in_any_checkpoint_data_file_is_refused(tmp_path: pathlib.Path) -> None:
+    state = _saved_toy_checkpoints(tmp_path / "saved", shift=1.5)
+    saved = tmp_path / "saved" / "10" / "state"
+    data_files = sorted(p.relative_to(saved) for p in saved.rglob("*") if p.parent.name == "d")
+    assert len(data_files) > 1
+    refused = []
+    for i, name in enumerate(data_files):  # array chunks, tree nodes, and nodes no longer used
+        copy = tmp_path / str(i)
+        shutil.copytree(tmp_path / "saved", copy)
+        path = copy / "10" / "state" / name
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+        try:
+            restored = _restore_latest(copy)
+        except CheckpointUnreadableError as err:
+            assert str(err).startswith(f"checkpoint {copy}/10 cannot be read ("), err
+            refused.append(name)
+        else:  # the byte was in none of the arrays read: the same numbers, or refused
+            chex.assert_trees_all_equal(restored.trainable, state.trainable)
+            chex.assert_trees_all_equal(restored.opt_state, state.opt_state)
+    assert refused, "no flipped byte was refused"
+    chex.assert_trees_all_equal(_restore_latest(tmp_path / "saved").trainable, state.trainable)
+
+
+def test_a_checkpoint_saved_without_digests_restores(tmp_path: pathlib.Path) -> None:
+    state = _saved_toy_checkpoints(tmp_path, shift=0.5)
+    meta_file = tmp_path / "10" / "meta" / "metadata"
+    meta = json.loads(meta_file.read_text())
+    del meta["digest"]  # as checkpoints written before digests were stored
+    meta_file.write_text(json.dumps(meta))
+    restored = _restore_latest(tmp_path)
+    assert int(restored.step) == 10
+    chex.assert_trees_all_equal(restored.trainable, state.trainable)
+
+
+def test_a_torn_data_file_is_named_in_a_short_message(tmp_path: pathlib.Path) -> None:
+    _saved_toy_checkpoints(tmp_path)
+    for path in (tmp_path / "10" / "state").rglob("*"):
+        if path.parent.name == "d":
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointUnreadableError) as caught:
+        _restore_latest(tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"checkpoint {tmp_path}/10 cannot be read (ValueError: ")
+    assert message.endswith(
+        "delete that folder to resume from the checkpoint before it (or from the start)"
+    )
+    assert "tensorstore_spec" not in message and len(message) < 500, message
 
 
 def test_run_settings_added_since_a_checkpoint_are_not_changes(tmp_path: pathlib.Path) -> None:

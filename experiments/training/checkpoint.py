@@ -5,8 +5,10 @@ Each checkpoint step holds two items:
 - "meta":  JSON with "signature" {leaf path: [shape, dtype]} of that state and "run", what
   the trainer says makes the run (its settings), both compared with the current ones before
   anything is restored: a checkpoint of another model, adapter, optimiser, dtype or run is
-  refused with the mismatching leaves or settings named; and "wall_time_s", the run's
-  training seconds up to that step (a resumed run's wall time goes on from it).
+  refused with the mismatching leaves or settings named; "wall_time_s", the run's
+  training seconds up to that step (a resumed run's wall time goes on from it); and "digest",
+  each leaf's digest (``experiments.training.digest``), compared after a restore: a checkpoint
+  whose files were damaged after the save is refused, not restored as other numbers.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from experiments.training.digest import tree_digest
 from experiments.training.state import TrainState
 from peft_core import check_tree
 
@@ -30,7 +33,21 @@ class CheckpointMismatchError(ValueError):
 
 
 class CheckpointUnreadableError(ValueError):
-    """A checkpoint folder whose saved items cannot be read (files deleted or torn)."""
+    """A checkpoint folder whose saved items cannot be read (files deleted, torn or damaged)."""
+
+
+_CAUSE_CHARS = 300
+
+
+def _unreadable(folder: pathlib.Path, why: str) -> CheckpointUnreadableError:
+    """The error for checkpoint ``folder``, ``why`` cut to its first ``_CAUSE_CHARS``."""
+    why = why.split(" [tensorstore_spec", 1)[0]  # TensorStore appends its specs as JSON
+    if len(why) > _CAUSE_CHARS:
+        why = why[:_CAUSE_CHARS] + " ..."
+    return CheckpointUnreadableError(
+        f"checkpoint {folder} cannot be read ({why}): delete that folder to resume from the "
+        "checkpoint before it (or from the start)"
+    )
 
 
 def signature(tree: Any) -> dict[str, jax.ShapeDtypeStruct]:
@@ -116,10 +133,20 @@ def _restore_items(manager: ocp.CheckpointManager, step: int, **items: Any) -> A
         return manager.restore(step, args=ocp.args.Composite(**items))
     except (KeyError, FileNotFoundError, ValueError) as err:
         folder = pathlib.Path(manager.directory) / str(step)
-        raise CheckpointUnreadableError(
-            f"checkpoint {folder} cannot be read ({type(err).__name__}: {err}): delete that "
-            "folder to resume from the checkpoint before it (or from the start)"
-        ) from err
+        raise _unreadable(folder, f"{type(err).__name__}: {err}") from err
+
+
+def _check_digest(restored: dict[str, int], saved: dict[str, int], folder: pathlib.Path) -> None:
+    """CheckpointUnreadableError naming the leaves whose restored bits differ from the saved."""
+    changed = [path for path, digest in restored.items() if saved.get(path) != digest]
+    if changed:
+        more = " ..." if len(changed) > 5 else ""
+        raise _unreadable(
+            folder,
+            "its files changed after the save: the arrays read back differ from those saved at "
+            + ", ".join(changed[:5])
+            + more,
+        )
 
 
 def _saved_meta(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
@@ -198,6 +225,7 @@ class Checkpointer:
             "signature": _to_json(signature(storable)),
             "run": self.run,
             "wall_time_s": float(wall_time_s),
+            "digest": tree_digest(storable),
         }
         self._manager.save(
             step,
@@ -232,6 +260,8 @@ class Checkpointer:
         restored = _restore_items(
             self._manager, step, state=ocp.args.StandardRestore(abstract)
         ).state
+        if "digest" in meta:  # older checkpoints do not hold one
+            _check_digest(tree_digest(restored), meta["digest"], self.directory / str(step))
         return restored._replace(rng=jax.random.wrap_key_data(restored.rng))
 
     def close(self) -> None:

@@ -7,10 +7,10 @@ Studies (see ``SuiteSettings``):
 
 Learning rate (the only tuned knob, the same grid for every method): each *group* (study, task,
 backbone, method, shots) first runs every lr at seed 0 (phase 1); once they are all finished the
-lr with the best val200 accuracy is chosen (``choose_lr``) and the other seeds run at it
-(phase 2). GLoRA picks its lr on the first budget; its other budgets search the same supernet
-(same lr and seed), whose checkpoint the executor copies. Few-shot groups take the lr chosen for
-the same method on the full train800 set of the same task (no separate grid).
+lr with the best val200 accuracy is chosen (``choose_lr``; none where every one failed) and the
+other seeds run at it (phase 2). GLoRA picks its lr on the first budget; its other budgets search
+the same supernet (same lr and seed), whose checkpoint the executor copies. Few-shot groups take
+the lr chosen for the same method on the full train800 set of the same task (no separate grid).
 """
 
 from __future__ import annotations
@@ -156,17 +156,26 @@ def phase_one(settings: SuiteSettings, group: Group) -> list[Run]:
     ]
 
 
+def lr_group(group: Group) -> Group:
+    """The group whose lr grid chooses ``group``'s lr: few-shot groups take the main study's."""
+    study, task, backbone, method, _ = group
+    return ("main", task, backbone, method, None) if study == "fewshot" else group
+
+
+def grid_unfinished(settings: SuiteSettings, group: Group, results: Results) -> bool:
+    """Whether a phase-1 run that chooses ``group``'s lr has no result (nor failure) yet."""
+    return any(run.run_id not in results for run in phase_one(settings, lr_group(group)))
+
+
 def choose_lr(settings: SuiteSettings, group: Group, results: Results) -> float | None:
-    """The lr of ``group`` with the best val200 accuracy at seed 0 (ties: the earlier lr in the
-    grid), or None while a phase-1 run is unfinished. Few-shot groups reuse the main study's."""
-    study, task, backbone, method, shots = group
-    if study == "fewshot":
-        return choose_lr(settings, ("main", task, backbone, method, None), results)
-    runs = phase_one(settings, group)
-    if any(run.run_id not in results for run in runs):
+    """The lr of ``group`` with the best val200 accuracy at seed 0 (ties: the smaller lr), or
+    None while a phase-1 run is unfinished or when every one failed (no lr has a val200
+    accuracy). Few-shot groups reuse the main study's."""
+    if grid_unfinished(settings, group, results):
         return None
-    best = max(runs, key=lambda run: (val_accuracy(results[run.run_id]), -runs.index(run)))
-    return best.lr
+    runs = phase_one(settings, lr_group(group))
+    best = max(runs, key=lambda run: (val_accuracy(results[run.run_id]), -run.lr))
+    return None if "failed" in results[best.run_id] else best.lr
 
 
 def groups(settings: SuiteSettings) -> list[Group]:
@@ -216,8 +225,9 @@ def arm_budgets(settings: SuiteSettings, group: Group) -> tuple[int | None, ...]
 
 
 def waiting_groups(settings: SuiteSettings, results: Results) -> list[Group]:
-    """Groups whose lr is not chosen yet (their seed runs are not planned yet)."""
-    return [g for g in groups(settings) if choose_lr(settings, g, results) is None]
+    """Groups whose lr is not chosen yet as their lr grid is unfinished (their seed runs are
+    not planned yet); a grid whose every run failed chooses none and waits for nothing."""
+    return [g for g in groups(settings) if grid_unfinished(settings, g, results)]
 
 
 def supernet_source(settings: SuiteSettings, run: Run) -> Run | None:

@@ -197,7 +197,9 @@ def markdown(settings: SuiteSettings, rows: Sequence[Row], results: Results) -> 
     out += ["| study | task | backbone | method | " + " | ".join(f"lr {lr:g}" for lr in lrs)
             + " |", "|---|---|---|---|" + "---|" * len(lrs)]  # fmt: skip
     out += [f"| {label} | " + " | ".join(cells[lr] for lr in lrs) + " |" for label, cells in sweep]
-    failures = [(run_id, r["failed"]) for run_id, r in sorted(results.items()) if "failed" in r]
+    planned = {run.run_id for run in plan(settings, results)}
+    failures = [(run_id, r["failed"]) for run_id, r in sorted(results.items())
+                if "failed" in r and run_id in planned]  # fmt: skip
     out += ["", "### Failed runs", ""]
     out += [f"- `{run_id}`: {message}" for run_id, message in failures] or ["- none"]
     out += ["", "### Not run (planned, no result)", ""]
@@ -206,14 +208,19 @@ def markdown(settings: SuiteSettings, rows: Sequence[Row], results: Results) -> 
 
 
 def not_run(settings: SuiteSettings, results: Results) -> list[str]:
-    """Markdown bullets: planned runs without a result, and groups whose lr grid is unfinished
-    (their seed runs were never planned)."""
+    """Markdown bullets: planned runs without a result, and groups without a chosen lr, whose
+    lr grid is unfinished or failed at every lr (their seed runs were never planned)."""
     missing = [run.run_id for run in plan(settings, results) if run.run_id not in results]
     lines = [f"- `{run_id}`" for run_id in missing]
-    for group in waiting_groups(settings, results):
+    waiting = waiting_groups(settings, results)
+    for group in groups(settings):
+        if choose_lr(settings, group, results) is not None:
+            continue
         study, task, backbone, method, shots = group
         what = f"{study} {task} {backbone} {method}" + (f" {shots}-shot" if shots else "")
-        lines.append(f"- {what}: lr not chosen yet (lr grid unfinished), seeds not planned")
+        why = ("lr not chosen yet (lr grid unfinished)" if group in waiting
+               else "every lr of the grid failed at seed 0, no lr chosen")  # fmt: skip
+        lines.append(f"- {what}: {why}, seeds not planned")
     return lines
 
 

@@ -69,12 +69,16 @@ def check_results_fit(
     settings: SuiteSettings, assets: Assets, runs: Path, results: dict[str, dict[str, Any]]
 ) -> None:
     """ValueError naming the planned runs, finished or started, whose config.json differs from
-    the config these settings give them (a smoke test's 2-epoch results would otherwise stand
-    for a 30-epoch study's: a finished run is never run again, a started one would fail)."""
+    the config these settings give them, or that have a result and no config.json to check (a
+    smoke test's 2-epoch results would otherwise stand for a 30-epoch study's: a finished run is
+    never run again, a started one would fail). A failed run may have failed before writing one."""
     stale = []
     for run in plan(settings, results):
         saved = runs / run.run_id / "config.json"
-        if saved.exists():
+        result = results.get(run.run_id)
+        if not saved.exists() and result is not None and "failed" not in result:
+            stale.append(f"{run.run_id} (no config.json)")
+        elif saved.exists():
             config = run_config(run, settings, assets, cache_dir(runs))
             changes = config_changes(json.loads(saved.read_text()), config, ignore=_PATHS)
             stale += [f"{run.run_id} ({'; '.join(changes)})"] if changes else []
@@ -216,4 +220,8 @@ def _copy_supernet(settings: SuiteSettings, run: Run, runs: Path) -> None:
     checkpoints = runs / source.run_id / TRAIN_DIR / CHECKPOINT_DIR
     target = runs / run.run_id / TRAIN_DIR / CHECKPOINT_DIR
     if checkpoints.is_dir() and not target.exists():
-        shutil.copytree(checkpoints, target)
+        # copied beside it, then renamed: a kill mid-copy leaves no half checkpoint in target
+        partial = target.with_name(f"{target.name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(checkpoints, partial)
+        partial.rename(target)

@@ -289,10 +289,48 @@ def test_lr_is_the_best_val_at_seed_zero(linear_val: tuple[float, float], want: 
     assert {(r.lr, r.seed, r.shots) for r in few} == {(want, s, 2) for s in TINY.seeds}
 
 
+def test_a_tie_goes_to_the_smaller_lr_in_whatever_order_the_grid_is_given() -> None:
+    settings = dataclasses.replace(TINY, learning_rates=(1e-3, 1e-4))
+    results = {
+        Run("main", "digits", "dinov2-s14", "linear", lr, 0).run_id: fake_result(val=0.6, test=0.6)
+        for lr in settings.learning_rates
+    }
+    assert choose_lr(settings, ("main", "digits", "dinov2-s14", "linear", None), results) == 1e-4
+
+
 def test_failed_run_is_never_the_chosen_lr() -> None:
     results = phase_one_results((0.9, 0.1), (0.1, 0.2))
     results[Run("main", "digits", "dinov2-s14", "linear", 1e-4, 0).run_id] = {"failed": "nan"}
     assert choose_lr(TINY, ("main", "digits", "dinov2-s14", "linear", None), results) == 1e-3
+
+
+def test_a_group_whose_every_lr_failed_chooses_none_and_plans_no_seeds(tmp_path: Path) -> None:
+    """No val200 accuracy, no lr: neither its seeds nor its few-shot runs run at a failed lr, the
+    executor does not wait for a choice that cannot come, and the report says why."""
+    inner = fake_runner({1e-4: 0.6, 1e-3: 0.7}, [])
+
+    def runner(config: ExperimentConfig, workdir: Path) -> dict:
+        if workdir.name.startswith("main-digits-dinov2-s14-linear-"):
+            raise FloatingPointError("training loss is nan at step 3")
+        return inner(config, workdir)
+
+    runs = tmp_path / "runs"
+    done = execute(TINY, prepared_assets(tmp_path), runs, runner=runner, deadline_s=5.0,
+                   poll_s=0.01)  # fmt: skip
+    assert sorted(d for d in done if "linear" in d) == [
+        "main-digits-dinov2-s14-linear-lr0.0001-s0", "main-digits-dinov2-s14-linear-lr0.001-s0"
+    ]  # fmt: skip
+    results = finished(runs)
+    linear = [g for g in groups(TINY) if g[3] == "linear"]
+    assert [choose_lr(TINY, g, results) for g in linear] == [None, None]
+    assert waiting_groups(TINY, results) == []
+    assert not [r for r in summarize(TINY, results) if r.method == "linear"]
+    assert not_run(TINY, results) == [
+        "- main digits dinov2-s14 linear: every lr of the grid failed at seed 0, no lr chosen, "
+        "seeds not planned",
+        "- fewshot digits dinov2-s14 linear 2-shot: every lr of the grid failed at seed 0, no lr "
+        "chosen, seeds not planned",
+    ]
 
 
 def test_glora_later_budgets_run_at_the_first_budgets_lr() -> None:
@@ -540,6 +578,23 @@ def test_a_seed_run_of_other_settings_is_refused(tmp_path: Path) -> None:
     (runs / seed_run.run_id / "config.json").write_text(json.dumps(as_dict(config), default=str))
     with pytest.raises(ValueError, match=rf"1 runs .* e\.g\. {seed_run.run_id} \(train\.epochs"):
         check_results_fit(TINY, assets, runs, finished(runs))
+
+
+def test_a_finished_run_without_its_config_is_refused(tmp_path: Path) -> None:
+    """Its settings cannot be checked: a smoke test's result would stand for the study's."""
+    assets = prepared_assets(tmp_path)
+    runs = tmp_path / "runs"
+    smoke = dataclasses.replace(TINY, epochs=2, seeds=(0,))
+    execute(smoke, assets, runs, runner=fake_runner({1e-4: 0.6, 1e-3: 0.7}, []), poll_s=0.0)
+    for path in runs.glob("*/config.json"):
+        path.unlink()
+    with pytest.raises(ValueError, match=r"made with other settings.*\(no config\.json\)"):
+        check_results_fit(TINY, assets, runs, finished(runs))
+    failed = runs / "main-digits-dinov2-s14-glora-b100000-lr0.001-s0"
+    for path in runs.glob("*/result.json"):
+        path.unlink()  # a failed run may have failed before its config was written
+    assert (failed / FAILURE).is_file()
+    check_results_fit(TINY, assets, runs, finished(runs))
 
 
 def test_overrides_are_checked_together_in_any_order() -> None:
@@ -794,6 +849,34 @@ def test_a_started_later_budget_run_keeps_its_own_checkpoints(tmp_path: Path) ->
     assert [p.name for p in own.iterdir()] == ["step_7"]
 
 
+def test_a_supernet_copy_cut_off_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill in the copy leaves no checkpoint folder that looks finished (Orbax would take a
+    step folder with half its files for a checkpoint): the next execute copies it whole."""
+    first = Run("main", "digits", "dinov2-s14", "glora", 1e-4, 0, budget=100_000)
+    later = dataclasses.replace(first, budget=200_000)
+    runs = tmp_path / "runs"
+    step = runs / first.run_id / "train" / "checkpoints" / "360"
+    step.mkdir(parents=True)
+    for name in ("state", "meta"):
+        (step / name).write_text(name)
+
+    def killed(source: Path, target: Path, **kwargs: Any) -> None:
+        (Path(target) / "360").mkdir(parents=True)
+        (Path(target) / "360" / "state").write_text("state")
+        raise KeyboardInterrupt  # the process ends here
+
+    monkeypatch.setattr(suite_run.shutil, "copytree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        suite_run._copy_supernet(TINY, later, runs)
+    monkeypatch.undo()
+    suite_run._copy_supernet(TINY, later, runs)
+    copied = runs / later.run_id / "train" / "checkpoints" / "360"
+    assert sorted(p.name for p in copied.iterdir()) == ["meta", "state"]
+    assert [p.name for p in (runs / later.run_id / "train").iterdir()] == ["checkpoints"]
+
+
 def test_execute_starts_nothing_after_the_deadline(tmp_path: Path) -> None:
     calls: list[str] = []
     assets = prepared_assets(tmp_path)
@@ -903,6 +986,17 @@ def test_detail_rows_say_the_shots_and_search_time_of_each_arm() -> None:
         "| digits | linear probe | 2/class | 0.001 | 35.0 ± 7.1 (n=2) | 0,1 | 10 | 3.0 | – |",
     ):
         assert line in text
+
+
+def test_failed_runs_listed_are_the_settings_own() -> None:
+    """A failure.json of a run these settings do not plan (another method's) is not theirs."""
+    results = full_results()
+    linear_only = dataclasses.replace(TINY, methods=("linear",))
+    text = markdown(linear_only, summarize(linear_only, results), results)
+    failures = text.split("### Failed runs\n\n")[1].split("\n\n")[0]
+    assert failures == "- none"
+    text = markdown(TINY, summarize(TINY, results), results)
+    assert "glora-b100000-lr0.0001-s2`: NonFiniteLossError: nan" in text
 
 
 def test_not_run_lists_missing_runs_and_waiting_groups() -> None:

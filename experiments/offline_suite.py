@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "run" and args.workers > 1:
         from experiments.suite_run import prepare
 
+        claims_folder(args)  # refused before the preparation, not after
         prepare(settings, assets, args.runs)
         return launch_workers(args)
     elif args.command == "run":
@@ -156,11 +157,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def claims_folder(args: argparse.Namespace) -> Path:
+    """The workers' claims folder (``--claims``, default <runs>/claims), which the launch
+    empties; ValueError if it holds anything but claims (empty files): a mistaken ``--claims``
+    naming the runs folder, say, would delete the results."""
+    claims: Path = args.claims or args.runs / "claims"
+    if claims.exists() and (
+        not claims.is_dir() or any(p.is_dir() or p.stat().st_size for p in claims.iterdir())
+    ):
+        raise ValueError(
+            f"--claims {claims} holds more than claims (empty files named by run id), and the "
+            "launch would delete it: name a folder of its own (the default is <runs>/claims)"
+        )
+    return claims
+
+
 def launch_workers(args: argparse.Namespace, *, poll_s: float = 1.0) -> int:
     """Start ``args.workers`` processes of ``run`` on the same part and claims; wait for all.
     Returns 0 if every worker succeeded. Once one fails, stops the others (which could wait on
     its runs), prints the end of its log and returns its code (1 if killed by a signal)."""
-    claims = args.claims or args.runs / "claims"
+    claims = claims_folder(args)
     shutil.rmtree(claims, ignore_errors=True)
     logs = args.runs / "logs"
     logs.mkdir(parents=True, exist_ok=True)

@@ -1293,6 +1293,40 @@ def test_workers_each_run_one_process_of_the_part_on_fresh_claims(
     assert logs == ["worker0.log", "worker1.log", "worker2.log"]
 
 
+@pytest.mark.parametrize("holds", ["a result folder", "a file with bytes"])
+def test_a_claims_folder_holding_more_than_claims_is_refused_before_anything_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, holds: str
+) -> None:
+    runs = tmp_path / "runs"
+    kept = runs / "main-digits-linear-lr0.001-s0" / "result.json"
+    if holds == "a result folder":
+        kept.parent.mkdir(parents=True)
+    else:
+        kept = runs / "notes.txt"
+        runs.mkdir()
+    kept.write_text("{}")
+    (runs / "a-claim").touch()
+    started: list[str] = []
+    monkeypatch.setattr(suite_run, "prepare", lambda *a, **k: started.append("prepare"))
+    monkeypatch.setattr(offline_suite.subprocess, "Popen", lambda *a, **k: started.append("run"))
+    argv = [
+        "run",
+        "--workers",
+        "2",
+        "--runs",
+        str(runs),
+        "--claims",
+        str(runs),
+        "--set",
+        "epochs=2",
+    ]
+    with pytest.raises(
+        ValueError, match=rf"^--claims {runs} holds more than claims .* would delete"
+    ):
+        offline_suite.main(argv)
+    assert started == [] and kept.read_text() == "{}" and (runs / "a-claim").exists()
+
+
 def test_a_refused_report_writes_nothing(tmp_path: Path) -> None:
     """Neither for runs of other settings nor for a doc that lost a marker of its section."""
     assets, runs = prepared_assets(tmp_path), tmp_path / "runs"

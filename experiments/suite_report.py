@@ -106,8 +106,11 @@ def _row(settings: SuiteSettings, runs: list[Run], results: Results) -> Row | No
         return None
 
     def train_seconds(run: Run) -> float:
+        """The seconds that trained ``run``'s supernet: its first budget's run's, unless that one
+        failed or is missing (then ``run`` trained its own)."""
         source = supernet_source(settings, run)
-        trained = results.get(source.run_id, {}) if source is not None else results[run.run_id]
+        first = results.get(source.run_id, {}) if source is not None else {}
+        trained = first if "train_seconds" in first else results[run.run_id]
         return float(trained.get("train_seconds", math.nan))
 
     first = runs[0]

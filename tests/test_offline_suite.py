@@ -1127,6 +1127,15 @@ def test_rows_take_train_time_from_their_supernet_and_search_time_from_every_see
     assert rows["GLoRA ≤0.10M"].search_s == np.mean([2.0, 4.0])
 
 
+def test_a_later_budget_whose_supernet_run_failed_shows_its_own_train_time() -> None:
+    results = full_results()  # seed 2's first-budget run failed: its second budget trained
+    results[glora_id(100_000, 0)]["train_seconds"] = 100.0
+    results[glora_id(200_000, 2)] = fake_result(val=0.7, test=0.9, params=200_000, search=True)
+    results[glora_id(200_000, 2)]["train_seconds"] = 7.0
+    row = next(r for r in summarize(TINY, results) if r.label == "GLoRA ≤0.20M")
+    assert row.seeds == (0, 2) and row.train_s == np.mean([100.0, 7.0])
+
+
 def test_a_row_whose_seeds_all_failed_is_reported_failed() -> None:
     results = full_results()
     results[glora_id(200_000, 0)] = {"failed": "NonFiniteLossError: inf"}

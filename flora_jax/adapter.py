@@ -46,6 +46,7 @@ from peft_core.adapter import (
     add_delta,
     check_float_dtype,
     check_tree,
+    delta_dtype,
     finite_nonzero,
     no_config,
     over_layers,
@@ -89,7 +90,8 @@ def flora(
     ``layer_ranks``: {kernel-path regex: per-mode ranks} overriding the defaults. ``grads``:
     "auto", "activation", "weight" or "pallas" (module docstring). ``exclude``: patterns of
     kernels that ``targets`` matches but that stay frozen. ``stacked``, ``out_axes``: how to read
-    the kernels (``peft_core.layers.find_layers``). ``dtype``: the core's and factors' dtype.
+    the kernels (``peft_core.layers.find_layers``). ``dtype``: the core's and factors' dtype;
+    their update is formed in f32 at least (``peft_core.adapter.delta_dtype``).
     """
     if not (positive_int(rank) and positive_int(kernel_rank)):
         raise ValueError(
@@ -159,7 +161,7 @@ def flora(
 
         deltas = over_layers(
             delta_fn,
-            [_layer_params(flat, layer, modes) for layer, modes in found],
+            [_update_params(params, flat, layer, modes) for layer, modes in found],
             [len(layer.stack_shape) for layer, _ in found],
         )
         for (layer, _), delta in zip(found, deltas, strict=True):
@@ -177,7 +179,7 @@ def flora(
         factors, is formed per layer (batching it would stack its gradients for nothing)."""
         flat = checked(params, aparams)
         kept = [(layer, modes) for layer, modes in layers(params) if keep(layer)]
-        sides = [_matrix_sides(flat, layer, modes) for layer, modes in kept]
+        sides = [_matrix_sides(params, flat, layer, modes) for layer, modes in kept]
         cores: list[Any] = [None] * len(kept)
         for on_input in {side.on_input for side in sides}:
             group = [i for i, side in enumerate(sides) if side.on_input == on_input]
@@ -206,8 +208,10 @@ class _MatrixSides(NamedTuple):
     plain: jax.Array
 
 
-def _matrix_sides(flat: Mapping[str, jax.Array], layer: Layer, modes: TuckerModes) -> _MatrixSides:
-    core, *us = _layer_params(flat, layer, modes)
+def _matrix_sides(
+    params: Params, flat: Mapping[str, jax.Array], layer: Layer, modes: TuckerModes
+) -> _MatrixSides:
+    core, *us = _update_params(params, flat, layer, modes)
     # modes: the kernel's axes ("nd", input axes first) or its (fan_in, fan_out) matrix
     num_in = len(layer.in_shape) if len(modes.sizes) > 2 else 1
     on_input = core_on_input(modes.ranks, num_in)
@@ -231,6 +235,16 @@ def _keys(modes: TuckerModes) -> list[str]:
 def _layer_params(flat: Mapping[str, jax.Array], layer: Layer, modes: TuckerModes) -> tuple:
     """(G, U1, ..., UN) of one layer from the flat adapter params."""
     return tuple(flat[f"{layer.name}/{key}"] for key in _keys(modes))
+
+
+def _update_params(
+    params: Params, flat: Mapping[str, jax.Array], layer: Layer, modes: TuckerModes
+) -> tuple[jax.Array, ...]:
+    """(G, U1, ..., UN) of one layer in the dtype its update is formed in (``delta_dtype``)."""
+    tensors = _layer_params(flat, layer, modes)
+    kernel = get_leaf(params, layer.kernel_path)
+    dtype = delta_dtype(kernel.dtype, *(t.dtype for t in tensors))
+    return tuple(t.astype(dtype) for t in tensors)
 
 
 def _standard_normals(rng: jax.Array, shapes: list[tuple[int, ...]]) -> list[jax.Array]:

@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 
 from peft_core import one_read
-from peft_core.adapter import ForwardFn, TrainView, add_delta
+from peft_core.adapter import ForwardFn, TrainView, add_delta, delta_dtype
 from peft_core.layers import Layer
 from peft_core.paths import Params, child, flatten, get_leaf, unflatten
 
@@ -408,7 +408,8 @@ def activation_train_view(
         for kernel_path, (u, v) in pairs.items():
             module = kernel_path.rpartition("/")[0]  # "" for a kernel at the tree's root
             w0 = get_leaf(params, kernel_path)
-            product = jax.lax.stop_gradient(u) @ jax.lax.stop_gradient(v)
+            dtype = delta_dtype(w0.dtype, u.dtype, v.dtype)
+            product = jax.lax.stop_gradient(u.astype(dtype) @ v.astype(dtype))
             eff[kernel_path] = add_delta(w0, product.reshape(w0.shape))
             eff[child(module, U_KEY)], eff[child(module, V_KEY)] = u, v
         return unflatten(eff)

@@ -207,6 +207,13 @@ def update_dtype(param_dtype: Any, dtype: Any = None) -> Any:
     return jnp.promote_types(param_dtype, jnp.float32) if dtype is None else jnp.dtype(dtype)
 
 
+def delta_dtype(*dtypes: Any) -> Any:
+    """The dtype a low-rank update is formed in from its factors: ``dtypes`` (the param's and
+    the factors') promoted to f32 at least. Half-precision factors' product is then not rounded
+    to their dtype before ``add_delta`` adds it to W0: W0 + ΔW is rounded once, to W0's dtype."""
+    return functools.reduce(jnp.promote_types, dtypes, jnp.dtype(jnp.float32))
+
+
 def trainable_float(dtype: Any) -> bool:
     """Whether a param of ``dtype`` can take an update: a float of 16 bits or more (an 8-bit
     float, like an int, would round a small update away)."""

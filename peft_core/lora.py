@@ -33,6 +33,7 @@ from peft_core.adapter import (
     add_delta,
     check_float_dtype,
     check_tree,
+    delta_dtype,
     finite_nonzero,
     no_config,
     over_stack,
@@ -57,7 +58,8 @@ def lora(
 ) -> Adapter:
     """LoRA of ``rank`` on every kernel matched by ``targets``, scaled by alpha/rank (default 1).
 
-    ``stacked``, ``out_axes``: how to read the kernels (``peft_core.layers.find_layers``)."""
+    ``stacked``, ``out_axes``: how to read the kernels (``peft_core.layers.find_layers``).
+    ``dtype``: A's and B's; their update is formed in f32 at least (``delta_dtype``)."""
     if not positive_int(rank):
         raise ValueError(f"LoRA rank must be an int >= 1, got {rank!r}")
     if alpha is not None and not finite_nonzero(alpha):
@@ -95,6 +97,12 @@ def lora(
         check_tree(jax.eval_shape(init, jax.random.key(0), params), aparams, what="LoRA params")
         return flatten(aparams)
 
+    def pair(params: Params, flat: dict[str, Any], layer: Layer) -> tuple[jax.Array, jax.Array]:
+        """(A, B) of ``layer`` in the dtype its update is formed in (``delta_dtype``)."""
+        a, b = flat[f"{layer.name}/a"], flat[f"{layer.name}/b"]
+        dtype = delta_dtype(get_leaf(params, layer.kernel_path).dtype, a.dtype, b.dtype)
+        return a.astype(dtype), b.astype(dtype)
+
     def apply(params: Params, aparams: AParams, cfg: Config = None) -> Params:
         no_config("lora", cfg)
         found = layers(params)
@@ -103,7 +111,7 @@ def lora(
         for layer in found:  # per layer: batched over layers was ~3% slower (docs/benchmarks.md)
             w = get_leaf(params, layer.kernel_path)
             product = over_stack(lambda a, b: scale * (a @ b), len(layer.stack_shape))
-            delta = product(flat[f"{layer.name}/a"], flat[f"{layer.name}/b"])
+            delta = product(*pair(params, flat, layer))
             updates[layer.kernel_path] = add_delta(w, delta.reshape(layer.kernel_shape))
         return replace_leaves(params, updates)
 
@@ -111,10 +119,9 @@ def lora(
         params: Params, aparams: AParams, keep: Callable[[Layer], bool]
     ) -> dict[str, tuple[jax.Array, jax.Array]]:
         flat = checked(params, aparams)
-        return {
-            layer.kernel_path: (scale * flat[f"{layer.name}/a"], flat[f"{layer.name}/b"])
-            for layer in layers(params)
-            if keep(layer)
+        pairs = {
+            layer.kernel_path: pair(params, flat, layer) for layer in layers(params) if keep(layer)
         }
+        return {path: (scale * a, b) for path, (a, b) in pairs.items()}
 
     return Adapter(init, apply, apply, train=train_view(grads, apply, factors, what="LoRA"))

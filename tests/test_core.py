@@ -325,6 +325,53 @@ def test_lora_errors_and_bf16():
     assert ad.apply(p16, ap)["dense"]["kernel"].dtype == jnp.bfloat16
 
 
+def assert_rounded_once(got: jax.Array, ref: np.ndarray, *, delta_scale: float) -> None:
+    """``got`` is float64 ``ref`` (W0 + ΔW) rounded once to ``got``'s dtype: within half a step
+    of that dtype (bf16, f16; 1/256 of a step spare for the f32 the sum is formed in); an f32
+    ``got`` within f32 rounding of ``ref`` and of ΔW (largest entry ``delta_scale``)."""
+    got64 = np.asarray(got, np.float64)
+    err = np.abs(got64 - ref)
+    if got.dtype == jnp.float32:
+        np.testing.assert_allclose(got64, ref, rtol=2**-23, atol=2**-20 * delta_scale)
+        return
+    info = jnp.finfo(got.dtype)
+    exponent = np.maximum(np.floor(np.log2(np.maximum(np.abs(ref), 1e-300))), info.minexp)
+    bound = 0.5 * 2.0 ** (exponent - info.nmant) * (1 + 2**-8)
+    worse = err > bound
+    assert not worse.any(), (
+        f"{int(worse.sum())} of {err.size} entries off by more than one rounding to "
+        f"{got.dtype}: worst {float((err / bound).max()):.3f} of the bound"
+    )
+
+
+@pytest.mark.parametrize("factor_dtype", [jnp.bfloat16, jnp.float16, jnp.float32])
+@pytest.mark.parametrize("param_dtype", [jnp.bfloat16, jnp.float16, jnp.float32])
+def test_lora_update_is_formed_in_f32_and_rounded_once(param_dtype, factor_dtype):
+    # W0 + (alpha / r) A B against float64 numpy: apply, merge and the train view's kernel
+    # round the sum once to the param's dtype, whatever the factors' dtype (half-precision
+    # factors' product must not be rounded to their dtype before it meets W0)
+    rng = np.random.default_rng(0)
+    w0 = jnp.asarray(rng.normal(size=(64, 48)), param_dtype)
+    params = {"dense": {"kernel": w0}}
+    adapter = peft_core.lora(
+        6, alpha=10.0, targets="dense/kernel", dtype=factor_dtype, grads="activation"
+    )
+    assert adapter.train is not None
+    aparams = adapter.init(jax.random.key(0), params)
+    aparams["dense"]["b"] = jnp.asarray(0.05 * rng.normal(size=(6, 48)), factor_dtype)
+    a, b = (np.asarray(aparams["dense"][k], np.float64) for k in ("a", "b"))
+    delta = (10.0 / 6) * a @ b
+    ref = np.asarray(w0, np.float64) + delta
+    for eff in (
+        adapter.apply(params, aparams),
+        adapter.merge(params, aparams),
+        adapter.train.apply(params, aparams),
+    ):
+        kernel = eff["dense"]["kernel"]
+        assert kernel.dtype == param_dtype
+        assert_rounded_once(kernel, ref, delta_scale=float(np.abs(delta).max()))
+
+
 class TinyNet(nn.Module):
     @nn.compact
     def __call__(self, x):

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_core import assert_rounded_once
 
 import peft_core
 from experiments.models.convnext import convnext_for_tests
@@ -661,6 +662,34 @@ def test_init_std_of_each_factor_follows_its_own_rank():
         np.testing.assert_allclose(
             np.asarray(entry[f"u{n}"]).std(), 1 / math.sqrt(2 * r), rtol=0.05
         )
+
+
+@pytest.mark.parametrize("factor_dtype", [jnp.bfloat16, jnp.float16, jnp.float32])
+@pytest.mark.parametrize("param_dtype", [jnp.bfloat16, jnp.float16, jnp.float32])
+@pytest.mark.parametrize(
+    ("name", "tucker"), [("dense", "nd"), ("query", "nd"), ("query", "matrix")]
+)
+def test_update_is_formed_in_f32_and_rounded_once(name, tucker, param_dtype, factor_dtype):
+    # W0 + s G x1 U1 ... against float64 numpy: apply, merge and the train view's kernel round
+    # the sum once to the param's dtype, whatever the core's and factors' dtype
+    params = layer_params(name, param_dtype)
+    adapter = flora(
+        3, scale=0.3, tucker=tucker, targets=f"{name}/kernel", dtype=factor_dtype,
+        grads="activation",
+    )  # fmt: skip
+    assert adapter.train is not None
+    aparams = randomize(adapter.init(jax.random.key(0), params), scale=0.2)
+    kernel = params[name]["kernel"]
+    delta = np_delta(aparams[name], kernel.shape, 0.3)
+    ref = np.asarray(kernel, np.float64) + delta
+    for eff in (
+        adapter.apply(params, aparams),
+        adapter.merge(params, aparams),
+        adapter.train.apply(params, aparams),
+    ):
+        got = eff[name]["kernel"]
+        assert got.dtype == param_dtype
+        assert_rounded_once(got, ref, delta_scale=float(np.abs(delta).max()))
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])

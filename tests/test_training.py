@@ -428,6 +428,69 @@ def test_train_steps_carry_the_adamw_moments_like_numpy() -> None:
     assert int(state.step) == 3
 
 
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_a_half_precision_head_trains_in_an_f32_master_copy(dtype: Any) -> None:
+    """Params in bf16 or f16: the head trains in f32 (its params' values, AdamW's steps kept
+    whole; in the params' dtype most steps of lr 1e-3 would round away), as float64 numpy's
+    AdamW from the same start does, five steps on one batch."""
+    params = jax.tree.map(lambda x: x.astype(dtype), toy_params())
+    images, labels = toy_task(16)
+    config = OptimConfig(learning_rate=1e-3, weight_decay=0.1, warmup_epochs=0, min_lr=1e-3)
+    schedule = lr_schedule(config, steps_per_epoch=1, total_steps=5)
+    optimizer = make_optimizer(config, schedule)
+    backbone, trainable = init_trainable(
+        jax.random.key(0), params, linear_probe(), head_pattern=r"head/.*"
+    )
+    head = {k: np.asarray(params["head"][k], np.float64) for k in ("kernel", "bias")}
+    for k, v in trainable["head"]["head"].items():
+        assert v.dtype == jnp.float32, k
+        np.testing.assert_array_equal(np.asarray(v, np.float64), head[k])
+    state = create_state(trainable, optimizer, jax.random.key(0))
+    step = jax.jit(
+        make_train_step(
+            forward=toy_forward, adapter=linear_probe(), optimizer=optimizer, schedule=schedule
+        )
+    )
+    h = toy_hidden(images, params)
+    mu = {k: np.zeros_like(v) for k, v in head.items()}
+    nu = {k: np.zeros_like(v) for k, v in head.items()}
+    for t in range(1, 6):
+        state, _ = step(state, backbone, images, labels)
+        logits = h @ head["kernel"] + head["bias"]
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        dlogits = (p - np.eye(CLASSES)[labels]) / 16
+        grads = {"kernel": h.T @ dlogits, "bias": dlogits.sum(0)}
+        for k, g in grads.items():
+            mu[k] = 0.9 * mu[k] + 0.1 * g
+            nu[k] = 0.999 * nu[k] + 0.001 * g**2
+            adam = (mu[k] / (1 - 0.9**t)) / (np.sqrt(nu[k] / (1 - 0.999**t)) + 1e-8)
+            head[k] = head[k] - 1e-3 * (adam + 0.1 * head[k])
+    trained = state.trainable["head"]["head"]
+    chex.assert_trees_all_close(trained, head, rtol=1e-5, atol=2e-6)
+
+
+def test_train_returns_params_in_their_dtypes_with_the_head_trained_in_f32(
+    tmp_path: pathlib.Path,
+) -> None:
+    params = jax.tree.map(lambda x: x.astype(jnp.bfloat16), toy_params())
+    params["hidden_0"]["bias"] = params["hidden_0"]["bias"].astype(jnp.float32)
+    result = train(
+        quick_config(total_steps=2),
+        forward=toy_forward,
+        params=params,
+        adapter=lora(2, targets=r"hidden_\d/kernel"),
+        train_data=toy_batches(),
+        workdir=tmp_path,
+    )
+    dtypes = {p: v.dtype for p, v in flatten(params).items()}
+    assert {p: v.dtype for p, v in flatten(result.params).items()} == dtypes
+    master = flatten(result.state.trainable["head"])
+    assert {v.dtype for v in master.values()} == {jnp.dtype(jnp.float32)}
+    for p, v in master.items():  # the served head is its master copy rounded once
+        np.testing.assert_array_equal(flatten(result.params)[p], v.astype(jnp.bfloat16), p)
+
+
 def test_classification_loss_matches_numpy() -> None:
     logits = jnp.array([[2.0, 0.0, -1.0], [0.0, 1.0, 3.0]])
     labels = jnp.array([0, 1])

@@ -1,7 +1,7 @@
 """The trainable/frozen split: a regex picks the task head out of the model params.
 
 params -> (backbone, head)       backbone: frozen, never given optimiser state
-trainable = {"adapter": aparams, "head": head}
+trainable = {"adapter": aparams, "head": master_copy(head)}   (floats in f32 at least)
 effective params = adapter.apply(join(backbone, head), aparams, cfg)
 """
 
@@ -11,9 +11,11 @@ from collections.abc import Collection
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from experiments.training.config import HEAD_PATTERN
 from peft_core import Adapter, flatten, select, unflatten
+from peft_core.adapter import update_dtype
 from peft_core.paths import Params, matches
 
 #: The models' new classifier: every leaf under it is zero- or randomly-initialised for the task.
@@ -66,14 +68,30 @@ def join_head(backbone: Params, head: Params) -> dict[str, Any]:
 def init_trainable(
     rng: jax.Array, params: Params, adapter: Adapter, *, head_pattern: str
 ) -> tuple[dict[str, Any], Trainable]:
-    """(frozen backbone, trainable {"adapter", "head"}) with the adapter initialised on params.
+    """(frozen backbone, trainable {"adapter", "head"}) with the adapter initialised on params
+    and the head as its ``master_copy``.
 
     The adapter sees the whole param tree (head included); adapters must not target the head,
     e.g. full fine-tuning is ``peft_core.full(exclude=head_pattern)``. ``adapter.init`` runs as
     one jitted function (one compilation instead of one per eager op).
     """
     backbone, head = split_head(params, head_pattern)
-    return backbone, {"adapter": jax.jit(adapter.init)(rng, params), "head": head}
+    return backbone, {"adapter": jax.jit(adapter.init)(rng, params), "head": master_copy(head)}
+
+
+def master_copy(head: Params) -> Any:
+    """``head`` with its floating leaves in f32 at least: what the optimiser updates (in a bf16
+    or f16 head most of AdamW's small steps would round away); other leaves as they are."""
+    return jax.tree.map(
+        lambda x: x.astype(update_dtype(x.dtype)) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+        head,
+    )
+
+
+def in_dtypes_of(tree: Any, like: Any) -> Any:
+    """``tree`` with each leaf cast to the dtype of ``like``'s leaf at its place (a trained
+    ``master_copy`` back in its params' dtypes, each rounded once)."""
+    return jax.tree.map(lambda x, ref: x.astype(ref.dtype), tree, like)
 
 
 def effective_params(adapter: Adapter, backbone: Params, trainable: Trainable, cfg: Any) -> Params:

@@ -32,7 +32,7 @@ from experiments.training.evaluate import (
 from experiments.training.loop import BatchSource, Evaluate, LoopSettings, run_steps
 from experiments.training.metrics import History, MetricWriter
 from experiments.training.optim import lr_schedule, make_optimizer
-from experiments.training.partition import init_trainable, join_head
+from experiments.training.partition import in_dtypes_of, init_trainable, join_head, split_head
 from experiments.training.sharding import (
     batch_sharded,
     check_batch_split,
@@ -54,7 +54,8 @@ CHECKPOINT_DIR = "checkpoints"
 
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
-    """params: the model params with the trained head; aparams: the trained adapter tensors.
+    """params: the model params with the trained head (in the params' dtypes; ``state`` holds
+    its f32 master copy, ``partition.master_copy``); aparams: the trained adapter tensors.
 
     history: {metric name: [(step, value), ...]} as written to the workdir's metrics.csv.
     num_trainable: scalars in {"adapter", "head"} (for a supernet: all its shared tensors).
@@ -185,8 +186,9 @@ def train(
         checkpointer.close()
 
     final = None if final_eval is None else final_eval["eval/accuracy"]
+    head = in_dtypes_of(state.trainable["head"], split_head(params, config.head_pattern)[1])
     return TrainResult(
-        params=join_head(backbone, state.trainable["head"]),
+        params=join_head(backbone, head),
         aparams=state.trainable["adapter"],
         state=state,
         history=history,

@@ -154,6 +154,15 @@ def _cast_copy(
     *,
     compress: bool,
 ) -> Path:
-    with np.load(src, allow_pickle=False) as npz:
+    with np.load(src, allow_pickle=False) as npz, np.errstate(over="ignore"):  # checked below
         arrays = {k: npz[k].astype(new) if npz[k].dtype == old else npz[k] for k in npz.files}
+        lost = [
+            k for k in npz.files if npz[k].dtype == old and not _same_finiteness(npz[k], arrays[k])
+        ]
+    if lost:  # float16 holds magnitudes up to 65504: larger values would travel as inf
+        raise ValueError(f"{src}: {', '.join(lost)} hold finite values that {np.dtype(new)} cannot")
     return write_npz(dst, arrays, compress=compress)
+
+
+def _same_finiteness(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(np.array_equal(np.isfinite(a), np.isfinite(b)))

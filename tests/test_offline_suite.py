@@ -213,6 +213,13 @@ def test_an_offline_pack_holds_the_offline_splits_and_a_changed_one_fails_its_ch
         check_pack(pack, "digits", seed=3)
 
 
+def test_a_half_precision_copy_refuses_values_float16_cannot_hold(tmp_path: Path) -> None:
+    np.savez(tmp_path / "w.npz", ok=np.ones(3, np.float32), big=np.array([1.0, 7e4], np.float32))
+    with pytest.raises(ValueError, match=r"w\.npz: big hold finite values that float16 cannot$"):
+        half_precision_copy(tmp_path / "w.npz", tmp_path / "w16.npz")
+    assert not (tmp_path / "w16.npz").exists()
+
+
 def test_precision_copies_round_floats_only(tmp_path: Path) -> None:
     weights = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
     wide = np.random.default_rng(1).normal(size=5)  # float64: neither copy touches it

@@ -398,6 +398,31 @@ def test_train_step_matches_numpy_linear_probe_adamw() -> None:
     assert int(state.step) == 1
 
 
+def numpy_head_adamw_step(
+    head: dict[str, np.ndarray],
+    mu: dict[str, np.ndarray],
+    nu: dict[str, np.ndarray],
+    h: np.ndarray,
+    labels: np.ndarray,
+    *,
+    t: int,
+    lr: float,
+    weight_decay: float,
+) -> None:
+    """Step ``t`` (1-based) of bias-corrected AdamW with decoupled decay on the linear head's
+    mean softmax cross-entropy over hidden features ``h``, in float64 numpy, in place."""
+    logits = h @ head["kernel"] + head["bias"]
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    dlogits = (p - np.eye(CLASSES)[labels]) / len(labels)
+    grads = {"kernel": h.T @ dlogits, "bias": dlogits.sum(0)}
+    for k, g in grads.items():
+        mu[k] = 0.9 * mu[k] + 0.1 * g
+        nu[k] = 0.999 * nu[k] + 0.001 * g**2
+        adam = (mu[k] / (1 - 0.9**t)) / (np.sqrt(nu[k] / (1 - 0.999**t)) + 1e-8)
+        head[k] = head[k] - lr * (adam + weight_decay * head[k])
+
+
 def test_train_steps_carry_the_adamw_moments_like_numpy() -> None:
     """Three steps on one batch against bias-corrected AdamW by hand: each step's update uses the
     moments the steps before it left in the state (and the schedule's lr at its step)."""
@@ -412,17 +437,8 @@ def test_train_steps_carry_the_adamw_moments_like_numpy() -> None:
     nu = {k: np.zeros_like(v) for k, v in head.items()}
     for t in range(1, 4):
         state, metrics = step(state, backbone, images, labels)
-        logits = h @ head["kernel"] + head["bias"]
-        p = np.exp(logits - logits.max(1, keepdims=True))
-        p /= p.sum(1, keepdims=True)
-        dlogits = (p - np.eye(CLASSES)[labels]) / 16
-        grads = {"kernel": h.T @ dlogits, "bias": dlogits.sum(0)}
         lr = 0.5 * 0.01 * (1 + math.cos(math.pi * (t - 1) / 4))
-        for k, g in grads.items():
-            mu[k] = 0.9 * mu[k] + 0.1 * g
-            nu[k] = 0.999 * nu[k] + 0.001 * g**2
-            adam = (mu[k] / (1 - 0.9**t)) / (np.sqrt(nu[k] / (1 - 0.999**t)) + 1e-8)
-            head[k] = head[k] - lr * (adam + 0.1 * head[k])
+        numpy_head_adamw_step(head, mu, nu, h, labels, t=t, lr=lr, weight_decay=0.1)
         np.testing.assert_allclose(metrics["lr"], lr, rtol=1e-6)
         chex.assert_trees_all_close(state.trainable["head"]["head"], head, rtol=1e-4, atol=1e-6)
     assert int(state.step) == 3
@@ -456,16 +472,7 @@ def test_a_half_precision_head_trains_in_an_f32_master_copy(dtype: Any) -> None:
     nu = {k: np.zeros_like(v) for k, v in head.items()}
     for t in range(1, 6):
         state, _ = step(state, backbone, images, labels)
-        logits = h @ head["kernel"] + head["bias"]
-        p = np.exp(logits - logits.max(1, keepdims=True))
-        p /= p.sum(1, keepdims=True)
-        dlogits = (p - np.eye(CLASSES)[labels]) / 16
-        grads = {"kernel": h.T @ dlogits, "bias": dlogits.sum(0)}
-        for k, g in grads.items():
-            mu[k] = 0.9 * mu[k] + 0.1 * g
-            nu[k] = 0.999 * nu[k] + 0.001 * g**2
-            adam = (mu[k] / (1 - 0.9**t)) / (np.sqrt(nu[k] / (1 - 0.999**t)) + 1e-8)
-            head[k] = head[k] - 1e-3 * (adam + 0.1 * head[k])
+        numpy_head_adamw_step(head, mu, nu, h, labels, t=t, lr=1e-3, weight_decay=0.1)
     trained = state.trainable["head"]["head"]
     chex.assert_trees_all_close(trained, head, rtol=1e-5, atol=2e-6)
 

@@ -341,8 +341,8 @@ def _add_tap(
             "(use grads='weight' for convolutions; a bias-less DenseGeneral with several output "
             "axes needs the adapter's out_axes=)"
         )
-    if offset is not None:
-        offset = offset.reshape(fan_in)
+    if offset is not None:  # in the compute dtype, as the layer adds it (like x below)
+        offset = offset.reshape(fan_in).astype(y.dtype)
     rows = per_device(tokens)
     if not taps_activations(grads, rows):
         tap = weight_gradient_tap

@@ -792,6 +792,51 @@ def test_an_input_offset_passed_positionally_reaches_the_tap() -> None:
     chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-5)
 
 
+class HalfOffsetLayer(nn.Module):
+    """One bf16-compute Dense (f32 params) given an f32 param as its input offset, as the ViT's
+    out projection its value bias."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        offset = self.param("offset", nn.initializers.zeros, (x.shape[-1],))
+        return Dense(8, dtype=jnp.bfloat16, name="dense")(x, input_offset=offset)
+
+
+def test_the_tap_differentiates_the_offset_the_bf16_layer_added(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The layer adds bf16(c) to its bf16 input: the tap's x + c must be that sum. "auto" on 32
+    rows runs the weight-gradient tap, whose f32 G = (x + bf16(c))ᵀ dy is then exact for bf16 x
+    and dy; with the f32 offset it was off by c's rounding (relative 2e-3)."""
+    monkeypatch.setattr(activation_grads, "MIN_TAP_INTENSITY", 0)  # hold this small layer
+    keys = jax.random.split(jax.random.key(0), 3)
+    as_bf16 = lambda a: jnp.asarray(a, jnp.bfloat16).astype(jnp.float32)  # noqa: E731
+    x, d = (
+        as_bf16(jax.random.normal(keys[0], (32, 16))),
+        as_bf16(jax.random.normal(keys[1], (32, 8))),
+    )
+    c = 3 * jax.random.normal(keys[2], (16,)) + 1e-3  # not bf16 numbers
+    assert not np.array_equal(np.asarray(as_bf16(c)), np.asarray(c))
+    model = HalfOffsetLayer()
+    params = {**model.init(jax.random.key(1), x)["params"], "offset": c}
+    adapter = peft_core.lora(2, targets=r"dense/kernel", grads="auto")
+    view = adapter.train
+    assert view is not None
+    aparams = _random(adapter.init(jax.random.key(2), params), 3, 0.5)
+    run = view.wrap_forward(lambda p, inputs: model.apply({"params": p}, inputs))
+    loss = lambda ap: jnp.sum(run(view.apply(params, ap), x).astype(jnp.float32) * d)  # noqa: E731
+    got = flatten(jax.grad(loss)(aparams))
+    a, b = (np.asarray(flatten(aparams)[f"dense/{k}"], np.float64) for k in "ab")
+    inputs = np.asarray(x, np.float64) + np.asarray(as_bf16(c), np.float64)
+    g = inputs.T @ np.asarray(d, np.float64)  # dL/dW of L = Σ y d, y = (x + bf16(c)) W + bias
+    chex.assert_trees_all_close(
+        {"a": got["dense/a"], "b": got["dense/b"]},
+        {"a": g @ b.T, "b": a.T @ g},
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
 @pytest.mark.parametrize("grads", ["activation", "auto"])
 def test_a_combined_adapter_after_a_train_view_does_not_see_its_factors(grads: str) -> None:
     """LoRA on the kernels, then full fine-tuning of everything else (the biases): the second

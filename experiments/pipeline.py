@@ -44,6 +44,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
 from experiments.backbones import Backbone, check_weights, load_backbone, with_bias_grad
 from experiments.config import ExperimentConfig, as_dict, config_changes, dotted_settings
@@ -384,25 +385,36 @@ def check_same_experiment(config: ExperimentConfig, workdir: pathlib.Path) -> No
 def only_run_in(workdir: pathlib.Path) -> Iterator[None]:
     """Hold an exclusive ``flock`` on the folder ``workdir`` (process 0 of a pod; the others
     share its run) while the block runs; ValueError where another run holds it: two runs
-    writing one workdir's checkpoints and search state break each other. On a filesystem
-    without locks the block runs unlocked, with a warning."""
-    if not is_main_process():
-        yield
-        return
-    folder = os.open(workdir, os.O_RDONLY)
+    writing one workdir's checkpoints and search state break each other. Every process of a
+    pod learns whether process 0 got it and raises with it (else the others would run on into
+    the run's collectives without it, and all would hang). On a filesystem without locks the
+    block runs unlocked, with a warning."""
+    folder = os.open(workdir, os.O_RDONLY) if is_main_process() else None
     try:
-        try:
-            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        in_use = folder is not None and not _lock(folder, workdir)
+        if jax.process_count() > 1:
+            in_use = bool(multihost_utils.broadcast_one_to_all(np.int32(in_use)))
+        if in_use:
             raise ValueError(
                 f"{workdir} is in use by another run: wait for it to end, or use another --workdir"
-            ) from None
-        except OSError as error:
-            log.warning("cannot lock %s (%s): a second run in it at once is not refused",
-                        workdir, error)  # fmt: skip
+            )
         yield
     finally:
-        os.close(folder)  # releases the lock
+        if folder is not None:
+            os.close(folder)  # releases the lock
+
+
+def _lock(folder: int, workdir: pathlib.Path) -> bool:
+    """Take an exclusive ``flock`` on the open ``folder`` without waiting: False where another
+    run holds it; True where taken, or where the filesystem has no locks (with a warning)."""
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as error:
+        log.warning("cannot lock %s (%s): a second run in it at once is not refused",
+                    workdir, error)  # fmt: skip
+    return True
 
 
 def _holds_saved_state(workdir: pathlib.Path) -> bool:

@@ -10,9 +10,14 @@ import dataclasses
 import functools
 import logging
 import math
+import os
 import pathlib
+import signal
+import socket
 import struct
+import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -43,7 +48,7 @@ from experiments.training import (
     train,
 )
 from experiments.training import trainer as trainer_module
-from experiments.training.checkpoint import Checkpointer
+from experiments.training.checkpoint import Checkpointer, saved_steps
 from experiments.training.metrics import (
     CSV_NAME,
     FIRST_STEP_S,
@@ -916,3 +921,63 @@ def test_one_copy_of_the_state_lives_on_the_device_between_checkpoints(
     # state (the initial one, an unpacked one) would add 1
     extra = [(n - before - params_bytes) / state_bytes for n in data.live]
     assert max(extra) < 1.5, extra
+
+
+_PREEMPTED_RUN = textwrap.dedent("""
+    import pathlib, sys
+    import jax
+    jax.distributed.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
+    sys.path.insert(0, sys.argv[4])
+    from test_training import ToyBatches, quick_config, toy_forward, toy_params, toy_task
+    from experiments.training import train
+    from peft_core import linear_probe
+
+    class Marked(ToyBatches):
+        def batch(self, step):  # tells the test the loop runs
+            if step == 3:
+                pathlib.Path(sys.argv[3], f"running.{sys.argv[2]}").touch()
+            return super().batch(step)
+
+    train(
+        quick_config(total_steps=100_000, log_every=1000, checkpoint_every=0),
+        forward=toy_forward, params=toy_params(), adapter=linear_probe(),
+        train_data=Marked(*toy_task(128), batch_size=16), workdir=sys.argv[3],
+    )
+""")
+
+
+@pytest.mark.slow
+def test_a_sigterm_checkpoints_and_stops_every_process_of_a_distributed_run(
+    tmp_path: pathlib.Path,
+) -> None:
+    """jax.distributed.initialize installs JAX's preemption notifier, which takes SIGTERM from
+    the run's own handler: a SIGTERM (a preempted VM's notice) was ignored and training went on
+    to its end. Every process now checkpoints at the step JAX's preemption sync chose, and
+    stops with 128 + SIGTERM."""
+    with socket.socket() as free:
+        free.bind(("localhost", 0))
+        address = f"localhost:{free.getsockname()[1]}"
+    tests = str(pathlib.Path(__file__).parent)
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PREEMPTED_RUN, address, str(i), str(tmp_path), tests],
+            env={**os.environ, "JAX_PLATFORMS": "cpu"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(tmp_path.glob("running.*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        processes[1].send_signal(signal.SIGTERM)  # the notice reaches one host: all stop
+        done = [p.communicate(timeout=60) for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    for p, (stdout, stderr) in zip(processes, done, strict=True):
+        assert p.returncode == 128 + signal.SIGTERM, stdout + stderr
+    (saved,) = saved_steps(tmp_path / trainer_module.CHECKPOINT_DIR)
+    assert 3 < saved < 100_000

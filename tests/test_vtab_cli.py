@@ -9,8 +9,10 @@ import os
 import pathlib
 import re
 import signal
+import socket
 import subprocess
 import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -822,6 +824,62 @@ def test_a_second_run_in_a_workdir_in_use_is_refused(tmp_path):
         assert not any(out.iterdir())
     with pipeline.only_run_in(out):  # ended: the folder is free
         pass
+
+
+_TWO_PROCESS_RUN = textwrap.dedent("""
+    import pathlib, sys
+    import jax
+    jax.distributed.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
+    from jax.experimental import multihost_utils
+    from experiments import pipeline
+    try:
+        with pipeline.only_run_in(pathlib.Path(sys.argv[3])):
+            multihost_utils.sync_global_devices("run")  # the run's first collective
+            print("ran")
+    except ValueError as error:
+        print(f"refused: {error}")
+""")
+
+
+def _two_process_run(workdir: pathlib.Path) -> list[str]:
+    """The last stdout line of each of two CPU processes (jax.distributed) that run in
+    ``workdir`` (``_TWO_PROCESS_RUN``), after checking that both exit 0 within 60 s."""
+    with socket.socket() as free:
+        free.bind(("localhost", 0))
+        address = f"localhost:{free.getsockname()[1]}"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _TWO_PROCESS_RUN, address, str(i), str(workdir)],
+            env={**os.environ, "JAX_PLATFORMS": "cpu"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        done = [p.communicate(timeout=60) for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    for p, (stdout, stderr) in zip(processes, done, strict=True):
+        assert p.returncode == 0, stdout + stderr
+    # stdout also holds gloo's "[Gloo] Rank 0 is connected to 1 peer ranks ..."
+    return [stdout.splitlines()[-1] for stdout, _ in done]
+
+
+@pytest.mark.slow
+def test_every_process_of_a_second_run_in_a_workdir_in_use_is_refused(tmp_path):
+    """Two processes (jax.distributed): process 0 took the lock and raised, process 1 ran on
+    into the run's first collective, and both hung (process 0 at its exit, waiting for
+    process 1 to leave the distributed runtime) instead of failing."""
+    out = tmp_path / "digits"
+    out.mkdir()
+    with pipeline.only_run_in(out):  # the first run, still going
+        refused = _two_process_run(out)
+    in_use = f"{out} is in use by another run: wait for it to end, or use another --workdir"
+    assert refused == [f"refused: {in_use}"] * 2
+    assert _two_process_run(out) == ["ran", "ran"]  # ended: the folder is free
 
 
 @pytest.mark.parametrize("text", ['{"train": ', "[1, 2]", "\udcff"])

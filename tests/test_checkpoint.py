@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 from test_training import (
     HIDDEN_LAYERS,
@@ -525,6 +526,32 @@ def test_a_flipped_byte_in_any_checkpoint_data_file_is_refused(tmp_path: pathlib
             chex.assert_trees_all_equal(restored.opt_state, state.opt_state)
     assert refused, "no flipped byte was refused"
     chex.assert_trees_all_equal(_restore_latest(tmp_path / "saved").trainable, state.trainable)
+
+
+@pytest.mark.parametrize("wrapped", [True, False])
+def test_a_read_error_orbax_wraps_in_a_bare_exception_is_refused(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, wrapped: bool
+) -> None:
+    """Orbax re-raises a chunk's read error as ``Exception(...) from err`` on some paths."""
+    _saved_toy_checkpoints(tmp_path)
+    damaged = ValueError("FAILED_PRECONDITION: ZSTD_decompressStream() failed [tensorstore_spec=x]")
+    outer = Exception("Encountered error while reading array index")
+    outer.__cause__ = damaged
+
+    def failing_restore(*args: Any, **kwargs: Any) -> Any:
+        raise outer if wrapped else RuntimeError("not a read error")
+
+    monkeypatch.setattr(ocp.CheckpointManager, "restore", failing_restore)
+    if wrapped:
+        message = (
+            rf"^checkpoint {tmp_path}/10 cannot be read \(ValueError: FAILED_PRECONDITION: "
+            r"ZSTD_decompressStream\(\) failed\): delete that folder"
+        )
+        with pytest.raises(CheckpointUnreadableError, match=message):
+            _restore_latest(tmp_path)
+    else:  # anything else is not the checkpoint's fault: raised as it is
+        with pytest.raises(RuntimeError, match="^not a read error$"):
+            _restore_latest(tmp_path)
 
 
 def test_a_checkpoint_saved_without_digests_restores(tmp_path: pathlib.Path) -> None:

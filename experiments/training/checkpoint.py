@@ -126,14 +126,28 @@ def _check_same_run(current: Mapping[str, Any], saved: Mapping[str, Any], *, wha
         )
 
 
+_READ_ERRORS = (KeyError, FileNotFoundError, ValueError)
+
+
+def _read_error(err: BaseException | None) -> BaseException | None:
+    """The first of ``err`` and its causes that says files could not be read (Orbax re-raises
+    a chunk's read error as a bare ``Exception`` on some paths), or None."""
+    while err is not None and not isinstance(err, _READ_ERRORS):
+        err = err.__cause__
+    return err
+
+
 def _restore_items(manager: ocp.CheckpointManager, step: int, **items: Any) -> Any:
     """``items`` (name -> Orbax restore args) of checkpoint ``step``; CheckpointUnreadableError
     naming its folder where they cannot be read."""
     try:
         return manager.restore(step, args=ocp.args.Composite(**items))
-    except (KeyError, FileNotFoundError, ValueError) as err:
+    except Exception as err:
+        cause = _read_error(err)
+        if cause is None:
+            raise
         folder = pathlib.Path(manager.directory) / str(step)
-        raise _unreadable(folder, f"{type(err).__name__}: {err}") from err
+        raise _unreadable(folder, f"{type(cause).__name__}: {cause}") from err
 
 
 def _check_digest(restored: dict[str, int], saved: dict[str, int], folder: pathlib.Path) -> None:

@@ -65,11 +65,13 @@ from experiments.training.evaluate import (
 )
 from experiments.training.metrics import FIRST_STEP_S, latest, steady_rate
 from experiments.training.partition import check_head, split_head
+from experiments.training.preemption import preempted, stop
 from experiments.training.sharding import check_batch_split, data_mesh, is_main_process
 from experiments.training.trainer import CHECKPOINT_DIR, cfg_digest, check_resumes
 from glora_jax import search_plots
 from glora_jax.evolution import (
     STATE_FILE,
+    GenerationStats,
     SearchResult,
     check_settings,
     evolutionary_search,
@@ -506,10 +508,14 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
                 params, aparams = retrained.params, retrained.aparams
                 clock.lap("retrain", (params, aparams))
 
+        if preempted():
+            stop("before the test stage")
         adapted, served, same, merged = _test(
             config, backbone, method, params, aparams, cfg, splits.test
         )
         clock.lap("test")
+        if preempted():
+            stop("after the test stage, before its outputs were written")
         if is_main_process():
             write_npz(
                 workdir / "merged.npz", {k: np.asarray(v) for k, v in flatten(merged).items()}
@@ -590,9 +596,15 @@ def _search(
         configs_per_call=config.search.configs_per_call,
     )  # fmt: skip
     with contextlib.closing(SearchLog(workdir / "search", enabled=is_main_process())) as log:
+
+        def on_generation(stats: GenerationStats) -> None:  # after the state is saved
+            log(stats)
+            if preempted():
+                stop(f"with {stats.generation + 1} search generations done, saved")
+
         result = evolutionary_search(
             space, scorer, checkpoint_dir=workdir / "search", progress=is_main_process(),
-            on_generation=log, **search_settings(config),
+            on_generation=on_generation, **search_settings(config),
         )  # fmt: skip
         log.finish(result.history)
     if is_main_process():

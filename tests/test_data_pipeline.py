@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -14,6 +13,7 @@ import jax
 import numpy as np
 import pytest
 from jax.sharding import Mesh, PartitionSpec
+from two_processes import outputs, two_processes
 
 from experiments.data.pipeline import (
     TrainBatches,
@@ -183,10 +183,9 @@ def test_sharded_over_a_data_axis_matches_unsharded():
 
 
 _TWO_PROCESSES = textwrap.dedent("""
-    import sys
     import jax, numpy as np
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
+    jax.distributed.initialize()
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
     from experiments.placement import put_global
     mesh = Mesh(np.array(jax.devices()), ("data",))  # 2 devices of each process
@@ -205,32 +204,11 @@ _TWO_PROCESSES = textwrap.dedent("""
 def test_an_array_spread_over_processes_is_resharded_on_the_devices():
     """Two CPU processes (jax.distributed): an array that already spans both, which no process
     can read whole, is placed by jax.device_put, the others from each process's host copy."""
-    with socket.socket() as free:
-        free.bind(("localhost", 0))
-        address = f"localhost:{free.getsockname()[1]}"
-    env = {
-        **os.environ,
-        "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2",
-        "JAX_PLATFORMS": "cpu",
-    }
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", _TWO_PROCESSES, address, str(i)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    try:
-        done = [p.communicate(timeout=120) for p in processes]
-    finally:
-        for p in processes:
-            p.kill()
-    for p, (stdout, stderr) in zip(processes, done, strict=True):
+    with two_processes(_TWO_PROCESSES, devices=2) as processes:
+        done = outputs(processes, status=0, timeout=120)
+    for stdout, stderr in done:
         # stdout also holds gloo's "[Gloo] Rank 0 is connected to 3 peer ranks ..."
-        assert p.returncode == 0 and stdout.splitlines()[-1:] == ["ok"], stdout + stderr
+        assert stdout.splitlines()[-1:] == ["ok"], stdout + stderr
 
 
 @pytest.mark.parametrize(("count", "batch_size", "num_batches"), [(10, 4, 3), (8, 4, 2), (3, 5, 1)])

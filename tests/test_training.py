@@ -10,12 +10,9 @@ import dataclasses
 import functools
 import logging
 import math
-import os
 import pathlib
 import signal
-import socket
 import struct
-import subprocess
 import sys
 import textwrap
 import time
@@ -28,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from two_processes import outputs, two_processes
 
 from experiments.data.pipeline import TrainBatches, data_digest
 from experiments.training import (
@@ -926,8 +924,8 @@ def test_one_copy_of_the_state_lives_on_the_device_between_checkpoints(
 _PREEMPTED_RUN = textwrap.dedent("""
     import pathlib, sys
     import jax
-    jax.distributed.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
-    sys.path.insert(0, sys.argv[4])
+    jax.distributed.initialize()
+    sys.path.insert(0, sys.argv[2])
     from test_training import ToyBatches, quick_config, toy_forward, toy_params, toy_task
     from experiments.training import train
     from peft_core import linear_probe
@@ -935,13 +933,13 @@ _PREEMPTED_RUN = textwrap.dedent("""
     class Marked(ToyBatches):
         def batch(self, step):  # tells the test the loop runs
             if step == 3:
-                pathlib.Path(sys.argv[3], f"running.{sys.argv[2]}").touch()
+                pathlib.Path(sys.argv[1], f"running.{jax.process_index()}").touch()
             return super().batch(step)
 
     train(
         quick_config(total_steps=100_000, log_every=1000, checkpoint_every=0),
         forward=toy_forward, params=toy_params(), adapter=linear_probe(),
-        train_data=Marked(*toy_task(128), batch_size=16), workdir=sys.argv[3],
+        train_data=Marked(*toy_task(128), batch_size=16), workdir=sys.argv[1],
     )
 """)
 
@@ -954,30 +952,55 @@ def test_a_sigterm_checkpoints_and_stops_every_process_of_a_distributed_run(
     the run's own handler: a SIGTERM (a preempted VM's notice) was ignored and training went on
     to its end. Every process now checkpoints at the step JAX's preemption sync chose, and
     stops with 128 + SIGTERM."""
-    with socket.socket() as free:
-        free.bind(("localhost", 0))
-        address = f"localhost:{free.getsockname()[1]}"
     tests = str(pathlib.Path(__file__).parent)
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", _PREEMPTED_RUN, address, str(i), str(tmp_path), tests],
-            env={**os.environ, "JAX_PLATFORMS": "cpu"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    try:
+    with two_processes(_PREEMPTED_RUN, str(tmp_path), tests) as processes:
         deadline = time.monotonic() + 60
         while len(list(tmp_path.glob("running.*"))) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
         processes[1].send_signal(signal.SIGTERM)  # the notice reaches one host: all stop
-        done = [p.communicate(timeout=60) for p in processes]
-    finally:
-        for p in processes:
-            p.kill()
-    for p, (stdout, stderr) in zip(processes, done, strict=True):
-        assert p.returncode == 128 + signal.SIGTERM, stdout + stderr
+        outputs(processes, status=128 + signal.SIGTERM)
     (saved,) = saved_steps(tmp_path / trainer_module.CHECKPOINT_DIR)
     assert 3 < saved < 100_000
+
+
+_PREEMPTED_BETWEEN_RUNS = textwrap.dedent("""
+    import os, pathlib, signal, sys, time
+    import jax
+    jax.distributed.initialize()
+    sys.path.insert(0, sys.argv[2])
+    from test_training import ToyBatches, quick_config, toy_forward, toy_params, toy_task
+    from experiments.training import train
+    from peft_core import linear_probe
+
+    def run(steps, folder):
+        train(
+            quick_config(total_steps=steps, log_every=1000, checkpoint_every=0),
+            forward=toy_forward, params=toy_params(), adapter=linear_probe(),
+            train_data=ToyBatches(*toy_task(128), batch_size=16),
+            workdir=pathlib.Path(sys.argv[1], folder),
+        )
+
+    run(20, "train")
+    if jax.process_index() == 1:
+        os.kill(os.getpid(), signal.SIGTERM)  # the notice reaches one host, between the runs
+    time.sleep(2)  # the processes agree on where to stop
+    run(10, "retrain")
+""")
+
+
+@pytest.mark.slow
+def test_a_sigterm_between_two_distributed_trainings_stops_the_second_at_its_first_step(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A search's retrain is a second training whose steps start again at 0. The loop asked
+    JAX's preemption sync about its own step numbers, which must go on increasing over the
+    whole run: a SIGTERM after the training (in the search) set the point to stop at after
+    the training's last step, so a shorter retrain never reached it and ran to its end. The
+    points are counted over the whole run now, and Orbax no longer asks the sync about its
+    checkpoints' steps (its save at step 20 moved the point to the retrain's step 2): the
+    retrain stops at its first step."""
+    tests = str(pathlib.Path(__file__).parent)
+    with two_processes(_PREEMPTED_BETWEEN_RUNS, str(tmp_path), tests) as processes:
+        outputs(processes, status=128 + signal.SIGTERM)
+    assert saved_steps(tmp_path / "train" / trainer_module.CHECKPOINT_DIR) == [20]
+    assert saved_steps(tmp_path / "retrain" / trainer_module.CHECKPOINT_DIR) == [1]

@@ -9,10 +9,10 @@ import os
 import pathlib
 import re
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +20,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
+from two_processes import outputs, two_processes
 
 from experiments import backbones, pipeline, vtab
 from experiments.backbones import BackboneConfig, check_weights, load_backbone
@@ -36,6 +37,7 @@ from experiments.training import TrainResult, trainer
 from experiments.training.checkpoint import CheckpointMismatchError, CheckpointUnreadableError
 from experiments.training.trainer import CHECKPOINT_DIR
 from experiments.vtab_table import PAPER_LR, PARTIAL_NOTE
+from glora_jax.evolution import STATE_FILE
 
 pytest.importorskip("sklearn")  # the digits task
 
@@ -829,11 +831,11 @@ def test_a_second_run_in_a_workdir_in_use_is_refused(tmp_path):
 _TWO_PROCESS_RUN = textwrap.dedent("""
     import pathlib, sys
     import jax
-    jax.distributed.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
+    jax.distributed.initialize()
     from jax.experimental import multihost_utils
     from experiments import pipeline
     try:
-        with pipeline.only_run_in(pathlib.Path(sys.argv[3])):
+        with pipeline.only_run_in(pathlib.Path(sys.argv[1])):
             multihost_utils.sync_global_devices("run")  # the run's first collective
             print("ran")
     except ValueError as error:
@@ -844,26 +846,8 @@ _TWO_PROCESS_RUN = textwrap.dedent("""
 def _two_process_run(workdir: pathlib.Path) -> list[str]:
     """The last stdout line of each of two CPU processes (jax.distributed) that run in
     ``workdir`` (``_TWO_PROCESS_RUN``), after checking that both exit 0 within 60 s."""
-    with socket.socket() as free:
-        free.bind(("localhost", 0))
-        address = f"localhost:{free.getsockname()[1]}"
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", _TWO_PROCESS_RUN, address, str(i), str(workdir)],
-            env={**os.environ, "JAX_PLATFORMS": "cpu"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    try:
-        done = [p.communicate(timeout=60) for p in processes]
-    finally:
-        for p in processes:
-            p.kill()
-    for p, (stdout, stderr) in zip(processes, done, strict=True):
-        assert p.returncode == 0, stdout + stderr
+    with two_processes(_TWO_PROCESS_RUN, str(workdir)) as processes:
+        done = outputs(processes, status=0)
     # stdout also holds gloo's "[Gloo] Rank 0 is connected to 1 peer ranks ..."
     return [stdout.splitlines()[-1] for stdout, _ in done]
 
@@ -880,6 +864,52 @@ def test_every_process_of_a_second_run_in_a_workdir_in_use_is_refused(tmp_path):
     in_use = f"{out} is in use by another run: wait for it to end, or use another --workdir"
     assert refused == [f"refused: {in_use}"] * 2
     assert _two_process_run(out) == ["ran", "ran"]  # ended: the folder is free
+
+
+_UNTRAINED_RUN = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    from experiments import pipeline, vtab
+    from experiments.command_line import run_main
+
+    def untrained(*args, **kwargs):  # training stood in for: the search and test stages run
+        from test_vtab_cli import _untrained  # its import starts JAX: after --distributed's
+
+        return _untrained(*args, **kwargs)
+
+    pipeline.train_on = untrained
+    run_main(lambda: vtab.main(sys.argv[2:]), resume_hint="rerun to resume")
+""")
+
+
+@pytest.mark.slow
+def test_a_sigterm_stops_every_process_of_a_distributed_search_where_it_resumes(
+    tmp_path, monkeypatch, caplog
+):
+    """With --distributed, JAX's preemption service takes SIGTERM from the run's handler and
+    only the training loop asked it whether to stop: a SIGTERM in the search was ignored and
+    the search went on to its last generation. Every process now stops after the generation
+    they agree on, its state saved (exit 143), and a rerun resumes the search there."""
+    argv = ["--adapter=glora", f"--workdir={tmp_path}", *TINY]
+    state = tmp_path / "digits" / "search" / STATE_FILE
+    tests = str(pathlib.Path(__file__).parent)
+    longer = ["--distributed", "--set", "search.generations=100000"]
+    with two_processes(_UNTRAINED_RUN, tests, *argv, *longer) as processes:
+        deadline = time.monotonic() + 60
+        while not state.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        processes[1].send_signal(signal.SIGTERM)  # the notice reaches one host: all stop
+        stopped = outputs(processes, status=128 + signal.SIGTERM)
+    generation = json.loads(np.load(state)["meta"].item())["generation"]
+    assert 1 <= generation < 100000
+    for _, stderr in stopped:
+        assert f"SIGTERM with {generation} search generations done, saved" in stderr
+    monkeypatch.setattr(pipeline, "train_on", _untrained)
+    with caplog.at_level("INFO", logger="glora_jax.evolution"):
+        assert vtab.main([*argv, "--set", f"search.generations={generation + 1}"]) == 0
+    assert f"resuming the search after generation {generation} from {state}" in caplog.text
+    result = json.loads((tmp_path / "digits" / "result.json").read_text())
+    assert result["search"]["candidates_evaluated"] == 6 * (generation + 1)
 
 
 @pytest.mark.parametrize("text", ['{"train": ', "[1, 2]", "\udcff"])

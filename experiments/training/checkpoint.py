@@ -200,6 +200,18 @@ def saved_steps(directory: str | pathlib.Path) -> list[int]:
     return sorted(ocp.utils.checkpoint_steps(path)) if path.is_dir() else []
 
 
+class _Manager(ocp.CheckpointManager):
+    """An Orbax CheckpointManager that leaves JAX's preemption service to
+    ``experiments.training.preemption``: Orbax asks the service at each save (and, saving in
+    the background, from another thread) whether a sync point is reached, passing the
+    checkpoint's step, which moves the one counter the service keeps per process. A resumed
+    run's or a retrain's steps are not the points the run counts, so the processes would
+    agree to stop at one the run never reaches."""
+
+    def reached_preemption(self, step: int) -> bool:
+        return False
+
+
 class Checkpointer:
     """Save every ``every`` steps (and when forced), keep the last ``keep``, restore with checks.
 
@@ -218,7 +230,7 @@ class Checkpointer:
         self.directory = pathlib.Path(directory).absolute()
         self.every = every
         self.run = json.loads(json.dumps(dict(run or {})))  # as it reads back from JSON
-        self._manager = ocp.CheckpointManager(
+        self._manager = _Manager(
             self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
         )
 

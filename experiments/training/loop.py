@@ -11,34 +11,30 @@ as its steps are not). At every log point and before
 every checkpoint they are fetched and checked: a non-finite loss or gradient norm raises
 NonFiniteLossError naming the first bad step, before any checkpoint of a state after it is
 written. In a ``jax.distributed`` run a SIGTERM to any process stops every one at the step
-they agree on (JAX's preemption service), after checkpointing it.
+they agree on (``experiments.training.preemption``), after checkpointing it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
-import signal
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import jax
 import numpy as np
-from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 
 from experiments.placement import put_global
 from experiments.training.checkpoint import Checkpointer
 from experiments.training.metrics import FIRST_STEP_S, STEPS_PER_SEC, MetricWriter
 from experiments.training.packing import Packed
+from experiments.training.preemption import preempted, stop
 from experiments.training.sharding import JittedStep
 from experiments.training.state import TrainState
 from peft_core.paths import Params
 from peft_core.progress import progress_bar
-
-logger = logging.getLogger(__name__)
 
 
 class BatchSource(Protocol):
@@ -125,8 +121,8 @@ def run_steps(
             else:
                 window_steps += 1
             last = done == settings.total_steps
-            preempted = not last and _preempted(done)
-            save = checkpointer.due(done) or last or preempted
+            stopping = not last and preempted()
+            save = checkpointer.due(done) or last or stopping
             if save or done % settings.log_every == 0:
                 scalars = _summarise(pending)  # waits for the window's steps
                 now = time.perf_counter()
@@ -156,23 +152,10 @@ def run_steps(
                 state = unpacked if last else None
                 del unpacked
                 window_start += time.perf_counter() - paused
-            if preempted:
-                logger.warning("stopped by SIGTERM at step %d, checkpointed: rerun to resume", done)
-                raise SystemExit(128 + signal.SIGTERM)  # the callers' finally blocks run
+            if stopping:
+                stop(f"at step {done}, checkpointed")
     assert state is not None  # the last step always saves: its unpacked state
     return state, final_eval
-
-
-def _preempted(step: int) -> bool:
-    """Whether every process has reached the step at which a ``jax.distributed`` run stops for
-    a SIGTERM to any of its processes: ``jax.distributed.initialize`` starts JAX's preemption
-    service, whose handler takes SIGTERM from ``command_line.exit_on_sigterm``'s and has the
-    processes agree on a step (stopping each where the signal came would leave the others in
-    a collective). False without that service (a SIGTERM then unwinds the process at once)."""
-    service = jax.config.values["jax_enable_preemption_service"]
-    if not (jax.distributed.is_initialized() and service):
-        return False
-    return multihost_utils.reached_preemption_sync_point(step)
 
 
 def _every(step: int, period: int) -> bool:

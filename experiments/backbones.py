@@ -13,6 +13,7 @@ the accelerator is 4x smaller than float32.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,8 @@ class BackboneConfig:
     bias_grad: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.checkpoint is not None:  # bash leaves ~ in --set backbone.checkpoint=~/x
+            object.__setattr__(self, "checkpoint", os.path.expanduser(self.checkpoint))
         if self.name not in BACKBONES:
             raise ValueError(f"unknown backbone {self.name!r}; choose from {BACKBONES}")
         if self.bias_grad != "auto":

@@ -9,13 +9,14 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import os
 import types
 import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, Union
 
 from experiments.backbones import CONV_BACKBONES, BackboneConfig
-from experiments.data.load import check_task_options
+from experiments.data.load import PATH_SOURCES, check_task_options
 from experiments.methods import METHOD_KNOBS, MethodConfig
 from experiments.training.checkpoint import setting_changes
 from experiments.training.config import TrainConfig
@@ -35,6 +36,10 @@ class DataConfig:
     test_limit: int | None = None
 
     def __post_init__(self) -> None:
+        paths = ("data_dir", "cache_dir", *(("task",) if self.source in PATH_SOURCES else ()))
+        for name in paths:  # bash leaves ~ in --set data.data_dir=~/x
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, os.path.expanduser(getattr(self, name)))
         if self.test_limit is not None and self.test_limit < 1:
             raise ValueError(f"data.test_limit must be >= 1 or None, got {self.test_limit}")
         if self.split_seed is not None and self.split_seed < 0:

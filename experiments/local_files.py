@@ -21,8 +21,9 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")
 
 
 def local_path(path: str | os.PathLike[str], *, what: str) -> Path:
-    """``path`` as a Path; ValueError naming ``what`` if it is empty (which would be the working
-    directory) or a URL (scheme://..., or a Path that pathlib made of one, scheme:/...)."""
+    """``path`` as a Path, a leading ``~`` made the home folder; ValueError naming ``what`` if it
+    is empty (which would be the working directory) or a URL (scheme://..., or a Path that
+    pathlib made of one, scheme:/...)."""
     text = os.fspath(path)
     if not text.strip():
         raise ValueError(f"{what} is an empty path: give one ('.' is the working directory)")
@@ -32,7 +33,7 @@ def local_path(path: str | os.PathLike[str], *, what: str) -> Path:
             "the bucket (e.g. gcsfuse, on every host of a pod) and pass the mounted path, or "
             "copy the files to a local disk"
         )
-    return Path(text)
+    return Path(text).expanduser()
 
 
 def check_folder_path(folder: str | Path, *, what: str) -> None:

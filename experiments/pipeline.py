@@ -51,7 +51,7 @@ from experiments.config import ExperimentConfig, as_dict, config_changes, dotted
 from experiments.data import load_task
 from experiments.data.base import SplitArrays
 from experiments.data.folder import class_folders
-from experiments.data.load import DEFAULT_SPLIT_SEED, check_available
+from experiments.data.load import DEFAULT_SPLIT_SEED, PATH_SOURCES, check_available
 from experiments.data.pipeline import TrainBatches, data_digest
 from experiments.local_files import check_folder_path, local_path
 from experiments.methods import Method, bias_grad_for, build_method, unread_knobs
@@ -300,7 +300,7 @@ def check_runs_here(config: ExperimentConfig, workdir: str | pathlib.Path) -> pa
     for a checkpoint that is missing or needed (``backbones.check_weights``); DataNotFoundError
     for the task's data missing (``experiments.data.load.check_available``: a missing later
     task of ``--tasks`` fails before the first one trains)."""
-    own_data = config.data.task if config.data.source in ("npz", "folder") else None
+    own_data = config.data.task if config.data.source in PATH_SOURCES else None
     for what, path in (
         ("data.data_dir", config.data.data_dir),
         ("data.cache_dir", config.data.cache_dir),

@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import pathlib
 from collections.abc import Mapping
 from typing import Any
@@ -40,6 +41,7 @@ from experiments.config import (
     set_values,
 )
 from experiments.configs import PRESETS, preset
+from experiments.data.load import PATH_SOURCES
 from experiments.data.offline import OFFLINE_TASKS
 from experiments.local_files import local_path
 from experiments.methods import METHODS, check_knobs, unread_knobs
@@ -98,6 +100,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for flag in ("source", "data_dir", "checkpoint", "workdir"):  # "" would read as not given
         if getattr(args, flag) is not None and not getattr(args, flag).strip():
             parser.error(f"--{flag} is empty: give a value, or leave the flag out")
+    for flag in ("data_dir", "checkpoint", "workdir"):  # bash leaves ~ in --flag=~/x
+        if getattr(args, flag) is not None:
+            setattr(args, flag, os.path.expanduser(getattr(args, flag)))
     return args
 
 
@@ -114,11 +119,6 @@ def task_names(text: str) -> list[str]:
     return tasks
 
 
-#: Sources that read the user's own files; like the offline tasks they default to "quickstart"
-#: (the paper's recipe knows only the VTAB-1k tasks' learning rates).
-OWN_DATA_SOURCES = ("npz", "folder")
-
-
 #: Training knobs read only for a supernet (with ``search.*``: GLoRA's alone).
 SUPERNET_KEYS = ("train.num_configs", "train.eval_configs")
 
@@ -131,7 +131,11 @@ def supernet_only(key: str) -> bool:
 def task_config(args: argparse.Namespace, task: str) -> ExperimentConfig:
     sets = set_values(args.overrides)  # the data's source and folder, checked with the preset's
     source = args.source or sets.get("data.source")
-    own = task in OFFLINE_TASKS or source in OWN_DATA_SOURCES
+    if source in PATH_SOURCES:  # the task is the user's data's path
+        task = os.path.expanduser(task)
+    # own data, like the offline tasks, defaults to "quickstart" (the paper's recipe knows only
+    # the VTAB-1k tasks' learning rates)
+    own = task in OFFLINE_TASKS or source in PATH_SOURCES
     name = args.preset or ("quickstart" if own else "paper")
     data_dir = args.data_dir or sets.get("data.data_dir")
     config = preset(name, task, method=args.adapter, source=source, data_dir=data_dir)

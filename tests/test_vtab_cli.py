@@ -1413,6 +1413,26 @@ def test_dry_run_prints_the_settings_the_method_reads_and_runs_nothing(tmp_path,
         vtab.main([*argv, "--set", "train.epochs=3"])
 
 
+def test_paths_starting_with_a_tilde_name_the_home_folder(tmp_path, monkeypatch, capsys):
+    """bash expands ~ in ``--flag ~/x`` but not in ``--flag=~/x``: the run looked for a folder
+    named '~' (the data was not found, or results went to ./~/)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "mine.npz", images=rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8),
+             labels=np.arange(40) % 2)  # fmt: skip
+    argv = ["--source=npz", "--task=~/mine.npz", "--workdir=~/runs", "--checkpoint=~/w.npz",
+            "--set", "data.cache_dir=~/cache", "--set", "backbone.checkpoint=~/w.npz"]  # fmt: skip
+    config = vtab.task_config(vtab.parse_args(argv), "~/mine.npz")
+    assert config.data.task == str(tmp_path / "mine.npz")
+    assert config.data.cache_dir == str(tmp_path / "cache")
+    assert config.backbone.checkpoint == str(tmp_path / "w.npz")
+    tfds = ["--task=cifar", "--data_dir=~/tfds", "--set", "data.data_dir=~/tfds"]
+    assert vtab.task_config(vtab.parse_args(tfds), "cifar").data.data_dir == str(tmp_path / "tfds")
+    assert vtab.main(["--source=npz", "--task=~/mine.npz", "--workdir=~/runs", "--dry_run"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header.endswith(f"-> {tmp_path / 'runs' / 'mine.npz'}"), header
+
+
 def test_dry_run_of_glora_prints_its_supernet_and_search_settings(tmp_path, capsys):
     argv = ["--task=digits", "--adapter=glora", f"--workdir={tmp_path / 'w'}", "--dry_run"]
     assert vtab.main(argv) == 0

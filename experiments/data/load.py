@@ -27,6 +27,8 @@ SOURCES: tuple[str, ...] = ("tfds", "noah", "offline", "npz", "folder")
 #: seed of the permutation that splits offline / npz / folder data when none is given.
 DEFAULT_SPLIT_SEED = 0
 _FIXED_SPLIT_SOURCES = ("tfds", "noah")
+#: Sources whose task is the path of the user's own data (an .npz file, a root of class folders).
+PATH_SOURCES = ("npz", "folder")
 
 
 def split_seed_of(source: str, seed: int | None) -> int:
@@ -58,7 +60,7 @@ def check_task_options(
     split_seed_of(source, seed)
     if source == "noah" and data_dir is None:
         raise ValueError("source 'noah' needs data_dir= the vtab-1k root folder")
-    if data_dir is not None and source in ("npz", "folder"):
+    if data_dir is not None and source in PATH_SOURCES:
         raise ValueError(f"source {source!r} takes its path as name; leave data_dir unset")
     if source == "offline":
         check_offline_task(name, data_dir=data_dir)

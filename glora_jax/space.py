@@ -76,6 +76,12 @@ class GLoRASpace:
                     f"{min(s.fan_in, s.fan_out)} of layer {s.name!r} "
                     f"(fan_in {s.fan_in}, fan_out {s.fan_out})"
                 )
+        if self.max_params > np.iinfo(np.int32).max:  # num_params' int32 would wrap around
+            raise ValueError(
+                f"GLoRA space's largest subnet trains {self.max_params:,} parameters, more than "
+                f"the int32 counts of num_params hold ({np.iinfo(np.int32).max:,}): adapt fewer "
+                "layers or take lower ranks"
+            )
 
     # ---- structure --------------------------------------------------------------------------
 

@@ -105,6 +105,16 @@ def test_max_params_hand_count():
     assert int(space.num_params(space.fixed(largest, fallback_none=True))) == want
 
 
+def test_a_space_whose_counts_overflow_int32_is_refused():
+    """num_params counts in int32 (jit without x64): a larger space's counts wrapped around
+    to negative numbers that every budget admitted."""
+    wide = 2**20  # per slice A, B: 8 * 2 * wide each, C 8 * wide + 8, D, E: wide each
+    fits = GLoRASpace((8,), (LayerSpec("big", (40,), wide, wide, True),))
+    assert fits.max_params == 40 * (8 * 5 * wide + 8 + 2 * wide) < 2**31
+    with pytest.raises(ValueError, match=r"largest subnet trains 4,404,020,000 parameters"):
+        GLoRASpace((8,), (LayerSpec("big", (100,), wide, wide, True),))
+
+
 def test_num_params_keeps_batch_axes_and_jits_and_vmaps():
     space = _space()
     cfgs = jax.tree.map(np.asarray, _jit_sample((3, 4))(jax.random.key(0)))

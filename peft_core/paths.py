@@ -97,7 +97,8 @@ def select(
 
 def check_patterns(patterns: Patterns | None, paths: Sequence[str], *, what: str) -> None:
     """ValueError for a pattern of ``patterns`` that is no regex or fully matches none of
-    ``paths``, naming it as a ``what`` pattern and showing some paths."""
+    ``paths``, naming it as a ``what`` pattern and showing some paths (and one it occurs
+    inside, where a substring search would have found it)."""
     for p in as_patterns(patterns):
         try:
             re.compile(p)
@@ -105,8 +106,16 @@ def check_patterns(patterns: Patterns | None, paths: Sequence[str], *, what: str
             raise ValueError(f"invalid {what} pattern {p!r}: {e}") from e
         if not any(re.fullmatch(p, path) for path in paths):
             shown = "\n  ".join(paths[:12]) + ("\n  ..." if len(paths) > 12 else "")
+            inside = [path for path in paths if re.search(p, path)]
+            found = (
+                f": it occurs inside {len(inside)} path{'s' if len(inside) > 1 else ''}, "
+                f"e.g. {inside[0]!r}"
+                if inside
+                else ""
+            )
             raise ValueError(
-                f"{what} pattern {p!r} matches no param path; paths look like:\n  {shown}"
+                f"{what} pattern {p!r} matches no param path (a pattern must match a whole "
+                f"path, as re.fullmatch does{found}); paths look like:\n  {shown}"
             )
 
 

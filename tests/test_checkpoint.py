@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import pathlib
 import re
 import shutil
@@ -42,7 +43,7 @@ from experiments.training import (
     train,
 )
 from experiments.training import trainer as trainer_module
-from experiments.training.checkpoint import signature
+from experiments.training.checkpoint import check_saved_run, signature
 from experiments.training.metrics import CSV_NAME
 from experiments.training.partition import init_trainable
 from experiments.training.state import create_state
@@ -287,6 +288,25 @@ def test_caller_run_settings_are_checkpointed_and_compared(tmp_path: pathlib.Pat
         run({"seed": 1})
 
 
+def test_checking_a_saved_run_logs_no_read_only_warnings(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The check before a resume opens the checkpoints read-only; Orbax's warnings about that
+    ('Given directory is read only=...') read as if the workdir could not be written, and came
+    before every resume and every refusal."""
+    config = quick_config(total_steps=2, checkpoint_every=2)
+    train(
+        config, forward=toy_forward, params=toy_params(), adapter=switch_adapter(),
+        train_data=toy_batches(), workdir=tmp_path, run={"method.alpha": 8.0},
+    )  # fmt: skip
+    with caplog.at_level("INFO"):
+        check_saved_run(tmp_path / CHECKPOINT_DIR, {"method.alpha": 8.0})
+        with pytest.raises(CheckpointMismatchError, match="method.alpha: 8.0 -> 4.0"):
+            check_saved_run(tmp_path / CHECKPOINT_DIR, {"method.alpha": 4.0})
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [m for m in said if "read only" in m or "read_only" in m], said
+
+
 def test_checkpoint_of_another_optimiser_state_is_refused(tmp_path: pathlib.Path) -> None:
     """The trainable tree fits, the optimiser state does not (gradient clipping adds a stage):
     refused naming the optimiser state's leaves, not restored into a foreign tree."""
@@ -393,7 +413,9 @@ def test_non_finite_gradients_with_a_finite_loss_stop_before_a_checkpoint(
     tmp_path: pathlib.Path,
 ) -> None:
     config = quick_config(total_steps=8, checkpoint_every=2, log_every=10)
-    message = r"loss is [0-9.]+ at step 3 \(the update on batch 3; gradient norm nan\)"
+    message = (  # it leads with what is not finite: the loss was finite
+        r"^training gradient norm is nan at step 3 \(the update on batch 3; loss [0-9.]+\)"
+    )
     with pytest.raises(NonFiniteLossError, match=message):
         train(
             config,

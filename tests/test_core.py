@@ -65,6 +65,19 @@ def test_find_layers_matrix_view(path, stack, fan_in, fan_out, bias):
     assert layer.kernel_shape == PARAMS[path.split("/")[0]]["kernel"].shape
 
 
+def test_a_pattern_found_inside_paths_says_patterns_match_whole_paths():
+    """`targets=("query",)` (a substring, as re.search would take it) matches no whole path:
+    the error says patterns match whole paths and shows a path it occurs in."""
+    with pytest.raises(ValueError, match="matches no param path") as err:
+        find_layers(PARAMS, r"nobias")
+    message = str(err.value)
+    assert "whole path" in message and "re.fullmatch" in message
+    assert "occurs inside 1 path, e.g. 'nobias/kernel'" in message
+    with pytest.raises(ValueError, match="matches no param path") as err:
+        find_layers(PARAMS, r".*/kernl")
+    assert "occurs inside" not in str(err.value)
+
+
 def test_find_layers_errors():
     with pytest.raises(ValueError, match="matches no param path"):
         find_layers(PARAMS, r".*/kernl")

@@ -285,17 +285,19 @@ def test_sub_folders_of_a_class_are_warned_about(tmp_path: Path, caplog: Any):
 
 
 def test_files_not_named_as_images_are_counted(tmp_path: Path, caplog: Any):
-    """.heic (Pillow cannot read it) and notes were skipped without a word; .jfif is a JPEG."""
+    """.heic (Pillow cannot read it) and notes were skipped without a word; .jfif is a JPEG.
+    Said once, though each split lists the folders again (a run said it three times)."""
     _classes(tmp_path)
     for name in ("a.heic", "b.heic", "notes.txt", "README"):
         (tmp_path / "class_0" / name).write_bytes(b"x")
     Image.new("RGB", (3, 2), (9, 9, 9)).save(tmp_path / "class_1" / "photo.jfif", "JPEG")
     with caplog.at_level("WARNING", logger="experiments.data.folder"):
         arrays = load_task(str(tmp_path), source="folder", split="train800val200")
+        assert len(arrays) == 1000
+        # 1010 PNGs and the JPEG: 11 test images
+        assert len(load_task(str(tmp_path), source="folder", split="test")) == 11
     assert "4 files skipped, not named as images (.heic x2, .txt x1, README x1)" in caplog.text
-    assert len(arrays) == 1000
-    # 1010 PNGs and the JPEG: 11 test images
-    assert len(load_task(str(tmp_path), source="folder", split="test")) == 11
+    assert caplog.text.count("files skipped") == 1
 
 
 def test_image_suffixes_are_matched_in_any_case(tmp_path: Path):
@@ -344,9 +346,11 @@ def test_images_are_turned_upright_by_their_exif_orientation(tmp_path: Path):
 def test_npz_classes_without_examples_are_warned_about(
     tmp_path: Path, caplog: Any, labels: np.ndarray, stored: dict[str, int], message: str
 ):
-    """Labels 1..N made an empty class 0 without a word."""
+    """Labels 1..N made an empty class 0 without a word; said once for the task's splits."""
     path = tmp_path / "mine.npz"
     np.savez(path, images=_tagged(1010, (3, 3)), labels=labels, **stored)
     with caplog.at_level("WARNING", logger="experiments.data.folder"):
-        load_task(str(path), source="npz", split="val200")
+        for split in ("val200", "train800", "test"):
+            load_task(str(path), source="npz", split=split)
     assert message in caplog.text
+    assert caplog.text.count("have no examples") == 1

@@ -874,6 +874,30 @@ def test_loader_refuses_a_missing_file_an_unknown_resampling_and_a_non_square_gr
         load_params(source(trained_tiny[2], tmp_path), init, **options)
 
 
+def test_a_foreign_checkpoint_is_refused_in_a_message_of_a_few_lines(tmp_path, trained_tiny):
+    """An npz of another model (here: a data file) misses every key: the message names the
+    file and shows the first few keys of each kind, not a wall of every one (the exception's
+    lists keep them all)."""
+    _, _, flat, x = trained_tiny
+    path = tmp_path / "not_a_vit.npz"
+    np.savez(path, images=np.zeros((4, 8, 8), np.uint8), labels=np.zeros(4, np.int64))
+    with pytest.raises(CheckpointMismatchError) as err:
+        load_params(path, random_params(tiny(num_classes=3, representation_size=8), x))
+    message = str(err.value)
+    assert str(path) in message.splitlines()[0]
+    assert len(err.value.missing) > 20
+    assert re.search(
+        rf"missing \({len(err.value.missing)}\): .*, \.\.\. and \d+ more$", message, re.M
+    )
+    assert message.count("/") < 60 and len(message) < 2000
+    bigger = {k: np.zeros((*v.shape[:-1], v.shape[-1] + 1), v.dtype) for k, v in flat.items()}
+    with pytest.raises(CheckpointMismatchError) as err:
+        load_params(bigger, random_params(tiny(num_classes=3, representation_size=8), x))
+    assert len(err.value.mis_shaped) > 20
+    assert len(str(err.value).splitlines()) < 15
+    assert str(err.value).endswith("more mis-shaped")
+
+
 def test_an_unexpected_key_alone_is_a_mismatch(trained_tiny):
     """LayerScale weights (a DINOv2 checkpoint's) for a model without LayerScale."""
     _, _, flat, x = trained_tiny

@@ -26,6 +26,17 @@ from experiments.data.splits import split_indices
 from experiments.local_files import open_npz
 
 log = logging.getLogger(__name__)
+_said: set[str] = set()  # the warnings this process logged
+
+
+def _warn_once(message: str, *args: Any) -> None:
+    """``log.warning(message % args)``, once per process for the same text: each split of a
+    task lists its folders or reads its npz again."""
+    text = message % args
+    if text not in _said:
+        _said.add(text)
+        log.warning(text)
+
 
 SPLIT_SEED_KEY = "split_seed"
 IMAGE_SUFFIXES = frozenset(
@@ -93,7 +104,7 @@ def _warn_empty_classes(labels: np.ndarray, num_classes: int, path: Path, *, gue
     if not empty:
         return
     how = "max(labels) + 1" if guessed else "its stored num_classes"
-    log.warning(
+    _warn_once(
         "%s: classes %s of %d (%s) have no examples%s", path, empty[:10], num_classes, how,
         "; labels numbered from 1? relabel them from 0" if guessed and empty[0] == 0 else "",
     )  # fmt: skip
@@ -156,14 +167,14 @@ def open_folder_split(
                 + (f"; it holds {' and '.join(found)}" if found else "")
             )
         if nested:
-            log.warning(
+            _warn_once(
                 "class folder %s has sub-folders %s: their images are not read", folder, nested
             )
         paths.extend(files)
         labels.extend([label] * len(files))
     if skipped:
         counts = ", ".join(f"{k} x{n}" for k, n in sorted(skipped.items(), key=_most_first)[:10])
-        log.warning(
+        _warn_once(
             "%s: %d files skipped, not named as images (%s); read: %s",
             root, sum(skipped.values()), counts, sorted(IMAGE_SUFFIXES),
         )  # fmt: skip

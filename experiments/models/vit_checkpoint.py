@@ -19,8 +19,8 @@ Loading rules (:func:`load_params`):
   big_vision's ``scipy.ndimage.zoom(order=1)`` (corner-aligned), ``"bicubic"`` is torch's
   ``F.interpolate(mode="bicubic", align_corners=False, antialias=False)`` used by DINOv2.
 * everything else must match key for key and shape for shape, and be floating (numpy stores
-  bfloat16 as 2-byte voids, ``|V2``), else :class:`CheckpointMismatchError` lists every missing,
-  unexpected, mis-shaped and not floating key.
+  bfloat16 as 2-byte voids, ``|V2``), else :class:`CheckpointMismatchError` holds every missing,
+  unexpected, mis-shaped and not floating key (its message names the file and the first few).
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ _CUBIC_A = -0.75  # torch's bicubic coefficient
 
 class CheckpointMismatchError(ValueError):
     """The checkpoint does not fit the model: lists missing, unexpected, mis-shaped and not
-    floating keys."""
+    floating keys (every one in its attributes; the message names ``source``, the npz, where
+    known, and the first few of each kind)."""
 
     def __init__(
         self,
@@ -72,19 +73,35 @@ class CheckpointMismatchError(ValueError):
         unexpected: list[str],
         mis_shaped: list[tuple[str, tuple[int, ...], tuple[int, ...]]],
         not_floating: list[tuple[str, np.dtype]],
+        source: str | Path | None = None,
     ) -> None:
         self.missing, self.unexpected, self.mis_shaped = missing, unexpected, mis_shaped
         self.not_floating = not_floating
-        lines = ["checkpoint does not match the model:"]
+        named = f"checkpoint {source}" if source is not None else "checkpoint"
+        lines = [f"{named} does not match the model:"]
         if missing:
-            lines.append(f"  missing ({len(missing)}): " + ", ".join(missing))
+            lines.append(f"  missing ({len(missing)}): " + _first(missing))
         if unexpected:
-            lines.append(f"  unexpected ({len(unexpected)}): " + ", ".join(unexpected))
-        for key, got, want in mis_shaped:
+            lines.append(f"  unexpected ({len(unexpected)}): " + _first(unexpected))
+        for key, got, want in mis_shaped[:_SHOWN]:
             lines.append(f"  mis-shaped: {key}: checkpoint {got}, model {want}")
-        for key, dtype in self.not_floating:
+        if len(mis_shaped) > _SHOWN:
+            lines.append(f"  ... and {len(mis_shaped) - _SHOWN} more mis-shaped")
+        for key, dtype in not_floating[:_SHOWN]:
             lines.append(f"  not floating: {key} ({dtype.str if dtype.kind == 'V' else dtype})")
+        if len(not_floating) > _SHOWN:
+            lines.append(f"  ... and {len(not_floating) - _SHOWN} more not floating")
         super().__init__("\n".join(lines))
+
+
+#: Keys of each kind a CheckpointMismatchError's message shows (its lists hold every one): a
+#: checkpoint of another model misses hundreds, which would bury the message.
+_SHOWN = 8
+
+
+def _first(keys: list[str]) -> str:
+    more = f", ... and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
+    return ", ".join(keys[:_SHOWN]) + more
 
 
 # ---------------------------------------------------------------------------------- npz files
@@ -311,6 +328,10 @@ def load_params(
     unexpected = sorted(k for k in ckpt if k not in expected and not _is_head_key(k))
     if missing or unexpected or mis_shaped or not_floating:
         raise CheckpointMismatchError(
-            missing=missing, unexpected=unexpected, mis_shaped=mis_shaped, not_floating=not_floating
+            missing=missing,
+            unexpected=unexpected,
+            mis_shaped=mis_shaped,
+            not_floating=not_floating,
+            source=source if isinstance(source, str | Path) else None,
         )
     return unflatten(stack_blocks(out) if scanned else out)

@@ -14,6 +14,7 @@ Each checkpoint step holds two items:
 from __future__ import annotations
 
 import json
+import logging
 import pathlib
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -176,9 +177,20 @@ def check_saved_run(directory: str | pathlib.Path, run: Mapping[str, Any]) -> No
     if not steps or not run:
         return
     path = pathlib.Path(directory).absolute()
-    manager = ocp.CheckpointManager(
-        path, options=ocp.CheckpointManagerOptions(create=False, read_only=True)
-    )
+    # Orbax warns that a read-only manager's directory "is read only", which reads as if the
+    # workdir could not be written: this one only reads the latest checkpoint's settings.
+    absl_log = logging.getLogger("absl")
+    quiet = _DropReadOnlyNotes()
+    absl_log.addFilter(quiet)
+    try:
+        manager = ocp.CheckpointManager(
+            path,
+            options=ocp.CheckpointManagerOptions(
+                create=False, read_only=True, save_interval_steps=0
+            ),
+        )
+    finally:
+        absl_log.removeFilter(quiet)
     try:
         meta = _saved_meta(manager, steps[-1])
     finally:
@@ -186,6 +198,17 @@ def check_saved_run(directory: str | pathlib.Path, run: Mapping[str, Any]) -> No
     if "run" in meta:  # older checkpoints do not say
         current = json.loads(json.dumps(dict(run)))  # as it reads back from JSON
         _check_same_run(current, meta["run"], what=f"checkpoint {path / str(steps[-1])}")
+
+
+class _DropReadOnlyNotes(logging.Filter):
+    """Drops Orbax's notes that a CheckpointManager opened read-only is read-only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (
+            message.startswith("Given directory is read only=")
+            or message.startswith("CheckpointManagerOptions.read_only=True")
+        )
 
 
 def _storable(state: TrainState) -> TrainState:

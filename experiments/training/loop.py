@@ -176,10 +176,14 @@ def _summarise(pending: list[tuple[int, dict[str, jax.Array]]]) -> dict[str, flo
     for step, metrics in fetched:
         loss, grad_norm = float(metrics["loss"]), float(metrics["grad_norm"])
         if not math.isfinite(loss) or not math.isfinite(grad_norm):
+            bad, other = (
+                ("loss", "gradient norm") if not math.isfinite(loss) else ("gradient norm", "loss")
+            )
+            values = {"loss": loss, "gradient norm": grad_norm}
             raise NonFiniteLossError(
-                f"training loss is {loss} at step {step} (the update on batch {step}; gradient "
-                f"norm {grad_norm}); stopped without saving, the last checkpoint is the last good "
-                "state"
+                f"training {bad} is {values[bad]} at step {step} (the update on batch {step}; "
+                f"{other} {values[other]}); stopped without saving, the last checkpoint is the "
+                "last good state"
             )
     names = fetched[0][1].keys()
     scalars = {f"train/{n}": float(np.mean([m[n] for _, m in fetched])) for n in names}

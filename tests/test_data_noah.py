@@ -73,12 +73,28 @@ def test_list_parsing_keeps_spaces_and_rejects_bad_lines(tmp_path: Path):
         read_split_list(path)
 
 
+def test_a_missing_root_or_task_folder_is_named_as_such(tmp_path: Path):
+    """A wrong data_dir said only that the list file was missing, deep under it."""
+    root = tmp_path / "nope"
+    with pytest.raises(DataNotFoundError, match=rf"^no NOAH vtab-1k root folder at {root}: get"):
+        open_noah_split("cifar", "val200", root=root)
+    _write_split(tmp_path, "dtd", "val200", [1, 2])  # data_dir one level too high, or a typo
+    with pytest.raises(
+        DataNotFoundError,
+        match=rf"^no folder cifar in the NOAH root {tmp_path} \(it holds: \['dtd'\]\)",
+    ):
+        open_noah_split("cifar", "val200", root=tmp_path)
+
+
 def test_missing_list_or_image_says_what_to_fetch(tmp_path: Path):
+    (tmp_path / "cifar").mkdir()
     with pytest.raises(
         DataNotFoundError, match=r"cifar/val200\.txt.*NOAH.*<task>/val200\.txt exists"
     ):
         open_noah_split("cifar", "val200", root=tmp_path)
     _write_split(tmp_path, "cifar", "val200", [1, 2])
+    with pytest.raises(DataNotFoundError, match=r"no NOAH split list at .*cifar/test\.txt"):
+        open_noah_split("cifar", "test", root=tmp_path)
     (tmp_path / "cifar" / "images" / "val200" / "1 file.jpg").unlink()
     with pytest.raises(DataNotFoundError, match="1 missing images"):
         open_noah_split("cifar", "val200", root=tmp_path)

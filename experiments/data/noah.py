@@ -30,8 +30,20 @@ def split_list_path(root: str | os.PathLike[str], name: str, split: str) -> Path
 
 
 def existing_split_list(root: str | os.PathLike[str], name: str, split: str) -> Path:
-    """``split_list_path``; DataNotFoundError, saying what to fetch, when no file is there."""
+    """``split_list_path``; DataNotFoundError, saying what to fetch, when no file is there
+    (naming the root, or the task's folder, where that is what is missing)."""
     list_path = split_list_path(root, name, split)
+    if not Path(root).is_dir():
+        raise DataNotFoundError(
+            f"no NOAH vtab-1k root folder at {root}: {NOAH_HINT.format(split)}, and pass that "
+            "<root> as data_dir"
+        )
+    if not list_path.parent.is_dir():
+        held = sorted(p.name for p in Path(root).iterdir() if p.is_dir())
+        raise DataNotFoundError(
+            f"no folder {name} in the NOAH root {root} (it holds: {held[:20]}); "
+            f"{NOAH_HINT.format(split)}"
+        )
     if not list_path.is_file():
         raise DataNotFoundError(f"no NOAH split list at {list_path}; {NOAH_HINT.format(split)}")
     return list_path

@@ -27,6 +27,7 @@ import functools
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -77,14 +78,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     settings = peer_settings(args)
     out = Path(args.json)
-    try:
-        import peft
-        import timm
-        import torch
-    except ImportError as e:
-        save_rows([], out, skipped=[f"torch peers: {e}"], failed=[])
-        print(f"torch peers skipped: {e}", flush=True)
+    missing = [name for name in ("torch", "timm", "peft") if find_spec(name) is None]
+    if missing:
+        why = f"not installed: {', '.join(missing)} (pip install torch timm peft)"
+        save_rows([], out, skipped=[f"torch peers: {why}"], failed=[])
+        print(f"torch peers skipped: {why}", flush=True)
         return 0
+    import peft
+    import timm
+    import torch
+
     versions = {"torch": torch.__version__, "timm": timm.__version__, "peft": peft.__version__}
     rows, skipped, failed = run_peers(settings, out=out, versions=versions)
     save_rows(

@@ -353,6 +353,20 @@ def _peer_settings(only: str | None) -> torch_peers.PeerSettings:
     )  # fmt: skip
 
 
+def test_torch_peers_skipped_names_every_missing_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without torch the skip said "No module named 'peft'", the first import tried."""
+    installed = {"timm"}  # whatever this machine has
+    monkeypatch.setattr(torch_peers, "find_spec", lambda name: name if name in installed else None)
+    out = tmp_path / "peers.json"
+    assert torch_peers.main(["--json", str(out)]) == 0
+    _, info = load_rows(out)
+    assert info["skipped"] == [
+        "torch peers: not installed: torch, peft (pip install torch timm peft)"
+    ]
+
+
 @pytest.mark.parametrize(
     "only,expected",
     [

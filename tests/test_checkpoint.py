@@ -6,9 +6,13 @@ import dataclasses
 import functools
 import json
 import logging
+import os
 import pathlib
 import re
 import shutil
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
@@ -600,6 +604,47 @@ def test_a_torn_data_file_is_named_in_a_short_message(tmp_path: pathlib.Path) ->
         "delete that folder to resume from the checkpoint before it (or from the start)"
     )
     assert "tensorstore_spec" not in message and len(message) < 500, message
+
+
+_FAILED_RESTORES = textwrap.dedent("""
+    import pathlib, sys, time
+    sys.path.insert(0, sys.argv[1])
+    from test_checkpoint import _restore_latest, _saved_toy_checkpoints
+    for trial in range(3):
+        folder = pathlib.Path(sys.argv[2], str(trial))
+        _saved_toy_checkpoints(folder)
+        for path in (folder / "10" / "state").rglob("*"):
+            if path.parent.name == "d":
+                data = bytearray(path.read_bytes())
+                data[len(data) // 2] ^= 0xFF
+                path.write_bytes(bytes(data))
+        try:
+            _restore_latest(folder)
+        except ValueError as error:
+            print(type(error).__name__, flush=True)
+        time.sleep(1)  # the abandoned reads finish
+
+
+    class Other:
+        def __del__(self):
+            raise KeyError("other")  # an unraisable error of another kind
+
+    Other()
+""")
+
+
+def test_a_failed_restore_leaves_no_event_loop_tracebacks(tmp_path: pathlib.Path) -> None:
+    """Orbax abandons a failed restore's other reads; finishing later, each called back into
+    the closed event loop: 'RuntimeError: Event loop is closed' tracebacks after the error."""
+    tests = str(pathlib.Path(__file__).parent)
+    done = subprocess.run(
+        [sys.executable, "-c", _FAILED_RESTORES, tests, str(tmp_path)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["CheckpointUnreadableError"] * 3
+    assert "Event loop is closed" not in done.stderr
+    assert "KeyError: 'other'" in done.stderr  # other unraisable errors are still printed
 
 
 def test_run_settings_added_since_a_checkpoint_are_not_changes(tmp_path: pathlib.Path) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import pathlib
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -141,6 +142,7 @@ def _read_error(err: BaseException | None) -> BaseException | None:
 def _restore_items(manager: ocp.CheckpointManager, step: int, **items: Any) -> Any:
     """``items`` (name -> Orbax restore args) of checkpoint ``step``; CheckpointUnreadableError
     naming its folder where they cannot be read."""
+    _drop_closed_loop_callbacks()  # before: a read may call back before the error reaches here
     try:
         return manager.restore(step, args=ocp.args.Composite(**items))
     except Exception as err:
@@ -149,6 +151,32 @@ def _restore_items(manager: ocp.CheckpointManager, step: int, **items: Any) -> A
             raise
         folder = pathlib.Path(manager.directory) / str(step)
         raise _unreadable(folder, f"{type(cause).__name__}: {cause}") from err
+
+
+def _drop_closed_loop_callbacks() -> None:
+    """Have ``sys.unraisablehook`` drop the "Event loop is closed" errors of failed restores:
+    Orbax abandons a failed restore's other TensorStore reads, and each, finishing later, calls
+    back into the event loop Orbax has closed (a traceback apiece around the error). Other
+    errors pass on to the hook it wraps."""
+    previous = sys.unraisablehook
+    if getattr(previous, "drops_closed_loop", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        error, frame = unraisable.exc_value, unraisable.exc_traceback
+        while frame is not None and frame.tb_next is not None:
+            frame = frame.tb_next
+        closed = (
+            isinstance(error, RuntimeError)
+            and str(error) == "Event loop is closed"
+            and frame is not None
+            and frame.tb_frame.f_code.co_name == "_check_closed"
+        )
+        if not closed:
+            previous(unraisable)
+
+    hook.drops_closed_loop = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
 
 
 def _check_digest(restored: dict[str, int], saved: dict[str, int], folder: pathlib.Path) -> None:

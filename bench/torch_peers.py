@@ -79,14 +79,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = peer_settings(args)
     out = Path(args.json)
     missing = [name for name in ("torch", "timm", "peft") if find_spec(name) is None]
-    if missing:
-        why = f"not installed: {', '.join(missing)} (pip install torch timm peft)"
+    why = f"not installed: {', '.join(missing)} (pip install torch timm peft)" if missing else ""
+    if not missing:
+        try:
+            import peft
+            import timm
+            import torch
+        except ImportError as e:  # installed but broken, e.g. against another transformers
+            why = f"cannot import: {e}"
+    if why:
         save_rows([], out, skipped=[f"torch peers: {why}"], failed=[])
         print(f"torch peers skipped: {why}", flush=True)
         return 0
-    import peft
-    import timm
-    import torch
 
     versions = {"torch": torch.__version__, "timm": timm.__version__, "peft": peft.__version__}
     rows, skipped, failed = run_peers(settings, out=out, versions=versions)

@@ -33,7 +33,7 @@ def local_path(path: str | os.PathLike[str], *, what: str) -> Path:
             "the bucket (e.g. gcsfuse, on every host of a pod) and pass the mounted path, or "
             "copy the files to a local disk"
         )
-    return Path(text).expanduser()
+    return Path(os.path.expanduser(text))  # pathlib's raises for ~user of no user
 
 
 def check_folder_path(folder: str | Path, *, what: str) -> None:

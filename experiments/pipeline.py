@@ -300,6 +300,7 @@ def check_runs_here(config: ExperimentConfig, workdir: str | pathlib.Path) -> pa
     for a checkpoint that is missing or needed (``backbones.check_weights``); DataNotFoundError
     for the task's data missing (``experiments.data.load.check_available``: a missing later
     task of ``--tasks`` fails before the first one trains)."""
+    workdir = local_path(workdir, what="workdir")  # the folder checked below (~ expanded)
     own_data = config.data.task if config.data.source in PATH_SOURCES else None
     for what, path in (
         ("data.data_dir", config.data.data_dir),
@@ -329,7 +330,7 @@ def check_runs_here(config: ExperimentConfig, workdir: str | pathlib.Path) -> pa
             f"backbone.attention='cudnn' runs on NVIDIA GPUs only, and JAX's backend here is "
             f"{jax.default_backend()!r}: leave backbone.attention unset (XLA's attention)"
         )
-    return local_path(workdir, what="workdir")
+    return workdir
 
 
 def check_outside(workdir: str | pathlib.Path, data: str | pathlib.Path) -> None:

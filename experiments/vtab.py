@@ -217,7 +217,7 @@ def task_workdir(workdir: pathlib.Path, task: str) -> pathlib.Path:
     """Where ``task``'s results go: ``workdir/<task>``, for a path (``--source=npz`` or
     ``folder``) ``workdir/<its last part>`` once resolved (``.`` names the current folder),
     never the data's own path."""
-    return workdir / pathlib.Path(task).resolve().name
+    return workdir / pathlib.Path(os.path.expanduser(task)).resolve().name
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -365,6 +365,12 @@ def test_torch_peers_skipped_names_every_missing_package(
     assert info["skipped"] == [
         "torch peers: not installed: torch, peft (pip install torch timm peft)"
     ]
+    # installed but broken (e.g. a peft that needs another transformers): skipped, saying why
+    monkeypatch.setattr(torch_peers, "find_spec", lambda name: name)
+    monkeypatch.setitem(sys.modules, "peft", None)  # its import raises ImportError
+    assert torch_peers.main(["--json", str(out)]) == 0
+    (skipped,) = load_rows(out)[1]["skipped"]
+    assert skipped.startswith("torch peers: cannot import: ") and "peft" in skipped
 
 
 @pytest.mark.parametrize(

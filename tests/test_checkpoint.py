@@ -580,6 +580,30 @@ def test_a_read_error_orbax_wraps_in_a_bare_exception_is_refused(
             _restore_latest(tmp_path)
 
 
+@pytest.mark.parametrize("wrapped", [True, False])
+@pytest.mark.parametrize("status", ["PERMISSION_DENIED", "UNAVAILABLE", "DEADLINE_EXCEEDED"])
+def test_a_read_that_fails_for_now_is_not_called_a_damaged_checkpoint(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, wrapped: bool, status: str
+) -> None:
+    """TensorStore raises ValueError for every status: a permission or storage error (NFS,
+    gcsfuse) was reported as a damaged checkpoint, to be deleted."""
+    _saved_toy_checkpoints(tmp_path)
+    error = ValueError(f"{status}: Error reading local file x [tensorstore_spec=x]")
+    outer = Exception("Encountered error while reading array index")
+    outer.__cause__ = error
+
+    def failing_restore(*args: Any, **kwargs: Any) -> Any:
+        raise outer if wrapped else error
+
+    monkeypatch.setattr(ocp.CheckpointManager, "restore", failing_restore)
+    message = (
+        rf"^checkpoint {tmp_path}/10 could not be read now \(ValueError: {status}: Error reading "
+        r"local file x\): check the folder's permissions and storage, then rerun$"
+    )
+    with pytest.raises(OSError, match=message):
+        _restore_latest(tmp_path)
+
+
 def test_a_checkpoint_saved_without_digests_restores(tmp_path: pathlib.Path) -> None:
     state = _saved_toy_checkpoints(tmp_path, shift=0.5)
     meta_file = tmp_path / "10" / "meta" / "metadata"

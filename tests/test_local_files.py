@@ -29,6 +29,14 @@ def test_a_local_path_passes_unchanged(path: str) -> None:
     assert local_path(Path(path), what="workdir") == Path(path)
 
 
+def test_a_tilde_names_the_home_folder_where_there_is_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """~user of no user is kept as written (a folder may be named so), as the configs keep it:
+    pathlib's expanduser raised RuntimeError, which the commands' error handling let through."""
+    monkeypatch.setenv("HOME", "/home/me")
+    assert local_path("~/runs", what="workdir") == Path("/home/me/runs")
+    assert local_path("~no_such_user_x/runs", what="workdir") == Path("~no_such_user_x/runs")
+
+
 @pytest.mark.parametrize("path", ["", " "])
 def test_an_empty_path_is_refused_naming_the_setting(path: str) -> None:
     """Path("") is Path("."): an empty setting would read and write the working directory."""

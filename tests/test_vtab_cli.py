@@ -1431,6 +1431,12 @@ def test_paths_starting_with_a_tilde_name_the_home_folder(tmp_path, monkeypatch,
     assert vtab.main(["--source=npz", "--task=~/mine.npz", "--workdir=~/runs", "--dry_run"]) == 0
     header = capsys.readouterr().out.splitlines()[0]
     assert header.endswith(f"-> {tmp_path / 'runs' / 'mine.npz'}"), header
+    assert vtab.task_workdir(tmp_path / "runs", "~/") == tmp_path / "runs" / tmp_path.name
+    # the API too: a workdir in its own data is refused with ~ as without
+    (tmp_path / "data" / "class_a").mkdir(parents=True)
+    folder = override(quickstart(), ["data.source=folder", f"data.task={tmp_path / 'data'}"])
+    with pytest.raises(ValueError, match="would put the run's results in its data"):
+        pipeline.check_runs_here(folder, "~/data/runs")
 
 
 def test_dry_run_of_glora_prints_its_supernet_and_search_settings(tmp_path, capsys):

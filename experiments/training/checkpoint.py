@@ -41,14 +41,17 @@ class CheckpointUnreadableError(ValueError):
 _CAUSE_CHARS = 300
 
 
-def _unreadable(folder: pathlib.Path, why: str) -> CheckpointUnreadableError:
-    """The error for checkpoint ``folder``, ``why`` cut to its first ``_CAUSE_CHARS``."""
+def _short(why: str) -> str:
+    """``why`` without TensorStore's specs, cut to its first ``_CAUSE_CHARS``."""
     why = why.split(" [tensorstore_spec", 1)[0]  # TensorStore appends its specs as JSON
-    if len(why) > _CAUSE_CHARS:
-        why = why[:_CAUSE_CHARS] + " ..."
+    return why[:_CAUSE_CHARS] + " ..." if len(why) > _CAUSE_CHARS else why
+
+
+def _unreadable(folder: pathlib.Path, why: str) -> CheckpointUnreadableError:
+    """The error for checkpoint ``folder``, ``why`` made ``_short``."""
     return CheckpointUnreadableError(
-        f"checkpoint {folder} cannot be read ({why}): delete that folder to resume from the "
-        "checkpoint before it (or from the start)"
+        f"checkpoint {folder} cannot be read ({_short(why)}): delete that folder to resume from "
+        "the checkpoint before it (or from the start)"
     )
 
 
@@ -150,7 +153,21 @@ def _restore_items(manager: ocp.CheckpointManager, step: int, **items: Any) -> A
         if cause is None:
             raise
         folder = pathlib.Path(manager.directory) / str(step)
-        raise _unreadable(folder, f"{type(cause).__name__}: {cause}") from err
+        why = f"{type(cause).__name__}: {cause}"
+        if str(cause).startswith(_FOR_NOW):
+            raise OSError(
+                f"checkpoint {folder} could not be read now ({_short(why)}): check the folder's "
+                "permissions and storage, then rerun"
+            ) from err
+        raise _unreadable(folder, why) from err
+
+
+#: TensorStore's statuses (the start of its ValueError's message) of a read that may succeed
+#: later: the checkpoint is not damaged.
+_FOR_NOW = (
+    "PERMISSION_DENIED", "UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "CANCELLED",
+    "ABORTED", "UNAUTHENTICATED",
+)  # fmt: skip
 
 
 def _drop_closed_loop_callbacks() -> None:

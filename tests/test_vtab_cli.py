@@ -414,6 +414,33 @@ def test_a_restarted_run_removes_the_earlier_result_until_it_writes_its_own(tmp_
     assert (out / "config.json").exists() and not (out / "result.json").exists()
 
 
+@pytest.mark.parametrize(("stop_at", "where"), [(1, "before the test stage"),
+                                               (2, "after the test stage")])  # fmt: skip
+def test_a_sigterm_agreed_around_the_test_stage_stops_before_any_output(
+    tmp_path, monkeypatch, caplog, stop_at, where
+):
+    """A --distributed run asks JAX's preemption sync before and after the test stage (the
+    points are counted over the run: every process must ask at both); stopped at either, it
+    writes none of the outputs, so a rerun tests again."""
+    asked = []
+
+    def agreed() -> bool:
+        asked.append(len(asked) + 1)
+        return len(asked) == stop_at
+
+    monkeypatch.setattr(pipeline, "train_on", _untrained)
+    monkeypatch.setattr(pipeline, "preempted", agreed)
+    with caplog.at_level("WARNING"), pytest.raises(SystemExit) as stopped:
+        vtab.main(["--adapter=lora", f"--workdir={tmp_path}", *TINY])
+    assert stopped.value.code == 128 + signal.SIGTERM and asked == list(range(1, stop_at + 1))
+    assert f"stopped by SIGTERM {where}" in caplog.text
+    out = tmp_path / "digits"
+    assert not {"result.json", "merged.npz"} & {p.name for p in out.iterdir()}
+    monkeypatch.setattr(pipeline, "preempted", lambda: False)
+    assert vtab.main(["--adapter=lora", f"--workdir={tmp_path}", *TINY]) == 0
+    assert (out / "result.json").exists()
+
+
 def test_a_run_stopped_in_training_keeps_the_earlier_result(tmp_path, monkeypatch):
     """Training writes none of the outputs result.json describes: a checkpoint that cannot be
     read (or a kill) there used to delete the finished run's result.json all the same."""

@@ -229,10 +229,7 @@ def check_saved_run(directory: str | pathlib.Path, run: Mapping[str, Any]) -> No
     absl_log.addFilter(quiet)
     try:
         manager = ocp.CheckpointManager(
-            path,
-            options=ocp.CheckpointManagerOptions(
-                create=False, read_only=True, save_interval_steps=0
-            ),
+            path, options=ocp.CheckpointManagerOptions(create=False, read_only=True)
         )
     finally:
         absl_log.removeFilter(quiet)

@@ -176,10 +176,8 @@ def _summarise(pending: list[tuple[int, dict[str, jax.Array]]]) -> dict[str, flo
     for step, metrics in fetched:
         loss, grad_norm = float(metrics["loss"]), float(metrics["grad_norm"])
         if not math.isfinite(loss) or not math.isfinite(grad_norm):
-            bad, other = (
-                ("loss", "gradient norm") if not math.isfinite(loss) else ("gradient norm", "loss")
-            )
             values = {"loss": loss, "gradient norm": grad_norm}
+            bad, other = sorted(values, key=lambda name: math.isfinite(values[name]))
             raise NonFiniteLossError(
                 f"training {bad} is {values[bad]} at step {step} (the update on batch {step}; "
                 f"{other} {values[other]}); stopped without saving, the last checkpoint is the "

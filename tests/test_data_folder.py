@@ -45,6 +45,17 @@ def test_npz_num_classes_can_be_stored(tmp_path: Path):
     assert load_task(str(path), source="npz", split="val200").num_classes == 4
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint64])
+def test_npz_unsigned_labels_count_their_classes(tmp_path: Path, dtype: type):
+    """max(labels, initial=-1) overflowed on unsigned labels (MNIST's IDX labels are uint8)."""
+    path = tmp_path / "mine.npz"
+    np.savez(path, images=_tagged(1100, (3, 3)), labels=(np.arange(1100) % 7).astype(dtype))
+    arrays = load_task(str(path), source="npz", split="train800")
+    assert arrays.num_classes == 7
+    expected = np.random.default_rng(0).permutation(1100)[:800] % 7
+    np.testing.assert_array_equal(arrays.labels, expected)
+
+
 @pytest.mark.parametrize(
     ("arrays", "match"),
     [

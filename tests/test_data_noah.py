@@ -134,6 +134,15 @@ def test_cache_misses_when_the_list_file_is_rewritten(tmp_path: Path):
     np.testing.assert_array_equal(load_task("dtd", **kwargs).labels, relabelled)
 
 
+@pytest.mark.parametrize("text", ["", "\n \n"])
+def test_an_empty_list_is_named(tmp_path: Path, text: str):
+    """An empty list file failed later with a bare "the split is empty"."""
+    (tmp_path / "dtd").mkdir()
+    (tmp_path / "dtd" / "val200.txt").write_text(text)
+    with pytest.raises(ValueError, match=r"dtd/val200\.txt lists no images"):
+        load_task("dtd", source="noah", split="val200", data_dir=tmp_path)
+
+
 def test_labels_outside_the_task_are_errors(tmp_path: Path):
     _write_split(tmp_path, "patch_camelyon", "test", [0, 2])
     with pytest.raises(ValueError, match=r"\[0, 2\)"):

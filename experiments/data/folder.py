@@ -84,7 +84,10 @@ def open_npz_split(
         if np.issubdtype(images.dtype, np.floating):
             hint = " (float pixels in [0, 1]: np.round(images * 255).astype(np.uint8))"
         raise ValueError(f"{path}: {e}{hint}") from e
-    num_classes = int(labels.max(initial=-1)) + 1 if stored_classes is None else stored_classes
+    if stored_classes is not None:
+        num_classes = stored_classes
+    else:  # not max(initial=-1): -1 overflows unsigned labels
+        num_classes = int(labels.max()) + 1 if labels.size else 0
     if num_classes > len(labels):  # class ids, not indices: a head (and a count) that wide
         how = "max(labels) + 1" if stored_classes is None else "its stored num_classes"
         raise ValueError(

@@ -74,6 +74,8 @@ def open_noah_split(name: str, split: str, *, root: str | os.PathLike[str]) -> I
     check_vtab1k_split(split)
     list_path = existing_split_list(root, name, split)
     paths, labels = read_split_list(list_path)
+    if not paths:
+        raise ValueError(f"{list_path} lists no images; {NOAH_HINT.format(split)}")
     missing = [path for path in paths if not path.is_file()]
     if missing:
         raise DataNotFoundError(

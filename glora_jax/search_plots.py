@@ -242,14 +242,18 @@ def tensor_params(space: Any, cfg: Any) -> np.ndarray:
     return (total - without).reshape(num_genes, len(TENSORS))
 
 
-def _block_order(name: str) -> tuple[int, bool, bool, str]:
-    """Sort key: the block index (``encoderblock_3/...`` or a stacked slice ``...[3]``) first,
-    attention before the MLP and in it the out projection last, so the grid reads in forward
-    order as in the paper's figure."""
-    found = re.search(r"block_?(\d+)|\[(\d+)", name)
-    index = int(next(g for g in found.groups() if g is not None)) if found else -1
+def _block_order(name: str) -> tuple[tuple[int, ...], bool, bool, list[str | int]]:
+    """Sort key: the block first (a stacked slice ``...[3]``, then the numbers of the path's
+    block / layer / stage parts: ``encoderblock_3``, ``stage1_block2``, Flax's ``layers_10``;
+    layers of no block before all blocks), attention before the MLP and in it the out
+    projection last, then the name with its numbers compared as numbers: the grid reads in
+    forward order, as in the paper's figure."""
+    stacked = re.search(r"\[(\d+)", name)
     base = re.sub(r"\[\d+(,\s*\d+)*\]$", "", name)
-    return index, "Attention" not in name, base.rsplit("/", 1)[-1] == "out", base
+    parts = re.findall(r"(?i)(?:block|layer|stage)s?_?(\d+)", base)
+    index = ((int(stacked.group(1)),) if stacked else ()) + tuple(map(int, parts))
+    natural = [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", base)]
+    return index, "Attention" not in name, base.rsplit("/", 1)[-1] == "out", natural
 
 
 def _short_names(names: list[str]) -> list[str]:

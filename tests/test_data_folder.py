@@ -13,6 +13,7 @@ from PIL import Image
 
 from experiments.data import DataNotFoundError, load_task
 from experiments.data.folder import open_folder_split
+from experiments.data.load import check_available
 
 
 def _tagged(count: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -365,3 +366,27 @@ def test_npz_classes_without_examples_are_warned_about(
             load_task(str(path), source="npz", split=split)
     assert message in caplog.text
     assert caplog.text.count("have no examples") == 1
+
+
+@pytest.mark.parametrize("source", ["npz", "folder"])
+def test_a_tilde_in_the_task_path_names_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str
+):
+    """The API's load_task looked for a folder named '~' (the commands' configs expand it)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if source == "npz":
+        np.savez(tmp_path / "mine.npz", images=_tagged(1100, (3, 3)), labels=np.arange(1100) % 2)
+        name = "~/mine.npz"
+    else:
+        for label in range(2):
+            (tmp_path / "mine" / f"c{label}").mkdir(parents=True)
+            Image.new("RGB", (4, 4), (label * 200, 0, 0)).save(
+                tmp_path / "mine" / f"c{label}/a.png"
+            )
+        name = "~/mine"
+    check_available(name, source=source, splits=["test"])
+    if source == "npz":
+        assert load_task(name, source=source, split="test").labels.shape == (100,)
+    else:  # found, and too small to split
+        with pytest.raises(ValueError, match="needs more than 1000 examples"):
+            load_task(name, source=source, split="test")

@@ -134,6 +134,13 @@ def test_cache_misses_when_the_list_file_is_rewritten(tmp_path: Path):
     np.testing.assert_array_equal(load_task("dtd", **kwargs).labels, relabelled)
 
 
+def test_a_tilde_in_data_dir_names_the_home_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _write_split(tmp_path / "vtab-1k", "dtd", "val200", [1, 2])
+    arrays = load_task("dtd", source="noah", split="val200", data_dir="~/vtab-1k")
+    np.testing.assert_array_equal(arrays.labels, [1, 2])
+
+
 @pytest.mark.parametrize("text", ["", "\n \n"])
 def test_an_empty_list_is_named(tmp_path: Path, text: str):
     """An empty list file failed later with a bare "the split is empty"."""

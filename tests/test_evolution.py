@@ -789,6 +789,11 @@ def test_layer_grid_reads_in_forward_order():
         "T/encoderblock_2/MultiHeadDotProductAttention_0/out",
         "T/encoderblock_2/MlpBlock_0/Dense_1", "T/encoderblock_10/MlpBlock_0/Dense_1",
     ]  # fmt: skip
+    # a ConvNeXt's stages, and Flax's names for a list of modules: numbers compared as numbers
+    stages = ["m/stage1_block0/pw", "m/stage0_block2/pw", "m/stage0_block10/pw"]
+    assert sorted(stages, key=_block_order) == [stages[1], stages[2], stages[0]]
+    layers = ["m/layers_10/Dense_0", "m/layers_2/Dense_1", "m/layers_2/Dense_0", "m/head_3"]
+    assert sorted(layers, key=_block_order) == [layers[3], layers[2], layers[1], layers[0]]
 
 
 def test_a_space_that_cannot_be_searched_is_named():

@@ -21,6 +21,7 @@ from experiments.data.vtab import (
     resolve_tfds_data_dir,
     vtab_task,
 )
+from experiments.local_files import local_path
 
 Source = Literal["tfds", "noah", "offline", "npz", "folder"]
 SOURCES: tuple[str, ...] = ("tfds", "noah", "offline", "npz", "folder")
@@ -66,6 +67,16 @@ def check_task_options(
         check_offline_task(name, data_dir=data_dir)
 
 
+def _expanded(
+    name: str, source: str, data_dir: str | os.PathLike[str] | None
+) -> tuple[str, Path | None]:
+    """(name, data_dir) with a leading ``~`` made the home folder, in the path of a user's
+    data (npz, folder) and in ``data_dir``; empty paths and URLs refused (``local_path``)."""
+    if source in PATH_SOURCES:
+        name = os.fspath(local_path(name, what=f"the {source} task"))
+    return name, None if data_dir is None else local_path(data_dir, what="data_dir")
+
+
 def check_available(
     name: str,
     *,
@@ -87,6 +98,7 @@ def check_available(
     in the prepared tfds copy, images a NOAH list names but lacks, unreadable files, too few
     classes)."""
     check_task_options(name, source=source, data_dir=data_dir, version=version)
+    name, data_dir = _expanded(name, source, data_dir)
     if source == "tfds":
         prepared_builder(vtab_task(name, version=version), data_dir=data_dir)
     elif source == "noah":
@@ -133,6 +145,7 @@ def load_task(
     num_workers: threads decoding and resizing images (default min(16, CPU count)).
     """
     check_task_options(name, source=source, data_dir=data_dir, version=version, seed=seed)
+    name, data_dir = _expanded(name, source, data_dir)
     if normalization is not None:
         check_normalization(normalization)
     split_seed = split_seed_of(source, seed)

@@ -722,6 +722,23 @@ def test_checkpoint_of_another_fixed_subnet_is_refused(tmp_path: pathlib.Path) -
         run((0, 1))
 
 
+def test_restoring_a_step_that_was_never_saved_names_the_saved_steps(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A step with no folder is not a damaged checkpoint: the error names the saved steps (it
+    said to delete the folder, which does not exist)."""
+    checkpointer = Checkpointer(tmp_path, every=1, keep=2)
+    checkpointer.save(_toy_state(linear_probe()))
+    checkpointer.close()
+    checkpointer = Checkpointer(tmp_path, every=1, keep=2)
+    message = re.escape(f"no checkpoint of step 5 in {tmp_path} (saved steps: [0])")
+    with pytest.raises(FileNotFoundError, match=message):
+        checkpointer.restore(_toy_state(linear_probe()), step=5)
+    with pytest.raises(FileNotFoundError, match=message):
+        checkpointer.wall_time_s(5)
+    checkpointer.close()
+
+
 def test_restoring_from_a_folder_without_checkpoints_says_so(tmp_path: pathlib.Path) -> None:
     checkpointer = Checkpointer(tmp_path, every=1, keep=1)
     assert checkpointer.latest_step() is None

@@ -298,6 +298,8 @@ def test_config_scorer_equals_numpy_loop_over_configs(name: str) -> None:
     assert len(set(np.round(expected, 6))) > 1  # the configs really differ
     with pytest.raises(ValueError, match="leading"):
         score(SwitchSpace().sample(jax.random.key(0)))
+    none = score(jax.tree.map(lambda c: c[:0], cfgs))
+    assert none.shape == (0,) and none.dtype == np.float64
 
 
 @pytest.mark.parametrize(

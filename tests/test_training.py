@@ -718,6 +718,17 @@ def test_a_resume_drops_later_and_torn_csv_rows_and_rewrites_the_csv_whole(
     assert not list(tmp_path.glob(".*.partial"))
 
 
+def test_a_torn_last_row_that_reads_as_a_number_is_dropped_on_resume(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A kill after step 4's checkpoint, mid-append of its evaluation, can leave a row whose
+    value is cut short ("0.8125" as "0."): still a number, but no row of the run. Only a row
+    with its line end is whole."""
+    (tmp_path / CSV_NAME).write_text("step,name,value\r\n4,a,1.5\r\n4,eval/accuracy,0.")
+    with MetricWriter(tmp_path, start_step=4) as writer:
+        assert writer.history == {"a": [(4, 1.5)]}
+
+
 def tensorboard_events(path: pathlib.Path) -> list[Any]:
     """The Event protos of a TensorBoard events file (TFRecords: length, its crc, data, crc)."""
     from tensorboardX.proto.event_pb2 import Event
@@ -857,6 +868,8 @@ def test_a_split_is_not_padded_past_its_size(
     assert int(np.sum(np.asarray(batches.mask))) == num_examples
     with pytest.raises(ValueError, match="empty split"):
         stack_eval_batches(images[:0], labels[:0], batch_size=batch_size)
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        stack_eval_batches(images, labels, batch_size=0)  # was a ZeroDivisionError
 
 
 def test_params_accuracy_scores_two_models_with_one_compile(

@@ -326,8 +326,18 @@ class Checkpointer:
             force=True,
         )
 
+    def _check_saved(self, step: int) -> None:
+        """FileNotFoundError naming the saved steps unless checkpoint ``step`` was saved (one
+        never saved is no damaged checkpoint to delete)."""
+        steps = sorted(self._manager.all_steps())
+        if step not in steps:
+            raise FileNotFoundError(
+                f"no checkpoint of step {step} in {self.directory} (saved steps: {steps})"
+            )
+
     def wall_time_s(self, step: int) -> float:
         """The run's training seconds up to checkpoint ``step`` (0.0 if it did not record them)."""
+        self._check_saved(step)
         return float(_saved_meta(self._manager, step).get("wall_time_s", 0.0))
 
     def restore(self, template: TrainState, step: int | None = None) -> TrainState:
@@ -336,11 +346,12 @@ class Checkpointer:
         Raises CheckpointMismatchError naming missing / unexpected / mis-shaped / retyped
         leaves when the checkpoint does not fit ``template`` (the trainable tree's leaves first,
         then optimiser and the rest) or the settings that differ from its run's,
-        FileNotFoundError when there is no checkpoint.
+        FileNotFoundError when there is no checkpoint (of ``step``).
         """
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        self._check_saved(step)
         storable = _storable(template)
         meta = _saved_meta(self._manager, step)
         what = f"checkpoint {self.directory / str(step)}"

@@ -59,9 +59,11 @@ def stack_eval_batches(
 def split_batch_size(num_examples: int, batch_size: int, devices: int) -> int:
     """The batch size :func:`stack_eval_batches` gives a split: the smallest multiple of
     ``devices`` that covers ``num_examples`` in as few batches as ``batch_size`` (rounded up to
-    that multiple) would. ValueError for an empty split."""
+    that multiple) would. ValueError for an empty split or a batch_size below 1."""
     if num_examples <= 0:
         raise ValueError("cannot evaluate on an empty split")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     cap = _ceil_div(batch_size, devices) * devices
     num_batches = _ceil_div(num_examples, cap)
     return _ceil_div(_ceil_div(num_examples, num_batches), devices) * devices
@@ -175,6 +177,8 @@ def make_config_scorer(
         if check is not None:
             check(cfgs)  # raises ValueError naming a slice whose option does not fit the space
         ((num_cfgs,),) = sizes
+        if num_cfgs == 0:  # nothing to score (numpy's concatenate would fail on no chunk)
+            return np.zeros(0)
         num_chunks = -(-num_cfgs // configs_per_call)
         index = np.minimum(np.arange(num_chunks * configs_per_call), num_cfgs - 1)
         scores = [

@@ -61,16 +61,20 @@ class MetricWriter:
         )
 
     def _kept_rows(self, start_step: int) -> list[tuple[int, str, float]]:
-        """The csv's rows up to ``start_step``; a row a kill tore mid-append is left out."""
+        """The csv's rows up to ``start_step``; a row a kill tore mid-append (its line end
+        missing) is left out."""
         if not self._csv_path.exists():
             return []
         rows = []
         with self._csv_path.open(newline="") as f:
-            for r in csv.DictReader(f):
-                try:
-                    rows.append((int(r["step"]), r["name"], float(r["value"])))
-                except (TypeError, ValueError):  # a torn last row: "10,train/lo"
-                    continue
+            lines = f.readlines()
+        if lines and not lines[-1].endswith("\n"):  # torn: "0.8125" cut to "0." reads as 0.0
+            lines.pop()
+        for r in csv.DictReader(lines):
+            try:
+                rows.append((int(r["step"]), r["name"], float(r["value"])))
+            except (TypeError, ValueError):  # a row that does not parse: "10,train/lo"
+                continue
         return [r for r in rows if r[0] <= start_step]
 
     def _rewrite_csv(self) -> None:

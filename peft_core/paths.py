@@ -51,10 +51,27 @@ def _to_dict(tree: Params, prefix: str = "") -> dict[str, Any]:
     }
 
 
+#: Flags of a compiled pattern that its text can carry inline, as ``(?i)`` etc.
+_INLINE_FLAGS = (
+    (re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"), (re.VERBOSE, "x"),
+    (re.ASCII, "a"),
+)  # fmt: skip
+
+
+def _text(pattern: Any) -> Any:
+    """A compiled ``re.Pattern``'s text with its flags inline (``re.compile(p, re.I)`` ->
+    ``(?i)p``: fullmatch of the bare text would drop them); anything else as it is."""
+    if not isinstance(pattern, re.Pattern):
+        return pattern
+    inline = "".join(letter for flag, letter in _INLINE_FLAGS if pattern.flags & flag)
+    text = pattern.pattern  # bytes: refused by as_patterns
+    return f"(?{inline}){text}" if inline and isinstance(text, str) else text
+
+
 def as_patterns(patterns: Patterns | None) -> tuple[str, ...]:
     """One regex or several as a tuple of regex strings (a compiled ``re.Pattern`` gives its
-    text); TypeError for anything else, a one-shot iterator (a generator) too: the patterns
-    are read again on every call."""
+    text and its flags inline: ``_text``); TypeError for anything else, a one-shot iterator
+    (a generator) too: the patterns are read again on every call."""
     if patterns is None:
         return ()
     if isinstance(patterns, str | bytes | re.Pattern):
@@ -66,7 +83,7 @@ def as_patterns(patterns: Patterns | None) -> tuple[str, ...]:
             f"path patterns must be a regex string or a sequence of them (a tuple, a list), got "
             f"{type(patterns).__name__} {patterns!r}"
         )
-    out = tuple(p.pattern if isinstance(p, re.Pattern) else p for p in many)
+    out = tuple(_text(p) for p in many)
     if bad := [p for p in out if not isinstance(p, str)]:
         raise TypeError(f"path patterns must be regex strings, got {bad!r} in {patterns!r}")
     return out

@@ -728,6 +728,17 @@ def test_compiled_patterns_and_an_int_batch_shape_are_taken() -> None:
     chex.assert_trees_all_equal(space.sample(_KEY, 3), space.sample(_KEY, (3,)))
 
 
+def test_a_compiled_patterns_flags_are_kept():
+    """re.compile(..., re.I) gave its bare text: 'Dense_0' went unselected without a word."""
+    paths = ["Dense_0/kernel", "dense_1/kernel", "head/kernel"]
+    either = re.compile(r"dense_\d/kernel", re.IGNORECASE)
+    assert peft_core.select(paths, either) == paths[:2]
+    assert peft_core.paths.matches("Dense_0/kernel", [either])
+    assert peft_core.select(paths, re.compile(r"(?i)DENSE_0/kernel")) == paths[:1]
+    params = {"Dense_0": PARAMS["dense"], "dense_1": PARAMS["nobias"]}
+    assert set(peft_core.lora(2, targets=either).init(_KEY, params)) == {"Dense_0", "dense_1"}
+
+
 @pytest.mark.parametrize("grads", ["activation", "weight"])
 def test_aparams_missing_or_not_floating_are_named_in_apply_and_train(grads):
     adapter = peft_core.lora(2, targets=r"fc\d/kernel", grads=grads)

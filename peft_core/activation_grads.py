@@ -120,7 +120,8 @@ FactorsFn = Callable[
 def tappable(layer: Layer) -> bool:
     """Whether the tap can serve ``layer``: a dense kernel, at most two input axes (Dense,
     DenseGeneral's (D, H, Dh) and (H, Dh, D)); conv kernels (kh, kw, cin, out) are not. A 1-D
-    conv also has two input axes: the tap refuses it when the model runs (``_add_tap``)."""
+    conv also has two input axes: when the model runs, "activation" refuses it, "auto" and
+    "pallas" train it in weight space through its module (``_add_tap``)."""
     return len(layer.in_shape) <= 2
 
 
@@ -292,13 +293,17 @@ def _one_read_tap_bwd(res: tuple[Any, ...], dy: jax.Array) -> TapGrads:
 one_read_tap.defvjp(_tap_fwd, _one_read_tap_bwd)
 
 
+class NotDenseError(ValueError):
+    """A module holding U and V that does not compute x · kernel over x's trailing axes."""
+
+
 def _dense_call(module: nn.Module, args: Any, kwargs: Any) -> tuple[jax.Array, jax.Array | None]:
     """The input x of a dense module's ``__call__`` and its ``input_offset`` (None where not
-    given), each positional or by name; ValueError unless the module computes x · kernel over
-    x's trailing axes (``_DENSE_MODULES``)."""
+    given), each positional or by name; NotDenseError unless the module computes x · kernel
+    over x's trailing axes (``_DENSE_MODULES``)."""
     path = "/".join(module.path)
     if not isinstance(module, tuple(_DENSE_MODULES)):
-        raise ValueError(
+        raise NotDenseError(
             f"activation-space gradients need a dense layer: {path} is a "
             f"{type(module).__name__}, not flax's Dense / DenseGeneral or a class registered with "
             "peft_core.register_dense (train it with grads='weight')"
@@ -309,7 +314,7 @@ def _dense_call(module: nn.Module, args: Any, kwargs: Any) -> tuple[jax.Array, j
         axes = tuple(module.axis) if isinstance(module.axis, Sequence) else (module.axis,)
         trailing = sorted(a % x.ndim for a in axes) == list(range(x.ndim - len(axes), x.ndim))
         if module.batch_dims or not trailing:
-            raise ValueError(
+            raise NotDenseError(
                 f"activation-space gradients need a dense layer over trailing axes: {path} "
                 f"contracts axis {module.axis} with batch_dims {module.batch_dims} (train it "
                 "with grads='weight')"
@@ -323,15 +328,22 @@ def _add_tap(
     """flax interceptor: tap(y, x, U, V, offset) for every module call holding U and V, the tap
     chosen by ``taps_activations`` and ``reads_once`` on the call's ``per_device`` rows; offset
     is the call's ``input_offset`` argument (``experiments.models.dense.Dense``) or None. Only
-    dense modules are served (``_dense_call``); each tapped module's path goes into ``seen``
-    for ``tapped``'s check."""
-    y = next_fun(*args, **kwargs)
+    dense modules are tapped (``_dense_call``): grads "activation" refuses any other, "auto"
+    and "pallas" (which hold layers by their kernel's shape alone) run it on a kernel through
+    which U and V get their weight-space gradients (``_through_kernel``). Each module's path
+    goes into ``seen`` for ``tapped``'s check."""
     module = context.module
     if context.method_name != "__call__" or not module.has_variable("params", U_KEY):
-        return y
-    u, v = module.get_variable("params", U_KEY), module.get_variable("params", V_KEY)
-    x, offset = _dense_call(module, args, kwargs)  # the layer's input is x + offset (Dense)
+        return next_fun(*args, **kwargs)
     seen.add("/".join(module.path))
+    try:
+        x, offset = _dense_call(module, args, kwargs)  # the layer's input is x + offset (Dense)
+    except NotDenseError:
+        if grads == "activation":
+            raise
+        return _through_kernel(module, args, kwargs)
+    y = next_fun(*args, **kwargs)
+    u, v = module.get_variable("params", U_KEY), module.get_variable("params", V_KEY)
     fan_in, fan_out = u.shape[-2], v.shape[-1]
     tokens = x.size // fan_in
     if u.ndim != 2 or x.size % fan_in or y.size != tokens * fan_out:
@@ -352,6 +364,31 @@ def _add_tap(
         tap = gradient_tap
     inputs = x.reshape(tokens, fan_in).astype(y.dtype)
     return tap(y.reshape(tokens, fan_out), inputs, u, v, offset).reshape(y.shape)
+
+
+def _through_kernel(module: nn.Module, args: Any, kwargs: Any) -> Any:
+    """The module's own ``__call__`` on its kernel stop_gradient(W0 + U V) plus
+    U V - stop_gradient(U V): the same values, and autodiff through the module gives U and V
+    the weight-space gradients. For a module the tap cannot serve (a 1-D conv, a kernel read
+    after a norm); its kernel is the one param of U V's size."""
+    variables = dict(module.variables)
+    params = dict(variables["params"])
+    u, v = params.pop(U_KEY), params.pop(V_KEY)
+    size = u.shape[-2] * v.shape[-1]
+    kernels = [k for k, leaf in params.items() if isinstance(leaf, jax.Array) and leaf.size == size]
+    if len(kernels) != 1:
+        raise ValueError(
+            f"{'/'.join(module.path)} holds low-rank factors U {u.shape}, V {v.shape} and "
+            f"{len(kernels)} params of their product's size {size} ({kernels}): train it with "
+            "grads='weight'"
+        )
+    (name,) = kernels
+    kernel = params[name]
+    product = u.astype(delta_dtype(u.dtype, v.dtype)) @ v
+    delta = (product - jax.lax.stop_gradient(product)).reshape(kernel.shape)
+    params[name] = kernel + delta.astype(kernel.dtype)  # + 0 in value
+    variables["params"] = params
+    return module.clone(parent=None).apply(variables, *args, **kwargs)
 
 
 def tapped(forward: ForwardFn, grads: str = "activation") -> ForwardFn:

@@ -546,6 +546,67 @@ def test_auto_leaves_a_narrow_one_d_convolution_in_weight_space() -> None:
     chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
 
 
+class WideOneDConv(nn.Module):
+    """A 1-D convolution whose kernel (3, 512, 512) "auto" holds by its shape (384 FLOP/byte)."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return nn.Conv(512, (3,), name="conv")(x)
+
+
+class WidePreNormed(nn.Module):
+    """PreNormed 640 wide: its kernel (640, 640), read after a LayerNorm, held by "auto"."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], 640))
+        return nn.LayerNorm(name="norm")(x) @ kernel
+
+
+@pytest.mark.parametrize("grads", ["auto", "pallas"])
+@pytest.mark.parametrize(
+    ("model", "target", "width"),
+    [(WideOneDConv(), "conv/kernel", 512), (Outer(WidePreNormed), "m/kernel", 640)],
+    ids=["one_d_conv", "pre_normed"],
+)
+@pytest.mark.parametrize("make", [peft_core.lora, flora_jax.flora])
+def test_auto_trains_a_wide_layer_the_tap_cannot_serve_in_weight_space(
+    make: Any, model: nn.Module, target: str, width: int, grads: str
+) -> None:
+    """ "auto" holds a layer by its kernel's shape; one that turns out not to be dense when the
+    model runs (a wide 1-D conv) raised at trace time under the default grads. It now runs on
+    a kernel through which its factors get the weight-space gradients."""
+    x = jax.random.normal(jax.random.key(0), (2, 5, width))
+    params = model.init(jax.random.key(1), x)["params"]
+    adapter = make(2, targets=target, grads=grads)
+    got, want = _train_view_and_weight_space_grads(
+        model, adapter, params, x, lambda y: jnp.sum(jnp.sin(y))
+    )
+    chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+class TwoSquares(nn.Module):
+    """A kernel and a second param of its size, the kernel read after a LayerNorm."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (640, 640))
+        gate = self.param("gate", nn.initializers.ones, (640, 640))
+        return nn.LayerNorm(name="norm")(x) @ (kernel * gate)
+
+
+def test_auto_names_a_layer_whose_kernel_it_cannot_tell() -> None:
+    x = jnp.ones((2, 640))
+    model = Outer(TwoSquares)
+    params = model.init(jax.random.key(0), x)["params"]
+    adapter = peft_core.lora(2, targets="m/kernel")
+    assert adapter.train is not None
+    run = adapter.train.wrap_forward(lambda p, inputs: model.apply({"params": p}, inputs))
+    eff = adapter.train.apply(params, adapter.init(jax.random.key(1), params))
+    with pytest.raises(ValueError, match=r"m holds low-rank .* 2 params of their product's size"):
+        run(eff, x)
+
+
 @pytest.mark.parametrize(
     ("grads", "rows", "want"),
     [

@@ -1019,3 +1019,11 @@ def test_a_sigterm_between_two_distributed_trainings_stops_the_second_at_its_fir
     assert saved_steps(tmp_path / "train" / trainer_module.CHECKPOINT_DIR) == [20]
     (stopped,) = saved_steps(tmp_path / "retrain" / trainer_module.CHECKPOINT_DIR)
     assert 1 <= stopped < 10  # at its first step, or the next where the notice came late
+
+
+def test_init_trainable_refuses_an_adapter_that_rewrites_the_head() -> None:
+    """``full()`` (every leaf, head included) through the Python API: the head would train
+    twice, as the head and as a delta, and ``num_trainable`` would count it twice (more
+    scalars than the model holds); the error names the head leaves and the fix."""
+    with pytest.raises(ValueError, match=r"rewrites \(head/bias, head/kernel\).*exclude="):
+        init_trainable(jax.random.key(0), toy_params(), full(), head_pattern=r"head/.*")

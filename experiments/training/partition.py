@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from experiments.training.config import HEAD_PATTERN
-from peft_core import Adapter, flatten, select, unflatten
+from peft_core import Adapter, adapted_paths, flatten, select, unflatten
 from peft_core.adapter import update_dtype
 from peft_core.paths import Params, matches
 
@@ -47,12 +47,20 @@ def check_head(params: Params, head_pattern: str, *, adapted: Collection[str]) -
             f"head_pattern {head_pattern!r} leaves out the new classifier's {left}: it would "
             f"stay at its initialisation (the default pattern is {HEAD_PATTERN!r})"
         )
+    check_head_not_adapted(params, head_pattern, adapted=adapted)
+
+
+def check_head_not_adapted(params: Params, head_pattern: str, *, adapted: Collection[str]) -> None:
+    """ValueError where ``head_pattern`` takes in any of the ``adapted`` paths: they would train
+    twice (as head and through the adapter) and be counted twice."""
+    head = {p for p in flatten(params) if matches(p, head_pattern)}
     if both := sorted(head.intersection(adapted)):
         shown = ", ".join(both[:4]) + (f" and {len(both) - 4} more" if len(both) > 4 else "")
         raise ValueError(
             f"head_pattern {head_pattern!r} takes in leaves the adapter rewrites ({shown}): "
             "they would train fully and be counted as head; match the classifier (and other "
-            "leaves no adapter rewrites) only"
+            "leaves no adapter rewrites) only, or leave the head out of the adapter's targets "
+            f"(e.g. peft_core.full(exclude={head_pattern!r}))"
         )
 
 
@@ -73,9 +81,11 @@ def init_trainable(
 
     The adapter sees the whole param tree (head included); adapters must not target the head,
     e.g. full fine-tuning is ``peft_core.full(exclude=head_pattern)``. ``adapter.init`` runs as
-    one jitted function (one compilation instead of one per eager op).
+    one jitted function (one compilation instead of one per eager op). ValueError for an adapter
+    that rewrites a head leaf (``check_head_not_adapted``).
     """
     backbone, head = split_head(params, head_pattern)
+    check_head_not_adapted(params, head_pattern, adapted=adapted_paths(adapter, params))
     return backbone, {"adapter": jax.jit(adapter.init)(rng, params), "head": master_copy(head)}
 
 

@@ -86,6 +86,9 @@ def train(
 ) -> TrainResult:
     """Fine-tune ``adapter`` on ``params``; resumes from ``workdir`` when it holds a checkpoint.
 
+    The head (``config.head_pattern``) trains as itself: an adapter that rewrites a head leaf
+    is a ValueError (full fine-tuning is ``peft_core.full(exclude=config.head_pattern)``).
+
     forward: ``forward(params, images, *, train, rng) -> logits``.
     cfg: a fixed subnet to train. None: no config (adapters without a space), or for adapters
     with a search space, a fresh random subnet per step (``config.num_configs`` per step;

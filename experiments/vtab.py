@@ -252,8 +252,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {task}: {args.adapter} on {config.backbone.name} -> {out}")
         results[task] = pipeline.run(config, out)
         print(summary(results[task], out / pipeline.RESULT_NAME))
-    if any(task in TASKS for task in results):
-        vtab = saved_vtab_results(workdir) | {t: r for t, r in results.items() if t in TASKS}
+    # your own data in a folder named as a VTAB-1k task (--source=folder --task=dtd) is not it
+    pairs = zip(tasks, configs, strict=True)
+    ran = {t: results[t] for t, c in pairs if is_vtab_task(t, c.data.source)}
+    if ran:
+        vtab = saved_vtab_results(workdir) | ran
         table = markdown_table(table_rows(vtab), method=args.adapter)
         if is_main_process():
             write_text(workdir / "vtab_table.md", table + "\n")
@@ -309,11 +312,21 @@ def saved_vtab_results(workdir: pathlib.Path) -> dict[str, dict]:
     for task in TASKS:
         path = task_workdir(workdir, task) / pipeline.RESULT_NAME
         if path.is_file():
-            found[task] = result = json.loads(path.read_text())
+            result = json.loads(path.read_text())
             config = path.parent / "config.json"
+            data = json.loads(config.read_text())["data"] if config.is_file() else {}
+            if not is_vtab_task(task, data.get("source")):  # own data in a folder of its name
+                continue
+            found[task] = result
             if "test_limit" not in result and config.is_file():  # older: its config's
-                result["test_limit"] = json.loads(config.read_text())["data"].get("test_limit")
+                result["test_limit"] = data.get("test_limit")
     return found
+
+
+def is_vtab_task(task: str, source: str | None) -> bool:
+    """Whether ``task`` read from ``source`` is a VTAB-1k task, not your own data at a path of
+    a VTAB-1k task's name (``--source=npz|folder``)."""
+    return task in TASKS and source not in PATH_SOURCES
 
 
 def table_rows(results: dict[str, dict]) -> dict[str, tuple[float, dict[str, float]]]:

@@ -1622,3 +1622,36 @@ def test_table_rows_average_parameters_over_the_group_means_as_the_paper_does():
     # a partial row: the means of the groups that were run
     partial = {t: results[t] for t in ("cifar", "dtd", "eurosat")}
     assert vtab.table_rows(partial)["glora (ours)"][0] == pytest.approx((2.0 + 0.2) / 2)
+
+
+def test_own_data_named_as_a_vtab_task_stays_out_of_the_vtab_table(tmp_path, monkeypatch):
+    """A folder of your own classes named "dtd" (--source=folder) put its accuracy in the
+    VTAB-1k table's DTD column, in its own command's table and in every later one."""
+
+    def fake_run(config, out):  # writes config.json and result.json as pipeline.run does
+        result = {"task": config.data.task, "method": "lora", "backbone": config.backbone.name,
+                  "test_accuracy": 0.25, "merged_test_accuracy": 0.25, "num_test": 1000,
+                  "trainable_params": 300_000, "head_params": 7_690, "search": {},
+                  "stage_seconds": {"train": 1.0}, "wall_seconds": 1.0,
+                  "test_limit": config.data.test_limit}  # fmt: skip
+        out.mkdir(parents=True)
+        (out / "config.json").write_text(json.dumps(as_dict(config), default=str))
+        (out / pipeline.RESULT_NAME).write_text(json.dumps(result))
+        return result
+
+    monkeypatch.setattr(pipeline, "run", fake_run)
+    monkeypatch.setattr(pipeline, "check_available", lambda *args, **kwargs: None)  # no data here
+    monkeypatch.chdir(tmp_path)
+    for name in ("ant", "moth"):
+        (tmp_path / "dtd" / name).mkdir(parents=True)
+    workdir = f"--workdir={tmp_path / 'runs'}"
+    assert vtab.main(["--adapter=lora", "--source=folder", "--task=dtd", workdir]) == 0
+    assert not (tmp_path / "runs" / "vtab_table.md").exists()  # no VTAB-1k task ran
+    assert vtab.saved_vtab_results(tmp_path / "runs") == {}
+    argv = ["--adapter=lora", "--preset=quickstart", "--task=cifar", workdir]
+    assert vtab.main(argv) == 0
+    (row,) = [line for line in (tmp_path / "runs" / "vtab_table.md").read_text().splitlines()
+              if line.startswith("| lora")]  # fmt: skip
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2 + vtab.TASKS.index("cifar")] == "25.0"
+    assert cells[2 + vtab.TASKS.index("dtd")] == "-"  # the folder is no VTAB-1k DTD

@@ -5,6 +5,7 @@ whose convolution stays in weight space), the train step, the FLOPs saved, and e
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from typing import Any
 
@@ -295,19 +296,24 @@ def _train_view_and_weight_space_grads(
 
 
 class OneDConv(nn.Module):
-    """A 1-D convolution: its kernel (3, 4, 5) has two input axes, like a DenseGeneral's."""
+    """A 1-D convolution: its kernel (3, channels, features) has two input axes, like a
+    DenseGeneral's."""
+
+    features: int = 5
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        return nn.Conv(5, (3,), name="conv")(x)
+        return nn.Conv(self.features, (3,), name="conv")(x)
 
 
 class PreNormed(nn.Module):
     """A compact module holding a kernel it applies to a LayerNorm of its input, not to x."""
 
+    features: int = 4
+
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], 4))
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.features))
         return nn.LayerNorm(name="norm")(x) @ kernel
 
 
@@ -546,36 +552,23 @@ def test_auto_leaves_a_narrow_one_d_convolution_in_weight_space() -> None:
     chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
 
 
-class WideOneDConv(nn.Module):
-    """A 1-D convolution whose kernel (3, 512, 512) "auto" holds by its shape (384 FLOP/byte)."""
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return nn.Conv(512, (3,), name="conv")(x)
-
-
-class WidePreNormed(nn.Module):
-    """PreNormed 640 wide: its kernel (640, 640), read after a LayerNorm, held by "auto"."""
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], 640))
-        return nn.LayerNorm(name="norm")(x) @ kernel
-
-
 @pytest.mark.parametrize("grads", ["auto", "pallas"])
 @pytest.mark.parametrize(
     ("model", "target", "width"),
-    [(WideOneDConv(), "conv/kernel", 512), (Outer(WidePreNormed), "m/kernel", 640)],
+    # a (3, 512, 512) conv kernel (384 FLOP/byte) and a (640, 640) one, both held by "auto"
+    [
+        (OneDConv(512), "conv/kernel", 512),
+        (Outer(functools.partial(PreNormed, features=640)), "m/kernel", 640),
+    ],
     ids=["one_d_conv", "pre_normed"],
 )
 @pytest.mark.parametrize("make", [peft_core.lora, flora_jax.flora])
 def test_auto_trains_a_wide_layer_the_tap_cannot_serve_in_weight_space(
     make: Any, model: nn.Module, target: str, width: int, grads: str
 ) -> None:
-    """ "auto" holds a layer by its kernel's shape; one that turns out not to be dense when the
-    model runs (a wide 1-D conv) raised at trace time under the default grads. It now runs on
-    a kernel through which its factors get the weight-space gradients."""
+    """The default grads, "auto", holds a layer by its kernel's shape; one that turns out not
+    to be dense when the model runs (a wide 1-D conv) raised at trace time. It now runs on a
+    kernel through which its factors get the weight-space gradients."""
     x = jax.random.normal(jax.random.key(0), (2, 5, width))
     params = model.init(jax.random.key(1), x)["params"]
     adapter = make(2, targets=target, grads=grads)

@@ -46,7 +46,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from experiments.backbones import Backbone, check_weights, load_backbone, with_bias_grad
+from experiments.backbones import (
+    CONV_BACKBONES,
+    Backbone,
+    check_weights,
+    load_backbone,
+    with_bias_grad,
+)
 from experiments.config import ExperimentConfig, as_dict, config_changes, dotted_settings
 from experiments.data import load_task
 from experiments.data.base import SplitArrays
@@ -577,6 +583,13 @@ def _test(
     return adapted, served, same, merged
 
 
+def plot_layer_types(backbone_name: str) -> dict[str, str]:
+    """The layer types (regexes) of the search's parameters-per-type plot for a backbone."""
+    if backbone_name in CONV_BACKBONES:
+        return search_plots.CONV_LAYER_TYPES
+    return search_plots.VIT_LAYER_TYPES
+
+
 def _search(
     config: ExperimentConfig,
     backbone: Backbone,
@@ -616,6 +629,7 @@ def _search(
         search_plots.plot_search_progress(result, plots / "search_progress.png")
         search_plots.plot_layer_config(space, result.best_cfg, plots / "subnet_layers.png")
         search_plots.plot_params_per_layer_type(
-            space, result.best_cfg, plots / "params_per_type.png"
-        )
+            space, result.best_cfg, plots / "params_per_type.png",
+            layer_types=plot_layer_types(config.backbone.name),
+        )  # fmt: skip
     return result

@@ -34,12 +34,21 @@ KIND_COLORS = {
     "none": "#eeeeee",
 }
 #: Layer types of the paper's figure 3, as regexes searched in layer (slice) names: big_vision ViT
-#: (MultiHeadDotProductAttention_0/qkv|out, MlpBlock_0/Dense_0|1) and timm (attn.qkv, mlp.fc1).
+#: (MultiHeadDotProductAttention_0/qkv|out, MlpBlock_0/Dense_0|1) and timm (attn.qkv, mlp.fc1);
+#: a name part must match whole (``fc1`` is not ``fc10``, ``key`` not ``monkey``).
 VIT_LAYER_TYPES: dict[str, str] = {
-    "attention qkv": r"qkv|query|key|value",
-    "attention proj": r"Attention[^/]*/out\b|attn[./]proj",
-    "mlp fc1": r"fc1|Mlp[^/]*/Dense_0",
-    "mlp fc2": r"fc2|Mlp[^/]*/Dense_1",
+    "attention qkv": r"(?<![A-Za-z])(?:qkv|query|key|value)(?![A-Za-z])",
+    "attention proj": r"Attention[^/]*/out(?!\w)|(?<![A-Za-z])attn[./]proj(?!\w)",
+    "mlp fc1": r"(?<![A-Za-z])fc1(?!\d)|Mlp[^/]*/Dense_0(?!\d)",
+    "mlp fc2": r"(?<![A-Za-z])fc2(?!\d)|Mlp[^/]*/Dense_1(?!\d)",
+}
+#: The same for convnets: EfficientNet / MobileNet inverted bottlenecks (expand_conv,
+#: depthwise_conv, project_conv, stem_conv, head_conv) and ConvNeXt (dwconv, pwconv1, pwconv2).
+CONV_LAYER_TYPES: dict[str, str] = {
+    "depthwise conv": r"depthwise|(?<![A-Za-z])dwconv(?!\w)",
+    "expand / pw1": r"(?<![A-Za-z])expand_conv(?!\w)|(?<![A-Za-z])pwconv1(?!\w)",
+    "project / pw2": r"(?<![A-Za-z])project_conv(?!\w)|(?<![A-Za-z])pwconv2(?!\w)",
+    "stem / head conv": r"(?<![A-Za-z])(?:stem|head)_conv(?!\w)",
 }
 OTHER = "other"
 
@@ -215,14 +224,19 @@ def params_by_layer_type(
 ) -> dict[str, np.ndarray]:
     """{layer type: int64 (5,) parameters of tensors A..E summed over the type's slices}.
 
-    A slice belongs to the first type whose regex ``re.search``-es its name, else to 'other';
-    types without slices are left out, the order is that of ``layer_types``.
+    A slice belongs to its ``layer_type``; types without slices are left out, the order is
+    that of ``layer_types``.
     """
     totals: dict[str, np.ndarray] = {}
     for name, row in zip(space.decode(cfg), tensor_params(space, cfg), strict=True):
-        kind = next((k for k, rx in layer_types.items() if re.search(rx, name)), OTHER)
+        kind = layer_type(name, layer_types)
         totals[kind] = totals.get(kind, np.zeros(len(TENSORS), np.int64)) + row
     return {k: totals[k] for k in (*layer_types, OTHER) if k in totals}
+
+
+def layer_type(name: str, layer_types: Mapping[str, str] = VIT_LAYER_TYPES) -> str:
+    """The first type of ``layer_types`` whose regex ``re.search``-es ``name``, else 'other'."""
+    return next((k for k, rx in layer_types.items() if re.search(rx, name)), OTHER)
 
 
 def tensor_params(space: Any, cfg: Any) -> np.ndarray:

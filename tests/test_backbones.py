@@ -4,16 +4,21 @@ on. Weights are stubs and init params come from jax.eval_shape: nothing is compi
 
 from __future__ import annotations
 
+import collections
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import glora_jax
 from experiments import backbones
 from experiments.backbones import BackboneConfig, load_backbone
 from experiments.models import efficientnet
 from experiments.models.vit import VARIANTS, vit
+from experiments.pipeline import plot_layer_types
 from flora_jax import CONV_TARGETS
+from glora_jax import search_plots
 from peft_core.paths import flatten
 from peft_core.targets import DENSE_TARGETS, SCANNED
 
@@ -91,3 +96,34 @@ def test_random_vits_are_their_named_size(one_block_vits, name, variant, scan):
     assert (config.width, config.num_classes, config.scan) == (VARIANTS[variant].width, 3, scan)
     assert backbone.targets == DENSE_TARGETS
     assert backbone.stacked == (SCANNED if scan else None)  # the adapters' view of the blocks
+
+
+@pytest.mark.parametrize(
+    ("name", "scan", "expected"),
+    [
+        ("efficientnet-lite0", False,  # block0 has no expand conv; one stem and one head conv
+         {"depthwise conv": 16, "expand / pw1": 15, "project / pw2": 16, "stem / head conv": 2}),
+        ("vit-ti16-random", False,
+         {"attention qkv": 12, "attention proj": 12, "mlp fc1": 12, "mlp fc2": 12}),
+        ("vit-ti16-random", True,
+         {"attention qkv": 12, "attention proj": 12, "mlp fc1": 12, "mlp fc2": 12}),
+    ],
+)  # fmt: skip
+def test_the_search_plot_types_every_adapted_layer(monkeypatch, name, scan, expected):
+    """The parameters-per-type plot of a GLoRA search puts each layer the backbone adapts in a
+    type of its own kind (a convnet's in conv types, not all under 'other')."""
+    imagenet = efficientnet.EfficientNetLite(num_classes=1000)
+    monkeypatch.setattr(  # the pretrained params of the ImageNet model, as zeros
+        efficientnet, "load_efficientnet_lite0_params",
+        lambda path: backbones._init(imagenet, jax.random.key(0), 32),
+    )  # fmt: skip
+    checkpoint = __file__ if name == "efficientnet-lite0" else None  # weights stubbed
+    backbone = load_backbone(
+        BackboneConfig(name=name, image_size=32, checkpoint=checkpoint, scan=scan), num_classes=3
+    )
+    space = glora_jax.glora((4,), targets=backbone.targets, stacked=backbone.stacked).space(
+        backbone.params
+    )
+    types = plot_layer_types(name)
+    counts = collections.Counter(search_plots.layer_type(n, types) for n in space.slice_names)
+    assert counts == expected

@@ -681,6 +681,49 @@ def test_tensor_params_match_cost_table():
 
 
 @pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("Transformer/encoderblock_0/MultiHeadDotProductAttention_0/qkv", "attention qkv"),
+        ("Transformer/encoderblock/MultiHeadDotProductAttention_0/query[3]", "attention qkv"),
+        ("Transformer/encoderblock_2/MultiHeadDotProductAttention_0/out", "attention proj"),
+        ("Transformer/encoderblock/MlpBlock_0/Dense_0[11]", "mlp fc1"),
+        ("Transformer/encoderblock_1/MlpBlock_0/Dense_1", "mlp fc2"),
+        ("blocks.3.attn.qkv", "attention qkv"),
+        ("blocks.3.attn.proj", "attention proj"),
+        ("blocks.3.mlp.fc1", "mlp fc1"),
+        ("blocks.3.mlp_fc2", "mlp fc2"),
+        ("head", "other"),
+        # a name part must match whole
+        ("blocks.3.mlp.fc10", "other"),
+        ("Transformer/encoderblock_1/MlpBlock_0/Dense_10", "other"),
+        ("encoder/monkey_gate", "other"),
+        ("blocks.3.attn.projector", "other"),
+    ],
+)
+def test_layer_type_of_vit_names(name, kind):
+    assert search_plots.layer_type(name) == kind
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("block3/depthwise_conv", "depthwise conv"),
+        ("block3/expand_conv", "expand / pw1"),
+        ("block3/project_conv", "project / pw2"),
+        ("stem_conv", "stem / head conv"),
+        ("head_conv", "stem / head conv"),
+        ("stage1_block2/dwconv", "depthwise conv"),
+        ("stage1_block2/pwconv1", "expand / pw1"),
+        ("stage1_block2/pwconv2", "project / pw2"),
+        ("head", "other"),
+        ("stage1_block2/pwconv10", "other"),
+    ],
+)
+def test_layer_type_of_convnet_names(name, kind):
+    assert search_plots.layer_type(name, search_plots.CONV_LAYER_TYPES) == kind
+
+
+@pytest.mark.parametrize(
     ("option", "kind"),
     [
         ("lora_8", "lora"),

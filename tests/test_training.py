@@ -628,6 +628,24 @@ def test_window_rates_leave_out_the_first_step_and_evaluations(
     assert wall == sorted(wall) and wall[-1] >= 1.5 + 2 * 1.5  # the pauses count as wall time
 
 
+def test_a_resumed_runs_wall_time_counts_the_training_before_its_checkpoint(
+    tmp_path: pathlib.Path,
+) -> None:
+    """result.json's train_seconds: a run resumed after a kill (here: a finished one, run
+    again) reports the training's seconds summed over its runs, not just its own stretch."""
+    run = functools.partial(
+        train, quick_config(), forward=toy_forward, params=toy_params(),
+        adapter=linear_probe(), workdir=tmp_path,
+    )  # fmt: skip
+    first = run(train_data=SlowBatches(toy_batches(), at=3, seconds=2.5))
+    (step,) = saved_steps(tmp_path / trainer_module.CHECKPOINT_DIR)
+    checkpoints = Checkpointer(tmp_path / trainer_module.CHECKPOINT_DIR, every=0, keep=1)
+    recorded = checkpoints.wall_time_s(step)
+    assert 2.5 <= recorded <= first.wall_time_s
+    resumed = run(train_data=toy_batches())  # nothing left to train: only a restore
+    assert resumed.wall_time_s > recorded
+
+
 def test_a_progress_bar_written_to_a_log_is_drawn_at_its_start_and_end(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

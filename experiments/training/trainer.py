@@ -58,6 +58,8 @@ class TrainResult:
     its f32 master copy, ``partition.master_copy``); aparams: the trained adapter tensors.
 
     history: {metric name: [(step, value), ...]} as written to the workdir's metrics.csv.
+    wall_time_s: this call's seconds plus, for a resumed run, those its checkpoint recorded of
+    the runs before (``train/wall_time_s`` at that step): the training's, summed over resumes.
     num_trainable: scalars in {"adapter", "head"} (for a supernet: all its shared tensors).
     eval_accuracy: final accuracy on eval_data (for a supernet without a fixed cfg, the mean
     over ``config.eval_configs`` random subnets), None without eval_data.
@@ -195,7 +197,7 @@ def train(
         aparams=state.trainable["adapter"],
         state=state,
         history=history,
-        wall_time_s=time.perf_counter() - started,
+        wall_time_s=wall_time_s + time.perf_counter() - started,
         num_trainable=param_count(state.trainable),
         eval_accuracy=final,
     )

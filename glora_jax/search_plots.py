@@ -256,18 +256,31 @@ def tensor_params(space: Any, cfg: Any) -> np.ndarray:
     return (total - without).reshape(num_genes, len(TENSORS))
 
 
-def _block_order(name: str) -> tuple[tuple[int, ...], bool, bool, list[str | int]]:
+def _block_order(
+    name: str,
+) -> tuple[tuple[bool, tuple[int, ...]], bool, bool, int, list[str | int]]:
     """Sort key: the block first (a stacked slice ``...[3]``, then the numbers of the path's
     block / layer / stage parts: ``encoderblock_3``, ``stage1_block2``, Flax's ``layers_10``;
-    layers of no block before all blocks), attention before the MLP and in it the out
-    projection last, then the name with its numbers compared as numbers: the grid reads in
-    forward order, as in the paper's figure."""
+    layers of no block before all blocks, a head (``head_conv``) after them), attention before
+    the MLP and in it the out projection last, a convnet block's convs in forward order
+    (EfficientNet's expand, depthwise, project; ConvNeXt's dwconv, pwconv1, pwconv2), then the
+    name with its numbers compared as numbers: the grid reads in forward order, as in the paper's
+    figure."""
     stacked = re.search(r"\[(\d+)", name)
     base = re.sub(r"\[\d+(,\s*\d+)*\]$", "", name)
     parts = re.findall(r"(?i)(?:block|layer|stage)s?_?(\d+)", base)
     index = ((int(stacked.group(1)),) if stacked else ()) + tuple(map(int, parts))
+    last = base.rsplit("/", 1)[-1]
+    head = not index and last.lower().startswith("head")
+    conv = next(
+        (i for i, rx in enumerate(_CONV_FORWARD) if re.search(rx, last)), len(_CONV_FORWARD)
+    )
     natural = [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", base)]
-    return index, "Attention" not in name, base.rsplit("/", 1)[-1] == "out", natural
+    return (head, index), "Attention" not in name, last == "out", conv, natural
+
+
+#: A convnet block's convs in forward order, as regexes searched in a layer name's last part.
+_CONV_FORWARD = (r"expand", r"depthwise|dwconv", r"pwconv1", r"project|pwconv2")
 
 
 def _short_names(names: list[str]) -> list[str]:

@@ -836,7 +836,28 @@ def test_layer_grid_reads_in_forward_order():
     stages = ["m/stage1_block0/pw", "m/stage0_block2/pw", "m/stage0_block10/pw"]
     assert sorted(stages, key=_block_order) == [stages[1], stages[2], stages[0]]
     layers = ["m/layers_10/Dense_0", "m/layers_2/Dense_1", "m/layers_2/Dense_0", "m/head_3"]
-    assert sorted(layers, key=_block_order) == [layers[3], layers[2], layers[1], layers[0]]
+    assert sorted(layers, key=_block_order) == [layers[2], layers[1], layers[0], layers[3]]
+    # EfficientNet: the stem, each block's expand, depthwise and project convs, the head conv
+    efficientnet = [
+        "head_conv",
+        "block1/project_conv",
+        "block1/expand_conv",
+        "stem_conv",
+        "block0/project_conv",
+        "block1/depthwise_conv",
+        "block0/depthwise_conv",
+    ]
+    assert sorted(efficientnet, key=_block_order) == [
+        "stem_conv",
+        "block0/depthwise_conv",
+        "block0/project_conv",
+        "block1/expand_conv",
+        "block1/depthwise_conv",
+        "block1/project_conv",
+        "head_conv",
+    ]
+    convnext = ["stage0_block1/pwconv1", "stage0_block1/pwconv2", "stage0_block1/dwconv"]
+    assert sorted(convnext, key=_block_order) == [convnext[2], convnext[0], convnext[1]]
 
 
 def test_a_space_that_cannot_be_searched_is_named():

@@ -7,6 +7,7 @@ Any field can be overridden by a dotted path, e.g. ``train.optim.learning_rate=5
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import json
 import os
@@ -209,14 +210,30 @@ def _type_name(hint: Any) -> str:
 
 
 def set_values(assignments: Iterable[str]) -> dict[str, Any]:
-    """{"a.b.c": value} of the "a.b.c=value" among ``assignments``, parsed as ``override``
-    parses them (the last of a key wins; malformed ones are left to ``override`` to refuse)."""
+    """{"a.b.c": value} of the "a.b.c=value" among ``assignments``, parsed and typed as
+    ``override`` parses them for an ``ExperimentConfig`` (a string field takes the text:
+    data.data_dir=2026 is "2026"; the last of a key wins; unknown keys and values of the wrong
+    type are left as parsed, for ``override`` to refuse)."""
     values = {}
     for assignment in assignments:
         path, sep, raw = assignment.partition("=")
         if sep:
-            values[path.strip()] = _parse(raw.strip())
+            key, text = path.strip(), raw.strip()
+            values[key] = value = _parse(text)
+            if (hint := _field_type(ExperimentConfig, key.split("."))) is not None:
+                with contextlib.suppress(ValueError):
+                    values[key] = _typed(value, hint, full=key, text=text)
     return values
+
+
+def _field_type(cls: Any, keys: list[str]) -> Any:
+    """The type of the field ``keys`` names in dataclass ``cls`` (nested); None for no field."""
+    for key in keys:
+        names = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else ()
+        if key not in names:
+            return None
+        cls = typing.get_type_hints(cls)[key]
+    return cls
 
 
 def as_assignments(config: Any, prefix: str = "") -> list[str]:

@@ -9,7 +9,8 @@ A killed run started again with the same workdir resumes training and search whe
 a workdir is refused to a config that differs from its config.json in anything but
 ``RESUMABLE_KEYS`` (knobs of logging, checkpoints, evaluation batches, data location, the test
 limit, the search's length (a longer one goes on, a shorter one is its first generations, and
-search/metrics.csv shows those until a longer one runs), retraining).
+search/metrics.csv shows those until a longer one runs), retraining) and the settings its method
+does not read (``unchecked_keys``).
 
 result.json: test_accuracy (the adapted model as it was trained and searched, ``adapter.apply``:
 GLoRA's update in a bf16 model's dtype) and merged_test_accuracy (the plain backbone on the arrays
@@ -63,6 +64,7 @@ from experiments.methods import Method, bias_grad_for, build_method, unread_knob
 from experiments.search_log import SearchLog
 from experiments.training import TrainResult, train
 from experiments.training.checkpoint import saved_steps
+from experiments.training.config import TrainConfig
 from experiments.training.evaluate import (
     make_config_scorer,
     make_params_accuracy_fn,
@@ -193,7 +195,7 @@ def train_on(
 ) -> TrainResult:
     """Train ``method`` on ``split`` (resuming from ``workdir``); ``cfg`` fixes the subnet."""
     return train(
-        config.train,
+        train_settings(config),
         forward=backbone.forward,
         params=backbone.params,
         adapter=method.adapter,
@@ -211,10 +213,32 @@ def train_on(
     )
 
 
+#: Training knobs read only for a supernet (with ``search.*``: GLoRA's alone).
+SUPERNET_KEYS = ("train.num_configs", "train.eval_configs")
+
+
+def supernet_only(key: str) -> bool:
+    """Whether config key ``key`` is read for a GLoRA supernet alone (and its search)."""
+    return key.startswith("search.") or key in SUPERNET_KEYS
+
+
+def train_settings(config: ExperimentConfig) -> TrainConfig:
+    """``config.train`` as training reads it: ``num_configs`` 1 but for a GLoRA supernet (the
+    trainer samples no subnets for the other methods), so their checkpoints do not record, and
+    a resume does not compare, a knob they ignore."""
+    if config.method.searchable:
+        return config.train
+    return dataclasses.replace(config.train, num_configs=1)
+
+
 def unchecked_keys(config: ExperimentConfig) -> frozenset[str]:
-    """Config keys a resume may change: ``RESUMABLE_KEYS`` and the method's unread knobs (an
-    older quickstart's LoRA method.space changes nothing)."""
-    return RESUMABLE_KEYS | set(unread_knobs(config.method.name))
+    """Config keys a resume may change: ``RESUMABLE_KEYS``, the method's unread knobs (an
+    older quickstart's LoRA method.space changes nothing) and, but for a GLoRA supernet, the
+    supernet's and the search's settings (one --set list serves every method of a sweep)."""
+    unchecked = RESUMABLE_KEYS | set(unread_knobs(config.method.name))
+    if not config.method.searchable:
+        unchecked |= {k for k in dotted_settings(config) if supernet_only(k)}
+    return unchecked
 
 
 def checkpointed_settings(config: ExperimentConfig) -> dict[str, Any]:
@@ -469,7 +493,7 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
     fixed = method.fixed_cfg(backbone.params)
     # a training checkpoint of other run settings or data is refused before the workdir changes
     check_resumes(
-        config.train, workdir / "train", cfg=fixed, run=checkpointed_settings(config),
+        train_settings(config), workdir / "train", cfg=fixed, run=checkpointed_settings(config),
         steps_per_epoch=len(splits.train) // config.train.batch_size,
         data=data_digest(splits.train.images, splits.train.labels),
     )  # fmt: skip

@@ -119,15 +119,6 @@ def task_names(text: str) -> list[str]:
     return tasks
 
 
-#: Training knobs read only for a supernet (with ``search.*``: GLoRA's alone).
-SUPERNET_KEYS = ("train.num_configs", "train.eval_configs")
-
-
-def supernet_only(key: str) -> bool:
-    """Whether config key ``key`` is read for a GLoRA supernet alone (and its search)."""
-    return key.startswith("search.") or key in SUPERNET_KEYS
-
-
 def task_config(args: argparse.Namespace, task: str) -> ExperimentConfig:
     sets = set_values(args.overrides)  # the data's source and folder, checked with the preset's
     source = args.source or sets.get("data.source")
@@ -167,7 +158,7 @@ def task_config(args: argparse.Namespace, task: str) -> ExperimentConfig:
     check_knobs(
         config.method.name, [k.removeprefix("method.") for k in keys if k.startswith("method.")]
     )
-    supernet_keys = [k for k in keys if supernet_only(k)]
+    supernet_keys = [k for k in keys if pipeline.supernet_only(k)]
     if not config.method.searchable and supernet_keys:  # a warning: one --set list may serve
         logging.getLogger(__name__).warning(  # every method of a sweep
             "%s ignored: only glora trains a supernet and searches it, %s does neither",
@@ -269,7 +260,7 @@ def unread_settings(config: ExperimentConfig) -> set[str]:
     GLoRA supernet, the supernet's and the search's settings."""
     unread = set(unread_knobs(config.method.name))
     if not config.method.searchable:
-        unread |= {k for k in dotted_settings(config) if supernet_only(k)}
+        unread |= {k for k in dotted_settings(config) if pipeline.supernet_only(k)}
     return unread
 
 

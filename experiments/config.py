@@ -170,12 +170,13 @@ def _apply(node: Any, changes: _Changes) -> Any:
 
 
 def _typed(value: Any, hint: Any, *, full: str, text: str | None = None) -> Any:
-    """``value`` as field type ``hint`` (an int where a float is due becomes a float, a list a
-    tuple, "true" / "false" in any case a bool, a number where a string is due the ``text`` it
-    was parsed from: data.version=3.0 is "3.0"); ValueError naming the key when it is not one:
-    int, float, bool, str, None, tuples (``tuple[T, ...]``: every item as T; ``tuple[A, B]``: its
-    length and each item as its position's type) and their unions are checked, other types
-    (dataclasses, modules) refused."""
+    """``value`` as field type ``hint`` (an int where a float is due becomes a float, a whole
+    float where an int is due an int (1e6), a list a tuple, "true" / "false" in any case a bool,
+    a number where a string is due the ``text`` it was parsed from: data.version=3.0 is "3.0");
+    ValueError naming the key when it is not one: int, float, bool, str, None, tuples
+    (``tuple[T, ...]``: every item as T; ``tuple[A, B]``: its length and each item as its
+    position's type) and their unions are checked, other types (dataclasses, modules)
+    refused."""
     options = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else ()
     for option in options or (hint,):
         if option is type(None) and value is None:
@@ -184,6 +185,8 @@ def _typed(value: Any, hint: Any, *, full: str, text: str | None = None) -> Any:
             return float(value)
         if option is int and isinstance(value, int) and not isinstance(value, bool):
             return value
+        if option is int and isinstance(value, float) and value.is_integer():
+            return int(value)  # search.param_budget=1e6
         if option is bool and isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
         if option in (bool, str) and type(value) is option:

@@ -311,6 +311,9 @@ def test_supernet_knobs_of_a_method_without_one_are_warned_about(argv, warning, 
         ("data.cache_dir=2026", "2026"),  # a string field takes the text, not an int
         ("data.cache_dir=1e3", "1e3"),  # ... nor the float's repr ("1000.0")
         ("data.cache_dir='1e3'", "1e3"),  # quoted: the same
+        ("search.param_budget=1e6", 1_000_000),  # a whole float where an int is due
+        ("search.param_budget=0.5e6", 500_000),
+        ("train.epochs=2.0", 2),
     ],
 )
 def test_overrides_take_the_field_type(assignment: str, want: object) -> None:

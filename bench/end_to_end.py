@@ -142,6 +142,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not Path(args.task).is_file():
         p.error(f"--task {args.task}: no such file (give an images + labels npz)")
+    if args.workdir.is_dir() and any(args.workdir.iterdir()):
+        # pipeline.run resumes the run a workdir holds: only what it left would be timed
+        p.error(
+            f"--workdir {args.workdir} holds an earlier run, which would be resumed and only "
+            "its rest timed: give a new or empty folder"
+        )
     config = vtab_shaped_config(args.task, like=args.like, method=args.method, sets=args.sets)
     args.out.parent.mkdir(parents=True, exist_ok=True)  # fails here, not after the run
     result = run_end_to_end(config, args.workdir)

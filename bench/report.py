@@ -64,17 +64,22 @@ def render(
 
 def merge_runs(paths: Sequence[Path]) -> tuple[list[Row], dict[str, Any]]:
     """Rows of all files (later files win per key) and their merged extra entries: "device" the
-    first file's, "devices" every distinct one, "unrecorded" the files that name none."""
+    first file's, "devices" every distinct one, "unrecorded" the files that name none. A file
+    that is itself a merge (``--out`` of this command or of ``bench.run``) brings its own
+    "devices" and "unrecorded" along, not only its first device."""
     by_key: dict[str, Row] = {}
     info: dict[str, Any] = {"skipped": [], "failed": [], "sources": [str(p) for p in paths]}
     info |= {"devices": [], "unrecorded": []}
     for path in paths:
         rows, extra = load_rows(path)
         by_key.update({r.key: r for r in rows})
-        if "device" not in extra:
+        recorded = [extra["device"]] if "device" in extra else []
+        recorded += [d for d in extra.get("devices") or [] if isinstance(d, str)]
+        inner = [u for u in extra.get("unrecorded") or [] if isinstance(u, str)]
+        if not recorded and not inner:
             info["unrecorded"].append(str(path))
-        elif extra["device"] not in info["devices"]:
-            info["devices"].append(extra["device"])
+        info["devices"] += [d for d in dict.fromkeys(recorded) if d not in info["devices"]]
+        info["unrecorded"] += [u for u in inner if u not in info["unrecorded"]]
         for key, value in extra.items():
             if key in ("skipped", "failed", "timing"):
                 value = [value] if isinstance(value, str) else value

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -80,9 +81,21 @@ def row_from_json(data: dict[str, Any]) -> Row:
 
 
 def save_rows(rows: Iterable[Row], path: Path, **extra: Any) -> None:
-    """Write ``{"rows": [...], **extra}`` as indented JSON."""
+    """Write ``{"rows": [...], **extra}`` as indented JSON, atomically: the text goes to a
+    temporary file beside ``path`` that then replaces it, so that a reader (``bench.report`` on
+    a run in progress) or a kill mid-write never finds half a file (the suites rewrite theirs
+    after every row). Not ``peft_core.atomic_files``: its package imports JAX, which the torch
+    peers' process does not."""
     payload = {"rows": [row_to_json(r) for r in rows], **extra}
-    path.write_text(json.dumps(payload, indent=2, default=str))
+    text = json.dumps(payload, indent=2, default=str)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text)
+        os.replace(temporary, path)
+    except OSError as e:  # named after ``path``, as a plain write would be (no such folder, ...)
+        raise type(e)(e.errno, e.strerror, str(path)) from None
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def read_json(path: Path, what: str) -> Any:

@@ -7,7 +7,9 @@
 XLA reads its flags once, when the backend starts, so every variant runs ``bench.jax_suite`` in
 a fresh process with ``XLA_FLAGS`` = the variant's flags (appended to any already set). Rows come
 back renamed ``<name>[<variant>]`` and each variant's ratio to the first one is printed, so the
-first variant should be the baseline (the default list starts with the default flags).
+first variant should be the baseline (the default list starts with the default flags). A row that
+failed in a variant's process, or a process that exited with an error, is listed under "failed"
+(printed and in the JSON) and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bench.arguments import row_regex
 from bench.results import Row, format_table, load_rows, save_rows
@@ -53,9 +56,10 @@ def environ_with_xla_flags(flags: str) -> dict[str, str]:
 def run_variant(
     name: str, flags: str, *, out: Path, size: str, suites: Sequence[str], only: str,
     window: int | None,
-) -> list[Row]:  # fmt: skip
+) -> tuple[list[Row], list[dict[str, Any]]]:  # fmt: skip
     """The rows of one ``bench.jax_suite`` process under ``flags``, renamed ``<name>[<variant>]``
-    (none if the process wrote no file)."""
+    (none if the process wrote no file), and its failures: the rows it lists as failed (renamed
+    alike) and, if it exited with an error, the process itself (``[<variant>]``)."""
     part = out.with_name(f"{out.stem}.{name}.json")
     part.unlink(missing_ok=True)
     command = [
@@ -66,11 +70,12 @@ def run_variant(
         command += ["--window", str(window)]
     env = environ_with_xla_flags(flags)
     print(f"$ XLA_FLAGS={shlex.quote(env['XLA_FLAGS'])} {shlex.join(command)}", flush=True)
-    subprocess.run(command, check=False, env=env)
-    if not part.exists():
-        return []
-    rows, _ = load_rows(part)
-    return [dataclasses.replace(r, name=f"{r.name}[{name}]") for r in rows]
+    code = subprocess.run(command, check=False, env=env).returncode
+    rows, info = load_rows(part) if part.exists() else ([], {})
+    failed = [{**f, "name": f"{f.get('name')}[{name}]"} for f in info.get("failed", [])]
+    if code != 0:
+        failed.append({"name": f"[{name}]", "error": f"its process exited {code}"})
+    return [dataclasses.replace(r, name=f"{r.name}[{name}]") for r in rows], failed
 
 
 def ratios(rows: Sequence[Row], baseline: str) -> list[str]:
@@ -109,16 +114,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
+    failed: list[dict[str, Any]] = []
     for name, flags in variants:
-        rows += run_variant(
+        got, lost = run_variant(
             name, flags, out=out, size=args.size, suites=args.suites, only=args.only,
             window=args.window,
         )  # fmt: skip
-        save_rows(rows, out, variants=dict(variants))
+        rows, failed = rows + got, failed + lost
+        save_rows(rows, out, variants=dict(variants), failed=failed)
     lines = ratios(rows, variants[0][0])
-    print(format_table(rows), *lines, sep="\n", flush=True)
-    save_rows(rows, out, variants=dict(variants), ratios=lines)
-    return 0
+    lines_failed = [f"FAILED: {f['name']}: {f.get('error', '')}" for f in failed]
+    print(format_table(rows), *lines, *lines_failed, sep="\n", flush=True)
+    save_rows(rows, out, variants=dict(variants), ratios=lines, failed=failed)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -272,6 +274,35 @@ def test_rows_round_trip_and_table(tmp_path: Path) -> None:
     assert task.rate == "0.00373 task/s" and "| 0.00373 task/s |" in format_table([task])
 
 
+def test_rows_are_saved_atomically_so_a_reader_never_finds_half_a_file(tmp_path: Path) -> None:
+    # the suites rewrite their JSON after every row: bench.report on a run in progress (or a
+    # kill mid-write) must find the last complete file, never a truncated one
+    path = tmp_path / "run.jax.json"
+    rows = [_row(f"jax/train/r{i}", 4, 0.01) for i in range(2000)]
+    save_rows(rows, path)
+    done = threading.Event()
+
+    def rewrite() -> None:
+        while not done.is_set():
+            save_rows(rows, path, failed=[])
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    unreadable, reads, until = 0, 0, time.monotonic() + 1.0
+    try:
+        while time.monotonic() < until:
+            try:
+                assert len(load_rows(path)[0]) == len(rows)
+            except ValueError:
+                unreadable += 1
+            reads += 1
+    finally:
+        done.set()
+        writer.join()
+    assert reads > 0 and unreadable == 0, f"{unreadable} of {reads} reads found half a file"
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+
+
 @pytest.mark.parametrize(
     "content, match",
     [
@@ -316,6 +347,29 @@ def test_report_names_devices_and_judges_one_h100_only(
     assert "n/a  jax/search" in printed(("jax.json", ours, h200))
     old = printed(("jax.json", ours, h100), ("torch.json", peers, None))
     assert f"No device recorded in: {tmp_path / 'torch.json'}" in old and "PASS jax/search" in old
+
+
+def test_report_of_a_merged_file_keeps_every_device_it_merged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a report's --out (or bench.run's) read again: its rows came from two machines and a file
+    # that named none, so no verdict, the same warnings as the first report
+    h100, h100x8 = "gpu: NVIDIA H100 80GB HBM3 x1", "gpu: NVIDIA H100 80GB HBM3 x8"
+    paths = [tmp_path / "jax.json", tmp_path / "torch.json", tmp_path / "old.json"]
+    save_rows([_row("jax/search/evolution", 1000, 20.0, unit="cand")], paths[0], device=h100)
+    save_rows([_row("torch/x", 8, 1.0)], paths[1], device=h100x8)
+    save_rows([_row("jax/y", 8, 1.0)], paths[2])
+    merged = tmp_path / "merged.json"
+    assert report.main([*map(str, paths), "--out", str(merged)]) == 0
+    first = capsys.readouterr().out
+    _, info = merge_runs([merged])
+    assert (info["devices"], info["unrecorded"]) == ([h100, h100x8], [str(paths[2])])
+    assert report.main([str(merged)]) == 0
+    again = capsys.readouterr().out
+    assert again.startswith(f"Devices: {h100}; {h100x8}\nRows of several devices")
+    assert f"No device recorded in: {paths[2]}" in again
+    assert "n/a  jax/search/evolution: 20.0 s" in again and "PASS" not in again
+    assert again == first
 
 
 def test_report_merges_later_runs_and_fills_flops(tmp_path: Path) -> None:
@@ -716,6 +770,36 @@ def test_xla_flags_runs_each_variant_in_its_own_process(
     opt0, plain = sorted(rows, key=lambda r: r.name)
     assert line.startswith("jax/train/linear[opt0]@4: ")
     assert line.endswith(f"= {opt0.items_per_s / plain.items_per_s:.3f}x plain")
+
+
+def test_xla_flags_lists_the_rows_and_processes_that_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a variant whose row raised and one whose process died: listed, exit status 1 (their rows
+    # and ratios were left out of the table without a word)
+    out = tmp_path / "flags.json"
+    argv = ["--size=tiny", "--only", "^jax/train/linear@4$", "--out", str(out),
+            "--variant", "plain=", "--variant", "bad=--x", "--variant", "dead=--y"]  # fmt: skip
+
+    def fake(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        part = Path(command[command.index("--json") + 1])
+        if part.name.endswith(".plain.json"):
+            save_rows([_row("jax/train/linear", 4, 0.01)], part, failed=[])
+        elif part.name.endswith(".bad.json"):
+            save_rows([], part, failed=[{"name": "jax/train/linear@4", "error": "XlaRuntimeError"}])
+        return subprocess.CompletedProcess(command, 134 if ".dead." in part.name else 0)
+
+    monkeypatch.setattr(xla_flags.subprocess, "run", fake)
+    assert xla_flags.main(argv) == 1
+    rows, info = load_rows(out)
+    assert [r.key for r in rows] == ["jax/train/linear[plain]@4"]
+    assert info["failed"] == [
+        {"name": "jax/train/linear@4[bad]", "error": "XlaRuntimeError"},
+        {"name": "[dead]", "error": "its process exited 134"},
+    ]
+    printed = capsys.readouterr().out
+    assert "FAILED: jax/train/linear@4[bad]: XlaRuntimeError" in printed
+    assert "FAILED: [dead]: its process exited 134" in printed
 
 
 def test_with_window_overrides_only_the_window() -> None:

@@ -33,6 +33,23 @@ def test_overrides_apply_last_and_bad_ones_fail() -> None:
         end_to_end.vtab_shaped_config("x.npz", like="fashion_mnist")
 
 
+def test_a_workdir_holding_a_run_is_refused_before_anything_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # pipeline.run would resume the earlier run: the "end to end" time would be only its rest
+    task, workdir = tmp_path / "task.npz", tmp_path / "wd"
+    end_to_end.vtab_shaped_npz(task, test_size=4)
+    (workdir / "train").mkdir(parents=True)
+    (workdir / "config.json").write_text("{}")
+    ran: list[Path] = []
+    monkeypatch.setattr(end_to_end, "run_end_to_end", lambda config, wd: ran.append(wd) or {})
+    argv = ["--task", str(task), "--workdir", str(workdir), "--out", str(tmp_path / "e2e.json")]
+    with pytest.raises(SystemExit) as exit_info:
+        end_to_end.main(argv)
+    assert exit_info.value.code == 2 and not ran
+    assert f"--workdir {workdir} holds an earlier run" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_tiny_end_to_end_on_cpu(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)

@@ -236,9 +236,14 @@ def _detail(row: Row) -> str:
     shots = "800" if row.shots is None else f"{row.shots}/class"
     seeds = ",".join(map(str, row.seeds)) or "–"
     params = "–" if math.isnan(row.params) else f"{row.params:,.0f}"
-    search = f"{row.search_s:.1f}" if row.budget is not None else "–"
+    search = _seconds(row.search_s) if row.budget is not None else "–"
     return (f"| {row.task} | {row.label} | {shots} | {row.lr:g} | {percent(row)} | {seeds} | "
-            f"{params} | {row.train_s:.1f} | {search} |")  # fmt: skip
+            f"{params} | {_seconds(row.train_s)} | {search} |")  # fmt: skip
+
+
+def _seconds(seconds: float) -> str:
+    """A mean of seconds, "–" where no run gave one (every seed failed)."""
+    return "–" if math.isnan(seconds) else f"{seconds:.1f}"
 
 
 def write_section(path: Path, section: str) -> None:

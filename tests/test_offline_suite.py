@@ -1150,7 +1150,10 @@ def test_a_row_whose_seeds_all_failed_is_reported_failed() -> None:
     (row,) = [r for r in rows if r.label == "GLoRA ≤0.20M"]
     assert (row.seeds, row.test, row.failed) == ((), (), ("NonFiniteLossError: inf",))
     assert percent(row) == "failed"
-    assert "| GLoRA ≤0.20M | failed |" in markdown(TINY, rows, results)
+    report = markdown(TINY, rows, results)
+    assert "| GLoRA ≤0.20M | failed |" in report
+    (detail,) = [line for line in report.splitlines() if "| GLoRA ≤0.20M | 800 |" in line]
+    assert detail.endswith("| failed | – | – | – | – |") and "nan" not in detail
 
 
 def one_seed_row(study: str, task: str, method: str, accuracy: float = 0.5) -> Row:

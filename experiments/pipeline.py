@@ -56,7 +56,7 @@ from experiments.backbones import (
 from experiments.config import ExperimentConfig, as_dict, config_changes, dotted_settings
 from experiments.data import load_task
 from experiments.data.base import SplitArrays
-from experiments.data.folder import class_folders
+from experiments.data.folder import class_folders, reading_npz_once
 from experiments.data.load import DEFAULT_SPLIT_SEED, PATH_SOURCES, check_available
 from experiments.data.pipeline import TrainBatches, data_digest
 from experiments.local_files import check_folder_path, local_path
@@ -157,7 +157,8 @@ def load_splits(config: ExperimentConfig) -> Splits:
     """train800 / val200 / test (the first ``data.test_limit`` test images if set), and
     train800val200 when a search's retrain will need it (missing, it fails now, not after the
     training and the search)."""
-    loaded = {split: load_split(config, split) for split in run_splits(config)}
+    with reading_npz_once():  # an npz task's file is read once, not once per split
+        loaded = {split: load_split(config, split) for split in run_splits(config)}
     test = loaded["test"]
     available, limit = len(test), config.data.test_limit
     if limit is not None and available > limit:

@@ -20,6 +20,7 @@ from typing import Any
 
 from experiments.config import ExperimentConfig, config_changes
 from experiments.data import load_task
+from experiments.data.folder import reading_npz_once
 from experiments.pipeline import RESULT_NAME
 from experiments.suite_data import few_shot_pack, full_precision_copy, pack_seed
 from experiments.suite_plan import (
@@ -135,11 +136,12 @@ def prepare(settings: SuiteSettings, assets: Assets, runs: Path) -> None:
         fresh = target.exists() and pack_seed(target) == settings.split_seed
         if shots is not None and not fresh:  # derived: (re)built for this seed
             few_shot_pack(assets.pack(task), shots, target, seed=settings.split_seed)
-        for split in ("train800", "val200", "test"):
-            load_task(
-                str(target), source="npz", split=split, image_size=settings.image_size,
-                seed=settings.split_seed, cache_dir=cache_dir(runs),
-            )  # fmt: skip
+        with reading_npz_once():
+            for split in ("train800", "val200", "test"):
+                load_task(
+                    str(target), source="npz", split=split, image_size=settings.image_size,
+                    seed=settings.split_seed, cache_dir=cache_dir(runs),
+                )  # fmt: skip
 
 
 def execute(

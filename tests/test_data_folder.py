@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from experiments.data import DataNotFoundError, load_task
-from experiments.data.folder import open_folder_split
+from experiments.data import DataNotFoundError, folder, load_task
+from experiments.data.folder import open_folder_split, reading_npz_once
 from experiments.data.load import check_available
+from experiments.local_files import open_npz
 
 
 def _tagged(count: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -38,6 +39,31 @@ def test_npz_splits_follow_the_seeded_permutation(tmp_path: Path, shape: tuple[i
         np.testing.assert_array_equal(_tags(arrays.images), expected)
         np.testing.assert_array_equal(arrays.labels, expected % 7)
         assert arrays.num_classes == 7
+
+
+def test_an_npz_is_read_once_for_all_its_splits_inside_reading_npz_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    path = tmp_path / "mine.npz"
+    np.savez(path, images=_tagged(1100, (5, 4, 3)), labels=np.arange(1100) % 7)
+    splits = ("train800", "val200", "train800val200", "test")
+    alone = {s: load_task(str(path), source="npz", split=s, seed=2) for s in splits}
+    reads: list[Path] = []
+    monkeypatch.setattr(folder, "open_npz", lambda p: reads.append(p) or open_npz(p))
+    with reading_npz_once():
+        together = {s: load_task(str(path), source="npz", split=s, seed=2) for s in splits}
+        assert len(reads) == 1
+        load_task(str(path), source="npz", split="test", seed=3)  # another seed's check
+        assert len(reads) == 2
+        np.savez(path, images=_tagged(1200, (5, 4, 3)), labels=np.arange(1200) % 7)
+        assert len(load_task(str(path), source="npz", split="test", seed=2)) == 200  # rewritten
+        assert len(reads) == 3
+    chex.assert_trees_all_equal(
+        {s: (a.images, a.labels) for s, a in together.items()},
+        {s: (a.images, a.labels) for s, a in alone.items()},
+    )
+    load_task(str(path), source="npz", split="test", seed=2)
+    assert len(reads) == 4  # outside it, each load reads the file
 
 
 def test_npz_num_classes_can_be_stored(tmp_path: Path):

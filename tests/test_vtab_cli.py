@@ -32,7 +32,9 @@ from experiments.config import (
     override,
 )
 from experiments.configs import paper, preset, quickstart
+from experiments.data import folder
 from experiments.data.base import SplitArrays
+from experiments.local_files import open_npz
 from experiments.training import TrainResult, trainer
 from experiments.training.checkpoint import CheckpointMismatchError, CheckpointUnreadableError
 from experiments.training.trainer import CHECKPOINT_DIR
@@ -1552,13 +1554,16 @@ def test_same_arrays_compares_dtypes_and_every_value() -> None:
     assert not pipeline.same_arrays(f32, jax.tree.map(lambda x: x.astype(jnp.bfloat16), f32))
 
 
-def test_a_small_test_split_is_warned_about(tmp_path, caplog):
+def test_a_small_test_split_is_warned_about(tmp_path, caplog, monkeypatch):
     images = np.random.default_rng(0).integers(0, 255, (1004, 8, 8, 3), np.uint8)
     np.savez(tmp_path / "small.npz", images=images, labels=np.arange(1004) % 2)
     config = override(quickstart(), ["data.source=npz", f"data.task={tmp_path / 'small.npz'}"])
+    reads = []
+    monkeypatch.setattr(folder, "open_npz", lambda p: reads.append(p) or open_npz(p))
     with caplog.at_level("WARNING", logger="experiments.pipeline"):
         splits = pipeline.load_splits(config)
     assert len(splits.test) == 4
+    assert len(reads) == 1  # the task's npz is read once for all its splits
     assert (
         "the test split holds 4 images: its accuracy moves in steps of 25.0 points" in caplog.text
     )

@@ -13,9 +13,12 @@ Both are split by a seeded permutation (experiments.data.splits), test = the res
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,7 @@ _said: set[str] = set()  # the warnings this process logged
 
 def _warn_once(message: str, *args: Any) -> None:
     """``log.warning(message % args)``, once per process for the same text: each split of a
-    task lists its folders or reads its npz again."""
+    task lists its folders again, and reads its npz again outside ``reading_npz_once``."""
     text = message % args
     if text not in _said:
         _said.add(text)
@@ -52,11 +55,44 @@ def existing_npz(path: str | os.PathLike[str]) -> Path:
     return path
 
 
+#: Inside ``reading_npz_once``: {(file, size, mtime, seed): (its examples, num_classes)}.
+_read: contextvars.ContextVar[dict[tuple[str, int, int, int], tuple[ArraySource, int]] | None] = (
+    contextvars.ContextVar("npz_read_once", default=None)
+)
+
+
+@contextlib.contextmanager
+def reading_npz_once() -> Iterator[None]:
+    """Within it an npz file is read and checked once for all of its splits (a run loads 3 or
+    4), not once per split; a file rewritten meanwhile (other size or mtime) is read again."""
+    token = _read.set({})
+    try:
+        yield
+    finally:
+        _read.reset(token)
+
+
 def open_npz_split(
     path: str | os.PathLike[str], split: str, *, seed: int
 ) -> tuple[ArraySource, int]:
     """(examples of ``split``, num_classes) from an images + labels .npz file."""
     path = existing_npz(path)
+    read = _read.get()
+    if read is None:
+        source, num_classes = _read_npz(path, seed=seed)
+    else:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, seed)
+        if key not in read:
+            read[key] = _read_npz(path, seed=seed)
+        source, num_classes = read[key]
+    indices = split_indices(split, labels=source.labels, num_classes=num_classes, seed=seed)
+    return ArraySource(source.images[indices], source.labels[indices]), num_classes
+
+
+def _read_npz(path: Path, *, seed: int) -> tuple[ArraySource, int]:
+    """(every example, num_classes) of the npz at ``path``, checked; ``seed`` must be the one
+    it was packed for, if any."""
     with open_npz(path) as arrays:  # ValueError for a CSV, a pickle, a torn file, one array
         missing = {"images", "labels"} - set(arrays.files)
         if missing:
@@ -96,8 +132,7 @@ def open_npz_split(
         )
     check_labels(labels, num_classes, where=str(path))
     _warn_empty_classes(labels, num_classes, path, guessed=stored_classes is None)
-    indices = split_indices(split, labels=labels, num_classes=num_classes, seed=seed)
-    return ArraySource(source.images[indices], source.labels[indices]), num_classes
+    return source, num_classes
 
 
 def _warn_empty_classes(labels: np.ndarray, num_classes: int, path: Path, *, guessed: bool) -> None:

@@ -211,6 +211,7 @@ def glora(
     else:  # an int, or a wrong type that check_ranks names
         rank_tuple = (ranks,)  # type: ignore[assignment]
     check_ranks(rank_tuple)
+    rank_tuple = tuple(map(int, rank_tuple))  # numpy ints too: the space's repr is its identity
     fuse = _fuse_pairs(fuse)
     check_float_dtype(dtype, what="GLoRA dtype")
     if update_dtype is not None:

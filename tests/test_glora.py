@@ -851,6 +851,9 @@ def test_glora_takes_one_rank_as_an_int_and_refuses_bad_options():
     one = glora_jax.glora(4, targets="fc1/kernel", fuse=None).space(params)
     tupled = glora_jax.glora((4,), targets="fc1/kernel", fuse=None).space(params)
     assert (one.ranks, one.specs) == (tupled.ranks, tupled.specs) == ((4,), one.specs)
+    # numpy ranks make the same space, down to the repr a search checkpoint's fingerprint hashes
+    arrayed = glora_jax.glora(np.array([4]), targets="fc1/kernel", fuse=None).space(params)
+    assert repr(arrayed) == repr(tupled)
     with pytest.raises(ValueError, match="GLoRA targets .* select no layers"):
         glora_jax.glora(4, targets=(), fuse=None).space(params)
     with pytest.raises(ValueError, match="GLoRA targets is None: give patterns"):

@@ -205,7 +205,8 @@ def _layer(path: str, flat: Mapping[str, Any], n_stack: int, n_out: int | None) 
     if not n_stack and n_out is None and len(out) >= 2 and shape[0] == out[0]:
         raise ValueError(
             f"kernel {path!r} {shape} with bias {bias_shape} reads two ways: one layer "
-            f"{rest[: -len(out)]} -> {out}, or a stack of {shape[0]} layers {shape[1 : -len(out)]}"
+            f"{rest[: -len(out)]} -> {out}, or a stack of {shape[0]} layers "
+            f"{shape[1 : len(shape) - len(out) + 1]}"
             f" -> {out[1:]} (nn.scan's): name it in stacked= if it is a stack, else confirm the "
             f"one layer with out_axes={{pattern: {len(out)}}}"
         )

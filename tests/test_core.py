@@ -104,7 +104,11 @@ def test_find_layers_errors():
     # 4 scanned layers of width 4 -> 5 read as one layer 4 -> (4, 5) too: stacked= or out_axes=
     # says which
     both = tree(**{"blocks.kernel": (4, 4, 5), "blocks.bias": (4, 5)})
-    with pytest.raises(ValueError, match=r"reads two ways: one layer \(4,\) -> \(4, 5\), or a "):
+    with pytest.raises(
+        ValueError,
+        match=r"reads two ways: one layer \(4,\) -> \(4, 5\), or a stack of 4 "
+        r"layers \(4,\) -> \(5,\) \(nn.scan's\)",
+    ):
         find_layers(both, r"blocks/kernel")
     assert find_layers(both, r"blocks/kernel", stacked=r"blocks/.*")[0].stack_shape == (4,)
     assert find_layers(both, r"blocks/kernel", out_axes={r"blocks/kernel": 2})[0].fan_out == 20

@@ -8,8 +8,11 @@ from pathlib import Path
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
+import pytest
 
 import peft_core
+from experiments.data import load_task
 from experiments.models.vit import vit
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -53,3 +56,27 @@ def test_readme_api_example_runs_as_written() -> None:
     grads = jax.grad(scope["loss"])(aparams)
     chex.assert_trees_all_equal_structs(grads, aparams)
     assert any(float(jnp.max(jnp.abs(g))) > 0 for g in jax.tree.leaves(grads))
+
+
+def test_readme_npz_rules_hold(tmp_path: Path) -> None:
+    """The README's rules for your own npz: images (N, H, W[, C]) with C 1 or 3, N over 1,000,
+    at least 2 classes; each refused with a ValueError where broken."""
+    text = " ".join(README.read_text().split())
+    assert "holds uint8 `images` (N, H, W[, C]; C 1 or 3)" in text
+    assert "N must exceed 1,000" in text and "at least 2 classes" in text
+
+    def load(n: int, channels: tuple[int, ...], classes: int) -> int:
+        path = tmp_path / "data.npz"
+        images = np.zeros((n, 2, 2, *channels), np.uint8)
+        np.savez(path, images=images, labels=np.arange(n) % classes)
+        return len(load_task(str(path), source="npz", split="test", image_size=None))
+
+    assert load(1001, (), 2) == load(1001, (1,), 2) == load(1001, (3,), 2) == 1
+    for n, channels, classes, error in (
+        (1001, (4,), 2, "1 or 3 channels"),
+        (1001, (2,), 2, "1 or 3 channels"),
+        (1000, (3,), 2, "more than 1000 examples"),
+        (1001, (3,), 1, "at least 2"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(error)):
+            load(n, channels, classes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -54,7 +55,8 @@ def exit_on_error(main: Callable[[], int]) -> NoReturn:
 
 def run_main(main: Callable[[], int], *, resume_hint: str, timestamps: bool = False) -> NoReturn:
     """``exit_on_error(main)`` as a command: ``setup_logging``; SIGTERM and Ctrl-C stop with
-    ``resume_hint`` on stderr (exit status 143 and 130)."""
+    ``resume_hint`` on stderr (exit status 143 and 130; after a SIGTERM, once ``main`` has
+    unwound, the process exits without the interpreter's teardown or atexit handlers)."""
     setup_logging(timestamps=timestamps)
     exit_on_sigterm(resume_hint)
     try:
@@ -62,6 +64,15 @@ def run_main(main: Callable[[], int], *, resume_hint: str, timestamps: bool = Fa
     except KeyboardInterrupt:
         print(f"interrupted: {resume_hint}", file=sys.stderr, flush=True)
         sys.exit(128 + signal.SIGINT)
+    except SystemExit as stopped:  # SIGTERM: every finally block has run, every file is closed
+        if stopped.code != 128 + signal.SIGTERM:
+            raise
+        # Exit now, past the interpreter's teardown: a SIGTERM that came while XLA compiled
+        # (the checkpoint's first unpack) crashed it there with SIGSEGV, not status 143.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + signal.SIGTERM)
 
 
 def path_argument(text: str) -> Path:

@@ -537,6 +537,28 @@ def test_a_command_stops_with_a_resume_hint_or_the_error_alone(body, status, std
     assert (done.returncode, done.stderr) == (status, stderr)
 
 
+def test_a_sigterm_exits_143_past_a_teardown_that_would_crash(tmp_path):
+    """A SIGTERM while XLA compiled left the interpreter's teardown to crash with SIGSEGV (exit
+    status -11, not 143): an atexit handler that segfaults stands in for it. The finally
+    blocks still run and the hint is printed."""
+    marker = tmp_path / "finally-ran"
+    code = (
+        "import atexit, os, signal, time\n"
+        "from experiments.command_line import run_main\n"
+        "def main():\n"
+        "    atexit.register(os.kill, os.getpid(), signal.SIGSEGV)\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        time.sleep(30)\n"
+        "    finally:\n"
+        f"        open({str(marker)!r}, 'w').close()\n"
+        "run_main(main, resume_hint='rerun to resume')\n"
+    )
+    done = run_python(code)
+    assert (done.returncode, done.stderr) == (143, "stopped by SIGTERM: rerun to resume\n")
+    assert marker.exists()
+
+
 def test_command_logging_keeps_project_lines_and_drops_orbax_chatter():
     code = (
         "import logging\n"

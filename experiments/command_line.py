@@ -55,24 +55,29 @@ def exit_on_error(main: Callable[[], int]) -> NoReturn:
 
 def run_main(main: Callable[[], int], *, resume_hint: str, timestamps: bool = False) -> NoReturn:
     """``exit_on_error(main)`` as a command: ``setup_logging``; SIGTERM and Ctrl-C stop with
-    ``resume_hint`` on stderr (exit status 143 and 130; after a SIGTERM, once ``main`` has
-    unwound, the process exits without the interpreter's teardown or atexit handlers)."""
+    ``resume_hint`` on stderr (exit status 143 and 130; once ``main`` has unwound, the process
+    exits without the interpreter's teardown or atexit handlers: ``_exit_now``)."""
     setup_logging(timestamps=timestamps)
     exit_on_sigterm(resume_hint)
     try:
         exit_on_error(main)
     except KeyboardInterrupt:
         print(f"interrupted: {resume_hint}", file=sys.stderr, flush=True)
-        sys.exit(128 + signal.SIGINT)
-    except SystemExit as stopped:  # SIGTERM: every finally block has run, every file is closed
+        _exit_now(128 + signal.SIGINT)
+    except SystemExit as stopped:
         if stopped.code != 128 + signal.SIGTERM:
             raise
-        # Exit now, past the interpreter's teardown: a SIGTERM that came while XLA compiled
-        # (the checkpoint's first unpack) crashed it there with SIGSEGV, not status 143.
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(128 + signal.SIGTERM)
+        _exit_now(128 + signal.SIGTERM)
+
+
+def _exit_now(status: int) -> NoReturn:
+    """Exit with ``status`` after a signal stopped the command (every finally block has run,
+    every file is closed), past the interpreter's teardown: a signal that came while XLA
+    compiled (a checkpoint's first unpack) crashed that teardown with SIGSEGV (status -11)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def path_argument(text: str) -> Path:

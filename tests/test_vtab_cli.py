@@ -537,10 +537,17 @@ def test_a_command_stops_with_a_resume_hint_or_the_error_alone(body, status, std
     assert (done.returncode, done.stderr) == (status, stderr)
 
 
-def test_a_sigterm_exits_143_past_a_teardown_that_would_crash(tmp_path):
-    """A SIGTERM while XLA compiled left the interpreter's teardown to crash with SIGSEGV (exit
-    status -11, not 143): an atexit handler that segfaults stands in for it. The finally
-    blocks still run and the hint is printed."""
+@pytest.mark.parametrize(
+    ("signal_name", "status", "stderr"),
+    [("SIGTERM", 143, "stopped by SIGTERM: rerun to resume\n"),
+     ("SIGINT", 130, "interrupted: rerun to resume\n")],
+)  # fmt: skip
+def test_a_signal_exits_with_its_status_past_a_teardown_that_would_crash(
+    tmp_path, signal_name, status, stderr
+):
+    """A SIGTERM (or Ctrl-C) while XLA compiled left the interpreter's teardown to crash with
+    SIGSEGV (exit status -11, not 143): an atexit handler that segfaults stands in for it. The
+    finally blocks still run and the hint is printed."""
     marker = tmp_path / "finally-ran"
     code = (
         "import atexit, os, signal, time\n"
@@ -548,14 +555,14 @@ def test_a_sigterm_exits_143_past_a_teardown_that_would_crash(tmp_path):
         "def main():\n"
         "    atexit.register(os.kill, os.getpid(), signal.SIGSEGV)\n"
         "    try:\n"
-        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        f"        os.kill(os.getpid(), signal.{signal_name})\n"
         "        time.sleep(30)\n"
         "    finally:\n"
         f"        open({str(marker)!r}, 'w').close()\n"
         "run_main(main, resume_hint='rerun to resume')\n"
     )
     done = run_python(code)
-    assert (done.returncode, done.stderr) == (143, "stopped by SIGTERM: rerun to resume\n")
+    assert (done.returncode, done.stderr) == (status, stderr)
     assert marker.exists()
 
 

@@ -269,8 +269,8 @@ def bench_train_step(
     name: str | None = None, note: str | None = None,
 ) -> Row:  # fmt: skip
     """Time one training step of ``case`` at the global ``batch`` over ``mesh`` (default: the
-    first device, as ``prepare_train_step``); the row is ``name`` (default ``<prefix>/<label>``) with ``note`` (default the
-    case's); see the module docstring."""
+    first device, as ``prepare_train_step``); the row is ``name`` (default
+    ``<prefix>/<label>``) with ``note`` (default the case's); see the module docstring."""
     prepared = prepare_train_step(bench, case, batch=batch, mesh=mesh)
     compiled, stats = compile_with_stats(prepared.lowered)
     inputs, frozen = prepared.inputs, prepared.frozen

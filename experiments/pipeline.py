@@ -232,14 +232,20 @@ def train_settings(config: ExperimentConfig) -> TrainConfig:
     return dataclasses.replace(config.train, num_configs=1)
 
 
-def unchecked_keys(config: ExperimentConfig) -> frozenset[str]:
-    """Config keys a resume may change: ``RESUMABLE_KEYS``, the method's unread knobs (an
-    older quickstart's LoRA method.space changes nothing) and, but for a GLoRA supernet, the
-    supernet's and the search's settings (one --set list serves every method of a sweep)."""
-    unchecked = RESUMABLE_KEYS | set(unread_knobs(config.method.name))
+def unread_settings(config: ExperimentConfig) -> set[str]:
+    """The config keys ``config``'s method never reads: knobs of other methods and, but for a
+    GLoRA supernet, the supernet's and the search's settings."""
+    unread = set(unread_knobs(config.method.name))
     if not config.method.searchable:
-        unchecked |= {k for k in dotted_settings(config) if supernet_only(k)}
-    return unchecked
+        unread |= {k for k in dotted_settings(config) if supernet_only(k)}
+    return unread
+
+
+def unchecked_keys(config: ExperimentConfig) -> frozenset[str]:
+    """Config keys a resume may change: ``RESUMABLE_KEYS`` and ``unread_settings`` (an older
+    quickstart's LoRA method.space changes nothing; one --set list serves every method of a
+    sweep)."""
+    return RESUMABLE_KEYS | unread_settings(config)
 
 
 def checkpointed_settings(config: ExperimentConfig) -> dict[str, Any]:

@@ -36,7 +36,6 @@ from experiments.command_line import run_main, spellings
 from experiments.config import (
     ExperimentConfig,
     as_assignments,
-    dotted_settings,
     override,
     set_values,
 )
@@ -44,7 +43,7 @@ from experiments.configs import PRESETS, preset
 from experiments.data.load import PATH_SOURCES
 from experiments.data.offline import OFFLINE_TASKS
 from experiments.local_files import local_path
-from experiments.methods import METHODS, check_knobs, unread_knobs
+from experiments.methods import METHODS, check_knobs
 from experiments.training.sharding import initialize_distributed, is_main_process
 from experiments.vtab_table import PAPER_BACKBONE, TASKS, group_means, markdown_table
 from peft_core.atomic_files import write_text
@@ -232,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         for task, out, config in zip(tasks, outs, configs, strict=True):
             pipeline.check_same_experiment(config, out)  # a workdir of another config: refused
             print(f"== {task}: {args.adapter} on {config.backbone.name} -> {out}")
-            unread = unread_settings(config)
+            unread = pipeline.unread_settings(config)
             lines = [a for a in as_assignments(config) if a.partition("=")[0] not in unread]
             print("\n".join(f"  {line}" for line in lines))
             if unread:
@@ -253,15 +252,6 @@ def main(argv: list[str] | None = None) -> int:
             write_text(workdir / "vtab_table.md", table + "\n")
         print(table)
     return 0
-
-
-def unread_settings(config: ExperimentConfig) -> set[str]:
-    """The config keys ``config``'s method never reads: knobs of other methods and, but for a
-    GLoRA supernet, the supernet's and the search's settings."""
-    unread = set(unread_knobs(config.method.name))
-    if not config.method.searchable:
-        unread |= {k for k in dotted_settings(config) if pipeline.supernet_only(k)}
-    return unread
 
 
 def devices_line() -> str:

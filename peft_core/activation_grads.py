@@ -384,9 +384,11 @@ def _through_kernel(module: nn.Module, args: Any, kwargs: Any) -> Any:
         )
     (name,) = kernels
     kernel = params[name]
-    product = u.astype(delta_dtype(u.dtype, v.dtype)) @ v
-    delta = (product - jax.lax.stop_gradient(product)).reshape(kernel.shape)
-    params[name] = kernel + delta.astype(kernel.dtype)  # + 0 in value
+    dtype = delta_dtype(kernel.dtype, u.dtype, v.dtype)  # as the train view forms U V
+    product = u.astype(dtype) @ v.astype(dtype)
+    params[name] = add_delta(
+        kernel, (product - jax.lax.stop_gradient(product)).reshape(kernel.shape)
+    )  # + 0 in value
     variables["params"] = params
     return module.clone(parent=None).apply(variables, *args, **kwargs)
 

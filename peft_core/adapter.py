@@ -262,6 +262,18 @@ class CombinedSpace:
     spaces: tuple[Any, ...]
     fixed_params: int = 0
 
+    def __post_init__(self) -> None:
+        """ValueError where the largest subnet (the spaces' ``max_params``, for those that state
+        it, plus ``fixed_params``) is past int32: the summed int32 counts would wrap around."""
+        stated = (getattr(s, "max_params", 0) for s in self.spaces if s is not None)
+        largest = sum(stated) + self.fixed_params
+        if largest > np.iinfo(np.int32).max:
+            raise ValueError(
+                f"the combined adapters' largest subnet trains {largest:,} parameters, more than "
+                f"the int32 counts of num_params hold ({np.iinfo(np.int32).max:,}): adapt fewer "
+                "layers or take lower ranks"
+            )
+
     def __repr__(self) -> str:
         """Its spaces' reprs where they are dataclasses, else their class names: the same text
         in every process for the same spaces (what a search checkpoint's fingerprint hashes)."""

@@ -14,6 +14,7 @@ import pytest
 import glora_jax
 from glora_jax import GLoRASpace, presets
 from glora_jax.space import LayerSpec
+from peft_core.adapter import CombinedSpace
 
 TENSORS = "ABCDE"
 
@@ -113,6 +114,20 @@ def test_a_space_whose_counts_overflow_int32_is_refused():
     assert fits.max_params == 40 * (8 * 5 * wide + 8 + 2 * wide) < 2**31
     with pytest.raises(ValueError, match=r"largest subnet trains 4,404,020,000 parameters"):
         GLoRASpace((8,), (LayerSpec("big", (100,), wide, wide, True),))
+
+
+@pytest.mark.parametrize("fixed", [0, 2**30])
+def test_combined_spaces_whose_summed_counts_overflow_int32_are_refused(fixed):
+    """Each space fits int32 but their sum (plus the scalars of adapters without a space) does
+    not: the combination's num_params summed int32 counts that wrapped around to negatives."""
+    wide = 2**20
+    big = GLoRASpace((8,), (LayerSpec("big", (20 if fixed else 30,), wide, wide, True),))
+    assert big.max_params + fixed < 2**31 <= 2 * big.max_params + fixed
+    alone = CombinedSpace((big, None), fixed_params=fixed)
+    largest = {"A": "lora_8", "B": "lora_8", "C": "lora_8", "D": "vector", "E": "vector"}
+    assert int(alone.num_params((big.fixed(largest), None))) == big.max_params + fixed
+    with pytest.raises(ValueError, match=f"largest subnet trains {2 * big.max_params + fixed:,} "):
+        CombinedSpace((big, None, big), fixed_params=fixed)
 
 
 def test_num_params_keeps_batch_axes_and_jits_and_vmaps():

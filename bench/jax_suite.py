@@ -35,7 +35,14 @@ from bench.jax_serve import INFER_VARIANTS, bench_inference
 from bench.models import choose_attention, convnext_backbone, vit_backbone
 from bench.options import add_size_options, chosen_size
 from bench.peaks import peak_flops
-from bench.results import Row, key_filter, load_rows, save_rows
+from bench.results import (
+    Row,
+    attention_entries,
+    attentions_of,
+    key_filter,
+    load_rows,
+    save_rows,
+)
 from bench.sizes import BenchSize
 from bench.xla_flags import environ_with_xla_flags
 from experiments.command_line import exit_on_error
@@ -201,8 +208,9 @@ def run_isolated(
     the choices made while compiling the first, good or bad; and a process's autotuning can go
     wrong (docs/benchmarks.md, calls 85-87: a host stall in the one timed run of ConvNeXt-T's
     best depthwise conv algorithm made 2 of 13 processes 15 ms slower). This parent never starts
-    a JAX backend (it would hold the GPU's memory); it collects the children's rows and failures
-    into ``out`` after each one; a child that dies without a row is a failure of its row.
+    a JAX backend (it would hold the GPU's memory); it collects the children's rows, failures
+    and attention settings (each child checks its own: ``attention_entries``) into ``out`` after
+    each one; a child that dies without a row is a failure of its row.
 
     ``autotune_logs``: each child dumps XLA's autotuning logs and picks there
     (``<row key>.logs.txt`` / ``.picks.txt``), and ``bench.autotune_log``'s report on all of
@@ -212,6 +220,7 @@ def run_isolated(
     rows: list[Row] = []
     failed: list[dict[str, Any]] = []
     extra: dict[str, Any] = {"isolated": "each row in a process of its own"}
+    attentions: list[str] = []  # each process checks the attention it asks for itself
     dumps: list[tuple[Path, Path | None]] = []
     part = out.with_name(f"{out.stem}.row.json")
     for suite in suites:
@@ -233,7 +242,9 @@ def run_isolated(
             if not got and not any(f["name"] == key for f in failed):
                 failed.append({"name": key, "error": f"its process exited {code} with no row"})
             rows += got
+            attentions += attentions_of(info)
             extra.update(info)
+            extra.update(attention_entries(attentions))
             save_rows(rows, out, failed=failed, **extra)
     part.unlink(missing_ok=True)
     if autotune_logs is not None:

@@ -4,8 +4,11 @@
 
 Rows of later files replace rows of earlier ones with the same key (name@batch). ``--flops``
 (from ``bench.count_flops``) sets the FLOPs of the rows it names and recomputes their MFU with
-the dense bf16 peak of the device named in the files; a file that names none of the rows is an
-error (counted at another ``--size``, say).
+the dense bf16 peak of the devices named in the files (devices of different peaks: no MFU, as a
+merged row does not say which device measured it); a file that names none of the rows is an
+error (counted at another ``--size``, say). Files measured with other ViT attention settings (a
+process whose cuDNN check failed falls back to XLA) merge to "attention": "mixed", every
+setting in "attentions", and the report says so.
 """
 
 from __future__ import annotations
@@ -17,7 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.peaks import mfu, peak_flops
-from bench.results import Row, format_table, load_rows, read_json, save_rows
+from bench.results import (
+    Row,
+    attention_entries,
+    attentions_of,
+    format_table,
+    load_rows,
+    read_json,
+    save_rows,
+)
 from bench.scaling import efficiencies, one_device_count, with_step_flops
 from bench.targets import evaluate_targets, judged
 from experiments.command_line import exit_on_error
@@ -31,10 +42,12 @@ def render(
     size: str | None = None,
     devices: Sequence[str] = (),
     unrecorded: Sequence[str] = (),
+    attentions: Sequence[str] = (),
 ) -> str:
     """The devices, the table, the target checks, the scaling efficiencies, then skipped and
     failed rows, as printed text. ``size``: the rows' bench size (None: not recorded);
-    ``devices``: the distinct devices the files recorded, ``unrecorded``: files that name none.
+    ``devices``: the distinct devices the files recorded, ``unrecorded``: files that name none;
+    ``attentions``: the distinct ViT attention settings they recorded (several: said so).
     The targets are judged only at "full" on one H100 (``bench.targets.judged``: other ratios
     are printed without a verdict)."""
     checks, unchecked = evaluate_targets(rows)
@@ -48,6 +61,11 @@ def render(
             else []
         ),
         *([f"No device recorded in: {', '.join(unrecorded)}"] if unrecorded else []),
+        *(
+            ["Rows of several attention settings: " + "; ".join(attentions)]
+            if len(attentions) > 1
+            else []
+        ),
         "",
         format_table(rows),
         "",
@@ -64,15 +82,19 @@ def render(
 
 def merge_runs(paths: Sequence[Path]) -> tuple[list[Row], dict[str, Any]]:
     """Rows of all files (later files win per key) and their merged extra entries: "device" the
-    first file's, "devices" every distinct one, "unrecorded" the files that name none. A file
-    that is itself a merge (``--out`` of this command or of ``bench.run``) brings its own
-    "devices" and "unrecorded" along, not only its first device."""
+    first file's, "devices" every distinct one, "unrecorded" the files that name none;
+    "attention" the ViT attention setting of every file that records one, "mixed" where they
+    differ, "attentions" every distinct one (``attention_entries``). A file that is itself a
+    merge (``--out`` of this command or of ``bench.run``) brings its own "devices",
+    "unrecorded" and "attentions" along, not only its first device."""
     by_key: dict[str, Row] = {}
     info: dict[str, Any] = {"skipped": [], "failed": [], "sources": [str(p) for p in paths]}
     info |= {"devices": [], "unrecorded": []}
+    attentions: list[str] = []
     for path in paths:
         rows, extra = load_rows(path)
         by_key.update({r.key: r for r in rows})
+        attentions += attentions_of(extra)
         recorded = [extra["device"]] if "device" in extra else []
         recorded += [d for d in extra.get("devices") or [] if isinstance(d, str)]
         inner = [u for u in extra.get("unrecorded") or [] if isinstance(u, str)]
@@ -87,11 +109,18 @@ def merge_runs(paths: Sequence[Path]) -> tuple[list[Row], dict[str, Any]]:
                 info[key] += [v for v in value if v not in info[key]]
             elif key == "versions":
                 info["versions"] = {**info.get("versions", {}), **value}
-            elif key in ("device", "attention"):
+            elif key == "device":
                 info.setdefault(key, value)
             elif key == "size":  # files of two sizes: no verdict
                 info["size"] = value if info.get("size", value) == value else "mixed"
-    return list(by_key.values()), info
+    return list(by_key.values()), info | attention_entries(attentions)
+
+
+def common_peak(devices: Sequence[str]) -> float | None:
+    """The dense bf16 peak of every device in ``devices``; None where they have several (a
+    merged row does not say which device measured it) or none."""
+    peaks = {peak_flops(d) for d in devices}
+    return peaks.pop() if len(peaks) == 1 else None
 
 
 def with_flops(
@@ -156,13 +185,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.flops is not None:
             counts, source = read_counts(args.flops)
             check_counted(rows, counts, args.flops)
-            peak = peak_flops(str(info.get("device", "")))
-            rows = with_flops(rows, counts, source=source, peak=peak)
+            rows = with_flops(rows, counts, source=source, peak=common_peak(info["devices"]))
     except ValueError as e:
         p.error(str(e))
     size = info.get("size")
     print(render(rows, skipped=info["skipped"], failed=info["failed"], size=size,
-                 devices=info["devices"], unrecorded=info["unrecorded"]))  # fmt: skip
+                 devices=info["devices"], unrecorded=info["unrecorded"],
+                 attentions=info.get("attentions", ())))  # fmt: skip
     if args.out is not None:
         checks, unchecked = evaluate_targets(rows)
         lines = [c.line(judged=judged(size, info["devices"])) for c in checks]

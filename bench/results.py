@@ -123,6 +123,25 @@ def read_records(path: Path, key: str, fields: Sequence[str], what: str) -> list
     return records
 
 
+def attentions_of(extra: dict[str, Any]) -> list[str]:
+    """The ViT attention settings a rows file records (its other top-level entries ``extra``): a
+    merge's "attentions", else its own "attention" (none: no ViT row was measured)."""
+    found = extra.get("attentions")
+    if not isinstance(found, list):
+        found = [extra.get("attention")]
+    return [a for a in found if isinstance(a, str)]
+
+
+def attention_entries(settings: Iterable[str]) -> dict[str, Any]:
+    """The entries of rows measured under ``settings`` (each file's, ``attentions_of``):
+    "attentions" the distinct ones, "attention" the one, or "mixed" where they differ (the
+    rows' files do not say which row is whose); none without a setting."""
+    distinct = list(dict.fromkeys(settings))
+    if not distinct:
+        return {}
+    return {"attention": distinct[0] if len(distinct) == 1 else "mixed", "attentions": distinct}
+
+
 def load_rows(path: Path) -> tuple[list[Row], dict[str, Any]]:
     """(rows, the other top-level entries) of a file written by ``save_rows``; ValueError
     naming the file when it is missing, not JSON, or holds no bench rows."""

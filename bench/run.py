@@ -140,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = _count_flops_on_cpu(rows, size, out, device=str(info.get("device", "")))
     info["size"] = args.size
     print(render(rows, skipped=info["skipped"], failed=info["failed"], size=args.size,
-                 devices=info["devices"], unrecorded=info["unrecorded"]))  # fmt: skip
+                 devices=info["devices"], unrecorded=info["unrecorded"],
+                 attentions=info.get("attentions", ())))  # fmt: skip
     checks, unchecked = evaluate_targets(rows)
     lines = [c.line(judged=judged(args.size, info["devices"])) for c in checks]
     save_rows(

@@ -221,7 +221,7 @@ def _load(config: BackboneConfig, *, num_classes: int, seed: int) -> Backbone:
     model = vit(variant, patch=PATCH[name], num_classes=num_classes, **vit_options)
     params: Params = _init(model, rng, size)
     if name == "vit-b16":
-        params = load_params(str(config.checkpoint), params, drop_head=True)
+        params = load_params(str(config.checkpoint), params, drop_head=True, image_size=size)
     return Backbone(model, params, scale, targets, stacked, dtype)
 
 

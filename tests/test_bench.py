@@ -45,7 +45,7 @@ from bench.end_to_end import E2E_ROW
 from bench.jax_serve import INFER_VARIANTS
 from bench.jax_train import CONV_CASES, SCALE_CASES, SCAN_CASES, VIT_CASES
 from bench.models import vit_backbone
-from bench.peaks import mfu, peak_flops
+from bench.peaks import mfu, peak_bandwidth, peak_flops
 from bench.report import merge_runs, with_flops
 from bench.results import Row, format_table, load_rows, save_rows
 from bench.sizes import SIZES
@@ -206,6 +206,25 @@ def test_peak_and_mfu(name: str, peak: float | None) -> None:
     assert peak_flops(name) == peak
     got = mfu(2e12, 0.01, peak)
     assert got == (None if peak is None else pytest.approx(2e12 / 0.01 / peak))
+
+
+@pytest.mark.parametrize(
+    ("name", "flops", "bandwidth"),
+    [("NVIDIA GH200 480GB", 989.4e12, None),  # 96 GB HBM3 or 144 GB HBM3e: its name does not say
+     ("NVIDIA GH200 144G HBM3e", 989.4e12, 4.9e12), ("NVIDIA GH200 96GB HBM3", 989.4e12, 4.0e12),
+     ("NVIDIA H200 NVL", 835e12, 4.8e12), ("NVIDIA H200", 989.4e12, 4.8e12),
+     ("H200", 989.4e12, 4.8e12),
+     ("NVIDIA H100 PCIe", 756e12, 2.0e12), ("NVIDIA H100 NVL", 835e12, 3.9e12),
+     ("NVIDIA H20", None, None),
+     ("NVIDIA H100 NVL PCIe", None, None)],  # two markers of two words, of other peaks
+)  # fmt: skip
+def test_peaks_match_whole_words_of_the_device_name(
+    name: str, flops: float | None, bandwidth: float | None
+) -> None:
+    """A GH200 is no H200 (its bandwidth differs), an H200 NVL no H200 SXM (its clocks are
+    lower); a device no marker tells has no peak, and no MFU."""
+    assert (peak_flops(name), peak_bandwidth(name)) == (flops, bandwidth)
+    assert (mfu(2e12, 0.01, peak_flops(name)) is None) is (flops is None)
 
 
 def _row(name: str, batch: int, step_s: float, **kw: object) -> Row:
@@ -1256,6 +1275,32 @@ def test_isolate_records_a_row_whose_process_died(
     assert given == [batches] * len(linear)
 
 
+def test_isolate_keeps_the_attention_of_every_rows_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each row's process checks its attention itself: one that fell back to XLA makes the
+    rows "mixed", not labelled with the last process's setting."""
+    settings = iter(["attention: cuDNN (checked)", "attention: XLA (cuDNN failed)"] * 4)
+
+    def measured(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        only = command[command.index("--only") + 1]
+        key = next(k for k in jax_train.training_keys(SIZES["tiny"], "train") if re.search(only, k))
+        name, batch = key.rsplit("@", 1)
+        part = Path(command[command.index("--json") + 1])
+        save_rows([_row(name, int(batch), 0.1)], part, attention=next(settings))
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(jax_suite.subprocess, "run", measured)
+    out = tmp_path / "iso.json"
+    argv = ["--json", str(out), "--size=tiny", "--suites", "train", "--isolate",
+            "--only", "/(linear|full)@4$"]  # fmt: skip
+    assert jax_suite.main(argv) == 0
+    rows, info = load_rows(out)
+    assert len(rows) == 2
+    assert info["attention"] == "mixed"
+    assert info["attentions"] == ["attention: cuDNN (checked)", "attention: XLA (cuDNN failed)"]
+
+
 def test_a_row_that_raises_is_recorded_failed_and_the_next_row_is_measured(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -1486,19 +1531,56 @@ def test_report_merges_sizes_and_keeps_the_first_device(
     assert info["size"] == "mixed"  # files of two sizes: no verdict, whatever comes last
     assert report.main([str(p) for p in paths]) == 0
     assert "n/a  jax/search/evolution" in capsys.readouterr().out
-    # "device": the first file's, whose peak the FLOPs' MFU is taken against
+    # "device": the first file's; the FLOPs' MFU needs one peak for every device recorded
     a100 = "gpu: NVIDIA A100-SXM4-80GB"
     save_rows(rows, paths[1], device=a100, attention="cudnn")
     save_rows(rows, paths[2], device=h100, attention="xla")
     _, info = merge_runs(paths[1:])
-    assert (info["device"], info["attention"]) == (a100, "cudnn")
-    assert info["devices"] == [a100, h100]
+    assert (info["device"], info["attention"]) == (a100, "mixed")
+    assert info["devices"] == [a100, h100] and info["attentions"] == ["cudnn", "xla"]
     flops, out = tmp_path / "flops.json", tmp_path / "out.json"
     counted = {"jax/search/evolution@1000": 6.24e14}
     flops.write_text(json.dumps({"source": "counted", "flops": counted}))
     assert report.main([*map(str, paths[1:]), "--flops", str(flops), "--out", str(out)]) == 0
     (row,), _ = load_rows(out)
-    assert row.mfu == pytest.approx(6.24e14 / 20.0 / 312e12)  # the A100's peak: 0.1
+    assert row.mfu is None  # c.json's H100 row, once taken against the A100's peak (0.1)
+    save_rows(rows, paths[1], device="gpu: NVIDIA H100")  # the same peak as paths[2]'s
+    assert report.main([*map(str, paths[1:]), "--flops", str(flops), "--out", str(out)]) == 0
+    (row,), _ = load_rows(out)
+    assert row.mfu == pytest.approx(6.24e14 / 20.0 / 989.4e12)
+
+
+@pytest.mark.parametrize(
+    ("settings", "merged"),
+    [(["cudnn", "cudnn"], {"attention": "cudnn", "attentions": ["cudnn"]}),
+     (["cudnn", "xla"], {"attention": "mixed", "attentions": ["cudnn", "xla"]}),
+     ([None, "xla", "xla"], {"attention": "xla", "attentions": ["xla"]}),  # torch's: none
+     (["xla", None, "cudnn"], {"attention": "mixed", "attentions": ["xla", "cudnn"]}),
+     ([None, None], {})],
+    ids=["agree", "differ", "torch_none", "differ_around_none", "none"],
+)  # fmt: skip
+def test_merged_rows_are_not_labelled_with_another_files_attention(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    settings: list[str | None],
+    merged: dict[str, Any],
+) -> None:
+    """Each file's rows were measured with its own attention (a process whose cuDNN check
+    failed fell back to XLA): files that disagree merge to "mixed", with every setting, also
+    when the merge is merged again, and the report says so."""
+    paths = []
+    for i, attention in enumerate(settings):
+        paths.append(tmp_path / f"{i}.json")
+        extra = {} if attention is None else {"attention": attention}
+        save_rows([_row(f"jax/x{i}", 8, 1.0)], paths[-1], device="gpu: NVIDIA H100", **extra)
+    _, info = merge_runs(paths)
+    assert {k: info[k] for k in ("attention", "attentions") if k in info} == merged
+    out = tmp_path / "out.json"
+    assert report.main([*map(str, paths), "--out", str(out)]) == 0
+    several = "Rows of several attention settings: xla; cudnn"
+    assert (several in capsys.readouterr().out) is (merged.get("attentions") == ["xla", "cudnn"])
+    _, again = merge_runs([out, tmp_path / "1.json"])
+    assert {k: again[k] for k in ("attention", "attentions") if k in again} == merged
 
 
 @pytest.mark.parametrize(

@@ -859,9 +859,11 @@ def test_loader_lists_missing_unexpected_and_misshaped(trained_tiny):
         (lambda flat, tmp: flat, (32, 32), {"posemb_method": "nearest"}, ValueError,
          "posemb method must be 'bilinear' or 'bicubic', got 'nearest'"),
         (lambda flat, tmp: {**flat, "pos_embedding": flat["pos_embedding"][:, :4]}, (32, 32), {},
-         ValueError, "checkpoint pos_embedding has 3 patch positions, not a square grid"),
+         ValueError,
+         "the pos_embedding of the checkpoint has 3 patch positions, not a square grid"),
         (lambda flat, tmp: flat, (32, 48), {}, ValueError,
-         "model pos_embedding has 6 patch positions, not a square grid"),
+         "the pos_embedding of the model has 6 patch positions, not a square grid; give "
+         "load_params its image_size"),
     ],
     ids=["missing_file", "posemb_method", "posemb_method_unused", "checkpoint_grid", "model_grid"],
 )  # fmt: skip
@@ -872,6 +874,71 @@ def test_loader_refuses_a_missing_file_an_unknown_resampling_and_a_non_square_gr
     init = jax.eval_shape(model.init, RNG, jnp.zeros((1, *size, 3)))["params"]
     with pytest.raises(error, match=match):
         load_params(source(trained_tiny[2], tmp_path), init, **options)
+
+
+def posemb_checkpoint(flat: dict, grid: tuple[int, int], seed: int = 3) -> dict:
+    """``flat`` with a random pos_embedding (class token row + a ``grid`` of patch rows)."""
+    rows = 1 + grid[0] * grid[1]
+    posemb = np.random.default_rng(seed).normal(size=(1, rows, 192)).astype(np.float32)
+    return {**flat, "pos_embedding": posemb}
+
+
+@pytest.mark.parametrize(
+    ("grid", "recorded", "size", "given"),
+    [((2, 8), [32, 128], (64, 64), None),  # 16 positions both: nothing resampled before
+     ((8, 32), [128, 512], (64, 64), None),  # 256 positions: read as 16 x 16 before
+     ((3, 3), 48, (32, 64), (32, 64)),  # a wide model's grid, from its image_size
+     ((2, 4), [32, 64], (64, 32), (64, 32))],
+    ids=["same_count", "read_as_square", "wide_model", "tall_model"],
+)  # fmt: skip
+def test_a_grid_recorded_in_the_metadata_and_the_models_image_size_set_the_resampling(
+    tmp_path, trained_tiny, grid, recorded, size, given
+):
+    """A flat count of positions does not say the grid: the checkpoint's is that of its
+    metadata's image_size (in its patches), the model's that of the image_size given."""
+    flat = posemb_checkpoint(trained_tiny[2], grid)
+    path = save_npz(unflatten(flat), tmp_path / "wide.npz", metadata={"image_size": recorded})
+    model = tiny(num_classes=3, representation_size=8)
+    init = random_params(model, np.zeros((1, *size, 3), np.float32))
+    options = {} if given is None else {"image_size": given}
+    loaded = load_params(path, init, **options)["pos_embedding"]
+    new_grid = (size[0] // PATCH, size[1] // PATCH)
+    want = resample_grid(flat["pos_embedding"][0, 1:].reshape(*grid, 192), new_grid,
+                         method="bilinear")  # fmt: skip
+    np.testing.assert_array_equal(loaded[:, 0], flat["pos_embedding"][:, 0])
+    np.testing.assert_allclose(loaded[0, 1:].reshape(*new_grid, 192), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("grid", "metadata", "given", "match"),
+    [((2, 3), None, None,
+      r"^the pos_embedding of checkpoint {path} has 6 patch positions, not a square grid; "
+      r"record its image size in its npz metadata \("),
+     ((2, 4), {"image_size": [32, 32]}, None,
+      r"^the pos_embedding of checkpoint {path} has 8 patch positions, which 32x32 images in "
+      r"16x16 patches do not make \(a 2x2 grid\)$"),
+     ((2, 4), {"image_size": [32, 72]}, None, "which 32x72 images in 16x16 patches do not make"),
+     ((2, 4), {"image_size": "32x64"}, None,
+      r"^checkpoint {path}: metadata image_size must be an int or \[height, width\] of ints >= 1, "
+      r"got '32x64'$"),
+     ((2, 4), {"image_size": [32, 64, 3]}, None, "metadata image_size must be an int or"),
+     ((2, 4), {"image_size": [32, 64]}, (64, 32),
+      r"^the pos_embedding of the model has 16 patch positions, which 64x32 images in 16x16 "
+      r"patches do not make \(a 4x2 grid\)$")],
+    ids=["no_square", "recorded_other_count", "recorded_no_multiple", "recorded_text",
+         "recorded_three_sides", "model_other_grid"],
+)  # fmt: skip
+def test_a_grid_that_cannot_be_known_is_refused_naming_the_checkpoint(
+    tmp_path, trained_tiny, grid, metadata, given, match
+):
+    """Not read as some square grid of as many positions (2 x 3 as ... none; 2 x 4 as 2 x 2)."""
+    path = save_npz(
+        unflatten(posemb_checkpoint(trained_tiny[2], grid)), tmp_path / "c.npz", metadata=metadata
+    )
+    init = random_params(tiny(num_classes=3, representation_size=8), images(64))
+    options = {} if given is None else {"image_size": given}
+    with pytest.raises(ValueError, match=match.format(path=re.escape(str(path)))):
+        load_params(path, init, **options)
 
 
 def test_a_foreign_checkpoint_is_refused_in_a_message_of_a_few_lines(tmp_path, trained_tiny):

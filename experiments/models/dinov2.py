@@ -38,6 +38,7 @@ from experiments.models.vit_checkpoint import (
     npz_metadata,
     resample_posemb,
     save_npz,
+    square_grid,
 )
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,11 @@ def to_vit_layout(tensors: dict[str, np.ndarray], *, image_size: int) -> dict[st
         "embedding/bias": take("backbone.embeddings.patch_embeddings.projection.bias"),
         "cls": take("backbone.embeddings.cls_token"),
         "pos_embedding": resample_posemb(
-            posemb, num_prefix_tokens=1, new_side=image_size // PATCH_SIZE, method="bicubic"
+            posemb,
+            num_prefix_tokens=1,
+            grid=square_grid(posemb.shape[1] - 1, what="the graph's position embedding"),
+            new_grid=(image_size // PATCH_SIZE, image_size // PATCH_SIZE),
+            method="bicubic",
         ),
         "Transformer/encoder_norm/scale": take("backbone.layernorm.weight"),
         "Transformer/encoder_norm/bias": take("backbone.layernorm.bias"),
@@ -247,4 +252,4 @@ def load_dinov2_s14(
             )  # fmt: skip
     else:
         source, _ = dinov2_flat_params(image_size=image_size)
-    return model, load_params(source, init_params, posemb_method="bicubic")
+    return model, load_params(source, init_params, posemb_method="bicubic", image_size=image_size)

@@ -15,9 +15,14 @@ Loading rules (:func:`load_params`):
   the original fine-tuning code).
 * class token: a checkpoint ``cls`` (and its pos-embedding row) is dropped for a model without a
   class token; a model with a class token needs one in the checkpoint.
-* position embedding: square patch grids are resampled when they differ — ``"bilinear"`` is
+* position embedding: the patch grid is resampled when it differs — ``"bilinear"`` is
   big_vision's ``scipy.ndimage.zoom(order=1)`` (corner-aligned), ``"bicubic"`` is torch's
-  ``F.interpolate(mode="bicubic", align_corners=False, antialias=False)`` used by DINOv2.
+  ``F.interpolate(mode="bicubic", align_corners=False, antialias=False)`` used by DINOv2. A flat
+  count of positions does not say the grid's shape (256: 16x16 or 8x32?): the checkpoint's grid
+  is that of the ``image_size`` its npz metadata records (:func:`save_npz`; an int, or
+  [height, width]) in the patches of its ``embedding/kernel``, the model's that of the
+  ``image_size`` given; without one, a grid is taken as square, and a count that is no square is
+  a ValueError naming the checkpoint file.
 * everything else must match key for key and shape for shape, and be floating (numpy stores
   bfloat16 as 2-byte voids, ``|V2``), else :class:`CheckpointMismatchError` holds every missing,
   unexpected, mis-shaped and not floating key (its message names the file and the first few).
@@ -43,6 +48,8 @@ from peft_core.paths import flatten, unflatten
 logger = logging.getLogger(__name__)
 
 PosembMethod = Literal["bilinear", "bicubic"]
+#: Images of side n (n x n), or (height, width).
+ImageSize = int | tuple[int, int]
 
 METADATA_KEY = "__metadata__"
 _SCANNED_PREFIX = "Transformer/encoderblock/"
@@ -110,7 +117,9 @@ def _first(keys: list[str]) -> str:
 def save_npz(
     params: Mapping[str, Any], path: str | Path, *, metadata: Mapping[str, Any] | None = None
 ) -> Path:
-    """Write a param tree as a flat npz ("/"-joined keys) plus optional JSON ``metadata``."""
+    """Write a param tree as a flat npz ("/"-joined keys) plus optional JSON ``metadata``; its
+    ``image_size`` (an int, or [height, width]: the images the ``pos_embedding`` is laid out for)
+    gives :func:`load_params` the patch grid."""
     path = Path(path)
     arrays: dict[str, Any] = {k: np.asarray(v) for k, v in flatten(params).items()}
     if metadata is not None:
@@ -241,25 +250,70 @@ def check_posemb_method(method: str) -> None:
         raise ValueError(f"posemb method must be 'bilinear' or 'bicubic', got {method!r}")
 
 
-def square_grid_side(num_tokens: int, *, what: str) -> int:
+def square_grid(num_tokens: int, *, what: str, hint: str = "") -> tuple[int, int]:
+    """The (side, side) grid of ``num_tokens`` patch positions; a ValueError naming ``what``
+    (and ending in ``hint``) when ``num_tokens`` is no square."""
     side = math.isqrt(num_tokens)
     if side * side != num_tokens:
-        raise ValueError(f"{what} has {num_tokens} patch positions, not a square grid")
-    return side
+        raise ValueError(f"{what} has {num_tokens} patch positions, not a square grid{hint}")
+    return side, side
+
+
+def image_grid(
+    image_size: ImageSize, patch: tuple[int, ...], num_tokens: int, *, what: str
+) -> tuple[int, int]:
+    """The patch grid of ``image_size`` images in ``patch`` (height, width) patches; a ValueError
+    naming ``what`` when it is no grid of ``num_tokens`` positions."""
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    grid = (height // patch[0], width // patch[1])
+    if height % patch[0] or width % patch[1] or grid[0] * grid[1] != num_tokens:
+        raise ValueError(
+            f"{what} has {num_tokens} patch positions, which {height}x{width} images in "
+            f"{patch[0]}x{patch[1]} patches do not make (a {grid[0]}x{grid[1]} grid)"
+        )
+    return grid
 
 
 def resample_posemb(
-    posemb: np.ndarray, *, num_prefix_tokens: int, new_side: int, method: PosembMethod
+    posemb: np.ndarray,
+    *,
+    num_prefix_tokens: int,
+    grid: tuple[int, int],
+    new_grid: tuple[int, int],
+    method: PosembMethod,
 ) -> np.ndarray:
-    """(1, c + g*g, D) -> (1, c + new_side², D); the c prefix (class token) rows are kept."""
-    prefix, patches = posemb[:, :num_prefix_tokens], posemb[0, num_prefix_tokens:]
-    side = square_grid_side(patches.shape[0], what="checkpoint pos_embedding")
-    if side == new_side:
+    """(1, c + h*w, D) on a (h, w) ``grid`` -> (1, c + H*W, D) on ``new_grid`` (H, W); the c
+    prefix (class token) rows are kept."""
+    if grid == new_grid:
         return posemb
-    grid = resample_grid(
-        patches.reshape(side, side, -1), (new_side, new_side), method=method
-    ).reshape(1, new_side * new_side, -1)
-    return np.concatenate([prefix, grid], axis=1)
+    prefix, patches = posemb[:, :num_prefix_tokens], posemb[0, num_prefix_tokens:]
+    resampled = resample_grid(patches.reshape(*grid, -1), new_grid, method=method)
+    return np.concatenate([prefix, resampled.reshape(1, new_grid[0] * new_grid[1], -1)], axis=1)
+
+
+def checkpoint_grid(
+    metadata: Mapping[str, Any], patch: tuple[int, ...], num_tokens: int, *, named: str
+) -> tuple[int, int]:
+    """The patch grid of a checkpoint (``named`` in errors): that of the ``image_size`` its
+    ``metadata`` records in ``patch`` patches (its ``embedding/kernel``'s), else square."""
+    image_size = metadata.get("image_size")
+    what = f"the pos_embedding of {named}"
+    if image_size is None:
+        hint = '; record its image size in its npz metadata ("image_size": [height, width])'
+        return square_grid(num_tokens, what=what, hint=hint)
+    if isinstance(image_size, list):
+        image_size = tuple(image_size)
+    if not _is_image_size(image_size):
+        raise ValueError(
+            f"{named}: metadata image_size must be an int or [height, width] of ints >= 1, "
+            f"got {image_size!r}"
+        )
+    return image_grid(image_size, patch, num_tokens, what=what)
+
+
+def _is_image_size(value: Any) -> bool:
+    sides = value if isinstance(value, tuple) and len(value) == 2 else (value,)
+    return all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sides)
 
 
 # --------------------------------------------------------------------------------- loading
@@ -275,15 +329,21 @@ def load_params(
     *,
     drop_head: bool = False,
     posemb_method: PosembMethod = "bilinear",
+    image_size: ImageSize | None = None,
 ) -> dict[str, Any]:
     """Checkpoint (npz path or flat dict) -> param tree shaped like ``init_params``.
 
     ``init_params`` are the model's init params (their fresh head is used when the head is
-    replaced). Returns a nested dict of numpy arrays with the init params' dtypes, stacked if the
+    replaced), ``image_size`` its input (n, or (height, width)), which sets its patch grid (None:
+    square). Returns a nested dict of numpy arrays with the init params' dtypes, stacked if the
     model is scanned.
     """
     check_posemb_method(posemb_method)  # also when the grid needs no resampling
-    raw = load_npz(source) if isinstance(source, str | Path) else dict(source)
+    metadata: dict[str, Any] = {}
+    if isinstance(source, str | Path):
+        raw, metadata, named = load_npz(source), npz_metadata(source), f"checkpoint {source}"
+    else:
+        raw, named = dict(source), "the checkpoint"
     ckpt = canonical_flat(raw)
     init_flat = flatten(init_params)
     scanned = any(k.startswith(_SCANNED_PREFIX) for k in init_flat)
@@ -297,11 +357,22 @@ def load_params(
         del ckpt["cls"]
         ckpt_prefix = 0
     if "pos_embedding" in ckpt and "pos_embedding" in expected:
+        posemb = np.asarray(ckpt["pos_embedding"])
+        model_patch = expected["embedding/kernel"].shape[:2]
+        patch = ckpt["embedding/kernel"].shape[:2] if "embedding/kernel" in ckpt else model_patch
+        grid = checkpoint_grid(metadata, patch, posemb.shape[1] - ckpt_prefix, named=named)
         model_tokens = expected["pos_embedding"].shape[1] - model_prefix
+        what = "the pos_embedding of the model"
+        new_grid = (
+            square_grid(model_tokens, what=what, hint="; give load_params its image_size")
+            if image_size is None
+            else image_grid(image_size, model_patch, model_tokens, what=what)
+        )
         ckpt["pos_embedding"] = resample_posemb(
-            np.asarray(ckpt["pos_embedding"]),
+            posemb,
             num_prefix_tokens=ckpt_prefix,
-            new_side=square_grid_side(model_tokens, what="model pos_embedding"),
+            grid=grid,
+            new_grid=new_grid,
             method=posemb_method,
         )
 

@@ -93,18 +93,22 @@ class ExperimentConfig:
                 f"eval_batch_size (test and search; train.eval_batch_size is training's) must be "
                 f">= 1, got {self.eval_batch_size}"
             )
-        _check_method_fits_backbone(self.method, self.backbone.name)
+        check_method_fits_backbone(self.method, self.backbone.name)
 
 
-def _check_method_fits_backbone(method: MethodConfig, backbone: str) -> None:
-    """ValueError for a method knob, set off its default, that no layer ``backbone`` adapts
-    uses: kernel_rank (a conv kernel's spatial modes) on a ViT, whose adapted layers are dense
-    kernels; tucker="nd" (a DenseGeneral kernel's axes as modes) or activation-space grads
-    (dense kernels only) on efficientnet-lite0, whose adapted layers are convolutions."""
+def check_method_fits_backbone(
+    method: MethodConfig, backbone: str, knobs: Iterable[str] = ()
+) -> None:
+    """ValueError for a method knob that no layer ``backbone`` adapts reads, set off its default
+    or named in ``knobs`` (the ``MethodConfig`` fields a user set, at their defaults too, as
+    ``methods.check_knobs`` takes them): kernel_rank (a conv kernel's spatial modes) on a ViT,
+    whose adapted layers are dense kernels, and tucker (a DenseGeneral kernel's axes as modes)
+    on efficientnet-lite0, whose adapted layers are convolutions; and for a value of a knob it
+    reads that cannot apply: activation-space grads (dense kernels only) on efficientnet-lite0."""
     if backbone in CONV_BACKBONES:
         kind = "convolutions"
-        unused = {
-            "tucker": (method.tucker == "nd", "a convolution keeps every axis as a mode anyway"),
+        unread = {"tucker": "a convolution keeps every axis as a mode anyway"}
+        misfits = {
             "grads": (
                 method.grads in ("activation", "pallas"),
                 "activation-space gradients serve dense kernels: convolutions train in weight "
@@ -113,12 +117,13 @@ def _check_method_fits_backbone(method: MethodConfig, backbone: str) -> None:
         }
     else:
         kind = "dense kernels (the patch embedding is not adapted)"
-        unused = {
-            "kernel_rank": (
-                method.kernel_rank != _METHOD_DEFAULTS.kernel_rank,
-                "it ranks a convolution's spatial modes",
-            ),
-        }
+        unread = {"kernel_rank": "it ranks a convolution's spatial modes"}
+        misfits = {}
+    given = set(knobs)
+    unused = misfits | {
+        knob: (knob in given or getattr(method, knob) != getattr(_METHOD_DEFAULTS, knob), why)
+        for knob, why in unread.items()
+    }
     for knob, (off, why) in unused.items():
         if off and knob in METHOD_KNOBS[method.name]:
             raise ValueError(

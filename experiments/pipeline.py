@@ -9,8 +9,9 @@ A killed run started again with the same workdir resumes training and search whe
 a workdir is refused to a config that differs from its config.json in anything but
 ``RESUMABLE_KEYS`` (knobs of logging, checkpoints, evaluation batches, data location, the test
 limit, the search's length (a longer one goes on, a shorter one is its first generations, and
-search/metrics.csv shows those until a longer one runs), retraining) and the settings its method
-does not read (``unchecked_keys``).
+search/metrics.csv shows those until a longer one runs), retraining), the settings its method
+does not read and the path of your own data (``unchecked_keys``: moved, the same examples
+resume; others are refused by the training checkpoint's digest of them).
 
 result.json: test_accuracy (the adapted model as it was trained and searched, ``adapter.apply``:
 GLoRA's update in a bf16 model's dtype) and merged_test_accuracy (the plain backbone on the arrays
@@ -242,10 +243,13 @@ def unread_settings(config: ExperimentConfig) -> set[str]:
 
 
 def unchecked_keys(config: ExperimentConfig) -> frozenset[str]:
-    """Config keys a resume may change: ``RESUMABLE_KEYS`` and ``unread_settings`` (an older
+    """Config keys a resume may change: ``RESUMABLE_KEYS``, ``unread_settings`` (an older
     quickstart's LoRA method.space changes nothing; one --set list serves every method of a
-    sweep)."""
-    return RESUMABLE_KEYS | unread_settings(config)
+    sweep) and, for your own data (``PATH_SOURCES``), ``data.task``: its path, which may move
+    (or be given relative) as ``data.data_dir`` may; what it holds is compared by the digest of
+    the training examples each training checkpoint records (``check_resumes``)."""
+    own_path = {"data.task"} if config.data.source in PATH_SOURCES else set()
+    return RESUMABLE_KEYS | unread_settings(config) | own_path
 
 
 def checkpointed_settings(config: ExperimentConfig) -> dict[str, Any]:
@@ -331,8 +335,9 @@ def check_runs_here(config: ExperimentConfig, workdir: str | pathlib.Path) -> pa
     """``workdir`` as a local Path; ValueError, before any work, for a URL as the workdir, data
     dir, cache dir, own data's path or checkpoint (``experiments.local_files``), a workdir in
     its own data (``check_outside``), a workdir or cache dir in the place of a file, the
-    search's settings (a GLoRA supernet), a batch that does not split over the devices, or
-    cuDNN attention off an NVIDIA GPU; FileNotFoundError
+    search's settings (a GLoRA supernet), a batch that does not split over the devices (nor,
+    for a GLoRA supernet, into its subnets per step), or cuDNN attention off an NVIDIA GPU;
+    FileNotFoundError
     for a checkpoint that is missing or needed (``backbones.check_weights``); DataNotFoundError
     for the task's data missing (``experiments.data.load.check_available``: a missing later
     task of ``--tasks`` fails before the first one trains)."""
@@ -382,11 +387,10 @@ def check_outside(workdir: str | pathlib.Path, data: str | pathlib.Path) -> None
 
 
 def check_same_experiment(config: ExperimentConfig, workdir: pathlib.Path) -> None:
-    """ValueError naming each key outside ``RESUMABLE_KEYS`` and the method's unread knobs in
-    which ``config`` differs from the one ``workdir/config.json`` records (none recorded: a new
-    workdir). A config.json that no checkpoint or search state was saved under (a run that
-    failed or was killed before its first checkpoint) gives way to ``config`` with a warning:
-    nothing of it would be resumed."""
+    """ValueError naming each key outside ``unchecked_keys`` in which ``config`` differs from
+    the one ``workdir/config.json`` records (none recorded: a new workdir). A config.json that
+    no checkpoint or search state was saved under (a run that failed or was killed before its
+    first checkpoint) gives way to ``config`` with a warning: nothing of it would be resumed."""
     path = workdir / "config.json"
     if not path.exists():
         return

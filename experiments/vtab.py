@@ -36,6 +36,7 @@ from experiments.command_line import run_main, spellings
 from experiments.config import (
     ExperimentConfig,
     as_assignments,
+    check_method_fits_backbone,
     override,
     set_values,
 )
@@ -154,9 +155,9 @@ def task_config(args: argparse.Namespace, task: str) -> ExperimentConfig:
             raise ValueError(f"--set {key}={value} disagrees with {flag}={given}: give it once")
     keys = [a.partition("=")[0].strip() for a in args.overrides]
     check_set_keys_apply(preset_config, config, keys)
-    check_knobs(
-        config.method.name, [k.removeprefix("method.") for k in keys if k.startswith("method.")]
-    )
+    knobs = [k.removeprefix("method.") for k in keys if k.startswith("method.")]
+    check_knobs(config.method.name, knobs)
+    check_method_fits_backbone(config.method, config.backbone.name, knobs)
     supernet_keys = [k for k in keys if pipeline.supernet_only(k)]
     if not config.method.searchable and supernet_keys:  # a warning: one --set list may serve
         logging.getLogger(__name__).warning(  # every method of a sweep

@@ -232,22 +232,31 @@ EFFICIENTNET = ["--set", "backbone.name=efficientnet-lite0", "--set", "backbone.
          "method.kernel_rank=3 would be ignored: the layers flora adapts in dinov2-s14 are dense"),
         (["--adapter=flora", "--set", "method.kernel_rank=1"],  # below the default too
          "method.kernel_rank=1 would be ignored: the layers flora adapts in dinov2-s14 are dense"),
+        (["--adapter=flora", "--set", "method.kernel_rank=2"],  # the default, set by hand
+         "method.kernel_rank=2 would be ignored: the layers flora adapts in dinov2-s14 are dense"),
         (["--adapter=flora", "--set", "method.kernel_rank=3", *EFFICIENTNET], None),
         (["--adapter=flora", "--set", "method.tucker=nd", *EFFICIENTNET],
          "method.tucker='nd' would be ignored: the layers flora adapts in efficientnet-lite0 are "
          "convolutions"),
+        (["--adapter=flora", "--set", "method.tucker=matrix", *EFFICIENTNET],  # the default
+         "method.tucker='matrix' would be ignored: the layers flora adapts in efficientnet-lite0 "
+         "are convolutions"),
+        (["--adapter=flora", "--set", "method.tucker=matrix"], None),  # a ViT's dense kernels
         (["--adapter=lora", "--set", "method.grads=activation", *EFFICIENTNET],
          "method.grads='activation' would be ignored"),
         (["--adapter=flora", "--set", "method.grads=pallas", *EFFICIENTNET],
          "method.grads='pallas' would be ignored: the layers flora adapts in efficientnet-lite0"),
         (["--adapter=lora", "--set", "method.grads=weight", *EFFICIENTNET], None),
+        (["--adapter=flora", "--set", "method.grads=auto", *EFFICIENTNET], None),  # weight space
         (["--adapter=lora", "--set", "method.name=flora"],
          "--set method.name=flora disagrees with --adapter=lora"),
         (["--set", "data.task=mnist5k"], "--set data.task=mnist5k disagrees with --task=digits"),
     ],
 )  # fmt: skip
 def test_method_knobs_the_method_does_not_read_are_refused(argv: list[str], error: str | None):
-    """--set method.rank=4 with GLoRA trained the default space without a word."""
+    """--set method.rank=4 with GLoRA trained the default space without a word; a knob no layer
+    of the backbone reads was refused only off its default (--set method.kernel_rank=2 on a ViT
+    passed), though a method's knob set by hand is refused at its default too."""
     args = vtab.parse_args(["--task=digits", *argv])
     if error is None:
         vtab.task_config(args, "digits")
@@ -615,6 +624,18 @@ def test_a_batch_the_devices_cannot_split_is_refused_before_the_data_loads(
     assert not list(tmp_path.rglob("config.json"))
 
 
+def test_subnets_per_step_of_a_method_without_a_supernet_leave_the_batch_free(
+    tmp_path, monkeypatch, no_data_loads
+) -> None:
+    """train.num_configs, which vtab warns a method other than glora ignores, was still checked
+    against the batch: --adapter=lora with num_configs=2 and a batch of 33 was refused (glora's
+    refusal: ``test_the_dry_run_refuses_what_the_run_would_before_the_data_loads``)."""
+    monkeypatch.setattr(pipeline, "data_mesh", lambda: jax.sharding.AbstractMesh((1,), ("data",)))
+    argv = ["--adapter=lora", f"--workdir={tmp_path}", *TINY, "--dry_run",
+            "--set", "train.batch_size=33", "--set", "train.num_configs=2"]  # fmt: skip
+    assert vtab.main(argv) == 0
+
+
 @pytest.mark.parametrize(
     ("flags", "what"),
     [
@@ -823,6 +844,23 @@ def test_a_workdir_refuses_another_config(tmp_path):
         pipeline.check_same_experiment(override(lora, ["method.rank=4"]), tmp_path)
 
 
+@pytest.mark.parametrize(("source", "name"), [("npz", "own.npz"), ("folder", "own")])
+def test_own_data_moved_or_named_relative_resumes_its_workdir(tmp_path, monkeypatch, source, name):
+    """The path of your own data was compared as a setting: the same file or folder moved (or
+    named relative to the working folder) was refused its workdir. What it holds is compared by
+    the training checkpoint's digest of the examples (``test_a_refused_resume_...``)."""
+    config = quickstart(str(tmp_path / "a" / name), source=source)
+    (tmp_path / "config.json").write_text(json.dumps(as_dict(config), default=str))
+    save_a_checkpoint(tmp_path / "train" / CHECKPOINT_DIR, 4)
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "b")
+    for path in (tmp_path / "b" / name, name):  # moved; the new place named relative
+        pipeline.check_same_experiment(override(config, [f"data.task={path}"]), tmp_path)
+    other = "folder" if source == "npz" else "npz"  # another source is other data
+    with pytest.raises(ValueError, match=re.escape(f"data.source: {source!r} -> {other!r}")):
+        pipeline.check_same_experiment(override(config, [f"data.source={other}"]), tmp_path)
+
+
 def test_a_run_refuses_a_workdir_of_another_config_before_the_data_loads(tmp_path, no_data_loads):
     """pipeline.run itself (not only the command line) refuses, and keeps the workdir's config."""
     config = vtab.task_config(vtab.parse_args(["--adapter=lora", *TINY]), "digits")
@@ -875,10 +913,11 @@ def files_of(folder: pathlib.Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-def test_a_refused_resume_leaves_the_workdir_as_it_was(tmp_path):
-    """The checkpoint's refusal (other data under the same file name; a batch size that a
-    config.json missing the key could not catch) came after config.json was rewritten and
-    result.json deleted: the finished results were gone and the original command refused."""
+def test_a_refused_resume_leaves_the_workdir_as_it_was(tmp_path, caplog):
+    """The checkpoint's refusal (other data under the same file name or moved; a batch size that
+    a config.json missing the key could not catch) came after config.json was rewritten and
+    result.json deleted: the finished results were gone and the original command refused. The
+    same data moved resumes."""
     data, out = tmp_path / "own.npz", tmp_path / "run"
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (1040, 16, 16, 3), dtype=np.uint8)
@@ -890,14 +929,21 @@ def test_a_refused_resume_leaves_the_workdir_as_it_was(tmp_path):
     pipeline.run(config, out)
     finished = files_of(out)
     assert {"config.json", "result.json"} <= set(finished)
-    # (a) the npz rewritten: the data digest differs from the checkpoint's
-    np.savez(data, images=images, labels=(np.arange(1040) + 1) % 4)
-    with pytest.raises(CheckpointMismatchError, match="the training data changed since the "
-                       "checkpoint was written: .*train_data: "):  # fmt: skip
-        pipeline.run(config, out)
-    assert files_of(out) == finished
-    np.savez(data, images=images, labels=np.arange(1040) % 4)
-    assert pipeline.run(config, out)["num_test"] == 40  # the original run resumes
+    # (a) the npz rewritten, in its place or moved: the data digest differs from the checkpoint's
+    moved = tmp_path / "moved" / "own.npz"
+    moved.parent.mkdir()
+    for path in (data, moved):
+        np.savez(path, images=images, labels=(np.arange(1040) + 1) % 4)
+        with pytest.raises(CheckpointMismatchError, match="the training data changed since the "
+                           "checkpoint was written: .*train_data: "):  # fmt: skip
+            pipeline.run(override(config, [f"data.task={path}"]), out)
+        assert files_of(out) == finished
+    data.unlink()
+    np.savez(moved, images=images, labels=np.arange(1040) % 4)
+    config = override(config, [f"data.task={moved}"])
+    with caplog.at_level(logging.INFO, logger="experiments.training.trainer"):
+        assert pipeline.run(config, out)["num_test"] == 40  # the original run resumes, moved
+    assert "resuming at step 2 from" in caplog.text
     # (b) a config.json without train.batch_size: the checkpoint alone can tell
     saved = json.loads((out / "config.json").read_text())
     del saved["train"]["batch_size"]
@@ -1268,7 +1314,7 @@ def test_config_errors_fail_before_the_data_loads(tmp_path, no_data_loads, flags
     [
         (["--set", "search.mutation_prob=1.5"], "mutation_prob must be in [0, 1]"),
         (["--set", "train.batch_size=33", "--set", "train.num_configs=2"],
-         "batch_size 33 is not divisible by num_configs 2"),
+         "batch size 33 is not divisible by num_configs 2"),
         (["--set", "data.cache_dir={file}"], "data.cache_dir {file} is a file: give a folder"),
         (["--workdir={file}"], "workdir {file}/digits lies under the file {file}: give a folder's"),
     ],

@@ -56,7 +56,8 @@ class TrainConfig:
 
     total_steps: overrides ``epochs * steps_per_epoch`` when set.
     num_configs: K random subnets per step, each on batch_size / K examples (only when a
-    supernet samples its subnets; a fixed or no cfg trains on the whole batch).
+    supernet samples its subnets, where ``sharding.check_batch_split`` refuses a batch K does not
+    divide; a fixed or no cfg trains on the whole batch).
     checkpoint_every / log_every / eval_every: in steps; for checkpoint_every and eval_every 0
     disables the periodic action (a checkpoint and an evaluation are still made at the end);
     log_every must be >= 1.
@@ -97,10 +98,6 @@ class TrainConfig:
             raise ValueError(f"head_pattern {self.head_pattern!r} is no regex: {e}") from e
         if self.total_steps is not None and self.total_steps < 1:
             raise ValueError(f"total_steps must be >= 1 or None, got {self.total_steps}")
-        if self.batch_size % self.num_configs:
-            raise ValueError(
-                f"batch_size {self.batch_size} is not divisible by num_configs {self.num_configs}"
-            )
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> TrainConfig:

@@ -64,11 +64,18 @@ def is_main_process() -> bool:
 
 def check_batch_split(batch_size: int, mesh: Mesh, *, num_configs: int = 1) -> None:
     """ValueError unless the batch splits evenly over the "data" axis and, with K > 1 subnets
-    per step, so do its batch / K groups of K examples (``glora_jax.supernet.deal_shares``):
-    else XLA gathers the whole batch onto every device and the step runs unsplit."""
+    per step (a supernet's; the other methods ignore K, so their configs do not check it), into
+    K equal shares (``glora_jax.supernet.deal_shares``) whose batch / K groups of K examples
+    split over the axis too: else XLA gathers the whole batch onto every device and the step
+    runs unsplit."""
     devices = mesh.shape[DATA_AXIS]
     if batch_size % devices:
         raise ValueError(f"batch size {batch_size} is not divisible by the {devices} devices")
+    if batch_size % num_configs:
+        raise ValueError(
+            f"batch size {batch_size} is not divisible by num_configs {num_configs}: each of "
+            "the subnets a step samples trains on an equal share of it"
+        )
     if num_configs > 1 and batch_size // num_configs % devices:
         raise ValueError(
             f"batch size {batch_size} with {num_configs} subnets per step: its "

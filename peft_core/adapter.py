@@ -263,16 +263,22 @@ class CombinedSpace:
     fixed_params: int = 0
 
     def __post_init__(self) -> None:
-        """ValueError where the largest subnet (the spaces' ``max_params``, for those that state
-        it, plus ``fixed_params``) is past int32: the summed int32 counts would wrap around."""
-        stated = (getattr(s, "max_params", 0) for s in self.spaces if s is not None)
-        largest = sum(stated) + self.fixed_params
+        """ValueError where the largest subnet (``max_params``) is past int32: the summed int32
+        counts would wrap around."""
+        largest = self.max_params
         if largest > np.iinfo(np.int32).max:
             raise ValueError(
                 f"the combined adapters' largest subnet trains {largest:,} parameters, more than "
                 f"the int32 counts of num_params hold ({np.iinfo(np.int32).max:,}): adapt fewer "
                 "layers or take lower ranks"
             )
+
+    @property
+    def max_params(self) -> int:
+        """Parameter count of the largest subnet: the spaces' ``max_params`` (for those that
+        state it; a nested CombinedSpace does) plus ``fixed_params``."""
+        stated = (getattr(s, "max_params", 0) for s in self.spaces if s is not None)
+        return int(sum(stated)) + self.fixed_params
 
     def __repr__(self) -> str:
         """Its spaces' reprs where they are dataclasses, else their class names: the same text

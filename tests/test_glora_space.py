@@ -130,6 +130,18 @@ def test_combined_spaces_whose_summed_counts_overflow_int32_are_refused(fixed):
         CombinedSpace((big, None, big), fixed_params=fixed)
 
 
+@pytest.mark.parametrize("fixed", [0, 2**30])
+def test_nested_combined_spaces_whose_summed_counts_overflow_int32_are_refused(fixed):
+    """combine(combine(glora, lora), glora): the inner CombinedSpace stated no max_params, so
+    the outer one counted it as 0 and admitted a largest subnet past int32 (-1,652,555,296)."""
+    wide = 2**20
+    big = GLoRASpace((8,), (LayerSpec("big", (20 if fixed else 30,), wide, wide, True),))
+    inner = CombinedSpace((big, None), fixed_params=fixed)
+    with pytest.raises(ValueError, match=f"largest subnet trains {2 * big.max_params + fixed:,} "):
+        CombinedSpace((inner, big))
+    assert inner.max_params == big.max_params + fixed < 2**31
+
+
 def test_num_params_keeps_batch_axes_and_jits_and_vmaps():
     space = _space()
     cfgs = jax.tree.map(np.asarray, _jit_sample((3, 4))(jax.random.key(0)))

@@ -909,6 +909,15 @@ def test_a_grid_recorded_in_the_metadata_and_the_models_image_size_set_the_resam
     np.testing.assert_allclose(loaded[0, 1:].reshape(*new_grid, 192), want, rtol=1e-6)
 
 
+@pytest.mark.parametrize("size", [np.int64(64), (np.int32(64), np.int64(64))])
+def test_a_numpy_integer_image_size_sets_the_models_grid(trained_tiny, size):
+    """image_size=np.int64(64) (a side read from an array or an npz) raised "cannot unpack
+    non-iterable numpy.int64 object": only a Python int was taken for a side."""
+    init = random_params(tiny(num_classes=3, representation_size=8), images(64))
+    loaded = load_params(trained_tiny[2], init, image_size=size)["pos_embedding"]
+    chex.assert_shape(loaded, (1, 1 + 4 * 4, 192))
+
+
 @pytest.mark.parametrize(
     ("grid", "metadata", "given", "match"),
     [((2, 3), None, None,

@@ -264,7 +264,10 @@ def image_grid(
 ) -> tuple[int, int]:
     """The patch grid of ``image_size`` images in ``patch`` (height, width) patches; a ValueError
     naming ``what`` when it is no grid of ``num_tokens`` positions."""
-    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    if isinstance(image_size, int | np.integer):  # a side read from an array: np.int64
+        height = width = int(image_size)
+    else:
+        height, width = image_size
     grid = (height // patch[0], width // patch[1])
     if height % patch[0] or width % patch[1] or grid[0] * grid[1] != num_tokens:
         raise ValueError(

@@ -11,7 +11,9 @@ a workdir is refused to a config that differs from its config.json in anything b
 limit, the search's length (a longer one goes on, a shorter one is its first generations, and
 search/metrics.csv shows those until a longer one runs), retraining), the settings its method
 does not read and the path of your own data (``unchecked_keys``: moved, the same examples
-resume; others are refused by the training checkpoint's digest of them).
+resume; others are refused by the digests of the examples that the training checkpoints
+(train800; a retrain's, train800val200) and the search state (val200, which it scored its
+candidates on) record).
 
 result.json: test_accuracy (the adapted model as it was trained and searched, ``adapter.apply``:
 GLoRA's update in a bf16 model's dtype) and merged_test_accuracy (the plain backbone on the arrays
@@ -247,7 +249,8 @@ def unchecked_keys(config: ExperimentConfig) -> frozenset[str]:
     quickstart's LoRA method.space changes nothing; one --set list serves every method of a
     sweep) and, for your own data (``PATH_SOURCES``), ``data.task``: its path, which may move
     (or be given relative) as ``data.data_dir`` may; what it holds is compared by the digest of
-    the training examples each training checkpoint records (``check_resumes``)."""
+    the training examples each training checkpoint records (``check_resumes``) and of the val200
+    examples the search state records (``search_data``)."""
     own_path = {"data.task"} if config.data.source in PATH_SOURCES else set()
     return RESUMABLE_KEYS | unread_settings(config) | own_path
 
@@ -329,6 +332,14 @@ def search_settings(config: ExperimentConfig) -> dict[str, Any]:
         top_k=s.top_k, num_mutations=s.num_mutations, mutation_prob=s.mutation_prob,
         num_crossovers=s.num_crossovers, generations=s.generations, max_tries=s.max_tries,
     )  # fmt: skip
+
+
+def search_data(splits: Splits) -> str:
+    """The search's ``data_fingerprint``, "val200:<data_digest>" of the val200 examples it
+    scores its candidates on, saved with its state, so that a resume on another val200 (your
+    own data rewritten, moved or not; a data_dir whose val split differs) is refused instead of
+    ranking candidates scored on the two together."""
+    return f"val200:{data_digest(splits.val.images, splits.val.labels)}"
 
 
 def check_runs_here(config: ExperimentConfig, workdir: str | pathlib.Path) -> pathlib.Path:
@@ -499,8 +510,13 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
         adapted=adapted_paths(method.adapter, backbone.params),
     )  # fmt: skip
     if method.adapter.space is not None and config.method.searchable:
-        # generation 0 drawn as the search will draw it: enough random subnets fit the budget
-        check_settings(**search_settings(config), space=method.adapter.space(backbone.params))
+        # generation 0 drawn as the search will draw it: enough random subnets fit the budget;
+        # a saved search state of other settings or another val200 is refused now, not after
+        # the training resumed
+        check_settings(
+            **search_settings(config), space=method.adapter.space(backbone.params),
+            checkpoint_dir=workdir / "search", data_fingerprint=search_data(splits),
+        )  # fmt: skip
     fixed = method.fixed_cfg(backbone.params)
     # a training checkpoint of other run settings or data is refused before the workdir changes
     check_resumes(
@@ -633,7 +649,8 @@ def _search(
     splits: Splits,
     workdir: pathlib.Path,
 ) -> SearchResult:
-    """The evolutionary search on val200 with one vmapped jitted eval per batch of subnets."""
+    """The evolutionary search on val200 with one vmapped jitted eval per batch of subnets; its
+    state records the val200 examples' digest (``search_data``): a resume on others is refused."""
     assert method.adapter.space is not None
     space = method.adapter.space(params)
     scorer = make_config_scorer(
@@ -651,8 +668,8 @@ def _search(
                 stop(f"with {stats.generation + 1} search generations done, saved")
 
         result = evolutionary_search(
-            space, scorer, checkpoint_dir=workdir / "search", progress=is_main_process(),
-            on_generation=on_generation, **search_settings(config),
+            space, scorer, checkpoint_dir=workdir / "search", data_fingerprint=search_data(splits),
+            progress=is_main_process(), on_generation=on_generation, **search_settings(config),
         )  # fmt: skip
         log.finish(result.history)
     if is_main_process():

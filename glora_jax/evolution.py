@@ -22,7 +22,9 @@ ranking and never ranks it; here ``generations`` rounds are scored and all of th
 
 Every random draw comes from one ``numpy.random.Generator`` seeded by ``seed`` (random sampling
 uses ``space.sample`` with jax keys drawn from it), and its state is checkpointed after each
-generation, so an interrupted search resumes to exactly the uninterrupted result.
+generation, so an interrupted search resumes to exactly the uninterrupted result. A caller's
+``data_fingerprint`` (a digest of the examples ``score_fn`` scores on) is saved with the state, so
+a resume on other data is refused rather than ranking scores of two data sets together.
 """
 
 from __future__ import annotations
@@ -143,6 +145,8 @@ class _State:
     history: list[GenerationStats] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
     index: dict[bytes, int] = dataclasses.field(default_factory=dict)
+    #: the caller's name of the data every score was computed on (None: not recorded)
+    data_fingerprint: str | None = None
 
     def add(self, genes: Genes, score: float, num_params: int, generation: int) -> int:
         self.index[genes.tobytes()] = len(self.genes)
@@ -168,6 +172,7 @@ def evolutionary_search(
     max_tries: int = 250,
     batch_size: int | None = None,
     checkpoint_dir: str | os.PathLike[str] | None = None,
+    data_fingerprint: str | None = None,
     progress: bool = True,
     on_generation: Callable[[GenerationStats], None] | None = None,
 ) -> SearchResult:
@@ -180,8 +185,13 @@ def evolutionary_search(
     same directory and settings resumes from it: a larger ``generations`` extends the search, a
     smaller one returns the result of its first ``generations`` (each generation draws from
     the ones before it only, so that is exactly the shorter search) and leaves the state as it
-    is. A population below num_mutations + num_crossovers is warned about: it sizes generation
-    0 only.
+    is. ``data_fingerprint`` names the data ``score_fn`` scores on (a digest of its examples):
+    it is saved with the state (in the same file, written atomically), and a resume with
+    another one raises ValueError, since the saved candidates were scored on other data and
+    their scores cannot be ranked with new ones; a state that records none (saved by an older
+    version, or without one) resumes with a warning and records it with its next generation;
+    None compares nothing (a saved fingerprint is kept). A population below num_mutations +
+    num_crossovers is warned about: it sizes generation 0 only.
     On several processes (``jax.process_count() > 1``: each calls this with the same arguments,
     ``score_fn`` a collective) process 0 writes the state, ``checkpoint_dir`` must be shared,
     and a resume that finds another generation on some process raises instead of mixing two
@@ -201,12 +211,13 @@ def evolutionary_search(
     }  # fmt: skip
     settings = _space_settings(space, knobs)
     generations, batch_size = _validate(settings, generations=generations, batch_size=batch_size)
+    _check_fingerprint(data_fingerprint)
     path = pathlib.Path(checkpoint_dir) / STATE_FILE if checkpoint_dir is not None else None
     if path is not None and path.exists():
-        state = _load_state(path, settings, space)
+        state = _load_state(path, settings, space, data_fingerprint=data_fingerprint)
         log.info("resuming the search after generation %d from %s", state.generation, path)
     else:
-        state = _State(rng=np.random.default_rng(settings.seed))
+        state = _State(rng=np.random.default_rng(settings.seed), data_fingerprint=data_fingerprint)
     if jax.process_count() > 1:
         multihost_utils.assert_equal(
             np.int64(state.generation),
@@ -269,21 +280,42 @@ def check_settings(
     generations: int = 20,
     batch_size: int | None = None,
     space: SearchSpace | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    data_fingerprint: str | None = None,
     **knobs: Any,
 ) -> None:
     """The ValueError ``evolutionary_search`` would raise for these keyword settings
     (param_budget, seed, population, ...), to refuse them before costly work. Without a
     ``space`` the settings alone are checked; with one, generation 0 is also drawn as the
     search draws it (the same seed), so a ``param_budget`` that too few random configs fit
-    fails here and not after the supernet trained (about a second for ViT-B)."""
+    fails here and not after the supernet trained (about a second for ViT-B). With a
+    ``checkpoint_dir`` (and the ``space``) the state saved there is read as a resume would
+    read it: one of other settings, another space or another ``data_fingerprint`` fails here
+    too (reads only; a state that records no fingerprint is warned about by the search)."""
     if space is None:
+        if checkpoint_dir is not None:
+            raise ValueError("check_settings needs the space to check a checkpoint_dir's state")
         settings = _settings(knobs, genes_shape=(1, 1), space="")
     else:
         settings = _space_settings(space, knobs)
     _validate(settings, generations=generations, batch_size=batch_size)
+    _check_fingerprint(data_fingerprint)
     if space is not None:
         first = _State(rng=np.random.default_rng(settings.seed))
         _next_generation(_FixedWidth.of(space, settings), first, settings)
+    path = pathlib.Path(checkpoint_dir) / STATE_FILE if checkpoint_dir is not None else None
+    if space is not None and path is not None and path.exists():
+        _load_state(path, settings, space, data_fingerprint=data_fingerprint, warn=False)
+
+
+def _check_fingerprint(data_fingerprint: Any) -> None:
+    """ValueError unless ``data_fingerprint`` is a string or None (it is saved as JSON and
+    compared as read back)."""
+    if data_fingerprint is not None and not isinstance(data_fingerprint, str):
+        raise ValueError(
+            f"evolutionary_search: data_fingerprint must be a string or None, got "
+            f"{data_fingerprint!r}"
+        )
 
 
 def _space_settings(space: SearchSpace, knobs: dict[str, Any]) -> _Settings:
@@ -566,6 +598,7 @@ def _save_state(path: pathlib.Path, state: _State, settings: _Settings) -> None:
         "seconds": state.seconds,
         "history": [dataclasses.asdict(h) for h in state.history],
         "rng": state.rng.bit_generator.state,
+        "data_fingerprint": state.data_fingerprint,
     }
 
     with replacing(path) as partial, partial.open("wb") as f:
@@ -580,9 +613,17 @@ def _save_state(path: pathlib.Path, state: _State, settings: _Settings) -> None:
         )
 
 
-def _load_state(path: pathlib.Path, settings: _Settings, space: SearchSpace) -> _State:
+def _load_state(
+    path: pathlib.Path,
+    settings: _Settings,
+    space: SearchSpace,
+    *,
+    data_fingerprint: str | None,
+    warn: bool = True,
+) -> _State:
     """The state saved in ``path``; ValueError unless it was saved with these ``settings`` (the
-    space included) and holds legal genes of ``space``."""
+    space included) and ``data_fingerprint`` (None: any; a state that records none is warned
+    about unless not ``warn``, and takes this one) and holds legal genes of ``space``."""
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
@@ -605,6 +646,21 @@ def _load_state(path: pathlib.Path, settings: _Settings, space: SearchSpace) -> 
             f"search state in {path} was written with other settings (saved, now): {differ}"
             f"{'; ' + what if what else ''}; use another checkpoint_dir or the same settings"
         )
+    saved_data = meta.get("data_fingerprint")  # an older version's state records none
+    if data_fingerprint is not None and saved_data is not None and saved_data != data_fingerprint:
+        raise ValueError(
+            f"search state in {path} scored its candidates on other data (data_fingerprint "
+            f"saved {saved_data!r}, now {data_fingerprint!r}): resuming would rank scores of two "
+            f"data sets together; use another checkpoint_dir, or the data it was scored on, or "
+            f"delete {path} to search anew"
+        )
+    if data_fingerprint is not None and saved_data is None and warn:
+        log.warning(
+            "search state in %s records no data fingerprint (saved by an older version, or "
+            "without one): it resumes unchecked on data %s, which it records from its next "
+            "generation; if the data changed since, delete it to search anew",
+            path, data_fingerprint,
+        )  # fmt: skip
     space.from_genes(arrays["genes"])  # raises for genes illegal in this space
     rng = np.random.default_rng()
     rng.bit_generator.state = meta["rng"]
@@ -614,6 +670,7 @@ def _load_state(path: pathlib.Path, settings: _Settings, space: SearchSpace) -> 
         top_k=[int(i) for i in arrays["top_k"]],
         history=[GenerationStats(**h) for h in meta["history"]],
         seconds=float(meta["seconds"]),
+        data_fingerprint=saved_data if data_fingerprint is None else data_fingerprint,
     )
     for genes, score, count, born in zip(
         arrays["genes"], arrays["scores"], arrays["num_params"], arrays["born"], strict=True

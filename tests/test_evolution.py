@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import pathlib
+import re
 import time
 import warnings
 from typing import Any
@@ -1130,3 +1131,117 @@ def test_integral_float_counts_search_as_their_ints(knobs):
     assert_same_search(
         search(generations=2, **{"seed": 1, **knobs}), search(generations=2, **{"seed": 1, **ints})
     )
+
+
+def saved_meta(folder: pathlib.Path) -> dict[str, Any]:
+    """The "meta" record of the search state saved in ``folder``."""
+    with np.load(folder / "evolution_state.npz") as data:
+        return json.loads(str(data["meta"]))
+
+
+def without_data_fingerprint(folder: pathlib.Path) -> None:
+    """Rewrite the search state in ``folder`` as a version that recorded no data wrote it."""
+    state = folder / "evolution_state.npz"
+    with np.load(state) as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(str(arrays["meta"]))
+    del meta["data_fingerprint"]
+    arrays["meta"] = np.asarray(json.dumps(meta))
+    np.savez(state, **arrays)
+
+
+@pytest.mark.parametrize("generations", [1, 3, 5])  # shorter, as long, longer than the saved
+def test_a_resume_on_other_data_is_refused_and_on_the_same_data_goes_on(tmp_path, generations):
+    """The search state recorded no name of the data its candidates were scored on: a resume
+    whose score_fn scored other data ranked the saved scores with the new ones. Its
+    data_fingerprint is saved and compared (also by check_settings, which reads only); the same
+    fingerprint resumes as before."""
+    search(generations=3, seed=8, checkpoint_dir=tmp_path, data_fingerprint="val:aa")
+    assert saved_meta(tmp_path)["data_fingerprint"] == "val:aa"
+    saved = (tmp_path / "evolution_state.npz").read_bytes()
+
+    def unused(cfgs):
+        raise AssertionError("a refused resume scored a candidate")
+
+    refused = re.escape(
+        f"search state in {tmp_path / 'evolution_state.npz'} scored its candidates on other data "
+        "(data_fingerprint saved 'val:aa', now 'val:bb'): resuming would rank scores of two data "
+        "sets together; use another checkpoint_dir, or the data it was scored on, or delete "
+    )
+    kwargs = {"generations": generations, "seed": 8, "checkpoint_dir": tmp_path}
+    with pytest.raises(ValueError, match=refused):
+        search(unused, **kwargs, data_fingerprint="val:bb")
+    knobs = {"param_budget": TARGET_BUDGET, "seed": 8, "generations": generations}
+    with pytest.raises(ValueError, match=refused):
+        check_settings(**knobs, space=SPACE, checkpoint_dir=tmp_path, data_fingerprint="val:bb")
+    assert (tmp_path / "evolution_state.npz").read_bytes() == saved
+    check_settings(**knobs, space=SPACE, checkpoint_dir=tmp_path, data_fingerprint="val:aa")
+    resumed = search(**kwargs, data_fingerprint="val:aa")
+    assert_same_search(resumed, search(generations=generations, seed=8))
+    # None compares nothing and keeps the fingerprint saved, which still refuses other data
+    search(**kwargs | {"generations": 6})
+    assert saved_meta(tmp_path)["data_fingerprint"] == "val:aa"
+    with pytest.raises(ValueError, match=refused):
+        search(unused, **kwargs | {"generations": 7}, data_fingerprint="val:bb")
+
+
+def test_a_state_without_a_data_fingerprint_resumes_with_a_warning_then_records_it(
+    tmp_path, caplog
+):
+    """A search state of a version without data fingerprints is resumed as before (nothing
+    tells what its candidates were scored on), with a warning, and its next generation
+    records the fingerprint, which is compared from then on."""
+    search(generations=2, seed=9, checkpoint_dir=tmp_path)
+    without_data_fingerprint(tmp_path)
+    knobs = {"param_budget": TARGET_BUDGET, "seed": 9}
+    with caplog.at_level(logging.WARNING, logger="glora_jax.evolution"):
+        check_settings(**knobs, space=SPACE, checkpoint_dir=tmp_path, data_fingerprint="val:aa")
+    assert not caplog.records  # check_settings only reads: the search warns when it resumes
+    with caplog.at_level(logging.WARNING, logger="glora_jax.evolution"):
+        resumed = search(generations=3, seed=9, checkpoint_dir=tmp_path, data_fingerprint="val:aa")
+    assert_same_search(resumed, search(generations=3, seed=9))
+    assert "records no data fingerprint (saved by an older version, or without one)" in (
+        caplog.text
+    )
+    assert saved_meta(tmp_path)["data_fingerprint"] == "val:aa"
+    with pytest.raises(ValueError, match="scored its candidates on other data"):
+        search(generations=4, seed=9, checkpoint_dir=tmp_path, data_fingerprint="val:bb")
+
+
+def test_a_search_killed_before_its_first_state_starts_anew_on_any_data(tmp_path, monkeypatch):
+    """The fingerprint is saved in the state file itself, whole or not at all: a search killed
+    while writing its first state leaves nothing that refuses the next one, and one killed
+    while writing a later state leaves the one before with its fingerprint."""
+
+    def interrupted_savez(f: Any, **arrays: Any) -> None:
+        f.write(b"PK\x03\x04 half an archive")
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(np, "savez", interrupted_savez)
+        with pytest.raises(KeyboardInterrupt):
+            search(generations=2, seed=7, checkpoint_dir=tmp_path, data_fingerprint="val:aa")
+    assert list(tmp_path.iterdir()) == []
+    search(generations=1, seed=7, checkpoint_dir=tmp_path, data_fingerprint="val:bb")
+    with monkeypatch.context() as patch:
+        patch.setattr(np, "savez", interrupted_savez)
+        with pytest.raises(KeyboardInterrupt):
+            search(generations=2, seed=7, checkpoint_dir=tmp_path, data_fingerprint="val:bb")
+    assert saved_meta(tmp_path)["data_fingerprint"] == "val:bb"
+    resumed = search(generations=2, seed=7, checkpoint_dir=tmp_path, data_fingerprint="val:bb")
+    assert_same_search(resumed, search(generations=2, seed=7))
+
+
+@pytest.mark.parametrize("fingerprint", [12, b"val", ("val", "aa")])
+def test_a_data_fingerprint_other_than_a_string_is_refused(tmp_path, fingerprint):
+    """It is saved as JSON and compared as read back: a tuple would read back as a list."""
+    with pytest.raises(ValueError, match="data_fingerprint must be a string or None, got"):
+        search(generations=1, checkpoint_dir=tmp_path, data_fingerprint=fingerprint)
+    with pytest.raises(ValueError, match="data_fingerprint must be a string or None, got"):
+        check_settings(param_budget=TARGET_BUDGET, data_fingerprint=fingerprint)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_settings_needs_the_space_to_read_a_saved_state(tmp_path):
+    with pytest.raises(ValueError, match="needs the space to check a checkpoint_dir's state"):
+        check_settings(param_budget=TARGET_BUDGET, checkpoint_dir=tmp_path)

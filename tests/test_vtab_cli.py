@@ -34,6 +34,7 @@ from experiments.config import (
 from experiments.configs import paper, preset, quickstart
 from experiments.data import folder
 from experiments.data.base import SplitArrays
+from experiments.data.splits import split_indices
 from experiments.local_files import open_npz
 from experiments.training import TrainResult, trainer
 from experiments.training.checkpoint import CheckpointMismatchError, CheckpointUnreadableError
@@ -955,6 +956,69 @@ def test_a_refused_resume_leaves_the_workdir_as_it_was(tmp_path, caplog):
     assert files_of(out) == before
     assert "result.json" in before
     assert pipeline.run(config, out)["num_test"] == 40
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moved", [False, True])
+def test_a_search_refuses_to_resume_on_other_val200_examples(tmp_path, monkeypatch, caplog, moved):
+    """The search state recorded no digest of the val200 examples it scored its candidates on:
+    own data rewritten in its val200 part alone (train800 and test as they were, which no
+    training checkpoint tells apart), in its place or moved, resumed the search and ranked
+    scores of the two val200s together. It is refused before the workdir changes; the same
+    examples (moved) resume; a state saved before it recorded its val200 resumes with a
+    warning and records it."""
+    monkeypatch.setattr(pipeline, "train_on", _untrained)  # the search's data is the point
+    data, out = tmp_path / "own.npz", tmp_path / "run"
+    images = np.random.default_rng(0).integers(0, 256, (1040, 16, 16, 3), dtype=np.uint8)
+    labels = np.arange(1040) % 4
+    np.savez(data, images=images, labels=labels)
+    argv = ["--adapter=glora", "--source=npz", f"--task={data}", *TINY[1:],
+            "--set", "search.generations=1"]  # fmt: skip
+    config = vtab.task_config(vtab.parse_args(argv), str(data))
+    assert pipeline.run(config, out)["search"]["candidates_evaluated"] == 6
+    state = out / "search" / STATE_FILE
+    val = split_indices("val200", labels=labels, num_classes=4, seed=0)
+    changed = images.copy()
+    changed[val] = 255 - changed[val]  # val200 alone
+    path = tmp_path / "moved" / "own.npz" if moved else data
+    path.parent.mkdir(exist_ok=True)
+    if moved:
+        data.unlink()
+    refused = (
+        f"^search state in {re.escape(str(state))} scored its candidates on other data "
+        r"\(data_fingerprint saved 'val200:[0-9a-f]{20}', now 'val200:[0-9a-f]{20}'\)"
+    )
+
+    def resume(generations: int, examples: np.ndarray) -> dict:
+        """The run of ``generations`` on ``examples`` at ``path``, logging the search's lines."""
+        np.savez(path, images=examples, labels=labels)
+        caplog.clear()
+        longer = override(config, [f"data.task={path}", f"search.generations={generations}"])
+        with caplog.at_level(logging.INFO, logger="glora_jax.evolution"):
+            return pipeline.run(longer, out)
+
+    before = files_of(out)
+    with pytest.raises(ValueError, match=refused):
+        resume(2, changed)
+    assert files_of(out) == before  # refused before the workdir changed
+    assert resume(2, images)["search"]["candidates_evaluated"] == 12  # the examples scored on
+    assert f"resuming the search after generation 1 from {state}" in caplog.text
+    assert "records no data fingerprint" not in caplog.text
+    # a state saved before the search recorded its val200 resumes with a warning, records it
+    with np.load(state) as saved:
+        arrays = {k: saved[k] for k in saved.files}
+    meta = json.loads(str(arrays["meta"]))
+    fingerprint = meta.pop("data_fingerprint")
+    arrays["meta"] = np.asarray(json.dumps(meta))
+    np.savez(state, **arrays)
+    assert resume(3, images)["search"]["candidates_evaluated"] == 18
+    assert "records no data fingerprint (saved by an older version, or without one)" in (
+        caplog.text
+    )
+    with np.load(state) as saved:
+        assert json.loads(str(saved["meta"]))["data_fingerprint"] == fingerprint
+    with pytest.raises(ValueError, match=refused):
+        resume(4, changed)
 
 
 def test_a_second_run_in_a_workdir_in_use_is_refused(tmp_path):

@@ -1607,6 +1607,10 @@ def test_mfu_of_no_time_is_none() -> None:
     assert mfu(None, 1.0, 989.4e12) is None and mfu(1e12, 1.0, None) is None
 
 
+@pytest.mark.skipif(
+    jax.default_backend() != "cpu",
+    reason="XLA's GPU cost model counts no FLOPs (bench.run counts them on the CPU; call 181)",
+)
 @pytest.mark.parametrize("donate", [False, True])
 def test_compiled_stats_count_flops_and_the_executables_memory(donate: bool) -> None:
     # x * 2 on 256 x 256 float32: one multiply per element; the argument and the result take

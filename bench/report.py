@@ -2,13 +2,13 @@
 
     python -m bench.report run1.json run2.jax.json ... [--flops flops.json] [--out all.json]
 
-Rows of later files replace rows of earlier ones with the same key (name@batch). ``--flops``
-(from ``bench.count_flops``) sets the FLOPs of the rows it names and recomputes their MFU with
-the dense bf16 peak of the devices named in the files (devices of different peaks: no MFU, as a
-merged row does not say which device measured it); a file that names none of the rows is an
-error (counted at another ``--size``, say). Files measured with other ViT attention settings (a
-process whose cuDNN check failed falls back to XLA) merge to "attention": "mixed", every
-setting in "attentions", and the report says so.
+Rows of later files replace rows of earlier ones with the same key (name@batch). ``--flops`` (from
+``bench.count_flops``) sets the FLOPs of the rows it names and recomputes their MFU with the dense
+bf16 peak of the devices named in the files (devices of different peaks, or files that name none
+beside them: no MFU, as a merged row does not say which device measured it); a file that names none
+of the rows is an error (counted at another ``--size``, say). Files measured with other ViT
+attention settings (a process whose cuDNN check failed falls back to XLA) merge to "attention":
+"mixed", every setting in "attentions", and the report says so.
 """
 
 from __future__ import annotations
@@ -116,11 +116,12 @@ def merge_runs(paths: Sequence[Path]) -> tuple[list[Row], dict[str, Any]]:
     return list(by_key.values()), info | attention_entries(attentions)
 
 
-def common_peak(devices: Sequence[str]) -> float | None:
-    """The dense bf16 peak of every device in ``devices``; None where they have several (a
-    merged row does not say which device measured it) or none."""
+def common_peak(devices: Sequence[str], unrecorded: Sequence[str] = ()) -> float | None:
+    """The dense bf16 peak of every device in ``devices``; None where they have several, or
+    files that name none (``unrecorded``) were merged with them (a merged row does not say which
+    device measured it), or there is none."""
     peaks = {peak_flops(d) for d in devices}
-    return peaks.pop() if len(peaks) == 1 else None
+    return peaks.pop() if len(peaks) == 1 and not unrecorded else None
 
 
 def with_flops(
@@ -185,7 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.flops is not None:
             counts, source = read_counts(args.flops)
             check_counted(rows, counts, args.flops)
-            rows = with_flops(rows, counts, source=source, peak=common_peak(info["devices"]))
+            peak = common_peak(info["devices"], info["unrecorded"])
+            rows = with_flops(rows, counts, source=source, peak=peak)
     except ValueError as e:
         p.error(str(e))
     size = info.get("size")

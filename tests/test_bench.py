@@ -403,6 +403,16 @@ def test_report_merges_later_runs_and_fills_flops(tmp_path: Path) -> None:
     y = next(r for r in filled if r.name == "jax/y")
     assert (y.flops, y.flops_source, y.mfu) == (4e12, "counted", pytest.approx(4e12 / 2.0 / 1e15))
     assert next(r for r in filled if r.name == "jax/x").flops is None
+    # the report's --flops: jax/x's row came from b.json, which names no device: no MFU
+    counts = tmp_path / "flops.json"
+    counts.write_text(json.dumps({"source": "counted", "flops": {"jax/x@8": 4e12}}))
+    out = tmp_path / "out.json"
+    assert report.main([str(first), str(second), "--flops", str(counts), "--out", str(out)]) == 0
+    x = next(r for r in load_rows(out)[0] if r.name == "jax/x")
+    assert (x.flops, x.mfu) == (4e12, None)
+    assert report.main([str(first), "--flops", str(counts), "--out", str(out)]) == 0
+    x = next(r for r in load_rows(out)[0] if r.name == "jax/x")
+    assert x.mfu == pytest.approx(4e12 / 1.0 / 989.4e12)
 
 
 @pytest.mark.parametrize(

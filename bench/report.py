@@ -4,11 +4,10 @@
 
 Rows of later files replace rows of earlier ones with the same key (name@batch). ``--flops`` (from
 ``bench.count_flops``) sets the FLOPs of the rows it names and recomputes their MFU with the dense
-bf16 peak of the devices named in the files (devices of different peaks, or files that name none
-beside them: no MFU, as a merged row does not say which device measured it); a file that names none
-of the rows is an error (counted at another ``--size``, say). Files measured with other ViT
-attention settings (a process whose cuDNN check failed falls back to XLA) merge to "attention":
-"mixed", every setting in "attentions", and the report says so.
+bf16 peak of the device named in the file each row is taken from (none named, or a merge of
+several: no MFU); a file that names none of the rows is an error (counted at another ``--size``,
+say). Files measured with other ViT attention settings (a process whose cuDNN check failed falls
+back to XLA) merge to "attention": "mixed", every setting in "attentions", and the report says so.
 """
 
 from __future__ import annotations
@@ -116,12 +115,19 @@ def merge_runs(paths: Sequence[Path]) -> tuple[list[Row], dict[str, Any]]:
     return list(by_key.values()), info | attention_entries(attentions)
 
 
-def common_peak(devices: Sequence[str], unrecorded: Sequence[str] = ()) -> float | None:
-    """The dense bf16 peak of every device in ``devices``; None where they have several, or
-    files that name none (``unrecorded``) were merged with them (a merged row does not say which
-    device measured it), or there is none."""
-    peaks = {peak_flops(d) for d in devices}
-    return peaks.pop() if len(peaks) == 1 and not unrecorded else None
+def row_peaks(paths: Sequence[Path]) -> dict[str, float | None]:
+    """Each row key's dense bf16 peak: that of the device named by the file its row is taken
+    from (the last that holds the key, as ``merge_runs`` takes it); None where that file names
+    none, or is a merge of devices of several peaks or of files that name none."""
+    peaks: dict[str, float | None] = {}
+    for path in paths:
+        rows, extra = load_rows(path)
+        devices = [extra["device"]] if "device" in extra else []
+        devices += [d for d in extra.get("devices") or [] if isinstance(d, str)]
+        found = {peak_flops(d) for d in devices}
+        peak = found.pop() if len(found) == 1 and not extra.get("unrecorded") else None
+        peaks |= {r.key: peak for r in rows}
+    return peaks
 
 
 def with_flops(
@@ -186,8 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.flops is not None:
             counts, source = read_counts(args.flops)
             check_counted(rows, counts, args.flops)
-            peak = common_peak(info["devices"], info["unrecorded"])
-            rows = with_flops(rows, counts, source=source, peak=peak)
+            peaks = row_peaks(args.runs)
+            rows = [with_flops([r], counts, source=source, peak=peaks[r.key])[0] for r in rows]
     except ValueError as e:
         p.error(str(e))
     size = info.get("size")

@@ -403,16 +403,24 @@ def test_report_merges_later_runs_and_fills_flops(tmp_path: Path) -> None:
     y = next(r for r in filled if r.name == "jax/y")
     assert (y.flops, y.flops_source, y.mfu) == (4e12, "counted", pytest.approx(4e12 / 2.0 / 1e15))
     assert next(r for r in filled if r.name == "jax/x").flops is None
-    # the report's --flops: jax/x's row came from b.json, which names no device: no MFU
+    # the report's --flops: jax/x's row came from b.json, which names no device: no MFU; jax/y's
+    # from a.json, the H100's (as a torch file of no device beside a JAX run's, call 78)
     counts = tmp_path / "flops.json"
-    counts.write_text(json.dumps({"source": "counted", "flops": {"jax/x@8": 4e12}}))
+    counted = {"jax/x@8": 4e12, "jax/y@8": 4e12}
+    counts.write_text(json.dumps({"source": "counted", "flops": counted}))
     out = tmp_path / "out.json"
     assert report.main([str(first), str(second), "--flops", str(counts), "--out", str(out)]) == 0
-    x = next(r for r in load_rows(out)[0] if r.name == "jax/x")
-    assert (x.flops, x.mfu) == (4e12, None)
+    mfus = {r.name: (r.flops, r.mfu) for r in load_rows(out)[0]}
+    assert mfus == {"jax/x": (4e12, None), "jax/y": (4e12, pytest.approx(4e12 / 2.0 / 989.4e12))}
     assert report.main([str(first), "--flops", str(counts), "--out", str(out)]) == 0
     x = next(r for r in load_rows(out)[0] if r.name == "jax/x")
     assert x.mfu == pytest.approx(4e12 / 1.0 / 989.4e12)
+    # a merge of devices of several peaks, read again: its rows' devices are not known
+    a100 = tmp_path / "a100.json"
+    save_rows([_row("jax/x", 8, 1.0)], a100, device="gpu: NVIDIA A100-SXM4-80GB")
+    assert report.main([str(a100), str(first), "--out", str(out)]) == 0
+    assert report.main([str(out), "--flops", str(counts), "--out", str(out)]) == 0
+    assert {r.mfu for r in load_rows(out)[0]} == {None}
 
 
 @pytest.mark.parametrize(
@@ -1541,7 +1549,7 @@ def test_report_merges_sizes_and_keeps_the_first_device(
     assert info["size"] == "mixed"  # files of two sizes: no verdict, whatever comes last
     assert report.main([str(p) for p in paths]) == 0
     assert "n/a  jax/search/evolution" in capsys.readouterr().out
-    # "device": the first file's; the FLOPs' MFU needs one peak for every device recorded
+    # "device": the first file's; a row's MFU takes the peak of the device of its own file
     a100 = "gpu: NVIDIA A100-SXM4-80GB"
     save_rows(rows, paths[1], device=a100, attention="cudnn")
     save_rows(rows, paths[2], device=h100, attention="xla")
@@ -1553,11 +1561,10 @@ def test_report_merges_sizes_and_keeps_the_first_device(
     flops.write_text(json.dumps({"source": "counted", "flops": counted}))
     assert report.main([*map(str, paths[1:]), "--flops", str(flops), "--out", str(out)]) == 0
     (row,), _ = load_rows(out)
-    assert row.mfu is None  # c.json's H100 row, once taken against the A100's peak (0.1)
-    save_rows(rows, paths[1], device="gpu: NVIDIA H100")  # the same peak as paths[2]'s
-    assert report.main([*map(str, paths[1:]), "--flops", str(flops), "--out", str(out)]) == 0
+    assert row.mfu == pytest.approx(6.24e14 / 20.0 / 989.4e12)  # c.json's H100 (A100's: 0.1)
+    assert report.main([*map(str, paths[2:0:-1]), "--flops", str(flops), "--out", str(out)]) == 0
     (row,), _ = load_rows(out)
-    assert row.mfu == pytest.approx(6.24e14 / 20.0 / 989.4e12)
+    assert row.mfu == pytest.approx(6.24e14 / 20.0 / 312e12)  # now b.json's A100 row
 
 
 @pytest.mark.parametrize(

@@ -46,7 +46,7 @@ from bench.jax_serve import INFER_VARIANTS
 from bench.jax_train import CONV_CASES, SCALE_CASES, SCAN_CASES, VIT_CASES
 from bench.models import vit_backbone
 from bench.peaks import mfu, peak_bandwidth, peak_flops
-from bench.report import merge_runs, with_flops
+from bench.report import merge_runs, row_peaks, with_flops
 from bench.results import Row, format_table, load_rows, save_rows
 from bench.sizes import SIZES
 from bench.targets import Target, evaluate_targets, judged
@@ -606,6 +606,30 @@ def test_a_failed_row_fails_the_run_after_the_table_is_printed_and_written(
     printed = capsys.readouterr()
     assert f"FAILED: {failed['name']}: RuntimeError: boom" in printed.out
     assert printed.err == error
+
+
+def test_a_run_of_parts_with_other_attentions_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--isolate runs the training rows in processes of their own: each checks its attention,
+    and bench.run's table says when the parts' settings differ."""
+    settings = {"jax-rows": "attention: cuDNN (checked)", "jax": "attention: XLA (cuDNN failed)"}
+
+    def fake_run(command: list[str], check: bool) -> subprocess.CompletedProcess[str]:
+        part = Path(command[command.index("--json") + 1])
+        kind = part.name.split(".")[-2]
+        save_rows([_row(f"jax/{kind}/plain", 4, 0.1, flops=1.0)], part, device="cpu",
+                  attention=settings[kind])  # fmt: skip
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(run.subprocess, "run", fake_run)
+    out = tmp_path / "b.json"
+    assert run.main(["--suite=train,infer", "--size=tiny", "--isolate", "--out", str(out)]) == 0
+    _, info = load_rows(out)
+    assert (info["attention"], info["attentions"]) == ("mixed", [*settings.values()])
+    assert "Rows of several attention settings: " + "; ".join(settings.values()) in (
+        capsys.readouterr().out
+    )
 
 
 def test_an_unknown_attention_is_refused_before_any_part_starts(
@@ -1568,6 +1592,24 @@ def test_report_merges_sizes_and_keeps_the_first_device(
 
 
 @pytest.mark.parametrize(
+    ("devices", "peak"),
+    [(["gpu: NVIDIA H100 80GB HBM3", "gpu: NVIDIA H100"], 989.4e12),
+     (["gpu: NVIDIA H100", "gpu: NVIDIA H200"], 989.4e12),  # two devices of one peak
+     (["gpu: NVIDIA H100", "gpu: NVIDIA A100-SXM4-80GB"], None),
+     (["gpu: NVIDIA H100", "cpu"], None),  # a row of the one with no peak takes none
+     (["cpu", "gpu: NVIDIA H100"], None), ([], None)],
+)  # fmt: skip
+def test_a_merged_files_rows_take_the_one_peak_of_every_device_it_merged(
+    tmp_path: Path, devices: list[str], peak: float | None
+) -> None:
+    """A merge's row does not say which device measured it: its MFU needs one peak for all."""
+    path = tmp_path / "merged.json"
+    extra = {"device": devices[0], "devices": devices} if devices else {}
+    save_rows([_row("jax/x", 8, 1.0)], path, **extra)
+    assert row_peaks([path]) == {"jax/x@8": peak}
+
+
+@pytest.mark.parametrize(
     ("settings", "merged"),
     [(["cudnn", "cudnn"], {"attention": "cudnn", "attentions": ["cudnn"]}),
      (["cudnn", "xla"], {"attention": "mixed", "attentions": ["cudnn", "xla"]}),
@@ -1594,8 +1636,10 @@ def test_merged_rows_are_not_labelled_with_another_files_attention(
     assert {k: info[k] for k in ("attention", "attentions") if k in info} == merged
     out = tmp_path / "out.json"
     assert report.main([*map(str, paths), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
     several = "Rows of several attention settings: xla; cudnn"
-    assert (several in capsys.readouterr().out) is (merged.get("attentions") == ["xla", "cudnn"])
+    assert (several in printed) is (merged.get("attentions") == ["xla", "cudnn"])
+    assert ("several attention settings" in printed) is (len(merged.get("attentions", [])) > 1)
     _, again = merge_runs([out, tmp_path / "1.json"])
     assert {k: again[k] for k in ("attention", "attentions") if k in again} == merged
 

@@ -1151,7 +1151,9 @@ def without_data_fingerprint(folder: pathlib.Path) -> None:
 
 
 @pytest.mark.parametrize("generations", [1, 3, 5])  # shorter, as long, longer than the saved
-def test_a_resume_on_other_data_is_refused_and_on_the_same_data_goes_on(tmp_path, generations):
+def test_a_resume_on_other_data_is_refused_and_on_the_same_data_goes_on(
+    tmp_path, caplog, generations
+):
     """The search state recorded no name of the data its candidates were scored on: a resume
     whose score_fn scored other data ranked the saved scores with the new ones. Its
     data_fingerprint is saved and compared (also by check_settings, which reads only); the same
@@ -1176,7 +1178,9 @@ def test_a_resume_on_other_data_is_refused_and_on_the_same_data_goes_on(tmp_path
         check_settings(**knobs, space=SPACE, checkpoint_dir=tmp_path, data_fingerprint="val:bb")
     assert (tmp_path / "evolution_state.npz").read_bytes() == saved
     check_settings(**knobs, space=SPACE, checkpoint_dir=tmp_path, data_fingerprint="val:aa")
-    resumed = search(**kwargs, data_fingerprint="val:aa")
+    with caplog.at_level(logging.WARNING, logger="glora_jax.evolution"):
+        resumed = search(**kwargs, data_fingerprint="val:aa")
+    assert "records no data fingerprint" not in caplog.text  # it records one
     assert_same_search(resumed, search(generations=generations, seed=8))
     # None compares nothing and keeps the fingerprint saved, which still refuses other data
     search(**kwargs | {"generations": 6})
@@ -1240,6 +1244,15 @@ def test_a_data_fingerprint_other_than_a_string_is_refused(tmp_path, fingerprint
     with pytest.raises(ValueError, match="data_fingerprint must be a string or None, got"):
         check_settings(param_budget=TARGET_BUDGET, data_fingerprint=fingerprint)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("folder", ["empty", "absent"])
+def test_check_settings_takes_a_checkpoint_dir_without_a_state(tmp_path, folder):
+    """A new search (no state saved yet: a fresh workdir) has nothing to compare."""
+    checkpoint_dir = tmp_path if folder == "empty" else tmp_path / "search"
+    check_settings(param_budget=TARGET_BUDGET, space=SPACE, checkpoint_dir=checkpoint_dir,
+                   data_fingerprint="val:aa")  # fmt: skip
+    assert list(tmp_path.iterdir()) == []  # it only reads
 
 
 def test_check_settings_needs_the_space_to_read_a_saved_state(tmp_path):

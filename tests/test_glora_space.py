@@ -142,6 +142,15 @@ def test_nested_combined_spaces_whose_summed_counts_overflow_int32_are_refused(f
     assert inner.max_params == big.max_params + fixed < 2**31
 
 
+@pytest.mark.parametrize("spaces", [(), (None,)])
+def test_a_combination_of_int32s_largest_count_is_admitted_and_one_more_refused(spaces):
+    """2**31 - 1 is an int32 count; 2**31 would wrap around to -2**31."""
+    top = int(np.iinfo(np.int32).max)
+    assert CombinedSpace(spaces, fixed_params=top).max_params == top
+    with pytest.raises(ValueError, match=f"largest subnet trains {top + 1:,} parameters"):
+        CombinedSpace(spaces, fixed_params=top + 1)
+
+
 def test_num_params_keeps_batch_axes_and_jits_and_vmaps():
     space = _space()
     cfgs = jax.tree.map(np.asarray, _jit_sample((3, 4))(jax.random.key(0)))

@@ -30,6 +30,8 @@ from experiments.models.attention import (
 from experiments.models.vit import REMAT_POLICIES, Encoder1DBlock, ViTConfig, drop_path, vit
 from experiments.models.vit_checkpoint import (
     CheckpointMismatchError,
+    checkpoint_grid,
+    image_grid,
     load_npz,
     load_params,
     npz_metadata,
@@ -927,15 +929,19 @@ def test_a_numpy_integer_image_size_sets_the_models_grid(trained_tiny, size):
       r"^the pos_embedding of checkpoint {path} has 8 patch positions, which 32x32 images in "
       r"16x16 patches do not make \(a 2x2 grid\)$"),
      ((2, 4), {"image_size": [32, 72]}, None, "which 32x72 images in 16x16 patches do not make"),
+     ((2, 4), {"image_size": [40, 64]}, None, "which 40x64 images in 16x16 patches do not make"),
      ((2, 4), {"image_size": "32x64"}, None,
       r"^checkpoint {path}: metadata image_size must be an int or \[height, width\] of ints >= 1, "
       r"got '32x64'$"),
      ((2, 4), {"image_size": [32, 64, 3]}, None, "metadata image_size must be an int or"),
+     ((2, 4), {"image_size": [-32, -64]}, None, "metadata image_size must be an int or"),
+     ((2, 4), {"image_size": [True, 64]}, None, "metadata image_size must be an int or"),
      ((2, 4), {"image_size": [32, 64]}, (64, 32),
       r"^the pos_embedding of the model has 16 patch positions, which 64x32 images in 16x16 "
       r"patches do not make \(a 4x2 grid\)$")],
-    ids=["no_square", "recorded_other_count", "recorded_no_multiple", "recorded_text",
-         "recorded_three_sides", "model_other_grid"],
+    ids=["no_square", "recorded_other_count", "recorded_no_multiple",
+         "recorded_no_multiple_height", "recorded_text", "recorded_three_sides",
+         "recorded_negative", "recorded_bool", "model_other_grid"],
 )  # fmt: skip
 def test_a_grid_that_cannot_be_known_is_refused_naming_the_checkpoint(
     tmp_path, trained_tiny, grid, metadata, given, match
@@ -948,6 +954,34 @@ def test_a_grid_that_cannot_be_known_is_refused_naming_the_checkpoint(
     options = {} if given is None else {"image_size": given}
     with pytest.raises(ValueError, match=match.format(path=re.escape(str(path)))):
         load_params(path, init, **options)
+
+
+@pytest.mark.parametrize(
+    ("image_size", "patch", "tokens", "grid"),
+    [((64, 32), (16, 8), 16, (4, 4)), ((32, 64), (8, 16), 16, (4, 4)),
+     ((32, 64), (16, 8), 16, (2, 8)), (48, (16, 8), 18, (3, 6)),
+     (np.int64(48), (8, 16), 18, (6, 3))],
+)  # fmt: skip
+def test_image_grid_divides_each_side_by_its_own_patch_side(image_size, patch, tokens, grid):
+    """Height by the patch's height, width by its width (a grid of rows, columns)."""
+    assert image_grid(image_size, patch, tokens, what="x") == grid
+    assert checkpoint_grid({"image_size": image_size if isinstance(image_size, tuple)
+                            else int(image_size)}, patch, tokens, named="c") == grid  # fmt: skip
+    with pytest.raises(ValueError, match=f"^x has {tokens + 1} patch positions, which"):
+        image_grid(image_size, patch, tokens + 1, what="x")
+
+
+def test_a_checkpoint_grid_is_read_in_its_own_patches(tmp_path, trained_tiny):
+    """A checkpoint of 32-pixel patches recorded at 64 pixels has a 2 x 2 grid: its
+    pos_embedding is read so (and resampled), and the patch kernel the model cannot take is
+    the mismatch named, not a grid of 64 pixels in the model's 16-pixel patches (4 x 4)."""
+    flat = posemb_checkpoint(trained_tiny[2], (2, 2))
+    flat["embedding/kernel"] = np.zeros((32, 32, 3, 192), np.float32)
+    path = save_npz(unflatten(flat), tmp_path / "p32.npz", metadata={"image_size": 64})
+    init = random_params(tiny(num_classes=3, representation_size=8), images(64))
+    with pytest.raises(CheckpointMismatchError) as refused:
+        load_params(path, init, image_size=64)
+    assert refused.value.mis_shaped == [("embedding/kernel", (32, 32, 3, 192), (16, 16, 3, 192))]
 
 
 def test_a_foreign_checkpoint_is_refused_in_a_message_of_a_few_lines(tmp_path, trained_tiny):

@@ -28,6 +28,7 @@ from experiments.config import (
     ExperimentConfig,
     as_assignments,
     as_dict,
+    check_method_fits_backbone,
     config_changes,
     override,
 )
@@ -36,6 +37,7 @@ from experiments.data import folder
 from experiments.data.base import SplitArrays
 from experiments.data.splits import split_indices
 from experiments.local_files import open_npz
+from experiments.methods import MethodConfig
 from experiments.training import TrainResult, trainer
 from experiments.training.checkpoint import CheckpointMismatchError, CheckpointUnreadableError
 from experiments.training.trainer import CHECKPOINT_DIR
@@ -264,6 +266,27 @@ def test_method_knobs_the_method_does_not_read_are_refused(argv: list[str], erro
     else:
         with pytest.raises(ValueError, match=re.escape(error)):
             vtab.task_config(args, "digits")
+
+
+@pytest.mark.parametrize(
+    ("method", "backbone", "knobs", "error"),
+    [(MethodConfig("flora"), "vit-b16", ["kernel_rank"], "method.kernel_rank=2 would be ignored"),
+     (MethodConfig("flora", kernel_rank=3), "vit-b16", [], "method.kernel_rank=3 would be"),
+     (MethodConfig("flora"), "vit-b16", ["rank", "tucker", "grads"], None),
+     (MethodConfig("flora"), "efficientnet-lite0", ["tucker"], "method.tucker='matrix' would be"),
+     (MethodConfig("flora"), "efficientnet-lite0", ["kernel_rank", "grads"], None),
+     # a knob the method does not read is methods.check_knobs' to refuse, not this check's
+     (MethodConfig("lora"), "vit-b16", ["kernel_rank"], None),
+     (MethodConfig("glora"), "efficientnet-lite0", ["tucker", "grads"], None)],
+)  # fmt: skip
+def test_a_knob_no_adapted_layer_reads_is_refused_where_the_method_reads_it(
+    method: MethodConfig, backbone: str, knobs: list[str], error: str | None
+) -> None:
+    if error is None:
+        check_method_fits_backbone(method, backbone, knobs)
+    else:
+        with pytest.raises(ValueError, match=re.escape(error)):
+            check_method_fits_backbone(method, backbone, knobs)
 
 
 @pytest.mark.parametrize(

@@ -81,8 +81,10 @@ from experiments.training.trainer import CHECKPOINT_DIR, cfg_digest, check_resum
 from glora_jax import search_plots
 from glora_jax.evolution import (
     STATE_FILE,
+    DataMismatchError,
     GenerationStats,
     SearchResult,
+    SearchSpace,
     check_settings,
     evolutionary_search,
     save_result_json,
@@ -342,6 +344,27 @@ def search_data(splits: Splits) -> str:
     return f"val200:{data_digest(splits.val.images, splits.val.labels)}"
 
 
+def check_search(
+    config: ExperimentConfig, space: SearchSpace, workdir: pathlib.Path, splits: Splits
+) -> None:
+    """``check_settings`` of the search ``config`` runs in ``space``, with the state saved in
+    ``workdir``'s search/; of a state scored on another val200 the ValueError names what to
+    delete to search the new data: search/, and retrain/, trained on the old train800val200
+    (deleting the state file alone, a retrain of the subnet picked before is refused after the
+    new search)."""
+    try:
+        check_settings(
+            **search_settings(config), space=space, checkpoint_dir=workdir / "search",
+            data_fingerprint=search_data(splits),
+        )  # fmt: skip
+    except DataMismatchError as error:
+        raise ValueError(
+            f"{error.what()}; use another --workdir, or the data it was scored on, or delete "
+            f"{workdir / 'search'} (and {workdir / 'retrain'}, trained on the old "
+            f"train800val200) to search the new data"
+        ) from None
+
+
 def check_runs_here(config: ExperimentConfig, workdir: str | pathlib.Path) -> pathlib.Path:
     """``workdir`` as a local Path; ValueError, before any work, for a URL as the workdir, data
     dir, cache dir, own data's path or checkpoint (``experiments.local_files``), a workdir in
@@ -513,10 +536,7 @@ def run(config: ExperimentConfig, workdir: str | pathlib.Path) -> dict[str, Any]
         # generation 0 drawn as the search will draw it: enough random subnets fit the budget;
         # a saved search state of other settings or another val200 is refused now, not after
         # the training resumed
-        check_settings(
-            **search_settings(config), space=method.adapter.space(backbone.params),
-            checkpoint_dir=workdir / "search", data_fingerprint=search_data(splits),
-        )  # fmt: skip
+        check_search(config, method.adapter.space(backbone.params), workdir, splits)
     fixed = method.fixed_cfg(backbone.params)
     # a training checkpoint of other run settings or data is refused before the workdir changes
     check_resumes(

@@ -131,6 +131,26 @@ class _Settings:
     space: str
 
 
+class DataMismatchError(ValueError):
+    """The search state in ``path`` scored its candidates on other data (its ``data_fingerprint``
+    ``saved``) than a resume names (``now``)."""
+
+    def __init__(self, path: pathlib.Path, saved: str, now: str) -> None:
+        self.path, self.saved, self.now = path, saved, now
+        super().__init__(
+            f"{self.what()}; use another checkpoint_dir, or the data it was scored on, or delete "
+            f"{path} to search anew"
+        )
+
+    def what(self) -> str:
+        """The message's refusal, without its remedy (a caller may name its own)."""
+        return (
+            f"search state in {self.path} scored its candidates on other data (data_fingerprint "
+            f"saved {self.saved!r}, now {self.now!r}): resuming would rank scores of two data "
+            f"sets together"
+        )
+
+
 @dataclasses.dataclass
 class _State:
     """Search progress: everything scored so far, the top-k and the RNG."""
@@ -187,11 +207,12 @@ def evolutionary_search(
     the ones before it only, so that is exactly the shorter search) and leaves the state as it
     is. ``data_fingerprint`` names the data ``score_fn`` scores on (a digest of its examples):
     it is saved with the state (in the same file, written atomically), and a resume with
-    another one raises ValueError, since the saved candidates were scored on other data and
-    their scores cannot be ranked with new ones; a state that records none (saved by an older
-    version, or without one) resumes with a warning and records it with its next generation;
-    None compares nothing (a saved fingerprint is kept). A population below num_mutations +
-    num_crossovers is warned about: it sizes generation 0 only.
+    another one raises ``DataMismatchError`` (a ValueError), since the saved candidates were
+    scored on other data and their scores cannot be ranked with new ones; a state that records
+    none (saved by an older version, or without one) resumes with a warning and records it with
+    its next generation (a search no longer than the saved one runs none: the state stays as it
+    is); None compares nothing (a saved fingerprint is kept). A population below
+    num_mutations + num_crossovers is warned about: it sizes generation 0 only.
     On several processes (``jax.process_count() > 1``: each calls this with the same arguments,
     ``score_fn`` a collective) process 0 writes the state, ``checkpoint_dir`` must be shared,
     and a resume that finds another generation on some process raises instead of mixing two
@@ -648,12 +669,7 @@ def _load_state(
         )
     saved_data = meta.get("data_fingerprint")  # an older version's state records none
     if data_fingerprint is not None and saved_data is not None and saved_data != data_fingerprint:
-        raise ValueError(
-            f"search state in {path} scored its candidates on other data (data_fingerprint "
-            f"saved {saved_data!r}, now {data_fingerprint!r}): resuming would rank scores of two "
-            f"data sets together; use another checkpoint_dir, or the data it was scored on, or "
-            f"delete {path} to search anew"
-        )
+        raise DataMismatchError(path, saved_data, data_fingerprint)
     if data_fingerprint is not None and saved_data is None and warn:
         log.warning(
             "search state in %s records no data fingerprint (saved by an older version, or "

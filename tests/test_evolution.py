@@ -22,6 +22,7 @@ import glora_jax
 import peft_core
 from glora_jax import search_plots
 from glora_jax.evolution import (
+    DataMismatchError,
     SearchResult,
     check_settings,
     evolutionary_search,
@@ -1171,7 +1172,7 @@ def test_a_resume_on_other_data_is_refused_and_on_the_same_data_goes_on(
         "sets together; use another checkpoint_dir, or the data it was scored on, or delete "
     )
     kwargs = {"generations": generations, "seed": 8, "checkpoint_dir": tmp_path}
-    with pytest.raises(ValueError, match=refused):
+    with pytest.raises(DataMismatchError, match=refused):
         search(unused, **kwargs, data_fingerprint="val:bb")
     knobs = {"param_budget": TARGET_BUDGET, "seed": 8, "generations": generations}
     with pytest.raises(ValueError, match=refused):

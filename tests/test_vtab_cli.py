@@ -42,7 +42,7 @@ from experiments.training import TrainResult, trainer
 from experiments.training.checkpoint import CheckpointMismatchError, CheckpointUnreadableError
 from experiments.training.trainer import CHECKPOINT_DIR
 from experiments.vtab_table import PAPER_LR, PARTIAL_NOTE
-from glora_jax.evolution import STATE_FILE
+from glora_jax.evolution import STATE_FILE, evolutionary_search
 
 pytest.importorskip("sklearn")  # the digits task
 
@@ -1042,6 +1042,40 @@ def test_a_search_refuses_to_resume_on_other_val200_examples(tmp_path, monkeypat
         assert json.loads(str(saved["meta"]))["data_fingerprint"] == fingerprint
     with pytest.raises(ValueError, match=refused):
         resume(4, changed)
+
+
+def test_a_search_state_of_another_val200_names_the_folders_to_delete(tmp_path):
+    """The refusal said to delete search/evolution_state.npz alone: so done, a new search that
+    picked the subnet retrained before had that retrain refused after the training and the
+    search (retrain/ was trained on the old train800val200). It names search/ and retrain/,
+    as the README does, and --workdir, the CLI's name for the state's folder."""
+    from test_evolution import SPACE, TARGET_BUDGET, matches_target
+
+    config = override(quickstart("digits"), [
+        f"search.param_budget={TARGET_BUDGET}", "search.population=6", "search.top_k=2",
+        "search.num_mutations=3", "search.num_crossovers=3", "search.generations=1",
+    ])  # fmt: skip
+
+    def splits(images: np.ndarray) -> pipeline.Splits:
+        part = SplitArrays(images, np.arange(len(images), dtype=np.int32) % 2, 2, "t", "val200")
+        return pipeline.Splits(part, part, part, len(images))
+
+    old, new = splits(np.zeros((4, 2, 2, 3), np.uint8)), splits(np.ones((4, 2, 2, 3), np.uint8))
+    evolutionary_search(
+        SPACE, matches_target, checkpoint_dir=tmp_path / "search", progress=False,
+        data_fingerprint=pipeline.search_data(old), **pipeline.search_settings(config),
+    )  # fmt: skip
+    pipeline.check_search(config, SPACE, tmp_path, old)
+    state = tmp_path / "search" / STATE_FILE
+    with pytest.raises(ValueError) as refused:
+        pipeline.check_search(config, SPACE, tmp_path, new)
+    assert str(refused.value) == (
+        f"search state in {state} scored its candidates on other data (data_fingerprint saved "
+        f"{pipeline.search_data(old)!r}, now {pipeline.search_data(new)!r}): resuming would rank "
+        f"scores of two data sets together; use another --workdir, or the data it was scored "
+        f"on, or delete {tmp_path / 'search'} (and {tmp_path / 'retrain'}, trained on the old "
+        f"train800val200) to search the new data"
+    )
 
 
 def test_a_second_run_in_a_workdir_in_use_is_refused(tmp_path):

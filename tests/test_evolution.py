@@ -1012,17 +1012,19 @@ def test_a_write_of_subnet_json_interrupted_by_a_kill_keeps_the_old_one(tmp_path
     assert path.read_bytes() == old
 
 
+def _interrupted_savez(f: Any, **arrays: Any) -> None:
+    """np.savez killed halfway: half an archive written, then the interrupt."""
+    f.write(b"PK\x03\x04 half an archive")
+    raise KeyboardInterrupt
+
+
 def test_a_search_killed_while_saving_its_state_resumes_from_the_one_before(tmp_path, monkeypatch):
     """Killed mid-write of generation 2's state: generation 1's stays whole, and the search
     resumed from it ends as the uninterrupted one."""
     search(generations=2, seed=7, checkpoint_dir=tmp_path)
 
-    def interrupted_savez(f: Any, **arrays: Any) -> None:
-        f.write(b"PK\x03\x04 half an archive")
-        raise KeyboardInterrupt
-
     with monkeypatch.context() as patch:
-        patch.setattr(np, "savez", interrupted_savez)
+        patch.setattr(np, "savez", _interrupted_savez)
         with pytest.raises(KeyboardInterrupt):
             search(generations=4, seed=7, checkpoint_dir=tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["evolution_state.npz"]
@@ -1218,18 +1220,14 @@ def test_a_search_killed_before_its_first_state_starts_anew_on_any_data(tmp_path
     while writing its first state leaves nothing that refuses the next one, and one killed
     while writing a later state leaves the one before with its fingerprint."""
 
-    def interrupted_savez(f: Any, **arrays: Any) -> None:
-        f.write(b"PK\x03\x04 half an archive")
-        raise KeyboardInterrupt
-
     with monkeypatch.context() as patch:
-        patch.setattr(np, "savez", interrupted_savez)
+        patch.setattr(np, "savez", _interrupted_savez)
         with pytest.raises(KeyboardInterrupt):
             search(generations=2, seed=7, checkpoint_dir=tmp_path, data_fingerprint="val:aa")
     assert list(tmp_path.iterdir()) == []
     search(generations=1, seed=7, checkpoint_dir=tmp_path, data_fingerprint="val:bb")
     with monkeypatch.context() as patch:
-        patch.setattr(np, "savez", interrupted_savez)
+        patch.setattr(np, "savez", _interrupted_savez)
         with pytest.raises(KeyboardInterrupt):
             search(generations=2, seed=7, checkpoint_dir=tmp_path, data_fingerprint="val:bb")
     assert saved_meta(tmp_path)["data_fingerprint"] == "val:bb"

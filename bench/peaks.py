@@ -45,16 +45,26 @@ def _words(text: str) -> set[str]:
     return set(re.findall(r"[A-Z0-9]+", text.upper()))
 
 
+def _best(table: tuple[tuple[str, float], ...], device_name: str) -> list[tuple[str, float]]:
+    """The (marker, value) entries of most words that ``device_name`` holds every word of."""
+    name = _words(device_name)
+    found = [(len(words), m, v) for m, v in table if (words := _words(m)) <= name]
+    most = max((n for n, _, _ in found), default=0)
+    return [(m, v) for n, m, v in found if n == most]
+
+
 def _lookup(table: tuple[tuple[str, float], ...], device_name: str) -> float | None:
     """The value of the marker of most words that ``device_name`` holds every word of; None when
     there is none, or two such markers disagree."""
-    name = _words(device_name)
-    found = [(len(words), v) for marker, v in table if (words := _words(marker)) <= name]
-    if not found:
-        return None
-    most = max(n for n, _ in found)
-    values = {v for n, v in found if n == most}
+    values = {v for _, v in _best(table, device_name)}
     return values.pop() if len(values) == 1 else None
+
+
+def card(device_name: str) -> str | None:
+    """The ``BF16_PEAKS`` marker that names ``device_name``'s card ("H100" for an H100 SXM5,
+    "H100 PCIe", "GH200", ...); None when none or several of as many words match."""
+    best = _best(BF16_PEAKS, device_name)
+    return best[0][0] if len(best) == 1 else None
 
 
 def peak_flops(device_name: str) -> float | None:

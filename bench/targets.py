@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from bench.peaks import card
 from bench.results import Row
 
 
@@ -58,9 +59,10 @@ def judged(size: str | None, devices: Sequence[str] = ()) -> bool:
     """Whether rows of bench size ``size`` measured on ``devices`` (the distinct devices the
     files recorded) get a verdict: the targets are stated for "full" (None: a file of a version
     that did not record its size) on one H100, so every file that names its device must name
-    the same host of one H100 ("... H100 ... x1": rows of two machines' kinds make no one-machine
-    ratio, and a host of several GPUs is not the machine the targets are stated for)."""
-    one_h100 = all("H100" in d and d.endswith(" x1") for d in devices)
+    the same host of one H100 SXM ("... H100 ... x1", ``bench.peaks.card`` "H100": rows of two
+    machines' kinds make no one-machine ratio, and a host of several GPUs, an H100 PCIe or NVL
+    card or a GH200 is not the machine the targets are stated for)."""
+    one_h100 = all(card(d) == "H100" and d.endswith(" x1") for d in devices)
     return size in (None, "full") and len(set(devices)) <= 1 and one_h100
 
 

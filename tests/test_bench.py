@@ -263,6 +263,10 @@ def test_targets_ratio_time_and_missing() -> None:
         True,
         False,
     ]
+    # other H100 cards (lower clocks) and a GH200 are not the H100 SXM the targets are stated on
+    others = ["gpu: NVIDIA H100 PCIe x1", "gpu: NVIDIA H100 NVL x1", "gpu: NVIDIA GH200 480GB x1"]
+    assert [judged("full", [d]) for d in others] == [False, False, False]
+    assert judged("full", ["gpu: NVIDIA H100 x1"])
     with pytest.raises(ValueError, match="either a reference or max_seconds"):
         Target("x")
 

@@ -23,6 +23,7 @@ from bench.results import (
     Row,
     attention_entries,
     attentions_of,
+    devices_of,
     format_table,
     load_rows,
     read_json,
@@ -94,8 +95,7 @@ def merge_runs(paths: Sequence[Path]) -> tuple[list[Row], dict[str, Any]]:
         rows, extra = load_rows(path)
         by_key.update({r.key: r for r in rows})
         attentions += attentions_of(extra)
-        recorded = [extra["device"]] if "device" in extra else []
-        recorded += [d for d in extra.get("devices") or [] if isinstance(d, str)]
+        recorded = devices_of(extra)
         inner = [u for u in extra.get("unrecorded") or [] if isinstance(u, str)]
         if not recorded and not inner:
             info["unrecorded"].append(str(path))
@@ -122,9 +122,7 @@ def row_peaks(paths: Sequence[Path]) -> dict[str, float | None]:
     peaks: dict[str, float | None] = {}
     for path in paths:
         rows, extra = load_rows(path)
-        devices = [extra["device"]] if "device" in extra else []
-        devices += [d for d in extra.get("devices") or [] if isinstance(d, str)]
-        found = {peak_flops(d) for d in devices}
+        found = {peak_flops(d) for d in devices_of(extra)}
         peak = found.pop() if len(found) == 1 and not extra.get("unrecorded") else None
         peaks |= {r.key: peak for r in rows}
     return peaks

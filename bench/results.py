@@ -123,6 +123,13 @@ def read_records(path: Path, key: str, fields: Sequence[str], what: str) -> list
     return records
 
 
+def devices_of(extra: dict[str, Any]) -> list[str]:
+    """The devices a rows file records (its other top-level entries ``extra``): its "device"
+    and, for a merge, every one of its "devices"."""
+    recorded = [extra["device"]] if "device" in extra else []
+    return recorded + [d for d in extra.get("devices") or [] if isinstance(d, str)]
+
+
 def attentions_of(extra: dict[str, Any]) -> list[str]:
     """The ViT attention settings a rows file records (its other top-level entries ``extra``): a
     merge's "attentions", else its own "attention" (none: no ViT row was measured)."""

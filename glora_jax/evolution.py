@@ -233,7 +233,7 @@ def evolutionary_search(
     settings = _space_settings(space, knobs)
     generations, batch_size = _validate(settings, generations=generations, batch_size=batch_size)
     _check_fingerprint(data_fingerprint)
-    path = pathlib.Path(checkpoint_dir) / STATE_FILE if checkpoint_dir is not None else None
+    path = _state_path(checkpoint_dir)
     if path is not None and path.exists():
         state = _load_state(path, settings, space, data_fingerprint=data_fingerprint)
         log.info("resuming the search after generation %d from %s", state.generation, path)
@@ -324,9 +324,14 @@ def check_settings(
     if space is not None:
         first = _State(rng=np.random.default_rng(settings.seed))
         _next_generation(_FixedWidth.of(space, settings), first, settings)
-    path = pathlib.Path(checkpoint_dir) / STATE_FILE if checkpoint_dir is not None else None
+    path = _state_path(checkpoint_dir)
     if space is not None and path is not None and path.exists():
         _load_state(path, settings, space, data_fingerprint=data_fingerprint, warn=False)
+
+
+def _state_path(checkpoint_dir: str | os.PathLike[str] | None) -> pathlib.Path | None:
+    """Where the search state of ``checkpoint_dir`` is saved (None: no checkpoints)."""
+    return None if checkpoint_dir is None else pathlib.Path(checkpoint_dir) / STATE_FILE
 
 
 def _check_fingerprint(data_fingerprint: Any) -> None:

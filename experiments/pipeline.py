@@ -475,10 +475,38 @@ def only_run_in(workdir: pathlib.Path) -> Iterator[None]:
             raise ValueError(
                 f"{workdir} is in use by another run: wait for it to end, or use another --workdir"
             )
+        if jax.process_count() > 1:
+            check_shared(workdir)
         yield
     finally:
         if folder is not None:
             os.close(folder)  # releases the lock
+
+
+def check_shared(workdir: pathlib.Path) -> None:
+    """ValueError on every process unless each sees the file process 0 writes in ``workdir``:
+    a pod's processes resume from, and write, one folder's checkpoints and search state (on
+    disks of their own, a run hung at its first checkpoint: Orbax's save waits for the folder
+    process 0 finalises). Collective: every process calls it."""
+    token = int.from_bytes(os.urandom(4), "little") >> 1  # an int32: process 0's is broadcast
+    if is_main_process():
+        write_text(workdir / f".shared-{token}", str(token))
+    token = int(multihost_utils.broadcast_one_to_all(np.int32(token)))  # once it is written
+    probe = workdir / f".shared-{token}"
+    try:
+        seen = probe.read_text() == str(token)
+    except OSError:
+        seen = False
+    blind = np.asarray(multihost_utils.process_allgather(np.int32(not seen)))  # all have read
+    if is_main_process():
+        probe.unlink()
+    if blind.any():
+        processes = ", ".join(str(i) for i in np.flatnonzero(blind))
+        raise ValueError(
+            f"{workdir} is not one folder of every process: process(es) {processes} cannot "
+            "read what process 0 writes in it; give --workdir a folder all hosts share (NFS, a "
+            "mounted bucket)"
+        )
 
 
 def _lock(folder: int, workdir: pathlib.Path) -> bool:

@@ -1097,8 +1097,12 @@ _TWO_PROCESS_RUN = textwrap.dedent("""
     jax.distributed.initialize()
     from jax.experimental import multihost_utils
     from experiments import pipeline
+    workdir = pathlib.Path(sys.argv[1])
+    if sys.argv[2:] == ["apart"]:  # a folder of each process's own, as on hosts' own disks
+        workdir = workdir / str(jax.process_index())
+        workdir.mkdir()
     try:
-        with pipeline.only_run_in(pathlib.Path(sys.argv[1])):
+        with pipeline.only_run_in(workdir):
             multihost_utils.sync_global_devices("run")  # the run's first collective
             print("ran")
     except ValueError as error:
@@ -1106,10 +1110,11 @@ _TWO_PROCESS_RUN = textwrap.dedent("""
 """)
 
 
-def _two_process_run(workdir: pathlib.Path) -> list[str]:
+def _two_process_run(workdir: pathlib.Path, *args: str) -> list[str]:
     """The last stdout line of each of two CPU processes (jax.distributed) that run in
-    ``workdir`` (``_TWO_PROCESS_RUN``), after checking that both exit 0 within 60 s."""
-    with two_processes(_TWO_PROCESS_RUN, str(workdir)) as processes:
+    ``workdir`` (``_TWO_PROCESS_RUN``; ``apart``: each in its own subfolder), after checking
+    that both exit 0 within 60 s."""
+    with two_processes(_TWO_PROCESS_RUN, str(workdir), *args) as processes:
         done = outputs(processes, status=0)
     # stdout also holds gloo's "[Gloo] Rank 0 is connected to 1 peer ranks ..."
     return [stdout.splitlines()[-1] for stdout, _ in done]
@@ -1127,6 +1132,21 @@ def test_every_process_of_a_second_run_in_a_workdir_in_use_is_refused(tmp_path):
     in_use = f"{out} is in use by another run: wait for it to end, or use another --workdir"
     assert refused == [f"refused: {in_use}"] * 2
     assert _two_process_run(out) == ["ran", "ran"]  # ended: the folder is free
+    assert not any(out.iterdir())  # the probe of a shared folder is gone
+
+
+@pytest.mark.slow
+def test_processes_of_a_run_on_folders_of_their_own_are_refused(tmp_path):
+    """A workdir on each host's own disk (not shared): each process resumed from, and wrote,
+    its own checkpoints, and a fresh run hung at its first checkpoint (Orbax's save waits for
+    the folder process 0 finalises). Every process is refused before the run starts."""
+    refused = _two_process_run(tmp_path, "apart")
+    blind = (
+        "is not one folder of every process: process(es) 1 cannot read what process 0 writes "
+        "in it; give --workdir a folder all hosts share (NFS, a mounted bucket)"
+    )
+    assert refused == [f"refused: {tmp_path / str(i)} {blind}" for i in range(2)]
+    assert [list(p.iterdir()) for p in sorted(tmp_path.iterdir())] == [[], []]
 
 
 _UNTRAINED_RUN = textwrap.dedent("""

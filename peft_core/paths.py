@@ -13,7 +13,9 @@ Patterns = str | re.Pattern[str] | Sequence[str | re.Pattern[str]]
 
 
 def flatten(tree: Params) -> dict[str, Any]:
-    """Nested dict -> {'a/b/kernel': leaf}."""
+    """Nested dict -> {'a/b/kernel': leaf}, in JAX's order of a dict's leaves (keys sorted at
+    each level): what is drawn or grouped layer by layer does not hang on the keys' insertion
+    order, which ``jit`` does not keep."""
     return dict(traverse_util.flatten_dict(_to_dict(tree), sep="/"))
 
 
@@ -47,7 +49,8 @@ def _to_dict(tree: Params, prefix: str = "") -> dict[str, Any]:
             "back after merge"
         )
     return {
-        k: _to_dict(v, child(prefix, k)) if isinstance(v, Mapping) else v for k, v in tree.items()
+        k: _to_dict(tree[k], child(prefix, k)) if isinstance(tree[k], Mapping) else tree[k]
+        for k in sorted(tree)
     }
 
 

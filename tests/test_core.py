@@ -96,6 +96,11 @@ def test_find_layers_errors():
     # as a fan_in axis (one update shared by every scanned layer)
     with pytest.raises(ValueError, match="exclude pattern 'haed/.*' matches no param path"):
         find_layers(PARAMS, r".*/kernel", exclude=r"haed/.*")
+    # nor one that matches param paths the targets do not (it left nothing out, silently)
+    with pytest.raises(
+        ValueError, match=r"exclude pattern '.\*/bias' matches none of the 6 paths the targets"
+    ):
+        find_layers(PARAMS, r".*/kernel", exclude=(r"q/.*", r".*/bias"))
     with pytest.raises(ValueError, match="stacked pattern '.*/scan/.*' matches no param path"):
         find_layers(PARAMS, r"scan/kernel", stacked=r".*/scan/.*")
     two = tree(**{"glu.wi_0": (4, 5), "glu.wi_1": (4, 5)})

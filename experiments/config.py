@@ -96,6 +96,21 @@ class ExperimentConfig:
         check_method_fits_backbone(self.method, self.backbone.name)
 
 
+def _unread_knobs(backbone: str) -> dict[str, str]:
+    """{method knob: why} of the knobs no layer ``backbone`` adapts reads: tucker where they are
+    convolutions, kernel_rank where they are dense kernels."""
+    if backbone in CONV_BACKBONES:
+        return {"tucker": "a convolution keeps every axis as a mode anyway"}
+    return {"kernel_rank": "it ranks a convolution's spatial modes"}
+
+
+def unread_on_backbone(method: str, backbone: str) -> tuple[str, ...]:
+    """The knobs of ``method`` ("method.<knob>") that no layer ``backbone`` adapts reads (what
+    ``check_method_fits_backbone`` refuses set by hand): a dry run leaves them out, as --set
+    takes them at no value."""
+    return tuple(f"method.{k}" for k in _unread_knobs(backbone) if k in METHOD_KNOBS[method])
+
+
 def check_method_fits_backbone(
     method: MethodConfig, backbone: str, knobs: Iterable[str] = ()
 ) -> None:
@@ -107,7 +122,6 @@ def check_method_fits_backbone(
     reads that cannot apply: activation-space grads (dense kernels only) on efficientnet-lite0."""
     if backbone in CONV_BACKBONES:
         kind = "convolutions"
-        unread = {"tucker": "a convolution keeps every axis as a mode anyway"}
         misfits = {
             "grads": (
                 method.grads in ("activation", "pallas"),
@@ -117,12 +131,11 @@ def check_method_fits_backbone(
         }
     else:
         kind = "dense kernels (the patch embedding is not adapted)"
-        unread = {"kernel_rank": "it ranks a convolution's spatial modes"}
         misfits = {}
     given = set(knobs)
     unused = misfits | {
         knob: (knob in given or getattr(method, knob) != getattr(_METHOD_DEFAULTS, knob), why)
-        for knob, why in unread.items()
+        for knob, why in _unread_knobs(backbone).items()
     }
     for knob, (off, why) in unused.items():
         if off and knob in METHOD_KNOBS[method.name]:

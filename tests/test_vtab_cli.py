@@ -1734,6 +1734,25 @@ def test_dry_run_of_glora_prints_its_supernet_and_search_settings(tmp_path, caps
     assert override(ExperimentConfig(), settings) == quickstart("digits")
 
 
+@pytest.mark.parametrize(
+    ("sets", "left_out"),
+    [([], "method.kernel_rank"), (EFFICIENTNET + ["--set", "backbone.normalization=native"],
+                                  "method.tucker")],
+)  # fmt: skip
+def test_a_dry_runs_settings_given_back_as_set_run_the_same_config(
+    tmp_path, capsys, sets, left_out
+):
+    """flora's dry run on a ViT printed method.kernel_rank=2, which --set refuses (no adapted
+    layer reads it): its printed settings, given back, failed to run."""
+    argv = ["--task=digits", "--adapter=flora", f"--workdir={tmp_path / 'w'}", *sets]
+    assert vtab.main([*argv, "--dry_run"]) == 0
+    printed = [line.strip() for line in capsys.readouterr().out.splitlines()[1:-1]]
+    assert not [line for line in printed if line.startswith(f"{left_out}=")]
+    again = [a for line in printed for a in ("--set", line)]
+    args = vtab.parse_args(["--task=digits", "--adapter=flora", *again])
+    assert vtab.task_config(args, "digits") == vtab.task_config(vtab.parse_args(argv), "digits")
+
+
 def test_training_checkpoints_hold_the_method_and_backbone_settings() -> None:
     config = override(quickstart(method="lora"), ["method.alpha=16.0"])
     settings = pipeline.checkpointed_settings(config)

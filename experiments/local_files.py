@@ -50,6 +50,10 @@ def open_npz(path: str | os.PathLike[str]) -> np.lib.npyio.NpzFile:
     ValueError naming ``path`` where it is not one: a truncated download, a text file, a single
     .npy array."""
     try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+        if head[:2] != b"PK" and head != b"\x93NUMPY":  # else numpy reads it as a pickle
+            raise ValueError(f"it is no zip of .npy files: it begins {head!r}")
         loaded = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:  # a torn zip, a pickle
         raise ValueError(

@@ -69,3 +69,5 @@ def test_an_npz_that_cannot_be_read_is_named(
     with pytest.raises(ValueError, match=f"^{at} is not a readable .npz archive") as refused:
         read(path)
     assert refused.type is ValueError
+    # a text file was read as a pickle: numpy's advice to load it with allow_pickle
+    assert "pickle" not in str(refused.value)

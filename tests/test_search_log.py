@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import struct
-import time
 from pathlib import Path
 
 import pytest
@@ -54,15 +53,6 @@ def tensorboard_points(folder: Path) -> Points:
     return out
 
 
-def tensorboard_eventually(folder: Path, want: Points, timeout_s: float = 10.0) -> Points:
-    """The event files' points once they equal ``want`` (tensorboardX writes from a thread and
-    flushes within ``TENSORBOARD_FLUSH_S``), or as they are after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while (got := tensorboard_points(folder)) != want and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return got
-
-
 def expected(*history: GenerationStats) -> Points:
     return {
         BEST: [(h.generation, h.best_score) for h in history],
@@ -84,7 +74,7 @@ def test_a_search_logs_each_generation_once_as_it_goes(tmp_path: Path) -> None:
             # on disk before the log closes: a kill now loses nothing of this generation
             want = expected(*map(stats, range(g + 1)))
             assert csv_points(tmp_path) == want
-            assert tensorboard_eventually(tmp_path, approx(want)) == approx(want)
+            assert tensorboard_points(tmp_path) == approx(want)
         log.finish([stats(g) for g in range(3)])
     assert csv_points(tmp_path) == expected(*map(stats, range(3)))
     assert tensorboard_points(tmp_path) == approx(expected(*map(stats, range(3))))

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_search_log import approx, csv_points, tensorboard_points
 from two_processes import outputs, two_processes
 
 from experiments.data.pipeline import TrainBatches, data_digest
@@ -714,6 +715,40 @@ def test_train_writes_csv_and_tensorboard_and_evaluates(tmp_path: pathlib.Path) 
     assert list((tmp_path / TENSORBOARD_DIR).glob("events.out.tfevents.*"))
     expected = np.mean(np.argmax(numpy_forward(result.params, images), 1) == labels)
     assert result.eval_accuracy == pytest.approx(expected)
+
+
+def test_every_point_up_to_a_checkpoint_is_on_disk_when_it_is_saved(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TensorBoard's points reached the disk when tensorboardX's thread flushed, up to a second
+    later: a kill after a checkpoint lost the points before it (and an evaluation's at it),
+    which the resumed run keeps and does not log again. The writer never closes here, as under
+    a kill."""
+    unclosed: list[MetricWriter] = []
+    close = MetricWriter.close
+    monkeypatch.setattr(MetricWriter, "close", lambda self: unclosed.append(self))
+    at_saves = []
+    save = Checkpointer.save
+
+    def saving(self: Checkpointer, state: Any, **kwargs: Any) -> None:
+        at_saves.append((int(state.step), csv_points(tmp_path), tensorboard_points(tmp_path)))
+        save(self, state, **kwargs)
+
+    monkeypatch.setattr(Checkpointer, "save", saving)
+    images, labels = toy_task(40, seed=1)
+    config = quick_config(log_every=2, eval_every=4, checkpoint_every=4, eval_batch_size=16)
+    train(
+        config, forward=toy_forward, params=toy_params(), adapter=linear_probe(),
+        train_data=toy_batches(), workdir=tmp_path, eval_data=(images, labels),
+    )  # fmt: skip
+    assert [step for step, _, _ in at_saves] == [4, 8, 12]
+    for _, in_csv, in_tensorboard in at_saves:
+        assert in_tensorboard == approx(in_csv)
+    in_csv = csv_points(tmp_path)
+    assert [s for s, _ in in_csv["eval/accuracy"]] == [4, 8, 12]
+    assert tensorboard_points(tmp_path) == approx(in_csv)  # the last evaluation's too
+    for writer in unclosed:
+        close(writer)
 
 
 def test_a_logging_window_holds_the_mean_of_its_steps_and_its_last_lr(

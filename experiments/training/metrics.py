@@ -13,7 +13,9 @@ import time
 from collections.abc import Mapping
 from types import TracebackType
 
-from tensorboardX import SummaryWriter
+from tensorboardX.event_file_writer import EventsWriter
+from tensorboardX.proto.event_pb2 import Event, SessionLog
+from tensorboardX.summary import scalar
 
 from peft_core.atomic_files import replacing
 
@@ -28,9 +30,6 @@ FIRST_STEP_S = "train/first_step_s"
 
 CSV_NAME = "metrics.csv"
 TENSORBOARD_DIR = "tensorboard"
-#: tensorboardX's writer thread writes events as they come and flushes its file at most this
-#: often (its default, 120 s, would let a kill lose the last two minutes' points)
-TENSORBOARD_FLUSH_S = 1
 
 
 class MetricWriter:
@@ -51,14 +50,7 @@ class MetricWriter:
         for step, name, value in self._kept_rows(start_step):
             self.history.setdefault(name, []).append((step, value))
         self._rewrite_csv()
-        self._tb = SummaryWriter(
-            str(self._csv_path.parent / TENSORBOARD_DIR),
-            purge_step=start_step + 1,
-            flush_secs=TENSORBOARD_FLUSH_S,
-            # its file name holds the second it was made: a writer started in the same second
-            # (a quick resume) would truncate the earlier one's; the suffix orders the two
-            filename_suffix=f".{time.time_ns()}",
-        )
+        self._tb = EventFile(self._csv_path.parent / TENSORBOARD_DIR, purge_step=start_step + 1)
 
     def _kept_rows(self, start_step: int) -> list[tuple[int, str, float]]:
         """The csv's rows up to ``start_step``; a row a kill tore mid-append (its line end
@@ -93,8 +85,7 @@ class MetricWriter:
             return
         with self._csv_path.open("a", newline="") as f:
             csv.writer(f).writerows([step, name, float(v)] for name, v in scalars.items())
-        for name, value in scalars.items():
-            self._tb.add_scalar(name, float(value), global_step=step)
+        self._tb.write(step, scalars)
 
     def close(self) -> None:
         if self._enabled:
@@ -110,6 +101,37 @@ class MetricWriter:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class EventFile:
+    """A TensorBoard events file in ``folder`` whose points are in the file (flushed) once
+    ``write`` returns, as the csv's rows are: tensorboardX's SummaryWriter queues them for a
+    thread that flushed at most every second or so, and a kill after a checkpoint lost the
+    points before it, which the resumed run keeps and does not log again.
+
+    It opens with a session start at ``purge_step``: TensorBoard drops the earlier files'
+    points at steps >= purge_step (a resumed run's, logged after its checkpoint).
+    """
+
+    def __init__(self, folder: pathlib.Path, *, purge_step: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        # the name holds the second it was made: a file made in the same second (a quick
+        # resume) would truncate the earlier one's; the suffix orders the two
+        self._file = EventsWriter(str(folder / "events"), f".{time.time_ns()}")
+        self._add([Event(step=purge_step, session_log=SessionLog(status=SessionLog.START))])
+
+    def write(self, step: int, scalars: Mapping[str, float]) -> None:
+        self._add([Event(step=step, summary=scalar(n, float(v))) for n, v in scalars.items()])
+
+    def _add(self, events: list[Event]) -> None:
+        now = time.time()
+        for event in events:
+            event.wall_time = now
+            self._file.write_event(event)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def latest(history: History, name: str) -> float | None:

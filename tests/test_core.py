@@ -78,6 +78,27 @@ def test_a_pattern_found_inside_paths_says_patterns_match_whole_paths():
     assert "occurs inside" not in str(err.value)
 
 
+def test_flatten_orders_paths_as_jax_orders_a_dicts_leaves() -> None:
+    """Sorted keys at each level (as jit's flattening), whatever the insertion order."""
+    tree_ = {"b": {"y": 1, "x": 2}, "a": {"z": 3}, "a2": 4}
+    flat = peft_core.flatten(tree_)
+    assert list(flat) == ["a/z", "a2", "b/x", "b/y"]
+    assert list(flat.values()) == jax.tree.leaves(tree_)
+
+
+def test_an_exclude_pattern_must_match_a_whole_targeted_path() -> None:
+    """'a/kernel' matches a path the targets leave out and begins a targeted one: it leaves
+    nothing out, so it is refused; the message shows at most 12 of the targeted paths."""
+    paths = ["a/kernel", "a/kernel_t", "b/bias"]
+    with pytest.raises(ValueError, match="exclude pattern 'a/kernel' matches none of the 1 "):
+        peft_core.paths.select(paths, r"a/kernel_t", exclude=r"a/kernel")
+    for n, tail in [(12, "  p11"), (13, "  p11\n  ...")]:
+        many = [f"p{i:02d}" for i in range(n)] + ["q"]
+        with pytest.raises(ValueError, match=f"(?s)look like:\\n  p00\\n.*{tail}$") as refused:
+            peft_core.paths.select(many, r"p.*", exclude="q")
+        assert str(refused.value).count("\n  p") == 12
+
+
 def test_find_layers_errors():
     with pytest.raises(ValueError, match="matches no param path"):
         find_layers(PARAMS, r".*/kernl")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from experiments.data import load_task
-from experiments.local_files import local_path
+from experiments.local_files import local_path, open_npz
 from experiments.models.convnext_checkpoint import read_state_dict
 from experiments.models.vit_checkpoint import load_npz
 
@@ -71,3 +71,11 @@ def test_an_npz_that_cannot_be_read_is_named(
     assert refused.type is ValueError
     # a text file was read as a pickle: numpy's advice to load it with allow_pickle
     assert "pickle" not in str(refused.value)
+
+
+def test_a_file_that_is_no_zip_says_what_it_begins_with(tmp_path: Path) -> None:
+    """An HTML error page saved as the .npz: the message shows its first bytes."""
+    path = tmp_path / "w.npz"
+    path.write_text("<html>not found</html>")
+    with pytest.raises(ValueError, match=r"it is no zip of \.npy files: it begins b'<html>'$"):
+        open_npz(path)

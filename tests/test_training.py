@@ -819,11 +819,23 @@ def test_a_resumed_writer_has_tensorboard_drop_only_the_steps_after_its_checkpoi
     """A run resumed at step 8 starts its events file with a SessionLog START at step 9, from
     which TensorBoard discards the earlier files' points: those of steps 9 on, logged after the
     checkpoint and logged again now, not step 8's (the csv keeps step 8 too)."""
+    from tensorboardX.proto.event_pb2 import SessionLog
+
+    before = time.time()
     with MetricWriter(tmp_path, start_step=8) as writer:
         writer.write(9, {"a": 1.0})
+    after = time.time()
     (events_file,) = (tmp_path / TENSORBOARD_DIR).glob("events.out.tfevents.*")
-    starts = [e.step for e in tensorboard_events(events_file) if e.HasField("session_log")]
-    assert starts == [9]
+    events = tensorboard_events(events_file)
+    # TensorBoard purges at a START only
+    starts = [(e.step, e.session_log.status) for e in events if e.HasField("session_log")]
+    assert starts == [(9, SessionLog.START)]
+    # each event is stamped with the time it was written (TensorBoard's relative time axis)
+    assert all(before <= e.wall_time <= after for e in events)
+    # closed: no file of the process's stays open on the events file
+    fds = pathlib.Path("/proc/self/fd")
+    if fds.is_dir():
+        assert events_file.resolve() not in {p.resolve() for p in fds.iterdir() if p.exists()}
 
 
 def test_a_supernet_is_evaluated_as_the_mean_of_its_fixed_random_subnets(

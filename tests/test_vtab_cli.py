@@ -31,6 +31,7 @@ from experiments.config import (
     check_method_fits_backbone,
     config_changes,
     override,
+    unread_on_backbone,
 )
 from experiments.configs import paper, preset, quickstart
 from experiments.data import folder
@@ -1147,6 +1148,23 @@ def test_processes_of_a_run_on_folders_of_their_own_are_refused(tmp_path):
     )
     assert refused == [f"refused: {tmp_path / str(i)} {blind}" for i in range(2)]
     assert [list(p.iterdir()) for p in sorted(tmp_path.iterdir())] == [[], []]
+
+
+def test_a_shared_workdir_check_takes_any_token(tmp_path, monkeypatch):
+    """The probe's token is broadcast as an int32: the largest 4 random bytes give still fit
+    (one process runs the collectives alone here), and the probe is gone after."""
+    monkeypatch.setattr(pipeline.os, "urandom", lambda n: b"\xff" * n)
+    pipeline.check_shared(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("method", "backbone", "unread"),
+    [("flora", "vit-b16", ("method.kernel_rank",)), ("flora", "efficientnet-lite0",
+     ("method.tucker",)), ("lora", "vit-b16", ()), ("lora", "efficientnet-lite0", ())],
+)  # fmt: skip
+def test_unread_on_backbone_names_only_knobs_of_the_method(method, backbone, unread):
+    assert unread_on_backbone(method, backbone) == unread
 
 
 _UNTRAINED_RUN = textwrap.dedent("""

@@ -92,6 +92,19 @@ def test_out_must_be_an_npz(tmp_path, capsys):
     assert "must end in .npz" in capsys.readouterr().err
 
 
+def test_the_command_prints_an_error_without_a_traceback(tmp_path):
+    """``python -m experiments.weights`` runs ``main`` as ``run_main`` does: bad input exits 1
+    with "error: <type>: <message>", not a traceback."""
+    out = str(tmp_path / "w.bin")
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.weights", "efficientnet-lite0", "--out", out],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ValueError: ") and "must end in .npz" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "cache", "status", "message"),
     [

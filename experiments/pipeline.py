@@ -56,7 +56,13 @@ from experiments.backbones import (
     load_backbone,
     with_bias_grad,
 )
-from experiments.config import ExperimentConfig, as_dict, config_changes, dotted_settings
+from experiments.config import (
+    ExperimentConfig,
+    as_dict,
+    config_changes,
+    dotted_settings,
+    unread_on_backbone,
+)
 from experiments.data import load_task
 from experiments.data.base import SplitArrays
 from experiments.data.folder import class_folders, reading_npz_once
@@ -238,9 +244,11 @@ def train_settings(config: ExperimentConfig) -> TrainConfig:
 
 
 def unread_settings(config: ExperimentConfig) -> set[str]:
-    """The config keys ``config``'s method never reads: knobs of other methods and, but for a
-    GLoRA supernet, the supernet's and the search's settings."""
+    """The config keys ``config``'s method never reads: knobs of other methods, its knobs no
+    layer the backbone adapts reads (``unread_on_backbone``) and, but for a GLoRA supernet, the
+    supernet's and the search's settings."""
     unread = set(unread_knobs(config.method.name))
+    unread |= set(unread_on_backbone(config.method.name, config.backbone.name))
     if not config.method.searchable:
         unread |= {k for k in dotted_settings(config) if supernet_only(k)}
     return unread
@@ -465,7 +473,7 @@ def only_run_in(workdir: pathlib.Path) -> Iterator[None]:
     writing one workdir's checkpoints and search state break each other. Every process of a
     pod learns whether process 0 got it and raises with it (else the others would run on into
     the run's collectives without it, and all would hang). On a filesystem without locks the
-    block runs unlocked, with a warning."""
+    block runs unlocked, with a warning. With several processes, ``check_shared`` first."""
     folder = os.open(workdir, os.O_RDONLY) if is_main_process() else None
     try:
         in_use = folder is not None and not _lock(folder, workdir)

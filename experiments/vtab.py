@@ -39,7 +39,6 @@ from experiments.config import (
     check_method_fits_backbone,
     override,
     set_values,
-    unread_on_backbone,
 )
 from experiments.configs import PRESETS, preset
 from experiments.data.load import PATH_SOURCES
@@ -233,10 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         for task, out, config in zip(tasks, outs, configs, strict=True):
             pipeline.check_same_experiment(config, out)  # a workdir of another config: refused
             print(f"== {task}: {args.adapter} on {config.backbone.name} -> {out}")
-            # and a knob no adapted layer reads: --set refuses it, at its default too
-            unread = pipeline.unread_settings(config) | set(
-                unread_on_backbone(config.method.name, config.backbone.name)
-            )
+            unread = pipeline.unread_settings(config)
             lines = [a for a in as_assignments(config) if a.partition("=")[0] not in unread]
             print("\n".join(f"  {line}" for line in lines))
             if unread:

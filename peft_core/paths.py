@@ -116,10 +116,9 @@ def select(
     targeted = [x for x in paths if matches(x, patterns)]
     for p in as_patterns(exclude):
         if not any(re.fullmatch(p, x) for x in targeted):
-            shown = "\n  ".join(targeted[:12]) + ("\n  ..." if len(targeted) > 12 else "")
             raise ValueError(
                 f"exclude pattern {p!r} matches none of the {len(targeted)} paths the targets "
-                f"{patterns!r} match, so it leaves nothing out; they look like:\n  {shown}"
+                f"{patterns!r} match, so it leaves nothing out; they look like:{_some(targeted)}"
             )
     return [x for x in targeted if not matches(x, exclude)]
 
@@ -134,7 +133,6 @@ def check_patterns(patterns: Patterns | None, paths: Sequence[str], *, what: str
         except re.error as e:
             raise ValueError(f"invalid {what} pattern {p!r}: {e}") from e
         if not any(re.fullmatch(p, path) for path in paths):
-            shown = "\n  ".join(paths[:12]) + ("\n  ..." if len(paths) > 12 else "")
             inside = [path for path in paths if re.search(p, path)]
             found = (
                 f": it occurs inside {len(inside)} path{'s' if len(inside) > 1 else ''}, "
@@ -144,8 +142,13 @@ def check_patterns(patterns: Patterns | None, paths: Sequence[str], *, what: str
             )
             raise ValueError(
                 f"{what} pattern {p!r} matches no param path (a pattern must match a whole "
-                f"path, as re.fullmatch does{found}); paths look like:\n  {shown}"
+                f"path, as re.fullmatch does{found}); paths look like:{_some(paths)}"
             )
+
+
+def _some(paths: Sequence[str]) -> str:
+    """The first 12 of ``paths``, a line each (indented), then "..." where there are more."""
+    return "".join(f"\n  {p}" for p in paths[:12]) + ("\n  ..." if len(paths) > 12 else "")
 
 
 def get_leaf(params: Params, path: str) -> Any:
